@@ -1,0 +1,42 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Each creates (or reuses) .venv and installs the package through constraints.txt,
+# which pins torch==2.13.0 so no step ever pulls a CUDA build of torch.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install demo test test-all lint bench clean
+
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,lint,notebooks]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: a small real study on MNIST (a few minutes on 2 CPU cores).
+demo: $(STAMP)
+	$(PY) -m landscape.demo $(ARGS)
+
+## The whole default test suite: lint, unit tests + doctests, figure smoke runs, notebooks.
+test: $(STAMP)
+	$(VENV)/bin/ruff check landscape tests figures benchmarks
+	$(PY) -m pytest -n 2 --dist loadgroup -q $(ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --nbmake notebooks -o addopts=""
+
+test-all: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "" $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check landscape tests figures benchmarks
+	$(VENV)/bin/ruff format --check landscape tests figures benchmarks
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

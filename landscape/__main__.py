@@ -1,0 +1,33 @@
+"""``python -m landscape``: list the command-line tools."""
+
+from __future__ import annotations
+
+import argparse
+
+TOOLS = {
+    "demo": "the main job: a small real study on MNIST (train, evaluate, curvature, "
+    "scattering, surface, figures + summary)",
+    "data": "download and verify datasets (MNIST, Fashion-MNIST, CIFAR-10)",
+    "train": "adversarial training with eps/lr schedules, presets, resume, ensembles",
+    "evaluate": "robust evaluation protocol (quick / standard / reviewer presets)",
+    "hessian": "top Hessian eigenvalues, spectral density and trace of a checkpoint",
+    "scattering": "gradient-scattering statistics of a checkpoint",
+    "plot": "draw saved surfaces and results, or compute a surface from a checkpoint",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m landscape",
+        description="landscape: the loss landscape of adversarial training.",
+        epilog="Run `python -m landscape.<tool> --help` for a tool's options.",
+    )
+    parser.parse_args(argv)
+    print("landscape tools (run as `python -m landscape.<tool>`):\n")
+    for name, text in TOOLS.items():
+        print(f"  {name:<11} {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

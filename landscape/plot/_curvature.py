@@ -1,0 +1,3 @@
+"""Plots: _curvature (filled in by its owner)."""
+
+__all__: list[str] = []
