@@ -14,6 +14,7 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[test,lint,notebooks]"
+	$(PY) -m pip install -q --no-deps -c constraints.txt pyautoattack==0.2.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,3 @@
+"""Plots: _linear (filled in by its owner)."""
+
+__all__: list[str] = []
