@@ -1,0 +1,272 @@
+"""Shared helpers for the figure scripts in ``figures/``.
+
+Every ``figures/figNN_name.py`` follows one pattern (STYLE.md section 10)::
+
+    import _common
+
+    def compute(ctx: _common.Context) -> _common.FigureData: ...   # the expensive part
+    def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]: ...
+
+    def main(argv=None) -> int:
+        ctx = _common.setup(_common.parser(__doc__).parse_args(argv), "fig02_learning_curves")
+        data = _common.cached(ctx, "fig02_learning_curves", lambda: compute(ctx))
+        paths = draw(data, ctx)
+        _common.report(ctx, paths)
+        return 0
+
+Sizes: ``--smoke`` (tiny, CPU, < 30 s, results and figures in a temporary folder or
+``--out-dir``), the default CPU size, and ``--full`` (the paper's size, for a GPU
+session). ``compute()`` results are cached as ``data/results/<key>_<size>.npz`` (plus a
+JSON sidecar) and reused unless ``--recompute`` is given, so a second run only redraws.
+Figures go to ``figures/out/`` (git-ignored) unless ``--out-dir`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from landscape import io as lio  # noqa: E402
+
+__all__ = [
+    "REPO",
+    "RESULTS",
+    "FIGURES_OUT",
+    "Context",
+    "FigureData",
+    "parser",
+    "setup",
+    "cached",
+    "save_figure",
+    "report",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "data" / "results"
+FIGURES_OUT = REPO / "figures" / "out"
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureData(lio.Result):
+    """What a figure's ``compute()`` returns and the cache stores.
+
+    Attributes:
+        arrays: named numeric arrays (curves, grids, eigenvalues...), stored in the npz.
+        table: anything JSON-able (numbers, rows of a table, labels), stored in the
+            JSON sidecar.
+        meta: provenance and settings (size, seed, device, wall time); filled on save.
+    """
+
+    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    table: dict[str, Any] = dataclasses.field(default_factory=dict)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Settings shared by ``compute()`` and ``draw()`` of one figure script run.
+
+    Attributes:
+        name: the figure's stem, e.g. ``"fig02_learning_curves"``.
+        size: ``"smoke"``, ``"cpu"`` (default) or ``"full"``.
+        out_dir: where figures are written.
+        cache_dir: where ``compute()`` results are cached.
+        recompute: ignore the cache.
+        device: torch device for the computation.
+        data_root: explicit data folder, or None (``LANDSCAPE_DATA``, else ``./data``).
+        seed: seed for everything.
+    """
+
+    name: str
+    size: str
+    out_dir: Path
+    cache_dir: Path
+    recompute: bool
+    device: torch.device
+    data_root: Path | None
+    seed: int
+
+    def pick(self, smoke: Any, cpu: Any, full: Any) -> Any:
+        """Return the value for the current size: ``ctx.pick(200, 2000, 60000)``."""
+        return {"smoke": smoke, "cpu": cpu, "full": full}[self.size]
+
+    @property
+    def generator(self) -> torch.Generator:
+        """A fresh CPU generator seeded with ``seed``."""
+        return torch.Generator().manual_seed(self.seed)
+
+
+def parser(doc: str | None, *, prog: str | None = None) -> argparse.ArgumentParser:
+    """The common argument parser of a figure script (add your own options to it).
+
+    Args:
+        doc: the script's module docstring (shown by ``--help``).
+        prog: program name (defaults to the script's file name).
+
+    Returns:
+        An ``argparse.ArgumentParser`` with ``--smoke``, ``--full``, ``--recompute``,
+        ``--out-dir``, ``--cache-dir``, ``--data-root``, ``--device`` and ``--seed``.
+    """
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny CPU run (< 30 s) for the tests; writes to --out-dir or a temporary "
+        "folder, never to data/results",
+    )
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help="the paper's size (meant for a GPU session; hours on a CPU)",
+    )
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="ignore cached results in the cache folder and compute again",
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="folder for the figures (default: figures/out/, or a temporary folder "
+        "with --smoke)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="folder for cached compute() results (default: data/results/, or "
+        "OUT_DIR/results with --smoke)",
+    )
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder holding mnist/ etc. (default: $LANDSCAPE_DATA, else ./data; "
+        "missing files are downloaded and verified)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda (default: cuda when available)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for everything (0)")
+    return p
+
+
+def setup(args: argparse.Namespace, name: str) -> Context:
+    """Turn parsed arguments into a :class:`Context`: pick the size and the folders,
+    seed everything, and keep torch to one thread on CPU (the machines are shared)."""
+    size = "smoke" if args.smoke else "full" if args.full else "cpu"
+    if args.out_dir is not None:
+        out_dir = Path(args.out_dir)
+    elif size == "smoke":
+        out_dir = Path(tempfile.mkdtemp(prefix=f"{name}_smoke_"))
+    else:
+        out_dir = FIGURES_OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.cache_dir is not None:
+        cache_dir = Path(args.cache_dir)
+    elif size == "smoke":
+        cache_dir = out_dir / "results"
+    else:
+        cache_dir = RESULTS
+    if args.device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(int(os.environ.get("LANDSCAPE_THREADS", "1")))
+    from landscape import seed_everything
+
+    seed_everything(args.seed)
+    return Context(
+        name=name,
+        size=size,
+        out_dir=out_dir,
+        cache_dir=cache_dir,
+        recompute=bool(args.recompute),
+        device=device,
+        data_root=Path(args.data_root) if args.data_root is not None else None,
+        seed=int(args.seed),
+    )
+
+
+def cached(
+    ctx: Context, key: str, compute: Callable[[], FigureData], *, log: bool = True
+) -> FigureData:
+    """Load ``<cache_dir>/<key>_<size>.npz`` if it exists (and ``--recompute`` was not
+    given); otherwise run ``compute()``, record its wall time and settings in ``meta``,
+    save it atomically and return it."""
+    path = ctx.cache_dir / f"{key}_{ctx.size}.npz"
+    if path.exists() and not ctx.recompute:
+        try:
+            data = FigureData.load(path)
+        except (lio.CorruptFileError, TypeError) as err:
+            print(f"[{ctx.name}] cache {path} unreadable ({err}); recomputing")
+        else:
+            if log:
+                print(f"[{ctx.name}] using cached results {_rel(path)}")
+            return data
+    if log:
+        print(f"[{ctx.name}] computing ({ctx.size} size on {ctx.device}) ...")
+    t0 = time.perf_counter()
+    data = compute()
+    meta = dict(data.meta)
+    meta.update(
+        size=ctx.size,
+        seed=ctx.seed,
+        device=str(ctx.device),
+        compute_seconds=round(time.perf_counter() - t0, 2),
+        command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    )
+    data = dataclasses.replace(data, meta=meta)
+    data.save(path)
+    if log:
+        print(
+            f"[{ctx.name}] computed in {meta['compute_seconds']:.1f} s, "
+            f"cached to {_rel(path)}"
+        )
+    return FigureData.load(path)
+
+
+def save_figure(fig: Any, ctx: Context, stem: str | None = None) -> list[Path]:
+    """Save a matplotlib figure as PNG and PDF in ``ctx.out_dir`` (atomic writes)."""
+    from landscape.plot import savefig
+
+    return savefig(fig, ctx.out_dir / (stem or ctx.name))
+
+
+def report(ctx: Context, paths: list[Path], note: str | None = None) -> None:
+    """Print what was written (and a note on the size, e.g. that a CPU size is far from
+    the paper's numbers)."""
+    for p in paths:
+        print(f"[{ctx.name}] wrote {_rel(Path(p))}")
+    if note:
+        print(f"[{ctx.name}] note: {note}")
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
