@@ -1,0 +1,199 @@
+"""Public entry points: :func:`loss_surface` and :func:`loss_line`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._evaluate import LossFn
+from ._grid import _evaluate_grid
+from ._result import Surface
+
+__all__ = ["loss_line", "loss_surface"]
+
+
+def loss_surface(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    dirs: Sequence[Mapping[str, Tensor]],
+    *,
+    xs: Sequence[float] | np.ndarray,
+    ys: Sequence[float] | np.ndarray | None = None,
+    adversarial: str | None = None,
+    eps: float | None = None,
+    norm: str = "linf",
+    steps: int = 10,
+    alpha: float | None = None,
+    attack_loss_fn: LossFn | None = None,
+    center: Mapping[str, Tensor] | nn.Module | None = None,
+    strategy: str = "auto",
+    batch_size: int | str | None = "auto",
+    chunk_size: int | None = None,
+    partial_path: str | Path | None = None,
+    save_interval: float = 60.0,
+    distributed: bool | None = None,
+    generator: torch.Generator | None = None,
+    check_deterministic: bool = True,
+    progressbar: bool = False,
+) -> Surface:
+    """Loss and accuracy on the grid ``center + x * d1 + y * d2`` (Li et al., 2018).
+
+    Args:
+        model: the network (evaluated in eval mode; never modified).
+        loss_fn: maps ``(logits, y)`` to the batch-mean loss; the surface is the
+            sample-weighted mean over ``data``.
+        data: iterable of ``(x, y)`` batches (kept on the model's device).
+        dirs: two directions (``dict[name -> Tensor]``), e.g. from
+            :func:`landscape.directions.random_directions`.
+        xs: coordinates along ``dirs[0]``.
+        ys: coordinates along ``dirs[1]`` (default ``xs``).
+        adversarial: ``None`` (clean loss on ``data``), ``"fixed"`` (attack ``data``
+            once at the centre, then evaluate those examples at every point) or
+            ``"reattack"`` (PGD at every grid point against the perturbed model).
+        eps, norm, steps, alpha, attack_loss_fn: the attack (see
+            :func:`landscape.attacks.perturb`); ``attack_loss_fn`` defaults to summed
+            cross-entropy.
+        center: parameters at the origin (a dict or a model; default the model's).
+        strategy: ``"auto"`` (measure on the device), ``"loop"`` or ``"vmap"``.
+        batch_size: ``"auto"`` (fastest of 128..1024 and the whole set, measured on
+            grids of >= 32 points), an int, or ``None`` to keep the caller's batches.
+        chunk_size: grid points per vmap forward (default: measured, or 8).
+        partial_path: ``.npz`` file for partial results; an interrupted call resumes
+            from it (a file from another grid or model is an error).
+        save_interval: seconds between partial saves.
+        distributed: shard points across ``torch.distributed`` ranks (default: when
+            a process group is initialised); every rank returns the full surface.
+        generator: randomness of the attacks (random starts).
+        check_deterministic: evaluate the origin twice (and read the data twice) and
+            raise if the values differ.
+        progressbar: show a ``tqdm`` bar.
+
+    Returns:
+        :class:`Surface` with ``loss`` and ``accuracy`` of shape ``(len(ys), len(xs))``.
+
+    Example:
+        >>> X, w = torch.randn(32, 3, dtype=torch.float64), torch.ones(3, 1)
+        >>> model = torch.nn.Linear(3, 1, bias=False).double()
+        >>> with torch.no_grad():
+        ...     _ = model.weight.zero_()
+        >>> data = [(X, X @ w.double())]
+        >>> d = [{"weight": torch.ones(1, 3)}, {"weight": torch.tensor([[1.0, -1, 0]])}]
+        >>> s = loss_surface(model, torch.nn.MSELoss(), data, d, xs=[0.0, 1.0], ys=[0.0])
+        >>> bool(np.isclose(s.loss[0, 0], (X @ w.double()).pow(2).mean().item()))
+        True
+        >>> float(s.loss[0, 1])  # at x=1 the model is exact
+        0.0
+    """
+    if len(dirs) != 2:
+        raise ValueError(f"loss_surface needs two directions, got {len(dirs)}")
+    xs = np.asarray(xs, dtype=np.float64).reshape(-1)
+    ys = xs.copy() if ys is None else np.asarray(ys, dtype=np.float64).reshape(-1)
+    if xs.size == 0 or ys.size == 0:
+        raise ValueError("xs and ys must not be empty")
+    gx, gy = np.meshgrid(xs, ys)
+    coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    loss, acc, meta = _evaluate_grid(
+        model,
+        loss_fn,
+        data,
+        dirs,
+        coefs,
+        center=center,
+        adversarial=adversarial,
+        eps=eps,
+        norm=norm,
+        steps=steps,
+        alpha=alpha,
+        attack_loss_fn=attack_loss_fn,
+        strategy=strategy,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        partial_path=partial_path,
+        save_interval=save_interval,
+        distributed=distributed,
+        generator=generator,
+        check_deterministic=check_deterministic,
+        progressbar=progressbar,
+        desc="loss_surface",
+    )
+    shape = (len(ys), len(xs))
+    return Surface(
+        xs, ys, loss.reshape(shape), None if acc is None else acc.reshape(shape), meta
+    )
+
+
+def loss_line(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    direction: Mapping[str, Tensor],
+    *,
+    xs: Sequence[float] | np.ndarray,
+    adversarial: str | None = None,
+    eps: float | None = None,
+    norm: str = "linf",
+    steps: int = 10,
+    alpha: float | None = None,
+    attack_loss_fn: LossFn | None = None,
+    center: Mapping[str, Tensor] | nn.Module | None = None,
+    strategy: str = "auto",
+    batch_size: int | str | None = "auto",
+    chunk_size: int | None = None,
+    partial_path: str | Path | None = None,
+    save_interval: float = 60.0,
+    distributed: bool | None = None,
+    generator: torch.Generator | None = None,
+    check_deterministic: bool = True,
+    progressbar: bool = False,
+) -> Surface:
+    """Loss and accuracy along the line ``center + x * direction``.
+
+    With ``direction = interpolation_direction(theta1, theta2)`` and
+    ``center=theta1`` this is the linear interpolation between two checkpoints.
+
+    Args:
+        model: the network (evaluated in eval mode; never modified).
+        loss_fn: maps ``(logits, y)`` to the batch-mean loss.
+        data: iterable of ``(x, y)`` batches.
+        direction: ``dict[name -> Tensor]``.
+        xs: coordinates along the direction.
+        **options: as for :func:`loss_surface`.
+
+    Returns:
+        :class:`Surface` with ``ys=None`` and ``loss`` of shape ``(len(xs),)``.
+    """
+    if not isinstance(direction, Mapping):
+        raise TypeError("loss_line takes one direction (a dict[name -> Tensor])")
+    xs = np.asarray(xs, dtype=np.float64).reshape(-1)
+    if xs.size == 0:
+        raise ValueError("xs must not be empty")
+    loss, acc, meta = _evaluate_grid(
+        model,
+        loss_fn,
+        data,
+        [direction],
+        xs[:, None],
+        center=center,
+        adversarial=adversarial,
+        eps=eps,
+        norm=norm,
+        steps=steps,
+        alpha=alpha,
+        attack_loss_fn=attack_loss_fn,
+        strategy=strategy,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        partial_path=partial_path,
+        save_interval=save_interval,
+        distributed=distributed,
+        generator=generator,
+        check_deterministic=check_deterministic,
+        progressbar=progressbar,
+        desc="loss_line",
+    )
+    return Surface(xs, None, loss, acc, meta)

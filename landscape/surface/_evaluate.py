@@ -1,0 +1,225 @@
+"""Evaluating a model at many parameter points over fixed, device-resident data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from .. import _utils
+
+__all__ = ["evaluate_loss"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+_BATCH_CANDIDATES = (128, 256, 512, 1024)
+_CHUNK_CANDIDATES = (4, 16, 64)
+
+
+class _Bound(nn.Module):
+    """``model`` evaluated at fixed parameters (for attacks); the model is not a
+    registered submodule, so mode switches on the wrapper leave it alone."""
+
+    def __init__(self, model: nn.Module, params: dict[str, Tensor]):
+        super().__init__()
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_params", params)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional_call(self._model, self._params, (x,))
+
+
+# --------------------------------------------------------------------------- data
+def _materialize(data: Iterable, device: torch.device, dtype: torch.dtype) -> list:
+    batches = [_utils.to_device(b, device, dtype) for b in data]
+    if not batches:
+        raise ValueError("data is empty: pass an iterable of (x, y) batches")
+    return batches
+
+
+def _rebatch(batches: list, batch_size: int | None) -> list:
+    if batch_size is None:
+        return batches
+    try:
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+    except RuntimeError:  # ragged shapes: keep the caller's batches
+        return batches
+    return list(zip(x.split(batch_size), y.split(batch_size)))
+
+
+def _same_data(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b)
+    )
+
+
+def _num_samples(batches: list) -> int:
+    return sum(len(b[0]) for b in batches)
+
+
+# --------------------------------------------------------------------- evaluation
+def _correct(out: Tensor, y: Tensor) -> Tensor | None:
+    if out.ndim == 2 and out.shape[1] > 1 and not y.is_floating_point() and y.ndim == 1:
+        return (out.argmax(1) == y).sum()
+    if y.is_floating_point() and out.numel() == y.numel():
+        o, t = out.reshape(-1), y.reshape(-1)
+        if bool(((t == 1) | (t == -1)).all()):
+            return (torch.sign(o) == t).sum()
+    return None
+
+
+class _Evaluator:
+    """Loss and accuracy of ``model`` at many parameter points over fixed data."""
+
+    def __init__(self, model, loss_fn, batches, center, dirs, *, attack=None):
+        self.model, self.loss_fn, self.batches = model, loss_fn, batches
+        self.center, self.dirs, self.attack = center, dirs, attack
+        self.n = _num_samples(batches)
+        self.has_acc = True
+
+    def params(self, coef: Sequence[float]) -> dict[str, Tensor]:
+        out = {}
+        for k, c in self.center.items():
+            p = c
+            for a, d in zip(coef, self.dirs):
+                if k in d and a != 0:
+                    p = p + float(a) * d[k]
+            out[k] = p
+        return out
+
+    def _acc(self, out: Tensor, y: Tensor) -> Tensor:
+        c = _correct(out, y) if self.has_acc else None
+        if c is None:
+            self.has_acc = False
+            return torch.zeros((), device=out.device)
+        return c
+
+    def loop(self, coefs: np.ndarray, gens: list | None = None) -> list[tuple]:
+        res = []
+        for i, coef in enumerate(coefs):
+            p = self.params(coef)
+            loss = torch.zeros((), dtype=torch.float64, device=self.center_device)
+            corr = torch.zeros((), device=self.center_device)
+            for x, y in self.batches:
+                if self.attack is not None:
+                    with torch.enable_grad():
+                        g = gens[i] if gens else None
+                        x = self.attack(_Bound(self.model, p), x, y, g)
+                out = functional_call(self.model, p, (x,))
+                loss = loss + self.loss_fn(out, y).double() * len(x)
+                corr = corr + self._acc(out, y)
+            res.append((loss, corr))
+        return [(float(lo) / self.n, float(c) / self.n) for lo, c in res]
+
+    def vmap(self, coefs: np.ndarray) -> list[tuple]:
+        k = len(coefs)
+        cf = torch.as_tensor(np.asarray(coefs), dtype=torch.float64)
+        stacked = {}
+        for name, c in self.center.items():
+            p = c.unsqueeze(0).expand(k, *c.shape)
+            for j, d in enumerate(self.dirs):
+                if name in d:
+                    a = cf[:, j].to(device=c.device, dtype=c.dtype)
+                    p = p + a.view(-1, *([1] * c.dim())) * d[name].unsqueeze(0)
+            stacked[name] = p.contiguous()
+        f = vmap(lambda q, x: functional_call(self.model, q, (x,)), in_dims=(0, None))
+        loss = torch.zeros(k, dtype=torch.float64, device=self.center_device)
+        corr = torch.zeros(k, device=self.center_device)
+        for x, y in self.batches:
+            out = f(stacked, x)
+            for j in range(k):
+                loss[j] += self.loss_fn(out[j], y).double() * len(x)
+                corr[j] += self._acc(out[j], y)
+        lo, co = loss.cpu().tolist(), corr.cpu().tolist()
+        return [(a / self.n, b / self.n) for a, b in zip(lo, co)]
+
+    @property
+    def center_device(self) -> torch.device:
+        return next(iter(self.center.values())).device
+
+
+def _timeit(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t
+
+
+def evaluate_loss(
+    model: nn.Module, loss_fn: LossFn, data: Iterable, *, params: Mapping | None = None
+) -> tuple[float, float | None]:
+    """Dataset loss and accuracy of ``model`` (eval mode) or of ``params`` bound to it.
+
+    The loss is the sample-weighted mean of ``loss_fn`` over the batches (``loss_fn``
+    returns a batch mean, like ``nn.CrossEntropyLoss()``): the same definition
+    :func:`loss_surface` uses, so the surface at the origin equals this value.
+    """
+    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    batches = _materialize(data, device, dtype)
+    center = dict(params) if params is not None else _utils.named_params(model)
+    ev = _Evaluator(model, loss_fn, batches, center, [])
+    with _utils.eval_mode(model), torch.no_grad():
+        ((loss, acc),) = ev.loop(np.zeros((1, 0)))
+    return loss, acc if ev.has_acc else None
+
+
+def _choose(
+    ev: _Evaluator,
+    raw: list,
+    strategy: str,
+    batch_size: int | str | None,
+    chunk_size: int | None,
+    num_points: int,
+    device: torch.device,
+) -> tuple[str, int | None, int]:
+    """Pick (strategy, batch size, chunk size) by timing on the device."""
+    n = ev.n
+    tune = num_points >= 32 and ev.attack is None
+    if batch_size == "auto":
+        cands = sorted(
+            {min(b, n) for b in _BATCH_CANDIDATES} | ({n} if n <= 2048 else set())
+        )
+        if device.type != "cpu":
+            cands = [c for c in cands if c >= 256] or [cands[-1]]
+        if tune and len(cands) > 1:
+            times = {}
+            ev.batches = _rebatch(raw, cands[0])
+            ev.loop(np.zeros((1, len(ev.dirs))))  # warm-up
+            for b in cands:
+                ev.batches = _rebatch(raw, b)
+                times[b] = _timeit(lambda: ev.loop(np.zeros((1, len(ev.dirs)))), device)
+            batch_size = min(times, key=times.get)
+        else:
+            batch_size = 256 if device.type == "cpu" else min(n, 1024)
+        batch_size = min(int(batch_size), n)
+    ev.batches = _rebatch(raw, batch_size)
+    if strategy == "auto":
+        strategy = "loop"
+        if device.type != "cpu" and ev.attack is None and tune:
+            zero = np.zeros((1, len(ev.dirs)))
+            best = _timeit(lambda: ev.loop(zero), device)
+            for k in [chunk_size] if chunk_size else _CHUNK_CANDIDATES:
+                if k > num_points:
+                    continue
+                try:
+                    ev.vmap(np.zeros((k, len(ev.dirs))))
+                    t = _timeit(
+                        lambda k=k: ev.vmap(np.zeros((k, len(ev.dirs)))), device
+                    )
+                except RuntimeError:  # out of memory or an op vmap cannot batch
+                    break
+                if t / k < best:
+                    best, strategy, chunk_size = t / k, "vmap", k
+    if strategy == "loop":
+        chunk_size = 1
+    elif chunk_size is None:
+        chunk_size = 8
+    return strategy, batch_size, int(chunk_size)
