@@ -1,0 +1,454 @@
+"""Datasets: synthetic Gaussian mixtures, MNIST, Fashion-MNIST, CIFAR-10, image folders.
+
+Images come out as float32 tensors in ``[0, 1]``, NCHW, with int64 labels;
+normalisation belongs inside the model (:class:`landscape.models.Normalize`), never in
+the data.
+
+Where the files live: an explicit ``root`` argument, else the ``LANDSCAPE_DATA``
+environment variable, else ``./data``. Inside the root the standard layout is used::
+
+    root/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
+    root/fashion-mnist/  (same four names)
+    root/cifar-10-batches-py/{data_batch_1..5,test_batch}
+    root/cifar10-jpeg/{train,test}/<class>/*.jpg   or   root/cifar10-jpeg.tar.gz
+
+Missing MNIST / Fashion-MNIST / CIFAR-10 files are downloaded from the standard sources
+(:data:`MIRRORS`) with md5 verification and an atomic rename; offline, the error names
+the files, the folder and the command ``python -m landscape.data download NAME --root
+DIR``. Corrupt files (bad checksum, truncated gzip, wrong magic number, wrong count)
+raise :class:`landscape.io.CorruptFileError`.
+
+Example:
+    >>> x, y = gaussian_mixture(100, 2, separable=True, margin=0.3, seed=0)
+    >>> loader = batches(x, y, batch_size=32, shuffle=True, seed=0)
+    >>> len(loader), sum(len(yb) for _, yb in loader)
+    (4, 100)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..io import CorruptFileError
+from ._download import MIRRORS, DownloadError, download_file, extract_tar
+from ._files import md5sum, read_cifar_batches, read_idx, read_image_folder
+from ._loader import Batches, batches, subset_indices
+from ._synthetic import binary_subset, gaussian_mixture
+
+__all__ = [
+    "DATASETS",
+    "MIRRORS",
+    "Batches",
+    "CorruptFileError",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "batches",
+    "binary_subset",
+    "dataset_files",
+    "download",
+    "gaussian_mixture",
+    "load_dataset",
+    "load_image_folder",
+    "md5sum",
+    "read_cifar_batches",
+    "read_idx",
+    "read_image_folder",
+    "resolve_root",
+    "subset_indices",
+]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Dataset files are missing and could not (or may not) be downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives and how to check it."""
+
+    name: str
+    folder: str  # inside the root
+    files: dict[str, str]  # file name (inside folder) -> md5 of the file on disk
+    splits: dict[str, tuple[str, ...]]  # split -> the files it reads
+    num_samples: dict[str, int]
+    shape: tuple[int, int, int]
+    classes: tuple[str, ...]
+    archive: tuple[str, str] | None = None  # (file name in root, md5) to download
+    downloadable: bool = True
+
+
+_IDX = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+#: The datasets ``load_dataset`` knows, with their published md5 checksums.
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        folder="mnist",
+        files={
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        splits=_IDX,
+        num_samples={"train": 60000, "test": 10000},
+        shape=(1, 28, 28),
+        classes=tuple(str(i) for i in range(10)),
+    ),
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        folder="fashion-mnist",
+        files={
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        splits=_IDX,
+        num_samples={"train": 60000, "test": 10000},
+        shape=(1, 28, 28),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+    ),
+    "cifar10": DatasetSpec(
+        name="cifar10",
+        folder="cifar-10-batches-py",
+        files={
+            "data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+        },
+        splits={
+            "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+            "test": ("test_batch",),
+        },
+        num_samples={"train": 50000, "test": 10000},
+        shape=(3, 32, 32),
+        classes=_CIFAR10_CLASSES,
+        archive=("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+    ),
+    "cifar10-jpeg": DatasetSpec(
+        name="cifar10-jpeg",
+        folder="cifar10-jpeg",
+        files={},
+        splits={"train": (), "test": ()},
+        num_samples={"train": 50000, "test": 10000},
+        shape=(3, 32, 32),
+        classes=_CIFAR10_CLASSES,
+        downloadable=False,
+    ),
+}
+
+_ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar10_jpeg": "cifar10-jpeg",
+}
+
+
+def _spec(name: str) -> DatasetSpec:
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in DATASETS:
+        raise ValueError(
+            f"unknown dataset {name!r}; available: {', '.join(DATASETS)} "
+            "(or load_image_folder(path) for any image folder)"
+        )
+    return DATASETS[key]
+
+
+def _check_split(split: str) -> str:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> Path:
+    """Data root: ``root`` if given, else ``$LANDSCAPE_DATA``, else ``./data``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("LANDSCAPE_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path("data")
+
+
+def dataset_files(name: str, root: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Paths of a dataset's files (present or not) under the resolved root."""
+    spec = _spec(name)
+    folder = resolve_root(root) / spec.folder
+    return {f: folder / f for f in spec.files}
+
+
+def _download_hint(spec: DatasetSpec, root: Path) -> str:
+    return f"python -m landscape.data download {spec.name} --root {root}"
+
+
+def download(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    mirrors: list[str] | None = None,
+    force: bool = False,
+    timeout: float = 30.0,
+    progressbar: bool = False,
+) -> Path:
+    """Download a dataset's standard files into ``root`` and verify their md5s.
+
+    Files already present with the right md5 are kept (unless ``force``); files with a
+    wrong md5 are replaced. Each file is written to a temporary name, verified, and
+    renamed into place, so an interrupted download never leaves a file that is later
+    trusted.
+
+    Args:
+        name: ``"mnist"``, ``"fashion-mnist"`` or ``"cifar10"``.
+        root: data root (see :func:`resolve_root`).
+        mirrors: base URLs to try instead of ``MIRRORS[name]`` (e.g. ``file://`` URLs).
+        force: download even files that are present and valid.
+        timeout: socket timeout per attempt, in seconds.
+        progressbar: show download progress.
+
+    Returns:
+        The dataset folder.
+
+    Raises:
+        DownloadError: no mirror delivered a file with the right checksum.
+    """
+    spec = _spec(name)
+    root = resolve_root(root)
+    if not spec.downloadable:
+        raise ValueError(
+            f"{spec.name} has no standard download source; put it at "
+            f"{root / spec.folder} or {root / (spec.folder + '.tar.gz')}"
+        )
+    bases = list(mirrors) if mirrors is not None else MIRRORS[spec.name]
+    bases = [b if b.endswith("/") else b + "/" for b in bases]
+    folder = root / spec.folder
+
+    def valid(p: Path, md5: str) -> bool:
+        return p.exists() and not force and md5sum(p) == md5
+
+    if spec.archive is None:
+        for fname, md5 in spec.files.items():
+            if not valid(folder / fname, md5):
+                download_file(
+                    [b + fname for b in bases],
+                    folder / fname,
+                    md5=md5,
+                    timeout=timeout,
+                    progressbar=progressbar,
+                )
+        return folder
+    if all(valid(folder / f, m) for f, m in spec.files.items()):
+        return folder
+    aname, amd5 = spec.archive
+    archive = root / aname
+    if not valid(archive, amd5):
+        download_file(
+            [b + aname for b in bases],
+            archive,
+            md5=amd5,
+            timeout=timeout,
+            progressbar=progressbar,
+        )
+    extract_tar(archive, spec.folder, root, spec.files)
+    return folder
+
+
+def _ensure_files(
+    spec: DatasetSpec, root: Path, split: str, allow_download: bool
+) -> Path:
+    folder = root / spec.folder
+    missing = [f for f in spec.splits[split] if not (folder / f).exists()]
+    if not missing:
+        return folder
+    cmd = _download_hint(spec, root)
+    what = f"{spec.name} files missing in {folder}: {', '.join(missing)}."
+    if not allow_download:
+        raise DatasetNotFoundError(
+            f"{what} Download them with `{cmd}` (or pass download=True), or set "
+            "LANDSCAPE_DATA to a folder that holds them."
+        )
+    try:
+        download(spec.name, root)
+    except (DownloadError, OSError) as err:
+        raise DatasetNotFoundError(
+            f"{what} Downloading them failed ({err}). On a machine with internet "
+            f"access run `{cmd}`, or set LANDSCAPE_DATA to a folder that holds "
+            f"{spec.folder}/."
+        ) from err
+    return folder
+
+
+def _to_float(x: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.asarray(x, dtype=np.float32)).div_(255.0)
+
+
+def _finish(
+    x: np.ndarray,
+    y: np.ndarray,
+    spec: DatasetSpec | None,
+    split: str,
+    where: Path,
+    num_samples: int | None,
+    stratified: bool,
+    seed: int,
+) -> tuple[Tensor, Tensor]:
+    if spec is not None:
+        expected = spec.num_samples[split]
+        if len(x) != expected or len(y) != expected:
+            raise CorruptFileError(
+                f"{where}: {spec.name} {split} split should hold {expected} images and "
+                f"labels, found {len(x)} and {len(y)}; delete the files and download "
+                f"them again"
+            )
+        if tuple(x.shape[1:]) != spec.shape:
+            raise CorruptFileError(
+                f"{where}: images have shape {tuple(x.shape[1:])}, expected {spec.shape}"
+            )
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(spec.classes)):
+            raise CorruptFileError(
+                f"{where}: labels outside 0..{len(spec.classes) - 1} "
+                f"(found {int(y.min())}..{int(y.max())})"
+            )
+    yt = torch.from_numpy(np.array(y, dtype=np.int64))
+    if num_samples is not None:
+        idx = subset_indices(yt, int(num_samples), stratified=stratified, seed=seed)
+        return _to_float(x[idx.numpy()]), yt[idx]
+    return _to_float(x), yt
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    split: str = "train",
+    num_samples: int | None = None,
+    stratified: bool = True,
+    seed: int = 0,
+    download: bool = True,
+    verify: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Load a real dataset as float32 NCHW images in ``[0, 1]`` and int64 labels.
+
+    Args:
+        name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"`` (python pickle batches in
+            ``root/cifar-10-batches-py``) or ``"cifar10-jpeg"`` (image folder
+            ``root/cifar10-jpeg/`` or the archive ``root/cifar10-jpeg.tar.gz``).
+        root: data root; default ``$LANDSCAPE_DATA``, else ``./data``.
+        split: ``"train"`` or ``"test"``.
+        num_samples: keep a deterministic subset of this size (all when None).
+        stratified: keep the class proportions in the subset.
+        seed: seed of the subset selection.
+        download: fetch missing files from the standard sources.
+        verify: check the md5 of the known files (cached per file).
+
+    Returns:
+        ``(x, y)``: ``x`` float32 ``(N, C, H, W)`` in ``[0, 1]``, ``y`` int64 ``(N,)``.
+
+    Raises:
+        DatasetNotFoundError: files missing and not downloadable (the message names
+            the files, the folder and the download command).
+        CorruptFileError: bad checksum, truncated file, wrong magic number or count.
+    """
+    spec = _spec(name)
+    split = _check_split(split)
+    root = resolve_root(root)
+    if spec.name == "cifar10-jpeg":
+        folder = root / spec.folder
+        source = folder if folder.is_dir() else root / (spec.folder + ".tar.gz")
+        if not source.exists():
+            raise DatasetNotFoundError(
+                f"cifar10-jpeg not found: neither {folder}/ nor {source} exists. It is "
+                "a JPEG copy of CIFAR-10 laid out cifar10-jpeg/{train,test}/<class>/"
+                "*.jpg; for the original files use load_dataset('cifar10') "
+                f"(`python -m landscape.data download cifar10 --root {root}`)"
+            )
+        x, y, classes = read_image_folder(source, split)
+        if tuple(classes) != spec.classes:
+            raise CorruptFileError(
+                f"{source}: classes {classes} are not the CIFAR-10 classes"
+            )
+        return _finish(x, y, spec, split, source, num_samples, stratified, seed)
+    folder = _ensure_files(spec, root, split, download)
+    md5 = spec.files if verify else {}
+    if spec.name == "cifar10":
+        x, y = read_cifar_batches(folder, split, md5s=md5)
+    else:
+        img, lab = spec.splits[split]
+        x = read_idx(folder / img, md5=md5.get(img))
+        y = read_idx(folder / lab, md5=md5.get(lab))
+        if x.ndim != 3 or y.ndim != 1:
+            raise CorruptFileError(
+                f"{folder}: {img} / {lab} hold arrays of {x.ndim} / {y.ndim} dims; "
+                "images and labels swapped or wrong files"
+            )
+        x = x[:, None]
+    return _finish(x, y, spec, split, folder, num_samples, stratified, seed)
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    split: str = "train",
+    *,
+    num_samples: int | None = None,
+    stratified: bool = True,
+    seed: int = 0,
+    return_classes: bool = False,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, tuple[str, ...]]:
+    """Load ``path/{split}/<class>/*.png|jpg`` (a folder or a ``.tar[.gz]`` archive).
+
+    Class indices follow the sorted class-folder names (the union over train and test).
+    Grayscale images give one channel, everything else three (RGB).
+
+    Args:
+        path: folder holding ``train/`` and/or ``test/``, or an archive whose members
+            are ``[prefix/]{train,test}/<class>/<file>``.
+        split: ``"train"`` or ``"test"``.
+        num_samples: deterministic (stratified) subset size.
+        stratified: keep class proportions in the subset.
+        seed: seed of the subset selection.
+        return_classes: also return the class names.
+
+    Returns:
+        ``(x, y)`` (and ``classes``): float32 NCHW in ``[0, 1]``, int64 labels.
+    """
+    split = _check_split(split)
+    x, y, classes = read_image_folder(path, split)
+    xt, yt = _finish(x, y, None, split, Path(path), num_samples, stratified, seed)
+    return (xt, yt, classes) if return_classes else (xt, yt)

@@ -1,0 +1,118 @@
+"""``python -m landscape.data``: download and verify datasets, show what is where.
+
+Examples::
+
+    python -m landscape.data info
+    python -m landscape.data download mnist --root data
+    python -m landscape.data download cifar10 --mirror file:///mnt/mirror/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import DATASETS, MIRRORS, DatasetNotFoundError, download, md5sum, resolve_root
+from ._download import DownloadError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m landscape.data",
+        description="Download, verify and locate the datasets used by landscape. The "
+        "data root is --root, else $LANDSCAPE_DATA, else ./data.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("download", help="download a dataset and verify its md5 sums")
+    d.add_argument(
+        "name",
+        nargs="+",
+        choices=[n for n, s in DATASETS.items() if s.downloadable] + ["all"],
+        help="dataset(s) to download",
+    )
+    d.add_argument(
+        "--root", default=None, help="data root (default: $LANDSCAPE_DATA or ./data)"
+    )
+    d.add_argument(
+        "--mirror",
+        action="append",
+        default=None,
+        help="base URL to try instead of the standard sources (repeatable; file:// ok)",
+    )
+    d.add_argument("--force", action="store_true", help="re-download valid files too")
+    d.add_argument("--timeout", type=float, default=30.0, help="socket timeout (s)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    i = sub.add_parser("info", help="show the data root and which files are present")
+    i.add_argument(
+        "--root", default=None, help="data root (default: $LANDSCAPE_DATA or ./data)"
+    )
+    i.add_argument("--verify", action="store_true", help="also check md5 sums (slower)")
+    return p
+
+
+def _info(root_arg: str | None, verify: bool) -> int:
+    root = resolve_root(root_arg)
+    src = (
+        "--root"
+        if root_arg
+        else (
+            "$LANDSCAPE_DATA" if os.environ.get("LANDSCAPE_DATA") else "default ./data"
+        )
+    )
+    print(f"data root: {root.resolve()} ({src})")
+    for name, spec in DATASETS.items():
+        folder = root / spec.folder
+        if not spec.files:
+            archive = root / (spec.folder + ".tar.gz")
+            where = folder if folder.is_dir() else archive if archive.exists() else None
+            print(f"  {name:<14} {'present: ' + str(where) if where else 'missing'}")
+            continue
+        status = []
+        for f, md5 in spec.files.items():
+            p = folder / f
+            if not p.exists():
+                status.append(f"{f}: missing")
+            elif verify:
+                status.append(f"{f}: {'ok' if md5sum(p) == md5 else 'BAD MD5'}")
+        ok = all(s.endswith("ok") for s in status) if verify else not status
+        head = "ok" if ok else "incomplete"
+        print(f"  {name:<14} {head} ({folder})")
+        for s in status:
+            print(f"      {s}")
+        if not ok and spec.downloadable:
+            print(f"      fix: python -m landscape.data download {name} --root {root}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "info":
+        return _info(args.root, args.verify)
+    names = (
+        [n for n, s in DATASETS.items() if s.downloadable]
+        if "all" in args.name
+        else args.name
+    )
+    for name in names:
+        try:
+            folder = download(
+                name,
+                args.root,
+                mirrors=args.mirror,
+                force=args.force,
+                timeout=args.timeout,
+                progressbar=not args.quiet,
+            )
+        except (DownloadError, DatasetNotFoundError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            print(f"mirrors tried: {args.mirror or MIRRORS[name]}", file=sys.stderr)
+            return 1
+        print(f"{name}: verified files in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
