@@ -1,0 +1,365 @@
+"""The Hessian of the mean loss over a fixed dataset as a linear operator.
+
+Three formulations of the Hessian-vector product (HVP), picked with ``mode``:
+
+- ``"graph"``: one forward and one ``create_graph`` backward per batch at construction;
+  the weighted total gradient's graph is kept and every HVP is a single double
+  backward through it (``autograd.grad(g, params, v, retain_graph=True)``). The
+  fastest when the activations of the whole dataset fit in memory.
+- ``"recompute"``: forward, ``create_graph`` backward and double backward per batch per
+  HVP (memory of one batch).
+- ``"jvp"``: ``torch.func`` forward-over-reverse, ``jvp(grad(loss))`` per batch per HVP
+  (memory of one batch; needs every op to support forward-mode AD).
+
+Several vectors are multiplied at once (``matmat``) with ``is_grads_batched`` / ``vmap``
+when ``batch_vectors > 1``.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .. import _utils
+
+__all__ = [
+    "HessianOperator",
+    "NondeterministicLossError",
+    "hvp",
+    "dense_hessian",
+    "MODES",
+]
+
+MODES = ("auto", "graph", "recompute", "jvp")
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+# Keep the gradient graph when the inputs of the whole dataset hold fewer elements.
+_GRAPH_MAX_INPUT_ELEMENTS = 64_000_000
+
+
+class NondeterministicLossError(RuntimeError):
+    """Two evaluations of the loss on the same data and weights differ."""
+
+
+def _move(batch, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    x, y = batch[0], batch[1]
+    x = x.to(device)
+    if x.is_floating_point():
+        x = x.to(dtype)
+    y = y.to(device)
+    if y.is_floating_point():
+        y = y.to(dtype)
+    return x, y
+
+
+class HessianOperator:
+    """The Hessian ``H`` of the mean loss over ``data`` at the model's weights.
+
+    The loss of each batch is weighted by its size over the total, so results do not
+    depend on how the data is batched (``loss_fn`` must return the batch *mean*).
+    The model is analysed in eval mode (BatchNorm running statistics, Dropout off) and
+    is never modified: the weights enter through ``torch.func.functional_call``.
+
+    Args:
+        model: the network (never modified; with ``dtype`` a cast copy is analysed).
+        loss_fn: maps ``(output, y)`` to the batch-mean loss.
+        data: iterable of ``(x, y)`` batches (a list or a re-iterable loader).
+        dtype: analyse a copy of the model and data cast to this dtype
+            (e.g. ``torch.float64``); default the model's dtype.
+        mode: ``"auto"``, ``"graph"``, ``"recompute"`` or ``"jvp"`` (module docstring).
+            ``"auto"`` keeps the graph when the inputs hold < 64M elements.
+        batch_vectors: how many vectors one batched HVP multiplies at most.
+        check_deterministic: evaluate the loss twice and raise
+            :class:`NondeterministicLossError` if the values differ.
+
+    Attributes:
+        dim: number of trainable parameters. ``names``/``shapes``: their layout.
+        num_hvps: HVPs done so far (a batched product of r vectors counts r).
+        loss: the mean loss over the data.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: Iterable,
+        *,
+        dtype: torch.dtype | None = None,
+        mode: str = "auto",
+        batch_vectors: int = 8,
+        check_deterministic: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if dtype is not None and dtype != _utils.model_dtype(model):
+            model = copy.deepcopy(model).to(dtype)
+        self.model = model
+        self.loss_fn = loss_fn
+        self.device = _utils.model_device(model)
+        self.dtype = _utils.model_dtype(model)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("the model has no trainable parameters")
+        self.names = [n for n, _ in named]
+        self.shapes = [tuple(p.shape) for _, p in named]
+        self.dim = sum(p.numel() for _, p in named)
+        self._params = {n: p.detach() for n, p in named}
+        self.batch_vectors = max(1, int(batch_vectors))
+        self.num_hvps = 0
+        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
+            data = [data]  # a single (x, y) batch
+        self._data = data
+        sizes, elems = [], 0
+        for x, _ in self._batches():
+            sizes.append(x.shape[0])
+            elems += x.numel()
+        if not sizes or sum(sizes) == 0:
+            raise ValueError("data is empty: pass a non-empty list of (x, y) batches")
+        self.num_samples = int(sum(sizes))
+        if mode == "auto":
+            mode = "graph" if elems <= _GRAPH_MAX_INPUT_ELEMENTS else "recompute"
+        self.mode = mode
+        self._grad: Tensor | None = None
+        self._leaves: list[Tensor] = []
+        if mode == "graph":
+            self._build_graph()
+        else:
+            self.loss = self._eval_loss()
+        if check_deterministic:
+            again = self._eval_loss()
+            tol = 1000 * torch.finfo(self.dtype).eps * max(1.0, abs(self.loss))
+            if abs(again - self.loss) > tol:
+                raise NondeterministicLossError(
+                    f"the loss differs between two evaluations ({self.loss!r} vs "
+                    f"{again!r}): the objective is not a fixed function of the weights. "
+                    "Usual causes: Dropout or noise that stays active in eval mode, data "
+                    "augmentation or attacks generated on the fly by the loader (attack "
+                    "once with hessian.adversarial_data and pass the fixed batches). "
+                    "Pass check_deterministic=False to analyse it anyway."
+                )
+
+    # -- data and loss ------------------------------------------------------------
+    def _batches(self):
+        for batch in self._data:
+            yield _move(batch, self.device, self.dtype)
+
+    def _batch_loss(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        return self.loss_fn(functional_call(self.model, params, (x,)), y)
+
+    def _eval_loss(self) -> float:
+        total = 0.0
+        with torch.no_grad(), _utils.eval_mode(self.model):
+            for x, y in self._batches():
+                total += float(self._batch_loss(self._params, x, y)) * x.shape[0]
+        return total / self.num_samples
+
+    def _build_graph(self) -> None:
+        leaves = {n: p.detach().requires_grad_(True) for n, p in self._params.items()}
+        self._leaves = list(leaves.values())
+        total: Tensor | None = None
+        loss = 0.0
+        with torch.enable_grad(), _utils.eval_mode(self.model):
+            for x, y in self._batches():
+                w = x.shape[0] / self.num_samples
+                lb = self._batch_loss(leaves, x, y)
+                loss += float(lb.detach()) * w
+                gs = torch.autograd.grad(lb * w, self._leaves, create_graph=True)
+                g = torch.cat([t.reshape(-1) for t in gs])
+                total = g if total is None else total + g
+        assert total is not None
+        self._grad = total
+        self.loss = loss
+        if not total.requires_grad:
+            raise RuntimeError(
+                "the gradient does not depend on the weights (linear loss?)"
+            )
+        if float(total.detach().abs().max()) == 0.0:
+            warnings.warn(
+                "the gradient is exactly zero: is the loss detached?", stacklevel=3
+            )
+
+    # -- products -----------------------------------------------------------------
+    def matvec(self, v: Tensor) -> Tensor:
+        """``H @ v`` for a flat vector ``v`` of length ``dim``."""
+        return self.matmat(v.reshape(1, -1))[0]
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """``(H @ V.T).T`` for ``V`` of shape ``(r, dim)`` (rows are vectors)."""
+        if V.ndim != 2 or V.shape[1] != self.dim:
+            raise ValueError(
+                f"expected vectors of shape (r, {self.dim}), got {tuple(V.shape)}"
+            )
+        V = V.to(self.device, self.dtype)
+        out = [
+            self._product(V[i : i + self.batch_vectors])
+            for i in range(0, V.shape[0], self.batch_vectors)
+        ]
+        self.num_hvps += V.shape[0]
+        return torch.cat(out)
+
+    def _product(self, V: Tensor) -> Tensor:
+        r = V.shape[0]
+        if self.mode == "graph":
+            assert self._grad is not None
+            with torch.enable_grad():
+                if r == 1:
+                    hv = torch.autograd.grad(
+                        self._grad, self._leaves, grad_outputs=V[0], retain_graph=True
+                    )
+                    return torch.cat([t.reshape(-1) for t in hv])[None]
+                hv = torch.autograd.grad(
+                    self._grad,
+                    self._leaves,
+                    grad_outputs=V,
+                    retain_graph=True,
+                    is_grads_batched=True,
+                )
+            return torch.cat([t.reshape(r, -1) for t in hv], dim=1)
+        out = torch.zeros_like(V)
+        with _utils.eval_mode(self.model):
+            for x, y in self._batches():
+                w = x.shape[0] / self.num_samples
+                out += w * (
+                    self._jvp(V, x, y) if self.mode == "jvp" else self._dbl(V, x, y)
+                )
+        return out
+
+    def _dbl(self, V: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        leaves = {n: p.detach().requires_grad_(True) for n, p in self._params.items()}
+        lv = list(leaves.values())
+        with torch.enable_grad():
+            gs = torch.autograd.grad(
+                self._batch_loss(leaves, x, y), lv, create_graph=True
+            )
+            g = torch.cat([t.reshape(-1) for t in gs])
+            if V.shape[0] == 1:
+                hv = torch.autograd.grad(g, lv, grad_outputs=V[0])
+                return torch.cat([t.reshape(-1) for t in hv])[None]
+            hv = torch.autograd.grad(g, lv, grad_outputs=V, is_grads_batched=True)
+        return torch.cat([t.reshape(V.shape[0], -1) for t in hv], dim=1)
+
+    def _jvp(self, V: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        params = self._params
+
+        def grad_fn(p: dict[str, Tensor]) -> dict[str, Tensor]:
+            return torch.func.grad(lambda q: self._batch_loss(q, x, y))(p)
+
+        def one(v: Tensor) -> Tensor:
+            tang = dict(zip(self.names, _utils.unflatten(v, list(params.values()))))
+            _, hv = torch.func.jvp(grad_fn, (params,), (tang,))
+            return torch.cat([hv[n].reshape(-1) for n in self.names])
+
+        if V.shape[0] == 1:
+            return one(V[0])[None]
+        return torch.func.vmap(one)(V)
+
+    # -- layout -------------------------------------------------------------------
+    def to_dict(self, v: Tensor) -> dict[str, Tensor]:
+        """Split a flat vector into tensors keyed like ``model.named_parameters()``."""
+        out, i = {}, 0
+        for n, s in zip(self.names, self.shapes):
+            k = 1
+            for d in s:
+                k *= d
+            out[n] = v[i : i + k].reshape(s)
+            i += k
+        return out
+
+    def from_dict(self, d: dict[str, Tensor]) -> Tensor:
+        """Flatten a dict keyed like the trainable parameters into one vector."""
+        missing = [n for n in self.names if n not in d]
+        if missing:
+            raise KeyError(
+                f"vector lacks parameters {missing[:3]}... (keys must match named_parameters())"
+            )
+        return torch.cat(
+            [d[n].reshape(-1).to(self.device, self.dtype) for n in self.names]
+        )
+
+
+def hvp(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    v: dict[str, Tensor] | Tensor,
+    *,
+    dtype: torch.dtype | None = None,
+    mode: str = "auto",
+    check_deterministic: bool = True,
+) -> dict[str, Tensor] | Tensor:
+    """One Hessian-vector product of the mean loss over ``data``.
+
+    Args:
+        model: the network (left untouched; analysed in eval mode).
+        loss_fn: maps ``(output, y)`` to the batch-mean loss.
+        data: iterable of ``(x, y)`` batches.
+        v: a dict keyed like the trainable parameters, or a flat vector.
+        dtype: analyse a copy in this dtype. mode: see :class:`HessianOperator`.
+        check_deterministic: raise if the loss is not a fixed function of the weights.
+
+    Returns:
+        ``H v`` in the same form as ``v`` (dict or flat vector).
+
+    Example:
+        >>> X = torch.randn(8, 3, dtype=torch.float64)
+        >>> model = torch.nn.Linear(3, 1, bias=False).double()
+        >>> v = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+        >>> hv = hvp(model, torch.nn.MSELoss(), [(X, torch.zeros(8, 1, dtype=X.dtype))], v)
+        >>> torch.allclose(hv, 2 * X.T @ X[:, 0] / 8)
+        True
+    """
+    op = HessianOperator(
+        model,
+        loss_fn,
+        data,
+        dtype=dtype,
+        mode=mode,
+        check_deterministic=check_deterministic,
+    )
+    if isinstance(v, dict):
+        return {
+            k: t.detach() for k, t in op.to_dict(op.matvec(op.from_dict(v))).items()
+        }
+    return op.matvec(v.reshape(-1)).reshape(v.shape).detach()
+
+
+def dense_hessian(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    *,
+    dtype: torch.dtype | None = None,
+    mode: str = "auto",
+    check_deterministic: bool = True,
+) -> Tensor:
+    """Materialise the full Hessian (tiny models only: ``dim`` HVPs, ``dim**2`` memory).
+
+    Rows and columns follow ``model.named_parameters()`` flattened in order.
+
+    Example:
+        >>> X = torch.randn(8, 3, dtype=torch.float64)
+        >>> model = torch.nn.Linear(3, 1, bias=False).double()
+        >>> H = dense_hessian(model, torch.nn.MSELoss(), [(X, torch.zeros(8, 1, dtype=X.dtype))])
+        >>> torch.allclose(H, 2 * X.T @ X / 8)
+        True
+    """
+    op = HessianOperator(
+        model,
+        loss_fn,
+        data,
+        dtype=dtype,
+        mode=mode,
+        check_deterministic=check_deterministic,
+    )
+    if op.dim > 20_000:
+        raise ValueError(
+            f"the model has {op.dim} parameters: a dense Hessian needs {op.dim}^2 entries; "
+            "use top_eigenvalues / lanczos_density / trace instead"
+        )
+    eye = torch.eye(op.dim, device=op.device, dtype=op.dtype)
+    return op.matmat(eye).detach()
