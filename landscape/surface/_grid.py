@@ -196,7 +196,9 @@ def _evaluate_grid(
         loss = np.full(m, np.nan)
         acc = np.full(m, np.nan)
         done = np.zeros(m, dtype=bool)
-        extra = {"adversarial": adversarial, "eps": eps, "steps": steps, "seed": seed}
+        extra = {"adversarial": adversarial, "eps": eps, "steps": steps, "norm": norm}
+        if adversarial is not None:  # the attacks' random starts depend on the seed
+            extra["seed"] = seed
         fp = _fingerprint(coefs, center, dd, extra)
         ppath = None
         if partial_path is not None:
@@ -210,7 +212,8 @@ def _evaluate_grid(
                 if part.meta.get("fingerprint") != fp:
                     raise ValueError(
                         f"partial file {ppath} belongs to a different grid, model, "
-                        "directions or attack; delete it or pass another partial_path"
+                        "directions or attack (adversarial runs also need the same generator "
+                        "seed); delete it or pass another partial_path"
                     )
                 loss, acc, done = (
                     part.loss.copy(),
@@ -264,6 +267,8 @@ def _evaluate_grid(
         "num_points": m,
         "seed": seed,
         "world_size": world,
+        "rank": rank,
+        "points_evaluated": len(mine),
         "direction_norms": [float(_dir_norm(d)) for d in dd],
         "seconds": time.perf_counter() - t0,
         "points_per_second": len(mine) / t_eval if mine and t_eval > 0 else None,

@@ -1,0 +1,269 @@
+"""Loss surfaces: origin = plain loss, analytic quadratic, vmap = loop, adversarial
+modes, resume, model untouched, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape import directions as D
+from landscape import surface as S
+from landscape.attacks import perturb_batches
+
+
+def _plain_loss(model, loss_fn, data):
+    model.eval()
+    with torch.no_grad():
+        n = sum(len(x) for x, _ in data)
+        return sum(float(loss_fn(model(x), y)) * len(x) for x, y in data) / n
+
+
+def test_origin_equals_plain_loss(tiny_case):
+    model, loss_fn, data = tiny_case
+    dirs = D.random_directions(model, generator=torch.Generator().manual_seed(0))
+    s = S.loss_surface(model, loss_fn, data, dirs, xs=[-0.5, 0.0, 0.5], ys=[0.0, 1.0])
+    assert s.loss.shape == (2, 3)
+    np.testing.assert_allclose(
+        s.loss[0, 1], _plain_loss(model, loss_fn, data), rtol=1e-12
+    )
+    assert s.center_loss == s.loss[0, 1]
+    assert (s.accuracy is None) == isinstance(loss_fn, nn.MSELoss)
+    line = S.loss_line(model, loss_fn, data, dirs[0], xs=[0.0, 0.3])
+    np.testing.assert_allclose(
+        line.loss[0], _plain_loss(model, loss_fn, data), rtol=1e-12
+    )
+
+
+def test_quadratic_model_gives_analytic_surface():
+    # Linear regression with MSE: L(w) = mean((X w - t)^2) is an exact quadratic in
+    # (a, b) for w = c + a d1 + b d2.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    t = torch.randn(40, 1, generator=g, dtype=torch.float64)
+    model = nn.Linear(5, 1, bias=False).double()
+    d1 = {"weight": torch.randn(1, 5, generator=g, dtype=torch.float64)}
+    d2 = {"weight": torch.randn(1, 5, generator=g, dtype=torch.float64)}
+    xs, ys = np.linspace(-2, 2, 5), np.linspace(-1, 1.5, 4)
+    data = [(X[:16], t[:16]), (X[16:], t[16:])]
+    s = S.loss_surface(model, nn.MSELoss(), data, [d1, d2], xs=xs, ys=ys)
+    Xn, tn, c = X.numpy(), t.numpy()[:, 0], model.weight.detach().numpy()[0]
+    r0, u, v = Xn @ c - tn, Xn @ d1["weight"].numpy()[0], Xn @ d2["weight"].numpy()[0]
+    A, B = np.meshgrid(xs, ys)
+    expect = (
+        np.mean(r0**2)
+        + 2 * A * np.mean(r0 * u)
+        + 2 * B * np.mean(r0 * v)
+        + A**2 * np.mean(u**2)
+        + B**2 * np.mean(v**2)
+        + 2 * A * B * np.mean(u * v)
+    )
+    np.testing.assert_allclose(s.loss, expect, rtol=1e-10)
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 3, 3),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 4),
+    ).double()
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-0.5, 0.5)
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def _bn_data(n_batches=2, bs=10, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (
+            torch.rand(bs, 1, 6, 6, generator=g, dtype=torch.float64),
+            torch.randint(0, 4, (bs,), generator=g),
+        )
+        for _ in range(n_batches)
+    ]
+
+
+def test_vmap_equals_loop_and_auto_batching():
+    m, data = _bn_net(), _bn_data()
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    xs = np.linspace(-1, 1, 3)
+    kw = dict(xs=xs, ys=xs[:2], batch_size=None)
+    loop = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, strategy="loop", **kw)
+    vm = S.loss_surface(
+        m, nn.CrossEntropyLoss(), data, dirs, strategy="vmap", chunk_size=4, **kw
+    )
+    assert loop.meta["strategy"] == "loop" and vm.meta["strategy"] == "vmap"
+    np.testing.assert_allclose(vm.loss, loop.loss, rtol=1e-12)
+    np.testing.assert_array_equal(vm.accuracy, loop.accuracy)
+    assert np.ptp(loop.loss) > 0.1  # the directions matter
+    rebatched = S.loss_surface(
+        m, nn.CrossEntropyLoss(), data, dirs, xs=xs, ys=xs[:2], batch_size=7
+    )
+    np.testing.assert_allclose(rebatched.loss, loop.loss, rtol=1e-12)
+    # auto: grid >= 32 points measures batch sizes and picks one of the candidates
+    big = S.loss_surface(
+        m, nn.CrossEntropyLoss(), data, dirs, xs=np.linspace(-1, 1, 6), ys=[0.0, 0.5]
+    )
+    assert big.meta["strategy"] == "loop" and big.meta["batch_size"] in (20,)
+
+
+def _state(m):
+    return {k: v.clone() for k, v in m.state_dict().items()}, [
+        mod.training for mod in m.modules()
+    ]
+
+
+def test_model_unchanged_and_bn_in_eval_mode():
+    m, data = _bn_net(), _bn_data()
+    m.train()
+    before, modes = _state(m)
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    for adv in (None, "fixed", "reattack"):
+        S.loss_surface(
+            m, nn.CrossEntropyLoss(), data, dirs, xs=[0.0, 1.0], ys=[0.0],
+            adversarial=adv, eps=0.1, steps=2,
+        )  # fmt: skip
+    after, modes_after = _state(m)
+    assert modes_after == modes
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    # evaluated in eval mode: the origin equals the eval-mode loss, not train-mode
+    s = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=[0.0], ys=[0.0])
+    np.testing.assert_allclose(
+        s.loss[0, 0], _plain_loss(_bn_net().eval(), nn.CrossEntropyLoss(), data)
+    )
+
+
+def test_fixed_adversarial_equals_attacked_data_and_reattack_modes():
+    m, data = _bn_net(), _bn_data()
+    lf = nn.CrossEntropyLoss()
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    kw = dict(xs=[-0.5, 0.0, 0.5], ys=[0.0, 0.5], eps=0.1, steps=3)
+    fixed = S.loss_surface(
+        m, lf, data, dirs, adversarial="fixed", generator=torch.Generator().manual_seed(5),
+        **kw,
+    )  # fmt: skip
+    adv = perturb_batches(
+        m, data, eps=0.1, steps=3, generator=torch.Generator().manual_seed(5)
+    )
+    manual = S.loss_surface(m, lf, adv, dirs, xs=kw["xs"], ys=kw["ys"])
+    np.testing.assert_allclose(fixed.loss, manual.loss, rtol=1e-12)
+    assert (
+        fixed.meta["adversarial"] == "fixed" and manual.meta["adversarial"] == "clean"
+    )
+    clean = S.loss_surface(m, lf, data, dirs, xs=kw["xs"], ys=kw["ys"])
+    assert (fixed.loss > clean.loss).all()
+    re1 = S.loss_surface(
+        m, lf, data, dirs, adversarial="reattack", generator=torch.Generator().manual_seed(5),
+        **kw,
+    )  # fmt: skip
+    re2 = S.loss_surface(
+        m, lf, data, dirs, adversarial="reattack", generator=torch.Generator().manual_seed(5),
+        **kw,
+    )  # fmt: skip
+    np.testing.assert_array_equal(re1.loss, re2.loss)  # reproducible under a seed
+    assert (re1.loss > clean.loss).all()
+    # away from the origin the re-attacked loss beats the examples fixed at the centre
+    assert (re1.loss[:, [0, 2]] > fixed.loss[:, [0, 2]]).all()
+    zero = S.loss_surface(
+        m, lf, data, dirs, adversarial="reattack", xs=kw["xs"], ys=kw["ys"], eps=0.0
+    )
+    np.testing.assert_allclose(zero.loss, clean.loss, rtol=1e-12)
+    with pytest.raises(ValueError, match="eps"):
+        S.loss_surface(m, lf, data, dirs, xs=[0.0], adversarial="reattack")
+
+
+def test_partial_results_resume(tmp_path):
+    m, data = _bn_net(), _bn_data(n_batches=1)
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    xs = np.linspace(-1, 1, 4)
+    full = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs, batch_size=None)
+    calls = {"n": 0, "limit": 8}
+
+    def flaky(out, y):
+        calls["n"] += 1
+        if calls["n"] > calls["limit"]:
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(out, y)
+
+    path = tmp_path / "part.npz"
+    kw = dict(xs=xs, batch_size=None, partial_path=path, save_interval=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        S.loss_surface(m, flaky, data, dirs, **kw)
+    assert path.exists()  # 8 calls = 2 determinism checks + 6 points saved
+    calls.update(n=0, limit=10**9)
+    resumed = S.loss_surface(m, flaky, data, dirs, **kw)
+    assert calls["n"] == 2 + 16 - 6
+    np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-12)
+    other = D.random_directions(m, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="different grid"):
+        S.loss_surface(m, flaky, data, other, **kw)
+
+
+def test_determinism_checks():
+    m, data = _bn_net(), _bn_data()
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+
+    def noisy(out, y):
+        return nn.functional.cross_entropy(out, y) + 1e-3 * torch.rand(())
+
+    with pytest.raises(RuntimeError, match="not deterministic"):
+        S.loss_surface(m, noisy, data, dirs, xs=[0.0, 1.0])
+    S.loss_surface(m, noisy, data, dirs, xs=[0.0, 1.0], check_deterministic=False)
+
+    class Shuffled:
+        def __iter__(self):
+            perm = torch.randperm(10)
+            return iter([(x[perm], y[perm]) for x, y in data])
+
+    with pytest.raises(RuntimeError, match="different batches"):
+        S.loss_surface(m, nn.CrossEntropyLoss(), Shuffled(), dirs, xs=[0.0])
+
+
+def test_interpolation_line_hits_both_checkpoints():
+    m1, m2, data = _bn_net(), _bn_net(), _bn_data()
+    with torch.no_grad():
+        for p in m2.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    lf = nn.CrossEntropyLoss()
+    d = D.interpolation_direction(m1, m2)
+    line = S.loss_line(m1, lf, data, d, xs=[0.0, 0.5, 1.0])
+    np.testing.assert_allclose(line.loss[0], _plain_loss(m1, lf, data), rtol=1e-12)
+    np.testing.assert_allclose(line.loss[2], _plain_loss(m2, lf, data), rtol=1e-10)
+    # center= moves the origin: evaluate m2's line with m1's architecture object
+    line2 = S.loss_line(m1, lf, data, d, xs=[-1.0, 0.0], center=m2)
+    np.testing.assert_allclose(line2.loss, line.loss[[0, 2]], rtol=1e-10)
+
+
+def test_save_load_round_trip(tmp_path):
+    m, data = _bn_net(), _bn_data()
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    s = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=[-1.0, 0.0], ys=[0.0])
+    p = s.save(tmp_path / "s.npz")
+    r = S.Surface.load(p)
+    np.testing.assert_array_equal(r.loss, s.loss)
+    np.testing.assert_array_equal(r.accuracy, s.accuracy)
+    np.testing.assert_array_equal(r.ys, s.ys)
+    assert r.meta["strategy"] == s.meta["strategy"] and "provenance" in r.meta
+    ln = S.loss_line(m, nn.CrossEntropyLoss(), data, dirs[0], xs=[0.0, 1.0])
+    r2 = S.Surface.load(ln.save(tmp_path / "line.npz"))
+    assert r2.is_line and r2.ys is None and r2.loss.shape == (2,)
+
+
+def test_bad_inputs():
+    m, data = _bn_net(), _bn_data()
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    lf = nn.CrossEntropyLoss()
+    with pytest.raises(ValueError, match="two directions"):
+        S.loss_surface(m, lf, data, dirs[:1], xs=[0.0])
+    with pytest.raises(KeyError, match="named_parameters"):
+        S.loss_surface(m, lf, data, [{"x": torch.zeros(1)}, dirs[1]], xs=[0.0])
+    with pytest.raises(ValueError, match="strategy"):
+        S.loss_surface(m, lf, data, dirs, xs=[0.0], strategy="fast")
+    with pytest.raises(ValueError, match="empty"):
+        S.loss_surface(m, lf, [], dirs, xs=[0.0])

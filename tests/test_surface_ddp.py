@@ -1,0 +1,78 @@
+"""Sharding: two gloo processes give the same surface as one process."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from landscape import directions as D
+from landscape import surface as S
+
+
+def _case():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    g = torch.Generator().manual_seed(1)
+    data = [
+        (
+            torch.randn(12, 4, generator=g, dtype=torch.float64),
+            torch.randint(0, 3, (12,), generator=g),
+        )
+        for _ in range(2)
+    ]
+    dirs = D.random_directions(model, generator=torch.Generator().manual_seed(2))
+    return model, data, dirs
+
+
+_GRID = dict(xs=np.linspace(-1, 1, 5), ys=np.linspace(-1, 1, 3), batch_size=None)
+
+
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    try:
+        model, data, dirs = _case()
+        s = S.loss_surface(model, nn.CrossEntropyLoss(), data, dirs, **_GRID)
+        reattack = S.loss_line(
+            model, nn.CrossEntropyLoss(), data, dirs[0], xs=_GRID["xs"],
+            adversarial="reattack", eps=0.2, steps=2,
+            generator=torch.Generator().manual_seed(3), batch_size=None,
+        )  # fmt: skip
+        s.save(os.path.join(out_dir, f"clean{rank}.npz"))
+        reattack.save(os.path.join(out_dir, f"reattack{rank}.npz"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+def test_two_gloo_processes_equal_one(tmp_path):
+    mp.spawn(
+        _worker,
+        args=(2, str(tmp_path / "init"), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    model, data, dirs = _case()
+    single = S.loss_surface(model, nn.CrossEntropyLoss(), data, dirs, **_GRID)
+    line = S.loss_line(
+        model, nn.CrossEntropyLoss(), data, dirs[0], xs=_GRID["xs"],
+        adversarial="reattack", eps=0.2, steps=2,
+        generator=torch.Generator().manual_seed(3), batch_size=None,
+    )  # fmt: skip
+    assert single.meta["world_size"] == 1
+    for rank in range(2):
+        got = S.Surface.load(tmp_path / f"clean{rank}.npz")
+        assert got.meta["world_size"] == 2 and got.meta["rank"] == rank
+        assert got.meta["points_evaluated"] == (8 if rank == 0 else 7)  # 15 points
+        np.testing.assert_allclose(got.loss, single.loss, rtol=1e-12)
+        np.testing.assert_array_equal(got.accuracy, single.accuracy)
+        re = S.Surface.load(tmp_path / f"reattack{rank}.npz")
+        np.testing.assert_allclose(re.loss, line.loss, rtol=1e-12)
