@@ -883,7 +883,8 @@ class LinearSweep(Result):
     """Closed-form (and optionally PGD) robust training across eps (figure 1).
 
     Arrays indexed like ``eps`` (closed form) or ``pgd_eps`` (PGD points). Errors are
-    fractions; ``robust_*`` errors use the exact worst case (``eps`` of the row).
+    fractions; ``robust_*`` errors use the exact worst case (``eps`` of the row); a zero
+    score (the constant classifier ``w = 0`` without bias) counts as half an error.
     ``dist_init`` is ``||w - w_init||_2`` with the common initialisation ``w_init``.
     """
 
@@ -917,9 +918,15 @@ class LinearSweep(Result):
 def _errors(w, b, x, y, eps, norm):
     if x is None:
         return np.nan, np.nan
-    clean = float(np.mean(y * (x @ w + b) <= 0))
-    rob = float(np.mean(robust_margins(w, b, x, y, eps=eps, norm=norm) <= 0))
-    return clean, rob
+    return _error_rate(y * (x @ w + b)), _error_rate(
+        robust_margins(w, b, x, y, eps=eps, norm=norm)
+    )
+
+
+def _error_rate(m: np.ndarray) -> float:
+    """Fraction of negative margins; a zero margin (a tie, e.g. ``w = 0, b = 0``) is a
+    coin flip and counts as half an error."""
+    return float(np.mean(m < 0) + 0.5 * np.mean(m == 0))
 
 
 def linear_sweep(
