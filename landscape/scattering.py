@@ -232,34 +232,14 @@ def _random_unit(model: nn.Module, num: int, gen: torch.Generator) -> list[Param
 def _filter_normalized(
     model: nn.Module, num: int, gen: torch.Generator
 ) -> list[Params]:
-    """Filter-normalised Gaussian directions (Li et al., 2018) with ``ignore="biasbn"``.
+    """Filter-normalised Gaussian directions (Li et al., 2018), ``ignore="biasbn"``,
+    from :func:`landscape.directions.random_directions`."""
+    from .directions import random_directions
 
-    Uses :func:`landscape.directions.random_directions` when available; the fallback
-    here is the same rule: each filter (slice along dim 0) of a weight with ``ndim > 1``
-    gets the norm of the matching weight filter; biases and 1-D (BatchNorm) entries are 0.
-    """
-    try:
-        from .directions import random_directions  # noqa: PLC0415
-
-        dirs = random_directions(
-            model, num=num, norm="filter", ignore="biasbn", generator=gen
-        )
-        return [{n: t.detach() for n, t in d.items()} for d in dirs]
-    except (ImportError, AttributeError, TypeError):
-        pass
-    out = []
-    for _ in range(num):
-        d = {}
-        for n, w in _params(model).items():
-            r = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)
-            if w.ndim <= 1:
-                d[n] = torch.zeros_like(w)
-            else:
-                rn = r.flatten(1).norm(dim=1).clamp_min(1e-12)
-                wn = w.flatten(1).norm(dim=1)
-                d[n] = r * (wn / rn).view(-1, *([1] * (w.ndim - 1)))
-        out.append(d)
-    return out
+    dirs = random_directions(
+        model, num=num, norm="filter", ignore="biasbn", generator=gen
+    )
+    return [{n: t.detach() for n, t in d.items()} for d in dirs]
 
 
 def _hessian_dirs(
@@ -268,45 +248,13 @@ def _hessian_dirs(
     batch: tuple[Tensor, Tensor],
     num: int,
     gen: torch.Generator,
-    iters: int = 50,
 ) -> list[Params]:
-    """Top Hessian eigenvectors of the loss on ``batch`` (unit norm).
+    """Top Hessian eigenvectors (unit norm) of the loss on ``batch``, from
+    :func:`landscape.hessian.top_eigenvalues` (Lanczos)."""
+    from .hessian import top_eigenvalues
 
-    Uses :func:`landscape.hessian.top_eigenvalues` when available, else a small power
-    iteration with deflation on double-backward Hessian-vector products.
-    """
-    try:
-        from .hessian import top_eigenvalues  # noqa: PLC0415
-
-        eig = top_eigenvalues(model, loss_fn, [batch], k=num, generator=gen)
-        return [{n: t.detach() for n, t in v.items()} for v in eig.eigenvectors]
-    except (ImportError, AttributeError, TypeError):
-        pass
-    p = _params(model)
-    names = list(p)
-    x, y = batch
-
-    def hvp(vec: Tensor) -> Tensor:
-        prm = {n: t.clone().requires_grad_(True) for n, t in p.items()}
-        with _utils.eval_mode(model), torch.enable_grad():
-            loss = loss_fn(functional_call(model, prm, (x,)), y)
-            g = torch.autograd.grad(loss, [prm[n] for n in names], create_graph=True)
-            gv = (_utils.flatten(list(g)) * vec).sum()
-            h = torch.autograd.grad(gv, [prm[n] for n in names])
-        return _utils.flatten(list(h)).detach()
-
-    found: list[Tensor] = []
-    for _ in range(num):
-        v = _utils.flatten(_random_unit(model, 1, gen)[0])
-        for _ in range(iters):
-            for u in found:
-                v = v - (u @ v) * u
-            hv = hvp(v)
-            for u in found:
-                hv = hv - (u @ hv) * u
-            v = hv / hv.norm().clamp_min(1e-30)
-        found.append(v)
-    return [_utils.unflatten(v, p) for v in found]
+    eig = top_eigenvalues(model, loss_fn, [batch], k=num, generator=gen)
+    return [{n: t.detach() for n, t in v.items()} for v in eig.eigenvectors]
 
 
 def scatter_directions(
@@ -898,7 +846,7 @@ def summarize_training_gradnorms(
         if not path.exists():
             raise FileNotFoundError(f"{path} not found")
         if path.suffix == ".csv":
-            import csv  # noqa: PLC0415
+            import csv
 
             with open(path, newline="") as f:
                 records = [
@@ -1004,38 +952,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
-    from . import io as lio  # noqa: PLC0415
+    from . import io as lio
+    from . import models
 
     path = Path(args.checkpoint)
-    if path.is_dir():
-        from . import train  # noqa: PLC0415
+    template = None
+    if args.model is not None:
+        shape = (3, 32, 32) if args.dataset.startswith("cifar") else (1, 28, 28)
+        template = models.build(
+            args.model, activation=args.activation, in_shape=shape, dataset=args.dataset
+        )
+    if path.is_dir() or (path.parent / "config.json").exists():
+        from .train import load_model  # a run folder of adversarial_train
 
-        run = train.load_run(path)
-        model = getattr(run, "model", run)
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"could not get a model out of the run folder {path}")
-        return model.to(device)
+        return load_model(path, template, device=device)
     obj = lio.load_torch(path, map_location=device)
     if isinstance(obj, nn.Module):
-        return obj
+        return obj.to(device)
     if isinstance(obj, dict):
-        state = next(
-            (
-                obj[k]
-                for k in ("model", "model_state", "state_dict", "model_state_dict")
-                if k in obj
-            ),
-            obj,
-        )
+        state = obj.get("model", obj)
         if isinstance(state, nn.Module):
-            return state
-        if args.model is None:
+            return state.to(device)
+        if template is None:
             raise ValueError("the checkpoint holds a state dict: pass --model NAME")
-        from . import models  # noqa: PLC0415
-
-        model = models.build(args.model, activation=args.activation)
-        model.load_state_dict(state)
-        return model.to(device)
+        template.load_state_dict(state)
+        return template.to(device)
     raise TypeError(f"{path} holds a {type(obj).__name__}, not a model or state dict")
 
 
@@ -1047,7 +988,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     gen = _utils.seed_everything(args.seed)
     model = _load_model(args, device)
-    from . import data as ldata  # noqa: PLC0415
+    from . import data as ldata
 
     x, y = ldata.load_dataset(
         args.dataset,
@@ -1062,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     targets = {"model": model}
     if args.smooth_twin:
-        from . import models  # noqa: PLC0415
+        from . import models
 
         targets["twin"] = models.smooth_twin(model, activation=args.smooth_twin)
     out = Path(args.out)

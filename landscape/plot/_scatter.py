@@ -295,7 +295,10 @@ def plot_training_gradnorms(
     items = runs.items() if isinstance(runs, Mapping) else [(None, runs)]
     items = list(items)
     for (label, t), c in zip(items, _colors(len(items))):
-        k = key or ("grad_norm" if "grad_norm" in t.values else sorted(t.values)[0])
+        k = key or next(
+            (c for c in ("grad_norm", "grad_norm_mean") if c in t.values),
+            sorted(t.values)[0],
+        )
         if label is None:
             label = f"eps={t.target_eps:g}" if np.isfinite(t.target_eps) else k
         elif isinstance(label, float):
