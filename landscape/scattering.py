@@ -64,6 +64,7 @@ __all__ = [
     "per_example_grad_norms",
     "scatter_directions",
     "fit_excess",
+    "concat_eps",
     "summarize_training_gradnorms",
     "main",
 ]
@@ -337,6 +338,37 @@ def fit_excess(
     slope = ((t - tm) * (g - gm)).sum(axis=2) / ((t - tm) ** 2).sum(axis=2)
     intercept = gm[:, :, 0, :] - slope * tm[:, :, 0, :]
     return intercept, slope
+
+
+def concat_eps(results: Sequence[ScatteringResult]) -> ScatteringResult:
+    """Join results along the eps axis, e.g. models trained at different eps each
+    measured at its own eps. Scales, directions' lengths (``step_norm``) and the
+    number of batches must agree.
+
+    Raises:
+        ValueError: empty input or mismatched scales / shapes.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("concat_eps needs at least one result")
+    first = results[0]
+    for r in results[1:]:
+        if r.grad_diff.shape[1:] != first.grad_diff.shape[1:] or not np.allclose(
+            r.step_norm, first.step_norm
+        ):
+            raise ValueError(
+                "results differ in directions, scales or batches; measure them with "
+                "the same scales, number of (unit) directions and batches"
+            )
+    kw = {
+        f.name: np.concatenate([getattr(r, f.name) for r in results])
+        for f in dataclasses.fields(ScatteringResult)
+        if f.name not in ("scales", "step_norm", "meta")
+    }
+    meta = {"parts": [r.meta for r in results]}
+    return ScatteringResult(
+        scales=first.scales, step_norm=first.step_norm, meta=meta, **kw
+    )
 
 
 # --------------------------------------------------------------------------- gradients

@@ -404,6 +404,21 @@ def test_result_roundtrip(tmp_path):
     assert np.array_equal(back.grad_diff, res.grad_diff)
     assert back.meta["attack_seeds"] == res.meta["attack_seeds"]
     assert np.allclose(back.excess(), res.excess())
+    both = sc.concat_eps([res, back])
+    assert both.ratio.shape == (4, 2, 2, 1)
+    assert np.array_equal(both.eps, [0.0, 0.1, 0.0, 0.1])
+    assert np.allclose(both.excess()[2:], res.excess())
+    other = sc.scattering(
+        model,
+        None,
+        data,
+        eps=0.1,
+        scales=[1e-3, 1e-1],
+        num_directions=2,
+        generator=torch.Generator().manual_seed(0),
+    )
+    with pytest.raises(ValueError, match="scales"):
+        sc.concat_eps([res, other])
 
 
 def test_summarize_training_gradnorms(tmp_path):

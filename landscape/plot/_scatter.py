@@ -115,13 +115,14 @@ def plot_excess_vs_eps(
     ax=None,
 ):
     """Excess ``||delta g||`` as ``s -> 0`` (the fitted intercept) against eps, with the
-    spread over directions and batches (25-75 % band) and a line through the origin
-    fitted by least squares (Proposition 2: ``2 eps L_wx``, linear in eps).
+    spread over directions and batches (25-75 % band) and a least-squares line
+    ``a + c eps`` (Proposition 2: ``2 eps L_wx``, linear in eps; ``a`` collects what a
+    ReLU network scatters even at eps = 0).
 
     Args:
         results: one result or ``{label: result}`` (e.g. ReLU and its smooth twin).
         max_scale: fit the intercept on scales ``<= max_scale`` only.
-        fit: draw the linear fit ``excess = c * eps``.
+        fit: draw the linear fit ``excess = a + c eps``.
         ax: axis.
 
     Returns:
@@ -135,16 +136,16 @@ def plot_excess_vs_eps(
         q1, q3 = np.quantile(exc, [0.25, 0.75], axis=1)
         ax.plot(res.eps, med, "o-", color=c, label=label or None)
         ax.fill_between(res.eps, q1, q3, color=c, alpha=0.2)
-        if fit and len(res.eps) > 1 and np.any(res.eps > 0):
+        if fit and len(res.eps) > 1:
             e = np.asarray(res.eps, dtype=float)
-            slope = float((e * med).sum() / (e * e).sum())
+            slope, icpt = np.polyfit(e, med, 1)
             ax.plot(
                 e,
-                slope * e,
+                icpt + slope * e,
                 "--",
                 color=c,
                 lw=1,
-                label=f"{label + ': ' if label else ''}fit {slope:.3g} eps",
+                label=f"{label + ': ' if label else ''}{icpt:.2g} + {slope:.3g} eps",
             )
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel(r"$\epsilon$")

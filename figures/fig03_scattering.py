@@ -1,0 +1,255 @@
+"""Figure 3 (Liu et al., NeurIPS 2020): gradient scattering of the adversarial loss.
+
+Proposition 2 bounds ``||grad L_eps(w1) - grad L_eps(w2)||`` by ``L_ww ||w1 - w2|| +
+2 eps L_wx``: the second term does not vanish as ``w2 -> w1``, so the gradients of the
+adversarial loss scatter, more for larger eps. This script trains small MNIST models
+adversarially at several eps, once with ReLU and once with a smooth activation
+(softplus, the "smooth twin" the theory assumes), and measures at each model, at its
+own training eps, with :func:`landscape.scattering.scattering`:
+
+(a, b) the gradient-Lipschitz ratio ``||delta g|| / ||delta w||`` against the step
+       ``s`` (random unit directions; PGD recomputed at ``w + s v`` with the same
+       random start), ReLU and softplus;
+(c)    the excess ``||delta g||`` as ``s -> 0`` (fitted intercept) against eps, with a
+       line through the origin (Prop. 2 predicts growth roughly linear in eps);
+(d)    the cosine between ``x_adv - x`` at ``w`` and at ``w + s v``;
+(e)    the scattering picture: ``g(w + s v)`` relative to ``g(w)`` (ReLU);
+(f)    per-example gradient norms of the adversarial loss per eps (ReLU).
+
+Models are trained with :func:`landscape.train.adversarial_train` when that module is
+importable, else with a short PGD loop here (``landscape.attacks.perturb``).
+
+Commands::
+
+    python figures/fig03_scattering.py --smoke     # MLP, 256 images, < 30 s on CPU
+    python figures/fig03_scattering.py             # LeNet, 2k images, ~10 min on 1 CPU
+    python figures/fig03_scattering.py --full      # LeNet, 10k images, GPU (~10 min)
+
+Hardware: CPU for the smoke and default sizes; ``--full`` is meant for one GPU.
+Output: ``figures/out/fig03_scattering.{png,pdf}`` (``--out-dir`` to change).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from landscape import models, scattering  # noqa: E402
+from landscape.attacks import perturb  # noqa: E402
+
+NAME = "fig03_scattering"
+ACTIVATIONS = ("relu", "softplus")
+_FIELDS = [
+    "eps",
+    "grad_diff",
+    "ratio",
+    "cosine",
+    "grad_norm_pert",
+    "pert_cosine",
+    "sign_cosine",
+    "grad_norm",
+    "loss",
+]
+
+
+def _settings(ctx: _common.Context) -> dict:
+    return dict(
+        model=ctx.pick("mlp", "lenet", "lenet"),
+        model_kw=ctx.pick({"hidden": (64,)}, {"hidden_size": 256}, {}),
+        num_train=ctx.pick(256, 2048, 10000),
+        num_eval=ctx.pick(64, 256, 512),
+        eval_batch=ctx.pick(64, 128, 256),
+        epochs=ctx.pick(2, 4, 10),
+        train_eps=ctx.pick([0.0, 0.1, 0.3], [0.0, 0.1, 0.2, 0.3], [0.0, 0.1, 0.2, 0.3]),
+        train_steps=ctx.pick(3, 5, 10),
+        scales=ctx.pick(
+            [1e-3, 1e-2, 1e-1], [1e-4, 1e-3, 1e-2, 1e-1], [1e-4, 1e-3, 1e-2, 1e-1]
+        ),
+        num_directions=ctx.pick(2, 4, 8),
+        attack_steps=ctx.pick(5, 10, 20),
+    )
+
+
+def _load(ctx: _common.Context, n: int, split: str):
+    from landscape import data
+
+    try:
+        return data.load_dataset(
+            "mnist",
+            ctx.data_root,
+            split=split,
+            num_samples=n,
+            seed=ctx.seed,
+            download=ctx.size != "smoke",
+        )
+    except Exception as err:  # no data folder: synthetic images keep the smoke run
+        warnings.warn(
+            f"MNIST unavailable ({err}); using synthetic images", stacklevel=2
+        )
+        g = torch.Generator().manual_seed(ctx.seed + (split == "test"))
+        y = torch.randint(0, 10, (n,), generator=g)
+        proto = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        x = (proto[y] + 0.3 * torch.randn(n, 1, 28, 28, generator=g)).clamp(0, 1)
+        return x, y
+
+
+def _train(model, x, y, eps, cfg, ctx):
+    """Adversarial training: the trainer when it exists, else a short PGD loop."""
+    try:
+        from landscape.data import batches
+        from landscape.train import TrainConfig, adversarial_train
+    except ImportError:
+        adversarial_train = None
+    if adversarial_train is not None:
+        tc = TrainConfig(
+            epochs=cfg["epochs"],
+            batch_size=64,
+            lr=0.05,
+            eps=eps,
+            attack="pgd" if eps > 0 else "none",
+            steps=cfg["train_steps"],
+            eval_num=0,
+            co_check_num=0,
+            seed=ctx.seed,
+            amp="off",
+            channels_last=False,
+        )
+        loader = batches(
+            x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=ctx.device
+        )
+        adversarial_train(model, loader, tc)
+        return model
+    g = torch.Generator().manual_seed(ctx.seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for _ in range(cfg["epochs"]):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            idx = perm[i : i + 64]
+            xb, yb = x[idx].to(ctx.device), y[idx].to(ctx.device)
+            xa = perturb(model, xb, yb, eps=eps, steps=cfg["train_steps"], generator=g)
+            loss = F.cross_entropy(model(xa), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def compute(ctx: _common.Context) -> _common.FigureData:
+    cfg = _settings(ctx)
+    x, y = _load(ctx, cfg["num_train"], "train")
+    xe, ye = _load(ctx, cfg["num_eval"], "test")
+    b = cfg["eval_batch"]
+    ev = [
+        (xe[i : i + b].to(ctx.device), ye[i : i + b].to(ctx.device))
+        for i in range(0, len(xe), b)
+    ]
+    arrays: dict[str, np.ndarray] = {}
+    table: dict = {"settings": {k: v for k, v in cfg.items() if k != "model_kw"}}
+    for act in ACTIVATIONS:
+        parts, norms = [], []
+        for eps in cfg["train_eps"]:
+            t0 = time.perf_counter()
+            torch.manual_seed(ctx.seed)
+            model = models.build(cfg["model"], activation=act, **cfg["model_kw"])
+            model = _train(model.to(ctx.device), x, y, eps, cfg, ctx)
+            gen = torch.Generator().manual_seed(ctx.seed)
+            res = scattering.scattering(
+                model,
+                None,
+                ev,
+                eps=[eps],
+                scales=cfg["scales"],
+                directions="random",
+                num_directions=cfg["num_directions"],
+                steps=cfg["attack_steps"],
+                generator=gen,
+            )
+            parts.append(res)
+            norms.append(
+                scattering.gradient_norms(
+                    model,
+                    None,
+                    ev,
+                    eps=[eps],
+                    steps=cfg["attack_steps"],
+                    generator=gen,
+                ).per_example[0]
+            )
+            table[f"{act}/eps={eps:g}/seconds"] = round(time.perf_counter() - t0, 2)
+        res = scattering.concat_eps(parts)
+        for f in _FIELDS:
+            arrays[f"{act}/{f}"] = np.asarray(getattr(res, f))
+        arrays[f"{act}/gradnorms"] = np.stack(norms)
+        arrays["scales"] = res.scales
+        arrays["step_norm"] = res.step_norm
+        exc = res.excess().mean(axis=(1, 2))
+        table[f"{act}/excess"] = exc.tolist()
+        print(
+            f"[{NAME}] {act}: eps {[float(e) for e in res.eps]} excess {np.round(exc, 5).tolist()}"
+        )
+    return _common.FigureData(arrays=arrays, table=table)
+
+
+def _result(data: _common.FigureData, act: str) -> scattering.ScatteringResult:
+    a = data.arrays
+    kw = {f: a[f"{act}/{f}"] for f in _FIELDS}
+    return scattering.ScatteringResult(
+        scales=a["scales"], step_norm=a["step_norm"], meta={"activation": act}, **kw
+    )
+
+
+def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    res = {act: _result(data, act) for act in ACTIVATIONS}
+    with plt.rc_context(plot.PAPER_STYLE):
+        fig, axes = plt.subplots(2, 3, figsize=(11, 6.4))
+    for ax, act in zip(axes[0, :2], ACTIVATIONS):
+        plot.plot_ratio_vs_scale(res[act], ax=ax)
+        ax.set_title(
+            f"({'ab'[ACTIVATIONS.index(act)]}) {act}: gradient-Lipschitz ratio"
+        )
+    plot.plot_excess_vs_eps(res, ax=axes[0, 2])
+    axes[0, 2].set_title("(c) excess as s -> 0 vs eps")
+    plot.plot_perturbation_cosine(res["relu"], ax=axes[1, 0])
+    axes[1, 0].set_title("(d) relu: cosine of x_adv - x")
+    plot.plot_gradient_scatter(res["relu"], ax=axes[1, 1])
+    axes[1, 1].set_title("(e) relu: g(w + s v) relative to g(w)")
+    stats = scattering.GradNormStats(
+        eps=res["relu"].eps,
+        per_example=data.arrays["relu/gradnorms"],
+        batch=res["relu"].grad_norm,
+    )
+    plot.plot_gradnorm_distribution(stats, ax=axes[1, 2])
+    axes[1, 2].set_title("(f) relu: per-example gradient norms")
+    fig.suptitle(f"Gradient scattering ({ctx.size} size, models trained at each eps)")
+    return _common.save_figure(fig, ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
+    data = _common.cached(ctx, NAME, lambda: compute(ctx))
+    paths = draw(data, ctx)
+    note = None
+    if ctx.size != "full":
+        note = (
+            "small models and subsets: qualitative trends only, not the paper's numbers"
+        )
+    _common.report(ctx, paths, note)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
