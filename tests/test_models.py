@@ -1,0 +1,193 @@
+"""Tests for landscape.models: shapes, exact parameter counts, training steps,
+normalisation inside the model, registry, smooth twins."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from landscape import models
+
+MNIST = (1, 28, 28)
+CIFAR = (3, 32, 32)
+
+# Parameter counts for 10 classes at width 1, computed layer by layer in the comments
+# and cross-checked against published figures.
+PARAM_COUNTS = {
+    # 784*10 + 10
+    ("linear", MNIST): 7_850,
+    # 784*100 + 100 + 100*10 + 10
+    ("mlp", MNIST): 79_510,
+    # conv 1->2 (52) + conv 2->4 (204) + fc 196->1024 (201,728) + fc 1024->10 (10,250)
+    ("lenet", MNIST): 212_234,
+    # Madry et al. (2018) MNIST challenge model: 832 + 51,264 + 3,212,288 + 10,250
+    ("madry_cnn", MNIST): 3_274_634,
+    # VGG-16-BN for CIFAR with one 512->10 classifier (kuangliu/pytorch-cifar): 14.73 M
+    ("vgg16", CIFAR): 14_728_266,
+    # CIFAR ResNet-18 (3x3 stem): 11,173,962, the figure quoted for kuangliu/pytorch-cifar
+    ("resnet18", CIFAR): 11_173_962,
+    # PreAct ResNet-18 with the final BN-ReLU of He et al. (2016b), as in the
+    # adversarial-training code of Wong et al. / Rice et al. (2020): 11,171,146
+    # (kuangliu's variant without the final BN) + 2*512 for the final BN's affine.
+    ("preact_resnet18", CIFAR): 11_171_146 + 1_024,
+}
+
+
+def _n(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_registry_lists_all_models():
+    assert models.available() == sorted(
+        ["linear", "mlp", "lenet", "madry_cnn", "vgg16", "resnet18", "preact_resnet18"]
+    )
+
+
+@pytest.mark.parametrize("name, shape", list(PARAM_COUNTS), ids=lambda v: str(v))
+def test_forward_shape_and_exact_param_count(name, shape):
+    torch.manual_seed(0)
+    model = models.build(name, in_shape=shape)
+    assert _n(model) == PARAM_COUNTS[(name, shape)]
+    out = model(torch.rand(2, *shape))
+    assert out.shape == (2, 10) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    model3 = models.build(name, in_shape=shape, num_classes=3)
+    assert model3(torch.rand(2, *shape)).shape == (2, 3)
+
+
+def test_lenet_width_16_is_madry_cnn():
+    assert _n(models.build("lenet", width=16)) == PARAM_COUNTS[("madry_cnn", MNIST)]
+
+
+def test_width_factor_and_other_input_shapes():
+    r = models.build("resnet18", in_shape=CIFAR, width=0.5)
+    assert r.body[0].out_channels == 32
+    assert r(torch.rand(2, *CIFAR)).shape == (2, 10)
+    v = models.build("vgg16", in_shape=MNIST, width=0.125)  # 28x28 works too
+    assert v(torch.rand(2, *MNIST)).shape == (2, 10)
+    lenet = models.build("lenet", in_shape=CIFAR, width=2)
+    assert lenet(torch.rand(2, *CIFAR)).shape == (2, 10)
+    mlp = models.build("mlp", in_shape=(5,), hidden=(7, 3), num_classes=2)
+    assert [m.out_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [
+        7,
+        3,
+        2,
+    ]
+    assert (
+        models.build("mlp", in_shape=(5,), hidden=(10,), width=2).body[1].out_features
+        == 20
+    )
+    with pytest.raises(ValueError, match="in_shape"):
+        models.build("resnet18", in_shape=(10,))
+
+
+@pytest.mark.parametrize("name, shape", list(PARAM_COUNTS), ids=lambda v: str(v))
+def test_adam_steps_reduce_loss_on_fixed_batch(name, shape):
+    torch.manual_seed(0)
+    model = models.build(name, in_shape=shape)
+    x = torch.rand(4, *shape)
+    y = torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(4):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        final = float(nn.functional.cross_entropy(model(x), y))
+    assert final < losses[0] - 1e-3, (losses, final)
+
+
+def test_normalize_is_inside_the_model():
+    model = models.build("lenet")
+    first = next(iter(model.children()))
+    assert isinstance(first, models.Normalize)
+    assert first.mean.tolist() == pytest.approx([0.1307]) and "normalize.mean" in (
+        model.state_dict()
+    )
+    x = torch.rand(3, *MNIST)
+    assert torch.equal(model(x), model.body((x - 0.1307) / 0.3081))
+    c = models.build("resnet18", in_shape=CIFAR).normalize
+    assert c.mean.tolist() == pytest.approx(list(models.DATASET_STATS["cifar10"][0]))
+    f = models.build("lenet", dataset="fashion-mnist").normalize
+    assert f.std.tolist() == pytest.approx([0.3530])
+    e = models.build("linear", in_shape=(3,), mean=(1.0, 2.0, 3.0), std=(2.0, 2.0, 2.0))
+    assert torch.allclose(
+        e.normalize(torch.tensor([[3.0, 2.0, 1.0]])), torch.tensor([[1.0, 0.0, -1.0]])
+    )
+    assert models.build("linear", in_shape=(7,)).normalize.std.tolist() == [1.0]
+    with pytest.raises(ValueError, match="both"):
+        models.build("linear", mean=0.5)
+    with pytest.raises(ValueError, match="positive"):
+        models.Normalize(0.0, 0.0)
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="available: .*lenet.*resnet18"):
+        models.build("alexnet")
+    with pytest.raises(ValueError, match="relu, softplus, gelu, tanh"):
+        models.build("mlp", activation="swishy")
+    with pytest.raises(TypeError, match="hidden_size"):
+        models.build("mlp", hidden_size=3)
+
+
+@pytest.mark.parametrize("act, cls", [("tanh", nn.Tanh), ("gelu", nn.GELU)])
+def test_activation_option(act, cls):
+    model = models.build("madry_cnn", activation=act)
+    kinds = {type(m) for m in model.modules()}
+    assert cls in kinds and nn.ReLU not in kinds
+
+
+@pytest.mark.parametrize("name, shape", [("lenet", MNIST), ("preact_resnet18", CIFAR)])
+def test_smooth_twin_replaces_relu_keeps_params(name, shape):
+    torch.manual_seed(0)
+    model = models.build(name, in_shape=shape)
+    twin = models.smooth_twin(model, "softplus")
+    assert not any(isinstance(m, nn.ReLU) for m in twin.modules())
+    assert any(isinstance(m, nn.Softplus) for m in twin.modules())
+    assert any(isinstance(m, nn.ReLU) for m in model.modules())  # original untouched
+    a, b = model.state_dict(), twin.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert twin.build_config["activation"] == "softplus"
+    model.eval()
+    twin.eval()
+    x = torch.rand(2, *shape)
+    assert not torch.equal(model(x), twin(x))
+
+
+def test_build_config_rebuilds_same_model():
+    m = models.build("mlp", in_shape=(6,), hidden=(4, 4), num_classes=3, dataset="none")
+    r = models.build(**m.build_config)
+    assert [p.shape for p in m.parameters()] == [p.shape for p in r.parameters()]
+    assert torch.equal(m.normalize.mean, r.normalize.mean)
+
+
+def test_register_decorator(monkeypatch):
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+
+    @models.register("tiny")
+    def _tiny(num_classes, in_shape, norm, width=1, activation="relu"):
+        return nn.Sequential(norm, nn.Flatten(), nn.Linear(in_shape[0], num_classes))
+
+    assert "tiny" in models.available()
+    assert models.build("tiny", in_shape=(3,), num_classes=2)(
+        torch.rand(5, 3)
+    ).shape == (5, 2)
+    with pytest.raises(ValueError, match="already"):
+        models.register("tiny")(_tiny)
+
+
+def test_hessian_vector_products_flow_through_models():
+    torch.manual_seed(0)
+    model = models.smooth_twin(models.build("lenet", width=1), "softplus").double()
+    x, y = torch.rand(3, *MNIST, dtype=torch.float64), torch.tensor([1, 2, 3])
+    params = [p for p in model.parameters()]
+    loss = nn.functional.cross_entropy(model(x), y)
+    g = torch.autograd.grad(loss, params, create_graph=True)
+    v = [torch.randn_like(p) for p in params]
+    hv = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
+    assert all(h.shape == p.shape for h, p in zip(hv, params))
+    assert sum(float(h.abs().sum()) for h in hv) > 0
