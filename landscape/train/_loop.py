@@ -1,0 +1,762 @@
+"""The training loop: adversarial_train()."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import _utils, io
+from ..attacks.perturb import fgsm_rs, perturb
+from . import _dist
+from ._config import TrainConfig
+from ._run import (
+    FINAL,
+    FORMAT,
+    INIT,
+    RESUME,
+    RunFolderError,
+    TrainResult,
+    check_config,
+    columns,
+    period_ckpt_name,
+    rng_state,
+    set_rng_state,
+    write_metrics,
+)
+
+__all__ = ["adversarial_train", "TensorBatches", "DivergedError"]
+
+
+class DivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class TensorBatches:
+    """Deterministic mini-batches of in-memory tensors (reshuffled per epoch from
+    ``seed`` and the epoch number, so a resumed run sees the same order).
+
+    Example:
+        >>> b = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2)
+        >>> len(b), [len(x) for x, _ in b]
+        (3, [2, 2, 1])
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
+        if len(x) == 0:
+            raise ValueError("the training data is empty")
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.x)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + self.epoch * 7919 + 1) % 2**63
+            )
+            order = torch.randperm(n, generator=g)
+        else:
+            order = None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
+            if order is None:
+                yield self.x[sl], self.y[sl]
+            else:
+                idx = order[sl]
+                yield self.x[idx], self.y[idx]
+
+
+def _as_loader(data: Any, cfg: TrainConfig) -> Any:
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+    ):
+        x, y = data
+        return TensorBatches(
+            x,
+            y,
+            batch_size=cfg.batch_size,
+            shuffle=cfg.shuffle,
+            seed=cfg.seed,
+            drop_last=cfg.drop_last,
+        )
+    if not hasattr(data, "__iter__") or not hasattr(data, "__len__"):
+        raise TypeError(
+            "data must be an (x, y) pair of tensors or a re-iterable, len()-able loader "
+            f"of (x, y) batches (e.g. landscape.data.batches), got {type(data).__name__}"
+        )
+    if len(data) == 0:
+        raise ValueError("the training loader yields no batches")
+    return data
+
+
+def _eval_subset(data: Any, num: int, batch_size: int) -> list[tuple[Tensor, Tensor]]:
+    """At most ``num`` examples of ``data`` as a list of batches (CPU)."""
+    if num <= 0 or data is None:
+        return []
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+    ):
+        x, y = data[0][:num], data[1][:num]
+        return [
+            (x[i : i + batch_size], y[i : i + batch_size])
+            for i in range(0, len(x), batch_size)
+        ]
+    out, seen = [], 0
+    for xb, yb in data:
+        take = min(len(xb), num - seen)
+        out.append((xb[:take], yb[:take]))
+        seen += take
+        if seen >= num:
+            break
+    return out
+
+
+def _fixed_batch(loader: Any, data: Any, num: int) -> tuple[Tensor, Tensor] | None:
+    """A fixed training batch for the catastrophic-overfitting check."""
+    if num <= 0:
+        return None
+    if isinstance(loader, TensorBatches):
+        return loader.x[:num], loader.y[:num]
+    xs, ys, seen = [], [], 0
+    for xb, yb in data:
+        xs.append(xb[: num - seen])
+        ys.append(yb[: num - seen])
+        seen += len(xs[-1])
+        if seen >= num:
+            break
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    if not use:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _prep(x: Tensor, y: Tensor, device, dtype, channels_last: bool):
+    x, y = _utils.to_device((x, y), device, dtype)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _robust_eval_fn():
+    """``landscape.evaluate.robust_accuracy`` if that module exists, else None."""
+    try:
+        from .. import evaluate  # noqa: PLC0415
+    except ImportError:
+        return None
+    return getattr(evaluate, "robust_accuracy", None)
+
+
+def _as_accuracy(v: Any) -> float:
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, Tensor):
+        return float(v.item())
+    for name in ("robust_accuracy", "accuracy", "robust_acc"):
+        if hasattr(v, name):
+            return float(getattr(v, name))
+    raise TypeError(f"cannot read an accuracy from {type(v).__name__}")
+
+
+@torch.no_grad()
+def _accuracy_loss(model: nn.Module, batches, ctx) -> tuple[float, float]:
+    correct, loss, n = 0.0, 0.0, 0
+    for x, y in batches:
+        with ctx():
+            out = model(x)
+        loss += float(F.cross_entropy(out.float(), y, reduction="sum"))
+        correct += float((out.argmax(1) == y).sum())
+        n += len(y)
+    return correct / max(n, 1), loss / max(n, 1)
+
+
+def _pgd_accuracy(model, batches, *, eps, cfg, steps, alpha_rel, gen, ctx) -> float:
+    if eps == 0:
+        return _accuracy_loss(model, batches, ctx)[0]
+    correct, n = 0.0, 0
+    for x, y in batches:
+        with ctx():
+            xa = perturb(
+                model,
+                x,
+                y,
+                eps=eps,
+                norm=cfg.norm,
+                alpha=alpha_rel * eps,
+                steps=steps,
+                generator=gen,
+            )
+            with torch.no_grad(), _utils.eval_mode(model):
+                correct += float((model(xa).argmax(1) == y).sum())
+        n += len(y)
+    return correct / max(n, 1)
+
+
+def _evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
+    out = {
+        "test_clean_acc": math.nan,
+        "test_clean_loss": math.nan,
+        "test_robust_acc": math.nan,
+        "test_robust_acc_sched": math.nan,
+    }
+    if not batches:
+        return out
+    with _utils.eval_mode(model):
+        out["test_clean_acc"], out["test_clean_loss"] = _accuracy_loss(
+            model, batches, ctx
+        )
+    ext = _robust_eval_fn() if cfg.eval_attack == "auto" else None
+    cache: dict[float, float] = {}
+    for key, eps in (
+        ("test_robust_acc", eps_target),
+        ("test_robust_acc_sched", eps_sched),
+    ):
+        eps = float(eps)
+        if eps not in cache:
+            gen = torch.Generator(device=batches[0][0].device).manual_seed(seed)
+            acc = None
+            if ext is not None and eps > 0:
+                try:
+                    acc = _as_accuracy(
+                        ext(model, batches, eps=eps, norm=cfg.norm, preset="quick")
+                    )
+                except Exception as err:  # the other module's API may still move
+                    warnings.warn(
+                        f"landscape.evaluate.robust_accuracy failed ({err}); "
+                        "falling back to PGD",
+                        stacklevel=3,
+                    )
+            if acc is None:
+                acc = _pgd_accuracy(
+                    model,
+                    batches,
+                    eps=eps,
+                    cfg=cfg,
+                    steps=cfg.eval_steps,
+                    alpha_rel=cfg.eval_alpha_rel,
+                    gen=gen,
+                    ctx=ctx,
+                )
+            cache[eps] = acc
+        out[key] = cache[eps]
+    return out
+
+
+def _co_check(model, batch, *, cfg, seed, ctx) -> dict:
+    """Catastrophic-overfitting detector: FGSM-RS vs PGD accuracy on a fixed batch."""
+    if batch is None or cfg.eps == 0:
+        return {"co_fgsm_acc": math.nan, "co_pgd_acc": math.nan, "co_flag": False}
+    x, y = batch
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    with ctx():
+        xf = fgsm_rs(model, x, y, eps=cfg.eps, norm=cfg.norm, generator=gen)
+        xp = perturb(
+            model,
+            x,
+            y,
+            eps=cfg.eps,
+            norm=cfg.norm,
+            steps=max(cfg.eval_steps, 1),
+            alpha=cfg.eval_alpha_rel * cfg.eps,
+            generator=gen,
+        )
+        with torch.no_grad(), _utils.eval_mode(model):
+            fa = float((model(xf).argmax(1) == y).float().mean())
+            pa = float((model(xp).argmax(1) == y).float().mean())
+    return {
+        "co_fgsm_acc": fa,
+        "co_pgd_acc": pa,
+        "co_flag": bool(fa - pa > cfg.co_threshold),
+    }
+
+
+def _grad_norm(params: list[Tensor]) -> Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+@torch.no_grad()
+def _distance(params: list[Tensor], init: list[Tensor]) -> float:
+    diffs = [(p.detach().float() - q.float()) for p, q in zip(params, init)]
+    return float(torch.linalg.vector_norm(torch.stack([d.norm() for d in diffs])))
+
+
+def _make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def adversarial_train(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor] | Iterable[tuple[Tensor, Tensor]],
+    config: TrainConfig | dict,
+    *,
+    test_data: tuple[Tensor, Tensor] | Iterable[tuple[Tensor, Tensor]] | None = None,
+    run_dir: str | Path | None = None,
+    progressbar: bool = False,
+    resume: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Adversarial training (Madry et al., 2018) with eps / lr schedules, per-epoch
+    metrics, checkpoints, exact resume, end-of-period ensembles and DDP.
+
+    Every batch: eps and lr are read from the schedules at the (fractional) epoch, the
+    training attack (PGD or FGSM-RS from :mod:`landscape.attacks.perturb`, input
+    gradients only, model in eval mode by default) perturbs the batch inside the
+    eps-ball, and one optimizer step is taken on the adversarial batch. Every epoch
+    logs train loss / accuracy at the scheduled eps, test clean and robust accuracy
+    at the target and the scheduled eps, gradient norms, the distance from the
+    initialisation, eps, lr and wall time, and runs a catastrophic-overfitting check
+    (FGSM vs PGD accuracy on a fixed training batch; ``co_flag`` plus a warning).
+
+    The model is trained in place (on its own device and dtype). With ``run_dir`` the
+    folder receives ``config.json``, ``metrics.jsonl``/``metrics.csv``, ``init.pt``,
+    ``ckpt_epochNNNN.pt`` at every period end (the ensemble members, see
+    :func:`load_ensemble`), ``final.pt`` and ``resume.pt`` (every epoch and every
+    ``checkpoint_every`` iterations; model, optimizer, every RNG state, position in
+    the epoch). Calling again with the same folder and config resumes exactly where
+    the run stopped: the final weights are bit-identical to an uninterrupted run on
+    CPU. Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DDP, each
+    global batch is split across ranks, and only rank 0 evaluates and writes.
+
+    Args:
+        model: classifier returning logits.
+        data: ``(x, y)`` tensors (batched with ``config.batch_size``, reshuffled per
+            epoch from ``config.seed``) or a deterministic, len()-able loader such as
+            ``landscape.data.batches`` (``set_epoch`` is called when it exists).
+        config: a :class:`TrainConfig` (or its dict).
+        test_data: held-out data for the per-epoch evaluation (first
+            ``config.eval_num`` examples).
+        run_dir: run folder (None: no files, no resume).
+        progressbar: tqdm bars over epochs and batches.
+        resume: continue a run found in ``run_dir``; with False an existing run there
+            is an error.
+        callback: called after every optimizer step with ``{"epoch", "batch",
+            "iteration", "loss", "eps", "lr"}`` (e.g. to stop a run in a test).
+
+    Returns:
+        :class:`TrainResult` with the per-epoch metrics.
+
+    Raises:
+        DivergedError: NaN / inf loss (names the epoch and batch; lower the lr).
+        RunFolderError: ``run_dir`` holds a run with another configuration.
+        landscape.io.CorruptFileError: a corrupt resume checkpoint.
+    """
+    cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(
+            f"config must be a TrainConfig or dict, got {type(cfg).__name__}"
+        )
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    raw = model
+    modes = [(m, m.training) for m in raw.modules()]
+    device, dtype = _utils.model_device(raw), _utils.model_dtype(raw)
+    rank, world = _dist.setup(device)
+    main = _dist.is_main(rank)
+    loader = _as_loader(data, cfg)
+    num_batches = len(loader)
+    ctx = lambda: _autocast(device, cfg)  # noqa: E731
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
+        raw.to(memory_format=torch.channels_last)
+    params = [p for p in raw.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    opt = _make_optimizer(params, cfg)
+    eps_fn, lr_fn = cfg.eps_fn(), cfg.lr_fn()
+    period_ends = set(cfg.period_end_epochs())
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 9973 + rank + 17)
+    generators = {"attack": gen}
+
+    # -- run folder: fresh start or resume ----------------------------------------
+    folder = Path(run_dir) if run_dir is not None else None
+    start_epoch, start_batch, iteration, elapsed = 0, 0, 0, 0.0
+    rows: list[dict[str, Any]] = []
+    checkpoints: list[str] = []
+    accum = None
+    init = [p.detach().clone() for p in params]
+    if folder is not None:
+        has_run = (folder / "config.json").exists()
+        if has_run and not resume:
+            raise RunFolderError(
+                f"{folder} already holds a run; pass resume=True to continue it or "
+                "choose a new folder"
+            )
+        if has_run:
+            check_config(folder, cfg)
+        if has_run and (folder / RESUME).exists():
+            state = io.load_torch(folder / RESUME, map_location=device)
+            if state.get("format") != FORMAT:
+                raise io.CorruptFileError(f"{folder / RESUME} is not a training state")
+            try:
+                raw.load_state_dict(state["model"])
+            except RuntimeError as err:
+                raise RunFolderError(
+                    f"the model does not match the checkpoint in {folder}: {err}"
+                ) from err
+            opt.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], generators)
+            start_epoch, start_batch = state["epoch"], state["batch"]
+            iteration, elapsed = state["iteration"], state["elapsed"]
+            rows, checkpoints, accum = (
+                state["rows"],
+                state["checkpoints"],
+                state["accum"],
+            )
+            init_state = io.load_torch(folder / INIT, map_location=device)
+            init = [init_state[n].to(p.dtype) for n, p in _named(raw, params)]
+        elif main:
+            with io.atomic_write(folder / "config.json", "w") as f:
+                json.dump(cfg.to_dict(), f, indent=1)
+            io.atomic_save_torch(
+                {n: p.detach().cpu() for n, p in _named(raw, params)}, folder / INIT
+            )
+        if main and rows:
+            write_metrics(folder, rows)
+
+    # -- forward models ------------------------------------------------------------
+    fwd_model: nn.Module = raw
+    if world > 1:
+        fwd_model = nn.parallel.DistributedDataParallel(
+            raw, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    atk_model: nn.Module = raw
+    if cfg.compile:
+        fwd_model = torch.compile(fwd_model)
+        atk_model = torch.compile(raw)
+    use_attack = cfg.attack != "none" and cfg.eps > 0
+    co_batch = _fixed_batch(loader, data, cfg.co_check_num) if main else None
+    if co_batch is not None:
+        co_batch = _prep(*co_batch, device, dtype, channels_last)
+    eval_batches = (
+        [
+            _prep(x, y, device, dtype, channels_last)
+            for x, y in _eval_subset(test_data, cfg.eval_num, cfg.batch_size)
+        ]
+        if main
+        else []
+    )
+
+    from tqdm.auto import tqdm
+
+    show = progressbar and main
+    ebar = tqdm(
+        total=cfg.epochs,
+        initial=start_epoch,
+        desc="adversarial_train",
+        disable=not show,
+    )
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        if accum is None or start_batch == 0:
+            accum = {
+                "loss": 0.0,
+                "correct": 0.0,
+                "n": 0.0,
+                "gsum": 0.0,
+                "gmax": 0.0,
+                "nb": 0,
+                "eps_sum": 0.0,
+                "eps": 0.0,
+                "lr": 0.0,
+                "time": 0.0,
+            }
+        bbar = tqdm(
+            total=num_batches,
+            initial=start_batch,
+            desc=f"epoch {epoch + 1}",
+            leave=False,
+            disable=not show,
+        )
+        for b, batch in enumerate(loader):
+            if b < start_batch:
+                continue
+            t = epoch + b / num_batches if cfg.schedule_update == "iteration" else epoch
+            eps_t, lr_t = float(eps_fn(t)), float(lr_fn(t))
+            for g in opt.param_groups:
+                g["lr"] = lr_t
+            opt.zero_grad(set_to_none=True)
+            x, y = _prep(batch[0], batch[1], device, dtype, channels_last)
+            n_global = len(y)
+            x, y = _dist.shard(x, rank, world), _dist.shard(y, rank, world)
+            if use_attack and eps_t > 0:
+                with ctx():
+                    x = perturb(
+                        atk_model,
+                        x,
+                        y,
+                        eps=eps_t,
+                        norm=cfg.norm,
+                        alpha=cfg.step_size(eps_t),
+                        steps=1 if cfg.attack == "fgsm" else cfg.steps,
+                        random_start=cfg.random_start,
+                        generator=gen,
+                        train=cfg.attack_train_mode,
+                    )
+            raw.train()
+            with ctx():
+                out = fwd_model(x)
+            loss_sum = F.cross_entropy(out.float(), y, reduction="sum")
+            loss = loss_sum / (n_global / world)
+            loss.backward()
+            gnorm = _grad_norm(params)
+            correct = (out.detach().argmax(1) == y).sum()
+            ls, cs, gn = torch.stack(
+                [loss_sum.detach().float(), correct.float(), gnorm.to(loss.device)]
+            ).tolist()
+            if not (math.isfinite(ls) and math.isfinite(gn)):
+                raise DivergedError(
+                    f"training diverged: loss is {ls / max(len(y), 1)} (gradient norm "
+                    f"{gn}) at epoch {epoch + 1}, batch {b + 1}/{num_batches} "
+                    f"(iteration {iteration + 1}, lr={lr_t:g}, eps={eps_t:g}); "
+                    "lower the learning rate"
+                )
+            opt.step()
+            iteration += 1
+            accum["loss"] += ls
+            accum["correct"] += cs
+            accum["n"] += len(y)
+            accum["gsum"] += gn
+            accum["gmax"] = max(accum["gmax"], gn)
+            accum["nb"] += 1
+            accum["eps_sum"] += eps_t
+            accum["eps"], accum["lr"] = eps_t, lr_t
+            bbar.update(1)
+            if callback is not None:
+                callback(
+                    {
+                        "epoch": epoch,
+                        "batch": b,
+                        "iteration": iteration,
+                        "loss": ls / max(len(y), 1),
+                        "eps": eps_t,
+                        "lr": lr_t,
+                    }
+                )
+            if (
+                folder is not None
+                and main
+                and cfg.checkpoint_every
+                and iteration % cfg.checkpoint_every == 0
+                and b + 1 < num_batches
+            ):
+                accum["time"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                _save_resume(
+                    folder,
+                    raw,
+                    opt,
+                    generators,
+                    epoch,
+                    b + 1,
+                    iteration,
+                    elapsed,
+                    rows,
+                    checkpoints,
+                    accum,
+                    cfg,
+                )
+        bbar.close()
+        start_batch = 0
+        accum["time"] += time.perf_counter() - t0
+        # -- end of epoch: reduce, evaluate, log, checkpoint ----------------------
+        tot = torch.tensor(
+            [accum["loss"], accum["correct"], accum["n"]], dtype=torch.float64
+        )
+        tot = _dist.all_reduce_sum(tot.to(device), world).cpu().tolist()
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "iteration": iteration,
+            "eps": accum["eps"],
+            "eps_mean": accum["eps_sum"] / max(accum["nb"], 1),
+            "lr": accum["lr"],
+            "train_loss": tot[0] / max(tot[2], 1),
+            "train_acc": tot[1] / max(tot[2], 1),
+            "grad_norm_mean": accum["gsum"] / max(accum["nb"], 1),
+            "grad_norm_max": accum["gmax"],
+            "dist_init": _distance(params, init),
+        }
+        if main:
+            last = epoch + 1 == cfg.epochs
+            do_eval = last or (epoch + 1) % cfg.eval_every == 0
+            seed = cfg.seed * 100_003 + epoch
+            with torch.random.fork_rng(
+                devices=[device] if device.type == "cuda" else []
+            ):
+                if do_eval:
+                    row.update(
+                        _evaluate(
+                            raw,
+                            eval_batches,
+                            eps_target=cfg.eps,
+                            eps_sched=accum["eps"],
+                            cfg=cfg,
+                            seed=seed,
+                            ctx=ctx,
+                        )
+                    )
+                else:
+                    row.update(
+                        _evaluate(
+                            raw,
+                            [],
+                            eps_target=0,
+                            eps_sched=0,
+                            cfg=cfg,
+                            seed=seed,
+                            ctx=ctx,
+                        )
+                    )
+                row.update(_co_check(raw, co_batch, cfg=cfg, seed=seed + 1, ctx=ctx))
+            if row["co_flag"]:
+                warnings.warn(
+                    f"possible catastrophic overfitting at epoch {epoch + 1}: on a fixed "
+                    f"training batch FGSM accuracy is {row['co_fgsm_acc']:.3f} but PGD "
+                    f"accuracy is {row['co_pgd_acc']:.3f} (eps={cfg.eps:g}); use PGD "
+                    "training, a smaller FGSM step or an eps warm-up",
+                    stacklevel=2,
+                )
+        elapsed += accum["time"]
+        row["time"] = accum["time"]
+        row["time_total"] = elapsed
+        rows.append(row)
+        if folder is not None and main:
+            if epoch + 1 in period_ends:
+                path = folder / period_ckpt_name(epoch + 1)
+                io.atomic_save_torch(
+                    {
+                        "model": raw.state_dict(),
+                        "epoch": epoch + 1,
+                        "config": cfg.to_dict(),
+                        "metrics": row,
+                    },
+                    path,
+                )
+                if str(path) not in checkpoints:
+                    checkpoints.append(str(path))
+            write_metrics(folder, rows)
+            _save_resume(
+                folder,
+                raw,
+                opt,
+                generators,
+                epoch + 1,
+                0,
+                iteration,
+                elapsed,
+                rows,
+                checkpoints,
+                None,
+                cfg,
+            )
+        accum = None
+        ebar.update(1)
+        ebar.set_postfix(
+            loss=f"{row['train_loss']:.3f}",
+            acc=f"{row['train_acc']:.3f}",
+            rob=f"{row.get('test_robust_acc', math.nan):.3f}",
+        )
+    ebar.close()
+    opt.zero_grad(set_to_none=True)
+    for m, mode in modes:
+        m.training = mode
+    if folder is not None and main:
+        io.atomic_save_torch(
+            {"model": raw.state_dict(), "epoch": cfg.epochs, "config": cfg.to_dict()},
+            folder / FINAL,
+        )
+    return TrainResult(
+        metrics=columns(rows),
+        config=cfg.to_dict(),
+        run_dir=str(folder) if folder is not None else None,
+        checkpoints=list(checkpoints),
+        meta={"rank": rank, "world_size": world, "device": str(device)},
+    )
+
+
+def _named(model: nn.Module, params: list[Tensor]) -> list[tuple[str, Tensor]]:
+    ids = {id(p) for p in params}
+    return [(n, p) for n, p in model.named_parameters() if id(p) in ids]
+
+
+def _save_resume(
+    folder,
+    raw,
+    opt,
+    generators,
+    epoch,
+    batch,
+    iteration,
+    elapsed,
+    rows,
+    checkpoints,
+    accum,
+    cfg,
+) -> None:
+    io.atomic_save_torch(
+        {
+            "format": FORMAT,
+            "config": cfg.to_dict(),
+            "model": raw.state_dict(),
+            "optimizer": opt.state_dict(),
+            "rng": rng_state(generators),
+            "epoch": epoch,
+            "batch": batch,
+            "iteration": iteration,
+            "elapsed": elapsed,
+            "rows": copy.deepcopy(rows),
+            "checkpoints": list(checkpoints),
+            "accum": copy.deepcopy(accum),
+        },
+        folder / RESUME,
+    )

@@ -1,0 +1,430 @@
+"""Tests for landscape.train: attacks during training, exact resume, checkpoints,
+ensembles, metrics files, bad input, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape import io, train
+from landscape.attacks import perturb
+from landscape.train import TrainConfig, adversarial_train
+
+
+def _data(n=96, seed=0):
+    """Two-class 1x6x6 images in [0, 1]: the label says which half is brighter."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = 0.4 + 0.15 * torch.randn(n, 1, 6, 6, generator=g)
+    x[y == 0, :, :, :3] += 0.25
+    x[y == 1, :, :, 3:] += 0.25
+    return x.clamp(0, 1), y
+
+
+class TinyNet(nn.Module):
+    """Conv + dropout + linear: dropout makes exact resume depend on the global RNG."""
+
+    def __init__(self, seed=0, dropout=0.2):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, x):
+        return self.fc(self.drop(F.relu(self.conv(x))).flatten(1))
+
+
+def _cfg(**kw):
+    base = dict(
+        epochs=2,
+        batch_size=16,
+        optimizer="sgd",
+        lr=0.1,
+        eps=0.1,
+        steps=2,
+        eval_num=32,
+        eval_steps=2,
+        co_check_num=16,
+        seed=0,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    return all(
+        torch.equal(p, q)
+        for p, q in zip(a.state_dict().values(), b.state_dict().values())
+    )
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("attack", ["pgd", "fgsm"])
+def test_training_attack_stays_in_ball_and_box_without_param_grads(norm, attack):
+    x, y = _data(48)
+    eps = 0.1 if norm == "linf" else 0.5
+    model = TinyNet()
+    seen = {"train": 0, "attack": 0}
+
+    def hook(mod, inputs):
+        (xin,) = inputs
+        if mod.training:  # the training forward: an adversarial batch of the data
+            assert xin.min() >= 0 and xin.max() <= 1
+            # match each row to its clean image (shuffle=False, so batches are in order)
+            b = seen["train"]
+            clean = x[b * 16 : b * 16 + len(xin)]
+            d = (xin - clean).flatten(1)
+            size = d.abs().max(1).values if norm == "linf" else d.norm(dim=1)
+            assert (size <= eps + 1e-6).all()
+            assert size.max() > 0.5 * eps  # the attack really moved the inputs
+            seen["train"] += 1
+        else:  # inside the attack: never touches parameter gradients
+            assert all(p.grad is None for p in mod.parameters())
+            seen["attack"] += 1
+
+    model.register_forward_pre_hook(hook)
+    model.eval()  # the caller's mode is restored after training
+    cfg = _cfg(
+        epochs=1,
+        eps=eps,
+        norm=norm,
+        attack=attack,
+        shuffle=False,
+        eval_num=0,
+        co_check_num=0,
+        alpha_rel=0.5 if attack == "pgd" else None,
+    )
+    adversarial_train(model, (x, y), cfg)
+    assert seen["train"] == 3
+    assert seen["attack"] == 3 * (1 if attack == "fgsm" else 2)
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_perturb_restores_mode_and_leaves_param_grads():
+    model = TinyNet()
+    model.train()
+    x, y = _data(8)
+    perturb(model, x, y, eps=0.1, steps=2, generator=torch.Generator().manual_seed(0))
+    assert model.training and model.drop.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_loss_decreases_and_robust_accuracy_is_logged():
+    x, y = _data(256)
+    model = TinyNet(dropout=0.0)
+    res = adversarial_train(
+        model, (x, y), _cfg(epochs=4, lr=0.2, eps=0.05), test_data=_data(64, seed=1)
+    )
+    loss = res.metrics["train_loss"]
+    assert loss[-1] < 0.8 * loss[0]
+    m = res.metrics
+    for key in ("test_clean_acc", "test_robust_acc", "co_fgsm_acc", "co_pgd_acc"):
+        assert ((m[key] >= 0) & (m[key] <= 1)).all()
+    assert (m["test_robust_acc"] <= m["test_clean_acc"] + 1e-9).all()
+    assert m["dist_init"][-1] > 0 and (m["grad_norm_max"] >= m["grad_norm_mean"]).all()
+
+
+def test_eps_zero_and_no_attack_equal_plain_training():
+    x, y = _data(64)
+    models = [TinyNet(dropout=0.0) for _ in range(3)]
+    for model, kw in zip(
+        models[:2], [dict(eps=0.0, attack="pgd"), dict(eps=0.3, attack="none")]
+    ):
+        adversarial_train(
+            model, (x, y), _cfg(shuffle=False, eval_num=0, co_check_num=0, **kw)
+        )
+    # manual reference loop: SGD with momentum on the same batches
+    ref = models[2]
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for i in range(0, 64, 16):
+            opt.zero_grad()
+            F.cross_entropy(ref(x[i : i + 16]), y[i : i + 16]).backward()
+            opt.step()
+    assert _same(models[0], models[1])
+    for p, q in zip(models[0].parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_exact_resume_after_interruption(tmp_path, optimizer):
+    x, y = _data(80)
+    cfg = _cfg(
+        epochs=3,
+        optimizer=optimizer,
+        lr=0.05 if optimizer == "sgd" else 1e-2,
+        checkpoint_every=2,
+        eval_num=16,
+        co_check_num=8,
+    )
+    test = _data(16, seed=1)
+    ref = TinyNet()
+    r_ref = adversarial_train(
+        ref, (x, y), cfg, test_data=test, run_dir=tmp_path / "ref"
+    )
+
+    def stop_at(k):
+        def cb(state):
+            if state["iteration"] == k:
+                raise _Stop
+
+        return cb
+
+    run = tmp_path / "run"
+    # stop mid-epoch 2 (5 batches per epoch): iteration 8 is batch 3 of epoch 2;
+    # the last resume point is iteration 6 (checkpoint_every=2)
+    with pytest.raises(_Stop):
+        adversarial_train(
+            TinyNet(), (x, y), cfg, test_data=test, run_dir=run, callback=stop_at(8)
+        )
+    torch.manual_seed(1234)  # the resumed run must not depend on the caller's RNG
+    model = TinyNet(seed=99)  # different init: weights come from the checkpoint
+    r = adversarial_train(model, (x, y), cfg, test_data=test, run_dir=run)
+    assert _same(model, ref)
+    for key in ("train_loss", "train_acc", "test_robust_acc", "dist_init", "lr", "eps"):
+        assert r.metrics[key].tolist() == r_ref.metrics[key].tolist(), key
+    assert len(train.load_run(run).metrics["epoch"]) == 3
+
+
+def test_resume_from_end_of_epoch_and_other_config(tmp_path):
+    x, y = _data(48)
+    cfg = _cfg(epochs=2)
+    with pytest.raises(_Stop):
+
+        def cb(s):
+            if s["epoch"] == 1:
+                raise _Stop
+
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
+    with pytest.raises(train.RunFolderError, match="another configuration.*lr"):
+        adversarial_train(TinyNet(), (x, y), cfg.replace(lr=0.2), run_dir=tmp_path)
+    with pytest.raises(train.RunFolderError, match="already holds a run"):
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, resume=False)
+    ref = TinyNet()
+    adversarial_train(ref, (x, y), cfg)
+    model = TinyNet()
+    adversarial_train(model, (x, y), cfg, run_dir=tmp_path)
+    assert _same(model, ref)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    x, y = _data(32)
+    cfg = _cfg(epochs=1, eval_num=0, co_check_num=0)
+    adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path)
+    path = tmp_path / "resume.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(io.CorruptFileError, match="corrupt or truncated"):
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path)
+    (tmp_path / "final.pt").write_bytes(b"garbage")
+    with pytest.raises(io.CorruptFileError):
+        train.load_model(tmp_path, TinyNet())
+
+
+def test_ensemble_averages_softmax():
+    torch.manual_seed(0)
+    members = [nn.Linear(5, 3) for _ in range(3)]
+    x = torch.randn(7, 5)
+    ens = train.Ensemble(members)
+    probs = torch.stack([m(x).softmax(1) for m in members]).mean(0)
+    torch.testing.assert_close(ens(x).exp(), probs, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(ens(x).softmax(1), probs, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        train.Ensemble(members[:1])(x), F.log_softmax(members[0](x), 1)
+    )
+    with pytest.raises(ValueError, match="at least one"):
+        train.Ensemble([])
+
+
+def test_periodic_run_checkpoints_form_ensemble(tmp_path):
+    x, y = _data(48)
+    cfg = _cfg(
+        epochs=3,
+        periods=[0, 1, 2, 3],
+        eps_schedule="periodic",
+        lr_schedule="periodic",
+        eval_num=16,
+    )
+    model = TinyNet(dropout=0.0)
+    res = adversarial_train(model, (x, y), cfg, run_dir=tmp_path)
+    assert [p.rsplit("/", 1)[-1] for p in res.checkpoints] == [
+        "ckpt_epoch0001.pt",
+        "ckpt_epoch0002.pt",
+        "ckpt_epoch0003.pt",
+    ]
+    members = train.load_members(tmp_path, TinyNet(dropout=0.0))
+    assert len(members) == 3 and not any(m.training for m in members)
+    assert _same(members[-1], model)
+    assert not _same(members[0], model)
+    ens = train.load_ensemble(tmp_path, TinyNet(dropout=0.0))
+    probs = torch.stack([m(x).softmax(1) for m in members]).mean(0)
+    torch.testing.assert_close(ens(x).softmax(1), probs)
+    assert _same(train.load_model(tmp_path, TinyNet(dropout=0.0)), model)
+    # periodic eps restarts at 0 each period (per-iteration update): mean eps < target
+    assert (res.metrics["eps_mean"] < cfg.eps).all()
+
+
+def test_metrics_files_hold_the_logged_keys(tmp_path):
+    x, y = _data(32)
+    cfg = _cfg(epochs=2, eps_schedule="linear", schedule_update="epoch")
+    eps_seen = []
+    adversarial_train(
+        TinyNet(),
+        (x, y),
+        cfg,
+        test_data=_data(32, 1),
+        run_dir=tmp_path,
+        callback=lambda s: eps_seen.append(s["eps"]),
+    )
+    assert eps_seen == [0.0, 0.0, 0.1, 0.1]  # linear warm-up over 1 epoch, per epoch
+    keys = {
+        "epoch",
+        "iteration",
+        "eps",
+        "eps_mean",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "grad_norm_mean",
+        "grad_norm_max",
+        "dist_init",
+        "test_clean_acc",
+        "test_clean_loss",
+        "test_robust_acc",
+        "test_robust_acc_sched",
+        "co_fgsm_acc",
+        "co_pgd_acc",
+        "co_flag",
+        "time",
+        "time_total",
+    }
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 2 and keys <= set(rows[0])
+    with open(tmp_path / "metrics.csv") as f:
+        assert keys <= set(next(csv.reader(f)))
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_dict()
+    res = train.load_run(tmp_path)
+    assert res.metrics["epoch"].tolist() == [1, 2]
+    assert res.metrics["test_robust_acc_sched"][0] == res.metrics["test_clean_acc"][0]
+    saved = res.save(tmp_path / "result.npz")
+    back = train.TrainResult.load(saved)
+    assert back.metrics["train_loss"].tolist() == res.metrics["train_loss"].tolist()
+
+
+def test_nan_loss_names_epoch_and_batch():
+    x, y = _data(32)
+    x[20] = math.nan  # batch 2 of epoch 1 (batch size 16)
+    with pytest.raises(
+        train.DivergedError, match=r"epoch 1, batch 2/2.*lower the learning rate"
+    ):
+        adversarial_train(TinyNet(), (x, y), _cfg(shuffle=False, eps=0.0, eval_num=0))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(eps=-0.1), "eps must be"),
+        (dict(attack="cw"), "unknown attack"),
+        (dict(optimizer="rmsprop"), "unknown optimizer"),
+        (dict(alpha_rel=0.0), "step size alpha_rel must be > 0"),
+        (dict(eps_schedule="warp"), "unknown eps schedule 'warp'; choose one of"),
+        (dict(lr_schedule="periodic", periods=[0, 1]), "periods must cover the epochs"),
+        (dict(steps=0), "steps >= 1"),
+        (dict(epochs=0), "epochs must be >= 1"),
+    ],
+)
+def test_bad_config_is_a_clear_error(kw, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        _cfg(**kw)
+
+
+def test_bad_data_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"\(x, y\) pair of tensors"):
+        adversarial_train(TinyNet(), 3, _cfg())
+    with pytest.raises(ValueError, match="differ in length"):
+        adversarial_train(
+            TinyNet(), (torch.rand(4, 1, 6, 6), torch.zeros(3).long()), _cfg()
+        )
+
+
+def test_presets_and_cli_errors(capsys):
+    from landscape.train.__main__ import main
+
+    cfg, extra = train.preset("mnist-lenet")
+    assert (cfg.eps, cfg.optimizer, cfg.lr, cfg.alpha, cfg.steps) == (
+        0.4,
+        "adam",
+        1e-4,
+        0.01,
+        50,
+    )
+    cfg, extra = train.preset(
+        "cifar10-resnet18", eps_schedule="periodic", lr_schedule="periodic", periods=3
+    )
+    assert (
+        cfg.step_size(cfg.eps) == pytest.approx(2 / 255)
+        and extra["model"] == "resnet18"
+    )
+    assert cfg.period_end_epochs() == [67, 133, 200]
+    s = train.smoke(cfg)
+    assert s.epochs <= 2 and s.steps <= 3 and s.period_end_epochs() == [1, 2]
+    with pytest.raises(ValueError, match="unknown preset 'x'; choose one of"):
+        train.preset("x")
+    with pytest.raises(SystemExit):
+        main(["nope"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["mnist-lenet", "--eps-schedule", "warp"])
+    assert "unknown eps schedule" in capsys.readouterr().err
+
+
+def test_cli_smoke_run(tmp_path, data_root, monkeypatch):
+    pytest.importorskip("landscape.data")
+    pytest.importorskip("landscape.models")
+    from landscape.train.__main__ import main
+
+    monkeypatch.setenv("LANDSCAPE_DATA", str(data_root))
+    rc = main(
+        [
+            "mnist-lenet",
+            "--smoke",
+            "--num-train",
+            "128",
+            "--num-test",
+            "32",
+            "--run-dir",
+            str(tmp_path),
+            "--eps-schedule",
+            "cosine",
+        ]
+    )
+    assert rc == 0
+    res = train.load_run(tmp_path)
+    assert len(res.metrics["epoch"]) == res.config["epochs"]
+    assert res.config["eps_schedule"] == "cosine"
+    members = train.load_members(tmp_path)
+    assert len(members) == 1
+
+
+def test_train_result_state_is_independent_of_model_copy():
+    # the returned metrics do not alias the model; the model is trained in place
+    x, y = _data(32)
+    model = TinyNet()
+    before = copy.deepcopy(model)
+    adversarial_train(model, (x, y), _cfg(epochs=1, eval_num=0))
+    assert not _same(model, before)
