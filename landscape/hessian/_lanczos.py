@@ -83,6 +83,7 @@ def lanczos(
     *,
     keep_basis: bool = True,
     stop=None,
+    locked: Tensor | None = None,
     progressbar: bool = False,
     desc: str = "lanczos",
 ) -> LanczosRun:
@@ -99,6 +100,8 @@ def lanczos(
         stop: optional ``stop(alphas, betas, j) -> bool`` called after iteration ``j``
             of a single run (``r == 1``) with ``alphas[: j + 1]`` and ``betas[: j + 1]``
             (``betas[j]`` is the norm of the next residual, the Ritz-residual factor).
+        locked: orthonormal rows ``(p, dim)`` spanning an invariant subspace to stay
+            orthogonal to (restarts after an exhausted Krylov space).
         progressbar: show a tqdm bar named ``desc``.
 
     Returns:
@@ -114,6 +117,11 @@ def lanczos(
     betas = np.zeros((r, m))
     lengths = np.zeros(r, dtype=int)
     alive = torch.ones(r, dtype=torch.bool, device=op.device)
+    if locked is not None and locked.shape[0] == 0:
+        locked = None
+    if locked is not None:
+        locked = locked.to(op.device, op.dtype)
+        v0 = v0 - (v0 @ locked.T) @ locked
     q = v0 / v0.norm(dim=1, keepdim=True)
     hvps = 0
     bar = tqdm(total=m, desc=desc, disable=not progressbar, leave=False)
@@ -131,6 +139,8 @@ def lanczos(
         for _ in range(2):
             c = torch.bmm(Q[:, : j + 1], w[:, :, None])
             w = w - torch.bmm(Q[:, : j + 1].transpose(1, 2), c)[:, :, 0]
+            if locked is not None:
+                w = w - (w @ locked.T) @ locked
         b = w.norm(dim=1)
         betas[:, j] = b.cpu().numpy()
         bar.update(1)
@@ -189,6 +199,11 @@ def lanczos_eigs(
     ``|beta_j s_{j,i}| = ||H y_i - theta_i y_i||`` of the wanted pairs are all below
     ``tol * max|theta|``.
 
+    A single Krylov space holds one copy of each eigenvalue. When it is exhausted
+    (``beta = 0``: an invariant subspace, common in tiny or structured models whose
+    eigenvalues repeat), Lanczos restarts from a fresh vector orthogonal to it, so
+    repeated eigenvalues are found; their exact Ritz pairs are kept.
+
     Returns:
         ``(values, vectors (k, dim) or None, residuals, num_hvps, converged)``.
     """
@@ -206,40 +221,69 @@ def lanczos_eigs(
             f"max_iter={max_iter} < k={k}: Lanczos needs at least k iterations"
         )
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    v0 = torch.randn(1, n, generator=gen, dtype=torch.float64)
-    state = {"converged": False}
+    # exact pairs from exhausted Krylov spaces
+    pv = np.zeros(0)
+    pvec = torch.zeros(0, n, device=op.device, dtype=op.dtype)
+    locked = torch.zeros(0, n, device=op.device, dtype=op.dtype)
+    hvps, converged = 0, False
+    while True:
+        budget = min(max_iter - hvps, n - locked.shape[0])
+        v0 = torch.randn(1, n, generator=gen, dtype=torch.float64)
+        state = {"converged": False}
 
-    def stop(a: np.ndarray, b: np.ndarray, j: int) -> bool:
-        if j + 1 < k:
-            return False
+        def stop(a: np.ndarray, b: np.ndarray, j: int, state=state) -> bool:
+            theta, S = ritz(a, b[:-1])
+            allv = np.concatenate([pv, theta])
+            if len(allv) < k:
+                return False
+            sel = _order(allv, which)[:k]
+            mine = sel[sel >= len(pv)] - len(pv)
+            # the run's own best Ritz value must converge too, or a wanted eigenvalue
+            # of the complement may still be hidden behind the earlier exact ones
+            mine = np.union1d(mine, _order(theta, which)[:1])
+            res = np.abs(b[-1] * S[-1, mine])
+            scale = max(np.abs(allv).max(), 1e-300)
+            state["converged"] = bool((res <= tol * scale).all())
+            return state["converged"]
+
+        run = lanczos(
+            op,
+            v0,
+            budget,
+            keep_basis=True,
+            stop=stop,
+            locked=locked,
+            progressbar=progressbar,
+        )
+        hvps += run.num_hvps
+        L = int(run.lengths[0])
+        a, b = run.alphas[0, :L], run.betas[0, :L]
         theta, S = ritz(a, b[:-1])
-        sel = _order(theta, which)[:k]
-        res = np.abs(b[-1] * S[-1, sel])
-        scale = max(np.abs(theta).max(), 1e-300)
-        state["converged"] = bool((res <= tol * scale).all())
-        return state["converged"]
-
-    run = lanczos(
-        op, v0, max_iter, keep_basis=keep_vectors, stop=stop, progressbar=progressbar
-    )
-    L = int(run.lengths[0])
-    a, b = run.alphas[0, :L], run.betas[0, :L]
-    theta, S = ritz(a, b[:-1])
-    if L == n or b[-1] == 0.0:  # exhausted or invariant subspace: Ritz pairs are exact
-        state["converged"] = True
-    sel = _order(theta, which)[:k]
+        basis = run.basis[0, :L]
+        exhausted = b[-1] <= 1e-10 * max(np.abs(theta).max(), 1e-300)
+        ritz_vecs = (basis.T @ torch.as_tensor(S, dtype=op.dtype, device=op.device)).T
+        if exhausted and locked.shape[0] + L < n and hvps < max_iter:
+            # the Krylov space is invariant: its Ritz pairs are exact; restart outside it
+            pv = np.concatenate([pv, theta])
+            pvec = torch.cat([pvec, ritz_vecs])
+            locked = torch.cat([locked, basis])
+            continue
+        converged = state["converged"] or exhausted
+        res_run = np.abs(b[-1] * S[-1]) if not exhausted else np.zeros(L)
+        allv = np.concatenate([pv, theta])
+        allres = np.concatenate([np.zeros(len(pv)), res_run])
+        allvec = torch.cat([pvec, ritz_vecs])
+        break
+    sel = _order(allv, which)[:k]
     if len(sel) < k:
         raise RuntimeError(
-            f"Lanczos found an invariant subspace of dimension {len(sel)} < k={k}; "
-            "the start vector misses part of the spectrum (try another generator)"
+            f"Lanczos found only {len(sel)} eigenvalues, fewer than k={k}"
         )
-    res = np.abs(b[-1] * S[-1, sel])
     vecs = None
-    if keep_vectors and run.basis is not None:
-        Ssel = torch.as_tensor(S[:, sel], dtype=op.dtype, device=op.device)
-        vecs = (run.basis[0, :L].T @ Ssel).T
+    if keep_vectors:
+        vecs = allvec[torch.as_tensor(sel, device=op.device)]
         vecs = vecs / vecs.norm(dim=1, keepdim=True)
-    return theta[sel], vecs, res, run.num_hvps, state["converged"]
+    return allv[sel], vecs, allres[sel], hvps, bool(converged)
 
 
 def power_iteration(

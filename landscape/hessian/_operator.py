@@ -111,6 +111,7 @@ class HessianOperator:
         self._params = {n: p.detach() for n, p in named}
         self.batch_vectors = max(1, int(batch_vectors))
         self.num_hvps = 0
+        self._vmap_ok = True
         if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
             data = [data]  # a single (x, y) batch
         self._data = data
@@ -224,9 +225,21 @@ class HessianOperator:
         with _utils.eval_mode(self.model):
             for x, y in self._batches():
                 w = x.shape[0] / self.num_samples
-                out += w * (
-                    self._jvp(V, x, y) if self.mode == "jvp" else self._dbl(V, x, y)
-                )
+                if self.mode == "jvp":
+                    try:
+                        out += w * self._jvp(V, x, y)
+                        continue
+                    except RuntimeError as err:
+                        # some backward formulas lack forward-mode support in torch
+                        # (e.g. mse_loss_backward: "ZeroTensors are immutable")
+                        warnings.warn(
+                            f"forward-over-reverse failed ({err}); switching to "
+                            "mode='recompute' (double backward)",
+                            stacklevel=4,
+                        )
+                        self.mode = "recompute"
+                        return self._product(V)
+                out += w * self._dbl(V, x, y)
         return out
 
     def _dbl(self, V: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -254,9 +267,12 @@ class HessianOperator:
             _, hv = torch.func.jvp(grad_fn, (params,), (tang,))
             return torch.cat([hv[n].reshape(-1) for n in self.names])
 
-        if V.shape[0] == 1:
-            return one(V[0])[None]
-        return torch.func.vmap(one)(V)
+        if V.shape[0] > 1 and self._vmap_ok:
+            try:
+                return torch.func.vmap(one)(V)
+            except RuntimeError:  # e.g. "ZeroTensors are immutable" for linear models
+                self._vmap_ok = False
+        return torch.stack([one(v) for v in V])
 
     # -- layout -------------------------------------------------------------------
     def to_dict(self, v: Tensor) -> dict[str, Tensor]:
