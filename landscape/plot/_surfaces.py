@@ -1,3 +1,405 @@
-"""Plots: _surfaces (filled in by its owner)."""
+"""Loss surfaces and lines: matplotlib contours and curves, plotly interactive 3D.
 
-__all__: list[str] = []
+Every function takes a :class:`landscape.surface.Surface` (or anything with ``xs``,
+``ys``, ``loss``, ``accuracy`` and ``meta``). Matplotlib functions take an optional
+``ax`` and return the axis (or an array of axes); plotly functions return a
+``plotly.graph_objects.Figure`` and :func:`write_html` writes it as one self-contained
+HTML file (plotly.js embedded, works offline).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from ._style import PAPER_STYLE, new_axes
+
+__all__ = [
+    "contour_interactive",
+    "plot_line",
+    "plot_surface",
+    "plot_surfaces",
+    "surface_3d",
+    "write_html",
+]
+
+_LABELS = {"loss": "loss", "accuracy": "accuracy"}
+
+
+def _values(surf: Any, which: str) -> np.ndarray:
+    if which not in _LABELS:
+        raise ValueError(f"which must be 'loss' or 'accuracy', got {which!r}")
+    z = getattr(surf, which)
+    if z is None:
+        raise ValueError(f"this surface has no {which} (no class labels in its data)")
+    return np.asarray(z, dtype=float)
+
+
+def _default_label(surf: Any, which: str) -> str:
+    meta = getattr(surf, "meta", None) or {}
+    mode = meta.get("adversarial", "clean")
+    if mode in (None, "clean"):
+        return f"clean {which}"
+    return f"{mode} adversarial {which} (eps={meta.get('eps')})"
+
+
+def _norm(z: np.ndarray, log: bool, vmin: float | None, vmax: float | None):
+    finite = z[np.isfinite(z)]
+    lo = float(finite.min()) if vmin is None else float(vmin)
+    hi = float(finite.max()) if vmax is None else float(vmax)
+    if hi <= lo:
+        hi = lo + 1e-12 * max(1.0, abs(lo))
+    if log:
+        if lo <= 0:
+            warnings.warn(
+                f"log scale needs positive values (min {lo:g}); using a linear scale",
+                stacklevel=3,
+            )
+            return Normalize(lo, hi), False
+        return LogNorm(lo, hi), True
+    return Normalize(lo, hi), False
+
+
+def _levels(norm, levels: int | Sequence[float], log: bool) -> np.ndarray:
+    if not isinstance(levels, int):
+        return np.asarray(levels, dtype=float)
+    if log:
+        return np.geomspace(norm.vmin, norm.vmax, levels)
+    return np.linspace(norm.vmin, norm.vmax, levels)
+
+
+def _colorbar(cs, ax, label: str, levels: np.ndarray, **kw):
+    cb = (ax[0] if isinstance(ax, list) else ax).figure.colorbar(
+        cs, ax=ax, label=label, **kw
+    )
+    lv = np.asarray(levels)
+    cb.set_ticks(lv[:: max(1, len(lv) // 6)])
+    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    cb.ax.yaxis.set_minor_formatter(NullFormatter())
+    return cb
+
+
+def plot_surface(
+    surf: Any,
+    ax=None,
+    *,
+    kind: str = "contour",
+    which: str = "loss",
+    levels: int | Sequence[float] = 30,
+    log: bool = False,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "viridis",
+    center: bool = True,
+    points: Sequence[Sequence[float]] | None = None,
+    point_labels: Sequence[str] | None = None,
+    colorbar: bool = True,
+    clabel: bool = False,
+    title: str | None = None,
+):
+    """Contour (``kind="contour"``) or filled contour (``"contourf"``) of a surface.
+
+    Args:
+        surf: a 2D :class:`~landscape.surface.Surface` (a line is drawn with
+            :func:`plot_line`).
+        ax: axis to draw on (default: a new figure).
+        kind: ``"contour"`` or ``"contourf"``.
+        which: ``"loss"`` or ``"accuracy"``.
+        levels: number of levels or explicit level values.
+        log: log-scaled levels and colours (for losses spanning decades).
+        vmin, vmax: colour range (share them across panels for a common scale).
+        cmap: matplotlib colour map.
+        center: mark the origin (the model) with a star.
+        points: extra ``(x, y)`` points to mark, e.g. ``Plane.coords``.
+        point_labels: labels for ``points``.
+        colorbar: add a colour bar.
+        clabel: write level values on the contour lines.
+        title: axis title (default from the surface's meta).
+
+    Returns:
+        The matplotlib axis.
+    """
+    if getattr(surf, "ys", None) is None:
+        return plot_line(surf, ax, which=which, log=log, title=title)
+    if kind not in ("contour", "contourf"):
+        raise ValueError(f"kind must be 'contour' or 'contourf', got {kind!r}")
+    z = np.ma.masked_invalid(_values(surf, which))
+    ax = new_axes(ax, figsize=(3.6, 3.0))
+    norm, log = _norm(z.filled(np.nan), log, vmin, vmax)
+    lv = _levels(norm, levels, log)
+    draw = ax.contourf if kind == "contourf" else ax.contour
+    with plt.rc_context(PAPER_STYLE):
+        cs = draw(surf.xs, surf.ys, z, levels=lv, cmap=cmap, norm=norm, extend="both")
+        if clabel and kind == "contour":
+            ax.clabel(cs, inline=True, fontsize=6, fmt="%.3g")
+        if center:
+            ax.plot(0, 0, marker="*", ms=9, color="red", mec="white", mew=0.6, zorder=5)
+        if points is not None:
+            pts = np.asarray(points, dtype=float).reshape(-1, 2)
+            ax.plot(
+                pts[:, 0], pts[:, 1], "o", ms=5, color="black", mfc="white", zorder=5
+            )
+            for (px, py), lab in zip(pts, point_labels or []):
+                ax.annotate(lab, (px, py), xytext=(4, 4), textcoords="offset points")
+        if colorbar:
+            _colorbar(cs, ax, _LABELS[which], cs.levels)
+        ax.set_xlabel(r"$\alpha$ (direction 1)")
+        ax.set_ylabel(r"$\beta$ (direction 2)")
+        ax.set_title(title if title is not None else _default_label(surf, which))
+        ax.set_aspect("auto")
+        ax.grid(False)
+    return ax
+
+
+def plot_line(
+    surfs: Any | Sequence[Any],
+    ax=None,
+    *,
+    which: str = "loss",
+    log: bool = False,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    center: bool = True,
+):
+    """1D curves of one or several lines (a 2D surface contributes its ``y = 0`` row).
+
+    Args:
+        surfs: a Surface or a list of them.
+        ax: axis to draw on.
+        which: ``"loss"`` or ``"accuracy"``.
+        log: log-scaled y axis.
+        labels: legend entries (default from each surface's meta).
+        title: axis title.
+        center: a dotted vertical line at the origin.
+
+    Returns:
+        The matplotlib axis.
+    """
+    if not isinstance(surfs, (list, tuple)):
+        surfs = [surfs]
+    ax = new_axes(ax)
+    with plt.rc_context(PAPER_STYLE):
+        for i, s in enumerate(surfs):
+            z = _values(s, which)
+            if getattr(s, "ys", None) is not None:
+                z = z[int(np.argmin(np.abs(np.asarray(s.ys))))]
+            lab = labels[i] if labels is not None else _default_label(s, which)
+            ax.plot(s.xs, z, label=lab)
+        if log:
+            ax.set_yscale("log")
+        if center:
+            ax.axvline(0.0, color="grey", ls=":", lw=0.8)
+        ax.set_xlabel(r"$\alpha$")
+        ax.set_ylabel(_LABELS[which])
+        if title:
+            ax.set_title(title)
+        if len(surfs) > 1 or labels is not None:
+            ax.legend()
+    return ax
+
+
+def plot_surfaces(
+    surfs: Sequence[Any],
+    *,
+    titles: Sequence[str] | None = None,
+    kind: str = "contourf",
+    which: str = "loss",
+    levels: int | Sequence[float] = 30,
+    log: bool = False,
+    share_scale: bool = True,
+    ncols: int | None = None,
+    cmap: str = "viridis",
+    panel_size: tuple[float, float] = (2.6, 2.4),
+    axes=None,
+) -> np.ndarray:
+    """Several surfaces side by side (e.g. one per training eps).
+
+    With ``share_scale`` every panel uses the same colour range and levels and one
+    colour bar serves them all, so heights compare across panels.
+
+    Args:
+        surfs: 2D surfaces.
+        titles: panel titles.
+        kind, which, levels, log, cmap: as for :func:`plot_surface`.
+        share_scale: one colour scale for all panels.
+        ncols: panels per row (default all in one row).
+        panel_size: inches per panel.
+        axes: existing axes to draw on (at least ``len(surfs)``).
+
+    Returns:
+        The array of axes (``axes.flat[0].figure`` is the figure).
+    """
+    surfs = list(surfs)
+    if not surfs:
+        raise ValueError("plot_surfaces needs at least one surface")
+    n = len(surfs)
+    if axes is None:
+        ncols = ncols or n
+        nrows = -(-n // ncols)
+        with plt.rc_context(PAPER_STYLE):
+            _, axes = plt.subplots(
+                nrows,
+                ncols,
+                figsize=(panel_size[0] * ncols + 0.8, panel_size[1] * nrows),
+                squeeze=False,
+                sharex=True,
+                sharey=True,
+            )
+    axes = np.asarray(axes, dtype=object).reshape(-1)
+    vmin = vmax = None
+    lv: Any = levels
+    if share_scale:
+        allz = np.concatenate([_values(s, which).ravel() for s in surfs])
+        norm, use_log = _norm(allz, log, None, None)
+        vmin, vmax = norm.vmin, norm.vmax
+        lv = _levels(norm, levels, use_log)
+    for i, (s, ax) in enumerate(zip(surfs, axes)):
+        plot_surface(
+            s,
+            ax,
+            kind=kind,
+            which=which,
+            levels=lv,
+            log=log,
+            vmin=vmin,
+            vmax=vmax,
+            cmap=cmap,
+            colorbar=not share_scale,
+            title=titles[i] if titles is not None else None,
+        )
+        if i % (ncols or n):
+            ax.set_ylabel("")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    if share_scale:
+        cs = next(c for c in axes[0].collections if hasattr(c, "norm"))
+        _colorbar(cs, list(axes[:n]), _LABELS[which], cs.levels, shrink=0.9)
+    return axes
+
+
+def _title(surf: Any, which: str, title: str | None) -> str:
+    return title if title is not None else _default_label(surf, which)
+
+
+def surface_3d(
+    surf: Any,
+    *,
+    which: str = "loss",
+    log: bool = False,
+    title: str | None = None,
+    colorscale: str = "Viridis",
+    contours: bool = True,
+):
+    """Interactive 3D surface (plotly), with the origin marked.
+
+    Args:
+        surf: a 2D surface.
+        which: ``"loss"`` or ``"accuracy"``.
+        log: plot ``log10`` of the values.
+        title: figure title.
+        colorscale: plotly colour scale.
+        contours: project contour lines onto the floor.
+
+    Returns:
+        ``plotly.graph_objects.Figure``; save it with :func:`write_html`.
+    """
+    import plotly.graph_objects as go
+
+    if getattr(surf, "ys", None) is None:
+        raise ValueError("surface_3d needs a 2D surface (this one is a 1D line)")
+    z = _values(surf, which)
+    zlab = _LABELS[which]
+    if log:
+        z, zlab = np.log10(np.clip(z, 1e-300, None)), f"log10 {zlab}"
+    trace = go.Surface(
+        x=np.asarray(surf.xs),
+        y=np.asarray(surf.ys),
+        z=z,
+        colorscale=colorscale,
+        colorbar={"title": {"text": zlab}},
+        contours={"z": {"show": contours, "project": {"z": True}, "usecolormap": True}},
+    )
+    ix = int(np.argmin(np.abs(surf.xs)))
+    iy = int(np.argmin(np.abs(surf.ys)))
+    mark = go.Scatter3d(
+        x=[surf.xs[ix]],
+        y=[surf.ys[iy]],
+        z=[z[iy, ix]],
+        mode="markers",
+        marker={"size": 5, "color": "red"},
+        name="model",
+    )
+    fig = go.Figure([trace, mark])
+    fig.update_layout(
+        title=_title(surf, which, title),
+        scene={"xaxis_title": "alpha", "yaxis_title": "beta", "zaxis_title": zlab},
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+    )
+    return fig
+
+
+def contour_interactive(
+    surf: Any,
+    *,
+    which: str = "loss",
+    log: bool = False,
+    title: str | None = None,
+    colorscale: str = "Viridis",
+    ncontours: int = 30,
+):
+    """Interactive contour map (plotly) with hover values and the origin marked.
+
+    Returns:
+        ``plotly.graph_objects.Figure``.
+    """
+    import plotly.graph_objects as go
+
+    if getattr(surf, "ys", None) is None:
+        raise ValueError("contour_interactive needs a 2D surface (this one is a line)")
+    z = _values(surf, which)
+    zlab = _LABELS[which]
+    if log:
+        z, zlab = np.log10(np.clip(z, 1e-300, None)), f"log10 {zlab}"
+    fig = go.Figure(
+        [
+            go.Contour(
+                x=np.asarray(surf.xs),
+                y=np.asarray(surf.ys),
+                z=z,
+                colorscale=colorscale,
+                ncontours=ncontours,
+                colorbar={"title": {"text": zlab}},
+            ),
+            go.Scatter(
+                x=[0.0],
+                y=[0.0],
+                mode="markers",
+                marker={"symbol": "star", "size": 12, "color": "red"},
+                name="model",
+            ),
+        ]
+    )
+    fig.update_layout(
+        title=_title(surf, which, title), xaxis_title="alpha", yaxis_title="beta"
+    )
+    return fig
+
+
+def write_html(fig: Any, path: str | os.PathLike) -> Path:
+    """Write a plotly figure as one self-contained HTML file (plotly.js embedded, no
+    CDN), atomically."""
+    from ..io import atomic_write
+
+    path = Path(path)
+    html = fig.to_html(include_plotlyjs=True, full_html=True)
+    with atomic_write(path, "w") as f:
+        f.write(html)
+    return path
