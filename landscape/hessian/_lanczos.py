@@ -231,7 +231,7 @@ def lanczos_eigs(
         v0 = torch.randn(1, n, generator=gen, dtype=torch.float64)
         state = {"converged": False}
 
-        def stop(a: np.ndarray, b: np.ndarray, j: int, state=state) -> bool:
+        def stop(a: np.ndarray, b: np.ndarray, j: int, state=state, pv=pv) -> bool:
             theta, S = ritz(a, b[:-1])
             allv = np.concatenate([pv, theta])
             if len(allv) < k:
