@@ -46,8 +46,10 @@ def random_init(x: Tensor, eps: float, norm: str, generator: torch.Generator) ->
         r = torch.rand(
             (x.shape[0],), generator=generator, device=x.device, dtype=x.dtype
         ) ** (1.0 / d)
-        delta = g / (_per_example_norm(g) + 1e-12) * (eps * r).view(
-            -1, *([1] * (x.ndim - 1))
+        delta = (
+            g
+            / (_per_example_norm(g) + 1e-12)
+            * (eps * r).view(-1, *([1] * (x.ndim - 1)))
         )
     return project(delta, x, eps, norm)
 
@@ -156,8 +158,16 @@ def perturb_batches(
     for batch in data:
         x, y = _utils.to_device(batch, device, dtype)
         xa = perturb(
-            model, x, y, eps=eps, norm=norm, alpha=alpha, steps=steps,
-            random_start=random_start, loss_fn=loss_fn, generator=gen,
+            model,
+            x,
+            y,
+            eps=eps,
+            norm=norm,
+            alpha=alpha,
+            steps=steps,
+            random_start=random_start,
+            loss_fn=loss_fn,
+            generator=gen,
         )
         out.append((xa, y))
     return out
