@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_hessian import planted
 
 from landscape import hessian, spectrum
-from test_hessian import planted
 
 
 def _gen(seed=0):
