@@ -1,0 +1,247 @@
+"""Auto-PGD (Croce & Hein, 2020, "Reliable evaluation of adversarial robustness with an
+ensemble of diverse parameter-free attacks", ICML): APGD-CE, APGD-DLR and APGD-T.
+
+Written from the paper (Algorithm 1): step size ``eta = 2 eps``; momentum ``alpha=0.75``
+(none on the first step); checkpoints ``w_j = ceil(p_j N)`` with ``p_0 = 0``,
+``p_1 = 0.22`` and ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``; at a checkpoint
+the step size is halved and the iterate reset to the best point found so far when
+
+1. the loss increased in fewer than ``rho * (w_j - w_{j-1})`` of the steps since the
+   last checkpoint (``rho = 0.75``), or
+2. the step size was not reduced at the last checkpoint and the best loss did not
+   improve since then.
+
+Restarts re-attack, from a fresh random start, only the points not yet broken. APGD-T
+runs the targeted DLR loss against the ``num_targets`` most likely wrong classes in
+turn, again on the points not yet broken.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .. import _utils
+from ._losses import (
+    _assert_in_ball,
+    _check_first_output,
+    _check_inputs,
+    _expand,
+    dlr_targeted_loss,
+    get_loss,
+)
+from .perturb import project, random_init
+from .pgd import step_direction
+
+__all__ = ["apgd", "apgd_t", "checkpoints"]
+
+
+def checkpoints(steps: int) -> list[int]:
+    """Iterations at which APGD checks its step size (paper's ``w_j``).
+
+    Example:
+        >>> checkpoints(100)
+        [22, 41, 57, 70, 80, 87, 93, 99]
+    """
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    w = sorted({math.ceil(q * steps - 1e-9) for q in p[1:] if q <= 1})
+    return [v for v in w if 0 < v <= steps]
+
+
+def _run(model, x, y, target, *, eps, norm, steps, loss, rho, gen):
+    """One APGD run; returns (x_best_adv_or_xmax, broken, f_max, num_grad)."""
+    n = x.shape[0]
+    if target is not None:
+
+        def loss_fn(out, yy):
+            return dlr_targeted_loss(out, yy, target)
+    else:
+        loss_fn = get_loss(loss)
+
+    def grad_at(xa):
+        xa = xa.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = model(xa)
+            lv = loss_fn(out, y)
+            (g,) = torch.autograd.grad(lv.sum(), xa)
+        return lv.detach(), g.detach(), out.detach().argmax(1) != y
+
+    x_k = x + random_init(x, eps, norm, gen)
+    f_k, g_k, wrong = grad_at(x_k)
+    num_grad = n
+    x_max, f_max, g_max = x_k.clone(), f_k.clone(), g_k.clone()
+    broken = wrong.clone()
+    x_adv = torch.where(_expand(wrong, x), x_k, x_max)
+    eta = torch.full((n,), 2.0 * eps, device=x.device, dtype=x.dtype)
+    x_prev = x_k.clone()
+    w = checkpoints(steps)
+    last_w = 0
+    increases = torch.zeros(n, device=x.device)
+    f_max_last = f_max.clone()
+    reduced_last = torch.ones(n, dtype=torch.bool, device=x.device)
+    for k in range(steps):
+        z = x + project(
+            x_k + _expand(eta, x) * step_direction(g_k, norm) - x, x, eps, norm
+        )
+        a = 0.75 if k > 0 else 1.0
+        x_new = x_k + a * (z - x_k) + (1 - a) * (x_k - x_prev)
+        x_new = x + project(x_new - x, x, eps, norm)
+        x_prev = x_k
+        x_k = x_new
+        f_new, g_k, wrong = grad_at(x_k)
+        num_grad += n
+        newly = wrong & ~broken
+        x_adv[newly] = x_k[newly]
+        broken |= wrong
+        increases += (f_new > f_k).float()
+        f_k = f_new
+        better = f_k > f_max
+        x_max[better], f_max[better], g_max[better] = (
+            x_k[better],
+            f_k[better],
+            g_k[better],
+        )
+        x_adv[~broken] = x_max[~broken]
+        if k + 1 in w:
+            j = k + 1
+            cond1 = increases < rho * (j - last_w)
+            cond2 = ~reduced_last & (f_max_last >= f_max)
+            red = cond1 | cond2
+            eta[red] /= 2
+            x_k[red], g_k[red], f_k[red] = x_max[red], g_max[red], f_max[red]
+            reduced_last = red
+            f_max_last = f_max.clone()
+            increases.zero_()
+            last_w = j
+    return x_adv, broken, f_max, num_grad
+
+
+def apgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 100,
+    restarts: int = 1,
+    loss: str = "ce",
+    rho: float = 0.75,
+    generator: torch.Generator | None = None,
+    progressbar: bool = False,
+    return_info: bool = False,
+    _targets: int = 0,
+) -> Tensor | tuple[Tensor, dict]:
+    """APGD with the CE (``loss="ce"``) or DLR (``loss="dlr"``) loss.
+
+    Args:
+        model: classifier returning logits; eval mode during the attack, mode restored.
+        x: inputs in [0, 1].
+        y: labels.
+        eps: budget (>= 0).
+        norm: ``"linf"`` or ``"l2"``.
+        steps: iterations per run (paper: 100).
+        restarts: runs from fresh random starts on the points not yet broken.
+        loss: ``"ce"``, ``"dlr"`` or ``"cw"``.
+        rho: oscillation threshold of condition 1 (paper: 0.75).
+        generator: randomness of the starts.
+        progressbar: tqdm bar over runs.
+        return_info: also return ``{"success", "num_grad", "seed"}``.
+
+    Returns:
+        ``x_adv`` (first adversarial iterate, else the highest-loss point).
+    """
+    eps, norm = _check_inputs(x, y, eps, norm)
+    if steps < 1 or restarts < 1:
+        raise ValueError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
+    x, y = x.detach(), y.detach()
+    gen, seed = _utils.make_generator(generator, x.device)
+    num_grad = 0
+    with _utils.eval_mode(model):
+        with torch.no_grad():
+            out = model(x)
+        _check_first_output(out, "apgd_t" if _targets else "apgd")
+        if _targets and out.shape[1] < 4:
+            raise ValueError("APGD-T needs at least 4 classes; use apgd(loss='cw')")
+        broken = out.argmax(1) != y
+        x_adv = x.clone()
+        order = out.argsort(dim=1, descending=True)
+        targets = range(1, min(_targets, out.shape[1] - 1) + 1) if _targets else [0]
+        runs = [(t, r) for t in targets for r in range(restarts)]
+        bar = None
+        if progressbar and eps > 0:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(runs), desc="apgd_t" if _targets else "apgd")
+        for t, _ in runs if eps > 0 else []:
+            if bar is not None:
+                bar.update(1)
+            idx = (~broken).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            target = order[idx, t] if _targets else None
+            xa, bb, _, ng = _run(
+                model,
+                x[idx],
+                y[idx],
+                target,
+                eps=eps,
+                norm=norm,
+                steps=steps,
+                loss=loss,
+                rho=rho,
+                gen=gen,
+            )
+            num_grad += ng
+            x_adv[idx[bb]] = xa[bb]
+            if not bb.all() and t == targets[0]:
+                keep = ~bb
+                x_adv[idx[keep]] = xa[keep]
+            broken[idx[bb]] = True
+        if bar is not None:
+            bar.close()
+    where = "apgd_t" if _targets else "apgd"
+    _assert_in_ball(x_adv, x, eps, norm, where)
+    if not return_info:
+        return x_adv
+    return x_adv, {"success": broken, "num_grad": num_grad, "seed": seed}
+
+
+def apgd_t(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 100,
+    restarts: int = 1,
+    num_targets: int = 9,
+    rho: float = 0.75,
+    generator: torch.Generator | None = None,
+    progressbar: bool = False,
+    return_info: bool = False,
+) -> Tensor | tuple[Tensor, dict]:
+    """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
+    wrong classes (ranked on the clean input), ``restarts`` runs each; points already
+    broken are not attacked again. Needs >= 4 classes. Arguments as :func:`apgd`."""
+    if num_targets < 1:
+        raise ValueError(f"num_targets must be >= 1, got {num_targets}")
+    return apgd(
+        model,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        steps=steps,
+        restarts=restarts,
+        rho=rho,
+        generator=generator,
+        progressbar=progressbar,
+        return_info=return_info,
+        _targets=num_targets,
+    )

@@ -1,0 +1,199 @@
+"""SimBA and SimBA-DCT (Guo, Gardner, You, Wilson & Weinberger, 2019, "Simple Black-box
+Adversarial Attacks", ICML), batched, with an explicit budget and a query cap.
+
+Each example walks through its own random order of orthonormal directions ``q`` (pixel
+basis, or low-frequency-first 2D DCT basis for SimBA-DCT). For each ``q`` it queries
+``x - alpha q``; if the probability of the true class drops, the step is kept, else it
+queries ``x + alpha q`` and keeps that if it helps. An example stops when it is
+misclassified, when it used ``queries`` queries, or when it would leave the budget
+(``||delta||_2 <= eps`` and, optionally, ``||delta||_inf <= eps_linf``): a step that
+would leave the budget ends the example's search, so an over-budget result is a failure,
+never a success. Results always lie inside the budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .. import _utils
+from ._losses import _assert_in_ball, _check_first_output, _check_inputs
+
+__all__ = ["simba", "dct_matrix"]
+
+
+def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+    """Orthonormal DCT-II matrix ``D`` (rows are basis vectors): ``D @ D.T = I``.
+
+    Example:
+        >>> D = dct_matrix(4)
+        >>> torch.allclose(D @ D.T, torch.eye(4, dtype=D.dtype))
+        True
+    """
+    k = torch.arange(n, dtype=dtype, device=device).view(-1, 1)
+    i = torch.arange(n, dtype=dtype, device=device).view(1, -1)
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d
+
+
+def _order(
+    n: int, shape: tuple[int, ...], dct: bool, freq_frac: float, gen, device
+) -> Tensor:
+    """Per-example random orders of direction indices, shape (n, d)."""
+    d = math.prod(shape)
+    keys = torch.rand((n, d), generator=gen, device=device)
+    if dct:
+        c, h, w = shape
+        u = torch.arange(h, device=device).view(1, h, 1).expand(c, h, w)
+        v = torch.arange(w, device=device).view(1, 1, w).expand(c, h, w)
+        band = torch.maximum(u.float() / h, v.float() / w).reshape(-1)
+        # low-frequency block first (random inside), then the rest in frequency bands
+        low = band < freq_frac
+        keys = keys + torch.where(low, 0.0, 1.0 + torch.floor(band * 8)).view(1, -1)
+    return keys.argsort(dim=1)
+
+
+def _directions(ids: Tensor, shape: tuple[int, ...], dct: bool, mats, dtype) -> Tensor:
+    n = ids.numel()
+    q = torch.zeros((n, math.prod(shape)), dtype=dtype, device=ids.device)
+    if not dct:
+        q[torch.arange(n, device=ids.device), ids] = 1.0
+        return q.view(n, *shape)
+    c, h, w = shape
+    dh, dw = mats
+    ch, rest = ids // (h * w), ids % (h * w)
+    u, v = rest // w, rest % w
+    img = dh[u].unsqueeze(2) * dw[v].unsqueeze(1)  # (n, h, w), unit Frobenius norm
+    q = q.view(n, c, h, w)
+    q[torch.arange(n, device=ids.device), ch] = img
+    return q
+
+
+def simba(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: str = "l2",
+    alpha: float | None = None,
+    eps_linf: float | None = None,
+    queries: int = 10000,
+    dct: bool = True,
+    freq_frac: float = 0.25,
+    generator: torch.Generator | None = None,
+    progressbar: bool = False,
+    return_info: bool = False,
+) -> Tensor | tuple[Tensor, dict]:
+    """SimBA (``dct=False``) or SimBA-DCT (``dct=True``) with a budget and a query cap.
+
+    Args:
+        model: classifier returning logits (only output probabilities are used).
+        x: inputs in [0, 1]; SimBA-DCT needs images (N, C, H, W).
+        y: labels.
+        eps: budget of ``norm``: ``"l2"`` (SimBA's natural budget) or ``"linf"``.
+        alpha: step length along each unit direction; default ``eps / 8`` for L2 and
+            ``eps`` for L-inf with the pixel basis.
+        eps_linf: optional extra L-inf budget on top of an L2 budget.
+        queries: query cap per example (the initial forward counts as one).
+        dct: use the low-frequency DCT basis (needs image inputs).
+        freq_frac: fraction of the lowest frequencies (per axis) tried first.
+        generator: randomness of the direction orders.
+        progressbar: tqdm bar over iterations.
+        return_info: also return ``{"success", "queries", "norm_l2", "seed"}``.
+
+    Returns:
+        ``x_adv`` within the budget (the last accepted in-budget point).
+    """
+    eps, norm = _check_inputs(x, y, eps, norm)
+    if queries < 1:
+        raise ValueError(f"queries must be >= 1, got {queries}")
+    l2_budget = eps if norm == "l2" else float("inf")
+    linf_budget = (
+        eps
+        if norm == "linf"
+        else (
+            float("inf") if eps_linf is None else _utils.check_eps(eps_linf, "eps_linf")
+        )
+    )
+    if alpha is None:
+        alpha = eps / 8 if norm == "l2" else eps
+    if alpha <= 0 and eps > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    if dct and x.ndim != 4:
+        raise ValueError("SimBA-DCT needs images (N, C, H, W); use dct=False")
+    x, y = x.detach(), y.detach()
+    gen, seed = _utils.make_generator(generator, x.device)
+    n, shape = x.shape[0], tuple(x.shape[1:])
+    mats = None
+    if dct:
+        mats = (
+            dct_matrix(shape[1], dtype=x.dtype, device=x.device),
+            dct_matrix(shape[2], dtype=x.dtype, device=x.device),
+        )
+    x_adv = x.clone()
+    nq = torch.zeros(n, dtype=torch.long, device=x.device)
+    tol = 1e-6
+    with _utils.eval_mode(model), torch.no_grad():
+        out = model(x)
+        _check_first_output(out, "simba")
+        nq += 1
+        prob = out.softmax(1).gather(1, y.view(-1, 1)).squeeze(1)
+        wrong = out.argmax(1) != y
+        active = ~wrong if eps > 0 else torch.zeros_like(wrong)
+        order = _order(n, shape, dct, freq_frac, gen, x.device)
+        d = order.shape[1]
+        it = range(d)
+        if progressbar:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="simba")
+        for t in it:
+            active &= nq < queries
+            idx = active.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            q = _directions(order[idx, t], shape, dct, mats, x.dtype)
+            base = x_adv[idx]
+            accepted = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
+            for sign in (-1.0, 1.0):
+                cand = (base + sign * alpha * q).clamp(0, 1)
+                delta = (cand - x[idx]).flatten(1)
+                ok_budget = (delta.norm(dim=1) <= l2_budget + tol) & (
+                    delta.abs().amax(dim=1) <= linf_budget + tol
+                )
+                if not ok_budget.all():  # leaving the budget ends the search: a failure
+                    stop = ~ok_budget & ~accepted
+                    active[idx[stop]] = False
+                try_ = ok_budget & ~accepted & active[idx] & (nq[idx] < queries)
+                sub = try_.nonzero().squeeze(1)
+                if sub.numel() == 0:
+                    continue
+                o = model(cand[sub])
+                nq[idx[sub]] += 1
+                p_new = o.softmax(1).gather(1, y[idx[sub]].view(-1, 1)).squeeze(1)
+                good = p_new < prob[idx[sub]]
+                gi = sub[good]
+                x_adv[idx[gi]] = cand[gi]
+                prob[idx[gi]] = p_new[good]
+                accepted[gi] = True
+                now_wrong = o.argmax(1) != y[idx[sub]]
+                wrong[idx[sub[good & now_wrong]]] = True
+            active &= ~wrong
+    # clamp rounding of the budget tolerance
+    delta = x_adv - x
+    if norm == "linf":
+        x_adv = x + delta.clamp(-eps, eps)
+    _assert_in_ball(x_adv, x, eps, norm, "simba")
+    if not return_info:
+        return x_adv
+    info = {
+        "success": wrong,
+        "queries": nq,
+        "norm_l2": (x_adv - x).flatten(1).norm(dim=1),
+        "seed": seed,
+    }
+    return x_adv, info

@@ -1,0 +1,240 @@
+"""Square attack (Andriushchenko, Croce, Flammarion & Hein, 2020, ECCV): score-based
+random search with square-shaped updates, L-inf and L2, with a query budget.
+
+Per iteration one square window (side ``s``, shrinking with the schedule of ``p``, the
+fraction of pixels changed) gets a new random perturbation; the candidate is kept when
+it lowers the margin loss ``z_y - max_{j != y} z_j`` (or misclassifies). L-inf windows
+are set to ``+-eps`` per channel (vertical stripes at the start). L2 updates move mass
+between two windows with the paper's "rectangles" meta-pattern and keep the total norm
+at eps. Every query is one forward pass of the points still correct; the initial point
+counts as one query.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .. import _utils
+from ._losses import (
+    _assert_in_ball,
+    _check_first_output,
+    _check_inputs,
+    _expand,
+    margin,
+)
+
+__all__ = ["square", "p_schedule"]
+
+
+def p_schedule(i: int, queries: int, p_init: float) -> float:
+    """Fraction of pixels changed at iteration ``i`` (the paper's piecewise-constant
+    schedule for 10,000 queries, rescaled to ``queries``).
+
+    Example:
+        >>> p_schedule(0, 10000, 0.8), p_schedule(100, 10000, 0.8)
+        (0.8, 0.2)
+    """
+    it = int(i / max(queries, 1) * 10000)
+    for bound, div in (
+        (10, 1),
+        (50, 2),
+        (200, 4),
+        (500, 8),
+        (1000, 16),
+        (2000, 32),
+        (4000, 64),
+        (6000, 128),
+        (8000, 256),
+    ):
+        if it <= bound:
+            return p_init / div
+    return p_init / 512
+
+
+def _rand_sign(shape, gen, device, dtype) -> Tensor:
+    return torch.randint(0, 2, shape, generator=gen, device=device).to(dtype) * 2 - 1
+
+
+def _rand_int(high: int, gen, device) -> int:
+    return int(
+        torch.randint(0, max(high, 1), (1,), generator=gen, device=device).item()
+    )
+
+
+def _rectangles(a: int, b: int, device, dtype) -> Tensor:
+    """Concentric rectangles with weights 1/(k+1)^2, centred in an a x b block."""
+    d = torch.zeros(a, b, device=device, dtype=dtype)
+    ca, cb = a // 2, b // 2
+    for k in range(max(ca, cb) + 1):
+        d[max(ca - k, 0) : min(ca + k + 1, a), max(cb - k, 0) : min(cb + k + 1, b)] += (
+            1.0 / (k + 1) ** 2
+        )
+    return d / d.norm()
+
+
+def _eta(s: int, gen, device, dtype) -> Tensor:
+    """The L2 meta-pattern: +rectangles on one half, -rectangles on the other, unit norm,
+    randomly transposed."""
+    d = torch.zeros(s, s, device=device, dtype=dtype)
+    d[: s // 2] = _rectangles(s // 2, s, device, dtype) if s // 2 else d[:0]
+    d[s // 2 :] = -_rectangles(s - s // 2, s, device, dtype)
+    d = d / d.norm()
+    if _rand_int(2, gen, device):
+        d = d.t()
+    return d
+
+
+def _l2_normalise(v: Tensor) -> Tensor:
+    return v / (_expand(v.flatten(1).norm(dim=1), v) + 1e-12)
+
+
+def square(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    queries: int = 5000,
+    p_init: float | None = None,
+    generator: torch.Generator | None = None,
+    progressbar: bool = False,
+    return_info: bool = False,
+) -> Tensor | tuple[Tensor, dict]:
+    """Square attack, untargeted, margin loss.
+
+    Args:
+        model: classifier returning logits (only its outputs are used).
+        x: images in [0, 1], shape (N, C, H, W).
+        y: labels.
+        eps: budget (>= 0).
+        norm: ``"linf"`` or ``"l2"`` (L2 needs H, W >= 5).
+        queries: query budget per example (initial point included).
+        p_init: initial fraction of changed pixels; default 0.8 (AutoAttack's value
+            for both norms), the schedule rescaled to ``queries``.
+        generator: randomness (window positions, signs).
+        progressbar: tqdm bar over iterations.
+        return_info: also return ``{"success", "queries"}`` (per-example query counts).
+
+    Returns:
+        ``x_adv`` (the accepted point of lowest margin).
+    """
+    eps, norm = _check_inputs(x, y, eps, norm)
+    if x.ndim != 4:
+        raise ValueError(
+            f"square needs images (N, C, H, W), got shape {tuple(x.shape)}"
+        )
+    if queries < 1:
+        raise ValueError(f"queries must be >= 1, got {queries}")
+    c, h, w = x.shape[1:]
+    if norm == "l2" and min(h, w) < 5:
+        raise ValueError("the L2 square attack needs images of at least 5 x 5 pixels")
+    p_init = 0.8 if p_init is None else float(p_init)
+    x, y = x.detach(), y.detach()
+    gen, seed = _utils.make_generator(generator, x.device)
+    dev, dt = x.device, x.dtype
+    n = x.shape[0]
+    nq = torch.zeros(n, dtype=torch.long, device=dev)
+    with _utils.eval_mode(model), torch.no_grad():
+        out = model(x)
+        _check_first_output(out, "square")
+        m_best = margin(out, y).neg()  # z_y - max_{j != y} z_j: > 0 iff still correct
+        x_best = x.clone()
+        todo = m_best > 0
+        if eps > 0 and todo.any():
+            idx = todo.nonzero().squeeze(1)
+            xs = x[idx]
+            if norm == "linf":
+                stripes = _rand_sign((idx.numel(), c, 1, w), gen, dev, dt) * eps
+                cand = (xs + stripes).clamp(0, 1)
+            else:
+                s = h // 5
+                off = (h - 5 * s) // 2
+                init = torch.zeros_like(xs)
+                for i in range(h // s):
+                    for j in range(w // s):
+                        r0, c0 = off + i * s, off + j * s
+                        if r0 + s > h or c0 + s > w:
+                            continue
+                        init[:, :, r0 : r0 + s, c0 : c0 + s] += _eta(
+                            s, gen, dev, dt
+                        ) * _rand_sign((idx.numel(), c, 1, 1), gen, dev, dt)
+                cand = (xs + _l2_normalise(init) * eps).clamp(0, 1)
+            x_best[idx] = cand
+            m_best[idx] = margin(model(cand), y[idx]).neg()
+            nq[idx] += 1
+            it = range(queries - 1)
+            if progressbar:
+                from tqdm.auto import tqdm
+
+                it = tqdm(it, desc="square")
+            for i in it:
+                idx = (m_best > 0).nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    break
+                xs, xb = x[idx], x_best[idx]
+                p = p_schedule(i, queries, p_init)
+                if norm == "linf":
+                    s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+                    vh, vw = (
+                        _rand_int(h - s + 1, gen, dev),
+                        _rand_int(w - s + 1, gen, dev),
+                    )
+                    cand = xb.clone()
+                    sign = _rand_sign((idx.numel(), c, 1, 1), gen, dev, dt)
+                    win = xs[:, :, vh : vh + s, vw : vw + s] + eps * sign
+                    cand[:, :, vh : vh + s, vw : vw + s] = win
+                    cand = torch.minimum(torch.maximum(cand, xs - eps), xs + eps).clamp(
+                        0, 1
+                    )
+                else:
+                    s = max(int(round(math.sqrt(p * h * w))), 3)
+                    s = min(s + (s % 2 == 0), h, w)
+                    vh, vw = (
+                        _rand_int(h - s + 1, gen, dev),
+                        _rand_int(w - s + 1, gen, dev),
+                    )
+                    vh2, vw2 = (
+                        _rand_int(h - s + 1, gen, dev),
+                        _rand_int(w - s + 1, gen, dev),
+                    )
+                    delta = xb - xs
+                    w1 = (
+                        slice(None),
+                        slice(None),
+                        slice(vh, vh + s),
+                        slice(vw, vw + s),
+                    )
+                    w2 = (
+                        slice(None),
+                        slice(None),
+                        slice(vh2, vh2 + s),
+                        slice(vw2, vw2 + s),
+                    )
+                    mask = torch.zeros_like(delta[:1, :1])
+                    mask[w1] = 1
+                    mask[w2] = 1
+                    n_win1 = delta[w1].pow(2).sum((-2, -1), keepdim=True).sqrt()
+                    n_wins = (delta * mask).pow(2).sum((-2, -1), keepdim=True).sqrt()
+                    n_img = _expand(delta.flatten(1).norm(dim=1), delta)
+                    new = _eta(s, gen, dev, dt).view(1, 1, s, s) * _rand_sign(
+                        (idx.numel(), c, 1, 1), gen, dev, dt
+                    )
+                    new = new + delta[w1] / (n_win1 + 1e-12)
+                    budget = ((eps**2 - n_img**2).clamp_min(0) / c + n_wins**2).sqrt()
+                    new = new / (new.pow(2).sum((-2, -1), keepdim=True).sqrt() + 1e-12)
+                    delta[w2] = 0
+                    delta[w1] = new * budget
+                    cand = (xs + _l2_normalise(delta) * eps).clamp(0, 1)
+                m = margin(model(cand), y[idx]).neg()
+                nq[idx] += 1
+                better = m < m_best[idx]
+                x_best[idx[better]] = cand[better]
+                m_best[idx[better]] = m[better]
+    _assert_in_ball(x_best, x, eps, norm, "square")
+    if not return_info:
+        return x_best
+    return x_best, {"success": m_best <= 0, "queries": nq, "seed": seed}

@@ -1,0 +1,27 @@
+"""Robust evaluation: a standard protocol with strong white-box and black-box attacks,
+L-inf and L2, eps sweeps, resumable state, and gradient-masking checks.
+
+- :func:`evaluate` -> :class:`EvalResult` (per-example results, table, checks).
+- :func:`robust_accuracy` -> float (the trainer's fast per-epoch call).
+- :func:`preset_attacks`: the presets ``"quick"`` (PGD-20), ``"standard"`` (APGD-CE,
+  APGD-T, Square) and ``"reviewer"`` (PGD-100 with a step-size grid and 100 restarts,
+  PGD-CW, SimBA, Square), scalable with ``scale``.
+- :func:`masking_checks`: the gradient-masking checks on their own.
+
+``python -m landscape.evaluate --help`` is the command-line tool.
+"""
+
+from ._checks import masking_checks
+from ._presets import PRESETS, AttackSpec, preset_attacks
+from ._protocol import EvalResult, as_batches, evaluate, robust_accuracy
+
+__all__ = [
+    "PRESETS",
+    "AttackSpec",
+    "EvalResult",
+    "as_batches",
+    "evaluate",
+    "masking_checks",
+    "preset_attacks",
+    "robust_accuracy",
+]

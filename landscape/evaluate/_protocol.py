@@ -1,0 +1,376 @@
+"""The evaluation protocol: clean accuracy, then attacks in sequence on the points still
+correct, pointwise worst case, per-attack and overall robust accuracy, an eps sweep;
+resumable through a state file."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import _utils, io
+from ._presets import AttackSpec, preset_attacks
+
+__all__ = ["EvalResult", "evaluate", "robust_accuracy", "as_batches"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult(io.Result):
+    """Per-example outcome of an evaluation protocol at one or more eps.
+
+    Attributes:
+        eps: budgets, shape (E,).
+        norm: ``"linf"`` or ``"l2"``.
+        preset: preset name (or ``"custom"``).
+        attacks: attack names, in the order they ran.
+        clean_correct: (N,) bool, clean prediction correct.
+        robust_correct: (E, N) bool, correct under every attack (pointwise worst case).
+        broken_by: (E, N) int, index into ``attacks`` of the first attack that broke the
+            point; -1 if none did, -2 if the clean prediction is already wrong.
+        checks: gradient-masking checks, ``{name: {"passed", "value", "detail"}}``.
+        meta: call arguments, attack settings, seed and provenance.
+    """
+
+    eps: np.ndarray
+    norm: str
+    preset: str
+    attacks: list
+    clean_correct: np.ndarray
+    robust_correct: np.ndarray
+    broken_by: np.ndarray
+    checks: dict = dataclasses.field(default_factory=dict)
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(np.asarray(self.clean_correct).shape[0])
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(np.mean(self.clean_correct)) if self.num_samples else float("nan")
+
+    @property
+    def robust_accuracy(self) -> np.ndarray:
+        """Overall robust accuracy per eps, shape (E,)."""
+        return np.asarray(self.robust_correct, dtype=float).mean(axis=1)
+
+    def per_attack_accuracy(self) -> dict[str, np.ndarray]:
+        """Robust accuracy after each attack of the sequence (cumulative), per eps."""
+        bb = np.asarray(self.broken_by)
+        out = {}
+        for i, name in enumerate(self.attacks):
+            alive = (bb == -1) | (bb > i)
+            out[str(name)] = alive.mean(axis=1) if bb.size else np.zeros(len(self.eps))
+        return out
+
+    def broken_counts(self) -> dict[str, np.ndarray]:
+        """Number of points each attack broke first (the others had missed), per eps."""
+        bb = np.asarray(self.broken_by)
+        return {str(n): (bb == i).sum(axis=1) for i, n in enumerate(self.attacks)}
+
+    def table(self) -> str:
+        """A readable text table: robust accuracy (%) after each attack, per eps."""
+        names = [str(a) for a in self.attacks]
+        w = max([10, *(len(n) + 2 for n in names)])
+        head = (
+            f"{self.preset} evaluation, {self.norm}, {self.num_samples} points, "
+            f"clean accuracy {100 * self.clean_accuracy:.2f}%"
+        )
+        lines = [
+            head,
+            "eps".ljust(10) + "".join(n.rjust(w) for n in names) + "robust".rjust(w),
+        ]
+        per = self.per_attack_accuracy()
+        for e, eps in enumerate(np.atleast_1d(self.eps)):
+            row = f"{float(eps):<10.4g}" + "".join(
+                f"{100 * per[n][e]:.2f}%".rjust(w) for n in names
+            )
+            lines.append(row + f"{100 * self.robust_accuracy[e]:.2f}%".rjust(w))
+        if self.checks:
+            lines.append("gradient-masking checks:")
+            for name, c in self.checks.items():
+                tag = {True: "PASS", False: "FAIL", None: "n/a "}.get(
+                    c.get("passed"), "n/a "
+                )
+                lines.append(f"  [{tag}] {name}: {c.get('detail', '')}")
+        return "\n".join(lines)
+
+    def save_table(self, path: str | Path) -> Path:
+        """Write :meth:`table` to a text file (atomically)."""
+        path = Path(path)
+        with io.atomic_write(path, "w") as f:
+            f.write(self.table() + "\n")
+        return path
+
+
+def as_batches(
+    data: Any, *, batch_size: int = 500, device=None, dtype=None
+) -> list[tuple[Tensor, Tensor]]:
+    """Materialise ``data`` (an ``(x, y)`` pair of tensors, or an iterable of batches)
+    as a list of batches on ``device``."""
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and isinstance(data[0], Tensor)
+        and isinstance(data[1], Tensor)
+        and data[0].shape[0] == data[1].shape[0]
+        and data[1].ndim == 1
+    ):
+        x, y = data
+        data = [
+            (x[i : i + batch_size], y[i : i + batch_size])
+            for i in range(0, len(y), batch_size)
+        ]
+    out = []
+    for b in data:
+        x, y = _utils.to_device(b, device or torch.device("cpu"), dtype)
+        out.append((x, y.long()))
+    return out
+
+
+def _signature(batches, eps, norm, specs: Sequence[AttackSpec], seed: int) -> dict:
+    h = hashlib.sha256()
+    for x, y in batches:
+        h.update(y.cpu().numpy().tobytes())
+        h.update(np.float64(x.double().sum().item()).tobytes())
+    return {
+        "data": h.hexdigest()[:16],
+        "eps": [float(e) for e in eps],
+        "norm": norm,
+        "attacks": [s.describe() for s in specs],
+        "seed": seed,
+    }
+
+
+def _chunk_generator(seed: int, e: int, a: int, b: int, device) -> torch.Generator:
+    """Per (eps, attack, batch) seed, independent of history: resumed runs match."""
+    s = (seed * 1_000_003 + e * 10_007 + a * 101 + b) % (2**62)
+    return torch.Generator(device=device).manual_seed(s)
+
+
+def evaluate(
+    model: nn.Module,
+    data: Any,
+    *,
+    eps: float | Sequence[float],
+    norm: str = "linf",
+    preset: str = "quick",
+    attacks: Sequence[AttackSpec] | None = None,
+    scale: float = 1.0,
+    steps: int | None = None,
+    restarts: int | None = None,
+    queries: int | None = None,
+    batch_size: int = 500,
+    checks: bool = True,
+    check_samples: int = 100,
+    state_path: str | Path | None = None,
+    generator: torch.Generator | None = None,
+    progressbar: bool = False,
+) -> EvalResult:
+    """Run a robustness-evaluation protocol (in the spirit of AutoAttack).
+
+    Clean accuracy first; then, for each eps, the attacks in sequence, each only on the
+    points every earlier attack failed to break; a point is robust if no attack breaks
+    it (pointwise worst case).
+
+    Args:
+        model: any ``nn.Module`` returning logits or log-probabilities, ensembles
+            included (attacked as a whole). Evaluated in eval mode; its mode is restored.
+        data: ``(x, y)`` tensors or an iterable of ``(x, y)`` batches, x in [0, 1].
+        eps: one budget or a sweep.
+        norm: ``"linf"`` or ``"l2"``.
+        preset: ``"quick"``, ``"standard"`` or ``"reviewer"`` (see
+            :func:`preset_attacks`); ignored when ``attacks`` is given.
+        attacks: an explicit list of :class:`AttackSpec` instead of a preset.
+        scale: multiply every step / restart / query budget (CPU smoke runs).
+        steps, restarts, queries: override those budgets for every attack.
+        batch_size: for ``(x, y)`` tensors.
+        checks: run the gradient-masking checks (:func:`masking_checks`).
+        check_samples: points used by the checks.
+        state_path: resumable state file: per-example results per attack and batch,
+            written atomically after every batch; a rerun skips finished work. It must
+            belong to the same data, eps, norm, attacks and seed (else an error).
+        generator: seeds every attack (default: seed 0, so evaluations are
+            reproducible).
+        progressbar: tqdm bar over (eps, attack, batch).
+
+    Returns:
+        :class:`EvalResult`.
+    """
+    norm = _utils.check_norm(norm)
+    eps_list = [
+        _utils.check_eps(e) for e in np.atleast_1d(np.asarray(eps, dtype=float))
+    ]
+    if not eps_list:
+        raise ValueError("eps must hold at least one budget")
+    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    batches = as_batches(data, batch_size=batch_size, device=device, dtype=dtype)
+    if not batches:
+        raise ValueError("data is empty")
+    was_training = model.training
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    seed = int(generator.initial_seed())
+    with _utils.eval_mode(model), torch.no_grad():
+        outs = [model(x) for x, _ in batches]
+    _utils.check_logits(outs[0], where="evaluate: model")
+    num_classes = outs[0].shape[1]
+    clean = torch.cat([o.argmax(1) == y for o, (_, y) in zip(outs, batches)]).cpu()
+    if attacks is None:
+        specs = preset_attacks(
+            preset,
+            norm,
+            scale=scale,
+            steps=steps,
+            restarts=restarts,
+            queries=queries,
+            num_classes=num_classes,
+        )
+    else:
+        specs, preset = list(attacks), "custom"
+    if batches[0][0].ndim != 4:
+        dropped = [s.name for s in specs if s.fn.__name__ == "square"]
+        specs = [s for s in specs if s.fn.__name__ != "square"]
+        specs = [
+            dataclasses.replace(s, kwargs={**s.kwargs, "dct": False})
+            if s.fn.__name__ == "simba"
+            else s
+            for s in specs
+        ]
+        if dropped:
+            warnings.warn(
+                f"inputs are not images (N, C, H, W): skipping {dropped}", stacklevel=2
+            )
+    E = len(eps_list)
+    sig = _signature(batches, eps_list, norm, specs, seed)
+    robust = clean.unsqueeze(0).repeat(E, 1)
+    broken_by = torch.where(clean, -1, -2).unsqueeze(0).repeat(E, 1).long()
+    done: dict[str, int] = {}
+    if state_path is not None and Path(state_path).exists():
+        st = io.load_torch(state_path)
+        if st.get("signature") != sig:
+            raise ValueError(
+                f"state file {state_path} belongs to another evaluation "
+                f"({st.get('signature')} != {sig}); delete it or pass another state_path"
+            )
+        robust, broken_by, done = st["robust"], st["broken_by"], st["done"]
+    offsets = np.cumsum([0] + [len(y) for _, y in batches])
+    total = E * len(specs) * len(batches)
+    bar = None
+    if progressbar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="evaluate")
+    for e, ep in enumerate(eps_list):
+        for a, spec in enumerate(specs):
+            key = f"{e}/{a}"
+            for b, (x, y) in enumerate(batches):
+                if bar is not None:
+                    bar.update(1)
+                if done.get(key, 0) > b:
+                    continue
+                lo, hi = int(offsets[b]), int(offsets[b + 1])
+                alive = robust[e, lo:hi].nonzero().squeeze(1)
+                if alive.numel() and ep > 0:
+                    xa = spec.fn(
+                        model,
+                        x[alive],
+                        y[alive],
+                        eps=ep,
+                        norm=norm,
+                        generator=_chunk_generator(seed, e, a, b, x.device),
+                        **spec.call_kwargs(ep),
+                    )
+                    with _utils.eval_mode(model), torch.no_grad():
+                        hit = (model(xa).argmax(1) != y[alive]).cpu()
+                    robust[e, lo + alive[hit]] = False
+                    broken_by[e, lo + alive[hit]] = a
+                done[key] = b + 1
+                if state_path is not None:
+                    io.atomic_save_torch(
+                        {
+                            "signature": sig,
+                            "robust": robust,
+                            "broken_by": broken_by,
+                            "done": done,
+                        },
+                        state_path,
+                    )
+    if bar is not None:
+        bar.close()
+    check_res: dict = {}
+    if checks:
+        from ._checks import masking_checks
+
+        check_res = masking_checks(
+            model,
+            batches,
+            eps=eps_list,
+            norm=norm,
+            robust_accuracy=robust.float().mean(1).numpy(),
+            broken_by=broken_by.numpy(),
+            specs=specs,
+            was_training=was_training,
+            num_samples=check_samples,
+            seed=seed,
+        )
+    return EvalResult(
+        eps=np.asarray(eps_list, dtype=float),
+        norm=norm,
+        preset=preset,
+        attacks=[s.name for s in specs],
+        clean_correct=clean.numpy(),
+        robust_correct=robust.numpy(),
+        broken_by=broken_by.numpy(),
+        checks=check_res,
+        meta={
+            "attacks": [s.describe() for s in specs],
+            "seed": seed,
+            "scale": scale,
+            "num_classes": int(num_classes),
+            "model": type(model).__name__,
+        },
+    )
+
+
+def robust_accuracy(
+    model: nn.Module,
+    data: Iterable | tuple[Tensor, Tensor],
+    *,
+    eps: float,
+    norm: str = "linf",
+    preset: str = "quick",
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    **kwargs: Any,
+) -> float:
+    """Robust accuracy (a float in [0, 1]) under a preset, without the checks.
+
+    The trainer's per-epoch call: ``robust_accuracy(model, batches, eps=0.3,
+    preset="quick")`` runs PGD-20 (``steps`` overrides the 20).
+
+    Example:
+        >>> model = torch.nn.Linear(2, 2)
+        >>> x, y = torch.rand(16, 2), torch.randint(0, 2, (16,))
+        >>> 0.0 <= robust_accuracy(model, (x, y), eps=0.1, steps=3) <= 1.0
+        True
+    """
+    res = evaluate(
+        model,
+        data,
+        eps=eps,
+        norm=norm,
+        preset=preset,
+        steps=steps,
+        checks=False,
+        generator=generator,
+        **kwargs,
+    )
+    return float(res.robust_accuracy[0])
