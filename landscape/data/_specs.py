@@ -1,0 +1,141 @@
+"""The datasets ``load_dataset`` knows: folders, files, published md5s, counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["DATASETS", "DatasetNotFoundError", "DatasetSpec"]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Dataset files are missing and could not (or may not) be downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives and how to check it."""
+
+    name: str
+    folder: str  # inside the root
+    files: dict[str, str]  # file name (inside folder) -> md5 of the file on disk
+    splits: dict[str, tuple[str, ...]]  # split -> the files it reads
+    num_samples: dict[str, int]
+    shape: tuple[int, int, int]
+    classes: tuple[str, ...]
+    archive: tuple[str, str] | None = None  # (file name in root, md5) to download
+    downloadable: bool = True
+
+
+_IDX = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+#: The datasets ``load_dataset`` knows, with their published md5 checksums.
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        folder="mnist",
+        files={
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        splits=_IDX,
+        num_samples={"train": 60000, "test": 10000},
+        shape=(1, 28, 28),
+        classes=tuple(str(i) for i in range(10)),
+    ),
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        folder="fashion-mnist",
+        files={
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        splits=_IDX,
+        num_samples={"train": 60000, "test": 10000},
+        shape=(1, 28, 28),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+    ),
+    "cifar10": DatasetSpec(
+        name="cifar10",
+        folder="cifar-10-batches-py",
+        files={
+            "data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+        },
+        splits={
+            "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+            "test": ("test_batch",),
+        },
+        num_samples={"train": 50000, "test": 10000},
+        shape=(3, 32, 32),
+        classes=_CIFAR10_CLASSES,
+        archive=("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+    ),
+    "cifar10-jpeg": DatasetSpec(
+        name="cifar10-jpeg",
+        folder="cifar10-jpeg",
+        files={},
+        splits={"train": (), "test": ()},
+        num_samples={"train": 50000, "test": 10000},
+        shape=(3, 32, 32),
+        classes=_CIFAR10_CLASSES,
+        downloadable=False,
+    ),
+}
+
+_ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar10_jpeg": "cifar10-jpeg",
+}
+
+
+def _spec(name: str) -> DatasetSpec:
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in DATASETS:
+        raise ValueError(
+            f"unknown dataset {name!r}; available: {', '.join(DATASETS)} "
+            "(or load_image_folder(path) for any image folder)"
+        )
+    return DATASETS[key]
+
+
+def _check_split(split: str) -> str:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split
