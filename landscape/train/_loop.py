@@ -255,7 +255,15 @@ def _evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
             if ext is not None and eps > 0:
                 try:
                     acc = _as_accuracy(
-                        ext(model, batches, eps=eps, norm=cfg.norm, preset="quick")
+                        ext(
+                            model,
+                            batches,
+                            eps=eps,
+                            norm=cfg.norm,
+                            preset="quick",
+                            steps=cfg.eval_steps,
+                            generator=gen,
+                        )
                     )
                 except Exception as err:  # the other module's API may still move
                     warnings.warn(
