@@ -81,7 +81,8 @@ def _info(root_arg: str | None, verify: bool) -> int:
         head = "ok" if ok else "incomplete"
         print(f"  {name:<14} {head} ({folder})")
         for s in status:
-            print(f"      {s}")
+            if not s.endswith(": ok"):
+                print(f"      {s}")
         if not ok and spec.downloadable:
             print(f"      fix: python -m landscape.data download {name} --root {root}")
     return 0

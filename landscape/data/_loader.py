@@ -63,9 +63,9 @@ class Batches:
     """Re-iterable, deterministic mini-batches over tensors kept on one device.
 
     The whole dataset is moved to ``device`` once (MNIST is ~190 MB as float32), so
-    iterating costs one gather per batch and no host-to-device copy. If the device
-    runs out of memory the data stays in pinned host memory and each batch is copied
-    (with a warning).
+    iterating costs one gather per batch and no host-to-device copy. If it would take
+    more than half the free GPU memory (or the move runs out of memory) the data stays
+    in pinned host memory and each batch is copied (with a warning).
 
     With ``shuffle=True`` each pass over the data uses the permutation of its epoch,
     drawn from a generator seeded by ``(seed, epoch)``. The epoch advances by one after
@@ -106,6 +106,10 @@ class Batches:
         if device is not None:
             device = torch.device(device)
             try:
+                if device.type == "cuda" and x.device != device:
+                    free, _ = torch.cuda.mem_get_info(device)
+                    if x.numel() * x.element_size() > free // 2:
+                        raise torch.OutOfMemoryError("dataset > half the free memory")
                 x, y = x.to(device), y.to(device)
             except torch.OutOfMemoryError:
                 warnings.warn(
