@@ -298,7 +298,12 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     d = dict(PRESETS[name])
     dataset = d.pop("dataset")
-    d.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for kind in ("eps", "lr"):  # a new schedule does not inherit the preset's params
+        name = overrides.get(f"{kind}_schedule")
+        if name is not None and name != d.get(f"{kind}_schedule"):
+            d.pop(f"{kind}_kwargs", None)
+    d.update(overrides)
     return TrainConfig(**d), {"dataset": dataset, "model": d.get("model")}
 
 
