@@ -275,6 +275,12 @@ def test_cli_download_and_info(data_root, tmp_path, capsys):
     assert cli.main(["info", "--root", str(root), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "mnist          ok" in out and "BAD MD5" not in out
+    bad = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-10])  # a truncated file is reported ...
+    assert cli.main(["info", "--root", str(root), "--verify"]) == 0
+    assert "t10k-labels-idx1-ubyte.gz: BAD MD5" in capsys.readouterr().out
+    assert cli.main(argv) == 0  # ... and replaced by the next download
+    assert data.md5sum(bad) == MNIST_FILES[bad.name]
 
 
 # --------------------------------------------------------------------------- CIFAR
@@ -397,6 +403,11 @@ def test_image_folder_dir_and_archive(tmp_path):
         assert torch.equal(x[3], torch.from_numpy(a))
     xs, ys = data.load_image_folder(root, "train", num_samples=3, seed=0)
     assert ys.tolist() == [0, 1, 2]
+    # rewriting a file in place is seen (the in-process cache is keyed by mtimes)
+    zero = np.zeros((5, 6, 3), np.uint8)
+    Image.fromarray(zero).save(root / "test" / "bee" / "1.png")
+    x2 = data.load_image_folder(root, "test")[0]
+    assert float(x2[3].abs().sum()) == 0.0 and torch.equal(x2[2], x[2])
 
 
 def test_image_folder_errors(tmp_path):

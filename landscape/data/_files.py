@@ -355,9 +355,15 @@ def read_image_folder(
 
 
 def _dir_mtime(path: Path, split: str) -> int:
+    """A stamp that changes when any file of the split is added, removed or rewritten."""
     base = path / split
-    stamps = [path.stat().st_mtime_ns]
+    stamp = path.stat().st_mtime_ns
     if base.is_dir():
-        stamps.append(base.stat().st_mtime_ns)
-        stamps += [c.stat().st_mtime_ns for c in base.iterdir()]
-    return max(stamps)
+        for c in base.iterdir():
+            st = c.stat()
+            stamp = hash((stamp, c.name, st.st_mtime_ns))
+            if c.is_dir():
+                for f in c.iterdir():
+                    st = f.stat()
+                    stamp = hash((stamp, f.name, st.st_size, st.st_mtime_ns))
+    return stamp
