@@ -1,0 +1,184 @@
+"""Figure 2 (Liu et al., NeurIPS 2020, learning curves): adversarial training with a
+constant eps schedule at several eps; with a large eps training stalls near the
+initialisation.
+
+LeNet on MNIST is trained with PGD at each eps from the start (constant schedule), and
+per epoch we plot (a) the training loss at that eps (the robust training loss), (b) the
+robust training accuracy, (c) the distance of the weights from their initialisation
+``||w_t - w_0||`` and (d) the test robust accuracy at the training eps. The paper's
+observation: as eps grows the robust loss stays near ``log 10`` (chance) for longer and
+the weights move less; past some eps the model does not leave the initialisation.
+
+Commands::
+
+    python figures/fig02_learning_curves.py --smoke   # 256 images, eps 0 / 0.3, < 30 s
+    python figures/fig02_learning_curves.py           # 2k images, 5 eps, 6 epochs, CPU
+    python figures/fig02_learning_curves.py --full    # the paper's setting, GPU
+
+Sizes: the default CPU size (LeNet, 2,000 training images, PGD-5 with step
+``2.5 eps / 5``, Adam lr 1e-3, 6 epochs; about 5 to 10 minutes on one CPU core) is an
+illustration of the trend, not the paper's numbers. ``--full`` is the paper's MNIST
+setting (preset ``mnist-lenet``: all 60k images, 100 epochs, Adam lr 1e-4, PGD step 0.01
+with ``eps / 0.01 + 10`` steps, eps in {0, 0.1, 0.2, 0.3, 0.4}): a GPU session.
+Output: ``figures/out/fig02_learning_curves.{png,pdf}`` (``--out-dir`` to change).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from landscape import data, models, train  # noqa: E402
+
+NAME = "fig02_learning_curves"
+COLUMNS = ("epoch", "train_loss", "train_acc", "dist_init", "test_robust_acc", "eps")
+
+
+def settings(ctx: _common.Context) -> dict:
+    """Sizes per ``--smoke`` / default / ``--full``."""
+    return ctx.pick(
+        dict(eps=(0.0, 0.3), num_train=256, num_test=64, epochs=2, steps=2, lr=1e-3),
+        dict(
+            eps=(0.0, 0.1, 0.2, 0.3, 0.4),
+            num_train=2000,
+            num_test=200,
+            epochs=6,
+            steps=5,
+            lr=1e-3,
+        ),
+        dict(
+            eps=(0.0, 0.1, 0.2, 0.3, 0.4),
+            num_train=None,
+            num_test=1000,
+            epochs=100,
+            steps=None,
+            lr=1e-4,
+        ),
+    )
+
+
+def _config(ctx: _common.Context, s: dict, eps: float) -> train.TrainConfig:
+    attack = "pgd" if eps > 0 else "none"
+    if ctx.size == "full":
+        cfg, _ = train.preset("mnist-lenet", eps=eps, steps=int(round(eps / 0.01)) + 10)
+        return cfg.replace(attack=attack, seed=ctx.seed, eval_num=s["num_test"])
+    return train.TrainConfig(
+        epochs=s["epochs"],
+        batch_size=50,
+        optimizer="adam",
+        lr=s["lr"],
+        eps=eps,
+        attack=attack,
+        steps=s["steps"],
+        eval_num=s["num_test"],
+        eval_steps=s["steps"],
+        co_check_num=0,
+        seed=ctx.seed,
+        model="lenet",
+    )
+
+
+def compute(ctx: _common.Context) -> _common.FigureData:
+    """Train one LeNet per eps (same initialisation) and keep its per-epoch metrics."""
+    s = settings(ctx)
+    x, y = data.load_dataset("mnist", ctx.data_root, num_samples=s["num_train"])
+    xt, yt = data.load_dataset(
+        "mnist", ctx.data_root, split="test", num_samples=s["num_test"]
+    )
+    dev = ctx.device
+    arrays: dict[str, np.ndarray] = {}
+    for eps in s["eps"]:
+        torch.manual_seed(ctx.seed)  # the same initial weights for every eps
+        model = models.build("lenet", dataset="mnist").to(dev)
+        res = train.adversarial_train(
+            model,
+            (x.to(dev), y.to(dev)),
+            _config(ctx, s, eps),
+            test_data=(xt.to(dev), yt.to(dev)),
+            progressbar=True,
+        )
+        for col in COLUMNS:
+            arrays[f"eps{eps:g}/{col}"] = np.asarray(res.metrics[col], dtype=float)
+    table = {
+        "eps": list(s["eps"]),
+        "settings": {k: v for k, v in s.items() if k != "eps"},
+        "final": {
+            f"{e:g}": {
+                c: float(arrays[f"eps{e:g}/{c}"][-1])
+                for c in ("train_loss", "train_acc", "dist_init", "test_robust_acc")
+            }
+            for e in s["eps"]
+        },
+    }
+    return _common.FigureData(arrays=arrays, table=table)
+
+
+def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    """Four panels: robust training loss, robust training accuracy, distance from the
+    initialisation and test robust accuracy, one line per training eps."""
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    eps_list = fd.table["eps"]
+    cmap = plt.get_cmap("viridis")
+    with plt.rc_context(plot.PAPER_STYLE):
+        fig, axes = plt.subplots(1, 4, figsize=(12.5, 2.9))
+    panels = [
+        ("train_loss", "robust training loss"),
+        ("train_acc", "robust training accuracy"),
+        ("dist_init", r"distance from init $\|w_t - w_0\|$"),
+        ("test_robust_acc", "test robust accuracy (training eps)"),
+    ]
+    for i, e in enumerate(eps_list):
+        c = cmap(i / max(len(eps_list) - 1, 1) * 0.9)
+        ep = fd.arrays[f"eps{e:g}/epoch"]
+        for ax, (key, title) in zip(axes, panels):
+            ax.plot(
+                ep,
+                fd.arrays[f"eps{e:g}/{key}"],
+                "o-",
+                ms=3,
+                color=c,
+                label=f"eps={e:g}",
+            )
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+    axes[0].axhline(np.log(10), color="k", lw=0.6, ls=":", label="log 10 (chance)")
+    axes[0].legend(fontsize=7)
+    for ax in axes[[1, 3]]:
+        ax.set_ylim(-0.02, 1.02)
+    fig.suptitle(
+        f"MNIST LeNet, constant eps schedule ({ctx.size} size"
+        + (", CPU illustration" if ctx.size != "full" else "")
+        + ")",
+        fontsize=9,
+    )
+    return _common.save_figure(fig, ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
+    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
+    paths = draw(fd, ctx)
+    for e, row in fd.table["final"].items():
+        print(
+            f"[{NAME}] eps={e}: final robust train loss {row['train_loss']:.3f}, "
+            f"train acc {row['train_acc']:.3f}, dist from init {row['dist_init']:.3f}, "
+            f"test robust acc {row['test_robust_acc']:.3f}"
+        )
+    note = None
+    if ctx.size != "full":
+        note = "CPU size: a few epochs on a data subset; the trend, not the paper's numbers"
+    _common.report(ctx, paths, note)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
