@@ -201,7 +201,7 @@ def _accuracy_loss(model: nn.Module, batches, ctx) -> tuple[float, float]:
     for x, y in batches:
         with ctx():
             out = model(x)
-        loss += float(F.cross_entropy(out.float(), y, reduction="sum"))
+        loss += float(F.cross_entropy(_upcast(out), y, reduction="sum"))
         correct += float((out.argmax(1) == y).sum())
         n += len(y)
     return correct / max(n, 1), loss / max(n, 1)
@@ -315,12 +315,17 @@ def _co_check(model, batch, *, cfg, seed, ctx) -> dict:
     }
 
 
+def _upcast(out: Tensor) -> Tensor:
+    """Half-precision logits (autocast) to float32 for the loss; others unchanged."""
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+
 def _grad_norm(params: list[Tensor]) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
     norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    return torch.linalg.vector_norm(torch.stack([n.double() for n in norms]))
 
 
 @torch.no_grad()
@@ -432,8 +437,10 @@ def adversarial_train(
     accum = None
     init = [p.detach().clone() for p in params]
     if folder is not None:
+        if world > 1 and not main:
+            torch.distributed.barrier()  # rank 0 sets the folder up first
         has_run = (folder / "config.json").exists()
-        if has_run and not resume:
+        if has_run and not resume and main:
             raise RunFolderError(
                 f"{folder} already holds a run; pass resume=True to continue it or "
                 "choose a new folder"
@@ -469,6 +476,8 @@ def adversarial_train(
             )
         if main and rows:
             write_metrics(folder, rows)
+        if world > 1 and main:
+            torch.distributed.barrier()
 
     # -- forward models ------------------------------------------------------------
     fwd_model: nn.Module = raw
@@ -554,13 +563,13 @@ def adversarial_train(
             raw.train()
             with ctx():
                 out = fwd_model(x)
-            loss_sum = F.cross_entropy(out.float(), y, reduction="sum")
+            loss_sum = F.cross_entropy(_upcast(out), y, reduction="sum")
             loss = loss_sum / (n_global / world)
             loss.backward()
             gnorm = _grad_norm(params)
             correct = (out.detach().argmax(1) == y).sum()
             ls, cs, gn = torch.stack(
-                [loss_sum.detach().float(), correct.float(), gnorm.to(loss.device)]
+                [loss_sum.detach().double(), correct.float(), gnorm.to(loss.device)]
             ).tolist()
             if not (math.isfinite(ls) and math.isfinite(gn)):
                 raise DivergedError(

@@ -1,0 +1,88 @@
+"""Data-parallel training: 2 CPU processes with the gloo backend reach the weights of a
+single-process run with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from landscape import train
+from landscape.train import TrainConfig, adversarial_train
+
+CFG = dict(
+    epochs=2,
+    batch_size=16,
+    lr=0.1,
+    eps=0.1,
+    steps=2,
+    alpha_rel=0.5,
+    random_start=False,
+    eval_num=16,
+    eval_steps=2,
+    co_check_num=8,
+    seed=3,
+)
+
+
+def _setup():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = (x[..., :2].mean((1, 2, 3)) > x[..., 2:].mean((1, 2, 3))).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 2)
+    ).double()
+    return model, x, y
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model, x, y = _setup()
+        res = adversarial_train(
+            model,
+            (x, y),
+            TrainConfig(**CFG),
+            test_data=(x, y),
+            run_dir=os.path.join(out, "run"),
+        )
+        assert res.meta["world_size"] == world and res.meta["rank"] == rank
+        torch.save(model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(),
+    reason="needs torch.distributed with gloo",
+)
+def test_ddp_two_processes_match_single_process(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    w0 = torch.load(tmp_path / "rank0.pt")
+    w1 = torch.load(tmp_path / "rank1.pt")
+    for k in w0:  # ranks agree exactly (DDP all-reduces the gradients)
+        assert torch.equal(w0[k], w1[k]), k
+    model, x, y = _setup()
+    ref = adversarial_train(model, (x, y), TrainConfig(**CFG), test_data=(x, y))
+    for k, v in model.state_dict().items():  # same global batch -> same weights
+        torch.testing.assert_close(w0[k], v, rtol=1e-10, atol=1e-12)
+    run = train.load_run(tmp_path / "run")  # only rank 0 wrote, and wrote once
+    assert run.metrics["epoch"].tolist() == [1, 2]
+    torch.testing.assert_close(
+        run.metrics["train_loss"], ref.metrics["train_loss"], rtol=1e-10, atol=0
+    )
+    assert run.metrics["train_loss"][-1] < run.metrics["train_loss"][0]
