@@ -33,6 +33,18 @@ class _Bound(nn.Module):
         return functional_call(self._model, self._params, (x,))
 
 
+class _Multi(nn.Module):
+    """Forward a list of batches in one call, so ``functional_call`` swaps the
+    parameters in once per grid point rather than once per batch."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.m = model
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        return [self.m(x) for x in xs]
+
+
 # --------------------------------------------------------------------------- data
 def _materialize(data: Iterable, device: torch.device, dtype: torch.dtype) -> list:
     batches = [_utils.to_device(b, device, dtype) for b in data]
@@ -81,6 +93,7 @@ class _Evaluator:
         self.center, self.dirs, self.attack = center, dirs, attack
         self.n = _num_samples(batches)
         self.has_acc = True
+        self._multi = _Multi(model)
 
     def params(self, coef: Sequence[float]) -> dict[str, Tensor]:
         out = {}
@@ -100,18 +113,25 @@ class _Evaluator:
         return c
 
     def loop(self, coefs: np.ndarray, gens: list | None = None) -> list[tuple]:
+        dev = self.center_device
         res = []
         for i, coef in enumerate(coefs):
             p = self.params(coef)
-            loss = torch.zeros((), dtype=torch.float64, device=self.center_device)
-            corr = torch.zeros((), device=self.center_device)
-            for x, y in self.batches:
-                if self.attack is not None:
+            loss = torch.zeros((), dtype=torch.float64, device=dev)
+            corr = torch.zeros((), device=dev)
+            if self.attack is None:  # one parameter swap for all batches
+                q = {f"m.{k}": v for k, v in p.items()}
+                outs = functional_call(self._multi, q, ([x for x, _ in self.batches],))
+                pairs = zip(outs, (y for _, y in self.batches))
+            else:
+                pairs = []
+                for x, y in self.batches:
                     with torch.enable_grad():
                         g = gens[i] if gens else None
                         x = self.attack(_Bound(self.model, p), x, y, g)
-                out = functional_call(self.model, p, (x,))
-                loss = loss + self.loss_fn(out, y).double() * len(x)
+                    pairs.append((functional_call(self.model, p, (x,)), y))
+            for out, y in pairs:
+                loss = loss + self.loss_fn(out, y).double() * len(y)
                 corr = corr + self._acc(out, y)
             res.append((loss, corr))
         return [(float(lo) / self.n, float(c) / self.n) for lo, c in res]
@@ -177,11 +197,18 @@ def _choose(
     strategy: str,
     batch_size: int | str | None,
     chunk_size: int | None,
+    probe: np.ndarray,
     num_points: int,
     device: torch.device,
-) -> tuple[str, int | None, int]:
-    """Pick (strategy, batch size, chunk size) by timing on the device."""
+) -> tuple[str, int | None, int, list[tuple]]:
+    """Pick (strategy, batch size, chunk size) by timing on the device.
+
+    Batch sizes are timed on real grid points (the rows of ``probe``, two per
+    candidate, the second one timed after the first warmed up that shape), so the
+    measurement costs nothing: their results are returned, in ``probe`` order.
+    """
     n = ev.n
+    done: list[tuple] = []
     tune = num_points >= 32 and ev.attack is None
     if batch_size == "auto":
         cands = sorted(
@@ -189,13 +216,16 @@ def _choose(
         )
         if device.type != "cpu":
             cands = [c for c in cands if c >= 256] or [cands[-1]]
-        if tune and len(cands) > 1:
+        if tune and len(cands) > 1 and len(probe) >= 2 * len(cands):
             times = {}
-            ev.batches = _rebatch(raw, cands[0])
-            ev.loop(np.zeros((1, len(ev.dirs))))  # warm-up
             for b in cands:
                 ev.batches = _rebatch(raw, b)
-                times[b] = _timeit(lambda: ev.loop(np.zeros((1, len(ev.dirs)))), device)
+                t = []
+                for row in probe[len(done) : len(done) + 2]:
+                    t.append(
+                        _timeit(lambda r=row: done.extend(ev.loop(r[None])), device)
+                    )
+                times[b] = min(t)
             batch_size = min(times, key=times.get)
         else:
             batch_size = 256 if device.type == "cpu" else min(n, 1024)
@@ -222,4 +252,4 @@ def _choose(
         chunk_size = 1
     elif chunk_size is None:
         chunk_size = 8
-    return strategy, batch_size, int(chunk_size)
+    return strategy, batch_size, int(chunk_size), done

@@ -158,14 +158,6 @@ def _evaluate_grid(
                 return _perturb(bm, x, y, eps, norm, steps, alpha, attack_loss_fn, g)
 
         ev = _Evaluator(model, loss_fn, raw, center, dd, attack=attack)
-        strategy_used, bs, chunk = _choose(
-            ev, raw, strategy, batch_size, chunk_size, m, device
-        )
-        if adversarial == "reattack" and strategy_used == "vmap":
-            warnings.warn(
-                "adversarial='reattack' evaluates point by point", stacklevel=3
-            )
-            strategy_used, chunk = "loop", 1
 
         def point_gens(idx: Sequence[int]) -> list | None:
             if attack is None:
@@ -177,14 +169,10 @@ def _evaluate_grid(
                 for i in idx
             ]
 
-        def run(idx: Sequence[int]) -> list[tuple]:
-            if strategy_used == "vmap":
-                return ev.vmap(coefs[list(idx)])
-            return ev.loop(coefs[list(idx)], point_gens(idx))
-
-        if check_deterministic:
+        if check_deterministic:  # with the caller's batches, before any tuning
             origin = [int(np.argmin(np.abs(coefs).sum(1)))]
-            a, b = run(origin)[0], run(origin)[0]
+            a = ev.loop(coefs[origin], point_gens(origin))[0]
+            b = ev.loop(coefs[origin], point_gens(origin))[0]
             if not np.isclose(a[0], b[0], rtol=1e-6, atol=1e-9):
                 raise RuntimeError(
                     f"the loss is not deterministic ({a[0]!r} then {b[0]!r}): the "
@@ -233,10 +221,29 @@ def _evaluate_grid(
             if ppath is not None:
                 _Partial(coefs, None, loss, acc, done, {"fingerprint": fp}).save(ppath)
 
-        last = time.perf_counter()
         t_eval = time.perf_counter()
-        for s in range(0, len(mine), chunk):
-            idx = mine[s : s + chunk]
+        strategy_used, bs, chunk, probed = _choose(
+            ev, raw, strategy, batch_size, chunk_size, coefs[mine[:16]], m, device
+        )
+        for i, (lo, ac) in zip(mine, probed):
+            loss[i], acc[i], done[i] = lo, ac, True
+        if bar is not None:
+            bar.update(len(probed))
+        mine_left = mine[len(probed) :]
+        if adversarial == "reattack" and strategy_used == "vmap":
+            warnings.warn(
+                "adversarial='reattack' evaluates point by point", stacklevel=3
+            )
+            strategy_used, chunk = "loop", 1
+
+        def run(idx: Sequence[int]) -> list[tuple]:
+            if strategy_used == "vmap":
+                return ev.vmap(coefs[list(idx)])
+            return ev.loop(coefs[list(idx)], point_gens(idx))
+
+        last = time.perf_counter()
+        for s in range(0, len(mine_left), chunk):
+            idx = mine_left[s : s + chunk]
             for i, (lo, ac) in zip(idx, run(idx)):
                 loss[i], acc[i], done[i] = lo, ac, True
             if bar is not None:
