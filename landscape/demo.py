@@ -642,7 +642,8 @@ def _summary(
         ]:
             ev = evals.get(f"{r.tag}/{key}")
             if ev is not None:
-                row["clean_acc"] = ev["clean_acc"]
+                if name == "quick_train_eps":
+                    row["clean_acc"] = ev["clean_acc"]
                 row[f"robust_acc_{name}"] = ev["robust_acc"]
         if r.tag in hess:
             row["hessian_top_clean"] = hess[r.tag]["clean"][0]
@@ -702,7 +703,7 @@ def _markdown(cfg: DemoConfig, s: dict[str, Any]) -> str:
         "illustration, not the paper's full experiment.",
         "",
         f"| run | clean acc % | robust % @ train eps | robust % @ {cfg.eval_eps:g} | "
-        f"{sp} % @ train eps | dist from init | lambda_max clean | lambda_max adv | "
+        f"{sp} % @ train eps (n={cfg.strong_num}) | dist from init | lambda_max clean | lambda_max adv | "
         "scatter excess |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
