@@ -199,3 +199,18 @@ def test_schedules_are_frozen_and_passthrough():
         s.value = 0.2
     assert make_schedule(s) is s
     assert s.to_dict() == {"value": 0.3, "epochs": None, "schedule": "Constant"}
+
+
+def test_plot_schedule_draws_the_samples():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from landscape.plot import plot_schedule
+
+    s = make_schedule("periodic", eps=0.3, periods=[0, 5, 10])
+    ax = plot_schedule(s, num=101, label="eps")
+    ts, vs = ax.lines[0].get_data()
+    assert len(ts) == 101 and ts[-1] == 10 and np.allclose(vs, [s(t) for t in ts])
+    plt.close("all")

@@ -428,3 +428,35 @@ def test_train_result_state_is_independent_of_model_copy():
     before = copy.deepcopy(model)
     adversarial_train(model, (x, y), _cfg(epochs=1, eval_num=0))
     assert not _same(model, before)
+
+
+def test_curve_plots_draw_the_logged_values(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    x, y = _data(32)
+    cfg = _cfg(epochs=2, eps_schedule="periodic", lr_schedule="periodic", periods=2)
+    res = adversarial_train(
+        TinyNet(), (x, y), cfg, test_data=_data(16, 1), run_dir=tmp_path
+    )
+    ax = plot.plot_learning_curves({"a": res, "b": str(tmp_path)})
+    assert len(ax.lines) == 6
+    assert (
+        ax.lines[2].get_ydata().tolist()
+        == (100 * res.metrics["test_robust_acc"]).tolist()
+    )
+    ax = plot.plot_eps_lr(cfg)
+    ts, eps = ax.lines[0].get_data()
+    assert eps.max() == pytest.approx(cfg.eps) and eps[0] == 0
+    assert ax.lr_axis.lines[0].get_ydata()[0] == pytest.approx(cfg.lr)
+    ax = plot.plot_distance_from_init(res)
+    assert ax.lines[0].get_ydata().tolist() == res.metrics["dist_init"].tolist()
+    axes = plot.plot_run(tmp_path)
+    assert axes.shape == (2, 2)
+    with pytest.raises(KeyError, match="no metric 'nope'"):
+        plot.plot_learning_curves(res, keys=["nope"])
+    plt.close("all")
