@@ -228,3 +228,15 @@ def test_html_renders_in_headless_chromium(tmp_path):
     ]  # fmt: skip
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=90).stdout
     assert "js-plotly-plot" in dom and 'class="main-svg"' in dom  # plotly rendered
+
+
+def test_surfaces_3d_side_by_side_shared_scale():
+    s1, s2 = _surf(1.0), _surf(3.0, "fixed")
+    fig = P.surfaces_3d([s1, s2], titles=["a", "b"])
+    assert len(fig.data) == 2 and fig.data[0].showscale and not fig.data[1].showscale
+    for tr in fig.data:
+        assert tr.cmin == pytest.approx(s1.loss.min())
+        assert tr.cmax == pytest.approx(s2.loss.max())
+    np.testing.assert_allclose(np.asarray(fig.data[1].z), s2.loss)
+    with pytest.raises(ValueError, match="2D"):
+        P.surfaces_3d([S.Surface(s1.xs, None, s1.loss[0], None, {})])

@@ -28,6 +28,7 @@ __all__ = [
     "plot_surface",
     "plot_surfaces",
     "surface_3d",
+    "surfaces_3d",
     "write_html",
 ]
 
@@ -342,6 +343,79 @@ def surface_3d(
         title=_title(surf, which, title),
         scene={"xaxis_title": "alpha", "yaxis_title": "beta", "zaxis_title": zlab},
         margin={"l": 0, "r": 0, "t": 40, "b": 0},
+    )
+    return fig
+
+
+def surfaces_3d(
+    surfs: Sequence[Any],
+    *,
+    titles: Sequence[str] | None = None,
+    which: str = "loss",
+    log: bool = False,
+    ncols: int | None = None,
+    colorscale: str = "Viridis",
+    share_scale: bool = True,
+    height_per_row: int = 420,
+):
+    """Several interactive 3D surfaces side by side in one plotly figure (one HTML).
+
+    Args:
+        surfs: 2D surfaces.
+        titles: one title per panel.
+        which: ``"loss"`` or ``"accuracy"``.
+        log: plot ``log10`` of the values.
+        ncols: panels per row (default all in one row).
+        colorscale: plotly colour scale.
+        share_scale: one colour range (and z range) for every panel.
+        height_per_row: figure height per row of panels, in pixels.
+
+    Returns:
+        ``plotly.graph_objects.Figure``.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    surfs = list(surfs)
+    if not surfs or any(getattr(s, "ys", None) is None for s in surfs):
+        raise ValueError("surfaces_3d needs one or more 2D surfaces")
+    n = len(surfs)
+    ncols = ncols or n
+    nrows = -(-n // ncols)
+    zs = []
+    for s in surfs:
+        z = _values(s, which)
+        zs.append(np.log10(np.clip(z, 1e-300, None)) if log else z)
+    zlab = f"log10 {_LABELS[which]}" if log else _LABELS[which]
+    lo = float(min(np.nanmin(z) for z in zs))
+    hi = float(max(np.nanmax(z) for z in zs))
+    fig = make_subplots(
+        rows=nrows,
+        cols=ncols,
+        specs=[[{"type": "surface"}] * ncols for _ in range(nrows)],
+        subplot_titles=list(titles) if titles is not None else None,
+    )
+    for i, (s, z) in enumerate(zip(surfs, zs)):
+        kw = {"cmin": lo, "cmax": hi} if share_scale else {}
+        fig.add_trace(
+            go.Surface(
+                x=np.asarray(s.xs),
+                y=np.asarray(s.ys),
+                z=z,
+                colorscale=colorscale,
+                showscale=(i == 0) or not share_scale,
+                colorbar={"title": {"text": zlab}},
+                **kw,
+            ),
+            row=i // ncols + 1,
+            col=i % ncols + 1,
+        )
+    scene = {"xaxis_title": "alpha", "yaxis_title": "beta", "zaxis_title": zlab}
+    if share_scale:
+        scene["zaxis"] = {"range": [lo, hi]}
+    fig.update_scenes(**scene)
+    fig.update_layout(
+        height=height_per_row * nrows, margin={"l": 0, "r": 0, "t": 40, "b": 0}
     )
     return fig
 
