@@ -157,7 +157,7 @@ def _assert_in_ball(
 
 
 def _check_first_output(out: Tensor, where: str) -> None:
-    if out.ndim != 2:
+    if out.ndim != 2 or out.shape[1] < 2:
         raise ValueError(
             f"{where}: the model must return (N, num_classes) logits, got shape "
             f"{tuple(out.shape)}; wrap a 1-logit binary model to return [0, z]"

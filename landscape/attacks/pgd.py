@@ -173,7 +173,7 @@ def pgd(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
-    alphas = _alphas(alpha, eps, steps)
+    alphas = _alphas(alpha, eps, steps) if eps > 0 else []
     loss_fn = get_loss(loss)
     x, y = x.detach(), y.detach()
     gen, seed = _utils.make_generator(generator, x.device)

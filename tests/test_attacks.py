@@ -1,0 +1,468 @@
+"""Attacks: closed-form robust accuracy of a linear classifier, common properties of
+every attack (eps-ball, [0, 1], mode restored, determinism, errors), monotonicity on a
+trained MLP, black-box budgets, and a cross-check against the AutoAttack reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape import attacks as A
+
+# ------------------------------------------------------------------ linear model
+
+
+class TwoLogit(nn.Module):
+    """Binary linear classifier as two logits [0, w.x + b]: class 1 iff w.x + b > 0."""
+
+    def __init__(self, w: torch.Tensor, b: float):
+        super().__init__()
+        self.lin = nn.Linear(w.numel(), 1).double()
+        with torch.no_grad():
+            self.lin.weight.copy_(w.view(1, -1))
+            self.lin.bias.fill_(b)
+
+    def forward(self, x):
+        z = self.lin(x.flatten(1))
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
+def _linear_case(seed=0, n=400, d=16):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    x = 0.3 + 0.4 * torch.rand(n, d, generator=g, dtype=torch.float64)
+    b = -float(w @ torch.full((d,), 0.5, dtype=torch.float64))
+    model = TwoLogit(w, b)
+    z = x @ w + b
+    y = (z > 0).long()
+    y[:20] = 1 - y[:20]  # a few clean errors
+    return model, x, y, w, z
+
+
+def _closed_form(w, z, y, eps, norm):
+    """Exact robust correctness: y_pm * z - eps * ||w||_dual > 0 (box never binds:
+    x in [0.3, 0.7] and eps <= 0.2 per coordinate)."""
+    s = 2.0 * y.double() - 1
+    dual = w.abs().sum() if norm == "linf" else w.norm()
+    m = s * z - eps * dual
+    return m > 0, m.abs()
+
+
+def _robust(model, xa, y):
+    with torch.no_grad():
+        return model(xa).argmax(1) == y
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+@pytest.mark.parametrize(
+    "norm,kw",
+    [
+        ("linf", {}),
+        ("linf", {"loss": "cw", "steps": 5}),
+        ("l2", {"random_start": False}),
+        ("l2", {"alpha": [4.0], "steps": 10}),  # alpha scaled by eps below
+    ],
+)
+def test_pgd_matches_linear_closed_form(k, norm, kw):
+    model, x, y, w, z = _linear_case()
+    # L2: the per-coordinate change eps * |w_i| / ||w|| stays < 0.2
+    eps = (0.005, 0.01, 0.02)[k] if norm == "linf" else (0.05, 0.1, 0.2)[k]
+    kw = dict(kw)
+    if "alpha" in kw:
+        kw["alpha"] = [a * eps for a in kw["alpha"]]
+    expected, gap = _closed_form(w, z, y, eps, norm)
+    keep = gap > 1e-6  # points exactly on the boundary are measure zero
+    xa = A.pgd(
+        model,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        generator=torch.Generator().manual_seed(1),
+        **kw,
+    )
+    got = _robust(model, xa, y)
+    assert keep.float().mean() > 0.95
+    assert torch.equal(got[keep], expected[keep])
+    assert 0.05 < expected.float().mean() < 0.95  # the case is not trivial
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fgsm_and_apgd_exact_on_linear(norm):
+    model, x, y, w, z = _linear_case(seed=3)
+    eps = 0.01 if norm == "linf" else 0.1
+    expected, gap = _closed_form(w, z, y, eps, norm)
+    keep = gap > 1e-6
+    xf = A.fgsm(model, x, y, eps=eps, norm=norm)
+    assert torch.equal(_robust(model, xf, y)[keep], expected[keep])
+    xa = A.apgd(
+        model,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        steps=20,
+        loss="cw",
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(_robust(model, xa, y)[keep], expected[keep])
+
+
+# ------------------------------------------------------------- common properties
+
+
+class Recorder(nn.Module):
+    """Tiny CNN on 1x8x8 images that records the mode of every forward pass."""
+
+    def __init__(self, softmax: bool = False, classes: int = 5):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16, classes)
+        for p in self.parameters():
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.7)
+        self.softmax = softmax
+        self.modes: list[bool] = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        h = F.max_pool2d(torch.tanh(self.conv(x)), 2).flatten(1)
+        out = self.fc(h)
+        return out.softmax(1) if self.softmax else out
+
+
+def _images(n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    m = Recorder()
+    with torch.no_grad():
+        y = m(x).argmax(1)  # all clean-correct
+    y[:2] = (y[:2] + 1) % 5  # two clean errors
+    return x, y
+
+
+ATTACKS = {
+    "fgsm": lambda m, x, y, **k: A.fgsm(m, x, y, **k),
+    "pgd": lambda m, x, y, **k: A.pgd(
+        m, x, y, steps=4, restarts=2, alpha=[0.3 * k["eps"], 0.1 * k["eps"]], **k
+    ),
+    "pgd-dlr": lambda m, x, y, **k: A.pgd(m, x, y, steps=3, loss="dlr", **k),
+    "apgd-ce": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, restarts=2, **k),
+    "apgd-dlr": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, loss="dlr", **k),
+    "apgd-t": lambda m, x, y, **k: A.apgd_t(m, x, y, steps=5, num_targets=3, **k),
+    "square": lambda m, x, y, **k: A.square(m, x, y, queries=30, **k),
+    "simba": lambda m, x, y, **k: A.simba(m, x, y, queries=40, dct=False, **k),
+    "simba-dct": lambda m, x, y, **k: A.simba(m, x, y, queries=40, **k),
+}
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_properties(name, norm):
+    x, y = _images()
+    eps = 0.1 if norm == "linf" else 0.8
+    m = Recorder().train()
+    run = ATTACKS[name]
+    g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    xa = run(m, x, y, eps=eps, norm=norm, generator=g())
+    assert m.training and len(m.modes) > 0 and not any(m.modes)  # eval inside, restored
+    d = (xa - x).flatten(1)
+    dist = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert dist.max() <= eps + 1e-5 and xa.min() >= 0 and xa.max() <= 1
+    assert torch.equal(run(m, x, y, eps=eps, norm=norm, generator=g()), xa)  # seeded
+    assert torch.equal(run(m, x, y, eps=0.0, norm=norm, generator=g()), x)
+    with torch.no_grad():  # clean errors stay errors (never "repaired")
+        assert (m.eval()(xa).argmax(1) != y)[:2].all()
+    with pytest.raises(ValueError, match="eps"):
+        run(m, x, y, eps=-0.1, norm=norm, generator=g())
+    with pytest.raises(ValueError, match="norm"):
+        run(m, x, y, eps=eps, norm="l1", generator=g())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        run(m, x * 3, y, eps=eps, norm=norm, generator=g())
+    with pytest.warns(UserWarning, match="probabilities"):
+        run(Recorder(softmax=True), x, y, eps=eps, norm=norm, generator=g())
+
+
+def test_losses_values():
+    z = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, 1.0, -1.0]])
+    y = torch.tensor([0, 0])
+    assert A.cw_loss(z, y).tolist() == [-2.0, 2.0]
+    assert torch.allclose(A.dlr_loss(z, y), torch.tensor([-2.0 / 3.0, 2.0 / 2.0]))
+    # invariant to shift and positive scale
+    assert torch.allclose(A.dlr_loss(3 * z + 5, y), A.dlr_loss(z, y))
+    t = torch.tensor([2, 1])
+    assert torch.allclose(
+        A.dlr_targeted_loss(z, y, t),
+        torch.tensor([-3.0 / (3 - (0 - 1) / 2), 2.0 / (2 - 0.5 * (0 - 1))]),
+    )
+    with pytest.raises(ValueError, match="loss"):
+        A.get_loss("hinge")
+
+
+def test_bad_model_output_shape():
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    x, y = _images()
+    with pytest.raises(ValueError, match="logits"):
+        A.pgd(m, x, y, eps=0.1)
+
+
+# ------------------------------------------------------------------ monotonicity
+
+
+@pytest.fixture(scope="module")
+def mlp_case():
+    from landscape import data
+
+    x, y = data.gaussian_mixture(600, 10, num_classes=3, margin=1.5, noise=1.0, seed=0)
+    x = (x - x.min()) / (x.max() - x.min())  # into [0, 1]
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        F.cross_entropy(m(x[:400]), y[:400]).backward()
+        opt.step()
+    return m.eval(), x[400:], y[400:]
+
+
+def _acc(m, xa, y):
+    with torch.no_grad():
+        return (m(xa).argmax(1) == y).float().mean().item()
+
+
+def test_monotone_in_steps_restarts_eps(mlp_case):
+    m, x, y = mlp_case
+    eps = 0.05
+    assert _acc(m, x, y) > 0.7
+
+    def succ(**kw):
+        g = torch.Generator().manual_seed(0)
+        return A.pgd(
+            m, x, y, eps=eps, alpha=eps / 8, generator=g, return_info=True, **kw
+        )[1]["success"]
+
+    s5, s20, s60 = succ(steps=5), succ(steps=20), succ(steps=60)
+    r1, r4 = succ(steps=5, restarts=1), succ(steps=5, restarts=4)
+    # same start and step: the longer run contains the shorter: per-example inclusion
+    assert (s5 <= s20).all() and (s20 <= s60).all() and (r1 <= r4).all()
+    assert s60.sum() > s5.sum() or r4.sum() > r1.sum()  # budgets matter here
+    accs = [
+        _acc(
+            m,
+            A.pgd(m, x, y, eps=e, steps=20, generator=torch.Generator().manual_seed(0)),
+            y,
+        )
+        for e in (0.0, 0.02, 0.05, 0.1, 0.3, 1.0)
+    ]
+    assert all(b <= a + 1e-9 for a, b in zip(accs, accs[1:]))
+    assert accs[-1] == 0.0  # the whole box: nothing is robust
+
+
+def test_pgd_trace_and_step_grid(mlp_case):
+    m, x, y = mlp_case
+    g = torch.Generator().manual_seed(0)
+    xa, info = A.pgd(
+        m,
+        x,
+        y,
+        eps=0.05,
+        steps=7,
+        alpha=[0.02, 0.005],
+        restarts=2,
+        trace=True,
+        generator=g,
+    )
+    tr = info["trace"]
+    assert len(tr) == 4 and {t["alpha"] for t in tr} == {0.02, 0.005}
+    for t in tr:
+        ra = t["robust_accuracy"]
+        assert all(b <= a + 1e-12 for a, b in zip(ra, ra[1:]))  # non-increasing
+    with torch.no_grad():
+        assert torch.equal(info["success"], m(xa).argmax(1) != y)
+    # grid combined per example: at least as strong as each step size alone
+    for a in (0.02, 0.005):
+        s = A.pgd(
+            m,
+            x,
+            y,
+            eps=0.05,
+            steps=7,
+            alpha=a,
+            restarts=2,
+            generator=torch.Generator().manual_seed(5),
+            return_info=True,
+        )[1]["success"]
+        assert info["success"].sum() >= s.sum() - 2
+
+
+def test_pgd_cost_is_k_gradients(mlp_case):
+    m, x, y = mlp_case
+    _, info = A.pgd(
+        m,
+        x,
+        y,
+        eps=0.05,
+        steps=10,
+        early_stop=False,
+        return_info=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert info["num_grad"] == 10 * (info["success"].numel() - (_clean_wrong(m, x, y)))
+
+
+def _clean_wrong(m, x, y):
+    with torch.no_grad():
+        return int((m(x).argmax(1) != y).sum())
+
+
+# ------------------------------------------------------------------ black box
+
+
+def test_black_box_budgets_and_success():
+    x, y = _images(n=16, seed=2)
+    m = Recorder().eval()
+    xs, info = A.square(
+        m,
+        x,
+        y,
+        eps=0.3,
+        queries=50,
+        return_info=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert info["queries"].max() <= 50 and info["success"][2:].float().mean() > 0.5
+    for dct in (False, True):
+        xb, info = A.simba(
+            m,
+            x,
+            y,
+            eps=2.0,
+            norm="l2",
+            queries=60,
+            dct=dct,
+            return_info=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert info["queries"].max() <= 60
+        assert info["success"][2:].float().mean() > 0.3
+        assert torch.equal(info["success"], m(xb).argmax(1) != y)
+    # a step larger than the budget is never taken: over-budget counts as failure
+    xb, info = A.simba(
+        m,
+        x,
+        y,
+        eps=0.05,
+        norm="l2",
+        alpha=0.5,
+        queries=60,
+        dct=False,
+        return_info=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(xb, x) and not info["success"][2:].any()
+    # optional extra L-inf budget on top of L2
+    xb = A.simba(
+        m,
+        x,
+        y,
+        eps=2.0,
+        norm="l2",
+        eps_linf=0.05,
+        queries=60,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert (xb - x).abs().max() <= 0.05 + 1e-6
+
+
+# ------------------------------------------------------- AutoAttack cross-check
+
+
+def _mnist_model(data_root, n_train, n_test, seconds_epochs=3):
+    from landscape import data
+
+    x, y = data.load_dataset("mnist", data_root, split="train", num_samples=n_train)
+    xt, yt = data.load_dataset("mnist", data_root, split="test", num_samples=n_test)
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 8, 5, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 5, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(256, 10),
+    )
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    for ep in range(seconds_epochs):
+        for i in range(0, n_train, 100):
+            xb, yb = x[i : i + 100], y[i : i + 100]
+            if ep:
+                xb = A.perturb(
+                    m,
+                    xb,
+                    yb,
+                    eps=0.1,
+                    steps=3,
+                    alpha=0.05,
+                    generator=torch.Generator().manual_seed(i),
+                )
+            opt.zero_grad()
+            F.cross_entropy(m(xb), yb).backward()
+            opt.step()
+    return m.eval(), xt, yt
+
+
+def _compare_autoattack(m, xt, yt, *, steps, queries, tol):
+    aa = pytest.importorskip("pyautoattack")
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from pyautoattack.square import SquareAttack
+
+    del aa
+    eps = 0.1
+    state = torch.random.get_rng_state()
+    try:
+        ref = {
+            "apgd-ce": APGDAttack(
+                m, n_iter=steps, eps=eps, norm="Linf", seed=0
+            ).perturb(xt, yt),
+            "apgd-t": APGDAttack_targeted(
+                m, n_iter=steps, eps=eps, norm="Linf", seed=0, n_target_classes=3
+            ).perturb(xt, yt),
+            "square": SquareAttack(
+                m, n_queries=queries, eps=eps, norm="Linf", seed=0, p_init=0.8
+            ).perturb(xt, yt),
+            "apgd-l2": APGDAttack(m, n_iter=steps, eps=1.5, norm="L2", seed=0).perturb(
+                xt, yt
+            ),
+        }
+    finally:
+        torch.random.set_rng_state(state)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    ours = {
+        "apgd-ce": A.apgd(m, xt, yt, eps=eps, steps=steps, generator=g()),
+        "apgd-t": A.apgd_t(
+            m, xt, yt, eps=eps, steps=steps, num_targets=3, generator=g()
+        ),
+        "square": A.square(m, xt, yt, eps=eps, queries=queries, generator=g()),
+        "apgd-l2": A.apgd(m, xt, yt, eps=1.5, norm="l2", steps=steps, generator=g()),
+    }
+    clean = _acc(m, xt, yt)
+    for k in ref:
+        a, b = _acc(m, ours[k], yt), _acc(m, ref[k], yt)
+        assert abs(a - b) <= tol, (k, a, b)
+        assert a < clean - 0.03, (k, a, clean)  # the attacks do something
+
+
+def test_cross_check_autoattack_fast(data_root):
+    m, xt, yt = _mnist_model(data_root, 1500, 100, seconds_epochs=3)
+    _compare_autoattack(
+        m, xt, yt, steps=20, queries=300, tol=0.05
+    )  # 100 points: noisier
+
+
+@pytest.mark.slow
+def test_cross_check_autoattack_full(data_root):
+    m, xt, yt = _mnist_model(data_root, 5000, 500, seconds_epochs=4)
+    _compare_autoattack(m, xt, yt, steps=100, queries=1000, tol=0.02)
