@@ -1,0 +1,223 @@
+"""Figure 5 (Liu et al., NeurIPS 2020, loss landscapes per training eps): 2D
+filter-normalised loss surfaces of LeNet models adversarially trained on MNIST with
+different eps, for the clean loss and the adversarial loss at the training eps.
+
+For every training eps a LeNet is trained from the same initialisation
+(``landscape.train.adversarial_train``, PGD at that eps from the start); around the
+final weights we draw two filter-normalised random directions (Li et al., 2018;
+``ignore="biasbn"``) and evaluate ``landscape.surface.loss_surface`` on test images:
+the clean loss, and the adversarial loss at the training eps (PGD examples fixed at the
+centre for the CPU sizes, re-attacked at every grid point with ``--full``). The figure
+shows one filled-contour panel per eps (log-scaled levels, one colour scale per row:
+clean on top, adversarial below) and an interactive HTML with the 3D adversarial
+surfaces side by side.
+
+Commands::
+
+    python figures/fig05_surfaces.py --smoke   # 256 images, eps 0 / 0.3, 5x5 grid, < 30 s
+    python figures/fig05_surfaces.py           # 2k images, 4 eps, 21x21 grid, CPU
+    python figures/fig05_surfaces.py --full    # the paper's setting, GPU
+
+Sizes: the default CPU size (LeNet, 2,000 training images, PGD-5, Adam lr 1e-3, 4
+epochs; surfaces 21 x 21 on 500 test images with PGD-10 examples fixed at the centre;
+about 10 minutes on one CPU core) illustrates the trend, not the paper's numbers.
+``--full`` (preset ``mnist-lenet``: 60k images, 100 epochs; 41 x 41 grid on 1,000
+test images, PGD re-attacked at every point) is a GPU session.
+Output: ``figures/out/fig05_surfaces.{png,pdf}`` and ``fig05_surfaces.html``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from landscape import data, directions, models, surface, train  # noqa: E402
+
+NAME = "fig05_surfaces"
+
+
+def settings(ctx: _common.Context) -> dict:
+    """Sizes per ``--smoke`` / default / ``--full``."""
+    return ctx.pick(
+        dict(
+            eps=(0.0, 0.3),
+            num_train=256,
+            num_test=128,
+            epochs=1,
+            steps=2,
+            lr=1e-3,
+            grid=5,
+            span=1.0,
+            attack_steps=3,
+            adversarial="fixed",
+        ),
+        dict(
+            eps=(0.0, 0.1, 0.2, 0.3),
+            num_train=2000,
+            num_test=500,
+            epochs=4,
+            steps=5,
+            lr=1e-3,
+            grid=21,
+            span=1.0,
+            attack_steps=10,
+            adversarial="fixed",
+        ),
+        dict(
+            eps=(0.0, 0.1, 0.2, 0.3, 0.4),
+            num_train=None,
+            num_test=1000,
+            epochs=100,
+            steps=None,
+            lr=1e-4,
+            grid=41,
+            span=1.0,
+            attack_steps=20,
+            adversarial="reattack",
+        ),
+    )
+
+
+def _config(ctx: _common.Context, s: dict, eps: float) -> train.TrainConfig:
+    attack = "pgd" if eps > 0 else "none"
+    if ctx.size == "full":
+        cfg, _ = train.preset("mnist-lenet", eps=eps, steps=int(round(eps / 0.01)) + 10)
+        return cfg.replace(attack=attack, seed=ctx.seed)
+    return train.TrainConfig(
+        epochs=s["epochs"],
+        batch_size=50,
+        optimizer="adam",
+        lr=s["lr"],
+        eps=eps,
+        attack=attack,
+        steps=s["steps"],
+        eval_num=0,
+        co_check_num=0,
+        seed=ctx.seed,
+        model="lenet",
+    )
+
+
+def compute(ctx: _common.Context) -> _common.FigureData:
+    """Train one LeNet per eps and evaluate its clean and adversarial surfaces."""
+    s = settings(ctx)
+    x, y = data.load_dataset("mnist", ctx.data_root, num_samples=s["num_train"])
+    xt, yt = data.load_dataset(
+        "mnist", ctx.data_root, split="test", num_samples=s["num_test"]
+    )
+    dev = ctx.device
+    test = [(xt.to(dev), yt.to(dev))]
+    xs = np.linspace(-s["span"], s["span"], s["grid"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    arrays: dict[str, np.ndarray] = {"xs": xs}
+    table: dict = {
+        "eps": list(s["eps"]),
+        "settings": {k: v for k, v in s.items() if k != "eps"},
+    }
+    for eps in s["eps"]:
+        torch.manual_seed(ctx.seed)  # the same initial weights for every eps
+        model = models.build("lenet", dataset="mnist").to(dev)
+        train.adversarial_train(model, (x.to(dev), y.to(dev)), _config(ctx, s, eps))
+        model.eval()
+        g = torch.Generator().manual_seed(ctx.seed)
+        dirs = directions.random_directions(
+            model, norm="filter", ignore="biasbn", generator=g
+        )
+        clean = surface.loss_surface(
+            model, loss_fn, test, dirs, xs=xs, progressbar=True
+        )
+        adv = surface.loss_surface(
+            model,
+            loss_fn,
+            test,
+            dirs,
+            xs=xs,
+            adversarial=s["adversarial"] if eps > 0 else None,
+            eps=eps,
+            steps=s["attack_steps"],
+            alpha=2.5 * eps / s["attack_steps"],
+            generator=torch.Generator().manual_seed(ctx.seed + 1),
+            progressbar=True,
+        )
+        for kind, surf in (("clean", clean), ("adv", adv)):
+            arrays[f"eps{eps:g}/{kind}_loss"] = surf.loss
+            arrays[f"eps{eps:g}/{kind}_acc"] = surf.accuracy
+        table[f"eps{eps:g}"] = {
+            "clean_center": clean.center_loss,
+            "adv_center": adv.center_loss,
+            "points_per_second": clean.meta["points_per_second"],
+            "strategy": clean.meta["strategy"],
+            "batch_size": clean.meta["batch_size"],
+        }
+    return _common.FigureData(arrays=arrays, table=table)
+
+
+def _surfaces(fd: _common.FigureData, kind: str) -> list[surface.Surface]:
+    xs = fd.arrays["xs"]
+    mode = fd.table["settings"]["adversarial"] if kind == "adv" else "clean"
+    out = []
+    for e in fd.table["eps"]:
+        meta = {"adversarial": mode if e > 0 else "clean", "eps": e}
+        out.append(
+            surface.Surface(
+                xs,
+                xs,
+                fd.arrays[f"eps{e:g}/{kind}_loss"],
+                fd.arrays[f"eps{e:g}/{kind}_acc"],
+                meta,
+            )
+        )
+    return out
+
+
+def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    """Two rows of filled contours (clean, adversarial at the training eps), one column
+    per training eps, log-scaled levels with a shared colour scale per row; plus the
+    interactive 3D adversarial surfaces as one self-contained HTML file."""
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    eps_list = fd.table["eps"]
+    n = len(eps_list)
+    with plt.rc_context(plot.PAPER_STYLE):
+        fig, axes = plt.subplots(2, n, figsize=(2.7 * n + 1.0, 5.0), squeeze=False)
+    for row, (kind, label) in enumerate((("clean", "clean"), ("adv", "adversarial"))):
+        plot.plot_surfaces(
+            _surfaces(fd, kind),
+            titles=[
+                f"train eps={e:g}: {label if e > 0 else 'clean'} loss" for e in eps_list
+            ],
+            kind="contourf",
+            log=True,
+            levels=25,
+            axes=axes[row],
+        )
+    paths = _common.save_figure(fig, ctx)
+    html = plot.surfaces_3d(
+        _surfaces(fd, "adv"),
+        titles=[f"train eps={e:g} (adv. loss)" for e in eps_list],
+        log=True,
+    )
+    paths.append(plot.write_html(html, ctx.out_dir / f"{NAME}.html"))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
+    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
+    paths = draw(fd, ctx)
+    _common.report(
+        ctx, paths, note="CPU sizes illustrate the trend; --full is the paper's setting"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
