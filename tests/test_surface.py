@@ -267,3 +267,27 @@ def test_bad_inputs():
         S.loss_surface(m, lf, data, dirs, xs=[0.0], strategy="fast")
     with pytest.raises(ValueError, match="empty"):
         S.loss_surface(m, lf, [], dirs, xs=[0.0])
+
+
+def test_hessian_eigenvector_line_is_the_taylor_parabola():
+    # MSE linear regression: the loss along a Hessian eigenvector v (eigenvalue lam) is
+    # exactly L0 + a <g, v> + lam a^2 / 2.
+    from landscape import hessian
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    t = torch.randn(30, 1, generator=g, dtype=torch.float64)
+    model = nn.Linear(4, 1).double()
+    data = [(X, t)]
+    eig = hessian.top_eigenvalues(
+        model, nn.MSELoss(), data, k=2, tol=1e-10, generator=g
+    )
+    (v,) = D.eigen_directions(eig, num=1, like=model)
+    lam = float(eig.eigenvalues[0])
+    model.zero_grad()
+    nn.MSELoss()(model(X), t).backward()
+    gv = sum(float((p.grad * v[n]).sum()) for n, p in model.named_parameters())
+    xs = np.linspace(-2, 2, 5)
+    line = S.loss_line(model, nn.MSELoss(), data, v, xs=xs)
+    l0 = _plain_loss(model, nn.MSELoss(), data)
+    np.testing.assert_allclose(line.loss, l0 + xs * gv + 0.5 * lam * xs**2, rtol=1e-8)
