@@ -782,6 +782,7 @@ def robust_train_pgd(
     num_iters: int = 500,
     init: np.ndarray | None = None,
     generator: torch.Generator | None = None,
+    trainer: bool = False,
     progressbar: bool = False,
 ) -> LinearFit:
     """Full-batch PGD adversarial training of the same binary logistic model.
@@ -800,10 +801,16 @@ def robust_train_pgd(
         num_iters: training iterations.
         init: initial ``w`` (default zeros).
         generator: for the PGD random starts.
+        trainer: train through :func:`landscape.train.adversarial_train` (the trainer
+            used for deep networks) on ``models.build("linear", num_classes=2)``, whose
+            two logits give the logistic loss of ``w = W_1 - W_0``; full batch, SGD
+            with momentum 0.9, cosine lr, weight decay ``2 l2`` (``||W||^2 =
+            ||w||^2 / 2`` at the symmetric optimum), in float32. Otherwise a minimal
+            float64 loop with :func:`landscape.attacks.perturb` (the same algorithm).
         progressbar: show a tqdm bar.
 
     Returns:
-        :class:`LinearFit` with ``method="pgd"``; its ``robust_loss`` is the exact
+        :class:`LinearFit` with ``method="pgd"`` (``"pgd-trainer"``); its ``robust_loss`` is the exact
         (closed-form) robust loss of the trained weights.
     """
     from tqdm.auto import tqdm
@@ -817,6 +824,30 @@ def robust_train_pgd(
     n, d = x.shape
     gen, seed = _utils.make_generator(generator)
     u, lo, scale = embed_unit_box(x, eps)
+    if lr is None:
+        xe = np.hstack([x, np.ones((n, 1))]) if bias else x
+        rad = eps * (np.sqrt(d) if norm == "linf" else 1.0)
+        smooth = (np.linalg.norm(xe, 2) / np.sqrt(n) + rad) ** 2 / 4 + l2
+        lr = 1.0 / smooth
+    if trainer:
+        return _train_with_trainer(
+            x,
+            y,
+            u,
+            lo,
+            scale,
+            eps=eps,
+            norm=norm,
+            bias=bias,
+            l2=l2,
+            steps=steps,
+            alpha=alpha,
+            lr=lr,
+            num_iters=num_iters,
+            init=init,
+            seed=seed,
+            progressbar=progressbar,
+        )
     ut = torch.as_tensor(u)
     yt = torch.as_tensor(y)
     w0 = (
@@ -827,11 +858,6 @@ def robust_train_pgd(
     model = _Margin(w0.clone(), torch.zeros((), dtype=torch.float64), lo, scale)
     if not bias:
         model.b.requires_grad_(False)
-    if lr is None:
-        xe = np.hstack([x, np.ones((n, 1))]) if bias else x
-        rad = eps * (np.sqrt(d) if norm == "linf" else 1.0)
-        smooth = (np.linalg.norm(xe, 2) / np.sqrt(n) + rad) ** 2 / 4 + l2
-        lr = 1.0 / smooth
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, num_iters)
@@ -869,6 +895,85 @@ def robust_train_pgd(
         rl,
         rl + 0.5 * l2 * float(w @ w),
         "pgd",
+        True,
+        num_iters,
+        {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr},
+    )
+
+
+def _train_with_trainer(
+    x,
+    y,
+    u,
+    lo,
+    scale,
+    *,
+    eps,
+    norm,
+    bias,
+    l2,
+    steps,
+    alpha,
+    lr,
+    num_iters,
+    init,
+    seed,
+    progressbar,
+) -> LinearFit:
+    from . import models, train
+
+    n, d = x.shape
+    # Normalize((u - mean) / std) with mean = -lo / scale, std = 1 / scale gives back x
+    model = models.build(
+        "linear", num_classes=2, in_shape=(d,), mean=-lo / scale, std=1.0 / scale
+    )
+    lin = [m for m in model.modules() if isinstance(m, nn.Linear)][0]
+    w0 = np.zeros(d) if init is None else np.asarray(init, dtype=np.float64).reshape(-1)
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(np.stack([-w0 / 2, w0 / 2])))
+        lin.bias.zero_()
+    if not bias:
+        lin.bias.requires_grad_(False)
+    config = train.TrainConfig(
+        epochs=num_iters,
+        batch_size=n,
+        optimizer="sgd",
+        lr=lr / 2,
+        momentum=0.9,
+        weight_decay=2 * l2,
+        eps=eps / scale,
+        norm=norm,
+        lr_schedule="cosine",
+        schedule_update="iteration",
+        attack="pgd",
+        steps=steps,
+        alpha=None if alpha is None else alpha / scale,
+        shuffle=False,
+        eval_num=0,
+        co_check_num=0,
+        seed=seed,
+        amp="off",
+        channels_last=False,
+    )
+    data = (
+        torch.as_tensor(u, dtype=torch.float32),
+        torch.as_tensor((y > 0).astype(np.int64)),
+    )
+    train.adversarial_train(model, data, config, progressbar=progressbar)
+    wt = lin.weight.detach().double().numpy()
+    w = wt[1] - wt[0]
+    b = float((lin.bias[1] - lin.bias[0]).detach()) if bias else 0.0
+    rl = float(robust_loss(w, b, x, y, eps=eps, norm=norm))
+    return LinearFit(
+        w,
+        b,
+        eps,
+        norm,
+        "logistic",
+        float(l2),
+        rl,
+        rl + 0.5 * l2 * float(w @ w),
+        "pgd-trainer",
         True,
         num_iters,
         {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr},

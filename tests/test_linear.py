@@ -571,3 +571,29 @@ def test_linear_sweep_small(tmp_path):
     back = linear.LinearSweep.load(tmp_path / "s.npz")
     np.testing.assert_array_equal(back.w_norm, sw.w_norm)
     assert back.eps_star == sw.eps_star and back.norm == "linf"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_closed_form_agrees_with_the_trainer(norm):
+    """PGD adversarial training through landscape.train.adversarial_train (full batch,
+    models.build("linear", num_classes=2)) lands on the closed-form optimum (slow:
+    the trainer's per-epoch bookkeeping dominates on this tiny problem)."""
+    x, y = _data(100, 3, seed=11)
+    eps = 0.5 * linear.constant_threshold(x, y, norm=norm)
+    cf = linear.robust_train_closed_form(x, y, eps=eps, norm=norm, l2=0.01)
+    tr = linear.robust_train_pgd(
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        l2=0.01,
+        num_iters=150,
+        steps=5,
+        trainer=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert tr.method == "pgd-trainer"
+    cos = cf.w @ tr.w / (np.linalg.norm(cf.w) * np.linalg.norm(tr.w))
+    assert cos > 0.99
+    assert -1e-6 <= tr.objective - cf.objective < 3e-3
