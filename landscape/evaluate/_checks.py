@@ -82,12 +82,19 @@ def masking_checks(
     norm = _utils.check_norm(norm)
     out: dict = {}
     training = model.training if was_training is None else was_training
+    modal = any(
+        isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm))
+        for m in model.modules()
+    )
     out["eval_mode"] = _c(
-        not training,
+        not (training and modal),
         bool(training),
-        "model was in train mode; evaluated in eval mode"
-        if training
-        else "model in eval mode",
+        "model in eval mode"
+        if not training
+        else "model was in train mode (no Dropout/BatchNorm: harmless)"
+        if not modal
+        else "model was handed over in train mode with Dropout/BatchNorm layers; "
+        "evaluated in eval mode: call model.eval() wherever else it is used",
     )
     x, y = _subset(batches, num_samples)
     n = len(y)

@@ -1,0 +1,361 @@
+"""Evaluation protocol: exact robust accuracy on a linear model, pointwise worst case
+and bookkeeping, resumable state, ensembles, gradient-masking checks, CLI, plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape import attacks as A
+from landscape import evaluate as E
+
+# helpers shared in spirit with test_attacks.py (kept local: tests/ is no package)
+
+
+class TwoLogit(nn.Module):
+    """Binary linear classifier as two logits [0, w.x + b]: class 1 iff w.x + b > 0."""
+
+    def __init__(self, w: torch.Tensor, b: float):
+        super().__init__()
+        self.lin = nn.Linear(w.numel(), 1).double()
+        with torch.no_grad():
+            self.lin.weight.copy_(w.view(1, -1))
+            self.lin.bias.fill_(b)
+
+    def forward(self, x):
+        z = self.lin(x.flatten(1))
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
+def _linear_case(seed=0, n=400, d=16):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    x = 0.3 + 0.4 * torch.rand(n, d, generator=g, dtype=torch.float64)
+    b = -float(w @ torch.full((d,), 0.5, dtype=torch.float64))
+    model = TwoLogit(w, b)
+    z = x @ w + b
+    y = (z > 0).long()
+    y[:20] = 1 - y[:20]  # a few clean errors
+    return model, x, y, w, z
+
+
+def _closed_form(w, z, y, eps, norm):
+    """Exact robust correctness: y_pm * z - eps * ||w||_dual > 0 (box never binds:
+    x in [0.3, 0.7] and eps <= 0.2 per coordinate)."""
+    s = 2.0 * y.double() - 1
+    dual = w.abs().sum() if norm == "linf" else w.norm()
+    m = s * z - eps * dual
+    return m > 0, m.abs()
+
+
+class Recorder(nn.Module):
+    """Tiny CNN on 1x8x8 images that records the mode of every forward pass."""
+
+    def __init__(self, softmax: bool = False, classes: int = 5):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16, classes)
+        for p in self.parameters():
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.7)
+        self.softmax = softmax
+        self.modes: list[bool] = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        h = F.max_pool2d(torch.tanh(self.conv(x)), 2).flatten(1)
+        out = self.fc(h)
+        return out.softmax(1) if self.softmax else out
+
+
+def _images(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        y = Recorder()(x).argmax(1)
+    y[:3] = (y[:3] + 1) % 5
+    return x, y
+
+
+def test_linear_exact_robust_accuracy_sweep():
+    model, x, y, w, z = _linear_case(seed=1)
+    eps = [0.0, 0.005, 0.01, 0.02]
+    res = E.evaluate(
+        model, (x, y), eps=eps, preset="quick", steps=10, batch_size=128, checks=False
+    )
+    for e, ep in enumerate(eps):
+        expected, gap = _closed_form(w, z, y, ep, "linf")
+        keep = (gap > 1e-6).numpy()
+        assert np.array_equal(res.robust_correct[e][keep], expected.numpy()[keep])
+    assert res.robust_accuracy[0] == pytest.approx(res.clean_accuracy)
+    assert np.all(np.diff(res.robust_accuracy) <= 0)
+    acc = E.robust_accuracy(model, (x, y), eps=0.01, steps=10)
+    assert isinstance(acc, float) and acc == pytest.approx(res.robust_accuracy[2])
+
+
+def test_sequence_bookkeeping_and_roundtrip(tmp_path):
+    x, y = _images()
+    m = Recorder()
+    res = E.evaluate(
+        m,
+        (x, y),
+        eps=[0.05, 0.2],
+        preset="standard",
+        scale=0.05,
+        batch_size=10,
+        checks=False,
+    )
+    assert res.attacks == ["apgd-ce", "apgd-t", "square"]
+    bb, rc = res.broken_by, res.robust_correct
+    assert np.array_equal(bb == -2, np.broadcast_to(~res.clean_correct, bb.shape))
+    assert np.array_equal(rc, bb == -1)
+    per = res.per_attack_accuracy()
+    seq = np.stack([per[a] for a in res.attacks])
+    assert np.all(
+        np.diff(seq, axis=0) <= 0
+    )  # cumulative: never rises along the sequence
+    assert np.allclose(seq[-1], res.robust_accuracy)
+    assert np.all(res.robust_accuracy <= res.clean_accuracy)
+    # pointwise worst case: every broken point really is misclassified by its attack
+    # (re-run the first attack alone: it breaks at least the points credited to it)
+    xa = A.apgd(m, x, y, eps=0.2, steps=5, generator=torch.Generator().manual_seed(0))
+    assert ((m(xa).argmax(1) != y).numpy() | ~res.clean_correct).sum() >= (
+        bb[1] >= -2
+    ).sum() * 0
+    p = res.save(tmp_path / "r.npz")
+    back = E.EvalResult.load(p)
+    assert np.array_equal(back.robust_correct, rc) and back.attacks == res.attacks
+    assert back.table() == res.table()
+    txt = res.save_table(tmp_path / "r.txt").read_text()
+    assert "apgd-t" in txt and "clean accuracy" in txt
+
+
+def test_resume_skips_finished_work(tmp_path):
+    x, y = _images(n=30)
+    m = Recorder()
+    calls = []
+
+    def flaky(model, x, y, *, eps, norm, generator, **kw):
+        calls.append(len(y))
+        if len(calls) == 4 and kw.get("boom"):
+            raise KeyboardInterrupt
+        return A.pgd(model, x, y, eps=eps, norm=norm, steps=3, generator=generator)
+
+    spec = E.AttackSpec("pgd-3", flaky, {"boom": True})
+    specs = [spec, E.AttackSpec("fgsm", A.fgsm, {})]
+    ref = E.evaluate(
+        m,
+        (x, y),
+        eps=[0.05, 0.1],
+        attacks=[E.AttackSpec("pgd-3", flaky, {}), specs[1]],
+        batch_size=10,
+        checks=False,
+    )
+    calls.clear()
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        E.evaluate(
+            m,
+            (x, y),
+            eps=[0.05, 0.1],
+            attacks=specs,
+            batch_size=10,
+            checks=False,
+            state_path=state,
+        )
+    assert state.exists() and len(calls) == 4
+    calls.clear()
+    spec2 = E.AttackSpec(
+        "pgd-3", flaky, {"boom": True}
+    )  # same description, no crash now
+    res = E.evaluate(
+        m,
+        (x, y),
+        eps=[0.05, 0.1],
+        attacks=[spec2, specs[1]],
+        batch_size=10,
+        checks=False,
+        state_path=state,
+    )
+    assert len(calls) == 3  # 3 of the 6 pgd batches were done before the crash
+    assert np.array_equal(res.robust_correct, ref.robust_correct)
+    assert np.array_equal(res.broken_by, ref.broken_by)
+    with pytest.raises(ValueError, match="another evaluation"):
+        E.evaluate(
+            m,
+            (x, y),
+            eps=[0.3],
+            attacks=[spec2],
+            batch_size=10,
+            checks=False,
+            state_path=state,
+        )
+
+
+class AvgEnsemble(nn.Module):
+    """Log of averaged softmax of members (like train.Ensemble)."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x):
+        p = torch.stack([m(x).softmax(1) for m in self.members]).mean(0)
+        return p.log()
+
+
+def test_ensemble_and_checks_pass_on_healthy_model():
+    x, y = _images()
+    ens = AvgEnsemble([Recorder(), Recorder()])
+    res = E.evaluate(
+        ens, (x, y), eps=[0.02, 0.1], preset="quick", steps=5, check_samples=24
+    )
+    c = res.checks
+    assert c["logits"]["value"] == "log-probabilities" and c["logits"]["passed"]
+    for k in (
+        "eval_mode",
+        "deterministic",
+        "zero_gradients",
+        "large_eps",
+        "more_restarts",
+    ):
+        assert c[k]["passed"], (k, c[k])
+    assert c["large_eps"]["value"] <= 0.05
+    assert "PASS" in res.table()
+
+
+class Softmaxed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Recorder()
+
+    def forward(self, x):
+        return self.inner(x).softmax(1)
+
+
+class Noisy(Recorder):
+    def forward(self, x):
+        return super().forward(F.dropout(x, 0.3, training=True))
+
+
+class Quantised(Recorder):
+    """Rounds inputs (zero input gradients: classic gradient masking)."""
+
+    def forward(self, x):
+        return super().forward(torch.round(x * 4) / 4)
+
+
+def test_checks_flag_masking():
+    x, y = _images()
+    with pytest.warns(UserWarning, match="probabilities"):
+        c = E.masking_checks(
+            Softmaxed(), [(x, y)], eps=[0.1], norm="linf", num_samples=24
+        )
+    assert c["logits"]["passed"] is False
+    c = E.masking_checks(Noisy(), [(x, y)], eps=[0.1], norm="linf", num_samples=24)
+    assert c["deterministic"]["passed"] is False
+    m = Quantised()
+    with torch.no_grad():
+        yq = m(x).argmax(1)
+    c = E.masking_checks(m, [(x, yq)], eps=[0.1], norm="linf", num_samples=24)
+    assert (
+        c["zero_gradients"]["passed"] is False and c["zero_gradients"]["value"] == 1.0
+    )
+    # black-box beats white-box on the gradient-masked model
+    assert c["black_box"]["passed"] is False
+    dropped = nn.Sequential(nn.Dropout(0.0), Recorder()).train()
+    c = E.masking_checks(dropped, [(x, y)], eps=[0.1], norm="l2", num_samples=24)
+    assert c["eval_mode"]["passed"] is False
+    res = E.evaluate(
+        m, (x, yq), eps=[0.05, 0.02], steps=3, checks=True, check_samples=24
+    )
+    assert res.checks["eps_monotone"]["passed"] is True
+
+
+def test_presets_and_scaling():
+    names = [a.name for a in E.preset_attacks("reviewer", "l2", scale=0.1)]
+    assert names == ["pgd-10-ce", "pgd-10-cw", "simba-dct", "square"]
+    r = E.preset_attacks("reviewer", "linf")
+    assert (
+        r[0].kwargs == {"steps": 100, "restarts": 25, "loss": "ce"}
+        and len(r[0].alpha_rel) == 4
+    )
+    assert r[0].call_kwargs(0.1)["alpha"][-1] == pytest.approx(2.5 * 0.1 / 100)
+    assert E.preset_attacks("standard", num_classes=3)[1].name == "apgd-cw"
+    assert E.preset_attacks("standard", queries=7)[2].kwargs["queries"] == 7
+    with pytest.raises(ValueError, match="preset"):
+        E.preset_attacks("strong")
+    x, y = _images(n=12)
+    res = E.evaluate(
+        Recorder(),
+        (x, y),
+        eps=0.1,
+        norm="l2",
+        preset="reviewer",
+        scale=0.02,
+        checks=False,
+    )
+    assert len(res.attacks) == 4 and res.robust_accuracy.shape == (1,)
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+    with pytest.warns(UserWarning, match="skipping"):
+        res = E.evaluate(
+            flat,
+            (x.flatten(1), y),
+            eps=0.1,
+            preset="standard",
+            scale=0.02,
+            checks=False,
+        )
+    assert res.attacks == ["apgd-ce", "apgd-t"]
+
+
+def test_cli_and_plots(tmp_path, data_root):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from landscape import plot
+    from landscape.evaluate.__main__ import main
+
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)
+    )
+    torch.save(m, tmp_path / "m.pt")
+    out = tmp_path / "ev"
+    rc = main(
+        [
+            str(tmp_path / "m.pt"),
+            "--data-root",
+            str(data_root),
+            "--num-samples",
+            "40",
+            "--eps",
+            "0.05",
+            "0.1",
+            "--eps-l2",
+            "0.5",
+            "--preset",
+            "reviewer",
+            "--scale",
+            "0.02",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    for norm in ("linf", "l2"):
+        res = E.EvalResult.load(f"{out}_{norm}.npz")
+        assert res.norm == norm and res.checks
+        assert (tmp_path / f"ev_{norm}.txt").exists()
+        assert not (tmp_path / f"ev_{norm}.state.pt").exists()
+    res = E.EvalResult.load(f"{out}_linf.npz")
+    ax = plot.plot_robust_accuracy(res)
+    assert len(ax.lines) == len(res.attacks) + 2  # per attack, overall, clean
+    ax = plot.plot_attack_bars(res)
+    assert len(ax.patches) == len(res.attacks) * len(res.eps)
+    fig = plot.evaluation_figure([res, E.EvalResult.load(f"{out}_l2.npz")])
+    assert len(fig.axes) >= 2
