@@ -14,10 +14,12 @@ own training eps, with :func:`landscape.scattering.scattering`:
        line through the origin (Prop. 2 predicts growth roughly linear in eps);
 (d)    the cosine between ``x_adv - x`` at ``w`` and at ``w + s v``;
 (e)    the scattering picture: ``g(w + s v)`` relative to ``g(w)`` (ReLU);
-(f)    per-example gradient norms of the adversarial loss per eps (ReLU).
+(f)    per-example gradient norms of the adversarial loss per eps (ReLU);
+(g)    the distribution of the gradient cosine at the smallest step (ReLU);
+(h)    the mean gradient norm per epoch logged by the trainer (ReLU), per eps.
 
-Models are trained with :func:`landscape.train.adversarial_train` when that module is
-importable, else with a short PGD loop here (``landscape.attacks.perturb``).
+Models are trained with :func:`landscape.train.adversarial_train` (Adam, PGD-k, eps
+ramped up linearly over the first half of the epochs).
 
 Commands::
 
@@ -41,13 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from landscape import models, scattering  # noqa: E402
-from landscape.attacks import perturb  # noqa: E402
 
 NAME = "fig03_scattering"
 ACTIVATIONS = ("relu", "softplus")
+_LOGGED = ("epoch", "eps", "train_loss", "grad_norm_mean", "grad_norm_max")
 _FIELDS = [
     "eps",
     "grad_diff",
@@ -68,7 +69,8 @@ def _settings(ctx: _common.Context) -> dict:
         num_train=ctx.pick(256, 2048, 10000),
         num_eval=ctx.pick(64, 256, 512),
         eval_batch=ctx.pick(64, 128, 256),
-        epochs=ctx.pick(2, 4, 10),
+        epochs=ctx.pick(2, 8, 20),
+        lr=ctx.pick(2e-3, 2e-3, 1e-3),
         train_eps=ctx.pick([0.0, 0.1, 0.3], [0.0, 0.1, 0.2, 0.3], [0.0, 0.1, 0.2, 0.3]),
         train_steps=ctx.pick(3, 5, 10),
         scales=ctx.pick(
@@ -103,45 +105,38 @@ def _load(ctx: _common.Context, n: int, split: str):
 
 
 def _train(model, x, y, eps, cfg, ctx):
-    """Adversarial training: the trainer when it exists, else a short PGD loop."""
-    try:
-        from landscape.data import batches
-        from landscape.train import TrainConfig, adversarial_train
-    except ImportError:
-        adversarial_train = None
-    if adversarial_train is not None:
-        tc = TrainConfig(
-            epochs=cfg["epochs"],
-            batch_size=64,
-            lr=0.05,
-            eps=eps,
-            attack="pgd" if eps > 0 else "none",
-            steps=cfg["train_steps"],
-            eval_num=0,
-            co_check_num=0,
-            seed=ctx.seed,
-            amp="off",
-            channels_last=False,
-        )
-        loader = batches(
-            x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=ctx.device
-        )
-        adversarial_train(model, loader, tc)
-        return model
-    g = torch.Generator().manual_seed(ctx.seed)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    model.train()
-    for _ in range(cfg["epochs"]):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            xb, yb = x[idx].to(ctx.device), y[idx].to(ctx.device)
-            xa = perturb(model, xb, yb, eps=eps, steps=cfg["train_steps"], generator=g)
-            loss = F.cross_entropy(model(xa), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+    """Adversarial training with :func:`landscape.train.adversarial_train` (Adam, PGD,
+    eps ramped linearly from 0 over the first half of the epochs: without the ramp a
+    small LeNet trained from scratch at eps = 0.3 stays at the constant classifier)."""
+    from landscape.data import batches
+    from landscape.train import TrainConfig, adversarial_train
+
+    tc = TrainConfig(
+        epochs=cfg["epochs"],
+        batch_size=64,
+        optimizer="adam",
+        lr=cfg["lr"],
+        eps=eps,
+        eps_schedule="linear",
+        eps_kwargs={"warmup": max(cfg["epochs"] // 2, 1)},
+        attack="pgd" if eps > 0 else "none",
+        steps=cfg["train_steps"],
+        eval_num=0,
+        co_check_num=0,
+        seed=ctx.seed,
+        amp="off",
+        channels_last=False,
+    )
+    loader = batches(
+        x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=ctx.device
+    )
+    res = adversarial_train(model, loader, tc)
+    cols = res.metrics
+    records = [
+        {k: float(np.asarray(v)[i]) for k, v in cols.items() if k in _LOGGED}
+        for i in range(len(cols["epoch"]))
+    ]
+    return model.eval(), records
 
 
 def compute(ctx: _common.Context) -> _common.FigureData:
@@ -156,12 +151,18 @@ def compute(ctx: _common.Context) -> _common.FigureData:
     arrays: dict[str, np.ndarray] = {}
     table: dict = {"settings": {k: v for k, v in cfg.items() if k != "model_kw"}}
     for act in ACTIVATIONS:
-        parts, norms = [], []
+        parts, norms, logged = [], [], []
         for eps in cfg["train_eps"]:
             t0 = time.perf_counter()
             torch.manual_seed(ctx.seed)
             model = models.build(cfg["model"], activation=act, **cfg["model_kw"])
-            model = _train(model.to(ctx.device), x, y, eps, cfg, ctx)
+            model, records = _train(model.to(ctx.device), x, y, eps, cfg, ctx)
+            table[f"{act}/eps={eps:g}/train_loss"] = records[-1]["train_loss"]
+            logged.append(
+                scattering.summarize_training_gradnorms(records).values[
+                    "grad_norm_mean"
+                ]
+            )
             gen = torch.Generator().manual_seed(ctx.seed)
             res = scattering.scattering(
                 model,
@@ -190,6 +191,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         for f in _FIELDS:
             arrays[f"{act}/{f}"] = np.asarray(getattr(res, f))
         arrays[f"{act}/gradnorms"] = np.stack(norms)
+        arrays[f"{act}/train_gradnorm"] = np.stack(logged)
         arrays["scales"] = res.scales
         arrays["step_norm"] = res.step_norm
         exc = res.excess().mean(axis=(1, 2))
@@ -215,7 +217,7 @@ def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
     res = {act: _result(data, act) for act in ACTIVATIONS}
     with plt.rc_context(plot.PAPER_STYLE):
-        fig, axes = plt.subplots(2, 3, figsize=(11, 6.4))
+        fig, axes = plt.subplots(2, 4, figsize=(14.5, 6.4))
     for ax, act in zip(axes[0, :2], ACTIVATIONS):
         plot.plot_ratio_vs_scale(res[act], ax=ax)
         ax.set_title(
@@ -234,6 +236,19 @@ def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]:
     )
     plot.plot_gradnorm_distribution(stats, ax=axes[1, 2])
     axes[1, 2].set_title("(f) relu: per-example gradient norms")
+    plot.plot_scattering_distribution(res["relu"], stat="cosine", ax=axes[0, 3])
+    axes[0, 3].set_title(f"(g) relu: gradient cosine at s = {res['relu'].scales[0]:g}")
+    runs = {
+        float(e): scattering.TrainingGradNorms(
+            epoch=np.arange(1, len(g) + 1, dtype=float),
+            eps=np.full(len(g), e),
+            values={"grad_norm_mean": g},
+            target_eps=float(e),
+        )
+        for e, g in zip(res["relu"].eps, data.arrays["relu/train_gradnorm"])
+    }
+    plot.plot_training_gradnorms(runs, ax=axes[1, 3])
+    axes[1, 3].set_title("(h) relu: gradient norm during training")
     fig.suptitle(f"Gradient scattering ({ctx.size} size, models trained at each eps)")
     return _common.save_figure(fig, ctx)
 
