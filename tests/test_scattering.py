@@ -326,6 +326,10 @@ def test_bad_input():
         sc.scattering(model, None, data, eps=0.1, scales=[1e-2], directions="bogus")
     with pytest.raises(ValueError, match="eps"):
         sc.gradient_norms(model, None, data, eps=-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        sc.scattering(model, None, data, eps=0.1, scales=[1e-2], alpha=0.0)
+    with pytest.raises(ValueError, match="steps"):
+        sc.scattering(model, None, data, eps=0.1, scales=[1e-2], steps=-1)
 
 
 def test_filter_and_hessian_directions():
@@ -485,3 +489,74 @@ def test_plots(tmp_path):
     plot.savefig(axes[0].figure, tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 0
     plt.close("all")
+
+
+@pytest.mark.data
+def test_cli_on_mnist(tmp_path, data_root, capsys):
+    from landscape import models
+
+    torch.manual_seed(0)
+    model = models.build("mlp", hidden=(16,))
+    torch.save(model, tmp_path / "m.pt")
+    out = tmp_path / "r.npz"
+    rc = sc.main(
+        [
+            str(tmp_path / "m.pt"),
+            "--data-root",
+            str(data_root),
+            "--num-samples",
+            "20",
+            "--batch-size",
+            "10",
+            "--eps",
+            "0",
+            "0.1",
+            "--scales",
+            "1e-2",
+            "1e-1",
+            "--num-directions",
+            "1",
+            "--steps",
+            "2",
+            "--smooth-twin",
+            "softplus",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    res = sc.ScatteringResult.load(out)
+    assert res.ratio.shape == (2, 1, 2, 2)
+    twin = sc.ScatteringResult.load(tmp_path / "r_twin.npz")
+    assert twin.meta["model_label"] == "twin"
+    assert "excess" in capsys.readouterr().out
+
+
+def test_summarize_real_trainer_run(tmp_path):
+    from landscape.train import TrainConfig, adversarial_train
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, 8, generator=g), torch.randint(0, 2, (32,), generator=g)
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=16,
+        lr=0.1,
+        eps=0.1,
+        steps=2,
+        eval_num=0,
+        co_check_num=0,
+        amp="off",
+        channels_last=False,
+    )
+    run = adversarial_train(
+        model, [(x[:16], y[:16]), (x[16:], y[16:])], cfg, run_dir=tmp_path / "run"
+    )
+    t = sc.summarize_training_gradnorms(tmp_path / "run")
+    assert np.array_equal(t.epoch, np.asarray(run.metrics["epoch"], dtype=float))
+    assert np.allclose(t.values["grad_norm_mean"], run.metrics["grad_norm_mean"])
+    assert np.all(t.values["grad_norm_max"] >= t.values["grad_norm_mean"])
+    assert t.target_eps == pytest.approx(0.1)
