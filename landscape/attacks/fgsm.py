@@ -49,8 +49,8 @@ def fgsm(
         >>> with torch.no_grad():
         ...     _ = model.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
         ...     _ = model.bias.zero_()
-        >>> fgsm(model, torch.tensor([[0.5, 0.5]]), torch.tensor([0]), eps=0.1).tolist()
-        [[0.4000000059604645, 0.6000000238418579]]
+        >>> fgsm(model, torch.tensor([[0.2, 0.5]]), torch.tensor([0]), eps=0.1).tolist()
+        [[0.10000000149011612, 0.6000000238418579]]
     """
     del generator, progressbar
     eps, norm = _check_inputs(x, y, eps, norm)

@@ -1,0 +1,257 @@
+"""Attack cost in forward+backward units per example, against the AutoAttack reference.
+
+Anchors (same model, same batch, measured interleaved, median of repeats):
+- ``t_grad``: one input-gradient pass (forward + backward to the input), the unit an
+  attack step costs; PGD-k must cost close to k of them (+ a couple of forwards);
+- ``t_full``: one full training pass (forward + backward with parameter gradients).
+
+Every attack runs on the same batch of MNIST test images with LeNet (landscape.models)
+briefly adversarially trained here; its time is divided by ``t_grad`` to give
+"gradient units per example", and compared with pyautoattack's APGD-CE, APGD-T and
+Square at the same budgets (ratios ours / reference; < 1 is faster).
+
+    python benchmarks/bench_attacks.py            # 500 images, PGD-20/100, APGD-100
+    python benchmarks/bench_attacks.py --quick    # 100 images, smaller budgets
+
+Single-threaded CPU (torch.set_num_threads(1)); timings are noisy on a shared machine,
+so the ratios (measured in the same run) are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from landscape import attacks as A
+from landscape import data, models
+
+
+def _root() -> str | None:
+    env = os.environ.get("LANDSCAPE_DATA")
+    for c in [env, Path(__file__).resolve().parents[1].parent / "shared" / "data"]:
+        if c and (Path(c) / "mnist").exists():
+            return str(c)
+    return None
+
+
+def _train(model, x, y, epochs: int) -> None:
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for ep in range(epochs):
+        for i in range(0, len(y), 100):
+            xb, yb = x[i : i + 100], y[i : i + 100]
+            if ep:
+                xb = A.perturb(
+                    model,
+                    xb,
+                    yb,
+                    eps=0.2,
+                    steps=3,
+                    alpha=0.1,
+                    generator=torch.Generator().manual_seed(i),
+                )
+            opt.zero_grad()
+            F.cross_entropy(model(xb), yb).backward()
+            opt.step()
+    model.eval()
+
+
+def _time(fn, repeats: int = 1) -> float:
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="100 images, smaller budgets")
+    p.add_argument("--num", type=int, default=None, help="number of test images")
+    p.add_argument("--eps", type=float, default=0.3)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    n = args.num or (100 if args.quick else 500)
+    steps, queries = (20, 200) if args.quick else (100, 1000)
+    root = _root()
+    if root is None:
+        print("no MNIST found: set LANDSCAPE_DATA")
+        return 1
+    x, y = data.load_dataset("mnist", root, split="train", num_samples=3000)
+    xt, yt = data.load_dataset("mnist", root, split="test", num_samples=n)
+    torch.manual_seed(0)
+    model = models.build("lenet")
+    _train(model, x, y, epochs=2 if args.quick else 3)
+    for q in model.parameters():
+        q.requires_grad_(True)
+
+    def grad_pass():
+        xi = xt.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(model(xi), yt, reduction="sum"), xi)
+
+    def full_pass():  # parameter and input gradients
+        model.zero_grad()
+        xi = xt.clone().requires_grad_(True)
+        F.cross_entropy(model(xi), yt).backward()
+
+    def fwd():
+        with torch.no_grad():
+            model(xt)
+
+    for _ in range(2):
+        grad_pass(), full_pass()
+    tg, tf, tfw = [], [], []
+    for _ in range(5):  # interleaved anchors, each the mean of a loop of 5
+        tg.append(_time(lambda: [grad_pass() for _ in range(5)]) / 5)
+        tf.append(_time(lambda: [full_pass() for _ in range(5)]) / 5)
+        tfw.append(_time(lambda: [fwd() for _ in range(5)]) / 5)
+    t_grad, t_full, t_fwd = (statistics.median(v) for v in (tg, tf, tfw))
+    with torch.no_grad():
+        n_ok = int((model(xt).argmax(1) == yt).sum())
+    print(
+        f"LeNet, {n} MNIST test images ({n_ok} correct: attacks run on those), "
+        f"eps={args.eps} (Linf), 1 thread"
+    )
+    print(
+        f"anchors: input-grad pass {1e3 * t_grad:.1f} ms, full fwd+bwd {1e3 * t_full:.1f} ms "
+        f"(ratio {t_full / t_grad:.2f}), forward {1e3 * t_fwd:.1f} ms"
+    )
+
+    eps = args.eps
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+
+    def acc(xa):
+        with torch.no_grad():
+            return (model(xa).argmax(1) == yt).float().mean().item()
+
+    rows = []
+
+    def bench(name, fn, ref=None, expected_units=None, attacked=None):
+        t0 = time.perf_counter()
+        xa = fn()
+        t = time.perf_counter() - t0
+        row = [
+            name,
+            t,
+            t / t_grad * n / max(attacked or n_ok, 1),
+            acc(xa),
+            expected_units,
+        ]
+        if ref is not None:
+            t0 = time.perf_counter()
+            xr = ref()
+            tr = time.perf_counter() - t0
+            row += [tr, acc(xr)]
+        rows.append(row)
+
+    bench("fgsm", lambda: A.fgsm(model, xt, yt, eps=eps), expected_units=1, attacked=n)
+    for k in sorted({20, steps}):
+        bench(
+            f"pgd-{k} (no early stop)",
+            lambda k=k: A.pgd(
+                model, xt, yt, eps=eps, steps=k, early_stop=False, generator=g()
+            ),
+            expected_units=k,
+        )
+        bench(
+            f"pgd-{k}",
+            lambda k=k: A.pgd(model, xt, yt, eps=eps, steps=k, generator=g()),
+        )
+    bench(
+        f"pgd-{steps} grid3 x 2 restarts",
+        lambda: A.pgd(
+            model,
+            xt,
+            yt,
+            eps=eps,
+            steps=steps,
+            restarts=2,
+            alpha=[eps / 4, eps / 10, 2.5 * eps / steps],
+            generator=g(),
+        ),
+    )
+    try:
+        from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+        from pyautoattack.square import SquareAttack
+    except ImportError:  # reference not installed
+        APGDAttack = APGDAttack_targeted = SquareAttack = None
+
+    def aa(make):
+        if make is None:
+            return None
+        state = torch.random.get_rng_state()
+
+        def run():
+            try:
+                return make().perturb(xt, yt)
+            finally:
+                torch.random.set_rng_state(state)
+
+        return run
+
+    bench(
+        f"apgd-ce-{steps}",
+        lambda: A.apgd(model, xt, yt, eps=eps, steps=steps, generator=g()),
+        aa(APGDAttack and (lambda: APGDAttack(model, n_iter=steps, eps=eps, seed=0))),
+    )
+    bench(
+        f"apgd-t-{steps} (9 targets)",
+        lambda: A.apgd_t(model, xt, yt, eps=eps, steps=steps, generator=g()),
+        aa(
+            APGDAttack_targeted
+            and (lambda: APGDAttack_targeted(model, n_iter=steps, eps=eps, seed=0))
+        ),
+    )
+    bench(
+        f"square-{queries}",
+        lambda: A.square(model, xt, yt, eps=eps, queries=queries, generator=g()),
+        aa(
+            SquareAttack
+            and (
+                lambda: SquareAttack(
+                    model, n_queries=queries, eps=eps, seed=0, p_init=0.8
+                )
+            )
+        ),
+    )
+    bench(
+        f"simba-{queries} (Linf, pixel)",
+        lambda: A.simba(
+            model,
+            xt,
+            yt,
+            eps=eps,
+            norm="linf",
+            dct=False,
+            queries=queries,
+            generator=g(),
+        ),
+    )
+
+    hdr = (
+        f"{'attack':32s} {'time s':>8s} {'units/ex':>9s} {'expect':>7s} {'rob.acc':>8s}"
+        f" {'AA time':>8s} {'AA acc':>7s} {'ours/AA':>8s}"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        name, t, u, a, e = r[:5]
+        line = f"{name:32s} {t:8.2f} {u:9.1f} {('~' + str(e)) if e else '':>7s} {100 * a:7.1f}%"
+        if len(r) > 5:
+            line += f" {r[5]:8.2f} {100 * r[6]:6.1f}% {t / r[5]:8.2f}"
+        print(line)
+    print(
+        "units/ex: attack time / one input-gradient pass over the batch (forward+backward"
+        " units per example); 'expect' = the ideal count"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
