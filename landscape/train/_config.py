@@ -60,6 +60,10 @@ class TrainConfig:
         amp: ``"auto"`` (bf16 autocast on CUDA, off on CPU), ``"bf16"`` or ``"off"``.
         channels_last: use channels_last memory format on CUDA.
         compile: wrap the model in ``torch.compile``.
+        attack_onednn: oneDNN (mkldnn) for the training attack on CPU: ``"on"``,
+            ``"off"`` or ``"auto"`` (off when every convolution has <= 16 channels:
+            oneDNN's input-gradient convolution is 3-5x slower than PyTorch's own
+            kernel for such thin layers, e.g. LeNet, and faster for wide ones).
         model / model_kwargs: optional ``landscape.models.build`` spec, recorded so
             :func:`load_members` can rebuild the architecture.
         data: optional description of the data (name, sizes), recorded only.
@@ -100,6 +104,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    attack_onednn: str = "auto"
     model: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -140,6 +145,10 @@ class TrainConfig:
         if self.eval_attack not in ("auto", "pgd"):
             raise ValueError(
                 f"eval_attack must be 'auto' or 'pgd', got {self.eval_attack!r}"
+            )
+        if self.attack_onednn not in ("auto", "on", "off"):
+            raise ValueError(
+                f"attack_onednn must be 'auto', 'on' or 'off', got {self.attack_onednn!r}"
             )
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")

@@ -168,6 +168,27 @@ def _autocast(device: torch.device, cfg: TrainConfig):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def _attack_ctx(model: nn.Module, device: torch.device, cfg: TrainConfig):
+    """Context for the training attack: oneDNN off on CPU for thin convolutions."""
+    if device.type != "cpu" or cfg.attack_onednn == "on":
+        return contextlib.nullcontext
+    if cfg.attack_onednn == "auto":
+        convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        if not convs or max(max(m.in_channels, m.out_channels) for m in convs) > 16:
+            return contextlib.nullcontext
+    return _onednn_off
+
+
+@contextlib.contextmanager
+def _onednn_off() -> Iterator[None]:
+    prev = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = prev
+
+
 def _prep(x: Tensor, y: Tensor, device, dtype, channels_last: bool):
     x, y = _utils.to_device((x, y), device, dtype)
     if channels_last and x.ndim == 4:
@@ -490,6 +511,7 @@ def adversarial_train(
         fwd_model = torch.compile(fwd_model)
         atk_model = torch.compile(raw)
     use_attack = cfg.attack != "none" and cfg.eps > 0
+    atk_ctx = _attack_ctx(raw, device, cfg)
     co_batch = _fixed_batch(loader, data, cfg.co_check_num) if main else None
     if co_batch is not None:
         co_batch = _prep(*co_batch, device, dtype, channels_last)
@@ -547,7 +569,7 @@ def adversarial_train(
             n_global = len(y)
             x, y = _dist.shard(x, rank, world), _dist.shard(y, rank, world)
             if use_attack and eps_t > 0:
-                with ctx():
+                with ctx(), atk_ctx():
                     x = perturb(
                         atk_model,
                         x,

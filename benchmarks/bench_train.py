@@ -1,0 +1,233 @@
+"""Benchmark of landscape.train: cost of a PGD-k adversarial training epoch.
+
+Physical unit: one forward+backward pass of the model on the batch (the plain training
+step, ``fwd + bwd + optimizer step``, timed in a bare loop). A PGD-k training step needs
+k input-gradient passes plus one full pass, so the anchor for a PGD-k epoch is
+``(k + 1)`` plain epochs. Reported:
+
+- ``ratio = (PGD-k epoch through adversarial_train) / ((k + 1) * bare plain epoch)``;
+  goal <= 1.0 (an attack step takes input gradients only, so it is cheaper than a full
+  training step);
+- ``overhead = (eps=0 epoch through adversarial_train) / (bare plain epoch)``: the
+  trainer's own cost (schedules, metrics, gradient norms, checks);
+- the same PGD-k epoch with oneDNN left on during the attack (``attack_onednn``);
+- ``attack = perturb(steps=k) / (k bare input-gradient steps)``: overhead of
+  ``landscape.attacks.perturb`` over a hand-written loop;
+- images per second of each.
+
+CPU setting: LeNet on an MNIST subset (``LANDSCAPE_DATA``; random images when the files
+are missing), one torch thread, batch 100. GPU setting (``--device cuda``): ResNet-18 on
+CIFAR-10-sized inputs, batch 128, bf16 autocast and channels_last, PGD-10 (reports the
+projected time of a full 50,000-image epoch).
+
+Timings are interleaved (bare, trainer plain, trainer PGD-k, ...) and the median of
+repeats is reported, because the CPUs are shared. Run:
+``python benchmarks/bench_train.py`` (``--quick`` for a short run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from landscape import models
+from landscape.attacks import perturb
+from landscape.train import TrainConfig, adversarial_train
+
+
+def _data(name: str, n: int, device):
+    try:
+        from landscape import data
+
+        x, y = data.load_dataset(
+            name, os.environ.get("LANDSCAPE_DATA"), num_samples=n, download=False
+        )
+    except Exception as err:  # no files: random images of the right shape
+        warnings.warn(f"using random images ({err})", stacklevel=2)
+        shape = (1, 28, 28) if "mnist" in name else (3, 32, 32)
+        g = torch.Generator().manual_seed(0)
+        x, y = (
+            torch.rand(n, *shape, generator=g),
+            torch.randint(0, 10, (n,), generator=g),
+        )
+    return x.to(device), y.to(device)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_plain_epoch(model, x, y, bs, device, ctx) -> float:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, len(x), bs):
+        opt.zero_grad(set_to_none=True)
+        with ctx():
+            out = model(x[i : i + bs])
+        F.cross_entropy(out.float(), y[i : i + bs]).backward()
+        opt.step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def bare_attack(model, x, y, k, eps, device, ctx) -> float:
+    """k hand-written input-gradient steps per batch (no helper overhead)."""
+    model.eval()
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, len(x), 100):
+        xb, yb = x[i : i + 100], y[i : i + 100]
+        d = torch.zeros_like(xb)
+        for _ in range(k):
+            d.requires_grad_(True)
+            with ctx():
+                loss = F.cross_entropy(model(xb + d).float(), yb, reduction="sum")
+            (g,) = torch.autograd.grad(loss, d)
+            d = (d.detach() + eps / 4 * g.sign()).clamp(-eps, eps)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def perturb_attack(model, x, y, k, eps, device, ctx) -> float:
+    g = torch.Generator(device=device).manual_seed(0)
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, len(x), 100):
+        with ctx():
+            perturb(
+                model,
+                x[i : i + 100],
+                y[i : i + 100],
+                eps=eps,
+                alpha=eps / 4,
+                steps=k,
+                generator=g,
+            )
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def trainer_epoch(model, x, y, cfg) -> float:
+    res = adversarial_train(model, (x, y), cfg)
+    return float(res.metrics["time"][0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--num", type=int, default=None, help="images per epoch")
+    p.add_argument("--reps", type=int, default=None)
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="PGD k values")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    if not gpu:
+        torch.set_num_threads(1)
+    n = args.num or (2_000 if args.quick else 4_000)
+    if gpu:
+        n = args.num or 10_000
+    reps = args.reps or (2 if args.quick else 3)
+    ks = args.steps or ([10] if args.quick else [10, 40])
+    if gpu:
+        name, arch, bs, eps = "cifar10-jpeg", "resnet18", 128, 8 / 255
+    else:
+        name, arch, bs, eps = "mnist", "lenet", 100, 0.3
+    x, y = _data(name, n, device)
+    torch.manual_seed(0)
+    model = models.build(arch, in_shape=tuple(x.shape[1:]), dataset=name.split("-")[0])
+    model = model.to(device)
+    if gpu:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    amp = "bf16" if gpu else "off"
+
+    def ctx():
+        if gpu:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    base = dict(
+        epochs=1,
+        batch_size=bs,
+        optimizer="sgd",
+        lr=1e-3,
+        eval_num=0,
+        co_check_num=0,
+        shuffle=False,
+        amp=amp,
+        seed=0,
+    )
+    plain_cfg = TrainConfig(**base, eps=0.0, attack="none")
+    pgd_cfgs = {
+        k: TrainConfig(**base, eps=eps, attack="pgd", steps=k, alpha_rel=0.25)
+        for k in ks
+    }
+    k0 = ks[0]
+    onednn_cfg = pgd_cfgs[k0].replace(attack_onednn="on")
+    print(
+        f"device={device} model={arch} images={n} batch={bs} reps={reps} "
+        f"threads={torch.get_num_threads()}"
+    )
+    # warm-up
+    bare_plain_epoch(model, x[: bs * 2], y[: bs * 2], bs, device, ctx)
+    trainer_epoch(model, x[: bs * 2], y[: bs * 2], plain_cfg)
+    times: dict[str, list[float]] = {"bare": [], "plain": []}
+    for k in ks:
+        times[f"pgd{k}"], times[f"bare_atk{k}"], times[f"perturb{k}"] = [], [], []
+    times["onednn"] = []
+    for _ in range(reps):
+        times["bare"].append(bare_plain_epoch(model, x, y, bs, device, ctx))
+        if not gpu:
+            times["onednn"].append(trainer_epoch(model, x, y, onednn_cfg))
+        times["plain"].append(trainer_epoch(model, x, y, plain_cfg))
+        for k in ks:
+            times[f"pgd{k}"].append(trainer_epoch(model, x, y, pgd_cfgs[k]))
+            m = max(len(x) // 4, 100)
+            times[f"bare_atk{k}"].append(
+                bare_attack(model, x[:m], y[:m], k, eps, device, ctx)
+            )
+            times[f"perturb{k}"].append(
+                perturb_attack(model, x[:m], y[:m], k, eps, device, ctx)
+            )
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    print(
+        f"bare plain epoch (fwd+bwd+step): {med['bare']:.3f} s, "
+        f"{n / med['bare']:.0f} img/s"
+    )
+    print(
+        f"trainer eps=0 epoch: {med['plain']:.3f} s, {n / med['plain']:.0f} img/s, "
+        f"overhead ratio {med['plain'] / med['bare']:.3f}"
+    )
+    for k in ks:
+        t = med[f"pgd{k}"]
+        ratio = t / ((k + 1) * med["bare"])
+        print(
+            f"PGD-{k} epoch: {t:.3f} s, {n / t:.0f} img/s, ratio vs (k+1) plain "
+            f"epochs {ratio:.3f} (goal <= 1.0); perturb vs bare attack loop "
+            f"{med[f'perturb{k}'] / med[f'bare_atk{k}']:.3f}"
+        )
+        if k == k0 and not gpu:
+            t1 = med["onednn"]
+            print(
+                f"  with oneDNN kept on during the attack (attack_onednn='on'): "
+                f"{t1:.3f} s, ratio {t1 / ((k + 1) * med['bare']):.3f}"
+            )
+        if gpu:
+            print(f"  projected 50,000-image epoch: {t * 50_000 / n:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
