@@ -124,6 +124,8 @@ def test_cli_draws_saved_surface(tmp_path, capsys):
 
 def test_cli_dispatch_on_stored_class(tmp_path):
     assert cli._plot_function("Surface") is P.plot_surface
+    assert cli._plot_function("TrainResult") is P.plot_run
+    assert cli._result_class("TrainResult").__module__.startswith("landscape.train")
     assert type(cli.load_result(_surf().save(tmp_path / "s.npz"))).__name__ == "Surface"
     with pytest.raises(TypeError, match="no landscape module"):
         cli._result_class("NoSuchResult")

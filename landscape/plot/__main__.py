@@ -40,6 +40,8 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "ScatteringResult": ("landscape.scattering", "plot_scattering_distribution"),
     "GradNormStats": ("landscape.scattering", "plot_gradnorm_distribution"),
     "TrainingGradNorms": ("landscape.scattering", "plot_training_gradnorms"),
+    "TrainResult": ("landscape.train", "plot_run"),
+    "EvalResult": ("landscape.evaluate", "evaluation_figure"),
     "Eigenpairs": ("landscape.hessian", "plot_eigenvalues"),
     "Density": ("landscape.spectrum", "plot_density"),
 }
