@@ -41,13 +41,7 @@ def plot_robust_accuracy(
         color="k",
         label=label or f"robust ({result.preset})",
     )
-    ax.plot(
-        eps,
-        np.full_like(eps, 100 * result.clean_accuracy),
-        ls="--",
-        color="0.5",
-        label="clean",
-    )
+    ax.axhline(100 * result.clean_accuracy, ls="--", color="0.5", label="clean")
     ax.set_xlabel(
         r"$\epsilon$ ("
         + ("$\\ell_\\infty$" if result.norm == "linf" else "$\\ell_2$")
