@@ -126,34 +126,28 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
     from landscape import plot
 
-    eps_list = fd.table["eps"]
-    cmap = plt.get_cmap("viridis")
+    runs = {
+        f"eps={e:g}": {
+            "metrics": {c: fd.arrays[f"eps{e:g}/{c}"] for c in COLUMNS},
+        }
+        for e in fd.table["eps"]
+    }
     with plt.rc_context(plot.PAPER_STYLE):
         fig, axes = plt.subplots(1, 4, figsize=(12.5, 2.9))
-    panels = [
-        ("train_loss", "robust training loss"),
-        ("train_acc", "robust training accuracy"),
-        ("dist_init", r"distance from init $\|w_t - w_0\|$"),
-        ("test_robust_acc", "test robust accuracy (training eps)"),
-    ]
-    for i, e in enumerate(eps_list):
-        c = cmap(i / max(len(eps_list) - 1, 1) * 0.9)
-        ep = fd.arrays[f"eps{e:g}/epoch"]
-        for ax, (key, title) in zip(axes, panels):
-            ax.plot(
-                ep,
-                fd.arrays[f"eps{e:g}/{key}"],
-                "o-",
-                ms=3,
-                color=c,
-                label=f"eps={e:g}",
-            )
-            ax.set_title(title)
-            ax.set_xlabel("epoch")
+    plot.plot_learning_curves(runs, axes[0], keys=("train_loss",))
     axes[0].axhline(np.log(10), color="k", lw=0.6, ls=":", label="log 10 (chance)")
-    axes[0].legend(fontsize=7)
+    axes[0].set_title("robust training loss")
+    axes[0].legend(fontsize=6)
+    plot.plot_learning_curves(runs, axes[1], keys=("train_acc",))
+    axes[1].set_title("robust training accuracy (%)")
+    plot.plot_distance_from_init(runs, axes[2])
+    axes[2].set_title("distance from the initialisation")
+    plot.plot_learning_curves(runs, axes[3], keys=("test_robust_acc",))
+    axes[3].set_title("test robust accuracy (%), training eps")
     for ax in axes[[1, 3]]:
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(-2, 102)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
     fig.suptitle(
         f"MNIST LeNet, constant eps schedule ({ctx.size} size"
         + (", CPU illustration" if ctx.size != "full" else "")
