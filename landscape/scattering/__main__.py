@@ -1,0 +1,5 @@
+"""``python -m landscape.scattering``."""
+
+from ._cli import main
+
+raise SystemExit(main())
