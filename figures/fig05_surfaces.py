@@ -20,7 +20,9 @@ Commands::
 
 Sizes: the default CPU size (LeNet, 2,000 training images, PGD-5, Adam lr 1e-3, 4
 epochs; surfaces 21 x 21 on 500 test images with PGD-10 examples fixed at the centre;
-about 10 minutes on one CPU core) illustrates the trend, not the paper's numbers.
+6.5 minutes measured on one thread of a shared 2-core machine) illustrates the trend,
+not the paper's numbers; at this size the eps=0.3 model has not left its
+initialisation and its surfaces are flat near log 10.
 ``--full`` (preset ``mnist-lenet``: 60k images, 100 epochs; 41 x 41 grid on 1,000
 test images, PGD re-attacked at every point) is a GPU session.
 Output: ``figures/out/fig05_surfaces.{png,pdf}`` and ``fig05_surfaces.html``.
