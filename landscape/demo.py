@@ -101,7 +101,7 @@ class DemoConfig:
     scatter_num: int = 256
     scatter_directions: int = 2
     scatter_scales: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
-    surface_eps: tuple[float, ...] = (0.0, 0.3)
+    surface_eps: tuple[float, ...] = (0.0, 0.2, 0.3)
     surface_points: int = 11
     surface_range: float = 1.0
     surface_num: int = 500
@@ -498,39 +498,27 @@ def _figures(cfg, out, train_res, evals, hess, scat, surfs) -> list[Path]:
     figdir = out / "figures"
     written: list[Path] = []
     constant = [r for r in _runs(cfg) if r.schedule == "constant"]
-    cmap = plt.get_cmap("viridis")
-    colors = {
-        r.tag: cmap(i / max(len(constant) - 1, 1) * 0.9) for i, r in enumerate(constant)
-    }
-    colors.update({r.tag: "tab:red" for r in _runs(cfg) if r.schedule == "periodic"})
 
     # 1. learning curves: train robust loss / accuracy and distance from init per epoch
+    runs = {
+        tag.replace("constant_", "").replace("_", " "): r
+        for tag, r in train_res.items()
+    }
     with plt.rc_context(plot.PAPER_STYLE):
-        fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
-    panels = [
-        ("train_loss", "train loss (at scheduled eps)"),
-        ("train_acc", "train accuracy (at scheduled eps)"),
-        ("test_robust_acc", "test robust accuracy (target eps)"),
-        ("dist_init", r"$\|w_t - w_0\|$"),
-    ]
-    for tag, res in train_res.items():
-        ep = np.asarray(res.metrics["epoch"], dtype=float)
-        style = "--" if tag.startswith("periodic") else "-"
-        label = tag.replace("constant_", "").replace("_", " ")
-        for ax, (key, title) in zip(axes, panels):
-            if key in res.metrics:
-                ax.plot(
-                    ep,
-                    res.metrics[key],
-                    style,
-                    marker="o",
-                    ms=3,
-                    color=colors[tag],
-                    label=label,
-                )
-            ax.set_title(title)
-            ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=7)
+        fig, axes = plt.subplots(1, 4, figsize=(13, 2.9))
+    plot.plot_learning_curves(runs, axes[0], keys=("train_loss",))
+    axes[0].axhline(np.log(10), color="k", lw=0.6, ls=":", label="log 10 (chance)")
+    axes[0].legend(fontsize=6)
+    axes[0].set_title("robust training loss")
+    plot.plot_learning_curves(runs, axes[1], keys=("train_acc",))
+    axes[1].set_title("robust training accuracy (%)")
+    plot.plot_learning_curves(runs, axes[2], keys=("test_robust_acc",))
+    axes[2].set_title("test robust accuracy (%), target eps")
+    plot.plot_distance_from_init(runs, axes[3])
+    axes[3].set_title("distance from the initialisation")
+    for ax in axes[[1, 2, 3]]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
     written += plot.savefig(fig, figdir / "learning_curves")
 
     # 2. accuracy per training eps (quick protocol) and the strong protocol
@@ -574,32 +562,16 @@ def _figures(cfg, out, train_res, evals, hess, scat, surfs) -> list[Path]:
         ax.legend(fontsize=7)
         written += plot.savefig(fig, figdir / "hessian_top_eigenvalue")
 
-    # 4. gradient scattering per eps
+    # 4. gradient scattering per eps (each model at its own training eps)
     if scat:
+        from . import scattering
+
+        joined = scattering.concat_eps(list(scat.values()))
         with plt.rc_context(plot.PAPER_STYLE):
             fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
-        for tag, res in scat.items():
-            ratio = np.moveaxis(np.asarray(res.ratio)[0], 1, 0).reshape(
-                len(res.scales), -1
-            )
-            axes[0].plot(
-                res.scales,
-                np.median(ratio, axis=1),
-                "o-",
-                color=colors[tag],
-                label=f"eps={float(res.eps[0]):g}",
-            )
-        axes[0].set_xscale("log")
-        axes[0].set_yscale("log")
-        axes[0].set_xlabel("step scale s")
-        axes[0].set_ylabel(r"median $\|\Delta g\| / \|\Delta w\|$")
-        axes[0].legend(fontsize=7)
-        e = [float(res.eps[0]) for res in scat.values()]
-        exc = [float(np.median(res.excess())) for res in scat.values()]
-        axes[1].plot(e, exc, "o-")
-        axes[1].axhline(0, color="k", lw=0.5)
+        plot.plot_ratio_vs_scale(joined, ax=axes[0])
+        plot.plot_excess_vs_eps(joined, ax=axes[1])
         axes[1].set_xlabel("eps (training = attack)")
-        axes[1].set_ylabel(r"excess $\|\Delta g\|$ as $s \to 0$")
         written += plot.savefig(fig, figdir / "scattering")
 
     # 5. surfaces: static side by side, and interactive HTML
@@ -611,12 +583,41 @@ def _figures(cfg, out, train_res, evals, hess, scat, surfs) -> list[Path]:
             log=True,
         )
         written += plot.savefig(axes.flat[0].figure, figdir / "surfaces")
-        for k in keys:
-            f3 = plot.surface_3d(surfs[k], log=True, title=k.replace("/", " "))
-            written.append(
-                plot.write_html(f3, figdir / f"surface_{k.replace('/', '_')}.html")
-            )
+        html = _interactive_surfaces(surfs, keys)
+        written.append(plot.write_html(html, figdir / "surfaces.html"))
     return written
+
+
+def _interactive_surfaces(surfs: dict[str, Any], keys: list[str]) -> Any:
+    """One plotly figure holding every surface, with a menu to switch between them
+    (one self-contained HTML file instead of one multi-megabyte file per surface)."""
+    import plotly.graph_objects as go
+
+    from . import plot
+
+    figs = [
+        plot.surface_3d(surfs[k], log=True, title=k.replace("/", " ")) for k in keys
+    ]
+    fig = go.Figure(layout=figs[0].layout)
+    owner: list[int] = []
+    for i, f in enumerate(figs):
+        for tr in f.data:
+            tr.visible = i == 0
+            fig.add_trace(tr)
+            owner.append(i)
+    buttons = [
+        dict(
+            label=k.replace("constant_", "").replace("/", " "),
+            method="update",
+            args=[{"visible": [o == i for o in owner]}, {"title": k.replace("/", " ")}],
+        )
+        for i, k in enumerate(keys)
+    ]
+    fig.update_layout(
+        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.12)],
+        title=keys[0].replace("/", " "),
+    )
+    return fig
 
 
 # ---------------------------------------------------------------------- summary
@@ -690,6 +691,64 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{100 * v:.1f}" if pct else f"{v:.3g}"
 
 
+def _findings(cfg: DemoConfig, s: dict[str, Any]) -> list[str]:
+    """Plain statements read off the numbers (no claim beyond them)."""
+    runs = s["runs"]
+    const = {t: r for t, r in runs.items() if r["schedule"] == "constant"}
+    out = []
+    stalled = [
+        t for t, r in const.items() if r["final_train_acc"] < 0.2 and r["eps"] > 0
+    ]
+    moved = ", ".join(
+        f"eps={r['eps']:g}: {_fmt(r['dist_init'])}" for r in const.values()
+    )
+    if stalled:
+        eps_s = ", ".join(f"{const[t]['eps']:g}" for t in stalled)
+        out.append(
+            f"Constant-schedule training stalled near the initialisation at eps = {eps_s}"
+            f" (robust training accuracy below 20 % after {cfg.epochs} epochs)."
+        )
+    else:
+        out.append(
+            "No constant-schedule run stalled (all reached >= 20 % robust training accuracy)."
+        )
+    out.append(f"Distance from the initialisation after training: {moved}.")
+    per = [t for t, r in runs.items() if r["schedule"] == "periodic"]
+    for t in per:
+        p = runs[t]
+        c = const.get(f"constant_eps{p['eps']:g}")
+        if c is not None and "clean_acc" in p and "clean_acc" in c:
+            out.append(
+                f"At eps = {p['eps']:g} the periodic schedule reached "
+                f"{_fmt(p['clean_acc'], True)} % clean / "
+                f"{_fmt(p.get('robust_acc_quick_train_eps'), True)} % robust (PGD-20) "
+                f"accuracy, the constant one {_fmt(c['clean_acc'], True)} % / "
+                f"{_fmt(c.get('robust_acc_quick_train_eps'), True)} %."
+            )
+    if all("hessian_top_clean" in r for r in const.values()):
+        out.append(
+            "Top Hessian eigenvalue (clean / adversarial loss): "
+            + ", ".join(
+                f"eps={r['eps']:g}: {_fmt(r['hessian_top_clean'])} / "
+                f"{_fmt(r['hessian_top_adversarial'])}"
+                for r in const.values()
+            )
+            + "."
+        )
+    if all("scatter_ratio_median_smallest_s" in r for r in const.values()):
+        s0 = min(cfg.scatter_scales)
+        out.append(
+            f"Gradient-Lipschitz ratio at s = {s0:g} (median): "
+            + ", ".join(
+                f"eps={r['eps']:g}: {_fmt(r['scatter_ratio_median_smallest_s'])}"
+                for r in const.values()
+            )
+            + "; a ratio that is much larger for eps > 0 than for eps = 0 is gradient "
+            "scattering (Proposition 2)."
+        )
+    return out
+
+
 def _markdown(cfg: DemoConfig, s: dict[str, Any]) -> str:
     sp = cfg.strong_preset
     lines = [
@@ -723,6 +782,8 @@ def _markdown(cfg: DemoConfig, s: dict[str, Any]) -> str:
             f"{_fmt(ev['clean_acc'], True)} %, robust {_fmt(ev['robust_acc'], True)} % "
             f"(eps {ev['eps']:g})."
         )
+    lines += ["", "## Findings (computed from the numbers above)", ""]
+    lines += [f"- {f}" for f in _findings(cfg, s)]
     lines += [
         "",
         "## What to look for",
@@ -731,7 +792,7 @@ def _markdown(cfg: DemoConfig, s: dict[str, Any]) -> str:
         "the slower the robust training loss falls and the closer the weights stay to "
         "their initialisation (the paper's 'large eps stalls' observation).",
         "- Hessian (`figures/hessian_top_eigenvalue.png`) and surfaces "
-        "(`figures/surfaces.png`, `figures/surface_*.html`): curvature of clean vs "
+        "(`figures/surfaces.png`, `figures/surfaces.html`, interactive): curvature of clean vs "
         "adversarial loss per training eps.",
         "- Scattering (`figures/scattering.png`): the ratio "
         "||g(w+sv)-g(w)||/||sv|| grows as s -> 0 when eps > 0 (non-vanishing excess, "
