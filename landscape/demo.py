@@ -46,11 +46,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from . import _utils, io
 
 __all__ = ["DemoConfig", "run_demo", "main"]
+
+_Data = tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +154,7 @@ def _runs(cfg: DemoConfig) -> list[_RunSpec]:
     return runs
 
 
-def _train_config(cfg: DemoConfig, run: _RunSpec):
+def _train_config(cfg: DemoConfig, run: _RunSpec) -> Any:
     from .train import TrainConfig
 
     kw: dict[str, Any] = dict(
@@ -217,11 +219,13 @@ def _cached_result(path: Path, cls: type, fn: Callable[[], Any]) -> Any:
 # ------------------------------------------------------------------------ the job
 
 
-def _loss_fn():
+def _loss_fn() -> nn.Module:
     return nn.CrossEntropyLoss()
 
 
-def _fixed_batches(x, y, num: int, batch_size: int, device) -> list:
+def _fixed_batches(
+    x: Tensor, y: Tensor, num: int, batch_size: int, device: torch.device
+) -> list[tuple[Tensor, Tensor]]:
     x, y = x[:num].to(device), y[:num].to(device)
     return [
         (x[i : i + batch_size], y[i : i + batch_size])
@@ -229,13 +233,15 @@ def _fixed_batches(x, y, num: int, batch_size: int, device) -> list:
     ]
 
 
-def _log(msg: str, stream=None) -> None:
+def _log(msg: str) -> None:
     from tqdm.auto import tqdm
 
-    tqdm.write(msg, file=stream or sys.stdout)
+    tqdm.write(msg, file=sys.stdout)
 
 
-def _train_stage(cfg, out, data, device, progressbar) -> dict[str, Any]:
+def _train_stage(
+    cfg: DemoConfig, out: Path, data: _Data, device: torch.device, progressbar: bool
+) -> dict[str, Any]:
     from . import models, train
 
     (x, y), (xt, yt) = data
@@ -263,7 +269,7 @@ def _train_stage(cfg, out, data, device, progressbar) -> dict[str, Any]:
     return results
 
 
-def _models(cfg, out, device) -> dict[str, nn.Module]:
+def _models(cfg: DemoConfig, out: Path, device: torch.device) -> dict[str, nn.Module]:
     from . import train
 
     return {
@@ -273,7 +279,14 @@ def _models(cfg, out, device) -> dict[str, nn.Module]:
 
 
 def _evaluate_one(
-    model, data, *, eps: float, preset: str, scale: float, checks: bool, generator
+    model: nn.Module,
+    data: list[tuple[Tensor, Tensor]],
+    *,
+    eps: float,
+    preset: str,
+    scale: float,
+    checks: bool,
+    generator: torch.Generator,
 ) -> dict[str, Any]:
     """Clean and robust accuracy with :mod:`landscape.evaluate` (quick = PGD-20)."""
     from . import evaluate
@@ -301,7 +314,9 @@ def _evaluate_one(
     return row
 
 
-def _eval_row(cfg, model, d, eps: float, preset: str) -> dict[str, Any]:
+def _eval_row(
+    cfg: DemoConfig, model: nn.Module, d: list, eps: float, preset: str
+) -> dict[str, Any]:
     g = torch.Generator().manual_seed(cfg.seed)
     strong = preset != "quick"
     row = _evaluate_one(
@@ -316,7 +331,14 @@ def _eval_row(cfg, model, d, eps: float, preset: str) -> dict[str, Any]:
     return {"eps": eps, "preset": preset, "num": sum(len(b[1]) for b in d), **row}
 
 
-def _eval_stage(cfg, out, models_, data, device, progressbar) -> dict[str, Any]:
+def _eval_stage(
+    cfg: DemoConfig,
+    out: Path,
+    models_: dict[str, nn.Module],
+    data: _Data,
+    device: torch.device,
+    progressbar: bool,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from . import train
@@ -365,7 +387,14 @@ def _eval_stage(cfg, out, models_, data, device, progressbar) -> dict[str, Any]:
     return cache.items
 
 
-def _hessian_stage(cfg, out, models_, data, device, progressbar) -> dict[str, Any]:
+def _hessian_stage(
+    cfg: DemoConfig,
+    out: Path,
+    models_: dict[str, nn.Module],
+    data: _Data,
+    device: torch.device,
+    progressbar: bool,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from . import hessian
@@ -410,7 +439,14 @@ def _hessian_stage(cfg, out, models_, data, device, progressbar) -> dict[str, An
     return cache.items
 
 
-def _scatter_stage(cfg, out, models_, data, device, progressbar) -> dict[str, Any]:
+def _scatter_stage(
+    cfg: DemoConfig,
+    out: Path,
+    models_: dict[str, nn.Module],
+    data: _Data,
+    device: torch.device,
+    progressbar: bool,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from . import scattering
@@ -443,7 +479,14 @@ def _scatter_stage(cfg, out, models_, data, device, progressbar) -> dict[str, An
     return results
 
 
-def _surface_stage(cfg, out, models_, data, device, progressbar) -> dict[str, Any]:
+def _surface_stage(
+    cfg: DemoConfig,
+    out: Path,
+    models_: dict[str, nn.Module],
+    data: _Data,
+    device: torch.device,
+    progressbar: bool,
+) -> dict[str, Any]:
     from . import directions, surface
 
     (x, y), _ = data
@@ -486,7 +529,16 @@ def _surface_stage(cfg, out, models_, data, device, progressbar) -> dict[str, An
 # ---------------------------------------------------------------------- figures
 
 
-def _figures(cfg, out, train_res, evals, hess, scat, surfs) -> list[Path]:
+def _figures(
+    cfg: DemoConfig,
+    out: Path,
+    train_res: dict[str, Any],
+    evals: dict[str, Any],
+    hess: dict[str, Any],
+    scat: dict[str, Any],
+    surfs: dict[str, Any],
+) -> list[Path]:
+    """Draw every figure of the demo into ``out/figures`` (PNG + PDF, one HTML)."""
     import matplotlib
 
     if "matplotlib.pyplot" not in sys.modules:
@@ -624,8 +676,19 @@ def _interactive_surfaces(surfs: dict[str, Any], keys: list[str]) -> Any:
 
 
 def _summary(
-    cfg, out, train_res, evals, hess, scat, surfs, timings, missing, figures, device
+    cfg: DemoConfig,
+    out: Path,
+    train_res: dict[str, Any],
+    evals: dict[str, Any],
+    hess: dict[str, Any],
+    scat: dict[str, Any],
+    surfs: dict[str, Any],
+    timings: dict[str, float],
+    missing: dict[str, str],
+    figures: list[Path],
+    device: torch.device,
 ) -> dict[str, Any]:
+    """Collect the numbers per run, write ``summary.json`` and ``summary.md``."""
     runs = {}
     for r in _runs(cfg):
         tr = train_res[r.tag]
@@ -782,6 +845,19 @@ def _markdown(cfg: DemoConfig, s: dict[str, Any]) -> str:
             f"{_fmt(ev['clean_acc'], True)} %, robust {_fmt(ev['robust_acc'], True)} % "
             f"(eps {ev['eps']:g})."
         )
+    failed = sorted(
+        f"{k} {name}"
+        for k, ev in s["evaluations"].items()
+        for name, ok in (ev.get("checks") or {}).items()
+        if ok is False
+    )
+    checked = [k for k, ev in s["evaluations"].items() if ev.get("checks")]
+    if checked:
+        lines.append(
+            f"\nGradient-masking checks ran with the '{sp}' protocol on {len(checked)} "
+            "models: "
+            + ("all passed." if not failed else "FAILED: " + "; ".join(failed) + ".")
+        )
     lines += ["", "## Findings (computed from the numbers above)", ""]
     lines += [f"- {f}" for f in _findings(cfg, s)]
     lines += [
@@ -896,7 +972,6 @@ def run_demo(
     train_res = stage(
         "train",
         lambda: _train_stage(cfg, out, data, dev, progressbar),
-        ("models", "train"),
     )
     models_ = _models(cfg, out, dev)
     evals = stage(
