@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu = device.type == "cuda"
     if not gpu:
         torch.set_num_threads(1)
-    n = args.num or (2_000 if args.quick else 4_000)
+    n = args.num or (1_000 if args.quick else 2_000)
     if gpu:
         n = args.num or 10_000
     reps = args.reps or (2 if args.quick else 3)

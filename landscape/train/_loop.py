@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils, io
-from ..attacks.perturb import fgsm_rs, perturb
+from ..attacks.perturb import perturb
 from . import _dist
 from ._config import TrainConfig
+from ._data import TensorBatches, as_loader, eval_subset, fixed_batch
+from ._eval import attack_ctx, autocast, co_check, evaluate, prep, upcast
 from ._run import (
     FINAL,
     FORMAT,
@@ -40,305 +41,6 @@ __all__ = ["adversarial_train", "TensorBatches", "DivergedError"]
 
 class DivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-class TensorBatches:
-    """Deterministic mini-batches of in-memory tensors (reshuffled per epoch from
-    ``seed`` and the epoch number, so a resumed run sees the same order).
-
-    Example:
-        >>> b = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2)
-        >>> len(b), [len(x) for x, _ in b]
-        (3, [2, 2, 1])
-    """
-
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor,
-        *,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-    ):
-        if len(x) != len(y):
-            raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
-        if len(x) == 0:
-            raise ValueError("the training data is empty")
-        self.x, self.y = x, y
-        self.batch_size = int(batch_size)
-        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        n = len(self.x)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(
-                (self.seed * 1_000_003 + self.epoch * 7919 + 1) % 2**63
-            )
-            order = torch.randperm(n, generator=g)
-        else:
-            order = None
-        for i in range(len(self)):
-            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
-            if order is None:
-                yield self.x[sl], self.y[sl]
-            else:
-                idx = order[sl]
-                yield self.x[idx], self.y[idx]
-
-
-def _as_loader(data: Any, cfg: TrainConfig) -> Any:
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(t, Tensor) for t in data)
-    ):
-        x, y = data
-        return TensorBatches(
-            x,
-            y,
-            batch_size=cfg.batch_size,
-            shuffle=cfg.shuffle,
-            seed=cfg.seed,
-            drop_last=cfg.drop_last,
-        )
-    if not hasattr(data, "__iter__") or not hasattr(data, "__len__"):
-        raise TypeError(
-            "data must be an (x, y) pair of tensors or a re-iterable, len()-able loader "
-            f"of (x, y) batches (e.g. landscape.data.batches), got {type(data).__name__}"
-        )
-    if len(data) == 0:
-        raise ValueError("the training loader yields no batches")
-    return data
-
-
-def _eval_subset(data: Any, num: int, batch_size: int) -> list[tuple[Tensor, Tensor]]:
-    """At most ``num`` examples of ``data`` as a list of batches (CPU)."""
-    if num <= 0 or data is None:
-        return []
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(t, Tensor) for t in data)
-    ):
-        x, y = data[0][:num], data[1][:num]
-        return [
-            (x[i : i + batch_size], y[i : i + batch_size])
-            for i in range(0, len(x), batch_size)
-        ]
-    out, seen = [], 0
-    for xb, yb in data:
-        take = min(len(xb), num - seen)
-        out.append((xb[:take], yb[:take]))
-        seen += take
-        if seen >= num:
-            break
-    return out
-
-
-def _fixed_batch(loader: Any, data: Any, num: int) -> tuple[Tensor, Tensor] | None:
-    """A fixed training batch for the catastrophic-overfitting check."""
-    if num <= 0:
-        return None
-    if isinstance(loader, TensorBatches):
-        return loader.x[:num], loader.y[:num]
-    xs, ys, seen = [], [], 0
-    for xb, yb in data:
-        xs.append(xb[: num - seen])
-        ys.append(yb[: num - seen])
-        seen += len(xs[-1])
-        if seen >= num:
-            break
-    return torch.cat(xs), torch.cat(ys)
-
-
-def _autocast(device: torch.device, cfg: TrainConfig):
-    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-    if not use:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def _attack_ctx(model: nn.Module, device: torch.device, cfg: TrainConfig):
-    """Context for the training attack: oneDNN off on CPU for thin convolutions."""
-    if device.type != "cpu" or cfg.attack_onednn == "on":
-        return contextlib.nullcontext
-    if cfg.attack_onednn == "auto":
-        convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-        if not convs or max(max(m.in_channels, m.out_channels) for m in convs) > 16:
-            return contextlib.nullcontext
-    return _onednn_off
-
-
-@contextlib.contextmanager
-def _onednn_off() -> Iterator[None]:
-    prev = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = prev
-
-
-def _prep(x: Tensor, y: Tensor, device, dtype, channels_last: bool):
-    x, y = _utils.to_device((x, y), device, dtype)
-    if channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y
-
-
-def _robust_eval_fn():
-    """``landscape.evaluate.robust_accuracy`` if that module exists, else None."""
-    try:
-        from .. import evaluate  # noqa: PLC0415
-    except ImportError:
-        return None
-    return getattr(evaluate, "robust_accuracy", None)
-
-
-def _as_accuracy(v: Any) -> float:
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, Tensor):
-        return float(v.item())
-    for name in ("robust_accuracy", "accuracy", "robust_acc"):
-        if hasattr(v, name):
-            return float(getattr(v, name))
-    raise TypeError(f"cannot read an accuracy from {type(v).__name__}")
-
-
-@torch.no_grad()
-def _accuracy_loss(model: nn.Module, batches, ctx) -> tuple[float, float]:
-    correct, loss, n = 0.0, 0.0, 0
-    for x, y in batches:
-        with ctx():
-            out = model(x)
-        loss += float(F.cross_entropy(_upcast(out), y, reduction="sum"))
-        correct += float((out.argmax(1) == y).sum())
-        n += len(y)
-    return correct / max(n, 1), loss / max(n, 1)
-
-
-def _pgd_accuracy(model, batches, *, eps, cfg, steps, alpha_rel, gen, ctx) -> float:
-    if eps == 0:
-        return _accuracy_loss(model, batches, ctx)[0]
-    correct, n = 0.0, 0
-    for x, y in batches:
-        with ctx():
-            xa = perturb(
-                model,
-                x,
-                y,
-                eps=eps,
-                norm=cfg.norm,
-                alpha=alpha_rel * eps,
-                steps=steps,
-                generator=gen,
-            )
-            with torch.no_grad(), _utils.eval_mode(model):
-                correct += float((model(xa).argmax(1) == y).sum())
-        n += len(y)
-    return correct / max(n, 1)
-
-
-def _evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
-    out = {
-        "test_clean_acc": math.nan,
-        "test_clean_loss": math.nan,
-        "test_robust_acc": math.nan,
-        "test_robust_acc_sched": math.nan,
-    }
-    if not batches:
-        return out
-    with _utils.eval_mode(model):
-        out["test_clean_acc"], out["test_clean_loss"] = _accuracy_loss(
-            model, batches, ctx
-        )
-    ext = _robust_eval_fn() if cfg.eval_attack == "auto" else None
-    cache: dict[float, float] = {}
-    for key, eps in (
-        ("test_robust_acc", eps_target),
-        ("test_robust_acc_sched", eps_sched),
-    ):
-        eps = float(eps)
-        if eps not in cache:
-            gen = torch.Generator(device=batches[0][0].device).manual_seed(seed)
-            acc = None
-            if ext is not None and eps > 0:
-                try:
-                    acc = _as_accuracy(
-                        ext(
-                            model,
-                            batches,
-                            eps=eps,
-                            norm=cfg.norm,
-                            preset="quick",
-                            steps=cfg.eval_steps,
-                            generator=gen,
-                        )
-                    )
-                except Exception as err:  # the other module's API may still move
-                    warnings.warn(
-                        f"landscape.evaluate.robust_accuracy failed ({err}); "
-                        "falling back to PGD",
-                        stacklevel=3,
-                    )
-            if acc is None:
-                acc = _pgd_accuracy(
-                    model,
-                    batches,
-                    eps=eps,
-                    cfg=cfg,
-                    steps=cfg.eval_steps,
-                    alpha_rel=cfg.eval_alpha_rel,
-                    gen=gen,
-                    ctx=ctx,
-                )
-            cache[eps] = acc
-        out[key] = cache[eps]
-    return out
-
-
-def _co_check(model, batch, *, cfg, seed, ctx) -> dict:
-    """Catastrophic-overfitting detector: FGSM-RS vs PGD accuracy on a fixed batch."""
-    if batch is None or cfg.eps == 0:
-        return {"co_fgsm_acc": math.nan, "co_pgd_acc": math.nan, "co_flag": False}
-    x, y = batch
-    gen = torch.Generator(device=x.device).manual_seed(seed)
-    with ctx():
-        xf = fgsm_rs(model, x, y, eps=cfg.eps, norm=cfg.norm, generator=gen)
-        xp = perturb(
-            model,
-            x,
-            y,
-            eps=cfg.eps,
-            norm=cfg.norm,
-            steps=max(cfg.eval_steps, 1),
-            alpha=cfg.eval_alpha_rel * cfg.eps,
-            generator=gen,
-        )
-        with torch.no_grad(), _utils.eval_mode(model):
-            fa = float((model(xf).argmax(1) == y).float().mean())
-            pa = float((model(xp).argmax(1) == y).float().mean())
-    return {
-        "co_fgsm_acc": fa,
-        "co_pgd_acc": pa,
-        "co_flag": bool(fa - pa > cfg.co_threshold),
-    }
-
-
-def _upcast(out: Tensor) -> Tensor:
-    """Half-precision logits (autocast) to float32 for the loss; others unchanged."""
-    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
 
 
 def _grad_norm(params: list[Tensor]) -> Tensor:
@@ -435,9 +137,9 @@ def adversarial_train(
     device, dtype = _utils.model_device(raw), _utils.model_dtype(raw)
     rank, world = _dist.setup(device)
     main = _dist.is_main(rank)
-    loader = _as_loader(data, cfg)
+    loader = as_loader(data, cfg)
     num_batches = len(loader)
-    ctx = lambda: _autocast(device, cfg)  # noqa: E731
+    ctx = lambda: autocast(device, cfg)  # noqa: E731
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         raw.to(memory_format=torch.channels_last)
@@ -511,14 +213,14 @@ def adversarial_train(
         fwd_model = torch.compile(fwd_model)
         atk_model = torch.compile(raw)
     use_attack = cfg.attack != "none" and cfg.eps > 0
-    atk_ctx = _attack_ctx(raw, device, cfg)
-    co_batch = _fixed_batch(loader, data, cfg.co_check_num) if main else None
+    atk_ctx = attack_ctx(raw, device, cfg)
+    co_batch = fixed_batch(loader, data, cfg.co_check_num) if main else None
     if co_batch is not None:
-        co_batch = _prep(*co_batch, device, dtype, channels_last)
+        co_batch = prep(*co_batch, device, dtype, channels_last)
     eval_batches = (
         [
-            _prep(x, y, device, dtype, channels_last)
-            for x, y in _eval_subset(test_data, cfg.eval_num, cfg.batch_size)
+            prep(x, y, device, dtype, channels_last)
+            for x, y in eval_subset(test_data, cfg.eval_num, cfg.batch_size)
         ]
         if main
         else []
@@ -565,7 +267,7 @@ def adversarial_train(
             for g in opt.param_groups:
                 g["lr"] = lr_t
             opt.zero_grad(set_to_none=True)
-            x, y = _prep(batch[0], batch[1], device, dtype, channels_last)
+            x, y = prep(batch[0], batch[1], device, dtype, channels_last)
             n_global = len(y)
             x, y = _dist.shard(x, rank, world), _dist.shard(y, rank, world)
             if use_attack and eps_t > 0:
@@ -585,7 +287,7 @@ def adversarial_train(
             raw.train()
             with ctx():
                 out = fwd_model(x)
-            loss_sum = F.cross_entropy(_upcast(out), y, reduction="sum")
+            loss_sum = F.cross_entropy(upcast(out), y, reduction="sum")
             loss = loss_sum / (n_global / world)
             loss.backward()
             gnorm = _grad_norm(params)
@@ -674,7 +376,7 @@ def adversarial_train(
             ):
                 if do_eval:
                     row.update(
-                        _evaluate(
+                        evaluate(
                             raw,
                             eval_batches,
                             eps_target=cfg.eps,
@@ -686,7 +388,7 @@ def adversarial_train(
                     )
                 else:
                     row.update(
-                        _evaluate(
+                        evaluate(
                             raw,
                             [],
                             eps_target=0,
@@ -696,7 +398,7 @@ def adversarial_train(
                             ctx=ctx,
                         )
                     )
-                row.update(_co_check(raw, co_batch, cfg=cfg, seed=seed + 1, ctx=ctx))
+                row.update(co_check(raw, co_batch, cfg=cfg, seed=seed + 1, ctx=ctx))
             if row["co_flag"]:
                 warnings.warn(
                     f"possible catastrophic overfitting at epoch {epoch + 1}: on a fixed "

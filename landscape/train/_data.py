@@ -1,0 +1,132 @@
+"""Training data: deterministic tensor batches, evaluation subsets, the fixed batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._config import TrainConfig
+
+__all__ = ["TensorBatches", "as_loader", "eval_subset", "fixed_batch"]
+
+
+class TensorBatches:
+    """Deterministic mini-batches of in-memory tensors (reshuffled per epoch from
+    ``seed`` and the epoch number, so a resumed run sees the same order).
+
+    Example:
+        >>> b = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2)
+        >>> len(b), [len(x) for x, _ in b]
+        (3, [2, 2, 1])
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
+        if len(x) == 0:
+            raise ValueError("the training data is empty")
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.x)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + self.epoch * 7919 + 1) % 2**63
+            )
+            order = torch.randperm(n, generator=g)
+        else:
+            order = None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
+            if order is None:
+                yield self.x[sl], self.y[sl]
+            else:
+                idx = order[sl]
+                yield self.x[idx], self.y[idx]
+
+
+def as_loader(data: Any, cfg: TrainConfig) -> Any:
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+    ):
+        x, y = data
+        return TensorBatches(
+            x,
+            y,
+            batch_size=cfg.batch_size,
+            shuffle=cfg.shuffle,
+            seed=cfg.seed,
+            drop_last=cfg.drop_last,
+        )
+    if not hasattr(data, "__iter__") or not hasattr(data, "__len__"):
+        raise TypeError(
+            "data must be an (x, y) pair of tensors or a re-iterable, len()-able loader "
+            f"of (x, y) batches (e.g. landscape.data.batches), got {type(data).__name__}"
+        )
+    if len(data) == 0:
+        raise ValueError("the training loader yields no batches")
+    return data
+
+
+def eval_subset(data: Any, num: int, batch_size: int) -> list[tuple[Tensor, Tensor]]:
+    """At most ``num`` examples of ``data`` as a list of batches (CPU)."""
+    if num <= 0 or data is None:
+        return []
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+    ):
+        x, y = data[0][:num], data[1][:num]
+        return [
+            (x[i : i + batch_size], y[i : i + batch_size])
+            for i in range(0, len(x), batch_size)
+        ]
+    out, seen = [], 0
+    for xb, yb in data:
+        take = min(len(xb), num - seen)
+        out.append((xb[:take], yb[:take]))
+        seen += take
+        if seen >= num:
+            break
+    return out
+
+
+def fixed_batch(loader: Any, data: Any, num: int) -> tuple[Tensor, Tensor] | None:
+    """A fixed training batch for the catastrophic-overfitting check."""
+    if num <= 0:
+        return None
+    if isinstance(loader, TensorBatches):
+        return loader.x[:num], loader.y[:num]
+    xs, ys, seen = [], [], 0
+    for xb, yb in data:
+        xs.append(xb[: num - seen])
+        ys.append(yb[: num - seen])
+        seen += len(xs[-1])
+        if seen >= num:
+            break
+    return torch.cat(xs), torch.cat(ys)

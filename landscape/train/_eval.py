@@ -1,0 +1,199 @@
+"""Per-epoch evaluation, the catastrophic-overfitting check and device contexts."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import _utils
+from ..attacks.perturb import fgsm_rs, perturb
+from ._config import TrainConfig
+
+__all__ = ["autocast", "attack_ctx", "prep", "evaluate", "co_check", "upcast"]
+
+
+def upcast(out: Tensor) -> Tensor:
+    """Half-precision logits (autocast) to float32 for the loss; others unchanged."""
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+
+def autocast(device: torch.device, cfg: TrainConfig):
+    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    if not use:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def attack_ctx(model: nn.Module, device: torch.device, cfg: TrainConfig):
+    """Context for the training attack: oneDNN off on CPU for thin convolutions."""
+    if device.type != "cpu" or cfg.attack_onednn == "on":
+        return contextlib.nullcontext
+    if cfg.attack_onednn == "auto":
+        convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        if not convs or max(max(m.in_channels, m.out_channels) for m in convs) > 16:
+            return contextlib.nullcontext
+    return _onednn_off
+
+
+@contextlib.contextmanager
+def _onednn_off() -> Iterator[None]:
+    prev = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = prev
+
+
+def prep(x: Tensor, y: Tensor, device, dtype, channels_last: bool):
+    x, y = _utils.to_device((x, y), device, dtype)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _robust_eval_fn():
+    """``landscape.evaluate.robust_accuracy`` if that module exists, else None."""
+    try:
+        from .. import evaluate  # noqa: PLC0415
+    except ImportError:
+        return None
+    return getattr(evaluate, "robust_accuracy", None)
+
+
+def _as_accuracy(v: Any) -> float:
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, Tensor):
+        return float(v.item())
+    for name in ("robust_accuracy", "accuracy", "robust_acc"):
+        if hasattr(v, name):
+            return float(getattr(v, name))
+    raise TypeError(f"cannot read an accuracy from {type(v).__name__}")
+
+
+@torch.no_grad()
+def _accuracy_loss(model: nn.Module, batches, ctx) -> tuple[float, float]:
+    correct, loss, n = 0.0, 0.0, 0
+    for x, y in batches:
+        with ctx():
+            out = model(x)
+        loss += float(F.cross_entropy(upcast(out), y, reduction="sum"))
+        correct += float((out.argmax(1) == y).sum())
+        n += len(y)
+    return correct / max(n, 1), loss / max(n, 1)
+
+
+def _pgd_accuracy(model, batches, *, eps, cfg, steps, alpha_rel, gen, ctx) -> float:
+    if eps == 0:
+        return _accuracy_loss(model, batches, ctx)[0]
+    correct, n = 0.0, 0
+    for x, y in batches:
+        with ctx():
+            xa = perturb(
+                model,
+                x,
+                y,
+                eps=eps,
+                norm=cfg.norm,
+                alpha=alpha_rel * eps,
+                steps=steps,
+                generator=gen,
+            )
+            with torch.no_grad(), _utils.eval_mode(model):
+                correct += float((model(xa).argmax(1) == y).sum())
+        n += len(y)
+    return correct / max(n, 1)
+
+
+def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
+    out = {
+        "test_clean_acc": math.nan,
+        "test_clean_loss": math.nan,
+        "test_robust_acc": math.nan,
+        "test_robust_acc_sched": math.nan,
+    }
+    if not batches:
+        return out
+    with _utils.eval_mode(model):
+        out["test_clean_acc"], out["test_clean_loss"] = _accuracy_loss(
+            model, batches, ctx
+        )
+    ext = _robust_eval_fn() if cfg.eval_attack == "auto" else None
+    cache: dict[float, float] = {}
+    for key, eps in (
+        ("test_robust_acc", eps_target),
+        ("test_robust_acc_sched", eps_sched),
+    ):
+        eps = float(eps)
+        if eps not in cache:
+            gen = torch.Generator(device=batches[0][0].device).manual_seed(seed)
+            acc = None
+            if ext is not None and eps > 0:
+                try:
+                    acc = _as_accuracy(
+                        ext(
+                            model,
+                            batches,
+                            eps=eps,
+                            norm=cfg.norm,
+                            preset="quick",
+                            steps=cfg.eval_steps,
+                            generator=gen,
+                        )
+                    )
+                except Exception as err:  # the other module's API may still move
+                    warnings.warn(
+                        f"landscape.evaluate.robust_accuracy failed ({err}); "
+                        "falling back to PGD",
+                        stacklevel=3,
+                    )
+            if acc is None:
+                acc = _pgd_accuracy(
+                    model,
+                    batches,
+                    eps=eps,
+                    cfg=cfg,
+                    steps=cfg.eval_steps,
+                    alpha_rel=cfg.eval_alpha_rel,
+                    gen=gen,
+                    ctx=ctx,
+                )
+            cache[eps] = acc
+        out[key] = cache[eps]
+    return out
+
+
+def co_check(model, batch, *, cfg, seed, ctx) -> dict:
+    """Catastrophic-overfitting detector: FGSM-RS vs PGD accuracy on a fixed batch."""
+    if batch is None or cfg.eps == 0:
+        return {"co_fgsm_acc": math.nan, "co_pgd_acc": math.nan, "co_flag": False}
+    x, y = batch
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    with ctx():
+        xf = fgsm_rs(model, x, y, eps=cfg.eps, norm=cfg.norm, generator=gen)
+        xp = perturb(
+            model,
+            x,
+            y,
+            eps=cfg.eps,
+            norm=cfg.norm,
+            steps=max(cfg.eval_steps, 1),
+            alpha=cfg.eval_alpha_rel * cfg.eps,
+            generator=gen,
+        )
+        with torch.no_grad(), _utils.eval_mode(model):
+            fa = float((model(xf).argmax(1) == y).float().mean())
+            pa = float((model(xp).argmax(1) == y).float().mean())
+    return {
+        "co_fgsm_acc": fa,
+        "co_pgd_acc": pa,
+        "co_flag": bool(fa - pa > cfg.co_threshold),
+    }
