@@ -36,11 +36,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _results_snapshot() -> dict[str, float]:
+def _results_snapshot(stem: str) -> dict[str, float]:
+    """Files of data/results/ that belong to one figure script (name starts with it)."""
     res = REPO / "data" / "results"
     if not res.exists():
         return {}
-    return {str(p): p.stat().st_mtime for p in res.rglob("*") if p.is_file()}
+    return {str(p): p.stat().st_mtime for p in res.rglob(f"{stem}*") if p.is_file()}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
@@ -49,7 +50,7 @@ def test_figure_script_smoke(script: Path, tmp_path: Path) -> None:
     there, leaves ``data/results`` alone, and a second run redraws from its cache."""
     doc = script.read_text().lstrip()
     assert doc.startswith(('"""', "'''", "#!")), f"{script.name}: no module docstring"
-    before = _results_snapshot()
+    before = _results_snapshot(script.stem)
     cmd = [sys.executable, str(script), "--smoke", "--out-dir", str(tmp_path)]
     proc = subprocess.run(
         cmd,
@@ -72,7 +73,7 @@ def test_figure_script_smoke(script: Path, tmp_path: Path) -> None:
         p.name for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size == 0
     ]
     assert not empty, f"{script.name} wrote empty files: {empty}"
-    assert _results_snapshot() == before, (
+    assert _results_snapshot(script.stem) == before, (
         f"{script.name} --smoke modified data/results/: smoke runs must cache into "
         "the --out-dir (or a temporary folder)"
     )
