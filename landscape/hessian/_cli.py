@@ -1,7 +1,243 @@
-"""placeholder"""
+"""``python -m landscape.hessian``: curvature of a checkpoint (top eigenvalues,
+spectral density, trace), clean and adversarial."""
 
-__all__ = ["main"]
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["main", "load_checkpoint_model"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def main(argv=None) -> int:
+def load_checkpoint_model(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    model_kwargs: dict | None = None,
+) -> tuple[nn.Module, dict]:
+    """Load a model from a training-run folder, a checkpoint file or a state_dict.
+
+    Accepted: a run folder of :func:`landscape.train.adversarial_train` (its
+    ``final.pt`` and ``config.json``); a checkpoint ``{"model": state_dict, "config":
+    {"model": name, "model_kwargs": {...}, ...}}``; a checkpoint inside a run folder;
+    or any state_dict file together with ``model`` (a ``landscape.models.build`` name).
+
+    Returns:
+        ``(model in eval mode, config dict or {})``.
+    """
+    from .. import io
+    from .. import models as _models
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    run_dir = path if path.is_dir() else path.parent
+    cfg: dict = {}
+    if (run_dir / "config.json").exists():
+        cfg = json.loads((run_dir / "config.json").read_text())
+    file = path / "final.pt" if path.is_dir() else path
+    ckpt = io.load_torch(file)
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict):
+        cfg = {**cfg, **ckpt["config"]}
+    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+    name = model or cfg.get("model")
+    if not name:
+        raise ValueError(
+            f"{path} records no model name (no 'config' with 'model' in the checkpoint, "
+            "no config.json beside it): pass --model NAME (see landscape.models.available())"
+        )
+    kwargs = dict(cfg.get("model_kwargs") or {}) if model is None else {}
+    kwargs.update(model_kwargs or {})
+    net = _models.build(name, **kwargs)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"the weights in {file} do not fit models.build({name!r}, **{kwargs}): {err}"
+        ) from err
+    return net.eval(), cfg
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m landscape.hessian",
+        description=(
+            "Curvature of a trained model's loss on a fixed data subset: top Hessian "
+            "eigenvalues (Lanczos), spectral density (stochastic Lanczos quadrature) "
+            "and trace (Hutchinson / Hutch++), on clean data and on adversarial data "
+            "attacked once at the model (PGD at each --eps). Results are written as "
+            ".npz + .json files (landscape.io.Result) into --out."
+        ),
+        epilog=(
+            "examples:\n"
+            "  python -m landscape.hessian runs/mnist-lenet --eps 0 0.1 0.3 --top-k 5 "
+            "--density --trace\n"
+            "  python -m landscape.hessian weights.pt --model lenet --num 500 --dtype float64"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "checkpoint",
+        help="run folder (final.pt + config.json), checkpoint file, or state_dict file "
+        "(then give --model)",
+    )
+    p.add_argument("--model", help="landscape.models.build name for a plain state_dict")
+    p.add_argument("--model-kwargs", default="{}", help="JSON kwargs for models.build")
+    p.add_argument(
+        "--dataset", default=None, help="dataset (default: the run's, else mnist)"
+    )
+    p.add_argument(
+        "--data-root", default=None, help="data folder (default $LANDSCAPE_DATA)"
+    )
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument(
+        "--num", type=int, default=1000, help="examples in the subset (1000)"
+    )
+    p.add_argument("--batch-size", type=int, default=500, help="batch size of the HVPs")
+    p.add_argument(
+        "--eps",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="attack budgets; 0 = clean data (default: 0)",
+    )
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    p.add_argument("--steps", type=int, default=20, help="PGD steps (20)")
+    p.add_argument(
+        "--alpha", type=float, default=None, help="PGD step (2.5 eps / steps)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=5, help="eigenvalues to compute (5; 0: none)"
+    )
+    p.add_argument("--which", default="LA", choices=["LA", "SA", "LM"])
+    p.add_argument("--tol", type=float, default=1e-6, help="Lanczos residual tolerance")
+    p.add_argument("--max-iter", type=int, default=None, help="Lanczos iterations")
+    p.add_argument("--density", action="store_true", help="spectral density (SLQ)")
+    p.add_argument("--num-iters", type=int, default=100, help="SLQ Lanczos steps (100)")
+    p.add_argument("--num-runs", type=int, default=3, help="SLQ probes (3)")
+    p.add_argument("--trace", action="store_true", help="trace estimate")
+    p.add_argument("--num-probes", type=int, default=100, help="trace HVP budget (100)")
+    p.add_argument(
+        "--trace-method", default="hutch++", choices=["hutchinson", "hutch++"]
+    )
+    p.add_argument("--dtype", default="float32", choices=list(_DTYPES))
+    p.add_argument(
+        "--device", default=None, help="cpu / cuda (default: cuda if available)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="data/results/hessian", help="output folder")
+    p.add_argument("--progress", action="store_true", help="progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from .. import data as _data
+    from .. import spectrum
+    from .._utils import seed_everything
+    from ._api import adversarial_data, top_eigenvalues, trace
+
+    gen = seed_everything(args.seed)
+    device = torch.device(
+        args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    try:
+        model, cfg = load_checkpoint_model(
+            args.checkpoint,
+            model=args.model,
+            model_kwargs=json.loads(args.model_kwargs),
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model = model.to(device)
+    dataset = (
+        args.dataset
+        or cfg.get("dataset")
+        or (cfg.get("data") or {}).get("dataset")
+        or "mnist"
+    )
+    x, y = _data.load_dataset(
+        dataset, args.data_root, split=args.split, num_samples=args.num, seed=args.seed
+    )
+    clean = [
+        (x[i : i + args.batch_size].to(device), y[i : i + args.batch_size].to(device))
+        for i in range(0, len(x), args.batch_size)
+    ]
+    loss_fn = nn.CrossEntropyLoss()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = _DTYPES[args.dtype]
+    summary = []
+    for eps in args.eps:
+        batches = (
+            clean
+            if eps == 0
+            else adversarial_data(
+                model,
+                clean,
+                eps=eps,
+                norm=args.norm,
+                alpha=args.alpha,
+                steps=args.steps,
+                generator=gen,
+            )
+        )
+        tag = f"eps{eps:g}"
+        row: dict = {"eps": eps}
+        if args.top_k > 0:
+            eig = top_eigenvalues(
+                model,
+                loss_fn,
+                batches,
+                k=args.top_k,
+                which=args.which,
+                tol=args.tol,
+                max_iter=args.max_iter,
+                dtype=dtype,
+                generator=gen,
+                progressbar=args.progress,
+            )
+            eig.save(out / f"eigenpairs_{tag}.npz")
+            row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
+            row["hvps"] = eig.num_hvps
+        if args.density:
+            dens = spectrum.lanczos_density(
+                model,
+                loss_fn,
+                batches,
+                num_iters=args.num_iters,
+                num_runs=args.num_runs,
+                dtype=dtype,
+                generator=gen,
+                progressbar=args.progress,
+            )
+            dens.save(out / f"density_{tag}.npz")
+        if args.trace:
+            tr = trace(
+                model,
+                loss_fn,
+                batches,
+                num_probes=args.num_probes,
+                method=args.trace_method,
+                dtype=dtype,
+                generator=gen,
+                progressbar=args.progress,
+            )
+            tr.save(out / f"trace_{tag}.npz")
+            row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]
+        summary.append(row)
+        print(json.dumps(row))
+    with open(out / "summary.json", "w") as f:
+        json.dump({"checkpoint": str(args.checkpoint), "rows": summary}, f, indent=1)
+    print(f"wrote {out}/")
     return 0

@@ -13,7 +13,7 @@ Three formulations of the Hessian-vector product (HVP), picked with ``mode``:
 
 Several vectors are multiplied at once (``matmat``) with ``is_grads_batched`` / ``vmap``
 when ``batch_vectors > 1``. ``"auto"`` (default) uses the cached graph for single
-vectors (Lanczos, power iteration) and ``vmap(jvp(grad))`` for blocks of >= 4 vectors
+vectors (Lanczos, power iteration) and ``vmap(jvp(grad))`` for blocks of >= 2 vectors
 (Hutchinson, Hutch++, several SLQ probes, dense Hessians), which amortises the forward
 pass over the block. Measured on LeNet / 1,000 MNIST images, 1 thread
 (``benchmarks/bench_hessian.py``): one gradient = 1; graph HVP ~2.9, recomputed
@@ -46,7 +46,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 # Keep the gradient graph when the inputs of the whole dataset hold fewer elements.
 _GRAPH_MAX_INPUT_ELEMENTS = 64_000_000
 # In auto mode, products of at least this many vectors use vmap(jvp(grad)).
-_MIN_BATCH_FOR_JVP = 4
+_MIN_BATCH_FOR_JVP = 2
 
 
 class NondeterministicLossError(RuntimeError):
@@ -217,20 +217,16 @@ class HessianOperator:
             if self._grad is None:
                 self._build_graph()
             assert self._grad is not None
+            # one double backward per vector: is_grads_batched (vmap over the backward)
+            # measured slower per vector than this loop on CPU (bench_hessian.py)
+            rows = []
             with torch.enable_grad():
-                if r == 1:
+                for v in V:
                     hv = torch.autograd.grad(
-                        self._grad, self._leaves, grad_outputs=V[0], retain_graph=True
+                        self._grad, self._leaves, grad_outputs=v, retain_graph=True
                     )
-                    return torch.cat([t.reshape(-1) for t in hv])[None]
-                hv = torch.autograd.grad(
-                    self._grad,
-                    self._leaves,
-                    grad_outputs=V,
-                    retain_graph=True,
-                    is_grads_batched=True,
-                )
-            return torch.cat([t.reshape(r, -1) for t in hv], dim=1)
+                    rows.append(torch.cat([t.reshape(-1) for t in hv]))
+            return torch.stack(rows)
         out = torch.zeros_like(V)
         with _utils.eval_mode(self.model):
             for x, y in self._batches():
