@@ -15,7 +15,8 @@ import pytest
 import torch
 from conftest import REPO
 
-pytestmark = pytest.mark.data
+# one worker runs the whole module (one demo run shared by all tests, in file order)
+pytestmark = [pytest.mark.data, pytest.mark.xdist_group("demo")]
 
 
 def _run_demo(out: Path, data_root: Path, *extra: str) -> subprocess.CompletedProcess:
