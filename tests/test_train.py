@@ -460,3 +460,32 @@ def test_curve_plots_draw_the_logged_values(tmp_path):
     with pytest.raises(KeyError, match="no metric 'nope'"):
         plot.plot_learning_curves(res, keys=["nope"])
     plt.close("all")
+
+
+def test_catastrophic_overfitting_flag_and_warning(monkeypatch):
+    # Simulate a gradient-masked model: FGSM finds nothing (returns the clean batch)
+    # while PGD still finds adversarial examples -> FGSM acc >> PGD acc -> flag.
+    from landscape.train import _eval
+
+    monkeypatch.setattr(_eval, "fgsm_rs", lambda model, x, y, **kw: x.clone())
+    x, y = _data(256)
+    # standard training, checked at eps=0.3: clean accuracy high, PGD accuracy low
+    cfg = _cfg(
+        epochs=2,
+        lr=0.2,
+        eps=0.3,
+        attack="none",
+        co_check_num=64,
+        eval_num=0,
+        co_threshold=0.1,
+    )
+    with pytest.warns(UserWarning, match="catastrophic overfitting at epoch"):
+        res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg, progressbar=True)
+    m = res.metrics
+    assert m["co_flag"].any()
+    flagged = m["co_flag"].astype(bool)
+    assert (m["co_fgsm_acc"][flagged] - m["co_pgd_acc"][flagged] > 0.1).all()
+    # without the simulated masking, PGD accuracy never exceeds FGSM accuracy by much
+    monkeypatch.undo()
+    res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg)
+    assert (res.metrics["co_pgd_acc"] <= res.metrics["co_fgsm_acc"] + 0.1).all()

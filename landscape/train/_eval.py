@@ -172,7 +172,13 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
 
 
 def co_check(model, batch, *, cfg, seed, ctx) -> dict:
-    """Catastrophic-overfitting detector: FGSM-RS vs PGD accuracy on a fixed batch."""
+    """Catastrophic-overfitting detector: FGSM-RS vs PGD accuracy on a fixed batch.
+
+    After catastrophic overfitting (Wong et al., 2020) a model resists FGSM but not
+    PGD; the flag is raised when FGSM accuracy exceeds PGD accuracy by more than
+    ``cfg.co_threshold``. The PGD here takes ``max(eval_steps, 5)`` steps of
+    ``2.5 eps / steps`` so it can always cross the ball.
+    """
     if batch is None or cfg.eps == 0:
         return {"co_fgsm_acc": math.nan, "co_pgd_acc": math.nan, "co_flag": False}
     x, y = batch
@@ -185,8 +191,8 @@ def co_check(model, batch, *, cfg, seed, ctx) -> dict:
             y,
             eps=cfg.eps,
             norm=cfg.norm,
-            steps=max(cfg.eval_steps, 1),
-            alpha=cfg.eval_alpha_rel * cfg.eps,
+            steps=max(cfg.eval_steps, 5),
+            alpha=2.5 * cfg.eps / max(cfg.eval_steps, 5),
             generator=gen,
         )
         with torch.no_grad(), _utils.eval_mode(model):

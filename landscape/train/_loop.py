@@ -171,7 +171,7 @@ def adversarial_train(
         if has_run:
             check_config(folder, cfg)
         if has_run and (folder / RESUME).exists():
-            state = io.load_torch(folder / RESUME, map_location=device)
+            state = io.load_torch(folder / RESUME, map_location="cpu")
             if state.get("format") != FORMAT:
                 raise io.CorruptFileError(f"{folder / RESUME} is not a training state")
             try:
@@ -371,9 +371,16 @@ def adversarial_train(
             last = epoch + 1 == cfg.epochs
             do_eval = last or (epoch + 1) % cfg.eval_every == 0
             seed = cfg.seed * 100_003 + epoch
-            with torch.random.fork_rng(
-                devices=[device] if device.type == "cuda" else []
-            ):
+            cuda_ids = (
+                [
+                    device.index
+                    if device.index is not None
+                    else torch.cuda.current_device()
+                ]
+                if device.type == "cuda"
+                else []
+            )
+            with torch.random.fork_rng(devices=cuda_ids):
                 if do_eval:
                     row.update(
                         evaluate(
