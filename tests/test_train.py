@@ -159,9 +159,14 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_exact_resume_after_interruption(tmp_path, optimizer):
-    x, y = _data(80)
+@pytest.mark.filterwarnings("ignore:possible catastrophic overfitting")
+@pytest.mark.parametrize("optimizer, loader", [("sgd", False), ("adam", True)])
+def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
+    train_data = _data(80)
+    if loader:  # a shuffling landscape.data.Batches instead of tensors
+        from landscape import data
+
+        train_data = data.batches(*train_data, batch_size=16, shuffle=True, seed=5)
     cfg = _cfg(
         epochs=3,
         optimizer=optimizer,
@@ -173,7 +178,7 @@ def test_exact_resume_after_interruption(tmp_path, optimizer):
     test = _data(16, seed=1)
     ref = TinyNet()
     r_ref = adversarial_train(
-        ref, (x, y), cfg, test_data=test, run_dir=tmp_path / "ref"
+        ref, train_data, cfg, test_data=test, run_dir=tmp_path / "ref"
     )
 
     def stop_at(k):
@@ -188,11 +193,11 @@ def test_exact_resume_after_interruption(tmp_path, optimizer):
     # the last resume point is iteration 6 (checkpoint_every=2)
     with pytest.raises(_Stop):
         adversarial_train(
-            TinyNet(), (x, y), cfg, test_data=test, run_dir=run, callback=stop_at(8)
+            TinyNet(), train_data, cfg, test_data=test, run_dir=run, callback=stop_at(8)
         )
     torch.manual_seed(1234)  # the resumed run must not depend on the caller's RNG
     model = TinyNet(seed=99)  # different init: weights come from the checkpoint
-    r = adversarial_train(model, (x, y), cfg, test_data=test, run_dir=run)
+    r = adversarial_train(model, train_data, cfg, test_data=test, run_dir=run)
     assert _same(model, ref)
     for key in ("train_loss", "train_acc", "test_robust_acc", "dist_init", "lr", "eps"):
         assert r.metrics[key].tolist() == r_ref.metrics[key].tolist(), key
