@@ -167,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         over["alpha"] = None
     try:
         cfg, extra = preset(args.preset, **over)
-        if args.width is not None:
-            cfg = cfg.replace(model_kwargs={**cfg.model_kwargs, "width": args.width})
         if args.smoke:
             cfg = smoke(cfg)
+        if args.width is not None:
+            cfg = cfg.replace(model_kwargs={**cfg.model_kwargs, "width": args.width})
     except (ValueError, TypeError) as err:
         parser.error(str(err))
     num_train = args.num_train or (512 if args.smoke else None)

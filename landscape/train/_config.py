@@ -227,6 +227,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mnist-lenet": dict(
         dataset="mnist",
         model="lenet",
+        model_kwargs={"width": 16},  # the authors' runs use LeNet width 16
         epochs=100,
         batch_size=100,
         optimizer="adam",
@@ -328,6 +329,8 @@ def smoke(config: TrainConfig) -> TrainConfig:
         batch_size=min(int(config.batch_size), 64),
         compile=False,
     )
+    if "width" in config.model_kwargs:
+        kw["model_kwargs"] = {**config.model_kwargs, "width": 1}
     if config.alpha is not None:
         kw["alpha"] = None
         kw["alpha_rel"] = 2.5 / kw["steps"]
