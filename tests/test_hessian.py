@@ -473,3 +473,65 @@ def test_agreement_with_pyhessian():
         generator=torch.Generator().manual_seed(0),
     )
     assert abs(t.estimate - exact) <= 4 * t.std_error + 1e-3 * abs(exact)
+
+
+# -- command line -----------------------------------------------------------------
+
+
+def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
+    from landscape import models
+
+    kw = {"width": 0.5, "hidden_size": 16}
+    net = models.build("lenet", **kw)
+    torch.save(
+        {"model": net.state_dict(), "config": {"model": "lenet", "model_kwargs": kw}},
+        tmp_path / "ck.pt",
+    )
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    out = tmp_path / "out"
+    args = [
+        "--data-root",
+        str(data_root),
+        "--num",
+        "64",
+        "--batch-size",
+        "32",
+        "--top-k",
+        "2",
+        "--trace",
+        "--num-probes",
+        "6",
+        "--density",
+        "--num-iters",
+        "5",
+        "--num-runs",
+        "2",
+        "--eps",
+        "0",
+        "0.1",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert hessian.main([str(tmp_path / "ck.pt"), *args]) == 0
+    eig = hessian.Eigenpairs.load(out / "eigenpairs_eps0.1.npz")
+    assert eig.eigenvalues.shape == (2,) and eig.eigenvalues[0] >= eig.eigenvalues[1]
+    assert (out / "density_eps0.npz").exists() and (out / "trace_eps0.npz").exists()
+    clean = hessian.Eigenpairs.load(out / "eigenpairs_eps0.npz").eigenvalues
+    # a plain state_dict needs --model
+    assert hessian.main([str(tmp_path / "sd.pt"), *args]) == 2
+    assert "--model" in capsys.readouterr().err
+    sd_args = [
+        "--model",
+        "lenet",
+        "--model-kwargs",
+        '{"width": 0.5, "hidden_size": 16}',
+    ]
+    out2 = tmp_path / "out2"
+    assert (
+        hessian.main([str(tmp_path / "sd.pt"), *sd_args, *args[:8], "--out", str(out2)])
+        == 0
+    )
+    again = hessian.Eigenpairs.load(out2 / "eigenpairs_eps0.npz").eigenvalues
+    np.testing.assert_allclose(again, clean, rtol=1e-4)  # same weights and data
