@@ -34,6 +34,7 @@ Output: ``figures/out/fig06_schedules.{png,pdf,md}`` (``--out-dir`` to change).
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         torch.manual_seed(ctx.seed)
         model = models.build("lenet", dataset="mnist").to(dev)
         run_dir = ctx.cache_dir / f"{NAME}_{ctx.size}_runs" / schedule
+        if ctx.recompute and run_dir.exists():
+            shutil.rmtree(run_dir)  # --recompute retrains (the trainer would resume)
         train.adversarial_train(
             model,
             (x.to(dev), y.to(dev)),
