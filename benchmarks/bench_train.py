@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num", type=int, default=None, help="images per epoch")
     p.add_argument("--reps", type=int, default=None)
     p.add_argument("--steps", type=int, nargs="+", default=None, help="PGD k values")
+    p.add_argument(
+        "--width", type=float, default=1, help="model width (paper LeNet: 16)"
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -144,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         name, arch, bs, eps = "mnist", "lenet", 100, 0.3
     x, y = _data(name, n, device)
     torch.manual_seed(0)
-    model = models.build(arch, in_shape=tuple(x.shape[1:]), dataset=name.split("-")[0])
+    model = models.build(
+        arch, in_shape=tuple(x.shape[1:]), dataset=name.split("-")[0], width=args.width
+    )
     model = model.to(device)
     if gpu:
         model = model.to(memory_format=torch.channels_last)
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     k0 = ks[0]
     onednn_cfg = pgd_cfgs[k0].replace(attack_onednn="on")
     print(
-        f"device={device} model={arch} images={n} batch={bs} reps={reps} "
+        f"device={device} model={arch} width={args.width:g} images={n} batch={bs} reps={reps} "
         f"threads={torch.get_num_threads()}"
     )
     # warm-up
