@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from fractions import Fraction
 from typing import Any
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(
         args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     )
+    if device.type == "cuda" and device.index is None:  # torchrun: one GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     cfg = cfg.replace(
         data={"dataset": dataset, "num_train": len(x), "num_test": len(xt)},
         model_kwargs={

@@ -100,7 +100,9 @@ def adversarial_train(
     the epoch). Calling again with the same folder and config resumes exactly where
     the run stopped: the final weights are bit-identical to an uninterrupted run on
     CPU. Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DDP, each
-    global batch is split across ranks, and only rank 0 evaluates and writes.
+    global batch is split across ranks, and only rank 0 evaluates and writes (a
+    resumed DDP run restores rank 0's attack RNG on every rank, so with random starts
+    it is statistically, not bitwise, the same run).
 
     Args:
         model: classifier returning logits.
