@@ -25,7 +25,7 @@ ramped up linearly over the first half of the epochs).
 Commands::
 
     python figures/fig03_scattering.py --smoke     # MLP, 256 images, < 30 s on CPU
-    python figures/fig03_scattering.py             # LeNet, 2k images, ~10 min on 1 CPU
+    python figures/fig03_scattering.py             # LeNet, 2k images, 5-9 min on 1 CPU
     python figures/fig03_scattering.py --full      # LeNet, 10k images, GPU (~10 min)
 
 Hardware: CPU for the smoke and default sizes; ``--full`` is meant for one GPU.
