@@ -26,21 +26,21 @@ def _mark(ax, sweep, rel: bool) -> None:
     tr = blended_transform_factory(ax.transData, ax.transAxes)
     ax.text(
         sweep.eps_star / scale,
-        1.0,
+        0.97,
         r" $\epsilon^*$",
         transform=tr,
         fontsize=7,
-        va="bottom",
+        va="top",
         ha="left",
     )
     if sweep.gamma > 0:
         ax.text(
             sweep.gamma / scale,
-            1.0,
+            0.97,
             r"$\gamma$ ",
             transform=tr,
             fontsize=7,
-            va="bottom",
+            va="top",
             ha="right",
             color="tab:purple",
         )
