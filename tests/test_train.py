@@ -8,6 +8,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -494,3 +495,27 @@ def test_catastrophic_overfitting_flag_and_warning(monkeypatch):
     monkeypatch.undo()
     res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg)
     assert (res.metrics["co_pgd_acc"] <= res.metrics["co_fgsm_acc"] + 0.1).all()
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_channels_last_training():
+    x, y = _data(128)
+    model = TinyNet(dropout=0.0).cuda()
+    res = adversarial_train(
+        model, (x, y), _cfg(epochs=3, lr=0.2, eps=0.05), test_data=_data(64, seed=1)
+    )
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.conv.weight.dtype == torch.float32  # autocast leaves weights alone
+    loss = res.metrics["train_loss"]
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]
+
+
+@pytest.mark.slow
+def test_compile_matches_eager_closely():
+    x, y = _data(64)
+    a, b = TinyNet(dropout=0.0), TinyNet(dropout=0.0)
+    cfg = _cfg(epochs=1, eval_num=0, co_check_num=0, random_start=False)
+    adversarial_train(a, (x, y), cfg)
+    adversarial_train(b, (x, y), cfg.replace(compile=True))
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
