@@ -734,6 +734,7 @@ def _summary(
         "threads": torch.get_num_threads(),
         "timings_s": timings,
         "total_s": round(sum(timings.values()), 1),
+        "cumulative_timings_s": _cumulative_timings(out, timings),
         "runs": runs,
         "ensemble": ens,
         "evaluations": evals,
@@ -746,6 +747,23 @@ def _summary(
     with io.atomic_write(out / "summary.md", "w") as f:
         f.write(_markdown(cfg, summary))
     return summary
+
+
+def _cumulative_timings(out: Path, timings: dict[str, float]) -> dict[str, float]:
+    """Add this invocation's stage times to ``results/timings.json`` (a resumed run
+    reports the compute spent over every invocation, not only the last one)."""
+    path = out / "results" / "timings.json"
+    total: dict[str, float] = {}
+    if path.exists():
+        try:
+            total = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            total = {}
+    for k, v in timings.items():
+        total[k] = round(total.get(k, 0.0) + v, 2)
+    with io.atomic_write(path, "w") as f:
+        json.dump(total, f, indent=1)
+    return total
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
@@ -878,8 +896,14 @@ def _markdown(cfg: DemoConfig, s: dict[str, Any]) -> str:
         lines += ["", "## Not run", ""] + [
             f"- {k}: {v}" for k, v in s["missing"].items()
         ]
-    lines += ["", "## Stage timings (s)", ""]
-    lines += [f"- {k}: {v:.1f}" for k, v in s["timings_s"].items()]
+    cum = s.get("cumulative_timings_s", {})
+    lines += [
+        "",
+        "## Stage timings (s): this invocation / all invocations in this folder",
+    ]
+    lines += [""] + [
+        f"- {k}: {v:.1f} / {cum.get(k, v):.1f}" for k, v in s["timings_s"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 
