@@ -116,6 +116,11 @@ def top_eigenvalues(
         "dtype": str(dtype),
     }
     if backend == "pyhessian":
+        if which == "SA":
+            raise ValueError(
+                "backend='pyhessian' (power iteration) finds the largest-magnitude "
+                "eigenvalues only; use backend='landscape' for which='SA'"
+            )
         from ._pyhessian import pyhessian_eigenvalues
 
         vals, vecs = pyhessian_eigenvalues(
