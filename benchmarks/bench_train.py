@@ -218,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     for k in ks:
         t = med[f"pgd{k}"]
         ratio = t / ((k + 1) * med["bare"])
+        ratio2 = t / ((k + 1) * med["plain"])
         print(
-            f"PGD-{k} epoch: {t:.3f} s, {n / t:.0f} img/s, ratio vs (k+1) plain "
-            f"epochs {ratio:.3f} (goal <= 1.0); perturb vs bare attack loop "
+            f"PGD-{k} epoch: {t:.3f} s, {n / t:.0f} img/s, ratio vs (k+1) bare plain "
+            f"epochs {ratio:.3f} (goal <= 1.0), vs (k+1) trainer eps=0 epochs "
+            f"{ratio2:.3f}; perturb vs bare attack loop "
             f"{med[f'perturb{k}'] / med[f'bare_atk{k}']:.3f}"
         )
         if k == k0 and not gpu:
