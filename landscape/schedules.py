@@ -491,6 +491,7 @@ def make_schedule(name: str | Schedule, *, kind: str = "eps", **kw: Any) -> Sche
             ``eps`` (eps schedules) or ``lr`` (lr schedules). ``epochs`` is the training
             length: periodic schedules check their periods cover it; ``warmup``
             defaults to half of it; ``periods`` may be a count of equal periods.
+            ``eps_min`` / ``eps_max`` are accepted for ``start`` / ``peak``.
             Extra keys that a schedule does not use are an error.
 
     Raises:
@@ -521,6 +522,12 @@ def make_schedule(name: str | Schedule, *, kind: str = "eps", **kw: Any) -> Sche
             if "value" in kw:
                 raise TypeError(f"give the target as value= or {alias}=, not both")
             kw["value"] = kw.pop(alias)
+    if kind == "eps":  # the authors' names: eps_min / eps_max
+        for alias, target in (("eps_min", "start"), ("eps_max", "peak")):
+            if alias in kw:
+                if target in kw:
+                    raise TypeError(f"give {alias}= or {target}=, not both")
+                kw[target] = kw.pop(alias)
     if kind == "eps" and "value" in kw:
         kw["value"] = _check_value(kw["value"], "eps")
     fields = {f.name for f in dataclasses.fields(cls)}

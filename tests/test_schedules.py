@@ -91,6 +91,10 @@ def test_periodic_eps_authors_cycle_cos_setting():
     s = make_schedule("periodic", eps=0.4, periods=[0, 100], peak=0.6, shape="cosine")
     for t in (0, 20, 45, 61, 80):
         assert s(t) == pytest.approx(min(0.4, 0.3 * (1 - math.cos(math.pi * t / 100))))
+    s1 = make_schedule(
+        "periodic", eps=0.4, periods=[0, 100], eps_min=0, eps_max=0.6, shape="cosine"
+    )
+    assert s1 == s
     s2 = make_schedule("periodic", eps=0.4, periods=[0, 100], start=0.1, ramp=0.5)
     assert s2(0) == pytest.approx(0.1) and s2(25) == pytest.approx(0.25)
 
