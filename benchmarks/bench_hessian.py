@@ -92,7 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repeats", type=int, default=None, help="timing repeats (3; 1 quick)"
     )
+    p.add_argument(
+        "--reference",
+        choices=["float64", "float32"],
+        default=None,
+        help="dtype of the tight reference Lanczos (float64; float32 with --quick): "
+        "float64 errors include float32 rounding of the HVPs, float32 errors are the "
+        "algorithms' own",
+    )
     args = p.parse_args(argv)
+    ref_dtype = {"float64": torch.float64, "float32": torch.float32}[
+        args.reference or ("float32" if args.quick else "float64")
+    ]
     torch.set_num_threads(1)
     reps = args.repeats or (1 if args.quick else 3)
     os.environ.setdefault("LANDSCAPE_DATA", "/work/shared/data")
@@ -209,6 +220,24 @@ def main(argv: list[str] | None = None) -> int:
             f"      -> speed-up {t_p / t_o:.1f}x, error ratio {e_p / max(e_o, 1e-16):.0f}x"
         )
         rows[k] = (t_o, e_o, t_p, e_p)
+
+    if ref_dtype == torch.float64:
+        e64, t64 = _timed(
+            lambda: hessian.top_eigenvalues(
+                model,
+                lf,
+                data,
+                k=5,
+                dtype=torch.float64,
+                tol=1e-8,
+                return_vectors=False,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
+        print(
+            f"    5 {'landscape lanczos f64':<22} {t64:8.2f} {e64.num_hvps:6d} "
+            f"{_relerr(e64.eigenvalues, ref.eigenvalues[:5]):12.2e} no  (dtype=float64)"
+        )
 
     # -- trace --------------------------------------------------------------------------
     print("\ntrace (100-HVP budget; +- is one standard error):")
