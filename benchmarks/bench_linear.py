@@ -7,7 +7,9 @@
    loss and gradient at the adversarial points. Both give the same number on a linear
    model (checked here); the anchor is the closed form and the physical limit of the
    ratio is ``k + 1`` (PGD-k does k + 1 forward-backward passes through the same
-   matrix product the closed form does once; the random start adds a little).
+   matrix product the closed form does once; the random start adds a little). A PGD
+   step is memory-bound, though: about 8 elementwise passes over an x-sized tensor
+   against the closed form's 2 reads of x, so the memory-pass limit is ~ 1 + 4k.
    Timings are interleaved, median of repeats (the CPU is shared).
 2. The robust max-margin gamma for L-inf attacks (an L1-constrained linear program,
    HiGHS) and for L2 attacks (least-distance NNLS) against the dimension d at fixed n.
@@ -89,8 +91,13 @@ def bench_loss(batch: int, steps_list: list[int], repeats: int) -> None:
         t = statistics.median(times[f"pgd{k}"])
         print(
             f"  PGD-{k:<3d}    : {t / batch * 1e6:8.3f} us/example, ratio {t / base:7.1f}x "
-            f"(physical limit ~{k + 1}x: k + 1 forward-backward passes)"
+            f"(matmul-count limit {k + 1}x; memory-pass limit ~{1 + 4 * k}x)"
         )
+    print(
+        "  (a PGD step on a linear model is memory-bound: besides the two matrix\n"
+        "   products it makes ~8 elementwise passes over an x-sized tensor (sign, step,\n"
+        "   clamp to the ball, clamp to [0, 1], ...), where the closed form reads x twice)"
+    )
 
 
 def bench_gamma(dims: list[int], n: int, repeats: int) -> None:
