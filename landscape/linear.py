@@ -370,12 +370,15 @@ def _margin_linf(z: np.ndarray, y: np.ndarray, bias: bool):
     rows.append(np.ones((n, 1)))
     a = np.hstack(rows)
     norm_row = np.concatenate([np.ones(2 * d), np.zeros(nb + 1)])[None]
+    # interior point (with crossover to a vertex) is ~7x faster than simplex on
+    # dense problems such as n = 500, d = 784
+    method = "highs-ipm" if n * d > 20_000 else "highs"
     res = optimize.linprog(
         c,
         A_ub=np.vstack([a, norm_row]),
         b_ub=np.concatenate([np.zeros(n), [1.0]]),
         bounds=[(0, None)] * (2 * d) + [(None, None)] * (nb + 1),
-        method="highs",
+        method=method,
     )
     if res.status != 0:
         raise RuntimeError(f"robust_margin LP failed: {res.message}")
