@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO
 
-# one worker runs the whole module (one demo run shared by all tests, in file order)
+# one worker runs the whole module, sharing one session-scoped demo run
 pytestmark = [pytest.mark.data, pytest.mark.xdist_group("demo")]
 
 
@@ -28,7 +28,7 @@ def _run_demo(out: Path, data_root: Path, *extra: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_run(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     proc = _run_demo(out, data_root)
@@ -168,9 +168,13 @@ def test_rerun_resumes_from_cache(demo_run, data_root):
     assert s2["timings_s"]["train"] < 0.5 * max(s["timings_s"]["train"], 1.0)
 
     cfg_path = out / "demo_config.json"
-    cfg = json.loads(cfg_path.read_text())
+    original = cfg_path.read_text()
+    cfg = json.loads(original)
     cfg["epochs"] += 1
     cfg_path.write_text(json.dumps(cfg))
-    proc = _run_demo(out, data_root)
+    try:
+        proc = _run_demo(out, data_root)
+    finally:
+        cfg_path.write_text(original)
     assert proc.returncode == 2
     assert "another configuration" in proc.stderr and "--fresh" in proc.stderr
