@@ -27,6 +27,7 @@ __all__ = [
     "unflatten",
     "make_generator",
     "to_device",
+    "thin_conv_backend",
 ]
 
 
@@ -185,8 +186,10 @@ def check_logits(out: Tensor, *, where: str = "model") -> None:
     with torch.no_grad():
         o = out.detach().float()
         rows = o.sum(dim=1)
-        if (o >= 0).all() and (o <= 1).all() and torch.allclose(
-            rows, torch.ones_like(rows), atol=1e-3
+        if (
+            (o >= 0).all()
+            and (o <= 1).all()
+            and torch.allclose(rows, torch.ones_like(rows), atol=1e-3)
         ):
             warnings.warn(
                 f"{where} output looks like probabilities (rows in [0, 1] summing to 1); "
@@ -202,3 +205,31 @@ def to_device(batch, device: torch.device, dtype: torch.dtype | None = None):
     if dtype is not None and x.is_floating_point():
         x = x.to(dtype)
     return x, y.to(device, non_blocking=True)
+
+
+def _thin_convs(model: nn.Module, max_channels: int) -> bool:
+    convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    return (
+        bool(convs)
+        and max(max(m.in_channels, m.out_channels) for m in convs) <= max_channels
+    )
+
+
+@contextlib.contextmanager
+def thin_conv_backend(model: nn.Module, max_channels: int = 16) -> Iterator[None]:
+    """Switch oneDNN off on CPU while attacking a model whose convolutions are thin.
+
+    PyTorch's oneDNN (mkldnn) CPU kernels compute input gradients through thin
+    convolutions (<= 16 channels, e.g. LeNet at width 1) 3-5x slower than the native
+    kernels (measured in ``benchmarks/bench_train.py``); for wide networks oneDNN is
+    faster and stays on. The previous setting is restored on exit.
+    """
+    if model_device(model).type != "cpu" or not _thin_convs(model, max_channels):
+        yield
+        return
+    prev = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = prev

@@ -113,7 +113,7 @@ def perturb(
     else:
         delta = torch.zeros_like(x)
     mode = _utils.train_mode if train else _utils.eval_mode
-    with mode(model), torch.enable_grad():
+    with mode(model), _utils.thin_conv_backend(model), torch.enable_grad():
         for _ in range(steps):
             delta.requires_grad_(True)
             loss = loss_fn(model(x + delta), y)
