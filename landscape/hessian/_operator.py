@@ -16,8 +16,10 @@ when ``batch_vectors > 1``. ``"auto"`` (default) uses the cached graph for singl
 vectors (Lanczos, power iteration) and ``vmap(jvp(grad))`` for blocks of >= 2 vectors
 (Hutchinson, Hutch++, several SLQ probes, dense Hessians), which amortises the forward
 pass over the block. Measured on LeNet / 1,000 MNIST images, 1 thread
-(``benchmarks/bench_hessian.py``): one gradient = 1; graph HVP ~2.9, recomputed
-double backward ~3.8, jvp ~3.7, vmap(jvp) over 8 vectors ~1.75 per vector.
+(``benchmarks/bench_hessian.py``, two runs on a shared CPU): one gradient = 1; graph
+HVP 2.0-2.6, recomputed double backward 2.7-3.4, jvp 2.2-2.7, vmap(jvp) over 8 vectors
+1.4-1.8 per vector; ``is_grads_batched`` over the cached graph was slower per vector
+than a loop (4.2), so the graph mode loops.
 """
 
 from __future__ import annotations
