@@ -7,6 +7,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 # two pytest workers on two cores: one BLAS/OpenMP thread each (oversubscription is 10-60x slower)
+# Real datasets: $LANDSCAPE_DATA when set, else ../shared/data when that folder exists
+# (developer machines and CI), else ./data (downloaded and md5-verified on first use).
+ifeq ($(LANDSCAPE_DATA),)
+ifneq ($(wildcard ../shared/data/mnist/train-images-idx3-ubyte.gz),)
+export LANDSCAPE_DATA := $(abspath ../shared/data)
+endif
+endif
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
 .PHONY: install demo test test-all lint bench clean
