@@ -249,6 +249,18 @@ def cached(
     return FigureData.load(path)
 
 
+def mnist(ctx: Context, num_train: int, num_test: int) -> tuple[torch.Tensor, ...]:
+    """``(x, y, x_test, y_test)``: stratified MNIST subsets from ``ctx.data_root``
+    (``landscape.data.load_dataset``), on the CPU."""
+    from landscape import data
+
+    x, y = data.load_dataset("mnist", ctx.data_root, num_samples=num_train)
+    xt, yt = data.load_dataset(
+        "mnist", ctx.data_root, split="test", num_samples=num_test
+    )
+    return x, y, xt, yt
+
+
 def save_figure(fig: Any, ctx: Context, stem: str | None = None) -> list[Path]:
     """Save a matplotlib figure as PNG and PDF in ``ctx.out_dir`` (atomic writes)."""
     from landscape.plot import savefig

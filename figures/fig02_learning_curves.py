@@ -34,7 +34,7 @@ import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import data, models, train  # noqa: E402
+from landscape import models, train  # noqa: E402
 
 NAME = "fig02_learning_curves"
 COLUMNS = ("epoch", "train_loss", "train_acc", "dist_init", "test_robust_acc", "eps")
@@ -87,10 +87,7 @@ def _config(ctx: _common.Context, s: dict, eps: float) -> train.TrainConfig:
 def compute(ctx: _common.Context) -> _common.FigureData:
     """Train one LeNet per eps (same initialisation) and keep its per-epoch metrics."""
     s = settings(ctx)
-    x, y = data.load_dataset("mnist", ctx.data_root, num_samples=s["num_train"])
-    xt, yt = data.load_dataset(
-        "mnist", ctx.data_root, split="test", num_samples=s["num_test"]
-    )
+    x, y, xt, yt = _common.mnist(ctx, s["num_train"], s["num_test"])
     dev = ctx.device
     arrays: dict[str, np.ndarray] = {}
     for eps in s["eps"]:

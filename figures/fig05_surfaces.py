@@ -39,7 +39,7 @@ import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import data, directions, models, surface, train  # noqa: E402
+from landscape import directions, models, surface, train  # noqa: E402
 
 NAME = "fig05_surfaces"
 
@@ -109,10 +109,7 @@ def _config(ctx: _common.Context, s: dict, eps: float) -> train.TrainConfig:
 def compute(ctx: _common.Context) -> _common.FigureData:
     """Train one LeNet per eps and evaluate its clean and adversarial surfaces."""
     s = settings(ctx)
-    x, y = data.load_dataset("mnist", ctx.data_root, num_samples=s["num_train"])
-    xt, yt = data.load_dataset(
-        "mnist", ctx.data_root, split="test", num_samples=s["num_test"]
-    )
+    x, y, xt, yt = _common.mnist(ctx, s["num_train"], s["num_test"])
     dev = ctx.device
     test = [(xt.to(dev), yt.to(dev))]
     xs = np.linspace(-s["span"], s["span"], s["grid"])

@@ -44,7 +44,7 @@ import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import data, evaluate, models, train  # noqa: E402
+from landscape import evaluate, models, train  # noqa: E402
 from landscape.io import atomic_write  # noqa: E402
 
 NAME = "fig06_schedules"
@@ -114,10 +114,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
     under both protocols."""
     s = settings(ctx)
     dev = ctx.device
-    x, y = data.load_dataset("mnist", ctx.data_root, num_samples=s["num_train"])
-    xt, yt = data.load_dataset(
-        "mnist", ctx.data_root, split="test", num_samples=s["num_eval"]
-    )
+    x, y, xt, yt = _common.mnist(ctx, s["num_train"], s["num_eval"])
     xt, yt = xt.to(dev), yt.to(dev)
     rows: list[list] = []
     checks: dict = {}
