@@ -1,9 +1,11 @@
 """Shared test case: a binary linear classifier with closed-form robust accuracy
-(used by test_attacks.py and test_evaluate.py; tests/ is on sys.path under pytest)."""
+and a tiny CNN that records its modes (used by test_attacks.py and test_evaluate.py;
+tests/ is on sys.path under pytest)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -41,3 +43,24 @@ def _closed_form(w, z, y, eps, norm):
     dual = w.abs().sum() if norm == "linf" else w.norm()
     m = s * z - eps * dual
     return m > 0, m.abs()
+
+
+class Recorder(nn.Module):
+    """Tiny CNN on 1x8x8 images that records the mode of every forward pass."""
+
+    def __init__(self, softmax: bool = False, classes: int = 5):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16, classes)
+        for p in self.parameters():
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.7)
+        self.softmax = softmax
+        self.modes: list[bool] = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        h = F.max_pool2d(torch.tanh(self.conv(x)), 2).flatten(1)
+        out = self.fc(h)
+        return out.softmax(1) if self.softmax else out

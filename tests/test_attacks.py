@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _linear_case import _closed_form, _linear_case
+from _linear_case import Recorder, _closed_form, _linear_case
 from torch import nn
 
 from landscape import attacks as A
@@ -76,27 +76,6 @@ def test_fgsm_and_apgd_exact_on_linear(norm):
 
 
 # ------------------------------------------------------------- common properties
-
-
-class Recorder(nn.Module):
-    """Tiny CNN on 1x8x8 images that records the mode of every forward pass."""
-
-    def __init__(self, softmax: bool = False, classes: int = 5):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 16, classes)
-        for p in self.parameters():
-            with torch.no_grad():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.7)
-        self.softmax = softmax
-        self.modes: list[bool] = []
-
-    def forward(self, x):
-        self.modes.append(self.training)
-        h = F.max_pool2d(torch.tanh(self.conv(x)), 2).flatten(1)
-        out = self.fc(h)
-        return out.softmax(1) if self.softmax else out
 
 
 def _images(n=12, seed=0):
