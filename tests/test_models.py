@@ -191,3 +191,22 @@ def test_hessian_vector_products_flow_through_models():
     hv = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
     assert all(h.shape == p.shape for h, p in zip(hv, params))
     assert sum(float(h.abs().sum()) for h in hv) > 0
+    # against central differences of the gradient: (g(p + h v) - g(p - h v)) / 2h
+    h = 1e-5
+
+    def grad_at(sign: float) -> list[torch.Tensor]:
+        with torch.no_grad():
+            for p, vi in zip(params, v):
+                p.add_(sign * h * vi)
+        gs = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params)
+        with torch.no_grad():
+            for p, vi in zip(params, v):
+                p.sub_(sign * h * vi)
+        return gs
+
+    fd = [(a - b) / (2 * h) for a, b in zip(grad_at(1.0), grad_at(-1.0))]
+    hv_flat, fd_flat = (
+        torch.cat([t.reshape(-1) for t in hv]),
+        torch.cat([t.reshape(-1) for t in fd]),
+    )
+    torch.testing.assert_close(hv_flat, fd_flat, rtol=1e-4, atol=1e-6)
