@@ -151,6 +151,8 @@ def compute(ctx: _common.Context) -> _common.FigureData:
     ]
     arrays: dict[str, np.ndarray] = {}
     table: dict = {"settings": {k: v for k, v in cfg.items() if k != "model_kw"}}
+    # runs are bit-reproducible only at the same thread count (LANDSCAPE_THREADS)
+    table["settings"]["num_threads"] = torch.get_num_threads()
     for act in ACTIVATIONS:
         parts, norms, logged = [], [], []
         for eps in cfg["train_eps"]:

@@ -518,3 +518,49 @@ def test_compile_matches_eager_closely():
     adversarial_train(b, (x, y), cfg.replace(compile=True))
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([t.detach().flatten() for t in model.state_dict().values()])
+
+
+@pytest.mark.filterwarnings("ignore:possible catastrophic overfitting")
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_seeded_runs_are_bit_identical_whatever_the_caller_state(optimizer):
+    # Seeded CPU training is a function of (model init, data, config, thread count):
+    # PGD with random starts at eps > 0, dropout (global RNG), per-epoch robust
+    # evaluation and the CO check, with the caller's global RNG in another state and
+    # oneDNN switched off by the caller before the second run.
+    x, y = _data(64)
+    test = _data(16, seed=1)
+    cfg = _cfg(
+        optimizer=optimizer,
+        lr=0.05 if optimizer == "sgd" else 1e-2,
+        eps=0.2,
+        steps=3,
+        random_start=True,
+        eval_num=16,
+        co_check_num=16,
+    )
+    runs = []
+    prev = torch.backends.mkldnn.enabled
+    try:
+        for draws, onednn in ((0, True), (7, False)):
+            model = TinyNet(seed=3)  # same init; also resets the global RNG
+            torch.rand(draws)  # the caller used its global RNG in between
+            torch.backends.mkldnn.enabled = onednn
+            state = torch.get_rng_state()
+            res = adversarial_train(model, (x, y), cfg, test_data=test)
+            assert torch.backends.mkldnn.enabled is onednn  # restored
+            assert torch.equal(torch.get_rng_state(), state)  # caller's RNG untouched
+            runs.append((_flat(model), res.metrics))
+    finally:
+        torch.backends.mkldnn.enabled = prev
+    (w1, m1), (w2, m2) = runs
+    assert not torch.equal(w1, _flat(TinyNet(seed=3)))  # it trained
+    assert torch.equal(w1, w2)  # bitwise
+    keys = [k for k in m1 if not k.startswith("time")]
+    assert sorted(keys) == sorted(k for k in m2 if not k.startswith("time"))
+    assert "test_robust_acc" in keys and "co_pgd_acc" in keys
+    for k in keys:
+        np.testing.assert_array_equal(m1[k], m2[k], err_msg=k)

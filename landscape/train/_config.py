@@ -55,8 +55,9 @@ class TrainConfig:
             accuracy exceeds PGD accuracy on it by more than this.
         checkpoint_every: also write the resume checkpoint every this many iterations
             (0: only at the end of each epoch).
-        seed: seeds the initial shuffles, the attack's random starts and torch's
-            global RNG at the start of the run.
+        seed: seeds the shuffles, the attack's random starts and torch's global
+            RNG (dropout) for the run (inside a fork: the caller's stream is
+            neither used nor advanced).
         amp: ``"auto"`` (bf16 autocast on CUDA, off on CPU), ``"bf16"`` or ``"off"``.
         channels_last: use channels_last memory format on CUDA.
         compile: wrap the model in ``torch.compile``.

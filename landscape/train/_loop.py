@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,14 @@ def adversarial_train(
     resumed DDP run restores rank 0's attack RNG on every rank, so with random starts
     it is statistically, not bitwise, the same run).
 
+    Reproducibility: on CPU a seeded run is a bit-identical function of the initial
+    weights, the data, the config and ``torch.get_num_threads()`` (recorded in
+    ``meta``; other thread counts change the floating-point reduction order, and with
+    PGD at eps > 0 the gradient signs amplify that into visibly different models).
+    The caller's global RNG state and ``torch.backends.mkldnn.enabled`` play no part:
+    the global RNG (dropout) is reseeded from ``config.seed`` inside a fork and
+    oneDNN is pinned on for the run, both restored on return.
+
     Args:
         model: classifier returning logits.
         data: ``(x, y)`` tensors (batched with ``config.batch_size``, reshuffled per
@@ -134,6 +143,51 @@ def adversarial_train(
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    with _isolated(_utils.model_device(model)):
+        return _train(
+            model,
+            data,
+            cfg,
+            test_data=test_data,
+            run_dir=run_dir,
+            progressbar=progressbar,
+            resume=resume,
+            callback=callback,
+        )
+
+
+@contextlib.contextmanager
+def _isolated(device: torch.device) -> Iterator[None]:
+    """Make a run a function of its inputs only: torch's global RNG (dropout) is
+    forked, so the caller's stream neither feeds the run nor is consumed by it, and
+    oneDNN is pinned on (PyTorch's default) for the training step and evaluation, so
+    a caller that switched ``torch.backends.mkldnn.enabled`` off (its conv kernels
+    round differently) gets the same weights. Both are restored on exit."""
+    cuda_ids = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    prev = torch.backends.mkldnn.enabled
+    with torch.random.fork_rng(devices=cuda_ids):
+        torch.backends.mkldnn.enabled = True
+        try:
+            yield
+        finally:
+            torch.backends.mkldnn.enabled = prev
+
+
+def _train(
+    model: nn.Module,
+    data: Any,
+    cfg: TrainConfig,
+    *,
+    test_data: Any,
+    run_dir: str | Path | None,
+    progressbar: bool,
+    resume: bool,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> TrainResult:
     raw = model
     modes = [(m, m.training) for m in raw.modules()]
     device, dtype = _utils.model_device(raw), _utils.model_dtype(raw)
@@ -152,6 +206,7 @@ def adversarial_train(
     eps_fn, lr_fn = cfg.eps_fn(), cfg.lr_fn()
     period_ends = set(cfg.period_end_epochs())
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 9973 + rank + 17)
+    torch.manual_seed(cfg.seed * 7919 + rank + 101)  # dropout; restored on resume
     generators = {"attack": gen}
 
     # -- run folder: fresh start or resume ----------------------------------------
@@ -470,7 +525,13 @@ def adversarial_train(
         config=cfg.to_dict(),
         run_dir=str(folder) if folder is not None else None,
         checkpoints=list(checkpoints),
-        meta={"rank": rank, "world_size": world, "device": str(device)},
+        meta={
+            "rank": rank,
+            "world_size": world,
+            "device": str(device),
+            "num_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
     )
 
 
