@@ -304,3 +304,15 @@ def test_cli_and_plots(tmp_path, data_root):
     assert len(ax.patches) == len(res.attacks) * len(res.eps)
     fig = plot.evaluation_figure([res, E.EvalResult.load(f"{out}_l2.npz")])
     assert len(fig.axes) >= 2
+
+
+def test_bad_data_shapes_raise_clear_errors():
+    x, y = _images(n=6)
+    with pytest.raises(ValueError, match="does not match 4 labels"):
+        E.evaluate(Recorder(), (x, y[:4]), eps=0.1, preset="quick")
+    with pytest.raises(ValueError, match="leading batch dimension"):
+        E.evaluate(Recorder(), [(x[0, 0, 0], y[:1])], eps=0.1, preset="quick")
+    with pytest.raises(ValueError, match="1-D tensor of class indices"):
+        E.evaluate(Recorder(), (x, y[:, None]), eps=0.1, preset="quick")
+    with pytest.raises(ValueError, match="eps must be"):
+        E.evaluate(Recorder(), (x, y), eps=-0.1, preset="quick")

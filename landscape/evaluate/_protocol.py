@@ -120,10 +120,9 @@ def as_batches(
         and len(data) == 2
         and isinstance(data[0], Tensor)
         and isinstance(data[1], Tensor)
-        and data[0].shape[0] == data[1].shape[0]
-        and data[1].ndim == 1
     ):
         x, y = data
+        _check_pair(x, y)
         data = [
             (x[i : i + batch_size], y[i : i + batch_size])
             for i in range(0, len(y), batch_size)
@@ -131,8 +130,21 @@ def as_batches(
     out = []
     for b in data:
         x, y = _utils.to_device(b, device or torch.device("cpu"), dtype)
+        _check_pair(x, y)
         out.append((x, y.long()))
     return out
+
+
+def _check_pair(x: Tensor, y: Tensor) -> None:
+    if y.ndim != 1:
+        raise ValueError(
+            f"labels must be a 1-D tensor of class indices, got shape {tuple(y.shape)}"
+        )
+    if x.ndim < 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x of shape {tuple(x.shape)} does not match {y.shape[0]} labels: pass "
+            "inputs with a leading batch dimension, one label per example"
+        )
 
 
 def _signature(batches, eps, norm, specs: Sequence[AttackSpec], seed: int) -> dict:
