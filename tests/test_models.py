@@ -132,6 +132,10 @@ def test_unknown_names_are_clear_errors():
         models.build("mlp", activation="swishy")
     with pytest.raises(TypeError, match="hidden_size"):
         models.build("mlp", hidden_size=3)
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        models.build("mlp", num_classes=0)
+    with pytest.raises(ValueError, match="width must be > 0"):
+        models.build("lenet", width=0)
 
 
 @pytest.mark.parametrize("act, cls", [("tanh", nn.Tanh), ("gelu", nn.GELU)])

@@ -213,7 +213,8 @@ def build(
         ``model.build_config`` so ``build(**model.build_config)`` rebuilds it.
 
     Raises:
-        ValueError: unknown model or activation (the message lists the valid names).
+        ValueError: unknown model or activation (the message lists the valid names),
+            ``num_classes < 1`` or ``width <= 0``.
 
     Example:
         >>> import torch
@@ -225,6 +226,10 @@ def build(
     if key not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
     make_activation(activation)  # validate early, with the list of names
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0 (a factor on the widths), got {width}")
     in_shape = tuple(int(s) for s in in_shape)
     norm = _normalize(in_shape, mean, std, dataset)
     try:
