@@ -184,11 +184,22 @@ def robust_margins(w, b, x, y, *, eps: float, norm: str | float = "linf"):
         y = torch.as_tensor(y, dtype=w.dtype, device=w.device).reshape(-1)
         if not bool(((y == 1) | (y == -1)).all()):
             raise ValueError("labels must be +-1 for the binary theory")
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]} labels")
+        _check_dim(w.shape[-1], x.shape[1])
         return y * (x @ w + b) - eps * dual_norm(w, norm)
     x = _as_x(x)
     y = _as_pm1(y, x.shape[0])
     w = np.asarray(w, dtype=np.float64).reshape(-1)
+    _check_dim(w.shape[0], x.shape[1])
     return y * (x @ w + b) - eps * dual_norm(w, norm)
+
+
+def _check_dim(dw: int, dx: int) -> None:
+    if dw != dx:
+        raise ValueError(
+            f"w has {dw} weights but x has {dx} features per row: pass x as (n, {dw})"
+        )
 
 
 def _loss_of_margin(m, loss: str):

@@ -84,6 +84,12 @@ def test_bad_input_fails_clearly():
         linear.robust_loss(w, 0.0, x, y, eps=0.1, loss="square")
     with pytest.raises(ValueError, match="rows"):
         linear.robust_margins(w, 0.0, x, y[:-1], eps=0.1)
+    with pytest.raises(ValueError, match="rows"):
+        linear.robust_margins(torch.ones(2), 0.0, x, y[:-1], eps=0.1)
+    with pytest.raises(ValueError, match="3 weights but x has 2 features"):
+        linear.robust_loss(np.ones(3), 0.0, x, y, eps=0.1)
+    with pytest.raises(ValueError, match="3 weights but x has 2 features"):
+        linear.robust_loss(torch.ones(3, dtype=torch.float64), 0.0, x, y, eps=0.1)
     with pytest.raises(ValueError, match="eps"):
         linear.robust_train_closed_form(x, y, eps=-1.0)
     with pytest.raises(ValueError, match="both classes"):
