@@ -4,6 +4,7 @@ parameter flattening, seeding, input validation."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "make_generator",
     "to_device",
     "thin_conv_backend",
+    "onednn_policy",
 ]
 
 
@@ -215,6 +217,27 @@ def _thin_convs(model: nn.Module, max_channels: int) -> bool:
     )
 
 
+_ONEDNN_POLICY: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "landscape_onednn_policy", default="auto"
+)
+
+
+@contextlib.contextmanager
+def onednn_policy(policy: str) -> Iterator[None]:
+    """Choose how attacks use oneDNN on CPU inside this context.
+
+    ``"auto"`` (default): off for thin convolutions only (see :func:`thin_conv_backend`);
+    ``"on"``: leave oneDNN as the caller set it; ``"off"``: always off during attacks.
+    """
+    if policy not in ("auto", "on", "off"):
+        raise ValueError(f"oneDNN policy must be 'auto', 'on' or 'off', got {policy!r}")
+    token = _ONEDNN_POLICY.set(policy)
+    try:
+        yield
+    finally:
+        _ONEDNN_POLICY.reset(token)
+
+
 @contextlib.contextmanager
 def thin_conv_backend(model: nn.Module, max_channels: int = 16) -> Iterator[None]:
     """Switch oneDNN off on CPU while attacking a model whose convolutions are thin.
@@ -222,9 +245,14 @@ def thin_conv_backend(model: nn.Module, max_channels: int = 16) -> Iterator[None
     PyTorch's oneDNN (mkldnn) CPU kernels compute input gradients through thin
     convolutions (<= 16 channels, e.g. LeNet at width 1) 3-5x slower than the native
     kernels (measured in ``benchmarks/bench_train.py``); for wide networks oneDNN is
-    faster and stays on. The previous setting is restored on exit.
+    faster and stays on. :func:`onednn_policy` overrides the choice. The previous
+    setting is restored on exit.
     """
-    if model_device(model).type != "cpu" or not _thin_convs(model, max_channels):
+    policy = _ONEDNN_POLICY.get()
+    off = model_device(model).type == "cpu" and (
+        policy == "off" or (policy == "auto" and _thin_convs(model, max_channels))
+    )
+    if not off:
         yield
         return
     prev = torch.backends.mkldnn.enabled

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -32,24 +32,10 @@ def autocast(device: torch.device, cfg: TrainConfig):
 
 
 def attack_ctx(model: nn.Module, device: torch.device, cfg: TrainConfig):
-    """Context for the training attack: oneDNN off on CPU for thin convolutions."""
-    if device.type != "cpu" or cfg.attack_onednn == "on":
-        return contextlib.nullcontext
-    if cfg.attack_onednn == "auto":
-        convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-        if not convs or max(max(m.in_channels, m.out_channels) for m in convs) > 16:
-            return contextlib.nullcontext
-    return _onednn_off
-
-
-@contextlib.contextmanager
-def _onednn_off() -> Iterator[None]:
-    prev = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = prev
+    """Context for the training attack: the oneDNN policy ``cfg.attack_onednn``
+    (``"auto"``: native CPU kernels for thin convolutions), applied by
+    :func:`landscape._utils.thin_conv_backend` inside every attack."""
+    return functools.partial(_utils.onednn_policy, cfg.attack_onednn)
 
 
 def prep(x: Tensor, y: Tensor, device, dtype, channels_last: bool):
