@@ -35,6 +35,7 @@ demo: $(STAMP)
 ## The whole default test suite: lint, unit tests + doctests, figure smoke runs, notebooks.
 test: $(STAMP)
 	$(VENV)/bin/ruff check landscape tests figures benchmarks
+	$(VENV)/bin/ruff format --check landscape tests figures benchmarks
 	$(TEST_ENV) $(PY) -m pytest -n 2 -q --durations=15 $(ARGS)
 	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --nbmake notebooks -o addopts=""
 

@@ -222,7 +222,9 @@ class Result:
         for f in dataclasses.fields(cls):
             if f.name in arrays:
                 kwargs[f.name] = arrays[f.name]
-            elif isinstance(rest.get(f.name), dict) and "__array_dict__" in rest[f.name]:
+            elif (
+                isinstance(rest.get(f.name), dict) and "__array_dict__" in rest[f.name]
+            ):
                 kwargs[f.name] = {
                     k: arrays[f"{f.name}/{k}"] for k in rest[f.name]["__array_dict__"]
                 }

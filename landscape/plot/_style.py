@@ -41,7 +41,9 @@ def savefig(fig, path: str | Path, *, close: bool = True) -> list[Path]:
     from ..io import atomic_write
 
     path = Path(path)
-    targets = [path] if path.suffix else [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    targets = (
+        [path] if path.suffix else [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    )
     for t in targets:
         with atomic_write(t, "wb") as f:
             fig.savefig(f, format=t.suffix.lstrip("."), bbox_inches="tight")
