@@ -126,6 +126,8 @@ def test_attack_properties(name, norm):
         run(m, x, y, eps=eps, norm="l1", generator=g())
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         run(m, x * 3, y, eps=eps, norm=norm, generator=g())
+    with pytest.raises(ValueError, match=r"class indices in \[0, 4\]"):
+        run(m, x, y + 5, eps=eps, norm=norm, generator=g())
     with pytest.warns(UserWarning, match="probabilities"):
         run(Recorder(softmax=True), x, y, eps=eps, norm=norm, generator=g())
 

@@ -156,11 +156,17 @@ def _assert_in_ball(
     assert x_adv.min() >= 0 and x_adv.max() <= 1, f"{where}: result leaves [0, 1]"
 
 
-def _check_first_output(out: Tensor, where: str) -> None:
+def _check_first_output(out: Tensor, where: str, y: Tensor | None = None) -> None:
     if out.ndim != 2 or out.shape[1] < 2:
         raise ValueError(
             f"{where}: the model must return (N, num_classes) logits, got shape "
             f"{tuple(out.shape)}; wrap a 1-logit binary model to return [0, z]"
+        )
+    if y is not None and y.numel() and (y.min() < 0 or y.max() >= out.shape[1]):
+        raise ValueError(
+            f"{where}: labels must be class indices in [0, {out.shape[1] - 1}] (the "
+            f"model has {out.shape[1]} logits), got values in "
+            f"[{int(y.min())}, {int(y.max())}]"
         )
     _utils.check_logits(out, where=where)
 

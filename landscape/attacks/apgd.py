@@ -164,7 +164,7 @@ def apgd(
     with _utils.eval_mode(model):
         with torch.no_grad():
             out = model(x)
-        _check_first_output(out, "apgd_t" if _targets else "apgd")
+        _check_first_output(out, "apgd_t" if _targets else "apgd", y)
         if _targets and out.shape[1] < 4:
             raise ValueError("APGD-T needs at least 4 classes; use apgd(loss='cw')")
         broken = out.argmax(1) != y

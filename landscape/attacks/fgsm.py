@@ -59,7 +59,7 @@ def fgsm(
     with _utils.eval_mode(model), torch.enable_grad():
         xi = x.clone().requires_grad_(True)
         out = model(xi)
-        _check_first_output(out, "fgsm")
+        _check_first_output(out, "fgsm", y)
         (g,) = torch.autograd.grad(loss_fn(out, y).sum(), xi)
     x_adv = x + project(eps * step_direction(g, norm), x, eps, norm)
     _assert_in_ball(x_adv, x, eps, norm, "fgsm")

@@ -182,7 +182,7 @@ def pgd(
     with _utils.eval_mode(model):
         with torch.no_grad():
             out = model(x)
-        _check_first_output(out, "pgd")
+        _check_first_output(out, "pgd", y)
         num_fwd += x.shape[0]
         broken = out.argmax(1) != y
         x_adv = x.clone()

@@ -139,7 +139,7 @@ def simba(
     tol = 1e-6
     with _utils.eval_mode(model), torch.no_grad():
         out = model(x)
-        _check_first_output(out, "simba")
+        _check_first_output(out, "simba", y)
         nq += 1
         prob = out.softmax(1).gather(1, y.view(-1, 1)).squeeze(1)
         wrong = out.argmax(1) != y

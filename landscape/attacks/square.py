@@ -140,7 +140,7 @@ def square(
     nq = torch.zeros(n, dtype=torch.long, device=dev)
     with _utils.eval_mode(model), torch.no_grad():
         out = model(x)
-        _check_first_output(out, "square")
+        _check_first_output(out, "square", y)
         m_best = margin(out, y).neg()  # z_y - max_{j != y} z_j: > 0 iff still correct
         x_best = x.clone()
         todo = m_best > 0
