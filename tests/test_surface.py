@@ -267,6 +267,10 @@ def test_bad_inputs():
         S.loss_surface(m, lf, data, dirs, xs=[0.0], strategy="fast")
     with pytest.raises(ValueError, match="empty"):
         S.loss_surface(m, lf, [], dirs, xs=[0.0])
+    with pytest.raises(ValueError, match="finite"):
+        S.loss_surface(m, lf, data, dirs, xs=[0.0, float("nan")])
+    with pytest.raises(ValueError, match="finite"):
+        S.loss_line(m, lf, data, dirs[0], xs=[float("inf")])
 
 
 def test_hessian_eigenvector_line_is_the_taylor_parabola():

@@ -95,6 +95,8 @@ def loss_surface(
     ys = xs.copy() if ys is None else np.asarray(ys, dtype=np.float64).reshape(-1)
     if xs.size == 0 or ys.size == 0:
         raise ValueError("xs and ys must not be empty")
+    if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+        raise ValueError("xs and ys must be finite step sizes along the directions")
     gx, gy = np.meshgrid(xs, ys)
     coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
     loss, acc, meta = _evaluate_grid(
@@ -172,6 +174,8 @@ def loss_line(
     xs = np.asarray(xs, dtype=np.float64).reshape(-1)
     if xs.size == 0:
         raise ValueError("xs must not be empty")
+    if not np.isfinite(xs).all():
+        raise ValueError("xs must be finite step sizes along the direction")
     loss, acc, meta = _evaluate_grid(
         model,
         loss_fn,
