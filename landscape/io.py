@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write",
     "atomic_save_torch",
     "load_torch",
+    "module_in",
     "provenance",
     "git_commit",
     "CorruptFileError",
@@ -88,6 +89,24 @@ def load_torch(path: str | os.PathLike, *, map_location: Any = "cpu") -> Any:
             f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}); "
             "delete it and resume from an earlier checkpoint or retrain"
         ) from err
+
+
+def module_in(obj: Any) -> torch.nn.Module | None:
+    """The ``nn.Module`` a loaded checkpoint holds: the object itself or its ``"model"``
+    entry; None for a state dict or anything else (the CLIs' shared first check).
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 1)
+        >>> module_in(lin) is lin, module_in({"model": lin}) is lin
+        (True, True)
+        >>> module_in(lin.state_dict()) is None
+        True
+    """
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    if isinstance(obj, dict) and isinstance(obj.get("model"), torch.nn.Module):
+        return obj["model"]
+    return None
 
 
 def git_commit() -> str | None:

@@ -107,9 +107,9 @@ def _load_model(path: str, ensemble: bool, device: str) -> torch.nn.Module:
     if p.is_file():
         from .. import io
 
-        obj = io.load_torch(p, map_location=device)
-        if isinstance(obj, torch.nn.Module):
-            return obj.to(device).eval()
+        net = io.module_in(io.load_torch(p, map_location=device))
+        if net is not None:
+            return net.to(device).eval()
     from .. import train
 
     if ensemble:

@@ -406,7 +406,6 @@ def _compute_parser() -> argparse.ArgumentParser:
 
 
 def _load_checkpoint(path: Path, arch: str | None, arch_kwargs: dict | None, device):
-    import torch
 
     from landscape import io as lio
 
@@ -416,13 +415,12 @@ def _load_checkpoint(path: Path, arch: str | None, arch_kwargs: dict | None, dev
 
         return train.load_model(path, device=device)
     ckpt = lio.load_torch(path)
-    if isinstance(ckpt, torch.nn.Module):
-        return ckpt.to(device).eval()
+    net = lio.module_in(ckpt)
+    if net is not None:
+        return net.to(device).eval()
     if not isinstance(ckpt, dict):
         raise SystemExit(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dict")
     state = ckpt.get("model", ckpt)
-    if isinstance(state, torch.nn.Module):
-        return state.to(device).eval()
     name = arch or ckpt.get("arch")
     if not name:
         raise SystemExit(

@@ -82,12 +82,11 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
 
         return load_model(path, template, device=device)
     obj = lio.load_torch(path, map_location=device)
-    if isinstance(obj, nn.Module):
-        return obj.to(device)
+    net = lio.module_in(obj)
+    if net is not None:
+        return net.to(device)
     if isinstance(obj, dict):
         state = obj.get("model", obj)
-        if isinstance(state, nn.Module):
-            return state.to(device)
         if template is None:
             raise ValueError("the checkpoint holds a state dict: pass --model NAME")
         template.load_state_dict(state)
