@@ -148,6 +148,14 @@ def test_losses_values():
         A.get_loss("hinge")
 
 
+def test_black_box_option_ranges():
+    x, y = _images()
+    with pytest.raises(ValueError, match="p_init"):
+        A.square(Recorder(), x, y, eps=0.1, queries=5, p_init=2.0)
+    with pytest.raises(ValueError, match="freq_frac"):
+        A.simba(Recorder(), x, y, eps=0.5, queries=5, freq_frac=1.5)
+
+
 def test_bad_model_output_shape():
     m = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
     x, y = _images()

@@ -111,6 +111,8 @@ def simba(
     eps, norm = _check_inputs(x, y, eps, norm)
     if queries < 1:
         raise ValueError(f"queries must be >= 1, got {queries}")
+    if dct and not 0 <= freq_frac <= 1:
+        raise ValueError(f"freq_frac must be in [0, 1], got {freq_frac}")
     l2_budget = eps if norm == "l2" else float("inf")
     linf_budget = (
         eps

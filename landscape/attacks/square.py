@@ -133,6 +133,10 @@ def square(
     if norm == "l2" and min(h, w) < 5:
         raise ValueError("the L2 square attack needs images of at least 5 x 5 pixels")
     p_init = 0.8 if p_init is None else float(p_init)
+    if not 0 < p_init <= 1:
+        raise ValueError(
+            f"p_init is a fraction of pixels in (0, 1], got {p_init} (default 0.8)"
+        )
     x, y = x.detach(), y.detach()
     gen, seed = _utils.make_generator(generator, x.device)
     dev, dt = x.device, x.dtype
