@@ -178,7 +178,7 @@ class HessianOperator:
                 w = x.shape[0] / self.num_samples
                 lb = self._batch_loss(leaves, x, y)
                 gs = torch.autograd.grad(lb * w, self._leaves, create_graph=True)
-                g = torch.cat([t.reshape(-1) for t in gs])
+                g = _utils.flatten(gs)
                 total = g if total is None else total + g
         assert total is not None
         self._grad = total
@@ -227,7 +227,7 @@ class HessianOperator:
                     hv = torch.autograd.grad(
                         self._grad, self._leaves, grad_outputs=v, retain_graph=True
                     )
-                    rows.append(torch.cat([t.reshape(-1) for t in hv]))
+                    rows.append(_utils.flatten(hv))
             return torch.stack(rows)
         out = torch.zeros_like(V)
         with _utils.eval_mode(self.model):
@@ -259,10 +259,10 @@ class HessianOperator:
             gs = torch.autograd.grad(
                 self._batch_loss(leaves, x, y), lv, create_graph=True
             )
-            g = torch.cat([t.reshape(-1) for t in gs])
+            g = _utils.flatten(gs)
             if V.shape[0] == 1:
                 hv = torch.autograd.grad(g, lv, grad_outputs=V[0])
-                return torch.cat([t.reshape(-1) for t in hv])[None]
+                return _utils.flatten(hv)[None]
             hv = torch.autograd.grad(g, lv, grad_outputs=V, is_grads_batched=True)
         return torch.cat([t.reshape(V.shape[0], -1) for t in hv], dim=1)
 
@@ -275,7 +275,7 @@ class HessianOperator:
         def one(v: Tensor) -> Tensor:
             tang = dict(zip(self.names, _utils.unflatten(v, list(params.values()))))
             _, hv = torch.func.jvp(grad_fn, (params,), (tang,))
-            return torch.cat([hv[n].reshape(-1) for n in self.names])
+            return _utils.flatten([hv[n] for n in self.names])
 
         if V.shape[0] > 1 and self._vmap_ok:
             try:
