@@ -53,6 +53,8 @@ __all__ = [
     "cached",
     "save_figure",
     "report",
+    "mnist",
+    "train_warmup",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,6 +261,46 @@ def mnist(ctx: Context, num_train: int, num_test: int) -> tuple[torch.Tensor, ..
         "mnist", ctx.data_root, split="test", num_samples=num_test
     )
     return x, y, xt, yt
+
+
+def train_warmup(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    epochs: int,
+    lr: float,
+    steps: int,
+    ctx: Context,
+):
+    """PGD adversarial training (Adam, batch 64) with eps ramped linearly from 0 over
+    the first half of the epochs (without the ramp a small LeNet trained from scratch
+    at eps = 0.3 stays at the constant classifier); no per-epoch evaluation.
+    Returns the :class:`landscape.train.TrainResult`; ``model`` is trained in place."""
+    from landscape.data import batches
+    from landscape.train import TrainConfig, adversarial_train
+
+    tc = TrainConfig(
+        epochs=epochs,
+        batch_size=64,
+        optimizer="adam",
+        lr=lr,
+        eps=eps,
+        eps_schedule="linear",
+        eps_kwargs={"warmup": max(epochs // 2, 1)},
+        attack="pgd" if eps > 0 else "none",
+        steps=steps,
+        eval_num=0,
+        co_check_num=0,
+        seed=ctx.seed,
+        amp="off",
+        channels_last=False,
+    )
+    loader = batches(
+        x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=ctx.device
+    )
+    return adversarial_train(model, loader, tc)
 
 
 def save_figure(fig: Any, ctx: Context, stem: str | None = None) -> list[Path]:

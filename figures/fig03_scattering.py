@@ -109,29 +109,16 @@ def _train(model, x, y, eps, cfg, ctx):
     """Adversarial training with :func:`landscape.train.adversarial_train` (Adam, PGD,
     eps ramped linearly from 0 over the first half of the epochs: without the ramp a
     small LeNet trained from scratch at eps = 0.3 stays at the constant classifier)."""
-    from landscape.data import batches
-    from landscape.train import TrainConfig, adversarial_train
-
-    tc = TrainConfig(
+    res = _common.train_warmup(
+        model,
+        x,
+        y,
+        eps,
         epochs=cfg["epochs"],
-        batch_size=64,
-        optimizer="adam",
         lr=cfg["lr"],
-        eps=eps,
-        eps_schedule="linear",
-        eps_kwargs={"warmup": max(cfg["epochs"] // 2, 1)},
-        attack="pgd" if eps > 0 else "none",
         steps=cfg["train_steps"],
-        eval_num=0,
-        co_check_num=0,
-        seed=ctx.seed,
-        amp="off",
-        channels_last=False,
+        ctx=ctx,
     )
-    loader = batches(
-        x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=ctx.device
-    )
-    res = adversarial_train(model, loader, tc)
     cols = res.metrics
     records = [
         {k: float(np.asarray(v)[i]) for k, v in cols.items() if k in _LOGGED}

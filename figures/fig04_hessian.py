@@ -83,29 +83,16 @@ def _load(ctx: _common.Context, n: int):
 
 
 def _train(model, x, y, eps: float, cfg: dict, ctx: _common.Context):
-    from landscape.data import batches
-    from landscape.train import TrainConfig, adversarial_train
-
-    tc = TrainConfig(
+    res = _common.train_warmup(
+        model,
+        x,
+        y,
+        eps,
         epochs=cfg["epochs"],
-        batch_size=64,
-        optimizer="adam",
         lr=cfg["lr"],
-        eps=eps,
-        eps_schedule="linear",
-        eps_kwargs={"warmup": max(cfg["epochs"] // 2, 1)},
-        attack="pgd" if eps > 0 else "none",
         steps=cfg["train_steps"],
-        eval_num=0,
-        co_check_num=0,
-        seed=ctx.seed,
-        amp="off",
-        channels_last=False,
+        ctx=ctx,
     )
-    loader = batches(
-        x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=ctx.device
-    )
-    res = adversarial_train(model, loader, tc)
     return model.eval(), float(np.asarray(res.metrics["train_loss"])[-1])
 
 
