@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from .. import data as _data
     from .. import spectrum
     from .._utils import seed_everything
+    from ..io import atomic_write
     from ._api import adversarial_data, top_eigenvalues, trace
 
     gen = seed_everything(args.seed)
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]
         summary.append(row)
         print(json.dumps(row))
-    with open(out / "summary.json", "w") as f:
+    with atomic_write(out / "summary.json", "w") as f:
         json.dump({"checkpoint": str(args.checkpoint), "rows": summary}, f, indent=1)
     print(f"wrote {out}/")
     return 0
