@@ -420,3 +420,40 @@ def test_cross_check_autoattack_fast(data_root):
 def test_cross_check_autoattack_full(data_root):
     m, xt, yt = _mnist_model(data_root, 5000, 500, seconds_epochs=4)
     _compare_autoattack(m, xt, yt, steps=100, queries=1000, tol=0.02)
+
+
+def test_apgd_restarts_keep_highest_loss_point():
+    """Unbroken points: APGD returns the highest-loss point over all restarts, so more
+    restarts (same seed: the first run is identical) never return a lower loss."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(12, 64),
+        nn.ReLU(),
+        nn.Linear(64, 64),
+        nn.ReLU(),
+        nn.Linear(64, 5),
+    ).double()
+    x = torch.rand(64, 3, 2, 2, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    res = {}
+    for r in (1, 3):
+        xa, info = A.apgd(
+            model,
+            x,
+            y,
+            eps=0.05,
+            steps=2,
+            restarts=r,
+            generator=torch.Generator().manual_seed(1),
+            return_info=True,
+        )
+        with torch.no_grad():
+            res[r] = (F.cross_entropy(model(xa), y, reduction="none"), info["success"])
+    (l1, s1), (l3, s3) = res[1], res[3]
+    assert (s1 <= s3).all()
+    keep = ~s3
+    assert keep.sum() > 40
+    assert (l3[keep] >= l1[keep] - 1e-12).all()
+    assert (l3[keep] > l1[keep] + 1e-9).any()  # the restarts did find higher losses

@@ -169,6 +169,9 @@ def apgd(
             raise ValueError("APGD-T needs at least 4 classes; use apgd(loss='cw')")
         broken = out.argmax(1) != y
         x_adv = x.clone()
+        # highest loss reached so far per point (first target only: the targeted
+        # losses of different targets are not comparable)
+        best_f = torch.full((x.shape[0],), float("-inf"), device=x.device)
         order = out.argsort(dim=1, descending=True)
         targets = range(1, min(_targets, out.shape[1] - 1) + 1) if _targets else [0]
         runs = [(t, r) for t in targets for r in range(restarts)]
@@ -184,7 +187,7 @@ def apgd(
             if idx.numel() == 0:
                 continue
             target = order[idx, t] if _targets else None
-            xa, bb, _, ng = _run(
+            xa, bb, fm, ng = _run(
                 model,
                 x[idx],
                 y[idx],
@@ -198,9 +201,11 @@ def apgd(
             )
             num_grad += ng
             x_adv[idx[bb]] = xa[bb]
-            if not bb.all() and t == targets[0]:
-                keep = ~bb
+            if t == targets[0]:
+                # unbroken points: keep the highest-loss point over all restarts
+                keep = ~bb & (fm.to(best_f.dtype) > best_f[idx])
                 x_adv[idx[keep]] = xa[keep]
+                best_f[idx[keep]] = fm[keep].to(best_f.dtype)
             broken[idx[bb]] = True
         if bar is not None:
             bar.close()
