@@ -205,6 +205,29 @@ def test_partial_results_resume(tmp_path):
         S.loss_surface(m, flaky, data, other, **kw)
 
 
+def test_partial_resume_rejects_different_data(tmp_path):
+    # a partial file written on one data set must not be completed on another
+    m = _bn_net()
+    data, data2 = _bn_data(n_batches=1), _bn_data(n_batches=2)
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "part.npz"
+    kw = dict(xs=np.linspace(-1, 1, 3), batch_size=None, partial_path=path)
+    calls = {"n": 0}
+
+    def lf(out, y):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(out, y)
+
+    kw["save_interval"] = 0.0
+    with pytest.raises(KeyboardInterrupt):
+        S.loss_surface(m, lf, data, dirs, **kw)
+    assert path.exists()
+    with pytest.raises(ValueError, match="different grid"):
+        S.loss_surface(m, nn.CrossEntropyLoss(), data2, dirs, **kw)
+
+
 def test_determinism_checks():
     m, data = _bn_net(), _bn_data()
     dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))

@@ -35,6 +35,16 @@ def _fingerprint(coefs: np.ndarray, center: dict, dirs: list, extra: dict) -> st
     return h.hexdigest()
 
 
+def _data_fingerprint(batches: list) -> str:
+    """Digest of the evaluation data (sample count, sums and squared norms of x and
+    y), independent of how the samples are split into batches."""
+    acc = np.zeros(5)
+    for x, y in batches:
+        xd, yd = x.detach().double(), y.detach().double()
+        acc += [len(x), xd.sum(), (xd * xd).sum(), yd.sum(), (yd * yd).sum()]
+    return hashlib.sha1(np.round(acc, 6).tobytes()).hexdigest()
+
+
 def _dist_info(distributed: bool | None) -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -139,6 +149,7 @@ def _evaluate_grid(
                     "iterating the data twice gave different batches (shuffling or "
                     "random augmentation?): pass fixed batches, e.g. a list of (x, y)"
                 )
+        data_fp = _data_fingerprint(raw)
         attack = None
         if adversarial == "fixed":
             bound = _Bound(model, center)
@@ -184,7 +195,14 @@ def _evaluate_grid(
         loss = np.full(m, np.nan)
         acc = np.full(m, np.nan)
         done = np.zeros(m, dtype=bool)
-        extra = {"adversarial": adversarial, "eps": eps, "steps": steps, "norm": norm}
+        extra = {
+            "adversarial": adversarial,
+            "eps": eps,
+            "steps": steps,
+            "norm": norm,
+            "alpha": alpha,
+            "data": data_fp,
+        }
         if adversarial is not None:  # the attacks' random starts depend on the seed
             extra["seed"] = seed
         fp = _fingerprint(coefs, center, dd, extra)
