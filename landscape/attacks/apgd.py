@@ -171,7 +171,9 @@ def apgd(
         x_adv = x.clone()
         # highest loss reached so far per point (first target only: the targeted
         # losses of different targets are not comparable)
-        best_f = torch.full((x.shape[0],), float("-inf"), device=x.device)
+        best_f = torch.full(
+            (x.shape[0],), float("-inf"), device=x.device, dtype=out.dtype
+        )
         order = out.argsort(dim=1, descending=True)
         targets = range(1, min(_targets, out.shape[1] - 1) + 1) if _targets else [0]
         runs = [(t, r) for t in targets for r in range(restarts)]
