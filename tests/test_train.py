@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -378,9 +379,13 @@ def test_presets_and_cli_errors(capsys):
         0.01,
         50,
     )
-    cfg, extra = train.preset(
-        "cifar10-resnet18", eps_schedule="periodic", lr_schedule="periodic", periods=3
-    )
+    with pytest.warns(UserWarning, match="whole epoch"):  # 200 / 3 epochs a period
+        cfg, extra = train.preset(
+            "cifar10-resnet18",
+            eps_schedule="periodic",
+            lr_schedule="periodic",
+            periods=3,
+        )
     assert (
         cfg.step_size(cfg.eps) == pytest.approx(2 / 255)
         and extra["model"] == "resnet18"
@@ -564,3 +569,14 @@ def test_seeded_runs_are_bit_identical_whatever_the_caller_state(optimizer):
     assert "test_robust_acc" in keys and "co_pgd_acc" in keys
     for k in keys:
         np.testing.assert_array_equal(m1[k], m2[k], err_msg=k)
+
+
+def test_fractional_period_boundaries_warn():
+    # 3 periods over 10 epochs end at 3.33 / 6.67: the end-of-period checkpoints
+    # (epoch ends 3 and 7) would not be end-of-period models, so say so
+    with pytest.warns(UserWarning, match="whole epoch"):
+        cfg = _cfg(epochs=10, eps_schedule="periodic", periods=3)
+    assert cfg.period_end_epochs() == [3, 7, 10]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _cfg(epochs=9, eps_schedule="periodic", periods=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,17 @@ class TrainConfig:
         # Build once so bad schedule names / parameters fail at construction.
         self.eps_fn()
         self.lr_fn()
+        if self.periods is not None:
+            frac = [b for b in self.boundaries()[1:-1] if abs(b - round(b)) > 1e-9]
+            if frac:
+                warnings.warn(
+                    f"period boundaries {frac} do not fall on a whole epoch: the "
+                    "end-of-period checkpoints (ensemble members) are written at epoch "
+                    f"ends {self.period_end_epochs()}, so they are not end-of-period "
+                    "models; choose epochs divisible by the number of periods or "
+                    "integer boundaries",
+                    stacklevel=3,
+                )
 
     # -- schedules ---------------------------------------------------------------
     def boundaries(self) -> tuple[float, ...]:
