@@ -233,6 +233,28 @@ class TrainConfig:
         return dataclasses.replace(self, **kw)
 
 
+def _cifar10_preset(model: str) -> dict[str, Any]:
+    """The paper's CIFAR-10 setting for ``model``: eps=8/255, SGD 0.1, PGD-10 step
+    eps/4, step lr decay at epochs 100 and 150."""
+    return dict(
+        dataset="cifar10",
+        model=model,
+        epochs=200,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        eps=8 / 255,
+        attack="pgd",
+        steps=10,
+        alpha_rel=0.25,
+        eps_schedule="constant",
+        lr_schedule="step",
+        lr_kwargs={"milestones": [100, 150], "gamma": 0.1},
+    )
+
+
 # The paper's settings (Liu et al., NeurIPS 2020, Sec. 4-5 and the authors' README).
 PRESETS: dict[str, dict[str, Any]] = {
     # LeNet on MNIST, eps=0.4, Adam 1e-4, PGD step 0.01 with eps/0.01 + 10 = 50 steps;
@@ -256,40 +278,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # CIFAR-10 VGG-16 / ResNet-18, eps=8/255, SGD 0.1, PGD-10 step eps/4; constant vs
     # periodic eps and lr (--eps-schedule periodic --lr-schedule periodic --periods 3).
-    "cifar10-vgg16": dict(
-        dataset="cifar10",
-        model="vgg16",
-        epochs=200,
-        batch_size=128,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.9,
-        weight_decay=5e-4,
-        eps=8 / 255,
-        attack="pgd",
-        steps=10,
-        alpha_rel=0.25,
-        eps_schedule="constant",
-        lr_schedule="step",
-        lr_kwargs={"milestones": [100, 150], "gamma": 0.1},
-    ),
-    "cifar10-resnet18": dict(
-        dataset="cifar10",
-        model="resnet18",
-        epochs=200,
-        batch_size=128,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.9,
-        weight_decay=5e-4,
-        eps=8 / 255,
-        attack="pgd",
-        steps=10,
-        alpha_rel=0.25,
-        eps_schedule="constant",
-        lr_schedule="step",
-        lr_kwargs={"milestones": [100, 150], "gamma": 0.1},
-    ),
+    "cifar10-vgg16": _cifar10_preset("vgg16"),
+    "cifar10-resnet18": _cifar10_preset("resnet18"),
     # Madry et al.'s MNIST challenge: eps=0.3, PGD-40 step 0.01, Adam 1e-4.
     "madry-mnist": dict(
         dataset="mnist",
