@@ -54,6 +54,24 @@ def test_pgd_matches_linear_closed_form(k, norm, kw):
     assert 0.05 < expected.float().mean() < 0.95  # the case is not trivial
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_pgd_l2_default_settings_match_closed_form(seed):
+    """L2 PGD at its defaults (20 steps of 2.5 eps / steps) is exact on a linear model:
+    from a random start in the L2 ball it slid along the sphere too slowly (2-5 of 400
+    points per eps left unbroken that the closed form breaks)."""
+    model, x, y, w, z = _linear_case(seed=seed)
+    for eps in (0.05, 0.1, 0.2):
+        expected, gap = _closed_form(w, z, y, eps, "l2")
+        keep = gap > 1e-6
+        for steps in (20, 50):
+            g = torch.Generator().manual_seed(0)
+            xa = A.pgd(model, x, y, eps=eps, norm="l2", steps=steps, generator=g)
+            assert torch.equal(_robust(model, xa, y)[keep], expected[keep]), (
+                eps,
+                steps,
+            )
+
+
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_fgsm_and_apgd_exact_on_linear(norm):
     model, x, y, w, z = _linear_case(seed=3)
@@ -117,6 +135,8 @@ def test_attack_properties(name, norm):
     dist = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
     assert dist.max() <= eps + 1e-5 and xa.min() >= 0 and xa.max() <= 1
     assert torch.equal(run(m, x, y, eps=eps, norm=norm, generator=g()), xa)  # seeded
+    # int32 labels pass the input check, so they must work (and give the same result)
+    assert torch.equal(run(m, x, y.int(), eps=eps, norm=norm, generator=g()), xa)
     assert torch.equal(run(m, x, y, eps=0.0, norm=norm, generator=g()), x)
     with torch.no_grad():  # clean errors stay errors (never "repaired")
         assert (m.eval()(xa).argmax(1) != y)[:2].all()
@@ -154,6 +174,51 @@ def test_black_box_option_ranges():
         A.square(Recorder(), x, y, eps=0.1, queries=5, p_init=2.0)
     with pytest.raises(ValueError, match="freq_frac"):
         A.simba(Recorder(), x, y, eps=0.5, queries=5, freq_frac=1.5)
+
+
+def test_square_schedule_matches_autoattack():
+    """The schedule of p is AutoAttack's (standard version: not rescaled to the
+    budget; rescaled on request), checked against pyautoattack's ``p_selection``."""
+    pytest.importorskip("pyautoattack")
+    from pyautoattack.square import SquareAttack
+
+    from landscape.attacks.square import p_schedule
+
+    for rescale in (False, True):
+        for q in (1000, 5000):
+            ref = SquareAttack(
+                lambda v: v, p_init=0.8, n_queries=q, resc_schedule=rescale
+            )
+            for i in [*range(0, 60), *range(60, q + 1, 7)]:
+                assert p_schedule(i, q, 0.8, rescale) == ref.p_selection(i), (q, i)
+
+
+def test_simba_uses_its_query_budget():
+    """Pixel SimBA in L-inf stopped after one pass over the d directions (2 d + 1
+    queries); further passes use the budget and only add broken points."""
+    x, y = _images(n=16, seed=2)
+    m = Recorder().eval()
+    d = x[0].numel()
+
+    def run(q):
+        return A.simba(
+            m,
+            x,
+            y,
+            eps=0.01,
+            norm="linf",
+            dct=False,
+            queries=q,
+            return_info=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    x1, one = run(2 * d + 1)
+    xm, more = run(1000)
+    assert (one["success"] <= more["success"]).all()
+    assert more["queries"][~more["success"]].max() > 2 * d + 1
+    assert more["queries"].max() <= 1000
+    assert (xm - x).abs().max() <= 0.01 + 1e-6
 
 
 def test_bad_model_output_shape():
@@ -385,7 +450,13 @@ def _compare_autoattack(m, xt, yt, *, steps, queries, tol):
                 m, n_iter=steps, eps=eps, norm="Linf", seed=0, n_target_classes=3
             ).perturb(xt, yt),
             "square": SquareAttack(
-                m, n_queries=queries, eps=eps, norm="Linf", seed=0, p_init=0.8
+                m,
+                n_queries=queries,
+                eps=eps,
+                norm="Linf",
+                seed=0,
+                p_init=0.8,
+                resc_schedule=False,
             ).perturb(xt, yt),
             "apgd-l2": APGDAttack(m, n_iter=steps, eps=1.5, norm="L2", seed=0).perturb(
                 xt, yt

@@ -79,6 +79,37 @@ def test_sequence_bookkeeping_and_roundtrip(tmp_path):
     assert "apgd-t" in txt and "clean accuracy" in txt
 
 
+def test_adversarial_examples_and_timings(tmp_path):
+    x, y = _images(n=30)
+    m = Recorder()
+    specs = [E.AttackSpec("fgsm", A.fgsm, {}), E.AttackSpec("pgd", A.pgd, {"steps": 5})]
+    eps = [0.02, 0.1]
+    res = E.evaluate(
+        m, (x, y), eps=eps, attacks=specs, batch_size=7, checks=False,
+        return_adversarial=True,
+    )  # fmt: skip
+    adv = torch.as_tensor(res.adversarial)
+    assert adv.shape == (2, *x.shape)
+    for e, ep in enumerate(eps):
+        d = (adv[e] - x).flatten(1).abs().amax(1)
+        assert d.max() <= ep + 1e-6 and adv[e].min() >= 0 and adv[e].max() <= 1
+        with torch.no_grad():
+            wrong = (m(adv[e]).argmax(1) != y).numpy()
+        # exactly the points the protocol counts as broken (or clean errors) are wrong
+        assert np.array_equal(wrong, ~res.robust_correct[e])
+        robust = torch.as_tensor(res.robust_correct[e])
+        assert torch.equal(adv[e][robust], x[robust])  # unbroken: the clean input
+    assert list(res.timings) == ["fgsm", "pgd"]
+    assert all(t.shape == (2,) and (t >= 0).all() for t in res.timings.values())
+    assert res.timings["pgd"].sum() > 0
+    back = E.EvalResult.load(res.save(tmp_path / "r.npz"))
+    assert np.array_equal(back.adversarial, res.adversarial)
+    assert np.allclose(back.timings["pgd"], res.timings["pgd"])
+    plain = E.evaluate(m, (x, y), eps=eps, attacks=specs, batch_size=7, checks=False)
+    assert plain.adversarial is None
+    assert np.array_equal(plain.robust_correct, res.robust_correct)
+
+
 def test_resume_skips_finished_work(tmp_path):
     x, y = _images(n=30)
     m = Recorder()

@@ -156,6 +156,7 @@ def apgd(
         ``x_adv`` (first adversarial iterate, else the highest-loss point).
     """
     eps, norm = _check_inputs(x, y, eps, norm)
+    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
     x, y = x.detach(), y.detach()

@@ -54,6 +54,7 @@ def fgsm(
     """
     del generator, progressbar
     eps, norm = _check_inputs(x, y, eps, norm)
+    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
     loss_fn = get_loss(loss)
     x = x.detach()
     with _utils.eval_mode(model), torch.enable_grad():

@@ -122,7 +122,7 @@ def pgd(
     alpha: float | Sequence[float] | None = None,
     restarts: int = 1,
     loss: str | Callable[[Tensor, Tensor], Tensor] = "ce",
-    random_start: bool = True,
+    random_start: bool | None = None,
     early_stop: bool = True,
     trace: bool = False,
     generator: torch.Generator | None = None,
@@ -146,7 +146,12 @@ def pgd(
         restarts: runs per step size (the first starts at a random point of the ball,
             or at ``x`` when ``random_start=False``; later ones always at random).
         loss: ``"ce"``, ``"cw"`` (margin), ``"dlr"`` or a per-example callable.
-        random_start: random start for the first run.
+        random_start: random start for the first run; default (``None``): random for
+            L-inf, ``x`` itself for L2. From a random point of the L2 ball, steps of
+            ``2.5 eps / steps`` turn along the sphere too slowly to reach the worst
+            case (on a linear classifier 50 steps leave points unbroken that the
+            closed form breaks); from ``x`` the first ``steps / 2.5`` steps already
+            reach it. Later restarts always start at random.
         early_stop: stop updating a point once it is misclassified (its result is the
             first adversarial iterate; other points are unaffected).
         trace: record per-step mean loss and robust accuracy of every run in
@@ -169,11 +174,14 @@ def pgd(
         True
     """
     eps, norm = _check_inputs(x, y, eps, norm)
+    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     alphas = _alphas(alpha, eps, steps) if eps > 0 else []
+    if random_start is None:
+        random_start = norm == "linf"
     loss_fn = get_loss(loss)
     x, y = x.detach(), y.detach()
     gen, seed = _utils.make_generator(generator, x.device)

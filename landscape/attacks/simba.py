@@ -4,11 +4,16 @@ Adversarial Attacks", ICML), batched, with an explicit budget and a query cap.
 Each example walks through its own random order of orthonormal directions ``q`` (pixel
 basis, or low-frequency-first 2D DCT basis for SimBA-DCT). For each ``q`` it queries
 ``x - alpha q``; if the probability of the true class drops, the step is kept, else it
-queries ``x + alpha q`` and keeps that if it helps. An example stops when it is
-misclassified, when it used ``queries`` queries, or when it would leave the budget
-(``||delta||_2 <= eps`` and, optionally, ``||delta||_inf <= eps_linf``): a step that
-would leave the budget ends the example's search, so an over-budget result is a failure,
-never a success. Results always lie inside the budget.
+queries ``x + alpha q`` and keeps that if it helps. When one pass through all ``d``
+directions ends with queries left, a new pass starts in a fresh random order, so the
+query budget is used (one pass costs at most ``2 d`` queries: 1,569 on 28 x 28 pixels);
+a pass in which an example accepted no step ends its search (on a deterministic model
+the next pass could not do better). An example stops when it is misclassified, when it
+used ``queries`` queries, or when a step would leave the L2 budget (``||delta||_2 <=
+eps``): that ends the example's search, so an over-budget result is a failure, never a
+success. An L-inf budget (``norm="linf"``, or ``eps_linf`` on top of L2) clips each
+candidate into the ball instead; a candidate equal to the current point is not queried.
+Results always lie inside the budget.
 """
 
 from __future__ import annotations
@@ -72,6 +77,44 @@ def _directions(ids: Tensor, shape: tuple[int, ...], dct: bool, mats, dtype) -> 
     return q
 
 
+def _try_direction(model, idx, q, alpha, l2_budget, linf_budget, queries, state):
+    """One SimBA step on the examples ``idx``: try ``-alpha q``, then ``+alpha q``,
+    keep the first that lowers the true-class probability (updates ``state`` in place).
+    An L-inf budget clips the candidate into the ball (a candidate equal to the current
+    point costs no query); leaving the L2 budget ends the example's search."""
+    x, y, x_adv, prob, wrong, active, progress, nq = state
+    base = x_adv[idx]
+    xi = x[idx]
+    accepted = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
+    for sign in (-1.0, 1.0):
+        cand = base + sign * alpha * q
+        if math.isfinite(linf_budget):
+            cand = torch.minimum(
+                torch.maximum(cand, xi - linf_budget), xi + linf_budget
+            )
+        cand = cand.clamp(0, 1)
+        delta = (cand - xi).flatten(1)
+        ok_budget = delta.norm(dim=1) <= l2_budget + 1e-6
+        if not ok_budget.all():  # leaving the L2 budget ends the search: a failure
+            active[idx[~ok_budget & ~accepted]] = False
+        moved = (cand != base).flatten(1).any(dim=1)
+        try_ = ok_budget & moved & ~accepted & active[idx] & (nq[idx] < queries)
+        sub = try_.nonzero().squeeze(1)
+        if sub.numel() == 0:
+            continue
+        o = model(cand[sub])
+        nq[idx[sub]] += 1
+        p_new = o.softmax(1).gather(1, y[idx[sub]].view(-1, 1)).squeeze(1)
+        good = p_new < prob[idx[sub]]
+        gi = sub[good]
+        x_adv[idx[gi]] = cand[gi]
+        prob[idx[gi]] = p_new[good]
+        accepted[gi] = True
+        progress[idx[gi]] = True
+        now_wrong = o.argmax(1) != y[idx[sub]]
+        wrong[idx[sub[good & now_wrong]]] = True
+
+
 def simba(
     model: nn.Module,
     x: Tensor,
@@ -109,6 +152,7 @@ def simba(
         ``x_adv`` within the budget (the last accepted in-budget point).
     """
     eps, norm = _check_inputs(x, y, eps, norm)
+    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
     if queries < 1:
         raise ValueError(f"queries must be >= 1, got {queries}")
     if dct and not 0 <= freq_frac <= 1:
@@ -138,7 +182,6 @@ def simba(
         )
     x_adv = x.clone()
     nq = torch.zeros(n, dtype=torch.long, device=x.device)
-    tol = 1e-6
     with _utils.eval_mode(model), torch.no_grad():
         out = model(x)
         _check_first_output(out, "simba", y)
@@ -146,44 +189,28 @@ def simba(
         prob = out.softmax(1).gather(1, y.view(-1, 1)).squeeze(1)
         wrong = out.argmax(1) != y
         active = ~wrong if eps > 0 else torch.zeros_like(wrong)
-        order = _order(n, shape, dct, freq_frac, gen, x.device)
-        d = order.shape[1]
-        it = range(d)
+        d = math.prod(shape)
+        passes = max(1, math.ceil((queries - 1) / d))
+        it = range(passes * d)
         if progressbar:
             from tqdm.auto import tqdm
 
             it = tqdm(it, desc="simba")
-        for t in it:
+        progress = torch.zeros_like(active)
+        for k in it:
+            t = k % d
+            if t == 0:  # a new pass: fresh random order; no progress in the last pass
+                if k > 0:  # means none is possible (deterministic model): stop there
+                    active &= progress
+                order = _order(n, shape, dct, freq_frac, gen, x.device)
+                progress.zero_()
             active &= nq < queries
             idx = active.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             q = _directions(order[idx, t], shape, dct, mats, x.dtype)
-            base = x_adv[idx]
-            accepted = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
-            for sign in (-1.0, 1.0):
-                cand = (base + sign * alpha * q).clamp(0, 1)
-                delta = (cand - x[idx]).flatten(1)
-                ok_budget = (delta.norm(dim=1) <= l2_budget + tol) & (
-                    delta.abs().amax(dim=1) <= linf_budget + tol
-                )
-                if not ok_budget.all():  # leaving the budget ends the search: a failure
-                    stop = ~ok_budget & ~accepted
-                    active[idx[stop]] = False
-                try_ = ok_budget & ~accepted & active[idx] & (nq[idx] < queries)
-                sub = try_.nonzero().squeeze(1)
-                if sub.numel() == 0:
-                    continue
-                o = model(cand[sub])
-                nq[idx[sub]] += 1
-                p_new = o.softmax(1).gather(1, y[idx[sub]].view(-1, 1)).squeeze(1)
-                good = p_new < prob[idx[sub]]
-                gi = sub[good]
-                x_adv[idx[gi]] = cand[gi]
-                prob[idx[gi]] = p_new[good]
-                accepted[gi] = True
-                now_wrong = o.argmax(1) != y[idx[sub]]
-                wrong[idx[sub[good & now_wrong]]] = True
+            state = (x, y, x_adv, prob, wrong, active, progress, nq)
+            _try_direction(model, idx, q, alpha, l2_budget, linf_budget, queries, state)
             active &= ~wrong
     # clamp rounding of the budget tolerance
     delta = x_adv - x

@@ -29,15 +29,20 @@ from ._losses import (
 __all__ = ["square", "p_schedule"]
 
 
-def p_schedule(i: int, queries: int, p_init: float) -> float:
-    """Fraction of pixels changed at iteration ``i`` (the paper's piecewise-constant
-    schedule for 10,000 queries, rescaled to ``queries``).
+def p_schedule(i: int, queries: int, p_init: float, rescale: bool = False) -> float:
+    """Fraction of pixels changed at iteration ``i``: the paper's piecewise-constant
+    schedule (halving at iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000), as
+    AutoAttack's standard version runs it (``resc_schedule=False``). With
+    ``rescale=True`` the breakpoints are stretched to a budget of ``queries``
+    (AutoAttack's ``resc_schedule=True``, its stand-alone default).
 
     Example:
         >>> p_schedule(0, 10000, 0.8), p_schedule(100, 10000, 0.8)
         (0.8, 0.2)
+        >>> p_schedule(100, 1000, 0.8), p_schedule(100, 1000, 0.8, rescale=True)
+        (0.2, 0.05)
     """
-    it = int(i / max(queries, 1) * 10000)
+    it = int(i / max(queries, 1) * 10000) if rescale else int(i)
     for bound, div in (
         (10, 1),
         (50, 2),
@@ -100,6 +105,7 @@ def square(
     norm: str = "linf",
     queries: int = 5000,
     p_init: float | None = None,
+    rescale_schedule: bool = False,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
@@ -114,7 +120,10 @@ def square(
         norm: ``"linf"`` or ``"l2"`` (L2 needs H, W >= 5).
         queries: query budget per example (initial point included).
         p_init: initial fraction of changed pixels; default 0.8 (AutoAttack's value
-            for both norms), the schedule rescaled to ``queries``.
+            for both norms).
+        rescale_schedule: stretch the schedule of ``p`` to ``queries`` (see
+            :func:`p_schedule`); default ``False``, the schedule of AutoAttack's
+            standard version, whatever the budget.
         generator: randomness (window positions, signs).
         progressbar: tqdm bar over iterations.
         return_info: also return ``{"success", "queries"}`` (per-example query counts).
@@ -123,6 +132,7 @@ def square(
         ``x_adv`` (the accepted point of lowest margin).
     """
     eps, norm = _check_inputs(x, y, eps, norm)
+    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
     if x.ndim != 4:
         raise ValueError(
             f"square needs images (N, C, H, W), got shape {tuple(x.shape)}"
@@ -180,7 +190,7 @@ def square(
                 if idx.numel() == 0:
                     break
                 xs, xb = x[idx], x_best[idx]
-                p = p_schedule(i, queries, p_init)
+                p = p_schedule(i, queries, p_init, rescale_schedule)
                 if norm == "linf":
                     s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
                     vh, vw = (

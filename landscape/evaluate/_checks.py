@@ -59,6 +59,129 @@ def _acc(model, x, y) -> float:
     return float((model(x).argmax(1) == y).float().mean()) if len(y) else float("nan")
 
 
+def _check_eval_mode(model: nn.Module, training: bool) -> dict:
+    modal = any(
+        isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm))
+        for m in model.modules()
+    )
+    if not training:
+        detail = "model in eval mode"
+    elif not modal:
+        detail = "model was in train mode (no Dropout/BatchNorm: harmless)"
+    else:
+        detail = (
+            "model was handed over in train mode with Dropout/BatchNorm layers; "
+            "evaluated in eval mode: call model.eval() wherever else it is used"
+        )
+    return _c(not (training and modal), bool(training), detail)
+
+
+def _check_deterministic(o1: Tensor, o2: Tensor) -> dict:
+    det = bool(torch.equal(o1, o2))
+    detail = (
+        "two forward passes agree"
+        if det
+        else "outputs differ between two forward passes: random layers or BatchNorm "
+        "in train mode mask gradients"
+    )
+    return _c(det, float((o1 - o2).abs().max()), detail)
+
+
+def _check_logits(o1: Tensor) -> dict:
+    o = o1.double()
+    ones = torch.ones_like(o[:, 0])
+    probs = bool(
+        (o >= 0).all() and (o <= 1).all() and torch.allclose(o.sum(1), ones, atol=1e-3)
+    )
+    logprobs = bool(torch.allclose(o.logsumexp(1), 0 * ones, atol=1e-3))
+    if probs:
+        value, detail = "probabilities", "outputs look like probabilities: remove the "
+        detail += "final softmax"
+    elif logprobs:
+        value, detail = "log-probabilities", "outputs are log-probabilities (fine)"
+    else:
+        value, detail = "logits", "outputs are logits"
+    return _c(not probs, value, detail)
+
+
+def _check_zero_gradients(model: nn.Module, xc: Tensor, yc: Tensor) -> dict:
+    if not len(yc):
+        return _c(None, None, "no correctly classified point")
+    xi = xc.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(F.cross_entropy(model(xi), yc, reduction="sum"), xi)
+    frac = float((g.flatten(1).abs().amax(1) == 0).float().mean())
+    detail = f"{100 * frac:.1f}% of correct points have an all-zero input gradient"
+    return _c(frac <= 0.05, frac, detail)
+
+
+def _check_large_eps(model, xc, yc, n, norm, steps, gen) -> dict:
+    if not len(yc):
+        return _c(None, None, "no correctly classified point")
+    big = 1.0 if norm == "linf" else math.sqrt(xc[0].numel())
+    xa = attacks.pgd(model, xc, yc, eps=big, norm=norm, steps=steps, generator=gen())
+    with _utils.eval_mode(model):
+        acc_big = _acc(model, xa, yc) * len(yc) / n
+    detail = (
+        f"robust accuracy {100 * acc_big:.1f}% at eps={big:.3g} (whole box; "
+        "should be ~0)"
+    )
+    return _c(acc_big <= 0.05, acc_big, detail)
+
+
+def _check_eps_monotone(eps, robust_accuracy, num_points: int) -> dict:
+    if robust_accuracy is None or len(robust_accuracy) <= 1:
+        return _c(None, None, "single eps")
+    ra = np.asarray(robust_accuracy)[np.argsort(eps)]
+    rise = float(np.max(np.diff(ra), initial=0.0))
+    detail = f"largest rise of robust accuracy with eps: {100 * rise:.2f}%"
+    return _c(rise <= 1.0 / num_points + 1e-12, rise, detail)
+
+
+def _check_budgets(
+    pgd_acc, steps: int, n: int, e_mid: float
+) -> tuple[dict, dict, float]:
+    """``more_steps`` and ``more_restarts``; also returns the best PGD accuracy."""
+    base, more = pgd_acc(steps=steps), pgd_acc(steps=5 * steps)
+    rest = pgd_acc(steps=steps, restarts=3)
+    tol = 1.0 / n + 1e-12
+    at = f"at eps={e_mid:.3g}"
+    ms = _c(
+        more <= base + tol,
+        [base, more],
+        f"PGD-{steps} {100 * base:.1f}% vs PGD-{5 * steps} {100 * more:.1f}% {at}",
+    )
+    mr = _c(
+        rest <= base + tol,
+        [base, rest],
+        f"1 run {100 * base:.1f}% vs 3 restarts {100 * rest:.1f}% {at}",
+    )
+    return ms, mr, min(base, more, rest)
+
+
+def _check_black_box(model, xc, yc, n, e_mid, norm, queries, gen, best_pgd, bb, specs):
+    if xc.ndim == 4:
+        xs = attacks.square(
+            model, xc, yc, eps=e_mid, norm=norm, queries=queries, generator=gen()
+        )
+        sq = _acc(model, xs, yc) * len(yc) / n
+        ok = sq >= best_pgd - 0.02
+        detail = f"Square-{queries} {100 * sq:.1f}% vs PGD {100 * best_pgd:.1f}%"
+        value = [sq, best_pgd]
+    else:
+        ok, detail, value = None, "inputs are not images: no Square run", None
+    if bb is not None and specs:
+        black = [i for i, s in enumerate(specs) if s.kind == "black"]
+        if black and any(s.kind == "white" for s in specs):
+            frac = float(np.isin(bb, black).sum(1).max()) / max(bb.shape[1], 1)
+            ok = (ok is not False) and frac <= 0.01
+            detail += (
+                f"; black-box attacks broke {100 * frac:.2f}% of points the "
+                "white-box attacks missed"
+            )
+    return _c(ok, value, detail)
+
+
 def masking_checks(
     model: nn.Module,
     batches: list[tuple[Tensor, Tensor]],
@@ -80,22 +203,8 @@ def masking_checks(
         ``{check_name: {"passed", "value", "detail"}}``.
     """
     norm = _utils.check_norm(norm)
-    out: dict = {}
     training = model.training if was_training is None else was_training
-    modal = any(
-        isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm))
-        for m in model.modules()
-    )
-    out["eval_mode"] = _c(
-        not (training and modal),
-        bool(training),
-        "model in eval mode"
-        if not training
-        else "model was in train mode (no Dropout/BatchNorm: harmless)"
-        if not modal
-        else "model was handed over in train mode with Dropout/BatchNorm layers; "
-        "evaluated in eval mode: call model.eval() wherever else it is used",
-    )
+    out: dict = {"eval_mode": _check_eval_mode(model, training)}
     x, y = _subset(batches, num_samples)
     n = len(y)
 
@@ -105,131 +214,29 @@ def masking_checks(
     with _utils.eval_mode(model):
         with torch.no_grad():
             o1, o2 = model(x), model(x)
-        det = bool(torch.equal(o1, o2))
-        out["deterministic"] = _c(
-            det,
-            float((o1 - o2).abs().max()),
-            "two forward passes agree"
-            if det
-            else "outputs differ between two forward "
-            "passes: random layers or BatchNorm in train mode mask gradients",
-        )
-        o = o1.double()
-        probs = bool(
-            (o >= 0).all()
-            and (o <= 1).all()
-            and torch.allclose(o.sum(1), torch.ones_like(o[:, 0]), atol=1e-3)
-        )
-        logprobs = bool(
-            torch.allclose(o.logsumexp(1), torch.zeros_like(o[:, 0]), atol=1e-3)
-        )
-        out["logits"] = _c(
-            not probs,
-            "probabilities" if probs else "log-probabilities" if logprobs else "logits",
-            "outputs look like probabilities: remove the final softmax"
-            if probs
-            else "outputs are log-probabilities (fine)"
-            if logprobs
-            else "outputs are logits",
-        )
+        out["deterministic"] = _check_deterministic(o1, o2)
+        out["logits"] = _check_logits(o1)
         correct = o1.argmax(1) == y
         xc, yc = x[correct], y[correct]
-        if len(yc):
-            xi = xc.clone().requires_grad_(True)
-            with torch.enable_grad():
-                (g,) = torch.autograd.grad(
-                    F.cross_entropy(model(xi), yc, reduction="sum"), xi
-                )
-            frac = float((g.flatten(1).abs().amax(1) == 0).float().mean())
-            out["zero_gradients"] = _c(
-                frac <= 0.05,
-                frac,
-                f"{100 * frac:.1f}% of correct points have an all-zero input gradient",
-            )
-        else:
-            out["zero_gradients"] = _c(None, None, "no correctly classified point")
-
-    d = x[0].numel()
-    big = 1.0 if norm == "linf" else math.sqrt(d)
-    if len(yc):
-        xa = attacks.pgd(
-            model, xc, yc, eps=big, norm=norm, steps=steps, generator=gen()
-        )
-        with _utils.eval_mode(model):
-            acc_big = _acc(model, xa, yc) * len(yc) / n
-        out["large_eps"] = _c(
-            acc_big <= 0.05,
-            acc_big,
-            f"robust accuracy {100 * acc_big:.1f}% at eps={big:.3g} (whole box; should be ~0)",
-        )
-    else:
-        out["large_eps"] = _c(None, None, "no correctly classified point")
-
-    if robust_accuracy is not None and len(robust_accuracy) > 1:
-        order = np.argsort(eps)
-        ra = np.asarray(robust_accuracy)[order]
-        rise = float(np.max(np.diff(ra), initial=0.0))
-        ntot = sum(len(b[1]) for b in batches)
-        out["eps_monotone"] = _c(
-            rise <= 1.0 / ntot + 1e-12,
-            rise,
-            f"largest rise of robust accuracy with eps: {100 * rise:.2f}%",
-        )
-    else:
-        out["eps_monotone"] = _c(None, None, "single eps")
-
+        out["zero_gradients"] = _check_zero_gradients(model, xc, yc)
+    out["large_eps"] = _check_large_eps(model, xc, yc, n, norm, steps, gen)
+    ntot = sum(len(b[1]) for b in batches)
+    out["eps_monotone"] = _check_eps_monotone(eps, robust_accuracy, ntot)
     e_mid = float(sorted(eps)[len(eps) // 2])
-    if len(yc) and e_mid > 0:
-        with _utils.eval_mode(model):
-
-            def pgd_acc(**kw) -> float:
-                xa = attacks.pgd(
-                    model, xc, yc, eps=e_mid, norm=norm, generator=gen(), **kw
-                )
-                return _acc(model, xa, yc) * len(yc) / n
-
-            base = pgd_acc(steps=steps)
-            more = pgd_acc(steps=5 * steps)
-            rest = pgd_acc(steps=steps, restarts=3)
-            tol = 1.0 / n + 1e-12
-            out["more_steps"] = _c(
-                more <= base + tol,
-                [base, more],
-                f"PGD-{steps} {100 * base:.1f}% vs PGD-{5 * steps} {100 * more:.1f}% at eps={e_mid:.3g}",
-            )
-            out["more_restarts"] = _c(
-                rest <= base + tol,
-                [base, rest],
-                f"1 run {100 * base:.1f}% vs 3 restarts {100 * rest:.1f}% at eps={e_mid:.3g}",
-            )
-            if x.ndim == 4:
-                xs = attacks.square(
-                    model,
-                    xc,
-                    yc,
-                    eps=e_mid,
-                    norm=norm,
-                    queries=queries,
-                    generator=gen(),
-                )
-                sq = _acc(model, xs, yc) * len(yc) / n
-                ok = sq >= min(base, more, rest) - 0.02
-                detail = f"Square-{queries} {100 * sq:.1f}% vs PGD {100 * min(base, more, rest):.1f}%"
-                value = [sq, min(base, more, rest)]
-            else:
-                ok, detail, value = None, "inputs are not images: no Square run", None
-            if broken_by is not None and specs:
-                black = [i for i, s in enumerate(specs) if s.kind == "black"]
-                if black and any(s.kind == "white" for s in specs):
-                    ntot = broken_by.shape[1]
-                    frac = float(np.isin(broken_by, black).sum(1).max()) / max(ntot, 1)
-                    ok = (ok is not False) and frac <= 0.01
-                    detail += (
-                        f"; black-box attacks broke {100 * frac:.2f}% of points the "
-                        "white-box attacks missed"
-                    )
-            out["black_box"] = _c(ok, value, detail)
-    else:
+    if not (len(yc) and e_mid > 0):
         for k in ("more_steps", "more_restarts", "black_box"):
             out[k] = _c(None, None, "no correctly classified point or eps = 0")
+        return out
+    with _utils.eval_mode(model):
+
+        def pgd_acc(**kw) -> float:
+            xa = attacks.pgd(model, xc, yc, eps=e_mid, norm=norm, generator=gen(), **kw)
+            return _acc(model, xa, yc) * len(yc) / n
+
+        out["more_steps"], out["more_restarts"], best = _check_budgets(
+            pgd_acc, steps, n, e_mid
+        )
+        out["black_box"] = _check_black_box(
+            model, xc, yc, n, e_mid, norm, queries, gen, best, broken_by, specs
+        )
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils, io
+from ._checks import masking_checks
 from ._presets import AttackSpec, preset_attacks
 
 __all__ = ["EvalResult", "evaluate", "robust_accuracy", "as_batches"]
@@ -35,6 +37,10 @@ class EvalResult(io.Result):
         broken_by: (E, N) int, index into ``attacks`` of the first attack that broke the
             point; -1 if none did, -2 if the clean prediction is already wrong.
         checks: gradient-masking checks, ``{name: {"passed", "value", "detail"}}``.
+        timings: ``{attack: seconds per eps}`` (shape (E,) each; work skipped on a
+            resume counts as 0).
+        adversarial: with ``return_adversarial=True``, (E, N, ...) inputs: the one
+            that broke each point, the clean input elsewhere; else None.
         meta: call arguments, attack settings, seed and provenance.
     """
 
@@ -46,6 +52,8 @@ class EvalResult(io.Result):
     robust_correct: np.ndarray
     broken_by: np.ndarray
     checks: dict = dataclasses.field(default_factory=dict)
+    timings: dict = dataclasses.field(default_factory=dict)
+    adversarial: np.ndarray | None = None
     meta: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -167,6 +175,122 @@ def _chunk_generator(seed: int, e: int, a: int, b: int, device) -> torch.Generat
     return torch.Generator(device=device).manual_seed(s)
 
 
+def _specs_for(preset, attacks, norm, batches, num_classes, budgets) -> tuple:
+    """The attack sequence (a preset's or the caller's) fitted to the inputs: Square
+    dropped and SimBA on the pixel basis for non-image inputs (with a warning)."""
+    if attacks is None:
+        specs = preset_attacks(preset, norm, num_classes=num_classes, **budgets)
+    else:
+        specs, preset = list(attacks), "custom"
+    if batches[0][0].ndim != 4:
+        dropped = [s.name for s in specs if s.fn.__name__ == "square"]
+        specs = [s for s in specs if s.fn.__name__ != "square"]
+        specs = [
+            dataclasses.replace(s, kwargs={**s.kwargs, "dct": False})
+            if s.fn.__name__ == "simba"
+            else s
+            for s in specs
+        ]
+        if dropped:
+            warnings.warn(
+                f"inputs are not images (N, C, H, W): skipping {dropped}", stacklevel=3
+            )
+    return specs, preset
+
+
+@dataclasses.dataclass
+class _State:
+    """What the sequence of attacks has found so far (saved after every batch)."""
+
+    robust: Tensor  # (E, N) bool
+    broken_by: Tensor  # (E, N) long
+    done: dict  # "e/a" -> number of finished batches
+    seconds: Tensor  # (E, A) float64, attack time per eps
+    adv: Tensor | None  # (E, N, ...) worst-case inputs, or None
+
+    def save(self, path, sig: dict) -> None:
+        io.atomic_save_torch({"signature": sig, **dataclasses.asdict(self)}, path)
+
+
+def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
+    if path is not None and Path(path).exists():
+        st = io.load_torch(path)
+        if st.get("signature") != sig:
+            raise ValueError(
+                f"state file {path} belongs to another evaluation "
+                f"({st.get('signature')} != {sig}); delete it or pass another state_path"
+            )
+        return _State(
+            st["robust"],
+            st["broken_by"],
+            st["done"],
+            st.get("seconds", torch.zeros(num_eps, num_attacks, dtype=torch.float64)),
+            st.get("adv"),
+        )
+    adv = None
+    if keep_adv:
+        xs = torch.cat([x.detach().cpu() for x, _ in batches])
+        adv = xs.unsqueeze(0).repeat(num_eps, *([1] * xs.ndim))
+    return _State(
+        clean.unsqueeze(0).repeat(num_eps, 1),
+        torch.where(clean, -1, -2).unsqueeze(0).repeat(num_eps, 1).long(),
+        {},
+        torch.zeros(num_eps, num_attacks, dtype=torch.float64),
+        adv,
+    )
+
+
+def _attack_alive(model, spec, x, y, alive, ep, norm, gen) -> tuple[Tensor, Tensor]:
+    """Run one attack on the still-robust points of a batch: (hit flags, x_adv)."""
+    xa = spec.fn(
+        model,
+        x[alive],
+        y[alive],
+        eps=ep,
+        norm=norm,
+        generator=gen,
+        **spec.call_kwargs(ep),
+    )
+    with _utils.eval_mode(model), torch.no_grad():
+        hit = (model(xa).argmax(1) != y[alive]).cpu()
+    return hit, xa
+
+
+def _run_sequence(model, batches, specs, eps_list, norm, seed, st, sig, path, bar):
+    """Each eps, each attack, each batch: attack the points still robust, in place."""
+    offsets = np.cumsum([0] + [len(y) for _, y in batches])
+    for e, ep in enumerate(eps_list):
+        for a, spec in enumerate(specs):
+            key = f"{e}/{a}"
+            for b, (x, y) in enumerate(batches):
+                if bar is not None:
+                    bar.update(1)
+                if st.done.get(key, 0) > b:
+                    continue
+                lo = int(offsets[b])
+                alive = st.robust[e, lo : int(offsets[b + 1])].nonzero().squeeze(1)
+                if alive.numel() and ep > 0:
+                    t0 = time.perf_counter()
+                    gen = _chunk_generator(seed, e, a, b, x.device)
+                    hit, xa = _attack_alive(model, spec, x, y, alive, ep, norm, gen)
+                    st.seconds[e, a] += time.perf_counter() - t0
+                    st.robust[e, lo + alive[hit]] = False
+                    st.broken_by[e, lo + alive[hit]] = a
+                    if st.adv is not None:
+                        st.adv[e, lo + alive[hit]] = xa[hit].detach().cpu()
+                st.done[key] = b + 1
+                if path is not None:
+                    st.save(path, sig)
+
+
+def _timing_table(specs, seconds: Tensor) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for a, s in enumerate(specs):
+        name = s.name if s.name not in out else f"{s.name}#{a}"
+        out[name] = seconds[:, a].numpy().astype(float)
+    return out
+
+
 def evaluate(
     model: nn.Module,
     data: Any,
@@ -182,6 +306,7 @@ def evaluate(
     batch_size: int = 500,
     checks: bool = True,
     check_samples: int = 100,
+    return_adversarial: bool = False,
     state_path: str | Path | None = None,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
@@ -206,6 +331,8 @@ def evaluate(
         batch_size: for ``(x, y)`` tensors.
         checks: run the gradient-masking checks (:func:`masking_checks`).
         check_samples: points used by the checks.
+        return_adversarial: also keep, per eps, the input that broke each point (the
+            clean input where no attack did) in ``result.adversarial`` (E, N, ...).
         state_path: resumable state file: per-example results per attack and batch,
             written atomically after every batch; a rerun skips finished work. It must
             belong to the same data, eps, norm, attacks and seed (else an error).
@@ -214,7 +341,7 @@ def evaluate(
         progressbar: tqdm bar over (eps, attack, batch).
 
     Returns:
-        :class:`EvalResult`.
+        :class:`EvalResult`; ``result.timings`` holds each attack's seconds per eps.
     """
     norm = _utils.check_norm(norm)
     eps_list = [
@@ -227,107 +354,36 @@ def evaluate(
     if not batches:
         raise ValueError("data is empty")
     was_training = model.training
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    seed = int(generator.initial_seed())
+    seed = int((generator or torch.Generator().manual_seed(0)).initial_seed())
     with _utils.eval_mode(model), torch.no_grad():
         outs = [model(x) for x, _ in batches]
     _utils.check_logits(outs[0], where="evaluate: model")
     num_classes = outs[0].shape[1]
     clean = torch.cat([o.argmax(1) == y for o, (_, y) in zip(outs, batches)]).cpu()
-    if attacks is None:
-        specs = preset_attacks(
-            preset,
-            norm,
-            scale=scale,
-            steps=steps,
-            restarts=restarts,
-            queries=queries,
-            num_classes=num_classes,
-        )
-    else:
-        specs, preset = list(attacks), "custom"
-    if batches[0][0].ndim != 4:
-        dropped = [s.name for s in specs if s.fn.__name__ == "square"]
-        specs = [s for s in specs if s.fn.__name__ != "square"]
-        specs = [
-            dataclasses.replace(s, kwargs={**s.kwargs, "dct": False})
-            if s.fn.__name__ == "simba"
-            else s
-            for s in specs
-        ]
-        if dropped:
-            warnings.warn(
-                f"inputs are not images (N, C, H, W): skipping {dropped}", stacklevel=2
-            )
-    E = len(eps_list)
+    budgets = {"scale": scale, "steps": steps, "restarts": restarts, "queries": queries}
+    specs, preset = _specs_for(preset, attacks, norm, batches, num_classes, budgets)
     sig = _signature(batches, eps_list, norm, specs, seed)
-    robust = clean.unsqueeze(0).repeat(E, 1)
-    broken_by = torch.where(clean, -1, -2).unsqueeze(0).repeat(E, 1).long()
-    done: dict[str, int] = {}
-    if state_path is not None and Path(state_path).exists():
-        st = io.load_torch(state_path)
-        if st.get("signature") != sig:
-            raise ValueError(
-                f"state file {state_path} belongs to another evaluation "
-                f"({st.get('signature')} != {sig}); delete it or pass another state_path"
-            )
-        robust, broken_by, done = st["robust"], st["broken_by"], st["done"]
-    offsets = np.cumsum([0] + [len(y) for _, y in batches])
-    total = E * len(specs) * len(batches)
+    sig["adversarial"] = bool(return_adversarial)
+    st = _initial_state(
+        clean, batches, len(eps_list), len(specs), return_adversarial, sig, state_path
+    )
     bar = None
     if progressbar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="evaluate")
-    for e, ep in enumerate(eps_list):
-        for a, spec in enumerate(specs):
-            key = f"{e}/{a}"
-            for b, (x, y) in enumerate(batches):
-                if bar is not None:
-                    bar.update(1)
-                if done.get(key, 0) > b:
-                    continue
-                lo, hi = int(offsets[b]), int(offsets[b + 1])
-                alive = robust[e, lo:hi].nonzero().squeeze(1)
-                if alive.numel() and ep > 0:
-                    xa = spec.fn(
-                        model,
-                        x[alive],
-                        y[alive],
-                        eps=ep,
-                        norm=norm,
-                        generator=_chunk_generator(seed, e, a, b, x.device),
-                        **spec.call_kwargs(ep),
-                    )
-                    with _utils.eval_mode(model), torch.no_grad():
-                        hit = (model(xa).argmax(1) != y[alive]).cpu()
-                    robust[e, lo + alive[hit]] = False
-                    broken_by[e, lo + alive[hit]] = a
-                done[key] = b + 1
-                if state_path is not None:
-                    io.atomic_save_torch(
-                        {
-                            "signature": sig,
-                            "robust": robust,
-                            "broken_by": broken_by,
-                            "done": done,
-                        },
-                        state_path,
-                    )
+        bar = tqdm(total=len(eps_list) * len(specs) * len(batches), desc="evaluate")
+    _run_sequence(model, batches, specs, eps_list, norm, seed, st, sig, state_path, bar)
     if bar is not None:
         bar.close()
     check_res: dict = {}
     if checks:
-        from ._checks import masking_checks
-
         check_res = masking_checks(
             model,
             batches,
             eps=eps_list,
             norm=norm,
-            robust_accuracy=robust.float().mean(1).numpy(),
-            broken_by=broken_by.numpy(),
+            robust_accuracy=st.robust.float().mean(1).numpy(),
+            broken_by=st.broken_by.numpy(),
             specs=specs,
             was_training=was_training,
             num_samples=check_samples,
@@ -339,9 +395,11 @@ def evaluate(
         preset=preset,
         attacks=[s.name for s in specs],
         clean_correct=clean.numpy(),
-        robust_correct=robust.numpy(),
-        broken_by=broken_by.numpy(),
+        robust_correct=st.robust.numpy(),
+        broken_by=st.broken_by.numpy(),
         checks=check_res,
+        timings=_timing_table(specs, st.seconds),
+        adversarial=None if st.adv is None else st.adv.numpy(),
         meta={
             "attacks": [s.describe() for s in specs],
             "seed": seed,
