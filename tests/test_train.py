@@ -88,7 +88,7 @@ def test_training_attack_stays_in_ball_and_box_without_param_grads(norm, attack)
             assert (size <= eps + 1e-6).all()
             assert size.max() > 0.5 * eps  # the attack really moved the inputs
             seen["train"] += 1
-        else:  # inside the attack: never touches parameter gradients
+        elif torch.is_grad_enabled():  # inside the attack: no parameter gradients
             assert all(p.grad is None for p in mod.parameters())
             seen["attack"] += 1
 
@@ -129,8 +129,9 @@ def test_loss_decreases_and_robust_accuracy_is_logged():
     loss = res.metrics["train_loss"]
     assert loss[-1] < 0.8 * loss[0]
     m = res.metrics
-    for key in ("test_clean_acc", "test_robust_acc", "co_fgsm_acc", "co_pgd_acc"):
+    for key in ("test_clean_acc", "test_robust_acc"):
         assert ((m[key] >= 0) & (m[key] <= 1)).all()
+    assert np.isnan(m["co_pgd_acc"]).all()  # no CO check for a multi-step PGD run
     assert (m["test_robust_acc"] <= m["test_clean_acc"] + 1e-9).all()
     assert m["dist_init"][-1] > 0 and (m["grad_norm_max"] >= m["grad_norm_mean"]).all()
 
@@ -203,6 +204,44 @@ def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
     for key in ("train_loss", "train_acc", "test_robust_acc", "dist_init", "lr", "eps"):
         assert r.metrics[key].tolist() == r_ref.metrics[key].tolist(), key
     assert len(train.load_run(run).metrics["epoch"]) == 3
+
+
+def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
+    # resume.pt held numpy's RNG state as an ndarray, so it needed the unsafe
+    # pickle loader; every file of a run folder now loads with weights_only=True,
+    # and a resume through such a loader is still exact.
+    x, y = _data(48)
+    cfg = _cfg(epochs=2, checkpoint_every=1, periods=2, eps_schedule="periodic")
+    ref = TinyNet()
+    adversarial_train(ref, (x, y), cfg, test_data=_data(16, 1))
+    with pytest.raises(_Stop):
+
+        def cb(s):
+            if s["iteration"] == 4:
+                raise _Stop
+
+        adversarial_train(
+            TinyNet(),
+            (x, y),
+            cfg,
+            test_data=_data(16, 1),
+            run_dir=tmp_path,
+            callback=cb,
+        )
+    for path in sorted(tmp_path.glob("*.pt")):
+        torch.load(path, weights_only=True)
+    real = torch.load
+
+    def safe_load(*a, **kw):
+        kw["weights_only"] = True
+        return real(*a, **kw)
+
+    monkeypatch.setattr(torch, "load", safe_load)
+    model = TinyNet(seed=5)
+    adversarial_train(model, (x, y), cfg, test_data=_data(16, 1), run_dir=tmp_path)
+    assert _same(model, ref)
+    for path in sorted(tmp_path.glob("*.pt")):
+        torch.load(path, weights_only=True)
 
 
 def test_resume_from_end_of_epoch_and_other_config(tmp_path):
@@ -368,6 +407,45 @@ def test_bad_data_is_a_clear_error():
         )
 
 
+class _Probs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = TinyNet(dropout=0.0)
+
+    def forward(self, x):
+        return self.net(x).softmax(1)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (lambda x, y: ((x * 255).to(torch.uint8), y), TypeError, r"uint8.*/ 255"),
+        (lambda x, y: (x * 255, y), ValueError, r"\[0, 1\].*divide by 255"),
+        (lambda x, y: (x, y.float()), TypeError, "integer class indices"),
+        (lambda x, y: (x, F.one_hot(y, 2)), ValueError, r"shape \(N,\).*argmax"),
+        (lambda x, y: (x, F.one_hot(y, 2).float()), TypeError, "argmax"),
+        (lambda x, y: (x, y + 3), ValueError, r"labels must lie in \[0, 2\)"),
+    ],
+)
+def test_bad_training_input_is_a_clear_error(change, error, match):
+    x, y = change(*_data(32))
+    with pytest.raises(error, match=match):
+        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, eval_num=0))
+    with pytest.raises(error, match=match):  # the same check on the test data
+        adversarial_train(
+            TinyNet(), _data(32), _cfg(epochs=1, eval_num=32), test_data=(x, y)
+        )
+
+
+def test_empty_batch_and_probability_model():
+    x, y = _data(32)
+    loader = [(x[:16], y[:16]), (x[:0], y[:0])]
+    with pytest.raises(ValueError, match="batch size 0"):
+        adversarial_train(TinyNet(), loader, _cfg(epochs=1, eval_num=0))
+    with pytest.warns(UserWarning, match="looks like probabilities"):
+        adversarial_train(_Probs(), (x, y), _cfg(epochs=1, eval_num=0, co_check_num=0))
+
+
 def test_presets_and_cli_errors(capsys):
     from landscape.train.__main__ import main
 
@@ -474,23 +552,31 @@ def test_curve_plots_draw_the_logged_values(tmp_path):
 
 def test_catastrophic_overfitting_flag_and_warning(monkeypatch):
     # Simulate a gradient-masked model: FGSM finds nothing (returns the clean batch)
-    # while PGD still finds adversarial examples -> FGSM acc >> PGD acc -> flag.
+    # while PGD still finds adversarial examples (here: PGD with a 6x budget) ->
+    # FGSM acc >> PGD acc -> flag.
     from landscape.train import _eval
 
+    real = _eval.perturb
     monkeypatch.setattr(_eval, "fgsm_rs", lambda model, x, y, **kw: x.clone())
+    monkeypatch.setattr(
+        _eval, "perturb", lambda m, x, y, *, eps, **kw: real(m, x, y, eps=6 * eps)
+    )
     x, y = _data(256)
-    # standard training, checked at eps=0.3: clean accuracy high, PGD accuracy low
+    # FGSM-RS training at eps=0.05, the check at the trained eps
     cfg = _cfg(
         epochs=2,
         lr=0.2,
-        eps=0.3,
-        attack="none",
+        eps=0.05,
+        attack="fgsm",
         co_check_num=64,
         eval_num=0,
         co_threshold=0.1,
     )
-    with pytest.warns(UserWarning, match="catastrophic overfitting at epoch"):
+    with pytest.warns(UserWarning, match="catastrophic overfitting at epoch") as rec:
         res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg, progressbar=True)
+    msg = str(rec[0].message)
+    assert "FGSM-RS training" in msg and "eps warm-up" in msg  # constant eps: advise it
+    assert "a step no larger than eps" in msg  # alpha = 1.25 eps
     m = res.metrics
     assert m["co_flag"].any()
     flagged = m["co_flag"].astype(bool)
@@ -499,6 +585,47 @@ def test_catastrophic_overfitting_flag_and_warning(monkeypatch):
     monkeypatch.undo()
     res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg)
     assert (res.metrics["co_pgd_acc"] <= res.metrics["co_fgsm_acc"] + 0.1).all()
+
+
+def test_catastrophic_overfitting_check_only_where_it_means_something(monkeypatch):
+    # Issue 16.6: during the eps warm-up of a PGD run the check compared FGSM with
+    # PGD at the *target* eps and advised "use PGD training". Catastrophic
+    # overfitting is a failure of single-step training: a PGD run is not checked,
+    # and a single-step run is checked at the eps it is trained at.
+    from landscape.train import _eval
+
+    monkeypatch.setattr(_eval, "fgsm_rs", lambda model, x, y, **kw: x.clone())
+    x, y = _data(128)
+    warm = dict(eps=0.3, eps_schedule="linear", eps_kwargs={"warmup": 3}, epochs=3)
+    cfg = _cfg(attack="pgd", co_check_num=64, eval_num=0, co_threshold=0.0, **warm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg)
+    assert not res.metrics["co_flag"].any()
+    assert np.isnan(res.metrics["co_pgd_acc"]).all()
+    for kw in (
+        dict(attack="none"),
+        dict(eps=0.0, eps_schedule="constant", eps_kwargs={}),
+    ):
+        res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg.replace(**kw))
+        assert not res.metrics["co_flag"].any()
+    # FGSM-RS with a warm-up: checked at the scheduled eps of each epoch's end
+    seen = []
+    real = _eval.perturb
+
+    def spy(model, x, y, *, eps, **kw):  # records eps; breaks the model (6x eps)
+        seen.append(eps)
+        return real(model, x, y, eps=min(6 * eps, 1.0))
+
+    monkeypatch.setattr(_eval, "perturb", spy)
+    fgsm = cfg.replace(attack="fgsm", alpha_rel=1.0)
+    with pytest.warns(UserWarning, match="catastrophic overfitting") as rec:
+        res = adversarial_train(TinyNet(dropout=0.0), (x, y), fgsm)
+    assert seen == pytest.approx(res.metrics["eps"].tolist())
+    assert seen[0] < 0.3  # still warming up after the first epoch
+    msg = str(rec[0].message)
+    assert "FGSM-RS training" in msg and "multi-step PGD" in msg
+    assert "warm-up" not in msg and "a step no larger" not in msg  # it has both
 
 
 @pytest.mark.gpu

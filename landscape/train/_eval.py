@@ -16,7 +16,15 @@ from .. import _utils
 from ..attacks.perturb import fgsm_rs, perturb
 from ._config import TrainConfig
 
-__all__ = ["autocast", "attack_ctx", "prep", "evaluate", "co_check", "upcast"]
+__all__ = [
+    "autocast",
+    "attack_ctx",
+    "prep",
+    "evaluate",
+    "co_check",
+    "co_message",
+    "upcast",
+]
 
 
 def upcast(out: Tensor) -> Tensor:
@@ -157,28 +165,40 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
     return out
 
 
-def co_check(model, batch, *, cfg, seed, ctx) -> dict:
+def _single_step(cfg: TrainConfig) -> bool:
+    """Whether the training attack takes one gradient step (FGSM-RS, or PGD-1)."""
+    return cfg.attack == "fgsm" or (cfg.attack == "pgd" and int(cfg.steps) == 1)
+
+
+def co_check(model, batch, *, eps: float, cfg, seed, ctx) -> dict:
     """Catastrophic-overfitting detector: FGSM-RS vs PGD accuracy on a fixed batch.
 
-    After catastrophic overfitting (Wong et al., 2020) a model resists FGSM but not
-    PGD; the flag is raised when FGSM accuracy exceeds PGD accuracy by more than
-    ``cfg.co_threshold``. The PGD here takes ``max(eval_steps, 5)`` steps of
-    ``2.5 eps / steps`` so it can always cross the ball.
+    Catastrophic overfitting (Wong et al., 2020) is a failure of single-step
+    adversarial training: the model comes to resist FGSM but not PGD. So the check
+    runs only when the training attack takes a single step (``attack="fgsm"``, or
+    PGD with ``steps=1``), at ``eps``, the budget the model is being trained at (the
+    scheduled eps: during an eps warm-up the target eps is not the question), and
+    not at all when that budget is 0. The flag is raised when FGSM accuracy exceeds
+    PGD accuracy by more than ``cfg.co_threshold``. The PGD here takes
+    ``max(eval_steps, 5)`` steps of ``2.5 eps / steps`` so it can always cross the
+    ball.
     """
-    if batch is None or cfg.eps == 0:
-        return {"co_fgsm_acc": math.nan, "co_pgd_acc": math.nan, "co_flag": False}
+    none = {"co_fgsm_acc": math.nan, "co_pgd_acc": math.nan, "co_flag": False}
+    if batch is None or eps <= 0 or not _single_step(cfg):
+        return none
     x, y = batch
+    steps = max(int(cfg.eval_steps), 5)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     with ctx():
-        xf = fgsm_rs(model, x, y, eps=cfg.eps, norm=cfg.norm, generator=gen)
+        xf = fgsm_rs(model, x, y, eps=eps, norm=cfg.norm, generator=gen)
         xp = perturb(
             model,
             x,
             y,
-            eps=cfg.eps,
+            eps=eps,
             norm=cfg.norm,
-            steps=max(cfg.eval_steps, 5),
-            alpha=2.5 * cfg.eps / max(cfg.eval_steps, 5),
+            steps=steps,
+            alpha=2.5 * eps / steps,
             generator=gen,
         )
         with torch.no_grad(), _utils.eval_mode(model):
@@ -189,3 +209,24 @@ def co_check(model, batch, *, cfg, seed, ctx) -> dict:
         "co_pgd_acc": pa,
         "co_flag": bool(fa - pa > cfg.co_threshold),
     }
+
+
+def co_message(row: dict, cfg: TrainConfig) -> str:
+    """The catastrophic-overfitting warning for a flagged epoch ``row``, with advice
+    that fits the run (its single-step attack, step size and eps schedule)."""
+    eps = row["eps"]
+    steps = max(int(cfg.eval_steps), 5)
+    attack = "FGSM-RS" if cfg.attack == "fgsm" else "PGD-1"
+    advice = []
+    alpha = cfg.step_size(eps)
+    if alpha > eps:
+        advice.append(f"a step no larger than eps (alpha={alpha:g} > eps={eps:g})")
+    if cfg.eps_schedule == "constant":
+        advice.append("an eps warm-up (eps_schedule='linear')")
+    advice.append("multi-step PGD training (attack='pgd', steps >= 2)")
+    return (
+        f"possible catastrophic overfitting at epoch {row['epoch']}: on a fixed "
+        f"training batch FGSM accuracy is {row['co_fgsm_acc']:.3f} but PGD-{steps} "
+        f"accuracy is {row['co_pgd_acc']:.3f} at the trained eps={eps:g} "
+        f"({attack} training); try " + ", or ".join(advice)
+    )

@@ -20,8 +20,15 @@ from .. import _utils, io
 from ..attacks.perturb import perturb
 from . import _dist
 from ._config import TrainConfig
-from ._data import TensorBatches, as_loader, eval_subset, fixed_batch
-from ._eval import attack_ctx, autocast, co_check, evaluate, prep, upcast
+from ._data import (
+    TensorBatches,
+    as_loader,
+    check_batch,
+    check_labels,
+    eval_subset,
+    fixed_batch,
+)
+from ._eval import attack_ctx, autocast, co_check, co_message, evaluate, prep, upcast
 from ._run import (
     FINAL,
     FORMAT,
@@ -283,6 +290,13 @@ def _train(
         else []
     )
 
+    num_classes = None
+    for i, (xe, ye) in enumerate(eval_batches):
+        check_batch(xe, ye, where="test_data")
+        if i == 0:
+            num_classes = _probe_classes(raw, xe, ctx)
+        check_labels(ye, num_classes, where="test_data")
+
     from tqdm.auto import tqdm
 
     show = progressbar and main
@@ -325,6 +339,10 @@ def _train(
                 g["lr"] = lr_t
             opt.zero_grad(set_to_none=True)
             x, y = prep(batch[0], batch[1], device, dtype, channels_last)
+            check_batch(x, y)
+            if num_classes is None:
+                num_classes = _probe_classes(raw, x, ctx)
+            check_labels(y, num_classes)
             n_global = len(y)
             x, y = _dist.shard(x, rank, world), _dist.shard(y, rank, world)
             if use_attack and eps_t > 0:
@@ -462,15 +480,18 @@ def _train(
                             ctx=ctx,
                         )
                     )
-                row.update(co_check(raw, co_batch, cfg=cfg, seed=seed + 1, ctx=ctx))
-            if row["co_flag"]:
-                warnings.warn(
-                    f"possible catastrophic overfitting at epoch {epoch + 1}: on a fixed "
-                    f"training batch FGSM accuracy is {row['co_fgsm_acc']:.3f} but PGD "
-                    f"accuracy is {row['co_pgd_acc']:.3f} (eps={cfg.eps:g}); use PGD "
-                    "training, a smaller FGSM step or an eps warm-up",
-                    stacklevel=2,
+                row.update(
+                    co_check(
+                        raw,
+                        co_batch,
+                        eps=accum["eps"] if use_attack else 0.0,
+                        cfg=cfg,
+                        seed=seed + 1,
+                        ctx=ctx,
+                    )
                 )
+            if row["co_flag"]:
+                warnings.warn(co_message(row, cfg), stacklevel=2)
         elapsed += accum["time"]
         row["time"] = accum["time"]
         row["time_total"] = elapsed
@@ -533,6 +554,31 @@ def _train(
             "torch": torch.__version__,
         },
     )
+
+
+def _fork(device: torch.device):
+    """``torch.random.fork_rng`` over the CPU and ``device``'s CUDA generator."""
+    cuda_ids = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    return torch.random.fork_rng(devices=cuda_ids)
+
+
+@torch.no_grad()
+def _probe_classes(model: nn.Module, x: Tensor, ctx) -> int:
+    """The model's number of outputs (one eval-mode forward of a few inputs); warns
+    when the outputs look like probabilities instead of logits."""
+    with _fork(x.device), _utils.eval_mode(model), ctx():
+        out = model(x[:8])
+    _utils.check_logits(out, where="adversarial_train: model")
+    if out.ndim != 2:
+        raise ValueError(
+            f"the model must return logits of shape (N, num_classes), got "
+            f"{tuple(out.shape)}"
+        )
+    return int(out.shape[1])
 
 
 def _named(model: nn.Module, params: list[Tensor]) -> list[tuple[str, Tensor]]:

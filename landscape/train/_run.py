@@ -153,11 +153,24 @@ def check_config(run_dir: Path, config: TrainConfig) -> None:
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """Every RNG state that training touches."""
+    """Every RNG state that training touches, as tensors and plain Python values (so
+    ``resume.pt`` loads with ``torch.load(..., weights_only=True)``)."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(mt, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "generators": {k: g.get_state() for k, g in generators.items()},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -168,9 +181,22 @@ def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
 def set_rng_state(
     state: dict[str, Any], generators: dict[str, torch.Generator]
 ) -> None:
+    """Restore :func:`rng_state` (also the older pickled-tuple format)."""
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
+    random.setstate(py)
+    npy = state["numpy"]
+    if isinstance(npy, dict):
+        npy = (
+            npy["kind"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached_gaussian"],
+        )
+    np.random.set_state(npy)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     for k, g in generators.items():
