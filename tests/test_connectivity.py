@@ -1,0 +1,458 @@
+"""Tests for landscape.connectivity: curves, BatchNorm re-estimation, curve training
+(exact resume), scans and barriers, the caller's models left alone."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from landscape import attacks
+from landscape import connectivity as mc
+from landscape.train import RunFolderError
+
+
+def _xor(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return x, ((x[:, 0] * x[:, 1]) > 0).long()
+
+
+def _mlp(hidden=16, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 2)).double()
+
+
+class BNNet(nn.Module):
+    """Linear -> BN -> ReLU -> Dropout -> Linear -> BN -> Linear (float64)."""
+
+    def __init__(self, seed=0, dropout=0.2):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc1 = nn.Linear(3, 5)
+        self.bn1 = nn.BatchNorm1d(5)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(5, 4)
+        self.bn2 = nn.BatchNorm1d(4)
+        self.fc3 = nn.Linear(4, 2)
+        self.double()
+
+    def forward(self, x):
+        h = self.drop(F.relu(self.bn1(self.fc1(x))))
+        return self.fc3(self.bn2(self.fc2(h)))
+
+
+def _bn_pair():
+    a, b = BNNet(0), BNNet(1)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for m in (a, b):
+            for bn in (m.bn1, m.bn2):
+                bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
+                bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+                bn.num_batches_tracked.fill_(
+                    int(torch.randint(1, 50, (1,), generator=g))
+                )
+    return a, b
+
+
+def _trained_mirror_pair():
+    """A small tanh MLP fitted to XOR, and the same network with its hidden units in
+    reversed order: two separated minima with the same loss (mirror images under the
+    permutation), with a high barrier on the straight line between them."""
+    x, y = _xor()
+    a = _mlp()
+    opt = torch.optim.Adam(a.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        F.cross_entropy(a(x), y).backward()
+        opt.step()
+    a.zero_grad(set_to_none=True)
+    b = _mlp()
+    p = torch.arange(16).flip(0)
+    with torch.no_grad():
+        b[0].weight.copy_(a[0].weight[p])
+        b[0].bias.copy_(a[0].bias[p])
+        b[2].weight.copy_(a[2].weight[:, p])
+        b[2].bias.copy_(a[2].bias)
+    return a, b, (x, y)
+
+
+def _snapshot(*models):
+    return [
+        (copy.deepcopy(m.state_dict()), [mm.training for mm in m.modules()])
+        for m in models
+    ]
+
+
+def _assert_untouched(models, snap):
+    for m, (state, modes) in zip(models, snap):
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, state[k]), f"{k} changed"
+        assert [mm.training for mm in m.modules()] == modes
+        assert all(p.grad is None for p in m.parameters())
+
+
+# ----------------------------------------------------------------------- curves
+
+
+@pytest.mark.parametrize(
+    "kind,num_bends",
+    [("line", 0), ("bezier", 1), ("bezier", 3), ("polychain", 1), ("polychain", 2)],
+)
+def test_curve_passes_exactly_through_endpoints(kind, num_bends):
+    a, b = _bn_pair()
+    curve = mc.init_curve(a, b, kind=kind, num_bends=num_bends)
+    g = torch.Generator().manual_seed(0)
+    bends = tuple(
+        {
+            k: v + torch.randn(v.shape, generator=g, dtype=v.dtype)
+            for k, v in bend.items()
+        }
+        for bend in curve.bends
+    )
+    curve = curve.replace(bends=bends)  # bends off the line: exactness is not luck
+    for t, model in ((0.0, a), (1.0, b)):
+        state = curve.state(t)
+        ref = model.state_dict()
+        assert state.keys() == ref.keys()
+        for k in ref:
+            assert torch.equal(state[k], ref[k]), (t, k)
+            assert state[k].data_ptr() != ref[k].data_ptr()  # copies, not aliases
+
+
+def test_untrained_curves_trace_the_line_and_weights_sum_to_one():
+    a, b = _mlp(seed=0), _mlp(seed=1)
+    line = mc.init_curve(a, b, kind="line")
+    for kind, n in (("bezier", 1), ("bezier", 2), ("polychain", 3)):
+        c = mc.init_curve(a, b, kind=kind, num_bends=n)
+        for t in (0.1, 0.37, 0.5, 0.9):
+            assert sum(mc.curve_weights(kind, t, n)) == pytest.approx(1.0, abs=1e-15)
+            for k, v in c.params(t).items():
+                torch.testing.assert_close(v, line.params(t)[k], rtol=1e-12, atol=1e-12)
+    # the quadratic Bezier closed form
+    m = {k: torch.randn_like(v) for k, v in line.start.items()}
+    q = mc.curve_point(0.3, line.start, line.end, [m], kind="bezier")
+    for k in m:
+        ref = 0.49 * line.start[k] + 0.42 * m[k] + 0.09 * line.end[k]
+        torch.testing.assert_close(q[k], ref, rtol=1e-12, atol=1e-12)
+
+
+def test_bezier_bend_gradient_matches_finite_difference():
+    a, b = _mlp(hidden=4, seed=0), _mlp(hidden=4, seed=1)
+    x, y = _xor(32)
+    curve = mc.init_curve(a, b, kind="bezier")
+    g = torch.Generator().manual_seed(1)
+    bend = {
+        k: (v + 0.3 * torch.randn(v.shape, generator=g, dtype=v.dtype)).requires_grad_()
+        for k, v in curve.bends[0].items()
+    }
+    t = 0.3
+
+    def loss(bd):
+        p = mc.curve_point(t, curve.start, curve.end, [bd], kind="bezier")
+        return F.cross_entropy(functional_call(a, p, (x,)), y)
+
+    grads = torch.autograd.grad(loss(bend), list(bend.values()))
+    # directional finite difference along a random direction
+    d = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in bend.items()}
+    h = 1e-6
+    with torch.no_grad():
+        plus = loss({k: v + h * d[k] for k, v in bend.items()})
+        minus = loss({k: v - h * d[k] for k, v in bend.items()})
+    fd = float((plus - minus) / (2 * h))
+    ad = float(sum((gr * d[k]).sum() for gr, k in zip(grads, bend)))
+    assert ad == pytest.approx(fd, rel=1e-7)
+    # and the chain rule: d loss / d bend = 2 t (1 - t) * d loss / d theta at theta(t)
+    p = {
+        k: v.detach().requires_grad_()
+        for k, v in mc.curve_point(
+            t, curve.start, curve.end, [bend], kind="bezier"
+        ).items()
+    }
+    gt = torch.autograd.grad(
+        F.cross_entropy(functional_call(a, p, (x,)), y), list(p.values())
+    )
+    for gb, gth in zip(grads, gt):
+        torch.testing.assert_close(gb, 2 * t * (1 - t) * gth, rtol=1e-12, atol=1e-14)
+
+
+def test_curve_input_errors():
+    a, b = _mlp(), _mlp(hidden=8)
+    with pytest.raises(ValueError, match="differ"):
+        mc.init_curve(a, b)
+    with pytest.raises(ValueError, match="unknown curve kind"):
+        mc.init_curve(a, _mlp(), kind="spline")
+    with pytest.raises(ValueError, match="no bends"):
+        mc.init_curve(a, _mlp(), kind="line", num_bends=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        mc.init_curve(a, _mlp()).params(1.5)
+
+
+def test_curve_save_load_roundtrip(tmp_path):
+    a, b = _bn_pair()
+    c = mc.init_curve(a, b, kind="polychain", num_bends=2)
+    c.save(tmp_path / "c.pt")
+    d = mc.Curve.load(tmp_path / "c.pt")
+    assert d.kind == "polychain" and d.num_bends == 2
+    for k, v in c.state(0.4).items():
+        assert torch.equal(v, d.state(0.4)[k])
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="weights-only"):
+        mc.Curve.load(tmp_path / "bad.pt")
+
+
+# -------------------------------------------------------------------- BatchNorm
+
+
+def test_bn_statistics_match_recomputed():
+    """Re-estimated statistics equal the batch-size-weighted averages of per-batch
+    means / unbiased variances of each BN input, recomputed by hand layer by layer
+    (the second layer's input depends on the first layer's batch normalisation)."""
+    a, b = _bn_pair()
+    curve = mc.init_curve(a, b, kind="bezier")
+    state = curve.state(0.4)
+    g = torch.Generator().manual_seed(3)
+    batches = [
+        (torch.randn(n, 3, generator=g, dtype=torch.float64), torch.zeros(n))
+        for n in (16, 7, 11)
+    ]
+    snap = _snapshot(a)
+    got = mc.bn_statistics(a, state, batches)
+    mc.bn_statistics(a, dict(a.named_parameters()), batches)  # the model's own buffers
+    _assert_untouched([a], snap)
+
+    def bn_train(h, w, bias):  # BatchNorm with batch statistics (biased variance)
+        return (h - h.mean(0)) / torch.sqrt(h.var(0, correction=0) + 1e-5) * w + bias
+
+    s1m, s1v, s2m, s2v, n = 0, 0, 0, 0, 0
+    for x, _ in batches:
+        h1 = x @ state["fc1.weight"].T + state["fc1.bias"]
+        z = F.relu(bn_train(h1, state["bn1.weight"], state["bn1.bias"]))  # no dropout
+        h2 = z @ state["fc2.weight"].T + state["fc2.bias"]
+        k = len(x)
+        s1m, s1v = s1m + k * h1.mean(0), s1v + k * h1.var(0, correction=1)
+        s2m, s2v = s2m + k * h2.mean(0), s2v + k * h2.var(0, correction=1)
+        n += k
+    ref = {
+        "bn1.running_mean": s1m / n,
+        "bn1.running_var": s1v / n,
+        "bn2.running_mean": s2m / n,
+        "bn2.running_var": s2v / n,
+    }
+    for k, v in ref.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-12, atol=1e-12)
+    assert int(got["bn1.num_batches_tracked"]) == 3
+    # one batch: the running mean is the data mean of the first BN input
+    allx = torch.cat([x for x, _ in batches])
+    one = mc.bn_statistics(a, state, [(allx, torch.zeros(len(allx)))])
+    h1 = allx @ state["fc1.weight"].T + state["fc1.bias"]
+    torch.testing.assert_close(
+        one["bn1.running_mean"], h1.mean(0), rtol=1e-12, atol=1e-12
+    )
+    torch.testing.assert_close(
+        one["bn1.running_var"], h1.var(0), rtol=1e-12, atol=1e-12
+    )
+    assert mc.bn_statistics(_mlp(), dict(_mlp().named_parameters()), batches[:1]) == {}
+
+
+def test_scan_reestimates_bn_at_every_t():
+    a, b = _bn_pair()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (40,), generator=g)
+    curve = mc.init_curve(a, b, kind="bezier")
+    lf = nn.CrossEntropyLoss()
+    with pytest.raises(ValueError, match="bn_data"):
+        mc.scan_curve(a, lf, [(x, y)], curve, num_points=3)
+    snap = _snapshot(a, b)
+    scan = mc.scan_curve(
+        a,
+        lf,
+        [(x, y)],
+        curve,
+        num_points=3,
+        bn_data=[(x[:20], y[:20]), (x[20:], y[20:])],
+    )
+    _assert_untouched([a, b], snap)
+    # the middle point by hand: re-estimated statistics, eval mode
+    state = curve.state(0.5)
+    state.update(mc.bn_statistics(a, state, [(x[:20], y[:20]), (x[20:], y[20:])]))
+    ref = copy.deepcopy(a).eval()
+    ref.load_state_dict(state)
+    with torch.no_grad():
+        assert scan.clean_loss[1] == pytest.approx(float(lf(ref(x), y)), rel=1e-12)
+    interp = mc.scan_curve(a, lf, [(x, y)], curve, num_points=3, bn="interpolate")
+    assert interp.meta["bn"] == "interpolate" and scan.meta["bn"] == "reestimate"
+
+
+# --------------------------------------------------------------------- training
+
+
+def test_trained_curve_has_lower_barrier_than_line():
+    a, b, (x, y) = _trained_mirror_pair()
+    lf = nn.CrossEntropyLoss()
+    line = mc.scan_curve(
+        a, lf, [(x, y)], mc.init_curve(a, b, kind="line"), num_points=11
+    )
+    cfg = mc.CurveConfig(
+        kind="bezier", epochs=30, batch_size=64, lr=0.05, optimizer="adam"
+    )
+    res = mc.train_curve(a, b, (x, y), cfg)
+    curve = mc.scan_curve(a, lf, [(x, y)], res.curve, num_points=11)
+    assert line.clean_barrier > 3.0  # the mirrored minima are separated on the line
+    assert curve.clean_barrier < 0.2 * line.clean_barrier
+    assert curve.barrier("clean_acc") < line.barrier("clean_acc")
+    assert res.metrics["bend_distance"][-1] > 0
+    np.testing.assert_allclose(
+        curve.clean_loss[[0, -1]], line.clean_loss[[0, -1]], rtol=1e-12
+    )
+
+
+def test_training_leaves_models_untouched_and_trains_bends_only():
+    a, b = _bn_pair()
+    a.eval()  # mixed modes must come back as they were
+    b.drop.eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(48, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (48,), generator=g)
+    snap = _snapshot(a, b)
+    cfg = mc.CurveConfig(epochs=2, batch_size=16, eps=0.05, steps=2, lr=0.1)
+    res = mc.train_curve(a, b, (x, y), cfg)
+    _assert_untouched([a, b], snap)
+    for k, v in a.named_parameters():
+        assert torch.equal(res.curve.start[k], v) and torch.equal(
+            res.curve.end[k], dict(b.named_parameters())[k]
+        )
+    assert not torch.equal(
+        res.curve.bends[0]["fc1.weight"], mc.init_curve(a, b).bends[0]["fc1.weight"]
+    )
+    assert res.metrics["epoch"].tolist() == [1, 2]
+    for t, m in ((0.0, a), (1.0, b)):  # the trained curve's ends are still the models
+        for k, v in m.state_dict().items():
+            assert torch.equal(res.curve.state(t)[k], v), (t, k)
+
+
+def _stop_at(n):
+    def cb(s):
+        if s["iteration"] == n:
+            raise KeyboardInterrupt
+
+    return cb
+
+
+@pytest.mark.parametrize("attack,optimizer", [("pgd", "sgd"), ("fgsm", "adam")])
+def test_exact_resume_after_interruption(tmp_path, attack, optimizer):
+    a, b = _bn_pair()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(56, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (56,), generator=g)
+    cfg = mc.CurveConfig(
+        epochs=3,
+        batch_size=16,
+        eps=0.1,
+        attack=attack,
+        steps=2,
+        lr=0.05,
+        optimizer=optimizer,
+        eps_schedule="linear",
+        lr_schedule="cosine",
+        checkpoint_every=3,
+    )
+    full = mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path / "full")
+    run = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):  # iteration 10 of 12; resume point: 9
+        mc.train_curve(a, b, (x, y), cfg, run_dir=run, callback=_stop_at(10))
+    with pytest.raises(KeyboardInterrupt):  # and again, mid-epoch, after resuming
+        mc.train_curve(a, b, (x, y), cfg, run_dir=run, callback=_stop_at(11))
+    torch.manual_seed(999)  # the resumed run must not depend on the caller's RNG
+    resumed = mc.train_curve(a, b, (x, y), cfg, run_dir=run)
+    for k, v in full.curve.bends[0].items():
+        assert torch.equal(resumed.curve.bends[0][k], v), k
+    for key in ("train_loss", "train_acc", "eps", "lr", "bend_distance"):
+        np.testing.assert_array_equal(resumed.metrics[key], full.metrics[key])
+    saved = mc.Curve.load(run / "curve.pt")
+    assert torch.equal(saved.bends[0]["fc1.weight"], full.curve.bends[0]["fc1.weight"])
+
+
+def test_resume_refuses_other_config_or_models(tmp_path):
+    a, b = _bn_pair()
+    x = torch.rand(32, 3, dtype=torch.float64)
+    y = torch.randint(0, 2, (32,))
+    cfg = mc.CurveConfig(epochs=1, batch_size=16, eps=0.0)
+    mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
+    with pytest.raises(RunFolderError, match="another curve configuration"):
+        mc.train_curve(
+            a, b, (x, y), cfg.__class__(epochs=2, batch_size=16), run_dir=tmp_path
+        )
+    with pytest.raises(RunFolderError, match="start model differs"):
+        mc.train_curve(BNNet(7), b, (x, y), cfg, run_dir=tmp_path)
+    with pytest.raises(RunFolderError, match="already holds"):
+        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path, resume=False)
+    (tmp_path / "resume.pt").write_bytes(b"garbage")
+    with pytest.raises(Exception, match="weights-only"):
+        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="nothing to train"):
+        mc.CurveConfig(kind="line")
+    with pytest.raises(ValueError, match="attack"):
+        mc.CurveConfig(attack="apgd")
+    with pytest.raises(ValueError, match="eps"):
+        mc.CurveConfig(eps=-1)
+    with pytest.raises(ValueError, match="unknown"):
+        mc.CurveConfig(eps_schedule="nope")
+    with pytest.raises(ValueError, match="unknown CurveConfig"):
+        mc.CurveConfig.from_dict({"epochz": 1})
+
+
+# ------------------------------------------------------------------------- scans
+
+
+def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
+    a, b, (x, y) = _trained_mirror_pair()
+    a, b = a.float(), b.float()
+    x = x.float().clamp(-1, 1) * 0.5 + 0.5  # inputs in [0, 1] for the attack
+    lf = nn.CrossEntropyLoss()
+    atk = functools.partial(
+        attacks.pgd, eps=0.05, steps=5, generator=torch.Generator().manual_seed(0)
+    )
+    snap = _snapshot(a, b)
+    scan = mc.scan_curve(
+        a,
+        lf,
+        [(x[:128], y[:128]), (x[128:], y[128:])],
+        mc.init_curve(a, b, kind="line"),
+        num_points=5,
+        attack=atk,
+    )
+    _assert_untouched([a, b], snap)
+    with torch.no_grad():
+        for i, m in ((0, a), (-1, b)):
+            assert scan.clean_loss[i] == pytest.approx(float(lf(m(x), y)), rel=1e-5)
+            assert scan.clean_acc[i] == pytest.approx(
+                float((m(x).argmax(1) == y).float().mean())
+            )
+    assert np.all(scan.robust_acc <= scan.clean_acc) and np.all(
+        scan.robust_loss >= scan.clean_loss - 1e-6
+    )
+    assert scan.robust_barrier == pytest.approx(mc.barrier(scan.robust_loss))
+    path = scan.save(tmp_path / "scan.npz")
+    back = mc.CurveScan.load(path)
+    np.testing.assert_array_equal(back.robust_acc, scan.robust_acc)
+    assert back.kind == "line" and back.clean_barrier == pytest.approx(
+        scan.clean_barrier
+    )
+    with pytest.raises(ValueError, match="num_points"):
+        mc.scan_curve(a, lf, [(x, y)], mc.init_curve(a, b), num_points=1)
+    with pytest.raises(ValueError, match="does not fit"):
+        mc.scan_curve(
+            _mlp(hidden=3).float(), lf, [(x, y)], mc.init_curve(a, b), num_points=2
+        )
