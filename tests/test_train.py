@@ -206,6 +206,135 @@ def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
     assert len(train.load_run(run).metrics["epoch"]) == 3
 
 
+def test_config_parts_flat_keywords_and_typed_dataset():
+    cfg = _cfg(amp="off", checkpoint_every=3, data={"dataset": "fashion-mnist"})
+    assert isinstance(cfg.science, train.Science)
+    assert isinstance(cfg.runtime, train.Runtime)
+    assert (cfg.science.eps, cfg.runtime.amp, cfg.runtime.checkpoint_every) == (
+        0.1,
+        "off",
+        3,
+    )
+    assert cfg.eps == cfg.science.eps and cfg.eval_num == cfg.runtime.eval_num
+    assert cfg.dataset == train.DatasetSpec(name="fashion-mnist")
+    # the demo wrote data={"name": ...}, the train CLI data={"dataset": ...}: one spec
+    demo = _cfg(data={"name": "fashion-mnist", "num_train": 500})
+    assert demo.dataset.name == cfg.dataset.name and demo.dataset.num_train == 500
+    assert _cfg(dataset="mnist").dataset.name == "mnist"
+    back = TrainConfig.from_dict(cfg.to_dict())
+    assert back == cfg and back.to_dict() == cfg.to_dict()
+    assert cfg.replace(lr=0.3, eval_num=5).science.lr == 0.3
+    assert cfg.replace(eval_num=5).runtime.eval_num == 5
+    assert cfg.replace(eval_num=5).science == cfg.science
+    parts = TrainConfig(science=cfg.science, runtime=cfg.runtime.__class__(amp="off"))
+    assert parts.science == cfg.science and parts.amp == "off"
+    with pytest.raises(TypeError, match="unknown settings.*'epochz'"):
+        TrainConfig(epochz=3)
+    with pytest.raises(ValueError, match="unknown loss_fn"):
+        _cfg(loss_fn="hinge")
+    spec = train.DatasetSpec.from_config
+    assert spec({"data": {"dataset": "cifar10"}}).name == "cifar10"  # old train CLI
+    assert spec({"data": {"name": "fashion-mnist"}}).name == "fashion-mnist"  # old demo
+    assert spec(cfg.to_dict()).name == "fashion-mnist"
+    assert spec({}).name is None
+
+
+def test_old_config_json_loads_and_resumes(tmp_path):
+    # a run folder written before the split: flat config.json with the untyped
+    # ``data`` dict and no loss_fn; it loads, and a run resumes from it
+    x, y = _data(48)
+    cfg = _cfg(epochs=2, data={"dataset": "mnist", "num_train": 48})
+    with pytest.raises(_Stop):
+
+        def cb(s):
+            if s["epoch"] == 1:
+                raise _Stop
+
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
+    old = cfg.to_dict()
+    del old["loss_fn"], old["num_threads"]
+    old["data"] = {"dataset": "mnist", "num_train": 48}
+    del old["dataset"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert TrainConfig.from_dict(old) == cfg
+    assert train.load_run(tmp_path).config["data"]["dataset"] == "mnist"
+    ref = TinyNet()
+    adversarial_train(ref, (x, y), cfg)
+    model = TinyNet()
+    # runtime settings may change on resume; config.json then records them
+    adversarial_train(model, (x, y), cfg.replace(eval_num=8), run_dir=tmp_path)
+    assert _same(model, ref)
+    assert json.loads((tmp_path / "config.json").read_text())["eval_num"] == 8
+
+
+def test_loss_fn_is_the_training_loss():
+    x, y = _data(64)
+    nets = [TinyNet(dropout=0.0) for _ in range(3)]
+    base = dict(shuffle=False, eval_num=0, co_check_num=0, eps=0.0, attack="none")
+    adversarial_train(nets[0], (x, y), _cfg(loss_fn="mse", **base))
+
+    def mse(out, t):
+        return (out - F.one_hot(t, 2).float()).pow(2).sum(1).mean()
+
+    res = adversarial_train(nets[1], (x, y), _cfg(loss_fn=mse, **base))
+    assert (
+        res.config["loss_fn"].startswith("callable:") and "mse" in res.config["loss_fn"]
+    )
+    ref = nets[2]
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for i in range(0, 64, 16):
+            opt.zero_grad()
+            mse(ref(x[i : i + 16]), y[i : i + 16]).backward()
+            opt.step()
+    for net in nets[:2]:
+        for p, q in zip(net.parameters(), ref.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # a config read back from a file names the callable but cannot run it
+    back = TrainConfig.from_dict(res.config)
+    with pytest.raises(ValueError, match="custom loss_fn.*pass that callable"):
+        adversarial_train(TinyNet(), (x, y), back)
+    # the training attack ascends the configured loss
+    from landscape.train import _loop
+
+    seen = []
+    real = _loop.perturb
+    _loop.perturb = lambda *a, **kw: seen.append(kw["loss_fn"]) or real(*a, **kw)
+    try:
+        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, loss_fn="mse", eval_num=0))
+        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, eval_num=0))
+    finally:
+        _loop.perturb = real
+    assert seen[0] is not None and seen[-1] is None  # default: perturb's own CE
+
+
+def test_robust_accuracy_comes_from_the_evaluation_and_failures_raise(monkeypatch):
+    from landscape.train import _eval
+
+    calls = []
+
+    def fake(model, data, *, eps, norm, preset, steps, generator):
+        calls.append((eps, preset, steps))
+        return 0.125
+
+    monkeypatch.setattr(_eval, "robust_accuracy", fake)
+    cfg = _cfg(epochs=1, eval_num=32, eval_steps=3, co_check_num=0)
+    res = adversarial_train(TinyNet(), _data(32), cfg, test_data=_data(32, 1))
+    assert res.metrics["test_robust_acc"].tolist() == [0.125]
+    assert calls == [(0.1, "quick", 3)]  # scheduled eps == target: evaluated once
+
+    def broken(*a, **kw):
+        raise RuntimeError("attack failed")
+
+    monkeypatch.setattr(_eval, "robust_accuracy", broken)
+    with pytest.raises(RuntimeError, match="attack failed"):  # no silent fallback
+        adversarial_train(TinyNet(), _data(32), cfg, test_data=_data(32, 1))
+    res = adversarial_train(  # eval_attack="pgd": the training kernel, on purpose
+        TinyNet(), _data(32), cfg.replace(eval_attack="pgd"), test_data=_data(32, 1)
+    )
+    assert 0 <= res.final("test_robust_acc") <= 1
+
+
 def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
     # resume.pt held numpy's RNG state as an ndarray, so it needed the unsafe
     # pickle loader; every file of a run folder now loads with weights_only=True,

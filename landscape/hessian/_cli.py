@@ -161,12 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     model = model.to(device)
-    dataset = (
-        args.dataset
-        or cfg.get("dataset")
-        or (cfg.get("data") or {}).get("dataset")
-        or "mnist"
-    )
+    from ..train import DatasetSpec
+
+    dataset = args.dataset or DatasetSpec.from_config(cfg).name or "mnist"
     x, y = _data.load_dataset(
         dataset, args.data_root, split=args.split, num_samples=args.num, seed=args.seed
     )

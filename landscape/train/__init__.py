@@ -2,7 +2,9 @@
 ensembles and data-parallel (DDP) training.
 
 - :func:`adversarial_train` trains a model in place and returns a :class:`TrainResult`.
-- :class:`TrainConfig` holds every option; :data:`PRESETS` the paper's settings
+- :class:`TrainConfig` holds every option: the :class:`Science` settings (with a
+  :class:`DatasetSpec` and a ``loss_fn`` from :data:`LOSSES` or a callable) and the
+  :class:`Runtime` settings; flat keywords still work. :data:`PRESETS`: the paper's settings
   (``mnist-lenet``, ``cifar10-vgg16``, ``cifar10-resnet18``, ``madry-mnist``).
 - :func:`load_run`, :func:`load_model`, :func:`load_members`, :func:`load_ensemble`
   read a run folder back; :class:`Ensemble` averages the members' softmax outputs.
@@ -20,7 +22,16 @@ Example:
     [1, 2]
 """
 
-from ._config import PRESETS, TrainConfig, preset, smoke
+from ._config import (
+    LOSSES,
+    PRESETS,
+    DatasetSpec,
+    Runtime,
+    Science,
+    TrainConfig,
+    preset,
+    smoke,
+)
 from ._ensemble import Ensemble, load_ensemble, load_members, load_model
 from ._loop import DivergedError, TensorBatches, adversarial_train
 from ._run import RunFolderError, TrainResult, load_run
@@ -28,6 +39,10 @@ from ._run import RunFolderError, TrainResult, load_run
 __all__ = [
     "adversarial_train",
     "TrainConfig",
+    "Science",
+    "Runtime",
+    "DatasetSpec",
+    "LOSSES",
     "TrainResult",
     "PRESETS",
     "preset",

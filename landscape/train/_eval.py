@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import warnings
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils
 from ..attacks.perturb import fgsm_rs, perturb
+from ..evaluate import robust_accuracy
 from ._config import TrainConfig
 
 __all__ = [
@@ -53,41 +51,20 @@ def prep(x: Tensor, y: Tensor, device, dtype, channels_last: bool):
     return x, y
 
 
-def _robust_eval_fn():
-    """``landscape.evaluate.robust_accuracy`` if that module exists, else None."""
-    try:
-        from .. import evaluate  # noqa: PLC0415
-    except ImportError:
-        return None
-    return getattr(evaluate, "robust_accuracy", None)
-
-
-def _as_accuracy(v: Any) -> float:
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, Tensor):
-        return float(v.item())
-    for name in ("robust_accuracy", "accuracy", "robust_acc"):
-        if hasattr(v, name):
-            return float(getattr(v, name))
-    raise TypeError(f"cannot read an accuracy from {type(v).__name__}")
-
-
 @torch.no_grad()
-def _accuracy_loss(model: nn.Module, batches, ctx) -> tuple[float, float]:
-    correct, loss, n = 0.0, 0.0, 0
+def _accuracy_loss(model: nn.Module, batches, ctx, loss) -> tuple[float, float]:
+    correct, total, n = 0.0, 0.0, 0
     for x, y in batches:
         with ctx():
             out = model(x)
-        loss += float(F.cross_entropy(upcast(out), y, reduction="sum"))
+        total += float(loss(upcast(out), y))
         correct += float((out.argmax(1) == y).sum())
         n += len(y)
-    return correct / max(n, 1), loss / max(n, 1)
+    return correct / max(n, 1), total / max(n, 1)
 
 
-def _pgd_accuracy(model, batches, *, eps, cfg, steps, alpha_rel, gen, ctx) -> float:
-    if eps == 0:
-        return _accuracy_loss(model, batches, ctx)[0]
+def _pgd_accuracy(model, batches, *, eps, cfg, gen, ctx) -> float:
+    """Accuracy under the training PGD kernel (``eval_attack="pgd"``)."""
     correct, n = 0.0, 0
     for x, y in batches:
         with ctx():
@@ -97,8 +74,8 @@ def _pgd_accuracy(model, batches, *, eps, cfg, steps, alpha_rel, gen, ctx) -> fl
                 y,
                 eps=eps,
                 norm=cfg.norm,
-                alpha=alpha_rel * eps,
-                steps=steps,
+                alpha=cfg.eval_alpha_rel * eps,
+                steps=cfg.eval_steps,
                 generator=gen,
             )
             with torch.no_grad(), _utils.eval_mode(model):
@@ -107,7 +84,25 @@ def _pgd_accuracy(model, batches, *, eps, cfg, steps, alpha_rel, gen, ctx) -> fl
     return correct / max(n, 1)
 
 
-def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
+def _robust_accuracy(model, batches, *, eps, cfg, gen, ctx) -> float:
+    """Robust accuracy at ``eps`` under the configured evaluation attack."""
+    if cfg.eval_attack == "pgd":
+        return _pgd_accuracy(model, batches, eps=eps, cfg=cfg, gen=gen, ctx=ctx)
+    with ctx():
+        return robust_accuracy(
+            model,
+            batches,
+            eps=eps,
+            norm=cfg.norm,
+            preset="quick",
+            steps=cfg.eval_steps,
+            generator=gen,
+        )
+
+
+def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> dict:
+    """Clean accuracy and loss (``loss`` summed over a batch) and robust accuracy at
+    the target and the scheduled eps on the evaluation ``batches``."""
     out = {
         "test_clean_acc": math.nan,
         "test_clean_loss": math.nan,
@@ -118,9 +113,8 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
         return out
     with _utils.eval_mode(model):
         out["test_clean_acc"], out["test_clean_loss"] = _accuracy_loss(
-            model, batches, ctx
+            model, batches, ctx, loss
         )
-    ext = _robust_eval_fn() if cfg.eval_attack == "auto" else None
     cache: dict[float, float] = {}
     for key, eps in (
         ("test_robust_acc", eps_target),
@@ -129,38 +123,13 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx) -> dict:
         eps = float(eps)
         if eps not in cache:
             gen = torch.Generator(device=batches[0][0].device).manual_seed(seed)
-            acc = None
-            if ext is not None and eps > 0:
-                try:
-                    acc = _as_accuracy(
-                        ext(
-                            model,
-                            batches,
-                            eps=eps,
-                            norm=cfg.norm,
-                            preset="quick",
-                            steps=cfg.eval_steps,
-                            generator=gen,
-                        )
-                    )
-                except Exception as err:  # the other module's API may still move
-                    warnings.warn(
-                        f"landscape.evaluate.robust_accuracy failed ({err}); "
-                        "falling back to PGD",
-                        stacklevel=3,
-                    )
-            if acc is None:
-                acc = _pgd_accuracy(
-                    model,
-                    batches,
-                    eps=eps,
-                    cfg=cfg,
-                    steps=cfg.eval_steps,
-                    alpha_rel=cfg.eval_alpha_rel,
-                    gen=gen,
-                    ctx=ctx,
+            cache[eps] = (
+                out["test_clean_acc"]
+                if eps == 0
+                else _robust_accuracy(
+                    model, batches, eps=eps, cfg=cfg, gen=gen, ctx=ctx
                 )
-            cache[eps] = acc
+            )
         out[key] = cache[eps]
     return out
 

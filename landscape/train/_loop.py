@@ -1,19 +1,20 @@
-"""The training loop: adversarial_train()."""
+"""The training loop: adversarial_train(), as small steps over one run state."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils, io
@@ -28,7 +29,15 @@ from ._data import (
     eval_subset,
     fixed_batch,
 )
-from ._eval import attack_ctx, autocast, co_check, co_message, evaluate, prep, upcast
+from ._eval import (
+    attack_ctx,
+    autocast,
+    co_check,
+    co_message,
+    evaluate,
+    prep,
+    upcast,
+)
 from ._run import (
     FINAL,
     FORMAT,
@@ -51,30 +60,72 @@ class DivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-def _grad_norm(params: list[Tensor]) -> Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([n.double() for n in norms]))
+@dataclass
+class _Epoch:
+    """Running sums of one epoch (saved in ``resume.pt`` as a plain dict)."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    n: float = 0.0
+    gsum: float = 0.0
+    gmax: float = 0.0
+    nb: int = 0
+    eps_sum: float = 0.0
+    eps: float = 0.0
+    lr: float = 0.0
+    time: float = 0.0
 
 
-@torch.no_grad()
-def _distance(params: list[Tensor], init: list[Tensor]) -> float:
-    diffs = [(p.detach().float() - q.float()) for p, q in zip(params, init)]
-    return float(torch.linalg.vector_norm(torch.stack([d.norm() for d in diffs])))
+@dataclass
+class _Run:
+    """The state of one training run, shared by the steps below."""
 
+    cfg: TrainConfig
+    raw: nn.Module  # the caller's model, trained in place
+    params: list[Tensor]
+    opt: torch.optim.Optimizer
+    loader: Any
+    device: torch.device
+    dtype: torch.dtype
+    rank: int
+    world: int
+    gen: torch.Generator  # the training attack's random starts
+    loss: Callable[[Tensor, Tensor], Tensor]  # summed training loss
+    attack_loss: Callable[[Tensor, Tensor], Tensor] | None  # None: perturb's default
+    folder: Path | None
+    modes: list[tuple[nn.Module, bool]]
+    fwd: nn.Module | None = None  # DDP / compiled model for the training forward
+    atk: nn.Module | None = None  # (compiled) model for the attack
+    epoch: int = 0
+    batch: int = 0  # first batch of ``epoch`` still to run
+    iteration: int = 0
+    elapsed: float = 0.0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    accum: _Epoch | None = None
+    init: list[Tensor] = field(default_factory=list)
+    num_classes: int | None = None
+    eval_batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    co_batch: tuple[Tensor, Tensor] | None = None
 
-def _make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    @property
+    def main(self) -> bool:
+        return _dist.is_main(self.rank)
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.loader)
+
+    @property
+    def channels_last(self) -> bool:
+        return bool(self.cfg.runtime.channels_last) and self.device.type == "cuda"
+
+    def ctx(self):
+        """Autocast context of the forward passes (``cfg.amp``)."""
+        return autocast(self.device, self.cfg)
+
+    def prep(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return prep(x, y, self.device, self.dtype, self.channels_last)
 
 
 def adversarial_train(
@@ -94,37 +145,44 @@ def adversarial_train(
     Every batch: eps and lr are read from the schedules at the (fractional) epoch, the
     training attack (PGD or FGSM-RS from :mod:`landscape.attacks.perturb`, input
     gradients only, model in eval mode by default) perturbs the batch inside the
-    eps-ball, and one optimizer step is taken on the adversarial batch. Every epoch
-    logs train loss / accuracy at the scheduled eps, test clean and robust accuracy
-    at the target and the scheduled eps, gradient norms, the distance from the
-    initialisation, eps, lr and wall time, and runs a catastrophic-overfitting check
-    (FGSM vs PGD accuracy on a fixed training batch; ``co_flag`` plus a warning).
+    eps-ball to increase ``config.loss_fn``, and one optimizer step is taken on that
+    loss at the adversarial batch. Every epoch logs train loss / accuracy at the
+    scheduled eps, test clean and robust accuracy at the target and the scheduled eps
+    (:func:`landscape.evaluate.robust_accuracy`, or the training PGD with
+    ``eval_attack="pgd"``), gradient norms, the distance from the initialisation, eps,
+    lr and wall time; a single-step (FGSM) run also gets a catastrophic-overfitting
+    check (FGSM vs PGD accuracy on a fixed training batch at the trained eps;
+    ``co_flag`` plus a warning).
 
     The model is trained in place (on its own device and dtype). With ``run_dir`` the
     folder receives ``config.json``, ``metrics.jsonl``/``metrics.csv``, ``init.pt``,
     ``ckpt_epochNNNN.pt`` at every period end (the ensemble members, see
     :func:`load_ensemble`), ``final.pt`` and ``resume.pt`` (every epoch and every
     ``checkpoint_every`` iterations; model, optimizer, every RNG state, position in
-    the epoch). Calling again with the same folder and config resumes exactly where
-    the run stopped: the final weights are bit-identical to an uninterrupted run on
-    CPU. Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DDP, each
-    global batch is split across ranks, and only rank 0 evaluates and writes (a
-    resumed DDP run restores rank 0's attack RNG on every rank, so with random starts
-    it is statistically, not bitwise, the same run).
+    the epoch). Every file loads with ``torch.load(..., weights_only=True)``. Calling
+    again with the same folder and science settings resumes exactly where the run
+    stopped (the runtime settings may change; ``config.json`` then records the new
+    ones): the final weights are bit-identical to an uninterrupted run on CPU. Under
+    ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DDP, each global batch
+    is split across ranks, and only rank 0 evaluates and writes (a resumed DDP run
+    restores rank 0's attack RNG on every rank, so with random starts it is
+    statistically, not bitwise, the same run).
 
     Reproducibility: on CPU a seeded run is a bit-identical function of the initial
     weights, the data, the config and ``torch.get_num_threads()`` (recorded in
-    ``meta``; other thread counts change the floating-point reduction order, and with
-    PGD at eps > 0 the gradient signs amplify that into visibly different models).
-    The caller's global RNG state and ``torch.backends.mkldnn.enabled`` play no part:
-    the global RNG (dropout) is reseeded from ``config.seed`` inside a fork and
-    oneDNN is pinned on for the run, both restored on return.
+    ``meta``; set it with ``num_threads``; other thread counts change the
+    floating-point reduction order, and with PGD at eps > 0 the gradient signs
+    amplify that into visibly different models). The caller's global RNG state and
+    ``torch.backends.mkldnn.enabled`` play no part: the global RNG (dropout) is
+    reseeded from ``config.seed`` inside a fork and oneDNN is pinned on for the run,
+    both restored on return.
 
     Args:
         model: classifier returning logits.
         data: ``(x, y)`` tensors (batched with ``config.batch_size``, reshuffled per
             epoch from ``config.seed``) or a deterministic, len()-able loader such as
             ``landscape.data.batches`` (``set_epoch`` is called when it exists).
+            Images are floats in [0, 1], labels class indices.
         config: a :class:`TrainConfig` (or its dict).
         test_data: held-out data for the per-epoch evaluation (first
             ``config.eval_num`` examples).
@@ -140,7 +198,9 @@ def adversarial_train(
 
     Raises:
         DivergedError: NaN / inf loss (names the epoch and batch; lower the lr).
-        RunFolderError: ``run_dir`` holds a run with another configuration.
+        RunFolderError: ``run_dir`` holds a run with other science settings.
+        ValueError, TypeError: bad data (uint8 or [0, 255] images, float, one-hot or
+            out-of-range labels, empty batches) with what to change.
         landscape.io.CorruptFileError: a corrupt resume checkpoint.
     """
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
@@ -150,410 +210,34 @@ def adversarial_train(
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    with _isolated(_utils.model_device(model)):
-        return _train(
-            model,
-            data,
-            cfg,
-            test_data=test_data,
-            run_dir=run_dir,
-            progressbar=progressbar,
-            resume=resume,
-            callback=callback,
-        )
+    with _isolated(_utils.model_device(model), cfg.runtime.num_threads):
+        run = _setup(model, data, cfg, run_dir)
+        _open_folder(run, resume)
+        _wrap_models(run)
+        _monitor_data(run, data, test_data)
+        _train_epochs(run, progressbar, callback)
+        return _finish(run)
 
 
 @contextlib.contextmanager
-def _isolated(device: torch.device) -> Iterator[None]:
+def _isolated(device: torch.device, num_threads: int | None = None) -> Iterator[None]:
     """Make a run a function of its inputs only: torch's global RNG (dropout) is
     forked, so the caller's stream neither feeds the run nor is consumed by it, and
     oneDNN is pinned on (PyTorch's default) for the training step and evaluation, so
     a caller that switched ``torch.backends.mkldnn.enabled`` off (its conv kernels
-    round differently) gets the same weights. Both are restored on exit."""
-    cuda_ids = (
-        [device.index if device.index is not None else torch.cuda.current_device()]
-        if device.type == "cuda"
-        else []
-    )
-    prev = torch.backends.mkldnn.enabled
-    with torch.random.fork_rng(devices=cuda_ids):
+    round differently) gets the same weights; ``num_threads`` (if given) is the
+    thread count of the run. All are restored on exit."""
+    prev, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    with _fork(device):
         torch.backends.mkldnn.enabled = True
+        if num_threads is not None:
+            torch.set_num_threads(int(num_threads))
         try:
             yield
         finally:
             torch.backends.mkldnn.enabled = prev
-
-
-def _train(
-    model: nn.Module,
-    data: Any,
-    cfg: TrainConfig,
-    *,
-    test_data: Any,
-    run_dir: str | Path | None,
-    progressbar: bool,
-    resume: bool,
-    callback: Callable[[dict[str, Any]], None] | None,
-) -> TrainResult:
-    raw = model
-    modes = [(m, m.training) for m in raw.modules()]
-    device, dtype = _utils.model_device(raw), _utils.model_dtype(raw)
-    rank, world = _dist.setup(device)
-    main = _dist.is_main(rank)
-    loader = as_loader(data, cfg)
-    num_batches = len(loader)
-    ctx = lambda: autocast(device, cfg)  # noqa: E731
-    channels_last = cfg.channels_last and device.type == "cuda"
-    if channels_last:
-        raw.to(memory_format=torch.channels_last)
-    params = [p for p in raw.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    opt = _make_optimizer(params, cfg)
-    eps_fn, lr_fn = cfg.eps_fn(), cfg.lr_fn()
-    period_ends = set(cfg.period_end_epochs())
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 9973 + rank + 17)
-    torch.manual_seed(cfg.seed * 7919 + rank + 101)  # dropout; restored on resume
-    generators = {"attack": gen}
-
-    # -- run folder: fresh start or resume ----------------------------------------
-    folder = Path(run_dir) if run_dir is not None else None
-    start_epoch, start_batch, iteration, elapsed = 0, 0, 0, 0.0
-    rows: list[dict[str, Any]] = []
-    checkpoints: list[str] = []
-    accum = None
-    init = [p.detach().clone() for p in params]
-    if folder is not None:
-        if world > 1 and not main:
-            torch.distributed.barrier()  # rank 0 sets the folder up first
-        has_run = (folder / "config.json").exists()
-        if has_run and not resume and main:
-            raise RunFolderError(
-                f"{folder} already holds a run; pass resume=True to continue it or "
-                "choose a new folder"
-            )
-        if has_run:
-            check_config(folder, cfg)
-        if has_run and (folder / RESUME).exists():
-            state = io.load_torch(folder / RESUME, map_location="cpu")
-            if state.get("format") != FORMAT:
-                raise io.CorruptFileError(f"{folder / RESUME} is not a training state")
-            try:
-                raw.load_state_dict(state["model"])
-            except RuntimeError as err:
-                raise RunFolderError(
-                    f"the model does not match the checkpoint in {folder}: {err}"
-                ) from err
-            opt.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"], generators)
-            start_epoch, start_batch = state["epoch"], state["batch"]
-            iteration, elapsed = state["iteration"], state["elapsed"]
-            rows, checkpoints, accum = (
-                state["rows"],
-                state["checkpoints"],
-                state["accum"],
-            )
-            init_state = io.load_torch(folder / INIT, map_location=device)
-            init = [init_state[n].to(p.dtype) for n, p in _named(raw, params)]
-        elif main:
-            with io.atomic_write(folder / "config.json", "w") as f:
-                json.dump(cfg.to_dict(), f, indent=1)
-            io.atomic_save_torch(
-                {n: p.detach().cpu() for n, p in _named(raw, params)}, folder / INIT
-            )
-        if main and rows:
-            write_metrics(folder, rows)
-        if world > 1 and main:
-            torch.distributed.barrier()
-
-    # -- forward models ------------------------------------------------------------
-    fwd_model: nn.Module = raw
-    if world > 1:
-        fwd_model = nn.parallel.DistributedDataParallel(
-            raw, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    atk_model: nn.Module = raw
-    if cfg.compile:
-        fwd_model = torch.compile(fwd_model)
-        atk_model = torch.compile(raw)
-    use_attack = cfg.attack != "none" and cfg.eps > 0
-    atk_ctx = attack_ctx(raw, device, cfg)
-    co_batch = fixed_batch(loader, data, cfg.co_check_num) if main else None
-    if co_batch is not None:
-        co_batch = prep(*co_batch, device, dtype, channels_last)
-    eval_batches = (
-        [
-            prep(x, y, device, dtype, channels_last)
-            for x, y in eval_subset(test_data, cfg.eval_num, cfg.batch_size)
-        ]
-        if main
-        else []
-    )
-
-    num_classes = None
-    for i, (xe, ye) in enumerate(eval_batches):
-        check_batch(xe, ye, where="test_data")
-        if i == 0:
-            num_classes = _probe_classes(raw, xe, ctx)
-        check_labels(ye, num_classes, where="test_data")
-
-    from tqdm.auto import tqdm
-
-    show = progressbar and main
-    ebar = tqdm(
-        total=cfg.epochs,
-        initial=start_epoch,
-        desc="adversarial_train",
-        disable=not show,
-    )
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        if accum is None or start_batch == 0:
-            accum = {
-                "loss": 0.0,
-                "correct": 0.0,
-                "n": 0.0,
-                "gsum": 0.0,
-                "gmax": 0.0,
-                "nb": 0,
-                "eps_sum": 0.0,
-                "eps": 0.0,
-                "lr": 0.0,
-                "time": 0.0,
-            }
-        bbar = tqdm(
-            total=num_batches,
-            initial=start_batch,
-            desc=f"epoch {epoch + 1}",
-            leave=False,
-            disable=not show,
-        )
-        for b, batch in enumerate(loader):
-            if b < start_batch:
-                continue
-            t = epoch + b / num_batches if cfg.schedule_update == "iteration" else epoch
-            eps_t, lr_t = float(eps_fn(t)), float(lr_fn(t))
-            for g in opt.param_groups:
-                g["lr"] = lr_t
-            opt.zero_grad(set_to_none=True)
-            x, y = prep(batch[0], batch[1], device, dtype, channels_last)
-            check_batch(x, y)
-            if num_classes is None:
-                num_classes = _probe_classes(raw, x, ctx)
-            check_labels(y, num_classes)
-            n_global = len(y)
-            x, y = _dist.shard(x, rank, world), _dist.shard(y, rank, world)
-            if use_attack and eps_t > 0:
-                with ctx(), atk_ctx():
-                    x = perturb(
-                        atk_model,
-                        x,
-                        y,
-                        eps=eps_t,
-                        norm=cfg.norm,
-                        alpha=cfg.step_size(eps_t),
-                        steps=1 if cfg.attack == "fgsm" else cfg.steps,
-                        random_start=cfg.random_start,
-                        generator=gen,
-                        train=cfg.attack_train_mode,
-                    )
-            raw.train()
-            with ctx():
-                out = fwd_model(x)
-            loss_sum = F.cross_entropy(upcast(out), y, reduction="sum")
-            loss = loss_sum / (n_global / world)
-            loss.backward()
-            gnorm = _grad_norm(params)
-            correct = (out.detach().argmax(1) == y).sum()
-            ls, cs, gn = torch.stack(
-                [loss_sum.detach().double(), correct.float(), gnorm.to(loss.device)]
-            ).tolist()
-            if not (math.isfinite(ls) and math.isfinite(gn)):
-                raise DivergedError(
-                    f"training diverged: loss is {ls / max(len(y), 1)} (gradient norm "
-                    f"{gn}) at epoch {epoch + 1}, batch {b + 1}/{num_batches} "
-                    f"(iteration {iteration + 1}, lr={lr_t:g}, eps={eps_t:g}); "
-                    "lower the learning rate"
-                )
-            opt.step()
-            iteration += 1
-            accum["loss"] += ls
-            accum["correct"] += cs
-            accum["n"] += len(y)
-            accum["gsum"] += gn
-            accum["gmax"] = max(accum["gmax"], gn)
-            accum["nb"] += 1
-            accum["eps_sum"] += eps_t
-            accum["eps"], accum["lr"] = eps_t, lr_t
-            bbar.update(1)
-            if callback is not None:
-                callback(
-                    {
-                        "epoch": epoch,
-                        "batch": b,
-                        "iteration": iteration,
-                        "loss": ls / max(len(y), 1),
-                        "eps": eps_t,
-                        "lr": lr_t,
-                    }
-                )
-            if (
-                folder is not None
-                and main
-                and cfg.checkpoint_every
-                and iteration % cfg.checkpoint_every == 0
-                and b + 1 < num_batches
-            ):
-                accum["time"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                _save_resume(
-                    folder,
-                    raw,
-                    opt,
-                    generators,
-                    epoch,
-                    b + 1,
-                    iteration,
-                    elapsed,
-                    rows,
-                    checkpoints,
-                    accum,
-                    cfg,
-                )
-        bbar.close()
-        start_batch = 0
-        accum["time"] += time.perf_counter() - t0
-        # -- end of epoch: reduce, evaluate, log, checkpoint ----------------------
-        tot = torch.tensor(
-            [accum["loss"], accum["correct"], accum["n"]], dtype=torch.float64
-        )
-        tot = _dist.all_reduce_sum(tot.to(device), world).cpu().tolist()
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "iteration": iteration,
-            "eps": accum["eps"],
-            "eps_mean": accum["eps_sum"] / max(accum["nb"], 1),
-            "lr": accum["lr"],
-            "train_loss": tot[0] / max(tot[2], 1),
-            "train_acc": tot[1] / max(tot[2], 1),
-            "grad_norm_mean": accum["gsum"] / max(accum["nb"], 1),
-            "grad_norm_max": accum["gmax"],
-            "dist_init": _distance(params, init),
-        }
-        if main:
-            last = epoch + 1 == cfg.epochs
-            do_eval = last or (epoch + 1) % cfg.eval_every == 0
-            seed = cfg.seed * 100_003 + epoch
-            cuda_ids = (
-                [
-                    device.index
-                    if device.index is not None
-                    else torch.cuda.current_device()
-                ]
-                if device.type == "cuda"
-                else []
-            )
-            with torch.random.fork_rng(devices=cuda_ids):
-                if do_eval:
-                    row.update(
-                        evaluate(
-                            raw,
-                            eval_batches,
-                            eps_target=cfg.eps,
-                            eps_sched=accum["eps"],
-                            cfg=cfg,
-                            seed=seed,
-                            ctx=ctx,
-                        )
-                    )
-                else:
-                    row.update(
-                        evaluate(
-                            raw,
-                            [],
-                            eps_target=0,
-                            eps_sched=0,
-                            cfg=cfg,
-                            seed=seed,
-                            ctx=ctx,
-                        )
-                    )
-                row.update(
-                    co_check(
-                        raw,
-                        co_batch,
-                        eps=accum["eps"] if use_attack else 0.0,
-                        cfg=cfg,
-                        seed=seed + 1,
-                        ctx=ctx,
-                    )
-                )
-            if row["co_flag"]:
-                warnings.warn(co_message(row, cfg), stacklevel=2)
-        elapsed += accum["time"]
-        row["time"] = accum["time"]
-        row["time_total"] = elapsed
-        rows.append(row)
-        if folder is not None and main:
-            if epoch + 1 in period_ends:
-                path = folder / period_ckpt_name(epoch + 1)
-                io.atomic_save_torch(
-                    {
-                        "model": raw.state_dict(),
-                        "epoch": epoch + 1,
-                        "config": cfg.to_dict(),
-                        "metrics": row,
-                    },
-                    path,
-                )
-                if str(path) not in checkpoints:
-                    checkpoints.append(str(path))
-            write_metrics(folder, rows)
-            _save_resume(
-                folder,
-                raw,
-                opt,
-                generators,
-                epoch + 1,
-                0,
-                iteration,
-                elapsed,
-                rows,
-                checkpoints,
-                None,
-                cfg,
-            )
-        accum = None
-        ebar.update(1)
-        ebar.set_postfix(
-            loss=f"{row['train_loss']:.3f}",
-            acc=f"{row['train_acc']:.3f}",
-            rob=f"{row.get('test_robust_acc', math.nan):.3f}",
-        )
-    ebar.close()
-    opt.zero_grad(set_to_none=True)
-    for m, mode in modes:
-        m.training = mode
-    if folder is not None and main:
-        io.atomic_save_torch(
-            {"model": raw.state_dict(), "epoch": cfg.epochs, "config": cfg.to_dict()},
-            folder / FINAL,
-        )
-    return TrainResult(
-        metrics=columns(rows),
-        config=cfg.to_dict(),
-        run_dir=str(folder) if folder is not None else None,
-        checkpoints=list(checkpoints),
-        meta={
-            "rank": rank,
-            "world_size": world,
-            "device": str(device),
-            "num_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-    )
+            if num_threads is not None:
+                torch.set_num_threads(threads)
 
 
 def _fork(device: torch.device):
@@ -566,12 +250,141 @@ def _fork(device: torch.device):
     return torch.random.fork_rng(devices=cuda_ids)
 
 
+# -- set-up ------------------------------------------------------------------------
+def _make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
+    """The run state of a fresh start: optimizer, loader, generators, the loss."""
+    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    rank, world = _dist.setup(device)
+    loader = as_loader(data, cfg)
+    modes = [(m, m.training) for m in model.modules()]
+    if cfg.runtime.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 9973 + rank + 17)
+    torch.manual_seed(cfg.seed * 7919 + rank + 101)  # dropout; restored on resume
+    default_loss = cfg.science.loss_fn == "cross_entropy"
+    loss = cfg.science.summed_loss()
+    return _Run(
+        cfg=cfg,
+        raw=model,
+        params=params,
+        opt=_make_optimizer(params, cfg),
+        loader=loader,
+        device=device,
+        dtype=dtype,
+        rank=rank,
+        world=world,
+        gen=gen,
+        loss=loss,
+        attack_loss=None if default_loss else loss,
+        folder=Path(run_dir) if run_dir is not None else None,
+        modes=modes,
+        init=[p.detach().clone() for p in params],
+    )
+
+
+def _open_folder(run: _Run, resume: bool) -> None:
+    """Start the run folder, or restore the run it holds."""
+    folder = run.folder
+    if folder is None:
+        return
+    if run.world > 1 and not run.main:
+        torch.distributed.barrier()  # rank 0 sets the folder up first
+    has_run = (folder / "config.json").exists()
+    if has_run and not resume and run.main:
+        raise RunFolderError(
+            f"{folder} already holds a run; pass resume=True to continue it or "
+            "choose a new folder"
+        )
+    if has_run:
+        check_config(folder, run.cfg)
+    if has_run and (folder / RESUME).exists():
+        _restore(run, folder)
+    elif run.main:
+        io.atomic_save_torch(
+            {n: p.detach().cpu() for n, p in _named(run.raw, run.params)},
+            folder / INIT,
+        )
+    if run.main:
+        with io.atomic_write(folder / "config.json", "w") as f:
+            json.dump(run.cfg.to_dict(), f, indent=1)
+        if run.rows:
+            write_metrics(folder, run.rows)
+    if run.world > 1 and run.main:
+        torch.distributed.barrier()
+
+
+def _restore(run: _Run, folder: Path) -> None:
+    """Load ``resume.pt`` (and ``init.pt``) into the run state."""
+    state = io.load_torch(folder / RESUME, map_location="cpu")
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise io.CorruptFileError(f"{folder / RESUME} is not a training state")
+    try:
+        run.raw.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise RunFolderError(
+            f"the model does not match the checkpoint in {folder}: {err}"
+        ) from err
+    run.opt.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"], {"attack": run.gen})
+    run.epoch, run.batch = state["epoch"], state["batch"]
+    run.iteration, run.elapsed = state["iteration"], state["elapsed"]
+    run.rows, run.checkpoints = state["rows"], state["checkpoints"]
+    run.accum = _Epoch(**state["accum"]) if state["accum"] is not None else None
+    init_state = io.load_torch(folder / INIT, map_location=run.device)
+    run.init = [init_state[n].to(p.dtype) for n, p in _named(run.raw, run.params)]
+
+
+def _wrap_models(run: _Run) -> None:
+    """The DDP / compiled models of the training forward and of the attack."""
+    run.fwd = run.atk = run.raw
+    if run.world > 1:
+        run.fwd = nn.parallel.DistributedDataParallel(
+            run.raw,
+            device_ids=[run.device.index] if run.device.type == "cuda" else None,
+        )
+    if run.cfg.runtime.compile:
+        run.fwd = torch.compile(run.fwd)
+        run.atk = torch.compile(run.raw)
+
+
+def _monitor_data(run: _Run, data: Any, test_data: Any) -> None:
+    """The evaluation batches and the fixed CO-check batch (rank 0), checked."""
+    if not run.main:
+        return
+    cfg = run.cfg.runtime
+    co = fixed_batch(run.loader, data, cfg.co_check_num)
+    if co is not None:
+        run.co_batch = run.prep(*co)
+    subset = eval_subset(test_data, cfg.eval_num, run.cfg.batch_size)
+    run.eval_batches = [run.prep(x, y) for x, y in subset]
+    for i, (x, y) in enumerate(run.eval_batches):
+        check_batch(x, y, where="test_data")
+        if i == 0:
+            run.num_classes = _probe_classes(run, x)
+        check_labels(y, run.num_classes, where="test_data")
+
+
 @torch.no_grad()
-def _probe_classes(model: nn.Module, x: Tensor, ctx) -> int:
-    """The model's number of outputs (one eval-mode forward of a few inputs); warns
-    when the outputs look like probabilities instead of logits."""
-    with _fork(x.device), _utils.eval_mode(model), ctx():
-        out = model(x[:8])
+def _probe_classes(run: _Run, x: Tensor) -> int:
+    """The model's number of outputs (one eval-mode forward of a few inputs, RNG
+    forked); warns when the outputs look like probabilities instead of logits."""
+    with _fork(run.device), _utils.eval_mode(run.raw), run.ctx():
+        out = run.raw(x[:8])
     _utils.check_logits(out, where="adversarial_train: model")
     if out.ndim != 2:
         raise ValueError(
@@ -581,39 +394,304 @@ def _probe_classes(model: nn.Module, x: Tensor, ctx) -> int:
     return int(out.shape[1])
 
 
+# -- the epochs --------------------------------------------------------------------
+def _train_epochs(run: _Run, progressbar: bool, callback) -> None:
+    from tqdm.auto import tqdm
+
+    show = progressbar and run.main
+    ebar = tqdm(
+        total=run.cfg.epochs,
+        initial=run.epoch,
+        desc="adversarial_train",
+        disable=not show,
+    )
+    while run.epoch < run.cfg.epochs:
+        _run_epoch(run, show, callback)
+        row = _end_epoch(run)
+        run.epoch, run.batch, run.accum = run.epoch + 1, 0, None
+        _write_epoch(run, row)
+        ebar.update(1)
+        ebar.set_postfix(
+            loss=f"{row['train_loss']:.3f}",
+            acc=f"{row['train_acc']:.3f}",
+            rob=f"{row.get('test_robust_acc', math.nan):.3f}",
+        )
+    ebar.close()
+
+
+def _run_epoch(run: _Run, show: bool, callback) -> None:
+    """The optimizer steps of one epoch (from ``run.batch`` on)."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    if hasattr(run.loader, "set_epoch"):
+        run.loader.set_epoch(run.epoch)
+    if run.accum is None or run.batch == 0:
+        run.accum = _Epoch()
+    bbar = tqdm(
+        total=run.num_batches,
+        initial=run.batch,
+        desc=f"epoch {run.epoch + 1}",
+        leave=False,
+        disable=not show,
+    )
+    start = run.batch
+    for b, batch in enumerate(run.loader):
+        if b < start:
+            continue
+        info = _step(run, b, batch)
+        run.batch = b + 1
+        bbar.update(1)
+        if callback is not None:
+            callback(info)
+        if _resume_point(run):
+            run.accum.time += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            _save_resume(run)
+    bbar.close()
+    run.accum.time += time.perf_counter() - t0
+
+
+def _resume_point(run: _Run) -> bool:
+    every = run.cfg.runtime.checkpoint_every
+    return (
+        run.folder is not None
+        and run.main
+        and bool(every)
+        and run.iteration % every == 0
+        and run.batch < run.num_batches
+    )
+
+
+def _batch(run: _Run, batch: Any) -> tuple[Tensor, Tensor, int]:
+    """This rank's checked share of a global batch, and the global batch size."""
+    x, y = run.prep(batch[0], batch[1])
+    check_batch(x, y)
+    if run.num_classes is None:
+        run.num_classes = _probe_classes(run, x)
+    check_labels(y, run.num_classes)
+    n_global = len(y)
+    return (
+        _dist.shard(x, run.rank, run.world),
+        _dist.shard(y, run.rank, run.world),
+        n_global,
+    )
+
+
+def _attack(run: _Run, x: Tensor, y: Tensor, eps_t: float) -> Tensor:
+    """The training attack's adversarial batch at the scheduled budget ``eps_t``."""
+    cfg = run.cfg.science
+    if cfg.attack == "none" or cfg.eps <= 0 or eps_t <= 0:
+        return x
+    with run.ctx(), attack_ctx(run.raw, run.device, run.cfg)():
+        return perturb(
+            run.atk,
+            x,
+            y,
+            eps=eps_t,
+            norm=cfg.norm,
+            alpha=cfg.step_size(eps_t),
+            steps=1 if cfg.attack == "fgsm" else cfg.steps,
+            random_start=cfg.random_start,
+            loss_fn=run.attack_loss,
+            generator=run.gen,
+            train=cfg.attack_train_mode,
+        )
+
+
+def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
+    """One optimizer step on the adversarial batch; returns the callback's record."""
+    cfg = run.cfg
+    t = (
+        run.epoch + b / run.num_batches
+        if cfg.schedule_update == "iteration"
+        else run.epoch
+    )
+    eps_t, lr_t = float(cfg.eps_fn()(t)), float(cfg.lr_fn()(t))
+    for g in run.opt.param_groups:
+        g["lr"] = lr_t
+    run.opt.zero_grad(set_to_none=True)
+    x, y, n_global = _batch(run, batch)
+    x = _attack(run, x, y, eps_t)
+    run.raw.train()
+    with run.ctx():
+        out = run.fwd(x)
+    loss_sum = run.loss(upcast(out), y)
+    (loss_sum / (n_global / run.world)).backward()
+    gnorm = _grad_norm(run.params)
+    correct = (out.detach().argmax(1) == y).sum()
+    ls, cs, gn = torch.stack(
+        [loss_sum.detach().double(), correct.float(), gnorm.to(loss_sum.device)]
+    ).tolist()
+    if not (math.isfinite(ls) and math.isfinite(gn)):
+        raise DivergedError(
+            f"training diverged: loss is {ls / max(len(y), 1)} (gradient norm "
+            f"{gn}) at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} "
+            f"(iteration {run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g}); "
+            "lower the learning rate"
+        )
+    run.opt.step()
+    run.iteration += 1
+    a = run.accum
+    a.loss, a.correct, a.n = a.loss + ls, a.correct + cs, a.n + len(y)
+    a.gsum, a.gmax, a.nb = a.gsum + gn, max(a.gmax, gn), a.nb + 1
+    a.eps_sum, a.eps, a.lr = a.eps_sum + eps_t, eps_t, lr_t
+    return {
+        "epoch": run.epoch,
+        "batch": b,
+        "iteration": run.iteration,
+        "loss": ls / max(len(y), 1),
+        "eps": eps_t,
+        "lr": lr_t,
+    }
+
+
+def _end_epoch(run: _Run) -> dict[str, Any]:
+    """The epoch's metrics row: reduced sums, evaluation and the CO check."""
+    a = run.accum
+    tot = torch.tensor([a.loss, a.correct, a.n], dtype=torch.float64)
+    tot = _dist.all_reduce_sum(tot.to(run.device), run.world).cpu().tolist()
+    row: dict[str, Any] = {
+        "epoch": run.epoch + 1,
+        "iteration": run.iteration,
+        "eps": a.eps,
+        "eps_mean": a.eps_sum / max(a.nb, 1),
+        "lr": a.lr,
+        "train_loss": tot[0] / max(tot[2], 1),
+        "train_acc": tot[1] / max(tot[2], 1),
+        "grad_norm_mean": a.gsum / max(a.nb, 1),
+        "grad_norm_max": a.gmax,
+        "dist_init": _distance(run.params, run.init),
+    }
+    if run.main:
+        row.update(_monitor(run, a.eps))
+        if row["co_flag"]:
+            warnings.warn(co_message(row, run.cfg), stacklevel=4)
+    run.elapsed += a.time
+    row["time"] = a.time
+    row["time_total"] = run.elapsed
+    run.rows.append(row)
+    return row
+
+
+def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
+    """Per-epoch evaluation and CO check (RNG forked: they never touch the run)."""
+    cfg, epoch = run.cfg, run.epoch
+    do_eval = epoch + 1 == cfg.epochs or (epoch + 1) % cfg.runtime.eval_every == 0
+    seed = cfg.seed * 100_003 + epoch
+    trained = cfg.attack != "none" and cfg.eps > 0
+    with _fork(run.device):
+        out = evaluate(
+            run.raw,
+            run.eval_batches if do_eval else [],
+            eps_target=cfg.eps,
+            eps_sched=eps_sched,
+            cfg=cfg,
+            seed=seed,
+            ctx=run.ctx,
+            loss=run.loss,
+        )
+        out.update(
+            co_check(
+                run.raw,
+                run.co_batch,
+                eps=eps_sched if trained else 0.0,
+                cfg=cfg,
+                seed=seed + 1,
+                ctx=run.ctx,
+            )
+        )
+    return out
+
+
+def _write_epoch(run: _Run, row: dict[str, Any]) -> None:
+    """End-of-period checkpoint, metrics files and the resume checkpoint."""
+    if run.folder is None or not run.main:
+        return
+    if run.epoch in set(run.cfg.period_end_epochs()):
+        path = run.folder / period_ckpt_name(run.epoch)
+        io.atomic_save_torch(
+            {
+                "model": run.raw.state_dict(),
+                "epoch": run.epoch,
+                "config": run.cfg.to_dict(),
+                "metrics": row,
+            },
+            path,
+        )
+        if str(path) not in run.checkpoints:
+            run.checkpoints.append(str(path))
+    write_metrics(run.folder, run.rows)
+    _save_resume(run)
+
+
+def _finish(run: _Run) -> TrainResult:
+    """Restore the modes, write ``final.pt`` and return the result."""
+    run.opt.zero_grad(set_to_none=True)
+    for m, mode in run.modes:
+        m.training = mode
+    if run.folder is not None and run.main:
+        io.atomic_save_torch(
+            {
+                "model": run.raw.state_dict(),
+                "epoch": run.cfg.epochs,
+                "config": run.cfg.to_dict(),
+            },
+            run.folder / FINAL,
+        )
+    return TrainResult(
+        metrics=columns(run.rows),
+        config=run.cfg.to_dict(),
+        run_dir=str(run.folder) if run.folder is not None else None,
+        checkpoints=list(run.checkpoints),
+        meta={
+            "rank": run.rank,
+            "world_size": run.world,
+            "device": str(run.device),
+            "num_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+    )
+
+
+# -- helpers -----------------------------------------------------------------------
+def _grad_norm(params: list[Tensor]) -> Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([n.double() for n in norms]))
+
+
+@torch.no_grad()
+def _distance(params: list[Tensor], init: list[Tensor]) -> float:
+    diffs = [(p.detach().float() - q.float()) for p, q in zip(params, init)]
+    return float(torch.linalg.vector_norm(torch.stack([d.norm() for d in diffs])))
+
+
 def _named(model: nn.Module, params: list[Tensor]) -> list[tuple[str, Tensor]]:
     ids = {id(p) for p in params}
     return [(n, p) for n, p in model.named_parameters() if id(p) in ids]
 
 
-def _save_resume(
-    folder,
-    raw,
-    opt,
-    generators,
-    epoch,
-    batch,
-    iteration,
-    elapsed,
-    rows,
-    checkpoints,
-    accum,
-    cfg,
-) -> None:
+def _save_resume(run: _Run) -> None:
+    """``resume.pt``: everything to continue at (``run.epoch``, ``run.batch``)."""
     io.atomic_save_torch(
         {
             "format": FORMAT,
-            "config": cfg.to_dict(),
-            "model": raw.state_dict(),
-            "optimizer": opt.state_dict(),
-            "rng": rng_state(generators),
-            "epoch": epoch,
-            "batch": batch,
-            "iteration": iteration,
-            "elapsed": elapsed,
-            "rows": copy.deepcopy(rows),
-            "checkpoints": list(checkpoints),
-            "accum": copy.deepcopy(accum),
+            "config": run.cfg.to_dict(),
+            "model": run.raw.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "rng": rng_state({"attack": run.gen}),
+            "epoch": run.epoch,
+            "batch": run.batch,
+            "iteration": run.iteration,
+            "elapsed": run.elapsed,
+            "rows": copy.deepcopy(run.rows),
+            "checkpoints": list(run.checkpoints),
+            "accum": dataclasses.asdict(run.accum)
+            if run.accum is not None and run.batch > 0
+            else None,
         },
-        folder / RESUME,
+        run.folder / RESUME,
     )

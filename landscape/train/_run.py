@@ -139,10 +139,26 @@ def load_run(run_dir: str | Path) -> TrainResult:
 
 
 def check_config(run_dir: Path, config: TrainConfig) -> None:
-    """Raise :class:`RunFolderError` when ``run_dir`` was made with another config."""
+    """Raise :class:`RunFolderError` when ``run_dir`` was made with other science
+    settings (runtime settings such as ``checkpoint_every`` or ``eval_num`` may
+    change on resume). Older ``config.json`` files are read through
+    :meth:`TrainConfig.from_dict`, so their untyped ``data`` dict and the missing
+    ``loss_fn`` compare equal to the new fields."""
     path = run_dir / "config.json"
-    old = json.loads(path.read_text())
-    new = config.to_dict()
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunFolderError(
+            f"{path} is not valid JSON ({err}); restore it or use a new run folder"
+        ) from err
+    try:
+        old = TrainConfig.from_dict(raw).science.to_dict()
+    except (TypeError, ValueError) as err:
+        raise RunFolderError(
+            f"run folder {run_dir} holds a config this version cannot read ({err}); "
+            "use a new run folder"
+        ) from err
+    new = config.science.to_dict()
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:6])
