@@ -4,6 +4,11 @@ is put in eval mode and its mode restored; deterministic under a ``generator``).
 ``return_info=True`` also returns a dict with the per-example ``success`` flags and the
 cost (gradient passes or queries).
 
+Attacks as values (:mod:`._spec`): ``attacks.PGD(eps=..., steps=..., alpha=...)``,
+``FGSMRS``, ``FGSM``, ``PGDRestarts``, ``APGD``, ``APGDT``, ``Square``, ``SimBA``:
+frozen, validated settings callable as ``attack(model, x, y, generator=None)``; pass
+them as ``attack=`` to surfaces, scattering, ``perturb_batches``, hessian and training.
+
 - :mod:`.perturb`: fast training-time PGD / FGSM-RS (input gradients only).
 - :mod:`.fgsm`: FGSM (one step).
 - :mod:`.pgd`: evaluation PGD: restarts, step-size grid, CE / CW / DLR losses, best
@@ -24,6 +29,18 @@ from ._losses import (
     is_adversarial,
     margin,
 )
+from ._spec import (
+    APGD,
+    APGDT,
+    FGSM,
+    FGSMRS,
+    PGD,
+    Attack,
+    PGDRestarts,
+    SimBA,
+    Square,
+    as_attack,
+)
 from .apgd import apgd, apgd_t
 from .fgsm import fgsm
 from .perturb import fgsm_rs, perturb, perturb_batches, project, random_init
@@ -32,8 +49,18 @@ from .simba import simba
 from .square import square
 
 __all__ = [
+    "APGD",
+    "APGDT",
+    "Attack",
+    "FGSM",
+    "FGSMRS",
+    "PGD",
+    "PGDRestarts",
+    "SimBA",
+    "Square",
     "apgd",
     "apgd_t",
+    "as_attack",
     "ce_loss",
     "cw_loss",
     "dlr_loss",

@@ -9,13 +9,15 @@ other modules of :mod:`landscape.attacks`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils
+from .._batches import as_batches
 
 __all__ = ["perturb", "perturb_batches", "project", "random_init", "fgsm_rs"]
 
@@ -136,13 +138,14 @@ def fgsm_rs(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, **kw) -> Tens
 
 def perturb_batches(
     model: nn.Module,
-    data: Iterable[tuple[Tensor, Tensor]],
+    data: Any,
+    attack: Callable | None = None,
     *,
-    eps: float,
-    norm: str = "linf",
+    eps: float | None = None,
+    norm: str | None = None,
     alpha: float | None = None,
-    steps: int = 10,
-    random_start: bool = True,
+    steps: int | None = None,
+    random_start: bool | None = None,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     generator: torch.Generator | None = None,
 ) -> list[tuple[Tensor, Tensor]]:
@@ -151,23 +154,44 @@ def perturb_batches(
 
     This turns a robust-loss analysis into a question about fixed data (the style of
     every analysis module): attack once, then measure a deterministic objective.
+
+    Args:
+        model: the classifier.
+        data: an ``(x, y)`` pair (one batch), a list of batches or a loader.
+        attack: an attack value, e.g. ``attacks.PGD(eps=0.3, steps=40, alpha=0.01)``
+            (any ``attack(model, x, y, generator) -> x_adv``).
+        eps, norm, alpha, steps, random_start, loss_fn: deprecated loose settings of
+            a :class:`~landscape.attacks.PGD` (one release).
+        generator: randomness of the attack (``None``: torch's global RNG).
+
+    Returns:
+        ``[(x_adv, y), ...]``, one entry per batch of ``data``.
+
+    Example:
+        >>> from landscape import attacks
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> x, y = torch.rand(6, 1, 2, 2), torch.randint(0, 2, (6,))
+        >>> adv = attacks.perturb_batches(model, (x, y), attacks.PGD(eps=0.1))
+        >>> len(adv), adv[0][0].shape == x.shape  # a pair is one batch
+        (1, True)
     """
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
-    gen, _ = _utils.make_generator(generator, device)
-    out = []
-    for batch in data:
-        x, y = _utils.to_device(batch, device, dtype)
-        xa = perturb(
-            model,
-            x,
-            y,
-            eps=eps,
-            norm=norm,
-            alpha=alpha,
-            steps=steps,
-            random_start=random_start,
-            loss_fn=loss_fn,
-            generator=gen,
+    from ._spec import as_attack
+
+    attack = as_attack(
+        attack,
+        where="perturb_batches",
+        eps=eps,
+        norm=norm,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        loss_fn=loss_fn,
+    )
+    if attack is None:
+        raise TypeError(
+            "perturb_batches needs an attack: perturb_batches(model, data, "
+            "attacks.PGD(eps=...))"
         )
-        out.append((xa, y))
-    return out
+    batches = as_batches(data, model=model, labels="class", images=True)
+    gen, _ = _utils.make_generator(generator, batches.device)
+    return [(attack(model, x, y, gen), y) for x, y in batches]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _utils, io
+from .. import _batches, _utils, io
 from ._checks import masking_checks
 from ._presets import AttackSpec, preset_attacks
 
@@ -119,40 +119,21 @@ class EvalResult(io.Result):
 
 
 def as_batches(
-    data: Any, *, batch_size: int = 500, device=None, dtype=None
+    data: Any, *, batch_size: int = 500, device=None, dtype=None, model=None
 ) -> list[tuple[Tensor, Tensor]]:
     """Materialise ``data`` (an ``(x, y)`` pair of tensors, or an iterable of batches)
-    as a list of batches on ``device``."""
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and isinstance(data[0], Tensor)
-        and isinstance(data[1], Tensor)
-    ):
-        x, y = data
-        _check_pair(x, y)
-        data = [
-            (x[i : i + batch_size], y[i : i + batch_size])
-            for i in range(0, len(y), batch_size)
-        ]
-    out = []
-    for b in data:
-        x, y = _utils.to_device(b, device or torch.device("cpu"), dtype)
-        _check_pair(x, y)
-        out.append((x, y.long()))
-    return out
-
-
-def _check_pair(x: Tensor, y: Tensor) -> None:
-    if y.ndim != 1:
-        raise ValueError(
-            f"labels must be a 1-D tensor of class indices, got shape {tuple(y.shape)}"
-        )
-    if x.ndim < 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x of shape {tuple(x.shape)} does not match {y.shape[0]} labels: pass "
-            "inputs with a leading batch dimension, one label per example"
-        )
+    as a list of validated batches on ``device`` (class labels, inputs in [0, 1]);
+    the package's one input contract, :func:`landscape._batches.as_batches`."""
+    b = _batches.as_batches(
+        data,
+        device=device or (None if model is not None else "cpu"),
+        dtype=dtype,
+        model=model,
+        labels="class",
+        images=True,
+        batch_size=batch_size,
+    )
+    return [(x, y.long()) for x, y in b]
 
 
 def _signature(batches, eps, norm, specs: Sequence[AttackSpec], seed: int) -> dict:
@@ -350,9 +331,9 @@ def evaluate(
     if not eps_list:
         raise ValueError("eps must hold at least one budget")
     device, dtype = _utils.model_device(model), _utils.model_dtype(model)
-    batches = as_batches(data, batch_size=batch_size, device=device, dtype=dtype)
-    if not batches:
-        raise ValueError("data is empty")
+    batches = as_batches(
+        data, batch_size=batch_size, device=device, dtype=dtype, model=model
+    )
     was_training = model.training
     seed = int((generator or torch.Generator().manual_seed(0)).initial_seed())
     with _utils.eval_mode(model), torch.no_grad():

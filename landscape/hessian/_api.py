@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
+from .._batches import as_batches
 from ._lanczos import lanczos_eigs, power_iteration
 from ._operator import HessianOperator
 from ._results import Eigenpairs, TraceEstimate
@@ -320,48 +321,65 @@ def trace(
 def adversarial_data(
     model: nn.Module,
     data: Iterable,
+    attack: Callable | None = None,
     *,
-    eps: float,
-    norm: str = "linf",
+    eps: float | None = None,
+    norm: str | None = None,
     alpha: float | None = None,
-    steps: int = 10,
-    random_start: bool = True,
+    steps: int | None = None,
+    random_start: bool | None = None,
     loss_fn: LossFn | None = None,
     generator: torch.Generator | None = None,
 ) -> list[tuple[Tensor, Tensor]]:
-    """Attack ``data`` once at ``model`` (PGD, :func:`attacks.perturb_batches`) and
+    """Attack ``data`` once at ``model`` (:func:`attacks.perturb_batches`) and
     return the fixed adversarial batches: the adversarial Hessian is then the Hessian
     of the loss on these batches (the attack is *not* differentiated through).
 
-    ``eps=0`` returns the clean batches (moved to the model's device).
+    ``attack`` is an attack value, e.g. ``attacks.PGD(eps=0.1, steps=10)``; the loose
+    ``eps``, ``norm``, ``alpha``, ``steps``, ``random_start``, ``loss_fn`` are
+    deprecated (one release). ``eps=0`` returns the clean batches (moved to the
+    model's device).
     """
     from ..attacks import perturb_batches
+    from ..attacks._spec import as_attack
 
-    return perturb_batches(
-        model,
-        data,
+    attack = as_attack(
+        attack,
+        where="adversarial_data",
         eps=eps,
         norm=norm,
         alpha=alpha,
         steps=steps,
         random_start=random_start,
         loss_fn=loss_fn,
-        generator=generator,
     )
+    return perturb_batches(model, data, attack, generator=generator)
 
 
 def adversarial_data_sweep(
     model: nn.Module,
     data: Iterable,
     eps_list: Sequence[float],
+    attack: Callable | None = None,
     **kw,
 ) -> dict[float, list[tuple[Tensor, Tensor]]]:
     """:func:`adversarial_data` for each eps in ``eps_list`` (same generator, in order).
 
+    ``attack`` (an attack value with a ``replace`` method, e.g. ``attacks.PGD``)
+    gives the settings; each eps replaces its budget.
+
     Returns:
         ``{eps: batches}``.
     """
-    data = list(data)
+    data = list(as_batches(data, model=model))
+    if attack is None:
+        from ..attacks import PGD
+
+        legacy = {k: kw.pop(k) for k in list(kw) if k != "generator"}
+        if "loss_fn" in legacy:
+            legacy["loss"] = legacy.pop("loss_fn")
+        attack = PGD(eps=0.0, **legacy)
     return {
-        float(e): adversarial_data(model, data, eps=float(e), **kw) for e in eps_list
+        float(e): adversarial_data(model, data, attack.replace(eps=float(e)), **kw)
+        for e in eps_list
     }

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .. import _utils
+from .._batches import as_batches, is_class_loss
 
 __all__ = [
     "HessianOperator",
@@ -53,17 +54,6 @@ _MIN_BATCH_FOR_JVP = 2
 
 class NondeterministicLossError(RuntimeError):
     """Two evaluations of the loss on the same data and weights differ."""
-
-
-def _move(batch, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    x, y = batch[0], batch[1]
-    x = x.to(device)
-    if x.is_floating_point():
-        x = x.to(dtype)
-    y = y.to(device)
-    if y.is_floating_point():
-        y = y.to(dtype)
-    return x, y
 
 
 class HessianOperator:
@@ -121,9 +111,8 @@ class HessianOperator:
         self.batch_vectors = max(1, int(batch_vectors))
         self.num_hvps = 0
         self._vmap_ok = True
-        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
-            data = [data]  # a single (x, y) batch
-        self._data = data
+        labels = "class" if is_class_loss(loss_fn) else "auto"
+        self._data = as_batches(data, model=model, labels=labels)
         sizes, elems = [], 0
         for x, _ in self._batches():
             sizes.append(x.shape[0])
@@ -156,8 +145,8 @@ class HessianOperator:
 
     # -- data and loss ------------------------------------------------------------
     def _batches(self):
-        for batch in self._data:
-            yield _move(batch, self.device, self.dtype)
+        for x, y in self._data:  # validated, on the device, x in the model's dtype
+            yield x, (y.to(self.dtype) if y.is_floating_point() else y)
 
     def _batch_loss(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return self.loss_fn(functional_call(self.model, params, (x,)), y)

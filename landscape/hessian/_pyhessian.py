@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import _utils
+from .._batches import as_batches, is_class_loss
 
 __all__ = ["pyhessian_eigenvalues", "pyhessian_trace", "PYHESSIAN_DENSITY_ERROR"]
 
@@ -48,10 +49,8 @@ def _make(model: nn.Module, loss_fn, data: Iterable, dtype: torch.dtype | None):
     m.eval()
     device, mdtype = _utils.model_device(m), _utils.model_dtype(m)
     batches = []
-    for b in data:
-        x, y = b[0].to(device), b[1].to(device)
-        if x.is_floating_point():
-            x = x.to(mdtype)
+    labels = "class" if is_class_loss(loss_fn) else "auto"
+    for x, y in as_batches(data, model=m, labels=labels):
         if y.is_floating_point():
             y = y.to(mdtype)
         batches.append((x, y))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from .. import _utils
+from .._batches import as_batches, is_class_loss
 from ..attacks.perturb import perturb, project, random_init
 from ._common import (
     LossFn,
@@ -133,6 +135,21 @@ def _batched_points(
     return flat, xa - x.unsqueeze(0), losses
 
 
+def _first_batches(
+    model: nn.Module, loss_fn: LossFn, data: Any, num_batches: int | None
+) -> list[tuple[Tensor, Tensor]]:
+    """The first ``num_batches`` validated batches of ``data`` on the model's device
+    (inputs in [0, 1]: they are attacked)."""
+    labels = "class" if loss_fn is _loss_default or is_class_loss(loss_fn) else "auto"
+    out = []
+    it = as_batches(data, model=model, labels=labels, images=True)
+    for i, b in enumerate(it):
+        if num_batches is not None and i >= num_batches:
+            break
+        out.append(b)
+    return out
+
+
 def scattering(
     model: nn.Module,
     loss_fn: LossFn | None,
@@ -198,13 +215,7 @@ def scattering(
     loss_fn = loss_fn or _loss_default
     device, dtype = _utils.model_device(model), _utils.model_dtype(model)
     gen, seed = _utils.make_generator(generator)
-    batches = []
-    for i, b in enumerate(data):
-        if num_batches is not None and i >= num_batches:
-            break
-        batches.append(_utils.to_device(b, device, dtype))
-    if not batches:
-        raise ValueError("data yielded no batches")
+    batches = _first_batches(model, loss_fn, data, num_batches)
     w = _params(model)
     if isinstance(directions, str):
         kind = directions

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..attacks import as_attack
 from ._evaluate import LossFn
 from ._grid import _evaluate_grid
 from ._result import Surface
@@ -25,9 +26,10 @@ def loss_surface(
     xs: Sequence[float] | np.ndarray,
     ys: Sequence[float] | np.ndarray | None = None,
     adversarial: str | None = None,
+    attack: Callable | None = None,
     eps: float | None = None,
-    norm: str = "linf",
-    steps: int = 10,
+    norm: str | None = None,
+    steps: int | None = None,
     alpha: float | None = None,
     attack_loss_fn: LossFn | None = None,
     center: Mapping[str, Tensor] | nn.Module | None = None,
@@ -47,17 +49,20 @@ def loss_surface(
         model: the network (evaluated in eval mode; never modified).
         loss_fn: maps ``(logits, y)`` to the batch-mean loss; the surface is the
             sample-weighted mean over ``data``.
-        data: iterable of ``(x, y)`` batches (kept on the model's device).
+        data: an ``(x, y)`` pair (one batch), a list of batches or a loader such as
+            a ``DataLoader`` (read once, validated, kept on the model's device).
         dirs: two directions (``dict[name -> Tensor]``), e.g. from
             :func:`landscape.directions.random_directions`.
         xs: coordinates along ``dirs[0]``.
         ys: coordinates along ``dirs[1]`` (default ``xs``).
-        adversarial: ``None`` (clean loss on ``data``), ``"fixed"`` (attack ``data``
-            once at the centre, then evaluate those examples at every point) or
-            ``"reattack"`` (PGD at every grid point against the perturbed model).
-        eps, norm, steps, alpha, attack_loss_fn: the attack (see
-            :func:`landscape.attacks.perturb`); ``attack_loss_fn`` defaults to summed
-            cross-entropy.
+        adversarial: ``None`` (clean loss on ``data``; ``"reattack"`` when an
+            ``attack`` is given), ``"fixed"`` (attack ``data`` once at the centre,
+            then evaluate those examples at every point) or ``"reattack"`` (the
+            attack at every grid point against the perturbed model).
+        attack: an attack value, e.g. ``attacks.PGD(eps=0.3, steps=40,
+            alpha=0.01)`` (any ``attack(model, x, y, generator) -> x_adv``).
+        eps, norm, steps, alpha, attack_loss_fn: deprecated loose settings of an
+            :class:`~landscape.attacks.PGD` (one release); pass ``attack=``.
         center: parameters at the origin (a dict or a model; default the model's).
         strategy: ``"auto"`` (measure on the device), ``"loop"`` or ``"vmap"``.
         batch_size: ``"auto"`` (fastest of 128..1024 and the whole set, measured on
@@ -97,6 +102,7 @@ def loss_surface(
         raise ValueError("xs and ys must not be empty")
     if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
         raise ValueError("xs and ys must be finite step sizes along the directions")
+    desc = "loss_surface"
     gx, gy = np.meshgrid(xs, ys)
     coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
     loss, acc, meta = _evaluate_grid(
@@ -107,11 +113,15 @@ def loss_surface(
         coefs,
         center=center,
         adversarial=adversarial,
-        eps=eps,
-        norm=norm,
-        steps=steps,
-        alpha=alpha,
-        attack_loss_fn=attack_loss_fn,
+        attack=as_attack(
+            attack,
+            where=desc,
+            eps=eps,
+            norm=norm,
+            steps=steps,
+            alpha=alpha,
+            loss_fn=attack_loss_fn,
+        ),
         strategy=strategy,
         batch_size=batch_size,
         chunk_size=chunk_size,
@@ -121,7 +131,7 @@ def loss_surface(
         generator=generator,
         check_deterministic=check_deterministic,
         progressbar=progressbar,
-        desc="loss_surface",
+        desc=desc,
     )
     shape = (len(ys), len(xs))
     return Surface(
@@ -137,9 +147,10 @@ def loss_line(
     *,
     xs: Sequence[float] | np.ndarray,
     adversarial: str | None = None,
+    attack: Callable | None = None,
     eps: float | None = None,
-    norm: str = "linf",
-    steps: int = 10,
+    norm: str | None = None,
+    steps: int | None = None,
     alpha: float | None = None,
     attack_loss_fn: LossFn | None = None,
     center: Mapping[str, Tensor] | nn.Module | None = None,
@@ -176,6 +187,7 @@ def loss_line(
         raise ValueError("xs must not be empty")
     if not np.isfinite(xs).all():
         raise ValueError("xs must be finite step sizes along the direction")
+    desc = "loss_line"
     loss, acc, meta = _evaluate_grid(
         model,
         loss_fn,
@@ -184,11 +196,15 @@ def loss_line(
         xs[:, None],
         center=center,
         adversarial=adversarial,
-        eps=eps,
-        norm=norm,
-        steps=steps,
-        alpha=alpha,
-        attack_loss_fn=attack_loss_fn,
+        attack=as_attack(
+            attack,
+            where=desc,
+            eps=eps,
+            norm=norm,
+            steps=steps,
+            alpha=alpha,
+            loss_fn=attack_loss_fn,
+        ),
         strategy=strategy,
         batch_size=batch_size,
         chunk_size=chunk_size,
@@ -198,6 +214,6 @@ def loss_line(
         generator=generator,
         check_deterministic=check_deterministic,
         progressbar=progressbar,
-        desc="loss_line",
+        desc=desc,
     )
     return Surface(xs, None, loss, acc, meta)

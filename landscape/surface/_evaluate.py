@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from .. import _utils
+from .._batches import as_batches, is_class_loss
 
 __all__ = ["evaluate_loss"]
 
@@ -46,11 +47,13 @@ class _Multi(nn.Module):
 
 
 # --------------------------------------------------------------------------- data
-def _materialize(data: Iterable, device: torch.device, dtype: torch.dtype) -> list:
-    batches = [_utils.to_device(b, device, dtype) for b in data]
-    if not batches:
-        raise ValueError("data is empty: pass an iterable of (x, y) batches")
-    return batches
+def _materialize(
+    data: Iterable, model: nn.Module, loss_fn: LossFn, *, images: bool | None = None
+) -> list:
+    """The validated batches of ``data`` on the model's device, as a list (the grid
+    evaluates them at every point)."""
+    labels = "class" if is_class_loss(loss_fn) else "auto"
+    return as_batches(data, model=model, labels=labels, images=images).to_list()
 
 
 def _rebatch(batches: list, batch_size: int | None) -> list:
@@ -64,10 +67,15 @@ def _rebatch(batches: list, batch_size: int | None) -> list:
     return list(zip(x.split(batch_size), y.split(batch_size)))
 
 
-def _same_data(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(
-        torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b)
-    )
+def _same_data(a: list, data: Iterable, model: nn.Module) -> bool:
+    """Whether a second pass over ``data`` gives the batches ``a`` (compared batch by
+    batch as they arrive, never holding a second copy)."""
+    i = 0
+    for x, y in as_batches(data, model=model, labels="any", images=False):
+        if i >= len(a) or not (torch.equal(a[i][0], x) and torch.equal(a[i][1], y)):
+            return False
+        i += 1
+    return i == len(a)
 
 
 def _num_samples(batches: list) -> int:
@@ -182,8 +190,7 @@ def evaluate_loss(
     returns a batch mean, like ``nn.CrossEntropyLoss()``): the same definition
     :func:`loss_surface` uses, so the surface at the origin equals this value.
     """
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
-    batches = _materialize(data, device, dtype)
+    batches = _materialize(data, model, loss_fn)
     center = dict(params) if params is not None else _utils.named_params(model)
     ev = _Evaluator(model, loss_fn, batches, center, [])
     with _utils.eval_mode(model), torch.no_grad():

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
+from ..attacks import PGD
 from ._evaluate import (
     LossFn,
     _Bound,
@@ -71,49 +72,42 @@ def _gather(values: np.ndarray, world: int) -> list[np.ndarray]:
     return [o.cpu().numpy() for o in out]
 
 
-def _evaluate_grid(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Iterable,
-    dirs: Sequence[Mapping[str, Tensor]],
-    coefs: np.ndarray,
-    *,
-    center: Mapping[str, Tensor] | nn.Module | None,
-    adversarial: str | None,
-    eps: float | None,
-    norm: str,
-    steps: int,
-    alpha: float | None,
-    attack_loss_fn: LossFn | None,
-    strategy: str,
-    batch_size: int | str | None,
-    chunk_size: int | None,
-    partial_path: str | Path | None,
-    save_interval: float,
-    distributed: bool | None,
-    generator: torch.Generator | None,
-    check_deterministic: bool,
-    progressbar: bool,
-    desc: str,
-) -> tuple[np.ndarray, np.ndarray | None, dict]:
+_ADVERSARIAL = (None, "none", "clean", "fixed", "reattack")
+
+
+def _check_options(
+    strategy: str, adversarial: str | None, attack, batch_size
+) -> str | None:
     if strategy not in ("auto", "loop", "vmap"):
         raise ValueError(f"strategy must be 'auto', 'loop' or 'vmap', got {strategy!r}")
-    if adversarial not in (None, "none", "clean", "fixed", "reattack"):
+    if adversarial not in _ADVERSARIAL:
         raise ValueError(
             f"adversarial must be None, 'fixed' or 'reattack', got {adversarial!r}"
         )
     adversarial = None if adversarial in ("none", "clean") else adversarial
-    if adversarial is not None and eps is None:
+    if attack is not None and adversarial is None:
+        adversarial = "reattack"  # attack= alone: the re-attacked (robust) surface
+    if adversarial is not None and attack is None:
         raise ValueError(
-            f"adversarial={adversarial!r} needs eps=... (the attack budget)"
+            f"adversarial={adversarial!r} needs an attack: pass "
+            "attack=attacks.PGD(eps=...)"
         )
     if batch_size is not None and batch_size != "auto" and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, 'auto' or None, got {batch_size!r}")
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    return adversarial
+
+
+def _center_and_dirs(
+    model: nn.Module,
+    center: Mapping[str, Tensor] | nn.Module | None,
+    dirs: Sequence[Mapping[str, Tensor]],
+) -> tuple[dict[str, Tensor], list[dict[str, Tensor]]]:
+    """The centre parameters and the directions, checked and on the model's device."""
+    device = _utils.model_device(model)
     names = dict(model.named_parameters())
     if isinstance(center, nn.Module):
         center = _utils.named_params(center)
-    center = {
+    c = {
         k: (center[k] if center is not None and k in center else p.detach()).to(
             device=device, dtype=p.dtype
         )
@@ -136,155 +130,228 @@ def _evaluate_grid(
                 for k, v in d.items()
             }
         )
+    return c, dd
+
+
+def _prepare_data(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    *,
+    adversarial: str | None,
+    attack,
+    center: dict[str, Tensor],
+    gen: torch.Generator,
+    check_deterministic: bool,
+) -> tuple[list, str]:
+    """The evaluation batches (attacked once at the centre for ``"fixed"``) and the
+    fingerprint of the clean data."""
+    raw = _materialize(data, model, loss_fn, images=True if attack else None)
+    if check_deterministic and not isinstance(data, (list, tuple)):
+        if not _same_data(raw, data, model):
+            raise RuntimeError(
+                "iterating the data twice gave different batches (shuffling or "
+                "random augmentation?): pass fixed batches, e.g. a list of (x, y)"
+            )
+    data_fp = _data_fingerprint(raw)
+    if adversarial == "fixed":
+        bound = _Bound(model, center)
+        with torch.enable_grad():
+            raw = [(attack(bound, x, y, gen), y) for x, y in raw]
+    return raw, data_fp
+
+
+def _attack_extra(adversarial: str | None, attack) -> dict:
+    """What of the attack enters the partial file's fingerprint and the meta (the
+    historical keys for PGD, so older partial files still resume)."""
+    if attack is None:
+        return {"adversarial": None, "eps": None, "steps": 10, "norm": "linf",
+                "alpha": None}  # fmt: skip
+    out = {
+        "adversarial": adversarial,
+        "eps": getattr(attack, "eps", None),
+        "steps": getattr(attack, "steps", None),
+        "norm": getattr(attack, "norm", None),
+        "alpha": getattr(attack, "alpha", None),
+    }
+    plain = isinstance(attack, PGD) and attack.loss is None and attack.random_start
+    if not plain:
+        d = attack.to_dict() if hasattr(attack, "to_dict") else {"repr": repr(attack)}
+        out["attack"] = repr(sorted(d.items()))
+    return out
+
+
+def _open_partial(
+    partial_path: str | Path | None, rank: int, world: int, fp: str, m: int
+) -> tuple[Path | None, np.ndarray, np.ndarray, np.ndarray]:
+    """The partial file's path and the (resumed) loss, accuracy and done arrays."""
+    loss, acc, done = np.full(m, np.nan), np.full(m, np.nan), np.zeros(m, dtype=bool)
+    if partial_path is None:
+        return None, loss, acc, done
+    ppath = Path(partial_path)
+    if ppath.suffix != ".npz":
+        ppath = ppath.with_suffix(".npz")
+    if world > 1:
+        ppath = ppath.with_name(f"{ppath.stem}.rank{rank}of{world}.npz")
+    if ppath.exists():
+        part = _Partial.load(ppath)
+        if part.meta.get("fingerprint") != fp:
+            raise ValueError(
+                f"partial file {ppath} belongs to a different grid, model, "
+                "directions or attack (adversarial runs also need the same generator "
+                "seed); delete it or pass another partial_path"
+            )
+        loss, acc, done = part.loss.copy(), part.accuracy.copy(), part.done.copy()
+    return ppath, loss, acc, done
+
+
+class _Grid:
+    """Loss/accuracy arrays of a grid, the points this rank owns, partial saves and
+    the progress bar."""
+
+    def __init__(self, coefs, ppath, loss, acc, done, fp, rank, world, bar_desc):
+        self.coefs, self.ppath, self.fp = coefs, ppath, fp
+        self.loss, self.acc, self.done = loss, acc, done
+        m = len(coefs)
+        owned = [i for i in range(m) if i % world == rank]
+        self.mine = [i for i in owned if not done[i]]
+        self.bar = None
+        if bar_desc:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(owned), desc=bar_desc)
+            self.bar.update(len(owned) - len(self.mine))
+        self.last_save = time.perf_counter()
+
+    def record(self, idx: Sequence[int], results: list[tuple]) -> None:
+        for i, (lo, ac) in zip(idx, results):
+            self.loss[i], self.acc[i], self.done[i] = lo, ac, True
+        if self.bar is not None:
+            self.bar.update(len(results))
+
+    def left(self) -> list[int]:
+        return [i for i in self.mine if not self.done[i]]
+
+    def save(self, every: float | None = None) -> None:
+        if self.ppath is None:
+            return
+        if every is not None and time.perf_counter() - self.last_save < every:
+            return
+        _Partial(
+            self.coefs, None, self.loss, self.acc, self.done, {"fingerprint": self.fp}
+        ).save(self.ppath)
+        self.last_save = time.perf_counter()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.mine:
+            self.save()
+
+
+def _origin_twice(ev: _Evaluator, grid: _Grid, point_gens) -> None:
+    """The determinism check: evaluate the grid point nearest the origin twice (with
+    the caller's batches, before any tuning) and keep it as that point's result."""
+    coefs = grid.coefs
+    origin = [int(np.argmin(np.abs(coefs).sum(1)))]
+    a = ev.loop(coefs[origin], point_gens(origin))[0]
+    b = ev.loop(coefs[origin], point_gens(origin))[0]
+    if not np.isclose(a[0], b[0], rtol=1e-6, atol=1e-9):
+        raise RuntimeError(
+            f"the loss is not deterministic ({a[0]!r} then {b[0]!r}): the "
+            "usual causes are Dropout/BatchNorm in train mode inside a custom "
+            "forward, or randomness in the loss; pass check_deterministic=False "
+            "to skip this check"
+        )
+    if origin[0] in grid.mine and not grid.done[origin[0]]:
+        grid.record(origin, [a])
+
+
+def _evaluate_grid(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    dirs: Sequence[Mapping[str, Tensor]],
+    coefs: np.ndarray,
+    *,
+    center: Mapping[str, Tensor] | nn.Module | None,
+    adversarial: str | None,
+    attack,
+    strategy: str,
+    batch_size: int | str | None,
+    chunk_size: int | None,
+    partial_path: str | Path | None,
+    save_interval: float,
+    distributed: bool | None,
+    generator: torch.Generator | None,
+    check_deterministic: bool,
+    progressbar: bool,
+    desc: str,
+) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    adversarial = _check_options(strategy, adversarial, attack, batch_size)
+    device = _utils.model_device(model)
+    center, dd = _center_and_dirs(model, center, dirs)
     gen, seed = _utils.make_generator(generator, device)
     rank, world = _dist_info(distributed)
     m = len(coefs)
     t0 = time.perf_counter()
 
     with _utils.eval_mode(model), torch.no_grad():
-        raw = _materialize(data, device, dtype)
-        if check_deterministic and not isinstance(data, (list, tuple)):
-            if not _same_data(raw, _materialize(data, device, dtype)):
-                raise RuntimeError(
-                    "iterating the data twice gave different batches (shuffling or "
-                    "random augmentation?): pass fixed batches, e.g. a list of (x, y)"
-                )
-        data_fp = _data_fingerprint(raw)
-        attack = None
-        if adversarial == "fixed":
-            bound = _Bound(model, center)
-            with torch.enable_grad():
-                raw = [
-                    (
-                        _perturb(
-                            bound, x, y, eps, norm, steps, alpha, attack_loss_fn, gen
-                        ),
-                        y,
-                    )
-                    for x, y in raw
-                ]
-        elif adversarial == "reattack":
-
-            def attack(bm, x, y, g):
-                return _perturb(bm, x, y, eps, norm, steps, alpha, attack_loss_fn, g)
-
-        ev = _Evaluator(model, loss_fn, raw, center, dd, attack=attack)
+        raw, data_fp = _prepare_data(
+            model, loss_fn, data, adversarial=adversarial, attack=attack,
+            center=center, gen=gen, check_deterministic=check_deterministic,
+        )  # fmt: skip
+        point_attack = attack if adversarial == "reattack" else None
+        ev = _Evaluator(model, loss_fn, raw, center, dd, attack=point_attack)
 
         def point_gens(idx: Sequence[int]) -> list | None:
-            if attack is None:
+            if point_attack is None:
                 return None
-            return [
-                torch.Generator(device=device).manual_seed(
-                    (seed * 1_000_003 + i) % 2**62
-                )
-                for i in idx
-            ]
+            return [_utils.derived_generator(seed, i, device=device) for i in idx]
 
-        if check_deterministic:  # with the caller's batches, before any tuning
-            origin = [int(np.argmin(np.abs(coefs).sum(1)))]
-            a = ev.loop(coefs[origin], point_gens(origin))[0]
-            b = ev.loop(coefs[origin], point_gens(origin))[0]
-            if not np.isclose(a[0], b[0], rtol=1e-6, atol=1e-9):
-                raise RuntimeError(
-                    f"the loss is not deterministic ({a[0]!r} then {b[0]!r}): the "
-                    "usual causes are Dropout/BatchNorm in train mode inside a custom "
-                    "forward, or randomness in the loss; pass check_deterministic=False "
-                    "to skip this check"
-                )
-
-        loss = np.full(m, np.nan)
-        acc = np.full(m, np.nan)
-        done = np.zeros(m, dtype=bool)
-        extra = {
-            "adversarial": adversarial,
-            "eps": eps,
-            "steps": steps,
-            "norm": norm,
-            "alpha": alpha,
-            "data": data_fp,
-        }
+        extra = {**_attack_extra(adversarial, attack), "data": data_fp}
         if adversarial is not None:  # the attacks' random starts depend on the seed
             extra["seed"] = seed
         fp = _fingerprint(coefs, center, dd, extra)
-        ppath = None
-        if partial_path is not None:
-            ppath = Path(partial_path)
-            if ppath.suffix != ".npz":
-                ppath = ppath.with_suffix(".npz")
-            if world > 1:
-                ppath = ppath.with_name(f"{ppath.stem}.rank{rank}of{world}.npz")
-            if ppath.exists():
-                part = _Partial.load(ppath)
-                if part.meta.get("fingerprint") != fp:
-                    raise ValueError(
-                        f"partial file {ppath} belongs to a different grid, model, "
-                        "directions or attack (adversarial runs also need the same generator "
-                        "seed); delete it or pass another partial_path"
-                    )
-                loss, acc, done = (
-                    part.loss.copy(),
-                    part.accuracy.copy(),
-                    part.done.copy(),
-                )
-
-        mine = [i for i in range(m) if i % world == rank and not done[i]]
-        bar = None
-        if progressbar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=sum(1 for i in range(m) if i % world == rank), desc=desc)
-            bar.update(sum(1 for i in range(m) if i % world == rank and done[i]))
-
-        def save_partial() -> None:
-            if ppath is not None:
-                _Partial(coefs, None, loss, acc, done, {"fingerprint": fp}).save(ppath)
+        grid = _Grid(
+            coefs, *_open_partial(partial_path, rank, world, fp, m), fp, rank, world,
+            desc if progressbar else None,
+        )  # fmt: skip
+        if check_deterministic:
+            _origin_twice(ev, grid, point_gens)
 
         t_eval = time.perf_counter()
+        left = grid.left()
         strategy_used, bs, chunk, probed = _choose(
-            ev, raw, strategy, batch_size, chunk_size, coefs[mine[:16]], m, device
+            ev, raw, strategy, batch_size, chunk_size, coefs[left[:16]], m, device
         )
-        for i, (lo, ac) in zip(mine, probed):
-            loss[i], acc[i], done[i] = lo, ac, True
-        if bar is not None:
-            bar.update(len(probed))
-        mine_left = mine[len(probed) :]
-        if adversarial == "reattack" and strategy_used == "vmap":
+        grid.record(left, probed)
+        if point_attack is not None and strategy_used == "vmap":
             warnings.warn(
                 "adversarial='reattack' evaluates point by point", stacklevel=3
             )
             strategy_used, chunk = "loop", 1
-
-        def run(idx: Sequence[int]) -> list[tuple]:
+        left = grid.left()
+        for s in range(0, len(left), chunk):
+            idx = left[s : s + chunk]
             if strategy_used == "vmap":
-                return ev.vmap(coefs[list(idx)])
-            return ev.loop(coefs[list(idx)], point_gens(idx))
-
-        last = time.perf_counter()
-        for s in range(0, len(mine_left), chunk):
-            idx = mine_left[s : s + chunk]
-            for i, (lo, ac) in zip(idx, run(idx)):
-                loss[i], acc[i], done[i] = lo, ac, True
-            if bar is not None:
-                bar.update(len(idx))
-            if ppath is not None and time.perf_counter() - last >= save_interval:
-                save_partial()
-                last = time.perf_counter()
+                grid.record(idx, ev.vmap(coefs[idx]))
+            else:
+                grid.record(idx, ev.loop(coefs[idx], point_gens(idx)))
+            grid.save(every=save_interval)
         t_eval = time.perf_counter() - t_eval
-        if bar is not None:
-            bar.close()
-        if ppath is not None and mine:
-            save_partial()
+        grid.close()
 
+    loss, acc = grid.loss, grid.acc
     if world > 1:
         parts = _gather(np.stack([loss, acc]), world)
         for i in range(m):
             loss[i], acc[i] = parts[i % world][0, i], parts[i % world][1, i]
+    mine = grid.mine
     meta = {
+        **{k: v for k, v in extra.items() if k not in ("data", "seed")},
         "adversarial": adversarial or "clean",
-        "eps": eps,
-        "norm": norm if adversarial else None,
-        "steps": steps if adversarial else None,
-        "alpha": alpha,
+        "attack": attack.to_dict() if hasattr(attack, "to_dict") else None,
         "strategy": strategy_used,
         "batch_size": bs,
         "chunk_size": chunk,
@@ -298,24 +365,10 @@ def _evaluate_grid(
         "seconds": time.perf_counter() - t0,
         "points_per_second": len(mine) / t_eval if mine and t_eval > 0 else None,
     }
+    if adversarial is None:
+        meta.update(norm=None, steps=None)
     return loss, (acc if ev.has_acc else None), meta
 
 
 def _dir_norm(d: Mapping[str, Tensor]) -> float:
     return float(sum(float(v.double().pow(2).sum()) for v in d.values()) ** 0.5)
-
-
-def _perturb(model, x, y, eps, norm, steps, alpha, loss_fn, generator) -> Tensor:
-    from ..attacks import perturb
-
-    return perturb(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=steps,
-        alpha=alpha,
-        loss_fn=loss_fn,
-        generator=generator,
-    )

@@ -1,0 +1,316 @@
+"""One input contract: what ``data`` may be, checked once, for every public analysis.
+
+Each test here failed before the batches owner (``landscape._batches``) existed: a
+bare ``(x, y)`` pair was read as two batches, [0, 255] images were analysed silently,
+bad labels and empty batches gave raw torch errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from landscape import attacks, directions, evaluate, hessian, scattering, spectrum
+from landscape import surface as S
+from landscape._batches import as_batches
+
+CE = nn.CrossEntropyLoss()
+
+
+def _bn_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = nn.Sequential(
+        nn.Conv2d(1, 3, 3),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 4),
+    ).double()
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-0.5, 0.5)
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m.eval()
+
+
+def _pair(n: int = 12, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 6, 6, generator=g, dtype=torch.float64)
+    return x, torch.randint(0, 4, (n,), generator=g)
+
+
+class _Images(Dataset):
+    """A user-style map-style dataset: one (image, label) example per index."""
+
+    def __init__(self, n: int = 12):
+        self.x, self.y = _pair(n)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i]
+
+
+def _loader(batch_size: int = 5) -> DataLoader:
+    return DataLoader(_Images(), batch_size=batch_size, shuffle=False)
+
+
+def _dirs(m):
+    return directions.random_directions(m, generator=torch.Generator().manual_seed(0))
+
+
+# ------------------------------------------------------------------ the owner itself
+def test_pair_is_one_batch_and_loader_is_lazy():
+    x, y = _pair()
+    assert [len(b[0]) for b in as_batches((x, y))] == [12]
+    assert [len(b[0]) for b in as_batches([x, y])] == [12]
+    assert [len(b[0]) for b in as_batches([(x, y), (x, y)])] == [12, 12]
+    assert [len(b[0]) for b in as_batches(_loader())] == [5, 5, 2]
+    seen = []
+
+    class Counting(DataLoader):
+        def __iter__(self):
+            for b in super().__iter__():
+                seen.append(len(b[0]))
+                yield b
+
+    it = iter(as_batches(Counting(_Images(), batch_size=4)))
+    next(it)
+    assert seen == [4]  # one batch read and moved at a time, not the whole loader
+
+
+def test_generator_is_read_once_and_reiterable():
+    x, y = _pair()
+    b = as_batches(t for t in [(x, y), (x, y)])
+    assert len(list(b)) == 2 and len(list(b)) == 2
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("uint8", "uint8 images"),
+        ("255", "divide the images by 255"),
+        ("float_labels", "class indices as integers"),
+        ("onehot", "one-hot"),
+        ("range", r"labels in \[4, 7\] but the model's classes are \[0, 3\]"),
+        ("negative", "labels in"),
+        ("empty_batch", "batch size 0"),
+        ("length", "does not match"),
+        ("nhwc", "channels-last"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(bad, match):
+    m = _bn_net()
+    x, y = _pair()
+    if bad == "uint8":
+        x = (x * 255).to(torch.uint8)
+    elif bad == "255":
+        x = x * 255
+    elif bad == "float_labels":
+        y = y.double()
+    elif bad == "onehot":
+        y = nn.functional.one_hot(y, 4).double()
+    elif bad == "range":
+        y = y + 4
+    elif bad == "negative":
+        y = y - 1
+    elif bad == "empty_batch":
+        x, y = x[:0], y[:0]
+    elif bad == "length":
+        y = y[:-1]
+    elif bad == "nhwc":
+        x = x.permute(0, 2, 3, 1)
+    with pytest.raises(ValueError, match=match):
+        list(as_batches((x, y), model=m, labels="class"))
+
+
+def test_empty_data_and_dataset_without_loader():
+    with pytest.raises(ValueError, match="yields no batches"):
+        list(as_batches([]))
+    with pytest.raises(TypeError, match="DataLoader"):
+        as_batches(_Images())
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        as_batches(_pair(), batch_size=0)
+
+
+# ----------------------------------------------- a bare pair is one batch everywhere
+def test_pair_is_one_batch_in_surface_scattering_perturb_batches():
+    m = _bn_net()
+    x, y = _pair()
+    d = _dirs(m)
+    kw = dict(xs=[0.0, 0.5], ys=[0.0], batch_size=None)
+    pair = S.loss_surface(m, CE, (x, y), d, **kw)
+    listed = S.loss_surface(m, CE, [(x, y)], d, **kw)
+    np.testing.assert_allclose(pair.loss, listed.loss, rtol=1e-12)
+    assert pair.meta["num_samples"] == 12
+
+    adv = attacks.perturb_batches(
+        m, (x, y), attacks.PGD(eps=0.1, steps=2), generator=torch.Generator()
+    )
+    assert len(adv) == 1 and adv[0][0].shape == x.shape
+
+    sk = dict(eps=[0.0], scales=[1e-2], num_directions=1, steps=2, alpha=0.05)
+    g = torch.Generator
+    r1 = scattering.scattering(m, CE, (x, y), generator=g().manual_seed(0), **sk)
+    r2 = scattering.scattering(m, CE, [(x, y)], generator=g().manual_seed(0), **sk)
+    assert r1.meta["batch_sizes"] == [12]
+    np.testing.assert_allclose(r1.ratio, r2.ratio, rtol=1e-12)
+
+
+# --------------------------------------------- [0, 255] images rejected everywhere
+@pytest.mark.parametrize("kind", ["uint8", "255"])
+def test_unscaled_images_rejected_by_every_analysis(kind):
+    m = _bn_net()
+    x, y = _pair()
+    x = (x * 255).to(torch.uint8) if kind == "uint8" else x * 255
+    data = [(x, y)]
+    match = "uint8" if kind == "uint8" else "divide the images by 255"
+    with pytest.raises(ValueError, match=match):
+        S.loss_surface(m, CE, data, _dirs(m), xs=[0.0], ys=[0.0])
+    with pytest.raises(ValueError, match=match):
+        hessian.top_eigenvalues(m, CE, data, k=1)
+    with pytest.raises(ValueError, match=match):
+        scattering.scattering(m, CE, data, eps=[0.1], scales=[1e-2], num_directions=1)
+    with pytest.raises(ValueError, match=match):
+        attacks.perturb_batches(m, data, attacks.PGD(eps=0.1))
+
+
+def test_bad_labels_rejected_by_analyses():
+    m = _bn_net()
+    x, y = _pair()
+    with pytest.raises(ValueError, match="model's classes"):
+        hessian.top_eigenvalues(m, CE, [(x, y + 10)], k=1)
+    with pytest.raises(ValueError, match="model's classes"):
+        scattering.scattering(
+            m, CE, [(x, y + 10)], eps=[0.1], scales=[1e-2], num_directions=1
+        )
+    with pytest.raises(ValueError, match="integers"):
+        S.loss_surface(m, CE, [(x, y.double())], _dirs(m), xs=[0.0], ys=[0.0])
+    with pytest.raises(ValueError, match="batch size 0"):
+        S.loss_surface(m, CE, [(x, y), (x[:0], y[:0])], _dirs(m), xs=[0.0], ys=[0.0])
+
+
+# ------------------------- issue 13: every analysis on a user-style DataLoader + BN
+def test_every_analysis_runs_on_a_dataloader_with_batchnorm():
+    m = _bn_net()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    loader = _loader()
+    listed = [(x, y) for x, y in loader]
+    g = torch.Generator
+
+    surf = S.loss_surface(m, CE, loader, _dirs(m), xs=[0.0, 0.5], ys=[0.0])
+    ref = S.loss_surface(m, CE, listed, _dirs(m), xs=[0.0, 0.5], ys=[0.0])
+    np.testing.assert_allclose(surf.loss, ref.loss, rtol=1e-12)
+    assert surf.meta["num_samples"] == 12
+
+    line = S.loss_line(m, CE, loader, _dirs(m)[0], xs=[0.0, 1.0])
+    assert line.loss.shape == (2,)
+
+    sc = scattering.scattering(
+        m, CE, loader, eps=[0.0, 0.1], scales=[1e-2], num_directions=1, steps=2,
+        generator=g().manual_seed(0),
+    )  # fmt: skip
+    assert sc.meta["batch_sizes"] == [5, 5, 2]
+
+    eig = hessian.top_eigenvalues(m, CE, loader, k=1, generator=g().manual_seed(0))
+    eig_ref = hessian.top_eigenvalues(m, CE, listed, k=1, generator=g().manual_seed(0))
+    np.testing.assert_allclose(eig.eigenvalues, eig_ref.eigenvalues, rtol=1e-6)
+    tr = hessian.trace(m, CE, loader, num_probes=4, generator=g().manual_seed(0))
+    assert np.isfinite(tr.estimate)
+    dens = spectrum.lanczos_density(
+        m, CE, loader, num_iters=4, num_runs=1, generator=g().manual_seed(0)
+    )
+    assert dens.meta["num_params"] > 0 if "num_params" in dens.meta else True
+
+    adv = attacks.perturb_batches(
+        m, loader, attacks.PGD(eps=0.1, steps=2), generator=g().manual_seed(0)
+    )
+    assert [len(a[1]) for a in adv] == [5, 5, 2]
+    adv2 = hessian.adversarial_data(
+        m, loader, attacks.PGD(eps=0.1, steps=2), generator=g().manual_seed(0)
+    )
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(adv, adv2))
+
+    res = evaluate.evaluate(
+        m, loader, eps=0.05, preset="quick", scale=0.1, checks=False
+    )
+    assert res.meta["num_samples"] == 12 if "num_samples" in res.meta else True
+
+    for k, v in m.state_dict().items():  # the caller's model is left alone
+        assert torch.equal(v, before[k]), k
+    assert not m.training
+
+
+# ------------------------------------------------------------------ attack values
+def test_attack_values_validate_and_match_the_kernels():
+    with pytest.raises(ValueError, match="eps"):
+        attacks.PGD(eps=-0.1)
+    with pytest.raises(ValueError, match="steps"):
+        attacks.PGD(eps=0.1, steps=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        attacks.FGSMRS(eps=0.1, alpha=0.0)
+    with pytest.raises(ValueError, match="norm"):
+        attacks.APGD(eps=0.1, norm="l3")
+    with pytest.raises(ValueError, match="unknown loss"):
+        attacks.PGD(eps=0.1, loss="hinge")
+    with pytest.raises(ValueError, match="restarts"):
+        attacks.PGDRestarts(eps=0.1, restarts=0)
+    a = attacks.PGD(eps=0.1, norm="inf", steps=3)
+    assert a.norm == "linf" and a == attacks.PGD(eps=0.1, steps=3)
+    assert hash(a) == hash(attacks.PGD(eps=0.1, steps=3))
+    with pytest.raises(AttributeError):
+        a.eps = 0.2  # frozen
+
+    m = _bn_net()
+    x, y = _pair()
+    got = a(m, x, y, torch.Generator().manual_seed(3))
+    want = attacks.perturb(
+        m, x, y, eps=0.1, steps=3, generator=torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(got, want)
+    fg = attacks.FGSMRS(eps=0.1)(m, x, y, torch.Generator().manual_seed(3))
+    want = attacks.fgsm_rs(m, x, y, eps=0.1, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(fg, want)
+    for atk in (
+        attacks.FGSM(eps=0.1),
+        attacks.PGDRestarts(eps=0.1, steps=2, alpha=[0.05, 0.02]),
+        attacks.APGD(eps=0.1, steps=3),
+        attacks.APGDT(eps=0.1, steps=3, num_targets=2),
+        attacks.Square(eps=0.1, queries=3),
+    ):
+        xa = atk(m, x, y, torch.Generator().manual_seed(0))
+        assert (xa - x).abs().max() <= 0.1 + 1e-9 and xa.min() >= 0, atk
+        assert atk.to_dict()["name"] == type(atk).__name__
+
+
+def test_old_attack_keywords_still_work_with_a_deprecation_warning():
+    m = _bn_net()
+    x, y = _pair()
+    g = torch.Generator
+    new = attacks.perturb_batches(
+        m, (x, y), attacks.PGD(eps=0.1, steps=2), generator=g().manual_seed(1)
+    )
+    with pytest.warns(DeprecationWarning, match="attack="):
+        old = attacks.perturb_batches(
+            m, (x, y), eps=0.1, steps=2, generator=g().manual_seed(1)
+        )
+    assert torch.equal(new[0][0], old[0][0])
+    with pytest.raises(TypeError, match="not both"):
+        attacks.perturb_batches(m, (x, y), attacks.PGD(eps=0.1), eps=0.1)
+    d = _dirs(m)
+    kw = dict(xs=[0.0, 0.3], ys=[0.0], generator=None)
+    s_new = S.loss_surface(
+        m, CE, (x, y), d, attack=attacks.PGD(eps=0.1, steps=2),
+        **{**kw, "generator": g().manual_seed(2)},
+    )  # fmt: skip
+    with pytest.warns(DeprecationWarning):
+        s_old = S.loss_surface(
+            m, CE, (x, y), d, adversarial="reattack", eps=0.1, steps=2,
+            **{**kw, "generator": g().manual_seed(2)},
+        )  # fmt: skip
+    assert s_new.meta["adversarial"] == "reattack"
+    np.testing.assert_allclose(s_new.loss, s_old.loss, rtol=1e-12)
+    assert s_new.meta["attack"]["name"] == "PGD"
