@@ -426,8 +426,9 @@ def as_attack(
     loose keywords (``eps``, ``norm``, ``alpha``, ``steps``, ``random_start``,
     ``loss_fn``; ``None`` means not given).
 
-    Loose keywords map to :class:`PGD` with a ``DeprecationWarning``; giving both
-    an attack and loose keywords is an error. Returns ``None`` when neither is given.
+    Loose keywords with ``eps`` map to :class:`PGD` with a ``DeprecationWarning``
+    (without ``eps`` they are ignored, as they had defaults); giving both an attack
+    and loose keywords is an error. Returns ``None`` when there is no attack.
     """
     given = {k: v for k, v in legacy.items() if v is not None}
     bad = set(given) - set(_LEGACY)
@@ -445,10 +446,8 @@ def as_attack(
                 f"e.g. attacks.PGD(eps=...), got {type(attack).__name__}"
             )
         return attack
-    if not given:
+    if "eps" not in given:  # the other settings alone had defaults: no attack
         return None
-    if "eps" not in given:
-        raise TypeError(f"{where}: the attack needs eps=...; better, pass attack=")
     import warnings
 
     warnings.warn(

@@ -17,6 +17,24 @@ from ._result import Surface
 __all__ = ["loss_line", "loss_surface"]
 
 
+def _resolve_attack(attack, adversarial, where, eps, norm, steps, alpha, loss_fn):
+    """``attack=``, or the deprecated loose settings as an :class:`attacks.PGD`; the
+    loose settings only ever attacked with ``adversarial`` set (as before)."""
+    clean = adversarial in (None, "none", "clean")
+    if attack is None and clean:
+        return None
+    return as_attack(
+        attack,
+        where=where,
+        stacklevel=4,
+        eps=eps,
+        norm=norm,
+        steps=steps,
+        alpha=alpha,
+        loss_fn=loss_fn,
+    )
+
+
 def loss_surface(
     model: nn.Module,
     loss_fn: LossFn,
@@ -113,14 +131,8 @@ def loss_surface(
         coefs,
         center=center,
         adversarial=adversarial,
-        attack=as_attack(
-            attack,
-            where=desc,
-            eps=eps,
-            norm=norm,
-            steps=steps,
-            alpha=alpha,
-            loss_fn=attack_loss_fn,
+        attack=_resolve_attack(
+            attack, adversarial, desc, eps, norm, steps, alpha, attack_loss_fn
         ),
         strategy=strategy,
         batch_size=batch_size,
@@ -196,14 +208,8 @@ def loss_line(
         xs[:, None],
         center=center,
         adversarial=adversarial,
-        attack=as_attack(
-            attack,
-            where=desc,
-            eps=eps,
-            norm=norm,
-            steps=steps,
-            alpha=alpha,
-            loss_fn=attack_loss_fn,
+        attack=_resolve_attack(
+            attack, adversarial, desc, eps, norm, steps, alpha, attack_loss_fn
         ),
         strategy=strategy,
         batch_size=batch_size,
