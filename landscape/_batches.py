@@ -23,6 +23,7 @@ labels and labels outside ``[0, num_classes)``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -187,9 +188,10 @@ class Batched:
                     "divide the images by 255"
                 )
             if self.images and (lo < -1e-4 or hi > 1.0 + 1e-4):
-                raise ValueError(
-                    f"{where} has inputs in [{lo:g}, {hi:g}]; attacks need inputs in "
-                    "[0, 1] (put any normalisation inside the model)"
+                warnings.warn(
+                    f"{where} has inputs in [{lo:g}, {hi:g}]; attacks clip inputs to "
+                    "[0, 1] (put any normalisation inside the model)",
+                    stacklevel=4,
                 )
         c = self._channels
         if c is not None and x.ndim == 4 and x.shape[1] != c and x.shape[-1] == c:
@@ -265,8 +267,10 @@ def as_batches(
             range-checked against the model's classes, float targets pass) or
             ``"any"``.
         num_classes: for the label range check (default: read from the model).
-        images: ``True`` requires inputs in [0, 1] (attacks); ``None`` checks
-            inputs of >= 3 dimensions for [0, 255] images; ``False`` skips it.
+        images: ``True``: the inputs are attacked (checked for [0, 255] images
+            whatever their shape, and a warning for values outside [0, 1], which
+            attacks clip); ``None``: inputs of >= 3 dimensions are checked for
+            [0, 255] images; ``False``: no range check.
         batch_size: split an ``(x, y)`` pair into batches of this size.
         name: how error messages name the argument.
 
