@@ -15,8 +15,12 @@ Every ``figures/figNN_name.py`` follows one pattern (STYLE.md section 10)::
         return 0
 
 Sizes: ``--smoke`` (tiny, CPU, < 30 s, results and figures in a temporary folder or
-``--out-dir``), the default CPU size, and ``--full`` (the paper's size, for a GPU
-session). ``compute()`` results are cached as ``data/results/<key>_<size>.npz`` (plus a
+``--out-dir``), the default CPU size (a few minutes: an illustration), ``--study`` (the
+CPU study tier of ``figures/_study.py``: converged models, seeds and confidence
+intervals, sized for about an hour of one CPU core per figure; models are shared
+between figures and every trained model / evaluation is cached on its own, so a killed
+run resumes) and ``--full`` (the paper's size, for a GPU session). ``--from-results``
+redraws a figure from the committed study tables in ``results/`` without computing. ``compute()`` results are cached as ``data/results/<key>_<size>.npz`` (plus a
 JSON sidecar) and reused unless ``--recompute`` is given, so a second run only redraws.
 Figures go to ``figures/out/`` (git-ignored) unless ``--out-dir`` says otherwise.
 """
@@ -46,6 +50,7 @@ __all__ = [
     "REPO",
     "RESULTS",
     "FIGURES_OUT",
+    "PUBLISHED",
     "Context",
     "FigureData",
     "parser",
@@ -54,11 +59,13 @@ __all__ = [
     "save_figure",
     "report",
     "mnist",
+    "commit",
     "train_warmup",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "data" / "results"
+PUBLISHED = REPO / "results"  # committed study tables and figures
 FIGURES_OUT = REPO / "figures" / "out"
 
 
@@ -84,13 +91,14 @@ class Context:
 
     Attributes:
         name: the figure's stem, e.g. ``"fig02_learning_curves"``.
-        size: ``"smoke"``, ``"cpu"`` (default) or ``"full"``.
+        size: ``"smoke"``, ``"cpu"`` (default), ``"study"`` or ``"full"``.
         out_dir: where figures are written.
         cache_dir: where ``compute()`` results are cached.
         recompute: ignore the cache.
         device: torch device for the computation.
         data_root: explicit data folder, or None (``LANDSCAPE_DATA``, else ``./data``).
         seed: seed for everything.
+        from_results: only redraw from the committed tables in ``results/``.
     """
 
     name: str
@@ -101,9 +109,13 @@ class Context:
     device: torch.device
     data_root: Path | None
     seed: int
+    from_results: bool = False
 
-    def pick(self, smoke: Any, cpu: Any, full: Any) -> Any:
-        """Return the value for the current size: ``ctx.pick(200, 2000, 60000)``."""
+    def pick(self, smoke: Any, cpu: Any, full: Any, study: Any = None) -> Any:
+        """Return the value for the current size: ``ctx.pick(200, 2000, 60000)``
+        (``study`` defaults to the ``cpu`` value)."""
+        if self.size == "study":
+            return cpu if study is None else study
         return {"smoke": smoke, "cpu": cpu, "full": full}[self.size]
 
     @property
@@ -139,6 +151,18 @@ def parser(doc: str | None, *, prog: str | None = None) -> argparse.ArgumentPars
         "--full",
         action="store_true",
         help="the paper's size (meant for a GPU session; hours on a CPU)",
+    )
+    size.add_argument(
+        "--study",
+        action="store_true",
+        help="the CPU study tier: converged models, >= 2-3 seeds, confidence "
+        "intervals (about an hour of one core per figure; resumable, shared cache)",
+    )
+    size.add_argument(
+        "--from-results",
+        action="store_true",
+        help="redraw the study-tier figure from the committed tables in results/ "
+        "(no training, no evaluation)",
     )
     p.add_argument(
         "--recompute",
@@ -178,7 +202,10 @@ def parser(doc: str | None, *, prog: str | None = None) -> argparse.ArgumentPars
 def setup(args: argparse.Namespace, name: str) -> Context:
     """Turn parsed arguments into a :class:`Context`: pick the size and the folders,
     seed everything, and keep torch to one thread on CPU (the machines are shared)."""
+    from_results = bool(getattr(args, "from_results", False))
+    study = bool(getattr(args, "study", False)) or from_results
     size = "smoke" if args.smoke else "full" if args.full else "cpu"
+    size = "study" if study else size
     if args.out_dir is not None:
         out_dir = Path(args.out_dir)
     elif size == "smoke":
@@ -186,7 +213,9 @@ def setup(args: argparse.Namespace, name: str) -> Context:
     else:
         out_dir = FIGURES_OUT
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.cache_dir is not None:
+    if from_results:
+        cache_dir = PUBLISHED
+    elif args.cache_dir is not None:
         cache_dir = Path(args.cache_dir)
     elif size == "smoke":
         cache_dir = out_dir / "results"
@@ -210,6 +239,7 @@ def setup(args: argparse.Namespace, name: str) -> Context:
         device=device,
         data_root=Path(args.data_root) if args.data_root is not None else None,
         seed=int(args.seed),
+        from_results=from_results,
     )
 
 
@@ -220,7 +250,12 @@ def cached(
     given); otherwise run ``compute()``, record its wall time and settings in ``meta``,
     save it atomically and return it."""
     path = ctx.cache_dir / f"{key}_{ctx.size}.npz"
-    if path.exists() and not ctx.recompute:
+    if ctx.from_results and not path.exists():
+        raise SystemExit(
+            f"[{ctx.name}] {path} not found: the study tables of this figure are not "
+            "committed (not run yet); run the script with --study first"
+        )
+    if path.exists() and (not ctx.recompute or ctx.from_results):
         try:
             data = FigureData.load(path)
         except (lio.CorruptFileError, TypeError) as err:
@@ -240,6 +275,8 @@ def cached(
         device=str(ctx.device),
         compute_seconds=round(time.perf_counter() - t0, 2),
         command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        commit=commit(),
+        threads=torch.get_num_threads(),
     )
     data = dataclasses.replace(data, meta=meta)
     data.save(path)
@@ -249,6 +286,31 @@ def cached(
             f"cached to {_rel(path)}"
         )
     return FigureData.load(path)
+
+
+def commit() -> str:
+    """The git commit of the code that runs: ``$LANDSCAPE_COMMIT`` (set for a run from an
+    exported snapshot of the tree), else ``git rev-parse HEAD`` of this repository
+    (``+dirty`` when tracked files differ), else ``"unknown"``."""
+    env = os.environ.get("LANDSCAPE_COMMIT")
+    if env:
+        return env
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--"],
+            capture_output=True,
+        ).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def mnist(ctx: Context, num_train: int, num_test: int) -> tuple[torch.Tensor, ...]:

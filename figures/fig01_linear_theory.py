@@ -82,7 +82,7 @@ def _parser():
 
 
 def _panels(ctx: _common.Context) -> list[dict]:
-    n = ctx.pick(120, 400, 1000)
+    n = ctx.pick(120, 400, 1000, study=1000)
     panels = [
         {
             "key": f"gauss_d{d}",
@@ -100,7 +100,7 @@ def _panels(ctx: _common.Context) -> list[dict]:
             {
                 "key": "mnist",
                 "kind": "mnist",
-                "n": ctx.pick(0, 1000, 4000),
+                "n": ctx.pick(0, 1000, 4000, study=4000),
                 "bias": True,
                 "lr": 0.05,
                 "label": "MNIST",
@@ -152,10 +152,13 @@ def compute_panel(ctx: _common.Context, panel: dict, args) -> linear.LinearSweep
         x, y, xt, yt = _mnist(ctx, panel["n"], digits)
         label = f"MNIST {digits[1]} vs {digits[0]}"
     pgd_rel = ctx.pick(
-        (0.25, 1.25), (0.15, 0.5, 0.8, 1.25), (0.1, 0.3, 0.5, 0.7, 0.9, 1.25)
+        (0.25, 1.25),
+        (0.15, 0.5, 0.8, 1.25),
+        (0.1, 0.3, 0.5, 0.7, 0.9, 1.25),
+        study=(0.1, 0.3, 0.5, 0.7, 0.9, 1.25),
     )
     # the closed-form grid also holds the PGD points' eps, so markers sit on the curve
-    eps_rel = np.union1d(np.linspace(0, 1.5, ctx.pick(8, 16, 31)), pgd_rel)
+    eps_rel = np.union1d(np.linspace(0, 1.5, ctx.pick(8, 16, 31, study=16)), pgd_rel)
     print(f"[{NAME}] {label}: n = {len(y)}, d = {x.shape[1]} ...")
     sweep = linear.linear_sweep(
         x,
@@ -168,7 +171,7 @@ def compute_panel(ctx: _common.Context, panel: dict, args) -> linear.LinearSweep
         y_test=yt,
         pgd_eps_rel=pgd_rel,
         pgd_kw={
-            "num_iters": ctx.pick(60, 600, 2000),
+            "num_iters": ctx.pick(60, 600, 2000, study=1000),
             "steps": ctx.pick(3, 3, 5),
             "optimizer": "adam",
             "lr": panel["lr"],

@@ -1,0 +1,555 @@
+"""The CPU study tier (``--study``) of the figure scripts: one shared, seeded zoo of
+MNIST models, cached per model and per evaluation, and the statistics of the claims.
+
+Every model is a :func:`landscape.train.adversarial_train` run folder under
+``<cache>/study/runs/<key>/`` (config, metrics, end-of-period checkpoints, exact
+resume), so a killed run resumes where it stopped and a model is trained once for all
+the figures that use it. Every evaluation of a model (test accuracy, Hessian,
+scattering, a robustness protocol) is a JSON file under ``<cache>/study/evals/``,
+written atomically when it finishes. A lock file per run folder keeps two processes
+from training the same model at once (the second waits).
+
+Sizes (:data:`SIZE`): LeNet (width 1) on a stratified 8,000-image MNIST subset, 6
+epochs of PGD-5 training (step ``2.5 eps / 5``, Adam lr 1e-3, batch 64), seeds 0, 1,
+2; per-epoch robust test accuracy on 500 test images (PGD-10), final metrics on
+2,000 test images (PGD-20). Schedules: ``constant``; ``linear`` / ``cosine`` warm-up
+of eps over the first 3 epochs; ``periodic`` (3 periods of 2 epochs, eps rising along
+a half cosine and capped at the target, as in ``fig06``). Every run writes
+end-of-period checkpoints at epochs 2, 4, 6 (its 3-member ensemble).
+
+Statistics: mean, standard deviation and a 95 % t-interval over seeds
+(:func:`summary`); two groups are compared with Welch's t-test (:func:`welch`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SIZE",
+    "Spec",
+    "train_run",
+    "load_final",
+    "memo",
+    "final_eval",
+    "summary",
+    "welch",
+    "write_csv",
+]
+
+SIZE: dict[str, Any] = dict(
+    num_train=8000,
+    num_test=2000,
+    epochs=6,
+    periods=3,
+    steps=5,
+    batch_size=64,
+    lr=1e-3,
+    eval_num=500,
+    eval_steps=10,
+    seeds=(0, 1, 2),
+    eps=(0.0, 0.1, 0.2, 0.3, 0.4),
+    final_steps=20,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One model of the zoo.
+
+    Attributes:
+        eps: target training eps (eps = 0 is always plain training, ``constant``).
+        seed: initialisation, shuffles and attack seed.
+        schedule: ``constant | linear | cosine | periodic`` (eps schedule).
+        activation: ``relu`` or ``gelu`` (the smooth twin).
+        lr: Adam learning rate.
+        arch / width: ``landscape.models.build`` name and width factor.
+        epochs / steps / num_train: training length, PGD steps, training images
+            (None: :data:`SIZE`).
+    """
+
+    eps: float
+    seed: int
+    schedule: str = "constant"
+    activation: str = "relu"
+    lr: float = SIZE["lr"]
+    arch: str = "lenet"
+    width: float = 1.0
+    epochs: int | None = None
+    steps: int | None = None
+    num_train: int | None = None
+
+    def __post_init__(self):
+        if self.eps == 0:
+            object.__setattr__(self, "schedule", "constant")
+
+    @property
+    def key(self) -> str:
+        k = (
+            f"{self.arch}-w{self.width:g}-{self.activation}-{self.schedule}"
+            f"-eps{self.eps:g}-lr{self.lr:g}-s{self.seed}"
+        )
+        for name in ("epochs", "steps", "num_train"):
+            if getattr(self, name) is not None:
+                k += f"-{name}{getattr(self, name)}"
+        return k
+
+    def get(self, name: str) -> Any:
+        v = getattr(self, name)
+        return SIZE[name] if v is None else v
+
+    def config(self):
+        from landscape import train
+
+        epochs = self.get("epochs")
+        kw: dict[str, Any] = {}
+        if self.schedule in ("linear", "cosine"):
+            kw["eps_kwargs"] = {"warmup": epochs / 2}
+        elif self.schedule == "periodic":
+            kw["eps_kwargs"] = {"shape": "cosine", "peak": 1.5 * self.eps}
+        return train.TrainConfig(
+            epochs=epochs,
+            batch_size=SIZE["batch_size"],
+            optimizer="adam",
+            lr=self.lr,
+            eps=self.eps,
+            eps_schedule=self.schedule,
+            periods=SIZE["periods"],
+            attack="pgd" if self.eps > 0 else "none",
+            steps=self.get("steps"),
+            eval_num=SIZE["eval_num"],
+            eval_steps=SIZE["eval_steps"],
+            eval_attack="pgd",
+            co_check_num=0,
+            seed=self.seed,
+            amp="off",
+            channels_last=False,
+            model=self.arch,
+            model_kwargs={
+                "dataset": "mnist",
+                "width": self.width,
+                "activation": self.activation,
+            },
+            data={"name": "mnist", "num_train": self.get("num_train")},
+            **kw,
+        )
+
+
+def root(ctx) -> Path:
+    return Path(ctx.cache_dir) / "study"
+
+
+_DATA: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+
+def mnist(ctx, num_train: int | None = None) -> tuple[torch.Tensor, ...]:
+    """``(x, y, x_test, y_test)``: the stratified training subset and the first
+    :data:`SIZE` ``num_test`` test images (loaded once per process)."""
+    n = num_train or SIZE["num_train"]
+    key = (str(ctx.data_root), n)
+    if key not in _DATA:
+        from landscape import data
+
+        x, y = data.load_dataset("mnist", ctx.data_root, num_samples=n, seed=0)
+        xt, yt = data.load_dataset(
+            "mnist", ctx.data_root, split="test", num_samples=SIZE["num_test"], seed=0
+        )
+        _DATA[key] = (x, y, xt, yt)
+    return _DATA[key]
+
+
+class _Lock:
+    """An exclusive lock file (``O_EXCL``) holding the owner's pid; a lock whose owner
+    is gone is taken over. Waits (polling) while another live process holds it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text() or 0)
+                    os.kill(pid, 0)
+                except (ValueError, ProcessLookupError):
+                    self.path.unlink(missing_ok=True)  # stale lock
+                    continue
+                except (FileNotFoundError, PermissionError):
+                    continue
+                time.sleep(10)
+                continue
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _finished(run_dir: Path, epochs: int) -> bool:
+    from landscape import train
+
+    if not (run_dir / "final.pt").exists():
+        return False
+    try:
+        res = train.load_run(run_dir)
+    except (FileNotFoundError, ValueError):
+        return False
+    ep = res.metrics.get("epoch")
+    return ep is not None and len(ep) and int(np.asarray(ep)[-1]) >= epochs
+
+
+def train_run(ctx, spec: Spec, *, compute: bool = True) -> Path | None:
+    """Train (or resume, or just find) the model of ``spec``; returns its run folder
+    (None when it is not finished and ``compute`` is False)."""
+    from landscape import models, train
+
+    run_dir = root(ctx) / "runs" / spec.key
+    if _finished(run_dir, spec.get("epochs")):
+        return run_dir
+    if not compute:
+        return None
+    with _Lock(run_dir.with_suffix(".lock")):
+        if _finished(run_dir, spec.get("epochs")):
+            return run_dir
+        x, y, xt, yt = mnist(ctx, spec.get("num_train"))
+        cfg = spec.config()
+        torch.manual_seed(spec.seed)
+        model = models.build(**_build_kwargs(spec)).to(ctx.device)
+        t0 = time.perf_counter()
+        print(f"[study] training {spec.key} ...", flush=True)
+        train.adversarial_train(
+            model,
+            (x.to(ctx.device), y.to(ctx.device)),
+            cfg,
+            test_data=(xt[: SIZE["eval_num"]], yt[: SIZE["eval_num"]]),
+            run_dir=run_dir,
+        )
+        print(
+            f"[study] trained {spec.key} in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+    return run_dir
+
+
+def _build_kwargs(spec: Spec) -> dict:
+    return dict(
+        name=spec.arch,
+        dataset="mnist",
+        width=spec.width,
+        activation=spec.activation,
+    )
+
+
+def load_final(ctx, spec: Spec, *, ensemble: bool = False) -> torch.nn.Module:
+    """The final model (or the end-of-period ensemble) of a finished run."""
+    from landscape import models, train
+
+    run_dir = root(ctx) / "runs" / spec.key
+    template = models.build(**_build_kwargs(spec))
+    if ensemble:
+        return train.load_ensemble(run_dir, template, device=ctx.device)
+    return train.load_model(run_dir, template, device=ctx.device)
+
+
+def memo(
+    ctx, spec: Spec, name: str, fn: Callable[[], dict], *, compute: bool = True
+) -> dict | None:
+    """The JSON evaluation ``name`` of ``spec`` (computed by ``fn`` and cached)."""
+    from landscape.io import atomic_write
+
+    path = root(ctx) / "evals" / spec.key / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    if not compute:
+        return None
+    t0 = time.perf_counter()
+    out = dict(fn())
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        json.dump(out, f)
+    print(f"[study] {spec.key} {name}: {out['seconds']:.0f} s", flush=True)
+    return out
+
+
+def final_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
+    """Train (if needed) and measure the final model on :data:`SIZE` ``num_test`` test
+    images: clean accuracy and PGD-20 accuracy at the training eps and at 0.1 and 0.3,
+    plus the last logged training metrics. None when not available (``compute`` off)."""
+    run_dir = train_run(ctx, spec, compute=compute)
+    if run_dir is None:
+        return None
+
+    def fn() -> dict:
+        from landscape import attacks, train
+
+        model = load_final(ctx, spec)
+        _, _, xt, yt = mnist(ctx, spec.get("num_train"))
+        xt, yt = xt.to(ctx.device), yt.to(ctx.device)
+        out: dict[str, Any] = {}
+        with torch.no_grad():
+            out["clean_acc"] = float((model(xt).argmax(1) == yt).float().mean())
+        for e in sorted({spec.eps, 0.1, 0.3} - {0.0}):
+            g = torch.Generator().manual_seed(0)
+            correct = []
+            for i in range(0, len(xt), 500):
+                xa = attacks.pgd(
+                    model,
+                    xt[i : i + 500],
+                    yt[i : i + 500],
+                    eps=e,
+                    alpha=2.5 * e / SIZE["final_steps"],
+                    steps=SIZE["final_steps"],
+                    generator=g,
+                )
+                with torch.no_grad():
+                    correct.append(model(xa).argmax(1) == yt[i : i + 500])
+            out[f"pgd20_acc@{e:g}"] = float(torch.cat(correct).float().mean())
+        m = train.load_run(run_dir).metrics
+        for k in ("train_loss", "train_acc", "dist_init", "time"):
+            if k in m:
+                out[f"final_{k}"] = float(np.asarray(m[k])[-1])
+        return out
+
+    return memo(ctx, spec, "final_eval", fn, compute=compute)
+
+
+def curves(ctx, spec: Spec) -> dict[str, np.ndarray]:
+    """Per-epoch metric columns of a run folder."""
+    from landscape import train
+
+    m = train.load_run(root(ctx) / "runs" / spec.key).metrics
+    return {k: np.asarray(v, dtype=float) for k, v in m.items()}
+
+
+# ------------------------------------------------------------------- statistics
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample std, n and the 95 % t-interval of the mean of ``values``."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    n = len(v)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None, "ci95": [None, None]}
+    mean = float(v.mean())
+    std = float(v.std(ddof=1)) if n > 1 else 0.0
+    half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else np.nan
+    return {
+        "n": n,
+        "mean": mean,
+        "std": std,
+        "ci95": [mean - half, mean + half] if n > 1 else [None, None],
+        "values": v.tolist(),
+    }
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Welch's t-test of ``mean(a) != mean(b)``: difference, t, p, significant at 5 %.
+    Two groups of identical constants give p = 1 (no evidence of a difference);
+    different constants p = 0."""
+    from scipy import stats
+
+    a = np.asarray([x for x in a if x is not None], float)
+    b = np.asarray([x for x in b if x is not None], float)
+    if len(a) < 2 or len(b) < 2:
+        return {"diff": None, "t": None, "p": None, "significant": None}
+    diff = float(a.mean() - b.mean())
+    if a.std() == 0 and b.std() == 0:
+        p = 1.0 if diff == 0 else 0.0
+        return {"diff": diff, "t": None, "p": p, "significant": p < 0.05}
+    t, p = stats.ttest_ind(a, b, equal_var=False)
+    return {"diff": diff, "t": float(t), "p": float(p), "significant": bool(p < 0.05)}
+
+
+def fmt(s: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
+    """``"mean +- std"`` of a :func:`summary` (times ``scale``), or ``"not run"``."""
+    if not s or s.get("mean") is None:
+        return "not run"
+    return f"{s['mean'] * scale:.{digits}f} +- {s['std'] * scale:.{digits}f}"
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence]) -> Path:
+    """A small CSV table (atomic write)."""
+    import csv
+    import io as _io
+
+    from landscape.io import atomic_write
+
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    w.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        f.write(buf.getvalue())
+    return path
+
+
+# --------------------------------------------------------------- the claims' zoo
+
+
+def zoo(
+    schedules: Sequence[str] = ("constant",),
+    eps: Sequence[float] = SIZE["eps"],
+    seeds: Sequence[int] = SIZE["seeds"],
+    **kw,
+) -> list[Spec]:
+    """The specs of a grid (eps = 0 appears once, as plain training)."""
+    out: list[Spec] = []
+    for sch in schedules:
+        for e in eps:
+            for s in seeds:
+                spec = Spec(eps=float(e), seed=int(s), schedule=sch, **kw)
+                if spec not in out:
+                    out.append(spec)
+    return out
+
+
+def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
+    """Top-5 Hessian eigenvalues (Lanczos) of the clean and the adversarial training
+    loss and the Hutch++ trace (60 probes) of the adversarial one, on the first 1,000
+    training images (adversarial examples: PGD-20 at the training eps, generated once
+    at the final model)."""
+    if train_run(ctx, spec, compute=compute) is None:
+        return None
+
+    def fn() -> dict:
+        from landscape import hessian
+
+        model = load_final(ctx, spec)
+        x, y, _, _ = mnist(ctx, spec.get("num_train"))
+        fixed = [(x[i : i + 500], y[i : i + 500]) for i in range(0, 1000, 500)]
+        lf = torch.nn.CrossEntropyLoss()
+        g = torch.Generator().manual_seed(0)
+        adv = fixed
+        if spec.eps > 0:
+            adv = hessian.adversarial_data(
+                model, fixed, eps=spec.eps, steps=20, generator=g
+            )
+        ec = hessian.top_eigenvalues(
+            model, lf, fixed, k=5, generator=g, return_vectors=False
+        )
+        ea = ec
+        if spec.eps > 0:
+            ea = hessian.top_eigenvalues(
+                model, lf, adv, k=5, generator=g, return_vectors=False
+            )
+        tr = hessian.trace(model, lf, adv, num_probes=60, method="hutch++", generator=g)
+        with torch.no_grad():
+            loss_adv = float(np.mean([float(lf(model(a), b)) for a, b in adv]))
+            loss_clean = float(np.mean([float(lf(model(a), b)) for a, b in fixed]))
+        return {
+            "top_clean": np.asarray(ec.eigenvalues).tolist(),
+            "top_adv": np.asarray(ea.eigenvalues).tolist(),
+            "trace_adv": float(tr.estimate),
+            "trace_adv_se": float(tr.std_error),
+            "loss_adv": loss_adv,
+            "loss_clean": loss_clean,
+        }
+
+    return memo(ctx, spec, "hessian", fn, compute=compute)
+
+
+SCATTER_SCALES = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
+    """Gradient scattering of the adversarial loss at the training eps (4 random
+    directions, scales 1e-4..1e-1, PGD-10 recomputed at ``w + s v`` with the same
+    start) on 256 test images; the excess ``||delta g||`` as s -> 0 (intercept)."""
+    if train_run(ctx, spec, compute=compute) is None:
+        return None
+
+    def fn() -> dict:
+        from landscape import scattering
+
+        model = load_final(ctx, spec)
+        _, _, xt, yt = mnist(ctx, spec.get("num_train"))
+        ev = [(xt[i : i + 128], yt[i : i + 128]) for i in range(0, 256, 128)]
+        res = scattering.scattering(
+            model,
+            None,
+            ev,
+            eps=[spec.eps],
+            scales=SCATTER_SCALES,
+            directions="random",
+            num_directions=4,
+            steps=10,
+            generator=torch.Generator().manual_seed(spec.seed),
+        )
+        return {
+            "excess": float(res.excess().mean()),
+            # arrays of shape (E, D, S, B): eps, direction, scale, batch
+            "ratio": np.asarray(res.ratio).mean(axis=(0, 1, 3)).tolist(),
+            "grad_diff": np.asarray(res.grad_diff).mean(axis=(0, 1, 3)).tolist(),
+            "cosine": np.asarray(res.cosine).mean(axis=(0, 1, 3)).tolist(),
+            "pert_cosine": np.asarray(res.pert_cosine).mean(axis=(0, 1, 3)).tolist(),
+            "grad_norm": float(np.asarray(res.grad_norm).mean()),
+            "loss": float(np.asarray(res.loss).mean()),
+        }
+
+    return memo(ctx, spec, "scattering", fn, compute=compute)
+
+
+def protocol_eval(
+    ctx,
+    spec: Spec,
+    protocol: str,
+    *,
+    eps: float | None = None,
+    num: int = 1000,
+    ensemble: bool = False,
+    compute: bool = True,
+) -> dict | None:
+    """``landscape.evaluate.evaluate`` with a preset at its full attack budgets on the
+    first ``num`` test images, for the final model or the end-of-period ensemble
+    (resumable: the protocol's per-batch state file is kept next to the result)."""
+    if train_run(ctx, spec, compute=compute) is None:
+        return None
+    eps = spec.eps if eps is None else eps
+    name = f"{protocol}{'_ens' if ensemble else ''}_eps{eps:g}_n{num}"
+
+    def fn() -> dict:
+        from landscape import evaluate
+
+        model = load_final(ctx, spec, ensemble=ensemble)
+        _, _, xt, yt = mnist(ctx, spec.get("num_train"))
+        state = root(ctx) / "evals" / spec.key / f"{name}.state.pt"
+        res = evaluate.evaluate(
+            model,
+            (xt[:num].to(ctx.device), yt[:num].to(ctx.device)),
+            eps=eps,
+            preset=protocol,
+            checks=False,
+            state_path=state,
+            generator=torch.Generator().manual_seed(0),
+        )
+        out = {
+            "clean_acc": float(res.clean_accuracy),
+            "robust_acc": float(np.atleast_1d(res.robust_accuracy)[0]),
+            "per_attack": {
+                k: float(np.atleast_1d(v)[0])
+                for k, v in res.per_attack_accuracy().items()
+            },
+            "attacks": list(res.attacks),
+            "num": num,
+        }
+        state.unlink(missing_ok=True)
+        return out
+
+    return memo(ctx, spec, name, fn, compute=compute)
