@@ -99,6 +99,7 @@ class Context:
         data_root: explicit data folder, or None (``LANDSCAPE_DATA``, else ``./data``).
         seed: seed for everything.
         from_results: only redraw from the committed tables in ``results/``.
+        collect: study tier: tables from finished work only, no training.
     """
 
     name: str
@@ -110,6 +111,7 @@ class Context:
     data_root: Path | None
     seed: int
     from_results: bool = False
+    collect: bool = False
 
     def pick(self, smoke: Any, cpu: Any, full: Any, study: Any = None) -> Any:
         """Return the value for the current size: ``ctx.pick(200, 2000, 60000)``
@@ -165,6 +167,12 @@ def parser(doc: str | None, *, prog: str | None = None) -> argparse.ArgumentPars
         "(no training, no evaluation)",
     )
     p.add_argument(
+        "--collect",
+        action="store_true",
+        help="with --study: build the tables from the finished models and "
+        "evaluations only (no training; the rest is marked not run)",
+    )
+    p.add_argument(
         "--recompute",
         action="store_true",
         help="ignore cached results in the cache folder and compute again",
@@ -210,6 +218,8 @@ def setup(args: argparse.Namespace, name: str) -> Context:
         out_dir = Path(args.out_dir)
     elif size == "smoke":
         out_dir = Path(tempfile.mkdtemp(prefix=f"{name}_smoke_"))
+    elif size == "study":
+        out_dir = PUBLISHED
     else:
         out_dir = FIGURES_OUT
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +250,7 @@ def setup(args: argparse.Namespace, name: str) -> Context:
         data_root=Path(args.data_root) if args.data_root is not None else None,
         seed=int(args.seed),
         from_results=from_results,
+        collect=bool(getattr(args, "collect", False)),
     )
 
 

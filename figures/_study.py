@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -553,3 +554,121 @@ def protocol_eval(
         return out
 
     return memo(ctx, spec, name, fn, compute=compute)
+
+
+# ------------------------------------------------------------- publishing, plots
+
+
+def cost(ctx, spec: Spec) -> float:
+    """Seconds this model cost so far: training wall time plus its evaluations."""
+    from landscape import train
+
+    total = 0.0
+    run_dir = root(ctx) / "runs" / spec.key
+    if (run_dir / "config.json").exists():
+        m = train.load_run(run_dir).metrics
+        if "time_total" in m and len(m["time_total"]):
+            total += float(np.asarray(m["time_total"])[-1])
+    for p in (root(ctx) / "evals" / spec.key).glob("*.json"):
+        total += float(json.loads(p.read_text()).get("seconds", 0.0))
+    return total
+
+
+def assemble(ctx, name: str, fn: Callable[..., Any]):
+    """A study figure's ``FigureData``: loaded from ``results/`` with
+    ``--from-results``; else built by ``fn(compute=...)`` from the zoo's caches
+    (training what is missing unless ``--collect``), stamped with the commit of this
+    code, the commit that ran the models (``<cache>/study/COMMIT`` when present), the
+    command, the date and the machine load."""
+    import _common
+
+    if ctx.from_results:
+        path = _common.PUBLISHED / f"{name}_study.npz"
+        if not path.exists():
+            raise SystemExit(
+                f"[{name}] {path} not found: this figure's study tables are not "
+                "committed (not run); run it with --study first"
+            )
+        return _common.FigureData.load(path)
+    t0 = time.perf_counter()
+    fd = fn(compute=not ctx.collect)
+    runs_commit = root(ctx) / "COMMIT"
+    meta = dict(fd.meta)
+    meta.update(
+        size="study",
+        commit=_common.commit(),
+        runs_commit=runs_commit.read_text().strip() if runs_commit.exists() else None,
+        command=" ".join(["python", Path(sys.argv[0]).name, *sys.argv[1:]]),
+        date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        load_average=list(os.getloadavg()),
+        num_cpus=os.cpu_count(),
+        threads=torch.get_num_threads(),
+        collect_only=bool(ctx.collect),
+        assemble_seconds=round(time.perf_counter() - t0, 2),
+    )
+    return dataclasses.replace(fd, meta=meta)
+
+
+def publish(
+    ctx, key: str, fd, columns: Sequence[str], rows: Sequence[Sequence]
+) -> list[Path]:
+    """Copy a study figure's table (``FigureData``: npz + JSON, with commit, command
+    and wall time in its meta) into ``results/`` and write its CSV there; a redraw
+    from ``results/`` (``--from-results``) writes nothing but the figures."""
+    import _common
+
+    if ctx.from_results:
+        return []
+    npz = _common.PUBLISHED / f"{key}_study.npz"
+    fd.save(npz)
+    meta = fd.meta
+    head = [f"# commit {meta.get('commit')}; command: {meta.get('command')}"]
+    csv = write_csv(_common.PUBLISHED / f"{key}_study.csv", columns, rows)
+    csv.write_text("\n".join(head) + "\n" + csv.read_text())
+    return [npz, npz.with_suffix(".json"), csv]
+
+
+def band(ax, x, ys, label: str | None = None, **kw) -> None:
+    """Mean over seeds (rows of ``ys``) as a line, +- one std as a band."""
+    ys = np.atleast_2d(np.asarray(ys, float))
+    m = np.nanmean(ys, axis=0)
+    sd = np.nanstd(ys, axis=0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(m)
+    (line,) = ax.plot(x, m, label=label, **kw)
+    ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.2, lw=0)
+
+
+def stalled(row: dict | None) -> bool | None:
+    """A run whose final robust training loss is still > 0.95 log 10 (chance)."""
+    if row is None or "final_train_loss" not in row:
+        return None
+    return bool(row["final_train_loss"] > 0.95 * np.log(10))
+
+
+def slope_test(xs_per_seed: Sequence[Sequence[float]], ys_per_seed) -> dict[str, Any]:
+    """Least-squares slope of y against x fitted per seed, summarised over seeds
+    (mean, std, 95 % t-interval); ``increasing`` when the interval lies above 0,
+    ``decreasing`` when below, else ``undecided``. Plus the Spearman correlation of
+    all (x, y) points pooled."""
+    from scipy import stats
+
+    slopes = [
+        float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0])
+        for x, y in zip(xs_per_seed, ys_per_seed)
+        if len(x) >= 2
+    ]
+    s = summary(slopes)
+    verdict = "undecided"
+    if s["n"] > 1 and s["ci95"][0] is not None:
+        if s["ci95"][0] > 0:
+            verdict = "increasing"
+        elif s["ci95"][1] < 0:
+            verdict = "decreasing"
+    px = [v for x in xs_per_seed for v in x]
+    py = [v for y in ys_per_seed for v in y]
+    rho, p = stats.spearmanr(px, py) if len(px) > 2 else (np.nan, np.nan)
+    return {
+        "slope": s,
+        "verdict": verdict,
+        "spearman": float(rho),
+        "spearman_p": float(p),
+    }

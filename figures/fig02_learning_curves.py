@@ -14,6 +14,15 @@ Commands::
     python figures/fig02_learning_curves.py --smoke   # 256 images, eps 0 / 0.3, < 30 s
     python figures/fig02_learning_curves.py           # 2k images, 5 eps, 6 epochs, CPU
     python figures/fig02_learning_curves.py --full    # the paper's setting, GPU
+    python figures/fig02_learning_curves.py --study   # CPU study tier (below)
+    python figures/fig02_learning_curves.py --from-results   # redraw results/
+
+``--study`` (claim 1; the shared zoo of ``figures/_study.py``): LeNet per eps in
+{0, 0.1, 0.2, 0.3, 0.4} x seeds {0, 1, 2}, 8,000 training images, 6 epochs of PGD-5,
+constant schedule, plus linear warm-up (eps 0.3, 0.4) and periodic (eps 0.4) runs of
+the same length; final metrics on 2,000 test images. The table (results/) gives mean
++- std over seeds, how many seeds stalled (final robust train loss > 0.95 log 10),
+and Welch's t-test of constant vs warm-up / periodic at eps 0.3 and 0.4.
 
 Sizes: the default CPU size (LeNet, 2,000 training images, PGD-5 with step
 ``2.5 eps / 5``, Adam lr 1e-3, 6 epochs; about 5 to 10 minutes on one CPU core) is an
@@ -31,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -154,8 +164,150 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(fig, ctx)
 
 
+STUDY_RUNS = [("constant", e) for e in (0.0, 0.1, 0.2, 0.3, 0.4)] + [
+    ("linear", 0.3),
+    ("linear", 0.4),
+    ("periodic", 0.4),
+]
+STUDY_COLUMNS = (
+    "schedule",
+    "eps",
+    "seeds",
+    "stalled",
+    "train_loss",
+    "train_acc_%",
+    "dist_init",
+    "test_clean_%",
+    "test_pgd20_%_own_eps",
+)
+
+
+def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureData:
+    """Claim 1 from the zoo: per-epoch curves and final metrics per (schedule, eps,
+    seed), summaries over seeds and the constant-vs-warm-up tests."""
+    arrays: dict[str, np.ndarray] = {}
+    rows, finals, specs = [], {}, []
+    for sch, eps in STUDY_RUNS:
+        got = []
+        for seed in _study.SIZE["seeds"]:
+            spec = _study.Spec(eps=eps, seed=seed, schedule=sch)
+            specs.append(spec)
+            fe = _study.final_eval(ctx, spec, compute=compute)
+            if fe is None:
+                continue
+            got.append(fe)
+            for col, v in _study.curves(ctx, spec).items():
+                if col in (*COLUMNS, "test_clean_acc", "test_robust_acc_sched"):
+                    arrays[f"{sch}/eps{eps:g}/s{seed}/{col}"] = v
+        own = f"pgd20_acc@{eps:g}"
+        summ = {
+            k: _study.summary([g.get(k) for g in got])
+            for k in ("final_train_loss", "final_train_acc", "final_dist_init")
+        }
+        summ["clean_acc"] = _study.summary([g["clean_acc"] for g in got])
+        summ["robust_acc"] = _study.summary(
+            [g[own] if eps > 0 else g["clean_acc"] for g in got]
+        )
+        summ["stalled"] = sum(bool(_study.stalled(g)) for g in got)
+        finals[f"{sch}/{eps:g}"] = summ
+        rows.append(
+            [
+                sch,
+                eps,
+                len(got),
+                summ["stalled"],
+                _study.fmt(summ["final_train_loss"], digits=3),
+                _study.fmt(summ["final_train_acc"], 100),
+                _study.fmt(summ["final_dist_init"], digits=2),
+                _study.fmt(summ["clean_acc"], 100),
+                _study.fmt(summ["robust_acc"], 100),
+            ]
+        )
+    tests = {}
+    for eps, other in ((0.3, "linear"), (0.4, "linear"), (0.4, "periodic")):
+        a, b = finals.get(f"constant/{eps:g}"), finals.get(f"{other}/{eps:g}")
+        if a and b:
+            for k in ("clean_acc", "final_dist_init", "final_train_loss"):
+                tests[f"{other} vs constant, eps {eps:g}, {k}"] = _study.welch(
+                    b[k].get("values", []), a[k].get("values", [])
+                )
+    table = {
+        "columns": list(STUDY_COLUMNS),
+        "rows": rows,
+        "finals": finals,
+        "tests": tests,
+        "size": dict(_study.SIZE),
+        "compute_seconds": round(sum(_study.cost(ctx, s) for s in specs), 1),
+    }
+    return _common.FigureData(arrays=arrays, table=table)
+
+
+def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    """Mean +- std over seeds per epoch: robust training loss, distance from the
+    initialisation, test clean and robust accuracy; constant (solid) vs warm-up
+    (dashed) and periodic (dotted)."""
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    with plt.rc_context(plot.PAPER_STYLE):
+        fig, axes = plt.subplots(1, 4, figsize=(13, 3.1))
+    keys = ("train_loss", "dist_init", "test_clean_acc", "test_robust_acc")
+    titles = (
+        "robust training loss",
+        "distance from the initialisation",
+        "test clean accuracy (%)",
+        "test PGD-10 accuracy (%), target eps",
+    )
+    styles = {"constant": "-", "linear": "--", "periodic": ":"}
+    for sch, eps in STUDY_RUNS:
+        color = f"C{[0.0, 0.1, 0.2, 0.3, 0.4].index(eps)}"
+        for ax, key in zip(axes, keys):
+            ys = [
+                v
+                for k, v in fd.arrays.items()
+                if k.startswith(f"{sch}/eps{eps:g}/") and k.endswith(f"/{key}")
+            ]
+            if not ys:
+                continue
+            scale = 100.0 if key.endswith("_acc") else 1.0
+            x = np.arange(1, len(ys[0]) + 1)
+            _study.band(
+                ax,
+                x,
+                np.array(ys) * scale,
+                label=f"{sch} eps={eps:g}",
+                color=color,
+                ls=styles[sch],
+            )
+    axes[0].axhline(np.log(10), color="k", lw=0.6, ls=":")
+    for ax, t in zip(axes, titles):
+        ax.set_title(t, fontsize=8)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=5.5)
+    fig.suptitle(
+        "Claim 1: MNIST LeNet, 8k images, PGD-5; mean +- std over 3 seeds (study tier)",
+        fontsize=9,
+    )
+    return _common.save_figure(fig, ctx)
+
+
+def study_main(ctx: _common.Context) -> int:
+    fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
+    paths = study_draw(fd, ctx)
+    paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
+    for r in fd.table["rows"]:
+        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
+    for k, t in fd.table["tests"].items():
+        print(f"[{NAME}] {k}: diff {t['diff']}, p {t['p']}")
+    _common.report(ctx, paths)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
+    if ctx.size == "study":
+        return study_main(ctx)
     fd = _common.cached(ctx, NAME, lambda: compute(ctx))
     paths = draw(fd, ctx)
     for e, row in fd.table["final"].items():

@@ -27,6 +27,16 @@ Commands::
     python figures/fig03_scattering.py --smoke     # MLP, 256 images, < 30 s on CPU
     python figures/fig03_scattering.py             # LeNet, 2k images, 5-9 min on 1 CPU
     python figures/fig03_scattering.py --full      # LeNet, 10k images, GPU (~10 min)
+    python figures/fig03_scattering.py --study     # CPU study tier (claim 2, below)
+    python figures/fig03_scattering.py --from-results   # redraw from results/
+
+``--study`` (claim 2; the shared zoo of ``figures/_study.py``): the warm-up family of
+LeNets (8,000 images, 6 epochs of PGD-5, eps warmed up over 3 epochs) per eps in {0,
+0.1, 0.2, 0.3, 0.4}, ReLU (seeds 0, 1, 2) and the GELU twin (seeds 0, 1); scattering
+at each model's training eps on 256 test images (4 random directions, s = 1e-4 ..
+1e-1, PGD-10 recomputed at w + s v). The table gives the excess ||delta g|| as s -> 0
+(mean +- std over seeds), the per-seed slope of the excess against eps with its 95 %
+interval and Welch's t-test of each eps against eps = 0.
 
 Hardware: CPU for the smoke and default sizes; ``--full`` is meant for one GPU.
 Output: ``figures/out/fig03_scattering.{png,pdf}`` (``--out-dir`` to change).
@@ -42,6 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -250,8 +261,147 @@ def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(fig, ctx)
 
 
+STUDY_EPS = (0.0, 0.1, 0.2, 0.3, 0.4)
+STUDY_SEEDS = {"relu": (0, 1, 2), "gelu": (0, 1)}
+STUDY_COLUMNS = (
+    "activation",
+    "eps",
+    "seeds",
+    "train_loss",
+    "test_clean_%",
+    "excess_dg",
+    "ratio_at_s=1e-4",
+    "p_excess_vs_eps0",
+)
+
+
+def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureData:
+    """Claim 2 from the zoo: scattering per (activation, eps, seed), summaries over
+    seeds, slope and Welch tests."""
+    arrays: dict[str, np.ndarray] = {"scales": np.array(_study.SCATTER_SCALES)}
+    rows, tests, cost = [], {}, 0.0
+    for act, seeds in STUDY_SEEDS.items():
+        per = {}
+        for eps in STUDY_EPS:
+            got = []
+            for seed in seeds:
+                spec = _study.Spec(
+                    eps=eps, seed=seed, schedule="linear", activation=act
+                )
+                sc = _study.scattering_eval(ctx, spec, compute=compute)
+                fe = _study.final_eval(ctx, spec, compute=compute)
+                if sc is None or fe is None:
+                    continue
+                cost += _study.cost(ctx, spec)
+                got.append({**sc, **fe, "seed": seed})
+            per[eps] = got
+            if got:
+                arrays[f"{act}/eps{eps:g}/ratio"] = np.array([g["ratio"] for g in got])
+                arrays[f"{act}/eps{eps:g}/excess"] = np.array(
+                    [g["excess"] for g in got]
+                )
+        base = [g["excess"] for g in per.get(0.0, [])]
+        for eps, got in per.items():
+            if not got:
+                continue
+            ex = [g["excess"] for g in got]
+            w = _study.welch(ex, base) if eps > 0 else {"p": None}
+            tests[f"{act}: excess eps {eps:g} vs 0"] = w
+            rows.append(
+                [
+                    act,
+                    eps,
+                    len(got),
+                    _study.fmt(
+                        _study.summary([g["final_train_loss"] for g in got]), digits=3
+                    ),
+                    _study.fmt(_study.summary([g["clean_acc"] for g in got]), 100),
+                    _study.fmt(_study.summary(ex), digits=4),
+                    _study.fmt(_study.summary([g["ratio"][0] for g in got]), digits=1),
+                    None if w["p"] is None else round(w["p"], 4),
+                ]
+            )
+        xs, ys = [], []
+        for seed in seeds:
+            pts = [
+                (e, g["excess"])
+                for e, got in per.items()
+                for g in got
+                if g["seed"] == seed
+            ]
+            xs.append([p[0] for p in pts])
+            ys.append([p[1] for p in pts])
+        if any(len(x) > 1 for x in xs):
+            tests[f"{act}: slope of excess vs eps"] = _study.slope_test(xs, ys)
+    table = {
+        "columns": list(STUDY_COLUMNS),
+        "rows": rows,
+        "tests": tests,
+        "size": dict(_study.SIZE),
+        "compute_seconds": round(cost, 1),
+    }
+    return _common.FigureData(arrays=arrays, table=table)
+
+
+def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    """(a) the excess ||delta g|| as s -> 0 against eps, ReLU and GELU (mean +- std
+    over seeds); (b, c) the gradient-Lipschitz ratio against s per eps."""
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    with plt.rc_context(plot.PAPER_STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for act, m in (("relu", "o"), ("gelu", "s")):
+        xs, ms, sds = [], [], []
+        for eps in STUDY_EPS:
+            a = fd.arrays.get(f"{act}/eps{eps:g}/excess")
+            if a is None:
+                continue
+            xs.append(eps)
+            ms.append(a.mean())
+            sds.append(a.std(ddof=1) if len(a) > 1 else 0.0)
+        if xs:
+            axes[0].errorbar(xs, ms, sds, marker=m, capsize=3, label=act)
+    axes[0].set_xlabel("training (and attack) eps")
+    axes[0].set_title("(a) excess ||delta g|| as s -> 0", fontsize=8)
+    axes[0].legend(fontsize=7)
+    scales = fd.arrays["scales"]
+    for ax, act, t in zip(axes[1:], ("relu", "gelu"), "bc"):
+        for i, eps in enumerate(STUDY_EPS):
+            a = fd.arrays.get(f"{act}/eps{eps:g}/ratio")
+            if a is not None:
+                _study.band(ax, scales, a, label=f"eps={eps:g}", color=f"C{i}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step s")
+        ax.set_title(f"({t}) {act}: ||delta g|| / ||delta w||", fontsize=8)
+    axes[1].legend(fontsize=6)
+    fig.suptitle(
+        "Claim 2: gradient scattering of converged MNIST LeNets, mean +- std over "
+        "seeds (study tier)",
+        fontsize=9,
+    )
+    return _common.save_figure(fig, ctx)
+
+
+def study_main(ctx: _common.Context) -> int:
+    fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
+    paths = study_draw(fd, ctx)
+    paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
+    for r in fd.table["rows"]:
+        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
+    for k, t in fd.table["tests"].items():
+        if "verdict" in t:
+            print(f"[{NAME}] {k}: {t['verdict']} ({_study.fmt(t['slope'], digits=4)})")
+    _common.report(ctx, paths)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
+    if ctx.size == "study":
+        return study_main(ctx)
     data = _common.cached(ctx, NAME, lambda: compute(ctx))
     paths = draw(data, ctx)
     note = None

@@ -23,6 +23,18 @@ Commands::
     python figures/fig06_schedules.py --smoke   # 256 images, 2 epochs, tiny budgets
     python figures/fig06_schedules.py           # 2k images, 8 epochs, CPU (~15 min)
     python figures/fig06_schedules.py --full    # the paper's setting, GPU (hours)
+    python figures/fig06_schedules.py --study   # CPU study tier (claims 4, 5; below)
+    python figures/fig06_schedules.py --from-results   # redraw from results/
+
+``--study`` (claims 4 and 5; the shared zoo of ``figures/_study.py``): LeNet at eps =
+0.4, 8,000 images, 6 epochs of PGD-5, Adam lr 1e-3, 3 periods (end-of-period
+checkpoints at epochs 2, 4, 6 for every schedule: the 3-member ensemble), seeds 0,
+1, 2; constant, linear and cosine warm-up (over 3 epochs) and periodic (cosine ramp,
+peak 0.6 capped at 0.4). Each final model and ensemble is evaluated under the quick,
+standard and reviewer protocols at FULL attack budgets on the first 1,000 test
+images (cells whose evaluation did not finish are marked not run). Claim 5: constant
+vs periodic at lr 3e-4, 1e-3 and 3e-3 (seeds 0, 1), PGD-20 at eps 0.4 on 2,000 test
+images; writes ``fig06_lr_sensitivity`` next to it.
 
 Sizes: the default CPU size (2,000 training images, 8 epochs, PGD-5, Adam lr 1e-3, 4
 periods, 200 test points, attack budgets scaled by 0.1) shows the protocol and the
@@ -41,6 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -252,8 +265,226 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return [*paths, md]
 
 
+STUDY_PROTOCOLS = ("quick", "standard", "reviewer")
+STUDY_LRS = (3e-4, 1e-3, 3e-3)
+STUDY_COLUMNS = (
+    "schedule",
+    "model",
+    "protocol",
+    "seeds",
+    "clean_%",
+    "robust_%",
+    "robust_ci95",
+    "p_vs_constant",
+)
+LR_COLUMNS = ("schedule", "lr", "seeds", "clean_%", "pgd20_%", "stalled")
+
+
+def _claim4(ctx, compute: bool) -> tuple[list, dict, dict, float]:
+    rows, tests, cells, cost = [], {}, {}, 0.0
+    for sch in SCHEDULES:
+        for s in _study.SIZE["seeds"]:
+            cost += _study.cost(ctx, _study.Spec(eps=EPS, seed=s, schedule=sch))
+        for member in ("final", "ensemble"):
+            for protocol in STUDY_PROTOCOLS:
+                got = []
+                for seed in _study.SIZE["seeds"]:
+                    r = _study.protocol_eval(
+                        ctx,
+                        _study.Spec(eps=EPS, seed=seed, schedule=sch),
+                        protocol,
+                        ensemble=member == "ensemble",
+                        compute=compute,
+                    )
+                    if r is not None:
+                        got.append({**r, "seed": seed})
+                cells[(sch, member, protocol)] = got
+    for (sch, member, protocol), got in cells.items():
+        rob = _study.summary([g["robust_acc"] for g in got])
+        base = cells[("constant", member, protocol)]
+        w = {"p": None}
+        if sch != "constant":
+            w = _study.welch(
+                [g["robust_acc"] for g in got], [g["robust_acc"] for g in base]
+            )
+            tests[f"{sch} vs constant, {member}, {protocol}"] = w
+        if member == "ensemble":
+            fin = {g["seed"]: g["robust_acc"] for g in cells[(sch, "final", protocol)]}
+            diffs = [g["robust_acc"] - fin[g["seed"]] for g in got if g["seed"] in fin]
+            tests[f"{sch}: ensemble - final, {protocol} (paired)"] = _study.summary(
+                diffs
+            )
+        ci = rob["ci95"]
+        rows.append(
+            [
+                sch,
+                member,
+                protocol,
+                len(got),
+                _study.fmt(_study.summary([g["clean_acc"] for g in got]), 100),
+                _study.fmt(rob, 100),
+                "" if ci[0] is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]",
+                None if w["p"] is None else round(w["p"], 4),
+            ]
+        )
+    return rows, tests, {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in cells.items()}, cost
+
+
+def _claim5(ctx, compute: bool) -> tuple[list, dict, float]:
+    rows, res, cost = [], {}, 0.0
+    for sch in ("constant", "periodic"):
+        for lr in STUDY_LRS:
+            got = []
+            for seed in (0, 1):
+                spec = _study.Spec(eps=EPS, seed=seed, schedule=sch, lr=lr)
+                fe = _study.final_eval(ctx, spec, compute=compute)
+                if fe is not None:
+                    cost += _study.cost(ctx, spec)
+                    got.append(fe)
+            res[(sch, lr)] = got
+            rows.append(
+                [
+                    sch,
+                    lr,
+                    len(got),
+                    _study.fmt(_study.summary([g["clean_acc"] for g in got]), 100),
+                    _study.fmt(
+                        _study.summary([g[f"pgd20_acc@{EPS:g}"] for g in got]), 100
+                    ),
+                    sum(bool(_study.stalled(g)) for g in got),
+                ]
+            )
+    tests = {}
+    for lr in STUDY_LRS:
+        tests[f"lr {lr:g}: periodic vs constant, PGD-20"] = _study.welch(
+            [g[f"pgd20_acc@{EPS:g}"] for g in res[("periodic", lr)]],
+            [g[f"pgd20_acc@{EPS:g}"] for g in res[("constant", lr)]],
+        )
+    for sch in ("constant", "periodic"):
+        means = [
+            np.mean([g[f"pgd20_acc@{EPS:g}"] for g in res[(sch, lr)]])
+            for lr in STUDY_LRS
+            if res[(sch, lr)]
+        ]
+        tests[f"{sch}: range of mean PGD-20 over lr"] = (
+            float(max(means) - min(means)) if len(means) == len(STUDY_LRS) else None
+        )
+    return rows, tests, cost
+
+
+def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureData:
+    """Claims 4 and 5 from the zoo."""
+    rows, tests, cells, cost4 = _claim4(ctx, compute)
+    lr_rows, lr_tests, cost5 = _claim5(ctx, compute)
+    arrays: dict[str, np.ndarray] = {}
+    for sch in SCHEDULES:
+        cfg = _study.Spec(eps=EPS, seed=0, schedule=sch).config()
+        t = np.linspace(0, cfg.epochs, 200)
+        arrays[f"{sch}/t"] = t
+        arrays[f"{sch}/eps"] = np.array([cfg.eps_fn()(v) for v in t])
+    table = {
+        "columns": list(STUDY_COLUMNS),
+        "rows": rows,
+        "tests": tests,
+        "cells": cells,
+        "lr_columns": list(LR_COLUMNS),
+        "lr_rows": lr_rows,
+        "lr_tests": lr_tests,
+        "eps": EPS,
+        "size": dict(_study.SIZE),
+        "compute_seconds": round(cost4 + cost5, 1),
+    }
+    return _common.FigureData(arrays=arrays, table=table)
+
+
+def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    """Schedules: robust accuracy per schedule x model x protocol (mean +- std over
+    seeds); lr sensitivity: PGD-20 accuracy against lr, constant vs periodic."""
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    with plt.rc_context(plot.PAPER_STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.3), width_ratios=[1, 2])
+    for sch in SCHEDULES:
+        axes[0].plot(fd.arrays[f"{sch}/t"], fd.arrays[f"{sch}/eps"], label=sch)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("training eps")
+    axes[0].legend(fontsize=7)
+    bars = [(m, p) for m in ("final", "ensemble") for p in STUDY_PROTOCOLS]
+    w = 0.8 / len(bars)
+    x = np.arange(len(SCHEDULES))
+    for i, (m, p) in enumerate(bars):
+        ms, sds = [], []
+        for sch in SCHEDULES:
+            v = [100 * g["robust_acc"] for g in fd.table["cells"][f"{sch}/{m}/{p}"]]
+            ms.append(np.mean(v) if v else np.nan)
+            sds.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
+        axes[1].bar(
+            x + (i - (len(bars) - 1) / 2) * w,
+            ms,
+            w,
+            yerr=sds,
+            capsize=2,
+            label=f"{m}, {p}",
+            color=f"C{STUDY_PROTOCOLS.index(p)}",
+            hatch="//" if m == "ensemble" else None,
+            alpha=0.9 if m == "final" else 0.55,
+        )
+    axes[1].set_xticks(x, SCHEDULES)
+    axes[1].set_ylabel(f"robust accuracy % (eps = {EPS})")
+    axes[1].legend(fontsize=6, ncols=2)
+    fig.suptitle(
+        "Claim 4: MNIST LeNet eps = 0.4 schedules, full attack budgets, 1,000 test "
+        "images, mean +- std over seeds (study tier)",
+        fontsize=9,
+    )
+    paths = _common.save_figure(fig, ctx)
+    with plt.rc_context(plot.PAPER_STYLE):
+        fig2, ax = plt.subplots(1, 2, figsize=(8, 3.0))
+    for sch, mk in (("constant", "o"), ("periodic", "s")):
+        for j, key in enumerate(("clean_%", "pgd20_%")):
+            ms, sds, lrs = [], [], []
+            for r in fd.table["lr_rows"]:
+                if r[0] == sch and r[2] and r[3 + j] != "not run":
+                    m, sd = (float(v) for v in r[3 + j].split(" +- "))
+                    ms.append(m)
+                    sds.append(sd)
+                    lrs.append(r[1])
+            ax[j].errorbar(lrs, ms, sds, marker=mk, capsize=3, label=sch)
+            ax[j].set_xscale("log")
+            ax[j].set_xlabel("Adam learning rate")
+            ax[j].set_title(f"{key.rstrip('_%')} accuracy %, eps = {EPS}", fontsize=8)
+    ax[0].legend(fontsize=7)
+    fig2.suptitle(
+        "Claim 5: lr sensitivity, constant vs periodic (2 seeds, study tier)",
+        fontsize=9,
+    )
+    return paths + _common.save_figure(fig2, ctx, "fig06_lr_sensitivity")
+
+
+def study_main(ctx: _common.Context) -> int:
+    fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
+    paths = study_draw(fd, ctx)
+    paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
+    if not ctx.from_results:
+        paths.append(
+            _study.write_csv(
+                _common.PUBLISHED / "fig06_lr_sensitivity_study.csv",
+                fd.table["lr_columns"],
+                fd.table["lr_rows"],
+            )
+        )
+    for r in fd.table["rows"] + fd.table["lr_rows"]:
+        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
+    _common.report(ctx, paths)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
+    if ctx.size == "study":
+        return study_main(ctx)
     fd = _common.cached(ctx, NAME, lambda: compute(ctx))
     paths = draw(fd, ctx)
     print(markdown(fd, ctx.size))
