@@ -672,3 +672,11 @@ def slope_test(xs_per_seed: Sequence[Sequence[float]], ys_per_seed) -> dict[str,
         "spearman": float(rho),
         "spearman_p": float(p),
     }
+
+
+def madry_spec(seed: int = 0) -> Spec:
+    """Claim 7's model: Madry's MNIST CNN shape at width 0.5 (16 / 32 channels, fc
+    512), eps = 0.3 warmed up linearly over 3 of the 6 epochs, PGD-10."""
+    return Spec(
+        eps=0.3, seed=seed, schedule="linear", arch="madry_cnn", width=0.5, steps=10
+    )

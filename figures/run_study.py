@@ -42,10 +42,7 @@ LRS = (3e-4, 1e-3, 3e-3)
 SCHEDULES = ("constant", "linear", "cosine", "periodic")
 
 
-def _madry(seed: int) -> _study.Spec:
-    return _study.Spec(
-        eps=0.3, seed=seed, schedule="linear", arch="madry_cnn", width=0.5, steps=10
-    )
+_madry = _study.madry_spec
 
 
 def zoo(ctx: _common.Context) -> None:
