@@ -625,7 +625,7 @@ def publish(
     head = [f"# commit {meta.get('commit')}; command: {meta.get('command')}"]
     csv = write_csv(_common.PUBLISHED / f"{key}_study.csv", columns, rows)
     csv.write_text("\n".join(head) + "\n" + csv.read_text())
-    return [npz, npz.with_suffix(".json"), csv]
+    return [npz, Path(f"{npz}.json"), csv]
 
 
 def band(ax, x, ys, label: str | None = None, **kw) -> None:

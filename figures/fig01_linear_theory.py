@@ -24,6 +24,14 @@ Commands::
     python figures/fig01_linear_theory.py --smoke     # d = 2, 50; 8 eps points; ~10 s
     python figures/fig01_linear_theory.py             # 4 panels, 16 points; ~2-3 min CPU
     python figures/fig01_linear_theory.py --full      # 31 points, n = 1000 / 4000; ~1 h CPU
+    python figures/fig01_linear_theory.py --study     # claim 6: n = 1000 / 4000, 16 + 6
+                                                      # points, 1000 PGD-AT iterations
+    python figures/fig01_linear_theory.py --from-results   # redraw the table's figure
+
+``--study`` also writes the claim-6 table to ``results/`` (eps*, gamma, ||w|| and the
+robust error past eps* against the constant classifier's error, and the PGD-AT vs
+closed-form cosines), with the default CPU size's rows next to it when those panels
+are cached.
 
 Hardware: one CPU core (no GPU needed). Results are cached per panel in
 ``data/results/fig01_<panel>_<size>.npz``; figures go to ``figures/out/``.
@@ -43,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -189,10 +198,90 @@ def draw(sweeps: list[linear.LinearSweep], ctx: _common.Context) -> list[Path]:
     return _common.save_figure(axes[0, 0].figure, ctx)
 
 
+STUDY_COLUMNS = (
+    "size",
+    "panel",
+    "n",
+    "d",
+    "eps_star",
+    "gamma",
+    "max_w_norm_past_eps_star",
+    "robust_err_past_eps_star",
+    "constant_classifier_err",
+    "pgd_eps_rel",
+    "pgd_cosine",
+    "holds",
+)
+
+
+def _row(size: str, key: str, sw: linear.LinearSweep) -> list:
+    """One claim-6 row: past eps* the closed-form optimum is w = 0 and its robust
+    error is the constant classifier's."""
+    past = sw.eps >= sw.eps_star * (1 + 1e-9)
+    wmax = float(np.max(sw.w_norm[past])) if past.any() else float("nan")
+    rerr = float(np.max(sw.robust_error[past])) if past.any() else float("nan")
+    holds = bool(wmax < 1e-6 and abs(rerr - sw.majority_error) < 1e-9)
+    rel = np.asarray(sw.pgd_eps) / sw.eps_star if sw.eps_star > 0 else sw.pgd_eps
+    return [
+        size,
+        key,
+        int(sw.meta.get("num_samples", 0)) or None,
+        int(sw.meta.get("dim", np.asarray(sw.w_init).shape[-1])),
+        round(float(sw.eps_star), 6),
+        round(float(sw.gamma), 6),
+        wmax,
+        round(rerr, 4),
+        round(float(sw.majority_error), 4),
+        " ".join(f"{v:.2f}" for v in rel),
+        " ".join(f"{c:.4f}" for c in sw.pgd_cosine),
+        holds,
+    ]
+
+
+def study_table(ctx: _common.Context, sweeps: list[linear.LinearSweep]) -> list[Path]:
+    """The claim-6 table (this size, plus the default size's cached panels), published
+    with the study panels in ``results/`` (a ``--from-results`` run prints it)."""
+    if ctx.from_results:
+        fd = _study.assemble(ctx, NAME, None)
+        for r in fd.table["rows"]:
+            print(f"[{NAME}] " + " | ".join(str(v) for v in r))
+        return []
+    rows = [_row("study", p["key"], sw) for p, sw in zip(_panels(ctx), sweeps)]
+    for p in _panels(ctx):
+        cpu = ctx.cache_dir / f"fig01_{p['key']}_cpu.npz"
+        if cpu.exists():
+            rows.append(_row("cpu", p["key"], linear.LinearSweep.load(cpu)))
+    fd = _study.assemble(
+        ctx,
+        NAME,
+        lambda compute: _common.FigureData(
+            table={"columns": list(STUDY_COLUMNS), "rows": rows}
+        ),
+    )
+    for r in rows:
+        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
+    out = []
+    for p, sw in zip(_panels(ctx), sweeps):
+        path = _common.PUBLISHED / f"fig01_{p['key']}_study.npz"
+        sw.save(path)
+        out += [path, Path(f"{path}.json")]
+    return out + _study.publish(ctx, NAME, fd, STUDY_COLUMNS, rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ctx = _common.setup(args, NAME)
     torch.set_num_threads(1)
+    if ctx.from_results:  # the panels are committed in results/ next to the table
+        missing = [
+            p["key"]
+            for p in _panels(ctx)
+            if not (ctx.cache_dir / f"fig01_{p['key']}_study.npz").exists()
+        ]
+        if missing:
+            raise SystemExit(
+                f"[{NAME}] panels {missing} are not in {ctx.cache_dir}: run --study"
+            )
     sweeps = [compute_panel(ctx, p, args) for p in _panels(ctx)]
     for s in sweeps:
         cos = ", ".join(f"{c:.4f}" for c in s.pgd_cosine)
@@ -201,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             f"PGD-AT vs closed-form cosine [{cos}]"
         )
     paths = draw(sweeps, ctx)
+    if ctx.size == "study":
+        paths += study_table(ctx, sweeps)
     _common.report(ctx, paths)
     return 0
 

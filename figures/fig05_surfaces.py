@@ -17,6 +17,14 @@ Commands::
     python figures/fig05_surfaces.py --smoke   # 256 images, eps 0 / 0.3, 5x5 grid, < 30 s
     python figures/fig05_surfaces.py           # 2k images, 4 eps, 21x21 grid, CPU
     python figures/fig05_surfaces.py --full    # the paper's setting, GPU
+    python figures/fig05_surfaces.py --study   # surfaces of the study zoo (below)
+    python figures/fig05_surfaces.py --from-results   # redraw from results/
+
+``--study``: the surfaces (21 x 21, span 1, 500 test images, PGD-10 examples fixed at
+the centre) of the study zoo's converged warm-up models (``figures/_study.py``: 8,000
+images, 6 epochs of PGD-5, eps warmed up over 3 epochs), seed 0, eps in {0, 0.1, 0.2,
+0.3, 0.4}; the table gives the centre loss and the mean rise of the loss on the grid's
+border (a flatness proxy). One seed: an illustration, no claim is tested here.
 
 Sizes: the default CPU size (LeNet, 2,000 training images, PGD-5, Adam lr 1e-3, 4
 epochs; surfaces 21 x 21 on 500 test images with PGD-10 examples fixed at the centre;
@@ -36,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -175,7 +184,83 @@ def _surfaces(fd: _common.FigureData, kind: str) -> list[surface.Surface]:
     return out
 
 
-def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+STUDY_EPS = (0.0, 0.1, 0.2, 0.3, 0.4)
+STUDY_COLUMNS = (
+    "eps",
+    "clean_center",
+    "clean_border_rise",
+    "adv_center",
+    "adv_border_rise",
+)
+
+
+def _study_surfaces(ctx, spec: _study.Spec, xs: np.ndarray) -> dict:
+    model = _study.load_final(ctx, spec)
+    _, _, xt, yt = _study.mnist(ctx)
+    test = [(xt[:500].to(ctx.device), yt[:500].to(ctx.device))]
+    loss_fn = torch.nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(0)
+    dirs = directions.random_directions(
+        model, norm="filter", ignore="biasbn", generator=g
+    )
+    out = {}
+    for kind in ("clean", "adv"):
+        adv = kind == "adv" and spec.eps > 0
+        surf = surface.loss_surface(
+            model,
+            loss_fn,
+            test,
+            dirs,
+            xs=xs,
+            adversarial="fixed" if adv else None,
+            eps=spec.eps,
+            steps=10,
+            alpha=2.5 * spec.eps / 10,
+            generator=torch.Generator().manual_seed(1),
+        )
+        out[f"{kind}_loss"] = np.asarray(surf.loss).tolist()
+        out[f"{kind}_acc"] = np.asarray(surf.accuracy).tolist()
+    return out
+
+
+def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureData:
+    """Surfaces of the zoo's warm-up models (seed 0), cached per model."""
+    xs = np.linspace(-1.0, 1.0, 21)
+    arrays: dict[str, np.ndarray] = {"xs": xs}
+    table: dict = {"eps": [], "settings": {"adversarial": "fixed"}, "rows": []}
+    cost = 0.0
+    for eps in STUDY_EPS:
+        spec = _study.Spec(eps=eps, seed=0, schedule="linear")
+        if _study.train_run(ctx, spec, compute=compute) is None:
+            continue
+        r = _study.memo(
+            ctx,
+            spec,
+            "surfaces",
+            lambda spec=spec: _study_surfaces(ctx, spec, xs),
+            compute=compute,
+        )
+        if r is None:
+            continue
+        cost += _study.cost(ctx, spec)
+        table["eps"].append(eps)
+        row = [eps]
+        for kind in ("clean", "adv"):
+            loss = np.asarray(r[f"{kind}_loss"])
+            arrays[f"eps{eps:g}/{kind}_loss"] = loss
+            arrays[f"eps{eps:g}/{kind}_acc"] = np.asarray(r[f"{kind}_acc"])
+            c = loss[len(xs) // 2, len(xs) // 2]
+            border = np.concatenate([loss[0], loss[-1], loss[1:-1, 0], loss[1:-1, -1]])
+            row += [round(float(c), 4), round(float(border.mean() - c), 4)]
+        table["rows"].append(row)
+    table["columns"] = list(STUDY_COLUMNS)
+    table["compute_seconds"] = round(cost, 1)
+    return _common.FigureData(arrays=arrays, table=table)
+
+
+def draw(
+    fd: _common.FigureData, ctx: _common.Context, *, html: bool = True
+) -> list[Path]:
     """Two rows of filled contours (clean, adversarial at the training eps), one column
     per training eps, log-scaled levels with a shared colour scale per row; plus the
     interactive 3D adversarial surfaces as one self-contained HTML file."""
@@ -199,17 +284,28 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
             axes=axes[row],
         )
     paths = _common.save_figure(fig, ctx)
-    html = plot.surfaces_3d(
-        _surfaces(fd, "adv"),
-        titles=[f"train eps={e:g} (adv. loss)" for e in eps_list],
-        log=True,
-    )
-    paths.append(plot.write_html(html, ctx.out_dir / f"{NAME}.html"))
+    if html:  # (the self-contained HTML is megabytes: not for results/)
+        page = plot.surfaces_3d(
+            _surfaces(fd, "adv"),
+            titles=[f"train eps={e:g} (adv. loss)" for e in eps_list],
+            log=True,
+        )
+        paths.append(plot.write_html(page, ctx.out_dir / f"{NAME}.html"))
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
+    if ctx.size == "study":
+        fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
+        if not fd.table["eps"]:
+            raise SystemExit(f"[{NAME}] no zoo model is finished yet: nothing to draw")
+        paths = draw(fd, ctx, html=False)
+        paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
+        for r in fd.table["rows"]:
+            print(f"[{NAME}] " + " | ".join(str(v) for v in r))
+        _common.report(ctx, paths)
+        return 0
     fd = _common.cached(ctx, NAME, lambda: compute(ctx))
     paths = draw(fd, ctx)
     _common.report(

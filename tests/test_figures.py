@@ -181,3 +181,117 @@ def test_save_figure_writes_png_and_pdf(common, tmp_path):
     assert sorted(p.suffix for p in paths) == [".pdf", ".png"]
     assert (tmp_path / "figy.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "figy.pdf").read_bytes()[:4] == b"%PDF"
+
+
+# ----------------------------------------------------------------- the study tier
+
+
+@pytest.fixture
+def study(common):
+    import _study
+
+    return _study
+
+
+def test_study_size_flags(common):
+    p = common.parser("doc")
+    ctx = common.setup(p.parse_args(["--study", "--out-dir", "x"]), "figx")
+    assert (
+        ctx.size == "study" and not ctx.from_results and ctx.cache_dir == common.RESULTS
+    )
+    assert ctx.pick(1, 2, 3) == 2 and ctx.pick(1, 2, 3, study=4) == 4
+    ctx = common.setup(p.parse_args(["--from-results", "--out-dir", "x"]), "figx")
+    assert ctx.size == "study" and ctx.from_results
+    assert ctx.cache_dir == common.PUBLISHED
+    ctx = common.setup(p.parse_args(["--study"]), "figx")
+    assert ctx.out_dir == common.PUBLISHED
+    with pytest.raises(SystemExit):
+        p.parse_args(["--study", "--smoke"])
+
+
+def test_study_statistics_match_closed_forms(study):
+    from scipy import stats
+
+    v = [1.0, 2.0, 4.0]
+    s = study.summary(v)
+    half = stats.t.ppf(0.975, 2) * np.std(v, ddof=1) / np.sqrt(3)
+    assert s["n"] == 3 and s["mean"] == pytest.approx(7 / 3)
+    assert s["std"] == pytest.approx(np.std(v, ddof=1))
+    assert s["ci95"] == pytest.approx([7 / 3 - half, 7 / 3 + half])
+    assert study.summary([])["mean"] is None
+    assert study.fmt(study.summary([0.5, 0.7]), 100) == "60.0 +- 14.1"
+    assert study.fmt({}) == "not run"
+    a, b = [1.0, 1.2, 0.9], [0.1, 0.3, 0.2]
+    w = study.welch(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert w["p"] == pytest.approx(ref.pvalue) and w["significant"]
+    assert study.welch([1.0], b)["p"] is None
+    assert study.welch([0.1, 0.1], [0.1, 0.1])["p"] == 1.0
+    # slopes per seed: y = 2 x + seed noise -> increasing; y = -x -> decreasing
+    xs = [[0, 1, 2]] * 3
+    up = study.slope_test(xs, [[0, 2.1, 4], [0.1, 2, 3.9], [0, 1.9, 4.1]])
+    assert up["verdict"] == "increasing" and up["slope"]["mean"] == pytest.approx(
+        2.0, abs=0.1
+    )
+    down = study.slope_test(xs, [[0, -1, -2.1], [0, -1.1, -2], [0.1, -1, -2]])
+    assert down["verdict"] == "decreasing"
+    flat = study.slope_test(xs, [[0, 1, 0], [0, -1, 0], [1, 0, 1]])
+    assert flat["verdict"] == "undecided"
+
+
+def test_study_zoo_trains_once_and_caches(study, common, tmp_path, monkeypatch):
+    """A zoo model is trained into its run folder once; a second call (and the
+    evaluations) reuse it; ``compute=False`` reports missing work as None."""
+    root = _find_data_root()
+    if root is None:
+        pytest.skip("no MNIST data folder")
+    monkeypatch.setitem(study.SIZE, "num_train", 64)
+    monkeypatch.setitem(study.SIZE, "num_test", 32)
+    monkeypatch.setitem(study.SIZE, "epochs", 2)
+    monkeypatch.setitem(study.SIZE, "periods", 2)
+    monkeypatch.setitem(study.SIZE, "eval_num", 16)
+    monkeypatch.setitem(study.SIZE, "steps", 1)
+    study._DATA.clear()
+    args = common.parser("d").parse_args(
+        ["--study", "--cache-dir", str(tmp_path), "--data-root", str(root)]
+    )
+    ctx = common.setup(args, "figz")
+    spec = study.Spec(eps=0.1, seed=0, schedule="periodic")
+    assert study.Spec(eps=0.0, seed=0, schedule="linear").schedule == "constant"
+    assert study.final_eval(ctx, spec, compute=False) is None
+    fe = study.final_eval(ctx, spec)
+    run = tmp_path / "study" / "runs" / spec.key
+    stamp = (run / "final.pt").stat().st_mtime_ns
+    assert set(fe) >= {
+        "clean_acc",
+        "pgd20_acc@0.1",
+        "pgd20_acc@0.3",
+        "final_train_loss",
+    }
+    assert study.final_eval(ctx, spec) == fe
+    assert study.final_eval(ctx, spec, compute=False) == fe
+    assert (run / "final.pt").stat().st_mtime_ns == stamp
+    assert len(sorted(run.glob("ckpt_epoch*.pt"))) == 2  # the 2-member ensemble
+    assert not run.with_suffix(".lock").exists()
+    q = study.protocol_eval(ctx, spec, "quick", num=32, ensemble=True)
+    assert 0 <= q["robust_acc"] <= q["clean_acc"] <= 1 and q["attacks"] == ["pgd-20"]
+    assert study.cost(ctx, spec) > 0
+    study._DATA.clear()
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_figure_redraws_from_committed_results(script: Path, tmp_path: Path) -> None:
+    """``--from-results`` redraws the study-tier figure from the committed tables in
+    ``results/`` (no training), or says clearly that they are not committed."""
+    cmd = [sys.executable, str(script), "--from-results", "--out-dir", str(tmp_path)]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=SMOKE_TIMEOUT
+    )
+    committed = (REPO / "results" / f"{script.stem}_study.npz").exists()
+    if not committed:
+        assert proc.returncode != 0 and "not" in (proc.stdout + proc.stderr)
+        return
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    pngs = list(tmp_path.glob("*.png"))
+    assert pngs and all(p.stat().st_size > 0 for p in pngs)
+    assert not list(tmp_path.rglob("*.npz")), "--from-results must not compute"
