@@ -18,7 +18,7 @@ Commands::
     python figures/fig02_learning_curves.py --from-results   # redraw results/
 
 ``--study`` (claim 1; the shared zoo of ``figures/_study.py``): LeNet per eps in
-{0, 0.1, 0.2, 0.3, 0.4} x seeds {0, 1, 2}, 8,000 training images, 6 epochs of PGD-5,
+{0, 0.1, 0.2, 0.3, 0.4} x seeds {0, 1, 2}, 8,000 training images, 8 epochs of PGD-5 (batch 256),
 constant schedule, plus linear warm-up (eps 0.3, 0.4) and periodic (eps 0.4) runs of
 the same length; final metrics on 2,000 test images. The table (results/) gives mean
 +- std over seeds, how many seeds stalled (final robust train loss > 0.95 log 10),

@@ -31,7 +31,7 @@ Commands::
     python figures/fig03_scattering.py --from-results   # redraw from results/
 
 ``--study`` (claim 2; the shared zoo of ``figures/_study.py``): the warm-up family of
-LeNets (8,000 images, 6 epochs of PGD-5, eps warmed up over 3 epochs) per eps in {0,
+LeNets (8,000 images, 8 epochs of PGD-5, eps warmed up over 4 epochs) per eps in {0,
 0.1, 0.2, 0.3, 0.4}, ReLU (seeds 0, 1, 2) and the GELU twin (seeds 0, 1); scattering
 at each model's training eps on 256 test images (4 random directions, s = 1e-4 ..
 1e-1, PGD-10 recomputed at w + s v). The table gives the excess ||delta g|| as s -> 0

@@ -20,8 +20,8 @@ Commands::
     python figures/fig04_hessian.py --from-results   # redraw from results/
 
 ``--study`` (claim 3; the shared zoo of ``figures/_study.py``): LeNet per eps in {0,
-0.1, 0.2, 0.3, 0.4} x seeds {0, 1, 2}, a fixed budget (8,000 images, 6 epochs of
-PGD-5) with eps warmed up linearly over the first 3 epochs so that no model stalls
+0.1, 0.2, 0.3, 0.4} x seeds {0, 1, 2}, a fixed budget (8,000 images, 8 epochs of
+PGD-5) with eps warmed up linearly over the first 4 epochs so that no model stalls
 (the constant-schedule models of claim 1 are added where their Hessians were
 computed); top-5 Lanczos eigenvalues of the clean and of the adversarial loss (PGD-20
 at the training eps) and the Hutch++ trace (60 probes) on 1,000 training images. The

@@ -22,7 +22,7 @@ Commands::
 
 ``--study``: the surfaces (21 x 21, span 1, 500 test images, PGD-10 examples fixed at
 the centre) of the study zoo's converged warm-up models (``figures/_study.py``: 8,000
-images, 6 epochs of PGD-5, eps warmed up over 3 epochs), seed 0, eps in {0, 0.1, 0.2,
+images, 8 epochs of PGD-5, eps warmed up over 4 epochs), seed 0, eps in {0, 0.1, 0.2,
 0.3, 0.4}; the table gives the centre loss and the mean rise of the loss on the grid's
 border (a flatness proxy). One seed: an illustration, no claim is tested here.
 

@@ -27,13 +27,14 @@ Commands::
     python figures/fig06_schedules.py --from-results   # redraw from results/
 
 ``--study`` (claims 4 and 5; the shared zoo of ``figures/_study.py``): LeNet at eps =
-0.4, 8,000 images, 6 epochs of PGD-5, Adam lr 1e-3, 3 periods (end-of-period
-checkpoints at epochs 2, 4, 6 for every schedule: the 3-member ensemble), seeds 0,
-1, 2; constant, linear and cosine warm-up (over 3 epochs) and periodic (cosine ramp,
+0.4, 8,000 images, 8 epochs of PGD-5, Adam lr 2e-3, batch 256, 4 periods
+(end-of-period checkpoints at epochs 2, 4, 6, 8 for every schedule: the 4-member
+ensemble), seeds 0,
+1, 2; constant, linear and cosine warm-up (over 4 epochs) and periodic (cosine ramp,
 peak 0.6 capped at 0.4). Each final model and ensemble is evaluated under the quick,
 standard and reviewer protocols at FULL attack budgets on the first 1,000 test
 images (cells whose evaluation did not finish are marked not run). Claim 5: constant
-vs periodic at lr 3e-4, 1e-3 and 3e-3 (seeds 0, 1), PGD-20 at eps 0.4 on 2,000 test
+vs periodic at lr 6e-4, 2e-3 and 6e-3 (seeds 0, 1), PGD-20 at eps 0.4 on 2,000 test
 images; writes ``fig06_lr_sensitivity`` next to it.
 
 Sizes: the default CPU size (2,000 training images, 8 epochs, PGD-5, Adam lr 1e-3, 4
@@ -266,7 +267,7 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
 
 STUDY_PROTOCOLS = ("quick", "standard", "reviewer")
-STUDY_LRS = (3e-4, 1e-3, 3e-3)
+STUDY_LRS = (6e-4, 2e-3, 6e-3)
 STUDY_COLUMNS = (
     "schedule",
     "model",
