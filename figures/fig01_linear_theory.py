@@ -238,7 +238,9 @@ def _row(size: str, key: str, sw: linear.LinearSweep) -> list:
     ]
 
 
-def study_table(ctx: _common.Context, sweeps: list[linear.LinearSweep]) -> list[Path]:
+def study_table(
+    ctx: _common.Context, panels: list[dict], sweeps: list[linear.LinearSweep]
+) -> list[Path]:
     """The claim-6 table (this size, plus the default size's cached panels), published
     with the study panels in ``results/`` (a ``--from-results`` run prints it)."""
     if ctx.from_results:
@@ -246,7 +248,7 @@ def study_table(ctx: _common.Context, sweeps: list[linear.LinearSweep]) -> list[
         for r in fd.table["rows"]:
             print(f"[{NAME}] " + " | ".join(str(v) for v in r))
         return []
-    rows = [_row("study", p["key"], sw) for p, sw in zip(_panels(ctx), sweeps)]
+    rows = [_row("study", p["key"], sw) for p, sw in zip(panels, sweeps)]
     for p in _panels(ctx):
         cpu = ctx.cache_dir / f"fig01_{p['key']}_cpu.npz"
         if cpu.exists():
@@ -261,7 +263,7 @@ def study_table(ctx: _common.Context, sweeps: list[linear.LinearSweep]) -> list[
     for r in rows:
         print(f"[{NAME}] " + " | ".join(str(v) for v in r))
     out = []
-    for p, sw in zip(_panels(ctx), sweeps):
+    for p, sw in zip(panels, sweeps):
         path = _common.PUBLISHED / f"fig01_{p['key']}_study.npz"
         sw.save(path)
         out += [path, Path(f"{path}.json")]
@@ -272,17 +274,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ctx = _common.setup(args, NAME)
     torch.set_num_threads(1)
-    if ctx.from_results:  # the panels are committed in results/ next to the table
-        missing = [
-            p["key"]
-            for p in _panels(ctx)
-            if not (ctx.cache_dir / f"fig01_{p['key']}_study.npz").exists()
+    panels = _panels(ctx)
+    if ctx.collect or ctx.from_results:  # study tier: the panels that finished
+        panels = [
+            p
+            for p in panels
+            if (ctx.cache_dir / f"fig01_{p['key']}_{ctx.size}.npz").exists()
         ]
-        if missing:
+        if not panels:
             raise SystemExit(
-                f"[{NAME}] panels {missing} are not in {ctx.cache_dir}: run --study"
+                f"[{NAME}] no {ctx.size} panel in {ctx.cache_dir}: not run yet; "
+                "run --study first"
             )
-    sweeps = [compute_panel(ctx, p, args) for p in _panels(ctx)]
+    sweeps = [compute_panel(ctx, p, args) for p in panels]
     for s in sweeps:
         cos = ", ".join(f"{c:.4f}" for c in s.pgd_cosine)
         print(
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     paths = draw(sweeps, ctx)
     if ctx.size == "study":
-        paths += study_table(ctx, sweeps)
+        paths += study_table(ctx, panels, sweeps)
     _common.report(ctx, paths)
     return 0
 

@@ -95,7 +95,19 @@ def schedules(ctx: _common.Context) -> None:
     _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
 
 
-QUEUES = {"zoo": zoo, "schedules": schedules}
+def helper(ctx: _common.Context) -> None:
+    """The second process's queue when the CPU is scarce: help the zoo with seed 0
+    (warm-up models at eps 0.4, 0.3, then the Hessians and scattering from the top
+    eps down while ``zoo`` goes up), then the ``schedules`` queue."""
+    for eps in (0.4, 0.3):
+        _study.final_eval(ctx, _study.Spec(eps=eps, seed=0, schedule="linear"))
+    for spec in reversed(_study.zoo(("linear",), EPS, (0,))):
+        _study.hessian_eval(ctx, spec)
+        _study.scattering_eval(ctx, spec)
+    schedules(ctx)
+
+
+QUEUES = {"zoo": zoo, "schedules": schedules, "helper": helper}
 
 
 def main(argv: list[str] | None = None) -> int:
