@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from . import _cli
+
+__all__ = ["main", "TOOLS"]
+
 TOOLS = {
     "demo": "the main job: a small real study on MNIST (train, evaluate, curvature, "
     "scattering, surface, figures + summary)",
@@ -12,16 +16,23 @@ TOOLS = {
     "evaluate": "robust evaluation protocol (quick / standard / reviewer presets)",
     "hessian": "top Hessian eigenvalues, spectral density and trace of a checkpoint",
     "scattering": "gradient-scattering statistics of a checkpoint",
-    "plot": "draw saved surfaces and results, or compute a surface from a checkpoint",
+    "surface": "compute a loss surface or line around a checkpoint",
+    "plot": "draw saved surfaces and other saved results",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """List the tools; returns the exit status (2 after an error)."""
+    return _cli.run(_main, argv, "python -m landscape")
+
+
+def _main(argv: list[str]) -> int:
+    parser = _cli.Parser(
         prog="python -m landscape",
         description="landscape: the loss landscape of adversarial training.",
         epilog="Run `python -m landscape.<tool> --help` for a tool's options.",
     )
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     parser.parse_args(argv)
     print("landscape tools (run as `python -m landscape.<tool>`):\n")
     for name, text in TOOLS.items():

@@ -305,6 +305,7 @@ def test_cli_and_plots(tmp_path, data_root):
     rc = main(
         [
             str(tmp_path / "m.pt"),
+            "--trust-checkpoint",  # a whole pickled module: refused without it
             "--data-root",
             str(data_root),
             "--num-samples",

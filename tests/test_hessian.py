@@ -11,6 +11,7 @@ import torch
 from torch.testing import assert_close
 
 from landscape import hessian
+from landscape.hessian.__main__ import main as hessian_main
 
 RTOL_EXACT = 1e-6  # exact methods in float64
 RTOL_LANCZOS = 1e-6  # top-k Lanczos at tol=1e-10 on tiny models
@@ -541,14 +542,14 @@ def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
         "--out",
         str(out),
     ]
-    assert hessian.main([str(tmp_path / "ck.pt"), *args]) == 0
+    assert hessian_main([str(tmp_path / "ck.pt"), *args]) == 0
     eig = hessian.Eigenpairs.load(out / "eigenpairs_eps0.1.npz")
     assert eig.eigenvalues.shape == (2,) and eig.eigenvalues[0] >= eig.eigenvalues[1]
     assert (out / "density_eps0.npz").exists() and (out / "trace_eps0.npz").exists()
     clean = hessian.Eigenpairs.load(out / "eigenpairs_eps0.npz").eigenvalues
-    # a plain state_dict needs --model
-    assert hessian.main([str(tmp_path / "sd.pt"), *args]) == 2
-    assert "--model" in capsys.readouterr().err
+    # a plain state_dict needs --arch (--model is its old spelling)
+    assert hessian_main([str(tmp_path / "sd.pt"), *args]) == 2
+    assert "--arch" in capsys.readouterr().err
     sd_args = [
         "--model",
         "lenet",
@@ -557,7 +558,7 @@ def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
     ]
     out2 = tmp_path / "out2"
     assert (
-        hessian.main([str(tmp_path / "sd.pt"), *sd_args, *args[:8], "--out", str(out2)])
+        hessian_main([str(tmp_path / "sd.pt"), *sd_args, *args[:8], "--out", str(out2)])
         == 0
     )
     again = hessian.Eigenpairs.load(out2 / "eigenpairs_eps0.npz").eigenvalues

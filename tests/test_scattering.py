@@ -499,9 +499,12 @@ def test_cli_on_mnist(tmp_path, data_root, capsys):
     model = models.build("mlp", hidden=(16,))
     torch.save(model, tmp_path / "m.pt")
     out = tmp_path / "r.npz"
-    rc = sc.main(
+    from landscape.scattering.__main__ import main
+
+    rc = main(
         [
             str(tmp_path / "m.pt"),
+            "--trust-checkpoint",
             "--data-root",
             str(data_root),
             "--num-samples",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
+from .. import _cli
 from . import DATASETS, MIRRORS, DatasetNotFoundError, download, md5sum, resolve_root
 from ._download import DownloadError
 
@@ -20,10 +20,14 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _cli.Parser(
         prog="python -m landscape.data",
         description="Download, verify and locate the datasets used by landscape. The "
-        "data root is --root, else $LANDSCAPE_DATA, else ./data.",
+        "data root is --root, else $LANDSCAPE_DATA, else the per-user cache "
+        "(see `info`).",
+    )
+    p.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error"
     )
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("download", help="download a dataset and verify its md5 sums")
@@ -89,6 +93,11 @@ def _info(root_arg: str | None, verify: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 after an error)."""
+    return _cli.run(_main, argv, "python -m landscape.data")
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "info":
         return _info(args.root, args.verify)
@@ -108,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                 progressbar=not args.quiet,
             )
         except (DownloadError, DatasetNotFoundError, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            print(f"mirrors tried: {args.mirror or MIRRORS[name]}", file=sys.stderr)
-            return 1
+            mirrors = ", ".join(args.mirror or MIRRORS[name])
+            raise _cli.CLIError(
+                f"{' '.join(str(err).split())} (mirrors tried: {mirrors})",
+                "check the network, or pass --mirror URL (file:// works) or copy the "
+                "files into the folder named above",
+            ) from err
         print(f"{name}: verified files in {folder}")
     return 0
 

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import torch
 
+from .. import _cli, io
 from ._presets import PRESETS
 from ._protocol import evaluate
 
+__all__ = ["main"]
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _cli.Parser(
         prog="python -m landscape.evaluate",
         description="Robust evaluation (clean accuracy, attacks in sequence, pointwise "
         "worst case, eps sweep, gradient-masking checks). Writes <out>_<norm>.npz/.json "
@@ -26,9 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "model",
-        help="run folder or checkpoint of landscape.train, or a "
-        "file holding a torch.save'd nn.Module",
+        help="run folder or checkpoint of landscape.train, or a state-dict file "
+        "(with --arch)",
     )
+    _cli.add_model_flags(p)
     p.add_argument(
         "--ensemble",
         action="store_true",
@@ -45,12 +49,6 @@ def _parser() -> argparse.ArgumentParser:
         help="data folder (default $LANDSCAPE_DATA)",
     )
     p.add_argument("--split", default="test")
-    p.add_argument(
-        "--num-samples",
-        type=int,
-        default=1000,
-        help="evaluation points (stratified; default 1000)",
-    )
     p.add_argument(
         "--eps",
         type=float,
@@ -82,46 +80,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--restarts", type=int, default=None)
     p.add_argument("--queries", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=_cli.positive_int, default=500)
     p.add_argument(
         "--no-checks", action="store_true", help="skip gradient-masking checks"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument(
-        "--out",
-        default="data/results/eval",
-        help="output prefix (default data/results/eval)",
-    )
     p.add_argument(
         "--no-resume",
         action="store_true",
         help="ignore and overwrite an existing state file",
     )
-    p.add_argument("--progressbar", action="store_true")
+    _cli.add_common(
+        p,
+        num_samples=1000,
+        out="data/results/eval",
+        out_help="output prefix (default data/results/eval)",
+        trust=True,
+    )
     return p
 
 
-def _load_model(path: str, ensemble: bool, device: str) -> torch.nn.Module:
-    p = Path(path)
-    if p.is_file():
-        from .. import io
-
-        net = io.module_in(io.load_torch(p, map_location=device))
-        if net is not None:
-            return net.to(device).eval()
-    from .. import train
-
-    if ensemble:
-        return train.load_ensemble(p, device=device)
-    return train.load_model(p, device=device)
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 after an error)."""
+    return _cli.run(_main, argv, "python -m landscape.evaluate")
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from .. import data
 
-    model = _load_model(args.model, args.ensemble, args.device)
+    device = _cli.device(args)
+    model, _ = _cli.load_checkpoint(
+        args.model,
+        arch=args.arch,
+        arch_kwargs=args.arch_kwargs,
+        ensemble=args.ensemble,
+        device=device,
+        trust=args.trust_checkpoint,
+    )
     x, y = data.load_dataset(
         args.dataset, args.data_root, split=args.split, num_samples=args.num_samples
     )
@@ -133,30 +129,37 @@ def main(argv: list[str] | None = None) -> int:
             continue
         out = Path(f"{args.out}_{norm}")
         state = Path(str(out) + ".state.pt")
-        if args.no_resume and state.exists():
-            state.unlink()
-        res = evaluate(
-            model,
-            (x, y),
-            eps=eps,
-            norm=norm,
-            preset=args.preset,
-            scale=args.scale,
-            steps=args.steps,
-            restarts=args.restarts,
-            queries=args.queries,
-            batch_size=args.batch_size,
-            checks=not args.no_checks,
-            state_path=state,
-            generator=torch.Generator().manual_seed(args.seed),
-            progressbar=args.progressbar,
-        )
-        res.save(out.with_suffix(".npz"))
-        res.save_table(out.with_suffix(".txt"))
-        state.unlink(missing_ok=True)
+        with io.lock(state):  # one process per state file
+            res = _evaluate_one(args, model, x, y, eps, norm, state)
         print(res.table())
         print(f"wrote {out}.npz, {out}.npz.json, {out}.txt")
     return 0
+
+
+def _evaluate_one(args, model, x, y, eps, norm, state: Path):
+    out = state.with_name(state.name.removesuffix(".state.pt"))
+    if args.no_resume and state.exists():
+        state.unlink()
+    res = evaluate(
+        model,
+        (x, y),
+        eps=eps,
+        norm=norm,
+        preset=args.preset,
+        scale=args.scale,
+        steps=args.steps,
+        restarts=args.restarts,
+        queries=args.queries,
+        batch_size=args.batch_size,
+        checks=not args.no_checks,
+        state_path=state,
+        generator=torch.Generator().manual_seed(args.seed),
+        progressbar=_cli.progress(args),
+    )
+    res.save(out.with_name(out.name + ".npz"))
+    res.save_table(out.with_name(out.name + ".txt"))
+    state.unlink(missing_ok=True)
+    return res
 
 
 if __name__ == "__main__":

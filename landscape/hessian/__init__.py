@@ -41,7 +41,6 @@ wrapper. What does not work or misleads, as found on torch 2.13:
 from __future__ import annotations
 
 from ._api import adversarial_data, adversarial_data_sweep, top_eigenvalues, trace
-from ._cli import main
 from ._lanczos import MatrixOperator, lanczos, lanczos_eigs, power_iteration, ritz
 from ._operator import HessianOperator, NondeterministicLossError, dense_hessian, hvp
 from ._pyhessian import PYHESSIAN_DENSITY_ERROR
@@ -64,5 +63,4 @@ __all__ = [
     "Eigenpairs",
     "TraceEstimate",
     "PYHESSIAN_DENSITY_ERROR",
-    "main",
 ]

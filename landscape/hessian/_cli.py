@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from .. import _cli
 
 __all__ = ["main", "load_checkpoint_model"]
 
@@ -22,6 +23,7 @@ def load_checkpoint_model(
     *,
     model: str | None = None,
     model_kwargs: dict | None = None,
+    trust: bool = False,
 ) -> tuple[nn.Module, dict]:
     """Load a model from a training-run folder, a checkpoint file or a state_dict.
 
@@ -29,45 +31,16 @@ def load_checkpoint_model(
     ``final.pt`` and ``config.json``); a checkpoint ``{"model": state_dict, "config":
     {"model": name, "model_kwargs": {...}, ...}}``; a checkpoint inside a run folder;
     or any state_dict file together with ``model`` (a ``landscape.models.build`` name).
+    Files load with ``weights_only=True`` (a pickled module needs ``trust=True``).
 
     Returns:
         ``(model in eval mode, config dict or {})``.
     """
-    from .. import io
-    from .. import models as _models
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    run_dir = path if path.is_dir() else path.parent
-    cfg: dict = {}
-    if (run_dir / "config.json").exists():
-        cfg = json.loads((run_dir / "config.json").read_text())
-    file = path / "final.pt" if path.is_dir() else path
-    ckpt = io.load_torch(file)
-    if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict):
-        cfg = {**cfg, **ckpt["config"]}
-    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
-    name = model or cfg.get("model")
-    if not name:
-        raise ValueError(
-            f"{path} records no model name (no 'config' with 'model' in the checkpoint, "
-            "no config.json beside it): pass --model NAME (see landscape.models.available())"
-        )
-    kwargs = dict(cfg.get("model_kwargs") or {}) if model is None else {}
-    kwargs.update(model_kwargs or {})
-    net = _models.build(name, **kwargs)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(
-            f"the weights in {file} do not fit models.build({name!r}, **{kwargs}): {err}"
-        ) from err
-    return net.eval(), cfg
+    return _cli.load_checkpoint(path, arch=model, arch_kwargs=model_kwargs, trust=trust)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _cli.Parser(
         prog="python -m landscape.hessian",
         description=(
             "Curvature of a trained model's loss on a fixed data subset: top Hessian "
@@ -80,17 +53,17 @@ def _parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  python -m landscape.hessian runs/mnist-lenet --eps 0 0.1 0.3 --top-k 5 "
             "--density --trace\n"
-            "  python -m landscape.hessian weights.pt --model lenet --num 500 --dtype float64"
+            "  python -m landscape.hessian weights.pt --arch lenet --num-samples 500 "
+            "--dtype float64"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "checkpoint",
         help="run folder (final.pt + config.json), checkpoint file, or state_dict file "
-        "(then give --model)",
+        "(then give --arch)",
     )
-    p.add_argument("--model", help="landscape.models.build name for a plain state_dict")
-    p.add_argument("--model-kwargs", default="{}", help="JSON kwargs for models.build")
+    _cli.add_model_flags(p)
     p.add_argument(
         "--dataset", default=None, help="dataset (default: the run's, else mnist)"
     )
@@ -99,9 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument(
-        "--num", type=int, default=1000, help="examples in the subset (1000)"
+        "--batch-size", type=_cli.positive_int, default=500, help="HVP batch size"
     )
-    p.add_argument("--batch-size", type=int, default=500, help="batch size of the HVPs")
     p.add_argument(
         "--eps",
         type=float,
@@ -115,7 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         "--alpha", type=float, default=None, help="PGD step (2.5 eps / steps)"
     )
     p.add_argument(
-        "--top-k", type=int, default=5, help="eigenvalues to compute (5; 0: none)"
+        "--top-k",
+        type=_cli.nonnegative_int,
+        default=5,
+        help="eigenvalues to compute (5; 0: none)",
     )
     p.add_argument("--which", default="LA", choices=["LA", "SA", "LM"])
     p.add_argument("--tol", type=float, default=1e-6, help="Lanczos residual tolerance")
@@ -129,17 +104,23 @@ def _parser() -> argparse.ArgumentParser:
         "--trace-method", default="hutch++", choices=["hutchinson", "hutch++"]
     )
     p.add_argument("--dtype", default="float32", choices=list(_DTYPES))
-    p.add_argument(
-        "--device", default=None, help="cpu / cuda (default: cuda if available)"
-    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="data/results/hessian", help="output folder")
-    p.add_argument("--progress", action="store_true", help="progress bars")
+    _cli.add_common(
+        p,
+        num_samples=1000,
+        out="data/results/hessian",
+        out_help="output folder (default data/results/hessian)",
+        trust=True,
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status (2 after an error)."""
+    return _cli.run(_main, argv, "python -m landscape.hessian")
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from .. import data as _data
     from .. import spectrum
@@ -148,24 +129,24 @@ def main(argv: list[str] | None = None) -> int:
     from ._api import adversarial_data, top_eigenvalues, trace
 
     gen = seed_everything(args.seed)
-    device = torch.device(
-        args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _cli.device(args)
+    model, cfg = _cli.load_checkpoint(
+        args.checkpoint,
+        arch=args.arch,
+        arch_kwargs=args.arch_kwargs,
+        device=device,
+        trust=args.trust_checkpoint,
     )
-    try:
-        model, cfg = load_checkpoint_model(
-            args.checkpoint,
-            model=args.model,
-            model_kwargs=json.loads(args.model_kwargs),
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    model = model.to(device)
+    show = _cli.progress(args)
     from ..train import DatasetSpec
 
     dataset = args.dataset or DatasetSpec.from_config(cfg).name or "mnist"
     x, y = _data.load_dataset(
-        dataset, args.data_root, split=args.split, num_samples=args.num, seed=args.seed
+        dataset,
+        args.data_root,
+        split=args.split,
+        num_samples=args.num_samples,
+        seed=args.seed,
     )
     clean = [
         (x[i : i + args.batch_size].to(device), y[i : i + args.batch_size].to(device))
@@ -203,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_iter=args.max_iter,
                 dtype=dtype,
                 generator=gen,
-                progressbar=args.progress,
+                progressbar=show,
             )
             eig.save(out / f"eigenpairs_{tag}.npz")
             row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
@@ -217,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 num_runs=args.num_runs,
                 dtype=dtype,
                 generator=gen,
-                progressbar=args.progress,
+                progressbar=show,
             )
             dens.save(out / f"density_{tag}.npz")
         if args.trace:
@@ -229,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 method=args.trace_method,
                 dtype=dtype,
                 generator=gen,
-                progressbar=args.progress,
+                progressbar=show,
             )
             tr.save(out / f"trace_{tag}.npz")
             row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]

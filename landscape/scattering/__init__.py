@@ -33,7 +33,6 @@ Command line: ``python -m landscape.scattering CHECKPOINT --dataset mnist --eps 
 0.3 -o data/results/scatter.npz`` (see ``--help``).
 """
 
-from ._cli import main
 from ._common import scatter_directions
 from ._gradnorms import (
     gradient_norms,
@@ -61,5 +60,4 @@ __all__ = [
     "fit_excess",
     "concat_eps",
     "summarize_training_gradnorms",
-    "main",
 ]

@@ -9,14 +9,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import _utils
+from .. import _cli, _utils
 from ._measure import scattering
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _cli.Parser(
         prog="python -m landscape.scattering",
         description="Gradient scattering of the adversarial loss (Prop. 2 of Liu et al. "
         "2020) for a trained model: gradient-Lipschitz ratio, gradient cosine, "
@@ -24,19 +24,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "checkpoint",
-        help="a saved nn.Module (torch.save(model)), a "
-        "state dict / training checkpoint (with --model) or a run folder",
+        help="a run folder of landscape.train, a training checkpoint, or a state "
+        "dict (with --arch)",
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="architecture for landscape.models."
-        "build when the checkpoint holds a state dict (e.g. lenet)",
-    )
+    _cli.add_model_flags(p)
     p.add_argument(
         "--activation",
         default="relu",
-        help="activation for --model (relu/softplus/gelu/tanh)",
+        help="activation for --arch (relu/softplus/gelu/tanh)",
     )
     p.add_argument(
         "--smooth-twin",
@@ -47,59 +42,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mnist", help="landscape.data name (mnist)")
     p.add_argument("--data-root", default=None, help="data folder ($LANDSCAPE_DATA)")
     p.add_argument("--split", default="test")
-    p.add_argument("--num-samples", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=_cli.positive_int, default=128)
     p.add_argument("--eps", type=float, nargs="+", required=True)
     p.add_argument("--scales", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1])
     p.add_argument(
         "--directions", default="random", choices=["random", "filter", "hessian"]
     )
-    p.add_argument("--num-directions", type=int, default=4)
+    p.add_argument("--num-directions", type=_cli.positive_int, default=4)
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--no-random-start", action="store_true")
     p.add_argument("--chunk-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("-o", "--out", required=True, help="result path (.npz)")
-    p.add_argument("--progress", action="store_true")
+    _cli.add_common(
+        p,
+        num_samples=512,
+        out=None,
+        out_required=True,
+        out_help="result path (.npz)",
+        trust=True,
+    )
     return p
 
 
 def _load_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
-    from .. import io as lio
-    from .. import models
-
-    path = Path(args.checkpoint)
-    template = None
-    if args.model is not None:
+    kwargs = args.arch_kwargs
+    if args.arch is not None:
         shape = (3, 32, 32) if args.dataset.startswith("cifar") else (1, 28, 28)
-        template = models.build(
-            args.model, activation=args.activation, in_shape=shape, dataset=args.dataset
-        )
-    if path.is_dir() or (path.parent / "config.json").exists():
-        from ..train import load_model  # a run folder of adversarial_train
-
-        return load_model(path, template, device=device)
-    obj = lio.load_torch(path, map_location=device)
-    net = lio.module_in(obj)
-    if net is not None:
-        return net.to(device)
-    if isinstance(obj, dict):
-        state = obj.get("model", obj)
-        if template is None:
-            raise ValueError("the checkpoint holds a state dict: pass --model NAME")
-        template.load_state_dict(state)
-        return template.to(device)
-    raise TypeError(f"{path} holds a {type(obj).__name__}, not a model or state dict")
+        kwargs = {
+            "activation": args.activation,
+            "in_shape": shape,
+            "dataset": args.dataset,
+            **(kwargs or {}),
+        }
+    model, _ = _cli.load_checkpoint(
+        args.checkpoint,
+        arch=args.arch,
+        arch_kwargs=kwargs,
+        device=device,
+        trust=args.trust_checkpoint,
+    )
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: measure scattering for a checkpoint and save the result."""
+    return _cli.run(_main, argv, "python -m landscape.scattering")
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    device = torch.device(
-        args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    device = _cli.device(args)
     gen = _utils.seed_everything(args.seed)
     model = _load_model(args, device)
     from .. import data as ldata
@@ -135,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             random_start=not args.no_random_start,
             chunk_size=args.chunk_size,
             generator=gen,
-            progressbar=args.progress,
+            progressbar=_cli.progress(args),
         )
         res = dataclasses.replace(
             res,

@@ -14,12 +14,13 @@ Running the same command again with the same ``--run-dir`` resumes the run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
+from .. import _cli
 from ..schedules import EPS_SCHEDULES, LR_SCHEDULES
 from ._config import PRESETS, preset, smoke
 
@@ -55,18 +56,12 @@ def _periods(s: str) -> Any:
         ) from None
 
 
-def _json(s: str) -> dict:
-    try:
-        d = json.loads(s)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not JSON: {s!r} ({err})") from None
-    if not isinstance(d, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {s!r}")
-    return d
+_json = _cli.json_dict
+_pos = _cli.positive_int
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _cli.Parser(
         prog="python -m landscape.train",
         description="Adversarial training with eps / lr schedules (constant, warm-up, "
         "periodic), per-epoch robust metrics, checkpoints, exact resume and "
@@ -79,22 +74,29 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="shrink to seconds on a CPU (2 epochs, 512 train / 64 test images)",
     )
-    p.add_argument("--run-dir", default=None, help="run folder (default runs/<preset>)")
+    p.add_argument(
+        "--run-dir",
+        "-o",
+        "--out",
+        default=None,
+        help="run folder (default ./runs/<preset>, relative to the current folder)",
+    )
     p.add_argument(
         "--data-root",
         default=None,
-        help="dataset folder (default LANDSCAPE_DATA or ./data)",
+        help="dataset folder (default $LANDSCAPE_DATA, else the per-user cache)",
     )
     p.add_argument(
-        "--num-train", type=int, default=None, help="stratified training subset"
+        "--num-train",
+        "--num-samples",
+        type=_pos,
+        default=None,
+        help="stratified training subset (default: all; 512 with --smoke)",
     )
-    p.add_argument("--num-test", type=int, default=None, help="test subset size")
-    p.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)"
-    )
+    p.add_argument("--num-test", type=_pos, default=None, help="test subset size")
     g = p.add_argument_group("training overrides (default: the preset's value)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--epochs", type=_pos)
+    g.add_argument("--batch-size", type=_pos)
     g.add_argument("--optimizer", choices=["sgd", "adam"])
     g.add_argument("--lr", type=float)
     g.add_argument("--weight-decay", type=float)
@@ -110,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--periods", type=_periods, help="count (3) or boundaries (0,40,80,120)"
     )
     g.add_argument("--attack", choices=["pgd", "fgsm", "none"])
-    g.add_argument("--steps", type=int, help="PGD steps during training")
+    g.add_argument("--steps", type=_pos, help="PGD steps during training")
     g.add_argument(
         "--alpha-rel", type=float, help="step size relative to the scheduled eps"
     )
@@ -125,11 +127,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--width", type=float, default=None, help="model width factor")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    _cli.add_common(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 after an error)."""
+    return _cli.run(_main, argv, "python -m landscape.train")
+
+
+def _main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     import torch
@@ -174,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.replace(model_kwargs={**cfg.model_kwargs, "width": args.width})
     except (ValueError, TypeError) as err:
         parser.error(str(err))
+    run_dir = Path(
+        args.run_dir or f"runs/{args.preset}{'-smoke' if args.smoke else ''}"
+    )
+    _cli.check_run_folder(run_dir)
     num_train = args.num_train or (512 if args.smoke else None)
     num_test = args.num_test or (64 if args.smoke else min(cfg.eval_num, 10_000))
     dataset = extra["dataset"]
@@ -183,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     xt, yt = _data.load_dataset(
         dataset, args.data_root, split="test", num_samples=num_test, seed=cfg.seed
     )
-    device = torch.device(
-        args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    device = _cli.device(args)
     if device.type == "cuda" and device.index is None:  # torchrun: one GPU per rank
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -209,15 +218,17 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         drop_last=cfg.drop_last,
     )
-    run_dir = args.run_dir or f"runs/{args.preset}{'-smoke' if args.smoke else ''}"
-    res = adversarial_train(
-        model,
-        loader,
-        cfg,
-        test_data=(xt, yt),
-        run_dir=run_dir,
-        progressbar=not args.no_progress,
-    )
+    rank = int(os.environ.get("RANK", "0"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _cli.lock_if(rank == 0, run_dir):  # one process per run folder
+        res = adversarial_train(
+            model,
+            loader,
+            cfg,
+            test_data=(xt, yt),
+            run_dir=run_dir,
+            progressbar=_cli.progress(args),
+        )
     if res.meta.get("rank", 0) == 0:
         m = res.metrics
         print(
