@@ -37,6 +37,7 @@ import torch
 __all__ = [
     "Result",
     "read_result",
+    "cached",
     "atomic_write",
     "atomic_save_torch",
     "load_torch",
@@ -468,6 +469,44 @@ class Result:
 
 
 _META = "__meta__"
+
+
+def cached(
+    path: str | os.PathLike,
+    compute: Any,
+    cls: type[T],
+    *,
+    recompute: bool = False,
+) -> T:
+    """The result saved at ``path``, else ``compute()`` saved there (the one cache).
+
+    A file that cannot be read (truncated, another class) is recomputed with a
+    warning; the save is atomic, so an interrupted run resumes from the last result.
+
+    Args:
+        path: the ``.npz`` file.
+        compute: ``compute() -> cls`` instance, run only when needed.
+        cls: the :class:`Result` class stored there.
+        recompute: ignore a saved result.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Num(Result):
+        ...     value: float
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "n.npz"
+        >>> cached(p, lambda: Num(1.0), Num).value, cached(p, lambda: Num(2.0), Num).value
+        (1.0, 1.0)
+    """
+    path = Path(path)
+    if path.exists() and not recompute:
+        try:
+            return cls.load(path)
+        except (CorruptFileError, TypeError, KeyError) as err:
+            warnings.warn(f"{path} unreadable ({err}); recomputing", stacklevel=2)
+    res = compute()
+    res.save(path)
+    return res
 
 
 def read_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:

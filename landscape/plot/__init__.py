@@ -9,13 +9,24 @@ Parts (one private module per concern):
 - ``_curvature``: eigenvalues and spectral densities.
 - ``_scatter``: gradient-scattering statistics.
 - ``_surfaces``: loss surfaces and lines (static and interactive 3D).
+- ``_demo``: the overview figures of the main job (``python -m landscape.demo``).
 
 ``python -m landscape.plot`` is the command-line tool (``landscape/plot/__main__.py``).
 """
 
-from . import _curvature, _curves, _evaluation, _linear, _scatter, _style, _surfaces
+from . import (
+    _curvature,
+    _curves,
+    _demo,
+    _evaluation,
+    _linear,
+    _scatter,
+    _style,
+    _surfaces,
+)
 from ._curvature import *  # noqa: F403
 from ._curves import *  # noqa: F403
+from ._demo import *  # noqa: F403
 from ._evaluation import *  # noqa: F403
 from ._linear import *  # noqa: F403
 from ._scatter import *  # noqa: F403
@@ -24,6 +35,15 @@ from ._surfaces import *  # noqa: F403
 
 __all__ = [
     name
-    for part in (_style, _curves, _evaluation, _linear, _curvature, _scatter, _surfaces)
+    for part in (
+        _style,
+        _curves,
+        _evaluation,
+        _linear,
+        _curvature,
+        _scatter,
+        _surfaces,
+        _demo,
+    )
     for name in part.__all__
 ]
