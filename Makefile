@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 # two pytest workers on two cores: one BLAS/OpenMP thread each (oversubscription is 10-60x slower)
 # Real datasets: $LANDSCAPE_DATA when set, else ../shared/data when that folder exists
-# (developer machines and CI), else ./data (downloaded and md5-verified on first use).
+# (developer machines and CI), else the per-user cache ~/.cache/landscape (downloaded and
+# md5-verified on first use).
 ifeq ($(LANDSCAPE_DATA),)
 ifneq ($(wildcard ../shared/data/mnist/train-images-idx3-ubyte.gz),)
 export LANDSCAPE_DATA := $(abspath ../shared/data)

@@ -491,3 +491,35 @@ def test_shared_flags_and_old_aliases():
         assert "main" not in getattr(
             importlib.import_module(f"landscape.{mod}"), "__all__", []
         )
+
+
+# ------------------------------------------------------------------- data root
+def test_data_root_defaults_to_one_per_user_cache(tmp_path, monkeypatch):
+    from landscape import data
+
+    monkeypatch.delenv("LANDSCAPE_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    if os.name == "posix" and not os.uname().sysname == "Darwin":
+        assert data.resolve_root() == tmp_path / "xdg" / "landscape"
+    assert data.resolve_root() == data.default_root()
+    assert not data.resolve_root().is_relative_to(tmp_path / "data")
+    monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path / "mine"))
+    assert data.resolve_root() == tmp_path / "mine"
+
+
+def test_offline_demo_fails_in_one_line_and_leaves_no_empty_folder(
+    tmp_path, monkeypatch, capsys, caplog
+):
+    from landscape import data
+
+    monkeypatch.setitem(data.MIRRORS, "mnist", [f"file://{tmp_path}/offline/"])
+    root = tmp_path / "cache"
+    argv = ["--smoke", "--data-root", str(root), "--out", str(tmp_path / "demo")]
+    with caplog.at_level("WARNING", logger="landscape.data"):
+        assert _main("demo")([*argv, "--no-progress"]) == 2
+    line = _one_line_error(capsys)
+    assert "mnist files missing" in line
+    assert "python -m landscape.data download mnist" in line
+    assert not root.exists()  # no empty cache/mnist/ left behind
+    assert f"downloading mnist into {root / 'mnist'}" in caplog.text

@@ -5,7 +5,12 @@ normalisation belongs inside the model (:class:`landscape.models.Normalize`), ne
 the data.
 
 Where the files live: an explicit ``root`` argument, else the ``LANDSCAPE_DATA``
-environment variable, else ``./data``. Inside the root the standard layout is used::
+environment variable, else one per-user cache (:func:`default_root`:
+``$XDG_CACHE_HOME/landscape``, i.e. ``~/.cache/landscape`` on Linux;
+``~/Library/Caches/landscape`` on macOS; ``%LOCALAPPDATA%\\landscape`` on Windows),
+so every folder a user works in shares one copy. A download says where it goes (a
+``logging`` warning of the ``landscape.data`` logger). Inside the root the standard
+layout is used::
 
     root/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
     root/fashion-mnist/  (same four names)
@@ -27,7 +32,9 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,19 +73,41 @@ __all__ = [
     "read_cifar_batches",
     "read_idx",
     "read_image_folder",
+    "default_root",
     "resolve_root",
     "subset_indices",
 ]
 
+_log = logging.getLogger(__name__)
+
+
+def default_root() -> Path:
+    """The per-user data cache: ``$XDG_CACHE_HOME/landscape`` (``~/.cache/landscape``)
+    on Linux, ``~/Library/Caches/landscape`` on macOS, ``%LOCALAPPDATA%\\landscape`` on
+    Windows."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "landscape"
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "landscape"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "landscape"
+
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
-    """Data root: ``root`` if given, else ``$LANDSCAPE_DATA``, else ``./data``."""
+    """Data root: ``root`` if given, else ``$LANDSCAPE_DATA``, else :func:`default_root`.
+
+    Example:
+        >>> str(resolve_root("here"))
+        'here'
+        >>> resolve_root() == Path(os.environ.get("LANDSCAPE_DATA") or default_root())
+        True
+    """
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get("LANDSCAPE_DATA")
     if env:
         return Path(env).expanduser()
-    return Path("data")
+    return default_root()
 
 
 def dataset_files(name: str, root: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -136,6 +165,14 @@ def download(
     def valid(p: Path, md5: str) -> bool:
         return p.exists() and not force and md5sum(p) == md5
 
+    if all(valid(folder / f, m) for f, m in spec.files.items()):
+        return folder
+    _log.warning(
+        "landscape: downloading %s into %s (set LANDSCAPE_DATA or pass a root to "
+        "use another folder)",
+        spec.name,
+        folder.absolute(),
+    )
     if spec.archive is None:
         for fname, md5 in spec.files.items():
             if not valid(folder / fname, md5):
@@ -146,8 +183,6 @@ def download(
                     timeout=timeout,
                     progressbar=progressbar,
                 )
-        return folder
-    if all(valid(folder / f, m) for f, m in spec.files.items()):
         return folder
     aname, amd5 = spec.archive
     archive = root / aname
@@ -180,11 +215,12 @@ def _ensure_files(
     try:
         download(spec.name, root)
     except (DownloadError, OSError) as err:
+        first = str(err).splitlines()[0]
         raise DatasetNotFoundError(
-            f"{what} Downloading them failed ({err}). On a machine with internet "
+            f"{what} Downloading them failed ({first}) - on a machine with internet "
             f"access run `{cmd}`, or set LANDSCAPE_DATA to a folder that holds "
-            f"{spec.folder}/."
-        ) from err
+            f"{spec.folder}/"
+        ) from None
     return folder
 
 
@@ -243,7 +279,8 @@ def load_dataset(
         name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"`` (python pickle batches in
             ``root/cifar-10-batches-py``) or ``"cifar10-jpeg"`` (image folder
             ``root/cifar10-jpeg/`` or the archive ``root/cifar10-jpeg.tar.gz``).
-        root: data root; default ``$LANDSCAPE_DATA``, else ``./data``.
+        root: data root; default ``$LANDSCAPE_DATA``, else the per-user cache
+            (:func:`default_root`).
         split: ``"train"`` or ``"test"``.
         num_samples: keep a deterministic subset of this size (all when None).
         stratified: keep the class proportions in the subset.

@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         help="dataset(s) to download",
     )
     d.add_argument(
-        "--root", default=None, help="data root (default: $LANDSCAPE_DATA or ./data)"
+        "--root",
+        default=None,
+        help="data root (default: $LANDSCAPE_DATA, else the per-user cache)",
     )
     d.add_argument(
         "--mirror",
@@ -51,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     i = sub.add_parser("info", help="show the data root and which files are present")
     i.add_argument(
-        "--root", default=None, help="data root (default: $LANDSCAPE_DATA or ./data)"
+        "--root",
+        default=None,
+        help="data root (default: $LANDSCAPE_DATA, else the per-user cache)",
     )
     i.add_argument("--verify", action="store_true", help="also check md5 sums (slower)")
     return p
@@ -63,7 +67,9 @@ def _info(root_arg: str | None, verify: bool) -> int:
         "--root"
         if root_arg
         else (
-            "$LANDSCAPE_DATA" if os.environ.get("LANDSCAPE_DATA") else "default ./data"
+            "$LANDSCAPE_DATA"
+            if os.environ.get("LANDSCAPE_DATA")
+            else "the per-user cache"
         )
     )
     print(f"data root: {root.resolve()} ({src})")

@@ -70,6 +70,7 @@ def download_file(
             lists each attempt. No file is left at ``dest`` or in temporary names.
     """
     dest = Path(dest)
+    created = _missing_parents(dest.parent)
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     for url in urls:
@@ -117,9 +118,23 @@ def download_file(
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+    for d in created:  # leave no empty folder behind
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    last = errors[-1] if errors else "no URL given"
     raise DownloadError(
-        f"could not download {dest.name} into {dest.parent}:\n  " + "\n  ".join(errors)
+        f"could not download {dest.name} into {dest.parent} from {len(urls)} "
+        f"source(s); last: {last}\n  " + "\n  ".join(errors)
     )
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The folders ``mkdir(parents=True)`` would create, innermost first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 def extract_tar(
