@@ -7,11 +7,12 @@ Anchors (same model, same batch, measured interleaved, median of repeats):
 
 Every attack runs on the same batch of MNIST test images with LeNet (landscape.models)
 briefly adversarially trained here; its time is divided by ``t_grad`` to give
-"gradient units per example", and compared with pyautoattack's APGD-CE, APGD-T and
-Square at the same budgets (ratios ours / reference; < 1 is faster).
+"gradient units per example", and compared with pyautoattack's APGD-CE, APGD-T,
+FAB-T and Square at the same budgets (ratios ours / reference; < 1 is faster).
 
     python benchmarks/bench_attacks.py            # 500 images, PGD-20/100, APGD-100
     python benchmarks/bench_attacks.py --quick    # 100 images, smaller budgets
+    python benchmarks/bench_attacks.py --only fab  # one attack (names containing 'fab')
 
 Single-threaded CPU (torch.set_num_threads(1)); timings are noisy on a shared machine,
 so the ratios (measured in the same run) are what to read.
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="100 images, smaller budgets")
     p.add_argument("--num", type=int, default=None, help="number of test images")
     p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument(
+        "--only", default=None, help="run only attacks whose name contains this"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     n = args.num or (100 if args.quick else 500)
@@ -137,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return _time(lambda: [grad_pass() for _ in range(3)]) / 3
 
     def bench(name, fn, ref=None, expected_units=None):
+        if args.only and args.only not in name:
+            return
         # the machine is shared: re-measure the unit right before and after each attack
         a0 = local_anchor()
         t0 = time.perf_counter()
@@ -185,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+        from pyautoattack.fab_pt import FABAttack_PT
         from pyautoattack.square import SquareAttack
     except ImportError:  # reference not installed
-        APGDAttack = APGDAttack_targeted = SquareAttack = None
+        APGDAttack = APGDAttack_targeted = SquareAttack = FABAttack_PT = None
 
     def aa(make):
         if make is None:
@@ -216,13 +223,30 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     bench(
+        f"fab-t-{steps} (9 targets)",
+        lambda: A.fab_t(model, xt, yt, eps=eps, steps=steps),
+        aa(
+            FABAttack_PT
+            and (
+                lambda: FABAttack_PT(
+                    model, n_iter=steps, eps=eps, seed=0, targeted=True
+                )
+            )
+        ),
+    )
+    bench(
         f"square-{queries}",
         lambda: A.square(model, xt, yt, eps=eps, queries=queries, generator=g()),
         aa(
             SquareAttack
             and (
                 lambda: SquareAttack(
-                    model, n_queries=queries, eps=eps, seed=0, p_init=0.8
+                    model,
+                    n_queries=queries,
+                    eps=eps,
+                    seed=0,
+                    p_init=0.8,
+                    resc_schedule=False,
                 )
             )
         ),

@@ -93,6 +93,71 @@ def test_fgsm_and_apgd_exact_on_linear(norm):
     assert torch.equal(_robust(model, xa, y)[keep], expected[keep])
 
 
+def _project_bisection(t, w, b, norm, iters=200):
+    """Independent reference for the box-constrained hyperplane projection: bisection
+    on the multiplier of the KKT solution d_i = clip(-lam v_i s_i, box)."""
+    tau = b.unsqueeze(1) - (w * t).sum(1, keepdim=True)
+    s = torch.sign(w) * torch.sign(tau)
+    lo_box, hi_box = -t, 1 - t
+    v = w.abs() if norm == "l2" else (w != 0).double()
+
+    def step(lam):
+        return (s * lam * v).clamp(lo_box, hi_box)
+
+    lo = torch.zeros_like(tau)
+    hi = torch.full_like(tau, 1e6)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        short = (w * step(mid)).sum(1, keepdim=True).abs() < tau.abs()
+        lo, hi = torch.where(short, mid, lo), torch.where(short, hi, mid)
+    return step(hi)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_projection_is_exact(norm):
+    from landscape.attacks.fab import project_hyperplane
+
+    g = torch.Generator().manual_seed(0)
+    for dim in (1, 3, 40):
+        t = torch.rand(300, dim, generator=g, dtype=torch.float64)
+        w = torch.randn(300, dim, generator=g, dtype=torch.float64)
+        w[:50, 0] = 0  # zero weights never move
+        u = torch.rand(300, dim, generator=g, dtype=torch.float64)
+        b = (w * u).sum(1)
+        b[200:] = w[200:].clamp_min(0).sum(1) + 0.1  # out of the box's reach
+        d = project_hyperplane(t, w, b, norm)
+        ref = _project_bisection(t, w, b, norm)
+        assert torch.allclose(d, ref, atol=1e-9), (dim, (d - ref).abs().max())
+        assert ((t + d) >= -1e-12).all() and ((t + d) <= 1 + 1e-12).all()
+        assert (d[:50, 0] == 0).all()
+        reach = ((w * (t + d)).sum(1) - b).abs() < 1e-9
+        assert reach[:200].all() and not reach[200:].any()
+    aa = pytest.importorskip("pyautoattack.fab_projections")
+    ref_fn = aa.projection_linf if norm == "linf" else aa.projection_l2
+    t, w = torch.rand(64, 784, generator=g), torch.randn(64, 784, generator=g)
+    b = (w * torch.rand(64, 784, generator=g)).sum(1)
+    assert torch.allclose(project_hyperplane(t, w, b, norm), ref_fn(t, w, b), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_exact_on_linear(norm):
+    """On a linear classifier FAB's linearisation is exact: it breaks exactly the
+    points within eps of the boundary and its distances converge to the closed form."""
+    model, x, y, w, z = _linear_case(seed=2)
+    eps = 0.01 if norm == "linf" else 0.1
+    expected, gap = _closed_form(w, z, y, eps, norm)
+    dual = w.abs().sum() if norm == "linf" else w.norm()
+    keep = gap > 1e-3 * dual
+    for attack in (A.fab, A.fab_t):
+        xa, info = attack(model, x, y, eps=eps, norm=norm, steps=30, return_info=True)
+        assert torch.equal(_robust(model, xa, y)[keep], expected[keep])
+        far = torch.isfinite(info["norm"]) & ~info["success"]
+        exact = (z.abs() / dual)[far]
+        assert far.sum() > 50
+        assert (info["norm"][far] >= exact * (1 - 1e-9)).all()  # never below exact
+        assert (info["norm"][far] <= exact * 1.01).all()
+
+
 # ------------------------------------------------------------- common properties
 
 
@@ -115,6 +180,8 @@ ATTACKS = {
     "apgd-ce": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, restarts=2, **k),
     "apgd-dlr": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, loss="dlr", **k),
     "apgd-t": lambda m, x, y, **k: A.apgd_t(m, x, y, steps=5, num_targets=3, **k),
+    "fab": lambda m, x, y, **k: A.fab(m, x, y, steps=4, restarts=2, **k),
+    "fab-t": lambda m, x, y, **k: A.fab_t(m, x, y, steps=4, num_targets=2, **k),
     "square": lambda m, x, y, **k: A.square(m, x, y, queries=30, **k),
     "simba": lambda m, x, y, **k: A.simba(m, x, y, queries=40, dct=False, **k),
     "simba-dct": lambda m, x, y, **k: A.simba(m, x, y, queries=40, **k),
@@ -433,9 +500,10 @@ def _mnist_model(data_root, n_train, n_test, seconds_epochs=3):
     return m.eval(), xt, yt
 
 
-def _compare_autoattack(m, xt, yt, *, steps, queries, tol):
+def _compare_autoattack(m, xt, yt, *, steps, queries, tol, full=False):
     aa = pytest.importorskip("pyautoattack")
     from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from pyautoattack.fab_pt import FABAttack_PT
     from pyautoattack.square import SquareAttack
 
     del aa
@@ -461,7 +529,14 @@ def _compare_autoattack(m, xt, yt, *, steps, queries, tol):
             "apgd-l2": APGDAttack(m, n_iter=steps, eps=1.5, norm="L2", seed=0).perturb(
                 xt, yt
             ),
+            "fab-t": FABAttack_PT(
+                m, n_iter=steps, eps=eps, norm="Linf", targeted=True, n_target_classes=3
+            ).perturb(xt, yt),
         }
+        if full:
+            ref["fab-t-l2"] = FABAttack_PT(
+                m, n_iter=steps, eps=1.5, norm="L2", targeted=True, n_target_classes=3
+            ).perturb(xt, yt)
     finally:
         torch.random.set_rng_state(state)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
@@ -472,7 +547,12 @@ def _compare_autoattack(m, xt, yt, *, steps, queries, tol):
         ),
         "square": A.square(m, xt, yt, eps=eps, queries=queries, generator=g()),
         "apgd-l2": A.apgd(m, xt, yt, eps=1.5, norm="l2", steps=steps, generator=g()),
+        "fab-t": A.fab_t(m, xt, yt, eps=eps, steps=steps, num_targets=3),
     }
+    if full:
+        ours["fab-t-l2"] = A.fab_t(
+            m, xt, yt, eps=1.5, norm="l2", steps=steps, num_targets=3
+        )
     clean = _acc(m, xt, yt)
     for k in ref:
         a, b = _acc(m, ours[k], yt), _acc(m, ref[k], yt)
@@ -490,7 +570,7 @@ def test_cross_check_autoattack_fast(data_root):
 @pytest.mark.slow
 def test_cross_check_autoattack_full(data_root):
     m, xt, yt = _mnist_model(data_root, 5000, 500, seconds_epochs=4)
-    _compare_autoattack(m, xt, yt, steps=100, queries=1000, tol=0.02)
+    _compare_autoattack(m, xt, yt, steps=100, queries=1000, tol=0.02, full=True)
 
 
 def test_apgd_restarts_keep_highest_loss_point():

@@ -3,6 +3,8 @@ and bookkeeping, resumable state, ensembles, gradient-masking checks, CLI, plots
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -51,7 +53,7 @@ def test_sequence_bookkeeping_and_roundtrip(tmp_path):
         batch_size=10,
         checks=False,
     )
-    assert res.attacks == ["apgd-ce", "apgd-t", "square"]
+    assert res.attacks == ["apgd-ce", "apgd-t", "fab-t", "square"]
     bb, rc = res.broken_by, res.robust_correct
     assert np.array_equal(bb == -2, np.broadcast_to(~res.clean_correct, bb.shape))
     assert np.array_equal(rc, bb == -1)
@@ -250,6 +252,41 @@ def test_checks_flag_masking():
         m, (x, yq), eps=[0.05, 0.02], steps=3, checks=True, check_samples=24
     )
     assert res.checks["eps_monotone"]["passed"] is True
+
+
+def test_standard_preset_is_autoattack_standard():
+    """The "standard" preset is AutoAttack's standard version: same sequence, same
+    budgets (read off pyautoattack's own configuration)."""
+    pytest.importorskip("pyautoattack")
+    from pyautoattack import AutoAttack
+
+    for norm, aa_norm in (("linf", "Linf"), ("l2", "L2")):
+        aa = AutoAttack(nn.Linear(2, 10), norm=aa_norm, eps=0.1, version="standard")
+        specs = E.preset_attacks("standard", norm)
+        assert [s.name for s in specs] == aa.attacks_to_run
+        ce, t, fab, sq = (s.kwargs for s in specs)
+        assert ce == {
+            "steps": aa.apgd.n_iter,
+            "restarts": aa.apgd.n_restarts,
+            "loss": "ce",
+        }
+        assert t == {
+            "steps": aa.apgd_targeted.n_iter,
+            "restarts": aa.apgd_targeted.n_restarts,
+            "num_targets": aa.apgd_targeted.n_target_classes,
+        }
+        assert fab == {
+            "steps": aa.fab.n_iter,
+            "restarts": aa.fab.n_restarts,
+            "num_targets": aa.fab.n_target_classes,
+        }
+        assert sq == {"queries": aa.square.n_queries, "p_init": aa.square.p_init}
+        assert aa.square.rescale_schedule is False  # our default schedule
+        assert specs[2].fn is A.fab_t
+        sig = inspect.signature(A.fab_t).parameters
+        for k in ("alpha_max", "eta", "beta"):
+            assert sig[k].default == getattr(aa.fab, k)
+        assert inspect.signature(A.apgd).parameters["rho"].default == aa.apgd.thr_decr
 
 
 def test_presets_and_scaling():

@@ -14,6 +14,7 @@ them as ``attack=`` to surfaces, scattering, ``perturb_batches``, hessian and tr
 - :mod:`.pgd`: evaluation PGD: restarts, step-size grid, CE / CW / DLR losses, best
   iterate, traces.
 - :mod:`.apgd`: APGD-CE, APGD-DLR and APGD-T (Croce & Hein, 2020).
+- :mod:`.fab`: FAB and FAB-T, L-inf and L2 (Croce & Hein, 2020).
 - :mod:`.square`: Square attack, L-inf and L2 (Andriushchenko et al., 2020).
 - :mod:`.simba`: SimBA and SimBA-DCT with an explicit budget (Guo et al., 2019).
 - :mod:`._losses`: per-example losses (``ce_loss``, ``cw_loss``, ``dlr_loss``,
@@ -42,6 +43,7 @@ from ._spec import (
     as_attack,
 )
 from .apgd import apgd, apgd_t
+from .fab import fab, fab_t
 from .fgsm import fgsm
 from .perturb import fgsm_rs, perturb, perturb_batches, project, random_init
 from .pgd import pgd
@@ -65,6 +67,8 @@ __all__ = [
     "cw_loss",
     "dlr_loss",
     "dlr_targeted_loss",
+    "fab",
+    "fab_t",
     "fgsm",
     "fgsm_rs",
     "get_loss",

@@ -3,8 +3,8 @@ L-inf and L2, eps sweeps, resumable state, and gradient-masking checks.
 
 - :func:`evaluate` -> :class:`EvalResult` (per-example results, table, checks).
 - :func:`robust_accuracy` -> float (the trainer's fast per-epoch call).
-- :func:`preset_attacks`: the presets ``"quick"`` (PGD-20), ``"standard"`` (APGD-CE,
-  APGD-T, Square) and ``"reviewer"`` (PGD-100 with a step-size grid and 100 restarts,
+- :func:`preset_attacks`: the presets ``"quick"`` (PGD-20), ``"standard"`` (AutoAttack's
+  standard version: APGD-CE, APGD-T, FAB-T, Square) and ``"reviewer"`` (PGD-100 with a step-size grid and 100 restarts,
   PGD-CW, SimBA, Square), scalable with ``scale``.
 - :func:`masking_checks`: the gradient-masking checks on their own.
 

@@ -56,19 +56,23 @@ def preset_attacks(
     """The attacks of a preset, budgets multiplied by ``scale`` (or overridden).
 
     - ``"quick"``: PGD-20 (CE, step ``2.5 eps / steps``, one random start).
-    - ``"standard"``: APGD-CE (100 steps), APGD-T (100 steps, 9 targets), Square
-      (5000 queries), as AutoAttack's standard version without FAB-T.
+    - ``"standard"``: AutoAttack's standard version (Croce & Hein 2020), its sequence
+      and budgets: APGD-CE (100 steps, 1 run), APGD-T (100 steps, 9 targets, 1 run
+      each), FAB-T (100 steps, 9 targets, 1 run each) and Square (5000 queries,
+      ``p_init=0.8``, AutoAttack's schedule of ``p``).
     - ``"reviewer"``: PGD-100 with CE over a grid of 4 step sizes x 25 restarts (100
       runs per point), PGD-100 with the CW margin loss (4 x 5 runs), SimBA (SimBA-DCT
       for L2, pixel SimBA for L-inf; 10,000 queries) and Square (5000 queries).
 
     ``scale`` multiplies steps, restarts and queries (e.g. ``scale=0.05`` for a CPU
     smoke run); ``steps`` / ``restarts`` / ``queries`` set them outright for every
-    attack. With fewer than 4 classes APGD-T becomes APGD with the CW loss.
+    attack. With fewer than 4 classes APGD-T becomes APGD with the CW loss (as the
+    targeted DLR loss needs 4 classes) and FAB-T targets the ``num_classes - 1`` other
+    classes.
 
     Example:
         >>> [a.name for a in preset_attacks("standard")]
-        ['apgd-ce', 'apgd-t', 'square']
+        ['apgd-ce', 'apgd-t', 'fab-t', 'square']
         >>> preset_attacks("quick", steps=7)[0].kwargs["steps"]
         7
     """
@@ -110,7 +114,17 @@ def preset_attacks(
                 "apgd-ce", attacks.apgd, {"steps": k, "restarts": rs(1), "loss": "ce"}
             ),
             second,
-            AttackSpec("square", attacks.square, {"queries": qs(5000)}, kind="black"),
+            AttackSpec(
+                "fab-t",
+                attacks.fab_t,
+                {"steps": k, "restarts": rs(1), "num_targets": 9},
+            ),
+            AttackSpec(
+                "square",
+                attacks.square,
+                {"queries": qs(5000), "p_init": 0.8},
+                kind="black",
+            ),
         ]
     k = st(100)
     grid = tuple(2.5 / k * m for m in (10.0, 4.0, 2.0, 1.0))
