@@ -17,6 +17,8 @@ them as ``attack=`` to surfaces, scattering, ``perturb_batches``, hessian and tr
 - :mod:`.fab`: FAB and FAB-T, L-inf and L2 (Croce & Hein, 2020).
 - :mod:`.square`: Square attack, L-inf and L2 (Andriushchenko et al., 2020).
 - :mod:`.simba`: SimBA and SimBA-DCT with an explicit budget (Guo et al., 2019).
+- :mod:`.adaptive`: answers to gradient masking: ``BPDA`` (straight-through through
+  named input transforms), ``LogitsFromProbabilities``; EOT is ``apgd(eot_iter=...)``.
 - :mod:`._losses`: per-example losses (``ce_loss``, ``cw_loss``, ``dlr_loss``,
   ``dlr_targeted_loss``) and ``is_adversarial``.
 """
@@ -42,6 +44,7 @@ from ._spec import (
     Square,
     as_attack,
 )
+from .adaptive import BPDA, LogitsFromProbabilities
 from .apgd import apgd, apgd_t
 from .fab import fab, fab_t
 from .fgsm import fgsm
@@ -60,6 +63,8 @@ __all__ = [
     "PGDRestarts",
     "SimBA",
     "Square",
+    "BPDA",
+    "LogitsFromProbabilities",
     "apgd",
     "apgd_t",
     "as_attack",

@@ -52,7 +52,7 @@ def checkpoints(steps: int) -> list[int]:
     return [v for v in w if 0 < v <= steps]
 
 
-def _run(model, x, y, target, *, eps, norm, steps, loss, rho, gen):
+def _run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=1):
     """One APGD run; returns (x_best_adv_or_xmax, broken, f_max, num_grad)."""
     n = x.shape[0]
     if target is not None:
@@ -63,16 +63,21 @@ def _run(model, x, y, target, *, eps, norm, steps, loss, rho, gen):
         loss_fn = get_loss(loss)
 
     def grad_at(xa):
-        xa = xa.detach().requires_grad_(True)
-        with torch.enable_grad():
-            out = model(xa)
-            lv = loss_fn(out, y)
-            (g,) = torch.autograd.grad(lv.sum(), xa)
-        return lv.detach(), g.detach(), out.detach().argmax(1) != y
+        # EOT: loss and gradient averaged over eot_iter forward passes (a randomised
+        # model draws fresh randomness in each); the prediction is the last pass's
+        lv_sum, g_sum = 0.0, 0.0
+        for _ in range(eot_iter):
+            xi = xa.detach().requires_grad_(True)
+            with torch.enable_grad():
+                out = model(xi)
+                lv = loss_fn(out, y)
+                (g,) = torch.autograd.grad(lv.sum(), xi)
+            lv_sum, g_sum = lv_sum + lv.detach(), g_sum + g.detach()
+        return lv_sum / eot_iter, g_sum / eot_iter, out.detach().argmax(1) != y
 
     x_k = x + random_init(x, eps, norm, gen)
     f_k, g_k, wrong = grad_at(x_k)
-    num_grad = n
+    num_grad = n * eot_iter
     x_max, f_max, g_max = x_k.clone(), f_k.clone(), g_k.clone()
     broken = wrong.clone()
     x_adv = torch.where(_expand(wrong, x), x_k, x_max)
@@ -93,9 +98,11 @@ def _run(model, x, y, target, *, eps, norm, steps, loss, rho, gen):
         x_prev = x_k
         x_k = x_new
         f_new, g_k, wrong = grad_at(x_k)
-        num_grad += n
-        newly = wrong & ~broken
-        x_adv[newly] = x_k[newly]
+        num_grad += n * eot_iter
+        # the latest misclassified iterate, as AutoAttack: on a randomised model the
+        # later iterates lie deeper and stay adversarial under fresh randomness more
+        # often than the first one (deterministic models: the same verdict)
+        x_adv[wrong] = x_k[wrong]
         broken |= wrong
         increases += (f_new > f_k).float()
         f_k = f_new
@@ -131,6 +138,7 @@ def apgd(
     restarts: int = 1,
     loss: str = "ce",
     rho: float = 0.75,
+    eot_iter: int = 1,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
@@ -148,17 +156,23 @@ def apgd(
         restarts: runs from fresh random starts on the points not yet broken.
         loss: ``"ce"``, ``"dlr"`` or ``"cw"``.
         rho: oscillation threshold of condition 1 (paper: 0.75).
+        eot_iter: expectation over transformation: average the loss and its gradient
+            over this many forward passes (for randomised models; AutoAttack's "rand"
+            version uses 20).
         generator: randomness of the starts.
         progressbar: tqdm bar over runs.
         return_info: also return ``{"success", "num_grad", "seed"}``.
 
     Returns:
-        ``x_adv`` (first adversarial iterate, else the highest-loss point).
+        ``x_adv`` (the last adversarial iterate of the run that broke the point, as
+        AutoAttack keeps it; else the highest-loss point).
     """
     eps, norm = _check_inputs(x, y, eps, norm)
     y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
+    if eot_iter < 1:
+        raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
     x, y = x.detach(), y.detach()
     gen, seed = _utils.make_generator(generator, x.device)
     num_grad = 0
@@ -201,6 +215,7 @@ def apgd(
                 loss=loss,
                 rho=rho,
                 gen=gen,
+                eot_iter=eot_iter,
             )
             num_grad += ng
             x_adv[idx[bb]] = xa[bb]
@@ -230,6 +245,7 @@ def apgd_t(
     restarts: int = 1,
     num_targets: int = 9,
     rho: float = 0.75,
+    eot_iter: int = 1,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
@@ -248,6 +264,7 @@ def apgd_t(
         steps=steps,
         restarts=restarts,
         rho=rho,
+        eot_iter=eot_iter,
         generator=generator,
         progressbar=progressbar,
         return_info=return_info,

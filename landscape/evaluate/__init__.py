@@ -7,19 +7,25 @@ L-inf and L2, eps sweeps, resumable state, and gradient-masking checks.
   standard version: APGD-CE, APGD-T, FAB-T, Square) and ``"reviewer"`` (PGD-100 with a step-size grid and 100 restarts,
   PGD-CW, SimBA, Square), scalable with ``scale``.
 - :func:`masking_checks`: the gradient-masking checks on their own.
+- :func:`adapt` / :func:`detect_masking`: the adaptive answers (EOT, logits recovery,
+  BPDA) that ``evaluate(adaptive="auto")`` applies from the failed checks.
 
 ``python -m landscape.evaluate --help`` is the command-line tool.
 """
 
+from ._adaptive import ADAPTIVE, adapt, detect_masking
 from ._checks import masking_checks
 from ._presets import PRESETS, AttackSpec, preset_attacks
 from ._protocol import EvalResult, as_batches, evaluate, robust_accuracy
 
 __all__ = [
+    "ADAPTIVE",
     "PRESETS",
     "AttackSpec",
     "EvalResult",
+    "adapt",
     "as_batches",
+    "detect_masking",
     "evaluate",
     "masking_checks",
     "preset_attacks",

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _batches, _utils, io
+from ._adaptive import adapt
 from ._checks import masking_checks
 from ._presets import AttackSpec, preset_attacks
 
@@ -101,6 +102,8 @@ class EvalResult(io.Result):
                 f"{100 * per[n][e]:.2f}%".rjust(w) for n in names
             )
             lines.append(row + f"{100 * self.robust_accuracy[e]:.2f}%".rjust(w))
+        if self.meta.get("adaptive"):
+            lines.append("adaptive attacks: " + ", ".join(self.meta["adaptive"]))
         if self.checks:
             lines.append("gradient-masking checks:")
             for name, c in self.checks.items():
@@ -221,10 +224,12 @@ def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
     )
 
 
-def _attack_alive(model, spec, x, y, alive, ep, norm, gen) -> tuple[Tensor, Tensor]:
-    """Run one attack on the still-robust points of a batch: (hit flags, x_adv)."""
+def _attack_alive(models, spec, x, y, alive, ep, norm, gen) -> tuple[Tensor, Tensor]:
+    """Run one attack on the still-robust points of a batch: (hit flags, x_adv).
+    ``models``: the model the attack sees (adaptive wrappers) and the judged model."""
+    attack_model, model = models
     xa = spec.fn(
-        model,
+        attack_model,
         x[alive],
         y[alive],
         eps=ep,
@@ -237,7 +242,7 @@ def _attack_alive(model, spec, x, y, alive, ep, norm, gen) -> tuple[Tensor, Tens
     return hit, xa
 
 
-def _run_sequence(model, batches, specs, eps_list, norm, seed, st, sig, path, bar):
+def _run_sequence(models, batches, specs, eps_list, norm, seed, st, sig, path, bar):
     """Each eps, each attack, each batch: attack the points still robust, in place."""
     offsets = np.cumsum([0] + [len(y) for _, y in batches])
     for e, ep in enumerate(eps_list):
@@ -253,7 +258,7 @@ def _run_sequence(model, batches, specs, eps_list, norm, seed, st, sig, path, ba
                 if alive.numel() and ep > 0:
                     t0 = time.perf_counter()
                     gen = _chunk_generator(seed, e, a, b, x.device)
-                    hit, xa = _attack_alive(model, spec, x, y, alive, ep, norm, gen)
+                    hit, xa = _attack_alive(models, spec, x, y, alive, ep, norm, gen)
                     st.seconds[e, a] += time.perf_counter() - t0
                     st.robust[e, lo + alive[hit]] = False
                     st.broken_by[e, lo + alive[hit]] = a
@@ -272,6 +277,39 @@ def _timing_table(specs, seconds: Tensor) -> dict[str, np.ndarray]:
     return out
 
 
+def _checks(model, batches, eps_list, norm, st, specs, was_training, num, seed) -> dict:
+    return masking_checks(
+        model,
+        batches,
+        eps=eps_list,
+        norm=norm,
+        robust_accuracy=st.robust.float().mean(1).numpy(),
+        broken_by=st.broken_by.numpy(),
+        specs=specs,
+        was_training=was_training,
+        num_samples=num,
+        seed=seed,
+    )
+
+
+def _clean_pass(model, data, eps, norm, batch_size):
+    norm = _utils.check_norm(norm)
+    eps_list = [
+        _utils.check_eps(e) for e in np.atleast_1d(np.asarray(eps, dtype=float))
+    ]
+    if not eps_list:
+        raise ValueError("eps must hold at least one budget")
+    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    batches = as_batches(
+        data, batch_size=batch_size, device=device, dtype=dtype, model=model
+    )
+    with _utils.eval_mode(model), torch.no_grad():
+        outs = [model(x) for x, _ in batches]
+    _utils.check_logits(outs[0], where="evaluate: model")
+    clean = torch.cat([o.argmax(1) == y for o, (_, y) in zip(outs, batches)]).cpu()
+    return norm, eps_list, batches, clean, outs[0].shape[1]
+
+
 def evaluate(
     model: nn.Module,
     data: Any,
@@ -285,6 +323,9 @@ def evaluate(
     restarts: int | None = None,
     queries: int | None = None,
     batch_size: int = 500,
+    adaptive: str | Sequence[str] | None = "auto",
+    bpda: Sequence[str] = (),
+    eot_iter: int = 20,
     checks: bool = True,
     check_samples: int = 100,
     return_adversarial: bool = False,
@@ -296,7 +337,7 @@ def evaluate(
 
     Clean accuracy first; then, for each eps, the attacks in sequence, each only on the
     points every earlier attack failed to break; a point is robust if no attack breaks
-    it (pointwise worst case).
+    it (pointwise worst case). The verdict is always the model's own prediction.
 
     Args:
         model: any ``nn.Module`` returning logits or log-probabilities, ensembles
@@ -310,6 +351,13 @@ def evaluate(
         scale: multiply every step / restart / query budget (CPU smoke runs).
         steps, restarts, queries: override those budgets for every attack.
         batch_size: for ``(x, y)`` tensors.
+        adaptive: answers to gradient masking (:func:`adapt`): ``"auto"`` applies EOT
+            to a randomised model, logits recovery to a model returning
+            probabilities, and BPDA when ``bpda`` names transforms; ``None``: none;
+            or a list of ``"eot"``, ``"logits"``, ``"bpda"``.
+        bpda: names of non-differentiable input transforms (submodules of ``model``)
+            to attack with straight-through gradients.
+        eot_iter: forward passes per EOT gradient (AutoAttack's "rand": 20).
         checks: run the gradient-masking checks (:func:`masking_checks`).
         check_samples: points used by the checks.
         return_adversarial: also keep, per eps, the input that broke each point (the
@@ -322,29 +370,21 @@ def evaluate(
         progressbar: tqdm bar over (eps, attack, batch).
 
     Returns:
-        :class:`EvalResult`; ``result.timings`` holds each attack's seconds per eps.
+        :class:`EvalResult`; ``result.timings`` holds each attack's seconds per eps,
+        ``result.meta["adaptive"]`` the adaptive answers applied.
     """
-    norm = _utils.check_norm(norm)
-    eps_list = [
-        _utils.check_eps(e) for e in np.atleast_1d(np.asarray(eps, dtype=float))
-    ]
-    if not eps_list:
-        raise ValueError("eps must hold at least one budget")
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
-    batches = as_batches(
-        data, batch_size=batch_size, device=device, dtype=dtype, model=model
+    norm, eps_list, batches, clean, num_classes = _clean_pass(
+        model, data, eps, norm, batch_size
     )
     was_training = model.training
     seed = int((generator or torch.Generator().manual_seed(0)).initial_seed())
-    with _utils.eval_mode(model), torch.no_grad():
-        outs = [model(x) for x, _ in batches]
-    _utils.check_logits(outs[0], where="evaluate: model")
-    num_classes = outs[0].shape[1]
-    clean = torch.cat([o.argmax(1) == y for o, (_, y) in zip(outs, batches)]).cpu()
     budgets = {"scale": scale, "steps": steps, "restarts": restarts, "queries": queries}
     specs, preset = _specs_for(preset, attacks, norm, batches, num_classes, budgets)
+    attack_model, specs, applied = adapt(
+        model, batches[0][0], specs, adaptive=adaptive, bpda=bpda, eot_iter=eot_iter
+    )
     sig = _signature(batches, eps_list, norm, specs, seed)
-    sig["adversarial"] = bool(return_adversarial)
+    sig.update(adversarial=bool(return_adversarial), adaptive=applied)
     st = _initial_state(
         clean, batches, len(eps_list), len(specs), return_adversarial, sig, state_path
     )
@@ -353,23 +393,19 @@ def evaluate(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(eps_list) * len(specs) * len(batches), desc="evaluate")
-    _run_sequence(model, batches, specs, eps_list, norm, seed, st, sig, state_path, bar)
+    models = (attack_model, model)
+    _run_sequence(
+        models, batches, specs, eps_list, norm, seed, st, sig, state_path, bar
+    )
     if bar is not None:
         bar.close()
-    check_res: dict = {}
-    if checks:
-        check_res = masking_checks(
-            model,
-            batches,
-            eps=eps_list,
-            norm=norm,
-            robust_accuracy=st.robust.float().mean(1).numpy(),
-            broken_by=st.broken_by.numpy(),
-            specs=specs,
-            was_training=was_training,
-            num_samples=check_samples,
-            seed=seed,
+    check_res = (
+        _checks(
+            model, batches, eps_list, norm, st, specs, was_training, check_samples, seed
         )
+        if checks
+        else {}
+    )
     return EvalResult(
         eps=np.asarray(eps_list, dtype=float),
         norm=norm,
@@ -383,6 +419,7 @@ def evaluate(
         adversarial=None if st.adv is None else st.adv.numpy(),
         meta={
             "attacks": [s.describe() for s in specs],
+            "adaptive": applied,
             "seed": seed,
             "scale": scale,
             "num_classes": int(num_classes),
