@@ -608,3 +608,27 @@ def test_apgd_restarts_keep_highest_loss_point():
     assert keep.sum() > 40
     assert (l3[keep] >= l1[keep] - 1e-12).all()
     assert (l3[keep] > l1[keep] + 1e-9).any()  # the restarts did find higher losses
+
+
+def test_pgd_early_exit_and_restart_curve(mlp_case):
+    """``patience``: restarts stop once that many in a row broke no point; the runs
+    before the exit are the same as without it, and the curve of unbroken points vs
+    restarts is reported (non-increasing)."""
+    m, x, y = mlp_case
+
+    def run(**kw):
+        g = torch.Generator().manual_seed(0)
+        return A.pgd(
+            m, x, y, eps=0.05, steps=3, alpha=0.01, restarts=30, generator=g,
+            return_info=True, **kw,
+        )[1]  # fmt: skip
+
+    full, early = run(), run(patience=3)
+    cf, ce = full["restart_curve"], early["restart_curve"]
+    assert len(cf) == 30 and 3 < len(ce) < 30
+    assert cf[: len(ce)] == ce and all(b <= a for a, b in zip(ce, ce[1:]))
+    assert ce[-1] == ce[-4]  # stable for 3 restarts at the exit
+    assert (early["success"] <= full["success"]).all()
+    assert early["num_grad"] < full["num_grad"]
+    with pytest.raises(ValueError, match="patience"):
+        run(patience=0)

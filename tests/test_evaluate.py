@@ -112,6 +112,21 @@ def test_adversarial_examples_and_timings(tmp_path):
     assert np.array_equal(plain.robust_correct, res.robust_correct)
 
 
+def test_restart_curves():
+    x, y = _images(n=30)
+    m = Recorder()
+    spec = [E.AttackSpec("pgd", A.pgd, {"steps": 2, "restarts": 6, "alpha": 0.01})]
+    res = E.evaluate(
+        m, (x, y), eps=[0.0, 0.03, 0.1], attacks=spec, batch_size=7, checks=False
+    )
+    c = res.restart_curves["pgd"]
+    assert c.shape == (3, 6)
+    assert np.all(np.diff(c, axis=1) <= 0)  # flattens, never rises
+    assert np.allclose(c[:, -1], res.robust_accuracy)  # ends at the result
+    assert np.allclose(c[0], res.clean_accuracy)  # eps = 0: nothing to attack
+    assert c[2, 0] > c[2, -1]  # the restarts did break more points here
+
+
 def test_resume_skips_finished_work(tmp_path):
     x, y = _images(n=30)
     m = Recorder()
@@ -294,7 +309,7 @@ def test_presets_and_scaling():
     assert names == ["pgd-10-ce", "pgd-10-cw", "simba-dct", "square"]
     r = E.preset_attacks("reviewer", "linf")
     assert (
-        r[0].kwargs == {"steps": 100, "restarts": 25, "loss": "ce"}
+        r[0].kwargs == {"steps": 100, "restarts": 25, "loss": "ce", "patience": 5}
         and len(r[0].alpha_rel) == 4
     )
     assert r[0].call_kwargs(0.1)["alpha"][-1] == pytest.approx(2.5 * 0.1 / 100)

@@ -111,6 +111,49 @@ def _run(
     return best_x, broken, best_loss, num_grad, num_fwd
 
 
+def _restarts(model, x, y, st, *, alphas, restarts, patience, random_start, gen,
+              progressbar, traces, run_kw):  # fmt: skip
+    """Restarts x step sizes on the points not yet broken (updates ``st`` in place);
+    returns (#grad, #forward, unbroken count after each restart)."""
+    broken, x_adv, best_loss = st
+    num_grad = num_fwd = 0
+    curve: list[int] = []
+    bar = None
+    if progressbar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=restarts * len(alphas), desc="pgd")
+    for r in range(restarts if alphas else 0):
+        for a in alphas:
+            idx = (~broken).nonzero().squeeze(1)
+            if bar is not None:
+                bar.update(1)
+            if idx.numel() == 0:
+                continue
+            xs = x[idx]
+            if random_start or r > 0:
+                delta = random_init(xs, run_kw["eps"], run_kw["norm"], gen)
+            else:
+                delta = torch.zeros_like(xs)
+            bx, bb, bl, ng, nf = _run(
+                model, xs, y[idx], delta, alpha=a, trace=traces, **run_kw
+            )
+            num_grad, num_fwd = num_grad + ng, num_fwd + nf
+            upd = bb | (bl > best_loss[idx])
+            x_adv[idx[upd]] = bx[upd]
+            best_loss[idx[upd]] = bl[upd]
+            broken[idx[bb]] = True
+            if traces is not None:
+                traces[-1]["restart"] = r
+        curve.append(int((~broken).sum()))
+        if patience is not None and len(curve) > patience:
+            if curve[-1] == curve[-1 - patience]:  # stable for `patience` restarts
+                break
+    if bar is not None:
+        bar.close()
+    return num_grad, num_fwd, curve
+
+
 def pgd(
     model: nn.Module,
     x: Tensor,
@@ -121,6 +164,7 @@ def pgd(
     steps: int = 20,
     alpha: float | Sequence[float] | None = None,
     restarts: int = 1,
+    patience: int | None = None,
     loss: str | Callable[[Tensor, Tensor], Tensor] = "ce",
     random_start: bool | None = None,
     early_stop: bool = True,
@@ -145,6 +189,8 @@ def pgd(
         alpha: absolute step size, or a grid of them; default ``2.5 * eps / steps``.
         restarts: runs per step size (the first starts at a random point of the ball,
             or at ``x`` when ``random_start=False``; later ones always at random).
+        patience: early exit: stop once ``patience`` restarts in a row (each over the
+            whole step-size grid) broke no further point; ``None`` runs all restarts.
         loss: ``"ce"``, ``"cw"`` (margin), ``"dlr"`` or a per-example callable.
         random_start: random start for the first run; default (``None``): random for
             L-inf, ``x`` itself for L2. From a random point of the L2 ball, steps of
@@ -160,7 +206,9 @@ def pgd(
         progressbar: show a tqdm bar over runs.
         return_info: also return a dict with ``success`` (per-example bool),
             ``num_grad`` / ``num_forward`` (input-gradient and forward passes, summed
-            over examples), ``seed`` and, with ``trace``, ``trace``.
+            over examples), ``seed``, ``restart_curve`` (number of points still
+            unbroken after each restart that ran: the robust accuracy vs restarts
+            curve) and, with ``trace``, ``trace``.
 
     Returns:
         ``x_adv`` inside the eps-ball and [0, 1] (and ``info`` if asked).
@@ -179,6 +227,8 @@ def pgd(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 (or None), got {patience}")
     alphas = _alphas(alpha, eps, steps) if eps > 0 else []
     if random_start is None:
         random_start = norm == "linf"
@@ -186,57 +236,23 @@ def pgd(
     x, y = x.detach(), y.detach()
     gen, seed = _utils.make_generator(generator, x.device)
     traces: list | None = [] if trace else None
-    num_grad = num_fwd = 0
     with _utils.eval_mode(model):
         with torch.no_grad():
             out = model(x)
         _check_first_output(out, "pgd", y)
-        num_fwd += x.shape[0]
         broken = out.argmax(1) != y
         x_adv = x.clone()
         best_loss = torch.full(
             (x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype
         )
-        runs = [(r, a) for r in range(restarts) for a in alphas]
-        if eps > 0:
-            bar = None
-            if progressbar:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=len(runs), desc="pgd")
-            for r, a in runs:
-                idx = (~broken).nonzero().squeeze(1)
-                if bar is not None:
-                    bar.update(1)
-                if idx.numel() == 0:
-                    continue
-                xs = x[idx]
-                if random_start or r > 0:
-                    delta = random_init(xs, eps, norm, gen)
-                else:
-                    delta = torch.zeros_like(xs)
-                bx, bb, bl, ng, nf = _run(
-                    model,
-                    xs,
-                    y[idx],
-                    delta,
-                    eps=eps,
-                    norm=norm,
-                    alpha=a,
-                    steps=steps,
-                    loss_fn=loss_fn,
-                    early_stop=early_stop,
-                    trace=traces,
-                )
-                num_grad, num_fwd = num_grad + ng, num_fwd + nf
-                upd = bb | (bl > best_loss[idx])
-                x_adv[idx[upd]] = bx[upd]
-                best_loss[idx[upd]] = bl[upd]
-                broken[idx[bb]] = True
-                if traces is not None:
-                    traces[-1]["restart"] = r
-            if bar is not None:
-                bar.close()
+        st = (broken, x_adv, best_loss)
+        num_grad, num_fwd, curve = _restarts(
+            model, x, y, st, alphas=alphas, restarts=restarts, patience=patience,
+            random_start=random_start, gen=gen, progressbar=progressbar and eps > 0,
+            traces=traces, run_kw={"eps": eps, "norm": norm, "steps": steps,
+            "loss_fn": loss_fn, "early_stop": early_stop},
+        )  # fmt: skip
+        num_fwd += x.shape[0]
     _assert_in_ball(x_adv, x, eps, norm, "pgd")
     if not (return_info or trace):
         return x_adv
@@ -245,6 +261,7 @@ def pgd(
         "num_grad": num_grad,
         "num_forward": num_fwd,
         "seed": seed,
+        "restart_curve": curve,
     }
     if traces is not None:
         info["trace"] = traces

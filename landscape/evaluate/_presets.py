@@ -60,8 +60,9 @@ def preset_attacks(
       and budgets: APGD-CE (100 steps, 1 run), APGD-T (100 steps, 9 targets, 1 run
       each), FAB-T (100 steps, 9 targets, 1 run each) and Square (5000 queries,
       ``p_init=0.8``, AutoAttack's schedule of ``p``).
-    - ``"reviewer"``: PGD-100 with CE over a grid of 4 step sizes x 25 restarts (100
-      runs per point), PGD-100 with the CW margin loss (4 x 5 runs), SimBA (SimBA-DCT
+    - ``"reviewer"``: PGD-100 with CE over a grid of 4 step sizes x 25 restarts (up to
+      100 runs per point; early exit once 5 restarts in a row broke no point, see
+      ``EvalResult.restart_curves``), PGD-100 with the CW margin loss (4 x 5 runs), SimBA (SimBA-DCT
       for L2, pixel SimBA for L-inf; 10,000 queries) and Square (5000 queries).
 
     ``scale`` multiplies steps, restarts and queries (e.g. ``scale=0.05`` for a CPU
@@ -133,7 +134,7 @@ def preset_attacks(
         AttackSpec(
             f"pgd-{k}-ce",
             attacks.pgd,
-            {"steps": k, "restarts": rs(25), "loss": "ce"},
+            {"steps": k, "restarts": rs(25), "loss": "ce", "patience": 5},
             alpha_rel=grid,
         ),
         AttackSpec(

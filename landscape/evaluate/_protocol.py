@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _batches, _utils, io
+from .. import attacks as attacks_mod
 from ._adaptive import adapt
 from ._checks import masking_checks
 from ._presets import AttackSpec, preset_attacks
@@ -40,6 +41,9 @@ class EvalResult(io.Result):
         checks: gradient-masking checks, ``{name: {"passed", "value", "detail"}}``.
         timings: ``{attack: seconds per eps}`` (shape (E,) each; work skipped on a
             resume counts as 0).
+        restart_curves: ``{attack: (E, R) robust accuracy after each restart}`` for
+            the PGD attacks (the curve flattens where more restarts stop paying; an
+            early exit, ``patience``, holds the last value).
         adversarial: with ``return_adversarial=True``, (E, N, ...) inputs: the one
             that broke each point, the clean input elsewhere; else None.
         meta: call arguments, attack settings, seed and provenance.
@@ -54,6 +58,7 @@ class EvalResult(io.Result):
     broken_by: np.ndarray
     checks: dict = dataclasses.field(default_factory=dict)
     timings: dict = dataclasses.field(default_factory=dict)
+    restart_curves: dict = dataclasses.field(default_factory=dict)
     adversarial: np.ndarray | None = None
     meta: dict = dataclasses.field(default_factory=dict)
 
@@ -191,6 +196,7 @@ class _State:
     done: dict  # "e/a" -> number of finished batches
     seconds: Tensor  # (E, A) float64, attack time per eps
     adv: Tensor | None  # (E, N, ...) worst-case inputs, or None
+    curves: dict = dataclasses.field(default_factory=dict)  # "e/a" -> unbroken/restart
 
     def save(self, path, sig: dict) -> None:
         io.atomic_save_torch({"signature": sig, **dataclasses.asdict(self)}, path)
@@ -210,6 +216,7 @@ def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
             st["done"],
             st.get("seconds", torch.zeros(num_eps, num_attacks, dtype=torch.float64)),
             st.get("adv"),
+            st.get("curves", {}),
         )
     adv = None
     if keep_adv:
@@ -224,22 +231,32 @@ def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
     )
 
 
-def _attack_alive(models, spec, x, y, alive, ep, norm, gen) -> tuple[Tensor, Tensor]:
+def _attack_alive(models, spec, x, y, alive, ep, norm, gen) -> tuple:
     """Run one attack on the still-robust points of a batch: (hit flags, x_adv).
     ``models``: the model the attack sees (adaptive wrappers) and the judged model."""
     attack_model, model = models
+    kw = spec.call_kwargs(ep)
+    if spec.fn is attacks_mod.pgd:
+        kw["return_info"] = True  # for the robust accuracy vs restarts curve
     xa = spec.fn(
-        attack_model,
-        x[alive],
-        y[alive],
-        eps=ep,
-        norm=norm,
-        generator=gen,
-        **spec.call_kwargs(ep),
+        attack_model, x[alive], y[alive], eps=ep, norm=norm, generator=gen, **kw
     )
+    curve = None
+    if isinstance(xa, tuple):
+        xa, info = xa
+        curve = info.get("restart_curve")
     with _utils.eval_mode(model), torch.no_grad():
         hit = (model(xa).argmax(1) != y[alive]).cpu()
-    return hit, xa
+    return hit, xa, curve
+
+
+def _add_curve(total: list[int], curve: list[int], alive: int) -> list[int]:
+    """Sum per-batch unbroken-vs-restart curves; a curve that exited early (or a
+    batch with nothing to attack) holds its last value."""
+    curve = list(curve) or [alive]
+    n = max(len(total), len(curve))
+    pad = lambda c, v: c + [c[-1] if c else v] * (n - len(c))  # noqa: E731
+    return [a + b for a, b in zip(pad(total, 0), pad(curve, alive))]
 
 
 def _run_sequence(models, batches, specs, eps_list, norm, seed, st, sig, path, bar):
@@ -258,8 +275,14 @@ def _run_sequence(models, batches, specs, eps_list, norm, seed, st, sig, path, b
                 if alive.numel() and ep > 0:
                     t0 = time.perf_counter()
                     gen = _chunk_generator(seed, e, a, b, x.device)
-                    hit, xa = _attack_alive(models, spec, x, y, alive, ep, norm, gen)
+                    hit, xa, curve = _attack_alive(
+                        models, spec, x, y, alive, ep, norm, gen
+                    )
                     st.seconds[e, a] += time.perf_counter() - t0
+                    if curve is not None:
+                        st.curves[key] = _add_curve(
+                            st.curves.get(key, []), curve, alive.numel()
+                        )
                     st.robust[e, lo + alive[hit]] = False
                     st.broken_by[e, lo + alive[hit]] = a
                     if st.adv is not None:
@@ -267,6 +290,22 @@ def _run_sequence(models, batches, specs, eps_list, norm, seed, st, sig, path, b
                 st.done[key] = b + 1
                 if path is not None:
                     st.save(path, sig)
+
+
+def _curve_table(specs, st: _State, num_eps: int, n: int) -> dict[str, np.ndarray]:
+    """Per attack with restarts: (E, R) overall robust accuracy after each restart."""
+    out: dict[str, np.ndarray] = {}
+    for a, s in enumerate(specs):
+        rows = [st.curves.get(f"{e}/{a}") for e in range(num_eps)]
+        if all(r is None for r in rows):
+            continue
+        width = max(len(r) for r in rows if r is not None)
+        bb = st.broken_by
+        after = ((bb == -1) | (bb > a)).sum(1).tolist()  # not attacked: eps = 0
+        rows = [([after[e]] if r is None else r) for e, r in enumerate(rows)]
+        arr = np.array([r + [r[-1]] * (width - len(r)) for r in rows], dtype=float)
+        out[s.name if s.name not in out else f"{s.name}#{a}"] = arr / max(n, 1)
+    return out
 
 
 def _timing_table(specs, seconds: Tensor) -> dict[str, np.ndarray]:
@@ -416,6 +455,7 @@ def evaluate(
         broken_by=st.broken_by.numpy(),
         checks=check_res,
         timings=_timing_table(specs, st.seconds),
+        restart_curves=_curve_table(specs, st, len(eps_list), len(clean)),
         adversarial=None if st.adv is None else st.adv.numpy(),
         meta={
             "attacks": [s.describe() for s in specs],
