@@ -632,3 +632,23 @@ def test_pgd_early_exit_and_restart_curve(mlp_case):
     assert early["num_grad"] < full["num_grad"]
     with pytest.raises(ValueError, match="patience"):
         run(patience=0)
+
+
+def test_fab_attack_values():
+    x, y = _images()
+    m = Recorder().eval()
+    for value, fn, kw in (
+        (A.FAB(eps=0.1, steps=3), A.fab, {}),
+        (A.FABT(eps=0.5, norm="l2", steps=3, num_targets=2), A.fab_t, {}),
+    ):
+        got = value(m, x, y, torch.Generator().manual_seed(0))
+        want = fn(m, x, y, eps=value.eps, norm=value.norm, steps=3, **kw)
+        if isinstance(value, A.FABT):
+            want = fn(m, x, y, eps=0.5, norm="l2", steps=3, num_targets=2)
+        assert (
+            torch.equal(got, want) and value.to_dict()["name"] == type(value).__name__
+        )
+    with pytest.raises(ValueError, match="eta"):
+        A.FAB(eps=0.1, eta=0)
+    assert A.APGD(eps=0.1, eot_iter=3).eot_iter == 3
+    assert A.PGDRestarts(eps=0.1, patience=2).patience == 2

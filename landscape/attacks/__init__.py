@@ -35,6 +35,8 @@ from ._losses import (
 from ._spec import (
     APGD,
     APGDT,
+    FAB,
+    FABT,
     FGSM,
     FGSMRS,
     PGD,
@@ -57,6 +59,8 @@ __all__ = [
     "APGD",
     "APGDT",
     "Attack",
+    "FAB",
+    "FABT",
     "FGSM",
     "FGSMRS",
     "PGD",

@@ -15,7 +15,7 @@ results' ``meta``):
 - :class:`PGD`, :class:`FGSMRS`: the fast training-time kernels of
   :mod:`landscape.attacks.perturb` (input gradients only, one run).
 - :class:`FGSM`, :class:`PGDRestarts`, :class:`APGD`, :class:`APGDT`,
-  :class:`Square`, :class:`SimBA`: the evaluation attacks (thin wrappers over
+  :class:`FAB`, :class:`FABT`, :class:`Square`, :class:`SimBA`: the evaluation attacks (thin wrappers over
   :func:`~landscape.attacks.fgsm`, :func:`~landscape.attacks.pgd`,
   :func:`~landscape.attacks.apgd`, :func:`~landscape.attacks.apgd_t`,
   :func:`~landscape.attacks.square`, :func:`~landscape.attacks.simba`).
@@ -241,8 +241,9 @@ class PGDRestarts(Attack):
     alpha: float | tuple[float, ...] | None = None
     restarts: int = 1
     loss: Loss = "ce"
-    random_start: bool = True
+    random_start: bool | None = None
     early_stop: bool = True
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -272,6 +273,7 @@ class PGDRestarts(Attack):
             loss=self.loss or "ce",
             random_start=self.random_start,
             early_stop=self.early_stop,
+            patience=self.patience,
             generator=generator,
         )
 
@@ -284,11 +286,13 @@ class APGD(Attack):
     restarts: int = 1
     loss: str = "ce"
     rho: float = 0.75
+    eot_iter: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_int(self.steps, "steps", 1)
         _check_int(self.restarts, "restarts", 1)
+        _check_int(self.eot_iter, "eot_iter", 1)
         _check_loss(self.loss)
         if not 0 < float(self.rho) < 1:
             raise ValueError(f"rho must be in (0, 1), got {self.rho!r}")
@@ -307,6 +311,7 @@ class APGD(Attack):
             restarts=int(self.restarts),
             loss=self.loss,
             rho=float(self.rho),
+            eot_iter=int(self.eot_iter),
             generator=generator,
         )
 
@@ -344,6 +349,62 @@ class APGDT(Attack):
             num_targets=int(self.num_targets),
             rho=float(self.rho),
             generator=generator,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class FAB(Attack):
+    """FAB, untargeted (Croce & Hein, 2020), :func:`landscape.attacks.fab`."""
+
+    steps: int = 100
+    restarts: int = 1
+    alpha_max: float = 0.1
+    eta: float = 1.05
+    beta: float = 0.9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int(self.steps, "steps", 1)
+        _check_int(self.restarts, "restarts", 1)
+        for name in ("alpha_max", "eta", "beta"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def _kwargs(self) -> dict:
+        return {
+            "eps": self.eps,
+            "norm": self.norm,
+            "steps": int(self.steps),
+            "restarts": int(self.restarts),
+            "alpha_max": float(self.alpha_max),
+            "eta": float(self.eta),
+            "beta": float(self.beta),
+        }
+
+    def __call__(self, model, x, y, generator=None) -> Tensor:
+        """Attack ``(x, y)``."""
+        from .fab import fab
+
+        return fab(model, x, y, generator=generator, **self._kwargs())
+
+
+@dataclasses.dataclass(frozen=True)
+class FABT(FAB):
+    """FAB-T, AutoAttack's targeted FAB, :func:`landscape.attacks.fab_t`."""
+
+    num_targets: int = 9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int(self.num_targets, "num_targets", 1)
+
+    def __call__(self, model, x, y, generator=None) -> Tensor:
+        """Attack ``(x, y)``."""
+        from .fab import fab_t
+
+        kw = self._kwargs()
+        return fab_t(
+            model, x, y, generator=generator, num_targets=int(self.num_targets), **kw
         )
 
 
