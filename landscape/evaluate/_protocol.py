@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .. import _batches, _utils, io
 from .. import attacks as attacks_mod
+from .. import certify as certify_mod
 from ._adaptive import adapt
 from ._checks import masking_checks
 from ._presets import AttackSpec, preset_attacks
@@ -44,6 +45,7 @@ class EvalResult(io.Result):
         restart_curves: ``{attack: (E, R) robust accuracy after each restart}`` for
             the PGD attacks (the curve flattens where more restarts stop paying; an
             early exit, ``patience``, holds the last value).
+        certified: with ``certify=True``, (E, N) bool: certified robust (CROWN).
         adversarial: with ``return_adversarial=True``, (E, N, ...) inputs: the one
             that broke each point, the clean input elsewhere; else None.
         meta: call arguments, attack settings, seed and provenance.
@@ -59,6 +61,7 @@ class EvalResult(io.Result):
     checks: dict = dataclasses.field(default_factory=dict)
     timings: dict = dataclasses.field(default_factory=dict)
     restart_curves: dict = dataclasses.field(default_factory=dict)
+    certified: np.ndarray | None = None
     adversarial: np.ndarray | None = None
     meta: dict = dataclasses.field(default_factory=dict)
 
@@ -74,6 +77,15 @@ class EvalResult(io.Result):
     def robust_accuracy(self) -> np.ndarray:
         """Overall robust accuracy per eps, shape (E,)."""
         return np.asarray(self.robust_correct, dtype=float).mean(axis=1)
+
+    @property
+    def bracket(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(certified, attacked)`` robust accuracy per eps: the true robust accuracy
+        lies between them (needs ``certify=True``)."""
+        if self.certified is None:
+            raise ValueError("no certificate: run evaluate(..., certify=True)")
+        cert = np.asarray(self.certified, dtype=float).mean(axis=1)
+        return cert, self.robust_accuracy
 
     def per_attack_accuracy(self) -> dict[str, np.ndarray]:
         """Robust accuracy after each attack of the sequence (cumulative), per eps."""
@@ -106,7 +118,10 @@ class EvalResult(io.Result):
             row = f"{float(eps):<10.4g}" + "".join(
                 f"{100 * per[n][e]:.2f}%".rjust(w) for n in names
             )
-            lines.append(row + f"{100 * self.robust_accuracy[e]:.2f}%".rjust(w))
+            row += f"{100 * self.robust_accuracy[e]:.2f}%".rjust(w)
+            if self.certified is not None:
+                row += f"  certified {100 * self.bracket[0][e]:.2f}%"
+            lines.append(row)
         if self.meta.get("adaptive"):
             lines.append("adaptive attacks: " + ", ".join(self.meta["adaptive"]))
         if self.checks:
@@ -367,6 +382,7 @@ def evaluate(
     eot_iter: int = 20,
     checks: bool = True,
     check_samples: int = 100,
+    certify: bool = False,
     return_adversarial: bool = False,
     state_path: str | Path | None = None,
     generator: torch.Generator | None = None,
@@ -399,6 +415,10 @@ def evaluate(
         eot_iter: forward passes per EOT gradient (AutoAttack's "rand": 20).
         checks: run the gradient-masking checks (:func:`masking_checks`).
         check_samples: points used by the checks.
+        certify: also certify every point (CROWN, :func:`landscape.certify.certify`;
+            feed-forward ReLU nets): ``result.bracket`` is then [certified, attacked]
+            robust accuracy, and the check ``certified_attacked`` fails on any point
+            both certified and broken by an attack.
         return_adversarial: also keep, per eps, the input that broke each point (the
             clean input where no attack did) in ``result.adversarial`` (E, N, ...).
         state_path: resumable state file: per-example results per attack and batch,
@@ -445,6 +465,7 @@ def evaluate(
         if checks
         else {}
     )
+    cert = _certify(model, batches, eps_list, norm, st, check_res) if certify else None
     return EvalResult(
         eps=np.asarray(eps_list, dtype=float),
         norm=norm,
@@ -456,16 +477,40 @@ def evaluate(
         checks=check_res,
         timings=_timing_table(specs, st.seconds),
         restart_curves=_curve_table(specs, st, len(eps_list), len(clean)),
+        certified=cert,
         adversarial=None if st.adv is None else st.adv.numpy(),
-        meta={
-            "attacks": [s.describe() for s in specs],
-            "adaptive": applied,
-            "seed": seed,
-            "scale": scale,
-            "num_classes": int(num_classes),
-            "model": type(model).__name__,
-        },
+        meta=_meta(specs, applied, seed, scale, num_classes, model),
     )
+
+
+def _meta(specs, applied, seed, scale, num_classes, model) -> dict:
+    return {
+        "attacks": [s.describe() for s in specs],
+        "adaptive": applied,
+        "seed": seed,
+        "scale": scale,
+        "num_classes": int(num_classes),
+        "model": type(model).__name__,
+    }
+
+
+def _certify(model, batches, eps_list, norm, st, check_res: dict) -> np.ndarray:
+    cert = certify_mod.certify(model, batches, eps=eps_list, norm=norm).certified
+    check_res["certified_attacked"] = _check_certified(cert, st.robust.numpy())
+    return cert
+
+
+def _check_certified(cert: np.ndarray, robust: np.ndarray) -> dict:
+    """Certified points must never be broken: a violation is a bug in one of the two."""
+    bad = cert & ~robust
+    num = int(bad.sum())
+    detail = (
+        "no point is both certified and broken by an attack"
+        if num == 0
+        else f"{num} point(s) certified yet broken (eps index, point): "
+        f"{np.argwhere(bad)[:10].tolist()}: a bug in the bounds or the attacks"
+    )
+    return {"passed": num == 0, "value": num, "detail": detail}
 
 
 def robust_accuracy(

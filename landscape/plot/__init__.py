@@ -5,6 +5,7 @@ Parts (one private module per concern):
 - ``_style``: ``PAPER_STYLE`` rc dict and shared helpers.
 - ``_curves``: schedules and learning curves.
 - ``_evaluation``: robust-accuracy tables and eps sweeps.
+- ``_certify``: certified vs attacked robust accuracy (the bracket).
 - ``_linear``: linear-classifier theory.
 - ``_curvature``: eigenvalues and spectral densities.
 - ``_scatter``: gradient-scattering statistics.
@@ -15,6 +16,7 @@ Parts (one private module per concern):
 """
 
 from . import (
+    _certify,
     _curvature,
     _curves,
     _demo,
@@ -24,6 +26,7 @@ from . import (
     _style,
     _surfaces,
 )
+from ._certify import *  # noqa: F403
 from ._curvature import *  # noqa: F403
 from ._curves import *  # noqa: F403
 from ._demo import *  # noqa: F403
@@ -39,6 +42,7 @@ __all__ = [
         _style,
         _curves,
         _evaluation,
+        _certify,
         _linear,
         _curvature,
         _scatter,
