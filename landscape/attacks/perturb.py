@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .. import _utils
 from .._batches import as_batches
+from ._input_grad import input_grad_mode
 
 __all__ = ["perturb", "perturb_batches", "project", "random_init", "fgsm_rs"]
 
@@ -110,23 +111,41 @@ def perturb(
     loss_fn = loss_fn or (lambda out, t: F.cross_entropy(out, t, reduction="sum"))
     x = x.detach()
     gen, _ = _utils.make_generator(generator, x.device)
-    if random_start:
-        delta = random_init(x, eps, norm, gen)
-    else:
-        delta = torch.zeros_like(x)
+    delta = random_init(x, eps, norm, gen) if random_start else torch.zeros_like(x)
     mode = _utils.train_mode if train else _utils.eval_mode
     with mode(model), _utils.thin_conv_backend(model), torch.enable_grad():
         for _ in range(steps):
-            delta.requires_grad_(True)
-            loss = loss_fn(model(x + delta), y)
-            (grad,) = torch.autograd.grad(loss, delta)
-            delta = delta.detach()
-            if norm == "linf":
-                delta = delta + alpha * grad.sign()
-            else:
-                delta = delta + alpha * grad / (_per_example_norm(grad) + 1e-12)
-            delta = project(delta, x, eps, norm)
-    return (x + delta).detach()
+            grad = _input_grad(model, loss_fn, x, delta, y)
+            _ascend_(delta, grad, alpha, norm)
+            _project_(delta, x, eps, norm)
+    return x + delta
+
+
+def _input_grad(model, loss_fn, x: Tensor, delta: Tensor, y: Tensor) -> Tensor:
+    """d loss / d x at ``x + delta``: one input-gradient pass (no weight gradients)."""
+    xa = (x + delta).requires_grad_(True)
+    with input_grad_mode(model, xa):
+        loss = loss_fn(model(xa), y)
+    (grad,) = torch.autograd.grad(loss, xa)
+    return grad
+
+
+def _ascend_(delta: Tensor, grad: Tensor, alpha: float, norm: str) -> None:
+    """``delta += alpha * step(grad)`` in place (``grad`` is overwritten)."""
+    if norm == "linf":
+        delta.add_(grad.sign_(), alpha=alpha)
+    else:
+        n = _per_example_norm(grad) + 1e-12
+        delta.add_(grad.mul_(alpha).div_(n))
+
+
+def _project_(delta: Tensor, x: Tensor, eps: float, norm: str) -> None:
+    """:func:`project` in place."""
+    if norm == "linf":
+        delta.clamp_(-eps, eps)
+    else:
+        delta.mul_(torch.clamp(eps / (_per_example_norm(delta) + 1e-12), max=1.0))
+    delta.add_(x).clamp_(0.0, 1.0).sub_(x)
 
 
 def fgsm_rs(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, **kw) -> Tensor:

@@ -1,0 +1,210 @@
+"""The training attack kernels (attacks.perturb / fgsm_rs) against a reference
+implementation: the in-place loop is bitwise the plain one, and the input-gradient
+mode (flipped-kernel convolutions, detached weights) gives the same gradients up to
+rounding and the same adversarial batches and trained weights within tolerance."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape import _utils, models
+from landscape.attacks import fgsm_rs, perturb
+from landscape.attacks._input_grad import input_grad_mode
+from landscape.train import TrainConfig, adversarial_train
+
+_perturb_mod = sys.modules["landscape.attacks.perturb"]
+
+
+def _reference(model, x, y, *, eps, norm="linf", alpha=None, steps=10, generator=None):
+    """The plain PGD loop (the kernel before the speed-up), random start."""
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    x = x.detach()
+    delta = _perturb_mod.random_init(x, eps, norm, generator)
+    was = model.training
+    model.eval()
+    with torch.enable_grad(), _utils.thin_conv_backend(model):
+        for _ in range(steps):
+            delta.requires_grad_(True)
+            loss = F.cross_entropy(model(x + delta), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, delta)
+            delta = delta.detach()
+            if norm == "linf":
+                delta = delta + alpha * grad.sign()
+            else:
+                n = grad.flatten(1).norm(dim=1).view(-1, *([1] * (x.ndim - 1)))
+                delta = delta + alpha * grad / (n + 1e-12)
+            delta = _perturb_mod.project(delta, x, eps, norm)
+    model.train(was)
+    return (x + delta).detach()
+
+
+def _lenet():
+    torch.manual_seed(0)
+    return models.build("lenet", in_shape=(1, 12, 12), num_classes=4, width=1)
+
+
+def _batch(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 12, 12, generator=g)
+    x[:, :, :3] = 0  # a black border: windows with exactly zero input gradient
+    return x, torch.randint(0, 4, (n,), generator=g)
+
+
+@pytest.fixture
+def no_mode(monkeypatch):
+    monkeypatch.setattr(
+        _perturb_mod, "input_grad_mode", lambda *a: contextlib.nullcontext()
+    )
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_in_place_loop_is_bitwise_the_plain_loop(norm, eps, no_mode):
+    model, (x, y) = _lenet(), _batch()
+    ref = _reference(
+        model,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        steps=5,
+        generator=torch.Generator().manual_seed(1),
+    )
+    got = perturb(
+        model,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        steps=5,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_fast_input_gradients_give_the_same_adversarial_batch(norm, eps):
+    model, (x, y) = _lenet(), _batch()
+    ref = _reference(
+        model,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        steps=5,
+        generator=torch.Generator().manual_seed(1),
+    )
+    got = perturb(
+        model,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        steps=5,
+        generator=torch.Generator().manual_seed(1),
+    )
+    # sign(grad) may differ only where the gradient is within rounding of zero
+    assert (got - ref).abs().gt(1e-5).float().mean() < 1e-3
+    torch.testing.assert_close(got, ref, rtol=0, atol=2.5 * eps / 5 * 2 + 1e-6)
+    fgsm = fgsm_rs(model, x, y, eps=eps, norm=norm, generator=torch.Generator())
+    assert fgsm.shape == x.shape
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(kernel_size=5, padding=2),
+        dict(kernel_size=3, padding=0),
+        dict(kernel_size=3, padding="same", bias=False),
+        dict(kernel_size=(3, 5), padding=(1, 0)),
+        dict(kernel_size=3, stride=2, padding=1),  # not stride 1: PyTorch's backward
+        dict(kernel_size=3, groups=2, padding=1),
+        dict(kernel_size=3, dilation=2, padding=2),
+    ],
+)
+def test_input_grad_mode_matches_autograd(conv):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, **conv), nn.ReLU(), nn.Flatten()).double()
+    x = torch.rand(3, 2, 9, 9, dtype=torch.float64)
+    x[:, :, :4] = 0
+    net(x)  # shapes
+    head = nn.Linear(net(x).shape[1], 3).double()
+    model = nn.Sequential(net, head)
+    y = torch.tensor([0, 1, 2])
+
+    def grad(mode: bool):
+        xa = x.clone().requires_grad_(True)
+        ctx = input_grad_mode(model, xa) if mode else contextlib.nullcontext()
+        with ctx:
+            loss = F.cross_entropy(model(xa), y, reduction="sum")
+        return torch.autograd.grad(loss, xa)[0]
+
+    ref, got = grad(False), grad(True)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert torch.equal(got == 0, ref == 0)  # exact zeros stay exact (sign steps)
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    # the weights are outside the graph inside the mode: no path to them
+    xa = x.clone().requires_grad_(True)
+    with input_grad_mode(model, xa):
+        out = net[0](xa)
+    if (
+        conv.get("stride", 1) == 1
+        and conv.get("groups", 1) == 1
+        and "dilation" not in conv
+    ):
+        leaves = [
+            n.variable
+            for n, _ in out.grad_fn.next_functions
+            if n is not None and hasattr(n, "variable")
+        ]
+        assert leaves == [xa]
+
+
+def _train(model, x, y, **kw):
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=16,
+        lr=0.05,
+        eps=0.1,
+        steps=3,
+        eval_num=0,
+        co_check_num=0,
+        seed=0,
+        **kw,
+    )
+    adversarial_train(model, (x, y), cfg)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("attack", ["pgd", "fgsm"])
+def test_seeded_training_matches_the_reference_kernel(attack, monkeypatch):
+    from landscape.train import _loop
+
+    x, y = _batch(64)
+    fast = _train(_lenet(), x, y, attack=attack)
+
+    def ref_kernel(model, x, y, *, eps, norm, alpha, steps, generator, **kw):
+        return _reference(
+            model,
+            x,
+            y,
+            eps=eps,
+            norm=norm,
+            alpha=alpha,
+            steps=steps,
+            generator=generator,
+        )
+
+    monkeypatch.setattr(_loop, "perturb", ref_kernel)
+    ref = _train(_lenet(), x, y, attack=attack)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+    monkeypatch.undo()
+    monkeypatch.setattr(
+        _perturb_mod, "input_grad_mode", lambda *a: contextlib.nullcontext()
+    )
+    assert torch.equal(_train(_lenet(), x, y, attack=attack), ref)  # same maths
