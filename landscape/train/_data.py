@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..data import Batches
 from ._config import TrainConfig
 
 __all__ = [
@@ -20,9 +20,11 @@ __all__ = [
 ]
 
 
-class TensorBatches:
-    """Deterministic mini-batches of in-memory tensors (reshuffled per epoch from
-    ``seed`` and the epoch number, so a resumed run sees the same order).
+class TensorBatches(Batches):
+    """:class:`landscape.data.Batches` with the trainer's historical shuffle order
+    (reshuffled per epoch from ``seed`` and the epoch number, so a resumed run sees
+    the same order). One loader class: everything that accepts a ``Batches`` accepts
+    it; ``adversarial_train`` builds one from ``(x, y)`` tensors.
 
     Example:
         >>> b = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2)
@@ -44,34 +46,19 @@ class TensorBatches:
             raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
         if len(x) == 0:
             raise ValueError("the training data is empty")
-        self.x, self.y = x, y
-        self.batch_size = int(batch_size)
-        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
-        self.epoch = 0
+        super().__init__(
+            x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        n = len(self.x)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(
-                (self.seed * 1_000_003 + self.epoch * 7919 + 1) % 2**63
-            )
-            order = torch.randperm(n, generator=g)
-        else:
-            order = None
-        for i in range(len(self)):
-            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
-            if order is None:
-                yield self.x[sl], self.y[sl]
-            else:
-                idx = order[sl]
-                yield self.x[idx], self.y[idx]
+    def order(self, epoch: int | None = None) -> Tensor:
+        """Sample order of a pass (``epoch`` defaults to the next one), on CPU."""
+        e = self.epoch if epoch is None else int(epoch)
+        if not self.shuffle:
+            return torch.arange(self.num_samples)
+        g = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + e * 7919 + 1) % 2**63
+        )
+        return torch.randperm(self.num_samples, generator=g)
 
 
 def as_loader(data: Any, cfg: TrainConfig) -> Any:
@@ -127,7 +114,7 @@ def fixed_batch(loader: Any, data: Any, num: int) -> tuple[Tensor, Tensor] | Non
     """A fixed training batch for the catastrophic-overfitting check."""
     if num <= 0:
         return None
-    if isinstance(loader, TensorBatches):
+    if isinstance(loader, Batches):  # TensorBatches too: the first examples
         return loader.x[:num], loader.y[:num]
     xs, ys, seen = [], [], 0
     for xb, yb in data:
