@@ -15,8 +15,6 @@ __all__ = [
     "as_loader",
     "eval_subset",
     "fixed_batch",
-    "check_batch",
-    "check_labels",
 ]
 
 
@@ -124,56 +122,3 @@ def fixed_batch(loader: Any, data: Any, num: int) -> tuple[Tensor, Tensor] | Non
         if seen >= num:
             break
     return torch.cat(xs), torch.cat(ys)
-
-
-def check_batch(x: Tensor, y: Tensor, *, where: str = "training data") -> None:
-    """Raise a clear error for a batch the trainer would silently misuse.
-
-    Images must be floating point in [0, 1] (not uint8, not [0, 255]); labels must be
-    integer class indices of shape (N,) (not float, not one-hot), one per image.
-    """
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError(
-            f"{where}: a batch must be a pair of tensors (x, y), got "
-            f"({type(x).__name__}, {type(y).__name__})"
-        )
-    if len(x) == 0:
-        raise ValueError(
-            f"{where}: a batch is empty (batch size 0); give every batch >= 1 example"
-        )
-    if len(x) != len(y):
-        raise ValueError(f"{where}: a batch has {len(x)} inputs but {len(y)} labels")
-    if not x.is_floating_point():
-        hint = " (x.float() / 255 for 8-bit images)" if x.dtype == torch.uint8 else ""
-        raise TypeError(
-            f"{where}: inputs must be floating point in [0, 1], got {x.dtype}{hint}"
-        )
-    lo, hi = torch.aminmax(x.detach())
-    lo, hi = float(lo), float(hi)
-    if lo < 0 or hi > 1:
-        hint = " (divide by 255)" if hi > 1 and hi <= 255 and lo >= 0 else ""
-        raise ValueError(
-            f"{where}: inputs must lie in [0, 1] (the attacks clip to that box), got "
-            f"values in [{lo:g}, {hi:g}]{hint}"
-        )
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise TypeError(
-            f"{where}: labels must be integer class indices (torch.long), got "
-            f"{y.dtype}" + (" one-hot rows: use y.argmax(1)" if y.ndim == 2 else "")
-        )
-    if y.ndim != 1:
-        raise ValueError(
-            f"{where}: labels must have shape (N,) (class indices), got "
-            f"{tuple(y.shape)}"
-            + ("; for one-hot rows use y.argmax(1)" if y.ndim == 2 else "")
-        )
-
-
-def check_labels(y: Tensor, num_classes: int, *, where: str = "training data") -> None:
-    """Raise a clear error for labels outside ``[0, num_classes)``."""
-    lo, hi = (int(v) for v in torch.aminmax(y))
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(
-            f"{where}: labels must lie in [0, {num_classes}) (the model has "
-            f"{num_classes} outputs), got labels in [{lo}, {hi}]"
-        )

@@ -18,17 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils, io
+from .._batches import Batched, as_batches
 from ..attacks.perturb import perturb
 from . import _dist
 from ._config import TrainConfig
-from ._data import (
-    TensorBatches,
-    as_loader,
-    check_batch,
-    check_labels,
-    eval_subset,
-    fixed_batch,
-)
+from ._data import TensorBatches, as_loader, eval_subset, fixed_batch
 from ._eval import (
     attack_ctx,
     autocast,
@@ -104,6 +98,7 @@ class _Run:
     checkpoints: list[str] = field(default_factory=list)
     accum: _Epoch | None = None
     init: list[Tensor] = field(default_factory=list)
+    batches: Batched | None = None  # the loader's batches, validated on the first pass
     num_classes: int | None = None
     eval_batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     co_batch: tuple[Tensor, Tensor] | None = None
@@ -363,7 +358,9 @@ def _wrap_models(run: _Run) -> None:
 
 
 def _monitor_data(run: _Run, data: Any, test_data: Any) -> None:
-    """The evaluation batches and the fixed CO-check batch (rank 0), checked."""
+    """The validated training batches; the evaluation batches and the fixed CO-check
+    batch (rank 0)."""
+    run.batches = _checked(run, run.loader, "data")
     if not run.main:
         return
     cfg = run.cfg.runtime
@@ -371,18 +368,31 @@ def _monitor_data(run: _Run, data: Any, test_data: Any) -> None:
     if co is not None:
         run.co_batch = run.prep(*co)
     subset = eval_subset(test_data, cfg.eval_num, run.cfg.batch_size)
-    run.eval_batches = [run.prep(x, y) for x, y in subset]
-    for i, (x, y) in enumerate(run.eval_batches):
-        check_batch(x, y, where="test_data")
-        if i == 0:
-            run.num_classes = _probe_classes(run, x)
-        check_labels(y, run.num_classes, where="test_data")
+    if subset:
+        checked = _checked(run, subset, "test_data").to_list()
+        run.eval_batches = [run.prep(x, y) for x, y in checked]
+        run.num_classes = _probe_classes(run, run.eval_batches[0][0])
+
+
+def _checked(run: _Run, source: Any, name: str) -> Batched:
+    """``source`` through the package's one batches owner (validated once)."""
+    named = isinstance(run.cfg.science.loss_fn, str)
+    return as_batches(
+        source,
+        device=run.device,
+        dtype=run.dtype,
+        model=run.raw,
+        labels="class" if named else "auto",
+        images=True,
+        name=name,
+    )
 
 
 @torch.no_grad()
 def _probe_classes(run: _Run, x: Tensor) -> int:
-    """The model's number of outputs (one eval-mode forward of a few inputs, RNG
-    forked); warns when the outputs look like probabilities instead of logits."""
+    """The model's number of outputs (one eval-mode forward of a few validated
+    inputs, RNG forked); warns when the outputs look like probabilities instead of
+    logits."""
     with _fork(run.device), _utils.eval_mode(run.raw), run.ctx():
         out = run.raw(x[:8])
     _utils.check_logits(out, where="adversarial_train: model")
@@ -436,7 +446,7 @@ def _run_epoch(run: _Run, show: bool, callback) -> None:
         disable=not show,
     )
     start = run.batch
-    for b, batch in enumerate(run.loader):
+    for b, batch in enumerate(run.batches):
         if b < start:
             continue
         info = _step(run, b, batch)
@@ -466,10 +476,8 @@ def _resume_point(run: _Run) -> bool:
 def _batch(run: _Run, batch: Any) -> tuple[Tensor, Tensor, int]:
     """This rank's checked share of a global batch, and the global batch size."""
     x, y = run.prep(batch[0], batch[1])
-    check_batch(x, y)
     if run.num_classes is None:
         run.num_classes = _probe_classes(run, x)
-    check_labels(y, run.num_classes)
     n_global = len(y)
     return (
         _dist.shard(x, run.rank, run.world),
