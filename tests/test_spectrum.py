@@ -118,3 +118,104 @@ def test_bad_arguments():
         spectrum.lanczos_density(model, loss_fn, data, num_iters=0)
     with pytest.raises(ValueError, match="sigma"):
         spectrum.lanczos_density(model, loss_fn, data, num_iters=2, sigma=-1.0)
+
+
+# -- bandwidth from the Ritz values, tail masses, operator-level SLQ ---------------
+
+
+def _spike_model():
+    """A tiny tanh MLP (292 params) trained near a minimum of 32 points: its Hessian
+    has a near-zero spike (~75% of the eigenvalues) and ~1% mass below -1% lambda_max."""
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 12),
+        torch.nn.Tanh(),
+        torch.nn.Linear(12, 12),
+        torch.nn.Tanh(),
+        torch.nn.Linear(12, 4),
+    ).double()
+    for p in model.parameters():
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
+    x = torch.randn(32, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (32,), generator=g)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(400):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return model, loss_fn, [(x, y)]
+
+
+def test_default_bandwidth_matches_dense_tail_mass():
+    model, loss_fn, data = _spike_model()
+    ev = torch.linalg.eigvalsh(hessian.dense_hessian(model, loss_fn, data)).numpy()
+    t = -0.01 * ev.max()
+    exact = float((ev < t).mean())
+    assert 0.005 < exact < 0.02  # the setting: a small negative tail
+    assert (np.abs(ev) < 0.01 * ev.max()).mean() > 0.7  # ... next to a big spike
+    q = spectrum.lanczos_quadrature(
+        model, loss_fn, data, num_iters=100, num_runs=4, generator=_gen()
+    )
+    d = q.density()
+    lo, hi = q.range
+    assert d.sigma == pytest.approx(hessian.papyan_bandwidth(lo, hi, 100), rel=1e-12)
+    assert d.mass_below(t) == pytest.approx(exact, rel=0.25)
+    # the former default (1% of the Ritz range) spreads the spike over the tail
+    assert q.density(sigma=0.01 * (hi - lo)).mass_below(t) > 5 * exact
+    # the unbroadened quadrature is within a node's weight of the exact fraction
+    assert abs(q.mass_below(t) - exact) <= np.nanmax(q.weights)
+    assert d.mass_below(np.inf) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_papyan_bandwidth_formula():
+    # neighbouring bumps of evenly spaced nodes cross at 1/kappa of their peaks
+    lo, hi, m = -1.0, 3.0, 41
+    sigma = hessian.papyan_bandwidth(lo, hi, m, kappa=3.0)
+    h = (hi - lo) * 1.1 / (m - 1)
+    assert np.exp(-0.5 * (h / 2 / sigma) ** 2) == pytest.approx(1 / 3, rel=1e-12)
+    with pytest.raises(ValueError, match="kappa"):
+        hessian.papyan_bandwidth(0.0, 1.0, 10, kappa=1.0)
+
+
+def test_density_exposes_quadrature():
+    lam = np.linspace(-1.0, 4.0, 60)
+    model, loss_fn, data, _ = planted(lam, seed=3)
+    d = hessian.lanczos_density(
+        model, loss_fn, data, num_iters=12, num_runs=3, generator=_gen()
+    )
+    q = d.quadrature
+    np.testing.assert_array_equal(q.nodes, d.nodes)
+    np.testing.assert_array_equal(q.weights, d.weights)
+    assert q.num_nodes == 12
+    # the quadrature integrates t exactly in expectation: mean eigenvalue
+    assert q.moment(lambda t: t) == pytest.approx(lam.mean(), abs=4 * lam.std() / 6)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "numpy", "scipy", "matvec"])
+def test_slq_on_any_operator(kind):
+    import scipy.sparse.linalg as sla
+
+    lam = np.array([5.0, 3.0, 1.0, 0.5, -2.0, 0.0])
+    _, _, _, A = planted(lam, seed=4)
+
+    class MatvecOnly:
+        shape = A.shape
+        dtype = A.dtype
+
+        def matvec(self, v):
+            return A @ v
+
+    op = {
+        "tensor": A,
+        "numpy": A.numpy(),
+        "scipy": sla.aslinearoperator(A.numpy()),
+        "matvec": MatvecOnly(),
+    }[kind]
+    q = hessian.slq(op, num_iters=6, num_runs=2, generator=_gen())
+    for c in range(2):
+        np.testing.assert_allclose(np.sort(q.nodes[c]), np.sort(lam), atol=1e-10)
+    assert q.num_hvps == 12
+    assert spectrum.slq is hessian.slq  # the alias module re-exports

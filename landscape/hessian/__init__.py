@@ -12,8 +12,14 @@ caller's model. For the robust (adversarial) Hessian, attack once with
 - :func:`top_eigenvalues`: Lanczos with full reorthogonalisation and a Ritz-residual
   stopping rule (``which="LA" | "SA" | "LM"``), or power iteration with deflation.
   Eigenvectors come back as ``dict[name -> tensor]`` (surface directions).
-- :func:`trace`: Hutchinson with a confidence interval, and Hutch++.
-- Spectral density (stochastic Lanczos quadrature): :mod:`landscape.spectrum`.
+- :func:`trace`: Hutchinson with a confidence interval, Hutch++ and XTrace.
+- :func:`lanczos_density`: spectral density by stochastic Lanczos quadrature (also
+  importable as :mod:`landscape.spectrum`), default bandwidth from the Ritz values.
+- Operator level, on any symmetric linear operator (a square tensor, a scipy
+  ``LinearOperator``, anything with ``matmat`` / ``matvec`` / ``@``; see
+  :func:`as_operator`): :func:`eigsh`, :func:`hutchinson`, :func:`hutchpp`,
+  :func:`xtrace`, :func:`xdiag`, :func:`slq`. The model-level functions are these on
+  the :class:`HessianOperator` of the model's loss.
 - ``python -m landscape.hessian CHECKPOINT``: the command-line tool.
 
 pyhessian (``backend="pyhessian"``). The released pyhessian 0.1 works on this torch
@@ -23,7 +29,7 @@ wrapper. What does not work or misleads, as found on torch 2.13:
 1. ``hessian.density()`` calls ``torch.eig``, removed from torch: it raises
    ``RuntimeError: This function was deprecated since version 1.9 and is now removed.
    `torch.linalg.eig` returns complex tensors ...``. Not offered; use
-   :func:`landscape.spectrum.lanczos_density`.
+   :func:`lanczos_density`.
 2. Gradient accumulation: the constructor runs ``loss.backward(create_graph=True)``
    into the model's ``.grad``; a second ``hessian`` object built on the same model and
    batch before the first one's methods cleared the grads sees the sum of the two
@@ -41,10 +47,20 @@ wrapper. What does not work or misleads, as found on torch 2.13:
 from __future__ import annotations
 
 from ._api import adversarial_data, adversarial_data_sweep, top_eigenvalues, trace
-from ._lanczos import MatrixOperator, lanczos, lanczos_eigs, power_iteration, ritz
+from ._lanczos import lanczos, lanczos_eigs, power_iteration, ritz
+from ._linop import MatrixOperator, as_operator
 from ._operator import HessianOperator, NondeterministicLossError, dense_hessian, hvp
+from ._ops import eigsh, estimate_trace, hutchinson, hutchpp, xdiag, xtrace
 from ._pyhessian import PYHESSIAN_DENSITY_ERROR
 from ._results import Eigenpairs, TraceEstimate
+from ._spectrum import (
+    Density,
+    LanczosQuadrature,
+    lanczos_density,
+    lanczos_quadrature,
+    papyan_bandwidth,
+    slq,
+)
 
 __all__ = [
     "hvp",
@@ -54,6 +70,17 @@ __all__ = [
     "NondeterministicLossError",
     "top_eigenvalues",
     "trace",
+    "lanczos_density",
+    "lanczos_quadrature",
+    "as_operator",
+    "eigsh",
+    "estimate_trace",
+    "hutchinson",
+    "hutchpp",
+    "xtrace",
+    "xdiag",
+    "slq",
+    "papyan_bandwidth",
     "adversarial_data",
     "adversarial_data_sweep",
     "lanczos",
@@ -62,5 +89,7 @@ __all__ = [
     "ritz",
     "Eigenpairs",
     "TraceEstimate",
+    "Density",
+    "LanczosQuadrature",
     "PYHESSIAN_DENSITY_ERROR",
 ]

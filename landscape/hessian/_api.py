@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
@@ -11,10 +12,10 @@ from torch import Tensor, nn
 
 from .. import _utils
 from .._batches import as_batches
-from ._lanczos import lanczos_eigs, power_iteration
 from ._operator import HessianOperator
+from ._ops import TRACE_METHODS, eigsh, estimate_trace
 from ._results import Eigenpairs, TraceEstimate
-from ._trace import hutchinson, hutchpp, normal_quantile
+from ._trace import normal_quantile
 
 __all__ = ["top_eigenvalues", "trace", "adversarial_data", "adversarial_data_sweep"]
 
@@ -27,12 +28,30 @@ def _check_backend(backend: str) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def _vectors_dict(op: HessianOperator, vecs: Tensor) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    parts = [op.to_dict(v.detach()) for v in vecs]
-    for n in op.names:
-        out[n] = torch.stack([p[n] for p in parts]).cpu().numpy()
-    return out
+def _pyhessian_top(
+    model, loss_fn, data, *, k, which, tol, max_iter, return_vectors, dtype, seed, meta
+) -> Eigenpairs:
+    if which == "SA":
+        raise ValueError(
+            "backend='pyhessian' (power iteration) finds the largest-magnitude "
+            "eigenvalues only; use backend='landscape' for which='SA'"
+        )
+    from ._pyhessian import pyhessian_eigenvalues
+
+    vals, vecs = pyhessian_eigenvalues(
+        model,
+        loss_fn,
+        data,
+        k=k,
+        tol=1e-3 if tol is None else tol,
+        max_iter=100 if max_iter is None else max_iter,
+        seed=seed,
+        dtype=dtype,
+    )
+    vectors = {}
+    if return_vectors:
+        vectors = {n: np.stack([v[n].numpy() for v in vecs]) for n in vecs[0]}
+    return Eigenpairs(vals, vectors, None, 0, True, "pyhessian", meta)
 
 
 def top_eigenvalues(
@@ -56,24 +75,16 @@ def top_eigenvalues(
 ) -> Eigenpairs:
     """Extreme eigenpairs of the Hessian of the mean loss over ``data``.
 
-    Lanczos (default) runs with full reorthogonalisation until the Ritz residuals
-    ``||H v - theta v||`` of the ``k`` wanted pairs fall below ``tol * max|theta|``
-    (eigenvalue errors are then of order ``residual**2 / gap``). Power iteration with
-    deflation reproduces the original code / pyhessian (largest *magnitude* first;
-    ``which`` is ignored).
+    :func:`~landscape.hessian.eigsh` on the model's :class:`HessianOperator`: Lanczos
+    (default) with full reorthogonalisation until the Ritz residuals of the ``k``
+    wanted pairs fall below ``tol * max|theta|``, or power iteration with deflation
+    (the original code / pyhessian: largest *magnitude* first, ``which`` ignored).
 
     Args:
         model: the network (untouched; analysed in eval mode).
         loss_fn: maps ``(output, y)`` to the batch-mean loss.
         data: iterable of fixed ``(x, y)`` batches (see :func:`adversarial_data`).
-        k: number of eigenpairs.
-        which: ``"LA"`` largest, ``"SA"`` smallest (negative curvature), ``"LM"``
-            largest magnitude.
-        method: ``"lanczos"`` or ``"power"``.
-        tol: Lanczos residual tolerance (default 1e-6) or power-iteration relative
-            change (default 1e-3, pyhessian's).
-        max_iter: Lanczos iterations (default ``max(100, 5k)``) or power iterations
-            per eigenvalue (default 100).
+        k, which, method, tol, max_iter: see :func:`~landscape.hessian.eigsh`.
         return_vectors: keep the eigenvectors (as ``dict[name -> tensor]``).
         backend: ``"landscape"`` or ``"pyhessian"`` (power iteration of pyhessian 0.1,
             run on a copy of the model).
@@ -105,39 +116,22 @@ def top_eigenvalues(
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     gen, seed = _utils.make_generator(generator)
-    meta = {
-        "k": k,
-        "which": which,
-        "method": method,
-        "backend": backend,
-        "seed": seed,
-        "tol": tol,
-        "max_iter": max_iter,
-        "mode": mode,
-        "dtype": str(dtype),
-    }
+    meta = {"k": k, "which": which, "method": method, "backend": backend, "seed": seed}
+    meta.update(tol=tol, max_iter=max_iter, mode=mode, dtype=str(dtype))
     if backend == "pyhessian":
-        if which == "SA":
-            raise ValueError(
-                "backend='pyhessian' (power iteration) finds the largest-magnitude "
-                "eigenvalues only; use backend='landscape' for which='SA'"
-            )
-        from ._pyhessian import pyhessian_eigenvalues
-
-        vals, vecs = pyhessian_eigenvalues(
+        return _pyhessian_top(
             model,
             loss_fn,
             data,
             k=k,
-            tol=1e-3 if tol is None else tol,
-            max_iter=100 if max_iter is None else max_iter,
-            seed=seed,
+            which=which,
+            tol=tol,
+            max_iter=max_iter,
+            return_vectors=return_vectors,
             dtype=dtype,
+            seed=seed,
+            meta=meta,
         )
-        vectors = {}
-        if return_vectors:
-            vectors = {n: np.stack([v[n].numpy() for v in vecs]) for n in vecs[0]}
-        return Eigenpairs(vals, vectors, None, 0, True, "pyhessian", meta)
     op = HessianOperator(
         model,
         loss_fn,
@@ -147,48 +141,53 @@ def top_eigenvalues(
         check_deterministic=check_deterministic,
     )
     meta.update(loss=op.loss, num_params=op.dim, hvp_mode=op.mode)
-    if method == "lanczos":
-        vals, vecs, res, hvps, conv = lanczos_eigs(
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eig = eigsh(
             op,
             k,
             which=which,
-            tol=1e-6 if tol is None else tol,
+            method=method,
+            tol=tol,
             max_iter=max_iter,
-            generator=gen,
-            keep_vectors=return_vectors,
-            progressbar=progressbar,
-        )
-    else:
-        vals, vecs, res, hvps, conv = power_iteration(
-            op,
-            k,
-            tol=1e-3 if tol is None else tol,
-            max_iter=100 if max_iter is None else max_iter,
+            return_vectors=return_vectors,
             generator=gen,
             progressbar=progressbar,
         )
-    if not conv:
-        warnings.warn(
-            f"top_eigenvalues ({method}) did not converge to tol in max_iter iterations "
-            f"(residuals {np.array2string(np.asarray(res), precision=2)}); "
-            "raise max_iter or tol",
-            stacklevel=2,
-        )
+    for w in caught:  # re-issue at the caller of top_eigenvalues
+        msg = str(w.message).replace("eigsh (", "top_eigenvalues (")
+        warnings.warn(msg, w.category, stacklevel=2)
+    vals = eig.eigenvalues
     if warn_negative and which == "LA" and vals[0] < 0:
         warnings.warn(
             f"the top Hessian eigenvalue is negative ({vals[0]:.3g}): this is not a "
             "minimum (or the data/model is not what you think)",
             stacklevel=2,
         )
-    vectors = _vectors_dict(op, vecs) if (return_vectors and vecs is not None) else {}
-    return Eigenpairs(
-        np.asarray(vals, dtype=np.float64),
-        vectors,
-        np.asarray(res, dtype=np.float64),
-        int(hvps),
-        bool(conv),
-        method,
-        meta,
+    return dataclasses.replace(eig, meta=meta)
+
+
+def _pyhessian_trace(
+    model, loss_fn, data, *, method, tol, num_probes, confidence, seed, dtype, meta
+) -> TraceEstimate:
+    if method != "hutchinson":
+        raise ValueError("backend='pyhessian' offers only method='hutchinson'")
+    from ._pyhessian import pyhessian_trace
+
+    s = pyhessian_trace(
+        model,
+        loss_fn,
+        data,
+        tol=1e-3 if tol is None else tol,
+        max_iter=num_probes,
+        seed=seed,
+        dtype=dtype,
+    )
+    z = normal_quantile(confidence)
+    est = float(s.mean())
+    se = float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else float("inf")
+    return TraceEstimate(
+        est, se, est - z * se, est + z * se, confidence, s, len(s), "pyhessian", meta
     )
 
 
@@ -212,10 +211,14 @@ def trace(
 ) -> TraceEstimate:
     """Stochastic estimate of the Hessian trace with a confidence interval.
 
+    :func:`~landscape.hessian.estimate_trace` on the model's :class:`HessianOperator`.
+
     Args:
         model, loss_fn, data: as in :func:`top_eigenvalues`.
-        num_probes: HVP budget (Hutchinson: probes; Hutch++: total products).
-        method: ``"hutchinson"`` or ``"hutch++"``.
+        num_probes: HVP budget (Hutchinson: probes; Hutch++ / XTrace: all products).
+        method: ``"hutchinson"``, ``"hutch++"`` or ``"xtrace"`` (Epperly et al. 2024:
+            lower error than Hutch++ at the same budget when a few eigenvalues
+            dominate).
         tol: Hutchinson stops early when ``std_error <= tol * |estimate|``
             (pyhessian backend: its own relative-change rule, default 1e-3).
         confidence: level of ``[ci_low, ci_high]`` (normal approximation).
@@ -237,45 +240,23 @@ def trace(
         True
     """
     _check_backend(backend)
-    if method not in ("hutchinson", "hutch++"):
-        raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
+    if method not in TRACE_METHODS:
+        raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")
     gen, seed = _utils.make_generator(generator)
-    z = normal_quantile(confidence)
-    meta = {
-        "num_probes": num_probes,
-        "method": method,
-        "backend": backend,
-        "seed": seed,
-        "tol": tol,
-        "distribution": distribution,
-        "dtype": str(dtype),
-    }
+    meta = {"num_probes": num_probes, "method": method, "backend": backend}
+    meta.update(seed=seed, tol=tol, distribution=distribution, dtype=str(dtype))
     if backend == "pyhessian":
-        if method != "hutchinson":
-            raise ValueError("backend='pyhessian' offers only method='hutchinson'")
-        from ._pyhessian import pyhessian_trace
-
-        s = pyhessian_trace(
+        return _pyhessian_trace(
             model,
             loss_fn,
             data,
-            tol=1e-3 if tol is None else tol,
-            max_iter=num_probes,
+            method=method,
+            tol=tol,
+            num_probes=num_probes,
+            confidence=confidence,
             seed=seed,
             dtype=dtype,
-        )
-        est = float(s.mean())
-        se = float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else float("inf")
-        return TraceEstimate(
-            est,
-            se,
-            est - z * se,
-            est + z * se,
-            confidence,
-            s,
-            len(s),
-            "pyhessian",
-            meta,
+            meta=meta,
         )
     op = HessianOperator(
         model,
@@ -287,35 +268,19 @@ def trace(
         check_deterministic=check_deterministic,
     )
     meta.update(loss=op.loss, num_params=op.dim, hvp_mode=op.mode)
-    if method == "hutchinson":
-        est, se, s = hutchinson(
-            op,
-            num_probes,
-            generator=gen,
-            distribution=distribution,
-            tol=tol,
-            progressbar=progressbar,
-        )
-    else:
-        est, se, s, low = hutchpp(
-            op,
-            num_probes,
-            generator=gen,
-            distribution=distribution,
-            progressbar=progressbar,
-        )
-        meta["low_rank_part"] = low
-    return TraceEstimate(
-        est,
-        se,
-        est - z * se,
-        est + z * se,
-        confidence,
-        s,
-        int(op.num_hvps),
-        method,
-        meta,
+    est = estimate_trace(
+        op,
+        num_probes,
+        method=method,
+        distribution=distribution,
+        tol=tol,
+        confidence=confidence,
+        generator=gen,
+        progressbar=progressbar,
     )
+    if "low_rank_part" in est.meta:
+        meta["low_rank_part"] = est.meta["low_rank_part"]
+    return dataclasses.replace(est, num_hvps=int(op.num_hvps), meta=meta)
 
 
 def adversarial_data(

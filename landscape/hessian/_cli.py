@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from .. import data as _data
-    from .. import spectrum
     from .._utils import seed_everything
     from ..io import atomic_write
     from ._api import adversarial_data, top_eigenvalues, trace
+    from ._spectrum import lanczos_density
 
     gen = seed_everything(args.seed)
     device = _cli.device(args)
@@ -190,7 +190,7 @@ def _main(argv: list[str]) -> int:
             row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
             row["hvps"] = eig.num_hvps
         if args.density:
-            dens = spectrum.lanczos_density(
+            dens = lanczos_density(
                 model,
                 loss_fn,
                 batches,

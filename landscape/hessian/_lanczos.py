@@ -3,7 +3,8 @@ power iteration with deflation, on any symmetric operator with ``matmat``.
 
 An operator is anything with ``dim``, ``dtype``, ``device`` and ``matmat(V)`` mapping
 rows ``V (r, dim)`` to rows ``(H V^T)^T`` — :class:`HessianOperator` or
-:class:`MatrixOperator` (a dense matrix, for planted spectra).
+:class:`MatrixOperator` (a dense matrix, for planted spectra); the functions here also
+take what :func:`~landscape.hessian.as_operator` accepts (tensors, scipy operators).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from ._linop import MatrixOperator, as_operator
+
 __all__ = [
     "MatrixOperator",
     "LanczosRun",
@@ -23,32 +26,6 @@ __all__ = [
     "ritz",
     "power_iteration",
 ]
-
-
-class MatrixOperator:
-    """A dense symmetric matrix as an operator (tests with planted spectra).
-
-    Example:
-        >>> op = MatrixOperator(torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)))
-        >>> op.matvec(torch.ones(2, dtype=torch.float64)).tolist()
-        [3.0, 1.0]
-    """
-
-    def __init__(self, A: Tensor) -> None:
-        if A.ndim != 2 or A.shape[0] != A.shape[1]:
-            raise ValueError(f"expected a square matrix, got shape {tuple(A.shape)}")
-        self.A = A
-        self.dim = A.shape[0]
-        self.dtype = A.dtype
-        self.device = A.device
-        self.num_hvps = 0
-
-    def matmat(self, V: Tensor) -> Tensor:
-        self.num_hvps += V.shape[0]
-        return V.to(self.dtype) @ self.A.T
-
-    def matvec(self, v: Tensor) -> Tensor:
-        return self.matmat(v.reshape(1, -1))[0]
 
 
 @dataclass
@@ -109,6 +86,7 @@ def lanczos(
     """
     from tqdm.auto import tqdm
 
+    op = as_operator(op)
     v0 = v0.to(op.device, op.dtype)
     r, n = v0.shape
     m = min(int(num_iters), n)
@@ -207,6 +185,7 @@ def lanczos_eigs(
     Returns:
         ``(values, vectors (k, dim) or None, residuals, num_hvps, converged)``.
     """
+    op = as_operator(op)
     n = op.dim
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}] (the number of parameters), got {k}")
@@ -308,6 +287,7 @@ def power_iteration(
     """
     from tqdm.auto import tqdm
 
+    op = as_operator(op)
     n = op.dim
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}] (the number of parameters), got {k}")

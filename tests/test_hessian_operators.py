@@ -1,0 +1,174 @@
+"""landscape.hessian at the operator level: eigsh / trace / diagonal estimators on any
+linear operator (dense ground truth, planted spectra), XTrace vs Hutch++."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as sla
+import torch
+from test_hessian import planted
+
+from landscape import hessian
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _planted_matrix(lam, seed=0):
+    lam = torch.as_tensor(lam, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(
+        torch.randn(len(lam), len(lam), generator=g, dtype=lam.dtype)
+    )
+    return Q @ torch.diag(lam) @ Q.T
+
+
+class _Columns:
+    """A user's operator: shape, dtype and a column matmat (A @ X), nothing else."""
+
+    def __init__(self, A):
+        self.A, self.shape, self.dtype = A, tuple(A.shape), A.dtype
+
+    def matmat(self, X):
+        return self.A @ X
+
+
+def _kinds(A):
+    return {
+        "tensor": A,
+        "numpy": A.numpy(),
+        "scipy": sla.aslinearoperator(A.numpy()),
+        "matmat": _Columns(A),
+        "matrix_operator": hessian.MatrixOperator(A),
+    }
+
+
+KINDS = ["tensor", "numpy", "scipy", "matmat", "matrix_operator"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_eigsh_on_any_operator(kind):
+    lam = np.concatenate([[9.0, 7.0, 7.0, 4.0], np.linspace(-1.0, 1.0, 46)])
+    A = _planted_matrix(lam, seed=1)
+    eig = hessian.eigsh(_kinds(A)[kind], k=4, tol=1e-10, generator=_gen())
+    np.testing.assert_allclose(eig.eigenvalues, [9.0, 7.0, 7.0, 4.0], rtol=1e-8)
+    V = torch.as_tensor(eig.vectors["flat"])
+    assert V.shape == (4, 50)
+    torch.testing.assert_close(V @ A @ V.T, torch.diag(torch.as_tensor(lam[:4])))
+    small = hessian.eigsh(_kinds(A)[kind], k=2, which="SA", tol=1e-10)
+    np.testing.assert_allclose(small.eigenvalues, [-1.0, lam[5]], rtol=1e-8)
+    power = hessian.eigsh(A, k=1, method="power", tol=1e-9, max_iter=500)
+    np.testing.assert_allclose(power.eigenvalues, [9.0], rtol=1e-2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["hutchinson", "hutch++", "xtrace"])
+def test_trace_estimators_on_any_operator(kind, method):
+    lam = np.concatenate([np.linspace(0.5, 2.0, 10), np.zeros(30)])  # rank 10
+    A = _planted_matrix(lam, seed=2)
+    est = hessian.estimate_trace(_kinds(A)[kind], 40, method=method, generator=_gen())
+    if method == "hutchinson":
+        assert abs(est.estimate - lam.sum()) < 5 * est.std_error
+    else:  # a sketch of >= 10 vectors spans the range: exact
+        assert est.estimate == pytest.approx(lam.sum(), rel=1e-8)
+    assert est.num_hvps == 40
+    assert est.method == method
+
+
+def test_public_trace_functions_and_xdiag_are_exact_on_low_rank():
+    lam = np.concatenate([[3.0, -1.0, 2.0, 0.5], np.zeros(26)])
+    A = _planted_matrix(lam, seed=3)
+    for f in (hessian.xtrace, hessian.hutchpp):
+        est = f(A, 16, generator=_gen()).estimate
+        assert est == pytest.approx(lam.sum(), rel=1e-8)
+    torch.testing.assert_close(hessian.xdiag(A, 16, generator=_gen()), A.diagonal())
+
+
+def test_xtrace_error_below_hutchpp_on_planted_spectrum():
+    """Equal budgets (40 products), a power-law spectrum (lambda_i = i^-2, n = 200):
+    the mean absolute error of XTrace over 400 seeds is below 0.8x that of Hutch++
+    (measured ratio 0.6; over blocks of 50 seeds it ranged 0.45-0.79)."""
+    lam = np.arange(1, 201, dtype=np.float64) ** -2.0
+    op = hessian.MatrixOperator(_planted_matrix(lam, seed=3))
+    exact = lam.sum()
+    err_x, err_h = [], []
+    for seed in range(400):
+        err_x.append(abs(hessian.xtrace(op, 40, generator=_gen(seed)).estimate - exact))
+        err_h.append(
+            abs(hessian.hutchpp(op, 40, generator=_gen(seed)).estimate - exact)
+        )
+    ratio = np.mean(err_x) / np.mean(err_h)
+    assert ratio < 0.8, ratio
+    # XTrace's standard error is calibrated: |error| within 3 se in >= 90% of runs
+    ests = [hessian.xtrace(op, 40, generator=_gen(s)) for s in range(100)]
+    inside = np.mean([abs(e.estimate - exact) <= 3 * e.std_error for e in ests])
+    assert inside >= 0.9
+
+
+def test_xdiag_converges_with_budget():
+    lam = np.arange(1, 101, dtype=np.float64) ** -1.5
+    A = _planted_matrix(lam, seed=5)
+    d = A.diagonal()
+
+    def err(m):
+        return np.mean(
+            [
+                float((hessian.xdiag(A, m, generator=_gen(s)) - d).norm() / d.norm())
+                for s in range(20)
+            ]
+        )
+
+    e20, e80 = err(20), err(80)
+    assert e80 < 0.5 * e20 and e80 < 0.1
+
+
+def test_model_level_functions_are_the_operator_functions(tiny_case):
+    model, loss_fn, data = tiny_case
+    op = hessian.HessianOperator(model, loss_fn, data)
+    H = hessian.dense_hessian(model, loss_fn, data)
+    a = hessian.top_eigenvalues(model, loss_fn, data, k=3, tol=1e-10, generator=_gen())
+    b = hessian.eigsh(op, k=3, tol=1e-10, generator=_gen())
+    np.testing.assert_array_equal(a.eigenvalues, b.eigenvalues)
+    assert set(b.vectors) == {n for n, _ in model.named_parameters()}
+    np.testing.assert_allclose(
+        a.eigenvalues,
+        torch.linalg.eigvalsh(H).flip(0)[:3].cpu().numpy(),
+        rtol=1e-6,
+    )
+    t = hessian.trace(model, loss_fn, data, method="xtrace", num_probes=2 * op.dim)
+    assert abs(t.estimate - float(H.trace())) < 5 * t.std_error + 1e-8
+    assert t.method == "xtrace" and t.num_hvps == 2 * op.dim
+
+
+def test_model_level_xtrace_exact_below_rank():
+    lam = np.concatenate([[4.0, 2.5, 1.0], np.zeros(17)])
+    model, loss_fn, data, _ = planted(lam)
+    t = hessian.trace(model, loss_fn, data, method="xtrace", num_probes=8)
+    assert t.estimate == pytest.approx(7.5, rel=1e-8)
+    assert t.num_hvps == 8
+
+
+def test_hessian_operator_of_a_planted_model_through_scipy():
+    lam = np.array([4.0, 2.0, 1.0, -1.0])
+    model, loss_fn, data, A = planted(lam)
+    op = hessian.HessianOperator(model, loss_fn, data)
+    scipy_op = sla.LinearOperator(
+        (op.dim, op.dim),
+        matvec=lambda v: op.matvec(torch.as_tensor(v)).numpy(),
+        dtype=np.float64,
+    )
+    eig = hessian.eigsh(scipy_op, k=2, tol=1e-10)
+    np.testing.assert_allclose(eig.eigenvalues, [4.0, 2.0], rtol=1e-10)
+
+
+def test_bad_operator_and_budget_errors():
+    with pytest.raises(TypeError, match="linear operator"):
+        hessian.eigsh("not an operator", k=1)
+    with pytest.raises(ValueError, match="square"):
+        hessian.as_operator(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="at least 4"):
+        hessian.xtrace(torch.eye(5, dtype=torch.float64), 2)
+    with pytest.raises(ValueError, match="method"):
+        hessian.estimate_trace(torch.eye(5), 4, method="nope")
