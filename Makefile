@@ -48,6 +48,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check landscape tests figures benchmarks
 
 bench: $(STAMP)
+	$(PY) -m pip install -q --no-deps -c constraints.txt curvlinops-for-pytorch einops einconv linear-operator
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
 
 clean:

@@ -172,3 +172,52 @@ def test_bad_operator_and_budget_errors():
         hessian.xtrace(torch.eye(5, dtype=torch.float64), 2)
     with pytest.raises(ValueError, match="method"):
         hessian.estimate_trace(torch.eye(5), 4, method="nope")
+
+
+# -- auto choice of the block formulation -------------------------------------------
+
+
+def test_auto_blocks_time_each_formulation_and_keep_the_fastest(tiny_case):
+    model, loss_fn, data = tiny_case
+    H = hessian.dense_hessian(model, loss_fn, data, mode="recompute")
+    op = hessian.HessianOperator(model, loss_fn, data)
+    assert op.batch_mode == "select"
+    V = torch.randn(5, op.dim, generator=_gen(), dtype=torch.float64).to(H.device)
+    torch.testing.assert_close(op.matmat(V), V @ H, rtol=1e-10, atol=1e-12)
+    assert (
+        {"graph", "recompute"}
+        <= set(op.batch_timings)
+        <= {
+            "graph",
+            "jvp",
+            "recompute",
+        }
+    )
+    assert op.batch_mode == min(op.batch_timings, key=op.batch_timings.get)
+    torch.testing.assert_close(op.matmat(V), V @ H, rtol=1e-10, atol=1e-12)
+    assert op.num_hvps == 10
+
+
+def test_auto_blocks_follow_the_clock(monkeypatch):
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)
+    ).double()
+    data = [(torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 2, (6,)))]
+    op = hessian.HessianOperator(model, torch.nn.CrossEntropyLoss(), data)
+    # graph takes 3, jvp 1, recompute 5 (clock units): jvp must be kept
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 25.0])
+    monkeypatch.setattr(op, "_clock", lambda: next(ticks))
+    ran = []
+    run = op._run
+
+    def spy(V, mode, strict=False):
+        ran.append(mode)
+        return run(V, mode, strict)
+
+    monkeypatch.setattr(op, "_run", spy)
+    op.matmat(torch.randn(2, op.dim, dtype=torch.float64))
+    assert ran == ["graph", "jvp", "recompute"] and op.batch_mode == "jvp"
+    op.matmat(torch.randn(3, op.dim, dtype=torch.float64))
+    assert ran[-1] == "jvp" and len(ran) == 4
+    op.matvec(torch.randn(op.dim, dtype=torch.float64))  # single vectors: the graph
+    assert ran[-1] == "graph"

@@ -11,20 +11,25 @@ Three formulations of the Hessian-vector product (HVP), picked with ``mode``:
 - ``"jvp"``: ``torch.func`` forward-over-reverse, ``jvp(grad(loss))`` per batch per HVP
   (memory of one batch; needs every op to support forward-mode AD).
 
-Several vectors are multiplied at once (``matmat``) with ``is_grads_batched`` / ``vmap``
-when ``batch_vectors > 1``. ``"auto"`` (default) uses the cached graph for single
-vectors (Lanczos, power iteration) and ``vmap(jvp(grad))`` for blocks of >= 2 vectors
-(Hutchinson, Hutch++, several SLQ probes, dense Hessians), which amortises the forward
-pass over the block. Measured on LeNet / 1,000 MNIST images, 1 thread
-(``benchmarks/bench_hessian.py``, two runs on a shared CPU): one gradient = 1; graph
-HVP 2.0-2.6, recomputed double backward 2.7-3.4, jvp 2.2-2.7, vmap(jvp) over 8 vectors
-1.4-1.8 per vector; ``is_grads_batched`` over the cached graph was slower per vector
-than a loop (4.2), so the graph mode loops.
+Several vectors are multiplied at once (``matmat``) in blocks of ``batch_vectors``.
+With an explicit ``mode`` a block uses that formulation (``"jvp"``: ``vmap`` over the
+vectors, sharing the forward; ``"recompute"``: ``is_grads_batched``; ``"graph"``: one
+double backward per vector). No formulation is fastest on every model: measured per
+vector in gradients (``benchmarks/bench_hvp_batching.py``, float32, 256 images, one
+thread, CPU), the cached graph costs 0.7-2.5, ``vmap(jvp)`` 1.1-4.4 and batched double
+backward 0.5-3.0; ``vmap(jvp)`` wins only on LeNet (thin 5x5 convolutions: 0.49x the
+graph), batched double backward on MLPs (0.65-0.75x), the graph on BatchNorm-residual
+CNNs. So ``"auto"`` (default) uses the cached graph for single vectors (Lanczos, power
+iteration) and, on the first block of >= 2 vectors (Hutchinson, Hutch++, XTrace, SLQ
+probes, dense Hessians), times each formulation once on that block and keeps the
+fastest (``batch_mode``, ``batch_timings``). The formulations agree to rounding; pass
+an explicit ``mode`` for bitwise-reproducible blocks.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -48,7 +53,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 
 # Keep the gradient graph when the inputs of the whole dataset hold fewer elements.
 _GRAPH_MAX_INPUT_ELEMENTS = 64_000_000
-# In auto mode, products of at least this many vectors use vmap(jvp(grad)).
+# In auto mode, products of at least this many vectors choose their formulation.
 _MIN_BATCH_FOR_JVP = 2
 
 
@@ -124,9 +129,10 @@ class HessianOperator:
         if auto:
             mode = "graph" if elems <= _GRAPH_MAX_INPUT_ELEMENTS else "recompute"
         self.mode = mode
-        # batched products: vmap(jvp(grad)) amortises the forward over the vectors and
-        # measured fastest per vector (bench_hessian.py); explicit modes stay explicit
-        self.batch_mode = "jvp" if auto else mode
+        # blocks of vectors: no formulation is fastest on every model (module
+        # docstring), so auto times them on the first block; explicit modes stay
+        self.batch_mode = "select" if auto else mode
+        self.batch_timings: dict[str, float] = {}
         self._grad: Tensor | None = None
         self._leaves: list[Tensor] = []
         self.loss = self._eval_loss()  # the graph (mode="graph") is built on first use
@@ -200,24 +206,59 @@ class HessianOperator:
         return torch.cat(out)
 
     def _product(self, V: Tensor) -> Tensor:
-        r = V.shape[0]
-        mode = self.mode
-        if r >= _MIN_BATCH_FOR_JVP and self.batch_mode == "jvp":
-            mode = "jvp"
+        if V.shape[0] < _MIN_BATCH_FOR_JVP:
+            return self._run(V, self.mode)
+        if self.batch_mode == "select":
+            return self._select_block_mode(V)
+        return self._run(V, self.batch_mode)
+
+    def _clock(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return time.perf_counter()
+        return time.process_time()  # CPU time: less sensitive to other processes
+
+    def _select_block_mode(self, V: Tensor) -> Tensor:
+        """``auto`` for blocks: time each formulation once on this block (all give
+        ``H V``), keep the fastest for later blocks (``batch_timings``: seconds per
+        vector), return the first result."""
+        cands = ["graph", "jvp", "recompute"] if self.mode == "graph" else []
+        cands = cands or ["recompute", "jvp"]
+        if self.mode == "graph" and self._grad is None:
+            self._build_graph()  # a one-time cost, not the product's
+        out, timings = None, {}
+        for m in cands:
+            t0 = self._clock()
+            try:
+                res = self._run(V, m, strict=True)
+            except RuntimeError:  # e.g. no forward-mode formula for an op
+                continue
+            timings[m] = (self._clock() - t0) / V.shape[0]
+            out = res if out is None else out
+        if out is None:
+            raise RuntimeError("no HVP formulation succeeded on this model")
+        self.batch_timings = timings
+        self.batch_mode = min(timings, key=lambda m: timings[m])
+        return out
+
+    def _graph_product(self, V: Tensor) -> Tensor:
+        if self._grad is None:
+            self._build_graph()
+        assert self._grad is not None
+        # one double backward per vector: is_grads_batched (vmap over the backward)
+        # measured slower per vector than this loop on CPU (bench_hessian.py)
+        rows = []
+        with torch.enable_grad():
+            for v in V:
+                hv = torch.autograd.grad(
+                    self._grad, self._leaves, grad_outputs=v, retain_graph=True
+                )
+                rows.append(_utils.flatten(hv))
+        return torch.stack(rows)
+
+    def _run(self, V: Tensor, mode: str, strict: bool = False) -> Tensor:
         if mode == "graph":
-            if self._grad is None:
-                self._build_graph()
-            assert self._grad is not None
-            # one double backward per vector: is_grads_batched (vmap over the backward)
-            # measured slower per vector than this loop on CPU (bench_hessian.py)
-            rows = []
-            with torch.enable_grad():
-                for v in V:
-                    hv = torch.autograd.grad(
-                        self._grad, self._leaves, grad_outputs=v, retain_graph=True
-                    )
-                    rows.append(_utils.flatten(hv))
-            return torch.stack(rows)
+            return self._graph_product(V)
         out = torch.zeros_like(V)
         with _utils.eval_mode(self.model):
             for x, y in self._batches():
@@ -227,13 +268,15 @@ class HessianOperator:
                         out += w * self._jvp(V, x, y)
                         continue
                     except RuntimeError as err:
+                        if strict:
+                            raise
                         # some backward formulas lack forward-mode support in torch
                         # (e.g. mse_loss_backward: "ZeroTensors are immutable")
                         if self.mode == "jvp":
                             warnings.warn(
                                 f"forward-over-reverse failed ({err}); switching to "
                                 "mode='recompute' (double backward)",
-                                stacklevel=4,
+                                stacklevel=5,
                             )
                             self.mode = "recompute"
                         self.batch_mode = self.mode
