@@ -17,6 +17,8 @@ TOOLS = {
     "hessian": "top Hessian eigenvalues, spectral density and trace of a checkpoint",
     "scattering": "gradient-scattering statistics of a checkpoint",
     "surface": "compute a loss surface or line around a checkpoint",
+    "connectivity": "mode connectivity: train a curve between two models, scan "
+    "clean / robust loss and accuracy along it",
     "plot": "draw saved surfaces and other saved results",
 }
 

@@ -421,9 +421,7 @@ def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
     a, b = a.float(), b.float()
     x = x.float().clamp(-1, 1) * 0.5 + 0.5  # inputs in [0, 1] for the attack
     lf = nn.CrossEntropyLoss()
-    atk = functools.partial(
-        attacks.pgd, eps=0.05, steps=5, generator=torch.Generator().manual_seed(0)
-    )
+    atk = functools.partial(attacks.pgd, eps=0.05, steps=5)
     snap = _snapshot(a, b)
     scan = mc.scan_curve(
         a,
@@ -432,8 +430,10 @@ def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
         mc.init_curve(a, b, kind="line"),
         num_points=5,
         attack=atk,
+        generator=torch.Generator().manual_seed(0),
     )
     _assert_untouched([a, b], snap)
+    assert scan.meta["eps"] == 0.05 and scan.meta["attack"]["name"] == "pgd"
     with torch.no_grad():
         for i, m in ((0, a), (-1, b)):
             assert scan.clean_loss[i] == pytest.approx(float(lf(m(x), y)), rel=1e-5)
@@ -456,3 +456,95 @@ def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
         mc.scan_curve(
             _mlp(hidden=3).float(), lf, [(x, y)], mc.init_curve(a, b), num_points=2
         )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _fake_run(folder, seed):
+    """A run folder as `python -m landscape.train` writes it (config.json, final.pt)."""
+    import json
+
+    from landscape import models
+
+    kw = {"in_shape": [1, 28, 28], "num_classes": 10, "dataset": "mnist", "hidden": [8]}
+    torch.manual_seed(seed)
+    m = models.build("mlp", **kw)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(
+        json.dumps({"model": "mlp", "model_kwargs": kw, "data": {"dataset": "mnist"}})
+    )
+    torch.save({"model": m.state_dict(), "epoch": 1, "config": {}}, folder / "final.pt")
+    return m
+
+
+def test_cli_train_and_scan(tmp_path, data_root, monkeypatch, capsys):
+    from landscape.connectivity.__main__ import main
+
+    monkeypatch.setenv("LANDSCAPE_DATA", str(data_root))
+    a, b = _fake_run(tmp_path / "a", 0), _fake_run(tmp_path / "b", 1)
+    assert not torch.equal(
+        a.state_dict()["body.1.weight"], b.state_dict()["body.1.weight"]
+    )
+    run = tmp_path / "curve"
+    common = ["--no-progress", "--dataset", "mnist"]
+    rc = main(
+        ["train", str(tmp_path / "a"), str(tmp_path / "b"), "--run-dir", str(run)]
+        + ["--num-train", "64", "--batch-size", "32", "--epochs", "1", "--eps", "0.1"]
+        + ["--steps", "1", "--lr", "0.01", *common]
+    )
+    assert rc == 0 and (run / "curve.pt").exists()
+    assert "bezier curve" in capsys.readouterr().out
+    curve = mc.Curve.load(run / "curve.pt")
+    assert torch.equal(curve.start["body.1.weight"], a.state_dict()["body.1.weight"])
+    assert torch.equal(curve.end["body.1.weight"], b.state_dict()["body.1.weight"])
+    scan_args = [
+        "--num-test",
+        "32",
+        "--num-points",
+        "3",
+        "--eps",
+        "0.1",
+        "--steps",
+        "2",
+    ]
+    rc = main(["scan", str(run), "-o", str(tmp_path / "s.npz"), *scan_args, *common])
+    assert rc == 0, capsys.readouterr().err
+    s = mc.CurveScan.load(tmp_path / "s.npz")
+    assert s.kind == "bezier" and s.robust_acc.shape == (3,)
+    rc = main(
+        ["scan", "--line", str(tmp_path / "a"), str(tmp_path / "b")]
+        + ["-o", str(tmp_path / "l.npz"), *scan_args, *common]
+    )
+    assert rc == 0 and mc.CurveScan.load(tmp_path / "l.npz").kind == "line"
+    assert "barrier" in capsys.readouterr().out
+    # errors: one line on stderr, exit status 2
+    for argv in (
+        ["scan", str(tmp_path / "nope"), "-o", str(tmp_path / "x.npz")],
+        ["scan", str(run), "--line", "a", "b", "-o", str(tmp_path / "x.npz")],
+        ["train", str(tmp_path / "a"), str(tmp_path / "nope"), "--run-dir", str(run)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err
+
+
+def test_plot_connectivity_overlays_clean_and_robust():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from landscape import plot
+
+    ts = np.linspace(0, 1, 5)
+    mk = lambda kind, r: mc.CurveScan(  # noqa: E731
+        ts, ts, 1 - ts, ts + 1 if r else None, 0.5 - ts / 2 if r else None, kind
+    )
+    axes = plot.plot_connectivity(
+        {"line": mk("line", True), "curve": mk("bezier", False)}
+    )
+    assert len(axes[0].lines) == 3 and len(axes[1].lines) == 3  # 2 clean + 1 robust
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), 100 * (1 - ts))
+    ax = plot.plot_curve_scan([mk("line", True)], metric="loss", robust=False)
+    assert len(ax.lines) == 1
+    with pytest.raises(ValueError, match="metric"):
+        plot.plot_curve_scan(mk("line", True), metric="error")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,17 +95,36 @@ class CurveScan(Result):
         return None if self.robust_loss is None else self.barrier("robust_loss")
 
 
-def _evaluate(model, loss_fn, batches, attack) -> tuple[float, float]:
+def _evaluate(model, loss_fn, batches, attack, gen) -> tuple[float, float]:
     loss_sum, correct, n = 0.0, 0.0, 0
     for x, y in batches:
         if attack is not None:
-            x = attack(model, x, y)
+            x = attack(model, x, y, generator=gen)
         with torch.no_grad():
             out = model(x)
             loss_sum += float(loss_fn(out, y)) * len(y)
             correct += float((out.argmax(1) == y).sum())
         n += len(y)
     return loss_sum / n, correct / n
+
+
+def _describe(attack: Any) -> Any:
+    if hasattr(attack, "to_dict"):
+        return attack.to_dict()
+    if isinstance(attack, functools.partial):
+        name = getattr(attack.func, "__name__", repr(attack.func))
+        return {
+            "name": name,
+            **{k: v for k, v in attack.keywords.items() if k != "generator"},
+        }
+    return getattr(attack, "__name__", repr(attack))
+
+
+def _attack_eps(attack: Any) -> float | None:
+    eps = getattr(attack, "eps", None)
+    if eps is None and isinstance(attack, functools.partial):
+        eps = attack.keywords.get("eps")
+    return None if eps is None else float(eps)
 
 
 def scan_curve(
@@ -116,6 +137,7 @@ def scan_curve(
     attack: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
     bn_data: Iterable | None = None,
     bn: str = "reestimate",
+    generator: torch.Generator | None = None,
     progressbar: bool = False,
 ) -> CurveScan:
     """Loss and accuracy at ``num_points`` equally spaced points of a curve, clean and
@@ -137,12 +159,14 @@ def scan_curve(
         curve: a :class:`Curve` (:func:`init_curve` for the line, or
             ``train_curve(...).curve``).
         num_points: number of t values in [0, 1] (both ends included, >= 2).
-        attack: evaluation attack ``attack(model, x, y) -> x_adv``, e.g.
-            ``functools.partial(landscape.attacks.pgd, eps=0.3, steps=20)``; None:
-            clean only.
+        attack: evaluation attack ``attack(model, x, y, generator=g) -> x_adv``
+            (an attack value, or e.g. ``functools.partial(landscape.attacks.pgd,
+            eps=0.3, steps=20)``); None: clean only.
         bn_data: batches for the BatchNorm re-estimation (training data, as in the
             reference); required for a BatchNorm model with ``bn="reestimate"``.
         bn: ``"reestimate"`` or ``"interpolate"``.
+        generator: randomness of the attack (one stream over all points; its seed is
+            recorded).
         progressbar: a tqdm bar over the points.
 
     Returns:
@@ -179,6 +203,7 @@ def scan_curve(
     if not batches:
         raise ValueError("data holds no batch")
     bn_batches = list(bn_data) if reestimate else []
+    gen, seed = _utils.make_generator(generator, device)
     ts = np.linspace(0.0, 1.0, int(num_points))
     rows = []
     from tqdm.auto import tqdm
@@ -189,9 +214,9 @@ def scan_curve(
             state.update(bn_statistics(model, state, bn_batches))
         at = _At(model, state)
         with _utils.eval_mode(at):
-            row = _evaluate(at, loss_fn, batches, None)
+            row = _evaluate(at, loss_fn, batches, None, gen)
             if attack is not None:
-                row = row + _evaluate(at, loss_fn, batches, attack)
+                row = row + _evaluate(at, loss_fn, batches, attack, gen)
         rows.append(row)
     arr = np.asarray(rows, dtype=float)
     robust = attack is not None
@@ -209,7 +234,9 @@ def scan_curve(
             "bn": ("reestimate" if reestimate else bn)
             if has_batchnorm(model)
             else None,
-            "attack": repr(attack) if robust else None,
+            "attack": _describe(attack) if robust else None,
+            "eps": _attack_eps(attack),
+            "seed": seed,
             "device": str(device),
         },
     )

@@ -11,12 +11,14 @@ Parts (one private module per concern):
 - ``_scatter``: gradient-scattering statistics.
 - ``_surfaces``: loss surfaces and lines (static and interactive 3D).
 - ``_demo``: the overview figures of the main job (``python -m landscape.demo``).
+- ``_connectivity``: loss / accuracy along curves between two models.
 
 ``python -m landscape.plot`` is the command-line tool (``landscape/plot/__main__.py``).
 """
 
 from . import (
     _certify,
+    _connectivity,
     _curvature,
     _curves,
     _demo,
@@ -27,6 +29,7 @@ from . import (
     _surfaces,
 )
 from ._certify import *  # noqa: F403
+from ._connectivity import *  # noqa: F403
 from ._curvature import *  # noqa: F403
 from ._curves import *  # noqa: F403
 from ._demo import *  # noqa: F403
@@ -48,6 +51,7 @@ __all__ = [
         _scatter,
         _surfaces,
         _demo,
+        _connectivity,
     )
     for name in part.__all__
 ]

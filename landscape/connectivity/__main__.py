@@ -1,0 +1,297 @@
+"""``python -m landscape.connectivity``: train a curve between two trained models, and
+scan loss / accuracy along it (or along the straight line).
+
+Examples::
+
+    python -m landscape.connectivity train runs/a runs/b --run-dir runs/curve_ab \\
+        --dataset mnist --num-train 2000 --epochs 5 --eps 0.3 --steps 5 --lr 0.01
+    python -m landscape.connectivity scan runs/curve_ab --num-test 500 --eps 0.3 \\
+        --steps 20 -o runs/curve_ab/scan.npz
+    python -m landscape.connectivity scan --line runs/a runs/b --num-test 500 \\
+        --eps 0.3 -o runs/line_ab.npz
+
+``A`` and ``B`` are run folders of ``python -m landscape.train`` (their
+``final.pt``) or checkpoint files inside one; the architecture is rebuilt from the
+run's ``config.json``. Every checkpoint is read with ``weights_only=True``. Running
+``train`` again with the same ``--run-dir`` resumes the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _number(s: str) -> float:
+    try:
+        return float(Fraction(s))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"not a number: {s!r} (e.g. 0.3 or 8/255)"
+        ) from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset", default=None, help="dataset (default: the endpoints' run's)"
+    )
+    p.add_argument(
+        "--data-root", default=None, help="data folder (default $LANDSCAPE_DATA)"
+    )
+    p.add_argument(
+        "--device", default=None, help="torch device (default: cuda if available)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed (0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m landscape.connectivity",
+        description=__doc__.split("\n\n")[0],
+        epilog="Run `... train --help` or `... scan --help` for the options.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser(
+        "train", help="train a Bezier curve / polygonal chain between A and B"
+    )
+    t.add_argument("a", help="the model at t=0 (run folder or checkpoint)")
+    t.add_argument("b", help="the model at t=1")
+    t.add_argument(
+        "--run-dir", required=True, help="folder for the curve run (resumable)"
+    )
+    t.add_argument("--kind", default="bezier", choices=("bezier", "polychain"))
+    t.add_argument("--num-bends", type=int, default=1)
+    t.add_argument("--num-train", type=int, default=None, help="training images (all)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    t.add_argument("--lr", type=float, default=0.01)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--eps", type=_number, default=0.0, help="training eps (0: clean)")
+    t.add_argument("--norm", default="linf", choices=("linf", "l2"))
+    t.add_argument("--eps-schedule", default="constant")
+    t.add_argument("--lr-schedule", default="constant")
+    t.add_argument("--attack", default="pgd", choices=("pgd", "fgsm", "none"))
+    t.add_argument(
+        "--steps", type=int, default=10, help="PGD steps of the training attack"
+    )
+    t.add_argument("--alpha", type=_number, default=None, help="attack step size")
+    t.add_argument("--checkpoint-every", type=int, default=0)
+    _common(t)
+    s = sub.add_parser("scan", help="loss / accuracy along a trained curve or the line")
+    s.add_argument("curve", nargs="?", help="a curve run folder (or its curve.pt)")
+    s.add_argument(
+        "--line", nargs=2, metavar=("A", "B"), help="scan the straight line A-B"
+    )
+    s.add_argument("-o", "--out", required=True, help="output .npz (CurveScan)")
+    s.add_argument("--num-points", type=int, default=21)
+    s.add_argument("--num-test", type=int, default=1000, help="test images evaluated")
+    s.add_argument(
+        "--num-bn", type=int, default=2000, help="training images for BatchNorm"
+    )
+    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument(
+        "--eps", type=_number, default=0.0, help="attack eps (0: clean only)"
+    )
+    s.add_argument("--norm", default="linf", choices=("linf", "l2"))
+    s.add_argument("--attack", default="pgd", choices=("pgd", "apgd"))
+    s.add_argument("--steps", type=int, default=20)
+    _common(s)
+    return p
+
+
+def _run_config(path: Path) -> tuple[Path, dict]:
+    run = path if path.is_dir() else path.parent
+    cfg = run / "config.json"
+    if not cfg.exists():
+        raise FileNotFoundError(
+            f"{cfg} not found: pass a run folder of `python -m landscape.train` or a "
+            "checkpoint inside one"
+        )
+    return run, json.loads(cfg.read_text())
+
+
+def _load_model(path: str, device: Any):
+    """An endpoint: the architecture from the run's config.json, the weights from its
+    final.pt (or the given file), read with weights_only=True."""
+    from .. import models
+    from ._curves import load_weights
+
+    p = Path(path)
+    run, cfg = _run_config(p)
+    if not cfg.get("model"):
+        raise ValueError(f"{run}/config.json records no model name")
+    model = models.build(cfg["model"], **(cfg.get("model_kwargs") or {}))
+    ckpt = load_weights(p / "final.pt" if p.is_dir() else p)
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(
+            f"{path} does not hold weights for {cfg['model']}: {err}"
+        ) from None
+    info = {
+        "model": cfg["model"],
+        "model_kwargs": cfg.get("model_kwargs") or {},
+        "dataset": (cfg.get("data") or {}).get("dataset")
+        or (cfg.get("model_kwargs") or {}).get("dataset"),
+        "path": str(path),
+    }
+    return model.to(device).eval(), info
+
+
+def _dataset(args, info: dict) -> str:
+    name = args.dataset or info.get("dataset")
+    if not name:
+        raise ValueError("the run records no dataset: pass --dataset")
+    return name
+
+
+def _train(args, device) -> str:
+    import torch
+
+    from .. import data
+    from ._train import CurveConfig, train_curve
+
+    a, info = _load_model(args.a, device)
+    b, info_b = _load_model(args.b, device)
+    if (info["model"], info["model_kwargs"]) != (
+        info_b["model"],
+        info_b["model_kwargs"],
+    ):
+        raise ValueError(f"{args.a} and {args.b} are different architectures")
+    cfg = CurveConfig(
+        kind=args.kind,
+        num_bends=args.num_bends,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        eps=args.eps,
+        norm=args.norm,
+        eps_schedule=args.eps_schedule,
+        lr_schedule=args.lr_schedule,
+        attack=args.attack if args.eps > 0 else "none",
+        steps=args.steps,
+        alpha=args.alpha,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    name = _dataset(args, info)
+    x, y = data.load_dataset(
+        name, args.data_root, num_samples=args.num_train, seed=args.seed
+    )
+    loader = data.batches(
+        x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, device=device
+    )
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from .. import io
+
+    with io.atomic_write(run_dir / "endpoints.json", "w") as f:
+        json.dump({"a": info, "b": info_b, "dataset": name}, f, indent=1)
+    torch.manual_seed(args.seed)
+    res = train_curve(
+        a, b, loader, cfg, run_dir=run_dir, progressbar=not args.no_progress
+    )
+    m = res.metrics
+    return (
+        f"{cfg.kind} curve ({cfg.num_bends} bend(s)) trained for {len(m['epoch'])} epochs: "
+        f"train loss {m['train_loss'][-1]:.4f}, acc {m['train_acc'][-1]:.4f} at random t; "
+        f"curve in {run_dir / 'curve.pt'}"
+    )
+
+
+def _scan(args, device) -> str:
+    import torch
+
+    from .. import attacks, data
+    from ._curves import Curve, init_curve
+    from ._scan import scan_curve
+
+    if (args.curve is None) == (args.line is None):
+        raise ValueError("pass a curve run folder, or --line A B (not both)")
+    if args.line:
+        a, info = _load_model(args.line[0], device)
+        b, _ = _load_model(args.line[1], device)
+        curve = init_curve(a, b, kind="line")
+    else:
+        p = Path(args.curve)
+        run = p if p.is_dir() else p.parent
+        ends = run / "endpoints.json"
+        if not ends.exists():
+            raise FileNotFoundError(f"{ends} not found: is {run} a curve run folder?")
+        info = json.loads(ends.read_text())["a"]
+        a, _ = _load_model(info["path"], device)
+        curve = Curve.load(p / "curve.pt" if p.is_dir() else p)
+    name = _dataset(args, info)
+    xt, yt = data.load_dataset(
+        name, args.data_root, split="test", num_samples=args.num_test, seed=args.seed
+    )
+    test = data.batches(xt, yt, batch_size=args.batch_size, device=device)
+    bn_data = None
+    from ._bn import has_batchnorm
+
+    if has_batchnorm(a):
+        x, y = data.load_dataset(
+            name, args.data_root, num_samples=args.num_bn, seed=args.seed
+        )
+        bn_data = data.batches(x, y, batch_size=args.batch_size, device=device)
+    attack = None
+    if args.eps > 0:
+        fn = attacks.pgd if args.attack == "pgd" else attacks.apgd
+        attack = functools.partial(fn, eps=args.eps, norm=args.norm, steps=args.steps)
+    scan = scan_curve(
+        a,
+        torch.nn.CrossEntropyLoss(),
+        test,
+        curve,
+        num_points=args.num_points,
+        attack=attack,
+        bn_data=bn_data,
+        generator=torch.Generator().manual_seed(args.seed),
+        progressbar=not args.no_progress,
+    )
+    out = scan.save(args.out)
+    line = f"{scan.kind}: clean loss barrier {scan.clean_barrier:.4f}, clean acc {scan.clean_acc.min():.4f} (min)"
+    if attack is not None:
+        line += f"; robust loss barrier {scan.robust_barrier:.4f}, robust acc {scan.robust_acc.min():.4f} (min)"
+    return f"{line}; wrote {out}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .. import io
+    from ..train import RunFolderError
+
+    try:
+        import torch
+
+        device = torch.device(
+            args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        msg = _train(args, device) if args.command == "train" else _scan(args, device)
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        io.CorruptFileError,
+        RunFolderError,
+    ) as err:
+        print(f"error: {err}".splitlines()[0], file=sys.stderr)
+        return 2
+    print(msg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
