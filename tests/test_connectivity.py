@@ -548,3 +548,27 @@ def test_plot_connectivity_overlays_clean_and_robust():
     assert len(ax.lines) == 1
     with pytest.raises(ValueError, match="metric"):
         plot.plot_curve_scan(mk("line", True), metric="error")
+
+
+def test_training_attack_values_and_data_contract():
+    cfg = mc.CurveConfig(eps=0.3, steps=4)
+    assert cfg.training_attack(0.2) == attacks.PGD(eps=0.2, steps=4, alpha=0.125)
+    fg = mc.CurveConfig(eps=0.3, attack="fgsm").training_attack(0.2)
+    assert fg == attacks.FGSMRS(eps=0.2, alpha=0.25)
+    a, b = _mlp().float(), _mlp(seed=1).float()
+    x = torch.rand(8, 2) * 255
+    y = torch.randint(0, 2, (8,))
+    pgd = attacks.PGD(eps=0.1, steps=1)
+    with pytest.raises(ValueError, match="255"):
+        mc.scan_curve(a, nn.CrossEntropyLoss(), (x, y), mc.init_curve(a, b), attack=pgd)
+    with pytest.raises(ValueError, match="255"):
+        mc.train_curve(a, b, (x, y), mc.CurveConfig(epochs=1, batch_size=4, eps=0.1))
+    scan = mc.scan_curve(  # an (x, y) pair is one batch; an attack value works as is
+        a,
+        nn.CrossEntropyLoss(),
+        (x / 255, y),
+        mc.init_curve(a, b),
+        num_points=2,
+        attack=pgd,
+    )
+    assert scan.meta["num_samples"] == 8 and scan.meta["attack"]["name"] == "PGD"

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .. import _utils
+from .._batches import as_batches
 
 __all__ = ["bn_statistics", "has_batchnorm"]
 
@@ -57,19 +58,21 @@ def bn_statistics(
         model: the architecture (its own tensors are not used where ``state`` has them).
         state: parameters (and optionally buffers) at which to estimate, keyed like
             ``model.state_dict()``.
-        data: ``(x, y)`` batches (labels unused), e.g. the training data.
+        data: ``(x, y)`` pair (one batch), list of batches or loader (labels unused),
+            e.g. the training data.
 
     Returns:
         ``{"<bn>.running_mean", "<bn>.running_var", "<bn>.num_batches_tracked"}`` for
         every BatchNorm layer (empty for a model without BatchNorm).
 
     Raises:
-        ValueError: ``data`` holds no batch.
+        ValueError: ``data`` holds no batch (or fails the checks of
+            ``landscape._batches.as_batches``).
     """
     bns = _bn_modules(model)
     if not bns:
         return {}
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    batches = as_batches(data, model=model, labels="any", name="bn_data")
     acc: dict[str, list] = {name: [0.0, 0.0, 0] for name in bns}
     count = {"batches": 0}
 
@@ -93,8 +96,7 @@ def bn_statistics(
     handles = [m.register_forward_hook(hook(name)) for name, m in bns.items()]
     try:
         with _bn_train_only(model):
-            for batch in data:
-                x, _ = _utils.to_device(batch, device, dtype)
+            for x, _ in batches:
                 functional_call(model, scratch, (x,))
                 count["batches"] += 1
     finally:
@@ -109,6 +111,8 @@ def bn_statistics(
         out[pre + "running_mean"] = (s_mean / n).to(m.running_mean.dtype)
         out[pre + "running_var"] = (s_var / n).to(m.running_var.dtype)
         out[pre + "num_batches_tracked"] = torch.tensor(
-            count["batches"], dtype=m.num_batches_tracked.dtype, device=device
+            count["batches"],
+            dtype=m.num_batches_tracked.dtype,
+            device=m.num_batches_tracked.device,
         )
     return out

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .. import _utils
+from .._batches import as_batches
 from ..io import Result
 from ._bn import bn_statistics, has_batchnorm
 from ._curves import Curve
@@ -155,14 +156,15 @@ def scan_curve(
         model: the architecture of the endpoints (its tensors are not used; it is
             left unchanged, modes included).
         loss_fn: ``(logits, y) -> scalar`` mean loss (e.g. ``nn.CrossEntropyLoss()``).
-        data: ``(x, y)`` batches to evaluate on (e.g. test data).
+        data: the evaluation data (e.g. test data): an ``(x, y)`` pair (one batch),
+            a list of batches or a loader, moved to the model's device batch by batch.
         curve: a :class:`Curve` (:func:`init_curve` for the line, or
             ``train_curve(...).curve``).
         num_points: number of t values in [0, 1] (both ends included, >= 2).
         attack: evaluation attack ``attack(model, x, y, generator=g) -> x_adv``
             (an attack value, or e.g. ``functools.partial(landscape.attacks.pgd,
             eps=0.3, steps=20)``); None: clean only.
-        bn_data: batches for the BatchNorm re-estimation (training data, as in the
+        bn_data: data for the BatchNorm re-estimation (training data, as in the
             reference); required for a BatchNorm model with ``bn="reestimate"``.
         bn: ``"reestimate"`` or ``"interpolate"``.
         generator: randomness of the attack (one stream over all points; its seed is
@@ -182,7 +184,7 @@ def scan_curve(
         raise ValueError(f"bn must be 'reestimate' or 'interpolate', got {bn!r}")
     if not isinstance(curve, Curve):
         raise TypeError(f"curve must be a Curve, got {type(curve).__name__}")
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    device = _utils.model_device(model)
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
     theirs = {k: tuple(v.shape) for k, v in curve.start.items()}
     if shapes != theirs:
@@ -199,10 +201,12 @@ def scan_curve(
             "its statistics at every t, or bn='interpolate'"
         )
     curve = curve.to(device)
-    batches = [_utils.to_device(b, device, dtype) for b in data]
-    if not batches:
-        raise ValueError("data holds no batch")
-    bn_batches = list(bn_data) if reestimate else []
+    batches = as_batches(data, model=model, images=attack is not None)
+    bn_batches = (
+        as_batches(bn_data, model=model, labels="any", name="bn_data")
+        if reestimate
+        else None
+    )
     gen, seed = _utils.make_generator(generator, device)
     ts = np.linspace(0.0, 1.0, int(num_points))
     rows = []
@@ -230,7 +234,7 @@ def scan_curve(
         meta={
             "num_bends": curve.num_bends,
             "num_points": int(num_points),
-            "num_samples": sum(len(y) for _, y in batches),
+            "num_samples": batches.num_samples,
             "bn": ("reestimate" if reestimate else bn)
             if has_batchnorm(model)
             else None,

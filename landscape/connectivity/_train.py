@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .. import _utils, io
-from ..attacks import perturb
+from .. import _utils, attacks, io
+from .._batches import as_batches
 from ..schedules import make_schedule
 from ..train import RunFolderError, TensorBatches
 from ._bn import has_batchnorm
@@ -134,6 +134,21 @@ class CurveConfig:
         if self.alpha_rel is not None:
             return float(self.alpha_rel) * eps_t
         return 1.25 * eps_t if self.attack == "fgsm" else 2.5 * eps_t / int(self.steps)
+
+    def training_attack(self, eps_t: float) -> attacks.Attack:
+        """The training attack at the scheduled budget ``eps_t`` (an attack value:
+        :class:`landscape.attacks.PGD` or :class:`landscape.attacks.FGSMRS`)."""
+        if self.attack == "fgsm":
+            return attacks.FGSMRS(
+                eps=eps_t, norm=self.norm, alpha=self.step_size(eps_t)
+            )
+        return attacks.PGD(
+            eps=eps_t,
+            norm=self.norm,
+            steps=int(self.steps),
+            alpha=self.step_size(eps_t),
+            random_start=self.random_start,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -299,7 +314,7 @@ def train_curve(
     Liu et al., 2020, Appendix C).
 
     Every batch draws ``t ~ U(0, 1)``, perturbs the batch with the training attack
-    (PGD or FGSM-RS, :func:`landscape.attacks.perturb`) against the model at
+    (:meth:`CurveConfig.training_attack`: ``attacks.PGD`` or ``attacks.FGSMRS``) at
     ``theta(t)``, and takes one optimizer step on the cross-entropy at ``theta(t)``
     with respect to the bends only; the endpoints stay fixed. eps and lr follow the
     config's schedules. The forward runs in train mode through ``functional_call``;
@@ -397,18 +412,8 @@ def _step(model, curve, cfg, run, x, y, t, eps_t, attack_train):
     state = {**params, **curve.buffers(t)}  # fresh buffers: BN updates are scratch
     if cfg.attack != "none" and eps_t > 0:
         at = _At(model, {k: v.detach() for k, v in state.items()})
-        x = perturb(
-            at,
-            x,
-            y,
-            eps=eps_t,
-            norm=cfg.norm,
-            alpha=cfg.step_size(eps_t),
-            steps=1 if cfg.attack == "fgsm" else int(cfg.steps),
-            random_start=cfg.random_start,
-            generator=run.gens["attack"],
-            train=attack_train,
-        )
+        atk = cfg.training_attack(eps_t)
+        x = atk(at, x, y, run.gens["attack"], train=attack_train)
     out = functional_call(model, state, (x,))
     loss_sum = F.cross_entropy(out, y, reduction="sum")
     run.opt.zero_grad(set_to_none=True)
@@ -429,8 +434,9 @@ def _bend_distance(curve: Curve, bends: list[dict[str, Tensor]]) -> float:
 def _loop(model, curve, loader, cfg, run, folder, progressbar, callback) -> None:
     from tqdm.auto import tqdm
 
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
     eps_fn, lr_fn = cfg.eps_fn(), cfg.lr_fn()
+    attacked = cfg.attack != "none" and cfg.eps > 0
+    batches = as_batches(loader, model=model, labels="class", images=attacked)
     attack_train = (
         has_batchnorm(model) if cfg.attack_train_mode is None else cfg.attack_train_mode
     )
@@ -447,7 +453,7 @@ def _loop(model, curve, loader, cfg, run, folder, progressbar, callback) -> None
             loader.set_epoch(epoch)
         if run.accum is None or run.batch == 0:
             run.accum = {"loss": 0.0, "correct": 0.0, "n": 0, "t": 0.0, "time": 0.0}
-        for b, batch in enumerate(loader):
+        for b, (x, y) in enumerate(batches):
             if b < run.batch:
                 continue
             pos = epoch + b / nb
@@ -455,7 +461,6 @@ def _loop(model, curve, loader, cfg, run, folder, progressbar, callback) -> None
             for g in run.opt.param_groups:
                 g["lr"] = lr_t
             t = float(torch.rand((), generator=run.gens["t"], dtype=torch.float64))
-            x, y = _utils.to_device(batch, device, dtype)
             ls, cs = _step(model, curve, cfg, run, x, y, t, eps_t, attack_train)
             if not math.isfinite(ls):
                 raise FloatingPointError(
