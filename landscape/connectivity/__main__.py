@@ -21,12 +21,15 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from .. import _cli
+
 __all__ = ["main"]
+
+PROG = "python -m landscape.connectivity"
 
 
 def _number(s: str) -> float:
@@ -38,27 +41,24 @@ def _number(s: str) -> float:
         ) from None
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, **kw) -> None:
     p.add_argument(
         "--dataset", default=None, help="dataset (default: the endpoints' run's)"
     )
     p.add_argument(
         "--data-root", default=None, help="data folder (default $LANDSCAPE_DATA)"
     )
-    p.add_argument(
-        "--device", default=None, help="torch device (default: cuda if available)"
-    )
     p.add_argument("--seed", type=int, default=0, help="seed (0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _cli.add_common(p, **kw)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m landscape.connectivity",
+    p = _cli.Parser(
+        prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog="Run `... train --help` or `... scan --help` for the options.",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_cli.Parser)
     t = sub.add_parser(
         "train", help="train a Bezier curve / polygonal chain between A and B"
     )
@@ -91,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--line", nargs=2, metavar=("A", "B"), help="scan the straight line A-B"
     )
-    s.add_argument("-o", "--out", required=True, help="output .npz (CurveScan)")
     s.add_argument("--num-points", type=int, default=21)
-    s.add_argument("--num-test", type=int, default=1000, help="test images evaluated")
+    s.add_argument(
+        "--num-test", dest="num_samples", type=_cli.positive_int, help=argparse.SUPPRESS
+    )
     s.add_argument(
         "--num-bn", type=int, default=2000, help="training images for BatchNorm"
     )
@@ -104,48 +105,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--norm", default="linf", choices=("linf", "l2"))
     s.add_argument("--attack", default="pgd", choices=("pgd", "apgd"))
     s.add_argument("--steps", type=int, default=20)
-    _common(s)
+    _common(
+        s,
+        num_samples=1000,
+        out=None,
+        out_required=True,
+        out_help="output .npz (a CurveScan)",
+    )
     return p
 
 
-def _run_config(path: Path) -> tuple[Path, dict]:
-    run = path if path.is_dir() else path.parent
-    cfg = run / "config.json"
-    if not cfg.exists():
-        raise FileNotFoundError(
-            f"{cfg} not found: pass a run folder of `python -m landscape.train` or a "
-            "checkpoint inside one"
-        )
-    return run, json.loads(cfg.read_text())
-
-
 def _load_model(path: str, device: Any):
-    """An endpoint: the architecture from the run's config.json, the weights from its
-    final.pt (or the given file), read with weights_only=True."""
-    from .. import models
-    from ._curves import load_weights
+    """An endpoint through the one checkpoint loader (weights_only=True): a run
+    folder of ``landscape.train`` or a checkpoint file."""
+    from ..train import DatasetSpec
 
-    p = Path(path)
-    run, cfg = _run_config(p)
-    if not cfg.get("model"):
-        raise ValueError(f"{run}/config.json records no model name")
-    model = models.build(cfg["model"], **(cfg.get("model_kwargs") or {}))
-    ckpt = load_weights(p / "final.pt" if p.is_dir() else p)
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    model, cfg = _cli.load_checkpoint(path, device=device)
+    kw = cfg.get("model_kwargs") or {}
     try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        raise ValueError(
-            f"{path} does not hold weights for {cfg['model']}: {err}"
-        ) from None
+        name = DatasetSpec.from_config(cfg).name
+    except (TypeError, ValueError):
+        name = None
     info = {
-        "model": cfg["model"],
-        "model_kwargs": cfg.get("model_kwargs") or {},
-        "dataset": (cfg.get("data") or {}).get("dataset")
-        or (cfg.get("model_kwargs") or {}).get("dataset"),
+        "model": cfg.get("model"),
+        "model_kwargs": kw,
+        "dataset": name or kw.get("dataset"),
         "path": str(path),
     }
-    return model.to(device).eval(), info
+    return model, info
 
 
 def _dataset(args, info: dict) -> str:
@@ -201,7 +188,7 @@ def _train(args, device) -> str:
         json.dump({"a": info, "b": info_b, "dataset": name}, f, indent=1)
     torch.manual_seed(args.seed)
     res = train_curve(
-        a, b, loader, cfg, run_dir=run_dir, progressbar=not args.no_progress
+        a, b, loader, cfg, run_dir=run_dir, progressbar=_cli.progress(args)
     )
     m = res.metrics
     return (
@@ -226,6 +213,11 @@ def _scan(args, device) -> str:
         curve = init_curve(a, b, kind="line")
     else:
         p = Path(args.curve)
+        if not p.exists():
+            raise FileNotFoundError(
+                f"{p} does not exist - pass a curve run folder of `{PROG} train` "
+                "(or its curve.pt), or --line A B"
+            )
         run = p if p.is_dir() else p.parent
         ends = run / "endpoints.json"
         if not ends.exists():
@@ -235,7 +227,7 @@ def _scan(args, device) -> str:
         curve = Curve.load(p / "curve.pt" if p.is_dir() else p)
     name = _dataset(args, info)
     xt, yt = data.load_dataset(
-        name, args.data_root, split="test", num_samples=args.num_test, seed=args.seed
+        name, args.data_root, split="test", num_samples=args.num_samples, seed=args.seed
     )
     test = data.batches(xt, yt, batch_size=args.batch_size, device=device)
     bn_data = None
@@ -259,7 +251,7 @@ def _scan(args, device) -> str:
         attack=attack,
         bn_data=bn_data,
         generator=torch.Generator().manual_seed(args.seed),
-        progressbar=not args.no_progress,
+        progressbar=_cli.progress(args),
     )
     out = scan.save(args.out)
     line = f"{scan.kind}: clean loss barrier {scan.clean_barrier:.4f}, clean acc {scan.clean_acc.min():.4f} (min)"
@@ -268,29 +260,16 @@ def _scan(args, device) -> str:
     return f"{line}; wrote {out}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _body(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from .. import io
-    from ..train import RunFolderError
-
-    try:
-        import torch
-
-        device = torch.device(
-            args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        )
-        msg = _train(args, device) if args.command == "train" else _scan(args, device)
-    except (
-        ValueError,
-        TypeError,
-        FileNotFoundError,
-        io.CorruptFileError,
-        RunFolderError,
-    ) as err:
-        print(f"error: {err}".splitlines()[0], file=sys.stderr)
-        return 2
-    print(msg)
+    device = _cli.device(args)
+    print(_train(args, device) if args.command == "train" else _scan(args, device))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command-line tool; errors are one line on stderr with exit status 2."""
+    return _cli.run(_body, argv, PROG)
 
 
 if __name__ == "__main__":

@@ -368,7 +368,12 @@ def train_curve(
         )
     else:
         opt = torch.optim.Adam(flat, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda_ids = []
+    if device.type == "cuda":
+        cuda_ids = [
+            torch.cuda.current_device() if device.index is None else device.index
+        ]
+    with torch.random.fork_rng(devices=cuda_ids):
         torch.manual_seed(cfg.seed * 7919 + 101)
         gens = {
             "t": torch.Generator().manual_seed(cfg.seed * 9973 + 1),
