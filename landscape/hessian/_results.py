@@ -23,6 +23,8 @@ class Eigenpairs(Result):
         vectors: ``name -> array (k, *param_shape)``: the unit eigenvectors stacked,
             keyed like ``model.named_parameters()`` (empty when not requested). Use
             :attr:`eigenvectors` for a list of per-eigenvector dicts of tensors.
+            From :func:`~landscape.hessian.eigsh` on an operator without a parameter
+            layout (a matrix, a scipy operator): one entry ``"flat"``, ``(k, n)``.
         residuals: ``||H v - theta v||`` per pair (Ritz residuals for Lanczos).
         num_hvps: Hessian-vector products used.
         converged: whether every requested pair met ``tol``.
@@ -59,10 +61,11 @@ class TraceEstimate(Result):
         std_error: its standard error (sample std of the probe terms / sqrt(#probes)).
         ci_low, ci_high: ``estimate -/+ z * std_error`` at level ``confidence``.
         confidence: the interval's level (0.95).
-        samples: per-probe values ``v^T H v`` (Hutchinson) or of the residual part
-            (Hutch++; the exact low-rank part is ``meta["low_rank_part"]``).
+        samples: per-probe values ``v^T H v`` (Hutchinson), of the residual part
+            (Hutch++; the exact low-rank part is ``meta["low_rank_part"]``), or the
+            leave-one-out estimates (XTrace).
         num_hvps: Hessian-vector products used.
-        method: ``"hutchinson"``, ``"hutch++"`` or ``"pyhessian"``.
+        method: ``"hutchinson"``, ``"hutch++"``, ``"xtrace"`` or ``"pyhessian"``.
         meta: call arguments and provenance.
     """
 
