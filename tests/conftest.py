@@ -16,6 +16,14 @@ torch.set_num_threads(1)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(autouse=True)
+def _seeded_global_rng():
+    """Seed torch's global RNG before every test: ``generator=None`` draws from it
+    (everywhere, evaluate included), so a test's randomness must not depend on which
+    tests ran before it in the same worker."""
+    torch.manual_seed(0)
+
+
 def _find_data_root() -> Path | None:
     env = os.environ.get("LANDSCAPE_DATA")
     candidates = [Path(env)] if env else []

@@ -314,3 +314,70 @@ def test_old_attack_keywords_still_work_with_a_deprecation_warning():
     assert s_new.meta["adversarial"] == "reattack"
     np.testing.assert_allclose(s_new.loss, s_old.loss, rtol=1e-12)
     assert s_new.meta["attack"]["name"] == "PGD"
+
+
+# ---------------------------------------------------------------- scattering seams
+def test_scattering_takes_an_attack_value_and_the_new_names():
+    m = _bn_net()
+    x, y = _pair()
+    g = torch.Generator
+    kw = dict(scales=[1e-2], num_directions=1)
+    new = scattering.scattering(
+        m, CE, (x, y), eps=[0.1], attack=attacks.PGD(eps=0.3, steps=2, alpha=0.05),
+        directions="unit", strategy="loop", generator=g().manual_seed(0), **kw,
+    )  # fmt: skip
+    with pytest.warns(DeprecationWarning):
+        old = scattering.scattering(
+            m, CE, (x, y), eps=[0.1], steps=2, alpha=0.05, directions="random",
+            batched=False, generator=g().manual_seed(0), **kw,
+        )  # fmt: skip
+    np.testing.assert_allclose(new.ratio, old.ratio, rtol=1e-12)
+    assert new.meta["attack"]["name"] == "PGD" and new.meta["strategy"] == "loop"
+    assert new.meta["directions"] == old.meta["directions"] == "unit"
+    vm = scattering.scattering(
+        m, CE, (x, y), attack=attacks.PGD(eps=0.1, steps=2, alpha=0.05),
+        directions="unit", generator=g().manual_seed(0), **kw,
+    )  # fmt: skip
+    assert vm.eps.tolist() == [0.1]  # the attack's budget when eps is not given
+    np.testing.assert_allclose(vm.ratio, new.ratio, rtol=1e-8)
+    fr = scattering.scattering(
+        m, CE, (x, y), attack=attacks.FGSMRS(eps=0.1), generator=g().manual_seed(0),
+        **kw,
+    )  # fmt: skip
+    assert fr.meta["steps"] == 1 and fr.meta["alpha"] == "1.25 * eps"
+    with pytest.raises(TypeError, match="PGD"):
+        scattering.scattering(m, CE, (x, y), attack=attacks.Square(eps=0.1), **kw)
+    with pytest.raises(TypeError, match="not both"):
+        scattering.scattering(m, CE, (x, y), attack=attacks.PGD(eps=0.1), steps=3, **kw)
+
+
+# ------------------------------------------------- one loader, one seed convention
+def test_one_loader_class():
+    from landscape import data, train
+
+    assert issubclass(train.TensorBatches, data.Batches)
+    x, y = torch.rand(10, 2), torch.arange(10)
+    a = data.Batches(x, y, batch_size=3, shuffle=True, seed=4)
+    b = train.TensorBatches(x, y, batch_size=3, shuffle=True, seed=4)
+    assert [yb.tolist() for _, yb in a] == [yb.tolist() for _, yb in b]  # same orders
+    with pytest.raises(ValueError, match="empty"):
+        data.Batches(torch.zeros(0, 2), torch.zeros(0), batch_size=2)
+
+
+def test_evaluate_generator_none_is_the_global_rng(tmp_path):
+    from landscape import seed_everything
+
+    m = _bn_net()
+    x, y = _pair()
+    kw = dict(eps=0.05, preset="quick", scale=0.1, checks=False)
+    seed_everything(3)
+    a = evaluate.evaluate(m, (x, y), **kw)
+    seed_everything(3)
+    b = evaluate.evaluate(m, (x, y), **kw)
+    seed_everything(4)
+    c = evaluate.evaluate(m, (x, y), **kw)
+    assert a.meta["seed"] == b.meta["seed"] != c.meta["seed"]
+    state = tmp_path / "state.pt"
+    first = evaluate.evaluate(m, (x, y), state_path=state, **kw)
+    again = evaluate.evaluate(m, (x, y), state_path=state, **kw)  # resumes its seed
+    assert first.meta["seed"] == again.meta["seed"]

@@ -59,8 +59,17 @@ def subset_indices(
     return torch.cat(picks).sort().values
 
 
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of an epoch's permutation: the trainer's historical formula, kept so that
+    training runs (and their resumes) see the orders they always saw."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7919 + 1) % 2**63
+
+
 class Batches:
     """Re-iterable, deterministic mini-batches over tensors kept on one device.
+
+    The package's one in-memory loader: ``landscape.train.TensorBatches`` is the same
+    class under its old name.
 
     The whole dataset is moved to ``device`` once (MNIST is ~190 MB as float32), so
     iterating costs one gather per batch and no host-to-device copy. If it would take
@@ -94,7 +103,11 @@ class Batches:
         drop_last: bool = False,
     ) -> None:
         if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+            raise ValueError(
+                f"x and y differ in length: x has {len(x)} samples but y has {len(y)}"
+            )
+        if len(x) == 0:
+            raise ValueError("the data is empty: pass at least one sample")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -142,7 +155,7 @@ class Batches:
         e = self.epoch if epoch is None else int(epoch)
         if not self.shuffle:
             return torch.arange(self.num_samples)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
+        g = torch.Generator().manual_seed(_epoch_seed(self.seed, e))
         return torch.randperm(self.num_samples, generator=g)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:

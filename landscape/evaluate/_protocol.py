@@ -175,8 +175,19 @@ def _signature(batches, eps, norm, specs: Sequence[AttackSpec], seed: int) -> di
 
 def _chunk_generator(seed: int, e: int, a: int, b: int, device) -> torch.Generator:
     """Per (eps, attack, batch) seed, independent of history: resumed runs match."""
-    s = (seed * 1_000_003 + e * 10_007 + a * 101 + b) % (2**62)
-    return torch.Generator(device=device).manual_seed(s)
+    return _utils.derived_generator(seed, e, a, b, device=device)
+
+
+def _eval_seed(generator: torch.Generator | None, state_path) -> int:
+    """The evaluation's seed: the generator's; without one, the seed of the state
+    file being resumed, else one drawn from torch's global RNG (as everywhere)."""
+    if generator is not None:
+        return int(generator.initial_seed())
+    if state_path is not None and Path(state_path).exists():
+        sig = io.load_torch(state_path).get("signature") or {}
+        if "seed" in sig:
+            return int(sig["seed"])
+    return _utils.make_generator(None)[1]
 
 
 def _specs_for(preset, attacks, norm, batches, num_classes, budgets) -> tuple:
@@ -424,8 +435,10 @@ def evaluate(
         state_path: resumable state file: per-example results per attack and batch,
             written atomically after every batch; a rerun skips finished work. It must
             belong to the same data, eps, norm, attacks and seed (else an error).
-        generator: seeds every attack (default: seed 0, so evaluations are
-            reproducible).
+        generator: seeds every attack. ``None``: a seed drawn from torch's global RNG,
+            as everywhere in ``landscape`` (seed it with
+            :func:`landscape.seed_everything`), or, when resuming ``state_path``,
+            the seed the state was written with.
         progressbar: tqdm bar over (eps, attack, batch).
 
     Returns:
@@ -436,7 +449,7 @@ def evaluate(
         model, data, eps, norm, batch_size
     )
     was_training = model.training
-    seed = int((generator or torch.Generator().manual_seed(0)).initial_seed())
+    seed = _eval_seed(generator, state_path)
     budgets = {"scale": scale, "steps": steps, "restarts": restarts, "queries": queries}
     specs, preset = _specs_for(preset, attacks, norm, batches, num_classes, budgets)
     attack_model, specs, applied = adapt(

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .. import _utils
+from .._batches import as_batches
 
 __all__ = ["scatter_directions"]
 
@@ -111,7 +112,7 @@ def scatter_directions(
     loss_fn: LossFn | None = None,
     data: Iterable[tuple[Tensor, Tensor]] | None = None,
     *,
-    kind: str = "random",
+    kind: str = "unit",
     num: int = 4,
     generator: torch.Generator | None = None,
 ) -> list[Params]:
@@ -121,9 +122,11 @@ def scatter_directions(
         model: the model (only its trainable parameters' names/shapes/values are read).
         loss_fn: loss for ``kind="hessian"``.
         data: batches for ``kind="hessian"`` (the first batch, clean, is used).
-        kind: ``"random"`` (Gaussian, unit norm in the full parameter space),
-            ``"filter"`` (filter-normalised, biases/BN zero) or ``"hessian"`` (top
+        kind: ``"unit"`` (Gaussian, unit norm in the full parameter space),
+            ``"filter"`` (filter-normalised, biases/BN zero, as
+            :func:`landscape.directions.random_directions`) or ``"hessian"`` (top
             eigenvectors of the clean loss on the first batch, unit norm).
+            ``"random"`` is the old name of ``"unit"`` (kept one release).
         num: number of directions.
         generator: randomness.
 
@@ -133,14 +136,13 @@ def scatter_directions(
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     gen, _ = _utils.make_generator(generator)
-    if kind == "random":
+    if kind in ("unit", "random"):
         return _random_unit(model, num, gen)
     if kind == "filter":
         return _filter_normalized(model, num, gen)
     if kind == "hessian":
         if loss_fn is None or data is None:
             raise ValueError("kind='hessian' needs loss_fn and data")
-        dev, dt = _utils.model_device(model), _utils.model_dtype(model)
-        batch = _utils.to_device(next(iter(data)), dev, dt)
+        batch = next(iter(as_batches(data, model=model)))
         return _hessian_dirs(model, loss_fn, batch, num, gen)
-    raise ValueError(f"kind must be 'random', 'filter' or 'hessian', got {kind!r}")
+    raise ValueError(f"kind must be 'unit', 'filter' or 'hessian', got {kind!r}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from torch.func import functional_call, grad, vmap
 
 from .. import _utils
 from .._batches import as_batches, is_class_loss
+from ..attacks import FGSMRS, PGD
 from ..attacks.perturb import perturb, project, random_init
 from ._common import (
     LossFn,
@@ -150,75 +152,101 @@ def _first_batches(
     return out
 
 
-def scattering(
-    model: nn.Module,
-    loss_fn: LossFn | None,
-    data: Iterable[tuple[Tensor, Tensor]],
-    *,
-    eps: float | Sequence[float],
-    scales: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
-    directions: str | Sequence[Params] = "random",
-    num_directions: int = 4,
-    norm: str = "linf",
-    alpha: float | None = None,
-    steps: int = 10,
-    random_start: bool = True,
-    num_batches: int | None = None,
-    batched: bool = True,
-    chunk_size: int | None = None,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-) -> ScatteringResult:
-    """Measure gradient scattering of the adversarial loss (Proposition 2).
+@dataclasses.dataclass(frozen=True)
+class _PGDSettings:
+    """The PGD that scattering replays at both weights (its eps is swept)."""
 
-    For every eps and batch, the adversarial examples are recomputed at ``w`` and at
-    every ``w + s v`` with the *same* random start (one seed per (eps, batch), drawn
-    from ``generator``), so the attacks differ only through the weights;
-    ``random_start=False`` removes the random start altogether. The gradient at ``w`` is
-    computed once per (eps, batch) and reused for every direction and scale.
+    norm: str = "linf"
+    steps: int = 10
+    alpha: float | None = None
+    alpha_rel: float | None = None  # FGSM-RS: alpha = alpha_rel * eps
+    random_start: bool = True
 
-    Args:
-        model: classifier returning logits (evaluated in eval mode; unchanged).
-        loss_fn: ``(logits, y) -> scalar``; default mean cross-entropy.
-        data: iterable of ``(x, y)`` batches.
-        eps: one budget or a list.
-        scales: step sizes ``s > 0``.
-        directions: ``"random"``, ``"filter"``, ``"hessian"`` (see
-            :func:`scatter_directions`) or explicit directions (dicts by parameter name).
-        num_directions: how many directions for a named kind.
-        norm, alpha, steps: PGD settings (``alpha`` default ``2.5 eps / steps``).
-        random_start: PGD random start (same at both points).
-        num_batches: use only the first batches of ``data``.
-        batched: attack all points of a batch together with ``torch.func.vmap``
-            (fast); ``False`` loops over points with :func:`landscape.attacks.perturb`.
-        chunk_size: with ``batched``, at most this many weight points per vmap call
-            (bounds memory: each point holds a copy of the weights and the batch).
-        generator: directions and attack seeds.
-        progressbar: show a tqdm bar over (eps, batch).
+    def alpha_at(self, eps: float) -> float | None:
+        if self.alpha is None and self.alpha_rel is not None:
+            return self.alpha_rel * eps
+        return self.alpha
 
-    Returns:
-        A :class:`ScatteringResult`.
 
-    Raises:
-        ValueError: negative eps, empty or non-positive scales, empty data, or
-            directions whose names do not match the model's parameters.
-    """
-    from tqdm.auto import tqdm
-
-    eps_arr = _check_eps_list(eps)
-    s_arr = _check_scales(scales)
-    norm = _utils.check_norm(norm)
+def _resolve_attack(
+    attack: Callable | None, eps, legacy: dict
+) -> tuple[np.ndarray, _PGDSettings, dict | None]:
+    """Budgets to sweep, the PGD settings, and the attack's description."""
+    given = {k: v for k, v in legacy.items() if v is not None}
+    if attack is not None:
+        if given:
+            raise TypeError(
+                f"scattering: pass either attack=... or {sorted(given)}, not both"
+            )
+        if isinstance(attack, FGSMRS):
+            st = _PGDSettings(attack.norm, 1, attack.alpha, 1.25, True)
+        elif isinstance(attack, PGD):
+            st = _PGDSettings(
+                attack.norm, int(attack.steps), attack.alpha, None, attack.random_start
+            )
+        else:
+            raise TypeError(
+                "scattering replays the attack at both weights from the same random "
+                "start: pass attack=attacks.PGD(...) or attacks.FGSMRS(...), got "
+                f"{type(attack).__name__}"
+            )
+        if attack.loss is not None:
+            raise ValueError(
+                "scattering attacks the loss it differentiates (loss_fn): leave the "
+                "attack's loss at None"
+            )
+        eps_arr = _check_eps_list(attack.eps if eps is None else eps)
+        return eps_arr, st, attack.to_dict()
+    if eps is None:
+        raise TypeError("scattering needs eps=... (one budget or a list) or attack=")
+    if given:
+        warnings.warn(
+            f"scattering: the keywords {sorted(given)} are deprecated; pass "
+            "attack=attacks.PGD(eps=..., steps=..., alpha=...) (eps= sweeps budgets)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    steps = given.get("steps", 10)
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    alpha = given.get("alpha")
     if alpha is not None and not alpha > 0:
         raise ValueError(f"the step size alpha must be > 0, got {alpha}")
-    loss_fn = loss_fn or _loss_default
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
-    gen, seed = _utils.make_generator(generator)
-    batches = _first_batches(model, loss_fn, data, num_batches)
+    norm = _utils.check_norm(given.get("norm", "linf"))
+    st = _PGDSettings(norm, int(steps), alpha, None, given.get("random_start", True))
+    return _check_eps_list(eps), st, None
+
+
+def _strategy(strategy: str | None, batched: bool | None) -> str:
+    if batched is not None:
+        warnings.warn(
+            "scattering: batched= is deprecated; pass strategy='vmap' or 'loop'",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if strategy is not None:
+            raise TypeError("scattering: pass strategy=..., not batched= as well")
+        strategy = "vmap" if batched else "loop"
+    strategy = "vmap" if strategy is None else strategy
+    if strategy not in ("vmap", "loop"):
+        raise ValueError(f"strategy must be 'vmap' or 'loop', got {strategy!r}")
+    return strategy
+
+
+def _scatter_dirs(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    directions: str | Sequence[Params],
+    num_directions: int,
+    gen: torch.Generator,
+) -> tuple[str, list[Params], np.ndarray]:
+    """The directions (named kind or given), checked, on the model's device, and
+    their norms."""
     w = _params(model)
+    device = _utils.model_device(model)
     if isinstance(directions, str):
-        kind = directions
+        kind = _direction_kind(directions)
         dirs = scatter_directions(
             model, loss_fn, batches, kind=kind, num=num_directions, generator=gen
         )
@@ -234,109 +262,91 @@ def scattering(
                 f"missing {sorted(set(w) - set(d))}, extra {sorted(set(d) - set(w))}"
             )
     dirs = [{n: d[n].to(device=device, dtype=w[n].dtype) for n in w} for d in dirs]
-    D, S, E, B = len(dirs), len(s_arr), len(eps_arr), len(batches)
     dnorm = np.array([float(_utils.flatten(d).norm()) for d in dirs])
     if np.any(dnorm == 0):
         raise ValueError("a direction is all zeros: ||delta w|| would be 0")
-    step_norm = dnorm[:, None] * s_arr[None, :]
-    # the K = 1 + D*S weight points; point 0 is w itself
-    points: list[Params] = [w]
-    for d in dirs:
-        for s in s_arr:
-            points.append({n: w[n] + float(s) * d[n] for n in w})
-    K = len(points)
-    chunk = K if chunk_size is None else max(1, int(chunk_size))
-    seeds = torch.randint(0, 2**62, (E, B), generator=gen).tolist()
+    return kind, dirs, dnorm
 
-    shape = (E, D, S, B)
-    out = {k: np.zeros(shape) for k in ("grad_diff", "cosine", "gnp", "pcos", "scos")}
-    grad_norm, loss_w = np.zeros((E, B)), np.zeros((E, B))
-    bar = tqdm(total=E * B, desc="scattering", disable=not progressbar)
-    with _utils.eval_mode(model):
-        for e, ep in enumerate(eps_arr):
-            for b, (x, y) in enumerate(batches):
-                sd = seeds[e][b]
-                g_all, d_all, l_all = [], [], []
-                for lo in range(0, K, chunk):
-                    pts = points[lo : lo + chunk]
-                    if batched:
-                        st = {n: torch.stack([p[n] for p in pts]) for n in w}
-                        g, dl, ls = _batched_points(
-                            model,
-                            loss_fn,
-                            x,
-                            y,
-                            st,
-                            eps=float(ep),
-                            norm=norm,
-                            alpha=alpha,
-                            steps=steps,
-                            random_start=random_start,
-                            seed=sd,
-                        )
-                    else:
-                        gs, dls, lss = [], [], []
-                        for p in pts:
-                            gg, xa = adversarial_gradient(
-                                model,
-                                loss_fn,
-                                x,
-                                y,
-                                eps=float(ep),
-                                params=p,
-                                norm=norm,
-                                alpha=alpha,
-                                steps=steps,
-                                random_start=random_start,
-                                generator=torch.Generator(device=x.device).manual_seed(
-                                    sd
-                                ),
-                            )
-                            gs.append(_utils.flatten(gg))
-                            dls.append(xa - x)
-                            with torch.no_grad():
-                                lss.append(loss_fn(functional_call(model, p, (xa,)), y))
-                        g, dl, ls = torch.stack(gs), torch.stack(dls), torch.stack(lss)
-                    g_all.append(g.detach())
-                    d_all.append(dl.detach())
-                    l_all.append(ls.detach())
-                g, dl = torch.cat(g_all), torch.cat(d_all)
-                g0, gk = g[0], g[1:]
-                grad_norm[e, b] = float(g0.norm())
-                loss_w[e, b] = float(l_all[0][0])
-                diff = (gk - g0).norm(dim=1)
-                cos = _safe_cos(gk, g0.expand_as(gk))
-                d0 = dl[0].flatten(1)
-                dk = dl[1:].flatten(2)
-                pc = _safe_cos(dk, d0.expand_as(dk)).mean(dim=1)
-                sc = _safe_cos(dk.sign(), d0.sign().expand_as(dk)).mean(dim=1)
-                for key, val in (
-                    ("grad_diff", diff),
-                    ("cosine", cos),
-                    ("gnp", gk.norm(dim=1)),
-                    ("pcos", pc),
-                    ("scos", sc),
-                ):
-                    out[key][e, :, :, b] = val.view(D, S).cpu().double().numpy()
-                bar.update(1)
-    bar.close()
-    if np.all(grad_norm == 0):
+
+def _loop_points(model, loss_fn, x, y, pts, ep, st: _PGDSettings, seed: int):
+    """Reference path: one :func:`adversarial_gradient` per weight point."""
+    gs, dls, lss = [], [], []
+    for p in pts:
+        gg, xa = adversarial_gradient(
+            model, loss_fn, x, y, eps=ep, params=p, norm=st.norm,
+            alpha=st.alpha_at(ep), steps=st.steps, random_start=st.random_start,
+            generator=torch.Generator(device=x.device).manual_seed(seed),
+        )  # fmt: skip
+        gs.append(_utils.flatten(gg))
+        dls.append(xa - x)
+        with torch.no_grad():
+            lss.append(loss_fn(functional_call(model, p, (xa,)), y))
+    return torch.stack(gs), torch.stack(dls), torch.stack(lss)
+
+
+def _measure_batch(
+    model, loss_fn, x, y, points, ep, st: _PGDSettings, seed, strategy, chunk
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat gradients ``(K, P)``, perturbations ``(K, N, ...)`` and losses ``(K,)`` at
+    every weight point, in chunks of ``chunk`` points."""
+    g_all, d_all, l_all = [], [], []
+    names = list(points[0])
+    for lo in range(0, len(points), chunk):
+        pts = points[lo : lo + chunk]
+        if strategy == "vmap":
+            stacked = {n: torch.stack([p[n] for p in pts]) for n in names}
+            g, dl, ls = _batched_points(
+                model, loss_fn, x, y, stacked, eps=ep, norm=st.norm,
+                alpha=st.alpha_at(ep), steps=st.steps, random_start=st.random_start,
+                seed=seed,
+            )  # fmt: skip
+        else:
+            g, dl, ls = _loop_points(model, loss_fn, x, y, pts, ep, st, seed)
+        g_all.append(g.detach())
+        d_all.append(dl.detach())
+        l_all.append(ls.detach())
+    return torch.cat(g_all), torch.cat(d_all), torch.cat(l_all)
+
+
+def _statistics(g: Tensor, dl: Tensor) -> dict[str, Tensor]:
+    """Scattering statistics of the points ``1..K-1`` against point 0 (``w``)."""
+    g0, gk = g[0], g[1:]
+    d0, dk = dl[0].flatten(1), dl[1:].flatten(2)
+    return {
+        "grad_diff": (gk - g0).norm(dim=1),
+        "cosine": _safe_cos(gk, g0.expand_as(gk)),
+        "gnp": gk.norm(dim=1),
+        "pcos": _safe_cos(dk, d0.expand_as(dk)).mean(dim=1),
+        "scos": _safe_cos(dk.sign(), d0.sign().expand_as(dk)).mean(dim=1),
+    }
+
+
+def _direction_kind(kind: str) -> str:
+    if kind == "random":
         warnings.warn(
-            "all gradients at w are zero: is the loss saturated?", stacklevel=2
+            "scattering: directions='random' is deprecated (it is a unit-norm "
+            "Gaussian, while landscape.directions' random directions are "
+            "filter-normalised); pass 'unit' (same numbers) or 'filter'",
+            DeprecationWarning,
+            stacklevel=4,
         )
-    ratio = out["grad_diff"] / step_norm[None, :, :, None]
+        return "unit"
+    return kind
+
+
+def _result(
+    eps_arr, s_arr, step_norm, out, grad_norm, loss_w, meta, st, strategy, batches,
+    device, dtype,
+) -> ScatteringResult:  # fmt: skip
     meta = dict(
-        seed=seed,
-        attack_seeds=seeds,
-        directions=kind,
-        num_directions=D,
-        direction_norms=dnorm.tolist(),
-        norm=norm,
-        alpha=alpha,
-        steps=steps,
-        random_start=random_start,
-        batched=batched,
-        num_batches=B,
+        **meta,
+        norm=st.norm,
+        alpha=st.alpha if st.alpha_rel is None else f"{st.alpha_rel} * eps",
+        steps=st.steps,
+        random_start=st.random_start,
+        strategy=strategy,
+        batched=strategy == "vmap",
+        num_batches=len(batches),
         batch_sizes=[int(x.shape[0]) for x, _ in batches],
         device=str(device),
         dtype=str(dtype),
@@ -346,7 +356,7 @@ def scattering(
         scales=s_arr,
         step_norm=step_norm,
         grad_diff=out["grad_diff"],
-        ratio=ratio,
+        ratio=out["grad_diff"] / step_norm[None, :, :, None],
         cosine=out["cosine"],
         grad_norm_pert=out["gnp"],
         pert_cosine=out["pcos"],
@@ -355,3 +365,114 @@ def scattering(
         loss=loss_w,
         meta=meta,
     )
+
+
+def scattering(
+    model: nn.Module,
+    loss_fn: LossFn | None,
+    data: Iterable[tuple[Tensor, Tensor]],
+    *,
+    eps: float | Sequence[float] | None = None,
+    attack: Callable | None = None,
+    scales: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
+    directions: str | Sequence[Params] = "unit",
+    num_directions: int = 4,
+    num_batches: int | None = None,
+    strategy: str | None = None,
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+    progressbar: bool = False,
+    norm: str | None = None,
+    alpha: float | None = None,
+    steps: int | None = None,
+    random_start: bool | None = None,
+    batched: bool | None = None,
+) -> ScatteringResult:
+    """Measure gradient scattering of the adversarial loss (Proposition 2).
+
+    For every eps and batch, the adversarial examples are recomputed at ``w`` and at
+    every ``w + s v`` with the *same* random start (one seed per (eps, batch), drawn
+    from ``generator``), so the attacks differ only through the weights; an attack
+    with ``random_start=False`` removes the random start altogether. The gradient at
+    ``w`` is computed once per (eps, batch) and reused for every direction and scale.
+
+    Args:
+        model: classifier returning logits (evaluated in eval mode; unchanged).
+        loss_fn: ``(logits, y) -> scalar``; default mean cross-entropy (also the
+            attack's objective).
+        data: an ``(x, y)`` pair (one batch), a list of batches or a loader.
+        eps: one budget or a list to sweep (default: the attack's ``eps``).
+        attack: the attack replayed at both weights: ``attacks.PGD(...)`` or
+            ``attacks.FGSMRS(...)`` (its budget is replaced by each ``eps``); default
+            ``PGD(steps=10)``.
+        scales: step sizes ``s > 0``.
+        directions: ``"unit"`` (unit-norm Gaussian), ``"filter"``, ``"hessian"``
+            (see :func:`scatter_directions`) or explicit directions (dicts by
+            parameter name). ``"random"`` is a deprecated name of ``"unit"``.
+        num_directions: how many directions for a named kind.
+        num_batches: use only the first batches of ``data``.
+        strategy: ``"vmap"`` (default: attack all points of a batch together with
+            ``torch.func.vmap``) or ``"loop"`` (point by point with
+            :func:`landscape.attacks.perturb`, the reference).
+        chunk_size: with ``"vmap"``, at most this many weight points per vmap call
+            (bounds memory: each point holds a copy of the weights and the batch).
+        generator: directions and attack seeds (``None``: torch's global RNG).
+        progressbar: show a tqdm bar over (eps, batch).
+        norm, alpha, steps, random_start: deprecated loose PGD settings (one
+            release); ``batched``: deprecated, ``strategy="vmap"`` / ``"loop"``.
+
+    Returns:
+        A :class:`ScatteringResult`.
+
+    Raises:
+        ValueError: negative eps, empty or non-positive scales, empty data, or
+            directions whose names do not match the model's parameters.
+    """
+    from tqdm.auto import tqdm
+
+    legacy = dict(norm=norm, alpha=alpha, steps=steps, random_start=random_start)
+    eps_arr, st, attack_meta = _resolve_attack(attack, eps, legacy)
+    strategy = _strategy(strategy, batched)
+    s_arr = _check_scales(scales)
+    loss_fn = loss_fn or _loss_default
+    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    gen, seed = _utils.make_generator(generator)
+    batches = _first_batches(model, loss_fn, data, num_batches)
+    kind, dirs, dnorm = _scatter_dirs(
+        model, loss_fn, batches, directions, num_directions, gen
+    )
+    D, S, E, B = len(dirs), len(s_arr), len(eps_arr), len(batches)
+    step_norm = dnorm[:, None] * s_arr[None, :]
+    w = _params(model)
+    # the K = 1 + D*S weight points; point 0 is w itself
+    points = [w] + [{n: w[n] + float(s) * d[n] for n in w} for d in dirs for s in s_arr]
+    chunk = len(points) if chunk_size is None else max(1, int(chunk_size))
+    seeds = torch.randint(0, 2**62, (E, B), generator=gen).tolist()
+
+    out = {k: np.zeros((E, D, S, B)) for k in ("grad_diff", "cosine", "gnp", "pcos",
+                                               "scos")}  # fmt: skip
+    grad_norm, loss_w = np.zeros((E, B)), np.zeros((E, B))
+    bar = tqdm(total=E * B, desc="scattering", disable=not progressbar)
+    with _utils.eval_mode(model):
+        for e, ep in enumerate(eps_arr):
+            for b, (x, y) in enumerate(batches):
+                g, dl, ls = _measure_batch(
+                    model, loss_fn, x, y, points, float(ep), st, seeds[e][b],
+                    strategy, chunk,
+                )  # fmt: skip
+                grad_norm[e, b] = float(g[0].norm())
+                loss_w[e, b] = float(ls[0])
+                for key, val in _statistics(g, dl).items():
+                    out[key][e, :, :, b] = val.view(D, S).cpu().double().numpy()
+                bar.update(1)
+    bar.close()
+    if np.all(grad_norm == 0):
+        warnings.warn(
+            "all gradients at w are zero: is the loss saturated?", stacklevel=2
+        )
+    return _result(
+        eps_arr, s_arr, step_norm, out, grad_norm, loss_w,
+        dict(seed=seed, attack_seeds=seeds, attack=attack_meta, directions=kind,
+             num_directions=D, direction_norms=dnorm.tolist()),
+        st, strategy, batches, device, dtype,
+    )  # fmt: skip
