@@ -319,3 +319,21 @@ def test_hessian_eigenvector_line_is_the_taylor_parabola():
     line = S.loss_line(model, nn.MSELoss(), data, v, xs=xs)
     l0 = _plain_loss(model, nn.MSELoss(), data)
     np.testing.assert_allclose(line.loss, l0 + xs * gv + 0.5 * lam * xs**2, rtol=1e-8)
+
+
+def test_batch_size_tuning_is_paid_once_per_model_and_data(monkeypatch):
+    from landscape.surface import _evaluate as EV
+
+    m, data = _bn_net(), _bn_data(n_batches=3, bs=100)  # 300: three batch sizes
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    xs = np.linspace(-1, 1, 6)  # 36 points: tuned
+    EV._TUNED.clear()
+    calls = []
+    real = EV._timeit
+    monkeypatch.setattr(EV, "_timeit", lambda fn, dev: calls.append(1) or real(fn, dev))
+    first = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs)
+    assert len(calls) == 6  # three batch sizes, two grid points each
+    calls.clear()
+    second = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs)
+    assert calls == [] and second.meta["batch_size"] == first.meta["batch_size"]
+    np.testing.assert_allclose(second.loss, first.loss, rtol=1e-12)

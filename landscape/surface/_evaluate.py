@@ -198,6 +198,17 @@ def evaluate_loss(
     return loss, acc if ev.has_acc else None
 
 
+# Batch sizes measured per (model shape, data shape, device): later surfaces of the
+# same model and data reuse the measurement (the tuning is paid once per session).
+_TUNED: dict[tuple, int] = {}
+
+
+def _tuning_key(ev: _Evaluator, raw: list, device: torch.device) -> tuple:
+    shapes = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in ev.center.items())
+    x = raw[0][0]
+    return (type(ev.model).__qualname__, shapes, tuple(x.shape[1:]), ev.n, str(device))
+
+
 def _choose(
     ev: _Evaluator,
     raw: list,
@@ -212,11 +223,15 @@ def _choose(
 
     Batch sizes are timed on real grid points (the rows of ``probe``, two per
     candidate, the second one timed after the first warmed up that shape), so the
-    measurement costs nothing: their results are returned, in ``probe`` order.
+    measurement costs nothing: their results are returned, in ``probe`` order. The
+    choice is remembered for the model's and data's shapes on this device.
     """
     n = ev.n
     done: list[tuple] = []
     tune = num_points >= 32 and ev.attack is None
+    key = _tuning_key(ev, raw, device)
+    if batch_size == "auto" and key in _TUNED:  # measured by an earlier call
+        batch_size = _TUNED[key]
     if batch_size == "auto":
         cands = sorted(
             {min(b, n) for b in _BATCH_CANDIDATES} | ({n} if n <= 2048 else set())
@@ -233,7 +248,7 @@ def _choose(
                         _timeit(lambda r=row: done.extend(ev.loop(r[None])), device)
                     )
                 times[b] = min(t)
-            batch_size = min(times, key=times.get)
+            batch_size = _TUNED[key] = min(times, key=times.get)
         else:
             batch_size = 256 if device.type == "cpu" else min(n, 1024)
         batch_size = min(int(batch_size), n)
