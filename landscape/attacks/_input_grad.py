@@ -103,7 +103,8 @@ class _InputGradMode(TorchFunctionMode):
 
 
 def input_grad_mode(model: nn.Module, x: Tensor):
-    """Context for the forward pass of an input-gradient step (see the module doc).
+    """Context for the forward passes of the input-gradient steps of one attack (see
+    the module doc); re-enterable, so one attack builds it once.
 
     Active on CPU for eager float32 / float64 models outside autocast; elsewhere
     (CUDA, whose cuDNN backward-data kernels are fast, ``torch.compile``, bf16
@@ -115,5 +116,12 @@ def input_grad_mode(model: nn.Module, x: Tensor):
         or torch.is_autocast_enabled("cpu")
         or hasattr(model, "_orig_mod")  # torch.compile
     ):
-        return contextlib.nullcontext()
+        return _NoMode()
     return _InputGradMode()
+
+
+class _NoMode(contextlib.AbstractContextManager):
+    """A re-enterable no-op context."""
+
+    def __exit__(self, *exc) -> None:
+        return None

@@ -113,18 +113,20 @@ def perturb(
     gen, _ = _utils.make_generator(generator, x.device)
     delta = random_init(x, eps, norm, gen) if random_start else torch.zeros_like(x)
     mode = _utils.train_mode if train else _utils.eval_mode
+    fast = input_grad_mode(model, x)
     with mode(model), _utils.thin_conv_backend(model), torch.enable_grad():
         for _ in range(steps):
-            grad = _input_grad(model, loss_fn, x, delta, y)
+            grad = _input_grad(model, loss_fn, x, delta, y, fast)
             _ascend_(delta, grad, alpha, norm)
             _project_(delta, x, eps, norm)
     return x + delta
 
 
-def _input_grad(model, loss_fn, x: Tensor, delta: Tensor, y: Tensor) -> Tensor:
-    """d loss / d x at ``x + delta``: one input-gradient pass (no weight gradients)."""
+def _input_grad(model, loss_fn, x: Tensor, delta: Tensor, y: Tensor, mode) -> Tensor:
+    """d loss / d x at ``x + delta``: one input-gradient pass (no weight gradients)
+    with the forward inside ``mode`` (:func:`input_grad_mode`)."""
     xa = (x + delta).requires_grad_(True)
-    with input_grad_mode(model, xa):
+    with mode:
         loss = loss_fn(model(xa), y)
     (grad,) = torch.autograd.grad(loss, xa)
     return grad

@@ -88,6 +88,8 @@ class _Run:
     attack_loss: Callable[[Tensor, Tensor], Tensor] | None  # None: perturb's default
     folder: Path | None
     modes: list[tuple[nn.Module, bool]]
+    eps_fn: Callable[[float], float] = float  # the schedules (set by _setup)
+    lr_fn: Callable[[float], float] = float
     fwd: nn.Module | None = None  # DDP / compiled model for the training forward
     atk: nn.Module | None = None  # (compiled) model for the attack
     epoch: int = 0
@@ -289,6 +291,8 @@ def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
         folder=Path(run_dir) if run_dir is not None else None,
         modes=modes,
         init=[p.detach().clone() for p in params],
+        eps_fn=cfg.eps_fn(),
+        lr_fn=cfg.lr_fn(),
     )
 
 
@@ -515,7 +519,7 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
         if cfg.schedule_update == "iteration"
         else run.epoch
     )
-    eps_t, lr_t = float(cfg.eps_fn()(t)), float(cfg.lr_fn()(t))
+    eps_t, lr_t = float(run.eps_fn(t)), float(run.lr_fn(t))
     for g in run.opt.param_groups:
         g["lr"] = lr_t
     run.opt.zero_grad(set_to_none=True)
