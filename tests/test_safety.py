@@ -523,3 +523,15 @@ def test_offline_demo_fails_in_one_line_and_leaves_no_empty_folder(
     assert "python -m landscape.data download mnist" in line
     assert not root.exists()  # no empty cache/mnist/ left behind
     assert f"downloading mnist into {root / 'mnist'}" in caplog.text
+
+
+def test_library_run_readers_name_a_truncated_file(tmp_path):
+    run = _run_folder(tmp_path / "run")
+    (run / "config.json").write_text('{"model": "ml')
+    for load in (train.load_model, train.load_run):
+        with pytest.raises(io.CorruptFileError, match="run/config.json"):
+            load(run)
+    _run_folder(run)
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"ep')
+    with pytest.raises(io.CorruptFileError, match=r"metrics.jsonl .*line 2"):
+        train.load_run(run)

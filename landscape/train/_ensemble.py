@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +50,7 @@ class Ensemble(nn.Module):
 def _template(run_dir: Path, model: nn.Module | None) -> nn.Module:
     if model is not None:
         return copy.deepcopy(model)
-    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg = io.read_json(run_dir / "config.json")
     name = cfg.get("model")
     if not name:
         raise ValueError(

@@ -107,9 +107,15 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for i, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
-            r = json.loads(line)
+            try:
+                r = json.loads(line)
+            except ValueError as err:
+                raise io.CorruptFileError(
+                    f"{path} is truncated or corrupt (line {i}: {err}) - delete it; "
+                    "resuming the run rewrites it"
+                ) from None
             rows.append({k: (math.nan if v is None else v) for k, v in r.items()})
     return rows
 
@@ -126,7 +132,7 @@ def load_run(run_dir: str | Path) -> TrainResult:
         raise FileNotFoundError(
             f"{cfg_path} not found: is {run_dir} a run folder of adversarial_train?"
         )
-    config = json.loads(cfg_path.read_text())
+    config = io.read_json(cfg_path)
     rows = read_metrics(run_dir)
     ckpts = sorted(str(p) for p in run_dir.glob("ckpt_epoch*.pt"))
     return TrainResult(
