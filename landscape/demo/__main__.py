@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     cfg = DemoConfig.smoke() if args.smoke else DemoConfig()
     out = args.out or Path("runs") / ("demo-smoke" if args.smoke else "demo")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run_demo(
         cfg,
         out,
@@ -83,9 +84,10 @@ def _main(argv: list[str]) -> int:
     )
     print()
     print((out / "summary.md").read_text())
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
-        f"wall time {time.perf_counter() - t0:.0f} s; results in {out}/ "
-        f"(summary.md, summary.json, figures/)"
+        f"wall time {time.perf_counter() - t0:.0f} s, CPU {time.process_time() - c0:.0f} s "
+        f"(load average {load}); results in {out}/ (summary.md, summary.json, figures/)"
     )
     return 0
 

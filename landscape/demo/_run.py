@@ -67,12 +67,14 @@ def run_demo(
         _utils.seed_everything(cfg.seed)
         ctx = S.Context(cfg, out, dev, progressbar)
         timings: dict[str, float] = {}
+        cpu: dict[str, float] = {}  # CPU seconds: comparable across machine loads
 
         def stage(name: str, fn: Callable[[], Any]) -> Any:
             S.log(f"== {name}")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = fn()
             timings[name] = round(time.perf_counter() - t0, 2)
+            cpu[name] = round(time.process_time() - c0, 2)
             return res
 
         stage("data", lambda: S.data_stage(ctx, data_root))
@@ -86,4 +88,4 @@ def run_demo(
         ):
             res[name] = stage(name, lambda fn=fn: fn(ctx))
         paths = stage("figures", lambda: figures(ctx, res))
-        return summary(ctx, res, timings, paths)
+        return summary(ctx, res, timings, paths, cpu=cpu)

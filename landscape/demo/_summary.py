@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ def summary(
     res: dict[str, dict[str, Any]],
     timings: dict[str, float],
     figures: list[Path],
+    *,
+    cpu: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Collect the numbers per run, write ``summary.json`` and ``summary.md``."""
     cfg, out, evals = ctx.cfg, ctx.out, res["evaluate"]
@@ -74,6 +77,9 @@ def summary(
         "threads": torch.get_num_threads(),
         "timings_s": timings,
         "total_s": round(sum(timings.values()), 1),
+        "cpu_timings_s": cpu or {},
+        "total_cpu_s": round(sum((cpu or {}).values()), 1),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "cumulative_timings_s": _cumulative_timings(out, timings),
         "runs": {r.tag: _run_row(cfg, r, res) for r in runs(cfg)},
         "ensemble": ens,
@@ -236,12 +242,15 @@ def _notes(s: dict[str, Any]) -> list[str]:
         "||g(w+sv)-g(w)||/||sv|| grows as s -> 0 when eps > 0 (non-vanishing excess, "
         "Proposition 2); at eps = 0 it stays bounded.",
     ]
-    cum = s.get("cumulative_timings_s", {})
+    cum, cpu = s.get("cumulative_timings_s", {}), s.get("cpu_timings_s", {})
+    load = ", ".join(f"{v:g}" for v in s.get("load_average", []))
     lines += [
         "",
-        "## Stage timings (s): this invocation / all invocations in this folder",
+        "## Stage timings (s): wall this invocation / all invocations in this "
+        f"folder; CPU this invocation (load average at the end: {load})",
     ]
     lines += [""] + [
-        f"- {k}: {v:.1f} / {cum.get(k, v):.1f}" for k, v in s["timings_s"].items()
+        f"- {k}: {v:.1f} / {cum.get(k, v):.1f}; CPU {cpu.get(k, float('nan')):.1f}"
+        for k, v in s["timings_s"].items()
     ]
     return lines
