@@ -95,6 +95,25 @@ def schedules(ctx: _common.Context) -> None:
     _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
 
 
+def zoo_first(ctx: _common.Context) -> None:
+    """``zoo`` with claim 1's decisive runs first: seed 0's Hessians and scattering,
+    then constant vs warm-up at eps 0.4 / 0.3 (and eps 0) for seeds 1, 2, then the
+    rest of ``zoo``."""
+    for spec in _study.zoo(("linear",), EPS, (0,)):
+        _study.hessian_eval(ctx, spec)
+        _study.scattering_eval(ctx, spec)
+    for seed in (1, 2):
+        for eps, sch in (
+            (0.4, "constant"),
+            (0.4, "linear"),
+            (0.3, "constant"),
+            (0.3, "linear"),
+            (0.0, "constant"),
+        ):
+            _study.final_eval(ctx, _study.Spec(eps=eps, seed=seed, schedule=sch))
+    zoo(ctx)
+
+
 def helper(ctx: _common.Context) -> None:
     """The second process's queue when the CPU is scarce: help the zoo with seed 0
     (warm-up models at eps 0.4, 0.3, then the Hessians and scattering from the top
@@ -107,7 +126,7 @@ def helper(ctx: _common.Context) -> None:
     schedules(ctx)
 
 
-QUEUES = {"zoo": zoo, "schedules": schedules, "helper": helper}
+QUEUES = {"zoo": zoo, "zoo_first": zoo_first, "schedules": schedules, "helper": helper}
 
 
 def main(argv: list[str] | None = None) -> int:
