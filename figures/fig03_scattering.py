@@ -372,8 +372,13 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
             a = fd.arrays.get(f"{act}/eps{eps:g}/ratio")
             if a is not None:
                 _study.band(ax, scales, a, label=f"eps={eps:g}", color=f"C{i}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        if not ax.lines:
+            ax.text(
+                0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes
+            )
+        else:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         ax.set_xlabel("step s")
         ax.set_title(f"({t}) {act}: ||delta g|| / ||delta w||", fontsize=8)
     axes[1].legend(fontsize=6)

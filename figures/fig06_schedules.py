@@ -331,7 +331,7 @@ def _claim4(ctx, compute: bool) -> tuple[list, dict, dict, float]:
     return rows, tests, {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in cells.items()}, cost
 
 
-def _claim5(ctx, compute: bool) -> tuple[list, dict, float]:
+def _claim5(ctx, compute: bool) -> tuple[list, dict, float, dict]:
     rows, res, cost = [], {}, 0.0
     for sch in ("constant", "periodic"):
         for lr in STUDY_LRS:
@@ -370,13 +370,17 @@ def _claim5(ctx, compute: bool) -> tuple[list, dict, float]:
         tests[f"{sch}: range of mean PGD-20 over lr"] = (
             float(max(means) - min(means)) if len(means) == len(STUDY_LRS) else None
         )
-    return rows, tests, cost
+    cells = {
+        f"{sch}/{lr:g}": [[g["clean_acc"], g[f"pgd20_acc@{EPS:g}"]] for g in got]
+        for (sch, lr), got in res.items()
+    }
+    return rows, tests, cost, cells
 
 
 def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureData:
     """Claims 4 and 5 from the zoo."""
     rows, tests, cells, cost4 = _claim4(ctx, compute)
-    lr_rows, lr_tests, cost5 = _claim5(ctx, compute)
+    lr_rows, lr_tests, cost5, lr_cells = _claim5(ctx, compute)
     arrays: dict[str, np.ndarray] = {}
     for sch in SCHEDULES:
         cfg = _study.Spec(eps=EPS, seed=0, schedule=sch).config()
@@ -391,6 +395,7 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
         "lr_columns": list(LR_COLUMNS),
         "lr_rows": lr_rows,
         "lr_tests": lr_tests,
+        "lr_cells": lr_cells,
         "eps": EPS,
         "size": dict(_study.SIZE),
         "compute_seconds": round(cost4 + cost5, 1),
@@ -444,18 +449,18 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     with plt.rc_context(plot.PAPER_STYLE):
         fig2, ax = plt.subplots(1, 2, figsize=(8, 3.0))
     for sch, mk in (("constant", "o"), ("periodic", "s")):
-        for j, key in enumerate(("clean_%", "pgd20_%")):
-            ms, sds, lrs = [], [], []
-            for r in fd.table["lr_rows"]:
-                if r[0] == sch and r[2] and r[3 + j] != "not run":
-                    m, sd = (float(v) for v in r[3 + j].split(" +- "))
-                    ms.append(m)
-                    sds.append(sd)
-                    lrs.append(r[1])
+        for j, key in enumerate(("clean", "PGD-20")):
+            lrs, ms, sds = [], [], []
+            for lr in STUDY_LRS:
+                v = [100 * c[j] for c in fd.table["lr_cells"].get(f"{sch}/{lr:g}", [])]
+                if v:
+                    lrs.append(lr)
+                    ms.append(np.mean(v))
+                    sds.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
             ax[j].errorbar(lrs, ms, sds, marker=mk, capsize=3, label=sch)
             ax[j].set_xscale("log")
             ax[j].set_xlabel("Adam learning rate")
-            ax[j].set_title(f"{key.rstrip('_%')} accuracy %, eps = {EPS}", fontsize=8)
+            ax[j].set_title(f"{key} accuracy %, eps = {EPS}", fontsize=8)
     ax[0].legend(fontsize=7)
     fig2.suptitle(
         "Claim 5: lr sensitivity, constant vs periodic (2 seeds, study tier)",

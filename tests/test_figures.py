@@ -221,6 +221,10 @@ def test_study_statistics_match_closed_forms(study):
     assert study.summary([])["mean"] is None
     assert study.fmt(study.summary([0.5, 0.7]), 100) == "60.0 +- 14.1"
     assert study.fmt({}) == "not run"
+    assert study.fmt(study.summary([0.5]), 100) == "50.0 (1 seed)"
+    assert study.stalled({"clean_acc": 0.1135}) and not study.stalled(
+        {"clean_acc": 0.6}
+    )
     a, b = [1.0, 1.2, 0.9], [0.1, 0.3, 0.2]
     w = study.welch(a, b)
     ref = stats.ttest_ind(a, b, equal_var=False)
