@@ -474,13 +474,14 @@ def study_main(ctx: _common.Context) -> int:
     paths = study_draw(fd, ctx)
     paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
     if not ctx.from_results:
-        paths.append(
-            _study.write_csv(
-                _common.PUBLISHED / "fig06_lr_sensitivity_study.csv",
-                fd.table["lr_columns"],
-                fd.table["lr_rows"],
-            )
+        csv = _study.write_csv(
+            _common.PUBLISHED / "fig06_lr_sensitivity_study.csv",
+            fd.table["lr_columns"],
+            fd.table["lr_rows"],
         )
+        head = f"# commit {fd.meta.get('commit')}; command: {fd.meta.get('command')}\n"
+        csv.write_text(head + csv.read_text())
+        paths.append(csv)
     for r in fd.table["rows"] + fd.table["lr_rows"]:
         print(f"[{NAME}] " + " | ".join(str(v) for v in r))
     _common.report(ctx, paths)
