@@ -39,6 +39,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check landscape tests figures benchmarks
 	$(TEST_ENV) $(PY) -m pytest -n 2 -q --durations=15 $(ARGS)
 	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --nbmake notebooks -o addopts=""
+	$(TEST_ENV) $(PY) -m pytest -q -m notebook tests/test_notebooks.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -q -m "" $(ARGS)

@@ -273,10 +273,16 @@ def draw(
     with plt.rc_context(plot.PAPER_STYLE):
         fig, axes = plt.subplots(2, n, figsize=(2.7 * n + 1.0, 5.0), squeeze=False)
     for row, (kind, label) in enumerate((("clean", "clean"), ("adv", "adversarial"))):
+        surfs = _surfaces(fd, kind)
+        if kind == "adv":  # at eps 0 the adversarial loss is the clean one (row above)
+            surfs = [None if e == 0 else s for e, s in zip(eps_list, surfs)]
         plot.plot_surfaces(
-            _surfaces(fd, kind),
+            surfs,
             titles=[
-                f"train eps={e:g}: {label if e > 0 else 'clean'} loss" for e in eps_list
+                f"train eps={e:g}: {label} loss"
+                if e > 0 or kind == "clean"
+                else "train eps=0:\nadversarial loss at eps 0\n= clean loss (above)"
+                for e in eps_list
             ],
             kind="contourf",
             log=True,

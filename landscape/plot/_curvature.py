@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import new_axes
+from ._style import legend, new_axes
 
 __all__ = ["plot_eigenvalues", "plot_eigenvalues_vs_eps", "plot_density", "plot_trace"]
 
@@ -40,7 +40,7 @@ def plot_eigenvalues(eig: Any, ax=None, *, label: str | None = None, **kw: Any):
     ax.set_xlabel("index")
     ax.set_ylabel("Hessian eigenvalue")
     if label:
-        ax.legend()
+        legend(ax)
     return ax
 
 
@@ -83,7 +83,7 @@ def plot_eigenvalues_vs_eps(
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("top Hessian eigenvalues")
-    ax.legend(fontsize="small")
+    legend(ax, fontsize="small")
     return ax
 
 
@@ -118,7 +118,7 @@ def plot_density(
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density (log)" if log else "density")
     if any(lab for lab, _ in items):
-        ax.legend(fontsize="small")
+        legend(ax, fontsize="small")
     return ax
 
 
@@ -154,5 +154,5 @@ def plot_trace(
     conf = getattr(traces[0], "confidence", 0.95) if len(traces) else 0.95
     ax.set_ylabel(f"Hessian trace ({100 * conf:.0f}% CI)")
     if label:
-        ax.legend()
+        legend(ax)
     return ax

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import new_axes
+from ._style import legend, new_axes
 
 __all__ = [
     "plot_schedule",
@@ -64,7 +64,7 @@ def plot_schedule(
     ax.plot(ts, vs, label=label, **kw)
     ax.set_xlabel("epoch")
     if label:
-        ax.legend()
+        legend(ax)
     return ax
 
 
@@ -151,12 +151,24 @@ def plot_learning_curves(
                 label=": ".join(parts),
             )
     ax.set_xlabel("epoch")
-    accs = all(k.endswith("_acc") for k in keys)
-    ax.set_ylabel(
-        "accuracy (%)" if accs and percent else "accuracy" if accs else "value"
-    )
-    ax.legend()
+    ax.set_ylabel(_ylabel(keys, percent))
+    legend(ax)
     return ax
+
+
+def _ylabel(keys: Sequence[str], percent: bool) -> str:
+    """What the y axis shows: ``accuracy (%)``, ``loss``, or the metric names."""
+    kinds: list[str] = []
+    for k in keys:
+        if k.endswith("_acc"):
+            kind = "accuracy (%)" if percent else "accuracy"
+        elif k.endswith("_loss"):
+            kind = "loss"
+        else:
+            kind = k.replace("_", " ")
+        if kind not in kinds:
+            kinds.append(kind)
+    return " / ".join(kinds)
 
 
 def plot_distance_from_init(result: Any, ax=None):
@@ -169,7 +181,7 @@ def plot_distance_from_init(result: Any, ax=None):
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"$\|w - w_0\|$")
     if len(_runs(result)) > 1:
-        ax.legend()
+        legend(ax)
     return ax
 
 
@@ -178,10 +190,10 @@ def plot_run(result: Any, axes=None):
     from init. Returns the axes array."""
     import matplotlib.pyplot as plt
 
-    from ._style import PAPER_STYLE
+    from ._style import paper_style
 
     if axes is None:
-        with plt.rc_context(PAPER_STYLE):
+        with paper_style():
             _, axes = plt.subplots(2, 2, figsize=(8, 6))
     axes = np.asarray(axes)
     r = _one(result)

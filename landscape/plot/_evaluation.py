@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._style import PAPER_STYLE, new_axes
+from ._style import legend, new_axes, paper_style
 
 __all__ = ["plot_robust_accuracy", "plot_attack_bars", "evaluation_figure"]
 
@@ -49,7 +49,7 @@ def plot_robust_accuracy(
     )
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
-    ax.legend(frameon=False)
+    legend(ax, frameon=False)
     return ax
 
 
@@ -78,7 +78,7 @@ def plot_attack_bars(result, ax=None):
     ax.set_xlabel(r"$\epsilon$")
     ax.set_ylabel("robust accuracy after attack (%)")
     ax.set_ylim(0, 105)
-    ax.legend(frameon=False, fontsize=7)
+    legend(ax, frameon=False, fontsize=7)
     return ax
 
 
@@ -86,7 +86,7 @@ def evaluation_figure(results: Sequence, *, title: str | None = None):
     """One figure: for each result (e.g. L-inf and L2) its eps curve and its bars, and a
     text panel with the gradient-masking checks. Returns the matplotlib Figure."""
     results = list(results) if isinstance(results, (list, tuple)) else [results]
-    with plt.rc_context(PAPER_STYLE):
+    with paper_style():
         fig, axes = plt.subplots(
             len(results) + 1,
             2,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._style import PAPER_STYLE, new_axes
+from ._style import legend as _legend
+from ._style import new_axes, paper_style
 
 __all__ = ["plot_linear_sweep", "plot_linear_sweeps"]
 
@@ -87,14 +88,13 @@ def plot_linear_sweep(
         raise ValueError(
             f"quantity must be one of {sorted(_QUANTITIES)}, got {quantity!r}"
         )
-    import matplotlib.pyplot as plt
 
     ax = new_axes(ax)
     scale = sweep.eps_star if rel and sweep.eps_star > 0 else 1.0
     xs = np.asarray(sweep.eps) / scale
     px = np.asarray(sweep.pgd_eps) / scale
     has_pgd = show_pgd and px.size > 0
-    with plt.rc_context(PAPER_STYLE):
+    with paper_style():
         if quantity == "error":
             ax.plot(xs, sweep.clean_error, color="tab:blue", label="clean (train)")
             ax.plot(xs, sweep.robust_error, color="tab:red", label="robust (train)")
@@ -167,7 +167,7 @@ def plot_linear_sweep(
         if title:
             ax.set_title(title)
         if legend:
-            ax.legend(frameon=False, fontsize=6)
+            _legend(ax, frameon=False, fontsize=6)
     return ax
 
 
@@ -193,7 +193,7 @@ def plot_linear_sweeps(
 
     sweeps = list(sweeps)
     if axes is None:
-        with plt.rc_context(PAPER_STYLE):
+        with paper_style():
             _, axes = plt.subplots(
                 len(sweeps),
                 len(quantities),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._style import new_axes
+from ._style import legend, new_axes
 
 if TYPE_CHECKING:
     from ..scattering import GradNormStats, ScatteringResult, TrainingGradNorms
@@ -100,7 +100,7 @@ def plot_scattering_distribution(
             ax.hist(g, bins=bins, color=c, alpha=0.5, label=rf"$\epsilon$={lab}")
         ax.set_xlabel(name)
         ax.set_ylabel("count")
-        ax.legend()
+        legend(ax)
     else:
         raise ValueError(f"kind must be 'violin' or 'hist', got {kind!r}")
     ax.set_title(f"s = {res.scales[scale_index]:g}")
@@ -111,7 +111,7 @@ def plot_excess_vs_eps(
     results: ScatteringResult | Mapping[str, ScatteringResult],
     *,
     max_scale: float | None = None,
-    fit: bool = True,
+    fit: bool | None = None,
     ax=None,
 ):
     """Excess ``||delta g||`` as ``s -> 0`` (the fitted intercept) against eps, with the
@@ -119,10 +119,16 @@ def plot_excess_vs_eps(
     ``a + c eps`` (Proposition 2: ``2 eps L_wx``, linear in eps; ``a`` collects what a
     ReLU network scatters even at eps = 0).
 
+    A straight line only summarises points that grow with eps. By default
+    (``fit=None``) the line is drawn only when the medians increase monotonically in
+    eps; otherwise the legend says that the points are not monotone and no line is
+    drawn. ``fit=True`` draws it anyway (labelled "not monotone" where so).
+
     Args:
         results: one result or ``{label: result}`` (e.g. ReLU and its smooth twin).
         max_scale: fit the intercept on scales ``<= max_scale`` only.
-        fit: draw the linear fit ``excess = a + c eps``.
+        fit: draw the linear fit ``excess = a + c eps``: ``None`` (default) when the
+            medians are monotone in eps, ``True`` always, ``False`` never.
         ax: axis.
 
     Returns:
@@ -134,10 +140,13 @@ def plot_excess_vs_eps(
         exc = res.excess(max_scale=max_scale).reshape(len(res.eps), -1)
         med = np.median(exc, axis=1)
         q1, q3 = np.quantile(exc, [0.25, 0.75], axis=1)
-        ax.plot(res.eps, med, "o-", color=c, label=label or None)
-        ax.fill_between(res.eps, q1, q3, color=c, alpha=0.2)
-        if fit and len(res.eps) > 1:
-            e = np.asarray(res.eps, dtype=float)
+        e = np.asarray(res.eps, dtype=float)
+        monotone = bool(np.all(np.diff(med[np.argsort(e)]) >= 0))
+        name = f"{label}: " if label else ""
+        note = "" if monotone or len(e) < 3 else " (not monotone in eps)"
+        ax.plot(e, med, "o-", color=c, label=(label or "median") + note)
+        ax.fill_between(e, q1, q3, color=c, alpha=0.2)
+        if len(e) > 1 and (fit or (fit is None and monotone)):
             slope, icpt = np.polyfit(e, med, 1)
             ax.plot(
                 e,
@@ -145,12 +154,12 @@ def plot_excess_vs_eps(
                 "--",
                 color=c,
                 lw=1,
-                label=f"{label + ': ' if label else ''}{icpt:.2g} + {slope:.3g} eps",
+                label=f"{name}fit {icpt:.2g} + {slope:.3g} eps{note}",
             )
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel(r"$\epsilon$")
     ax.set_ylabel(r"excess $\|\Delta g\|$ as $s \to 0$")
-    ax.legend()
+    legend(ax)
     return ax
 
 
@@ -171,7 +180,7 @@ def plot_ratio_vs_scale(res: ScatteringResult, *, stat: str = "ratio", ax=None):
         ax.set_yscale("log")
     ax.set_xlabel("scale s")
     ax.set_ylabel(_LABELS.get(stat, stat))
-    ax.legend()
+    legend(ax)
     return ax
 
 
@@ -219,7 +228,7 @@ def plot_gradient_scatter(
     ax.scatter([1.0], [0.0], marker="x", color="k", zorder=5, label=r"$g(w)$")
     ax.set_xlabel(r"component along $g(w)$ / $\|g(w)\|$")
     ax.set_ylabel(r"orthogonal component / $\|g(w)\|$")
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     return ax
 
 
@@ -269,7 +278,7 @@ def plot_gradnorm_distribution(
         for g, c, lab in zip(groups, _colors(len(groups)), labels):
             ax.hist(g, bins=30, color=c, alpha=0.5, label=rf"$\epsilon$={lab}")
         ax.set_xlabel(name)
-        ax.legend()
+        legend(ax)
     else:
         raise ValueError(f"kind must be 'violin' or 'hist', got {kind!r}")
     return ax
@@ -308,5 +317,5 @@ def plot_training_gradnorms(
     ax.set_xlabel("epoch")
     ax.set_ylabel("gradient norm")
     ax.set_yscale("log")
-    ax.legend()
+    legend(ax)
     return ax

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 
-__all__ = ["PAPER_STYLE", "new_axes", "savefig"]
+__all__ = ["PAPER_STYLE", "legend", "new_axes", "paper_style", "savefig", "subplots"]
 
 PAPER_STYLE: dict = {
     "figure.dpi": 110,
@@ -26,12 +30,49 @@ PAPER_STYLE: dict = {
 }
 
 
+@contextmanager
+def paper_style(rc: dict | None = None) -> Iterator[None]:
+    """``plt.rc_context(PAPER_STYLE)`` (plus ``rc``) that keeps interactive mode.
+
+    The first figure of a Jupyter kernel loads the inline backend, which switches
+    matplotlib's interactive mode on. A plain ``plt.rc_context`` restores every rc
+    value on exit, ``interactive`` included, so when that first figure is created
+    inside it, interactive mode ends up off and every later cell shows only text
+    (``Text(0, 0.5, 'lr')``) instead of its figure. This context keeps whatever
+    interactive mode the body left.
+
+    Args:
+        rc: extra rc values on top of ``PAPER_STYLE``.
+    """
+    interactive = matplotlib.is_interactive()
+    try:
+        with plt.rc_context({**PAPER_STYLE, **(rc or {})}):
+            try:
+                yield
+            finally:
+                interactive = matplotlib.is_interactive()
+    finally:
+        matplotlib.interactive(interactive)
+
+
+def subplots(*args, **kwargs):
+    """``plt.subplots(*args, **kwargs)`` styled with ``PAPER_STYLE``.
+
+    Safe as the first figure of a Jupyter kernel (see :func:`paper_style`): use it
+    instead of ``with plt.rc_context(PAPER_STYLE): plt.subplots(...)``.
+
+    Returns:
+        ``(figure, axes)`` as from ``plt.subplots``.
+    """
+    with paper_style():
+        return plt.subplots(*args, **kwargs)
+
+
 def new_axes(ax=None, figsize: tuple[float, float] = (4.0, 3.0)):
     """Return ``ax`` or a fresh axis in a new figure styled with ``PAPER_STYLE``."""
     if ax is not None:
         return ax
-    with plt.rc_context(PAPER_STYLE):
-        fig, ax = plt.subplots(figsize=figsize)
+    _, ax = subplots(figsize=figsize)
     return ax
 
 
@@ -50,3 +91,70 @@ def savefig(fig, path: str | Path, *, close: bool = True) -> list[Path]:
     if close:
         plt.close(fig)
     return targets
+
+
+def _data_points(ax) -> np.ndarray:
+    """Display coordinates of what is drawn on ``ax``: line vertices (segments
+    subdivided, so a segment crossing a box counts) and collection points/paths."""
+    pts = []
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        if len(xy) > 1:
+            t = np.linspace(0.0, 1.0, 16)[:-1, None, None]
+            xy = np.concatenate(
+                [(xy[:-1] + t * (xy[1:] - xy[:-1])).reshape(-1, 2), xy[-1:]]
+            )
+        pts.append(line.get_transform().transform(xy))
+    for coll in ax.collections:
+        offsets = np.asarray(coll.get_offsets(), dtype=float).reshape(-1, 2)
+        if len(offsets) > 1:
+            pts.append(coll.get_offset_transform().transform(offsets))
+        for path in coll.get_paths():
+            pts.append(coll.get_transform().transform(path.vertices))
+    pts = [p for p in pts if len(p)]
+    if not pts:
+        return np.zeros((0, 2))
+    out = np.concatenate(pts)
+    return out[np.isfinite(out).all(axis=1)]
+
+
+def _covers_data(ax, leg=None) -> bool:
+    """Whether the legend of ``ax`` (or ``leg``) lies over any drawn data point."""
+    leg = leg if leg is not None else ax.get_legend()
+    if leg is None:
+        return False
+    ax.figure.draw_without_rendering()
+    box = leg.get_window_extent()
+    pts = _data_points(ax)
+    inside = (
+        (pts[:, 0] >= box.x0)
+        & (pts[:, 0] <= box.x1)
+        & (pts[:, 1] >= box.y0)
+        & (pts[:, 1] <= box.y1)
+    )
+    return bool(inside.any())
+
+
+def legend(ax, **kwargs):
+    """``ax.legend(**kwargs)`` that never covers the curves.
+
+    The legend goes to matplotlib's ``"best"`` place inside the axes; when every place
+    inside would hide part of the data, it moves outside, to the right of the axes.
+
+    Args:
+        ax: the axis.
+        **kwargs: passed to ``ax.legend``.
+
+    Returns:
+        The legend (None when nothing on ``ax`` has a label).
+    """
+    handles, _ = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    leg = ax.legend(**kwargs)
+    if "loc" not in kwargs and _covers_data(ax, leg):
+        leg.remove()
+        leg = ax.legend(
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs
+        )
+    return leg

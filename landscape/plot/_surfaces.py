@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from ._style import PAPER_STYLE, new_axes
+from ._style import legend, new_axes, paper_style
 
 __all__ = [
     "contour_interactive",
@@ -77,13 +77,32 @@ def _levels(norm, levels: int | Sequence[float], log: bool) -> np.ndarray:
     return np.linspace(norm.vmin, norm.vmax, levels)
 
 
-def _colorbar(cs, ax, label: str, levels: np.ndarray, **kw):
+def _nice_ticks(lo: float, hi: float, log: bool) -> np.ndarray:
+    """Round colour-bar tick values in ``[lo, hi]``: ``1, 2, 5 x 10^k`` (or finer
+    mantissas) on a log scale that spans enough of a decade, else evenly spaced steps
+    of ``1, 2, 2.5, 5 x 10^k``. Never the level values themselves (0.285, 0.471)."""
+    from matplotlib.ticker import MaxNLocator
+
+    if log and lo > 0:
+        k = np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+        for subs in ((1,), (1, 2, 5), (1, 2, 3, 5), tuple(range(1, 10))):
+            t = np.sort((np.asarray(subs)[:, None] * 10.0**k).ravel())
+            t = t[(t >= lo * (1 - 1e-9)) & (t <= hi * (1 + 1e-9))]
+            if len(t) >= 3:
+                return t
+    t = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    span = 1e-9 * max(abs(lo), abs(hi), 1e-300)
+    return t[(t >= lo - span) & (t <= hi + span)]
+
+
+def _colorbar(cs, ax, label: str, **kw):
     cb = (ax[0] if isinstance(ax, list) else ax).figure.colorbar(
         cs, ax=ax, label=label, **kw
     )
-    lv = np.asarray(levels)
-    cb.set_ticks(lv[:: max(1, len(lv) // 6)])
-    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    norm = cs.norm
+    ticks = _nice_ticks(float(norm.vmin), float(norm.vmax), isinstance(norm, LogNorm))
+    cb.set_ticks(ticks)
+    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.6g}"))
     cb.ax.yaxis.set_minor_formatter(NullFormatter())
     return cb
 
@@ -137,7 +156,7 @@ def plot_surface(
     norm, log = _norm(z.filled(np.nan), log, vmin, vmax)
     lv = _levels(norm, levels, log)
     draw = ax.contourf if kind == "contourf" else ax.contour
-    with plt.rc_context(PAPER_STYLE):
+    with paper_style():
         cs = draw(surf.xs, surf.ys, z, levels=lv, cmap=cmap, norm=norm, extend="both")
         if clabel and kind == "contour":
             ax.clabel(cs, inline=True, fontsize=6, fmt="%.3g")
@@ -151,7 +170,7 @@ def plot_surface(
             for (px, py), lab in zip(pts, point_labels or []):
                 ax.annotate(lab, (px, py), xytext=(4, 4), textcoords="offset points")
         if colorbar:
-            _colorbar(cs, ax, _LABELS[which], cs.levels)
+            _colorbar(cs, ax, _LABELS[which])
         ax.set_xlabel(r"$\alpha$ (direction 1)")
         ax.set_ylabel(r"$\beta$ (direction 2)")
         ax.set_title(title if title is not None else _default_label(surf, which))
@@ -187,7 +206,7 @@ def plot_line(
     if not isinstance(surfs, (list, tuple)):
         surfs = [surfs]
     ax = new_axes(ax)
-    with plt.rc_context(PAPER_STYLE):
+    with paper_style():
         for i, s in enumerate(surfs):
             z = _values(s, which)
             if getattr(s, "ys", None) is not None:
@@ -203,7 +222,7 @@ def plot_line(
         if title:
             ax.set_title(title)
         if len(surfs) > 1 or labels is not None:
-            ax.legend()
+            legend(ax)
     return ax
 
 
@@ -224,11 +243,13 @@ def plot_surfaces(
     """Several surfaces side by side (e.g. one per training eps).
 
     With ``share_scale`` every panel uses the same colour range and levels and one
-    colour bar serves them all, so heights compare across panels.
+    colour bar serves them all, so heights compare across panels. A ``None`` entry
+    leaves its panel empty, with its title as a note (e.g. the adversarial surface of
+    an eps = 0 model, which would only repeat its clean surface).
 
     Args:
-        surfs: 2D surfaces.
-        titles: panel titles.
+        surfs: 2D surfaces, or ``None`` for an empty panel.
+        titles: panel titles (for an empty panel: the note written in it).
         kind, which, levels, log, cmap: as for :func:`plot_surface`.
         share_scale: one colour scale for all panels.
         ncols: panels per row (default all in one row).
@@ -239,13 +260,14 @@ def plot_surfaces(
         The array of axes (``axes.flat[0].figure`` is the figure).
     """
     surfs = list(surfs)
-    if not surfs:
+    drawn = [s for s in surfs if s is not None]
+    if not drawn:
         raise ValueError("plot_surfaces needs at least one surface")
     n = len(surfs)
     if axes is None:
         ncols = ncols or n
         nrows = -(-n // ncols)
-        with plt.rc_context(PAPER_STYLE):
+        with paper_style():
             _, axes = plt.subplots(
                 nrows,
                 ncols,
@@ -258,11 +280,14 @@ def plot_surfaces(
     vmin = vmax = None
     lv: Any = levels
     if share_scale:
-        allz = np.concatenate([_values(s, which).ravel() for s in surfs])
+        allz = np.concatenate([_values(s, which).ravel() for s in drawn])
         norm, use_log = _norm(allz, log, None, None)
         vmin, vmax = norm.vmin, norm.vmax
         lv = _levels(norm, levels, use_log)
     for i, (s, ax) in enumerate(zip(surfs, axes)):
+        if s is None:
+            _empty_panel(ax, titles[i] if titles is not None else "")
+            continue
         plot_surface(
             s,
             ax,
@@ -276,14 +301,20 @@ def plot_surfaces(
             colorbar=not share_scale,
             title=titles[i] if titles is not None else None,
         )
-        if i % (ncols or n):
+        row = i - i % (ncols or n)  # first panel of this row
+        if any(t is not None for t in surfs[row:i]):  # a panel on its left has one
             ax.set_ylabel("")
     for ax in axes[n:]:
         ax.set_visible(False)
     if share_scale:
-        cs = next(c for c in axes[0].collections if hasattr(c, "norm"))
-        _colorbar(cs, list(axes[:n]), _LABELS[which], cs.levels, shrink=0.9)
+        cs = next(c for a in axes[:n] for c in a.collections if hasattr(c, "norm"))
+        _colorbar(cs, list(axes[:n]), _LABELS[which], shrink=0.9)
     return axes
+
+
+def _empty_panel(ax, note: str) -> None:
+    ax.set_axis_off()  # not set_xticks([]): that would clear every shared axis
+    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True, transform=ax.transAxes)
 
 
 def _title(surf: Any, which: str, title: str | None) -> str:
@@ -467,13 +498,28 @@ def contour_interactive(
     return fig
 
 
-def write_html(fig: Any, path: str | os.PathLike) -> Path:
+def write_html(fig: Any, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write a plotly figure as one self-contained HTML file (plotly.js embedded, no
-    CDN), atomically."""
+    CDN), atomically.
+
+    Args:
+        fig: a ``plotly.graph_objects.Figure``.
+        path: the ``.html`` file.
+        title: the page title (the browser tab); default the figure's title, else
+            the file name.
+
+    Returns:
+        The path written.
+    """
+    import html as _html
+
     from ..io import atomic_write
 
     path = Path(path)
-    html = fig.to_html(include_plotlyjs=True, full_html=True)
+    if title is None:
+        title = fig.layout.title.text or path.stem.replace("_", " ")
+    page = fig.to_html(include_plotlyjs=True, full_html=True)
+    page = page.replace("<head>", f"<head><title>{_html.escape(str(title))}</title>", 1)
     with atomic_write(path, "w") as f:
-        f.write(html)
+        f.write(page)
     return path

@@ -1,0 +1,182 @@
+"""Plots that explain themselves: legends, labels, colour ticks, fits, page titles."""
+
+from __future__ import annotations
+
+import types
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from landscape import plot as P  # noqa: E402
+from landscape import surface as S  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _surf(lo: float, hi: float) -> S.Surface:
+    xs = ys = np.linspace(-1, 1, 9)
+    X, Y = np.meshgrid(xs, ys)
+    r = (X**2 + Y**2) / 2  # in [0, 1]
+    return S.Surface(xs, ys, lo * (hi / lo) ** r, None, {"adversarial": "clean"})
+
+
+def _colorbar_ticks(ax) -> np.ndarray:
+    cbar_ax = ax.figure.axes[-1]
+    return np.asarray(cbar_ax.get_yticks())
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "log"),
+    [(0.1, 3.0, True), (0.2, 0.9, True), (2.19, 2.32, True), (0.213, 0.977, False)],
+)
+def test_colour_bar_ticks_are_round_numbers(lo, hi, log):
+    """Ticks were every 5th contour level (0.285, 0.471, ...); now round values."""
+    ax = P.plot_surface(_surf(lo, hi), kind="contourf", log=log, levels=25)
+    ticks = _colorbar_ticks(ax)
+    assert len(ticks) >= 3
+    assert ticks.min() >= lo * (1 - 1e-9) and ticks.max() <= hi * (1 + 1e-9)
+    decades = np.floor(np.log10(ticks))
+    mant = ticks / 10.0**decades
+    if log and hi / lo > 3:  # 1, 2, 5 x 10^k (or finer mantissas 1..9)
+        np.testing.assert_allclose(mant, np.round(mant), atol=1e-9)
+    else:  # evenly spaced by 1, 2, 2.5 or 5 x 10^k
+        step = np.diff(ticks)
+        np.testing.assert_allclose(step, step[0], rtol=1e-6)
+        m = step[0] / 10.0 ** np.floor(np.log10(step[0]))
+        assert any(np.isclose(m, v) for v in (1, 2, 2.5, 5)), step[0]
+        np.testing.assert_allclose(
+            ticks / step[0], np.round(ticks / step[0]), atol=1e-6
+        )
+
+
+def test_html_page_has_a_title(tmp_path):
+    fig = P.surface_3d(_surf(0.1, 1.0), title="adversarial loss, eps=0.1")
+    text = P.write_html(fig, tmp_path / "s.html").read_text()
+    assert "<title>adversarial loss, eps=0.1</title>" in text
+    untitled = P.surfaces_3d([_surf(0.1, 1.0), _surf(0.2, 2.0)])
+    text = P.write_html(
+        untitled, tmp_path / "two_surfaces.html", title=None
+    ).read_text()
+    assert "<title>two surfaces</title>" in text
+    text = P.write_html(untitled, tmp_path / "x.html", title="a < b").read_text()
+    assert "<title>a &lt; b</title>" in text
+
+
+def _excess_result(medians):
+    eps = np.linspace(0, 0.3, len(medians))
+    vals = np.asarray(medians, float)[:, None] * np.ones((1, 5))
+    return types.SimpleNamespace(eps=eps, excess=lambda max_scale=None: vals)
+
+
+def test_excess_fit_only_through_monotone_points():
+    ax = P.plot_excess_vs_eps(_excess_result([0.1, 0.3, 0.35, 0.7]))
+    labels = [line.get_label() for line in ax.lines]
+    assert any(lab.startswith("fit") for lab in labels)
+    ax = P.plot_excess_vs_eps(_excess_result([0.1, 0.6, 0.2, 0.7]))
+    labels = [line.get_label() for line in ax.lines]
+    assert not any("fit" in lab for lab in labels), labels  # no line drawn
+    assert any("not monotone" in lab for lab in labels)  # and the legend says why
+    ax = P.plot_excess_vs_eps(_excess_result([0.1, 0.6, 0.2, 0.7]), fit=True)
+    fits = [line.get_label() for line in ax.lines if "fit" in line.get_label()]
+    assert fits and "not monotone" in fits[0]
+
+
+def _covered_points(ax) -> int:
+    """Data vertices (segments subdivided) under the legend box, counted
+    independently of the library's own helper."""
+    fig = ax.figure
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    n = 0
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), float)
+        t = np.linspace(0, 1, 20)[:, None, None]
+        dense = (xy[:-1] + t * (xy[1:] - xy[:-1])).reshape(-1, 2)
+        d = line.get_transform().transform(dense)
+        n += int(
+            ((d[:, 0] > box.x0) & (d[:, 0] < box.x1))
+            .__and__((d[:, 1] > box.y0) & (d[:, 1] < box.y1))
+            .sum()
+        )
+    return n
+
+
+def test_legend_never_covers_the_curves():
+    """Noisy curves fill the whole axis: no place inside is free, so the legend must
+    go outside (it used to sit on top of the curves)."""
+    g = np.random.default_rng(0)
+    epochs = np.arange(1, 41)
+    run = {
+        "metrics": {
+            "epoch": epochs,
+            "train_acc": g.uniform(0, 1, 40),
+            "test_clean_acc": g.uniform(0, 1, 40),
+            "test_robust_acc": g.uniform(0, 1, 40),
+        }
+    }
+    ax = P.plot_learning_curves(run)
+    assert _covered_points(ax) == 0
+    # a plot with room inside keeps its legend inside the axis
+    quiet = {
+        "metrics": {
+            "epoch": epochs,
+            "train_acc": np.linspace(0.0, 1.0, 40),  # diagonals: upper left is free
+            "test_clean_acc": np.linspace(0.0, 0.95, 40),
+            "test_robust_acc": np.linspace(0.0, 0.9, 40),
+        }
+    }
+    ax = P.plot_learning_curves(quiet)
+    assert _covered_points(ax) == 0
+    box = ax.get_legend().get_window_extent()
+    assert ax.get_window_extent().contains(box.x0 + 1, box.y0 + 1)
+
+
+@pytest.mark.parametrize(
+    ("keys", "label"),
+    [
+        (("train_acc", "test_clean_acc"), "accuracy (%)"),
+        (("train_loss", "test_clean_loss"), "loss"),
+        (("train_acc", "train_loss"), "accuracy (%) / loss"),
+        (("grad_norm_mean",), "grad norm mean"),
+    ],
+)
+def test_learning_curves_say_what_the_y_axis_is(keys, label):
+    m = {k: np.linspace(0.1, 0.9, 3) for k in keys}
+    ax = P.plot_learning_curves({"metrics": {"epoch": np.arange(3), **m}}, keys=keys)
+    assert ax.get_ylabel() == label  # was "value" for anything but accuracies
+
+
+def test_empty_panel_instead_of_a_repeated_surface():
+    surfs = [None, _surf(0.1, 1.0), _surf(0.2, 2.0)]
+    note = "eps = 0: adversarial = clean"
+    axes = P.plot_surfaces(surfs, titles=[note, "a", "b"], log=True)
+    assert not axes[0].axison and [t.get_text() for t in axes[0].texts] == [note]
+    assert not axes[0].collections and axes[1].collections and axes[2].collections
+    assert axes[1].get_xticks().size > 0  # shared axes keep their ticks
+    assert len(axes[0].figure.axes) == 4  # three panels and one shared colour bar
+    with pytest.raises(ValueError, match="at least one"):
+        P.plot_surfaces([None])
+
+
+def test_paper_style_keeps_interactive_mode():
+    """Leaving the style context restored ``interactive`` too: the first figure of a
+    Jupyter kernel (which switches it on) turned display off for all later cells."""
+    before = matplotlib.is_interactive()
+    try:
+        matplotlib.interactive(False)
+        with P.paper_style():
+            matplotlib.interactive(True)  # what the inline backend does on first use
+        assert matplotlib.is_interactive()
+        with P.paper_style():
+            assert plt.rcParams["font.size"] == P.PAPER_STYLE["font.size"]
+    finally:
+        matplotlib.interactive(before)
