@@ -12,6 +12,7 @@ Parts (one private module per concern):
 - ``_surfaces``: loss surfaces and lines (static and interactive 3D).
 - ``_demo``: the overview figures of the main job (``python -m landscape.demo``).
 - ``_connectivity``: loss / accuracy along curves between two models.
+- ``_report``: the composite figures of :mod:`landscape.report`.
 
 ``python -m landscape.plot`` is the command-line tool (``landscape/plot/__main__.py``).
 """
@@ -24,6 +25,7 @@ from . import (
     _demo,
     _evaluation,
     _linear,
+    _report,
     _scatter,
     _style,
     _surfaces,
@@ -35,6 +37,7 @@ from ._curves import *  # noqa: F403
 from ._demo import *  # noqa: F403
 from ._evaluation import *  # noqa: F403
 from ._linear import *  # noqa: F403
+from ._report import *  # noqa: F403
 from ._scatter import *  # noqa: F403
 from ._style import *  # noqa: F403
 from ._surfaces import *  # noqa: F403
@@ -52,6 +55,7 @@ __all__ = [
         _surfaces,
         _demo,
         _connectivity,
+        _report,
     )
     for name in part.__all__
 ]

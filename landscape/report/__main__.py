@@ -1,0 +1,5 @@
+"""``python -m landscape.report``."""
+
+from ._cli import main
+
+raise SystemExit(main())
