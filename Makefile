@@ -17,13 +17,13 @@ endif
 endif
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench docs clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,lint,notebooks]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,lint,notebooks,docs]"
 	$(PY) -m pip install -q --no-deps -c constraints.txt pyautoattack==0.2.0
 	touch $(STAMP)
 
@@ -48,9 +48,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check landscape tests figures benchmarks
 	$(VENV)/bin/ruff format --check landscape tests figures benchmarks
 
+## The documentation site (mkdocs + mkdocstrings API reference) into site/; warnings are errors.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	$(PY) -m pip install -q --no-deps -c constraints.txt curvlinops-for-pytorch einops einconv linear-operator
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -26,6 +26,7 @@ _SUBMODULES = (
     "linear",
     "models",
     "plot",
+    "report",
     "scattering",
     "schedules",
     "spectrum",

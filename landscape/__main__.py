@@ -20,6 +20,8 @@ TOOLS = {
     "connectivity": "mode connectivity: train a curve between two models, scan "
     "clean / robust loss and accuracy along it",
     "plot": "draw saved surfaces and other saved results",
+    "report": "one self-contained HTML report on a checkpoint (accuracy, curvature, "
+    "surfaces, scattering)",
 }
 
 
