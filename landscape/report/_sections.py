@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import directions, evaluate, hessian, io, scattering, spectrum, surface
+from .. import attacks, directions, evaluate, hessian, io, scattering, spectrum, surface
 from ..hessian import Eigenpairs
 from ..scattering import ScatteringResult
 from ..spectrum import Density
@@ -51,6 +51,10 @@ class Context:
     def generator(self, offset: int) -> torch.Generator:
         """A generator per section, so a cached section does not shift the others."""
         return torch.Generator().manual_seed(self.seed + offset)
+
+    def attack(self) -> attacks.PGD:
+        """The PGD attack that makes the fixed adversarial examples."""
+        return attacks.PGD(eps=self.eps, norm=self.norm, steps=self.budget.attack_steps)
 
     def partial(self, name: str) -> Path:
         """Where a section keeps its partial state (resumes mid-section); named after
@@ -185,13 +189,7 @@ def _curvature(ctx: Context) -> tuple[dict, dict]:
     b = ctx.budget
     clean = ctx.subset(b.hessian_num)
     adv = hessian.adversarial_data(
-        ctx.model,
-        clean,
-        eps=ctx.eps,
-        norm=ctx.norm,
-        steps=b.attack_steps,
-        loss_fn=ctx.loss_fn,
-        generator=ctx.generator(2),
+        ctx.model, clean, ctx.attack(), generator=ctx.generator(2)
     )
     results: dict[str, Any] = {}
     numbers: dict[str, Any] = {"num_samples": sum(len(y) for _, y in clean)}
@@ -250,9 +248,7 @@ def _surface(ctx: Context) -> tuple[dict, dict]:
         batches,
         dirs,
         adversarial="fixed",
-        eps=ctx.eps,
-        norm=ctx.norm,
-        steps=b.attack_steps,
+        attack=ctx.attack(),
         generator=ctx.generator(6),
         partial_path=ctx.partial("surface_adversarial"),
         **common,
