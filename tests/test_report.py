@@ -255,12 +255,14 @@ def test_report_renders_offline_in_headless_chromium(user_case, tmp_path):
     *_, rep, _ = user_case
     probe = rep.html.read_text().replace(
         "</body>",
-        "<script>window.addEventListener('load', () => setTimeout(() => {"
+        # re-measured every 200 ms (virtual time) until Chromium dumps the DOM, so a
+        # slow machine only delays the numbers, never leaves them unset
+        "<script>(function tick() {"
         "document.body.dataset.imgs = [...document.images]"
         ".filter(i => i.complete && i.naturalWidth > 0).length;"
         "document.body.dataset.plots = document.querySelectorAll("
         "'.js-plotly-plot .gl-container, .js-plotly-plot canvas').length;"
-        "}, 500));</script></body>",
+        "setTimeout(tick, 200);})();</script></body>",
     )
     page = tmp_path / "probe.html"
     page.write_text(probe)
@@ -272,10 +274,10 @@ def test_report_renders_offline_in_headless_chromium(user_case, tmp_path):
             "--disable-component-update", "--disable-sync", "--disable-default-apps",
             "--disable-features=OptimizationHints,NetworkTimeServiceQuerying",
             f"--proxy-server=http://127.0.0.1:{trap.port}",
-            "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=10000",
+            "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=30000",
             "--dump-dom", page.as_uri(),
         ]  # fmt: skip
-        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
     finally:
         trap.close()
     # Chromium itself calls its own services (www/accounts/clients2.google.com) even
@@ -286,3 +288,32 @@ def test_report_renders_offline_in_headless_chromium(user_case, tmp_path):
     assert re.search(r'data-imgs="4"', dom), "not every PNG decoded"
     assert "js-plotly-plot" in dom and 'class="main-svg"' in dom  # plotly drew
     assert not re.search(r'data-plots="0"', dom)  # the 3D scenes have canvases
+
+
+def _accuracy_numbers(failed: set) -> dict:
+    return {
+        "num_samples": 10, "preset": "quick", "norm": "linf", "eps": [0.1],
+        "clean_accuracy": 0.9, "robust_accuracy": [0.5],
+        "after_attack": {"pgd-20": [0.5]},
+        "checks": {n: {"passed": n not in failed, "detail": ""}
+                   for n in report.CHECK_EXPLANATIONS},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("failed", "upper_bound", "eval_advice"),
+    [(set(), False, False), ({"eval_mode"}, False, True),
+     ({"black_box"}, True, False), ({"black_box", "eval_mode"}, True, True)],
+)  # fmt: skip
+def test_report_verdict_names_what_failed(tmp_path, failed, upper_bound, eval_advice):
+    """A model left in train mode is a usage slip, not masked gradients: the page
+    said 'treat the robust accuracy as an upper bound' for it too."""
+    from landscape.report import _html
+
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\\x89PNG")
+    text = _html.page(
+        "t", "", {"accuracy": _accuracy_numbers(failed)}, {"accuracy": png}, None
+    )
+    assert ("upper bound" in text) == upper_bound
+    assert ("call <code>model.eval()</code>" in text) == eval_advice

@@ -79,15 +79,22 @@ def _accuracy(num: dict, png: Path) -> str:
             f'<td class="l note">{html.escape(why)}</td></tr>'
         )
     failed = [n for n, c in num["checks"].items() if c["passed"] is False]
+    masking = [n for n in failed if n != "eval_mode"]
     verdict = (
-        "<p><b>Every gradient-masking check passed</b>: nothing suggests that the "
+        "<p><b>No gradient-masking check failed</b>: nothing suggests that the "
         "robust accuracy above is inflated by masked gradients.</p>"
-        if not failed
-        else "<p class='fail'>Failed checks: "
-        + ", ".join(html.escape(n) for n in failed)
+        if not masking
+        else "<p class='fail'>Failed gradient-masking checks: "
+        + ", ".join(html.escape(n) for n in masking)
         + ". Treat the robust accuracy as an upper bound: a stronger or different "
         "attack may break more points (see the last column).</p>"
     )
+    if "eval_mode" in failed:
+        verdict += (
+            "<p class='fail'>The model was handed over in train mode. The numbers here "
+            "are for eval mode; call <code>model.eval()</code> wherever else the model "
+            "is used, or BatchNorm and dropout will behave differently there.</p>"
+        )
     return (
         f"<p>{num['num_samples']} test points, <code>{html.escape(num['preset'])}"
         f"</code> protocol, {html.escape(num['norm'])} threat model. Each attack runs "
