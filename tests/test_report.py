@@ -196,19 +196,33 @@ def _chromium() -> str | None:
 
 class _Trap:
     """A local proxy that only records who knocks: any request the page makes to
-    another host goes through it (Chromium's --proxy-server), so a count of zero
-    means the page made no external request."""
+    another host goes through it (Chromium's --proxy-server) and is answered with
+    nothing, so no request leaves the machine and each one is seen by its first
+    line. A connection closed without sending a byte (a speculative preconnect)
+    carries no request and is not counted."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(64)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.requests: list[bytes] = []
         self._stop = False
+        self._conns: list[threading.Thread] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
+
+    def _read(self, conn):
+        conn.settimeout(20.0)  # a loaded machine may take seconds to send the line
+        try:
+            head = conn.recv(200)
+        except OSError:
+            head = b"<no request line within 20 s>"
+        finally:
+            conn.close()
+        if head:
+            self.requests.append(head)
 
     def _serve(self):
         while not self._stop:
@@ -216,16 +230,15 @@ class _Trap:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            conn.settimeout(1.0)
-            try:
-                self.requests.append(conn.recv(200))
-            except OSError:
-                self.requests.append(b"?")
-            conn.close()
+            t = threading.Thread(target=self._read, args=(conn,), daemon=True)
+            t.start()
+            self._conns.append(t)
 
     def close(self):
         self._stop = True
         self.thread.join(2)
+        for t in self._conns:
+            t.join(25)
         self.sock.close()
 
 
