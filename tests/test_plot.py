@@ -180,3 +180,14 @@ def test_paper_style_keeps_interactive_mode():
             assert plt.rcParams["font.size"] == P.PAPER_STYLE["font.size"]
     finally:
         matplotlib.interactive(before)
+
+
+def test_attack_bars_say_what_the_numbers_on_top_are():
+    res = types.SimpleNamespace(
+        eps=np.array([0.1, 0.2]),
+        per_attack_accuracy=lambda: {"pgd": np.array([0.6, 0.3])},
+        broken_counts=lambda: {"pgd": np.array([4, 7])},
+    )
+    ax = P.plot_attack_bars(res)
+    assert [t.get_text() for t in ax.texts] == ["-4", "-7"]
+    assert "broke first" in ax.get_legend().get_title().get_text()  # was unexplained

@@ -78,7 +78,8 @@ def plot_attack_bars(result, ax=None):
     ax.set_xlabel(r"$\epsilon$")
     ax.set_ylabel("robust accuracy after attack (%)")
     ax.set_ylim(0, 105)
-    legend(ax, frameon=False, fontsize=7)
+    legend(ax, frameon=False, fontsize=7, title="-n: points it broke first",
+           title_fontsize=6)  # fmt: skip
     return ax
 
 
