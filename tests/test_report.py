@@ -132,7 +132,8 @@ def test_report_page_is_self_contained(user_case):
 
 
 def test_report_resumes_from_its_cache(user_case, tmp_path):
-    model, loader, test, out, rep, _ = user_case
+    model, loader, test, shared, rep, _ = user_case
+    out = shutil.copytree(shared, tmp_path / "rep")  # the other tests read `shared`
     again = report.build_report(
         model, None, loader, test_data=test, eps=0.1, out_dir=out, budget=TINY
     )
