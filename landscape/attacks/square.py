@@ -96,6 +96,70 @@ def _l2_normalise(v: Tensor) -> Tensor:
     return v / (_expand(v.flatten(1).norm(dim=1), v) + 1e-12)
 
 
+def _init_candidate(xs: Tensor, eps: float, norm: str, gen) -> Tensor:
+    """The starting point: vertical stripes (L-inf) or the L2 grid of meta-patterns."""
+    dev, dt = xs.device, xs.dtype
+    c, h, w = xs.shape[1:]
+    if norm == "linf":
+        stripes = _rand_sign((xs.shape[0], c, 1, w), gen, dev, dt) * eps
+        return (xs + stripes).clamp(0, 1)
+    s = h // 5
+    off = (h - 5 * s) // 2
+    init = torch.zeros_like(xs)
+    for i in range(h // s):
+        for j in range(w // s):
+            r0, c0 = off + i * s, off + j * s
+            if r0 + s > h or c0 + s > w:
+                continue
+            init[:, :, r0 : r0 + s, c0 : c0 + s] += _eta(s, gen, dev, dt) * _rand_sign(
+                (xs.shape[0], c, 1, 1), gen, dev, dt
+            )
+    return (xs + _l2_normalise(init) * eps).clamp(0, 1)
+
+
+def _linf_candidate(xs: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
+    """One L-inf proposal: a random window of side ``sqrt(p h w)`` set to ``+-eps``."""
+    dev, dt = xs.device, xs.dtype
+    c, h, w = xs.shape[1:]
+    s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+    vh, vw = _rand_int(h - s + 1, gen, dev), _rand_int(w - s + 1, gen, dev)
+    cand = xb.clone()
+    sign = _rand_sign((xs.shape[0], c, 1, 1), gen, dev, dt)
+    cand[:, :, vh : vh + s, vw : vw + s] = (
+        xs[:, :, vh : vh + s, vw : vw + s] + eps * sign
+    )
+    return torch.minimum(torch.maximum(cand, xs - eps), xs + eps).clamp(0, 1)
+
+
+def _l2_candidate(xs: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
+    """One L2 proposal: move the perturbation's mass of two windows into the first,
+    with a fresh meta-pattern, keeping the total norm at eps."""
+    dev, dt = xs.device, xs.dtype
+    c, h, w = xs.shape[1:]
+    s = max(int(round(math.sqrt(p * h * w))), 3)
+    s = min(s + (s % 2 == 0), h, w)
+    vh, vw = _rand_int(h - s + 1, gen, dev), _rand_int(w - s + 1, gen, dev)
+    vh2, vw2 = _rand_int(h - s + 1, gen, dev), _rand_int(w - s + 1, gen, dev)
+    delta = xb - xs
+    w1 = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
+    w2 = (slice(None), slice(None), slice(vh2, vh2 + s), slice(vw2, vw2 + s))
+    mask = torch.zeros_like(delta[:1, :1])
+    mask[w1] = 1
+    mask[w2] = 1
+    n_win1 = delta[w1].pow(2).sum((-2, -1), keepdim=True).sqrt()
+    n_wins = (delta * mask).pow(2).sum((-2, -1), keepdim=True).sqrt()
+    n_img = _expand(delta.flatten(1).norm(dim=1), delta)
+    new = _eta(s, gen, dev, dt).view(1, 1, s, s) * _rand_sign(
+        (xs.shape[0], c, 1, 1), gen, dev, dt
+    )
+    new = new + delta[w1] / (n_win1 + 1e-12)
+    budget = ((eps**2 - n_img**2).clamp_min(0) / c + n_wins**2).sqrt()
+    new = new / (new.pow(2).sum((-2, -1), keepdim=True).sqrt() + 1e-12)
+    delta[w2] = 0
+    delta[w1] = new * budget
+    return (xs + _l2_normalise(delta) * eps).clamp(0, 1)
+
+
 def square(
     model: nn.Module,
     x: Tensor,
@@ -149,9 +213,8 @@ def square(
         )
     x, y = x.detach(), y.detach()
     gen, seed = _utils.make_generator(generator, x.device)
-    dev, dt = x.device, x.dtype
     n = x.shape[0]
-    nq = torch.zeros(n, dtype=torch.long, device=dev)
+    nq = torch.zeros(n, dtype=torch.long, device=x.device)
     with _utils.eval_mode(model), torch.no_grad():
         out = model(x)
         _check_first_output(out, "square", y)
@@ -160,23 +223,7 @@ def square(
         todo = m_best > 0
         if eps > 0 and todo.any():
             idx = todo.nonzero().squeeze(1)
-            xs = x[idx]
-            if norm == "linf":
-                stripes = _rand_sign((idx.numel(), c, 1, w), gen, dev, dt) * eps
-                cand = (xs + stripes).clamp(0, 1)
-            else:
-                s = h // 5
-                off = (h - 5 * s) // 2
-                init = torch.zeros_like(xs)
-                for i in range(h // s):
-                    for j in range(w // s):
-                        r0, c0 = off + i * s, off + j * s
-                        if r0 + s > h or c0 + s > w:
-                            continue
-                        init[:, :, r0 : r0 + s, c0 : c0 + s] += _eta(
-                            s, gen, dev, dt
-                        ) * _rand_sign((idx.numel(), c, 1, 1), gen, dev, dt)
-                cand = (xs + _l2_normalise(init) * eps).clamp(0, 1)
+            cand = _init_candidate(x[idx], eps, norm, gen)
             x_best[idx] = cand
             m_best[idx] = margin(model(cand), y[idx]).neg()
             nq[idx] += 1
@@ -185,64 +232,13 @@ def square(
                 from tqdm.auto import tqdm
 
                 it = tqdm(it, desc="square")
+            step = _linf_candidate if norm == "linf" else _l2_candidate
             for i in it:
                 idx = (m_best > 0).nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
-                xs, xb = x[idx], x_best[idx]
                 p = p_schedule(i, queries, p_init, rescale_schedule)
-                if norm == "linf":
-                    s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
-                    vh, vw = (
-                        _rand_int(h - s + 1, gen, dev),
-                        _rand_int(w - s + 1, gen, dev),
-                    )
-                    cand = xb.clone()
-                    sign = _rand_sign((idx.numel(), c, 1, 1), gen, dev, dt)
-                    win = xs[:, :, vh : vh + s, vw : vw + s] + eps * sign
-                    cand[:, :, vh : vh + s, vw : vw + s] = win
-                    cand = torch.minimum(torch.maximum(cand, xs - eps), xs + eps).clamp(
-                        0, 1
-                    )
-                else:
-                    s = max(int(round(math.sqrt(p * h * w))), 3)
-                    s = min(s + (s % 2 == 0), h, w)
-                    vh, vw = (
-                        _rand_int(h - s + 1, gen, dev),
-                        _rand_int(w - s + 1, gen, dev),
-                    )
-                    vh2, vw2 = (
-                        _rand_int(h - s + 1, gen, dev),
-                        _rand_int(w - s + 1, gen, dev),
-                    )
-                    delta = xb - xs
-                    w1 = (
-                        slice(None),
-                        slice(None),
-                        slice(vh, vh + s),
-                        slice(vw, vw + s),
-                    )
-                    w2 = (
-                        slice(None),
-                        slice(None),
-                        slice(vh2, vh2 + s),
-                        slice(vw2, vw2 + s),
-                    )
-                    mask = torch.zeros_like(delta[:1, :1])
-                    mask[w1] = 1
-                    mask[w2] = 1
-                    n_win1 = delta[w1].pow(2).sum((-2, -1), keepdim=True).sqrt()
-                    n_wins = (delta * mask).pow(2).sum((-2, -1), keepdim=True).sqrt()
-                    n_img = _expand(delta.flatten(1).norm(dim=1), delta)
-                    new = _eta(s, gen, dev, dt).view(1, 1, s, s) * _rand_sign(
-                        (idx.numel(), c, 1, 1), gen, dev, dt
-                    )
-                    new = new + delta[w1] / (n_win1 + 1e-12)
-                    budget = ((eps**2 - n_img**2).clamp_min(0) / c + n_wins**2).sqrt()
-                    new = new / (new.pow(2).sum((-2, -1), keepdim=True).sqrt() + 1e-12)
-                    delta[w2] = 0
-                    delta[w1] = new * budget
-                    cand = (xs + _l2_normalise(delta) * eps).clamp(0, 1)
+                cand = step(x[idx], x_best[idx], eps, p, gen)
                 m = margin(model(cand), y[idx]).neg()
                 nq[idx] += 1
                 better = m < m_best[idx]
