@@ -108,9 +108,6 @@ def robust_train_pgd(
         :class:`LinearFit` with ``method="pgd"`` (``"pgd-trainer"``); its ``robust_loss`` is the exact
         (closed-form) robust loss of the trained weights.
     """
-    from tqdm.auto import tqdm
-
-    from ..attacks import perturb
 
     eps = _utils.check_eps(eps)
     norm = _norm(norm)
@@ -121,13 +118,8 @@ def robust_train_pgd(
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     gen, seed = _utils.make_generator(generator)
     u, lo, scale = embed_unit_box(x, eps)
-    if lr is None and optimizer == "adam":
-        lr = 0.05 / max(float(np.abs(x).max()), 1e-12)
     if lr is None:
-        xe = np.hstack([x, np.ones((n, 1))]) if bias else x
-        rad = eps * (np.sqrt(d) if norm == "linf" else 1.0)
-        smooth = (np.linalg.norm(xe, 2) / np.sqrt(n) + rad) ** 2 / 4 + l2
-        lr = 1.0 / smooth
+        lr = _default_lr(x, eps=eps, norm=norm, bias=bias, l2=l2, optimizer=optimizer)
     if trainer:
         return _train_with_trainer(
             x,
@@ -148,6 +140,80 @@ def robust_train_pgd(
             optimizer=optimizer,
             progressbar=progressbar,
         )
+    w, b = _pgd_loop(
+        u,
+        y,
+        lo,
+        scale,
+        eps=eps,
+        norm=norm,
+        bias=bias,
+        l2=l2,
+        steps=steps,
+        alpha=alpha,
+        lr=lr,
+        num_iters=num_iters,
+        init=init,
+        optimizer=optimizer,
+        generator=gen,
+        progressbar=progressbar,
+    )
+    rl = float(robust_loss(w, b, x, y, eps=eps, norm=norm))
+    return LinearFit(
+        w,
+        b,
+        eps,
+        norm,
+        "logistic",
+        float(l2),
+        rl,
+        rl + 0.5 * l2 * float(w @ w),
+        "pgd",
+        True,
+        num_iters,
+        {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr},
+    )
+
+
+def _default_lr(
+    x: np.ndarray, *, eps: float, norm: str, bias: bool, l2: float, optimizer: str
+) -> float:
+    """Adam: ``0.05 / max|x|``; SGD: ``1 / L`` with ``L`` the smoothness bound."""
+    n, d = x.shape
+    if optimizer == "adam":
+        return 0.05 / max(float(np.abs(x).max()), 1e-12)
+    xe = np.hstack([x, np.ones((n, 1))]) if bias else x
+    rad = eps * (np.sqrt(d) if norm == "linf" else 1.0)
+    smooth = (np.linalg.norm(xe, 2) / np.sqrt(n) + rad) ** 2 / 4 + l2
+    return 1.0 / smooth
+
+
+def _pgd_loop(
+    u: np.ndarray,
+    y: np.ndarray,
+    lo: float,
+    scale: float,
+    *,
+    eps: float,
+    norm: str,
+    bias: bool,
+    l2: float,
+    steps: int,
+    alpha: float | None,
+    lr: float,
+    num_iters: int,
+    init: np.ndarray | None,
+    optimizer: str,
+    generator: torch.Generator,
+    progressbar: bool,
+) -> tuple[np.ndarray, float]:
+    """The float64 full-batch loop of :func:`robust_train_pgd`; returns ``(w, b)``."""
+    from tqdm.auto import tqdm
+
+    from ..attacks import perturb
+
+    d = u.shape[1]
+    gen = generator
     ut = torch.as_tensor(u)
     yt = torch.as_tensor(y)
     w0 = (
@@ -187,21 +253,7 @@ def robust_train_pgd(
         sched.step()
     w = model.w.detach().numpy().copy()
     b = float(model.b.detach()) if bias else 0.0
-    rl = float(robust_loss(w, b, x, y, eps=eps, norm=norm))
-    return LinearFit(
-        w,
-        b,
-        eps,
-        norm,
-        "logistic",
-        float(l2),
-        rl,
-        rl + 0.5 * l2 * float(w @ w),
-        "pgd",
-        True,
-        num_iters,
-        {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr},
-    )
+    return w, b
 
 
 def _train_with_trainer(

@@ -70,6 +70,48 @@ def _error_rate(m: np.ndarray) -> float:
     return float(np.mean(m < 0) + 0.5 * np.mean(m == 0))
 
 
+def _pgd_rows(
+    x: np.ndarray,
+    y: np.ndarray,
+    pgd_eps_rel,
+    eps_star: float,
+    fits: dict,
+    w_init: np.ndarray,
+    *,
+    norm: str,
+    bias: bool,
+    l2: float,
+    generator: torch.Generator,
+    pgd_kw: dict | None,
+) -> np.ndarray:
+    """PGD-trained rows of :func:`linear_sweep` (7 columns, one row per eps)."""
+    gen = generator
+    prow = []
+    for r in np.asarray(pgd_eps_rel, float):
+        eps = float(r * eps_star)
+        fit = robust_train_pgd(
+            x,
+            y,
+            eps=eps,
+            norm=norm,
+            bias=bias,
+            l2=l2,
+            init=w_init,
+            generator=gen,
+            **(pgd_kw or {}),
+        )
+        ref = fits.get(float(r)) or robust_train_closed_form(
+            x, y, eps=eps, norm=norm, bias=bias, l2=l2
+        )
+        na, nb = np.linalg.norm(fit.w), np.linalg.norm(ref.w)
+        cos = float(fit.w @ ref.w / (na * nb)) if na > 0 and nb > 0 else np.nan
+        ce, re = _errors(fit.w, fit.b, x, y, eps, norm)
+        prow.append(
+            (eps, na, ce, re, fit.robust_loss, np.linalg.norm(fit.w - w_init), cos)
+        )
+    return np.array(prow, dtype=float).reshape(len(prow), 7).T
+
+
 def linear_sweep(
     x,
     y,
@@ -146,30 +188,19 @@ def linear_sweep(
             )
         )
     cols = np.array(rows, dtype=float).reshape(len(eps_rel), 8).T
-    prow = []
-    for r in np.asarray(pgd_eps_rel, float):
-        eps = float(r * eps_star)
-        fit = robust_train_pgd(
-            x,
-            y,
-            eps=eps,
-            norm=norm,
-            bias=bias,
-            l2=l2,
-            init=w_init,
-            generator=gen,
-            **(pgd_kw or {}),
-        )
-        ref = fits.get(float(r)) or robust_train_closed_form(
-            x, y, eps=eps, norm=norm, bias=bias, l2=l2
-        )
-        na, nb = np.linalg.norm(fit.w), np.linalg.norm(ref.w)
-        cos = float(fit.w @ ref.w / (na * nb)) if na > 0 and nb > 0 else np.nan
-        ce, re = _errors(fit.w, fit.b, x, y, eps, norm)
-        prow.append(
-            (eps, na, ce, re, fit.robust_loss, np.linalg.norm(fit.w - w_init), cos)
-        )
-    pc = np.array(prow, dtype=float).reshape(len(prow), 7).T
+    pc = _pgd_rows(
+        x,
+        y,
+        pgd_eps_rel,
+        eps_star,
+        fits,
+        w_init,
+        norm=norm,
+        bias=bias,
+        l2=l2,
+        generator=gen,
+        pgd_kw=pgd_kw,
+    )
     return LinearSweep(
         eps=eps_rel * eps_star,
         w_norm=cols[0],
