@@ -158,6 +158,23 @@ def robust_train_pgd(
         generator=gen,
         progressbar=progressbar,
     )
+    meta = {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr}
+    return _fit(
+        w,
+        b,
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        l2=l2,
+        method="pgd",
+        num_iters=num_iters,
+        meta=meta,
+    )
+
+
+def _fit(w, b, x, y, *, eps, norm, l2, method, num_iters, meta) -> LinearFit:
+    """A :class:`LinearFit` of PGD-trained weights, scored by the exact robust loss."""
     rl = float(robust_loss(w, b, x, y, eps=eps, norm=norm))
     return LinearFit(
         w,
@@ -168,10 +185,10 @@ def robust_train_pgd(
         float(l2),
         rl,
         rl + 0.5 * l2 * float(w @ w),
-        "pgd",
+        method,
         True,
         num_iters,
-        {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr},
+        meta,
     )
 
 
@@ -319,18 +336,16 @@ def _train_with_trainer(
     wt = lin.weight.detach().double().numpy()
     w = wt[1] - wt[0]
     b = float((lin.bias[1] - lin.bias[0]).detach()) if bias else 0.0
-    rl = float(robust_loss(w, b, x, y, eps=eps, norm=norm))
-    return LinearFit(
+    meta = {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr}
+    return _fit(
         w,
         b,
-        eps,
-        norm,
-        "logistic",
-        float(l2),
-        rl,
-        rl + 0.5 * l2 * float(w @ w),
-        "pgd-trainer",
-        True,
-        num_iters,
-        {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr},
+        x,
+        y,
+        eps=eps,
+        norm=norm,
+        l2=l2,
+        method="pgd-trainer",
+        num_iters=num_iters,
+        meta=meta,
     )
