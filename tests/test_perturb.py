@@ -208,3 +208,74 @@ def test_seeded_training_matches_the_reference_kernel(attack, monkeypatch):
         _perturb_mod, "input_grad_mode", lambda *a: contextlib.nullcontext()
     )
     assert torch.equal(_train(_lenet(), x, y, attack=attack), ref)  # same maths
+
+
+def _pool_model(channels: int = 4) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.LazyLinear(3),
+    )
+
+
+@pytest.mark.parametrize("size", [32, 33])  # even and odd (floor) planes
+def test_input_grad_mode_max_pool_is_bitwise_pytorchs(size, monkeypatch):
+    # 2x2 max-pooling from four strided views: the same values and gradients as
+    # PyTorch's kernel, bitwise, ties included (the first maximum in row-major
+    # order of the window takes the gradient), and the fast path is taken.
+    from landscape.attacks import _input_grad
+
+    model = _pool_model()
+    x = torch.rand(16, 1, size, size)
+    x[:, :, : size // 2] = 0  # ReLU zeros: ties in most windows of that half
+    x[:, :, -4:, -4:] = 0.5  # a constant patch: ties at positive values
+    y = torch.arange(16) % 3
+    model(x)  # materialise the lazy layer
+
+    def grad(fast: bool):
+        monkeypatch.setattr(_input_grad, "_POOL_MIN_NUMEL", 1 if fast else 1 << 62)
+        xa = x.clone().requires_grad_(True)
+        with input_grad_mode(model, xa):
+            pooled = model[2](model[1](model[0](xa)))
+            loss = F.cross_entropy(model[4](model[3](pooled)), y, reduction="sum")
+        return pooled, torch.autograd.grad(loss, xa)[0]
+
+    (p_ref, g_ref), (p_got, g_got) = grad(False), grad(True)
+    assert type(p_got.grad_fn).__name__ == "_MaxPool2x2Backward"
+    assert type(p_ref.grad_fn).__name__ != "_MaxPool2x2Backward"
+    assert torch.equal(p_got, p_ref)
+    assert torch.equal(p_got, F.max_pool2d(model[1](model[0](x)), 2))
+    assert torch.equal(g_got, g_ref)
+
+
+def test_seeded_training_with_the_fast_max_pool_is_bitwise(monkeypatch):
+    # LeNet at 28x28, batch 64: its first pooling takes the fast path; switching the
+    # path off gives the same weights bitwise.
+    from landscape.attacks import _input_grad
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(128, 1, 28, 28, generator=g), torch.randint(0, 4, (128,))
+    x[:, :, :6] = 0
+
+    def run():
+        torch.manual_seed(0)
+        model = models.build("lenet", in_shape=(1, 28, 28), num_classes=4, width=1)
+        cfg = TrainConfig(
+            epochs=1, batch_size=64, lr=0.05, eps=0.1, steps=3, eval_num=0,
+            co_check_num=0, seed=0,
+        )  # fmt: skip
+        adversarial_train(model, (x, y), cfg)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    calls = []
+    real = _input_grad._MaxPool2x2.apply
+    monkeypatch.setattr(
+        _input_grad._MaxPool2x2, "apply", lambda t: calls.append(1) or real(t)
+    )
+    fast = run()
+    assert calls  # the fast pooling ran
+    monkeypatch.setattr(_input_grad, "_POOL_MIN_NUMEL", 1 << 62)
+    assert torch.equal(run(), fast)
