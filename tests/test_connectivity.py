@@ -315,6 +315,32 @@ def test_trained_curve_has_lower_barrier_than_line():
     )
 
 
+def test_curve_training_streams_come_from_derive_seed(monkeypatch):
+    # Issue 13: the t draws, the attack's random starts and the global RNG of curve
+    # training are seeded by the one helper (keys "curve" + "t" / "attack" /
+    # "dropout"), not by hand-made formulas.
+    from landscape import _utils
+
+    keys, real = [], _utils.derived_generator
+
+    def spy(seed, *k, **kw):
+        keys.append((seed, *k))
+        return real(seed, *k, **kw)
+
+    monkeypatch.setattr(_utils, "derived_generator", spy)
+    a, b = _bn_pair()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (16,), generator=g)
+    cfg = mc.CurveConfig(epochs=1, batch_size=16, eps=0.05, steps=1, lr=0.1, seed=3)
+    seen: list[int] = []
+    mc.train_curve(
+        a, b, (x, y), cfg, callback=lambda i: seen.append(torch.initial_seed())
+    )
+    assert (3, "curve", "t") in keys and (3, "curve", "attack") in keys
+    assert set(seen) == {_utils.derive_seed(3, "curve", "dropout")}
+
+
 def test_training_leaves_models_untouched_and_trains_bends_only():
     a, b = _bn_pair()
     a.eval()  # mixed modes must come back as they were

@@ -111,6 +111,41 @@ def test_training_attack_stays_in_ball_and_box_without_param_grads(norm, attack)
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_training_streams_come_from_derive_seed(monkeypatch):
+    # Issue 13: the attack's random starts, the global RNG (dropout) and the
+    # per-epoch evaluation / CO check are seeded by the one helper, derive_seed
+    # (keys "attack" / "dropout" + rank, "eval" / "co-check" + epoch).
+    from landscape import _utils
+    from landscape.train import _loop
+
+    seen: dict[str, list[int]] = {"attack": [], "dropout": [], "eval": [], "co": []}
+    real_perturb, real_eval, real_co = _loop.perturb, _loop.evaluate, _loop.co_check
+
+    def spy_perturb(*a, generator, **kw):
+        seen["attack"].append(generator.initial_seed())
+        seen["dropout"].append(torch.initial_seed())
+        return real_perturb(*a, generator=generator, **kw)
+
+    def spy_eval(*a, seed, **kw):
+        seen["eval"].append(seed)
+        return real_eval(*a, seed=seed, **kw)
+
+    def spy_co(*a, seed, **kw):
+        seen["co"].append(seed)
+        return real_co(*a, seed=seed, **kw)
+
+    monkeypatch.setattr(_loop, "perturb", spy_perturb)
+    monkeypatch.setattr(_loop, "evaluate", spy_eval)
+    monkeypatch.setattr(_loop, "co_check", spy_co)
+    x, y = _data(32)
+    adversarial_train(TinyNet(), (x, y), _cfg(seed=5), test_data=_data(16, seed=1))
+    d = _utils.derive_seed
+    assert set(seen["attack"]) == {d(5, "attack", 0)}
+    assert set(seen["dropout"]) == {d(5, "dropout", 0)}
+    assert seen["eval"] == [d(5, "eval", 0), d(5, "eval", 1)]
+    assert seen["co"] == [d(5, "co-check", 0), d(5, "co-check", 1)]
+
+
 def test_perturb_restores_mode_and_leaves_param_grads():
     model = TinyNet()
     model.train()
@@ -123,8 +158,10 @@ def test_perturb_restores_mode_and_leaves_param_grads():
 def test_loss_decreases_and_robust_accuracy_is_logged():
     x, y = _data(256)
     model = TinyNet(dropout=0.0)
+    # lr 0.05: the loss falls under every seed 0-5 (at lr 0.2 TinyNet's ReLUs died
+    # under two of six seeds' attack streams)
     res = adversarial_train(
-        model, (x, y), _cfg(epochs=4, lr=0.2, eps=0.05), test_data=_data(64, seed=1)
+        model, (x, y), _cfg(epochs=4, lr=0.05, eps=0.05), test_data=_data(64, seed=1)
     )
     loss = res.metrics["train_loss"]
     assert loss[-1] < 0.8 * loss[0]

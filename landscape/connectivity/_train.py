@@ -374,10 +374,12 @@ def train_curve(
             torch.cuda.current_device() if device.index is None else device.index
         ]
     with torch.random.fork_rng(devices=cuda_ids):
-        torch.manual_seed(cfg.seed * 7919 + 101)
+        torch.manual_seed(_utils.derive_seed(cfg.seed, "curve", "dropout"))
         gens = {
-            "t": torch.Generator().manual_seed(cfg.seed * 9973 + 1),
-            "attack": torch.Generator(device=device).manual_seed(cfg.seed * 9973 + 17),
+            "t": _utils.derived_generator(cfg.seed, "curve", "t"),
+            "attack": _utils.derived_generator(
+                cfg.seed, "curve", "attack", device=device
+            ),
         }
         run = _Run(bends, opt, gens)
         folder = Path(run_dir) if run_dir is not None else None

@@ -271,8 +271,10 @@ def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 9973 + rank + 17)
-    torch.manual_seed(cfg.seed * 7919 + rank + 101)  # dropout; restored on resume
+    # the attack's random starts and the global RNG (dropout), one stream per rank;
+    # both are saved in resume.pt and restored on resume
+    gen = _utils.derived_generator(cfg.seed, "attack", rank, device=device)
+    torch.manual_seed(_utils.derive_seed(cfg.seed, "dropout", rank))
     default_loss = cfg.science.loss_fn == "cross_entropy"
     loss = cfg.science.summed_loss()
     return _Run(
@@ -590,7 +592,6 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
     """Per-epoch evaluation and CO check (RNG forked: they never touch the run)."""
     cfg, epoch = run.cfg, run.epoch
     do_eval = epoch + 1 == cfg.epochs or (epoch + 1) % cfg.runtime.eval_every == 0
-    seed = cfg.seed * 100_003 + epoch
     trained = cfg.attack != "none" and cfg.eps > 0
     with _fork(run.device):
         out = evaluate(
@@ -599,7 +600,7 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
             eps_target=cfg.eps,
             eps_sched=eps_sched,
             cfg=cfg,
-            seed=seed,
+            seed=_utils.derive_seed(cfg.seed, "eval", epoch),
             ctx=run.ctx,
             loss=run.loss,
         )
@@ -609,7 +610,7 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
                 run.co_batch,
                 eps=eps_sched if trained else 0.0,
                 cfg=cfg,
-                seed=seed + 1,
+                seed=_utils.derive_seed(cfg.seed, "co-check", epoch),
                 ctx=run.ctx,
             )
         )
