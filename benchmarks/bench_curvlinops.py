@@ -107,7 +107,7 @@ def _topk(model, lf, data, exact, reps):
         g = torch.Generator().manual_seed(r)
         t, eig = _cpu(
             lambda g=g: hessian.top_eigenvalues(
-                model, lf, data, k=10, tol=1e-6, generator=g
+                model, lf, data, num=10, tol=1e-6, generator=g
             )
         )
         rows["ours"].append(t)

@@ -445,12 +445,12 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
                 model, fixed, eps=spec.eps, steps=20, generator=g
             )
         ec = hessian.top_eigenvalues(
-            model, lf, fixed, k=5, generator=g, return_vectors=False
+            model, lf, fixed, num=5, generator=g, return_vectors=False
         )
         ea = ec
         if spec.eps > 0:
             ea = hessian.top_eigenvalues(
-                model, lf, adv, k=5, generator=g, return_vectors=False
+                model, lf, adv, num=5, generator=g, return_vectors=False
             )
         tr = hessian.trace(model, lf, adv, num_probes=60, method="hutch++", generator=g)
         with torch.no_grad():

@@ -137,13 +137,13 @@ def compute(ctx: _common.Context) -> _common.FigureData:
             )
         )
         ea = hessian.top_eigenvalues(
-            model, lf, adv, k=cfg["k"], generator=gen, return_vectors=False
+            model, lf, adv, num=cfg["k"], generator=gen, return_vectors=False
         )
         ec = (
             ea
             if eps == 0
             else hessian.top_eigenvalues(
-                model, lf, fixed, k=cfg["k"], generator=gen, return_vectors=False
+                model, lf, fixed, num=cfg["k"], generator=gen, return_vectors=False
             )
         )
         dens = spectrum.lanczos_density(

@@ -1,26 +1,31 @@
-"""Hessian eigenvalue density by stochastic Lanczos quadrature (SLQ).
+"""Hessian eigenvalue density by stochastic Lanczos quadrature (SLQ): an alias.
 
 The code lives in :mod:`landscape.hessian` (``hessian.lanczos_density``,
-``hessian.slq`` for any linear operator); this module keeps the public names that
-users already call: ``spectrum.lanczos_density(model, loss_fn, data, ...)``.
+``hessian.lanczos_quadrature``, ``hessian.slq`` for any linear operator, ``Density``,
+``LanczosQuadrature``, ``papyan_bandwidth``); this module keeps the names that users
+already call, ``spectrum.lanczos_density(model, loss_fn, data, ...)``, by answering
+every name of :mod:`landscape.hessian` with the same object.
+
+Example:
+    >>> from landscape import hessian, spectrum
+    >>> spectrum.lanczos_density is hessian.lanczos_density
+    True
 """
 
 from __future__ import annotations
 
-from .hessian import (
-    Density,
-    LanczosQuadrature,
-    lanczos_density,
-    lanczos_quadrature,
-    papyan_bandwidth,
-    slq,
-)
+from typing import Any
 
-__all__ = [
-    "Density",
-    "LanczosQuadrature",
-    "slq",
-    "lanczos_quadrature",
-    "lanczos_density",
-    "papyan_bandwidth",
-]
+from . import hessian as _hessian
+
+__all__ = list(_hessian.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(_hessian, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

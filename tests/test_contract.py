@@ -171,7 +171,7 @@ def test_unscaled_images_rejected_by_every_analysis(kind):
     with pytest.raises(ValueError, match=match):
         S.loss_surface(m, CE, data, _dirs(m), xs=[0.0], ys=[0.0])
     with pytest.raises(ValueError, match=match):
-        hessian.top_eigenvalues(m, CE, data, k=1)
+        hessian.top_eigenvalues(m, CE, data, num=1)
     with pytest.raises(ValueError, match=match):
         scattering.scattering(m, CE, data, eps=[0.1], scales=[1e-2], num_directions=1)
     with pytest.raises(ValueError, match=match):
@@ -182,7 +182,7 @@ def test_bad_labels_rejected_by_analyses():
     m = _bn_net()
     x, y = _pair()
     with pytest.raises(ValueError, match="model's classes"):
-        hessian.top_eigenvalues(m, CE, [(x, y + 10)], k=1)
+        hessian.top_eigenvalues(m, CE, [(x, y + 10)], num=1)
     with pytest.raises(ValueError, match="model's classes"):
         scattering.scattering(
             m, CE, [(x, y + 10)], eps=[0.1], scales=[1e-2], num_directions=1
@@ -215,8 +215,10 @@ def test_every_analysis_runs_on_a_dataloader_with_batchnorm():
     )  # fmt: skip
     assert sc.meta["batch_sizes"] == [5, 5, 2]
 
-    eig = hessian.top_eigenvalues(m, CE, loader, k=1, generator=g().manual_seed(0))
-    eig_ref = hessian.top_eigenvalues(m, CE, listed, k=1, generator=g().manual_seed(0))
+    eig = hessian.top_eigenvalues(m, CE, loader, num=1, generator=g().manual_seed(0))
+    eig_ref = hessian.top_eigenvalues(
+        m, CE, listed, num=1, generator=g().manual_seed(0)
+    )
     np.testing.assert_allclose(eig.eigenvalues, eig_ref.eigenvalues, rtol=1e-6)
     tr = hessian.trace(m, CE, loader, num_probes=4, generator=g().manual_seed(0))
     assert np.isfinite(tr.estimate)

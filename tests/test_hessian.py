@@ -94,7 +94,7 @@ def test_hvp_equals_dense_times_v(tiny_case, mode):
     H = _autograd_hessian(model, loss_fn, data)
     g = torch.Generator().manual_seed(1)
     V = torch.randn(5, H.shape[0], generator=g, dtype=torch.float64).to(H.device)
-    op = hessian.HessianOperator(model, loss_fn, data, mode=mode, batch_vectors=3)
+    op = hessian.HessianOperator(model, loss_fn, data, mode=mode, chunk_size=3)
     # torch lacks forward-mode AD for mse_loss_backward ("ZeroTensors are immutable"):
     # an explicit mode="jvp" says so once and falls back to the double backward
     falls_back = mode == "jvp" and isinstance(loss_fn, torch.nn.MSELoss)
@@ -125,7 +125,7 @@ def test_auto_mode_falls_back_silently(tiny_case):
     V = torch.randn(
         4, H.shape[0], generator=torch.Generator().manual_seed(2), dtype=H.dtype
     ).to(H.device)
-    op = hessian.HessianOperator(model, loss_fn, data, batch_vectors=4)
+    op = hessian.HessianOperator(model, loss_fn, data, chunk_size=4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_close(op.matmat(V), V @ H, rtol=RTOL_EXACT, atol=1e-10)
@@ -173,7 +173,12 @@ def test_top_eigenvalues_match_dense(tiny_case):
     model, loss_fn, data = tiny_case
     ev = torch.linalg.eigvalsh(_dense(model, loss_fn, data)).cpu()
     got = hessian.top_eigenvalues(
-        model, loss_fn, data, k=3, tol=1e-10, generator=torch.Generator().manual_seed(0)
+        model,
+        loss_fn,
+        data,
+        num=3,
+        tol=1e-10,
+        generator=torch.Generator().manual_seed(0),
     )
     assert got.converged
     assert_close(
@@ -185,7 +190,7 @@ def test_top_eigenvalues_match_dense(tiny_case):
 def test_smallest_eigenvalues_match_dense(tiny_case):
     model, loss_fn, data = tiny_case
     ev = torch.linalg.eigvalsh(_dense(model, loss_fn, data)).cpu()
-    got = hessian.top_eigenvalues(model, loss_fn, data, k=2, which="SA", tol=1e-10)
+    got = hessian.top_eigenvalues(model, loss_fn, data, num=2, which="SA", tol=1e-10)
     assert_close(
         torch.as_tensor(got.eigenvalues), ev[:2], rtol=RTOL_LANCZOS, atol=1e-10
     )
@@ -194,7 +199,7 @@ def test_smallest_eigenvalues_match_dense(tiny_case):
 def test_eigenvectors_are_eigenvectors_and_dicts(tiny_case):
     model, loss_fn, data = tiny_case
     H = _dense(model, loss_fn, data).cpu()
-    got = hessian.top_eigenvalues(model, loss_fn, data, k=2, tol=1e-10)
+    got = hessian.top_eigenvalues(model, loss_fn, data, num=2, tol=1e-10)
     names = [n for n, _ in model.named_parameters()]
     for lam, vec in zip(got.eigenvalues, got.eigenvectors):
         assert list(vec) == names
@@ -211,7 +216,7 @@ def test_power_iteration(tiny_case):
         model,
         loss_fn,
         data,
-        k=2,
+        num=2,
         method="power",
         tol=1e-7,
         max_iter=3000,
@@ -224,11 +229,11 @@ def test_power_iteration(tiny_case):
 def test_lanczos_planted_spectrum():
     lam = np.concatenate([[10.0, 7.0, 5.0], np.linspace(-1.0, 1.0, 57)])
     model, loss_fn, data, A = planted(lam)
-    got = hessian.top_eigenvalues(model, loss_fn, data, k=3, tol=1e-10)
+    got = hessian.top_eigenvalues(model, loss_fn, data, num=3, tol=1e-10)
     np.testing.assert_allclose(got.eigenvalues, [10.0, 7.0, 5.0], rtol=1e-9)
     assert got.num_hvps < len(lam)  # well-separated top: far fewer than dim products
     low = hessian.top_eigenvalues(
-        model, loss_fn, data, k=1, which="SA", tol=1e-10, max_iter=60
+        model, loss_fn, data, num=1, which="SA", tol=1e-10, max_iter=60
     )
     np.testing.assert_allclose(low.eigenvalues, [-1.0], rtol=1e-6)
 
@@ -250,15 +255,15 @@ def test_nonconvergence_warns():
     lam = np.linspace(1.0, 1.001, 50)
     model, loss_fn, data, _ = planted(lam)
     with pytest.warns(UserWarning, match="did not converge"):
-        hessian.top_eigenvalues(model, loss_fn, data, k=1, tol=1e-14, max_iter=5)
+        hessian.top_eigenvalues(model, loss_fn, data, num=1, tol=1e-14, max_iter=5)
 
 
 def test_bad_arguments():
     model, loss_fn, data, _ = planted([1.0, 2.0])
     with pytest.raises(ValueError, match="which"):
         hessian.top_eigenvalues(model, loss_fn, data, which="XX")
-    with pytest.raises(ValueError, match="k must be"):
-        hessian.top_eigenvalues(model, loss_fn, data, k=5)
+    with pytest.raises(ValueError, match="num must be"):
+        hessian.top_eigenvalues(model, loss_fn, data, num=5)
     with pytest.raises(ValueError, match="empty"):
         hessian.top_eigenvalues(model, loss_fn, [])
     with pytest.raises(ValueError, match="backend"):
@@ -316,9 +321,11 @@ def test_model_untouched(tiny_case):
     for p in model.parameters():
         p.grad = torch.full_like(p, 7.0)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    hessian.top_eigenvalues(model, loss_fn, data, k=2)
+    hessian.top_eigenvalues(model, loss_fn, data, num=2)
     hessian.trace(model, loss_fn, data, num_probes=3)
-    hessian.top_eigenvalues(model, loss_fn, data, k=1, backend="pyhessian", max_iter=5)
+    hessian.top_eigenvalues(
+        model, loss_fn, data, num=1, backend="pyhessian", max_iter=5
+    )
     assert model.training and all(m.training for m in model.modules())
     for n, p in model.named_parameters():
         assert torch.equal(p.detach(), before[n])
@@ -378,7 +385,7 @@ def test_check_deterministic_catches_on_the_fly_attacks():
 
 def test_save_load_round_trip(tmp_path, tiny_case):
     model, loss_fn, data = tiny_case
-    eig = hessian.top_eigenvalues(model, loss_fn, data, k=2)
+    eig = hessian.top_eigenvalues(model, loss_fn, data, num=2)
     p = eig.save(tmp_path / "eig.npz")
     back = hessian.Eigenpairs.load(p)
     np.testing.assert_array_equal(back.eigenvalues, eig.eigenvalues)
@@ -475,13 +482,13 @@ def test_agreement_with_pyhessian():
     model, lf, x, y = _mlp32()
     data = [(x[:20], y[:20]), (x[20:], y[20:])]  # dataloader path of pyhessian
     ours = hessian.top_eigenvalues(
-        model, lf, data, k=2, which="LM", tol=1e-8, dtype=torch.float64
+        model, lf, data, num=2, which="LM", tol=1e-8, dtype=torch.float64
     )
     theirs = hessian.top_eigenvalues(
         model,
         lf,
         data,
-        k=2,
+        num=2,
         backend="pyhessian",
         tol=1e-6,
         max_iter=300,
@@ -563,3 +570,64 @@ def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
     )
     again = hessian.Eigenpairs.load(out2 / "eigenpairs_eps0.npz").eigenvalues
     np.testing.assert_allclose(again, clean, rtol=1e-4)  # same weights and data
+
+
+# -- issue 13 vocabulary: num (was k), chunk_size (was batch_vectors) --------------
+
+
+def _results(out):
+    """Comparable numbers of a hessian result (values and vectors)."""
+    if isinstance(out, tuple):  # lanczos_eigs / power_iteration
+        return [np.asarray(out[0]), out[1].cpu().numpy()]
+    if isinstance(out, hessian.HessianOperator):
+        V = torch.eye(out.dim, dtype=out.dtype)[:5]
+        return [out.chunk_size, out.batch_vectors, out.matmat(V).numpy()]
+    if isinstance(out, hessian.Density):
+        return [out.nodes, out.weights, out.density]
+    if isinstance(out, hessian.LanczosQuadrature):
+        return [out.nodes, out.weights]
+    if isinstance(out, hessian.TraceEstimate):
+        return [out.samples]
+    return [out.eigenvalues, *out.vectors.values()]
+
+
+_RENAMED = {
+    "top_eigenvalues": (lambda m, lf, d, A, **kw: hessian.top_eigenvalues(m, lf, d, **kw), "num", "k", 2),
+    "eigsh": (lambda m, lf, d, A, **kw: hessian.eigsh(A, **kw), "num", "k", 2),
+    "lanczos_eigs": (lambda m, lf, d, A, **kw: hessian.lanczos_eigs(A, **kw), "num", "k", 2),
+    "power_iteration": (lambda m, lf, d, A, **kw: hessian.power_iteration(A, **kw), "num", "k", 2),
+    "HessianOperator": (lambda m, lf, d, A, **kw: hessian.HessianOperator(m, lf, d, **kw), "chunk_size", "batch_vectors", 3),
+    "trace": (lambda m, lf, d, A, **kw: hessian.trace(m, lf, d, num_probes=6, **kw), "chunk_size", "batch_vectors", 4),
+    "lanczos_quadrature": (lambda m, lf, d, A, **kw: hessian.lanczos_quadrature(m, lf, d, num_iters=3, num_runs=3, **kw), "chunk_size", "batch_vectors", 2),
+    "lanczos_density": (lambda m, lf, d, A, **kw: hessian.lanczos_density(m, lf, d, num_iters=3, num_runs=3, **kw), "chunk_size", "batch_vectors", 2),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("where", sorted(_RENAMED))
+def test_old_keyword_warns_once_and_gives_the_same_result(where):
+    """The old names k= / batch_vectors= still work: one DeprecationWarning, at the
+    caller's line, and the same numbers as the new name."""
+    call, new, old, value = _RENAMED[where]
+    model, loss_fn, data, A = planted([1.0, 2.0, 3.0, 5.0, 8.0])
+    needs_gen = where not in ("HessianOperator",)
+
+    def run(**kw):
+        if needs_gen:
+            kw["generator"] = torch.Generator().manual_seed(0)
+        return call(model, loss_fn, data, A, **kw)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "=.* is deprecated", DeprecationWarning)
+        expected = _results(run(**{new: value}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = _results(run(**{old: value}))
+    dep = [w for w in caught if "= is deprecated" in str(w.message)]
+    assert len(dep) == 1, [str(w.message) for w in dep]
+    assert issubclass(dep[0].category, DeprecationWarning)
+    assert f"{old}= is deprecated; pass {new}=" in str(dep[0].message)
+    assert dep[0].filename == __file__  # points at the caller, not at landscape
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match=f"pass {new}= only"):
+        run(**{new: value, old: value + 1})

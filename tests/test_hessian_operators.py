@@ -52,14 +52,14 @@ KINDS = ["tensor", "numpy", "scipy", "matmat", "matrix_operator"]
 def test_eigsh_on_any_operator(kind):
     lam = np.concatenate([[9.0, 7.0, 7.0, 4.0], np.linspace(-1.0, 1.0, 46)])
     A = _planted_matrix(lam, seed=1)
-    eig = hessian.eigsh(_kinds(A)[kind], k=4, tol=1e-10, generator=_gen())
+    eig = hessian.eigsh(_kinds(A)[kind], num=4, tol=1e-10, generator=_gen())
     np.testing.assert_allclose(eig.eigenvalues, [9.0, 7.0, 7.0, 4.0], rtol=1e-8)
     V = torch.as_tensor(eig.vectors["flat"])
     assert V.shape == (4, 50)
     torch.testing.assert_close(V @ A @ V.T, torch.diag(torch.as_tensor(lam[:4])))
-    small = hessian.eigsh(_kinds(A)[kind], k=2, which="SA", tol=1e-10)
+    small = hessian.eigsh(_kinds(A)[kind], num=2, which="SA", tol=1e-10)
     np.testing.assert_allclose(small.eigenvalues, [-1.0, lam[5]], rtol=1e-8)
-    power = hessian.eigsh(A, k=1, method="power", tol=1e-9, max_iter=500)
+    power = hessian.eigsh(A, num=1, method="power", tol=1e-9, max_iter=500)
     np.testing.assert_allclose(power.eigenvalues, [9.0], rtol=1e-2)
 
 
@@ -128,8 +128,10 @@ def test_model_level_functions_are_the_operator_functions(tiny_case):
     model, loss_fn, data = tiny_case
     op = hessian.HessianOperator(model, loss_fn, data)
     H = hessian.dense_hessian(model, loss_fn, data)
-    a = hessian.top_eigenvalues(model, loss_fn, data, k=3, tol=1e-10, generator=_gen())
-    b = hessian.eigsh(op, k=3, tol=1e-10, generator=_gen())
+    a = hessian.top_eigenvalues(
+        model, loss_fn, data, num=3, tol=1e-10, generator=_gen()
+    )
+    b = hessian.eigsh(op, num=3, tol=1e-10, generator=_gen())
     np.testing.assert_array_equal(a.eigenvalues, b.eigenvalues)
     assert set(b.vectors) == {n for n, _ in model.named_parameters()}
     np.testing.assert_allclose(
@@ -159,13 +161,13 @@ def test_hessian_operator_of_a_planted_model_through_scipy():
         matvec=lambda v: op.matvec(torch.as_tensor(v)).numpy(),
         dtype=np.float64,
     )
-    eig = hessian.eigsh(scipy_op, k=2, tol=1e-10)
+    eig = hessian.eigsh(scipy_op, num=2, tol=1e-10)
     np.testing.assert_allclose(eig.eigenvalues, [4.0, 2.0], rtol=1e-10)
 
 
 def test_bad_operator_and_budget_errors():
     with pytest.raises(TypeError, match="linear operator"):
-        hessian.eigsh("not an operator", k=1)
+        hessian.eigsh("not an operator", num=1)
     with pytest.raises(ValueError, match="square"):
         hessian.as_operator(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="at least 4"):

@@ -308,7 +308,7 @@ def test_hessian_eigenvector_line_is_the_taylor_parabola():
     model = nn.Linear(4, 1).double()
     data = [(X, t)]
     eig = hessian.top_eigenvalues(
-        model, nn.MSELoss(), data, k=2, tol=1e-10, generator=g
+        model, nn.MSELoss(), data, num=2, tol=1e-10, generator=g
     )
     (v,) = D.eigen_directions(eig, num=1, like=model)
     lam = float(eig.eigenvalues[0])

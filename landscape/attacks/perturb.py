@@ -162,13 +162,8 @@ def perturb_batches(
     data: Any,
     attack: Callable | None = None,
     *,
-    eps: float | None = None,
-    norm: str | None = None,
-    alpha: float | None = None,
-    steps: int | None = None,
-    random_start: bool | None = None,
-    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     generator: torch.Generator | None = None,
+    **legacy: Any,
 ) -> list[tuple[Tensor, Tensor]]:
     """Attack every batch of ``data`` once at the current model and return the fixed
     adversarial batches ``[(x_adv, y), ...]`` (on the model's device).
@@ -181,9 +176,10 @@ def perturb_batches(
         data: an ``(x, y)`` pair (one batch), a list of batches or a loader.
         attack: an attack value, e.g. ``attacks.PGD(eps=0.3, steps=40, alpha=0.01)``
             (any ``attack(model, x, y, generator) -> x_adv``).
-        eps, norm, alpha, steps, random_start, loss_fn: deprecated loose settings of
-            a :class:`~landscape.attacks.PGD` (one release).
         generator: randomness of the attack (``None``: torch's global RNG).
+        **legacy: the deprecated loose settings ``eps``, ``norm``, ``alpha``,
+            ``steps``, ``random_start``, ``loss_fn`` of a
+            :class:`~landscape.attacks.PGD` (one release).
 
     Returns:
         ``[(x_adv, y), ...]``, one entry per batch of ``data``.
@@ -198,16 +194,7 @@ def perturb_batches(
     """
     from ._spec import as_attack
 
-    attack = as_attack(
-        attack,
-        where="perturb_batches",
-        eps=eps,
-        norm=norm,
-        alpha=alpha,
-        steps=steps,
-        random_start=random_start,
-        loss_fn=loss_fn,
-    )
+    attack = as_attack(attack, where="perturb_batches", **legacy)
     if attack is None:
         raise TypeError(
             "perturb_batches needs an attack: perturb_batches(model, data, "

@@ -202,7 +202,7 @@ def _top_eigenvalues(ctx: Context, model: nn.Module, run: RunSpec) -> dict:
 
     def top(batches):
         ev = hessian.top_eigenvalues(
-            model, _loss_fn(), batches, k=cfg.hessian_k, generator=g,
+            model, _loss_fn(), batches, num=cfg.hessian_k, generator=g,
             return_vectors=False,
         )  # fmt: skip
         return [float(v) for v in ev.eigenvalues], int(ev.num_hvps)

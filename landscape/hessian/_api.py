@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +13,8 @@ from torch import Tensor, nn
 
 from .. import _utils
 from .._batches import as_batches
-from ._operator import HessianOperator
+from ._compat import renamed
+from ._operator import model_operator
 from ._ops import TRACE_METHODS, eigsh, estimate_trace
 from ._results import Eigenpairs, TraceEstimate
 from ._trace import normal_quantile
@@ -28,10 +30,9 @@ def _check_backend(backend: str) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def _pyhessian_top(
-    model, loss_fn, data, *, k, which, tol, max_iter, return_vectors, dtype, seed, meta
-) -> Eigenpairs:
-    if which == "SA":
+def _pyhessian_top(model, loss_fn, data, meta, dtype, return_vectors) -> Eigenpairs:
+    """``backend="pyhessian"`` of :func:`top_eigenvalues`, with the settings in ``meta``."""
+    if meta["which"] == "SA":
         raise ValueError(
             "backend='pyhessian' (power iteration) finds the largest-magnitude "
             "eigenvalues only; use backend='landscape' for which='SA'"
@@ -42,10 +43,10 @@ def _pyhessian_top(
         model,
         loss_fn,
         data,
-        k=k,
-        tol=1e-3 if tol is None else tol,
-        max_iter=100 if max_iter is None else max_iter,
-        seed=seed,
+        num=meta["num"],
+        tol=1e-3 if meta["tol"] is None else meta["tol"],
+        max_iter=100 if meta["max_iter"] is None else meta["max_iter"],
+        seed=meta["seed"],
         dtype=dtype,
     )
     vectors = {}
@@ -59,7 +60,7 @@ def top_eigenvalues(
     loss_fn: LossFn,
     data: Iterable,
     *,
-    k: int = 1,
+    num: int = 1,
     which: str = "LA",
     method: str = "lanczos",
     tol: float | None = None,
@@ -72,11 +73,12 @@ def top_eigenvalues(
     progressbar: bool = False,
     check_deterministic: bool = True,
     warn_negative: bool = False,
+    k: int | None = None,
 ) -> Eigenpairs:
     """Extreme eigenpairs of the Hessian of the mean loss over ``data``.
 
     :func:`~landscape.hessian.eigsh` on the model's :class:`HessianOperator`: Lanczos
-    (default) with full reorthogonalisation until the Ritz residuals of the ``k``
+    (default) with full reorthogonalisation until the Ritz residuals of the ``num``
     wanted pairs fall below ``tol * max|theta|``, or power iteration with deflation
     (the original code / pyhessian: largest *magnitude* first, ``which`` ignored).
 
@@ -84,7 +86,7 @@ def top_eigenvalues(
         model: the network (untouched; analysed in eval mode).
         loss_fn: maps ``(output, y)`` to the batch-mean loss.
         data: iterable of fixed ``(x, y)`` batches (see :func:`adversarial_data`).
-        k, which, method, tol, max_iter: see :func:`~landscape.hessian.eigsh`.
+        num, which, method, tol, max_iter: see :func:`~landscape.hessian.eigsh`.
         return_vectors: keep the eigenvectors (as ``dict[name -> tensor]``).
         backend: ``"landscape"`` or ``"pyhessian"`` (power iteration of pyhessian 0.1,
             run on a copy of the model).
@@ -95,57 +97,40 @@ def top_eigenvalues(
         check_deterministic: raise if the loss is not a fixed function of the weights.
         warn_negative: warn when the top eigenvalue is negative (e.g. at a claimed
             minimum, a sign of a saddle or of a non-converged run).
+        k: deprecated old name of ``num``.
 
     Returns:
         :class:`Eigenpairs`.
 
     Raises:
         NondeterministicLossError: the loss changes between evaluations.
-        ValueError: bad ``k``, ``which``, ``method`` or ``backend``.
+        ValueError: bad ``num``, ``which``, ``method`` or ``backend``.
 
     Example:
         >>> X = torch.randn(16, 3, dtype=torch.float64)
         >>> model = torch.nn.Linear(3, 1, bias=False).double()
         >>> data = [(X, torch.zeros(16, 1, dtype=X.dtype))]
-        >>> eig = top_eigenvalues(model, torch.nn.MSELoss(), data, k=2)
+        >>> eig = top_eigenvalues(model, torch.nn.MSELoss(), data, num=2)
         >>> exact = torch.linalg.eigvalsh(2 * X.T @ X / 16).flip(0)[:2].numpy()
         >>> bool(np.allclose(eig.eigenvalues, exact, rtol=1e-8))
         True
     """
+    num = renamed("top_eigenvalues", "num", num, "k", k)
     _check_backend(backend)
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     gen, seed = _utils.make_generator(generator)
-    meta = {"k": k, "which": which, "method": method, "backend": backend, "seed": seed}
-    meta.update(tol=tol, max_iter=max_iter, mode=mode, dtype=str(dtype))
+    meta = {"num": num, "which": which, "method": method, "backend": backend}
+    meta.update(seed=seed, tol=tol, max_iter=max_iter, mode=mode, dtype=str(dtype))
     if backend == "pyhessian":
-        return _pyhessian_top(
-            model,
-            loss_fn,
-            data,
-            k=k,
-            which=which,
-            tol=tol,
-            max_iter=max_iter,
-            return_vectors=return_vectors,
-            dtype=dtype,
-            seed=seed,
-            meta=meta,
-        )
-    op = HessianOperator(
-        model,
-        loss_fn,
-        data,
-        dtype=dtype,
-        mode=mode,
-        check_deterministic=check_deterministic,
-    )
-    meta.update(loss=op.loss, num_params=op.dim, hvp_mode=op.mode)
+        return _pyhessian_top(model, loss_fn, data, meta, dtype, return_vectors)
+    op = model_operator(model, loss_fn, data, dtype, mode, check_deterministic)
+    meta.update(op.settings())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         eig = eigsh(
             op,
-            k,
+            num,
             which=which,
             method=method,
             tol=tol,
@@ -167,10 +152,9 @@ def top_eigenvalues(
     return dataclasses.replace(eig, meta=meta)
 
 
-def _pyhessian_trace(
-    model, loss_fn, data, *, method, tol, num_probes, confidence, seed, dtype, meta
-) -> TraceEstimate:
-    if method != "hutchinson":
+def _pyhessian_trace(model, loss_fn, data, meta, dtype, confidence) -> TraceEstimate:
+    """``backend="pyhessian"`` of :func:`trace`, with the settings in ``meta``."""
+    if meta["method"] != "hutchinson":
         raise ValueError("backend='pyhessian' offers only method='hutchinson'")
     from ._pyhessian import pyhessian_trace
 
@@ -178,9 +162,9 @@ def _pyhessian_trace(
         model,
         loss_fn,
         data,
-        tol=1e-3 if tol is None else tol,
-        max_iter=num_probes,
-        seed=seed,
+        tol=1e-3 if meta["tol"] is None else meta["tol"],
+        max_iter=meta["num_probes"],
+        seed=meta["seed"],
         dtype=dtype,
     )
     z = normal_quantile(confidence)
@@ -204,10 +188,11 @@ def trace(
     backend: str = "landscape",
     dtype: torch.dtype | None = None,
     mode: str = "auto",
-    batch_vectors: int = 8,
+    chunk_size: int = 8,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
+    batch_vectors: int | None = None,
 ) -> TraceEstimate:
     """Stochastic estimate of the Hessian trace with a confidence interval.
 
@@ -224,9 +209,10 @@ def trace(
         confidence: level of ``[ci_low, ci_high]`` (normal approximation).
         distribution: probes, ``"rademacher"`` or ``"gaussian"``.
         backend: ``"landscape"`` or ``"pyhessian"`` (Hutchinson only).
-        dtype, mode, batch_vectors: see :class:`HessianOperator`.
+        dtype, mode, chunk_size: see :class:`HessianOperator`.
         generator: probes; its seed is recorded in ``meta``.
         progressbar, check_deterministic: as in :func:`top_eigenvalues`.
+        batch_vectors: deprecated old name of ``chunk_size``.
 
     Returns:
         :class:`TraceEstimate`.
@@ -239,6 +225,9 @@ def trace(
         >>> bool(abs(t.estimate - float(2 * (X ** 2).sum() / 16)) < 1e-8)  # rank 3: exact
         True
     """
+    chunk_size = renamed(
+        "trace", "chunk_size", chunk_size, "batch_vectors", batch_vectors
+    )
     _check_backend(backend)
     if method not in TRACE_METHODS:
         raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")
@@ -246,28 +235,11 @@ def trace(
     meta = {"num_probes": num_probes, "method": method, "backend": backend}
     meta.update(seed=seed, tol=tol, distribution=distribution, dtype=str(dtype))
     if backend == "pyhessian":
-        return _pyhessian_trace(
-            model,
-            loss_fn,
-            data,
-            method=method,
-            tol=tol,
-            num_probes=num_probes,
-            confidence=confidence,
-            seed=seed,
-            dtype=dtype,
-            meta=meta,
-        )
-    op = HessianOperator(
-        model,
-        loss_fn,
-        data,
-        dtype=dtype,
-        mode=mode,
-        batch_vectors=batch_vectors,
-        check_deterministic=check_deterministic,
+        return _pyhessian_trace(model, loss_fn, data, meta, dtype, confidence)
+    op = model_operator(
+        model, loss_fn, data, dtype, mode, check_deterministic, chunk_size
     )
-    meta.update(loss=op.loss, num_params=op.dim, hvp_mode=op.mode)
+    meta.update(op.settings())
     est = estimate_trace(
         op,
         num_probes,
@@ -288,36 +260,21 @@ def adversarial_data(
     data: Iterable,
     attack: Callable | None = None,
     *,
-    eps: float | None = None,
-    norm: str | None = None,
-    alpha: float | None = None,
-    steps: int | None = None,
-    random_start: bool | None = None,
-    loss_fn: LossFn | None = None,
     generator: torch.Generator | None = None,
+    **legacy: Any,
 ) -> list[tuple[Tensor, Tensor]]:
     """Attack ``data`` once at ``model`` (:func:`attacks.perturb_batches`) and
     return the fixed adversarial batches: the adversarial Hessian is then the Hessian
     of the loss on these batches (the attack is *not* differentiated through).
 
     ``attack`` is an attack value, e.g. ``attacks.PGD(eps=0.1, steps=10)``; the loose
-    ``eps``, ``norm``, ``alpha``, ``steps``, ``random_start``, ``loss_fn`` are
-    deprecated (one release). ``eps=0`` returns the clean batches (moved to the
-    model's device).
+    ``eps``, ``norm``, ``alpha``, ``steps``, ``random_start``, ``loss_fn`` (in
+    ``legacy``) are deprecated (one release). ``eps=0`` returns the clean batches
+    (moved to the model's device).
     """
-    from ..attacks import perturb_batches
-    from ..attacks._spec import as_attack
+    from ..attacks import as_attack, perturb_batches
 
-    attack = as_attack(
-        attack,
-        where="adversarial_data",
-        eps=eps,
-        norm=norm,
-        alpha=alpha,
-        steps=steps,
-        random_start=random_start,
-        loss_fn=loss_fn,
-    )
+    attack = as_attack(attack, where="adversarial_data", **legacy)
     return perturb_batches(model, data, attack, generator=generator)
 
 

@@ -178,7 +178,7 @@ def _main(argv: list[str]) -> int:
                 model,
                 loss_fn,
                 batches,
-                k=args.top_k,
+                num=args.top_k,
                 which=args.which,
                 tol=args.tol,
                 max_iter=args.max_iter,

@@ -16,6 +16,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from ._compat import renamed
 from ._linop import MatrixOperator, as_operator
 
 __all__ = [
@@ -162,9 +163,19 @@ def _order(values: np.ndarray, which: str) -> np.ndarray:
     raise ValueError(f"which must be 'LA', 'SA' or 'LM', got {which!r}")
 
 
+def _num_pairs(where: str, n: int, num: int, k: int | None) -> int:
+    """``num`` (or its old name ``k``), checked against the operator's size ``n``."""
+    num = renamed(where, "num", num, "k", k, stacklevel=4)
+    if not 1 <= num <= n:
+        raise ValueError(
+            f"num must be in [1, {n}] (the number of parameters), got {num}"
+        )
+    return num
+
+
 def lanczos_eigs(
     op,
-    k: int,
+    num: int = 1,
     *,
     which: str = "LA",
     tol: float = 1e-6,
@@ -172,8 +183,9 @@ def lanczos_eigs(
     generator: torch.Generator | None = None,
     keep_vectors: bool = True,
     progressbar: bool = False,
+    k: int | None = None,
 ) -> tuple[np.ndarray, Tensor | None, np.ndarray, int, bool]:
-    """Top-``k`` (``which``) eigenpairs by Lanczos, stopping when the Ritz residuals
+    """Top-``num`` (``which``) eigenpairs by Lanczos, stopping when the Ritz residuals
     ``|beta_j s_{j,i}| = ||H y_i - theta_i y_i||`` of the wanted pairs are all below
     ``tol * max|theta|``.
 
@@ -182,13 +194,14 @@ def lanczos_eigs(
     eigenvalues repeat), Lanczos restarts from a fresh vector orthogonal to it, so
     repeated eigenvalues are found; their exact Ritz pairs are kept.
 
+    ``k`` is the deprecated old name of ``num``.
+
     Returns:
-        ``(values, vectors (k, dim) or None, residuals, num_hvps, converged)``.
+        ``(values, vectors (num, dim) or None, residuals, num_hvps, converged)``.
     """
     op = as_operator(op)
     n = op.dim
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, {n}] (the number of parameters), got {k}")
+    k = _num_pairs("lanczos_eigs", n, num, k)
     _order(np.zeros(1), which)  # validate early
     if tol <= 0:
         raise ValueError(f"tol must be > 0, got {tol}")
@@ -197,7 +210,7 @@ def lanczos_eigs(
     max_iter = min(int(max_iter), n)
     if max_iter < k:
         raise ValueError(
-            f"max_iter={max_iter} < k={k}: Lanczos needs at least k iterations"
+            f"max_iter={max_iter} < num={k}: Lanczos needs at least num iterations"
         )
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     # exact pairs from exhausted Krylov spaces
@@ -256,7 +269,7 @@ def lanczos_eigs(
     sel = _order(allv, which)[:k]
     if len(sel) < k:
         raise RuntimeError(
-            f"Lanczos found only {len(sel)} eigenvalues, fewer than k={k}"
+            f"Lanczos found only {len(sel)} eigenvalues, fewer than num={k}"
         )
     vecs = None
     if keep_vectors:
@@ -267,12 +280,13 @@ def lanczos_eigs(
 
 def power_iteration(
     op,
-    k: int,
+    num: int = 1,
     *,
     tol: float = 1e-3,
     max_iter: int = 100,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
+    k: int | None = None,
 ) -> tuple[np.ndarray, Tensor, np.ndarray, int, bool]:
     """Power iteration with deflation, the original code's / pyhessian's method.
 
@@ -280,17 +294,17 @@ def power_iteration(
     eigenvectors found so far, iterate ``v <- Hv / ||Hv||`` until the Rayleigh
     quotient changes by less than ``tol`` (relative). It converges to the eigenvalue
     of largest *magnitude* in the deflated space (like pyhessian), slowly when the
-    gap is small; use Lanczos for accuracy.
+    gap is small; use Lanczos for accuracy. ``k`` is the deprecated old name of
+    ``num``.
 
     Returns:
-        ``(values, vectors (k, dim), residuals, num_hvps, converged)``.
+        ``(values, vectors (num, dim), residuals, num_hvps, converged)``.
     """
     from tqdm.auto import tqdm
 
     op = as_operator(op)
     n = op.dim
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, {n}] (the number of parameters), got {k}")
+    k = _num_pairs("power_iteration", n, num, k)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     found: list[Tensor] = []
     values, residuals = [], []

@@ -11,7 +11,7 @@ Three formulations of the Hessian-vector product (HVP), picked with ``mode``:
 - ``"jvp"``: ``torch.func`` forward-over-reverse, ``jvp(grad(loss))`` per batch per HVP
   (memory of one batch; needs every op to support forward-mode AD).
 
-Several vectors are multiplied at once (``matmat``) in blocks of ``batch_vectors``.
+Several vectors are multiplied at once (``matmat``) in blocks of ``chunk_size``.
 With an explicit ``mode`` a block uses that formulation (``"jvp"``: ``vmap`` over the
 vectors, sharing the forward; ``"recompute"``: ``is_grads_batched``; ``"graph"``: one
 double backward per vector). No formulation is fastest on every model: measured per
@@ -39,12 +39,14 @@ from torch.func import functional_call
 
 from .. import _utils
 from .._batches import as_batches, is_class_loss
+from ._compat import renamed
 
 __all__ = [
     "HessianOperator",
     "NondeterministicLossError",
     "hvp",
     "dense_hessian",
+    "model_operator",
     "MODES",
 ]
 
@@ -77,7 +79,9 @@ class HessianOperator:
             (e.g. ``torch.float64``); default the model's dtype.
         mode: ``"auto"``, ``"graph"``, ``"recompute"`` or ``"jvp"`` (module docstring).
             ``"auto"`` keeps the graph when the inputs hold < 64M elements.
-        batch_vectors: how many vectors one batched HVP multiplies at most.
+        chunk_size: how many vectors one batched HVP multiplies at most (the name
+            ``surface`` and ``scattering`` use; ``batch_vectors`` is its deprecated
+            old name).
         check_deterministic: evaluate the loss twice and raise
             :class:`NondeterministicLossError` if the values differ.
 
@@ -95,9 +99,13 @@ class HessianOperator:
         *,
         dtype: torch.dtype | None = None,
         mode: str = "auto",
-        batch_vectors: int = 8,
+        chunk_size: int = 8,
         check_deterministic: bool = True,
+        batch_vectors: int | None = None,
     ) -> None:
+        chunk_size = renamed(
+            "HessianOperator", "chunk_size", chunk_size, "batch_vectors", batch_vectors
+        )
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if dtype is not None and dtype != _utils.model_dtype(model):
@@ -113,7 +121,7 @@ class HessianOperator:
         self.shapes = [tuple(p.shape) for _, p in named]
         self.dim = sum(p.numel() for _, p in named)
         self._params = {n: p.detach() for n, p in named}
-        self.batch_vectors = max(1, int(batch_vectors))
+        self.chunk_size = max(1, int(chunk_size))
         self.num_hvps = 0
         self._vmap_ok = True
         labels = "class" if is_class_loss(loss_fn) else "auto"
@@ -148,6 +156,15 @@ class HessianOperator:
                     "once with hessian.adversarial_data and pass the fixed batches). "
                     "Pass check_deterministic=False to analyse it anyway."
                 )
+
+    @property
+    def batch_vectors(self) -> int:
+        """Deprecated old name of :attr:`chunk_size`."""
+        return self.chunk_size
+
+    def settings(self) -> dict:
+        """What a model-level result records about the operator (its ``meta``)."""
+        return {"loss": self.loss, "num_params": self.dim, "hvp_mode": self.mode}
 
     # -- data and loss ------------------------------------------------------------
     def _batches(self):
@@ -199,8 +216,8 @@ class HessianOperator:
             )
         V = V.to(self.device, self.dtype)
         out = [
-            self._product(V[i : i + self.batch_vectors])
-            for i in range(0, V.shape[0], self.batch_vectors)
+            self._product(V[i : i + self.chunk_size])
+            for i in range(0, V.shape[0], self.chunk_size)
         ]
         self.num_hvps += V.shape[0]
         return torch.cat(out)
@@ -340,6 +357,28 @@ class HessianOperator:
         )
 
 
+def model_operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    dtype: torch.dtype | None,
+    mode: str,
+    check_deterministic: bool,
+    chunk_size: int = 8,
+) -> HessianOperator:
+    """The :class:`HessianOperator` behind a model-level call (``hvp``,
+    ``dense_hessian``, ``top_eigenvalues``, ``trace``, ``lanczos_quadrature``)."""
+    return HessianOperator(
+        model,
+        loss_fn,
+        data,
+        dtype=dtype,
+        mode=mode,
+        chunk_size=chunk_size,
+        check_deterministic=check_deterministic,
+    )
+
+
 def hvp(
     model: nn.Module,
     loss_fn: LossFn,
@@ -371,14 +410,7 @@ def hvp(
         >>> torch.allclose(hv, 2 * X.T @ X[:, 0] / 8)
         True
     """
-    op = HessianOperator(
-        model,
-        loss_fn,
-        data,
-        dtype=dtype,
-        mode=mode,
-        check_deterministic=check_deterministic,
-    )
+    op = model_operator(model, loss_fn, data, dtype, mode, check_deterministic)
     if isinstance(v, dict):
         return {
             k: t.detach() for k, t in op.to_dict(op.matvec(op.from_dict(v))).items()
@@ -406,14 +438,7 @@ def dense_hessian(
         >>> torch.allclose(H, 2 * X.T @ X / 8)
         True
     """
-    op = HessianOperator(
-        model,
-        loss_fn,
-        data,
-        dtype=dtype,
-        mode=mode,
-        check_deterministic=check_deterministic,
-    )
+    op = model_operator(model, loss_fn, data, dtype, mode, check_deterministic)
     if op.dim > 20_000:
         raise ValueError(
             f"the model has {op.dim} parameters: a dense Hessian needs {op.dim}^2 entries; "

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .. import _utils
 from . import _trace
+from ._compat import renamed
 from ._lanczos import lanczos_eigs, power_iteration
 from ._linop import as_operator
 from ._results import Eigenpairs, TraceEstimate
@@ -46,7 +47,7 @@ def _vectors(op: Any, vecs: Tensor) -> dict[str, np.ndarray]:
 
 def eigsh(
     A: Any,
-    k: int = 1,
+    num: int = 1,
     *,
     which: str = "LA",
     method: str = "lanczos",
@@ -55,11 +56,12 @@ def eigsh(
     return_vectors: bool = True,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
+    k: int | None = None,
 ) -> Eigenpairs:
     """Extreme eigenpairs of a symmetric operator (Lanczos or power iteration).
 
     Lanczos runs with full reorthogonalisation until the Ritz residuals
-    ``||A v - theta v||`` of the ``k`` wanted pairs fall below ``tol * max|theta|``
+    ``||A v - theta v||`` of the ``num`` wanted pairs fall below ``tol * max|theta|``
     (eigenvalue errors are then of order ``residual**2 / gap``), restarting outside an
     exhausted Krylov space so that repeated eigenvalues are found. Power iteration
     with deflation is the original code's / pyhessian's method (largest *magnitude*
@@ -67,40 +69,42 @@ def eigsh(
 
     Args:
         A: the operator (see the module docstring).
-        k: number of eigenpairs.
+        num: number of eigenpairs (``k`` is its deprecated old name).
         which: ``"LA"`` largest, ``"SA"`` smallest, ``"LM"`` largest magnitude.
         method: ``"lanczos"`` or ``"power"``.
         tol: Lanczos residual tolerance (default 1e-6) or power-iteration relative
             change (default 1e-3).
-        max_iter: Lanczos products (default ``max(100, 5k)``) or power iterations
+        max_iter: Lanczos products (default ``max(100, 5 num)``) or power iterations
             per eigenvalue (default 100).
         return_vectors: keep the eigenvectors: keyed like the model's parameters for
-            a :class:`HessianOperator`, else one entry ``"flat"`` of shape ``(k, n)``.
+            a :class:`HessianOperator`, else one entry ``"flat"`` of shape ``(num, n)``.
         generator: start vectors; its seed is recorded in ``meta``.
         progressbar: show a tqdm bar.
+        k: deprecated old name of ``num``.
 
     Returns:
         :class:`Eigenpairs`.
 
     Raises:
-        ValueError: bad ``k``, ``which``, ``method`` or ``tol``.
+        ValueError: bad ``num``, ``which``, ``method`` or ``tol``.
 
     Example:
         >>> A = torch.diag(torch.arange(1.0, 31.0, dtype=torch.float64))
-        >>> eig = eigsh(A, k=3, tol=1e-10)
+        >>> eig = eigsh(A, num=3, tol=1e-10)
         >>> np.round(eig.eigenvalues, 8).tolist()
         [30.0, 29.0, 28.0]
     """
+    num = renamed("eigsh", "num", num, "k", k)
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     op = as_operator(A)
     gen, seed = _utils.make_generator(generator)
-    meta = {"k": k, "which": which, "method": method, "seed": seed, "tol": tol}
+    meta = {"num": num, "which": which, "method": method, "seed": seed, "tol": tol}
     meta["max_iter"] = max_iter
     if method == "lanczos":
         vals, vecs, res, hvps, conv = lanczos_eigs(
             op,
-            k,
+            num,
             which=which,
             tol=1e-6 if tol is None else tol,
             max_iter=max_iter,
@@ -111,7 +115,7 @@ def eigsh(
     else:
         vals, vecs, res, hvps, conv = power_iteration(
             op,
-            k,
+            num,
             tol=1e-3 if tol is None else tol,
             max_iter=100 if max_iter is None else max_iter,
             generator=gen,

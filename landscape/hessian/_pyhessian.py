@@ -70,13 +70,13 @@ def pyhessian_eigenvalues(
     loss_fn,
     data: Iterable,
     *,
-    k: int,
+    num: int,
     tol: float,
     max_iter: int,
     seed: int,
     dtype: torch.dtype | None = None,
 ):
-    """Top-``k`` eigenvalues by pyhessian's power iteration (largest magnitude).
+    """Top-``num`` eigenvalues by pyhessian's power iteration (largest magnitude).
 
     Returns:
         ``(values, vectors as list of dicts, names)``.
@@ -86,7 +86,7 @@ def pyhessian_eigenvalues(
     with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*create_graph=True.*")
         torch.manual_seed(seed)
-        values, vectors = h.eigenvalues(maxIter=max_iter, tol=tol, top_n=k)
+        values, vectors = h.eigenvalues(maxIter=max_iter, tol=tol, top_n=num)
     vecs = [{n: t.detach().cpu() for n, t in zip(names, v)} for v in vectors]
     return np.array(values, dtype=np.float64), vecs
 

@@ -18,13 +18,13 @@ class Eigenpairs(Result):
     """Extreme eigenvalues of a Hessian and (optionally) their eigenvectors.
 
     Attributes:
-        eigenvalues: shape ``(k,)``, ordered as requested (``which="LA"``: descending,
+        eigenvalues: shape ``(num,)``, ordered as requested (``which="LA"``: descending,
             ``"SA"``: ascending, ``"LM"``: by decreasing magnitude).
-        vectors: ``name -> array (k, *param_shape)``: the unit eigenvectors stacked,
+        vectors: ``name -> array (num, *param_shape)``: the unit eigenvectors stacked,
             keyed like ``model.named_parameters()`` (empty when not requested). Use
             :attr:`eigenvectors` for a list of per-eigenvector dicts of tensors.
             From :func:`~landscape.hessian.eigsh` on an operator without a parameter
-            layout (a matrix, a scipy operator): one entry ``"flat"``, ``(k, n)``.
+            layout (a matrix, a scipy operator): one entry ``"flat"``, ``(num, n)``.
         residuals: ``||H v - theta v||`` per pair (Ritz residuals for Lanczos).
         num_hvps: Hessian-vector products used.
         converged: whether every requested pair met ``tol``.

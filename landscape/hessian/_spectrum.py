@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,9 +40,10 @@ from torch import Tensor, nn
 
 from .. import _utils
 from ..io import Result
+from ._compat import renamed
 from ._lanczos import lanczos, ritz
 from ._linop import as_operator
-from ._operator import HessianOperator
+from ._operator import model_operator
 from ._pyhessian import PYHESSIAN_DENSITY_ERROR
 from ._trace import probes
 
@@ -156,48 +158,12 @@ class LanczosQuadrature:
         self.meta = dict(meta or {})
 
     @classmethod
-    def from_operator(
-        cls,
-        op,
-        *,
-        num_iters: int = 100,
-        num_runs: int = 1,
-        distribution: str = "rademacher",
-        generator: torch.Generator | None = None,
-        progressbar: bool = False,
-    ) -> LanczosQuadrature:
-        """Run ``num_runs`` Lanczos probes of ``num_iters`` steps on ``op`` (any
-        operator :func:`~landscape.hessian.as_operator` accepts)."""
-        op = as_operator(op)
-        if num_iters < 1 or num_runs < 1:
-            raise ValueError(
-                f"num_iters and num_runs must be >= 1, got {num_iters}, {num_runs}"
-            )
-        gen, seed = _utils.make_generator(generator)
-        v0 = probes(num_runs, op.dim, gen, distribution)
-        run = lanczos(
-            op,
-            v0,
-            num_iters,
-            keep_basis=False,
-            progressbar=progressbar,
-            desc="lanczos_density",
-        )
-        m = run.alphas.shape[1]
-        nodes = np.full((num_runs, m), np.nan)
-        weights = np.full((num_runs, m), np.nan)
-        for c in range(num_runs):
-            L = int(run.lengths[c])
-            theta, S = ritz(run.alphas[c, :L], run.betas[c, : L - 1])
-            nodes[c, :L] = theta
-            weights[c, :L] = S[0] ** 2
-        meta = {
-            "num_iters": num_iters,
-            "num_runs": num_runs,
-            "seed": seed,
-            "distribution": distribution,
-        }
-        return cls(nodes, weights, run.num_hvps, meta)
+    def from_operator(cls, op, **options: Any) -> LanczosQuadrature:
+        """:func:`slq` on ``op`` (any operator :func:`~landscape.hessian.as_operator`
+        accepts), with the same keywords (``num_iters``, ``num_runs``,
+        ``distribution``, ``generator``, ``progressbar``)."""
+        q = slq(op, **options)
+        return cls(q.nodes, q.weights, q.num_hvps, q.meta)
 
     @property
     def range(self) -> tuple[float, float]:
@@ -297,14 +263,36 @@ def slq(
         >>> bool(np.allclose(np.sort(q.nodes[0]), [1.0, 2.0, 4.0]))
         True
     """
-    return LanczosQuadrature.from_operator(
-        A,
-        num_iters=num_iters,
-        num_runs=num_runs,
-        distribution=distribution,
-        generator=generator,
+    op = as_operator(A)
+    if num_iters < 1 or num_runs < 1:
+        raise ValueError(
+            f"num_iters and num_runs must be >= 1, got {num_iters}, {num_runs}"
+        )
+    gen, seed = _utils.make_generator(generator)
+    v0 = probes(num_runs, op.dim, gen, distribution)
+    run = lanczos(
+        op,
+        v0,
+        num_iters,
+        keep_basis=False,
         progressbar=progressbar,
+        desc="lanczos_density",
     )
+    m = run.alphas.shape[1]
+    nodes = np.full((num_runs, m), np.nan)
+    weights = np.full((num_runs, m), np.nan)
+    for c in range(num_runs):
+        L = int(run.lengths[c])
+        theta, S = ritz(run.alphas[c, :L], run.betas[c, : L - 1])
+        nodes[c, :L] = theta
+        weights[c, :L] = S[0] ** 2
+    meta = {
+        "num_iters": num_iters,
+        "num_runs": num_runs,
+        "seed": seed,
+        "distribution": distribution,
+    }
+    return LanczosQuadrature(nodes, weights, run.num_hvps, meta)
 
 
 def lanczos_quadrature(
@@ -317,22 +305,36 @@ def lanczos_quadrature(
     distribution: str = "rademacher",
     dtype: torch.dtype | None = None,
     mode: str = "auto",
-    batch_vectors: int = 8,
+    chunk_size: int = 8,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
+    batch_vectors: int | None = None,
 ) -> LanczosQuadrature:
-    """The SLQ runs of :func:`lanczos_density`, kept for redrawing at other bandwidths."""
-    op = HessianOperator(
-        model,
-        loss_fn,
-        data,
-        dtype=dtype,
-        mode=mode,
-        batch_vectors=batch_vectors,
-        check_deterministic=check_deterministic,
+    """The SLQ runs of :func:`lanczos_density`, kept for redrawing at other bandwidths.
+
+    Args:
+        model: the network (untouched; analysed in eval mode).
+        loss_fn: maps ``(output, y)`` to the batch-mean loss.
+        data: iterable of fixed ``(x, y)`` batches.
+        num_iters: Lanczos steps per probe (products per probe).
+        num_runs: number of probes (run in lockstep, batched products).
+        distribution: ``"rademacher"`` or ``"gaussian"`` probes.
+        dtype, mode, chunk_size: see :class:`landscape.hessian.HessianOperator`.
+        generator: probes; seed recorded in ``meta``.
+        progressbar, check_deterministic: as in :func:`landscape.hessian.top_eigenvalues`.
+        batch_vectors: deprecated old name of ``chunk_size``.
+
+    Returns:
+        :class:`LanczosQuadrature` (``.density()``, ``.moment(f)``, ``.mass_below(t)``).
+    """
+    chunk_size = renamed(
+        "lanczos_quadrature", "chunk_size", chunk_size, "batch_vectors", batch_vectors
     )
-    q = LanczosQuadrature.from_operator(
+    op = model_operator(
+        model, loss_fn, data, dtype, mode, check_deterministic, chunk_size
+    )
+    q = slq(
         op,
         num_iters=num_iters,
         num_runs=num_runs,
@@ -340,7 +342,7 @@ def lanczos_quadrature(
         generator=generator,
         progressbar=progressbar,
     )
-    q.meta.update(loss=op.loss, num_params=op.dim, hvp_mode=op.mode, dtype=str(dtype))
+    q.meta.update(op.settings(), dtype=str(dtype))
     return q
 
 
@@ -349,37 +351,28 @@ def lanczos_density(
     loss_fn: LossFn,
     data: Iterable,
     *,
-    num_iters: int = 100,
-    num_runs: int = 1,
     sigma: float | None = None,
     num_points: int = 1024,
     grid: np.ndarray | None = None,
-    distribution: str = "rademacher",
     backend: str = "landscape",
-    dtype: torch.dtype | None = None,
-    mode: str = "auto",
-    batch_vectors: int = 8,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    check_deterministic: bool = True,
+    **options: Any,
 ) -> Density:
     """Spectral density of the Hessian of the mean loss over ``data`` (SLQ).
 
+    :func:`lanczos_quadrature` drawn by :meth:`LanczosQuadrature.density`.
+
     Args:
-        model: the network (untouched; analysed in eval mode).
-        loss_fn: maps ``(output, y)`` to the batch-mean loss.
-        data: iterable of fixed ``(x, y)`` batches.
-        num_iters: Lanczos steps per probe (products per probe).
-        num_runs: number of probes (run in lockstep, batched products).
+        model, loss_fn, data: as in :func:`lanczos_quadrature`.
         sigma: Gaussian bandwidth (default :func:`papyan_bandwidth`: from the Ritz
             range and ``num_iters``).
         num_points, grid: the eigenvalue axis (see :meth:`LanczosQuadrature.density`).
-        distribution: ``"rademacher"`` or ``"gaussian"`` probes.
         backend: only ``"landscape"``; ``"pyhessian"`` raises (its density calls the
             removed ``torch.eig``).
-        dtype, mode, batch_vectors: see :class:`landscape.hessian.HessianOperator`.
-        generator: probes; seed recorded in ``meta``.
-        progressbar, check_deterministic: as in :func:`landscape.hessian.top_eigenvalues`.
+        **options: the keywords of :func:`lanczos_quadrature`: ``num_iters``
+            (Lanczos steps, i.e. products, per probe; default 100), ``num_runs``
+            (probes, run in lockstep; default 1), ``distribution``, ``dtype``,
+            ``mode``, ``chunk_size``, ``generator`` (its seed is recorded in
+            ``meta``), ``progressbar``, ``check_deterministic``.
 
     Returns:
         :class:`Density` (integrates to 1 on its grid; ``rebroaden(sigma)`` redraws).
@@ -399,18 +392,13 @@ def lanczos_density(
         raise NotImplementedError(PYHESSIAN_DENSITY_ERROR)
     if backend != "landscape":
         raise ValueError(f"backend must be 'landscape' or 'pyhessian', got {backend!r}")
-    q = lanczos_quadrature(
-        model,
-        loss_fn,
-        data,
-        num_iters=num_iters,
-        num_runs=num_runs,
-        distribution=distribution,
-        dtype=dtype,
-        mode=mode,
-        batch_vectors=batch_vectors,
-        generator=generator,
-        progressbar=progressbar,
-        check_deterministic=check_deterministic,
-    )
+    if "batch_vectors" in options:  # warn here, at the caller of lanczos_density
+        options["chunk_size"] = renamed(
+            "lanczos_density",
+            "chunk_size",
+            options.get("chunk_size", 8),
+            "batch_vectors",
+            options.pop("batch_vectors"),
+        )
+    q = lanczos_quadrature(model, loss_fn, data, **options)
     return q.density(sigma=sigma, grid=grid, num_points=num_points)

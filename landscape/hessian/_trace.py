@@ -77,7 +77,7 @@ def hutchinson(
 
     if num_probes < 1:
         raise ValueError(f"num_probes must be >= 1, got {num_probes}")
-    chunk = getattr(op, "batch_vectors", 8)
+    chunk = getattr(op, "chunk_size", 8)
     samples: list[float] = []
     bar = tqdm(total=num_probes, desc="trace", disable=not progressbar, leave=False)
     while len(samples) < num_probes:

@@ -198,7 +198,7 @@ def _curvature(ctx: Context) -> tuple[dict, dict]:
             ctx.model,
             ctx.loss_fn,
             batches,
-            k=b.top_k,
+            num=b.top_k,
             return_vectors=False,
             generator=ctx.generator(3),
             progressbar=ctx.progressbar,

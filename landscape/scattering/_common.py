@@ -103,7 +103,7 @@ def _hessian_dirs(
     :func:`landscape.hessian.top_eigenvalues` (Lanczos)."""
     from ..hessian import top_eigenvalues
 
-    eig = top_eigenvalues(model, loss_fn, [batch], k=num, generator=gen)
+    eig = top_eigenvalues(model, loss_fn, [batch], num=num, generator=gen)
     return [{n: t.detach() for n, t in v.items()} for v in eig.eigenvectors]
 
 
