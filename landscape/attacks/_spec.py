@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -99,16 +99,45 @@ def _summed(loss: Loss) -> Callable[[Tensor, Tensor], Tensor] | None:
     return total
 
 
+# counts and ratios, cast when passed on (a float 3.0 is a valid count)
+_INTS = ("steps", "restarts", "eot_iter", "num_targets", "queries")
+_FLOATS = ("rho", "alpha_max", "eta", "beta", "freq_frac")
+
+
 @dataclasses.dataclass(frozen=True)
 class Attack:
-    """Base of the attack values: a budget ``eps`` in the norm ``norm``."""
+    """Base of the attack values: a budget ``eps`` in the norm ``norm``.
+
+    Subclasses that wrap an attack function of :mod:`landscape.attacks` name it in
+    ``_function``; a call passes every setting as the keyword of the same name
+    (:meth:`_kwargs`). Counts in a subclass's fields (``steps``, ``restarts``,
+    ``eot_iter``, ``num_targets``, ``queries``) are checked to be integers >= 1
+    (>= ``_min_count`` where a subclass sets one).
+    """
 
     eps: float
     norm: str = "linf"
 
+    _function: ClassVar[str] = ""
+    _min_count: ClassVar[dict[str, int]] = {}
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", _utils.check_eps(self.eps))
         object.__setattr__(self, "norm", _utils.check_norm(self.norm))
+        for f in dataclasses.fields(self):
+            if f.name in _INTS:
+                low = self._min_count.get(f.name, 1)
+                _check_int(getattr(self, f.name), f.name, low)
+
+    def _kwargs(self) -> dict[str, Any]:
+        """The settings as keyword arguments of :attr:`_function`."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = int(v) if f.name in _INTS else v
+            if f.name in _FLOATS:
+                out[f.name] = float(v)
+        return out
 
     def __call__(
         self,
@@ -118,7 +147,12 @@ class Attack:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Return ``x_adv`` for the batch ``(x, y)`` against ``model``."""
-        raise NotImplementedError
+        if not self._function:
+            raise NotImplementedError
+        from .. import attacks
+
+        fn = getattr(attacks, self._function)
+        return fn(model, x, y, generator=generator, **self._kwargs())
 
     def replace(self, **changes: Any) -> Attack:
         """A copy with some settings changed (validated again)."""
@@ -135,6 +169,11 @@ class Attack:
                 v = list(v)
             out[f.name] = v
         return out
+
+
+def _check_rho(rho: float) -> None:
+    if not 0 < float(rho) < 1:
+        raise ValueError(f"rho must be in (0, 1), got {rho!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,9 +196,10 @@ class PGD(Attack):
     random_start: bool = True
     loss: Loss = None
 
+    _min_count: ClassVar[dict[str, int]] = {"steps": 0}
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int(self.steps, "steps", 0)
         _check_alpha(self.alpha, self.eps)
         _check_loss(self.loss)
 
@@ -167,25 +207,16 @@ class PGD(Attack):
         """Attack ``(x, y)``; ``train=True`` runs the model in train mode."""
         from .perturb import perturb
 
-        return perturb(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            norm=self.norm,
-            alpha=self.alpha,
-            steps=int(self.steps),
-            random_start=self.random_start,
-            loss_fn=_summed(self.loss),
-            generator=generator,
-            train=train,
-        )
+        kw = self._kwargs()
+        kw["loss_fn"] = _summed(kw.pop("loss"))
+        return perturb(model, x, y, generator=generator, train=train, **kw)
 
 
 @dataclasses.dataclass(frozen=True)
 class FGSMRS(Attack):
     """FGSM with a random start (Wong et al., 2020): one step of ``alpha``
-    (default ``1.25 * eps``) from a uniform point of the ball."""
+    (default ``1.25 * eps``) from a uniform point of the ball: :class:`PGD` with
+    ``steps=1``."""
 
     alpha: float | None = None
     loss: Loss = None
@@ -197,39 +228,28 @@ class FGSMRS(Attack):
 
     def __call__(self, model, x, y, generator=None, *, train: bool = False) -> Tensor:
         """Attack ``(x, y)``; ``train=True`` runs the model in train mode."""
-        from .perturb import perturb
-
         alpha = 1.25 * self.eps if self.alpha is None else self.alpha
-        return perturb(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            norm=self.norm,
-            alpha=alpha,
-            steps=1,
-            random_start=True,
-            loss_fn=_summed(self.loss),
-            generator=generator,
-            train=train,
+        one_step = PGD(
+            eps=self.eps, norm=self.norm, steps=1, alpha=alpha, loss=self.loss
         )
+        return one_step(model, x, y, generator, train=train)
 
 
 @dataclasses.dataclass(frozen=True)
 class FGSM(Attack):
-    """Fast gradient (sign) method, :func:`landscape.attacks.fgsm` (deterministic)."""
+    """Fast gradient (sign) method, :func:`landscape.attacks.fgsm` (deterministic;
+    ``generator`` is unused)."""
 
     loss: Loss = "ce"
+
+    _function: ClassVar[str] = "fgsm"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_loss(self.loss)
 
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)`` (``generator`` is unused)."""
-        from .fgsm import fgsm
-
-        return fgsm(model, x, y, eps=self.eps, norm=self.norm, loss=self.loss or "ce")
+    def _kwargs(self) -> dict[str, Any]:
+        return {**super()._kwargs(), "loss": self.loss or "ce"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,10 +265,10 @@ class PGDRestarts(Attack):
     early_stop: bool = True
     patience: int | None = None
 
+    _function: ClassVar[str] = "pgd"
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int(self.steps, "steps", 1)
-        _check_int(self.restarts, "restarts", 1)
         if isinstance(self.alpha, list):
             object.__setattr__(self, "alpha", tuple(self.alpha))
         alphas = self.alpha if isinstance(self.alpha, tuple) else (self.alpha,)
@@ -256,136 +276,66 @@ class PGDRestarts(Attack):
             raise ValueError(f"step sizes alpha must be > 0, got {self.alpha!r}")
         _check_loss(self.loss)
 
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)``."""
-        from .pgd import pgd
-
+    def _kwargs(self) -> dict[str, Any]:
         alpha = list(self.alpha) if isinstance(self.alpha, tuple) else self.alpha
-        return pgd(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            norm=self.norm,
-            steps=int(self.steps),
-            alpha=alpha,
-            restarts=int(self.restarts),
-            loss=self.loss or "ce",
-            random_start=self.random_start,
-            early_stop=self.early_stop,
-            patience=self.patience,
-            generator=generator,
-        )
+        return {**super()._kwargs(), "alpha": alpha, "loss": self.loss or "ce"}
 
 
 @dataclasses.dataclass(frozen=True)
-class APGD(Attack):
-    """APGD (Croce & Hein, 2020), :func:`landscape.attacks.apgd`."""
+class _Restarted(Attack):
+    """The settings of the restarted evaluation attacks (APGD, APGD-T, FAB, FAB-T):
+    ``steps`` iterations per run, ``restarts`` runs on the points not yet broken."""
 
     steps: int = 100
     restarts: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class APGD(_Restarted):
+    """APGD (Croce & Hein, 2020), :func:`landscape.attacks.apgd`."""
+
     loss: str = "ce"
     rho: float = 0.75
     eot_iter: int = 1
 
+    _function: ClassVar[str] = "apgd"
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int(self.steps, "steps", 1)
-        _check_int(self.restarts, "restarts", 1)
-        _check_int(self.eot_iter, "eot_iter", 1)
         _check_loss(self.loss)
-        if not 0 < float(self.rho) < 1:
-            raise ValueError(f"rho must be in (0, 1), got {self.rho!r}")
-
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)``."""
-        from .apgd import apgd
-
-        return apgd(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            norm=self.norm,
-            steps=int(self.steps),
-            restarts=int(self.restarts),
-            loss=self.loss,
-            rho=float(self.rho),
-            eot_iter=int(self.eot_iter),
-            generator=generator,
-        )
+        _check_rho(self.rho)
 
 
 @dataclasses.dataclass(frozen=True)
-class APGDT(Attack):
+class APGDT(_Restarted):
     """Targeted APGD with the DLR loss (Croce & Hein, 2020),
     :func:`landscape.attacks.apgd_t`."""
 
-    steps: int = 100
-    restarts: int = 1
     num_targets: int = 9
     rho: float = 0.75
 
+    _function: ClassVar[str] = "apgd_t"
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int(self.steps, "steps", 1)
-        _check_int(self.restarts, "restarts", 1)
-        _check_int(self.num_targets, "num_targets", 1)
-        if not 0 < float(self.rho) < 1:
-            raise ValueError(f"rho must be in (0, 1), got {self.rho!r}")
-
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)``."""
-        from .apgd import apgd_t
-
-        return apgd_t(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            norm=self.norm,
-            steps=int(self.steps),
-            restarts=int(self.restarts),
-            num_targets=int(self.num_targets),
-            rho=float(self.rho),
-            generator=generator,
-        )
+        _check_rho(self.rho)
 
 
 @dataclasses.dataclass(frozen=True)
-class FAB(Attack):
+class FAB(_Restarted):
     """FAB, untargeted (Croce & Hein, 2020), :func:`landscape.attacks.fab`."""
 
-    steps: int = 100
-    restarts: int = 1
     alpha_max: float = 0.1
     eta: float = 1.05
     beta: float = 0.9
 
+    _function: ClassVar[str] = "fab"
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int(self.steps, "steps", 1)
-        _check_int(self.restarts, "restarts", 1)
         for name in ("alpha_max", "eta", "beta"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-
-    def _kwargs(self) -> dict:
-        return {
-            "eps": self.eps,
-            "norm": self.norm,
-            "steps": int(self.steps),
-            "restarts": int(self.restarts),
-            "alpha_max": float(self.alpha_max),
-            "eta": float(self.eta),
-            "beta": float(self.beta),
-        }
-
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)``."""
-        from .fab import fab
-
-        return fab(model, x, y, generator=generator, **self._kwargs())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,18 +344,7 @@ class FABT(FAB):
 
     num_targets: int = 9
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_int(self.num_targets, "num_targets", 1)
-
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)``."""
-        from .fab import fab_t
-
-        kw = self._kwargs()
-        return fab_t(
-            model, x, y, generator=generator, num_targets=int(self.num_targets), **kw
-        )
+    _function: ClassVar[str] = "fab_t"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,26 +354,12 @@ class Square(Attack):
     queries: int = 5000
     p_init: float | None = None
 
+    _function: ClassVar[str] = "square"
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int(self.queries, "queries", 1)
         if self.p_init is not None and not 0 < float(self.p_init) <= 1:
             raise ValueError(f"p_init must be in (0, 1], got {self.p_init!r}")
-
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)``."""
-        from .square import square
-
-        return square(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            norm=self.norm,
-            queries=int(self.queries),
-            p_init=self.p_init,
-            generator=generator,
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,33 +373,16 @@ class SimBA(Attack):
     dct: bool = True
     freq_frac: float = 0.25
 
+    _function: ClassVar[str] = "simba"
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int(self.queries, "queries", 1)
         if self.alpha is not None and not float(self.alpha) > 0:
             raise ValueError(f"the step size alpha must be > 0, got {self.alpha!r}")
         if self.eps_linf is not None:
             _utils.check_eps(self.eps_linf, "eps_linf")
         if not 0 < float(self.freq_frac) <= 1:
             raise ValueError(f"freq_frac must be in (0, 1], got {self.freq_frac!r}")
-
-    def __call__(self, model, x, y, generator=None) -> Tensor:
-        """Attack ``(x, y)``."""
-        from .simba import simba
-
-        return simba(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            norm=self.norm,
-            alpha=self.alpha,
-            eps_linf=self.eps_linf,
-            queries=int(self.queries),
-            dct=self.dct,
-            freq_frac=float(self.freq_frac),
-            generator=generator,
-        )
 
 
 _LEGACY = ("eps", "norm", "alpha", "steps", "random_start", "loss_fn")

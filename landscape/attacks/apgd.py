@@ -24,14 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._losses import (
-    _assert_in_ball,
-    _check_first_output,
-    _check_inputs,
-    _expand,
-    dlr_targeted_loss,
-    get_loss,
-)
+from ._losses import _check_first_output, _expand, dlr_targeted_loss, get_loss
+from ._runs import finish, runs, setup, target_order, targeted
 from .perturb import project, random_init
 from .pgd import step_direction
 
@@ -167,19 +161,15 @@ def apgd(
         ``x_adv`` (the last adversarial iterate of the run that broke the point, as
         AutoAttack keeps it; else the highest-loss point).
     """
-    eps, norm = _check_inputs(x, y, eps, norm)
-    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
-    if steps < 1 or restarts < 1:
-        raise ValueError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
-    if eot_iter < 1:
-        raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
-    x, y = x.detach(), y.detach()
-    gen, seed = _utils.make_generator(generator, x.device)
+    where = "apgd_t" if _targets else "apgd"
+    x, y, eps, norm, gen, seed = setup(
+        x, y, eps, norm, generator, steps=steps, restarts=restarts, eot_iter=eot_iter
+    )
     num_grad = 0
     with _utils.eval_mode(model):
         with torch.no_grad():
             out = model(x)
-        _check_first_output(out, "apgd_t" if _targets else "apgd", y)
+        _check_first_output(out, where, y)
         if _targets and out.shape[1] < 4:
             raise ValueError("APGD-T needs at least 4 classes; use apgd(loss='cw')")
         broken = out.argmax(1) != y
@@ -189,20 +179,11 @@ def apgd(
         best_f = torch.full(
             (x.shape[0],), float("-inf"), device=x.device, dtype=out.dtype
         )
-        order = out.argsort(dim=1, descending=True)
-        targets = range(1, min(_targets, out.shape[1] - 1) + 1) if _targets else [0]
-        runs = [(t, r) for t in targets for r in range(restarts)]
-        bar = None
-        if progressbar and eps > 0:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(runs), desc="apgd_t" if _targets else "apgd")
-        for t, _ in runs if eps > 0 else []:
-            if bar is not None:
-                bar.update(1)
-            idx = (~broken).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
+        order, targets = target_order(out, _targets)
+        plan = targets if eps > 0 else []
+        for t, _, idx in runs(
+            broken, plan, restarts, progressbar=progressbar, desc=where
+        ):
             target = order[idx, t] if _targets else None
             xa, bb, fm, ng = _run(
                 model,
@@ -225,13 +206,8 @@ def apgd(
                 x_adv[idx[keep]] = xa[keep]
                 best_f[idx[keep]] = fm[keep].to(best_f.dtype)
             broken[idx[bb]] = True
-        if bar is not None:
-            bar.close()
-    where = "apgd_t" if _targets else "apgd"
-    _assert_in_ball(x_adv, x, eps, norm, where)
-    if not return_info:
-        return x_adv
-    return x_adv, {"success": broken, "num_grad": num_grad, "seed": seed}
+    info = {"success": broken, "num_grad": num_grad, "seed": seed}
+    return finish(x_adv, x, eps, norm, where, info if return_info else None)
 
 
 def apgd_t(
@@ -253,20 +229,4 @@ def apgd_t(
     """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
     wrong classes (ranked on the clean input), ``restarts`` runs each; points already
     broken are not attacked again. Needs >= 4 classes. Arguments as :func:`apgd`."""
-    if num_targets < 1:
-        raise ValueError(f"num_targets must be >= 1, got {num_targets}")
-    return apgd(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=steps,
-        restarts=restarts,
-        rho=rho,
-        eot_iter=eot_iter,
-        generator=generator,
-        progressbar=progressbar,
-        return_info=return_info,
-        _targets=num_targets,
-    )
+    return targeted(apgd, locals())

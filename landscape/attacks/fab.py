@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._losses import _assert_in_ball, _check_first_output, _check_inputs, _lp
+from ._losses import _check_first_output, _lp
+from ._runs import finish, runs, setup, target_order, targeted
 
 __all__ = ["fab", "fab_t", "project_hyperplane"]
 
@@ -198,15 +199,12 @@ def fab(
         ``x_adv``: the closest adversarial point found if within eps, else ``x``.
     """
     where = "fab_t" if _targets else "fab"
-    eps, norm = _check_inputs(x, y, eps, norm)
-    y = y.long()
-    if steps < 1 or restarts < 1:
-        raise ValueError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
+    x, y, eps, norm, gen, seed = setup(
+        x, y, eps, norm, generator, steps=steps, restarts=restarts
+    )
     for name, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)):
         if not v > 0:
             raise ValueError(f"{name} must be > 0, got {v}")
-    x, y = x.detach(), y.detach()
-    gen, seed = _utils.make_generator(generator, x.device)
     num_grad = 0
     with _utils.eval_mode(model), torch.no_grad():
         out = model(x)
@@ -215,20 +213,11 @@ def fab(
         x_adv = x.clone()
         dist = torch.full((x.shape[0],), float("inf"), device=x.device, dtype=x.dtype)
         dist[broken] = 0
-        order = out.argsort(dim=1, descending=True)
-        targets = range(1, min(_targets, out.shape[1] - 1) + 1) if _targets else [0]
-        runs = [(t, r) for t in targets for r in range(restarts)] if eps > 0 else []
-        bar = None
-        if progressbar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(runs), desc=where)
-        for t, r in runs:
-            if bar is not None:
-                bar.update(1)
-            idx = (~broken).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
+        order, targets = target_order(out, _targets)
+        plan = targets if eps > 0 else []
+        for t, r, idx in runs(
+            broken, plan, restarts, progressbar=progressbar, desc=where
+        ):
             x0 = x[idx]
             start = None if r == 0 else _start(x0, eps, norm, gen)
             bx, bd, ng = _run(
@@ -242,12 +231,8 @@ def fab(
             hit = bd <= eps
             x_adv[idx[hit]] = bx[hit]
             broken[idx[hit]] = True
-        if bar is not None:
-            bar.close()
-    _assert_in_ball(x_adv, x, eps, norm, where)
-    if not return_info:
-        return x_adv
-    return x_adv, {"success": broken, "norm": dist, "num_grad": num_grad, "seed": seed}
+    info = {"success": broken, "norm": dist, "num_grad": num_grad, "seed": seed}
+    return finish(x_adv, x, eps, norm, where, info if return_info else None)
 
 
 def fab_t(
@@ -271,21 +256,4 @@ def fab_t(
     clean input) in turn, ``restarts`` runs each, one backward pass per iteration;
     points already broken are not attacked again (AutoAttack's standard FAB-T: 9
     targets, one run, 100 iterations). Arguments as :func:`fab`."""
-    if num_targets < 1:
-        raise ValueError(f"num_targets must be >= 1, got {num_targets}")
-    return fab(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=steps,
-        restarts=restarts,
-        alpha_max=alpha_max,
-        eta=eta,
-        beta=beta,
-        generator=generator,
-        progressbar=progressbar,
-        return_info=return_info,
-        _targets=num_targets,
-    )
+    return targeted(fab, locals())

@@ -21,12 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._losses import (
-    _assert_in_ball,
-    _check_first_output,
-    _check_inputs,
-    get_loss,
-)
+from ._losses import _check_first_output, get_loss
+from ._runs import finish, setup
 from .perturb import project, random_init
 
 __all__ = ["pgd", "step_direction"]
@@ -221,20 +217,15 @@ def pgd(
         >>> bool((xa - x).abs().max() <= 0.1 + 1e-6)
         True
     """
-    eps, norm = _check_inputs(x, y, eps, norm)
-    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be >= 1 (or None), got {patience}")
+    x, y, eps, norm, gen, seed = setup(
+        x, y, eps, norm, generator, steps=steps, restarts=restarts
+    )
     alphas = _alphas(alpha, eps, steps) if eps > 0 else []
     if random_start is None:
         random_start = norm == "linf"
     loss_fn = get_loss(loss)
-    x, y = x.detach(), y.detach()
-    gen, seed = _utils.make_generator(generator, x.device)
     traces: list | None = [] if trace else None
     with _utils.eval_mode(model):
         with torch.no_grad():
@@ -253,16 +244,8 @@ def pgd(
             "loss_fn": loss_fn, "early_stop": early_stop},
         )  # fmt: skip
         num_fwd += x.shape[0]
-    _assert_in_ball(x_adv, x, eps, norm, "pgd")
-    if not (return_info or trace):
-        return x_adv
-    info = {
-        "success": broken,
-        "num_grad": num_grad,
-        "num_forward": num_fwd,
-        "seed": seed,
-        "restart_curve": curve,
-    }
+    info = {"success": broken, "num_grad": num_grad, "num_forward": num_fwd}
+    info.update(seed=seed, restart_curve=curve)
     if traces is not None:
         info["trace"] = traces
-    return x_adv, info
+    return finish(x_adv, x, eps, norm, "pgd", info if return_info or trace else None)

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._losses import _assert_in_ball, _check_first_output, _check_inputs
+from ._losses import _check_first_output
+from ._runs import finish, setup
 
 __all__ = ["simba", "dct_matrix"]
 
@@ -151,10 +152,7 @@ def simba(
     Returns:
         ``x_adv`` within the budget (the last accepted in-budget point).
     """
-    eps, norm = _check_inputs(x, y, eps, norm)
-    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
-    if queries < 1:
-        raise ValueError(f"queries must be >= 1, got {queries}")
+    x, y, eps, norm, gen, seed = setup(x, y, eps, norm, generator, queries=queries)
     if dct and not 0 <= freq_frac <= 1:
         raise ValueError(f"freq_frac must be in [0, 1], got {freq_frac}")
     l2_budget = eps if norm == "l2" else float("inf")
@@ -171,8 +169,6 @@ def simba(
         raise ValueError(f"alpha must be > 0, got {alpha}")
     if dct and x.ndim != 4:
         raise ValueError("SimBA-DCT needs images (N, C, H, W); use dct=False")
-    x, y = x.detach(), y.detach()
-    gen, seed = _utils.make_generator(generator, x.device)
     n, shape = x.shape[0], tuple(x.shape[1:])
     mats = None
     if dct:
@@ -216,13 +212,6 @@ def simba(
     delta = x_adv - x
     if norm == "linf":
         x_adv = x + delta.clamp(-eps, eps)
-    _assert_in_ball(x_adv, x, eps, norm, "simba")
-    if not return_info:
-        return x_adv
-    info = {
-        "success": wrong,
-        "queries": nq,
-        "norm_l2": (x_adv - x).flatten(1).norm(dim=1),
-        "seed": seed,
-    }
-    return x_adv, info
+    info = {"success": wrong, "queries": nq, "seed": seed}
+    info["norm_l2"] = (x_adv - x).flatten(1).norm(dim=1)
+    return finish(x_adv, x, eps, norm, "simba", info if return_info else None)

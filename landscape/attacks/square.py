@@ -18,13 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._losses import (
-    _assert_in_ball,
-    _check_first_output,
-    _check_inputs,
-    _expand,
-    margin,
-)
+from ._losses import _check_first_output, _expand, margin
+from ._runs import finish, setup
 
 __all__ = ["square", "p_schedule"]
 
@@ -195,14 +190,11 @@ def square(
     Returns:
         ``x_adv`` (the accepted point of lowest margin).
     """
-    eps, norm = _check_inputs(x, y, eps, norm)
-    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
     if x.ndim != 4:
         raise ValueError(
             f"square needs images (N, C, H, W), got shape {tuple(x.shape)}"
         )
-    if queries < 1:
-        raise ValueError(f"queries must be >= 1, got {queries}")
+    x, y, eps, norm, gen, seed = setup(x, y, eps, norm, generator, queries=queries)
     c, h, w = x.shape[1:]
     if norm == "l2" and min(h, w) < 5:
         raise ValueError("the L2 square attack needs images of at least 5 x 5 pixels")
@@ -211,8 +203,6 @@ def square(
         raise ValueError(
             f"p_init is a fraction of pixels in (0, 1], got {p_init} (default 0.8)"
         )
-    x, y = x.detach(), y.detach()
-    gen, seed = _utils.make_generator(generator, x.device)
     n = x.shape[0]
     nq = torch.zeros(n, dtype=torch.long, device=x.device)
     with _utils.eval_mode(model), torch.no_grad():
@@ -244,7 +234,5 @@ def square(
                 better = m < m_best[idx]
                 x_best[idx[better]] = cand[better]
                 m_best[idx[better]] = m[better]
-    _assert_in_ball(x_best, x, eps, norm, "square")
-    if not return_info:
-        return x_best
-    return x_best, {"success": m_best <= 0, "queries": nq, "seed": seed}
+    info = {"success": m_best <= 0, "queries": nq, "seed": seed}
+    return finish(x_best, x, eps, norm, "square", info if return_info else None)
