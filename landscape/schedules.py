@@ -193,7 +193,31 @@ class Constant(Schedule):
 
 
 @dataclass(frozen=True)
-class LinearWarmup(Schedule):
+class _Warmup(Schedule):
+    """A ramp from ``start`` at epoch 0 to ``value`` at epoch ``warmup``, then flat;
+    subclasses give the ramp's shape (:meth:`_ramp` at the fraction ``r``)."""
+
+    value: float
+    warmup: float
+    start: float = 0.0
+    epochs: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "value", _check_value(self.value, "value"))
+        object.__setattr__(self, "start", _check_value(self.start, "start"))
+        object.__setattr__(
+            self, "warmup", _check_value(self.warmup, "warmup", positive=True)
+        )
+
+    def __call__(self, t: float) -> float:
+        return self._ramp(min(max(t / self.warmup, 0.0), 1.0))
+
+    def _ramp(self, r: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LinearWarmup(_Warmup):
     """Linear ramp from ``start`` at epoch 0 to ``value`` at epoch ``warmup``, then flat.
 
     Example:
@@ -202,25 +226,12 @@ class LinearWarmup(Schedule):
         [0.0, 0.1, 0.4, 0.4]
     """
 
-    value: float
-    warmup: float
-    start: float = 0.0
-    epochs: float | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "value"))
-        object.__setattr__(self, "start", _check_value(self.start, "start"))
-        object.__setattr__(
-            self, "warmup", _check_value(self.warmup, "warmup", positive=True)
-        )
-
-    def __call__(self, t: float) -> float:
-        r = min(max(t / self.warmup, 0.0), 1.0)
+    def _ramp(self, r: float) -> float:
         return self.start + (self.value - self.start) * r
 
 
 @dataclass(frozen=True)
-class CosineWarmup(Schedule):
+class CosineWarmup(_Warmup):
     """Half-cosine ramp from ``start`` to ``value`` over ``warmup`` epochs, then flat.
 
     Example:
@@ -229,20 +240,7 @@ class CosineWarmup(Schedule):
         [0.0, 0.2, 0.4, 0.4]
     """
 
-    value: float
-    warmup: float
-    start: float = 0.0
-    epochs: float | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "value"))
-        object.__setattr__(self, "start", _check_value(self.start, "start"))
-        object.__setattr__(
-            self, "warmup", _check_value(self.warmup, "warmup", positive=True)
-        )
-
-    def __call__(self, t: float) -> float:
-        r = min(max(t / self.warmup, 0.0), 1.0)
+    def _ramp(self, r: float) -> float:
         return self.start + (self.value - self.start) * 0.5 * (
             1 - math.cos(math.pi * r)
         )

@@ -110,9 +110,8 @@ class Attack:
 
     Subclasses that wrap an attack function of :mod:`landscape.attacks` name it in
     ``_function``; a call passes every setting as the keyword of the same name
-    (:meth:`_kwargs`). Counts in a subclass's fields (``steps``, ``restarts``,
-    ``eot_iter``, ``num_targets``, ``queries``) are checked to be integers >= 1
-    (>= ``_min_count`` where a subclass sets one).
+    (:meth:`_kwargs`). A setting is checked by its name wherever it appears
+    (:func:`_check_setting`: counts, ratios, ``loss``).
     """
 
     eps: float
@@ -125,9 +124,7 @@ class Attack:
         object.__setattr__(self, "eps", _utils.check_eps(self.eps))
         object.__setattr__(self, "norm", _utils.check_norm(self.norm))
         for f in dataclasses.fields(self):
-            if f.name in _INTS:
-                low = self._min_count.get(f.name, 1)
-                _check_int(getattr(self, f.name), f.name, low)
+            _check_setting(f.name, getattr(self, f.name), self._min_count)
 
     def _kwargs(self) -> dict[str, Any]:
         """The settings as keyword arguments of :attr:`_function`."""
@@ -171,9 +168,19 @@ class Attack:
         return out
 
 
-def _check_rho(rho: float) -> None:
-    if not 0 < float(rho) < 1:
-        raise ValueError(f"rho must be in (0, 1), got {rho!r}")
+def _check_setting(name: str, value: Any, min_count: dict[str, int]) -> None:
+    """The check of a setting, by its name: counts (``steps``, ``restarts``,
+    ``eot_iter``, ``num_targets``, ``queries``) are integers >= 1 (or
+    ``min_count[name]``), ``rho`` lies in (0, 1), ``alpha_max``, ``eta`` and
+    ``beta`` are > 0, ``loss`` is a known name or a callable."""
+    if name in _INTS:
+        _check_int(value, name, min_count.get(name, 1))
+    elif name == "rho" and not 0 < float(value) < 1:
+        raise ValueError(f"rho must be in (0, 1), got {value!r}")
+    elif name in ("alpha_max", "eta", "beta") and not float(value) > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    elif name == "loss":
+        _check_loss(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +208,6 @@ class PGD(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_alpha(self.alpha, self.eps)
-        _check_loss(self.loss)
 
     def __call__(self, model, x, y, generator=None, *, train: bool = False) -> Tensor:
         """Attack ``(x, y)``; ``train=True`` runs the model in train mode."""
@@ -224,7 +230,6 @@ class FGSMRS(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_alpha(self.alpha, self.eps)
-        _check_loss(self.loss)
 
     def __call__(self, model, x, y, generator=None, *, train: bool = False) -> Tensor:
         """Attack ``(x, y)``; ``train=True`` runs the model in train mode."""
@@ -243,10 +248,6 @@ class FGSM(Attack):
     loss: Loss = "ce"
 
     _function: ClassVar[str] = "fgsm"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_loss(self.loss)
 
     def _kwargs(self) -> dict[str, Any]:
         return {**super()._kwargs(), "loss": self.loss or "ce"}
@@ -274,7 +275,6 @@ class PGDRestarts(Attack):
         alphas = self.alpha if isinstance(self.alpha, tuple) else (self.alpha,)
         if any(a is not None and not float(a) > 0 for a in alphas):
             raise ValueError(f"step sizes alpha must be > 0, got {self.alpha!r}")
-        _check_loss(self.loss)
 
     def _kwargs(self) -> dict[str, Any]:
         alpha = list(self.alpha) if isinstance(self.alpha, tuple) else self.alpha
@@ -300,11 +300,6 @@ class APGD(_Restarted):
 
     _function: ClassVar[str] = "apgd"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_loss(self.loss)
-        _check_rho(self.rho)
-
 
 @dataclasses.dataclass(frozen=True)
 class APGDT(_Restarted):
@@ -316,10 +311,6 @@ class APGDT(_Restarted):
 
     _function: ClassVar[str] = "apgd_t"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_rho(self.rho)
-
 
 @dataclasses.dataclass(frozen=True)
 class FAB(_Restarted):
@@ -330,12 +321,6 @@ class FAB(_Restarted):
     beta: float = 0.9
 
     _function: ClassVar[str] = "fab"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("alpha_max", "eta", "beta"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
 
 @dataclasses.dataclass(frozen=True)

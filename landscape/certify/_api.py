@@ -108,18 +108,12 @@ def margin_bounds(
     return torch.cat(out)
 
 
-def certified(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    method: str = "crown",
-) -> Tensor:
+def certified(model: nn.Module, x: Tensor, y: Tensor, **options: Any) -> Tensor:
     """Per example: True if no input in the eps-ball changes the prediction from
-    ``y`` (every margin's lower bound > 0); a sound certificate."""
-    return (margin_bounds(model, x, y, eps=eps, norm=norm, method=method) > 0).all(1)
+    ``y`` (every margin's lower bound > 0); a sound certificate. ``options``: the
+    keywords of :func:`margin_bounds` (``eps``, ``norm="linf"``, ``method="crown"``).
+    """
+    return (margin_bounds(model, x, y, **options) > 0).all(1)
 
 
 @dataclasses.dataclass(frozen=True)

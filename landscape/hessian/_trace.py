@@ -58,6 +58,11 @@ def _stats(samples: np.ndarray, offset: float = 0.0) -> tuple[float, float]:
     return est, se
 
 
+def _summary(samples: np.ndarray, offset: float = 0.0):
+    """``(estimate, std_error, samples)`` of an estimator's per-probe samples."""
+    return (*_stats(samples, offset), samples)
+
+
 def hutchinson(
     op,
     num_probes: int,
@@ -91,9 +96,7 @@ def hutchinson(
             if se <= tol * abs(est):
                 break
     bar.close()
-    s = np.array(samples)
-    est, se = _stats(s)
-    return est, se, s
+    return _summary(np.array(samples))
 
 
 def hutchpp(
@@ -124,10 +127,8 @@ def hutchpp(
     )
     G = G - (G @ Q) @ Q.T
     HG = op.matmat(G)
-    s = (G * HG).sum(dim=1).double().cpu().numpy()
-    est, se = _stats(s, offset=low)
     del progressbar
-    return est, se, s, low
+    return (*_summary((G * HG).sum(dim=1).double().cpu().numpy(), low), low)
 
 
 def _sketch(op, num_matvecs: int, generator, distribution: str, what: str):
@@ -184,9 +185,7 @@ def xtrace(
     D2 = D2 - S * (S * D2).sum(0)
     tr_w = (Om.T * APW).sum(0) - (W * D2).sum(0)  # w_i^T P_i A P_i w_i
     ests = torch.trace(H) - (S * (H @ S)).sum(0) + tr_w
-    samples = ests.double().cpu().numpy()
-    est, se = _stats(samples)
-    return est, se, samples
+    return _summary(ests.double().cpu().numpy())
 
 
 def xdiag(

@@ -142,6 +142,17 @@ def _check_dim(dw: int, dx: int) -> None:
         )
 
 
+def _reduce(vals, reduction: str):
+    """``vals`` (an array or a tensor) reduced by ``"mean"``, ``"sum"`` or ``"none"``."""
+    if reduction == "mean":
+        return vals.mean()
+    if reduction == "sum":
+        return vals.sum()
+    if reduction == "none":
+        return vals
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
 def _loss_of_margin(m, loss: str):
     if isinstance(m, Tensor):
         return F.softplus(-m) if loss == "logistic" else torch.clamp(1 - m, min=0)
@@ -176,13 +187,7 @@ def robust_loss(
     """
     _check_loss(loss)
     vals = _loss_of_margin(robust_margins(w, b, x, y, eps=eps, norm=norm), loss)
-    if reduction == "mean":
-        return vals.mean()
-    if reduction == "sum":
-        return vals.sum()
-    if reduction == "none":
-        return vals
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return _reduce(vals, reduction)
 
 
 def worst_case_perturbation(w, x, y, *, eps: float, norm: str | float = "linf"):
@@ -266,10 +271,4 @@ def multiclass_robust_bound(
         neg = np.concatenate([np.zeros((len(y), 1)), -gap], axis=1)
         mx = neg.max(1, keepdims=True)
         vals = mx[:, 0] + np.log(np.exp(neg - mx).sum(1))
-    if reduction == "mean":
-        return vals.mean()
-    if reduction == "sum":
-        return vals.sum()
-    if reduction == "none":
-        return vals
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return _reduce(vals, reduction)

@@ -120,61 +120,14 @@ def robust_train_pgd(
     u, lo, scale = embed_unit_box(x, eps)
     if lr is None:
         lr = _default_lr(x, eps=eps, norm=norm, bias=bias, l2=l2, optimizer=optimizer)
+    settings = {"eps": eps, "norm": norm, "bias": bias, "l2": l2, "steps": steps}
+    settings.update(alpha=alpha, lr=lr, num_iters=num_iters, init=init)
+    settings.update(optimizer=optimizer, progressbar=progressbar)
     if trainer:
-        return _train_with_trainer(
-            x,
-            y,
-            u,
-            lo,
-            scale,
-            eps=eps,
-            norm=norm,
-            bias=bias,
-            l2=l2,
-            steps=steps,
-            alpha=alpha,
-            lr=lr,
-            num_iters=num_iters,
-            init=init,
-            seed=seed,
-            optimizer=optimizer,
-            progressbar=progressbar,
-        )
-    w, b = _pgd_loop(
-        u,
-        y,
-        lo,
-        scale,
-        eps=eps,
-        norm=norm,
-        bias=bias,
-        l2=l2,
-        steps=steps,
-        alpha=alpha,
-        lr=lr,
-        num_iters=num_iters,
-        init=init,
-        optimizer=optimizer,
-        generator=gen,
-        progressbar=progressbar,
-    )
+        w, b = _train_with_trainer(x, y, u, lo, scale, seed=seed, **settings)
+    else:
+        w, b = _pgd_loop(u, y, lo, scale, generator=gen, **settings)
     meta = {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr}
-    return _fit(
-        w,
-        b,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        l2=l2,
-        method="pgd",
-        num_iters=num_iters,
-        meta=meta,
-    )
-
-
-def _fit(w, b, x, y, *, eps, norm, l2, method, num_iters, meta) -> LinearFit:
-    """A :class:`LinearFit` of PGD-trained weights, scored by the exact robust loss."""
     rl = float(robust_loss(w, b, x, y, eps=eps, norm=norm))
     return LinearFit(
         w,
@@ -185,7 +138,7 @@ def _fit(w, b, x, y, *, eps, norm, l2, method, num_iters, meta) -> LinearFit:
         float(l2),
         rl,
         rl + 0.5 * l2 * float(w @ w),
-        method,
+        "pgd-trainer" if trainer else "pgd",
         True,
         num_iters,
         meta,
@@ -292,7 +245,7 @@ def _train_with_trainer(
     seed,
     optimizer,
     progressbar,
-) -> LinearFit:
+) -> tuple[np.ndarray, float]:
     from .. import models, train
 
     n, d = x.shape
@@ -336,16 +289,4 @@ def _train_with_trainer(
     wt = lin.weight.detach().double().numpy()
     w = wt[1] - wt[0]
     b = float((lin.bias[1] - lin.bias[0]).detach()) if bias else 0.0
-    meta = {"num_samples": n, "dim": d, "seed": seed, "steps": steps, "lr": lr}
-    return _fit(
-        w,
-        b,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        l2=l2,
-        method="pgd-trainer",
-        num_iters=num_iters,
-        meta=meta,
-    )
+    return w, b

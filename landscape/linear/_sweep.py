@@ -56,6 +56,17 @@ class LinearSweep(Result):
     meta: dict = field(default_factory=dict)
 
 
+# the LinearSweep fields of the rows of linear_sweep (closed form) and _pgd_rows
+_CLOSED_FORM_COLUMNS = tuple(
+    "w_norm w_dual_norm clean_error robust_error robust_loss dist_init "
+    "test_clean_error test_robust_error".split()
+)
+_PGD_COLUMNS = tuple(
+    f"pgd_{c}"
+    for c in "eps w_norm clean_error robust_error robust_loss dist_init cosine".split()
+)
+
+
 def _errors(w, b, x, y, eps, norm):
     if x is None:
         return np.nan, np.nan
@@ -109,7 +120,7 @@ def _pgd_rows(
         prow.append(
             (eps, na, ce, re, fit.robust_loss, np.linalg.norm(fit.w - w_init), cos)
         )
-    return np.array(prow, dtype=float).reshape(len(prow), 7).T
+    return np.array(prow, dtype=float).reshape(len(prow), len(_PGD_COLUMNS)).T
 
 
 def linear_sweep(
@@ -187,7 +198,9 @@ def linear_sweep(
                 tre,
             )
         )
-    cols = np.array(rows, dtype=float).reshape(len(eps_rel), 8).T
+    cols = (
+        np.array(rows, dtype=float).reshape(len(eps_rel), len(_CLOSED_FORM_COLUMNS)).T
+    )
     pc = _pgd_rows(
         x,
         y,
@@ -203,14 +216,7 @@ def linear_sweep(
     )
     return LinearSweep(
         eps=eps_rel * eps_star,
-        w_norm=cols[0],
-        w_dual_norm=cols[1],
-        clean_error=cols[2],
-        robust_error=cols[3],
-        robust_loss=cols[4],
-        dist_init=cols[5],
-        test_clean_error=cols[6],
-        test_robust_error=cols[7],
+        **dict(zip(_CLOSED_FORM_COLUMNS, cols)),
         eps_star=float(eps_star),
         gamma=float(gamma),
         norm=norm,
@@ -218,13 +224,7 @@ def linear_sweep(
         l2=float(l2),
         majority_error=min(p, 1 - p),
         w_init=w_init,
-        pgd_eps=pc[0],
-        pgd_w_norm=pc[1],
-        pgd_clean_error=pc[2],
-        pgd_robust_error=pc[3],
-        pgd_robust_loss=pc[4],
-        pgd_dist_init=pc[5],
-        pgd_cosine=pc[6],
+        **dict(zip(_PGD_COLUMNS, pc)),
         label=label,
         meta={
             "seed": seed,

@@ -137,34 +137,22 @@ def robust_train_closed_form(
     g = (y[:, None] * x).mean(0)
     w0 = g / (np.linalg.norm(g) + 1e-300) * 1e-2
     opts = {"maxiter": max_iter, "gtol": tol, "ftol": 1e-15, "maxcor": 30}
-    if norm == "linf":
-        v0 = np.concatenate(
-            [np.maximum(w0, 0), np.maximum(-w0, 0)] + ([[0.0]] if bias else [])
-        )
+    if norm == "linf":  # w = w+ - w-, both >= 0: a smooth bound-constrained problem
+        objective, parts = _objective_linf, [np.maximum(w0, 0), np.maximum(-w0, 0)]
         bounds = [(0, None)] * (2 * d) + ([(None, None)] if bias else [])
-        res = optimize.minimize(
-            _objective_linf,
-            v0,
-            args=(x, y, eps, l2, d, bias),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options=opts,
-        )
-        w = res.x[:d] - res.x[d : 2 * d]
-        b = float(res.x[2 * d]) if bias else 0.0
     else:
-        v0 = np.concatenate([w0] + ([[0.0]] if bias else []))
-        res = optimize.minimize(
-            _objective_l2,
-            v0,
-            args=(x, y, eps, l2, d, bias),
-            jac=True,
-            method="L-BFGS-B",
-            options=opts,
-        )
-        w = res.x[:d]
-        b = float(res.x[d]) if bias else 0.0
+        objective, parts, bounds = _objective_l2, [w0], None
+    res = optimize.minimize(
+        objective,
+        np.concatenate(parts + ([[0.0]] if bias else [])),
+        args=(x, y, eps, l2, d, bias),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options=opts,
+    )
+    w = res.x[:d] - res.x[d : 2 * d] if norm == "linf" else res.x[:d]
+    b = float(res.x[-1]) if bias else 0.0
     rl = float(robust_loss(w, b, x, y, eps=eps, norm=norm))
     obj = rl + 0.5 * l2 * float(w @ w)
     if l2 == 0 and rl < 1e-6:

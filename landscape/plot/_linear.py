@@ -99,22 +99,13 @@ def plot_linear_sweep(
             ax.plot(xs, sweep.clean_error, color="tab:blue", label="clean (train)")
             ax.plot(xs, sweep.robust_error, color="tab:red", label="robust (train)")
             if np.isfinite(np.asarray(sweep.test_clean_error, float)).any():
-                ax.plot(
-                    xs,
-                    sweep.test_clean_error,
-                    color="tab:blue",
-                    ls="-.",
-                    lw=1.0,
-                    label="clean (test)",
-                )
-                ax.plot(
-                    xs,
-                    sweep.test_robust_error,
-                    color="tab:red",
-                    ls="-.",
-                    lw=1.0,
-                    label="robust (test)",
-                )
+                for vals, color, what in (
+                    (sweep.test_clean_error, "tab:blue", "clean"),
+                    (sweep.test_robust_error, "tab:red", "robust"),
+                ):
+                    ax.plot(
+                        xs, vals, color=color, ls="-.", lw=1.0, label=f"{what} (test)"
+                    )
             ax.axhline(
                 sweep.majority_error if sweep.bias else 0.5,
                 color="0.5",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,24 +17,6 @@ from ._grid import _evaluate_grid
 from ._result import Surface
 
 __all__ = ["loss_line", "loss_surface"]
-
-
-def _resolve_attack(attack, adversarial, where, eps, norm, steps, alpha, loss_fn):
-    """``attack=``, or the deprecated loose settings as an :class:`attacks.PGD`; the
-    loose settings only ever attacked with ``adversarial`` set (as before)."""
-    clean = adversarial in (None, "none", "clean")
-    if attack is None and clean:
-        return None
-    return as_attack(
-        attack,
-        where=where,
-        stacklevel=4,
-        eps=eps,
-        norm=norm,
-        steps=steps,
-        alpha=alpha,
-        loss_fn=loss_fn,
-    )
 
 
 def loss_surface(
@@ -120,31 +104,10 @@ def loss_surface(
         raise ValueError("xs and ys must not be empty")
     if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
         raise ValueError("xs and ys must be finite step sizes along the directions")
-    desc = "loss_surface"
     gx, gy = np.meshgrid(xs, ys)
     coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    loss, acc, meta = _evaluate_grid(
-        model,
-        loss_fn,
-        data,
-        dirs,
-        coefs,
-        center=center,
-        adversarial=adversarial,
-        attack=_resolve_attack(
-            attack, adversarial, desc, eps, norm, steps, alpha, attack_loss_fn
-        ),
-        strategy=strategy,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        partial_path=partial_path,
-        save_interval=save_interval,
-        distributed=distributed,
-        generator=generator,
-        check_deterministic=check_deterministic,
-        progressbar=progressbar,
-        desc=desc,
-    )
+    options = {k: v for k, v in locals().items() if k in _OPTIONS}
+    loss, acc, meta = _grid(model, loss_fn, data, dirs, coefs, "loss_surface", options)
     shape = (len(ys), len(xs))
     return Surface(
         xs, ys, loss.reshape(shape), None if acc is None else acc.reshape(shape), meta
@@ -158,23 +121,7 @@ def loss_line(
     direction: Mapping[str, Tensor],
     *,
     xs: Sequence[float] | np.ndarray,
-    adversarial: str | None = None,
-    attack: Callable | None = None,
-    eps: float | None = None,
-    norm: str | None = None,
-    steps: int | None = None,
-    alpha: float | None = None,
-    attack_loss_fn: LossFn | None = None,
-    center: Mapping[str, Tensor] | nn.Module | None = None,
-    strategy: str = "auto",
-    batch_size: int | str | None = "auto",
-    chunk_size: int | None = None,
-    partial_path: str | Path | None = None,
-    save_interval: float = 60.0,
-    distributed: bool | None = None,
-    generator: torch.Generator | None = None,
-    check_deterministic: bool = True,
-    progressbar: bool = False,
+    **options: Any,
 ) -> Surface:
     """Loss and accuracy along the line ``center + x * direction``.
 
@@ -187,7 +134,10 @@ def loss_line(
         data: iterable of ``(x, y)`` batches.
         direction: ``dict[name -> Tensor]``.
         xs: coordinates along the direction.
-        **options: as for :func:`loss_surface`.
+        **options: the other keywords of :func:`loss_surface` (``attack``,
+            ``adversarial``, ``center``, ``strategy``, ``batch_size``, ``chunk_size``,
+            ``partial_path``, ``save_interval``, ``distributed``, ``generator``,
+            ``check_deterministic``, ``progressbar``), with its defaults.
 
     Returns:
         :class:`Surface` with ``ys=None`` and ``loss`` of shape ``(len(xs),)``.
@@ -199,27 +149,31 @@ def loss_line(
         raise ValueError("xs must not be empty")
     if not np.isfinite(xs).all():
         raise ValueError("xs must be finite step sizes along the direction")
-    desc = "loss_line"
-    loss, acc, meta = _evaluate_grid(
-        model,
-        loss_fn,
-        data,
-        [direction],
-        xs[:, None],
-        center=center,
-        adversarial=adversarial,
-        attack=_resolve_attack(
-            attack, adversarial, desc, eps, norm, steps, alpha, attack_loss_fn
-        ),
-        strategy=strategy,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        partial_path=partial_path,
-        save_interval=save_interval,
-        distributed=distributed,
-        generator=generator,
-        check_deterministic=check_deterministic,
-        progressbar=progressbar,
-        desc=desc,
+    loss, acc, meta = _grid(
+        model, loss_fn, data, [direction], xs[:, None], "loss_line", options
     )
     return Surface(xs, None, loss, acc, meta)
+
+
+# the keyword options of loss_surface (and of loss_line, which takes them as
+# **options) with their defaults: one home, the signature of loss_surface
+_OPTIONS = {
+    n: p.default
+    for n, p in inspect.signature(loss_surface).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("xs", "ys")
+}
+
+
+def _grid(model, loss_fn, data, dirs, coefs, desc: str, options: dict):
+    """:func:`_evaluate_grid` with ``options`` (the keywords of :func:`loss_surface`;
+    the missing ones at its defaults) and the attack resolved."""
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"{desc}() got unexpected keyword arguments {unknown}")
+    kw = {**_OPTIONS, **options}
+    loose = {k: kw.pop(k) for k in ("eps", "norm", "steps", "alpha")}  # deprecated
+    loose["loss_fn"] = kw.pop("attack_loss_fn")
+    if kw["attack"] is not None or kw["adversarial"] not in (None, "none", "clean"):
+        # the loose settings only ever attacked with `adversarial` set (as before)
+        kw["attack"] = as_attack(kw["attack"], where=desc, stacklevel=4, **loose)
+    return _evaluate_grid(model, loss_fn, data, dirs, coefs, desc=desc, **kw)
