@@ -26,6 +26,7 @@ Statistics: mean, standard deviation and a 95 % t-interval over seeds
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -524,15 +525,31 @@ def protocol_eval(
     (resumable: the protocol's per-batch state file is kept next to the result)."""
     if train_run(ctx, spec, compute=compute) is None:
         return None
+    from landscape import evaluate
+
     eps = spec.eps if eps is None else eps
     name = f"{protocol}{'_ens' if ensemble else ''}_eps{eps:g}_n{num}"
+    # a result or a half-done state of an older definition of the preset (e.g. the
+    # standard protocol before FAB-T joined it) is stale: drop it and recompute
+    current = [a.name for a in evaluate.preset_attacks(protocol)]
+    folder = root(ctx) / "evals" / spec.key
+    defn = [
+        (a.name, a.kwargs, a.kind, a.alpha_rel)
+        for a in evaluate.preset_attacks(protocol)
+    ]
+    sig = hashlib.sha1(repr(defn).encode()).hexdigest()[:8]
+    cached = folder / f"{name}.json"
+    if cached.exists() and json.loads(cached.read_text()).get("attacks") != current:
+        print(f"[study] {spec.key} {name}: stale ({current} now), recomputing")
+        cached.unlink()
+    for old in folder.glob(f"{name}*.state.pt"):
+        if old.name != f"{name}.{sig}.state.pt":
+            old.unlink()
 
     def fn() -> dict:
-        from landscape import evaluate
-
         model = load_final(ctx, spec, ensemble=ensemble)
         _, _, xt, yt = mnist(ctx, spec.get("num_train"))
-        state = root(ctx) / "evals" / spec.key / f"{name}.state.pt"
+        state = folder / f"{name}.{sig}.state.pt"
         res = evaluate.evaluate(
             model,
             (xt[:num].to(ctx.device), yt[:num].to(ctx.device)),
