@@ -65,7 +65,10 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "data" / "results"
-PUBLISHED = REPO / "results"  # committed study tables and figures
+# committed study tables and figures; a study budget other than the base one
+# (``LANDSCAPE_STUDY_BUDGET=long``, see ``figures/_study.py``) publishes to its own folder
+STUDY_BUDGET = os.environ.get("LANDSCAPE_STUDY_BUDGET", "base")
+PUBLISHED = REPO / "results" / ("" if STUDY_BUDGET == "base" else STUDY_BUDGET)
 FIGURES_OUT = REPO / "figures" / "out"
 
 

@@ -65,6 +65,22 @@ SIZE: dict[str, Any] = dict(
     final_steps=20,
 )
 
+#: Training budgets of the zoo, chosen by ``LANDSCAPE_STUDY_BUDGET`` (default ``base``).
+#: ``long``: twice the training images and twice the epochs (4x the adversarial
+#: image-steps, warm-up over the first 8 epochs), for claims 1-3 on models that
+#: are closer to convergence; its tables and figures go to ``results/long/``.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "long": dict(num_train=16000, epochs=16),
+}
+BUDGET = os.environ.get("LANDSCAPE_STUDY_BUDGET", "base")
+if BUDGET not in BUDGETS:
+    raise SystemExit(
+        f"error: LANDSCAPE_STUDY_BUDGET={BUDGET!r} is not a study budget - use one "
+        f"of {sorted(BUDGETS)}"
+    )
+SIZE.update(BUDGETS[BUDGET])
+
 
 @dataclasses.dataclass(frozen=True)
 class Spec:

@@ -126,7 +126,28 @@ def helper(ctx: _common.Context) -> None:
     schedules(ctx)
 
 
-QUEUES = {"zoo": zoo, "zoo_first": zoo_first, "schedules": schedules, "helper": helper}
+def long(ctx: _common.Context) -> None:
+    """Claims 1-3 under the ``long`` budget (run with ``LANDSCAPE_STUDY_BUDGET=long``):
+    seed by seed, the warm-up family per eps with its Hessian and ReLU scattering,
+    then the constant models at eps 0.3 / 0.4."""
+    if _study.BUDGET != "long":
+        raise SystemExit("error: the long queue needs LANDSCAPE_STUDY_BUDGET=long")
+    for seed in SEEDS:
+        for spec in _study.zoo(("linear",), EPS, (seed,)):
+            _study.final_eval(ctx, spec)
+            _study.hessian_eval(ctx, spec)
+            _study.scattering_eval(ctx, spec)
+        for eps in (0.4, 0.3):
+            _study.final_eval(ctx, _study.Spec(eps=eps, seed=seed, schedule="constant"))
+
+
+QUEUES = {
+    "long": long,
+    "zoo": zoo,
+    "zoo_first": zoo_first,
+    "schedules": schedules,
+    "helper": helper,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
