@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +12,7 @@ from torch import Tensor, nn
 
 from .. import _utils
 from .._batches import as_batches
+from ..attacks import perturb_batches
 from ._compat import renamed
 from ._operator import model_operator
 from ._ops import TRACE_METHODS, eigsh, estimate_trace
@@ -255,27 +255,9 @@ def trace(
     return dataclasses.replace(est, num_hvps=int(op.num_hvps), meta=meta)
 
 
-def adversarial_data(
-    model: nn.Module,
-    data: Iterable,
-    attack: Callable | None = None,
-    *,
-    generator: torch.Generator | None = None,
-    **legacy: Any,
-) -> list[tuple[Tensor, Tensor]]:
-    """Attack ``data`` once at ``model`` (:func:`attacks.perturb_batches`) and
-    return the fixed adversarial batches: the adversarial Hessian is then the Hessian
-    of the loss on these batches (the attack is *not* differentiated through).
-
-    ``attack`` is an attack value, e.g. ``attacks.PGD(eps=0.1, steps=10)``; the loose
-    ``eps``, ``norm``, ``alpha``, ``steps``, ``random_start``, ``loss_fn`` (in
-    ``legacy``) are deprecated (one release). ``eps=0`` returns the clean batches
-    (moved to the model's device).
-    """
-    from ..attacks import as_attack, perturb_batches
-
-    attack = as_attack(attack, where="adversarial_data", **legacy)
-    return perturb_batches(model, data, attack, generator=generator)
+# attack once, then analyse the fixed batches: the adversarial data of the hessian
+# functions is what attacks.perturb_batches returns (the same function)
+adversarial_data = perturb_batches
 
 
 def adversarial_data_sweep(
