@@ -21,10 +21,13 @@ results' ``meta``):
   :func:`~landscape.attacks.square`, :func:`~landscape.attacks.simba`).
 
 Adding an attack: subclass :class:`Attack` as a ``@dataclass(frozen=True)`` with its
-settings as fields (``eps`` and ``norm`` come first), validate them in
-``__post_init__`` (call ``super().__post_init__()``), and implement
-``__call__(self, model, x, y, generator=None)``. A plain function with that
-signature works too wherever ``attack=`` is taken.
+settings as fields (``eps`` and ``norm`` come first), validate what
+:func:`_check_setting` does not already check in ``__post_init__`` (call
+``super().__post_init__()``), and either name the function of
+:mod:`landscape.attacks` it wraps in ``_function`` (each setting is passed as the
+keyword of the same name) or implement ``__call__(self, model, x, y,
+generator=None)``. A plain function with that signature works too wherever
+``attack=`` is taken.
 
 Example:
     >>> import torch
