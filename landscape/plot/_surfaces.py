@@ -44,6 +44,18 @@ def _values(surf: Any, which: str) -> np.ndarray:
     return np.asarray(z, dtype=float)
 
 
+def _grid_values(
+    surf: Any, which: str, log: bool, where: str
+) -> tuple[np.ndarray, str]:
+    """The values of a 2D surface as drawn (``log10`` with ``log``) and their label."""
+    if getattr(surf, "ys", None) is None:
+        raise ValueError(f"{where} needs a 2D surface (this one is a 1D line)")
+    z, zlab = _values(surf, which), _LABELS[which]
+    if log:
+        z, zlab = np.log10(np.clip(z, 1e-300, None)), f"log10 {zlab}"
+    return z, zlab
+
+
 def _default_label(surf: Any, which: str) -> str:
     meta = getattr(surf, "meta", None) or {}
     mode = meta.get("adversarial", "clean")
@@ -345,12 +357,7 @@ def surface_3d(
     """
     import plotly.graph_objects as go
 
-    if getattr(surf, "ys", None) is None:
-        raise ValueError("surface_3d needs a 2D surface (this one is a 1D line)")
-    z = _values(surf, which)
-    zlab = _LABELS[which]
-    if log:
-        z, zlab = np.log10(np.clip(z, 1e-300, None)), f"log10 {zlab}"
+    z, zlab = _grid_values(surf, which, log, "surface_3d")
     trace = go.Surface(
         x=np.asarray(surf.xs),
         y=np.asarray(surf.ys),
@@ -413,10 +420,7 @@ def surfaces_3d(
     n = len(surfs)
     ncols = ncols or n
     nrows = -(-n // ncols)
-    zs = []
-    for s in surfs:
-        z = _values(s, which)
-        zs.append(np.log10(np.clip(z, 1e-300, None)) if log else z)
+    zs = [_grid_values(s, which, log, "surfaces_3d")[0] for s in surfs]
     zlab = f"log10 {_LABELS[which]}" if log else _LABELS[which]
     lo = float(min(np.nanmin(z) for z in zs))
     hi = float(max(np.nanmax(z) for z in zs))
@@ -467,12 +471,7 @@ def contour_interactive(
     """
     import plotly.graph_objects as go
 
-    if getattr(surf, "ys", None) is None:
-        raise ValueError("contour_interactive needs a 2D surface (this one is a line)")
-    z = _values(surf, which)
-    zlab = _LABELS[which]
-    if log:
-        z, zlab = np.log10(np.clip(z, 1e-300, None)), f"log10 {zlab}"
+    z, zlab = _grid_values(surf, which, log, "contour_interactive")
     fig = go.Figure(
         [
             go.Contour(
