@@ -321,19 +321,54 @@ def test_hessian_eigenvector_line_is_the_taylor_parabola():
     np.testing.assert_allclose(line.loss, l0 + xs * gv + 0.5 * lam * xs**2, rtol=1e-8)
 
 
-def test_batch_size_tuning_is_paid_once_per_model_and_data(monkeypatch):
+def _fake_tuning_clock(monkeypatch, seconds: dict[int, float]) -> list[int]:
+    """Make the batch-size tuning see ``seconds[batch size]`` per grid point; returns
+    the list of batch sizes timed."""
     from landscape.surface import _evaluate as EV
 
+    timed, size = [], []
+    real_rebatch = EV._rebatch
+
+    def rebatch(raw, b):
+        size[:] = [b]
+        return real_rebatch(raw, b)
+
+    def timeit(fn, dev):
+        fn()
+        timed.append(size[0])
+        return seconds[size[0]]
+
+    monkeypatch.setattr(EV, "_rebatch", rebatch)
+    monkeypatch.setattr(EV, "_timeit", timeit)
+    EV._TUNED.clear()
+    return timed
+
+
+def test_batch_size_tuning_is_paid_once_per_model_and_data(monkeypatch):
     m, data = _bn_net(), _bn_data(n_batches=3, bs=100)  # 300: three batch sizes
     dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
     xs = np.linspace(-1, 1, 6)  # 36 points: tuned
-    EV._TUNED.clear()
-    calls = []
-    real = EV._timeit
-    monkeypatch.setattr(EV, "_timeit", lambda fn, dev: calls.append(1) or real(fn, dev))
+    timed = _fake_tuning_clock(monkeypatch, {128: 1.0, 256: 0.9, 300: 1.0})
     first = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs)
-    assert len(calls) == 6  # three batch sizes, two grid points each
-    calls.clear()
+    assert timed == [128, 128, 256, 256, 300, 300]  # two grid points each
+    assert first.meta["batch_size"] == 256
+    timed.clear()
     second = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs)
-    assert calls == [] and second.meta["batch_size"] == first.meta["batch_size"]
+    assert timed == [] and second.meta["batch_size"] == first.meta["batch_size"]
     np.testing.assert_allclose(second.loss, first.loss, rtol=1e-12)
+
+
+def test_batch_size_tuning_stops_at_a_clearly_slower_candidate(monkeypatch):
+    # On a float64 BN+residual CNN batch 256 costs 2.3x batch 128 per point: the
+    # tuning spends one point on 256 and tries nothing larger; every timed point is
+    # a grid point (the surface equals an untuned one at the chosen batch size).
+    m, data = _bn_net(), _bn_data(n_batches=3, bs=100)
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    xs = np.linspace(-1, 1, 6)
+    timed = _fake_tuning_clock(monkeypatch, {128: 1.0, 256: 2.3, 300: 0.5})
+    surf = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs)
+    assert timed == [128, 128, 256]
+    assert surf.meta["batch_size"] == 128
+    ref = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs, batch_size=128)
+    np.testing.assert_allclose(surf.loss, ref.loss, rtol=1e-12)
+    np.testing.assert_array_equal(surf.accuracy, ref.accuracy)
