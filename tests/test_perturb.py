@@ -226,7 +226,7 @@ def test_input_grad_mode_max_pool_is_bitwise_pytorchs(size, monkeypatch):
     # 2x2 max-pooling from four strided views: the same values and gradients as
     # PyTorch's kernel, bitwise, ties included (the first maximum in row-major
     # order of the window takes the gradient), and the fast path is taken.
-    from landscape.attacks import _input_grad
+    from landscape import _pool
 
     model = _pool_model()
     x = torch.rand(16, 1, size, size)
@@ -236,7 +236,7 @@ def test_input_grad_mode_max_pool_is_bitwise_pytorchs(size, monkeypatch):
     model(x)  # materialise the lazy layer
 
     def grad(fast: bool):
-        monkeypatch.setattr(_input_grad, "_POOL_MIN_NUMEL", 1 if fast else 1 << 62)
+        monkeypatch.setattr(_pool, "_POOL_MIN_NUMEL", 1 if fast else 1 << 62)
         xa = x.clone().requires_grad_(True)
         with input_grad_mode(model, xa):
             pooled = model[2](model[1](model[0](xa)))
@@ -254,7 +254,7 @@ def test_input_grad_mode_max_pool_is_bitwise_pytorchs(size, monkeypatch):
 def test_seeded_training_with_the_fast_max_pool_is_bitwise(monkeypatch):
     # LeNet at 28x28, batch 64: its first pooling takes the fast path; switching the
     # path off gives the same weights bitwise.
-    from landscape.attacks import _input_grad
+    from landscape import _pool
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(128, 1, 28, 28, generator=g), torch.randint(0, 4, (128,))
@@ -271,11 +271,11 @@ def test_seeded_training_with_the_fast_max_pool_is_bitwise(monkeypatch):
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     calls = []
-    real = _input_grad._MaxPool2x2.apply
+    real = _pool._MaxPool2x2.apply
     monkeypatch.setattr(
-        _input_grad._MaxPool2x2, "apply", lambda t: calls.append(1) or real(t)
+        _pool._MaxPool2x2, "apply", lambda t: calls.append(1) or real(t)
     )
     fast = run()
     assert calls  # the fast pooling ran
-    monkeypatch.setattr(_input_grad, "_POOL_MIN_NUMEL", 1 << 62)
+    monkeypatch.setattr(_pool, "_POOL_MIN_NUMEL", 1 << 62)
     assert torch.equal(run(), fast)

@@ -372,3 +372,30 @@ def test_batch_size_tuning_stops_at_a_clearly_slower_candidate(monkeypatch):
     ref = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs, batch_size=128)
     np.testing.assert_allclose(surf.loss, ref.loss, rtol=1e-12)
     np.testing.assert_array_equal(surf.accuracy, ref.accuracy)
+
+
+def test_surface_of_a_pooling_model_uses_the_fast_pool_bitwise(monkeypatch):
+    # A LeNet-like model: the grid's 2x2 max-pooling goes through the strided-view
+    # kernel (landscape._pool) and the surface is bitwise the one of PyTorch's kernel.
+    from landscape import _pool
+
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 3),
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1100, 1, 16, 16, generator=g)  # 4 x 16 x 16 x 1100 >= 65536
+    x[:, :, :5] = 0  # ReLU zeros: ties
+    data = [(x, torch.randint(0, 3, (1100,), generator=g))]
+    dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
+    xs = np.linspace(-1, 1, 3)
+    calls = []
+    real = _pool._views_max
+    monkeypatch.setattr(_pool, "_views_max", lambda t: calls.append(1) or real(t))
+    fast = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs, batch_size=550)
+    assert calls
+    monkeypatch.setattr(_pool, "_POOL_MIN_NUMEL", 1 << 62)
+    ref = S.loss_surface(m, nn.CrossEntropyLoss(), data, dirs, xs=xs, batch_size=550)
+    np.testing.assert_array_equal(fast.loss, ref.loss)
+    np.testing.assert_array_equal(fast.accuracy, ref.accuracy)

@@ -12,11 +12,9 @@ of LeNet-sized models and 1.2-1.7x slower for 16-64 channels (see
 rounding (another summation order), so an attack that takes ``sign(grad)`` may flip
 the sign of coordinates whose gradient is within rounding of zero.
 
-A 2x2 / stride-2 max-pooling (LeNet's) of a large input is computed from four strided
-views (``torch.maximum``) with its argmax indices, and differentiated by PyTorch's own
-max-pooling backward on those indices: the same values and gradients, bitwise (the
-first maximum of a window in row-major order wins, as in PyTorch), in 0.6x the time of
-PyTorch's NCHW kernel, whose forward with indices is 5-8x slower than four views.
+A 2x2 / stride-2 max-pooling (LeNet's) of a large input goes through
+:func:`landscape._pool.max_pool2d`: the same values and gradients as PyTorch's kernel,
+bitwise, in 0.6x its time.
 """
 
 from __future__ import annotations
@@ -28,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+
+from .._pool import max_pool2d
 
 __all__ = ["input_grad_mode"]
 
@@ -54,77 +54,6 @@ class _FlippedConv(torch.autograd.Function):
         finally:
             torch.backends.mkldnn.enabled = prev
         return gx, None, None, None, None
-
-
-class _MaxPool2x2(torch.autograd.Function):
-    """``max_pool2d(x, 2)`` (NCHW, stride 2, no padding, floor) from four strided
-    views; backward: PyTorch's max-pooling backward on the same indices."""
-
-    @staticmethod
-    def forward(ctx, x):
-        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-        a, b = x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]
-        c, d = x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]
-        top, bottom = torch.maximum(a, b), torch.maximum(c, d)
-        out = torch.maximum(top, bottom)
-        # first maximum in row-major window order: the bottom row only when it is
-        # strictly larger, the right column only when strictly larger
-        low = top < bottom
-        idx = _pool_base(x) + torch.where(low, c < d, a < b)
-        idx.add_(low, alpha=x.shape[-1])
-        ctx.save_for_backward(x, idx)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, idx = ctx.saved_tensors
-        return torch.ops.aten.max_pool2d_with_indices_backward(
-            grad, x, [2, 2], [2, 2], [0, 0], [1, 1], False, idx
-        )
-
-
-_POOL_BASES: dict[tuple[int, int, str], Tensor] = {}
-
-
-def _pool_base(x: Tensor) -> Tensor:
-    """Flat index (in the input plane) of each 2x2 window's top-left pixel."""
-    hi, wi = x.shape[-2:]
-    key = (hi, wi, str(x.device))
-    if key not in _POOL_BASES:
-        rows = torch.arange(hi // 2, device=x.device).view(-1, 1) * (2 * wi)
-        _POOL_BASES[key] = rows + 2 * torch.arange(wi // 2, device=x.device)
-    return _POOL_BASES[key]
-
-
-_POOL_MIN_NUMEL = 1 << 16  # smaller inputs: PyTorch's kernel is faster
-
-
-def _pool(
-    x,
-    kernel_size,
-    stride=None,
-    padding=0,
-    dilation=1,
-    ceil_mode=False,
-    return_indices=False,
-) -> Tensor | None:
-    """The fast 2x2 max-pooling when it applies (else None)."""
-    if not (
-        isinstance(x, Tensor)
-        and x.requires_grad
-        and x.ndim == 4
-        and x.is_contiguous()
-        and x.numel() >= _POOL_MIN_NUMEL
-        and not (ceil_mode or return_indices)
-    ):
-        return None
-    if _pair(kernel_size) != (2, 2) or _pair(dilation) != (1, 1):
-        return None
-    if stride not in (None, []) and _pair(stride) != (2, 2):
-        return None
-    if _pair(padding) != (0, 0):
-        return None
-    return _MaxPool2x2.apply(x)
 
 
 def _pair(v: Any) -> tuple[int, int] | None:
@@ -158,7 +87,7 @@ class _InputGradMode(TorchFunctionMode):
             if out is not None:
                 return out
         elif func is F.max_pool2d:
-            out = _pool(*args, **kwargs)
+            out = max_pool2d(*args, **kwargs)
             if out is not None:
                 return out
         return func(*args, **kwargs)
