@@ -11,7 +11,9 @@ k input-gradient passes plus one full pass, so the anchor for a PGD-k epoch is
   layer's input gradient that a training step skips is the only extra work;
 - ``overhead = (eps=0 epoch through adversarial_train) / (bare plain epoch)``: the
   trainer's own cost (schedules, metrics, gradient norms, checks);
-- the same PGD-k epoch with oneDNN left on during the attack (``attack_onednn``);
+- the same PGD-k epoch with oneDNN left on during the attack (``attack_onednn``), and
+  with PyTorch's own max-pooling in the attack (ablation of the strided-view pooling
+  of ``landscape._pool``);
 - ``attack = perturb(steps=k) / (k bare input-gradient steps)``: overhead of
   ``landscape.attacks.perturb`` over a hand-written loop;
 - images per second of each.
@@ -24,8 +26,10 @@ projected time of a full 50,000-image epoch).
 The CPUs are shared, so on CPU every time is the CPU time of this process
 (``time.process_time``: waiting for a core does not count), each PGD-k epoch is timed
 next to its anchor of (k + 1) bare plain epochs (equal-length windows, the order
-alternating from pair to pair), and the median of the per-pair ratios is reported with
-its interquartile range and extremes. Run:
+alternating from pair to pair: AB BA AB BA, so a linear drift of the machine cancels),
+and the median of the per-pair ratios is reported with its interquartile range and
+extremes, next to the machine's load average (``os.getloadavg``) at the start, during
+the pairs (min-max) and at the end. Run:
 ``python benchmarks/bench_train.py`` (``--quick`` for a short run).
 """
 
@@ -40,7 +44,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from landscape import models
+from landscape import _pool, models
 from landscape.attacks import perturb
 from landscape.train import TrainConfig, adversarial_train
 
@@ -129,14 +133,25 @@ def perturb_attack(model, x, y, k, eps, device, ctx) -> float:
     return _clock() - t0
 
 
-def trainer_epoch(model, x, y, cfg) -> float:
-    """One epoch through ``adversarial_train``, set-up included."""
+def trainer_epoch(model, x, y, cfg, *, native_pool: bool = False) -> float:
+    """One epoch through ``adversarial_train``, set-up included (``native_pool``:
+    PyTorch's max-pooling kernel inside the attack, the ablation)."""
     device = next(model.parameters()).device
-    _sync(device)
-    t0 = _clock()
-    adversarial_train(model, (x, y), cfg)
-    _sync(device)
-    return _clock() - t0
+    fast = _pool._POOL_MIN_NUMEL
+    if native_pool:
+        _pool._POOL_MIN_NUMEL = 1 << 62
+    try:
+        _sync(device)
+        t0 = _clock()
+        adversarial_train(model, (x, y), cfg)
+        _sync(device)
+        return _clock() - t0
+    finally:
+        _pool._POOL_MIN_NUMEL = fast
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
 
 
 def _spread(v: list[float]) -> str:
@@ -171,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.num or (500 if args.quick else 1_000)
     if gpu:
         n = args.num or 10_000
-    reps = args.reps or (9 if args.quick else 21)
+    reps = args.reps or (15 if args.quick else 21)
     ks = args.steps or ([10] if args.quick else [10, 40])
     if gpu:
         name, arch, bs, eps = "cifar10-jpeg", "resnet18", 128, 8 / 255
@@ -216,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"device={device} model={arch} width={args.width:g} images={n} batch={bs} "
         f"pairs={reps} threads={torch.get_num_threads()} "
-        f"clock={'cpu (process)' if not gpu else 'wall'} load={os.getloadavg()[0]:.2f}"
+        f"clock={'cpu (process)' if not gpu else 'wall'} load={_load():.2f} "
+        f"(uptime: {' '.join(f'{v:.2f}' for v in os.getloadavg())})"
     )
     # warm-up
     bare_plain_epoch(model, x[: bs * 2], y[: bs * 2], bs, device, ctx)
@@ -235,14 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     def add(key: str, v: float) -> None:
         res.setdefault(key, []).append(v)
 
-    def pair(k: int, cfg: TrainConfig, flip: bool) -> tuple[float, float]:
+    def pair(k: int, cfg: TrainConfig, flip: bool, **kw) -> tuple[float, float]:
         if flip:
-            t = trainer_epoch(model, x, y, cfg)
+            t = trainer_epoch(model, x, y, cfg, **kw)
             return t, anchor(k)
         a = anchor(k)
-        return trainer_epoch(model, x, y, cfg), a
+        return trainer_epoch(model, x, y, cfg, **kw), a
 
     m = max(len(x) // 4, 100)
+    loads = [_load()]
     for i in range(reps):
         flip = bool(i % 2)
         b = bare_plain_epoch(model, x, y, bs, device, ctx)
@@ -258,9 +275,13 @@ def main(argv: list[str] | None = None) -> int:
                 t, a = pair(k, onednn_cfg, flip)
                 add("onednn", t)
                 add("ratio_onednn", t / a)
+                t, a = pair(k, pgd_cfgs[k], flip, native_pool=True)
+                add("native_pool", t)
+                add("ratio_native_pool", t / a)
             ba = bare_attack(model, x[:m], y[:m], k, eps, device, ctx)
             pa = perturb_attack(model, x[:m], y[:m], k, eps, device, ctx)
             add(f"perturb{k}", pa / ba)
+        loads.append(_load())
     med = {k: statistics.median(v) for k, v in res.items()}
     print(
         f"bare plain epoch (fwd+bwd+step): {med['bare']:.3f} s, "
@@ -282,8 +303,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"  with oneDNN kept on during the attack (attack_onednn='on'): "
                 f"{med['onednn']:.3f} s, ratio {_spread(res['ratio_onednn'])}"
             )
+            print(
+                f"  with PyTorch's max-pooling in the attack (ablation): "
+                f"{med['native_pool']:.3f} s, ratio {_spread(res['ratio_native_pool'])}"
+            )
         if gpu:
             print(f"  projected 50,000-image epoch: {t * 50_000 / n:.1f} s")
+    print(
+        f"load average (1 min): start {loads[0]:.2f}, during the pairs "
+        f"{min(loads):.2f}-{max(loads):.2f}, end {loads[-1]:.2f} "
+        f"(uptime: {' '.join(f'{v:.2f}' for v in os.getloadavg())})"
+    )
     return 0
 
 
