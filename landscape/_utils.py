@@ -9,6 +9,7 @@ import hashlib
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ __all__ = [
     "check_eps",
     "check_logits",
     "check_norm",
+    "check_training_attack",
+    "first_examples",
     "eval_mode",
     "flatten",
     "model_device",
@@ -54,27 +57,24 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+def _mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
     """Put ``model`` (and every submodule) in eval mode; restore each module's mode after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    return _mode(model, False)
 
 
-@contextlib.contextmanager
-def train_mode(model: nn.Module) -> Iterator[nn.Module]:
+def train_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
     """Put ``model`` in train mode; restore each module's mode after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.train()
-    try:
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    return _mode(model, True)
 
 
 def named_params(model: nn.Module, *, requires_grad: bool = True) -> dict[str, Tensor]:
@@ -202,6 +202,47 @@ def check_norm(norm: str | float | int) -> str:
     if key in _NORMS:
         return _NORMS[key]
     raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+
+
+_TRAINING_ATTACKS = ("pgd", "fgsm", "none")
+
+
+def check_training_attack(cfg: Any) -> str:
+    """Validate the adversary of a training config (``eps``, ``norm``, ``attack``,
+    ``steps``, ``alpha``, ``alpha_rel``); returns the normalised norm name.
+
+    The one check of the trainer's and the curve trainer's settings.
+    """
+    check_eps(cfg.eps)
+    norm = check_norm(cfg.norm)
+    if cfg.attack not in _TRAINING_ATTACKS:
+        raise ValueError(
+            f"unknown attack {cfg.attack!r}; choose one of {_TRAINING_ATTACKS}"
+        )
+    if cfg.attack == "pgd" and int(cfg.steps) < 1:
+        raise ValueError(f"PGD training needs steps >= 1, got {cfg.steps}")
+    for name in ("alpha_rel", "alpha"):
+        v = getattr(cfg, name)
+        if v is not None and not v > 0:
+            raise ValueError(
+                f"the step size {name} must be > 0, got {v} (a step larger than "
+                "eps is fine: FGSM-RS uses alpha_rel=1.25)"
+            )
+    return norm
+
+
+def first_examples(
+    data: Iterable[tuple[Tensor, Tensor]], num: int
+) -> tuple[Tensor, Tensor]:
+    """The first ``num`` examples of an iterable of ``(x, y)`` batches, concatenated."""
+    xs, ys, seen = [], [], 0
+    for xb, yb in data:
+        xs.append(xb[: num - seen])
+        ys.append(yb[: num - seen])
+        seen += len(xs[-1])
+        if seen >= num:
+            break
+    return torch.cat(xs), torch.cat(ys)
 
 
 def check_logits(out: Tensor, *, where: str = "model") -> None:

@@ -96,18 +96,7 @@ class CurveConfig:
             )
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
-        _utils.check_eps(self.eps)
-        object.__setattr__(self, "norm", _utils.check_norm(self.norm))
-        if self.attack not in ("pgd", "fgsm", "none"):
-            raise ValueError(
-                f"attack must be 'pgd', 'fgsm' or 'none', got {self.attack!r}"
-            )
-        if self.attack == "pgd" and int(self.steps) < 1:
-            raise ValueError(f"PGD training needs steps >= 1, got {self.steps}")
-        for name in ("alpha", "alpha_rel"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ValueError(f"{name} must be > 0, got {v}")
+        object.__setattr__(self, "norm", _utils.check_training_attack(self))
         if int(self.checkpoint_every) < 0:
             raise ValueError(
                 f"checkpoint_every must be >= 0, got {self.checkpoint_every}"

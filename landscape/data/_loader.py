@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -177,17 +178,10 @@ class Batches:
         )
 
 
-def batches(
-    x: Tensor,
-    y: Tensor,
-    *,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    drop_last: bool = False,
-) -> Batches:
-    """Deterministic in-memory loader over ``(x, y)``; see :class:`Batches`.
+def batches(x: Tensor, y: Tensor, **options: Any) -> Batches:
+    """Deterministic in-memory loader over ``(x, y)``: ``Batches(x, y, **options)``,
+    with the options ``batch_size`` (required), ``shuffle``, ``seed``, ``device`` and
+    ``drop_last`` of :class:`Batches`.
 
     Example:
         >>> loader = batches(torch.zeros(10, 3), torch.arange(10), batch_size=4,
@@ -197,12 +191,4 @@ def batches(
         >>> first == [yb.tolist() for _, yb in loader]
         True
     """
-    return Batches(
-        x,
-        y,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        device=device,
-        drop_last=drop_last,
-    )
+    return Batches(x, y, **options)

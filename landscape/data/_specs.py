@@ -30,6 +30,24 @@ _IDX = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+
+
+def _idx_dataset(
+    name: str, md5s: tuple[str, ...], classes: tuple[str, ...]
+) -> DatasetSpec:
+    """A dataset in MNIST's layout: the four idx files of ``_IDX`` (train images,
+    train labels, test images, test labels, with these md5s) in the folder ``name``."""
+    return DatasetSpec(
+        name=name,
+        folder=name,
+        files=dict(zip(_IDX["train"] + _IDX["test"], md5s)),
+        splits=_IDX,
+        num_samples={"train": 60000, "test": 10000},
+        shape=(1, 28, 28),
+        classes=classes,
+    )
+
+
 _CIFAR10_CLASSES = (
     "airplane",
     "automobile",
@@ -45,33 +63,25 @@ _CIFAR10_CLASSES = (
 
 #: The datasets ``load_dataset`` knows, with their published md5 checksums.
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        name="mnist",
-        folder="mnist",
-        files={
-            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-        },
-        splits=_IDX,
-        num_samples={"train": 60000, "test": 10000},
-        shape=(1, 28, 28),
-        classes=tuple(str(i) for i in range(10)),
+    "mnist": _idx_dataset(
+        "mnist",
+        (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
+        tuple(str(i) for i in range(10)),
     ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist",
-        folder="fashion-mnist",
-        files={
-            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-        },
-        splits=_IDX,
-        num_samples={"train": 60000, "test": 10000},
-        shape=(1, 28, 28),
-        classes=(
+    "fashion-mnist": _idx_dataset(
+        "fashion-mnist",
+        (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+        (
             "T-shirt/top",
             "Trouser",
             "Pullover",

@@ -43,17 +43,6 @@ def _c(passed: bool | None, value, detail: str) -> dict:
     }
 
 
-def _subset(batches, num: int) -> tuple[Tensor, Tensor]:
-    xs, ys, k = [], [], 0
-    for x, y in batches:
-        xs.append(x[: num - k])
-        ys.append(y[: num - k])
-        k += len(ys[-1])
-        if k >= num:
-            break
-    return torch.cat(xs), torch.cat(ys)
-
-
 @torch.no_grad()
 def _acc(model, x, y) -> float:
     return float((model(x).argmax(1) == y).float().mean()) if len(y) else float("nan")
@@ -205,7 +194,7 @@ def masking_checks(
     norm = _utils.check_norm(norm)
     training = model.training if was_training is None else was_training
     out: dict = {"eval_mode": _check_eval_mode(model, training)}
-    x, y = _subset(batches, num_samples)
+    x, y = _utils.first_examples(batches, num_samples)
     n = len(y)
 
     def gen() -> torch.Generator:

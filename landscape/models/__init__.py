@@ -32,8 +32,9 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from . import _nets
+from ._nets import ACTIVATIONS as ACTIVATIONS  # re-exported: in _nets.__all__
 from ._nets import (
-    ACTIVATIONS,
     MLP,
     VGG,
     LeNet,
@@ -46,21 +47,12 @@ from ._nets import (
 )
 
 __all__ = [
-    "ACTIVATIONS",
     "DATASET_STATS",
-    "Normalize",
     "available",
     "build",
-    "make_activation",
     "register",
     "smooth_twin",
-    "LinearModel",
-    "MLP",
-    "LeNet",
-    "MadryCNN",
-    "VGG",
-    "ResNet",
-    "PreActResNet",
+    *_nets.__all__,  # the architectures, Normalize, ACTIVATIONS, make_activation
 ]
 
 #: Per-channel mean and std of the training sets (inputs in [0, 1]).
@@ -131,43 +123,17 @@ def _linear(num_classes, in_shape, norm, width=1, activation="relu"):
     return LinearModel(num_classes, in_shape, norm)
 
 
-@register("mlp")
-def _mlp(num_classes, in_shape, norm, width=1, activation="relu", hidden=(100,)):
-    return MLP(
-        num_classes, in_shape, norm, hidden=hidden, width=width, activation=activation
-    )
-
-
-@register("lenet")
-def _lenet(num_classes, in_shape, norm, width=1, activation="relu", hidden_size=1024):
-    return LeNet(
-        num_classes,
-        in_shape,
-        norm,
-        width=width,
-        activation=activation,
-        hidden_size=hidden_size,
-    )
-
-
-@register("madry_cnn")
-def _madry(num_classes, in_shape, norm, width=1, activation="relu"):
-    return MadryCNN(num_classes, in_shape, norm, width=width, activation=activation)
-
-
-@register("vgg16")
-def _vgg16(num_classes, in_shape, norm, width=1, activation="relu"):
-    return VGG(num_classes, in_shape, norm, width=width, activation=activation)
-
-
-@register("resnet18")
-def _resnet18(num_classes, in_shape, norm, width=1, activation="relu"):
-    return ResNet(num_classes, in_shape, norm, width=width, activation=activation)
-
-
-@register("preact_resnet18")
-def _preact18(num_classes, in_shape, norm, width=1, activation="relu"):
-    return PreActResNet(num_classes, in_shape, norm, width=width, activation=activation)
+# The classes take build()'s arguments as they are: (num_classes, in_shape, norm, *,
+# width, activation, their own options).
+for _name, _cls in {
+    "mlp": MLP,
+    "lenet": LeNet,
+    "madry_cnn": MadryCNN,
+    "vgg16": VGG,
+    "resnet18": ResNet,
+    "preact_resnet18": PreActResNet,
+}.items():
+    register(_name)(_cls)
 
 
 _ALIASES = {

@@ -46,58 +46,28 @@ class Budget:
     scatter_directions: int
 
 
+# One row per setting, one column per budget: (quick, standard, thorough).
+_ALL_SCALES = (1e-4, 1e-3, 1e-2, 1e-1)
+_TABLE: dict[str, tuple] = {
+    "eval_num": (100, 500, 2000),
+    "eval_preset": ("quick", "standard", "reviewer"),
+    "eval_scale": (0.25, 1.0, 1.0),
+    "check_samples": (50, 100, 200),
+    "hessian_num": (128, 512, 2000),
+    "top_k": (3, 5, 10),
+    "density_iters": (20, 80, 100),
+    "density_runs": (1, 2, 3),
+    "attack_steps": (5, 10, 20),
+    "surface_num": (128, 512, 2000),
+    "grid": (7, 15, 31),
+    "scatter_num": (32, 128, 512),
+    "scatter_scales": ((1e-3, 1e-2), _ALL_SCALES, _ALL_SCALES),
+    "scatter_directions": (2, 4, 8),
+}
+
 BUDGETS: dict[str, Budget] = {
-    "quick": Budget(
-        name="quick",
-        eval_num=100,
-        eval_preset="quick",
-        eval_scale=0.25,
-        check_samples=50,
-        hessian_num=128,
-        top_k=3,
-        density_iters=20,
-        density_runs=1,
-        attack_steps=5,
-        surface_num=128,
-        grid=7,
-        scatter_num=32,
-        scatter_scales=(1e-3, 1e-2),
-        scatter_directions=2,
-    ),
-    "standard": Budget(
-        name="standard",
-        eval_num=500,
-        eval_preset="standard",
-        eval_scale=1.0,
-        check_samples=100,
-        hessian_num=512,
-        top_k=5,
-        density_iters=80,
-        density_runs=2,
-        attack_steps=10,
-        surface_num=512,
-        grid=15,
-        scatter_num=128,
-        scatter_scales=(1e-4, 1e-3, 1e-2, 1e-1),
-        scatter_directions=4,
-    ),
-    "thorough": Budget(
-        name="thorough",
-        eval_num=2000,
-        eval_preset="reviewer",
-        eval_scale=1.0,
-        check_samples=200,
-        hessian_num=2000,
-        top_k=10,
-        density_iters=100,
-        density_runs=3,
-        attack_steps=20,
-        surface_num=2000,
-        grid=31,
-        scatter_num=512,
-        scatter_scales=(1e-4, 1e-3, 1e-2, 1e-1),
-        scatter_directions=8,
-    ),
+    name: Budget(name=name, **{k: row[i] for k, row in _TABLE.items()})
+    for i, name in enumerate(("quick", "standard", "thorough"))
 }
 
 

@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 _OPTIMIZERS = ("sgd", "adam")
-_ATTACKS = ("pgd", "fgsm", "none")
 
 
 def _mse(out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
@@ -233,21 +232,7 @@ class Science:
             )
 
     def _check_attack(self) -> None:
-        _utils.check_eps(self.eps)
-        object.__setattr__(self, "norm", _utils.check_norm(self.norm))
-        if self.attack not in _ATTACKS:
-            raise ValueError(
-                f"unknown attack {self.attack!r}; choose one of {_ATTACKS}"
-            )
-        if self.attack == "pgd" and int(self.steps) < 1:
-            raise ValueError(f"PGD training needs steps >= 1, got {self.steps}")
-        for name in ("alpha_rel", "alpha"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ValueError(
-                    f"the step size {name} must be > 0, got {v} (a step larger than "
-                    "eps is fine: FGSM-RS uses alpha_rel=1.25)"
-                )
+        object.__setattr__(self, "norm", _utils.check_training_attack(self))
 
     # -- schedules ---------------------------------------------------------------
     def boundaries(self) -> tuple[float, ...]:
@@ -519,48 +504,39 @@ def _cifar10_preset(model: str) -> dict[str, Any]:
     )
 
 
-# The paper's settings (Liu et al., NeurIPS 2020, Sec. 4-5 and the authors' README).
-PRESETS: dict[str, dict[str, Any]] = {
-    # LeNet on MNIST, eps=0.4, Adam 1e-4, PGD step 0.01 with eps/0.01 + 10 = 50 steps;
-    # eps schedule constant / linear / cosine (--eps-schedule).
-    "mnist-lenet": dict(
+def _mnist_preset(model: str, **setting: Any) -> dict[str, Any]:
+    """An MNIST setting with Adam 1e-4, PGD step 0.01, constant eps and lr, and the
+    per-epoch evaluation PGD-20 (step eps/10); ``setting`` adds the rest."""
+    return dict(
         dataset="mnist",
-        model="lenet",
-        model_kwargs={"width": 16},  # the authors' runs use LeNet width 16
+        model=model,
         epochs=100,
-        batch_size=100,
         optimizer="adam",
         lr=1e-4,
-        eps=0.4,
         attack="pgd",
-        steps=50,
         alpha=0.01,
         eps_schedule="constant",
         lr_schedule="constant",
         eval_steps=20,
         eval_alpha_rel=0.1,
+        **setting,
+    )
+
+
+# The paper's settings (Liu et al., NeurIPS 2020, Sec. 4-5 and the authors' README).
+PRESETS: dict[str, dict[str, Any]] = {
+    # LeNet on MNIST, eps=0.4, Adam 1e-4, PGD step 0.01 with eps/0.01 + 10 = 50 steps;
+    # eps schedule constant / linear / cosine (--eps-schedule). The authors' runs use
+    # LeNet width 16.
+    "mnist-lenet": _mnist_preset(
+        "lenet", model_kwargs={"width": 16}, batch_size=100, eps=0.4, steps=50
     ),
     # CIFAR-10 VGG-16 / ResNet-18, eps=8/255, SGD 0.1, PGD-10 step eps/4; constant vs
     # periodic eps and lr (--eps-schedule periodic --lr-schedule periodic --periods 3).
     "cifar10-vgg16": _cifar10_preset("vgg16"),
     "cifar10-resnet18": _cifar10_preset("resnet18"),
     # Madry et al.'s MNIST challenge: eps=0.3, PGD-40 step 0.01, Adam 1e-4.
-    "madry-mnist": dict(
-        dataset="mnist",
-        model="madry_cnn",
-        epochs=100,
-        batch_size=50,
-        optimizer="adam",
-        lr=1e-4,
-        eps=0.3,
-        attack="pgd",
-        steps=40,
-        alpha=0.01,
-        eps_schedule="constant",
-        lr_schedule="constant",
-        eval_steps=20,
-        eval_alpha_rel=0.1,
-    ),
+    "madry-mnist": _mnist_preset("madry_cnn", batch_size=50, eps=0.3, steps=40),
 }
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from .. import _utils
 from ..data import Batches
 from ._config import TrainConfig
 
@@ -19,44 +19,17 @@ __all__ = [
 
 
 class TensorBatches(Batches):
-    """:class:`landscape.data.Batches` with the trainer's historical shuffle order
-    (reshuffled per epoch from ``seed`` and the epoch number, so a resumed run sees
-    the same order). One loader class: everything that accepts a ``Batches`` accepts
-    it; ``adversarial_train`` builds one from ``(x, y)`` tensors.
+    """:class:`landscape.data.Batches` under the trainer's old name (the same
+    shuffle order: reshuffled per epoch from ``seed`` and the epoch number, so a
+    resumed run sees the same order). One loader class: everything that accepts a
+    ``Batches`` accepts it; ``adversarial_train`` builds one from ``(x, y)`` tensors.
 
     Example:
+        >>> import torch
         >>> b = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2)
         >>> len(b), [len(x) for x, _ in b]
         (3, [2, 2, 1])
     """
-
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor,
-        *,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-    ):
-        if len(x) != len(y):
-            raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
-        if len(x) == 0:
-            raise ValueError("the training data is empty")
-        super().__init__(
-            x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last
-        )
-
-    def order(self, epoch: int | None = None) -> Tensor:
-        """Sample order of a pass (``epoch`` defaults to the next one), on CPU."""
-        e = self.epoch if epoch is None else int(epoch)
-        if not self.shuffle:
-            return torch.arange(self.num_samples)
-        g = torch.Generator().manual_seed(
-            (self.seed * 1_000_003 + e * 7919 + 1) % 2**63
-        )
-        return torch.randperm(self.num_samples, generator=g)
 
 
 def as_loader(data: Any, cfg: TrainConfig) -> Any:
@@ -114,11 +87,4 @@ def fixed_batch(loader: Any, data: Any, num: int) -> tuple[Tensor, Tensor] | Non
         return None
     if isinstance(loader, Batches):  # TensorBatches too: the first examples
         return loader.x[:num], loader.y[:num]
-    xs, ys, seen = [], [], 0
-    for xb, yb in data:
-        xs.append(xb[: num - seen])
-        ys.append(yb[: num - seen])
-        seen += len(xs[-1])
-        if seen >= num:
-            break
-    return torch.cat(xs), torch.cat(ys)
+    return _utils.first_examples(data, num)
