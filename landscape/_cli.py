@@ -1,7 +1,9 @@
 """The one layer under every command-line tool: flags, checkpoint loading, errors.
 
-Every ``python -m landscape.<tool>`` builds its parser with :class:`Parser`, adds the
-shared flags with :func:`add_common` and runs its body through :func:`run`:
+Every ``python -m landscape.<tool>`` builds its parser with :func:`parser`, adds the
+shared flags with :func:`add_common` (:func:`add_checkpoint`, :func:`add_data` where
+it reads a checkpoint or a dataset) and gets its ``main(argv)`` from :func:`entry`
+(which runs the body through :func:`run`):
 
 - an error is ONE line on stderr, ``error: <what> - <how to fix>``, exit status 2; the
   traceback only with ``--debug`` (or ``LANDSCAPE_DEBUG=1``);
@@ -10,7 +12,9 @@ shared flags with :func:`add_common` and runs its body through :func:`run`:
   old spellings (``--num``, ``--progress``, ``--progressbar``, ``--model``) still work;
 - :func:`load_checkpoint` is the one loader of a checkpoint file, a run folder of
   ``landscape.train`` or its end-of-period ensemble; it loads with
-  ``weights_only=True`` only (see :func:`landscape.io.load_torch`).
+  ``weights_only=True`` only (see :func:`landscape.io.load_torch`);
+  :func:`load_model` calls it with the flags of :func:`add_checkpoint`, and
+  :func:`load_data` loads the dataset of :func:`add_data` (by default the run's).
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +40,27 @@ from . import io
 __all__ = [
     "CLIError",
     "Parser",
+    "parser",
     "run",
+    "entry",
     "add_common",
     "add_model_flags",
+    "add_checkpoint",
+    "add_data",
+    "add_choice",
     "positive_int",
     "nonnegative_int",
+    "number",
     "json_dict",
+    "pick",
+    "field_flags",
     "progress",
     "device",
     "load_checkpoint",
+    "load_model",
+    "load_data",
+    "dataset_name",
+    "recorded_dataset",
     "check_run_folder",
     "lock_if",
 ]
@@ -63,6 +82,20 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """Raise instead of printing the usage block and exiting."""
         raise CLIError(f"{self.prog}: {message}", f"see {self.prog} --help")
+
+
+def parser(prog: str, doc: str, **kw: Any) -> Parser:
+    """A tool's :class:`Parser`; its description is the first paragraph of ``doc``
+    (the tool module's docstring, the one home of what the tool does).
+
+    Example:
+        >>> parser("tool", "``tool``: does X with ``Y``.\\n\\nExample: ...").description
+        'Does X with Y.'
+    """
+    about = " ".join(doc.strip().split("\n\n")[0].split())
+    about = re.sub(r"^``[^`]+``: ", "", about)  # the tool's name leads the docstring
+    about = re.sub(r"``(.+?)``", r"\1", about)
+    return Parser(prog=prog, description=about[:1].upper() + about[1:], **kw)
 
 
 def _debug(argv: Sequence[str]) -> bool:
@@ -118,26 +151,64 @@ def run(body: Callable[[list[str]], int], argv: Sequence[str] | None, prog: str)
         return 2
 
 
-def positive_int(s: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def entry(
+    make_parser: Callable[[], argparse.ArgumentParser],
+    body: Callable[[argparse.Namespace], int],
+) -> Callable[[Sequence[str] | None], int]:
+    """A tool's ``main(argv=None) -> exit status``: parse ``argv`` with
+    ``make_parser()`` and run ``body(args)``, both under :func:`run`'s error rules."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        p = make_parser()
+        return run(lambda a: body(p.parse_args(a)), argv, p.prog)
+
+    main.__doc__ = (
+        "Command-line entry point; returns the exit status (2 after an error)."
+    )
+    return main
 
 
-def nonnegative_int(s: str) -> int:
-    """An argparse type: an integer >= 0."""
+def _int_at_least(low: int, words: str) -> Callable[[str], int]:
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be {words}, got {v}")
+        return v
+
+    return parse
+
+
+positive_int = _int_at_least(1, "at least 1")
+positive_int.__name__ = positive_int.__qualname__ = "positive_int"
+positive_int.__doc__ = "An argparse type: an integer >= 1."
+nonnegative_int = _int_at_least(0, "0 or more")
+nonnegative_int.__name__ = nonnegative_int.__qualname__ = "nonnegative_int"
+nonnegative_int.__doc__ = "An argparse type: an integer >= 0."
+
+
+def number(s: str) -> float:
+    """An argparse type: a float, also written as a fraction (``8/255``)."""
     try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
+        return float(Fraction(s))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"not a number: {s!r} (e.g. 0.3 or 8/255)"
+        ) from None
+
+
+def pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The flags ``names`` as keyword arguments of the same names (``eps=args.eps``)."""
+    return {n: getattr(args, n) for n in names}
+
+
+def field_flags(args: argparse.Namespace, *configs: type) -> dict[str, Any]:
+    """The flags named like a field of one of the dataclasses ``configs``, as keyword
+    arguments for them (a flag of a config setting has the setting's name)."""
+    names = {f.name for c in configs for f in dataclasses.fields(c)}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def json_dict(s: str) -> dict:
@@ -157,7 +228,7 @@ def add_common(
     num_samples: int | None | bool = False,
     out: str | None | bool = False,
     out_help: str = "output path",
-    out_required: bool = False,
+    out_required: bool | None = None,
     progress: bool = True,
     device: bool = True,
     trust: bool = False,
@@ -168,9 +239,10 @@ def add_common(
         p: the parser.
         num_samples: add ``--num-samples`` (hidden alias ``--num``) with this default;
             ``False`` leaves it out.
-        out: add ``-o/--out`` with this default; ``False`` leaves it out.
-        out_help: its help text.
-        out_required: ``-o`` must be given.
+        out: add ``-o/--out`` with this default (``None``: no default, ``-o`` must
+            be given); ``False`` leaves it out.
+        out_help: its help text (the default is added to it).
+        out_required: ``-o`` must be given (default: when ``out`` is None).
         progress: add ``--no-progress`` (hidden aliases ``--progress``,
             ``--progressbar`` force the bars on).
         device: add ``--device``.
@@ -187,7 +259,10 @@ def add_common(
             "--num", dest="num_samples", type=positive_int, help=argparse.SUPPRESS
         )
     if out is not False:
-        p.add_argument("-o", "--out", default=out, required=out_required, help=out_help)
+        required = out is None if out_required is None else out_required
+        if out is not None and "default" not in out_help:
+            out_help = f"{out_help} (default {out})"
+        p.add_argument("-o", "--out", default=out, required=required, help=out_help)
     if device:
         p.add_argument(
             "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)"
@@ -234,6 +309,145 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-kwargs", dest="arch_kwargs", type=json_dict, help=argparse.SUPPRESS
     )
+
+
+_CHECKPOINT_HELP = (
+    "a run folder of python -m landscape.train (final.pt + config.json), a checkpoint "
+    "of it, or a file {'model': state_dict, 'arch': NAME, 'arch_kwargs': {...}} "
+    "(a bare state dict with --arch)"
+)
+
+
+def add_checkpoint(
+    p: argparse.ArgumentParser,
+    *,
+    name: str = "checkpoint",
+    help: str = _CHECKPOINT_HELP,
+    ensemble: bool = False,
+) -> None:
+    """The checkpoint argument and its flags, read by :func:`load_model`: the
+    positional ``name``, ``--arch`` / ``--arch-kwargs`` (:func:`add_model_flags`),
+    ``--trust-checkpoint`` and, with ``ensemble``, ``--ensemble``."""
+    p.add_argument(name, help=help)
+    add_model_flags(p)
+    if ensemble:
+        p.add_argument(
+            "--ensemble",
+            action="store_true",
+            help="the end-of-period ensemble of a run folder",
+        )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load checkpoints that hold pickled objects (a whole nn.Module); "
+        "unpickling can run code, so only for files you trust",
+    )
+
+
+def load_model(
+    args: argparse.Namespace,
+    path: str | os.PathLike | None = None,
+    *,
+    arch_kwargs: dict | None = None,
+) -> tuple[nn.Module, dict]:
+    """:func:`load_checkpoint` with the flags of :func:`add_checkpoint` on
+    :func:`device`: ``path`` (default the positional ``checkpoint``), ``--arch``,
+    ``--arch-kwargs`` (or ``arch_kwargs``), ``--ensemble``, ``--trust-checkpoint``.
+
+    Returns:
+        ``(model in eval mode, the run's config dict or {})``.
+    """
+    return load_checkpoint(
+        args.checkpoint if path is None else path,
+        arch=args.arch,
+        arch_kwargs=args.arch_kwargs if arch_kwargs is None else arch_kwargs,
+        ensemble=getattr(args, "ensemble", False),
+        device=device(args),
+        trust=args.trust_checkpoint,
+    )
+
+
+def add_data(
+    p: argparse.ArgumentParser,
+    *,
+    dataset: str | None = "mnist",
+    split: str | None = None,
+    splits: Sequence[str] | None = None,
+) -> None:
+    """``--dataset`` (default ``dataset``; None: the run's), ``--data-root`` and, with
+    ``split``, ``--split`` (default ``split``, one of ``splits`` when given), read by
+    :func:`load_data`."""
+    default = dataset or "the run's"
+    p.add_argument(
+        "--dataset",
+        default=dataset,
+        help=f"mnist, fashion-mnist, cifar10, cifar10-jpeg, ... (default {default})",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="data folder (default $LANDSCAPE_DATA, else the per-user cache)",
+    )
+    if split is not None:
+        p.add_argument(
+            "--split", default=split, choices=splits, help=f"dataset split ({split})"
+        )
+
+
+def recorded_dataset(cfg: dict) -> str | None:
+    """The dataset a run recorded in its config (None when it records none)."""
+    from .train import DatasetSpec
+
+    try:
+        name = DatasetSpec.from_config(cfg).name
+    except (TypeError, ValueError):
+        name = None
+    return name or (cfg.get("model_kwargs") or {}).get("dataset")
+
+
+def dataset_name(
+    args: argparse.Namespace, cfg: dict | None = None, *, default: str | None = None
+) -> str:
+    """``--dataset``, else the dataset the run's config records, else ``default``.
+
+    Raises:
+        CLIError: none of them names one.
+    """
+    name = getattr(args, "dataset", None) or recorded_dataset(cfg or {}) or default
+    if not name:
+        raise CLIError("the run records no dataset", "pass --dataset NAME")
+    return str(name)
+
+
+def load_data(
+    args: argparse.Namespace,
+    cfg: dict | None = None,
+    *,
+    split: str | None = None,
+    num_samples: Any = ...,
+    seed: int = 0,
+    default: str | None = "mnist",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`landscape.data.load_dataset` with the flags of :func:`add_data`: the
+    dataset of :func:`dataset_name` (``default`` when neither the flag nor the run
+    names one), ``--data-root``, ``split`` (default ``--split``) and ``num_samples``
+    examples (default ``--num-samples``; None: all) chosen with ``seed``."""
+    from . import data
+
+    return data.load_dataset(
+        dataset_name(args, cfg, default=default),
+        args.data_root,
+        split=split or args.split,
+        num_samples=args.num_samples if num_samples is ... else num_samples,
+        seed=seed,
+    )
+
+
+def add_choice(
+    p: argparse.ArgumentParser, flag: str, choices: Sequence[str], help: str
+) -> None:
+    """A flag that takes one of ``choices``; the first is its default."""
+    p.add_argument(flag, default=choices[0], choices=list(choices), help=help)
 
 
 def progress(args: argparse.Namespace) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +31,16 @@ __all__ = ["main"]
 PROG = "python -m landscape.connectivity"
 
 
-def _number(s: str) -> float:
-    try:
-        return float(Fraction(s))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"not a number: {s!r} (e.g. 0.3 or 8/255)"
-        ) from None
-
-
 def _common(p: argparse.ArgumentParser, **kw) -> None:
-    p.add_argument(
-        "--dataset", default=None, help="dataset (default: the endpoints' run's)"
-    )
-    p.add_argument(
-        "--data-root", default=None, help="data folder (default $LANDSCAPE_DATA)"
-    )
+    _cli.add_data(p, dataset=None)
     p.add_argument("--seed", type=int, default=0, help="seed (0)")
     _cli.add_common(p, **kw)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog=PROG,
-        description=__doc__.split("\n\n")[0],
+    p = _cli.parser(
+        PROG,
+        __doc__,
         epilog="Run `... train --help` or `... scan --help` for the options.",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_cli.Parser)
@@ -75,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     t.add_argument("--lr", type=float, default=0.01)
     t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--eps", type=_number, default=0.0, help="training eps (0: clean)")
+    t.add_argument(
+        "--eps", type=_cli.number, default=0.0, help="training eps (0: clean)"
+    )
     t.add_argument("--norm", default="linf", choices=("linf", "l2"))
     t.add_argument("--eps-schedule", default="constant")
     t.add_argument("--lr-schedule", default="constant")
@@ -83,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--steps", type=int, default=10, help="PGD steps of the training attack"
     )
-    t.add_argument("--alpha", type=_number, default=None, help="attack step size")
+    t.add_argument("--alpha", type=_cli.number, default=None, help="attack step size")
     t.add_argument("--checkpoint-every", type=int, default=0)
     _common(t)
     s = sub.add_parser("scan", help="loss / accuracy along a trained curve or the line")
@@ -100,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--batch-size", type=int, default=500)
     s.add_argument(
-        "--eps", type=_number, default=0.0, help="attack eps (0: clean only)"
+        "--eps", type=_cli.number, default=0.0, help="attack eps (0: clean only)"
     )
     s.add_argument("--norm", default="linf", choices=("linf", "l2"))
     s.add_argument("--attack", default="pgd", choices=("pgd", "apgd"))
@@ -118,28 +105,14 @@ def _parser() -> argparse.ArgumentParser:
 def _load_model(path: str, device: Any):
     """An endpoint through the one checkpoint loader (weights_only=True): a run
     folder of ``landscape.train`` or a checkpoint file."""
-    from ..train import DatasetSpec
-
     model, cfg = _cli.load_checkpoint(path, device=device)
-    kw = cfg.get("model_kwargs") or {}
-    try:
-        name = DatasetSpec.from_config(cfg).name
-    except (TypeError, ValueError):
-        name = None
     info = {
         "model": cfg.get("model"),
-        "model_kwargs": kw,
-        "dataset": name or kw.get("dataset"),
+        "model_kwargs": cfg.get("model_kwargs") or {},
+        "dataset": _cli.recorded_dataset(cfg),
         "path": str(path),
     }
     return model, info
-
-
-def _dataset(args, info: dict) -> str:
-    name = args.dataset or info.get("dataset")
-    if not name:
-        raise ValueError("the run records no dataset: pass --dataset")
-    return name
 
 
 def _train(args, device) -> str:
@@ -155,25 +128,9 @@ def _train(args, device) -> str:
         info_b["model_kwargs"],
     ):
         raise ValueError(f"{args.a} and {args.b} are different architectures")
-    cfg = CurveConfig(
-        kind=args.kind,
-        num_bends=args.num_bends,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        eps=args.eps,
-        norm=args.norm,
-        eps_schedule=args.eps_schedule,
-        lr_schedule=args.lr_schedule,
-        attack=args.attack if args.eps > 0 else "none",
-        steps=args.steps,
-        alpha=args.alpha,
-        checkpoint_every=args.checkpoint_every,
-        seed=args.seed,
-    )
-    name = _dataset(args, info)
+    flags = _cli.field_flags(args, CurveConfig)
+    cfg = CurveConfig(**{**flags, "attack": args.attack if args.eps > 0 else "none"})
+    name = _cli.dataset_name(args, info)
     x, y = data.load_dataset(
         name, args.data_root, num_samples=args.num_train, seed=args.seed
     )
@@ -225,7 +182,7 @@ def _scan(args, device) -> str:
         info = json.loads(ends.read_text())["a"]
         a, _ = _load_model(info["path"], device)
         curve = Curve.load(p / "curve.pt" if p.is_dir() else p)
-    name = _dataset(args, info)
+    name = _cli.dataset_name(args, info)
     xt, yt = data.load_dataset(
         name, args.data_root, split="test", num_samples=args.num_samples, seed=args.seed
     )
@@ -260,16 +217,13 @@ def _scan(args, device) -> str:
     return f"{line}; wrote {out}"
 
 
-def _body(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def _body(args: argparse.Namespace) -> int:
     device = _cli.device(args)
     print(_train(args, device) if args.command == "train" else _scan(args, device))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command-line tool; errors are one line on stderr with exit status 2."""
-    return _cli.run(_body, argv, PROG)
+main = _cli.entry(_parser, _body)
 
 
 if __name__ == "__main__":

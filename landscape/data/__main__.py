@@ -1,4 +1,6 @@
-"""``python -m landscape.data``: download and verify datasets, show what is where.
+"""``python -m landscape.data``: download, verify and locate the datasets used by
+landscape. The data root is --root, else $LANDSCAPE_DATA, else the per-user cache
+(see `info`).
 
 Examples::
 
@@ -20,12 +22,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog="python -m landscape.data",
-        description="Download, verify and locate the datasets used by landscape. The "
-        "data root is --root, else $LANDSCAPE_DATA, else the per-user cache "
-        "(see `info`).",
-    )
+    p = _cli.parser("python -m landscape.data", __doc__)
     p.add_argument(
         "--debug", action="store_true", help="show the traceback of an error"
     )
@@ -98,13 +95,7 @@ def _info(root_arg: str | None, verify: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 after an error)."""
-    return _cli.run(_main, argv, "python -m landscape.data")
-
-
-def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
     if args.command == "info":
         return _info(args.root, args.verify)
     names = (
@@ -132,6 +123,8 @@ def _main(argv: list[str]) -> int:
         print(f"{name}: verified files in {folder}")
     return 0
 
+
+main = _cli.entry(_parser, _main)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,4 +1,8 @@
-"""``python -m landscape.demo``: see :mod:`landscape.demo`."""
+"""``python -m landscape.demo``: the main job: a small real study of the loss
+landscape of adversarial training on MNIST (train at several eps with a constant and
+a periodic schedule, evaluate, Hessian, gradient scattering, 2D surfaces), writing
+figures and a summary to a run folder. A few minutes on 2 CPU cores; an interrupted
+run resumes. See :mod:`landscape.demo`."""
 
 from __future__ import annotations
 
@@ -17,13 +21,9 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog="python -m landscape.demo",
-        description="The main job: a small real study of the loss landscape of "
-        "adversarial training on MNIST (train at several eps with a constant and a "
-        "periodic schedule, evaluate, Hessian, gradient scattering, 2D surfaces), "
-        "writing figures and a summary to a run folder. A few minutes on 2 CPU cores; "
-        "an interrupted run resumes.",
+    p = _cli.parser(
+        "python -m landscape.demo",
+        __doc__,
         epilog="Example: python -m landscape.demo --out runs/demo && "
         "cat runs/demo/summary.md",
     )
@@ -62,13 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 after an error)."""
-    return _cli.run(_main, argv, "python -m landscape.demo")
-
-
-def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = DemoConfig.smoke() if args.smoke else DemoConfig()
@@ -91,6 +85,8 @@ def _main(argv: list[str]) -> int:
     )
     return 0
 
+
+main = _cli.entry(_parser, _main)
 
 if __name__ == "__main__":
     raise SystemExit(main())

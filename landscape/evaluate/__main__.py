@@ -1,4 +1,7 @@
-"""``python -m landscape.evaluate``: robust evaluation of a checkpoint or run folder.
+"""``python -m landscape.evaluate``: robust evaluation of a checkpoint or run folder
+(clean accuracy, attacks in sequence, pointwise worst case, eps sweep,
+gradient-masking checks). Writes <out>_<norm>.npz/.json (EvalResult) and a readable
+<out>_<norm>.txt table.
 
 Example:
     python -m landscape.evaluate runs/mnist_pgd --dataset mnist --num-samples 1000 \\
@@ -8,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
@@ -21,34 +23,9 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog="python -m landscape.evaluate",
-        description="Robust evaluation (clean accuracy, attacks in sequence, pointwise "
-        "worst case, eps sweep, gradient-masking checks). Writes <out>_<norm>.npz/.json "
-        "(EvalResult) and a readable <out>_<norm>.txt table.",
-    )
-    p.add_argument(
-        "model",
-        help="run folder or checkpoint of landscape.train, or a state-dict file "
-        "(with --arch)",
-    )
-    _cli.add_model_flags(p)
-    p.add_argument(
-        "--ensemble",
-        action="store_true",
-        help="evaluate the end-of-period ensemble of a run folder",
-    )
-    p.add_argument(
-        "--dataset",
-        default="mnist",
-        help="mnist | fashion-mnist | cifar10 | cifar10-jpeg (default mnist)",
-    )
-    p.add_argument(
-        "--data-root",
-        default=os.environ.get("LANDSCAPE_DATA"),
-        help="data folder (default $LANDSCAPE_DATA)",
-    )
-    p.add_argument("--split", default="test")
+    p = _cli.parser("python -m landscape.evaluate", __doc__)
+    _cli.add_checkpoint(p, ensemble=True)
+    _cli.add_data(p, split="test")
     p.add_argument(
         "--eps",
         type=float,
@@ -90,37 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ignore and overwrite an existing state file",
     )
-    _cli.add_common(
-        p,
-        num_samples=1000,
-        out="data/results/eval",
-        out_help="output prefix (default data/results/eval)",
-        trust=True,
-    )
+    _cli.add_common(p, num_samples=1000, out="data/results/eval", out_help="prefix")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 after an error)."""
-    return _cli.run(_main, argv, "python -m landscape.evaluate")
-
-
-def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    from .. import data
-
-    device = _cli.device(args)
-    model, _ = _cli.load_checkpoint(
-        args.model,
-        arch=args.arch,
-        arch_kwargs=args.arch_kwargs,
-        ensemble=args.ensemble,
-        device=device,
-        trust=args.trust_checkpoint,
-    )
-    x, y = data.load_dataset(
-        args.dataset, args.data_root, split=args.split, num_samples=args.num_samples
-    )
+def _main(args: argparse.Namespace) -> int:
+    model, _ = _cli.load_model(args)
+    x, y = _cli.load_data(args)
     norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
     for i, norm in enumerate(norms):
         eps = args.eps if i == 0 or args.eps_l2 is None else args.eps_l2
@@ -145,11 +98,7 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path):
         (x, y),
         eps=eps,
         norm=norm,
-        preset=args.preset,
-        scale=args.scale,
-        steps=args.steps,
-        restarts=args.restarts,
-        queries=args.queries,
+        **_cli.pick(args, "preset", "scale", "steps", "restarts", "queries"),
         batch_size=args.batch_size,
         checks=not args.no_checks,
         state_path=state,
@@ -161,6 +110,8 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path):
     state.unlink(missing_ok=True)
     return res
 
+
+main = _cli.entry(_parser, _main)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,5 +1,8 @@
-"""``python -m landscape.hessian``: curvature of a checkpoint (top eigenvalues,
-spectral density, trace), clean and adversarial."""
+"""``python -m landscape.hessian``: curvature of a trained model's loss on a fixed
+data subset: top Hessian eigenvalues (Lanczos), spectral density (stochastic Lanczos
+quadrature) and trace (Hutchinson / Hutch++), on clean data and on adversarial data
+attacked once at the model (PGD at each --eps). Results are written as .npz + .json
+files (landscape.io.Result) into --out."""
 
 from __future__ import annotations
 
@@ -40,15 +43,9 @@ def load_checkpoint_model(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog="python -m landscape.hessian",
-        description=(
-            "Curvature of a trained model's loss on a fixed data subset: top Hessian "
-            "eigenvalues (Lanczos), spectral density (stochastic Lanczos quadrature) "
-            "and trace (Hutchinson / Hutch++), on clean data and on adversarial data "
-            "attacked once at the model (PGD at each --eps). Results are written as "
-            ".npz + .json files (landscape.io.Result) into --out."
-        ),
+    p = _cli.parser(
+        "python -m landscape.hessian",
+        __doc__,
         epilog=(
             "examples:\n"
             "  python -m landscape.hessian runs/mnist-lenet --eps 0 0.1 0.3 --top-k 5 "
@@ -58,19 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "checkpoint",
-        help="run folder (final.pt + config.json), checkpoint file, or state_dict file "
-        "(then give --arch)",
-    )
-    _cli.add_model_flags(p)
-    p.add_argument(
-        "--dataset", default=None, help="dataset (default: the run's, else mnist)"
-    )
-    p.add_argument(
-        "--data-root", default=None, help="data folder (default $LANDSCAPE_DATA)"
-    )
-    p.add_argument("--split", default="train", choices=["train", "test"])
+    _cli.add_checkpoint(p)
+    _cli.add_data(p, dataset=None, split="train", splits=["train", "test"])
     p.add_argument(
         "--batch-size", type=_cli.positive_int, default=500, help="HVP batch size"
     )
@@ -105,57 +91,66 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dtype", default="float32", choices=list(_DTYPES))
     p.add_argument("--seed", type=int, default=0)
-    _cli.add_common(
-        p,
-        num_samples=1000,
-        out="data/results/hessian",
-        out_help="output folder (default data/results/hessian)",
-        trust=True,
-    )
+    _cli.add_common(p, num_samples=1000, out="data/results/hessian", out_help="folder")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 after an error)."""
-    return _cli.run(_main, argv, "python -m landscape.hessian")
-
-
-def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    from .. import data as _data
-    from .._utils import seed_everything
-    from ..io import atomic_write
-    from ._api import adversarial_data, top_eigenvalues, trace
+def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
+    """The analyses the flags ask for on one set of batches; saves each result and
+    returns the summary row's numbers."""
+    from ._api import top_eigenvalues, trace
     from ._spectrum import lanczos_density
 
-    gen = seed_everything(args.seed)
-    device = _cli.device(args)
-    model, cfg = _cli.load_checkpoint(
-        args.checkpoint,
-        arch=args.arch,
-        arch_kwargs=args.arch_kwargs,
-        device=device,
-        trust=args.trust_checkpoint,
-    )
-    show = _cli.progress(args)
-    from ..train import DatasetSpec
-
-    dataset = args.dataset or DatasetSpec.from_config(cfg).name or "mnist"
-    x, y = _data.load_dataset(
-        dataset,
-        args.data_root,
-        split=args.split,
-        num_samples=args.num_samples,
-        seed=args.seed,
-    )
-    clean = [
-        (x[i : i + args.batch_size].to(device), y[i : i + args.batch_size].to(device))
-        for i in range(0, len(x), args.batch_size)
-    ]
     loss_fn = nn.CrossEntropyLoss()
+    common = dict(
+        dtype=_DTYPES[args.dtype], generator=gen, progressbar=_cli.progress(args)
+    )
+    row: dict = {}
+    if args.top_k > 0:
+        eig = top_eigenvalues(
+            model,
+            loss_fn,
+            batches,
+            num=args.top_k,
+            **_cli.pick(args, "which", "tol", "max_iter"),
+            **common,
+        )
+        eig.save(out / f"eigenpairs_{tag}.npz")
+        row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
+        row["hvps"] = eig.num_hvps
+    if args.density:
+        dens = lanczos_density(
+            model,
+            loss_fn,
+            batches,
+            **_cli.pick(args, "num_iters", "num_runs"),
+            **common,
+        )
+        dens.save(out / f"density_{tag}.npz")
+    if args.trace:
+        method = args.trace_method
+        tr = trace(
+            model, loss_fn, batches, num_probes=args.num_probes, method=method, **common
+        )
+        tr.save(out / f"trace_{tag}.npz")
+        row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]
+    return row
+
+
+def _main(args: argparse.Namespace) -> int:
+    from .. import data
+    from .._utils import seed_everything
+    from ..io import atomic_write
+    from ._api import adversarial_data
+
+    gen = seed_everything(args.seed)
+    model, cfg = _cli.load_model(args)
+    x, y = _cli.load_data(args, cfg, seed=args.seed)
+    clean = list(
+        data.batches(x, y, batch_size=args.batch_size, device=_cli.device(args))
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = _DTYPES[args.dtype]
     summary = []
     for eps in args.eps:
         batches = (
@@ -164,59 +159,18 @@ def _main(argv: list[str]) -> int:
             else adversarial_data(
                 model,
                 clean,
+                **_cli.pick(args, "norm", "alpha", "steps"),
                 eps=eps,
-                norm=args.norm,
-                alpha=args.alpha,
-                steps=args.steps,
                 generator=gen,
             )
         )
-        tag = f"eps{eps:g}"
-        row: dict = {"eps": eps}
-        if args.top_k > 0:
-            eig = top_eigenvalues(
-                model,
-                loss_fn,
-                batches,
-                num=args.top_k,
-                which=args.which,
-                tol=args.tol,
-                max_iter=args.max_iter,
-                dtype=dtype,
-                generator=gen,
-                progressbar=show,
-            )
-            eig.save(out / f"eigenpairs_{tag}.npz")
-            row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
-            row["hvps"] = eig.num_hvps
-        if args.density:
-            dens = lanczos_density(
-                model,
-                loss_fn,
-                batches,
-                num_iters=args.num_iters,
-                num_runs=args.num_runs,
-                dtype=dtype,
-                generator=gen,
-                progressbar=show,
-            )
-            dens.save(out / f"density_{tag}.npz")
-        if args.trace:
-            tr = trace(
-                model,
-                loss_fn,
-                batches,
-                num_probes=args.num_probes,
-                method=args.trace_method,
-                dtype=dtype,
-                generator=gen,
-                progressbar=show,
-            )
-            tr.save(out / f"trace_{tag}.npz")
-            row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]
+        row = {"eps": eps, **_curvature(args, model, batches, out, f"eps{eps:g}", gen)}
         summary.append(row)
         print(json.dumps(row))
     with atomic_write(out / "summary.json", "w") as f:
         json.dump({"checkpoint": str(args.checkpoint), "rows": summary}, f, indent=1)
     print(f"wrote {out}/")
     return 0
+
+
+main = _cli.entry(_parser, _main)

@@ -1,4 +1,7 @@
-"""``python -m landscape.scattering CHECKPOINT ...``: the command-line tool."""
+"""``python -m landscape.scattering``: gradient scattering of the
+adversarial loss (Prop. 2 of Liu et al. 2020) for a trained model:
+gradient-Lipschitz ratio, gradient cosine, excess and perturbation cosine at w and
+w + s v."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .. import _cli, _utils
@@ -16,18 +18,8 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog="python -m landscape.scattering",
-        description="Gradient scattering of the adversarial loss (Prop. 2 of Liu et al. "
-        "2020) for a trained model: gradient-Lipschitz ratio, gradient cosine, "
-        "excess and perturbation cosine at w and w + s v.",
-    )
-    p.add_argument(
-        "checkpoint",
-        help="a run folder of landscape.train, a training checkpoint, or a state "
-        "dict (with --arch)",
-    )
-    _cli.add_model_flags(p)
+    p = _cli.parser("python -m landscape.scattering", __doc__)
+    _cli.add_checkpoint(p)
     p.add_argument(
         "--activation",
         default="relu",
@@ -39,9 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ACT",
         help="also measure models.smooth_twin(model, ACT) (e.g. softplus)",
     )
-    p.add_argument("--dataset", default="mnist", help="landscape.data name (mnist)")
-    p.add_argument("--data-root", default=None, help="data folder ($LANDSCAPE_DATA)")
-    p.add_argument("--split", default="test")
+    _cli.add_data(p, split="test")
     p.add_argument("--batch-size", type=_cli.positive_int, default=128)
     p.add_argument("--eps", type=float, nargs="+", required=True)
     p.add_argument("--scales", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1])
@@ -54,18 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-random-start", action="store_true")
     p.add_argument("--chunk-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    _cli.add_common(
-        p,
-        num_samples=512,
-        out=None,
-        out_required=True,
-        out_help="result path (.npz)",
-        trust=True,
-    )
+    _cli.add_common(p, num_samples=512, out=None, out_help="result path (.npz)")
     return p
 
 
-def _load_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
+def _load_model(args: argparse.Namespace) -> nn.Module:
     kwargs = args.arch_kwargs
     if args.arch is not None:
         shape = (3, 32, 32) if args.dataset.startswith("cifar") else (1, 28, 28)
@@ -75,39 +58,16 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
             "dataset": args.dataset,
             **(kwargs or {}),
         }
-    model, _ = _cli.load_checkpoint(
-        args.checkpoint,
-        arch=args.arch,
-        arch_kwargs=kwargs,
-        device=device,
-        trust=args.trust_checkpoint,
-    )
-    return model
+    return _cli.load_model(args, arch_kwargs=kwargs)[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: measure scattering for a checkpoint and save the result."""
-    return _cli.run(_main, argv, "python -m landscape.scattering")
-
-
-def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    device = _cli.device(args)
+def _main(args: argparse.Namespace) -> int:
     gen = _utils.seed_everything(args.seed)
-    model = _load_model(args, device)
-    from .. import data as ldata
+    model = _load_model(args)
+    from .. import data
 
-    x, y = ldata.load_dataset(
-        args.dataset,
-        args.data_root,
-        split=args.split,
-        num_samples=args.num_samples,
-        seed=args.seed,
-    )
-    batches = [
-        (x[i : i + args.batch_size], y[i : i + args.batch_size])
-        for i in range(0, len(x), args.batch_size)
-    ]
+    x, y = _cli.load_data(args, seed=args.seed)
+    batches = data.batches(x, y, batch_size=args.batch_size)
     targets = {"model": model}
     if args.smooth_twin:
         from .. import models
@@ -119,11 +79,7 @@ def _main(argv: list[str]) -> int:
             m,
             None,
             batches,
-            eps=args.eps,
-            scales=args.scales,
-            directions=args.directions,
-            num_directions=args.num_directions,
-            norm=args.norm,
+            **_cli.pick(args, "eps", "scales", "directions", "num_directions", "norm"),
             steps=args.steps,
             random_start=not args.no_random_start,
             chunk_size=args.chunk_size,
@@ -144,3 +100,6 @@ def _main(argv: list[str]) -> int:
             )
         print(f"wrote {path}")
     return 0
+
+
+main = _cli.entry(_parser, _main)

@@ -41,43 +41,15 @@ def _grid(values: list[float], flag: str) -> np.ndarray:
     return np.linspace(lo, hi, int(num))
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "checkpoint",
-        type=Path,
-        help="a run folder or checkpoint of landscape.train (config.json names the "
-        "model), or a file {'model': state_dict, 'arch': name, 'arch_kwargs': {...}}",
-    )
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--arch",
-        default=None,
-        help="architecture for landscape.models.build (overrides the checkpoint's)",
-    )
-    g.add_argument("--model", dest="arch", help=argparse.SUPPRESS)
-    g.add_argument(
-        "--arch-kwargs",
-        type=_cli.json_dict,
-        default=None,
-        help="JSON dict of build() keyword arguments",
-    )
-
-
 def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument(
-        "--dataset", default="mnist", help="landscape.data.load_dataset name"
-    )
+    _cli.add_data(g, split="test")
     g.add_argument(
         "--data",
         type=Path,
         default=None,
         help="a torch file holding (x, y) or {'x':..., 'y':...} instead of --dataset",
     )
-    g.add_argument(
-        "--data-root", default=None, help="dataset folder (default: $LANDSCAPE_DATA)"
-    )
-    g.add_argument("--split", default="test", help="dataset split")
     g.add_argument(
         "--batch-size",
         default="auto",
@@ -102,18 +74,8 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--line", action="store_true", help="a 1D line along the first direction"
     )
-    g.add_argument(
-        "--norm",
-        default="filter",
-        choices=["filter", "layer", "none"],
-        help="direction normalisation",
-    )
-    g.add_argument(
-        "--ignore",
-        default="biasbn",
-        choices=["biasbn", "none"],
-        help="zero biases and BatchNorm parameters",
-    )
+    _cli.add_choice(g, "--norm", ["filter", "layer", "none"], "direction normalisation")
+    _cli.add_choice(g, "--ignore", ["biasbn", "none"], "zero biases and BatchNorm")
     g.add_argument(
         "--orthogonal",
         action="store_true",
@@ -143,19 +105,17 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
 
 def _attack_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("adversarial")
-    g.add_argument(
+    _cli.add_choice(
+        g,
         "--adversarial",
-        default="clean",
-        choices=["clean", "fixed", "reattack"],
-        help="clean loss, examples attacked once at the centre, or re-attacked at "
-        "every point",
+        ["clean", "fixed", "reattack"],
+        "clean loss, examples attacked once at the centre, or re-attacked at every "
+        "point",
     )
     g.add_argument(
         "--eps", type=float, default=None, help="attack budget (needed unless clean)"
     )
-    g.add_argument(
-        "--attack-norm", default="linf", choices=["linf", "l2"], help="attack norm"
-    )
+    _cli.add_choice(g, "--attack-norm", ["linf", "l2"], "attack norm")
     g.add_argument("--steps", type=_cli.positive_int, default=10, help="PGD steps")
     g.add_argument(
         "--alpha",
@@ -167,12 +127,7 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
-    g.add_argument(
-        "--strategy",
-        default="auto",
-        choices=["auto", "loop", "vmap"],
-        help="evaluation strategy",
-    )
+    _cli.add_choice(g, "--strategy", ["auto", "loop", "vmap"], "evaluation strategy")
     g.add_argument(
         "--partial",
         type=Path,
@@ -205,18 +160,13 @@ def compute_parser(prog: str = f"{PROG} compute") -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _model_args(p)
+    _cli.add_checkpoint(p.add_argument_group("model"))
     _data_args(p)
     _grid_args(p)
     _attack_args(p)
     _run_args(p)
     _cli.add_common(
-        p,
-        num_samples=1000,
-        out=None,
-        out_required=True,
-        out_help="where to save the Surface (.npz)",
-        trust=True,
+        p, num_samples=1000, out=None, out_help="where to save the Surface (.npz)"
     )
     return p
 
@@ -234,11 +184,7 @@ def _load_data(args: argparse.Namespace) -> list:
                 "save {'x': images, 'y': labels} or (x, y) with torch.save",
             )
     else:
-        from .. import data
-
-        x, y = data.load_dataset(
-            args.dataset, args.data_root, split=args.split, num_samples=args.num_samples
-        )
+        x, y = _cli.load_data(args)
     x, y = x[: args.num_samples], y[: args.num_samples]
     return [(torch.as_tensor(x), torch.as_tensor(y))]
 
@@ -285,14 +231,10 @@ def _surface(args, model, data, dirs, gen):
     bs = args.batch_size if args.batch_size in ("auto", None) else int(args.batch_size)
     common = dict(
         adversarial=None if args.adversarial == "clean" else args.adversarial,
-        eps=args.eps,
         norm=args.attack_norm,
-        steps=args.steps,
-        alpha=args.alpha,
-        strategy=args.strategy,
+        **_cli.pick(args, "eps", "steps", "alpha", "strategy", "save_interval"),
         batch_size=bs,
         partial_path=args.partial,
-        save_interval=args.save_interval,
         generator=gen,
         progressbar=_cli.progress(args),
     )
@@ -313,16 +255,9 @@ def compute(args: argparse.Namespace) -> int:
     _grid(args.grid, "--grid")  # bad grids fail before any loading
     if args.ygrid:
         _grid(args.ygrid, "--ygrid")
-    device = _cli.device(args)
 
     def load(path):
-        return _cli.load_checkpoint(
-            path,
-            arch=args.arch,
-            arch_kwargs=args.arch_kwargs,
-            device=device,
-            trust=args.trust_checkpoint,
-        )[0]
+        return _cli.load_model(args, path)[0]
 
     model = load(args.checkpoint)
     data = _load_data(args)
@@ -336,7 +271,7 @@ def compute(args: argparse.Namespace) -> int:
     with lock:  # one process per partial file
         surf = _surface(args, model, data, dirs, gen)
     surf = dataclasses.replace(
-        surf, meta={**surf.meta, "checkpoint": str(args.checkpoint), **meta}
+        surf, meta={**surf.meta, "checkpoint": str(Path(args.checkpoint)), **meta}
     )
     path = surf.save(args.out)
     print(f"saved {path} (loss at the centre {surf.center_loss:.4g})")

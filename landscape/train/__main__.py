@@ -1,4 +1,7 @@
-"""``python -m landscape.train``: adversarial training with the paper's presets.
+"""``python -m landscape.train``: adversarial training with the paper's presets and
+eps / lr schedules (constant, warm-up, periodic), per-epoch robust metrics,
+checkpoints, exact resume and end-of-period ensembles. Rerun with the same --run-dir
+to resume.
 
 Examples::
 
@@ -16,13 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .. import _cli
 from ..schedules import EPS_SCHEDULES, LR_SCHEDULES
-from ._config import PRESETS, preset, smoke
+from ._config import PRESETS, Runtime, Science, preset, smoke
 
 __all__ = ["main"]
 
@@ -32,16 +34,6 @@ _IN_SHAPES = {
     "cifar10": (3, 32, 32),
     "cifar10-jpeg": (3, 32, 32),
 }
-
-
-def _number(s: str) -> float:
-    """A float, also written as a fraction (``8/255``)."""
-    try:
-        return float(Fraction(s))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"not a number: {s!r} (e.g. 0.3 or 8/255)"
-        ) from None
 
 
 def _periods(s: str) -> Any:
@@ -61,11 +53,9 @@ _pos = _cli.positive_int
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog="python -m landscape.train",
-        description="Adversarial training with eps / lr schedules (constant, warm-up, "
-        "periodic), per-epoch robust metrics, checkpoints, exact resume and "
-        "end-of-period ensembles. Rerun with the same --run-dir to resume.",
+    p = _cli.parser(
+        "python -m landscape.train",
+        __doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("preset", choices=sorted(PRESETS), help="the paper's setting")
@@ -100,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=["sgd", "adam"])
     g.add_argument("--lr", type=float)
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--eps", type=_number, help="target budget, e.g. 0.3 or 8/255")
+    g.add_argument("--eps", type=_cli.number, help="target budget, e.g. 0.3 or 8/255")
     g.add_argument("--norm", choices=["linf", "l2"])
     g.add_argument("--eps-schedule", help=f"one of {sorted(EPS_SCHEDULES)}")
     g.add_argument("--eps-kwargs", type=_json, help="JSON, e.g. '{\"ramp\": 0.5}'")
@@ -131,46 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 after an error)."""
-    return _cli.run(_main, argv, "python -m landscape.train")
-
-
-def _main(argv: list[str]) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
     import torch
 
     from .. import data as _data
     from .. import models as _models
     from ._loop import adversarial_train
 
-    over = {
-        k: getattr(args, k)
-        for k in (
-            "epochs",
-            "batch_size",
-            "optimizer",
-            "lr",
-            "weight_decay",
-            "eps",
-            "norm",
-            "eps_schedule",
-            "eps_kwargs",
-            "lr_schedule",
-            "lr_kwargs",
-            "periods",
-            "attack",
-            "steps",
-            "alpha_rel",
-            "alpha",
-            "eval_num",
-            "eval_steps",
-            "checkpoint_every",
-            "seed",
-            "compile",
-        )
-    }
+    over = _cli.field_flags(args, Science, Runtime)  # the flags of config settings
     if args.alpha_rel is not None:
         over["alpha"] = None
     try:
@@ -180,7 +138,8 @@ def _main(argv: list[str]) -> int:
         if args.width is not None:
             cfg = cfg.replace(model_kwargs={**cfg.model_kwargs, "width": args.width})
     except (ValueError, TypeError) as err:
-        parser.error(str(err))
+        prog = "python -m landscape.train"
+        raise _cli.CLIError(f"{prog}: {err}", f"see {prog} --help") from None
     run_dir = Path(
         args.run_dir or f"runs/{args.preset}{'-smoke' if args.smoke else ''}"
     )
@@ -239,6 +198,8 @@ def _main(argv: list[str]) -> int:
         )
     return 0
 
+
+main = _cli.entry(_parser, _main)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""The one CLI layer (issue 13, item 4): every tool takes its parser, entry point,
+checkpoint loader, data loader and shared flags from ``landscape._cli``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+
+import pytest
+import torch
+
+from landscape import _cli, models, train
+
+# tool -> module that defines its parser and body
+TOOLS = {
+    "evaluate": "landscape.evaluate.__main__",
+    "hessian": "landscape.hessian._cli",
+    "scattering": "landscape.scattering._cli",
+    "report": "landscape.report._cli",
+    "surface": "landscape.surface._cli",
+    "connectivity": "landscape.connectivity.__main__",
+    "train": "landscape.train.__main__",
+    "data": "landscape.data.__main__",
+    "demo": "landscape.demo.__main__",
+}
+CHECKPOINT_TOOLS = ("evaluate", "hessian", "scattering", "report", "surface")
+
+
+def _tool_parser(tool: str) -> argparse.ArgumentParser:
+    mod = importlib.import_module(TOOLS[tool])
+    return mod.compute_parser() if tool == "surface" else mod._parser()
+
+
+@pytest.mark.parametrize("tool", CHECKPOINT_TOOLS)
+def test_checkpoint_tools_load_through_the_one_loader(tool):
+    mod = importlib.import_module(TOOLS[tool])
+    source = inspect.getsource(mod)
+    assert "_cli.load_model(" in source
+    body = mod.compute if tool == "surface" else mod._main
+    assert "load_checkpoint(" not in inspect.getsource(body)
+    assert "load_torch(" not in inspect.getsource(body)
+    flags = _tool_parser(tool)._option_string_actions
+    for flag in ("--arch", "--model", "--arch-kwargs", "--trust-checkpoint"):
+        assert flag in flags, (tool, flag)
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_every_tool_has_the_shared_flags_and_entry_point(tool):
+    mod = importlib.import_module(TOOLS[tool])
+    if tool != "surface":  # surface dispatches its `compute` command itself
+        assert mod.main.__qualname__ == "entry.<locals>.main"
+    p = _tool_parser(tool)
+    assert isinstance(p, _cli.Parser)
+    assert p.description  # from the module docstring (the tool's one description)
+    if tool == "connectivity":  # its subcommands carry the flags
+        p = p._subparsers._group_actions[0].choices["scan"]
+    assert "--debug" in p._option_string_actions
+    if tool != "data":  # data only downloads and lists files
+        for flag in ("--device", "--no-progress", "--progress"):
+            assert flag in p._option_string_actions, (tool, flag)
+
+
+def test_parser_description_is_the_docstring_paragraph():
+    p = _cli.parser("t", "``python -m t``: does ``X``\n  on two lines.\n\nExample: t")
+    assert p.description == "Does X on two lines."
+    with pytest.raises(_cli.CLIError, match="see t --help"):
+        p.parse_args(["--nope"])
+
+
+def test_entry_parses_under_the_error_rules(capsys):
+    def make():
+        p = _cli.parser("t", "does t")
+        p.add_argument("--n", type=_cli.positive_int, default=1)
+        return p
+
+    main = _cli.entry(make, lambda args: 0 if args.n == 3 else 1)
+    assert main(["--n", "3"]) == 0
+    assert main(["--n", "0"]) == 2
+    assert "must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_argparse_types():
+    assert _cli.number("8/255") == 8 / 255
+    assert _cli.number("0.3") == 0.3
+    assert _cli.nonnegative_int("0") == 0
+    for parse, bad in ((_cli.number, "1/0"), (_cli.positive_int, "0")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="0 or more"):
+        _cli.nonnegative_int("-1")
+
+
+def test_field_flags_are_the_flags_named_like_config_fields():
+    from landscape.train.__main__ import _parser
+
+    args = _parser().parse_args(["mnist-lenet", "--eps", "8/255", "--width", "2"])
+    over = _cli.field_flags(args, train.Science, train.Runtime)
+    assert over["eps"] == 8 / 255 and "width" not in over and "device" not in over
+    assert {"epochs", "eval_num", "compile", "alpha_rel"} <= set(over)
+
+
+@pytest.mark.parametrize(
+    "cfg, name",
+    [
+        ({"data": {"name": "fashion-mnist"}}, "fashion-mnist"),
+        ({"data": {"dataset": "cifar10"}}, "cifar10"),
+        ({"dataset": {"name": "mnist", "num_train": 5}}, "mnist"),
+        ({"model_kwargs": {"dataset": "cifar10"}}, "cifar10"),
+        ({}, None),
+    ],
+)
+def test_dataset_name_reads_every_config_format(cfg, name):
+    args = argparse.Namespace(dataset=None)
+    if name is None:
+        with pytest.raises(_cli.CLIError, match="--dataset"):
+            _cli.dataset_name(args, cfg)
+        assert _cli.dataset_name(args, cfg, default="mnist") == "mnist"
+    else:
+        assert _cli.dataset_name(args, cfg) == name
+    assert _cli.dataset_name(argparse.Namespace(dataset="x"), cfg) == "x"
+
+
+def test_load_model_uses_the_checkpoint_flags(tmp_path):
+    net = models.build("mlp", in_shape=(4,), hidden=(3,))
+    torch.save({"model": net.state_dict()}, tmp_path / "sd.pt")
+    p = _cli.parser("t", "t")
+    _cli.add_checkpoint(p)
+    _cli.add_common(p)
+    kw = json.dumps({"in_shape": [4], "hidden": [3]})
+    args = p.parse_args([str(tmp_path / "sd.pt"), "--arch", "mlp", "--arch-kwargs", kw])
+    got, cfg = _cli.load_model(args)
+    assert cfg == {} and not got.training
+    for a, b in zip(got.state_dict().values(), net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_training_configs_share_one_attack_check():
+    from landscape.connectivity._train import CurveConfig
+
+    for bad in (dict(attack="cw"), dict(steps=0), dict(alpha=-1.0)):
+        with pytest.raises(ValueError) as a:
+            train.TrainConfig(**bad)
+        with pytest.raises(ValueError) as b:
+            CurveConfig(**bad)
+        assert str(a.value) == str(b.value)
+
+
+def test_tensor_batches_is_the_one_loader():
+    x, y = torch.arange(10.0), torch.arange(10)
+    a = train.TensorBatches(x, y, batch_size=3, shuffle=True, seed=4)
+    from landscape import data
+
+    b = data.batches(x, y, batch_size=3, shuffle=True, seed=4)
+    for _ in range(2):  # two epochs: the same reshuffled orders
+        assert [t.tolist() for _, t in a] == [t.tolist() for _, t in b]
