@@ -8,11 +8,11 @@ Every ``figures/figNN_name.py`` follows one pattern (STYLE.md section 10)::
     def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]: ...
 
     def main(argv=None) -> int:
-        ctx = _common.setup(_common.parser(__doc__).parse_args(argv), "fig02_learning_curves")
-        data = _common.cached(ctx, "fig02_learning_curves", lambda: compute(ctx))
-        paths = draw(data, ctx)
-        _common.report(ctx, paths)
-        return 0
+        return _common.run_figure(argv, __doc__, "fig02_learning_curves", compute, draw)
+
+(:func:`run_figure` parses the common flags, computes through the cache, draws and
+reports what was written; ``study=`` hands ``--study`` / ``--from-results`` over to
+the study tier, ``_study.run``.)
 
 Sizes: ``--smoke`` (tiny, CPU, < 30 s, results and figures in a temporary folder or
 ``--out-dir``), the default CPU size (a few minutes: an illustration), ``--study`` (the
@@ -57,7 +57,11 @@ __all__ = [
     "setup",
     "cached",
     "save_figure",
+    "write_markdown",
     "report",
+    "run_figure",
+    "paper_lenet_config",
+    "small_lenet_config",
     "mnist",
     "commit",
     "train_warmup",
@@ -386,6 +390,14 @@ def save_figure(fig: Any, ctx: Context, stem: str | None = None) -> list[Path]:
     return savefig(fig, ctx.out_dir / (stem or ctx.name))
 
 
+def write_markdown(ctx: Context, text: str) -> Path:
+    """Write a figure's table as ``<out_dir>/<name>.md`` (atomic write)."""
+    path = ctx.out_dir / f"{ctx.name}.md"
+    with lio.atomic_write(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def report(ctx: Context, paths: list[Path], note: str | None = None) -> None:
     """Print what was written (and a note on the size, e.g. that a CPU size is far from
     the paper's numbers)."""
@@ -393,6 +405,69 @@ def report(ctx: Context, paths: list[Path], note: str | None = None) -> None:
         print(f"[{ctx.name}] wrote {_rel(Path(p))}")
     if note:
         print(f"[{ctx.name}] note: {note}")
+
+
+def run_figure(
+    argv: list[str] | None,
+    doc: str | None,
+    name: str,
+    compute: Callable[[Context], FigureData],
+    draw: Callable[[FigureData, Context], list[Path]],
+    *,
+    show: Callable[[FigureData, Context], None] | None = None,
+    note: str | Callable[[Context], str] | None = None,
+    full_note: bool = False,
+    study: Callable[[Context], int] | None = None,
+) -> int:
+    """The ``main(argv)`` of a figure script: parse the common flags (:func:`parser`,
+    :func:`setup`); with ``--study`` / ``--from-results`` hand over to ``study(ctx)``
+    when the script has a study tier; else ``compute(ctx)`` through :func:`cached`,
+    ``draw(data, ctx)``, ``show(data, ctx)`` (prints the numbers) and
+    :func:`report` the files written with ``note`` (a note on the CPU sizes, or a
+    function of the context that makes it: left out with ``--full`` unless
+    ``full_note``). Returns the exit status, 0."""
+    ctx = setup(parser(doc).parse_args(argv), name)
+    if study is not None and ctx.size == "study":
+        return study(ctx)
+    data = cached(ctx, name, lambda: compute(ctx))
+    paths = draw(data, ctx)
+    if show is not None:
+        show(data, ctx)
+    if ctx.size == "full" and not full_note:
+        note = None
+    report(ctx, paths, note(ctx) if callable(note) else note)
+    return 0
+
+
+def paper_lenet_config(ctx: Context, eps: float, **kw: Any):
+    """The paper's MNIST LeNet training at ``eps`` (preset ``mnist-lenet``: PGD step
+    0.01 with ``eps / 0.01 + 10`` steps; plain training at eps 0), seeded with
+    ``ctx.seed``; ``kw`` overrides fields."""
+    from landscape import train
+
+    cfg, _ = train.preset("mnist-lenet", eps=eps, steps=int(round(eps / 0.01)) + 10)
+    return cfg.replace(attack="pgd" if eps > 0 else "none", seed=ctx.seed, **kw)
+
+
+def small_lenet_config(ctx: Context, s: dict, eps: float, **kw: Any):
+    """A CPU-size MNIST LeNet training run: ``s["epochs"]`` epochs of batch 50, Adam at
+    ``s["lr"]``, PGD-``s["steps"]`` at ``eps`` (plain training at eps 0), no
+    constant-classifier check, seeded with ``ctx.seed``; ``kw`` sets more fields."""
+    from landscape import train
+
+    return train.TrainConfig(
+        epochs=s["epochs"],
+        batch_size=50,
+        optimizer="adam",
+        lr=s["lr"],
+        eps=eps,
+        attack="pgd" if eps > 0 else "none",
+        steps=s["steps"],
+        co_check_num=0,
+        seed=ctx.seed,
+        model="lenet",
+        **kw,
+    )
 
 
 def _rel(path: Path) -> str:

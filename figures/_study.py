@@ -26,6 +26,7 @@ Statistics: mean, standard deviation and a 95 % t-interval over seeds
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -48,6 +49,9 @@ __all__ = [
     "summary",
     "welch",
     "write_csv",
+    "publish",
+    "run",
+    "verdict_line",
 ]
 
 SIZE: dict[str, Any] = dict(
@@ -403,14 +407,23 @@ def fmt(s: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
     return f"{s['mean'] * scale:.{digits}f} +- {s['std'] * scale:.{digits}f}"
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence]) -> Path:
-    """A small CSV table (atomic write)."""
+def write_csv(
+    path: Path,
+    columns: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    meta: dict | None = None,
+) -> Path:
+    """A small CSV table (atomic write); with ``meta`` (a study table's), headed by a
+    ``# commit ...; command: ...`` line."""
     import csv
     import io as _io
 
     from landscape.io import atomic_write
 
     buf = _io.StringIO()
+    if meta is not None:
+        buf.write(f"# commit {meta.get('commit')}; command: {meta.get('command')}\n")
     w = csv.writer(buf)
     w.writerow(columns)
     w.writerows(rows)
@@ -656,11 +669,55 @@ def publish(
         return []
     npz = _common.PUBLISHED / f"{key}_study.npz"
     fd.save(npz)
-    meta = fd.meta
-    head = [f"# commit {meta.get('commit')}; command: {meta.get('command')}"]
-    csv = write_csv(_common.PUBLISHED / f"{key}_study.csv", columns, rows)
-    csv.write_text("\n".join(head) + "\n" + csv.read_text())
+    csv = write_csv(_common.PUBLISHED / f"{key}_study.csv", columns, rows, meta=fd.meta)
     return [npz, Path(f"{npz}.json"), csv]
+
+
+def run(
+    ctx,
+    name: str,
+    compute: Callable[..., Any],
+    draw: Callable[..., list[Path]],
+    *,
+    more: Callable[..., list[Path]] | None = None,
+    tables: Sequence[str] = ("rows",),
+    test_line: Callable[[str, dict], str | None] | None = None,
+) -> int:
+    """The ``--study`` / ``--from-results`` main of a figure script: the table
+    (:func:`assemble` of ``compute(ctx, compute=...)``), its figures
+    (``draw(fd, ctx)``), the table published in ``results/`` (:func:`publish`, plus
+    what ``more(fd, ctx)`` writes), the rows of ``fd.table[t]`` for each of
+    ``tables`` and one ``test_line(key, test)`` per entry of ``fd.table["tests"]``
+    (None: not printed) on stdout, and the files written. Returns 0."""
+    import _common
+
+    fd = assemble(ctx, name, functools.partial(compute, ctx))
+    paths = draw(fd, ctx)
+    paths += publish(ctx, name, fd, fd.table["columns"], fd.table["rows"])
+    if more is not None:
+        paths += more(fd, ctx)
+    for t in tables:
+        for r in fd.table[t]:
+            print(f"[{name}] " + " | ".join(str(v) for v in r))
+    if test_line is not None:
+        for k, test in fd.table["tests"].items():
+            line = test_line(k, test)
+            if line is not None:
+                print(f"[{name}] {line}")
+    _common.report(ctx, paths)
+    return 0
+
+
+def verdict_line(digits: int) -> Callable[[str, dict], str | None]:
+    """A ``test_line`` for :func:`run`: ``"<key>: <verdict> (<slope>)"`` of each
+    :func:`slope_test` (tests without a verdict are not printed)."""
+
+    def line(key: str, test: dict) -> str | None:
+        if "verdict" not in test:
+            return None
+        return f"{key}: {test['verdict']} ({fmt(test['slope'], digits=digits)})"
+
+    return line
 
 
 def band(ax, x, ys, label: str | None = None, **kw) -> None:

@@ -47,6 +47,7 @@ import torch  # noqa: E402
 from landscape import models, train  # noqa: E402
 
 NAME = "fig02_learning_curves"
+NOTE = "CPU size: a few epochs on a data subset; the trend, not the paper's numbers"
 COLUMNS = ("epoch", "train_loss", "train_acc", "dist_init", "test_robust_acc", "eps")
 
 
@@ -74,23 +75,10 @@ def settings(ctx: _common.Context) -> dict:
 
 
 def _config(ctx: _common.Context, s: dict, eps: float) -> train.TrainConfig:
-    attack = "pgd" if eps > 0 else "none"
     if ctx.size == "full":
-        cfg, _ = train.preset("mnist-lenet", eps=eps, steps=int(round(eps / 0.01)) + 10)
-        return cfg.replace(attack=attack, seed=ctx.seed, eval_num=s["num_test"])
-    return train.TrainConfig(
-        epochs=s["epochs"],
-        batch_size=50,
-        optimizer="adam",
-        lr=s["lr"],
-        eps=eps,
-        attack=attack,
-        steps=s["steps"],
-        eval_num=s["num_test"],
-        eval_steps=s["steps"],
-        co_check_num=0,
-        seed=ctx.seed,
-        model="lenet",
+        return _common.paper_lenet_config(ctx, eps, eval_num=s["num_test"])
+    return _common.small_lenet_config(
+        ctx, s, eps, eval_num=s["num_test"], eval_steps=s["steps"]
     )
 
 
@@ -299,35 +287,29 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(fig, ctx)
 
 
-def study_main(ctx: _common.Context) -> int:
-    fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
-    paths = study_draw(fd, ctx)
-    paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
-    for r in fd.table["rows"]:
-        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
-    for k, t in fd.table["tests"].items():
-        print(f"[{NAME}] {k}: diff {t['diff']}, p {t['p']}")
-    _common.report(ctx, paths)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
-    if ctx.size == "study":
-        return study_main(ctx)
-    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
-    paths = draw(fd, ctx)
+def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
     for e, row in fd.table["final"].items():
         print(
             f"[{NAME}] eps={e}: final robust train loss {row['train_loss']:.3f}, "
             f"train acc {row['train_acc']:.3f}, dist from init {row['dist_init']:.3f}, "
             f"test robust acc {row['test_robust_acc']:.3f}"
         )
-    note = None
-    if ctx.size != "full":
-        note = "CPU size: a few epochs on a data subset; the trend, not the paper's numbers"
-    _common.report(ctx, paths, note)
-    return 0
+
+
+def study_main(ctx: _common.Context) -> int:
+    return _study.run(
+        ctx,
+        NAME,
+        study_compute,
+        study_draw,
+        test_line=lambda k, t: f"{k}: diff {t['diff']}, p {t['p']}",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return _common.run_figure(
+        argv, __doc__, NAME, compute, draw, show=_summary, note=NOTE, study=study_main
+    )
 
 
 if __name__ == "__main__":

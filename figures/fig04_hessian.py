@@ -49,6 +49,7 @@ import torch  # noqa: E402
 from landscape import hessian, models, spectrum  # noqa: E402
 
 NAME = "fig04_hessian"
+NOTE = "small CPU size: eigenvalue magnitudes are not the paper's"
 
 
 def _settings(ctx: _common.Context) -> dict:
@@ -369,29 +370,15 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
 
 def study_main(ctx: _common.Context) -> int:
-    fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
-    paths = study_draw(fd, ctx)
-    paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
-    for r in fd.table["rows"]:
-        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
-    for k, t in fd.table["tests"].items():
-        if "verdict" in t:
-            print(f"[{NAME}] {k}: {t['verdict']} ({_study.fmt(t['slope'], digits=2)})")
-    _common.report(ctx, paths)
-    return 0
+    return _study.run(
+        ctx, NAME, study_compute, study_draw, test_line=_study.verdict_line(2)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
-    if ctx.size == "study":
-        return study_main(ctx)
-    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
-    paths = draw(fd, ctx)
-    note = None
-    if ctx.size != "full":
-        note = "small CPU size: eigenvalue magnitudes are not the paper's"
-    _common.report(ctx, paths, note)
-    return 0
+    return _common.run_figure(
+        argv, __doc__, NAME, compute, draw, note=NOTE, study=study_main
+    )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ import torch  # noqa: E402
 from landscape import directions, models, surface, train  # noqa: E402
 
 NAME = "fig05_surfaces"
+NOTE = "CPU sizes illustrate the trend; --full is the paper's setting"
 
 
 def settings(ctx: _common.Context) -> dict:
@@ -96,23 +97,9 @@ def settings(ctx: _common.Context) -> dict:
 
 
 def _config(ctx: _common.Context, s: dict, eps: float) -> train.TrainConfig:
-    attack = "pgd" if eps > 0 else "none"
     if ctx.size == "full":
-        cfg, _ = train.preset("mnist-lenet", eps=eps, steps=int(round(eps / 0.01)) + 10)
-        return cfg.replace(attack=attack, seed=ctx.seed)
-    return train.TrainConfig(
-        epochs=s["epochs"],
-        batch_size=50,
-        optimizer="adam",
-        lr=s["lr"],
-        eps=eps,
-        attack=attack,
-        steps=s["steps"],
-        eval_num=0,
-        co_check_num=0,
-        seed=ctx.seed,
-        model="lenet",
-    )
+        return _common.paper_lenet_config(ctx, eps)
+    return _common.small_lenet_config(ctx, s, eps, eval_num=0)
 
 
 def compute(ctx: _common.Context) -> _common.FigureData:
@@ -300,24 +287,20 @@ def draw(
     return paths
 
 
+def _study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    if not fd.table["eps"]:
+        raise SystemExit(f"[{NAME}] no zoo model is finished yet: nothing to draw")
+    return draw(fd, ctx, html=False)
+
+
+def study_main(ctx: _common.Context) -> int:
+    return _study.run(ctx, NAME, study_compute, _study_draw)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
-    if ctx.size == "study":
-        fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
-        if not fd.table["eps"]:
-            raise SystemExit(f"[{NAME}] no zoo model is finished yet: nothing to draw")
-        paths = draw(fd, ctx, html=False)
-        paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
-        for r in fd.table["rows"]:
-            print(f"[{NAME}] " + " | ".join(str(v) for v in r))
-        _common.report(ctx, paths)
-        return 0
-    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
-    paths = draw(fd, ctx)
-    _common.report(
-        ctx, paths, note="CPU sizes illustrate the trend; --full is the paper's setting"
+    return _common.run_figure(
+        argv, __doc__, NAME, compute, draw, note=NOTE, full_note=True, study=study_main
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -59,9 +59,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from landscape import evaluate, models, train  # noqa: E402
-from landscape.io import atomic_write  # noqa: E402
 
 NAME = "fig06_schedules"
+NOTE = (
+    "CPU size (small data, few epochs, scaled-down attack budgets): compare the rows "
+    "with each other, not with the paper's numbers; --full is the paper's setting for "
+    "a GPU session"
+)
 EPS = 0.4
 SCHEDULES = ("constant", "linear", "cosine", "periodic")
 PROTOCOLS = ("standard", "reviewer")
@@ -104,16 +108,7 @@ def _config(ctx: _common.Context, s: dict, schedule: str) -> train.TrainConfig:
     if ctx.size == "full":
         base, _ = train.preset("mnist-lenet", eps=EPS)
     else:
-        base = train.TrainConfig(
-            epochs=s["epochs"],
-            batch_size=50,
-            optimizer="adam",
-            lr=s["lr"],
-            eps=EPS,
-            steps=s["steps"],
-            eval_steps=s["steps"],
-            model="lenet",
-        )
+        base = _common.small_lenet_config(ctx, s, EPS, eval_steps=s["steps"])
     kw: dict = dict(eps_schedule=schedule, periods=s["periods"], seed=ctx.seed)
     kw.update(eval_num=min(200, s["num_eval"]), co_check_num=0)
     if schedule in ("linear", "cosine"):
@@ -259,11 +254,10 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     fig.suptitle(
         f"MNIST LeNet eps=0.4: schedules x protocols ({ctx.size} size)", fontsize=9
     )
-    paths = _common.save_figure(fig, ctx)
-    md = ctx.out_dir / f"{NAME}.md"
-    with atomic_write(md, "w") as f:
-        f.write(markdown(fd, ctx.size))
-    return [*paths, md]
+    return [
+        *_common.save_figure(fig, ctx),
+        _common.write_markdown(ctx, markdown(fd, ctx.size)),
+    ]
 
 
 STUDY_PROTOCOLS = ("quick", "standard", "reviewer")
@@ -469,41 +463,30 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return paths + _common.save_figure(fig2, ctx, "fig06_lr_sensitivity")
 
 
+def _publish_lr(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
+    """Claim 5's table, ``results/fig06_lr_sensitivity_study.csv``."""
+    if ctx.from_results:
+        return []
+    path = _common.PUBLISHED / "fig06_lr_sensitivity_study.csv"
+    cols, rows = fd.table["lr_columns"], fd.table["lr_rows"]
+    return [_study.write_csv(path, cols, rows, meta=fd.meta)]
+
+
 def study_main(ctx: _common.Context) -> int:
-    fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
-    paths = study_draw(fd, ctx)
-    paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
-    if not ctx.from_results:
-        csv = _study.write_csv(
-            _common.PUBLISHED / "fig06_lr_sensitivity_study.csv",
-            fd.table["lr_columns"],
-            fd.table["lr_rows"],
-        )
-        head = f"# commit {fd.meta.get('commit')}; command: {fd.meta.get('command')}\n"
-        csv.write_text(head + csv.read_text())
-        paths.append(csv)
-    for r in fd.table["rows"] + fd.table["lr_rows"]:
-        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
-    _common.report(ctx, paths)
-    return 0
+    tables = ("rows", "lr_rows")
+    return _study.run(
+        ctx, NAME, study_compute, study_draw, more=_publish_lr, tables=tables
+    )
+
+
+def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
+    print(markdown(fd, ctx.size))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
-    if ctx.size == "study":
-        return study_main(ctx)
-    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
-    paths = draw(fd, ctx)
-    print(markdown(fd, ctx.size))
-    note = None
-    if ctx.size != "full":
-        note = (
-            "CPU size (small data, few epochs, scaled-down attack budgets): compare the "
-            "rows with each other, not with the paper's numbers; --full is the paper's "
-            "setting for a GPU session"
-        )
-    _common.report(ctx, paths, note)
-    return 0
+    return _common.run_figure(
+        argv, __doc__, NAME, compute, draw, show=_summary, note=NOTE, study=study_main
+    )
 
 
 if __name__ == "__main__":

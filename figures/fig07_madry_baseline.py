@@ -54,7 +54,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from landscape import evaluate, models, train  # noqa: E402
-from landscape.io import atomic_write  # noqa: E402
 
 NAME = "fig07_madry_baseline"
 EPS = 0.3
@@ -247,11 +246,10 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     axes[1].set_ylabel("accuracy % (eps = 0.3)")
     axes[1].legend(fontsize=6, loc="lower right")
     axes[1].set_title(f"evaluation protocols ({ctx.size} size)")
-    paths = _common.save_figure(fig, ctx)
-    md = ctx.out_dir / f"{NAME}.md"
-    with atomic_write(md, "w") as f:
-        f.write(markdown(fd, ctx.size))
-    return [*paths, md]
+    return [
+        *_common.save_figure(fig, ctx),
+        _common.write_markdown(ctx, markdown(fd, ctx.size)),
+    ]
 
 
 STUDY_COLUMNS = ("protocol", "test_images", "clean_%", "robust_%", "per_attack_%")
@@ -333,30 +331,24 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
 
 def study_main(ctx: _common.Context) -> int:
-    fd = _study.assemble(ctx, NAME, lambda compute: study_compute(ctx, compute))
-    paths = study_draw(fd, ctx)
-    paths += _study.publish(ctx, NAME, fd, fd.table["columns"], fd.table["rows"])
-    for r in fd.table["rows"]:
-        print(f"[{NAME}] " + " | ".join(str(v) for v in r))
-    _common.report(ctx, paths)
-    return 0
+    return _study.run(ctx, NAME, study_compute, study_draw)
+
+
+def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
+    print(markdown(fd, ctx.size))
+
+
+def _note(ctx: _common.Context) -> str:
+    return (
+        f"{ctx.size} size is far from the published 89.6 % (PGD-100 x 50 restarts) "
+        "/ 88.5 % (AutoAttack) by construction; run --full on a GPU for the replica"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
-    if ctx.size == "study":
-        return study_main(ctx)
-    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
-    paths = draw(fd, ctx)
-    print(markdown(fd, ctx.size))
-    note = None
-    if ctx.size != "full":
-        note = (
-            f"{ctx.size} size is far from the published 89.6 % (PGD-100 x 50 restarts) "
-            "/ 88.5 % (AutoAttack) by construction; run --full on a GPU for the replica"
-        )
-    _common.report(ctx, paths, note)
-    return 0
+    return _common.run_figure(
+        argv, __doc__, NAME, compute, draw, show=_summary, note=_note, study=study_main
+    )
 
 
 if __name__ == "__main__":

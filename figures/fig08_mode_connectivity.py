@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from landscape import attacks, connectivity, data, models  # noqa: E402
 
 NAME = "fig08_mode_connectivity"
+NOTE = "CPU sizes illustrate the effect; --full is a GPU run"
 _KEYS = ("clean_loss", "clean_acc", "robust_loss", "robust_acc")
 
 
@@ -175,9 +176,7 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(axes[0].figure, ctx)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
-    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
+def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
     for name in ("line", "bezier"):
         t = fd.table[name]
         print(
@@ -185,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             f"loss barrier {t['robust loss barrier']:.3f}, min clean acc "
             f"{t['min clean acc']:.3f}, min robust acc {t['min robust acc']:.3f}"
         )
-    paths = draw(fd, ctx)
-    _common.report(
-        ctx, paths, note="CPU sizes illustrate the effect; --full is a GPU run"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return _common.run_figure(
+        argv, __doc__, NAME, compute, draw, show=_summary, note=NOTE, full_note=True
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -121,11 +121,7 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Compute (cached) and draw."""
-    ctx = _common.setup(_common.parser(__doc__).parse_args(argv), NAME)
-    fd = _common.cached(ctx, NAME, lambda: compute(ctx))
-    paths = draw(fd, ctx)
-    _common.report(ctx, paths)
-    return 0
+    return _common.run_figure(argv, __doc__, NAME, compute, draw)
 
 
 if __name__ == "__main__":
