@@ -58,6 +58,8 @@ __all__ = [
     "cached",
     "save_figure",
     "write_markdown",
+    "evaluate",
+    "failed_checks",
     "report",
     "run_figure",
     "paper_lenet_config",
@@ -383,11 +385,49 @@ def train_warmup(
     return adversarial_train(model, loader, tc)
 
 
-def save_figure(fig: Any, ctx: Context, stem: str | None = None) -> list[Path]:
-    """Save a matplotlib figure as PNG and PDF in ``ctx.out_dir`` (atomic writes)."""
+def save_figure(
+    fig: Any, ctx: Context, stem: str | None = None, *, title: str | None = None
+) -> list[Path]:
+    """Save a matplotlib figure as PNG and PDF in ``ctx.out_dir`` (atomic writes),
+    under the suptitle ``title`` (font size 9) when one is given."""
     from landscape.plot import savefig
 
+    if title is not None:
+        fig.suptitle(title, fontsize=9)
     return savefig(fig, ctx.out_dir / (stem or ctx.name))
+
+
+def evaluate(
+    ctx: Context, model: torch.nn.Module, data: Any, *, eps: float, **kw: Any
+) -> tuple[Any, float, dict[str, bool | None]]:
+    """:func:`landscape.evaluate.evaluate` as the figures run it (seeded with
+    ``ctx.seed``, gradient-masking checks except with ``--smoke``, progress bar);
+    ``kw`` are its options (``preset``, ``scale``...). Returns the result, the robust
+    accuracy at ``eps`` and ``{check: passed}``."""
+    from landscape import evaluate as lev
+
+    res = lev.evaluate(
+        model,
+        data,
+        eps=eps,
+        checks=ctx.size != "smoke",
+        generator=torch.Generator().manual_seed(ctx.seed),
+        progressbar=True,
+        **kw,
+    )
+    robust = float(np.atleast_1d(res.robust_accuracy)[0])
+    return res, robust, {k: v.get("passed") for k, v in (res.checks or {}).items()}
+
+
+def failed_checks(checks: dict[str, dict[str, bool | None]]) -> list[str]:
+    """Markdown lines naming the gradient-masking checks that failed, from
+    ``{row: {check: passed}}`` (none when all passed or did not run)."""
+    failed = sorted(
+        f"{k}: {n}" for k, c in checks.items() for n, ok in c.items() if ok is False
+    )
+    if not failed:
+        return []
+    return ["", "Gradient-masking checks that failed: " + "; ".join(failed)]
 
 
 def write_markdown(ctx: Context, text: str) -> Path:

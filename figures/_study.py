@@ -307,19 +307,38 @@ def memo(
     return out
 
 
+def _measure(
+    ctx,
+    spec: Spec,
+    name: str,
+    fn: Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], dict],
+    *,
+    compute: bool,
+    ensemble: bool = False,
+) -> dict | None:
+    """The evaluation ``name`` of ``spec`` (:func:`memo`): ``fn(model, data)`` with the
+    final model (or the end-of-period ensemble) and the run's :func:`mnist` data
+    ``(x, y, x_test, y_test)``, training the model first if needed. None when it is
+    not available (``compute`` off)."""
+    if train_run(ctx, spec, compute=compute) is None:
+        return None
+
+    def run() -> dict:
+        model = load_final(ctx, spec, ensemble=ensemble)
+        return fn(model, mnist(ctx, spec.get("num_train")))
+
+    return memo(ctx, spec, name, run, compute=compute)
+
+
 def final_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     """Train (if needed) and measure the final model on :data:`SIZE` ``num_test`` test
     images: clean accuracy and PGD-20 accuracy at the training eps and at 0.1 and 0.3,
     plus the last logged training metrics. None when not available (``compute`` off)."""
-    run_dir = train_run(ctx, spec, compute=compute)
-    if run_dir is None:
-        return None
 
-    def fn() -> dict:
+    def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
         from landscape import attacks, train
 
-        model = load_final(ctx, spec)
-        _, _, xt, yt = mnist(ctx, spec.get("num_train"))
+        _, _, xt, yt = data
         xt, yt = xt.to(ctx.device), yt.to(ctx.device)
         out: dict[str, Any] = {}
         with torch.no_grad():
@@ -340,13 +359,13 @@ def final_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
                 with torch.no_grad():
                     correct.append(model(xa).argmax(1) == yt[i : i + 500])
             out[f"pgd20_acc@{e:g}"] = float(torch.cat(correct).float().mean())
-        m = train.load_run(run_dir).metrics
+        m = train.load_run(root(ctx) / "runs" / spec.key).metrics
         for k in ("train_loss", "train_acc", "dist_init", "time"):
             if k in m:
                 out[f"final_{k}"] = float(np.asarray(m[k])[-1])
         return out
 
-    return memo(ctx, spec, "final_eval", fn, compute=compute)
+    return _measure(ctx, spec, "final_eval", fn, compute=compute)
 
 
 def curves(ctx, spec: Spec) -> dict[str, np.ndarray]:
@@ -458,14 +477,11 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     loss and the Hutch++ trace (60 probes) of the adversarial one, on the first 1,000
     training images (adversarial examples: PGD-20 at the training eps, generated once
     at the final model)."""
-    if train_run(ctx, spec, compute=compute) is None:
-        return None
 
-    def fn() -> dict:
+    def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
         from landscape import hessian
 
-        model = load_final(ctx, spec)
-        x, y, _, _ = mnist(ctx, spec.get("num_train"))
+        x, y, _, _ = data
         fixed = [(x[i : i + 500], y[i : i + 500]) for i in range(0, 1000, 500)]
         lf = torch.nn.CrossEntropyLoss()
         g = torch.Generator().manual_seed(0)
@@ -495,7 +511,7 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
             "loss_clean": loss_clean,
         }
 
-    return memo(ctx, spec, "hessian", fn, compute=compute)
+    return _measure(ctx, spec, "hessian", fn, compute=compute)
 
 
 SCATTER_SCALES = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -505,14 +521,11 @@ def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     """Gradient scattering of the adversarial loss at the training eps (4 random
     directions, scales 1e-4..1e-1, PGD-10 recomputed at ``w + s v`` with the same
     start) on 256 test images; the excess ``||delta g||`` as s -> 0 (intercept)."""
-    if train_run(ctx, spec, compute=compute) is None:
-        return None
 
-    def fn() -> dict:
+    def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
         from landscape import scattering
 
-        model = load_final(ctx, spec)
-        _, _, xt, yt = mnist(ctx, spec.get("num_train"))
+        _, _, xt, yt = data
         ev = [(xt[i : i + 128], yt[i : i + 128]) for i in range(0, 256, 128)]
         res = scattering.scattering(
             model,
@@ -536,7 +549,7 @@ def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
             "loss": float(np.asarray(res.loss).mean()),
         }
 
-    return memo(ctx, spec, "scattering", fn, compute=compute)
+    return _measure(ctx, spec, "scattering", fn, compute=compute)
 
 
 def protocol_eval(

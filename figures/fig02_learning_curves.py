@@ -52,25 +52,15 @@ COLUMNS = ("epoch", "train_loss", "train_acc", "dist_init", "test_robust_acc", "
 
 
 def settings(ctx: _common.Context) -> dict:
-    """Sizes per ``--smoke`` / default / ``--full``."""
-    return ctx.pick(
-        dict(eps=(0.0, 0.3), num_train=256, num_test=64, epochs=2, steps=2, lr=1e-3),
-        dict(
-            eps=(0.0, 0.1, 0.2, 0.3, 0.4),
-            num_train=2000,
-            num_test=200,
-            epochs=6,
-            steps=5,
-            lr=1e-3,
-        ),
-        dict(
-            eps=(0.0, 0.1, 0.2, 0.3, 0.4),
-            num_train=None,
-            num_test=1000,
-            epochs=100,
-            steps=None,
-            lr=1e-4,
-        ),
+    """Sizes per ``--smoke`` / default / ``--full``: training eps, images, epochs,
+    PGD steps and learning rate."""
+    return dict(
+        eps=ctx.pick((0.0, 0.3), (0.0, 0.1, 0.2, 0.3, 0.4), (0.0, 0.1, 0.2, 0.3, 0.4)),
+        num_train=ctx.pick(256, 2000, None),
+        num_test=ctx.pick(64, 200, 1000),
+        epochs=ctx.pick(2, 6, 100),
+        steps=ctx.pick(2, 5, None),
+        lr=ctx.pick(1e-3, 1e-3, 1e-4),
     )
 
 
@@ -143,13 +133,12 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         ax.set_ylim(-2, 102)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.suptitle(
+    title = (
         f"MNIST LeNet, constant eps schedule ({ctx.size} size"
         + (", CPU illustration" if ctx.size != "full" else "")
-        + ")",
-        fontsize=9,
+        + ")"
     )
-    return _common.save_figure(fig, ctx)
+    return _common.save_figure(fig, ctx, title=title)
 
 
 STUDY_RUNS = [("constant", e) for e in (0.0, 0.1, 0.2, 0.3, 0.4)] + [
@@ -279,12 +268,11 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         ax.set_title(t, fontsize=8)
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=5.5)
-    fig.suptitle(
+    title = (
         "Claim 1: MNIST LeNet, 8k images, PGD-5; mean +- std over "
-        f"{_num_seeds(fd)} seed(s) (study tier)",
-        fontsize=9,
+        f"{_num_seeds(fd)} seed(s) (study tier)"
     )
-    return _common.save_figure(fig, ctx)
+    return _common.save_figure(fig, ctx, title=title)
 
 
 def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:

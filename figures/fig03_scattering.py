@@ -262,7 +262,7 @@ def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(fig, ctx)
 
 
-STUDY_EPS = (0.0, 0.1, 0.2, 0.3, 0.4)
+STUDY_EPS = _study.SIZE["eps"]  # 0, 0.1, 0.2, 0.3, 0.4
 STUDY_SEEDS = {"relu": (0, 1, 2), "gelu": (0, 1)}
 STUDY_COLUMNS = (
     "activation",
@@ -383,12 +383,11 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         ax.set_xlabel("step s")
         ax.set_title(f"({t}) {act}: ||delta g|| / ||delta w||", fontsize=8)
     axes[1].legend(fontsize=6)
-    fig.suptitle(
+    title = (
         "Claim 2: gradient scattering of converged MNIST LeNets, mean +- std over "
-        "seeds (study tier)",
-        fontsize=9,
+        "seeds (study tier)"
     )
-    return _common.save_figure(fig, ctx)
+    return _common.save_figure(fig, ctx, title=title)
 
 
 def study_main(ctx: _common.Context) -> int:

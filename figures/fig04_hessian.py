@@ -223,7 +223,7 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(fig, ctx)
 
 
-STUDY_EPS = (0.0, 0.1, 0.2, 0.3, 0.4)
+STUDY_EPS = _study.SIZE["eps"]  # 0, 0.1, 0.2, 0.3, 0.4
 STUDY_COLUMNS = (
     "family",
     "eps",
@@ -361,12 +361,11 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("training eps")
     axes[0].legend(fontsize=7)
-    fig.suptitle(
+    title = (
         "Claim 3: Hessian of MNIST LeNets per training eps, mean +- std over seeds "
-        "(study tier)",
-        fontsize=9,
+        "(study tier)"
     )
-    return _common.save_figure(fig, ctx)
+    return _common.save_figure(fig, ctx, title=title)
 
 
 def study_main(ctx: _common.Context) -> int:

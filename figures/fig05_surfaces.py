@@ -55,44 +55,19 @@ NOTE = "CPU sizes illustrate the trend; --full is the paper's setting"
 
 
 def settings(ctx: _common.Context) -> dict:
-    """Sizes per ``--smoke`` / default / ``--full``."""
-    return ctx.pick(
-        dict(
-            eps=(0.0, 0.3),
-            num_train=256,
-            num_test=128,
-            epochs=1,
-            steps=2,
-            lr=1e-3,
-            grid=5,
-            span=1.0,
-            attack_steps=3,
-            adversarial="fixed",
-        ),
-        dict(
-            eps=(0.0, 0.1, 0.2, 0.3),
-            num_train=2000,
-            num_test=500,
-            epochs=4,
-            steps=5,
-            lr=1e-3,
-            grid=21,
-            span=1.0,
-            attack_steps=10,
-            adversarial="fixed",
-        ),
-        dict(
-            eps=(0.0, 0.1, 0.2, 0.3, 0.4),
-            num_train=None,
-            num_test=1000,
-            epochs=100,
-            steps=None,
-            lr=1e-4,
-            grid=41,
-            span=1.0,
-            attack_steps=20,
-            adversarial="reattack",
-        ),
+    """Sizes per ``--smoke`` / default / ``--full``: the LeNet runs, then the grid
+    and the attack of the adversarial surfaces."""
+    return dict(
+        eps=ctx.pick((0.0, 0.3), (0.0, 0.1, 0.2, 0.3), (0.0, 0.1, 0.2, 0.3, 0.4)),
+        num_train=ctx.pick(256, 2000, None),
+        num_test=ctx.pick(128, 500, 1000),
+        epochs=ctx.pick(1, 4, 100),
+        steps=ctx.pick(2, 5, None),
+        lr=ctx.pick(1e-3, 1e-3, 1e-4),
+        grid=ctx.pick(5, 21, 41),
+        span=ctx.pick(1.0, 1.0, 1.0),
+        attack_steps=ctx.pick(3, 10, 20),
+        adversarial=ctx.pick("fixed", "fixed", "reattack"),
     )
 
 
@@ -171,7 +146,7 @@ def _surfaces(fd: _common.FigureData, kind: str) -> list[surface.Surface]:
     return out
 
 
-STUDY_EPS = (0.0, 0.1, 0.2, 0.3, 0.4)
+STUDY_EPS = _study.SIZE["eps"]  # 0, 0.1, 0.2, 0.3, 0.4
 STUDY_COLUMNS = (
     "eps",
     "clean_center",

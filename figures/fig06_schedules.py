@@ -58,7 +58,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import evaluate, models, train  # noqa: E402
+from landscape import models, train  # noqa: E402
 
 NAME = "fig06_schedules"
 NOTE = (
@@ -72,35 +72,16 @@ PROTOCOLS = ("standard", "reviewer")
 
 
 def settings(ctx: _common.Context) -> dict:
-    """Sizes per ``--smoke`` / default / ``--full``."""
-    return ctx.pick(
-        dict(
-            num_train=256,
-            epochs=2,
-            steps=2,
-            lr=1e-3,
-            periods=2,
-            num_eval=32,
-            scale=0.02,
-        ),
-        dict(
-            num_train=2000,
-            epochs=8,
-            steps=5,
-            lr=1e-3,
-            periods=4,
-            num_eval=200,
-            scale=0.1,
-        ),
-        dict(
-            num_train=None,
-            epochs=100,
-            steps=50,
-            lr=1e-4,
-            periods=4,
-            num_eval=1000,
-            scale=1.0,
-        ),
+    """Sizes per ``--smoke`` / default / ``--full``: training length, periods, test
+    points and the scale of the attack budgets."""
+    return dict(
+        num_train=ctx.pick(256, 2000, None),
+        epochs=ctx.pick(2, 8, 100),
+        steps=ctx.pick(2, 5, 50),
+        lr=ctx.pick(1e-3, 1e-3, 1e-4),
+        periods=ctx.pick(2, 4, 4),
+        num_eval=ctx.pick(32, 200, 1000),
+        scale=ctx.pick(0.02, 0.1, 1.0),
     )
 
 
@@ -152,23 +133,13 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         }
         for member, m in members.items():
             for protocol in PROTOCOLS:
-                res = evaluate.evaluate(
-                    m,
-                    (xt, yt),
-                    eps=EPS,
-                    preset=protocol,
-                    scale=s["scale"],
-                    checks=ctx.size != "smoke",
-                    generator=torch.Generator().manual_seed(ctx.seed),
-                    progressbar=True,
+                key = f"{schedule}/{member}/{protocol}"
+                res, robust, checks[key] = _common.evaluate(
+                    ctx, m, (xt, yt), eps=EPS, preset=protocol, scale=s["scale"]
                 )
-                robust = float(np.atleast_1d(res.robust_accuracy)[0])
                 rows.append(
                     [schedule, member, protocol, float(res.clean_accuracy), robust]
                 )
-                checks[f"{schedule}/{member}/{protocol}"] = {
-                    k: v.get("passed") for k, v in (res.checks or {}).items()
-                }
                 print(
                     f"[{NAME}] {schedule:9s} {member:8s} {protocol:9s} "
                     f"clean {res.clean_accuracy:.3f} robust {robust:.3f}"
@@ -205,15 +176,17 @@ def markdown(fd: _common.FigureData, size: str) -> str:
                 f"| {sch} | {member} | {100 * std[3]:.1f} | {100 * std[4]:.1f} | "
                 f"{100 * rev[4]:.1f} |"
             )
-    failed = sorted(
-        f"{k}: {n}"
-        for k, c in fd.table["checks"].items()
-        for n, p in c.items()
-        if p is False
-    )
-    if failed:
-        lines += ["", "Gradient-masking checks that failed: " + "; ".join(failed)]
+    lines += _common.failed_checks(fd.table["checks"])
     return "\n".join(lines) + "\n"
+
+
+def _eps_panel(ax, fd: _common.FigureData) -> None:
+    """The training eps of each schedule against the epoch."""
+    for sch in SCHEDULES:
+        ax.plot(fd.arrays[f"{sch}/t"], fd.arrays[f"{sch}/eps"], label=sch)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training eps")
+    ax.legend(fontsize=7)
 
 
 def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
@@ -225,11 +198,7 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
     with plt.rc_context(plot.PAPER_STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), width_ratios=[1, 1.6])
-    for sch in SCHEDULES:
-        axes[0].plot(fd.arrays[f"{sch}/t"], fd.arrays[f"{sch}/eps"], label=sch)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("training eps")
-    axes[0].legend(fontsize=7)
+    _eps_panel(axes[0], fd)
     get = {(r[0], r[1], r[2]): r for r in fd.table["rows"]}
     x = np.arange(len(SCHEDULES))
     bars = [(m, p) for m in ("final", "ensemble") for p in PROTOCOLS]
@@ -406,11 +375,7 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
     with plt.rc_context(plot.PAPER_STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.3), width_ratios=[1, 2])
-    for sch in SCHEDULES:
-        axes[0].plot(fd.arrays[f"{sch}/t"], fd.arrays[f"{sch}/eps"], label=sch)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("training eps")
-    axes[0].legend(fontsize=7)
+    _eps_panel(axes[0], fd)
     bars = [(m, p) for m in ("final", "ensemble") for p in STUDY_PROTOCOLS]
     w = 0.8 / len(bars)
     x = np.arange(len(SCHEDULES))

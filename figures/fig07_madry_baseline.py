@@ -53,7 +53,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import evaluate, models, train  # noqa: E402
+from landscape import models, train  # noqa: E402
 
 NAME = "fig07_madry_baseline"
 EPS = 0.3
@@ -65,35 +65,16 @@ PUBLISHED = {
 
 
 def settings(ctx: _common.Context) -> dict:
-    """Sizes per ``--smoke`` / default / ``--full``."""
-    return ctx.pick(
-        dict(
-            width=0.25,
-            num_train=256,
-            epochs=1,
-            steps=2,
-            lr=1e-3,
-            num_eval=32,
-            scale=0.02,
-        ),
-        dict(
-            width=0.5,
-            num_train=3000,
-            epochs=5,
-            steps=10,
-            lr=1e-3,
-            num_eval=200,
-            scale=0.1,
-        ),
-        dict(
-            width=1,
-            num_train=None,
-            epochs=83,
-            steps=40,
-            lr=1e-4,
-            num_eval=1000,
-            scale=1.0,
-        ),
+    """Sizes per ``--smoke`` / default / ``--full``: the replica's width and
+    training, test points and the scale of the attack budgets."""
+    return dict(
+        width=ctx.pick(0.25, 0.5, 1),
+        num_train=ctx.pick(256, 3000, None),
+        epochs=ctx.pick(1, 5, 83),
+        steps=ctx.pick(2, 10, 40),
+        lr=ctx.pick(1e-3, 1e-3, 1e-4),
+        num_eval=ctx.pick(32, 200, 1000),
+        scale=ctx.pick(0.02, 0.1, 1.0),
     )
 
 
@@ -141,22 +122,13 @@ def compute(ctx: _common.Context) -> _common.FigureData:
     per_attack = {}
     checks = {}
     for protocol in PROTOCOLS:
-        ev = evaluate.evaluate(
-            model,
-            (xt, yt),
-            eps=EPS,
-            preset=protocol,
-            scale=s["scale"],
-            checks=ctx.size != "smoke",
-            generator=torch.Generator().manual_seed(ctx.seed),
-            progressbar=True,
+        ev, robust, checks[protocol] = _common.evaluate(
+            ctx, model, (xt, yt), eps=EPS, preset=protocol, scale=s["scale"]
         )
-        robust = float(np.atleast_1d(ev.robust_accuracy)[0])
         rows.append([protocol, float(ev.clean_accuracy), robust])
         per_attack[protocol] = {
             k: float(np.atleast_1d(v)[0]) for k, v in ev.per_attack_accuracy().items()
         }
-        checks[protocol] = {k: v.get("passed") for k, v in (ev.checks or {}).items()}
         print(
             f"[{NAME}] {protocol:9s} clean {ev.clean_accuracy:.3f} robust {robust:.3f}"
         )
@@ -196,14 +168,7 @@ def markdown(fd: _common.FigureData, size: str) -> str:
         )
     for name, v in fd.table["published"].items():
         lines.append(f"| published secret model, {name} | - | {100 * v:.2f} |")
-    failed = sorted(
-        f"{p}: {n}"
-        for p, c in fd.table["checks"].items()
-        for n, ok in c.items()
-        if ok is False
-    )
-    if failed:
-        lines += ["", "Gradient-masking checks that failed: " + "; ".join(failed)]
+    lines += _common.failed_checks(fd.table["checks"])
     if size != "full":
         lines += [
             "",
@@ -322,12 +287,11 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     axes[1].set_ylim(0, 100)
     axes[1].set_ylabel("robust accuracy % (eps = 0.3)")
     axes[1].legend(fontsize=5.5, loc="lower left")
-    fig.suptitle(
+    title = (
         "Claim 7: Madry-shape CNN (width 0.5, 8k images, 8 epochs) vs the published "
-        "secret model (study tier)",
-        fontsize=9,
+        "secret model (study tier)"
     )
-    return _common.save_figure(fig, ctx)
+    return _common.save_figure(fig, ctx, title=title)
 
 
 def study_main(ctx: _common.Context) -> int:

@@ -47,41 +47,18 @@ _KEYS = ("clean_loss", "clean_acc", "robust_loss", "robust_acc")
 
 
 def settings(ctx: _common.Context) -> dict:
-    """Sizes per ``--smoke`` / default / ``--full``."""
-    return ctx.pick(
-        dict(
-            eps=0.1,
-            num_train=256,
-            num_test=128,
-            epochs=1,
-            steps=2,
-            lr=1e-3,
-            curve_epochs=1,
-            num_points=5,
-            eval_steps=3,
-        ),
-        dict(
-            eps=0.1,
-            num_train=2000,
-            num_test=500,
-            epochs=4,
-            steps=5,
-            lr=1e-3,
-            curve_epochs=4,
-            num_points=11,
-            eval_steps=10,
-        ),
-        dict(
-            eps=0.3,
-            num_train=None,
-            num_test=1000,
-            epochs=20,
-            steps=40,
-            lr=1e-3,
-            curve_epochs=20,
-            num_points=21,
-            eval_steps=20,
-        ),
+    """Sizes per ``--smoke`` / default / ``--full``: the endpoints' training, the
+    curve's epochs and the scan (points, PGD steps)."""
+    return dict(
+        eps=ctx.pick(0.1, 0.1, 0.3),
+        num_train=ctx.pick(256, 2000, None),
+        num_test=ctx.pick(128, 500, 1000),
+        epochs=ctx.pick(1, 4, 20),
+        steps=ctx.pick(2, 5, 40),
+        lr=ctx.pick(1e-3, 1e-3, 1e-3),
+        curve_epochs=ctx.pick(1, 4, 20),
+        num_points=ctx.pick(5, 11, 21),
+        eval_steps=ctx.pick(3, 10, 20),
     )
 
 

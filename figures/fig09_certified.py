@@ -36,13 +36,16 @@ TRAIN_EPS = 0.1
 
 
 def settings(ctx: _common.Context) -> dict:
-    """Sizes per ``--smoke`` / default / ``--full``."""
-    return ctx.pick(
-        dict(num_train=512, epochs=2, steps=3, num_eval=64, preset="quick", scale=1.0),
-        dict(num_train=6000, epochs=6, steps=5, num_eval=300, preset="standard", scale=0.2),
-        dict(num_train=60000, epochs=20, steps=10, num_eval=1000, preset="standard",
-             scale=1.0),
-    )  # fmt: skip
+    """Sizes per ``--smoke`` / default / ``--full``: training, test points and the
+    attack preset."""
+    return dict(
+        num_train=ctx.pick(512, 6000, 60000),
+        epochs=ctx.pick(2, 6, 20),
+        steps=ctx.pick(3, 5, 10),
+        num_eval=ctx.pick(64, 300, 1000),
+        preset=ctx.pick("quick", "standard", "standard"),
+        scale=ctx.pick(1.0, 0.2, 1.0),
+    )
 
 
 def compute(ctx: _common.Context) -> _common.FigureData:
