@@ -25,6 +25,7 @@ import statistics
 import time
 import warnings
 
+import _bench
 import torch
 from torch import nn
 
@@ -80,12 +81,8 @@ def _models() -> dict[str, nn.Module]:
 
 
 def _cpu(fn, reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t = time.process_time()
-        fn()
-        out.append(time.process_time() - t)
-    return out
+    """CPU seconds of this process per call."""
+    return _bench.times(fn, reps, clock=time.process_time)
 
 
 def measure(model: nn.Module, dtype: torch.dtype, reps: int, n: int = 256) -> dict:

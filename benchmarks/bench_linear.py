@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
+import _bench
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,15 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1000, help="examples per batch (1000)")
     p.add_argument("--repeats", type=int, default=None, help="timing repeats")
     return p
-
-
-def _time(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def bench_loss(batch: int, steps_list: list[int], repeats: int) -> None:
@@ -83,7 +74,7 @@ def bench_loss(batch: int, steps_list: list[int], repeats: int) -> None:
     times: dict[str, list[float]] = {n: [] for n in fns}
     for _ in range(repeats):  # interleaved
         for n, f in fns.items():
-            times[n] += _time(f, 1)
+            times[n] += _bench.times(f, 1)
     base = statistics.median(times["closed"])
     print(f"robust loss + gradient, d = {d}, batch = {batch}, float32, 1 thread")
     print(f"  closed form: {base / batch * 1e6:8.3f} us/example (anchor)")
@@ -112,7 +103,7 @@ def bench_gamma(dims: list[int], n: int, repeats: int) -> None:
         x = y[:, None] * mu + rng.normal(size=(n, d))
         row = [f"  d = {d:5d}:"]
         for norm in ("linf", "l2"):
-            ts = _time(
+            ts = _bench.times(
                 lambda norm=norm, x=x, y=y: linear.robust_margin(x, y, norm=norm),
                 repeats,
             )

@@ -19,22 +19,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
+import _bench
 import torch
 import torch.nn.functional as F
 
 from landscape import models, scattering
 from landscape.attacks import perturb
-
-
-def _time(fn, reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def _anchor(model, x, y, eps, steps):
@@ -75,9 +66,9 @@ def bench_measurement(name, model, x, y, *, eps, steps, D, S, reps):
         f()
     ta, tb, tl = [], [], []
     for _ in range(reps):
-        ta += _time(anchor, 1)
-        tb += _time(meas(True), 1)
-        tl += _time(meas(False), 1)
+        ta += _bench.times(anchor, 1)
+        tb += _bench.times(meas(True), 1)
+        tl += _bench.times(meas(False), 1)
     a, b, lo = (statistics.median(t) for t in (ta, tb, tl))
     print(f"{name}: batch {len(x)}, PGD-{steps}, D={D} x S={S} -> K={K} points")
     print(f"  anchor (attack + gradient)  {a * 1e3:8.1f} ms")
@@ -102,8 +93,8 @@ def bench_per_example(name, model, x, y, reps):
     assert torch.allclose(v(), lp(), rtol=1e-4, atol=1e-6)
     tv, tl = [], []
     for _ in range(reps):
-        tv += _time(v, 1)
-        tl += _time(lp, 1)
+        tv += _bench.times(v, 1)
+        tl += _bench.times(lp, 1)
     a, b = statistics.median(tv), statistics.median(tl)
     print(
         f"{name}: per-example grad norms, batch {len(x)}: vmap {a * 1e3:.1f} ms, "

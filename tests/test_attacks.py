@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import gaussian_mlp
 from _linear_case import Recorder, _closed_form, _linear_case
 from torch import nn
 
@@ -300,18 +301,7 @@ def test_bad_model_output_shape():
 
 @pytest.fixture(scope="module")
 def mlp_case():
-    from landscape import data
-
-    x, y = data.gaussian_mixture(600, 10, num_classes=3, margin=1.5, noise=1.0, seed=0)
-    x = (x - x.min()) / (x.max() - x.min())  # into [0, 1]
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        F.cross_entropy(m(x[:400]), y[:400]).backward()
-        opt.step()
-    return m.eval(), x[400:], y[400:]
+    return gaussian_mlp(600, 10, margin=1.5, num_train=400, steps=150)
 
 
 def _acc(m, xa, y):

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from _helpers import conv_bn_net, gaussian_mlp
 from _linear_case import _closed_form, _linear_case
 from torch import nn
 
@@ -89,18 +89,7 @@ def test_bounds_contain_brute_force_extremes(method, norm):
 
 
 def test_conv_batchnorm_net_bounds_are_sound():
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 3, 2),
-        nn.BatchNorm2d(3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Dropout(0.5),
-        nn.Linear(12, 4),
-    ).double()
-    with torch.no_grad():
-        net[1].running_mean.uniform_(-0.5, 0.5)
-        net[1].running_var.uniform_(0.5, 2.0)
+    net = conv_bn_net(kernel=2, side=3, dropout=True)  # Linear(12, 4)
     net.train()  # bounded (and evaluated) in eval mode; mode restored
     x = torch.rand(4, 1, 3, 3, dtype=torch.float64)
     aff = C.as_affine_relu(net, x)
@@ -135,18 +124,7 @@ def test_unsupported_layers_raise():
 
 
 def _trained_mlp():
-    from landscape import data
-
-    x, y = data.gaussian_mixture(500, 6, num_classes=3, margin=1.0, noise=1.0, seed=0)
-    x = (x - x.min()) / (x.max() - x.min())
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    for _ in range(200):
-        opt.zero_grad()
-        F.cross_entropy(net(x[:300]), y[:300]).backward()
-        opt.step()
-    return net.eval(), x[300:], y[300:]
+    return gaussian_mlp(500, 6, margin=1.0, num_train=300, steps=200)
 
 
 def test_certified_never_exceeds_attacked_and_bracket():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _helpers import conv_bn_net
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -20,19 +21,8 @@ from landscape._batches import as_batches
 CE = nn.CrossEntropyLoss()
 
 
-def _bn_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    m = nn.Sequential(
-        nn.Conv2d(1, 3, 3),
-        nn.BatchNorm2d(3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(3 * 4 * 4, 4),
-    ).double()
-    with torch.no_grad():
-        m[1].running_mean.uniform_(-0.5, 0.5)
-        m[1].running_var.uniform_(0.5, 2.0)
-    return m.eval()
+def _bn_net() -> nn.Module:
+    return conv_bn_net().eval()
 
 
 def _pair(n: int = 12, seed: int = 1):

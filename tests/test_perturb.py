@@ -11,12 +11,13 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import tiny_train_config
 from torch import nn
 
 from landscape import _utils, models
 from landscape.attacks import fgsm_rs, perturb
 from landscape.attacks._input_grad import input_grad_mode
-from landscape.train import TrainConfig, adversarial_train
+from landscape.train import adversarial_train
 
 _perturb_mod = sys.modules["landscape.attacks.perturb"]
 
@@ -56,6 +57,16 @@ def _batch(n=32, seed=0):
     return x, torch.randint(0, 4, (n,), generator=g)
 
 
+def _plain_and_fast(norm: str, eps: float):
+    """``(model, x, y, ref, got)``: PGD-5 of the plain reference loop (``ref``) and of
+    ``perturb`` (``got``) from the same random start."""
+    model, (x, y) = _lenet(), _batch()
+    kw = dict(eps=eps, norm=norm, steps=5)
+    ref = _reference(model, x, y, **kw, generator=torch.Generator().manual_seed(1))
+    got = perturb(model, x, y, **kw, generator=torch.Generator().manual_seed(1))
+    return model, x, y, ref, got
+
+
 @pytest.fixture
 def no_mode(monkeypatch):
     monkeypatch.setattr(
@@ -65,49 +76,13 @@ def no_mode(monkeypatch):
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
 def test_in_place_loop_is_bitwise_the_plain_loop(norm, eps, no_mode):
-    model, (x, y) = _lenet(), _batch()
-    ref = _reference(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=5,
-        generator=torch.Generator().manual_seed(1),
-    )
-    got = perturb(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=5,
-        generator=torch.Generator().manual_seed(1),
-    )
+    model, x, y, ref, got = _plain_and_fast(norm, eps)
     assert torch.equal(got, ref)
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
 def test_fast_input_gradients_give_the_same_adversarial_batch(norm, eps):
-    model, (x, y) = _lenet(), _batch()
-    ref = _reference(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=5,
-        generator=torch.Generator().manual_seed(1),
-    )
-    got = perturb(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=5,
-        generator=torch.Generator().manual_seed(1),
-    )
+    model, x, y, ref, got = _plain_and_fast(norm, eps)
     # sign(grad) may differ only where the gradient is within rounding of zero
     assert (got - ref).abs().gt(1e-5).float().mean() < 1e-3
     torch.testing.assert_close(got, ref, rtol=0, atol=2.5 * eps / 5 * 2 + 1e-6)
@@ -166,17 +141,7 @@ def test_input_grad_mode_matches_autograd(conv):
 
 
 def _train(model, x, y, **kw):
-    cfg = TrainConfig(
-        epochs=2,
-        batch_size=16,
-        lr=0.05,
-        eps=0.1,
-        steps=3,
-        eval_num=0,
-        co_check_num=0,
-        seed=0,
-        **kw,
-    )
+    cfg = tiny_train_config(lr=0.05, steps=3, **kw)
     adversarial_train(model, (x, y), cfg)
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 

@@ -10,6 +10,7 @@ import stat
 import numpy as np
 import pytest
 import torch
+from _helpers import tiny_train_config
 
 from landscape import io, models, train
 
@@ -72,6 +73,7 @@ def _main(tool):
 _EVAL = ["--dataset", "mnist", "--num-samples", "10", "--eps", "0.1", "--no-checks"]
 _HESS = ["--num-samples", "10", "--top-k", "1"]
 _SCAT = ["--num-samples", "10", "--eps", "0", "--num-directions", "1"]
+_TRAIN = ["mnist-lenet", "--smoke", "--num-train", "16", "--num-test", "8"]
 
 
 def _cli_cases(tmp_path, evil, data_root):
@@ -176,23 +178,12 @@ def test_no_library_loader_runs_a_pickled_payload(tmp_path, evil):
 
 
 def _tiny_train(run_dir, **kw):
-    from landscape.train import TrainConfig, adversarial_train
+    from landscape.train import adversarial_train
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(32, 1, 6, 6, generator=g), torch.randint(0, 2, (32,), generator=g)
     model = models.build("mlp", in_shape=(1, 6, 6), num_classes=2, hidden=(4,))
-    cfg = TrainConfig(
-        epochs=1,
-        batch_size=16,
-        optimizer="sgd",
-        lr=0.1,
-        eps=0.1,
-        steps=1,
-        eval_num=0,
-        co_check_num=0,
-        seed=0,
-        **kw,
-    )
+    cfg = tiny_train_config(epochs=1, optimizer="sgd", steps=1, **kw)
     return adversarial_train(model, (x, y), cfg, run_dir=run_dir)
 
 
@@ -211,12 +202,7 @@ def test_train_cli_resume_refuses_a_pickled_payload(
     tmp_path, evil, data_root, capsys, name
 ):
     argv = [
-        "mnist-lenet",
-        "--smoke",
-        "--num-train",
-        "16",
-        "--num-test",
-        "8",
+        *_TRAIN,
         "--epochs",
         "1",
         "--eval-num",
@@ -324,12 +310,7 @@ def test_second_process_on_a_run_folder_or_state_file_is_refused(
     run = tmp_path / "run"
     run.mkdir()
     argv = [
-        "mnist-lenet",
-        "--smoke",
-        "--num-train",
-        "16",
-        "--num-test",
-        "8",
+        *_TRAIN,
         "--data-root",
         str(data_root),
         "--run-dir",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import tiny_train_config
 from torch.func import functional_call
 
 from landscape import _utils
@@ -258,23 +259,14 @@ def test_batched_equals_perturb_loop_and_chunks():
     kw = dict(
         eps=[0.0, 0.1], scales=[1e-2, 1e-1], num_directions=2, steps=4, num_batches=1
     )
-    ref = sc.scattering(
-        model,
-        None,
-        data,
-        batched=False,
-        generator=torch.Generator().manual_seed(0),
-        **kw,
-    )
+
+    def run(**how):
+        g = torch.Generator().manual_seed(0)
+        return sc.scattering(model, None, data, generator=g, **kw, **how)
+
+    ref = run(batched=False)
     for chunk in (None, 2):
-        got = sc.scattering(
-            model,
-            None,
-            data,
-            chunk_size=chunk,
-            generator=torch.Generator().manual_seed(0),
-            **kw,
-        )
+        got = run(chunk_size=chunk)
         for f in ("grad_diff", "cosine", "pert_cosine", "sign_cosine", "loss"):
             assert np.allclose(getattr(got, f), getattr(ref, f), rtol=1e-9, atol=1e-12)
 
@@ -538,23 +530,13 @@ def test_cli_on_mnist(tmp_path, data_root, capsys):
 
 
 def test_summarize_real_trainer_run(tmp_path):
-    from landscape.train import TrainConfig, adversarial_train
+    from landscape.train import adversarial_train
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 2))
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(32, 8, generator=g), torch.randint(0, 2, (32,), generator=g)
-    cfg = TrainConfig(
-        epochs=2,
-        batch_size=16,
-        lr=0.1,
-        eps=0.1,
-        steps=2,
-        eval_num=0,
-        co_check_num=0,
-        amp="off",
-        channels_last=False,
-    )
+    cfg = tiny_train_config(amp="off", channels_last=False)
     run = adversarial_train(
         model, [(x[:16], y[:16]), (x[16:], y[16:])], cfg, run_dir=tmp_path / "run"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _helpers import conv_bn_net
 from torch import nn
 
 from landscape import directions as D
@@ -62,19 +63,7 @@ def test_quadratic_model_gives_analytic_surface():
     np.testing.assert_allclose(s.loss, expect, rtol=1e-10)
 
 
-def _bn_net() -> nn.Module:
-    torch.manual_seed(0)
-    m = nn.Sequential(
-        nn.Conv2d(1, 3, 3),
-        nn.BatchNorm2d(3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(3 * 4 * 4, 4),
-    ).double()
-    with torch.no_grad():
-        m[1].running_mean.uniform_(-0.5, 0.5)
-        m[1].running_var.uniform_(0.5, 2.0)
-    return m
+_bn_net = conv_bn_net
 
 
 def _bn_data(n_batches=2, bs=10, seed=1):

@@ -33,6 +33,15 @@ def _case():
 _GRID = dict(xs=np.linspace(-1, 1, 5), ys=np.linspace(-1, 1, 3), batch_size=None)
 
 
+def _reattack_line(model, data, dirs) -> S.Surface:
+    """The re-attacked loss along the first direction (PGD-2 at eps 0.2, seeded)."""
+    return S.loss_line(
+        model, nn.CrossEntropyLoss(), data, dirs[0], xs=_GRID["xs"],
+        adversarial="reattack", eps=0.2, steps=2,
+        generator=torch.Generator().manual_seed(3), batch_size=None,
+    )  # fmt: skip
+
+
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -41,11 +50,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     try:
         model, data, dirs = _case()
         s = S.loss_surface(model, nn.CrossEntropyLoss(), data, dirs, **_GRID)
-        reattack = S.loss_line(
-            model, nn.CrossEntropyLoss(), data, dirs[0], xs=_GRID["xs"],
-            adversarial="reattack", eps=0.2, steps=2,
-            generator=torch.Generator().manual_seed(3), batch_size=None,
-        )  # fmt: skip
+        reattack = _reattack_line(model, data, dirs)
         s.save(os.path.join(out_dir, f"clean{rank}.npz"))
         reattack.save(os.path.join(out_dir, f"reattack{rank}.npz"))
     finally:
@@ -62,11 +67,7 @@ def test_two_gloo_processes_equal_one(tmp_path):
     )
     model, data, dirs = _case()
     single = S.loss_surface(model, nn.CrossEntropyLoss(), data, dirs, **_GRID)
-    line = S.loss_line(
-        model, nn.CrossEntropyLoss(), data, dirs[0], xs=_GRID["xs"],
-        adversarial="reattack", eps=0.2, steps=2,
-        generator=torch.Generator().manual_seed(3), batch_size=None,
-    )  # fmt: skip
+    line = _reattack_line(model, data, dirs)
     assert single.meta["world_size"] == 1
     for rank in range(2):
         got = S.Surface.load(tmp_path / f"clean{rank}.npz")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import tiny_train_config
 from torch import nn
 
 from landscape import io, train
@@ -45,20 +46,8 @@ class TinyNet(nn.Module):
 
 
 def _cfg(**kw):
-    base = dict(
-        epochs=2,
-        batch_size=16,
-        optimizer="sgd",
-        lr=0.1,
-        eps=0.1,
-        steps=2,
-        eval_num=32,
-        eval_steps=2,
-        co_check_num=16,
-        seed=0,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    base = dict(optimizer="sgd", eval_num=32, eval_steps=2, co_check_num=16)
+    return tiny_train_config(**{**base, **kw})
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:

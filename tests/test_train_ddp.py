@@ -10,23 +10,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _helpers import tiny_train_config
 from torch import nn
 
 from landscape import train
-from landscape.train import TrainConfig, adversarial_train
+from landscape.train import adversarial_train
 
-CFG = dict(
-    epochs=2,
-    batch_size=16,
-    lr=0.1,
-    eps=0.1,
-    steps=2,
-    alpha_rel=0.5,
-    random_start=False,
-    eval_num=16,
-    eval_steps=2,
-    co_check_num=8,
-    seed=3,
+CFG = tiny_train_config(
+    alpha_rel=0.5, random_start=False, eval_num=16, eval_steps=2, co_check_num=8, seed=3
 )
 
 
@@ -50,7 +41,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         res = adversarial_train(
             model,
             (x, y),
-            TrainConfig(**CFG),
+            CFG,
             test_data=(x, y),
             run_dir=os.path.join(out, "run"),
         )
@@ -77,7 +68,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     for k in w0:  # ranks agree exactly (DDP all-reduces the gradients)
         assert torch.equal(w0[k], w1[k]), k
     model, x, y = _setup()
-    ref = adversarial_train(model, (x, y), TrainConfig(**CFG), test_data=(x, y))
+    ref = adversarial_train(model, (x, y), CFG, test_data=(x, y))
     for k, v in model.state_dict().items():  # same global batch -> same weights
         torch.testing.assert_close(w0[k], v, rtol=1e-10, atol=1e-12)
     run = train.load_run(tmp_path / "run")  # only rank 0 wrote, and wrote once

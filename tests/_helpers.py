@@ -1,0 +1,60 @@
+"""Small models and settings shared by several test files (tests/ is on sys.path under
+pytest): one definition each, so that the test files do not repeat them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["conv_bn_net", "gaussian_mlp", "tiny_train_config"]
+
+
+def conv_bn_net(kernel: int = 3, side: int = 6, *, dropout: bool = False) -> nn.Module:
+    """A float64 ``Conv2d(1, 3, kernel)`` -> ``BatchNorm2d`` -> ReLU -> Flatten ->
+    [``Dropout(0.5)``] -> ``Linear(., 4)`` net for ``side x side`` one-channel images,
+    initialised under ``torch.manual_seed(0)``, with BatchNorm running statistics
+    drawn away from 0 / 1 (so that eval and train mode differ). In train mode."""
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(1, 3, kernel), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten()]
+    if dropout:
+        layers.append(nn.Dropout(0.5))
+    m = nn.Sequential(*layers, nn.Linear(3 * (side - kernel + 1) ** 2, 4)).double()
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-0.5, 0.5)
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def gaussian_mlp(
+    n: int, dim: int, *, margin: float, num_train: int, steps: int
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A ReLU MLP (``dim`` -> 32 -> 3) fitted with Adam (lr 1e-2, ``steps`` full-batch
+    steps) to the first ``num_train`` points of a 3-class Gaussian mixture of ``n``
+    points scaled into [0, 1]; returns ``(model in eval mode, x_rest, y_rest)``."""
+    from landscape import data
+
+    x, y = data.gaussian_mixture(
+        n, dim, num_classes=3, margin=margin, noise=1.0, seed=0
+    )
+    x = (x - x.min()) / (x.max() - x.min())  # into [0, 1]
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(m(x[:num_train]), y[:num_train]).backward()
+        opt.step()
+    return m.eval(), x[num_train:], y[num_train:]
+
+
+def tiny_train_config(**kw: Any):
+    """A seconds-long :class:`landscape.train.TrainConfig`: 2 epochs of batch 16 at lr
+    0.1 with PGD-2 at eps 0.1, no per-epoch evaluation and no constant-classifier
+    check, seed 0; ``kw`` sets more fields (or other values of these)."""
+    from landscape.train import TrainConfig
+
+    base = dict(epochs=2, batch_size=16, lr=0.1, eps=0.1, steps=2, eval_num=0)
+    return TrainConfig(**{**base, "co_check_num": 0, "seed": 0, **kw})
