@@ -180,29 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     for k in ks:
         r_ours, r_py = [], []
         for rep in range(reps):
-            ours, t1 = _timed(
-                lambda k=k, rep=rep: hessian.top_eigenvalues(
-                    model,
-                    lf,
-                    data,
-                    num=k,
-                    return_vectors=False,
-                    generator=torch.Generator().manual_seed(rep),
+
+            def top(k=k, rep=rep, **backend):
+                g = torch.Generator().manual_seed(rep)
+                return hessian.top_eigenvalues(
+                    model, lf, data, num=k, return_vectors=False, generator=g, **backend
                 )
-            )
+
+            ours, t1 = _timed(top)
             r_ours.append((t1, ours))
             with _Count() as c:
-                py, t2 = _timed(
-                    lambda k=k, rep=rep: hessian.top_eigenvalues(
-                        model,
-                        lf,
-                        data,
-                        num=k,
-                        backend="pyhessian",
-                        return_vectors=False,
-                        generator=torch.Generator().manual_seed(rep),
-                    )
-                )
+                py, t2 = _timed(lambda top=top: top(backend="pyhessian"))
             r_py.append((t2, py, c.n))
         refk = ref.eigenvalues[:k]
         t_o = statistics.median(t for t, _ in r_ours)
