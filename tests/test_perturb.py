@@ -17,7 +17,7 @@ from torch import nn
 from landscape import _utils, models
 from landscape.attacks import fgsm_rs, perturb
 from landscape.attacks._input_grad import input_grad_mode
-from landscape.train import adversarial_train
+from landscape.train import TrainConfig, adversarial_train
 
 _perturb_mod = sys.modules["landscape.attacks.perturb"]
 
