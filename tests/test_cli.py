@@ -24,13 +24,16 @@ TOOLS = {
     "train": "landscape.train.__main__",
     "data": "landscape.data.__main__",
     "demo": "landscape.demo.__main__",
+    "plot": "landscape.plot.__main__",
 }
 CHECKPOINT_TOOLS = ("evaluate", "hessian", "scattering", "report", "surface")
 
 
 def _tool_parser(tool: str) -> argparse.ArgumentParser:
     mod = importlib.import_module(TOOLS[tool])
-    return mod.compute_parser() if tool == "surface" else mod._parser()
+    if tool in ("surface", "plot"):
+        return mod.compute_parser() if tool == "surface" else mod._draw_parser()
+    return mod._parser()
 
 
 @pytest.mark.parametrize("tool", CHECKPOINT_TOOLS)
@@ -49,7 +52,7 @@ def test_checkpoint_tools_load_through_the_one_loader(tool):
 @pytest.mark.parametrize("tool", sorted(TOOLS))
 def test_every_tool_has_the_shared_flags_and_entry_point(tool):
     mod = importlib.import_module(TOOLS[tool])
-    if tool != "surface":  # surface dispatches its `compute` command itself
+    if tool not in ("surface", "plot"):  # these two dispatch a `compute` command
         assert mod.main.__qualname__ == "entry.<locals>.main"
     p = _tool_parser(tool)
     assert isinstance(p, _cli.Parser)
@@ -57,7 +60,7 @@ def test_every_tool_has_the_shared_flags_and_entry_point(tool):
     if tool == "connectivity":  # its subcommands carry the flags
         p = p._subparsers._group_actions[0].choices["scan"]
     assert "--debug" in p._option_string_actions
-    if tool != "data":  # data only downloads and lists files
+    if tool not in ("data", "plot"):  # these only download or draw files
         for flag in ("--device", "--no-progress", "--progress"):
             assert flag in p._option_string_actions, (tool, flag)
 

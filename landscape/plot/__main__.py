@@ -1,4 +1,5 @@
-"""``python -m landscape.plot``: draw saved results (it computes nothing).
+"""``python -m landscape.plot``: draw saved loss surfaces and other saved landscape
+results (it computes nothing).
 
 Draw (the default)::
 
@@ -125,9 +126,9 @@ def _figure(obj: Any):
 
 # ----------------------------------------------------------------------- drawing
 def _draw_parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(
-        prog=_PROG,
-        description="Draw saved loss surfaces (and other saved landscape results).",
+    p = _cli.parser(
+        _PROG,
+        __doc__,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return surface_main(argv)
-    return _cli.run(lambda a: _draw(_draw_parser().parse_args(a)), argv, _PROG)
+    return _cli.entry(_draw_parser, _draw)(argv)
 
 
 if __name__ == "__main__":
