@@ -20,14 +20,13 @@ bitwise, in 0.6x its time.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from .._pool import max_pool2d
+from .._pool import _pair, max_pool2d
 
 __all__ = ["input_grad_mode"]
 
@@ -54,14 +53,6 @@ class _FlippedConv(torch.autograd.Function):
         finally:
             torch.backends.mkldnn.enabled = prev
         return gx, None, None, None, None
-
-
-def _pair(v: Any) -> tuple[int, int] | None:
-    if isinstance(v, int):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2:
-        return (int(v[0]), int(v[1]))
-    return None
 
 
 class _InputGradMode(TorchFunctionMode):
