@@ -586,21 +586,23 @@ def _results(out):
 
 
 _RENAMED = {
-    "top_eigenvalues": (lambda m, lf, d, A, **kw: hessian.top_eigenvalues(m, lf, d, **kw), "num", "k", 2),
+    "top_eigenvalues": (lambda m, lf, d, A, **kw: hessian.top_eigenvalues(m, lf, d, mode="graph", **kw), "num", "k", 2),
     "eigsh": (lambda m, lf, d, A, **kw: hessian.eigsh(A, **kw), "num", "k", 2),
     "lanczos_eigs": (lambda m, lf, d, A, **kw: hessian.lanczos_eigs(A, **kw), "num", "k", 2),
     "power_iteration": (lambda m, lf, d, A, **kw: hessian.power_iteration(A, **kw), "num", "k", 2),
-    "HessianOperator": (lambda m, lf, d, A, **kw: hessian.HessianOperator(m, lf, d, **kw), "chunk_size", "batch_vectors", 3),
-    "trace": (lambda m, lf, d, A, **kw: hessian.trace(m, lf, d, num_probes=6, **kw), "chunk_size", "batch_vectors", 4),
-    "lanczos_quadrature": (lambda m, lf, d, A, **kw: hessian.lanczos_quadrature(m, lf, d, num_iters=3, num_runs=3, **kw), "chunk_size", "batch_vectors", 2),
-    "lanczos_density": (lambda m, lf, d, A, **kw: hessian.lanczos_density(m, lf, d, num_iters=3, num_runs=3, **kw), "chunk_size", "batch_vectors", 2),
+    "HessianOperator": (lambda m, lf, d, A, **kw: hessian.HessianOperator(m, lf, d, mode="graph", **kw), "chunk_size", "batch_vectors", 3),
+    "trace": (lambda m, lf, d, A, **kw: hessian.trace(m, lf, d, num_probes=6, mode="graph", **kw), "chunk_size", "batch_vectors", 4),
+    "lanczos_quadrature": (lambda m, lf, d, A, **kw: hessian.lanczos_quadrature(m, lf, d, num_iters=3, num_runs=3, mode="graph", **kw), "chunk_size", "batch_vectors", 2),
+    "lanczos_density": (lambda m, lf, d, A, **kw: hessian.lanczos_density(m, lf, d, num_iters=3, num_runs=3, mode="graph", **kw), "chunk_size", "batch_vectors", 2),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("where", sorted(_RENAMED))
 def test_old_keyword_warns_once_and_gives_the_same_result(where):
     """The old names k= / batch_vectors= still work: one DeprecationWarning, at the
-    caller's line, and the same numbers as the new name."""
+    caller's line, and the same numbers as the new name (an explicit HVP mode:
+    mode="auto" picks the fastest block formulation by timing, equal only to
+    rounding)."""
     call, new, old, value = _RENAMED[where]
     model, loss_fn, data, A = planted([1.0, 2.0, 3.0, 5.0, 8.0])
     needs_gen = where not in ("HessianOperator",)
