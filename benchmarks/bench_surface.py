@@ -214,11 +214,11 @@ def run(which: str, n: int, rounds: int, args, device) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="9 x 9 grid, 3 rounds")
+    p.add_argument("--quick", action="store_true", help="9 x 9 grid")
     p.add_argument("--model", choices=["lenet", "bnres", "both"], default="both")
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--loop-points", type=int, default=40, help="points timed in loop")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="calls of loss_surface")
     p.add_argument("--root", default=None, help="data root (default $LANDSCAPE_DATA)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     _DEVICE[0] = device
-    n, rounds = (9, 3) if args.quick else (21, args.rounds)
+    n, rounds = (9 if args.quick else 21), args.rounds
     which = ["lenet", "bnres"] if args.model == "both" else [args.model]
     rows = [run(w, n, rounds, args, device) for w in which]
     print("\nmodel   ours/loop (first call, later calls)  ours/floor")
