@@ -138,7 +138,7 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from .. import data
+    from .. import attacks, data
     from .._utils import seed_everything
     from ..io import atomic_write
     from ._api import adversarial_data
@@ -159,8 +159,7 @@ def _main(args: argparse.Namespace) -> int:
             else adversarial_data(
                 model,
                 clean,
-                **_cli.pick(args, "norm", "alpha", "steps"),
-                eps=eps,
+                attacks.PGD(eps=eps, **_cli.pick(args, "norm", "alpha", "steps")),
                 generator=gen,
             )
         )

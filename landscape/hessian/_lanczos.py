@@ -212,7 +212,7 @@ def lanczos_eigs(
         raise ValueError(
             f"max_iter={max_iter} < num={k}: Lanczos needs at least num iterations"
         )
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen = generator  # None: torch's global RNG, as everywhere in the package
     # exact pairs from exhausted Krylov spaces
     pv = np.zeros(0)
     pvec = torch.zeros(0, n, device=op.device, dtype=op.dtype)
@@ -305,7 +305,7 @@ def power_iteration(
     op = as_operator(op)
     n = op.dim
     k = _num_pairs("power_iteration", n, num, k)
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen = generator  # None: torch's global RNG, as everywhere in the package
     found: list[Tensor] = []
     values, residuals = [], []
     hvps, all_conv = 0, True
