@@ -141,6 +141,25 @@ def long(ctx: _common.Context) -> None:
             _study.final_eval(ctx, _study.Spec(eps=eps, seed=seed, schedule="constant"))
 
 
+def claims_5_7_first(ctx: _common.Context) -> None:
+    """The ``schedules`` queue reordered when CPU is short: claim 4's quick protocol
+    for every seed, claim 5's learning rates, claim 7's Madry CNN (quick, standard),
+    then claim 4's standard protocol for seeds 1, 2 and the reviewer protocol."""
+    _claim4(ctx, ("quick",), SEEDS)
+    for lr in (6e-4, 6e-3):
+        for seed in (0, 1):
+            for sch in ("constant", "periodic"):
+                _study.final_eval(
+                    ctx, _study.Spec(eps=0.4, seed=seed, schedule=sch, lr=lr)
+                )
+    _study.final_eval(ctx, _madry(0))
+    _study.protocol_eval(ctx, _madry(0), "quick", num=2000)
+    _study.protocol_eval(ctx, _madry(0), "standard", num=1000)
+    _claim4(ctx, ("standard",), (1, 2))
+    _claim4(ctx, ("reviewer",), SEEDS)
+    _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
+
+
 QUEUES = {
     "long": long,
     "zoo": zoo,
