@@ -161,6 +161,7 @@ def claims_5_7_first(ctx: _common.Context) -> None:
 
 
 QUEUES = {
+    "claims_5_7_first": claims_5_7_first,
     "long": long,
     "zoo": zoo,
     "zoo_first": zoo_first,
