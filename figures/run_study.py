@@ -160,7 +160,20 @@ def claims_5_7_first(ctx: _common.Context) -> None:
     _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
 
 
+def long_second(ctx: _common.Context) -> None:
+    """A second process for the ``long`` budget: seed 1's warm-up family (Hessian and
+    scattering), from the ends of the eps range inwards."""
+    if _study.BUDGET != "long":
+        raise SystemExit("error: the long queue needs LANDSCAPE_STUDY_BUDGET=long")
+    for eps in (0.4, 0.0, 0.3, 0.1, 0.2):
+        spec = _study.Spec(eps=eps, seed=1, schedule="linear")
+        _study.final_eval(ctx, spec)
+        _study.hessian_eval(ctx, spec)
+        _study.scattering_eval(ctx, spec)
+
+
 QUEUES = {
+    "long_second": long_second,
     "claims_5_7_first": claims_5_7_first,
     "long": long,
     "zoo": zoo,
