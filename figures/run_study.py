@@ -16,7 +16,14 @@ evaluations). Queues:
   2; the schedules for seeds 1, 2; constant and periodic at lr 6e-4 / 6e-3 (seeds 0, 1); the
   Madry-shape CNN (width 0.5, seed 0); then the reviewer protocol.
 
-The two queues share models (e.g. constant eps = 0.4): whichever reaches a model
+- ``zoo_first`` / ``helper``: the same work ordered for two processes when CPU is
+  scarce; ``claims_5_7_first``: ``schedules`` with claims 5 and 7 before the costly
+  protocols (claim 4's standard protocol for seeds 1, 2 and the reviewer protocol).
+- ``long`` / ``long_second`` (with ``LANDSCAPE_STUDY_BUDGET=long``): claims 1-3 on
+  the 4x training budget (16,000 images, 16 epochs), seed by seed; ``long_second``
+  is a second process for seed 1.
+
+The queues share models (e.g. constant eps = 0.4): whichever reaches a model
 first trains it, the other waits for it.
 
 Commands::
