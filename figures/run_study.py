@@ -21,7 +21,8 @@ evaluations). Queues:
   protocols (claim 4's standard protocol for seeds 1, 2 and the reviewer protocol).
 - ``long`` / ``long_second`` (with ``LANDSCAPE_STUDY_BUDGET=long``): claims 1-3 on
   the 4x training budget (16,000 images, 16 epochs), seed by seed; ``long_second``
-  is a second process for seed 1.
+  is a second process for seed 1; ``long_schedules``: linear vs periodic at
+  eps 0.4 under that budget (quick protocol).
 
 The queues share models (e.g. constant eps = 0.4): whichever reaches a model
 first trains it, the other waits for it.
@@ -179,7 +180,21 @@ def long_second(ctx: _common.Context) -> None:
         _study.scattering_eval(ctx, spec)
 
 
+def long_schedules(ctx: _common.Context) -> None:
+    """Claim 4 under the ``long`` budget, as far as it got: linear warm-up vs periodic
+    at eps 0.4 (seeds 0, 1), final model and end-of-period ensemble, quick protocol."""
+    if _study.BUDGET != "long":
+        raise SystemExit("error: the long queue needs LANDSCAPE_STUDY_BUDGET=long")
+    for seed in (0, 1):
+        for sch in ("periodic", "linear"):
+            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+            _study.final_eval(ctx, spec)
+            for ens in (False, True):
+                _study.protocol_eval(ctx, spec, "quick", ensemble=ens)
+
+
 QUEUES = {
+    "long_schedules": long_schedules,
     "long_second": long_second,
     "claims_5_7_first": claims_5_7_first,
     "long": long,
