@@ -7,6 +7,7 @@ without editing this file.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -279,8 +280,41 @@ def test_study_zoo_trains_once_and_caches(study, common, tmp_path, monkeypatch):
     assert not run.with_suffix(".lock").exists()
     q = study.protocol_eval(ctx, spec, "quick", num=32, ensemble=True)
     assert 0 <= q["robust_acc"] <= q["clean_acc"] <= 1 and q["attacks"] == ["pgd-20"]
+    # a result (and a half-done state) of an older definition of the preset is stale
+    folder = tmp_path / "study" / "evals" / spec.key
+    cached = folder / "quick_ens_eps0.1_n32.json"
+    cached.write_text(json.dumps({**q, "attacks": ["pgd-7"], "robust_acc": -1.0}))
+    (folder / "quick_ens_eps0.1_n32.0ld0ld0l.state.pt").write_bytes(b"old")
+    again = study.protocol_eval(ctx, spec, "quick", num=32, ensemble=True)
+    assert again["attacks"] == ["pgd-20"] and again["robust_acc"] == q["robust_acc"]
+    assert not list(folder.glob("*.state.pt"))
     assert study.cost(ctx, spec) > 0
     study._DATA.clear()
+
+
+def test_study_budget_from_the_environment():
+    """``LANDSCAPE_STUDY_BUDGET=long`` sizes the zoo and publishes to results/long/;
+    an unknown budget is a one-line error."""
+    code = (
+        "import sys; sys.path.insert(0, 'figures'); import _study, _common; "
+        "print(_study.SIZE['num_train'], _study.SIZE['epochs'], "
+        "_common.PUBLISHED.relative_to(_common.REPO).as_posix(), "
+        "_study.Spec(eps=0.4, seed=1).key)"
+    )
+    run = {"cwd": REPO, "capture_output": True, "text": True, "timeout": 120}
+    base = subprocess.run([sys.executable, "-c", code], env=_env(), **run)
+    assert base.returncode == 0, base.stderr[-2000:]
+    assert base.stdout.split()[:3] == ["8000", "8", "results"]
+    env = {**_env(), "LANDSCAPE_STUDY_BUDGET": "long"}
+    long = subprocess.run([sys.executable, "-c", code], env=env, **run)
+    assert long.returncode == 0, long.stderr[-2000:]
+    n, e, published, key = long.stdout.split()
+    assert (n, e, published) == ("16000", "16", "results/long")
+    assert key.endswith("-n16000-e16-k5-b256")
+    env["LANDSCAPE_STUDY_BUDGET"] = "huge"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, **run)
+    assert bad.returncode != 0 and "LANDSCAPE_STUDY_BUDGET='huge'" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
