@@ -80,6 +80,25 @@ def _claim4(ctx: _common.Context, protocols, seeds) -> None:
                     _study.protocol_eval(ctx, spec, protocol, ensemble=ens)
 
 
+def _claims_5_7(ctx: _common.Context) -> None:
+    """Claim 5's learning rates (constant vs periodic at eps 0.4, seeds 0, 1) and
+    claim 7's Madry-shape CNN under the quick and standard protocols."""
+    for lr in (6e-4, 6e-3):
+        for seed in (0, 1):
+            for sch in ("constant", "periodic"):
+                _study.final_eval(
+                    ctx, _study.Spec(eps=0.4, seed=seed, schedule=sch, lr=lr)
+                )
+    _study.final_eval(ctx, _madry(0))
+    _study.protocol_eval(ctx, _madry(0), "quick", num=2000)
+    _study.protocol_eval(ctx, _madry(0), "standard", num=1000)
+
+
+def _need_long() -> None:
+    if _study.BUDGET != "long":
+        raise SystemExit("error: the long queue needs LANDSCAPE_STUDY_BUDGET=long")
+
+
 def schedules(ctx: _common.Context) -> None:
     _claim4(ctx, ("quick", "standard"), (0,))
     # claim 1's decisive comparison (constant vs warm-up at eps 0.3 / 0.4) on more
@@ -90,15 +109,7 @@ def schedules(ctx: _common.Context) -> None:
         for eps in (0.3, 0.4):
             _study.final_eval(ctx, _study.Spec(eps=eps, seed=seed, schedule="linear"))
     _claim4(ctx, ("quick", "standard"), (1, 2))
-    for lr in (6e-4, 6e-3):
-        for seed in (0, 1):
-            for sch in ("constant", "periodic"):
-                _study.final_eval(
-                    ctx, _study.Spec(eps=0.4, seed=seed, schedule=sch, lr=lr)
-                )
-    _study.final_eval(ctx, _madry(0))
-    _study.protocol_eval(ctx, _madry(0), "quick", num=2000)
-    _study.protocol_eval(ctx, _madry(0), "standard", num=1000)
+    _claims_5_7(ctx)
     _claim4(ctx, ("reviewer",), SEEDS)
     _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
 
@@ -138,8 +149,7 @@ def long(ctx: _common.Context) -> None:
     """Claims 1-3 under the ``long`` budget (run with ``LANDSCAPE_STUDY_BUDGET=long``):
     seed by seed, the warm-up family per eps with its Hessian and ReLU scattering,
     then the constant models at eps 0.3 / 0.4."""
-    if _study.BUDGET != "long":
-        raise SystemExit("error: the long queue needs LANDSCAPE_STUDY_BUDGET=long")
+    _need_long()
     for seed in SEEDS:
         for spec in _study.zoo(("linear",), EPS, (seed,)):
             _study.final_eval(ctx, spec)
@@ -154,15 +164,7 @@ def claims_5_7_first(ctx: _common.Context) -> None:
     for every seed, claim 5's learning rates, claim 7's Madry CNN (quick, standard),
     then claim 4's standard protocol for seeds 1, 2 and the reviewer protocol."""
     _claim4(ctx, ("quick",), SEEDS)
-    for lr in (6e-4, 6e-3):
-        for seed in (0, 1):
-            for sch in ("constant", "periodic"):
-                _study.final_eval(
-                    ctx, _study.Spec(eps=0.4, seed=seed, schedule=sch, lr=lr)
-                )
-    _study.final_eval(ctx, _madry(0))
-    _study.protocol_eval(ctx, _madry(0), "quick", num=2000)
-    _study.protocol_eval(ctx, _madry(0), "standard", num=1000)
+    _claims_5_7(ctx)
     _claim4(ctx, ("standard",), (1, 2))
     _claim4(ctx, ("reviewer",), SEEDS)
     _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
@@ -171,8 +173,7 @@ def claims_5_7_first(ctx: _common.Context) -> None:
 def long_second(ctx: _common.Context) -> None:
     """A second process for the ``long`` budget: seed 1's warm-up family (Hessian and
     scattering), from the ends of the eps range inwards."""
-    if _study.BUDGET != "long":
-        raise SystemExit("error: the long queue needs LANDSCAPE_STUDY_BUDGET=long")
+    _need_long()
     for eps in (0.4, 0.0, 0.3, 0.1, 0.2):
         spec = _study.Spec(eps=eps, seed=1, schedule="linear")
         _study.final_eval(ctx, spec)
@@ -183,8 +184,7 @@ def long_second(ctx: _common.Context) -> None:
 def long_schedules(ctx: _common.Context) -> None:
     """Claim 4 under the ``long`` budget, as far as it got: linear warm-up vs periodic
     at eps 0.4 (seeds 0, 1), final model and end-of-period ensemble, quick protocol."""
-    if _study.BUDGET != "long":
-        raise SystemExit("error: the long queue needs LANDSCAPE_STUDY_BUDGET=long")
+    _need_long()
     for seed in (0, 1):
         for sch in ("periodic", "linear"):
             spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
