@@ -48,7 +48,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import directions, models, surface, train  # noqa: E402
+from landscape import attacks, directions, models, surface, train  # noqa: E402
 
 NAME = "fig05_surfaces"
 NOTE = "CPU sizes illustrate the trend; --full is the paper's setting"
@@ -109,9 +109,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
             dirs,
             xs=xs,
             adversarial=s["adversarial"] if eps > 0 else None,
-            eps=eps,
-            steps=s["attack_steps"],
-            alpha=2.5 * eps / s["attack_steps"],
+            attack=_pgd(eps, s["attack_steps"]),
             generator=torch.Generator().manual_seed(ctx.seed + 1),
             progressbar=True,
         )
@@ -156,6 +154,13 @@ STUDY_COLUMNS = (
 )
 
 
+def _pgd(eps: float, steps: int) -> attacks.PGD | None:
+    """PGD-``steps`` at ``eps`` with step ``2.5 eps / steps`` (None at eps = 0)."""
+    return (
+        attacks.PGD(eps=eps, steps=steps, alpha=2.5 * eps / steps) if eps > 0 else None
+    )
+
+
 def _study_surfaces(ctx, spec: _study.Spec, xs: np.ndarray) -> dict:
     model = _study.load_final(ctx, spec)
     _, _, xt, yt = _study.mnist(ctx)
@@ -175,9 +180,7 @@ def _study_surfaces(ctx, spec: _study.Spec, xs: np.ndarray) -> dict:
             dirs,
             xs=xs,
             adversarial="fixed" if adv else None,
-            eps=spec.eps,
-            steps=10,
-            alpha=2.5 * spec.eps / 10,
+            attack=_pgd(spec.eps, 10) if adv else None,
             generator=torch.Generator().manual_seed(1),
         )
         out[f"{kind}_loss"] = np.asarray(surf.loss).tolist()

@@ -192,3 +192,35 @@ def test_rerun_resumes_from_cache(demo_run, data_root):
         cfg_path.write_text(original)
     assert proc.returncode == 2
     assert "another configuration" in proc.stderr and "--fresh" in proc.stderr
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_surface_stage_calls_no_deprecated_api(adversarial, tmp_path):
+    """The demo's surface stage builds its attack as ``attacks.PGD`` (the loose
+    ``eps=/steps=/alpha=`` keywords of ``loss_surface`` are deprecated), and the
+    adversarial surface attacks the images (fails on the loose keywords: the warning
+    is an error here; the subprocess demo run hides library DeprecationWarnings)."""
+    import dataclasses
+    import warnings
+
+    from landscape import models
+    from landscape.demo import DemoConfig
+    from landscape.demo._stages import Context, _surface
+
+    cfg = dataclasses.replace(DemoConfig.smoke(), surface_points=2, surface_num=16)
+    g = torch.Generator().manual_seed(0)
+    x, y = (
+        torch.rand(16, 1, 28, 28, generator=g),
+        torch.randint(0, 10, (16,), generator=g),
+    )
+    ctx = Context(
+        cfg=cfg, out=tmp_path, device=torch.device("cpu"), data=((x, y), (x, y))
+    )
+    model = models.build("lenet", dataset="mnist").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        s = _surface(ctx, model, 0.3, adversarial)
+        clean = _surface(ctx, model, 0.3, False)
+    assert s.loss.shape == (2, 2)
+    # attacked images give a strictly higher loss at the centre than the clean ones
+    assert (s.center_loss > clean.center_loss) == adversarial

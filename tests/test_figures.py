@@ -65,6 +65,9 @@ def test_figure_script_smoke(script: Path, tmp_path: Path) -> None:
         f"{' '.join(cmd)} failed (rc={proc.returncode})\n"
         f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
     )
+    assert "DeprecationWarning" not in proc.stderr, (
+        f"{script.name} calls a deprecated landscape API:\n{proc.stderr[-2000:]}"
+    )
     figures = [p for p in tmp_path.rglob("*") if p.suffix in FIGURE_SUFFIXES]
     assert figures, (
         f"{script.name} --smoke wrote no figure (.png/.pdf/.html/.svg) into "

@@ -267,7 +267,7 @@ def scatter_stage(ctx: Context) -> dict[str, Any]:
 
 
 def _surface(ctx: Context, model: nn.Module, eps: float, adversarial: bool) -> Any:
-    from .. import directions, surface
+    from .. import attacks, directions, surface
 
     cfg = ctx.cfg
     xs = np.linspace(-cfg.surface_range, cfg.surface_range, cfg.surface_points)
@@ -278,9 +278,9 @@ def _surface(ctx: Context, model: nn.Module, eps: float, adversarial: bool) -> A
     if adversarial:
         kw = dict(
             adversarial="fixed",
-            eps=eps,
-            steps=cfg.attack_steps,
-            alpha=2.5 * eps / cfg.attack_steps,
+            attack=attacks.PGD(
+                eps=eps, steps=cfg.attack_steps, alpha=2.5 * eps / cfg.attack_steps
+            ),
             generator=ctx.generator(),
         )
     d = ctx.batches("train", cfg.surface_num, 250)
