@@ -20,7 +20,6 @@ it reads a checkpoint or a dataset) and gets its ``main(argv)`` from :func:`entr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import json
@@ -62,7 +61,6 @@ __all__ = [
     "dataset_name",
     "recorded_dataset",
     "check_run_folder",
-    "lock_if",
 ]
 
 _FINAL = "final.pt"
@@ -465,11 +463,6 @@ def device(args: argparse.Namespace) -> torch.device:
         raise CLIError(
             f"--device {name!r} is not a device ({err})", "use cpu or cuda[:N]"
         ) from None
-
-
-def lock_if(cond: bool, path: str | os.PathLike) -> contextlib.AbstractContextManager:
-    """:func:`landscape.io.lock` on ``path`` when ``cond`` (e.g. only on rank 0)."""
-    return io.lock(path) if cond else contextlib.nullcontext()
 
 
 def check_run_folder(folder: str | os.PathLike) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 
 import numpy as np
 import pytest
@@ -598,3 +599,24 @@ def test_training_attack_values_and_data_contract():
         attack=pgd,
     )
     assert scan.meta["num_samples"] == 8 and scan.meta["attack"]["name"] == "PGD"
+
+
+def test_a_locked_run_folder_is_refused_and_the_lock_released(tmp_path):
+    """A second training into a run folder that a live process is writing raises
+    ``io.LockedError`` naming the holder (and writes nothing); the lock is gone after
+    a finished and after an interrupted run (fails before train_curve locked)."""
+    from landscape import io
+
+    a, b = _bn_pair()
+    x = torch.rand(32, 3, dtype=torch.float64)
+    y = torch.randint(0, 2, (32,))
+    cfg = mc.CurveConfig(epochs=1, batch_size=16, eps=0.0, checkpoint_every=1)
+    tmp_path.mkdir(exist_ok=True)
+    with io.lock(tmp_path), pytest.raises(io.LockedError, match=f"{os.getpid()}@"):
+        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
+    assert not (tmp_path / "config.json").exists()
+    with pytest.raises(KeyboardInterrupt):
+        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path, callback=_stop_at(1))
+    assert not (tmp_path / ".lock").exists()
+    mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
+    assert not (tmp_path / ".lock").exists() and (tmp_path / "curve.pt").exists()

@@ -862,3 +862,29 @@ def test_fractional_period_boundaries_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _cfg(epochs=9, eps_schedule="periodic", periods=3)
+
+
+def test_a_locked_run_folder_is_refused_and_the_lock_released(tmp_path):
+    """A second ``adversarial_train`` into a run folder that a live process holds
+    raises ``io.LockedError`` naming the holder's pid and writes nothing; the lock is
+    released after an interrupted run (which then resumes) and after a finished one
+    (fails before adversarial_train locked its run folder: only the CLI did)."""
+    import os
+
+    x, y = _data(32)
+    cfg = _cfg(epochs=1, batch_size=16, checkpoint_every=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    with io.lock(run), pytest.raises(io.LockedError, match=f"process {os.getpid()}@"):
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=run)
+    assert not (run / "config.json").exists()
+
+    def stop(state):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=run, callback=stop)
+    assert not (run / ".lock").exists() and (run / "config.json").exists()
+    adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path / "new" / "run")
+    r = adversarial_train(TinyNet(), (x, y), cfg, run_dir=run)
+    assert not (run / ".lock").exists() and len(r.metrics["epoch"]) == 1

@@ -22,6 +22,7 @@ from .. import _utils, attacks, io
 from .._batches import as_batches
 from ..schedules import make_schedule
 from ..train import RunFolderError, TensorBatches
+from ..train._run import folder_lock
 from ._bn import has_batchnorm
 from ._curves import KINDS, Curve, curve_point, init_curve, load_weights
 from ._scan import _At
@@ -336,6 +337,7 @@ def train_curve(
     Raises:
         RunFolderError: the folder holds a run with another config or other models.
         FloatingPointError: the loss became NaN or infinite (lower the lr).
+        landscape.io.LockedError: another live process is training in ``run_dir``.
     """
     cfg = CurveConfig.from_dict(config) if isinstance(config, dict) else config
     if not isinstance(cfg, CurveConfig):
@@ -343,6 +345,15 @@ def train_curve(
     for m in (model_a, model_b):
         if not isinstance(m, nn.Module):
             raise TypeError(f"models must be nn.Modules, got {type(m).__name__}")
+    folder = Path(run_dir) if run_dir is not None else None
+    with folder_lock(folder):  # one process per run folder
+        return _train_curve(
+            model_a, model_b, data, cfg, folder, resume, progressbar, callback
+        )
+
+
+def _train_curve(model_a, model_b, data, cfg, folder, resume, progressbar, callback):
+    """:func:`train_curve` after its checks, with ``folder`` locked."""
     device = _utils.model_device(model_a)
     curve = init_curve(model_a, model_b, kind=cfg.kind, num_bends=cfg.num_bends).to(
         device
@@ -371,7 +382,6 @@ def train_curve(
             ),
         }
         run = _Run(bends, opt, gens)
-        folder = Path(run_dir) if run_dir is not None else None
         if folder is not None:
             _open_folder(folder, cfg, curve, run, resume)
         with _utils.train_mode(model_a):

@@ -177,17 +177,15 @@ def _main(args: argparse.Namespace) -> int:
         device=device,
         drop_last=cfg.drop_last,
     )
-    rank = int(os.environ.get("RANK", "0"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with _cli.lock_if(rank == 0, run_dir):  # one process per run folder
-        res = adversarial_train(
-            model,
-            loader,
-            cfg,
-            test_data=(xt, yt),
-            run_dir=run_dir,
-            progressbar=_cli.progress(args),
-        )
+    # adversarial_train locks the run folder (one process per run folder)
+    res = adversarial_train(
+        model,
+        loader,
+        cfg,
+        test_data=(xt, yt),
+        run_dir=run_dir,
+        progressbar=_cli.progress(args),
+    )
     if res.meta.get("rank", 0) == 0:
         m = res.metrics
         print(

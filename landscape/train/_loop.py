@@ -41,6 +41,7 @@ from ._run import (
     TrainResult,
     check_config,
     columns,
+    folder_lock,
     period_ckpt_name,
     rng_state,
     set_rng_state,
@@ -199,6 +200,9 @@ def adversarial_train(
         ValueError, TypeError: bad data (uint8 or [0, 255] images, float, one-hot or
             out-of-range labels, empty batches) with what to change.
         landscape.io.CorruptFileError: a corrupt resume checkpoint.
+        landscape.io.LockedError: another live process is training in ``run_dir``
+            (the run folder is locked while a run writes it; a killed run's lock is
+            taken over).
     """
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     if not isinstance(cfg, TrainConfig):
@@ -209,11 +213,12 @@ def adversarial_train(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     with _isolated(_utils.model_device(model), cfg.runtime.num_threads):
         run = _setup(model, data, cfg, run_dir)
-        _open_folder(run, resume)
-        _wrap_models(run)
-        _monitor_data(run, data, test_data)
-        _train_epochs(run, progressbar, callback)
-        return _finish(run)
+        with folder_lock(run.folder, run.main):
+            _open_folder(run, resume)
+            _wrap_models(run)
+            _monitor_data(run, data, test_data)
+            _train_epochs(run, progressbar, callback)
+            return _finish(run)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import json
@@ -39,6 +40,17 @@ FORMAT = "landscape.train/1"
 
 class RunFolderError(RuntimeError):
     """A run folder that cannot be resumed with this configuration."""
+
+
+def folder_lock(folder: str | Path | None, main: bool = True):
+    """:func:`landscape.io.lock` on a run folder (created if missing) for the main
+    rank, so that a second process on the same folder gets ``io.LockedError`` (naming
+    the holder's pid) instead of interleaving its writes; no lock without a folder."""
+    if folder is None or not main:
+        return contextlib.nullcontext()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return io.lock(folder)
 
 
 def period_ckpt_name(epoch: int) -> str:
