@@ -493,3 +493,41 @@ def test_adaptive_answers_on_masked_models(data_root):
         ra(base, adaptive=["bpda"])
     with pytest.raises(ValueError, match="no submodule"):
         ra(quant, bpda=["quantize"])
+
+
+def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
+    """``--certify`` brackets robust accuracy with the CROWN certificate (the same
+    certified points as ``certify.certify``); ``--adaptive`` / ``--bpda`` reach
+    ``evaluate`` (applied answers in the metadata) and bad combinations are one-line
+    errors (fail before the CLI had these flags)."""
+    from landscape import certify, data
+    from landscape.evaluate.__main__ import main
+
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)
+    )
+    torch.save(m, tmp_path / "m.pt")
+    common = ["--trust-checkpoint", "--data-root", str(data_root), "--num-samples"]
+    common += ["30", "--eps", "0.01", "--preset", "quick", "--no-checks"]
+    out = tmp_path / "ev"
+    argv = [str(tmp_path / "m.pt"), *common, "--certify", "--out", str(out)]
+    assert main(argv) == 0
+    res = E.EvalResult.load(f"{out}_linf.npz")
+    cert, attacked = res.bracket
+    x, y = data.load_dataset("mnist", data_root, split="test", num_samples=30, seed=0)
+    ref = certify.certify(m, (x, y), eps=0.01)
+    np.testing.assert_array_equal(np.asarray(res.certified)[0], ref.certified[0])
+    assert 0 < cert[0] <= attacked[0]
+    assert "certified" in capsys.readouterr().out
+    argv = [str(tmp_path / "m.pt"), *common, "--adaptive", "none", "--out", str(out)]
+    assert main(argv) == 0
+    assert E.EvalResult.load(f"{out}_linf.npz").meta["adaptive"] == []
+    for bad, msg in (
+        (["--adaptive", "bpda"], "needs bpda"),
+        (["--adaptive", "auto", "eot"], "stand alone"),
+        (["--eot-iter", "0"], "eot-iter"),
+    ):
+        assert main([str(tmp_path / "m.pt"), *common, *bad, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
