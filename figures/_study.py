@@ -479,7 +479,7 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     at the final model)."""
 
     def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
-        from landscape import hessian
+        from landscape import attacks, hessian
 
         x, y, _, _ = data
         fixed = [(x[i : i + 500], y[i : i + 500]) for i in range(0, 1000, 500)]
@@ -488,7 +488,7 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
         adv = fixed
         if spec.eps > 0:
             adv = hessian.adversarial_data(
-                model, fixed, eps=spec.eps, steps=20, generator=g
+                model, fixed, attacks.PGD(eps=spec.eps, steps=20), generator=g
             )
         ec = hessian.top_eigenvalues(
             model, lf, fixed, num=5, generator=g, return_vectors=False
@@ -523,7 +523,7 @@ def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     start) on 256 test images; the excess ``||delta g||`` as s -> 0 (intercept)."""
 
     def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
-        from landscape import scattering
+        from landscape import attacks, scattering
 
         _, _, xt, yt = data
         ev = [(xt[i : i + 128], yt[i : i + 128]) for i in range(0, 256, 128)]
@@ -533,9 +533,9 @@ def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
             ev,
             eps=[spec.eps],
             scales=SCATTER_SCALES,
-            directions="random",
+            attack=attacks.PGD(eps=spec.eps, steps=10),
+            directions="unit",
             num_directions=4,
-            steps=10,
             generator=torch.Generator().manual_seed(spec.seed),
         )
         return {

@@ -56,7 +56,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import models, scattering  # noqa: E402
+from landscape import attacks, models, scattering  # noqa: E402
 
 NAME = "fig03_scattering"
 NOTE = "small models and subsets: qualitative trends only, not the paper's numbers"
@@ -179,9 +179,9 @@ def compute(ctx: _common.Context) -> _common.FigureData:
                 ev,
                 eps=[eps],
                 scales=cfg["scales"],
-                directions="random",
+                attack=attacks.PGD(eps=eps, steps=cfg["attack_steps"]),
+                directions="unit",
                 num_directions=cfg["num_directions"],
-                steps=cfg["attack_steps"],
                 generator=gen,
             )
             parts.append(res)

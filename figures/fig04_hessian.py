@@ -46,7 +46,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import hessian, models, spectrum  # noqa: E402
+from landscape import attacks, hessian, models, spectrum  # noqa: E402
 
 NAME = "fig04_hessian"
 NOTE = "small CPU size: eigenvalue magnitudes are not the paper's"
@@ -134,7 +134,10 @@ def compute(ctx: _common.Context) -> _common.FigureData:
             fixed
             if eps == 0
             else hessian.adversarial_data(
-                model, fixed, eps=eps, steps=cfg["attack_steps"], generator=gen
+                model,
+                fixed,
+                attacks.PGD(eps=eps, steps=cfg["attack_steps"]),
+                generator=gen,
             )
         )
         ea = hessian.top_eigenvalues(

@@ -21,6 +21,9 @@ pytestmark = pytest.mark.data
 
 def _run_demo(out: Path, data_root: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, LANDSCAPE_DATA=str(data_root), MPLBACKEND="Agg")
+    # the demo never calls a deprecated landscape API: such a call is an error here
+    # (library DeprecationWarnings are hidden by default outside __main__)
+    env["PYTHONWARNINGS"] = "error::DeprecationWarning:landscape.demo._stages"
     cmd = [sys.executable, "-m", "landscape.demo", "--smoke", "--out", str(out)]
     cmd += ["--threads", "1", "--no-progress", *extra]
     return subprocess.run(

@@ -195,7 +195,7 @@ def eval_stage(ctx: Context) -> dict[str, dict]:
 
 
 def _top_eigenvalues(ctx: Context, model: nn.Module, run: RunSpec) -> dict:
-    from .. import hessian
+    from .. import attacks, hessian
 
     cfg, g = ctx.cfg, ctx.generator()
     clean = ctx.batches("train", cfg.hessian_num, 250)
@@ -211,14 +211,10 @@ def _top_eigenvalues(ctx: Context, model: nn.Module, run: RunSpec) -> dict:
     row["clean"], row["clean_num_hvps"] = top(clean)
     row["adversarial"] = row["clean"]
     if run.eps > 0:
-        adv = hessian.adversarial_data(
-            model,
-            clean,
-            eps=run.eps,
-            steps=cfg.attack_steps,
-            alpha=2.5 * run.eps / cfg.attack_steps,
-            generator=g,
+        attack = attacks.PGD(
+            eps=run.eps, steps=cfg.attack_steps, alpha=2.5 * run.eps / cfg.attack_steps
         )
+        adv = hessian.adversarial_data(model, clean, attack, generator=g)
         row["adversarial"], _ = top(adv)
     return row
 
@@ -240,7 +236,7 @@ def scatter_stage(ctx: Context) -> dict[str, Any]:
     """Gradient scattering of each constant-schedule model at its own eps."""
     from tqdm.auto import tqdm
 
-    from .. import scattering
+    from .. import attacks, scattering
 
     cfg = ctx.cfg
     batches = ctx.batches("train", cfg.scatter_num, cfg.scatter_num)
@@ -257,9 +253,9 @@ def scatter_stage(ctx: Context) -> dict[str, Any]:
                 batches,
                 eps=[r.eps],
                 scales=cfg.scatter_scales,
-                directions="random",
+                attack=attacks.PGD(eps=r.eps, steps=cfg.attack_steps),
+                directions="unit",
                 num_directions=cfg.scatter_directions,
-                steps=cfg.attack_steps,
                 generator=ctx.generator(),
             ),
         )
