@@ -525,6 +525,23 @@ def test_cli_train_and_scan(tmp_path, data_root, monkeypatch, capsys):
     curve = mc.Curve.load(run / "curve.pt")
     assert torch.equal(curve.start["body.1.weight"], a.state_dict()["body.1.weight"])
     assert torch.equal(curve.end["body.1.weight"], b.state_dict()["body.1.weight"])
+    # a second `train` with other endpoints (a resume refused) or while the folder is
+    # locked by a live process leaves endpoints.json (what `scan` reads) alone
+    import json
+
+    from landscape import io
+
+    ends = (run / "endpoints.json").read_text()
+    swapped = ["train", str(tmp_path / "b"), str(tmp_path / "a"), "--run-dir", str(run)]
+    swapped += ["--num-train", "64", "--batch-size", "32", "--epochs", "1", "--eps"]
+    swapped += ["0.1", "--steps", "1", "--lr", "0.01"]
+    assert main([*swapped, *common]) == 2
+    assert "start model differs" in capsys.readouterr().err
+    with io.lock(run):
+        assert main([*swapped, *common]) == 2
+    assert "in use by process" in capsys.readouterr().err
+    assert (run / "endpoints.json").read_text() == ends
+    assert json.loads(ends)["a"]["path"] == str(tmp_path / "a")
     scan_args = [
         "--num-test",
         "32",

@@ -138,15 +138,16 @@ def _train(args, device) -> str:
         x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, device=device
     )
     run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     from .. import io
 
-    with io.atomic_write(run_dir / "endpoints.json", "w") as f:
-        json.dump({"a": info, "b": info_b, "dataset": name}, f, indent=1)
     torch.manual_seed(args.seed)
     res = train_curve(
         a, b, loader, cfg, run_dir=run_dir, progressbar=_cli.progress(args)
     )
+    # written after train_curve (which locks the folder and refuses other models), so
+    # a second process or a resume with other endpoints cannot overwrite it
+    with io.atomic_write(run_dir / "endpoints.json", "w") as f:
+        json.dump({"a": info, "b": info_b, "dataset": name}, f, indent=1)
     m = res.metrics
     return (
         f"{cfg.kind} curve ({cfg.num_bends} bend(s)) trained for {len(m['epoch'])} epochs: "
