@@ -3,6 +3,7 @@ and bookkeeping, resumable state, ensembles, gradient-masking checks, CLI, plots
 
 from __future__ import annotations
 
+import collections
 import inspect
 
 import numpy as np
@@ -495,39 +496,71 @@ def test_adaptive_answers_on_masked_models(data_root):
         ra(quant, bpda=["quantize"])
 
 
+class _Quantise(nn.Module):
+    """A non-differentiable input transform (zero gradient almost everywhere)."""
+
+    def forward(self, x):
+        return torch.round(x * 4) / 4
+
+
+class _Softmax(nn.Module):
+    def forward(self, z):
+        return torch.softmax(z, dim=1)
+
+
 def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
     """``--certify`` brackets robust accuracy with the CROWN certificate (the same
-    certified points as ``certify.certify``); ``--adaptive`` / ``--bpda`` reach
-    ``evaluate`` (applied answers in the metadata) and bad combinations are one-line
-    errors (fail before the CLI had these flags)."""
+    certified points as ``certify.certify``); ``--adaptive`` / ``--bpda`` /
+    ``--eot-iter`` reach ``evaluate`` (applied answers and attack settings in the
+    metadata); bad combinations are one-line errors raised before any loading (fail
+    before the CLI had these flags)."""
     from landscape import certify, data
     from landscape.evaluate.__main__ import main
 
     torch.manual_seed(0)
-    m = nn.Sequential(
+    net = nn.Sequential(
         nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)
     )
-    torch.save(m, tmp_path / "m.pt")
+    paths = {}
+    for name, m in {
+        "relu": net,
+        "softmax": nn.Sequential(net, _Softmax()),
+        "quantised": nn.Sequential(
+            collections.OrderedDict(quantise=_Quantise(), net=net)
+        ),
+    }.items():
+        paths[name] = str(tmp_path / f"{name}.pt")
+        torch.save(m, paths[name])
     common = ["--trust-checkpoint", "--data-root", str(data_root), "--num-samples"]
     common += ["30", "--eps", "0.01", "--preset", "quick", "--no-checks"]
     out = tmp_path / "ev"
-    argv = [str(tmp_path / "m.pt"), *common, "--certify", "--out", str(out)]
-    assert main(argv) == 0
-    res = E.EvalResult.load(f"{out}_linf.npz")
+
+    def run(model: str, *flags: str) -> E.EvalResult:
+        assert main([paths[model], *common, *flags, "--out", str(out)]) == 0
+        return E.EvalResult.load(f"{out}_linf.npz")
+
+    res = run("relu", "--certify")
     cert, attacked = res.bracket
     x, y = data.load_dataset("mnist", data_root, split="test", num_samples=30, seed=0)
-    ref = certify.certify(m, (x, y), eps=0.01)
+    ref = certify.certify(net, (x, y), eps=0.01)
     np.testing.assert_array_equal(np.asarray(res.certified)[0], ref.certified[0])
     assert 0 < cert[0] <= attacked[0]
     assert "certified" in capsys.readouterr().out
-    argv = [str(tmp_path / "m.pt"), *common, "--adaptive", "none", "--out", str(out)]
-    assert main(argv) == 0
-    assert E.EvalResult.load(f"{out}_linf.npz").meta["adaptive"] == []
+    assert run("softmax").meta["adaptive"] == ["logits"]  # auto: logits recovery
+    assert run("softmax", "--adaptive", "none").meta["adaptive"] == []
+    assert run("quantised", "--bpda", "quantise").meta["adaptive"] == ["bpda"]
+    res = run("relu", "--adaptive", "eot", "eot", "--eot-iter", "3")
+    assert res.meta["adaptive"] == ["eot"] and "eot_iter=3" in res.meta["attacks"][0]
+    (tmp_path / "ev_linf.state.pt").write_bytes(b"kept")
     for bad, msg in (
-        (["--adaptive", "bpda"], "needs bpda"),
+        (["--adaptive", "bpda"], "needs the transforms"),
         (["--adaptive", "auto", "eot"], "stand alone"),
+        (["--bpda", "quantise", "--adaptive", "eot"], "is not used"),
         (["--eot-iter", "0"], "eot-iter"),
     ):
-        assert main([str(tmp_path / "m.pt"), *common, *bad, "--out", str(out)]) == 2
+        argv = [paths["relu"], *common, *bad, "--no-resume", "--out", str(out)]
+        assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1, err
+    # the usage errors came before --no-resume could delete the state file
+    assert (tmp_path / "ev_linf.state.pt").read_bytes() == b"kept"

@@ -8,8 +8,10 @@ Example:
         --eps 0.1 0.2 0.3 --preset standard --out data/results/eval_mnist
     # certified lower bound next to the attacks; BPDA through an input transform
     python -m landscape.evaluate runs/mnist_pgd --dataset mnist --eps 0.1 --certify
-    python -m landscape.evaluate model.pt --dataset mnist --eps 0.3 \\
-        --bpda quantize --adaptive bpda
+    # (a model with a `quantise` input-transform submodule is a pickled module:
+    # load it with --trust-checkpoint only if you trust the file)
+    python -m landscape.evaluate model.pt --trust-checkpoint --dataset mnist \\
+        --eps 0.3 --bpda quantise
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
+    adaptive = _adaptive(args.adaptive, args.bpda)  # usage errors before any loading
     model, _ = _cli.load_model(args)
     x, y = _cli.load_data(args)
     norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
@@ -116,13 +119,13 @@ def _main(args: argparse.Namespace) -> int:
         out = Path(f"{args.out}_{norm}")
         state = Path(str(out) + ".state.pt")
         with io.lock(state):  # one process per state file
-            res = _evaluate_one(args, model, x, y, eps, norm, state)
+            res = _evaluate_one(args, model, x, y, eps, norm, state, adaptive)
         print(res.table())
         print(f"wrote {out}.npz, {out}.npz.json, {out}.txt")
     return 0
 
 
-def _evaluate_one(args, model, x, y, eps, norm, state: Path):
+def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     out = state.with_name(state.name.removesuffix(".state.pt"))
     if args.no_resume and state.exists():
         state.unlink()
@@ -135,7 +138,7 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path):
         batch_size=args.batch_size,
         checks=not args.no_checks,
         certify=args.certify,
-        adaptive=_adaptive(args.adaptive),
+        adaptive=adaptive,
         bpda=args.bpda,
         eot_iter=args.eot_iter,
         state_path=state,
@@ -148,16 +151,27 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path):
     return res
 
 
-def _adaptive(names: list[str]) -> str | list[str] | None:
-    """``--adaptive`` as :func:`evaluate`'s ``adaptive``."""
+def _adaptive(names: list[str], bpda: list[str]) -> str | list[str] | None:
+    """``--adaptive`` (checked against ``--bpda``) as :func:`evaluate`'s ``adaptive``."""
     if len(names) > 1 and ("auto" in names or "none" in names):
         raise _cli.CLIError(
             f"--adaptive {' '.join(names)}: auto and none stand alone",
             f"use --adaptive auto, --adaptive none or a list of {', '.join(ADAPTIVE)}",
         )
-    if names == ["auto"]:
+    chosen = list(dict.fromkeys(names))  # without repeats
+    if "bpda" in chosen and not bpda:
+        raise _cli.CLIError(
+            "--adaptive bpda needs the transforms to bypass",
+            "name them with --bpda SUBMODULE [SUBMODULE ...]",
+        )
+    if bpda and chosen != ["auto"] and "bpda" not in chosen:
+        raise _cli.CLIError(
+            f"--bpda {' '.join(bpda)} is not used with --adaptive {' '.join(names)}",
+            "add bpda to --adaptive (or leave --adaptive at auto)",
+        )
+    if chosen == ["auto"]:
         return "auto"
-    return None if names == ["none"] else names
+    return None if chosen == ["none"] else chosen
 
 
 main = _cli.entry(_parser, _main)
