@@ -22,7 +22,11 @@ evaluations). Queues:
 - ``long`` / ``long_second`` (with ``LANDSCAPE_STUDY_BUDGET=long``): claims 1-3 on
   the 4x training budget (16,000 images, 16 epochs), seed by seed; ``long_second``
   is a second process for seed 1; ``long_schedules``: linear vs periodic at
-  eps 0.4 under that budget (quick protocol).
+  eps 0.4 under that budget (quick protocol); ``long_claim4``: all four schedules
+  at eps 0.4 under that budget for 3 seeds (quick protocol), seed 2 of claims 1-3,
+  then the standard protocol.
+- ``protocols_final``: claims 4 and 7 under the reviewer (and remaining standard)
+  protocols at the base budget.
 
 The queues share models (e.g. constant eps = 0.4): whichever reaches a model
 first trains it, the other waits for it.
@@ -193,7 +197,49 @@ def long_schedules(ctx: _common.Context) -> None:
                 _study.protocol_eval(ctx, spec, "quick", ensemble=ens)
 
 
+def protocols_final(ctx: _common.Context) -> None:
+    """Claims 4 and 7 under the costly protocols: claim 4's reviewer protocol for the
+    final model of every schedule and seed, claim 7's Madry CNN under the standard
+    protocol, claim 4's standard protocol for the ensembles not yet done, the
+    reviewer protocol for the ensembles, and the Madry CNN under the reviewer
+    protocol."""
+    for seed in SEEDS:
+        for sch in SCHEDULES:
+            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+            _study.protocol_eval(ctx, spec, "reviewer")
+    _study.protocol_eval(ctx, _madry(0), "standard", num=1000)
+    for protocol in ("standard", "reviewer"):
+        for seed in SEEDS:
+            for sch in SCHEDULES:
+                spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+                _study.protocol_eval(ctx, spec, protocol, ensemble=True)
+    _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
+
+
+def long_claim4(ctx: _common.Context) -> None:
+    """Claim 4 under the ``long`` budget on every schedule (seeds 0, 1, then 2; final
+    model and ensemble, quick protocol), then seed 2 of claims 1-3 (the warm-up family
+    with its Hessian and scattering) and claim 4's standard protocol (final models)."""
+    _need_long()
+    for seed in SEEDS:
+        for sch in ("constant", "cosine", "linear", "periodic"):
+            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+            _study.final_eval(ctx, spec)
+            for ens in (False, True):
+                _study.protocol_eval(ctx, spec, "quick", ensemble=ens)
+    for spec in _study.zoo(("linear",), EPS, (2,)):
+        _study.final_eval(ctx, spec)
+        _study.hessian_eval(ctx, spec)
+        _study.scattering_eval(ctx, spec)
+    for seed in SEEDS:
+        for sch in SCHEDULES:
+            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+            _study.protocol_eval(ctx, spec, "standard")
+
+
 QUEUES = {
+    "protocols_final": protocols_final,
+    "long_claim4": long_claim4,
     "long_schedules": long_schedules,
     "long_second": long_second,
     "claims_5_7_first": claims_5_7_first,
