@@ -26,7 +26,8 @@ evaluations). Queues:
   at eps 0.4 under that budget for 3 seeds (quick protocol), seed 2 of claims 1-3,
   then the standard protocol.
 - ``protocols_final``: claims 4 and 7 under the reviewer (and remaining standard)
-  protocols at the base budget.
+  protocols at the base budget; ``ensembles_reverse``: its ensemble part from the
+  other end, as a second process.
 
 The queues share models (e.g. constant eps = 0.4): whichever reaches a model
 first trains it, the other waits for it.
@@ -237,7 +238,19 @@ def long_claim4(ctx: _common.Context) -> None:
             _study.protocol_eval(ctx, spec, "standard")
 
 
+def ensembles_reverse(ctx: _common.Context) -> None:
+    """A second process for the tail of ``protocols_final``: claim 4's ensembles under
+    the standard, then the reviewer protocol, from the last seed and schedule
+    backwards (the two queues meet in the middle)."""
+    for protocol in ("standard", "reviewer"):
+        for seed in reversed(SEEDS):
+            for sch in reversed(SCHEDULES):
+                spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+                _study.protocol_eval(ctx, spec, protocol, ensemble=True)
+
+
 QUEUES = {
+    "ensembles_reverse": ensembles_reverse,
     "protocols_final": protocols_final,
     "long_claim4": long_claim4,
     "long_schedules": long_schedules,
