@@ -24,7 +24,7 @@ evaluations). Queues:
   is a second process for seed 1; ``long_schedules``: linear vs periodic at
   eps 0.4 under that budget (quick protocol); ``long_claim4``: all four schedules
   at eps 0.4 under that budget for 3 seeds (quick protocol), seed 2 of claims 1-3,
-  then the standard protocol.
+  then the standard protocol; ``long_reviewer``: the reviewer protocol there.
 - ``protocols_final``: claims 4 and 7 under the reviewer (and remaining standard)
   protocols at the base budget; ``ensembles_reverse``: its ensemble part from the
   other end, as a second process.
@@ -254,7 +254,18 @@ def ensembles_reverse(ctx: _common.Context) -> None:
                 _study.protocol_eval(ctx, spec, protocol, ensemble=True)
 
 
+def long_reviewer(ctx: _common.Context) -> None:
+    """Claim 4's reviewer protocol under the ``long`` budget, as far as it gets: the
+    final models, linear and periodic first, seed by seed."""
+    _need_long()
+    for seed in SEEDS:
+        for sch in ("linear", "periodic", "cosine", "constant"):
+            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+            _study.protocol_eval(ctx, spec, "reviewer")
+
+
 QUEUES = {
+    "long_reviewer": long_reviewer,
     "ensembles_reverse": ensembles_reverse,
     "protocols_final": protocols_final,
     "long_claim4": long_claim4,
