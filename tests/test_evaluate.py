@@ -496,14 +496,14 @@ def test_adaptive_answers_on_masked_models(data_root):
         ra(quant, bpda=["quantize"])
 
 
-class _Quantise(nn.Module):
+class _QuarterSteps(nn.Module):
     """A non-differentiable input transform (zero gradient almost everywhere)."""
 
     def forward(self, x):
         return torch.round(x * 4) / 4
 
 
-class _Softmax(nn.Module):
+class _SoftmaxOut(nn.Module):
     def forward(self, z):
         return torch.softmax(z, dim=1)
 
@@ -524,9 +524,9 @@ def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
     paths = {}
     for name, m in {
         "relu": net,
-        "softmax": nn.Sequential(net, _Softmax()),
+        "softmax": nn.Sequential(net, _SoftmaxOut()),
         "quantised": nn.Sequential(
-            collections.OrderedDict(quantise=_Quantise(), net=net)
+            collections.OrderedDict(quantise=_QuarterSteps(), net=net)
         ),
     }.items():
         paths[name] = str(tmp_path / f"{name}.pt")
