@@ -155,10 +155,8 @@ STUDY_COLUMNS = (
 
 
 def _pgd(eps: float, steps: int) -> attacks.PGD | None:
-    """PGD-``steps`` at ``eps`` with step ``2.5 eps / steps`` (None at eps = 0)."""
-    return (
-        attacks.PGD(eps=eps, steps=steps, alpha=2.5 * eps / steps) if eps > 0 else None
-    )
+    """PGD-``steps`` at ``eps``, its default step ``2.5 eps / steps`` (None at eps 0)."""
+    return attacks.PGD(eps=eps, steps=steps) if eps > 0 else None
 
 
 def _study_surfaces(ctx, spec: _study.Spec, xs: np.ndarray) -> dict:

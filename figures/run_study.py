@@ -75,6 +75,17 @@ def zoo(ctx: _common.Context) -> None:
         _study.hessian_eval(ctx, spec)
 
 
+def _protocols(ctx, protocol, schedules, seeds, *, ensemble=False, seed_major=False):
+    """``protocol`` for the eps = 0.4 models of ``schedules`` x ``seeds``, schedule by
+    schedule (``seed_major``: seed by seed)."""
+    pairs = [(sch, s) for sch in schedules for s in seeds]
+    if seed_major:
+        pairs = [(sch, s) for s in seeds for sch in schedules]
+    for sch, seed in pairs:
+        spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+        _study.protocol_eval(ctx, spec, protocol, ensemble=ensemble)
+
+
 def _claim4(ctx: _common.Context, protocols, seeds) -> None:
     for seed in seeds:
         for sch in SCHEDULES:
@@ -203,17 +214,11 @@ def protocols_final(ctx: _common.Context) -> None:
     final model of every schedule and seed, claim 7's Madry CNN under the standard and
     reviewer protocols, then claim 4's standard protocol for the ensembles not yet
     done and the reviewer protocol for the ensembles."""
-    for seed in SEEDS:
-        for sch in SCHEDULES:
-            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
-            _study.protocol_eval(ctx, spec, "reviewer")
+    _protocols(ctx, "reviewer", SCHEDULES, SEEDS, seed_major=True)
     _study.protocol_eval(ctx, _madry(0), "standard", num=1000)
     _study.protocol_eval(ctx, _madry(0), "reviewer", num=1000)
     for protocol in ("standard", "reviewer"):
-        for sch in _ENSEMBLE_ORDER:
-            for seed in SEEDS:
-                spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
-                _study.protocol_eval(ctx, spec, protocol, ensemble=True)
+        _protocols(ctx, protocol, _ENSEMBLE_ORDER, SEEDS, ensemble=True)
 
 
 # the constant-schedule ensemble is the constant classifier (its 11.8 % cannot be
@@ -237,31 +242,24 @@ def long_claim4(ctx: _common.Context) -> None:
         _study.final_eval(ctx, spec)
         _study.hessian_eval(ctx, spec)
         _study.scattering_eval(ctx, spec)
-    for sch in ("linear", "periodic", "cosine", "constant"):
-        for seed in SEEDS:
-            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
-            _study.protocol_eval(ctx, spec, "standard")
+    _protocols(ctx, "standard", ("linear", "periodic", "cosine", "constant"), SEEDS)
 
 
 def ensembles_reverse(ctx: _common.Context) -> None:
     """A second process for the tail of ``protocols_final``: claim 4's ensembles under
     the standard, then the reviewer protocol, from the other end of the warm-up
     schedules and seeds (the two queues meet in the middle; constant last)."""
+    order = (*reversed(_ENSEMBLE_ORDER[:-1]), "constant")
     for protocol in ("standard", "reviewer"):
-        for sch in (*reversed(_ENSEMBLE_ORDER[:-1]), "constant"):
-            for seed in reversed(SEEDS):
-                spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
-                _study.protocol_eval(ctx, spec, protocol, ensemble=True)
+        _protocols(ctx, protocol, order, SEEDS[::-1], ensemble=True)
 
 
 def long_reviewer(ctx: _common.Context) -> None:
     """Claim 4's reviewer protocol under the ``long`` budget, as far as it gets: the
     final models, linear and periodic first, seed by seed."""
     _need_long()
-    for seed in SEEDS:
-        for sch in ("linear", "periodic", "cosine", "constant"):
-            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
-            _study.protocol_eval(ctx, spec, "reviewer")
+    order = ("linear", "periodic", "cosine", "constant")
+    _protocols(ctx, "reviewer", order, SEEDS, seed_major=True)
 
 
 QUEUES = {

@@ -211,9 +211,7 @@ def _top_eigenvalues(ctx: Context, model: nn.Module, run: RunSpec) -> dict:
     row["clean"], row["clean_num_hvps"] = top(clean)
     row["adversarial"] = row["clean"]
     if run.eps > 0:
-        attack = attacks.PGD(
-            eps=run.eps, steps=cfg.attack_steps, alpha=2.5 * run.eps / cfg.attack_steps
-        )
+        attack = attacks.PGD(eps=run.eps, steps=cfg.attack_steps)  # step 2.5 eps/steps
         adv = hessian.adversarial_data(model, clean, attack, generator=g)
         row["adversarial"], _ = top(adv)
     return row
@@ -274,9 +272,7 @@ def _surface(ctx: Context, model: nn.Module, eps: float, adversarial: bool) -> A
     if adversarial:
         kw = dict(
             adversarial="fixed",
-            attack=attacks.PGD(
-                eps=eps, steps=cfg.attack_steps, alpha=2.5 * eps / cfg.attack_steps
-            ),
+            attack=attacks.PGD(eps=eps, steps=cfg.attack_steps),  # step 2.5 eps/steps
             generator=ctx.generator(),
         )
     d = ctx.batches("train", cfg.surface_num, 250)
