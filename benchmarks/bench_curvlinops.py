@@ -111,7 +111,7 @@ def _topk(model, lf, data, exact, reps):
             )
         )
         rows["ours"].append(t)
-        info["ours"] = (eig.num_hvps, np.abs(eig.eigenvalues / top - 1).max())
+        info["ours"] = (eig.num_matvecs, np.abs(eig.eigenvalues / top - 1).max())
         if curvlinops is None:
             continue
 
@@ -164,7 +164,7 @@ def _trace_times(model, lf, data, reps) -> dict:
             g = torch.Generator().manual_seed(r)
             t, _ = _cpu(
                 lambda g=g, m=method: hessian.trace(
-                    model, lf, data, num_probes=TRACE_MATVECS, method=m, generator=g
+                    model, lf, data, num_matvecs=TRACE_MATVECS, method=m, generator=g
                 )
             )
             out.setdefault(("ours", method), []).append(t)
@@ -188,7 +188,7 @@ def _slq(model, lf, data, exact, reps) -> dict:
         g = torch.Generator().manual_seed(r)
         t, d = _cpu(
             lambda g=g: hessian.lanczos_density(
-                model, lf, data, num_iters=100, num_runs=1, generator=g
+                model, lf, data, max_iter=100, num_runs=1, generator=g
             )
         )
         out.setdefault("ours_t", []).append(t)

@@ -1,4 +1,4 @@
-"""Benchmark: landscape.hessian / spectrum vs pyhessian 0.1 on LeNet, 1,000 MNIST images.
+"""Benchmark: landscape.hessian vs pyhessian 0.1 on LeNet, 1,000 MNIST images.
 
 Run: ``python benchmarks/bench_hessian.py`` (``--quick`` for a shorter run).
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from landscape import data as ldata
-from landscape import hessian, models, spectrum
+from landscape import hessian, models
 
 warnings.filterwarnings("ignore", message=".*create_graph=True.*")
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(
-        f"reference: float64 Lanczos top-{max(ks)}, {ref.num_hvps} HVPs, {t_ref:.1f} s"
+        f"reference: float64 Lanczos top-{max(ks)}, {ref.num_matvecs} HVPs, {t_ref:.1f} s"
     )
     print("  top-5:", np.array2string(ref.eigenvalues[:5], precision=5))
 
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         refk = ref.eigenvalues[:k]
         t_o = statistics.median(t for t, _ in r_ours)
         e_o = max(_relerr(o.eigenvalues, refk) for _, o in r_ours)
-        h_o = r_ours[0][1].num_hvps
+        h_o = r_ours[0][1].num_matvecs
         t_p = statistics.median(t for t, _, _ in r_py)
         e_p = max(_relerr(o.eigenvalues, refk) for _, o, _ in r_py)
         h_p = r_py[0][2]
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(
-            f"    5 {'landscape lanczos f64':<22} {t64:8.2f} {e64.num_hvps:6d} "
+            f"    5 {'landscape lanczos f64':<22} {t64:8.2f} {e64.num_matvecs:6d} "
             f"{_relerr(e64.eigenvalues, ref.eigenvalues[:5]):12.2e} no  (dtype=float64)"
         )
 
@@ -240,12 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                     model,
                     lf,
                     data,
-                    num_probes=100,
+                    num_matvecs=100,
                     generator=torch.Generator().manual_seed(0),
                     **kw,
                 )
             )
-        h = c.n if "backend" in kw else t.num_hvps
+        h = c.n if "backend" in kw else t.num_matvecs
         print(
             f"  {name:<22} {t.estimate:10.3f} +- {t.std_error:8.3f}  {h:4d} HVPs  {dt:6.2f} s"
         )
@@ -253,12 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     # -- density ------------------------------------------------------------------------
     print("\nspectral density, 100 Lanczos steps, 1 probe:")
     d, dt = _timed(
-        lambda: spectrum.lanczos_density(
-            model, lf, data, num_iters=100, generator=torch.Generator().manual_seed(0)
+        lambda: hessian.lanczos_density(
+            model, lf, data, max_iter=100, generator=torch.Generator().manual_seed(0)
         )
     )
     print(
-        f"  landscape SLQ: {dt:.2f} s, {d.num_hvps} HVPs, range [{d.grid[0]:.3g}, "
+        f"  landscape SLQ: {dt:.2f} s, {d.num_matvecs} HVPs, range [{d.grid[0]:.3g}, "
         f"{d.grid[-1]:.3g}], integral {np.trapezoid(d.density, d.grid):.6f}, top Ritz "
         f"{np.nanmax(d.nodes):.5f} (reference {ref.eigenvalues[0]:.5f})"
     )

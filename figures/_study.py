@@ -487,7 +487,7 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
         g = torch.Generator().manual_seed(0)
         adv = fixed
         if spec.eps > 0:
-            adv = hessian.adversarial_data(
+            adv = attacks.perturb_batches(
                 model, fixed, attacks.PGD(eps=spec.eps, steps=20), generator=g
             )
         ec = hessian.top_eigenvalues(
@@ -498,7 +498,9 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
             ea = hessian.top_eigenvalues(
                 model, lf, adv, num=5, generator=g, return_vectors=False
             )
-        tr = hessian.trace(model, lf, adv, num_probes=60, method="hutch++", generator=g)
+        tr = hessian.trace(
+            model, lf, adv, num_matvecs=60, method="hutch++", generator=g
+        )
         with torch.no_grad():
             loss_adv = float(np.mean([float(lf(model(a), b)) for a, b in adv]))
             loss_clean = float(np.mean([float(lf(model(a), b)) for a, b in fixed]))

@@ -4,8 +4,8 @@ Models (LeNet; an MLP at --smoke) are trained with
 :func:`landscape.train.adversarial_train` (Adam, PGD, eps ramped linearly over the first
 half of the epochs) at each training eps. For each model the Hessian of the training
 objective is analysed on a fixed subset: the loss on adversarial examples generated
-once at the final model (PGD at the training eps, :func:`landscape.hessian.adversarial_data`;
-clean data at eps = 0). Panels: (a) the top-k eigenvalues (Lanczos) of the adversarial
+once at the final model (PGD at the training eps,
+:func:`landscape.attacks.perturb_batches`; clean data at eps = 0). Panels: (a) the top-k eigenvalues (Lanczos) of the adversarial
 and of the clean loss against the training eps; (b) the spectral densities (stochastic
 Lanczos quadrature, log scale); (c) the trace (Hutch++) with its 95% interval. The
 paper's observation: larger training eps gives a sharper adversarial loss (larger top
@@ -46,7 +46,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import attacks, hessian, models, spectrum  # noqa: E402
+from landscape import attacks, hessian, models  # noqa: E402
 
 NAME = "fig04_hessian"
 NOTE = "small CPU size: eigenvalue magnitudes are not the paper's"
@@ -65,10 +65,10 @@ def _settings(ctx: _common.Context) -> dict:
         train_steps=ctx.pick(3, 5, 10),
         num_hessian=ctx.pick(128, 1000, 2000),
         attack_steps=ctx.pick(5, 20, 40),
-        k=ctx.pick(3, 5, 10),
-        num_iters=ctx.pick(20, 80, 100),
+        num_eigenvalues=ctx.pick(3, 5, 10),
+        max_iter=ctx.pick(20, 80, 100),
         num_runs=ctx.pick(2, 3, 5),
-        num_probes=ctx.pick(21, 60, 150),
+        num_matvecs=ctx.pick(21, 60, 150),
     )
 
 
@@ -133,7 +133,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         adv = (
             fixed
             if eps == 0
-            else hessian.adversarial_data(
+            else attacks.perturb_batches(
                 model,
                 fixed,
                 attacks.PGD(eps=eps, steps=cfg["attack_steps"]),
@@ -141,20 +141,30 @@ def compute(ctx: _common.Context) -> _common.FigureData:
             )
         )
         ea = hessian.top_eigenvalues(
-            model, lf, adv, num=cfg["k"], generator=gen, return_vectors=False
+            model,
+            lf,
+            adv,
+            num=cfg["num_eigenvalues"],
+            generator=gen,
+            return_vectors=False,
         )
         ec = (
             ea
             if eps == 0
             else hessian.top_eigenvalues(
-                model, lf, fixed, num=cfg["k"], generator=gen, return_vectors=False
+                model,
+                lf,
+                fixed,
+                num=cfg["num_eigenvalues"],
+                generator=gen,
+                return_vectors=False,
             )
         )
-        dens = spectrum.lanczos_density(
+        dens = hessian.lanczos_density(
             model,
             lf,
             adv,
-            num_iters=cfg["num_iters"],
+            max_iter=cfg["max_iter"],
             num_runs=cfg["num_runs"],
             generator=gen,
         )
@@ -162,7 +172,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
             model,
             lf,
             adv,
-            num_probes=cfg["num_probes"],
+            num_matvecs=cfg["num_matvecs"],
             method="hutch++",
             generator=gen,
         )
@@ -179,7 +189,10 @@ def compute(ctx: _common.Context) -> _common.FigureData:
                 "top_clean": ec.eigenvalues.tolist(),
                 "trace": tr.estimate,
                 "trace_se": tr.std_error,
-                "hvps": ea.num_hvps + ec.num_hvps + dens.num_hvps + tr.num_hvps,
+                "hvps": ea.num_matvecs
+                + ec.num_matvecs
+                + dens.num_matvecs
+                + tr.num_matvecs,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
         )
@@ -198,8 +211,7 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from landscape import plot as lplot
-    from landscape.hessian import TraceEstimate
-    from landscape.spectrum import Density
+    from landscape.hessian import Density, TraceEstimate
 
     a = fd.arrays
     eps = a["eps"]

@@ -29,7 +29,6 @@ _SUBMODULES = (
     "report",
     "scattering",
     "schedules",
-    "spectrum",
     "surface",
     "train",
 )

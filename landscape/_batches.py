@@ -1,7 +1,7 @@
 """The one owner of what ``data`` may be, and of its validation.
 
-Every public analysis (surface, scattering, hessian, spectrum, attacks, evaluate,
-linear, training) hands its ``data`` argument to :func:`as_batches`. ``data`` is one
+Every public analysis (surface, scattering, hessian, attacks, evaluate, linear,
+training) hands its ``data`` argument to :func:`as_batches`. ``data`` is one
 of:
 
 - an ``(x, y)`` pair of tensors: **one** batch (``batch_size=`` splits it);

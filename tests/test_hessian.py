@@ -108,7 +108,7 @@ def test_hvp_equals_dense_times_v(tiny_case, mode):
         assert_close(op.matmat(V), V @ H, rtol=RTOL_EXACT, atol=1e-10)  # batched
     assert op.mode == ("recompute" if falls_back else mode)
     assert_close(op.matvec(V[0]), H @ V[0], rtol=RTOL_EXACT, atol=1e-10)
-    assert op.num_hvps == 6
+    assert op.num_matvecs == 6
     # dict form keyed like named_parameters
     vd = op.to_dict(V[1])
     with fallback_warning():
@@ -128,6 +128,9 @@ def test_auto_mode_falls_back_silently(tiny_case):
     op = hessian.HessianOperator(model, loss_fn, data, chunk_size=4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # torch's own first use of forward AD scripts its decompositions (a torch
+        # DeprecationWarning about torch.jit.script): not a warning of landscape
+        warnings.filterwarnings("ignore", "`torch.jit.script`", DeprecationWarning)
         assert_close(op.matmat(V), V @ H, rtol=RTOL_EXACT, atol=1e-10)
 
 
@@ -142,11 +145,15 @@ def test_batch_size_independence(tiny_case):
         model,
         loss_fn,
         [(x, y)],
-        num_probes=4,
+        num_matvecs=4,
         generator=torch.Generator().manual_seed(0),
     )
     t2 = hessian.trace(
-        model, loss_fn, uneven, num_probes=4, generator=torch.Generator().manual_seed(0)
+        model,
+        loss_fn,
+        uneven,
+        num_matvecs=4,
+        generator=torch.Generator().manual_seed(0),
     )
     assert t1.estimate == pytest.approx(t2.estimate, rel=1e-9)
 
@@ -231,7 +238,7 @@ def test_lanczos_planted_spectrum():
     model, loss_fn, data, A = planted(lam)
     got = hessian.top_eigenvalues(model, loss_fn, data, num=3, tol=1e-10)
     np.testing.assert_allclose(got.eigenvalues, [10.0, 7.0, 5.0], rtol=1e-9)
-    assert got.num_hvps < len(lam)  # well-separated top: far fewer than dim products
+    assert got.num_matvecs < len(lam)  # well-separated top: far fewer than dim products
     low = hessian.top_eigenvalues(
         model, loss_fn, data, num=1, which="SA", tol=1e-10, max_iter=60
     )
@@ -277,9 +284,13 @@ def test_hutchinson_converges_to_exact_trace(tiny_case):
     model, loss_fn, data = tiny_case
     exact = float(torch.trace(_dense(model, loss_fn, data)))
     t = hessian.trace(
-        model, loss_fn, data, num_probes=400, generator=torch.Generator().manual_seed(0)
+        model,
+        loss_fn,
+        data,
+        num_matvecs=400,
+        generator=torch.Generator().manual_seed(0),
     )
-    assert t.num_hvps == 400 and t.ci_low < t.estimate < t.ci_high
+    assert t.num_matvecs == 400 and t.ci_low < t.estimate < t.ci_high
     assert abs(t.estimate - exact) <= 4 * t.std_error
     assert t.std_error < 0.2 * max(
         abs(exact),
@@ -297,7 +308,7 @@ def test_hutchpp_beats_hutchinson_on_low_rank_spectrum():
                 model,
                 loss_fn,
                 data,
-                num_probes=30,
+                num_matvecs=30,
                 method=method,
                 generator=torch.Generator().manual_seed(seed),
             )
@@ -308,8 +319,8 @@ def test_hutchpp_beats_hutchinson_on_low_rank_spectrum():
 
 def test_trace_early_stop_with_tol():
     model, loss_fn, data, _ = planted(np.linspace(1.0, 2.0, 30))
-    t = hessian.trace(model, loss_fn, data, num_probes=1000, tol=0.02)
-    assert t.num_hvps < 1000 and t.std_error <= 0.02 * abs(t.estimate)
+    t = hessian.trace(model, loss_fn, data, num_matvecs=1000, tol=0.02)
+    assert t.num_matvecs < 1000 and t.std_error <= 0.02 * abs(t.estimate)
 
 
 # -- caller's model, modes, determinism --------------------------------------------
@@ -322,7 +333,7 @@ def test_model_untouched(tiny_case):
         p.grad = torch.full_like(p, 7.0)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     hessian.top_eigenvalues(model, loss_fn, data, num=2)
-    hessian.trace(model, loss_fn, data, num_probes=3)
+    hessian.trace(model, loss_fn, data, num_matvecs=3)
     hessian.top_eigenvalues(
         model, loss_fn, data, num=1, backend="pyhessian", max_iter=5
     )
@@ -380,7 +391,7 @@ def test_check_deterministic_catches_on_the_fly_attacks():
             yield torch.randn(8, 3), torch.randint(0, 2, (8,))
 
     with pytest.raises(hessian.NondeterministicLossError):
-        hessian.trace(model, torch.nn.CrossEntropyLoss(), Noisy(), num_probes=2)
+        hessian.trace(model, torch.nn.CrossEntropyLoss(), Noisy(), num_matvecs=2)
 
 
 def test_save_load_round_trip(tmp_path, tiny_case):
@@ -392,20 +403,27 @@ def test_save_load_round_trip(tmp_path, tiny_case):
     for a, b in zip(back.eigenvectors, eig.eigenvectors):
         assert a.keys() == b.keys()
         assert all(torch.equal(a[n], b[n]) for n in a)
-    assert back.num_hvps == eig.num_hvps and back.meta["seed"] == eig.meta["seed"]
-    tr = hessian.trace(model, loss_fn, data, num_probes=5)
+    assert back.num_matvecs == eig.num_matvecs and back.meta["seed"] == eig.meta["seed"]
+    tr = hessian.trace(model, loss_fn, data, num_matvecs=5)
     back_t = hessian.TraceEstimate.load(tr.save(tmp_path / "tr.npz"))
     assert back_t.estimate == tr.estimate and back_t.ci_high == tr.ci_high
     np.testing.assert_array_equal(back_t.samples, tr.samples)
 
 
 def test_adversarial_data_is_fixed_and_in_ball():
+    """The robust Hessian's data: batches attacked once (attacks.perturb_batches)."""
+    from landscape import attacks
+
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     data = [(torch.rand(6, 1, 4, 4), torch.randint(0, 3, (6,))) for _ in range(2)]
-    sweep = hessian.adversarial_data_sweep(
-        model, data, [0.0, 0.1], steps=3, generator=torch.Generator().manual_seed(0)
-    )
+    gen = torch.Generator().manual_seed(0)
+    sweep = {
+        e: attacks.perturb_batches(
+            model, data, attacks.PGD(eps=e, steps=3), generator=gen
+        )
+        for e in (0.0, 0.1)
+    }
     assert torch.equal(sweep[0.0][0][0], data[0][0])
     for (xa, ya), (x, y) in zip(sweep[0.1], data):
         assert (xa - x).abs().max() <= 0.1 + 1e-6 and torch.equal(ya, y)
@@ -497,7 +515,7 @@ def test_agreement_with_pyhessian():
         lf,
         data,
         backend="pyhessian",
-        num_probes=300,
+        num_matvecs=300,
         tol=1e-4,
         generator=torch.Generator().manual_seed(0),
     )
@@ -521,17 +539,17 @@ def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
     args = [
         "--data-root",
         str(data_root),
-        "--num",
+        "--num-samples",
         "64",
         "--batch-size",
         "32",
-        "--top-k",
+        "--num-eigenvalues",
         "2",
         "--trace",
-        "--num-probes",
+        "--num-matvecs",
         "6",
         "--density",
-        "--num-iters",
+        "--density-max-iter",
         "5",
         "--num-runs",
         "2",
@@ -548,13 +566,13 @@ def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
     assert eig.eigenvalues.shape == (2,) and eig.eigenvalues[0] >= eig.eigenvalues[1]
     assert (out / "density_eps0.npz").exists() and (out / "trace_eps0.npz").exists()
     clean = hessian.Eigenpairs.load(out / "eigenpairs_eps0.npz").eigenvalues
-    # a plain state_dict needs --arch (--model is its old spelling)
+    # a plain state_dict needs --arch
     assert hessian_main([str(tmp_path / "sd.pt"), *args]) == 2
     assert "--arch" in capsys.readouterr().err
     sd_args = [
-        "--model",
+        "--arch",
         "lenet",
-        "--model-kwargs",
+        "--arch-kwargs",
         '{"width": 0.5, "hidden_size": 16}',
     ]
     out2 = tmp_path / "out2"
@@ -564,66 +582,3 @@ def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
     )
     again = hessian.Eigenpairs.load(out2 / "eigenpairs_eps0.npz").eigenvalues
     np.testing.assert_allclose(again, clean, rtol=1e-4)  # same weights and data
-
-
-# -- issue 13 vocabulary: num (was k), chunk_size (was batch_vectors) --------------
-
-
-def _results(out):
-    """Comparable numbers of a hessian result (values and vectors)."""
-    if isinstance(out, tuple):  # lanczos_eigs / power_iteration
-        return [np.asarray(out[0]), out[1].cpu().numpy()]
-    if isinstance(out, hessian.HessianOperator):
-        V = torch.eye(out.dim, dtype=out.dtype)[:5]
-        return [out.chunk_size, out.batch_vectors, out.matmat(V).numpy()]
-    if isinstance(out, hessian.Density):
-        return [out.nodes, out.weights, out.density]
-    if isinstance(out, hessian.LanczosQuadrature):
-        return [out.nodes, out.weights]
-    if isinstance(out, hessian.TraceEstimate):
-        return [out.samples]
-    return [out.eigenvalues, *out.vectors.values()]
-
-
-_RENAMED = {
-    "top_eigenvalues": (lambda m, lf, d, A, **kw: hessian.top_eigenvalues(m, lf, d, mode="graph", **kw), "num", "k", 2),
-    "eigsh": (lambda m, lf, d, A, **kw: hessian.eigsh(A, **kw), "num", "k", 2),
-    "lanczos_eigs": (lambda m, lf, d, A, **kw: hessian.lanczos_eigs(A, **kw), "num", "k", 2),
-    "power_iteration": (lambda m, lf, d, A, **kw: hessian.power_iteration(A, **kw), "num", "k", 2),
-    "HessianOperator": (lambda m, lf, d, A, **kw: hessian.HessianOperator(m, lf, d, mode="graph", **kw), "chunk_size", "batch_vectors", 3),
-    "trace": (lambda m, lf, d, A, **kw: hessian.trace(m, lf, d, num_probes=6, mode="graph", **kw), "chunk_size", "batch_vectors", 4),
-    "lanczos_quadrature": (lambda m, lf, d, A, **kw: hessian.lanczos_quadrature(m, lf, d, num_iters=3, num_runs=3, mode="graph", **kw), "chunk_size", "batch_vectors", 2),
-    "lanczos_density": (lambda m, lf, d, A, **kw: hessian.lanczos_density(m, lf, d, num_iters=3, num_runs=3, mode="graph", **kw), "chunk_size", "batch_vectors", 2),
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("where", sorted(_RENAMED))
-def test_old_keyword_warns_once_and_gives_the_same_result(where):
-    """The old names k= / batch_vectors= still work: one DeprecationWarning, at the
-    caller's line, and the same numbers as the new name (an explicit HVP mode:
-    mode="auto" picks the fastest block formulation by timing, equal only to
-    rounding)."""
-    call, new, old, value = _RENAMED[where]
-    model, loss_fn, data, A = planted([1.0, 2.0, 3.0, 5.0, 8.0])
-    needs_gen = where not in ("HessianOperator",)
-
-    def run(**kw):
-        if needs_gen:
-            kw["generator"] = torch.Generator().manual_seed(0)
-        return call(model, loss_fn, data, A, **kw)
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", "=.* is deprecated", DeprecationWarning)
-        expected = _results(run(**{new: value}))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = _results(run(**{old: value}))
-    dep = [w for w in caught if "= is deprecated" in str(w.message)]
-    assert len(dep) == 1, [str(w.message) for w in dep]
-    assert issubclass(dep[0].category, DeprecationWarning)
-    assert f"{old}= is deprecated; pass {new}=" in str(dep[0].message)
-    assert dep[0].filename == __file__  # points at the caller, not at landscape
-    for a, b in zip(got, expected):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(TypeError, match=f"pass {new}= only"):
-        run(**{new: value, old: value + 1})

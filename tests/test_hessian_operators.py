@@ -73,7 +73,7 @@ def test_trace_estimators_on_any_operator(kind, method):
         assert abs(est.estimate - lam.sum()) < 5 * est.std_error
     else:  # a sketch of >= 10 vectors spans the range: exact
         assert est.estimate == pytest.approx(lam.sum(), rel=1e-8)
-    assert est.num_hvps == 40
+    assert est.num_matvecs == 40
     assert est.method == method
 
 
@@ -139,17 +139,17 @@ def test_model_level_functions_are_the_operator_functions(tiny_case):
         torch.linalg.eigvalsh(H).flip(0)[:3].cpu().numpy(),
         rtol=1e-6,
     )
-    t = hessian.trace(model, loss_fn, data, method="xtrace", num_probes=2 * op.dim)
+    t = hessian.trace(model, loss_fn, data, method="xtrace", num_matvecs=2 * op.dim)
     assert abs(t.estimate - float(H.trace())) < 5 * t.std_error + 1e-8
-    assert t.method == "xtrace" and t.num_hvps == 2 * op.dim
+    assert t.method == "xtrace" and t.num_matvecs == 2 * op.dim
 
 
 def test_model_level_xtrace_exact_below_rank():
     lam = np.concatenate([[4.0, 2.5, 1.0], np.zeros(17)])
     model, loss_fn, data, _ = planted(lam)
-    t = hessian.trace(model, loss_fn, data, method="xtrace", num_probes=8)
+    t = hessian.trace(model, loss_fn, data, method="xtrace", num_matvecs=8)
     assert t.estimate == pytest.approx(7.5, rel=1e-8)
-    assert t.num_hvps == 8
+    assert t.num_matvecs == 8
 
 
 def test_hessian_operator_of_a_planted_model_through_scipy():
@@ -197,7 +197,7 @@ def test_auto_blocks_time_each_formulation_and_keep_the_fastest(tiny_case):
     )
     assert op.batch_mode == min(op.batch_timings, key=op.batch_timings.get)
     torch.testing.assert_close(op.matmat(V), V @ H, rtol=1e-10, atol=1e-12)
-    assert op.num_hvps == 10
+    assert op.num_matvecs == 10
 
 
 def test_auto_blocks_follow_the_clock(monkeypatch):

@@ -5,8 +5,8 @@ An *attack* is anything callable as ``attack(model, x, y, generator=None) -> x_a
 shape) lies inside the attack's eps-ball and in [0, 1]. ``generator=None`` draws the
 randomness from torch's global RNG (seeded by :func:`landscape.seed_everything`), as
 everywhere in ``landscape``. Every analysis that attacks (``surface.loss_surface``,
-``scattering.scattering``, ``attacks.perturb_batches``, ``hessian.adversarial_data``
-and the trainer) takes such a value as ``attack=``.
+``scattering.scattering``, ``attacks.perturb_batches`` and the trainer) takes such a
+value as ``attack=``.
 
 The values here are frozen dataclasses, validated at construction, that compare and
 hash by their settings and describe themselves (:meth:`Attack.to_dict`, stored in

@@ -27,7 +27,7 @@ class DemoConfig:
             model is also evaluated at; ``strong_preset`` / ``strong_num``: the stronger
             protocol and its number of examples (on the largest-eps models);
             ``strong_scale`` multiplies its steps, restarts and queries.
-        hessian_num: training examples for the Hessian; ``hessian_k`` eigenvalues.
+        hessian_num: training examples for the Hessian; ``num_eigenvalues`` eigenvalues.
         scatter_num / scatter_directions / scatter_scales: scattering settings.
         surface_eps: training eps of the models that get 2D surfaces.
         surface_points / surface_range / surface_num: grid size, half-width and
@@ -54,7 +54,7 @@ class DemoConfig:
     strong_num: int = 100
     strong_scale: float = 1.0
     hessian_num: int = 500
-    hessian_k: int = 1
+    num_eigenvalues: int = 1
     scatter_num: int = 256
     scatter_directions: int = 2
     scatter_scales: tuple[float, ...] = (1e-3, 1e-2, 1e-1)

@@ -202,17 +202,17 @@ def _top_eigenvalues(ctx: Context, model: nn.Module, run: RunSpec) -> dict:
 
     def top(batches):
         ev = hessian.top_eigenvalues(
-            model, _loss_fn(), batches, num=cfg.hessian_k, generator=g,
+            model, _loss_fn(), batches, num=cfg.num_eigenvalues, generator=g,
             return_vectors=False,
         )  # fmt: skip
-        return [float(v) for v in ev.eigenvalues], int(ev.num_hvps)
+        return [float(v) for v in ev.eigenvalues], int(ev.num_matvecs)
 
     row: dict[str, Any] = {"eps": run.eps}
-    row["clean"], row["clean_num_hvps"] = top(clean)
+    row["clean"], row["clean_num_matvecs"] = top(clean)
     row["adversarial"] = row["clean"]
     if run.eps > 0:
         attack = attacks.PGD(eps=run.eps, steps=cfg.attack_steps)  # step 2.5 eps/steps
-        adv = hessian.adversarial_data(model, clean, attack, generator=g)
+        adv = attacks.perturb_batches(model, clean, attack, generator=g)
         row["adversarial"], _ = top(adv)
     return row
 

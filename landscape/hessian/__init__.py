@@ -4,7 +4,7 @@ Everything measures the Hessian of the *mean loss over a fixed dataset* (a list 
 ``(x, y)`` batches or a re-iterable loader; each batch weighted by its size, so the
 batching does not matter) at the model's weights, in eval mode, without touching the
 caller's model. For the robust (adversarial) Hessian, attack once with
-:func:`adversarial_data` and pass the fixed adversarial batches.
+:func:`landscape.attacks.perturb_batches` and pass the fixed adversarial batches.
 
 - :func:`hvp`, :func:`dense_hessian`, :class:`HessianOperator` (HVP formulations:
   cached double-backward graph, recomputed double backward, ``torch.func``
@@ -13,13 +13,16 @@ caller's model. For the robust (adversarial) Hessian, attack once with
   stopping rule (``which="LA" | "SA" | "LM"``), or power iteration with deflation.
   Eigenvectors come back as ``dict[name -> tensor]`` (surface directions).
 - :func:`trace`: Hutchinson with a confidence interval, Hutch++ and XTrace.
-- :func:`lanczos_density`: spectral density by stochastic Lanczos quadrature (also
-  importable as :mod:`landscape.spectrum`), default bandwidth from the Ritz values.
+- :func:`lanczos_density`: spectral density by stochastic Lanczos quadrature, default
+  bandwidth from the Ritz values.
 - Operator level, on any symmetric linear operator (a square tensor, a scipy
   ``LinearOperator``, anything with ``matmat`` / ``matvec`` / ``@``; see
   :func:`as_operator`): :func:`eigsh`, :func:`hutchinson`, :func:`hutchpp`,
   :func:`xtrace`, :func:`xdiag`, :func:`slq`. The model-level functions are these on
   the :class:`HessianOperator` of the model's loss.
+- One vocabulary: ``num`` eigenpairs, ``max_iter`` (Lanczos / power iterations),
+  ``num_matvecs`` (a budget of Hessian-vector products, and the products a result
+  used), ``chunk_size`` (vectors per batched product), ``generator``.
 - ``python -m landscape.hessian CHECKPOINT``: the command-line tool.
 
 pyhessian (``backend="pyhessian"``). The released pyhessian 0.1 works on this torch
@@ -46,11 +49,11 @@ wrapper. What does not work or misleads, as found on torch 2.13:
 
 from __future__ import annotations
 
-from ._api import adversarial_data, adversarial_data_sweep, top_eigenvalues, trace
+from ._api import top_eigenvalues, trace
 from ._lanczos import lanczos, lanczos_eigs, power_iteration, ritz
 from ._linop import MatrixOperator, as_operator
 from ._operator import HessianOperator, NondeterministicLossError, dense_hessian, hvp
-from ._ops import eigsh, estimate_trace, hutchinson, hutchpp, xdiag, xtrace
+from ._ops import eigsh
 from ._pyhessian import PYHESSIAN_DENSITY_ERROR
 from ._results import Eigenpairs, TraceEstimate
 from ._spectrum import (
@@ -61,6 +64,7 @@ from ._spectrum import (
     papyan_bandwidth,
     slq,
 )
+from ._trace import estimate_trace, hutchinson, hutchpp, xdiag, xtrace
 
 __all__ = [
     "hvp",
@@ -81,8 +85,6 @@ __all__ = [
     "xdiag",
     "slq",
     "papyan_bandwidth",
-    "adversarial_data",
-    "adversarial_data_sweep",
     "lanczos",
     "lanczos_eigs",
     "power_iteration",

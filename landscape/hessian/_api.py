@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from .._batches import as_batches
-from ..attacks import perturb_batches
-from ._compat import renamed
 from ._operator import model_operator
-from ._ops import TRACE_METHODS, eigsh, estimate_trace
+from ._ops import eigsh
 from ._results import Eigenpairs, TraceEstimate
-from ._trace import normal_quantile
+from ._trace import TRACE_METHODS, estimate_trace, normal_quantile
 
-__all__ = ["top_eigenvalues", "trace", "adversarial_data", "adversarial_data_sweep"]
+__all__ = ["top_eigenvalues", "trace"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 BACKENDS = ("landscape", "pyhessian")
@@ -72,8 +69,6 @@ def top_eigenvalues(
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
-    warn_negative: bool = False,
-    k: int | None = None,
 ) -> Eigenpairs:
     """Extreme eigenpairs of the Hessian of the mean loss over ``data``.
 
@@ -85,7 +80,8 @@ def top_eigenvalues(
     Args:
         model: the network (untouched; analysed in eval mode).
         loss_fn: maps ``(output, y)`` to the batch-mean loss.
-        data: iterable of fixed ``(x, y)`` batches (see :func:`adversarial_data`).
+        data: iterable of fixed ``(x, y)`` batches (for the robust loss, the batches
+            :func:`landscape.attacks.perturb_batches` returns).
         num, which, method, tol, max_iter: see :func:`~landscape.hessian.eigsh`.
         return_vectors: keep the eigenvectors (as ``dict[name -> tensor]``).
         backend: ``"landscape"`` or ``"pyhessian"`` (power iteration of pyhessian 0.1,
@@ -95,9 +91,6 @@ def top_eigenvalues(
         generator: random start vectors; its seed is recorded in ``meta``.
         progressbar: show a tqdm bar.
         check_deterministic: raise if the loss is not a fixed function of the weights.
-        warn_negative: warn when the top eigenvalue is negative (e.g. at a claimed
-            minimum, a sign of a saddle or of a non-converged run).
-        k: deprecated old name of ``num``.
 
     Returns:
         :class:`Eigenpairs`.
@@ -115,7 +108,6 @@ def top_eigenvalues(
         >>> bool(np.allclose(eig.eigenvalues, exact, rtol=1e-8))
         True
     """
-    num = renamed("top_eigenvalues", "num", num, "k", k)
     _check_backend(backend)
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
@@ -142,13 +134,6 @@ def top_eigenvalues(
     for w in caught:  # re-issue at the caller of top_eigenvalues
         msg = str(w.message).replace("eigsh (", "top_eigenvalues (")
         warnings.warn(msg, w.category, stacklevel=2)
-    vals = eig.eigenvalues
-    if warn_negative and which == "LA" and vals[0] < 0:
-        warnings.warn(
-            f"the top Hessian eigenvalue is negative ({vals[0]:.3g}): this is not a "
-            "minimum (or the data/model is not what you think)",
-            stacklevel=2,
-        )
     return dataclasses.replace(eig, meta=meta)
 
 
@@ -163,7 +148,7 @@ def _pyhessian_trace(model, loss_fn, data, meta, dtype, confidence) -> TraceEsti
         loss_fn,
         data,
         tol=1e-3 if meta["tol"] is None else meta["tol"],
-        max_iter=meta["num_probes"],
+        max_iter=meta["num_matvecs"],
         seed=meta["seed"],
         dtype=dtype,
     )
@@ -180,7 +165,7 @@ def trace(
     loss_fn: LossFn,
     data: Iterable,
     *,
-    num_probes: int = 100,
+    num_matvecs: int = 100,
     method: str = "hutchinson",
     tol: float | None = None,
     confidence: float = 0.95,
@@ -192,7 +177,6 @@ def trace(
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
-    batch_vectors: int | None = None,
 ) -> TraceEstimate:
     """Stochastic estimate of the Hessian trace with a confidence interval.
 
@@ -200,7 +184,7 @@ def trace(
 
     Args:
         model, loss_fn, data: as in :func:`top_eigenvalues`.
-        num_probes: HVP budget (Hutchinson: probes; Hutch++ / XTrace: all products).
+        num_matvecs: HVP budget (Hutchinson: probes; Hutch++ / XTrace: all products).
         method: ``"hutchinson"``, ``"hutch++"`` or ``"xtrace"`` (Epperly et al. 2024:
             lower error than Hutch++ at the same budget when a few eigenvalues
             dominate).
@@ -212,7 +196,6 @@ def trace(
         dtype, mode, chunk_size: see :class:`HessianOperator`.
         generator: probes; its seed is recorded in ``meta``.
         progressbar, check_deterministic: as in :func:`top_eigenvalues`.
-        batch_vectors: deprecated old name of ``chunk_size``.
 
     Returns:
         :class:`TraceEstimate`.
@@ -221,18 +204,15 @@ def trace(
         >>> X = torch.randn(16, 3, dtype=torch.float64)
         >>> model = torch.nn.Linear(3, 1, bias=False).double()
         >>> data = [(X, torch.zeros(16, 1, dtype=X.dtype))]
-        >>> t = trace(model, torch.nn.MSELoss(), data, num_probes=9, method="hutch++")
+        >>> t = trace(model, torch.nn.MSELoss(), data, num_matvecs=9, method="hutch++")
         >>> bool(abs(t.estimate - float(2 * (X ** 2).sum() / 16)) < 1e-8)  # rank 3: exact
         True
     """
-    chunk_size = renamed(
-        "trace", "chunk_size", chunk_size, "batch_vectors", batch_vectors
-    )
     _check_backend(backend)
     if method not in TRACE_METHODS:
         raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")
     gen, seed = _utils.make_generator(generator)
-    meta = {"num_probes": num_probes, "method": method, "backend": backend}
+    meta = {"num_matvecs": num_matvecs, "method": method, "backend": backend}
     meta.update(seed=seed, tol=tol, distribution=distribution, dtype=str(dtype))
     if backend == "pyhessian":
         return _pyhessian_trace(model, loss_fn, data, meta, dtype, confidence)
@@ -242,7 +222,7 @@ def trace(
     meta.update(op.settings())
     est = estimate_trace(
         op,
-        num_probes,
+        num_matvecs,
         method=method,
         distribution=distribution,
         tol=tol,
@@ -252,38 +232,4 @@ def trace(
     )
     if "low_rank_part" in est.meta:
         meta["low_rank_part"] = est.meta["low_rank_part"]
-    return dataclasses.replace(est, num_hvps=int(op.num_hvps), meta=meta)
-
-
-# attack once, then analyse the fixed batches: the adversarial data of the hessian
-# functions is what attacks.perturb_batches returns (the same function)
-adversarial_data = perturb_batches
-
-
-def adversarial_data_sweep(
-    model: nn.Module,
-    data: Iterable,
-    eps_list: Sequence[float],
-    attack: Callable | None = None,
-    **kw,
-) -> dict[float, list[tuple[Tensor, Tensor]]]:
-    """:func:`adversarial_data` for each eps in ``eps_list`` (same generator, in order).
-
-    ``attack`` (an attack value with a ``replace`` method, e.g. ``attacks.PGD``)
-    gives the settings; each eps replaces its budget.
-
-    Returns:
-        ``{eps: batches}``.
-    """
-    data = list(as_batches(data, model=model))
-    if attack is None:
-        from ..attacks import PGD
-
-        legacy = {k: kw.pop(k) for k in list(kw) if k != "generator"}
-        if "loss_fn" in legacy:
-            legacy["loss"] = legacy.pop("loss_fn")
-        attack = PGD(eps=0.0, **legacy)
-    return {
-        float(e): adversarial_data(model, data, attack.replace(eps=float(e)), **kw)
-        for e in eps_list
-    }
+    return dataclasses.replace(est, num_matvecs=int(op.num_matvecs), meta=meta)

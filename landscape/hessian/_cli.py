@@ -16,30 +16,9 @@ from torch import nn
 
 from .. import _cli
 
-__all__ = ["main", "load_checkpoint_model"]
+__all__ = ["main"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def load_checkpoint_model(
-    path: str | Path,
-    *,
-    model: str | None = None,
-    model_kwargs: dict | None = None,
-    trust: bool = False,
-) -> tuple[nn.Module, dict]:
-    """Load a model from a training-run folder, a checkpoint file or a state_dict.
-
-    Accepted: a run folder of :func:`landscape.train.adversarial_train` (its
-    ``final.pt`` and ``config.json``); a checkpoint ``{"model": state_dict, "config":
-    {"model": name, "model_kwargs": {...}, ...}}``; a checkpoint inside a run folder;
-    or any state_dict file together with ``model`` (a ``landscape.models.build`` name).
-    Files load with ``weights_only=True`` (a pickled module needs ``trust=True``).
-
-    Returns:
-        ``(model in eval mode, config dict or {})``.
-    """
-    return _cli.load_checkpoint(path, arch=model, arch_kwargs=model_kwargs, trust=trust)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         __doc__,
         epilog=(
             "examples:\n"
-            "  python -m landscape.hessian runs/mnist-lenet --eps 0 0.1 0.3 --top-k 5 "
-            "--density --trace\n"
+            "  python -m landscape.hessian runs/mnist-lenet --eps 0 0.1 0.3 "
+            "--num-eigenvalues 5 --density --trace\n"
             "  python -m landscape.hessian weights.pt --arch lenet --num-samples 500 "
             "--dtype float64"
         ),
@@ -73,19 +52,31 @@ def _parser() -> argparse.ArgumentParser:
         "--alpha", type=float, default=None, help="PGD step (2.5 eps / steps)"
     )
     p.add_argument(
-        "--top-k",
+        "--num-eigenvalues",
         type=_cli.nonnegative_int,
         default=5,
         help="eigenvalues to compute (5; 0: none)",
     )
     p.add_argument("--which", default="LA", choices=["LA", "SA", "LM"])
     p.add_argument("--tol", type=float, default=1e-6, help="Lanczos residual tolerance")
-    p.add_argument("--max-iter", type=int, default=None, help="Lanczos iterations")
+    p.add_argument(
+        "--max-iter", type=int, default=None, help="Lanczos iterations (eigenvalues)"
+    )
     p.add_argument("--density", action="store_true", help="spectral density (SLQ)")
-    p.add_argument("--num-iters", type=int, default=100, help="SLQ Lanczos steps (100)")
+    p.add_argument(
+        "--density-max-iter",
+        type=_cli.positive_int,
+        default=100,
+        help="SLQ Lanczos steps per probe (100)",
+    )
     p.add_argument("--num-runs", type=int, default=3, help="SLQ probes (3)")
     p.add_argument("--trace", action="store_true", help="trace estimate")
-    p.add_argument("--num-probes", type=int, default=100, help="trace HVP budget (100)")
+    p.add_argument(
+        "--num-matvecs",
+        type=_cli.positive_int,
+        default=100,
+        help="trace HVP budget (100)",
+    )
     p.add_argument(
         "--trace-method", default="hutch++", choices=["hutchinson", "hutch++"]
     )
@@ -106,31 +97,37 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
         dtype=_DTYPES[args.dtype], generator=gen, progressbar=_cli.progress(args)
     )
     row: dict = {}
-    if args.top_k > 0:
+    if args.num_eigenvalues > 0:
         eig = top_eigenvalues(
             model,
             loss_fn,
             batches,
-            num=args.top_k,
+            num=args.num_eigenvalues,
             **_cli.pick(args, "which", "tol", "max_iter"),
             **common,
         )
         eig.save(out / f"eigenpairs_{tag}.npz")
         row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
-        row["hvps"] = eig.num_hvps
+        row["hvps"] = eig.num_matvecs
     if args.density:
         dens = lanczos_density(
             model,
             loss_fn,
             batches,
-            **_cli.pick(args, "num_iters", "num_runs"),
+            max_iter=args.density_max_iter,
+            num_runs=args.num_runs,
             **common,
         )
         dens.save(out / f"density_{tag}.npz")
     if args.trace:
         method = args.trace_method
         tr = trace(
-            model, loss_fn, batches, num_probes=args.num_probes, method=method, **common
+            model,
+            loss_fn,
+            batches,
+            num_matvecs=args.num_matvecs,
+            method=method,
+            **common,
         )
         tr.save(out / f"trace_{tag}.npz")
         row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]
@@ -141,7 +138,6 @@ def _main(args: argparse.Namespace) -> int:
     from .. import attacks, data
     from .._utils import seed_everything
     from ..io import atomic_write
-    from ._api import adversarial_data
 
     gen = seed_everything(args.seed)
     model, cfg = _cli.load_model(args)
@@ -156,7 +152,7 @@ def _main(args: argparse.Namespace) -> int:
         batches = (
             clean
             if eps == 0
-            else adversarial_data(
+            else attacks.perturb_batches(
                 model,
                 clean,
                 attacks.PGD(eps=eps, **_cli.pick(args, "norm", "alpha", "steps")),

@@ -16,7 +16,6 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from ._compat import renamed
 from ._linop import MatrixOperator, as_operator
 
 __all__ = [
@@ -41,7 +40,7 @@ class LanczosRun:
     betas: np.ndarray
     lengths: np.ndarray
     basis: Tensor | None
-    num_hvps: int
+    num_matvecs: int
     residual_scale: np.ndarray  # the last beta of each run (Ritz residual factor)
 
 
@@ -57,7 +56,7 @@ def ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def lanczos(
     op,
     v0: Tensor,
-    num_iters: int,
+    max_iter: int,
     *,
     keep_basis: bool = True,
     stop=None,
@@ -73,7 +72,7 @@ def lanczos(
 
     Args:
         op: the symmetric operator. v0: start vectors, shape ``(r, dim)``.
-        num_iters: maximum number of iterations (products per run).
+        max_iter: maximum number of iterations (products per run).
         keep_basis: return the Krylov bases (needed for eigenvectors).
         stop: optional ``stop(alphas, betas, j) -> bool`` called after iteration ``j``
             of a single run (``r == 1``) with ``alphas[: j + 1]`` and ``betas[: j + 1]``
@@ -90,7 +89,7 @@ def lanczos(
     op = as_operator(op)
     v0 = v0.to(op.device, op.dtype)
     r, n = v0.shape
-    m = min(int(num_iters), n)
+    m = min(int(max_iter), n)
     Q = torch.zeros(r, m, n, device=op.device, dtype=op.dtype)
     alphas = np.zeros((r, m))
     betas = np.zeros((r, m))
@@ -148,7 +147,7 @@ def lanczos(
         betas=betas[:, : j + 1],
         lengths=lengths,
         basis=Q[:, : j + 1] if keep_basis else None,
-        num_hvps=hvps,
+        num_matvecs=hvps,
         residual_scale=last,
     )
 
@@ -163,9 +162,8 @@ def _order(values: np.ndarray, which: str) -> np.ndarray:
     raise ValueError(f"which must be 'LA', 'SA' or 'LM', got {which!r}")
 
 
-def _num_pairs(where: str, n: int, num: int, k: int | None) -> int:
-    """``num`` (or its old name ``k``), checked against the operator's size ``n``."""
-    num = renamed(where, "num", num, "k", k, stacklevel=4)
+def _num_pairs(n: int, num: int) -> int:
+    """``num`` checked against the operator's size ``n``."""
     if not 1 <= num <= n:
         raise ValueError(
             f"num must be in [1, {n}] (the number of parameters), got {num}"
@@ -183,7 +181,6 @@ def lanczos_eigs(
     generator: torch.Generator | None = None,
     keep_vectors: bool = True,
     progressbar: bool = False,
-    k: int | None = None,
 ) -> tuple[np.ndarray, Tensor | None, np.ndarray, int, bool]:
     """Top-``num`` (``which``) eigenpairs by Lanczos, stopping when the Ritz residuals
     ``|beta_j s_{j,i}| = ||H y_i - theta_i y_i||`` of the wanted pairs are all below
@@ -194,23 +191,21 @@ def lanczos_eigs(
     eigenvalues repeat), Lanczos restarts from a fresh vector orthogonal to it, so
     repeated eigenvalues are found; their exact Ritz pairs are kept.
 
-    ``k`` is the deprecated old name of ``num``.
-
     Returns:
-        ``(values, vectors (num, dim) or None, residuals, num_hvps, converged)``.
+        ``(values, vectors (num, dim) or None, residuals, num_matvecs, converged)``.
     """
     op = as_operator(op)
     n = op.dim
-    k = _num_pairs("lanczos_eigs", n, num, k)
+    num = _num_pairs(n, num)
     _order(np.zeros(1), which)  # validate early
     if tol <= 0:
         raise ValueError(f"tol must be > 0, got {tol}")
     if max_iter is None:
-        max_iter = max(100, 5 * k)
+        max_iter = max(100, 5 * num)
     max_iter = min(int(max_iter), n)
-    if max_iter < k:
+    if max_iter < num:
         raise ValueError(
-            f"max_iter={max_iter} < num={k}: Lanczos needs at least num iterations"
+            f"max_iter={max_iter} < num={num}: Lanczos needs at least num iterations"
         )
     gen = generator  # None: torch's global RNG, as everywhere in the package
     # exact pairs from exhausted Krylov spaces
@@ -226,9 +221,9 @@ def lanczos_eigs(
         def stop(a: np.ndarray, b: np.ndarray, j: int, state=state, pv=pv) -> bool:
             theta, S = ritz(a, b[:-1])
             allv = np.concatenate([pv, theta])
-            if len(allv) < k:
+            if len(allv) < num:
                 return False
-            sel = _order(allv, which)[:k]
+            sel = _order(allv, which)[:num]
             mine = sel[sel >= len(pv)] - len(pv)
             # the run's own best Ritz value must converge too, or a wanted eigenvalue
             # of the complement may still be hidden behind the earlier exact ones
@@ -247,7 +242,7 @@ def lanczos_eigs(
             locked=locked,
             progressbar=progressbar,
         )
-        hvps += run.num_hvps
+        hvps += run.num_matvecs
         L = int(run.lengths[0])
         a, b = run.alphas[0, :L], run.betas[0, :L]
         theta, S = ritz(a, b[:-1])
@@ -266,10 +261,10 @@ def lanczos_eigs(
         allres = np.concatenate([np.zeros(len(pv)), res_run])
         allvec = torch.cat([pvec, ritz_vecs])
         break
-    sel = _order(allv, which)[:k]
-    if len(sel) < k:
+    sel = _order(allv, which)[:num]
+    if len(sel) < num:
         raise RuntimeError(
-            f"Lanczos found only {len(sel)} eigenvalues, fewer than num={k}"
+            f"Lanczos found only {len(sel)} eigenvalues, fewer than num={num}"
         )
     vecs = None
     if keep_vectors:
@@ -286,7 +281,6 @@ def power_iteration(
     max_iter: int = 100,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
-    k: int | None = None,
 ) -> tuple[np.ndarray, Tensor, np.ndarray, int, bool]:
     """Power iteration with deflation, the original code's / pyhessian's method.
 
@@ -294,23 +288,22 @@ def power_iteration(
     eigenvectors found so far, iterate ``v <- Hv / ||Hv||`` until the Rayleigh
     quotient changes by less than ``tol`` (relative). It converges to the eigenvalue
     of largest *magnitude* in the deflated space (like pyhessian), slowly when the
-    gap is small; use Lanczos for accuracy. ``k`` is the deprecated old name of
-    ``num``.
+    gap is small; use Lanczos for accuracy.
 
     Returns:
-        ``(values, vectors (num, dim), residuals, num_hvps, converged)``.
+        ``(values, vectors (num, dim), residuals, num_matvecs, converged)``.
     """
     from tqdm.auto import tqdm
 
     op = as_operator(op)
     n = op.dim
-    k = _num_pairs("power_iteration", n, num, k)
+    num = _num_pairs(n, num)
     gen = generator  # None: torch's global RNG, as everywhere in the package
     found: list[Tensor] = []
     values, residuals = [], []
     hvps, all_conv = 0, True
     for _ in tqdm(
-        range(k), desc="power_iteration", disable=not progressbar, leave=False
+        range(num), desc="power_iteration", disable=not progressbar, leave=False
     ):
         v = torch.randn(n, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
         v = v / v.norm()

@@ -41,11 +41,11 @@ class MatrixOperator:
         self.dim = A.shape[0]
         self.dtype = A.dtype
         self.device = A.device
-        self.num_hvps = 0
+        self.num_matvecs = 0
 
     def matmat(self, V: Tensor) -> Tensor:
         """Rows of ``(A V^T)^T`` for ``V (r, dim)``."""
-        self.num_hvps += V.shape[0]
+        self.num_matvecs += V.shape[0]
         return V.to(self.device, self.dtype) @ self.A.T
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -79,11 +79,11 @@ class ColumnOperator:
         self.numpy = numpy
         self.dtype = dtype or _torch_dtype(getattr(A, "dtype", None))
         self.device = torch.device(device or getattr(A, "device", "cpu"))
-        self.num_hvps = 0
+        self.num_matvecs = 0
 
     def matmat(self, V: Tensor) -> Tensor:
         """Rows of ``(A V^T)^T`` for ``V (r, dim)``."""
-        self.num_hvps += V.shape[0]
+        self.num_matvecs += V.shape[0]
         X = V.to(self.device, self.dtype).T
         if self.numpy:
             X = X.detach().cpu().numpy()

@@ -39,7 +39,6 @@ from torch.func import functional_call
 
 from .. import _utils
 from .._batches import as_batches, is_class_loss
-from ._compat import renamed
 
 __all__ = [
     "HessianOperator",
@@ -80,14 +79,13 @@ class HessianOperator:
         mode: ``"auto"``, ``"graph"``, ``"recompute"`` or ``"jvp"`` (module docstring).
             ``"auto"`` keeps the graph when the inputs hold < 64M elements.
         chunk_size: how many vectors one batched HVP multiplies at most (the name
-            ``surface`` and ``scattering`` use; ``batch_vectors`` is its deprecated
-            old name).
+            ``surface`` and ``scattering`` use).
         check_deterministic: evaluate the loss twice and raise
             :class:`NondeterministicLossError` if the values differ.
 
     Attributes:
         dim: number of trainable parameters. ``names``/``shapes``: their layout.
-        num_hvps: HVPs done so far (a batched product of r vectors counts r).
+        num_matvecs: HVPs done so far (a batched product of r vectors counts r).
         loss: the mean loss over the data.
     """
 
@@ -101,11 +99,7 @@ class HessianOperator:
         mode: str = "auto",
         chunk_size: int = 8,
         check_deterministic: bool = True,
-        batch_vectors: int | None = None,
     ) -> None:
-        chunk_size = renamed(
-            "HessianOperator", "chunk_size", chunk_size, "batch_vectors", batch_vectors
-        )
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if dtype is not None and dtype != _utils.model_dtype(model):
@@ -122,7 +116,7 @@ class HessianOperator:
         self.dim = sum(p.numel() for _, p in named)
         self._params = {n: p.detach() for n, p in named}
         self.chunk_size = max(1, int(chunk_size))
-        self.num_hvps = 0
+        self.num_matvecs = 0
         self._vmap_ok = True
         labels = "class" if is_class_loss(loss_fn) else "auto"
         self._data = as_batches(data, model=model, labels=labels)
@@ -153,14 +147,9 @@ class HessianOperator:
                     f"{again!r}): the objective is not a fixed function of the weights. "
                     "Usual causes: Dropout or noise that stays active in eval mode, data "
                     "augmentation or attacks generated on the fly by the loader (attack "
-                    "once with hessian.adversarial_data and pass the fixed batches). "
+                    "once with attacks.perturb_batches and pass the fixed batches). "
                     "Pass check_deterministic=False to analyse it anyway."
                 )
-
-    @property
-    def batch_vectors(self) -> int:
-        """Deprecated old name of :attr:`chunk_size`."""
-        return self.chunk_size
 
     def settings(self) -> dict:
         """What a model-level result records about the operator (its ``meta``)."""
@@ -219,7 +208,7 @@ class HessianOperator:
             self._product(V[i : i + self.chunk_size])
             for i in range(0, V.shape[0], self.chunk_size)
         ]
-        self.num_hvps += V.shape[0]
+        self.num_matvecs += V.shape[0]
         return torch.cat(out)
 
     def _product(self, V: Tensor) -> Tensor:

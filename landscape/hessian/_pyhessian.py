@@ -12,7 +12,7 @@ What the wrapper fixes or avoids (see the package docstring for the full list):
   from ``generator`` inside ``torch.random.fork_rng`` so the global state is unchanged.
 - ``hessian.density()`` calls ``torch.eig``, removed from torch (RuntimeError "This
   function was deprecated since version 1.9 and is now removed..."); it is not
-  offered: use :func:`landscape.spectrum.lanczos_density`.
+  offered: use :func:`landscape.hessian.lanczos_density`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ PYHESSIAN_DENSITY_ERROR = (
     "pyhessian 0.1's hessian.density() calls torch.eig, which was removed from torch "
     "(RuntimeError: 'This function was deprecated since version 1.9 and is now "
     "removed. `torch.linalg.eig` returns complex tensors...'); use "
-    "landscape.spectrum.lanczos_density (backend='landscape') instead"
+    "landscape.hessian.lanczos_density (backend='landscape') instead"
 )
 
 

@@ -26,7 +26,7 @@ class Eigenpairs(Result):
             From :func:`~landscape.hessian.eigsh` on an operator without a parameter
             layout (a matrix, a scipy operator): one entry ``"flat"``, ``(num, n)``.
         residuals: ``||H v - theta v||`` per pair (Ritz residuals for Lanczos).
-        num_hvps: Hessian-vector products used.
+        num_matvecs: Hessian-vector products used.
         converged: whether every requested pair met ``tol``.
         method: ``"lanczos"``, ``"power"`` or ``"pyhessian"``.
         meta: call arguments and provenance.
@@ -35,7 +35,7 @@ class Eigenpairs(Result):
     eigenvalues: np.ndarray
     vectors: dict = field(default_factory=dict, repr=False)
     residuals: np.ndarray | None = None
-    num_hvps: int = 0
+    num_matvecs: int = 0
     converged: bool = True
     method: str = "lanczos"
     meta: dict = field(default_factory=dict)
@@ -64,7 +64,7 @@ class TraceEstimate(Result):
         samples: per-probe values ``v^T H v`` (Hutchinson), of the residual part
             (Hutch++; the exact low-rank part is ``meta["low_rank_part"]``), or the
             leave-one-out estimates (XTrace).
-        num_hvps: Hessian-vector products used.
+        num_matvecs: Hessian-vector products used.
         method: ``"hutchinson"``, ``"hutch++"``, ``"xtrace"`` or ``"pyhessian"``.
         meta: call arguments and provenance.
     """
@@ -75,6 +75,6 @@ class TraceEstimate(Result):
     ci_high: float
     confidence: float = 0.95
     samples: np.ndarray | None = field(default=None, repr=False)
-    num_hvps: int = 0
+    num_matvecs: int = 0
     method: str = "hutchinson"
     meta: dict = field(default_factory=dict)

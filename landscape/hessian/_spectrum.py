@@ -40,7 +40,6 @@ from torch import Tensor, nn
 
 from .. import _utils
 from ..io import Result
-from ._compat import renamed
 from ._lanczos import lanczos, ritz
 from ._linop import as_operator
 from ._operator import model_operator
@@ -99,13 +98,13 @@ class Density(Result):
     Attributes:
         grid: eigenvalue axis, shape ``(num_points,)``.
         density: ``phi(grid)``; integrates to 1 on ``grid`` (trapezoid rule).
-        nodes: Ritz values per probe, shape ``(num_runs, num_iters)`` (NaN-padded when
+        nodes: Ritz values per probe, shape ``(num_runs, max_iter)`` (NaN-padded when
             a run stopped early at an invariant subspace).
         weights: quadrature weights (squared first components), same shape; each
             run's weights sum to 1. Nodes and weights are the Gauss quadrature of
             each probe: ``v^T f(H) v ~ sum_i weights[c, i] f(nodes[c, i])``.
         sigma: Gaussian bandwidth (default :func:`papyan_bandwidth`).
-        num_hvps: Hessian-vector products used.
+        num_matvecs: Hessian-vector products used.
         meta: call arguments and provenance.
     """
 
@@ -114,7 +113,7 @@ class Density(Result):
     nodes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     weights: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     sigma: float = 0.0
-    num_hvps: int = 0
+    num_matvecs: int = 0
     meta: dict = field(default_factory=dict)
 
     def rebroaden(self, sigma: float, *, num_points: int | None = None) -> Density:
@@ -127,7 +126,7 @@ class Density(Result):
     def quadrature(self) -> LanczosQuadrature:
         """The nodes and weights behind this density, as a :class:`LanczosQuadrature`."""
         return LanczosQuadrature(
-            self.nodes, self.weights, self.num_hvps, dict(self.meta)
+            self.nodes, self.weights, self.num_matvecs, dict(self.meta)
         )
 
     def mass_below(self, t: float) -> float:
@@ -142,28 +141,28 @@ class LanczosQuadrature:
     Args:
         nodes: Ritz values, ``(num_runs, m)``, NaN-padded.
         weights: matching quadrature weights.
-        num_hvps: products spent. meta: recorded settings.
+        num_matvecs: products spent. meta: recorded settings.
     """
 
     def __init__(
         self,
         nodes: np.ndarray,
         weights: np.ndarray,
-        num_hvps: int = 0,
+        num_matvecs: int = 0,
         meta: dict | None = None,
     ) -> None:
         self.nodes = np.asarray(nodes, dtype=np.float64)
         self.weights = np.asarray(weights, dtype=np.float64)
-        self.num_hvps = int(num_hvps)
+        self.num_matvecs = int(num_matvecs)
         self.meta = dict(meta or {})
 
     @classmethod
     def from_operator(cls, op, **options: Any) -> LanczosQuadrature:
         """:func:`slq` on ``op`` (any operator :func:`~landscape.hessian.as_operator`
-        accepts), with the same keywords (``num_iters``, ``num_runs``,
+        accepts), with the same keywords (``max_iter``, ``num_runs``,
         ``distribution``, ``generator``, ``progressbar``)."""
         q = slq(op, **options)
-        return cls(q.nodes, q.weights, q.num_hvps, q.meta)
+        return cls(q.nodes, q.weights, q.num_matvecs, q.meta)
 
     @property
     def range(self) -> tuple[float, float]:
@@ -232,14 +231,14 @@ class LanczosQuadrature:
         meta = dict(self.meta)
         meta["mass_on_grid_before_normalising"] = float(area)
         return Density(
-            grid, dens, self.nodes, self.weights, float(sigma), self.num_hvps, meta
+            grid, dens, self.nodes, self.weights, float(sigma), self.num_matvecs, meta
         )
 
 
 def slq(
     A,
     *,
-    num_iters: int = 100,
+    max_iter: int = 100,
     num_runs: int = 1,
     distribution: str = "rademacher",
     generator: torch.Generator | None = None,
@@ -250,7 +249,8 @@ def slq(
     Args:
         A: a square tensor, a scipy ``LinearOperator``, an object with ``matmat`` /
             ``matvec`` / ``@`` (:func:`landscape.hessian.as_operator`).
-        num_iters: Lanczos steps per probe. num_runs: probes (run in lockstep).
+        max_iter: Lanczos steps per probe (fewer when a run reaches an invariant
+            subspace; its quadrature is then exact). num_runs: probes (in lockstep).
         distribution: ``"rademacher"`` or ``"gaussian"`` probes.
         generator: probes; seed recorded in ``meta``. progressbar: tqdm bar.
 
@@ -259,21 +259,21 @@ def slq(
 
     Example:
         >>> A = torch.diag(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64))
-        >>> q = slq(A, num_iters=3, num_runs=2, generator=torch.Generator().manual_seed(0))
+        >>> q = slq(A, max_iter=3, num_runs=2, generator=torch.Generator().manual_seed(0))
         >>> bool(np.allclose(np.sort(q.nodes[0]), [1.0, 2.0, 4.0]))
         True
     """
     op = as_operator(A)
-    if num_iters < 1 or num_runs < 1:
+    if max_iter < 1 or num_runs < 1:
         raise ValueError(
-            f"num_iters and num_runs must be >= 1, got {num_iters}, {num_runs}"
+            f"max_iter and num_runs must be >= 1, got {max_iter}, {num_runs}"
         )
     gen, seed = _utils.make_generator(generator)
     v0 = probes(num_runs, op.dim, gen, distribution)
     run = lanczos(
         op,
         v0,
-        num_iters,
+        max_iter,
         keep_basis=False,
         progressbar=progressbar,
         desc="lanczos_density",
@@ -287,12 +287,12 @@ def slq(
         nodes[c, :L] = theta
         weights[c, :L] = S[0] ** 2
     meta = {
-        "num_iters": num_iters,
+        "max_iter": max_iter,
         "num_runs": num_runs,
         "seed": seed,
         "distribution": distribution,
     }
-    return LanczosQuadrature(nodes, weights, run.num_hvps, meta)
+    return LanczosQuadrature(nodes, weights, run.num_matvecs, meta)
 
 
 def lanczos_quadrature(
@@ -300,7 +300,7 @@ def lanczos_quadrature(
     loss_fn: LossFn,
     data: Iterable,
     *,
-    num_iters: int = 100,
+    max_iter: int = 100,
     num_runs: int = 1,
     distribution: str = "rademacher",
     dtype: torch.dtype | None = None,
@@ -309,7 +309,6 @@ def lanczos_quadrature(
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
-    batch_vectors: int | None = None,
 ) -> LanczosQuadrature:
     """The SLQ runs of :func:`lanczos_density`, kept for redrawing at other bandwidths.
 
@@ -317,26 +316,22 @@ def lanczos_quadrature(
         model: the network (untouched; analysed in eval mode).
         loss_fn: maps ``(output, y)`` to the batch-mean loss.
         data: iterable of fixed ``(x, y)`` batches.
-        num_iters: Lanczos steps per probe (products per probe).
+        max_iter: Lanczos steps per probe (products per probe).
         num_runs: number of probes (run in lockstep, batched products).
         distribution: ``"rademacher"`` or ``"gaussian"`` probes.
         dtype, mode, chunk_size: see :class:`landscape.hessian.HessianOperator`.
         generator: probes; seed recorded in ``meta``.
         progressbar, check_deterministic: as in :func:`landscape.hessian.top_eigenvalues`.
-        batch_vectors: deprecated old name of ``chunk_size``.
 
     Returns:
         :class:`LanczosQuadrature` (``.density()``, ``.moment(f)``, ``.mass_below(t)``).
     """
-    chunk_size = renamed(
-        "lanczos_quadrature", "chunk_size", chunk_size, "batch_vectors", batch_vectors
-    )
     op = model_operator(
         model, loss_fn, data, dtype, mode, check_deterministic, chunk_size
     )
     q = slq(
         op,
-        num_iters=num_iters,
+        max_iter=max_iter,
         num_runs=num_runs,
         distribution=distribution,
         generator=generator,
@@ -364,11 +359,11 @@ def lanczos_density(
     Args:
         model, loss_fn, data: as in :func:`lanczos_quadrature`.
         sigma: Gaussian bandwidth (default :func:`papyan_bandwidth`: from the Ritz
-            range and ``num_iters``).
+            range and ``max_iter``).
         num_points, grid: the eigenvalue axis (see :meth:`LanczosQuadrature.density`).
         backend: only ``"landscape"``; ``"pyhessian"`` raises (its density calls the
             removed ``torch.eig``).
-        **options: the keywords of :func:`lanczos_quadrature`: ``num_iters``
+        **options: the keywords of :func:`lanczos_quadrature`: ``max_iter``
             (Lanczos steps, i.e. products, per probe; default 100), ``num_runs``
             (probes, run in lockstep; default 1), ``distribution``, ``dtype``,
             ``mode``, ``chunk_size``, ``generator`` (its seed is recorded in
@@ -381,7 +376,7 @@ def lanczos_density(
         >>> X = torch.randn(32, 4, dtype=torch.float64)
         >>> model = torch.nn.Linear(4, 1, bias=False).double()
         >>> data = [(X, torch.zeros(32, 1, dtype=X.dtype))]
-        >>> d = lanczos_density(model, torch.nn.MSELoss(), data, num_iters=4, num_runs=2)
+        >>> d = lanczos_density(model, torch.nn.MSELoss(), data, max_iter=4, num_runs=2)
         >>> bool(abs(np.trapezoid(d.density, d.grid) - 1) < 1e-9)
         True
         >>> exact = torch.linalg.eigvalsh(2 * X.T @ X / 32).numpy()
@@ -392,13 +387,5 @@ def lanczos_density(
         raise NotImplementedError(PYHESSIAN_DENSITY_ERROR)
     if backend != "landscape":
         raise ValueError(f"backend must be 'landscape' or 'pyhessian', got {backend!r}")
-    if "batch_vectors" in options:  # warn here, at the caller of lanczos_density
-        options["chunk_size"] = renamed(
-            "lanczos_density",
-            "chunk_size",
-            options.get("chunk_size", 8),
-            "batch_vectors",
-            options.pop("batch_vectors"),
-        )
     q = lanczos_quadrature(model, loss_fn, data, **options)
     return q.density(sigma=sigma, grid=grid, num_points=num_points)

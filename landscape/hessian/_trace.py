@@ -12,18 +12,37 @@ averaged (exchangeability): lower error than Hutch++ at the same number of produ
 XDiag is the same construction for the diagonal.
 
 All estimators multiply blocks of probes at once (``op.matmat``), so batched HVPs
-apply to the sketches.
+apply to the sketches. Each takes any symmetric linear operator ``A`` that
+:func:`~landscape.hessian.as_operator` accepts; the model-level
+:func:`~landscape.hessian.trace` is :func:`estimate_trace` on the Hessian of a model's
+loss.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["probes", "hutchinson", "hutchpp", "xtrace", "xdiag", "normal_quantile"]
+from .. import _utils
+from ._linop import as_operator
+from ._results import TraceEstimate
+
+__all__ = [
+    "estimate_trace",
+    "hutchinson",
+    "hutchpp",
+    "xtrace",
+    "xdiag",
+    "probes",
+    "normal_quantile",
+    "TRACE_METHODS",
+]
+
+TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
 
 
 def normal_quantile(confidence: float) -> float:
@@ -63,9 +82,9 @@ def _summary(samples: np.ndarray, offset: float = 0.0):
     return (*_stats(samples, offset), samples)
 
 
-def hutchinson(
+def _hutchinson(
     op,
-    num_probes: int,
+    num_matvecs: int,
     *,
     generator: torch.Generator,
     distribution: str = "rademacher",
@@ -73,20 +92,21 @@ def hutchinson(
     min_probes: int = 10,
     progressbar: bool = False,
 ) -> tuple[float, float, np.ndarray]:
-    """Hutchinson's estimator; stops early once ``std_error <= tol * |estimate|``.
+    """Hutchinson's estimator with ``num_matvecs`` probes (one product each); stops
+    early once ``std_error <= tol * |estimate|``.
 
     Returns:
         ``(estimate, std_error, samples)``.
     """
     from tqdm.auto import tqdm
 
-    if num_probes < 1:
-        raise ValueError(f"num_probes must be >= 1, got {num_probes}")
+    if num_matvecs < 1:
+        raise ValueError(f"num_matvecs must be >= 1, got {num_matvecs}")
     chunk = getattr(op, "chunk_size", 8)
     samples: list[float] = []
-    bar = tqdm(total=num_probes, desc="trace", disable=not progressbar, leave=False)
-    while len(samples) < num_probes:
-        r = min(chunk, num_probes - len(samples))
+    bar = tqdm(total=num_matvecs, desc="trace", disable=not progressbar, leave=False)
+    while len(samples) < num_matvecs:
+        r = min(chunk, num_matvecs - len(samples))
         V = probes(r, op.dim, generator, distribution).to(op.device, op.dtype)
         HV = op.matmat(V)
         samples.extend((V * HV).sum(dim=1).double().cpu().tolist())
@@ -99,30 +119,32 @@ def hutchinson(
     return _summary(np.array(samples))
 
 
-def hutchpp(
+def _hutchpp(
     op,
-    num_hvps: int,
+    num_matvecs: int,
     *,
     generator: torch.Generator,
     distribution: str = "rademacher",
     progressbar: bool = False,
 ) -> tuple[float, float, np.ndarray, float]:
-    """Hutch++ with a budget of ``num_hvps`` products (a third each for the sketch,
+    """Hutch++ with a budget of ``num_matvecs`` products (a third each for the sketch,
     the exact low-rank part and Hutchinson on the remainder).
 
     Returns:
         ``(estimate, std_error, residual_samples, low_rank_part)``; the standard error
         is that of the Hutchinson part (the low-rank part is exact given the sketch).
     """
-    if num_hvps < 3:
-        raise ValueError(f"Hutch++ needs a budget of at least 3 HVPs, got {num_hvps}")
-    m = num_hvps // 3
+    if num_matvecs < 3:
+        raise ValueError(
+            f"Hutch++ needs a budget of at least 3 HVPs, got {num_matvecs}"
+        )
+    m = num_matvecs // 3
     S = probes(m, op.dim, generator, distribution).to(op.device, op.dtype)
     Y = op.matmat(S)  # (m, dim)
     Q, _ = torch.linalg.qr(Y.T)  # (dim, m) orthonormal columns
     HQ = op.matmat(Q.T.contiguous())  # (m, dim)
     low = float(torch.einsum("id,di->", HQ, Q))
-    G = probes(num_hvps - 2 * m, op.dim, generator, distribution).to(
+    G = probes(num_matvecs - 2 * m, op.dim, generator, distribution).to(
         op.device, op.dtype
     )
     G = G - (G @ Q) @ Q.T
@@ -157,7 +179,7 @@ def _sketch(op, num_matvecs: int, generator, distribution: str, what: str):
     return Om, Y.T, Q, R, Z, S
 
 
-def xtrace(
+def _xtrace(
     op,
     num_matvecs: int,
     *,
@@ -188,7 +210,7 @@ def xtrace(
     return _summary(ests.double().cpu().numpy())
 
 
-def xdiag(
+def _xdiag(
     op,
     num_matvecs: int,
     *,
@@ -211,3 +233,129 @@ def xdiag(
     D = D - S * (S * D).sum(0)
     comp = Y - Q @ D  # (I - Q_i Q_i^T) A w_i
     return diag + (Om.T * comp / Om.T**2).sum(1) / s
+
+
+def _estimate(
+    method: str, est: float, se: float, samples, num: int, confidence: float, meta
+) -> TraceEstimate:
+    z = normal_quantile(confidence)
+    return TraceEstimate(
+        est,
+        se,
+        est - z * se,
+        est + z * se,
+        confidence,
+        np.asarray(samples),
+        int(num),
+        method,
+        meta,
+    )
+
+
+def estimate_trace(
+    A: Any,
+    num_matvecs: int,
+    *,
+    method: str = "hutchinson",
+    distribution: str = "rademacher",
+    tol: float | None = None,
+    confidence: float = 0.95,
+    generator: torch.Generator | None = None,
+    progressbar: bool = False,
+) -> TraceEstimate:
+    """Trace of a square operator from ``num_matvecs`` products.
+
+    Args:
+        A: the operator (see the module docstring).
+        num_matvecs: product budget (XTrace uses the largest even number below).
+        method: ``"hutchinson"`` (Hutchinson 1990), ``"hutch++"`` (Meyer et al. 2021)
+            or ``"xtrace"`` (Epperly, Tropp & Webber 2024; the lowest error when a few
+            eigenvalues dominate).
+        distribution: probes, ``"rademacher"`` or ``"gaussian"``.
+        tol: Hutchinson only: stop once ``std_error <= tol * |estimate|``.
+        confidence: level of ``[ci_low, ci_high]`` (normal approximation).
+        generator: probes; seed recorded in ``meta``. progressbar: Hutchinson's bar.
+
+    Returns:
+        :class:`TraceEstimate` (``samples``: Hutchinson's probe terms, Hutch++'s
+        residual terms, XTrace's leave-one-out estimates).
+    """
+    if method not in TRACE_METHODS:
+        raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")
+    normal_quantile(confidence)  # validate early
+    op = as_operator(A)
+    gen, seed = _utils.make_generator(generator)
+    meta: dict = {"num_matvecs": num_matvecs, "method": method, "seed": seed}
+    meta.update(distribution=distribution, tol=tol)
+    before = getattr(op, "num_matvecs", 0)
+    if method == "hutchinson":
+        est, se, s = _hutchinson(
+            op,
+            num_matvecs,
+            generator=gen,
+            distribution=distribution,
+            tol=tol,
+            progressbar=progressbar,
+        )
+    elif method == "hutch++":
+        est, se, s, low = _hutchpp(
+            op, num_matvecs, generator=gen, distribution=distribution
+        )
+        meta["low_rank_part"] = low
+    else:
+        est, se, s = _xtrace(op, num_matvecs, generator=gen, distribution=distribution)
+    used = getattr(op, "num_matvecs", 0) - before
+    return _estimate(method, est, se, s, used, confidence, meta)
+
+
+def hutchinson(A: Any, num_matvecs: int, **kw: Any) -> TraceEstimate:
+    """Hutchinson's trace estimate of ``A`` (:func:`estimate_trace` options).
+
+    Example:
+        >>> A = torch.diag(torch.arange(1.0, 5.0, dtype=torch.float64))
+        >>> hutchinson(A, 4, generator=torch.Generator().manual_seed(0)).estimate
+        10.0
+    """
+    return estimate_trace(A, num_matvecs, method="hutchinson", **kw)
+
+
+def hutchpp(A: Any, num_matvecs: int, **kw: Any) -> TraceEstimate:
+    """Hutch++ trace estimate of ``A`` (:func:`estimate_trace` options)."""
+    return estimate_trace(A, num_matvecs, method="hutch++", **kw)
+
+
+def xtrace(A: Any, num_matvecs: int, **kw: Any) -> TraceEstimate:
+    """XTrace trace estimate of ``A`` (:func:`estimate_trace` options).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> U = torch.linalg.qr(torch.randn(50, 3, generator=g, dtype=torch.float64))[0]
+        >>> A = U @ torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=U.dtype)) @ U.T
+        >>> round(xtrace(A, 10, generator=g).estimate, 8)  # rank 3 < 10 / 2: exact
+        6.0
+    """
+    return estimate_trace(A, num_matvecs, method="xtrace", **kw)
+
+
+def xdiag(
+    A: Any, num_matvecs: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """Diagonal of a symmetric operator by XDiag (Epperly, Tropp & Webber 2024).
+
+    Args:
+        A: the operator (see the module docstring).
+        num_matvecs: product budget (the largest even number below is used).
+        generator: probes.
+
+    Returns:
+        The estimated diagonal, shape ``(n,)``, in the operator's dtype and device.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> U = torch.linalg.qr(torch.randn(50, 3, generator=g, dtype=torch.float64))[0]
+        >>> A = U @ torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=U.dtype)) @ U.T
+        >>> torch.allclose(xdiag(A, 10, generator=g), A.diagonal())  # rank 3: exact
+        True
+    """
+    gen, _ = _utils.make_generator(generator)
+    return _xdiag(as_operator(A), num_matvecs, generator=gen).detach()

@@ -2,7 +2,7 @@
 
 - :func:`plot_eigenvalues`: the eigenvalues of one :class:`~landscape.hessian.Eigenpairs`.
 - :func:`plot_eigenvalues_vs_eps`: top eigenvalues against the (training or attack) eps.
-- :func:`plot_density`: an SLQ :class:`~landscape.spectrum.Density` (log scale option).
+- :func:`plot_density`: an SLQ :class:`~landscape.hessian.Density` (log scale option).
 - :func:`plot_trace`: trace estimates against eps with their confidence intervals.
 
 Each takes results and an optional ``ax`` and returns the ax.

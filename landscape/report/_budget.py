@@ -18,8 +18,8 @@ class Budget:
         eval_scale: scales the protocol's iterations and queries (1 = published).
         check_samples: points for the gradient-masking checks.
         hessian_num: training points for the Hessian (clean and adversarial).
-        top_k: how many top eigenvalues.
-        density_iters: Lanczos iterations per spectral-density probe.
+        num_eigenvalues: how many top eigenvalues.
+        density_max_iter: Lanczos iterations per spectral-density probe.
         density_runs: spectral-density probes.
         attack_steps: PGD steps that make the fixed adversarial examples.
         surface_num: training points for the loss surfaces.
@@ -35,8 +35,8 @@ class Budget:
     eval_scale: float
     check_samples: int
     hessian_num: int
-    top_k: int
-    density_iters: int
+    num_eigenvalues: int
+    density_max_iter: int
     density_runs: int
     attack_steps: int
     surface_num: int
@@ -54,8 +54,8 @@ _TABLE: dict[str, tuple] = {
     "eval_scale": (0.25, 1.0, 1.0),
     "check_samples": (50, 100, 200),
     "hessian_num": (128, 512, 2000),
-    "top_k": (3, 5, 10),
-    "density_iters": (20, 80, 100),
+    "num_eigenvalues": (3, 5, 10),
+    "density_max_iter": (20, 80, 100),
     "density_runs": (1, 2, 3),
     "attack_steps": (5, 10, 20),
     "surface_num": (128, 512, 2000),

@@ -20,10 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import attacks, directions, evaluate, hessian, io, scattering, spectrum, surface
-from ..hessian import Eigenpairs
+from .. import attacks, directions, evaluate, hessian, io, scattering, surface
+from ..hessian import Density, Eigenpairs
 from ..scattering import ScatteringResult
-from ..spectrum import Density
 from ..surface import Surface
 from ._budget import Budget
 
@@ -188,7 +187,7 @@ def _negative_mass(dens: Density) -> float:
 def _curvature(ctx: Context) -> tuple[dict, dict]:
     b = ctx.budget
     clean = ctx.subset(b.hessian_num)
-    adv = hessian.adversarial_data(
+    adv = attacks.perturb_batches(
         ctx.model, clean, ctx.attack(), generator=ctx.generator(2)
     )
     results: dict[str, Any] = {}
@@ -198,16 +197,16 @@ def _curvature(ctx: Context) -> tuple[dict, dict]:
             ctx.model,
             ctx.loss_fn,
             batches,
-            num=b.top_k,
+            num=b.num_eigenvalues,
             return_vectors=False,
             generator=ctx.generator(3),
             progressbar=ctx.progressbar,
         )
-        dens = spectrum.lanczos_density(
+        dens = hessian.lanczos_density(
             ctx.model,
             ctx.loss_fn,
             batches,
-            num_iters=b.density_iters,
+            max_iter=b.density_max_iter,
             num_runs=b.density_runs,
             generator=ctx.generator(4),
             progressbar=ctx.progressbar,
@@ -218,7 +217,7 @@ def _curvature(ctx: Context) -> tuple[dict, dict]:
         numbers[tag] = {
             "top_eigenvalues": _floats(eig.eigenvalues),
             "converged": bool(eig.converged),
-            "hvps": int(eig.num_hvps + dens.num_hvps),
+            "hvps": int(eig.num_matvecs + dens.num_matvecs),
             "ritz_min": _sig(float(nodes.min())) if nodes.size else None,
             "ritz_max": _sig(float(nodes.max())) if nodes.size else None,
             "negative_mass": _negative_mass(dens),

@@ -1,4 +1,4 @@
-"""landscape.spectrum: SLQ density on planted spectra and tiny models."""
+"""landscape.hessian SLQ (lanczos_density, slq): planted spectra and tiny models."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_hessian import planted
 
-from landscape import hessian, spectrum
+from landscape import hessian
 
 
 def _gen(seed=0):
@@ -18,11 +18,11 @@ def _gen(seed=0):
 def test_planted_density_properties(distribution):
     lam = np.concatenate([[25.0, 12.0], np.linspace(-0.5, 2.0, 198)])
     model, loss_fn, data, _ = planted(lam, seed=1)
-    d = spectrum.lanczos_density(
+    d = hessian.lanczos_density(
         model,
         loss_fn,
         data,
-        num_iters=40,
+        max_iter=40,
         num_runs=4,
         distribution=distribution,
         generator=_gen(),
@@ -33,7 +33,7 @@ def test_planted_density_properties(distribution):
     assert nodes.min() >= lam.min() - 1e-9 and nodes.max() <= lam.max() + 1e-9
     np.testing.assert_allclose(np.nanmax(d.nodes, axis=1), 25.0, rtol=1e-8)  # top Ritz
     np.testing.assert_allclose(np.nansum(d.weights, axis=1), 1.0, rtol=1e-10)
-    assert d.num_hvps == 160
+    assert d.num_matvecs == 160
     # the mass of the two outliers is 2/200 per run on average (Gaussian weights)
     top_mass = np.where(d.nodes > 10, d.weights, 0).sum(1).mean()
     assert top_mass == pytest.approx(2 / 200, rel=0.8)
@@ -42,8 +42,8 @@ def test_planted_density_properties(distribution):
 def test_slq_moments_match_exact_trace():
     lam = np.linspace(0.0, 4.0, 120) ** 1.5
     model, loss_fn, data, _ = planted(lam, seed=2)
-    q = spectrum.lanczos_quadrature(
-        model, loss_fn, data, num_iters=30, num_runs=40, generator=_gen(1)
+    q = hessian.lanczos_quadrature(
+        model, loss_fn, data, max_iter=30, num_runs=40, generator=_gen(1)
     )
     mean = q.moment(lambda t: t)
     second = q.moment(lambda t: t**2)
@@ -55,8 +55,8 @@ def test_slq_moments_match_exact_trace():
 def test_exact_when_iterations_reach_dimension():
     lam = np.array([3.0, 1.0, -2.0, 0.5, 7.0])
     model, loss_fn, data, _ = planted(lam)
-    d = spectrum.lanczos_density(
-        model, loss_fn, data, num_iters=5, num_runs=1, sigma=0.01
+    d = hessian.lanczos_density(
+        model, loss_fn, data, max_iter=5, num_runs=1, sigma=0.01
     )
     np.testing.assert_allclose(np.sort(d.nodes[0]), np.sort(lam), atol=1e-10)
     # a sharp density peaks at each eigenvalue
@@ -73,8 +73,8 @@ def test_density_matches_dense_on_tiny_model(tiny_case):
     ev = (
         torch.linalg.eigvalsh(hessian.dense_hessian(model, loss_fn, data)).cpu().numpy()
     )
-    d = spectrum.lanczos_density(
-        model, loss_fn, data, num_iters=25, num_runs=3, generator=_gen()
+    d = hessian.lanczos_density(
+        model, loss_fn, data, max_iter=25, num_runs=3, generator=_gen()
     )
     nodes = d.nodes[~np.isnan(d.nodes)]
     assert nodes.min() >= ev.min() - 1e-8 and nodes.max() <= ev.max() + 1e-8
@@ -83,12 +83,12 @@ def test_density_matches_dense_on_tiny_model(tiny_case):
 
 def test_rebroaden_uses_cached_runs_and_normalises():
     model, loss_fn, data, _ = planted(np.linspace(1.0, 5.0, 50))
-    q = spectrum.lanczos_quadrature(
-        model, loss_fn, data, num_iters=20, num_runs=2, generator=_gen()
+    q = hessian.lanczos_quadrature(
+        model, loss_fn, data, max_iter=20, num_runs=2, generator=_gen()
     )
-    hvps = model_hvps = q.num_hvps
+    hvps = model_hvps = q.num_matvecs
     d1, d2 = q.density(sigma=0.05), q.density(sigma=0.5)
-    assert d1.num_hvps == d2.num_hvps == hvps == model_hvps == 40
+    assert d1.num_matvecs == d2.num_matvecs == hvps == model_hvps == 40
     assert d2.density.max() < d1.density.max()  # wider kernel, lower peaks
     for d in (d1, d2, d1.rebroaden(0.2)):
         assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=1e-9)
@@ -99,25 +99,25 @@ def test_rebroaden_uses_cached_runs_and_normalises():
 
 def test_save_load_round_trip(tmp_path):
     model, loss_fn, data, _ = planted(np.linspace(1.0, 5.0, 30))
-    d = spectrum.lanczos_density(model, loss_fn, data, num_iters=8, num_runs=2)
-    back = spectrum.Density.load(d.save(tmp_path / "dens.npz"))
+    d = hessian.lanczos_density(model, loss_fn, data, max_iter=8, num_runs=2)
+    back = hessian.Density.load(d.save(tmp_path / "dens.npz"))
     np.testing.assert_array_equal(back.density, d.density)
     np.testing.assert_array_equal(back.nodes, d.nodes)
-    assert back.sigma == d.sigma and back.num_hvps == d.num_hvps
+    assert back.sigma == d.sigma and back.num_matvecs == d.num_matvecs
 
 
 def test_pyhessian_backend_explains_why_not():
     model, loss_fn, data, _ = planted(np.ones(3))
     with pytest.raises(NotImplementedError, match="torch.eig"):
-        spectrum.lanczos_density(model, loss_fn, data, backend="pyhessian")
+        hessian.lanczos_density(model, loss_fn, data, backend="pyhessian")
 
 
 def test_bad_arguments():
     model, loss_fn, data, _ = planted(np.ones(3))
-    with pytest.raises(ValueError, match="num_iters"):
-        spectrum.lanczos_density(model, loss_fn, data, num_iters=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        hessian.lanczos_density(model, loss_fn, data, max_iter=0)
     with pytest.raises(ValueError, match="sigma"):
-        spectrum.lanczos_density(model, loss_fn, data, num_iters=2, sigma=-1.0)
+        hessian.lanczos_density(model, loss_fn, data, max_iter=2, sigma=-1.0)
 
 
 # -- bandwidth from the Ritz values, tail masses, operator-level SLQ ---------------
@@ -156,8 +156,8 @@ def test_default_bandwidth_matches_dense_tail_mass():
     exact = float((ev < t).mean())
     assert 0.005 < exact < 0.02  # the setting: a small negative tail
     assert (np.abs(ev) < 0.01 * ev.max()).mean() > 0.7  # ... next to a big spike
-    q = spectrum.lanczos_quadrature(
-        model, loss_fn, data, num_iters=100, num_runs=4, generator=_gen()
+    q = hessian.lanczos_quadrature(
+        model, loss_fn, data, max_iter=100, num_runs=4, generator=_gen()
     )
     d = q.density()
     lo, hi = q.range
@@ -184,7 +184,7 @@ def test_density_exposes_quadrature():
     lam = np.linspace(-1.0, 4.0, 60)
     model, loss_fn, data, _ = planted(lam, seed=3)
     d = hessian.lanczos_density(
-        model, loss_fn, data, num_iters=12, num_runs=3, generator=_gen()
+        model, loss_fn, data, max_iter=12, num_runs=3, generator=_gen()
     )
     q = d.quadrature
     np.testing.assert_array_equal(q.nodes, d.nodes)
@@ -214,8 +214,7 @@ def test_slq_on_any_operator(kind):
         "scipy": sla.aslinearoperator(A.numpy()),
         "matvec": MatvecOnly(),
     }[kind]
-    q = hessian.slq(op, num_iters=6, num_runs=2, generator=_gen())
+    q = hessian.slq(op, max_iter=6, num_runs=2, generator=_gen())
     for c in range(2):
         np.testing.assert_allclose(np.sort(q.nodes[c]), np.sort(lam), atol=1e-10)
-    assert q.num_hvps == 12
-    assert spectrum.slq is hessian.slq  # the alias module re-exports
+    assert q.num_matvecs == 12
