@@ -49,7 +49,7 @@ def plot_eigenvalues_vs_eps(
     eigs: Sequence[Any] | np.ndarray,
     ax=None,
     *,
-    k: int | None = None,
+    num: int | None = None,
     log: bool = False,
     label: str | None = None,
     xlabel: str = r"training $\epsilon$",
@@ -60,9 +60,9 @@ def plot_eigenvalues_vs_eps(
     Args:
         eps: the x values.
         eigs: one ``Eigenpairs`` (or array of eigenvalues) per eps, or an array
-            ``(len(eps), k)``.
+            ``(len(eps), num)``.
         ax: axis (default: a new one).
-        k: draw the first ``k`` eigenvalues (default all).
+        num: draw the first ``num`` eigenvalues (default all).
         log: logarithmic y axis (only positive values are shown).
         label: prefix of the legend entries.
         xlabel: x-axis label.
@@ -70,7 +70,7 @@ def plot_eigenvalues_vs_eps(
     """
     ax = new_axes(ax)
     rows = [_values(e) for e in eigs]
-    kmax = min(len(r) for r in rows) if k is None else k
+    kmax = min(len(r) for r in rows) if num is None else num
     vals = np.array([r[:kmax] for r in rows])
     eps = np.asarray(eps, dtype=float)
     order = np.argsort(eps)
