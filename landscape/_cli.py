@@ -9,7 +9,6 @@ it reads a checkpoint or a dataset) and gets its ``main(argv)`` from :func:`entr
   traceback only with ``--debug`` (or ``LANDSCAPE_DEBUG=1``);
 - ``--device``, ``--num-samples``, ``--no-progress`` (bars are on by default on a
   terminal), ``-o/--out``, ``--debug``, ``--trust-checkpoint`` mean the same everywhere;
-  old spellings (``--num``, ``--progress``, ``--progressbar``, ``--model``) still work;
 - :func:`load_checkpoint` is the one loader of a checkpoint file, a run folder of
   ``landscape.train`` or its end-of-period ensemble; it loads with
   ``weights_only=True`` only (see :func:`landscape.io.load_torch`);
@@ -75,7 +74,13 @@ class CLIError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """``ArgumentParser`` whose errors are one line (a :class:`CLIError`)."""
+    """``ArgumentParser`` whose errors are one line (a :class:`CLIError`) and that
+    takes every flag only as it is spelled (no abbreviations: ``--num`` is not
+    ``--num-samples``)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
 
     def error(self, message: str):
         """Raise instead of printing the usage block and exiting."""
@@ -235,14 +240,12 @@ def add_common(
 
     Args:
         p: the parser.
-        num_samples: add ``--num-samples`` (hidden alias ``--num``) with this default;
-            ``False`` leaves it out.
+        num_samples: add ``--num-samples`` with this default; ``False`` leaves it out.
         out: add ``-o/--out`` with this default (``None``: no default, ``-o`` must
             be given); ``False`` leaves it out.
         out_help: its help text (the default is added to it).
         out_required: ``-o`` must be given (default: when ``out`` is None).
-        progress: add ``--no-progress`` (hidden aliases ``--progress``,
-            ``--progressbar`` force the bars on).
+        progress: add ``--no-progress``.
         device: add ``--device``.
         trust: add ``--trust-checkpoint``.
     """
@@ -252,9 +255,6 @@ def add_common(
             type=positive_int,
             default=num_samples,
             help=f"number of examples (default {num_samples})",
-        )
-        p.add_argument(
-            "--num", dest="num_samples", type=positive_int, help=argparse.SUPPRESS
         )
     if out is not False:
         required = out is None if out_required is None else out_required
@@ -273,10 +273,6 @@ def add_common(
             default=None,
             help="no progress bars (default: bars when stderr is a terminal)",
         )
-        for alias in ("--progress", "--progressbar"):
-            p.add_argument(
-                alias, dest="progress", action="store_true", help=argparse.SUPPRESS
-            )
     if trust:
         p.add_argument(
             "--trust-checkpoint",
@@ -290,22 +286,18 @@ def add_common(
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
-    """``--arch NAME`` (hidden alias ``--model``) and ``--arch-kwargs JSON``."""
+    """``--arch NAME`` and ``--arch-kwargs JSON``."""
     p.add_argument(
         "--arch",
         default=None,
         help="landscape.models.build name for a checkpoint that records none "
         "(overrides the checkpoint's)",
     )
-    p.add_argument("--model", dest="arch", help=argparse.SUPPRESS)
     p.add_argument(
         "--arch-kwargs",
         type=json_dict,
         default=None,
         help="JSON dict of models.build keyword arguments",
-    )
-    p.add_argument(
-        "--model-kwargs", dest="arch_kwargs", type=json_dict, help=argparse.SUPPRESS
     )
 
 

@@ -442,9 +442,8 @@ class Result:
     def load(cls: type[T], path: str | os.PathLike) -> T:
         """Read a result written by :meth:`save`, with clear errors for bad files.
 
-        The metadata is read from inside the ``.npz``; the ``.json`` sidecar is only a
-        readable copy (it is read only for files saved before the metadata moved
-        into the ``.npz``).
+        Everything is read from the ``.npz``; the ``.json`` sidecar is only a readable
+        copy.
         """
         path = Path(path)
         if path.suffix != ".npz":
@@ -514,8 +513,8 @@ def read_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
 
     Raises:
         FileNotFoundError: no such file.
-        CorruptFileError: the ``.npz`` (or the sidecar of an old-format file) is
-            truncated or not a result; the message names the file.
+        CorruptFileError: the ``.npz`` is truncated or not a result (no metadata
+            inside); the message names the file.
     """
     path = Path(path)
     if not path.exists():
@@ -528,18 +527,15 @@ def read_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
             f"result {path} cannot be read ({type(err).__name__}: {err}) - it is "
             "truncated or not a saved result; recompute it"
         ) from err
-    if _META in arrays:
-        try:
-            rest = json.loads(str(arrays.pop(_META)))
-        except ValueError as err:
-            raise CorruptFileError(
-                f"result {path} has corrupt metadata: {err}"
-            ) from err
-    else:  # saved before the metadata moved into the npz
-        side = Path(str(path) + ".json")
-        if not side.exists():
-            raise FileNotFoundError(f"{side} not found: was the result saved there?")
-        rest = read_json(side)
+    if _META not in arrays:
+        raise CorruptFileError(
+            f"result {path} holds no metadata ({_META}): it is not a file written by "
+            "a landscape result's save() - recompute it"
+        )
+    try:
+        rest = json.loads(str(arrays.pop(_META)))
+    except ValueError as err:
+        raise CorruptFileError(f"result {path} has corrupt metadata: {err}") from err
     if not isinstance(rest, dict):
         raise CorruptFileError(f"result {path}: metadata is not a JSON object")
     return arrays, rest

@@ -45,7 +45,7 @@ def test_checkpoint_tools_load_through_the_one_loader(tool):
     assert "load_checkpoint(" not in inspect.getsource(body)
     assert "load_torch(" not in inspect.getsource(body)
     flags = _tool_parser(tool)._option_string_actions
-    for flag in ("--arch", "--model", "--arch-kwargs", "--trust-checkpoint"):
+    for flag in ("--arch", "--arch-kwargs", "--trust-checkpoint"):
         assert flag in flags, (tool, flag)
 
 
@@ -61,7 +61,7 @@ def test_every_tool_has_the_shared_flags_and_entry_point(tool):
         p = p._subparsers._group_actions[0].choices["scan"]
     assert "--debug" in p._option_string_actions
     if tool not in ("data", "plot"):  # these only download or draw files
-        for flag in ("--device", "--no-progress", "--progress"):
+        for flag in ("--device", "--no-progress"):
             assert flag in p._option_string_actions, (tool, flag)
 
 

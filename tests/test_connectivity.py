@@ -543,7 +543,7 @@ def test_cli_train_and_scan(tmp_path, data_root, monkeypatch, capsys):
     assert (run / "endpoints.json").read_text() == ends
     assert json.loads(ends)["a"]["path"] == str(tmp_path / "a")
     scan_args = [
-        "--num-test",
+        "--num-samples",
         "32",
         "--num-points",
         "3",

@@ -23,6 +23,7 @@ from landscape import models  # noqa: E402
 from landscape import plot as P  # noqa: E402
 from landscape import surface as S  # noqa: E402
 from landscape.plot import __main__ as cli  # noqa: E402
+from landscape.surface.__main__ import main as surface_main  # noqa: E402
 
 
 def _surf(scale: float = 1.0, adversarial: str | None = None) -> S.Surface:
@@ -135,9 +136,9 @@ def test_cli_dispatch_on_stored_class(tmp_path):
 
 
 def test_cli_help_explains_every_option(capsys):
-    for argv in (["--help"], ["compute", "--help"]):
+    for main, argv in ((cli.main, ["--help"]), (surface_main, ["compute", "--help"])):
         with pytest.raises(SystemExit) as e:
-            cli.main(argv)
+            main(argv)
         assert e.value.code == 0
     out = capsys.readouterr().out
     for opt in (
@@ -174,9 +175,10 @@ def test_cli_computes_surface_from_checkpoint(tmp_path):
         "1",
         "3",
     ]
-    argv += ["-o", str(out), "--plot", str(tmp_path / "surf.png"), "--no-progress"]
+    argv += ["-o", str(out), "--no-progress"]
     argv += ["--save-directions", str(tmp_path / "dirs.pt")]
-    assert cli.main(argv) == 0
+    assert surface_main(argv) == 0
+    assert cli.main([str(out), "-o", str(tmp_path / "surf.png")]) == 0
     s = S.Surface.load(out)
     assert s.loss.shape == (3, 3) and (tmp_path / "surf.png").exists()
     with torch.no_grad():
@@ -207,7 +209,7 @@ def test_cli_computes_surface_from_checkpoint(tmp_path):
         "--steps",
         "2",
     ]
-    assert cli.main([*argv, "-o", str(out2), "--no-progress"]) == 0
+    assert surface_main([*argv, "-o", str(out2), "--no-progress"]) == 0
     line = S.Surface.load(out2)
     assert line.is_line and line.meta["adversarial"] == "fixed"
     assert line.loss[0] > plain  # adversarial examples raise the loss at the centre

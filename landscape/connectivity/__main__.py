@@ -5,9 +5,9 @@ Examples::
 
     python -m landscape.connectivity train runs/a runs/b --run-dir runs/curve_ab \\
         --dataset mnist --num-train 2000 --epochs 5 --eps 0.3 --steps 5 --lr 0.01
-    python -m landscape.connectivity scan runs/curve_ab --num-test 500 --eps 0.3 \\
+    python -m landscape.connectivity scan runs/curve_ab --num-samples 500 --eps 0.3 \\
         --steps 20 -o runs/curve_ab/scan.npz
-    python -m landscape.connectivity scan --line runs/a runs/b --num-test 500 \\
+    python -m landscape.connectivity scan --line runs/a runs/b --num-samples 500 \\
         --eps 0.3 -o runs/line_ab.npz
 
 ``A`` and ``B`` are run folders of ``python -m landscape.train`` (their
@@ -79,9 +79,6 @@ def _parser() -> argparse.ArgumentParser:
         "--line", nargs=2, metavar=("A", "B"), help="scan the straight line A-B"
     )
     s.add_argument("--num-points", type=int, default=21)
-    s.add_argument(
-        "--num-test", dest="num_samples", type=_cli.positive_int, help=argparse.SUPPRESS
-    )
     s.add_argument(
         "--num-bn", type=int, default=2000, help="training images for BatchNorm"
     )

@@ -8,10 +8,9 @@ Draw (the default)::
     python -m landscape.plot surf.npz -o surf.html               # interactive 3D
     python -m landscape.plot data/results/scatter.npz -o s.png     # any saved result
 
-Surfaces are computed from a checkpoint by ``python -m landscape.surface compute``
-(``python -m landscape.plot compute`` still forwards there). A saved result is
-dispatched on the class recorded inside it (``__class__``) to the matching plot
-function of :mod:`landscape.plot`.
+Surfaces are computed from a checkpoint by ``python -m landscape.surface compute``. A
+saved result is dispatched on the class recorded inside it (``__class__``) to the
+matching plot function of :mod:`landscape.plot`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +41,11 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "TrainResult": ("landscape.train", "plot_run"),
     "EvalResult": ("landscape.evaluate", "evaluation_figure"),
     "Eigenpairs": ("landscape.hessian", "plot_eigenvalues"),
-    "Density": ("landscape.spectrum", "plot_density"),
+    "Density": ("landscape.hessian", "plot_density"),
 }
 _MODULES = (
     "surface",
     "hessian",
-    "spectrum",
     "scattering",
     "linear",
     "evaluate",
@@ -259,23 +256,7 @@ def _draw(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m landscape.plot``: draw saved results.
-
-    ``compute`` as the first argument is the old spelling of ``python -m
-    landscape.surface compute`` and is forwarded there (with a deprecation note).
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "compute":
-        from landscape.surface.__main__ import main as surface_main
-
-        print(
-            "note: `python -m landscape.plot compute` is deprecated; use "
-            "`python -m landscape.surface compute` (same options)",
-            file=sys.stderr,
-        )
-        return surface_main(argv)
-    return _cli.entry(_draw_parser, _draw)(argv)
+main = _cli.entry(_draw_parser, _draw)
 
 
 if __name__ == "__main__":

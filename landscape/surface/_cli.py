@@ -4,7 +4,8 @@ Examples::
 
     python -m landscape.surface compute runs/mnist_eps0.3 --dataset mnist \\
         --num-samples 1000 --grid -1 1 21 --adversarial fixed --eps 0.3 \\
-        -o data/results/surf.npz --plot figures/out/surf.png
+        -o data/results/surf.npz
+    python -m landscape.plot data/results/surf.npz -o figures/out/surf.png
     python -m landscape.surface compute runs/a --to runs/b -o line_ab.npz
 
 The surface is saved as a :class:`landscape.surface.Surface` (``.npz``); draw it with
@@ -144,9 +145,6 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed for directions and attacks"
     )
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g.add_argument(
-        "--plot", type=Path, default=None, help="also draw it to this .png/.pdf/.html"
-    )
 
 
 def compute_parser(prog: str = f"{PROG} compute") -> argparse.ArgumentParser:
@@ -154,9 +152,10 @@ def compute_parser(prog: str = f"{PROG} compute") -> argparse.ArgumentParser:
     p = _cli.Parser(
         prog=prog,
         description=(
-            "Compute a loss surface (or line) around a checkpoint and save it; "
-            "optionally draw it. Directions are filter-normalised random directions "
-            "(Li et al. 2018) unless --to or --directions says otherwise."
+            "Compute a loss surface (or line) around a checkpoint and save it (draw "
+            "it with python -m landscape.plot). Directions are filter-normalised "
+            "random directions (Li et al. 2018) unless --to or --directions says "
+            "otherwise."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -275,10 +274,6 @@ def compute(args: argparse.Namespace) -> int:
     )
     path = surf.save(args.out)
     print(f"saved {path} (loss at the centre {surf.center_loss:.4g})")
-    if args.plot is not None:
-        from ..plot.__main__ import main as draw
-
-        return draw([str(path), "-o", str(args.plot)])
     return 0
 
 
