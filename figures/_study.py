@@ -277,13 +277,13 @@ def _build_kwargs(spec: Spec) -> dict:
 
 def load_final(ctx, spec: Spec, *, ensemble: bool = False) -> torch.nn.Module:
     """The final model (or the end-of-period ensemble) of a finished run."""
-    from landscape import models, train
+    from landscape import checkpoints, models
 
     run_dir = root(ctx) / "runs" / spec.key
     template = models.build(**_build_kwargs(spec))
-    if ensemble:
-        return train.load_ensemble(run_dir, template, device=ctx.device)
-    return train.load_model(run_dir, template, device=ctx.device)
+    return checkpoints.load_model(
+        run_dir, template, ensemble=ensemble, device=ctx.device
+    )
 
 
 def memo(

@@ -11,7 +11,7 @@ initialisation and number of epochs; only the eps schedule differs:
   mid-period (the authors' ``cycle_cos`` MNIST setting, peak 0.6, capped at 0.4).
 
 All runs write a checkpoint at the end of each of ``P`` periods; the "ensemble" rows
-average the softmax of those ``P`` models (:class:`landscape.train.Ensemble`), the
+average the softmax of those ``P`` models (:class:`landscape.checkpoints.Ensemble`), the
 "final" rows use the last model alone (reviewers asked for results without the
 ensemble). Each model is evaluated with :func:`landscape.evaluate.evaluate`:
 "standard" = APGD-CE, APGD-T, Square (AutoAttack-like); "reviewer" = PGD-100 with a
@@ -58,7 +58,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import models, train  # noqa: E402
+from landscape import checkpoints, models, train  # noqa: E402
 
 NAME = "fig06_schedules"
 NOTE = (
@@ -128,8 +128,8 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         arrays[f"{schedule}/t"] = t
         arrays[f"{schedule}/eps"] = np.array([cfg.eps_fn()(v) for v in t])
         members = {
-            "final": train.load_model(run_dir, device=dev),
-            "ensemble": train.load_ensemble(run_dir, device=dev),
+            "final": checkpoints.load_model(run_dir, device=dev),
+            "ensemble": checkpoints.load_model(run_dir, ensemble=True, device=dev),
         }
         for member, m in members.items():
             for protocol in PROTOCOLS:

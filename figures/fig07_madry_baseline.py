@@ -53,7 +53,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import models, train  # noqa: E402
+from landscape import checkpoints, models, train  # noqa: E402
 
 NAME = "fig07_madry_baseline"
 EPS = 0.3
@@ -117,7 +117,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         run_dir=run_dir,
         progressbar=True,
     )
-    model = train.load_model(run_dir, device=dev)
+    model = checkpoints.load_model(run_dir, device=dev)
     rows = []
     per_attack = {}
     checks = {}

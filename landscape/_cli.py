@@ -9,17 +9,19 @@ it reads a checkpoint or a dataset) and gets its ``main(argv)`` from :func:`entr
   traceback only with ``--debug`` (or ``LANDSCAPE_DEBUG=1``);
 - ``--device``, ``--num-samples``, ``--no-progress`` (bars are on by default on a
   terminal), ``-o/--out``, ``--debug``, ``--trust-checkpoint`` mean the same everywhere;
-- :func:`load_checkpoint` is the one loader of a checkpoint file, a run folder of
-  ``landscape.train`` or its end-of-period ensemble; it loads with
-  ``weights_only=True`` only (see :func:`landscape.io.load_torch`);
-  :func:`load_model` calls it with the flags of :func:`add_checkpoint`, and
-  :func:`load_data` loads the dataset of :func:`add_data` (by default the run's).
+- the flags of :func:`add_checkpoint` become the keyword arguments of the one loader,
+  :func:`landscape.checkpoints.load_model` (:func:`checkpoint_options`), and those of
+  :func:`add_data` the keyword arguments of :func:`landscape.data.load_dataset`
+  (:func:`data_options`; by default the dataset the run records).
+
+This module is the lowest layer of the tools: it imports nothing of ``landscape`` but
+:mod:`landscape.io`, so every package's command line can use it (the layers:
+``tests/test_imports.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
@@ -31,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from . import io
 
@@ -44,7 +45,9 @@ __all__ = [
     "add_common",
     "add_model_flags",
     "add_checkpoint",
+    "checkpoint_options",
     "add_data",
+    "data_options",
     "add_choice",
     "positive_int",
     "nonnegative_int",
@@ -54,15 +57,9 @@ __all__ = [
     "field_flags",
     "progress",
     "device",
-    "load_checkpoint",
-    "load_model",
-    "load_data",
     "dataset_name",
-    "recorded_dataset",
     "check_run_folder",
 ]
-
-_FINAL = "final.pt"
 
 
 class CLIError(Exception):
@@ -315,7 +312,7 @@ def add_checkpoint(
     help: str = _CHECKPOINT_HELP,
     ensemble: bool = False,
 ) -> None:
-    """The checkpoint argument and its flags, read by :func:`load_model`: the
+    """The checkpoint argument and its flags, read by :func:`checkpoint_options`: the
     positional ``name``, ``--arch`` / ``--arch-kwargs`` (:func:`add_model_flags`),
     ``--trust-checkpoint`` and, with ``ensemble``, ``--ensemble``."""
     p.add_argument(name, help=help)
@@ -334,27 +331,30 @@ def add_checkpoint(
     )
 
 
-def load_model(
-    args: argparse.Namespace,
-    path: str | os.PathLike | None = None,
-    *,
-    arch_kwargs: dict | None = None,
-) -> tuple[nn.Module, dict]:
-    """:func:`load_checkpoint` with the flags of :func:`add_checkpoint` on
-    :func:`device`: ``path`` (default the positional ``checkpoint``), ``--arch``,
-    ``--arch-kwargs`` (or ``arch_kwargs``), ``--ensemble``, ``--trust-checkpoint``.
+def checkpoint_options(
+    args: argparse.Namespace, *, arch_kwargs: dict | None = None
+) -> dict[str, Any]:
+    """The flags of :func:`add_checkpoint` as the keyword arguments of
+    :func:`landscape.checkpoints.load_model`: ``arch``, ``arch_kwargs`` (``--arch-kwargs``,
+    or ``arch_kwargs`` when given), ``ensemble`` (where the tool has ``--ensemble``),
+    ``device`` (:func:`device`) and ``trust`` (``--trust-checkpoint``).
 
-    Returns:
-        ``(model in eval mode, the run's config dict or {})``.
+    Example:
+        >>> p = parser("tool", "``tool``: loads a model.")
+        >>> add_checkpoint(p)
+        >>> add_common(p)
+        >>> a = p.parse_args(["w.pt", "--arch", "lenet", "--device", "cpu"])
+        >>> checkpoint_options(a)
+        {'arch': 'lenet', 'arch_kwargs': None, 'device': device(type='cpu'), 'trust': False}
     """
-    return load_checkpoint(
-        args.checkpoint if path is None else path,
-        arch=args.arch,
-        arch_kwargs=args.arch_kwargs if arch_kwargs is None else arch_kwargs,
-        ensemble=getattr(args, "ensemble", False),
-        device=device(args),
-        trust=args.trust_checkpoint,
-    )
+    out: dict[str, Any] = {
+        "arch": args.arch,
+        "arch_kwargs": args.arch_kwargs if arch_kwargs is None else arch_kwargs,
+    }
+    if hasattr(args, "ensemble"):
+        out["ensemble"] = args.ensemble
+    out.update(device=device(args), trust=args.trust_checkpoint)
+    return out
 
 
 def add_data(
@@ -366,7 +366,7 @@ def add_data(
 ) -> None:
     """``--dataset`` (default ``dataset``; None: the run's), ``--data-root`` and, with
     ``split``, ``--split`` (default ``split``, one of ``splits`` when given), read by
-    :func:`load_data`."""
+    :func:`data_options`."""
     default = dataset or "the run's"
     p.add_argument(
         "--dataset",
@@ -384,53 +384,53 @@ def add_data(
         )
 
 
-def recorded_dataset(cfg: dict) -> str | None:
-    """The dataset a run recorded in its config (None when it records none)."""
-    from .train import DatasetSpec
-
-    try:
-        name = DatasetSpec.from_config(cfg).name
-    except (TypeError, ValueError):
-        name = None
-    return name or (cfg.get("model_kwargs") or {}).get("dataset")
-
-
 def dataset_name(
-    args: argparse.Namespace, cfg: dict | None = None, *, default: str | None = None
+    args: argparse.Namespace,
+    recorded: str | None = None,
+    *,
+    default: str | None = None,
 ) -> str:
-    """``--dataset``, else the dataset the run's config records, else ``default``.
+    """``--dataset``, else the dataset the run records (``recorded``, from
+    :func:`landscape.checkpoints.recorded_dataset`), else ``default``.
 
     Raises:
         CLIError: none of them names one.
     """
-    name = getattr(args, "dataset", None) or recorded_dataset(cfg or {}) or default
+    name = getattr(args, "dataset", None) or recorded or default
     if not name:
         raise CLIError("the run records no dataset", "pass --dataset NAME")
     return str(name)
 
 
-def load_data(
+def data_options(
     args: argparse.Namespace,
-    cfg: dict | None = None,
+    recorded: str | None = None,
     *,
     split: str | None = None,
     num_samples: Any = ...,
     seed: int = 0,
     default: str | None = "mnist",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`landscape.data.load_dataset` with the flags of :func:`add_data`: the
-    dataset of :func:`dataset_name` (``default`` when neither the flag nor the run
-    names one), ``--data-root``, ``split`` (default ``--split``) and ``num_samples``
-    examples (default ``--num-samples``; None: all) chosen with ``seed``."""
-    from . import data
+) -> dict[str, Any]:
+    """The flags of :func:`add_data` as the keyword arguments of
+    :func:`landscape.data.load_dataset`: the dataset of :func:`dataset_name`
+    (``default`` when neither the flag nor the run names one), ``--data-root``,
+    ``split`` (default ``--split``) and ``num_samples`` examples (default
+    ``--num-samples``; None: all) chosen with ``seed``.
 
-    return data.load_dataset(
-        dataset_name(args, cfg, default=default),
-        args.data_root,
-        split=split or args.split,
-        num_samples=args.num_samples if num_samples is ... else num_samples,
-        seed=seed,
-    )
+    Example:
+        >>> p = parser("tool", "``tool``: reads data.")
+        >>> add_data(p, dataset=None, split="test")
+        >>> add_common(p, num_samples=100)
+        >>> data_options(p.parse_args([]), "fashion-mnist")["name"]
+        'fashion-mnist'
+    """
+    return {
+        "name": dataset_name(args, recorded, default=default),
+        "root": args.data_root,
+        "split": split or args.split,
+        "num_samples": args.num_samples if num_samples is ... else num_samples,
+        "seed": seed,
+    }
 
 
 def add_choice(
@@ -497,127 +497,3 @@ def _read_json(path: Path) -> dict:
     if not isinstance(obj, dict):
         raise CLIError(f"{path} does not hold a JSON object", "restore or delete it")
     return obj
-
-
-def _mismatch(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()]
-    text = "; ".join(lines[:2]) or str(err)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _fit(net: nn.Module, obj: Any, file: Path, name: str) -> nn.Module:
-    state = obj.get("model", obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise CLIError(
-            f"{file} holds no state dict (a dict of tensors, or {{'model': state_dict}})",
-            "save model.state_dict() with torch.save",
-        )
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise CLIError(
-            f"the weights in {file} do not fit --arch {name} ({_mismatch(err)})",
-            "pass the --arch and --arch-kwargs the checkpoint was trained with",
-        ) from None
-    return net
-
-
-def _build(name: str | None, kwargs: dict, file: Path) -> nn.Module:
-    from . import models
-
-    if not name:
-        raise CLIError(
-            f"{file} records no architecture (no 'arch' or 'config' in it, no "
-            "config.json beside it)",
-            f"pass --arch NAME (one of {', '.join(models.available())})",
-        )
-    return models.build(name, **kwargs)
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    *,
-    arch: str | None = None,
-    arch_kwargs: dict | None = None,
-    ensemble: bool = False,
-    device: torch.device | str = "cpu",
-    trust: bool = False,
-) -> tuple[nn.Module, dict]:
-    """Load a model: a run folder, a checkpoint file or a run's ensemble.
-
-    Accepted: a run folder of ``landscape.train`` (``final.pt`` + ``config.json``;
-    with ``ensemble`` its end-of-period checkpoints as one :class:`Ensemble`); a
-    checkpoint ``{"model": state_dict, "config": {...}}`` or ``{"model": state_dict,
-    "arch": name, "arch_kwargs": {...}}``; a bare state dict with ``arch``. The
-    architecture is rebuilt by name (``landscape.models.build``). A whole pickled
-    ``nn.Module`` loads only with ``trust=True``.
-
-    Returns:
-        ``(model on device in eval mode, the run's config dict or {})``.
-
-    Raises:
-        CLIError: what is wrong with the path, the file or the architecture.
-        landscape.io.UntrustedFileError: a pickled object and ``trust`` is False.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CLIError(
-            f"{path} does not exist",
-            "pass a checkpoint file (.pt) or a run folder of python -m landscape.train",
-        )
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise CLIError(
-                f"{path} is not a run folder (no config.json)",
-                "pass a run folder of python -m landscape.train or a checkpoint file",
-            )
-        cfg = check_run_folder(path)
-        files = sorted(path.glob("ckpt_epoch*.pt")) if ensemble else [path / _FINAL]
-        if ensemble and not files:
-            raise CLIError(
-                f"{path} has no end-of-period checkpoints (ckpt_epoch*.pt)",
-                "train with --periods N, or drop --ensemble to use the final model",
-            )
-        if not files[0].exists():
-            raise CLIError(
-                f"{path} has no {_FINAL}: the run has not finished",
-                "resume it with the same python -m landscape.train command, or pass "
-                "one of its checkpoints (ckpt_epoch*.pt)",
-            )
-    else:
-        if ensemble:
-            raise CLIError(
-                f"--ensemble needs a run folder, got the file {path}",
-                f"pass the run folder {path.parent}",
-            )
-        side = path.parent / "config.json"
-        cfg = _read_json(side) if side.exists() else {}
-        files = [path]
-    objs = [io.load_torch(f, map_location="cpu", trust=trust) for f in files]
-    net = io.module_in(objs[0])
-    if net is not None and not ensemble:  # only reachable with trust=True
-        return net.to(device).eval(), cfg
-    if not isinstance(objs[0], dict):
-        raise CLIError(
-            f"{files[0]} holds a {type(objs[0]).__name__}, not a model checkpoint",
-            "save {'model': model.state_dict(), 'arch': NAME} with torch.save",
-        )
-    first = objs[0]
-    if isinstance(first.get("config"), dict):
-        cfg = {**cfg, **first["config"]}
-    name = arch or first.get("arch") or cfg.get("model")
-    base = {}
-    if arch is None:
-        base = (
-            first.get("arch_kwargs") if first.get("arch") else cfg.get("model_kwargs")
-        )
-    kwargs = {**(base or {}), **(arch_kwargs or {})}
-    template = _build(name, kwargs, files[0])
-    nets = [_fit(copy.deepcopy(template), o, f, name) for o, f in zip(objs, files)]
-    if ensemble:
-        from .train import Ensemble
-
-        return Ensemble(nets).to(device).eval(), cfg
-    return nets[0].to(device).eval(), cfg

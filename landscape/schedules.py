@@ -17,7 +17,7 @@ training is split into periods at the given boundaries; within each period eps r
 from ``start`` towards a peak, linearly or along a half cosine, and is capped at the
 target eps, so it reaches the target after a fraction ``ramp`` of the period and stays
 there until the period ends. The learning rate restarts at the same boundaries, and the
-end-of-period models form an ensemble (:class:`landscape.train.Ensemble`).
+end-of-period models form an ensemble (:class:`landscape.checkpoints.Ensemble`).
 
 Example:
     >>> s = make_schedule("periodic", eps=0.4, periods=[0, 10, 20], ramp=0.5)

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from landscape import _cli, models, train
+from landscape import _cli, checkpoints, models, train
 
 # tool -> module that defines its parser and body
 TOOLS = {
@@ -40,9 +40,8 @@ def _tool_parser(tool: str) -> argparse.ArgumentParser:
 def test_checkpoint_tools_load_through_the_one_loader(tool):
     mod = importlib.import_module(TOOLS[tool])
     source = inspect.getsource(mod)
-    assert "_cli.load_model(" in source
+    assert "checkpoints.load_model(" in source
     body = mod.compute if tool == "surface" else mod._main
-    assert "load_checkpoint(" not in inspect.getsource(body)
     assert "load_torch(" not in inspect.getsource(body)
     flags = _tool_parser(tool)._option_string_actions
     for flag in ("--arch", "--arch-kwargs", "--trust-checkpoint"):
@@ -104,28 +103,16 @@ def test_field_flags_are_the_flags_named_like_config_fields():
     assert {"epochs", "eval_num", "compile", "alpha_rel"} <= set(over)
 
 
-@pytest.mark.parametrize(
-    "cfg, name",
-    [
-        ({"data": {"name": "fashion-mnist"}}, "fashion-mnist"),
-        ({"data": {"dataset": "cifar10"}}, "cifar10"),
-        ({"dataset": {"name": "mnist", "num_train": 5}}, "mnist"),
-        ({"model_kwargs": {"dataset": "cifar10"}}, "cifar10"),
-        ({}, None),
-    ],
-)
-def test_dataset_name_reads_every_config_format(cfg, name):
+def test_dataset_name_takes_the_flag_then_the_recorded_name_then_the_default():
     args = argparse.Namespace(dataset=None)
-    if name is None:
-        with pytest.raises(_cli.CLIError, match="--dataset"):
-            _cli.dataset_name(args, cfg)
-        assert _cli.dataset_name(args, cfg, default="mnist") == "mnist"
-    else:
-        assert _cli.dataset_name(args, cfg) == name
-    assert _cli.dataset_name(argparse.Namespace(dataset="x"), cfg) == "x"
+    with pytest.raises(_cli.CLIError, match="--dataset"):
+        _cli.dataset_name(args, None)
+    assert _cli.dataset_name(args, None, default="mnist") == "mnist"
+    assert _cli.dataset_name(args, "cifar10", default="mnist") == "cifar10"
+    assert _cli.dataset_name(argparse.Namespace(dataset="x"), "cifar10") == "x"
 
 
-def test_load_model_uses_the_checkpoint_flags(tmp_path):
+def test_checkpoint_flags_reach_the_one_loader(tmp_path):
     net = models.build("mlp", in_shape=(4,), hidden=(3,))
     torch.save({"model": net.state_dict()}, tmp_path / "sd.pt")
     p = _cli.parser("t", "t")
@@ -133,8 +120,8 @@ def test_load_model_uses_the_checkpoint_flags(tmp_path):
     _cli.add_common(p)
     kw = json.dumps({"in_shape": [4], "hidden": [3]})
     args = p.parse_args([str(tmp_path / "sd.pt"), "--arch", "mlp", "--arch-kwargs", kw])
-    got, cfg = _cli.load_model(args)
-    assert cfg == {} and not got.training
+    got = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
+    assert checkpoints.run_config(args.checkpoint) == {} and not got.training
     for a, b in zip(got.state_dict().values(), net.state_dict().values()):
         assert torch.equal(a, b)
 

@@ -128,11 +128,11 @@ def test_surface_center_matches_plain_loss(demo_run, data_root):
     """The surface's centre equals the model's cross-entropy on the same images,
     recomputed here from the saved final checkpoint."""
     out, s, _ = demo_run
-    from landscape import train
+    from landscape import checkpoints
     from landscape.demo import DemoConfig
 
     cfg = DemoConfig.smoke()
-    model = train.load_model(out / "train" / "constant_eps0")
+    model = checkpoints.load_model(out / "train" / "constant_eps0")
     x, y = _train_subset(data_root, cfg.surface_num)
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(model(x), y).item()
@@ -143,11 +143,11 @@ def test_surface_center_matches_plain_loss(demo_run, data_root):
 def test_hessian_top_eigenvalue_matches_power_iteration(demo_run, data_root):
     """Independent check: plain power iteration with double-backward HVPs."""
     out, s, _ = demo_run
-    from landscape import train
+    from landscape import checkpoints
     from landscape.demo import DemoConfig
 
     cfg = DemoConfig.smoke()
-    model = train.load_model(out / "train" / "constant_eps0").double()
+    model = checkpoints.load_model(out / "train" / "constant_eps0").double()
     x, y = _train_subset(data_root, cfg.hessian_num)
     params = [p for p in model.parameters() if p.requires_grad]
     loss = torch.nn.functional.cross_entropy(model(x.double()), y)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from _helpers import tiny_train_config
 from torch import nn
 
-from landscape import io, train
+from landscape import checkpoints, io, train
 from landscape.attacks import perturb
 from landscape.train import TrainConfig, adversarial_train
 
@@ -430,22 +430,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path)
     (tmp_path / "final.pt").write_bytes(b"garbage")
     with pytest.raises(io.CorruptFileError):
-        train.load_model(tmp_path, TinyNet())
-
-
-def test_ensemble_averages_softmax():
-    torch.manual_seed(0)
-    members = [nn.Linear(5, 3) for _ in range(3)]
-    x = torch.randn(7, 5)
-    ens = train.Ensemble(members)
-    probs = torch.stack([m(x).softmax(1) for m in members]).mean(0)
-    torch.testing.assert_close(ens(x).exp(), probs, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(ens(x).softmax(1), probs, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(
-        train.Ensemble(members[:1])(x), F.log_softmax(members[0](x), 1)
-    )
-    with pytest.raises(ValueError, match="at least one"):
-        train.Ensemble([])
+        checkpoints.load_model(tmp_path, TinyNet())
 
 
 def test_periodic_run_checkpoints_form_ensemble(tmp_path):
@@ -464,14 +449,14 @@ def test_periodic_run_checkpoints_form_ensemble(tmp_path):
         "ckpt_epoch0002.pt",
         "ckpt_epoch0003.pt",
     ]
-    members = train.load_members(tmp_path, TinyNet(dropout=0.0))
+    members = checkpoints.load_members(tmp_path, TinyNet(dropout=0.0))
     assert len(members) == 3 and not any(m.training for m in members)
     assert _same(members[-1], model)
     assert not _same(members[0], model)
-    ens = train.load_ensemble(tmp_path, TinyNet(dropout=0.0))
+    ens = checkpoints.load_model(tmp_path, TinyNet(dropout=0.0), ensemble=True)
     probs = torch.stack([m(x).softmax(1) for m in members]).mean(0)
     torch.testing.assert_close(ens(x).softmax(1), probs)
-    assert _same(train.load_model(tmp_path, TinyNet(dropout=0.0)), model)
+    assert _same(checkpoints.load_model(tmp_path, TinyNet(dropout=0.0)), model)
     # periodic eps restarts at 0 each period (per-iteration update): mean eps < target
     assert (res.metrics["eps_mean"] < cfg.eps).all()
 
@@ -660,7 +645,7 @@ def test_cli_smoke_run(tmp_path, data_root, monkeypatch):
     res = train.load_run(tmp_path)
     assert len(res.metrics["epoch"]) == res.config["epochs"]
     assert res.config["eps_schedule"] == "cosine"
-    members = train.load_members(tmp_path)
+    members = checkpoints.load_members(tmp_path)
     assert len(members) == 1
 
 

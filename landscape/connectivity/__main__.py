@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import _cli
+from .. import _cli, checkpoints
 
 __all__ = ["main"]
 
@@ -102,11 +102,12 @@ def _parser() -> argparse.ArgumentParser:
 def _load_model(path: str, device: Any):
     """An endpoint through the one checkpoint loader (weights_only=True): a run
     folder of ``landscape.train`` or a checkpoint file."""
-    model, cfg = _cli.load_checkpoint(path, device=device)
+    model = checkpoints.load_model(path, device=device)
+    cfg = checkpoints.run_config(path)
     info = {
         "model": cfg.get("model"),
         "model_kwargs": cfg.get("model_kwargs") or {},
-        "dataset": _cli.recorded_dataset(cfg),
+        "dataset": checkpoints.recorded_dataset(cfg),
         "path": str(path),
     }
     return model, info
@@ -127,7 +128,7 @@ def _train(args, device) -> str:
         raise ValueError(f"{args.a} and {args.b} are different architectures")
     flags = _cli.field_flags(args, CurveConfig)
     cfg = CurveConfig(**{**flags, "attack": args.attack if args.eps > 0 else "none"})
-    name = _cli.dataset_name(args, info)
+    name = _cli.dataset_name(args, info["dataset"])
     x, y = data.load_dataset(
         name, args.data_root, num_samples=args.num_train, seed=args.seed
     )
@@ -180,7 +181,7 @@ def _scan(args, device) -> str:
         info = json.loads(ends.read_text())["a"]
         a, _ = _load_model(info["path"], device)
         curve = Curve.load(p / "curve.pt" if p.is_dir() else p)
-    name = _cli.dataset_name(args, info)
+    name = _cli.dataset_name(args, info["dataset"])
     xt, yt = data.load_dataset(
         name, args.data_root, split="test", num_samples=args.num_samples, seed=args.seed
     )

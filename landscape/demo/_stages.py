@@ -124,12 +124,13 @@ def train_stage(ctx: Context) -> dict[str, Any]:
 
 def load_models(ctx: Context) -> None:
     """Load every final model and the periodic run's ensemble into ``ctx.models``."""
-    from .. import train
+    from .. import checkpoints
 
     for run in runs(ctx.cfg, ensemble=True):
         folder = ctx.out / "train" / run.folder
-        load = train.load_ensemble if run.ensemble else train.load_model
-        ctx.models[run.tag] = load(folder, device=ctx.device).eval()
+        ctx.models[run.tag] = checkpoints.load_model(
+            folder, ensemble=run.ensemble, device=ctx.device
+        )
 
 
 def _eval_jobs(cfg: DemoConfig) -> list[tuple[str, RunSpec, float, str]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .. import _cli, io
+from .. import _cli, checkpoints, data, io
 from ._adaptive import ADAPTIVE
 from ._presets import PRESETS
 from ._protocol import evaluate
@@ -108,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> int:
     adaptive = _adaptive(args.adaptive, args.bpda)  # usage errors before any loading
-    model, _ = _cli.load_model(args)
-    x, y = _cli.load_data(args)
+    model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
+    x, y = data.load_dataset(**_cli.data_options(args))
     norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
     for i, norm in enumerate(norms):
         eps = args.eps if i == 0 or args.eps_l2 is None else args.eps_l2

@@ -135,13 +135,16 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from .. import attacks, data
+    from .. import attacks, checkpoints, data
     from .._utils import seed_everything
     from ..io import atomic_write
 
     gen = seed_everything(args.seed)
-    model, cfg = _cli.load_model(args)
-    x, y = _cli.load_data(args, cfg, seed=args.seed)
+    model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
+    recorded = checkpoints.recorded_dataset(
+        checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
+    )
+    x, y = data.load_dataset(**_cli.data_options(args, recorded, seed=args.seed))
     clean = list(
         data.batches(x, y, batch_size=args.batch_size, device=_cli.device(args))
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import _cli
+from .. import _cli, checkpoints, data
 
 __all__ = ["main"]
 
@@ -57,15 +57,21 @@ def _main(args: argparse.Namespace) -> int:
     from ._budget import BUDGETS
     from ._build import build_report
 
-    net, cfg = _cli.load_model(args)
-    dataset = _cli.dataset_name(args, cfg)
+    net = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
+    cfg = checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
+    recorded = checkpoints.recorded_dataset(cfg)
+    dataset = _cli.dataset_name(args, recorded)
     eps = args.eps or cfg.get("eps") or DEFAULT_EPS.get(dataset.lower())
     if not eps:
         raise _cli.CLIError(f"no eps for dataset {dataset!r}", "pass --eps")
     b = BUDGETS[args.budget]
     n_train = max(b.hessian_num, b.surface_num, b.scatter_num)
-    train = _cli.load_data(args, cfg, split="train", num_samples=n_train)
-    test = _cli.load_data(args, cfg, split="test", num_samples=b.eval_num)
+    train = data.load_dataset(
+        **_cli.data_options(args, recorded, split="train", num_samples=n_train)
+    )
+    test = data.load_dataset(
+        **_cli.data_options(args, recorded, split="test", num_samples=b.eval_num)
+    )
     path = Path(args.checkpoint)
     rep = build_report(
         net,

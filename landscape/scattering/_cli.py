@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .. import _cli, _utils
+from .. import _cli, _utils, checkpoints, data
 from ._measure import scattering
 
 __all__ = ["main"]
@@ -58,15 +58,16 @@ def _load_model(args: argparse.Namespace) -> nn.Module:
             "dataset": args.dataset,
             **(kwargs or {}),
         }
-    return _cli.load_model(args, arch_kwargs=kwargs)[0]
+    return checkpoints.load_model(
+        args.checkpoint, **_cli.checkpoint_options(args, arch_kwargs=kwargs)
+    )
 
 
 def _main(args: argparse.Namespace) -> int:
     gen = _utils.seed_everything(args.seed)
     model = _load_model(args)
-    from .. import data
 
-    x, y = _cli.load_data(args, seed=args.seed)
+    x, y = data.load_dataset(**_cli.data_options(args, seed=args.seed))
     batches = data.batches(x, y, batch_size=args.batch_size)
     targets = {"model": model}
     if args.smooth_twin:

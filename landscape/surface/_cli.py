@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import _cli
+from .. import _cli, checkpoints
 from .. import io as lio
 
 __all__ = ["main"]
@@ -183,7 +183,9 @@ def _load_data(args: argparse.Namespace) -> list:
                 "save {'x': images, 'y': labels} or (x, y) with torch.save",
             )
     else:
-        x, y = _cli.load_data(args)
+        from .. import data
+
+        x, y = data.load_dataset(**_cli.data_options(args))
     x, y = x[: args.num_samples], y[: args.num_samples]
     return [(torch.as_tensor(x), torch.as_tensor(y))]
 
@@ -256,7 +258,7 @@ def compute(args: argparse.Namespace) -> int:
         _grid(args.ygrid, "--ygrid")
 
     def load(path):
-        return _cli.load_model(args, path)[0]
+        return checkpoints.load_model(path, **_cli.checkpoint_options(args))
 
     model = load(args.checkpoint)
     data = _load_data(args)

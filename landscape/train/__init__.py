@@ -6,8 +6,10 @@ ensembles and data-parallel (DDP) training.
   :class:`DatasetSpec` and a ``loss_fn`` from :data:`LOSSES` or a callable) and the
   :class:`Runtime` settings; flat keywords still work. :data:`PRESETS`: the paper's settings
   (``mnist-lenet``, ``cifar10-vgg16``, ``cifar10-resnet18``, ``madry-mnist``).
-- :func:`load_run`, :func:`load_model`, :func:`load_members`, :func:`load_ensemble`
-  read a run folder back; :class:`Ensemble` averages the members' softmax outputs.
+- :func:`load_run` reads a run's metrics back; its models load with
+  :func:`landscape.checkpoints.load_model` (``ensemble=True``: the end-of-period
+  :class:`~landscape.checkpoints.Ensemble`) and
+  :func:`~landscape.checkpoints.load_members`.
 - ``python -m landscape.train PRESET [--smoke] [overrides]`` is the command-line tool.
 
 Example:
@@ -32,7 +34,6 @@ from ._config import (
     preset,
     smoke,
 )
-from ._ensemble import Ensemble, load_ensemble, load_members, load_model
 from ._loop import DivergedError, TensorBatches, adversarial_train
 from ._run import RunFolderError, TrainResult, load_run
 
@@ -47,10 +48,6 @@ __all__ = [
     "PRESETS",
     "preset",
     "smoke",
-    "Ensemble",
-    "load_ensemble",
-    "load_members",
-    "load_model",
     "load_run",
     "TensorBatches",
     "DivergedError",

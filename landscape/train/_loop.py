@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .. import _utils, io
 from .._batches import Batched, as_batches
 from ..attacks.perturb import perturb
+from ..checkpoints import FINAL, period_checkpoint
 from . import _dist
 from ._config import TrainConfig
 from ._data import TensorBatches, as_loader, eval_subset, fixed_batch
@@ -33,7 +34,6 @@ from ._eval import (
     upcast,
 )
 from ._run import (
-    FINAL,
     FORMAT,
     INIT,
     RESUME,
@@ -42,7 +42,6 @@ from ._run import (
     check_config,
     columns,
     folder_lock,
-    period_ckpt_name,
     rng_state,
     set_rng_state,
     write_metrics,
@@ -155,7 +154,7 @@ def adversarial_train(
     The model is trained in place (on its own device and dtype). With ``run_dir`` the
     folder receives ``config.json``, ``metrics.jsonl``/``metrics.csv``, ``init.pt``,
     ``ckpt_epochNNNN.pt`` at every period end (the ensemble members, see
-    :func:`load_ensemble`), ``final.pt`` and ``resume.pt`` (every epoch and every
+    :func:`landscape.checkpoints.load_members`), ``final.pt`` and ``resume.pt`` (every epoch and every
     ``checkpoint_every`` iterations; model, optimizer, every RNG state, position in
     the epoch). Every file loads with ``torch.load(..., weights_only=True)``. Calling
     again with the same folder and science settings resumes exactly where the run
@@ -627,7 +626,7 @@ def _write_epoch(run: _Run, row: dict[str, Any]) -> None:
     if run.folder is None or not run.main:
         return
     if run.epoch in set(run.cfg.period_end_epochs()):
-        path = run.folder / period_ckpt_name(run.epoch)
+        path = run.folder / period_checkpoint(run.epoch)
         io.atomic_save_torch(
             {
                 "model": run.raw.state_dict(),

@@ -27,13 +27,10 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "RESUME",
-    "FINAL",
     "INIT",
-    "period_ckpt_name",
 ]
 
 RESUME = "resume.pt"
-FINAL = "final.pt"
 INIT = "init.pt"
 FORMAT = "landscape.train/1"
 
@@ -51,10 +48,6 @@ def folder_lock(folder: str | Path | None, main: bool = True):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return io.lock(folder)
-
-
-def period_ckpt_name(epoch: int) -> str:
-    return f"ckpt_epoch{int(epoch):04d}.pt"
 
 
 @dataclass(frozen=True)
