@@ -3,6 +3,14 @@
 Submodules are imported on first use, so ``landscape.hessian.top_eigenvalues(...)``
 works after ``import landscape`` and the command-line tools start fast.
 ``python -m landscape`` lists the command-line tools.
+
+The modules sit in layers and import only their own layer and the ones below
+(``tests/test_imports.py`` checks it, with no cycle): the foundation (``_utils``,
+``io``, ``_batches``, ``_cli``), the inputs (``data``, ``models``, ``attacks``,
+``schedules``), the analyses (``checkpoints``, ``directions``, ``hessian``,
+``surface``, ``scattering``, ``certify``), training and evaluation (``train``,
+``evaluate``, ``linear``, ``connectivity``), drawing (``plot``) and the applications
+(``report``, ``demo``).
 """
 
 from __future__ import annotations
