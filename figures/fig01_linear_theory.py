@@ -180,7 +180,7 @@ def compute_panel(ctx: _common.Context, panel: dict, args) -> linear.LinearSweep
         y_test=yt,
         pgd_eps_rel=pgd_rel,
         pgd_kw={
-            "num_iters": ctx.pick(60, 600, 2000, study=1000),
+            "max_iter": ctx.pick(60, 600, 2000, study=1000),
             "steps": ctx.pick(3, 3, 5),
             "optimizer": "adam",
             "lr": panel["lr"],

@@ -69,7 +69,7 @@ def _scan(ctx, s, model, curve, test) -> connectivity.CurveScan:
         torch.nn.CrossEntropyLoss(),
         test,
         curve,
-        num_points=s["num_points"],
+        num=s["num_points"],
         attack=attack,
         generator=torch.Generator().manual_seed(ctx.seed + 1),
         progressbar=True,

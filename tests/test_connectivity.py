@@ -270,16 +270,16 @@ def test_scan_reestimates_bn_at_every_t():
     y = torch.randint(0, 2, (40,), generator=g)
     curve = mc.init_curve(a, b, kind="bezier")
     lf = nn.CrossEntropyLoss()
-    with pytest.raises(ValueError, match="bn_data"):
-        mc.scan_curve(a, lf, [(x, y)], curve, num_points=3)
+    with pytest.raises(ValueError, match="train_data"):
+        mc.scan_curve(a, lf, [(x, y)], curve, num=3)
     snap = _snapshot(a, b)
     scan = mc.scan_curve(
         a,
         lf,
         [(x, y)],
         curve,
-        num_points=3,
-        bn_data=[(x[:20], y[:20]), (x[20:], y[20:])],
+        num=3,
+        train_data=[(x[:20], y[:20]), (x[20:], y[20:])],
     )
     _assert_untouched([a, b], snap)
     # the middle point by hand: re-estimated statistics, eval mode
@@ -289,7 +289,7 @@ def test_scan_reestimates_bn_at_every_t():
     ref.load_state_dict(state)
     with torch.no_grad():
         assert scan.clean_loss[1] == pytest.approx(float(lf(ref(x), y)), rel=1e-12)
-    interp = mc.scan_curve(a, lf, [(x, y)], curve, num_points=3, bn="interpolate")
+    interp = mc.scan_curve(a, lf, [(x, y)], curve, num=3, bn="interpolate")
     assert interp.meta["bn"] == "interpolate" and scan.meta["bn"] == "reestimate"
 
 
@@ -299,14 +299,12 @@ def test_scan_reestimates_bn_at_every_t():
 def test_trained_curve_has_lower_barrier_than_line():
     a, b, (x, y) = _trained_mirror_pair()
     lf = nn.CrossEntropyLoss()
-    line = mc.scan_curve(
-        a, lf, [(x, y)], mc.init_curve(a, b, kind="line"), num_points=11
-    )
+    line = mc.scan_curve(a, lf, [(x, y)], mc.init_curve(a, b, kind="line"), num=11)
     cfg = mc.CurveConfig(
         kind="bezier", epochs=30, batch_size=64, lr=0.05, optimizer="adam"
     )
     res = mc.train_curve(a, b, (x, y), cfg)
-    curve = mc.scan_curve(a, lf, [(x, y)], res.curve, num_points=11)
+    curve = mc.scan_curve(a, lf, [(x, y)], res.curve, num=11)
     assert line.clean_barrier > 3.0  # the mirrored minima are separated on the line
     assert curve.clean_barrier < 0.2 * line.clean_barrier
     assert curve.barrier("clean_acc") < line.barrier("clean_acc")
@@ -455,7 +453,7 @@ def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
         lf,
         [(x[:128], y[:128]), (x[128:], y[128:])],
         mc.init_curve(a, b, kind="line"),
-        num_points=5,
+        num=5,
         attack=atk,
         generator=torch.Generator().manual_seed(0),
     )
@@ -477,12 +475,10 @@ def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
     assert back.kind == "line" and back.clean_barrier == pytest.approx(
         scan.clean_barrier
     )
-    with pytest.raises(ValueError, match="num_points"):
-        mc.scan_curve(a, lf, [(x, y)], mc.init_curve(a, b), num_points=1)
+    with pytest.raises(ValueError, match="num must be"):
+        mc.scan_curve(a, lf, [(x, y)], mc.init_curve(a, b), num=1)
     with pytest.raises(ValueError, match="does not fit"):
-        mc.scan_curve(
-            _mlp(hidden=3).float(), lf, [(x, y)], mc.init_curve(a, b), num_points=2
-        )
+        mc.scan_curve(_mlp(hidden=3).float(), lf, [(x, y)], mc.init_curve(a, b), num=2)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -612,7 +608,7 @@ def test_training_attack_values_and_data_contract():
         nn.CrossEntropyLoss(),
         (x / 255, y),
         mc.init_curve(a, b),
-        num_points=2,
+        num=2,
         attack=pgd,
     )
     assert scan.meta["num_samples"] == 8 and scan.meta["attack"]["name"] == "PGD"

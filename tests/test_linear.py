@@ -518,7 +518,7 @@ def test_closed_form_training_agrees_with_pgd_training(norm, bias):
         eps=eps,
         norm=norm,
         bias=bias,
-        num_iters=200,
+        max_iter=200,
         steps=5,
         generator=torch.Generator().manual_seed(0),
     )
@@ -557,7 +557,7 @@ def test_linear_sweep_small(tmp_path):
         x_test=xt,
         y_test=yt,
         pgd_eps_rel=[0.5],
-        pgd_kw={"num_iters": 60},
+        pgd_kw={"max_iter": 60},
         generator=torch.Generator().manual_seed(0),
         bias=False,
     )
@@ -593,7 +593,7 @@ def test_closed_form_agrees_with_the_trainer(norm="linf"):
         eps=eps,
         norm=norm,
         l2=0.01,
-        num_iters=150,
+        max_iter=150,
         steps=5,
         trainer=True,
         generator=torch.Generator().manual_seed(0),

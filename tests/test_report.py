@@ -41,6 +41,10 @@ TINY = dataclasses.replace(
 )
 
 
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
 class UserNet(nn.Module):
     """What a user writes: conv, BatchNorm, dropout, a residual block."""
 
@@ -83,7 +87,7 @@ def user_case(tmp_path_factory):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rep = report.build_report(
         model, nn.CrossEntropyLoss(), loader, test_data=test, eps=0.1, out_dir=out,
-        budget=TINY, title="user model",
+        budget=TINY, title="user model", generator=_gen(),
     )  # fmt: skip
     return model, loader, test, out, rep, state
 
@@ -135,20 +139,27 @@ def test_report_resumes_from_its_cache(user_case, tmp_path):
     model, loader, test, shared, rep, _ = user_case
     out = shutil.copytree(shared, tmp_path / "rep")  # the other tests read `shared`
     again = report.build_report(
-        model, None, loader, test_data=test, eps=0.1, out_dir=out, budget=TINY
-    )
+        model, None, loader, test_data=test, eps=0.1, out_dir=out, budget=TINY,
+        generator=_gen(),
+    )  # fmt: skip
     assert set(again.cached) == {"accuracy", "curvature", "surface", "scattering"}
     assert again.numbers["sections"] == rep.numbers["sections"]
     (out / "cache" / "curvature.json").unlink()  # as if killed inside this section
     resumed = report.build_report(
-        model, None, loader, test_data=test, eps=0.1, out_dir=out, budget=TINY
-    )
+        model, None, loader, test_data=test, eps=0.1, out_dir=out, budget=TINY,
+        generator=_gen(),
+    )  # fmt: skip
     assert "curvature" not in resumed.cached and len(resumed.cached) == 3
     other = report.build_report(
         model, None, loader, test_data=test, eps=0.05, out_dir=out, budget=TINY,
-        sections=["surface"],
+        sections=["surface"], generator=_gen(),
     )  # fmt: skip
     assert other.cached == ()  # another eps is another report: nothing reused
+    seeded = report.build_report(
+        model, None, loader, test_data=test, eps=0.1, out_dir=out, budget=TINY,
+        sections=["surface"], generator=_gen(1),
+    )  # fmt: skip
+    assert seeded.cached == ()  # another seed is another report too
 
 
 def test_report_rejects_bad_input(tmp_path):

@@ -11,7 +11,7 @@ Appendix C, for adversarial training).
 - :func:`train_curve` (:class:`CurveConfig`): the bends minimise the clean or
   adversarial loss at ``t ~ U(0, 1)``; schedules, resumable checkpoints.
 - :func:`scan_curve` -> :class:`CurveScan`: clean and robust loss / accuracy at
-  ``num_points`` values of t, BatchNorm statistics re-estimated at every t
+  ``num`` values of t, BatchNorm statistics re-estimated at every t
   (:func:`bn_statistics`); ``scan.barrier("robust_loss")``.
 - ``python -m landscape.connectivity train|scan`` is the command-line tool.
 
@@ -21,7 +21,7 @@ Example:
     >>> x = torch.randn(64, 2, generator=g); y = (x[:, 0] > 0).long()
     >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     >>> line = init_curve(a, b, kind="line")
-    >>> scan = scan_curve(a, torch.nn.CrossEntropyLoss(), [(x, y)], line, num_points=5)
+    >>> scan = scan_curve(a, torch.nn.CrossEntropyLoss(), [(x, y)], line, num=5)
     >>> scan.ts.tolist()
     [0.0, 0.25, 0.5, 0.75, 1.0]
     >>> res = train_curve(a, b, (x, y), CurveConfig(epochs=1, batch_size=32, eps=0.0))

@@ -186,14 +186,14 @@ def _scan(args, device) -> str:
         name, args.data_root, split="test", num_samples=args.num_samples, seed=args.seed
     )
     test = data.batches(xt, yt, batch_size=args.batch_size, device=device)
-    bn_data = None
+    train_data = None
     from ._bn import has_batchnorm
 
     if has_batchnorm(a):
         x, y = data.load_dataset(
             name, args.data_root, num_samples=args.num_bn, seed=args.seed
         )
-        bn_data = data.batches(x, y, batch_size=args.batch_size, device=device)
+        train_data = data.batches(x, y, batch_size=args.batch_size, device=device)
     attack = None
     if args.eps > 0:
         fn = attacks.pgd if args.attack == "pgd" else attacks.apgd
@@ -203,9 +203,9 @@ def _scan(args, device) -> str:
         torch.nn.CrossEntropyLoss(),
         test,
         curve,
-        num_points=args.num_points,
+        num=args.num_points,
         attack=attack,
-        bn_data=bn_data,
+        train_data=train_data,
         generator=torch.Generator().manual_seed(args.seed),
         progressbar=_cli.progress(args),
     )

@@ -72,7 +72,7 @@ def bn_statistics(
     bns = _bn_modules(model)
     if not bns:
         return {}
-    batches = as_batches(data, model=model, labels="any", name="bn_data")
+    batches = as_batches(data, model=model, labels="any", name="data")
     acc: dict[str, list] = {name: [0.0, 0.0, 0] for name in bns}
     count = {"batches": 0}
 

@@ -134,20 +134,20 @@ def scan_curve(
     data: Iterable,
     curve: Curve,
     *,
-    num_points: int = 21,
+    num: int = 21,
     attack: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
-    bn_data: Iterable | None = None,
+    train_data: Iterable | None = None,
     bn: str = "reestimate",
     generator: torch.Generator | None = None,
     progressbar: bool = False,
 ) -> CurveScan:
-    """Loss and accuracy at ``num_points`` equally spaced points of a curve, clean and
+    """Loss and accuracy at ``num`` equally spaced points of a curve, clean and
     under an evaluation attack, with BatchNorm statistics re-estimated at every point.
 
     At each ``t`` the model is evaluated with ``functional_call`` at
     ``curve.state(t)`` in eval mode. For a model with BatchNorm, ``bn="reestimate"``
     (the reference code's choice) first re-estimates the running statistics at
-    ``theta(t)`` on ``bn_data`` (:func:`bn_statistics`); ``bn="interpolate"`` uses
+    ``theta(t)`` on ``train_data`` (:func:`bn_statistics`); ``bn="interpolate"`` uses
     the endpoints' statistics interpolated linearly instead (only meaningful near the
     endpoints). The attack is run against the model at ``theta(t)`` (with those
     statistics) for every batch.
@@ -160,11 +160,11 @@ def scan_curve(
             a list of batches or a loader, moved to the model's device batch by batch.
         curve: a :class:`Curve` (:func:`init_curve` for the line, or
             ``train_curve(...).curve``).
-        num_points: number of t values in [0, 1] (both ends included, >= 2).
+        num: number of t values in [0, 1] (both ends included, >= 2).
         attack: evaluation attack ``attack(model, x, y, generator=g) -> x_adv``
             (an attack value, or e.g. ``functools.partial(landscape.attacks.pgd,
             eps=0.3, steps=20)``); None: clean only.
-        bn_data: data for the BatchNorm re-estimation (training data, as in the
+        train_data: training data for the BatchNorm re-estimation (as in the
             reference); required for a BatchNorm model with ``bn="reestimate"``.
         bn: ``"reestimate"`` or ``"interpolate"``.
         generator: randomness of the attack (one stream over all points; its seed is
@@ -175,11 +175,11 @@ def scan_curve(
         :class:`CurveScan` (``.barrier("robust_loss")`` etc.).
 
     Raises:
-        ValueError: ``num_points < 2``, bad ``bn``, a BatchNorm model without
-            ``bn_data``, or a curve that does not fit the model.
+        ValueError: ``num < 2``, bad ``bn``, a BatchNorm model without
+            ``train_data``, or a curve that does not fit the model.
     """
-    if int(num_points) < 2:
-        raise ValueError(f"num_points must be >= 2 (both endpoints), got {num_points}")
+    if int(num) < 2:
+        raise ValueError(f"num must be >= 2 (both endpoints), got {num}")
     if bn not in ("reestimate", "interpolate"):
         raise ValueError(f"bn must be 'reestimate' or 'interpolate', got {bn!r}")
     if not isinstance(curve, Curve):
@@ -195,20 +195,20 @@ def scan_curve(
             f"the curve does not fit the model: parameters differ at {bad[:5]}"
         )
     reestimate = has_batchnorm(model) and bn == "reestimate"
-    if reestimate and bn_data is None:
+    if reestimate and train_data is None:
         raise ValueError(
-            "the model has BatchNorm: pass bn_data= (training batches) to re-estimate "
+            "the model has BatchNorm: pass train_data= (training batches) to re-estimate "
             "its statistics at every t, or bn='interpolate'"
         )
     curve = curve.to(device)
     batches = as_batches(data, model=model, images=attack is not None)
     bn_batches = (
-        as_batches(bn_data, model=model, labels="any", name="bn_data")
+        as_batches(train_data, model=model, labels="any", name="train_data")
         if reestimate
         else None
     )
     gen, seed = _utils.make_generator(generator, device)
-    ts = np.linspace(0.0, 1.0, int(num_points))
+    ts = np.linspace(0.0, 1.0, int(num))
     rows = []
     from tqdm.auto import tqdm
 
@@ -233,7 +233,7 @@ def scan_curve(
         kind=curve.kind,
         meta={
             "num_bends": curve.num_bends,
-            "num_points": int(num_points),
+            "num": int(num),
             "num_samples": batches.num_samples,
             "bn": ("reestimate" if reestimate else bn)
             if has_batchnorm(model)

@@ -16,7 +16,7 @@ L-inf and L2, eps sweeps, resumable state, and gradient-masking checks.
 from ._adaptive import ADAPTIVE, adapt, detect_masking
 from ._checks import masking_checks
 from ._presets import PRESETS, AttackSpec, preset_attacks
-from ._protocol import EvalResult, as_batches, evaluate, robust_accuracy
+from ._protocol import EvalResult, evaluate, robust_accuracy
 
 __all__ = [
     "ADAPTIVE",
@@ -24,7 +24,6 @@ __all__ = [
     "AttackSpec",
     "EvalResult",
     "adapt",
-    "as_batches",
     "detect_masking",
     "evaluate",
     "masking_checks",

@@ -173,7 +173,7 @@ def _check_black_box(model, xc, yc, n, e_mid, norm, queries, gen, best_pgd, bb, 
 
 def masking_checks(
     model: nn.Module,
-    batches: list[tuple[Tensor, Tensor]],
+    data: list[tuple[Tensor, Tensor]],
     *,
     eps: Sequence[float],
     norm: str,
@@ -184,17 +184,30 @@ def masking_checks(
     num_samples: int = 100,
     steps: int = 10,
     queries: int = 300,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
 ) -> dict:
     """Run the checks on up to ``num_samples`` points (see module docstring).
+
+    Args:
+        model: the classifier (its mode is restored).
+        data: the evaluation batches, a list of ``(x, y)``.
+        eps: the evaluated budgets; norm: ``"linf"`` or ``"l2"``.
+        robust_accuracy: the protocol's robust accuracy per eps (the monotonicity
+            check); broken_by: which attack broke each point (the black-box check).
+        specs: the protocol's attacks. was_training: the model's mode before the
+            evaluation (default its mode now).
+        num_samples: points checked; steps: PGD steps; queries: Square queries.
+        generator: its seed seeds every attack of the checks (each check starts
+            from the same seed); ``None``: a seed drawn from torch's global RNG.
 
     Returns:
         ``{check_name: {"passed", "value", "detail"}}``.
     """
     norm = _utils.check_norm(norm)
+    _, seed = _utils.make_generator(generator)
     training = model.training if was_training is None else was_training
     out: dict = {"eval_mode": _check_eval_mode(model, training)}
-    x, y = _utils.first_examples(batches, num_samples)
+    x, y = _utils.first_examples(data, num_samples)
     n = len(y)
 
     def gen() -> torch.Generator:
@@ -209,7 +222,7 @@ def masking_checks(
         xc, yc = x[correct], y[correct]
         out["zero_gradients"] = _check_zero_gradients(model, xc, yc)
     out["large_eps"] = _check_large_eps(model, xc, yc, n, norm, steps, gen)
-    ntot = sum(len(b[1]) for b in batches)
+    ntot = sum(len(b[1]) for b in data)
     out["eps_monotone"] = _check_eps_monotone(eps, robust_accuracy, ntot)
     e_mid = float(sorted(eps)[len(eps) // 2])
     if not (len(yc) and e_mid > 0):

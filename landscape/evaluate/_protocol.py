@@ -23,7 +23,7 @@ from ._adaptive import adapt
 from ._checks import masking_checks
 from ._presets import AttackSpec, preset_attacks
 
-__all__ = ["EvalResult", "evaluate", "robust_accuracy", "as_batches"]
+__all__ = ["EvalResult", "evaluate", "robust_accuracy"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,12 +141,12 @@ class EvalResult(io.Result):
         return path
 
 
-def as_batches(
-    data: Any, *, batch_size: int = 500, device=None, dtype=None, model=None
+def _class_batches(
+    data: Any, *, batch_size: int, device, dtype, model
 ) -> list[tuple[Tensor, Tensor]]:
-    """Materialise ``data`` (an ``(x, y)`` pair of tensors, or an iterable of batches)
-    as a list of validated batches on ``device`` (class labels, inputs in [0, 1]);
-    the package's one input contract, :func:`landscape._batches.as_batches`."""
+    """``data`` as a list of validated batches on ``device`` (class labels, inputs in
+    [0, 1]) by the package's one owner of batches,
+    :func:`landscape._batches.as_batches`."""
     b = _batches.as_batches(
         data,
         device=device or (None if model is not None else "cpu"),
@@ -353,7 +353,7 @@ def _checks(model, batches, eps_list, norm, st, specs, was_training, num, seed) 
         specs=specs,
         was_training=was_training,
         num_samples=num,
-        seed=seed,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
@@ -365,7 +365,7 @@ def _clean_pass(model, data, eps, norm, batch_size):
     if not eps_list:
         raise ValueError("eps must hold at least one budget")
     device, dtype = _utils.model_device(model), _utils.model_dtype(model)
-    batches = as_batches(
+    batches = _class_batches(
         data, batch_size=batch_size, device=device, dtype=dtype, model=model
     )
     with _utils.eval_mode(model), torch.no_grad():

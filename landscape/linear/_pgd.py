@@ -68,7 +68,7 @@ def robust_train_pgd(
     steps: int = 10,
     alpha: float | None = None,
     lr: float | None = None,
-    num_iters: int = 500,
+    max_iter: int = 500,
     init: np.ndarray | None = None,
     optimizer: str = "sgd",
     generator: torch.Generator | None = None,
@@ -89,7 +89,8 @@ def robust_train_pgd(
         lr: learning rate (SGD default ``1 / L`` with ``L`` the smoothness bound
             ``(sigma_max(X) / sqrt(n) + eps r)^2 / 4 + l2``, ``r = sqrt(d)`` for L-inf
             (the sign vector of the attack); Adam default ``0.05 / max|x|``).
-        num_iters: training iterations.
+        max_iter: training iterations (full-batch steps; the cosine learning-rate
+            schedule spans them; the name of every iteration count in the package).
         init: initial ``w`` (default zeros).
         optimizer: ``"sgd"`` (heavy ball) or ``"adam"``. The attack's ``sign(w)``
             makes the objective nonsmooth along a dense sign vector, which caps the
@@ -121,7 +122,7 @@ def robust_train_pgd(
     if lr is None:
         lr = _default_lr(x, eps=eps, norm=norm, bias=bias, l2=l2, optimizer=optimizer)
     settings = {"eps": eps, "norm": norm, "bias": bias, "l2": l2, "steps": steps}
-    settings.update(alpha=alpha, lr=lr, num_iters=num_iters, init=init)
+    settings.update(alpha=alpha, lr=lr, max_iter=max_iter, init=init)
     settings.update(optimizer=optimizer, progressbar=progressbar)
     if trainer:
         w, b = _train_with_trainer(x, y, u, lo, scale, seed=seed, **settings)
@@ -140,7 +141,7 @@ def robust_train_pgd(
         rl + 0.5 * l2 * float(w @ w),
         "pgd-trainer" if trainer else "pgd",
         True,
-        num_iters,
+        max_iter,
         meta,
     )
 
@@ -171,7 +172,7 @@ def _pgd_loop(
     steps: int,
     alpha: float | None,
     lr: float,
-    num_iters: int,
+    max_iter: int,
     init: np.ndarray | None,
     optimizer: str,
     generator: torch.Generator,
@@ -199,12 +200,12 @@ def _pgd_loop(
         opt = torch.optim.Adam(params, lr=lr)
     else:
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, num_iters)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_iter)
 
     def loss_fn(out: Tensor, t: Tensor) -> Tensor:
         return F.softplus(-t * out).sum()
 
-    for _ in tqdm(range(num_iters), desc="robust_train_pgd", disable=not progressbar):
+    for _ in tqdm(range(max_iter), desc="robust_train_pgd", disable=not progressbar):
         xa = perturb(
             model,
             ut,
@@ -240,7 +241,7 @@ def _train_with_trainer(
     steps,
     alpha,
     lr,
-    num_iters,
+    max_iter,
     init,
     seed,
     optimizer,
@@ -261,7 +262,7 @@ def _train_with_trainer(
     if not bias:
         lin.bias.requires_grad_(False)
     config = train.TrainConfig(
-        epochs=num_iters,
+        epochs=max_iter,
         batch_size=n,
         optimizer=optimizer,
         lr=lr / 2 if optimizer == "sgd" else lr,

@@ -36,7 +36,7 @@ class LinearFit(Result):
     objective: float  # robust loss + l2 / 2 ||w||^2
     method: str  # "closed_form" or "pgd"
     converged: bool = True
-    num_iters: int = 0
+    num_iters: int = 0  # iterations run (the solver's count; PGD: its max_iter)
     meta: dict = field(default_factory=dict)
 
 

@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from .. import io, plot
+from .. import _utils, io, plot
 from ._budget import Budget
 from ._budget import budget as _budget
 from ._html import page
@@ -88,7 +89,7 @@ def build_report(
     sections: Sequence[str] | None = None,
     title: str | None = None,
     description: str = "",
-    seed: int = 0,
+    generator: torch.Generator | None = None,
     progressbar: bool = False,
 ) -> Report:
     """Analyse a model and write one self-contained HTML report about it.
@@ -116,7 +117,11 @@ def build_report(
         sections: a subset of ``("accuracy", "curvature", "surface", "scattering")``.
         title: page title (default "landscape report").
         description: an HTML fragment about the model and data, shown at the top.
-        seed: seeds every section's generator.
+        generator: its seed seeds every section's own generator (a cached section
+            does not shift the others) and is part of the cache's fingerprint, so a
+            rerun resumes only with the same seed; ``None``: a seed drawn from
+            torch's global RNG (:func:`landscape.seed_everything` makes it
+            repeatable).
         progressbar: progress bars (tqdm) for the sections and inside them.
 
     Returns:
@@ -139,6 +144,7 @@ def build_report(
     n_train = max(b.hessian_num, b.surface_num, b.scatter_num)
     train = first_samples(data, n_train)
     test = first_samples(data if test_data is None else test_data, b.eval_num)
+    _, seed = _utils.make_generator(generator)
     settings = {"budget": dataclasses.asdict(b), "eps": eps, "norm": norm, "seed": seed}
     fp = fingerprint(model, train + test, settings)
     ctx = Context(

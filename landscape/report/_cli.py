@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from .. import _cli, checkpoints, data
 
 __all__ = ["main"]
@@ -85,7 +87,7 @@ def _main(args: argparse.Namespace) -> int:
         out_dir=args.out,
         title=args.title or f"landscape report: {path.name}",
         description=f"Checkpoint <code>{path}</code>, dataset {dataset}.",
-        seed=args.seed,
+        generator=torch.Generator().manual_seed(args.seed),
         progressbar=_cli.progress(args),
     )
     print(f"wrote {rep.html} ({len(rep.figures)} figures, numbers in {rep.json})")
