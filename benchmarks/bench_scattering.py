@@ -5,7 +5,7 @@
    gradient" at ``w`` (``landscape.attacks.perturb`` + ``torch.autograd.grad``).
    Physical limit: every point needs its own attack and gradient, so the compute floor
    is K anchors (ratio per point = 1); batching (``torch.func.vmap``) can only win by
-   removing per-call overhead, the loop over points (``batched=False``) shows the
+   removing per-call overhead, the loop over points (``strategy="loop"``) shows the
    overhead-bound reference.
 2. Per-example gradient norms: ``torch.func.vmap(grad)`` vs a loop of backward passes
    (speedup ratio; the limit is about the batch size when per-call overhead dominates).
@@ -49,7 +49,7 @@ def bench_measurement(name, model, x, y, *, eps, steps, D, S, reps):
     K = 1 + D * S
     anchor = _anchor(model, x, y, eps, steps)
 
-    def meas(batched):
+    def meas(strategy):
         return lambda: scattering.scattering(
             model,
             None,
@@ -58,17 +58,17 @@ def bench_measurement(name, model, x, y, *, eps, steps, D, S, reps):
             scales=scales,
             num_directions=D,
             steps=steps,
-            batched=batched,
+            strategy=strategy,
             generator=torch.Generator().manual_seed(0),
         )
 
-    for f in (anchor, meas(True), meas(False)):  # warm-up
+    for f in (anchor, meas("vmap"), meas("loop")):  # warm-up
         f()
     ta, tb, tl = [], [], []
     for _ in range(reps):
         ta += _bench.times(anchor, 1)
-        tb += _bench.times(meas(True), 1)
-        tl += _bench.times(meas(False), 1)
+        tb += _bench.times(meas("vmap"), 1)
+        tl += _bench.times(meas("loop"), 1)
     a, b, lo = (statistics.median(t) for t in (ta, tb, tl))
     print(f"{name}: batch {len(x)}, PGD-{steps}, D={D} x S={S} -> K={K} points")
     print(f"  anchor (attack + gradient)  {a * 1e3:8.1f} ms")

@@ -316,8 +316,8 @@ def test_scattering_takes_an_attack_value_and_the_new_names():
     )  # fmt: skip
     with pytest.warns(DeprecationWarning):
         old = scattering.scattering(
-            m, CE, (x, y), eps=[0.1], steps=2, alpha=0.05, directions="random",
-            batched=False, generator=g().manual_seed(0), **kw,
+            m, CE, (x, y), eps=[0.1], steps=2, alpha=0.05, directions="unit",
+            strategy="loop", generator=g().manual_seed(0), **kw,
         )  # fmt: skip
     np.testing.assert_allclose(new.ratio, old.ratio, rtol=1e-12)
     assert new.meta["attack"]["name"] == "PGD" and new.meta["strategy"] == "loop"

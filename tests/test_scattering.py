@@ -73,8 +73,8 @@ def test_linear_adversarial_gradient_matches_closed_form(random_start):
     assert torch.allclose(got, _analytic_grad(w, b, x, y, eps), rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("batched", [True, False])
-def test_linear_scattering_matches_closed_form(batched):
+@pytest.mark.parametrize("strategy", ["vmap", "loop"])
+def test_linear_scattering_matches_closed_form(strategy):
     eps = 0.1
     model, x, y = _linear_case(seed=1, eps=eps)
     g = torch.Generator().manual_seed(5)
@@ -93,7 +93,7 @@ def test_linear_scattering_matches_closed_form(batched):
         scales=scales,
         directions=dirs,
         steps=10,
-        batched=batched,
+        strategy=strategy,
         generator=g,
     )
     w0, b0 = model.weight.detach()[0], model.bias.detach()[0]
@@ -156,12 +156,12 @@ def test_smooth_eps0_ratio_bounded_and_equals_hvp():
         [(x, y)],
         eps=0.0,
         scales=scales,
-        directions="random",
+        directions="unit",
         num_directions=3,
         generator=g,
     )
     dirs = sc.scatter_directions(
-        model, kind="random", num=3, generator=torch.Generator().manual_seed(1)
+        model, kind="unit", num=3, generator=torch.Generator().manual_seed(1)
     )
     for d in dirs:
         assert float(_utils.flatten(d).norm()) == pytest.approx(1.0, rel=1e-12)
@@ -254,7 +254,7 @@ def test_perturbation_cosine_is_one_as_s_to_0():
     assert torch.equal(a[1], b[1])
 
 
-def test_batched_equals_perturb_loop_and_chunks():
+def test_vmap_equals_perturb_loop_and_chunks():
     model, data = _trained_toy(seed=2)
     kw = dict(
         eps=[0.0, 0.1], scales=[1e-2, 1e-1], num_directions=2, steps=4, num_batches=1
@@ -264,7 +264,7 @@ def test_batched_equals_perturb_loop_and_chunks():
         g = torch.Generator().manual_seed(0)
         return sc.scattering(model, None, data, generator=g, **kw, **how)
 
-    ref = run(batched=False)
+    ref = run(strategy="loop")
     for chunk in (None, 2):
         got = run(chunk_size=chunk)
         for f in ("grad_diff", "cosine", "pert_cosine", "sign_cosine", "loss"):

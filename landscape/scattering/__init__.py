@@ -21,9 +21,9 @@ two attacks is the weights), takes the gradient of the loss on them and records
 
 The caller's model is never modified: perturbed weights are evaluated with
 ``torch.func.functional_call`` (in eval mode). All points ``w, w + s_j v_d`` of a batch
-are attacked and differentiated together with ``torch.func.vmap`` (``batched=True``);
-``batched=False`` uses :func:`landscape.attacks.perturb` point by point (same numbers,
-used by the tests as the reference).
+are attacked and differentiated together with ``torch.func.vmap``
+(``strategy="vmap"``); ``strategy="loop"`` uses :func:`landscape.attacks.perturb` point
+by point (same numbers, used by the tests as the reference).
 
 Also: per-example gradient norms of the adversarial loss (:func:`gradient_norms`,
 vectorised with ``torch.func``) and the gradient norms a trainer logged

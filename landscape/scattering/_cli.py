@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=float, nargs="+", required=True)
     p.add_argument("--scales", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1])
     p.add_argument(
-        "--directions", default="unit", choices=["unit", "random", "filter", "hessian"]
+        "--directions", default="unit", choices=["unit", "filter", "hessian"]
     )
     p.add_argument("--num-directions", type=_cli.positive_int, default=4)
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])

@@ -126,7 +126,6 @@ def scatter_directions(
             ``"filter"`` (filter-normalised, biases/BN zero, as
             :func:`landscape.directions.random_directions`) or ``"hessian"`` (top
             eigenvectors of the clean loss on the first batch, unit norm).
-            ``"random"`` is the old name of ``"unit"`` (kept one release).
         num: number of directions.
         generator: randomness.
 
@@ -136,7 +135,7 @@ def scatter_directions(
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     gen, _ = _utils.make_generator(generator)
-    if kind in ("unit", "random"):
+    if kind == "unit":
         return _random_unit(model, num, gen)
     if kind == "filter":
         return _filter_normalized(model, num, gen)

@@ -217,17 +217,7 @@ def _resolve_attack(
     return _check_eps_list(eps), st, None
 
 
-def _strategy(strategy: str | None, batched: bool | None) -> str:
-    if batched is not None:
-        warnings.warn(
-            "scattering: batched= is deprecated; pass strategy='vmap' or 'loop'",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if strategy is not None:
-            raise TypeError("scattering: pass strategy=..., not batched= as well")
-        strategy = "vmap" if batched else "loop"
-    strategy = "vmap" if strategy is None else strategy
+def _strategy(strategy: str) -> str:
     if strategy not in ("vmap", "loop"):
         raise ValueError(f"strategy must be 'vmap' or 'loop', got {strategy!r}")
     return strategy
@@ -246,7 +236,7 @@ def _scatter_dirs(
     w = _params(model)
     device = _utils.model_device(model)
     if isinstance(directions, str):
-        kind = _direction_kind(directions)
+        kind = directions
         dirs = scatter_directions(
             model, loss_fn, batches, kind=kind, num=num_directions, generator=gen
         )
@@ -321,19 +311,6 @@ def _statistics(g: Tensor, dl: Tensor) -> dict[str, Tensor]:
     }
 
 
-def _direction_kind(kind: str) -> str:
-    if kind == "random":
-        warnings.warn(
-            "scattering: directions='random' is deprecated (it is a unit-norm "
-            "Gaussian, while landscape.directions' random directions are "
-            "filter-normalised); pass 'unit' (same numbers) or 'filter'",
-            DeprecationWarning,
-            stacklevel=4,
-        )
-        return "unit"
-    return kind
-
-
 def _result(
     eps_arr, s_arr, step_norm, out, grad_norm, loss_w, meta, st, strategy, batches,
     device, dtype,
@@ -345,7 +322,6 @@ def _result(
         steps=st.steps,
         random_start=st.random_start,
         strategy=strategy,
-        batched=strategy == "vmap",
         num_batches=len(batches),
         batch_sizes=[int(x.shape[0]) for x, _ in batches],
         device=str(device),
@@ -378,7 +354,7 @@ def scattering(
     directions: str | Sequence[Params] = "unit",
     num_directions: int = 4,
     num_batches: int | None = None,
-    strategy: str | None = None,
+    strategy: str = "vmap",
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
@@ -386,7 +362,6 @@ def scattering(
     alpha: float | None = None,
     steps: int | None = None,
     random_start: bool | None = None,
-    batched: bool | None = None,
 ) -> ScatteringResult:
     """Measure gradient scattering of the adversarial loss (Proposition 2).
 
@@ -408,7 +383,7 @@ def scattering(
         scales: step sizes ``s > 0``.
         directions: ``"unit"`` (unit-norm Gaussian), ``"filter"``, ``"hessian"``
             (see :func:`scatter_directions`) or explicit directions (dicts by
-            parameter name). ``"random"`` is a deprecated name of ``"unit"``.
+            parameter name).
         num_directions: how many directions for a named kind.
         num_batches: use only the first batches of ``data``.
         strategy: ``"vmap"`` (default: attack all points of a batch together with
@@ -419,7 +394,7 @@ def scattering(
         generator: directions and attack seeds (``None``: torch's global RNG).
         progressbar: show a tqdm bar over (eps, batch).
         norm, alpha, steps, random_start: deprecated loose PGD settings (one
-            release); ``batched``: deprecated, ``strategy="vmap"`` / ``"loop"``.
+            release).
 
     Returns:
         A :class:`ScatteringResult`.
@@ -432,7 +407,7 @@ def scattering(
 
     legacy = dict(norm=norm, alpha=alpha, steps=steps, random_start=random_start)
     eps_arr, st, attack_meta = _resolve_attack(attack, eps, legacy)
-    strategy = _strategy(strategy, batched)
+    strategy = _strategy(strategy)
     s_arr = _check_scales(scales)
     loss_fn = loss_fn or _loss_default
     device, dtype = _utils.model_device(model), _utils.model_dtype(model)

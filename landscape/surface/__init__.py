@@ -29,7 +29,6 @@ ranks all-gather the result, so every rank returns the full surface.
 from __future__ import annotations
 
 from ._api import loss_line, loss_surface
-from ._evaluate import evaluate_loss
 from ._result import Surface
 
-__all__ = ["Surface", "evaluate_loss", "loss_line", "loss_surface"]
+__all__ = ["Surface", "loss_line", "loss_surface"]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +38,6 @@ def loss_surface(
     chunk_size: int | None = None,
     partial_path: str | Path | None = None,
     save_interval: float = 60.0,
-    distributed: bool | None = None,
     generator: torch.Generator | None = None,
     check_deterministic: bool = True,
     progressbar: bool = False,
@@ -73,12 +70,13 @@ def loss_surface(
         partial_path: ``.npz`` file for partial results; an interrupted call resumes
             from it (a file from another grid or model is an error).
         save_interval: seconds between partial saves.
-        distributed: shard points across ``torch.distributed`` ranks (default: when
-            a process group is initialised); every rank returns the full surface.
         generator: randomness of the attacks (random starts).
         check_deterministic: evaluate the origin twice (and read the data twice) and
             raise if the values differ.
         progressbar: show a ``tqdm`` bar.
+
+    Under ``torch.distributed`` (a process group is initialised) each rank evaluates
+    every ``world_size``-th point and every rank returns the full surface.
 
     Returns:
         :class:`Surface` with ``loss`` and ``accuracy`` of shape ``(len(ys), len(xs))``.
@@ -106,8 +104,29 @@ def loss_surface(
         raise ValueError("xs and ys must be finite step sizes along the directions")
     gx, gy = np.meshgrid(xs, ys)
     coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    options = {k: v for k, v in locals().items() if k in _OPTIONS}
-    loss, acc, meta = _grid(model, loss_fn, data, dirs, coefs, "loss_surface", options)
+    attack = _attack(
+        attack, adversarial, "loss_surface",
+        eps=eps, norm=norm, steps=steps, alpha=alpha, loss_fn=attack_loss_fn,
+    )  # fmt: skip
+    loss, acc, meta = _evaluate_grid(
+        model,
+        loss_fn,
+        data,
+        dirs,
+        coefs,
+        center=center,
+        adversarial=adversarial,
+        attack=attack,
+        strategy=strategy,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        partial_path=partial_path,
+        save_interval=save_interval,
+        generator=generator,
+        check_deterministic=check_deterministic,
+        progressbar=progressbar,
+        desc="loss_surface",
+    )
     shape = (len(ys), len(xs))
     return Surface(
         xs, ys, loss.reshape(shape), None if acc is None else acc.reshape(shape), meta
@@ -121,7 +140,22 @@ def loss_line(
     direction: Mapping[str, Tensor],
     *,
     xs: Sequence[float] | np.ndarray,
-    **options: Any,
+    adversarial: str | None = None,
+    attack: Callable | None = None,
+    eps: float | None = None,
+    norm: str | None = None,
+    steps: int | None = None,
+    alpha: float | None = None,
+    attack_loss_fn: LossFn | None = None,
+    center: Mapping[str, Tensor] | nn.Module | None = None,
+    strategy: str = "auto",
+    batch_size: int | str | None = "auto",
+    chunk_size: int | None = None,
+    partial_path: str | Path | None = None,
+    save_interval: float = 60.0,
+    generator: torch.Generator | None = None,
+    check_deterministic: bool = True,
+    progressbar: bool = False,
 ) -> Surface:
     """Loss and accuracy along the line ``center + x * direction``.
 
@@ -134,10 +168,10 @@ def loss_line(
         data: iterable of ``(x, y)`` batches.
         direction: ``dict[name -> Tensor]``.
         xs: coordinates along the direction.
-        **options: the other keywords of :func:`loss_surface` (``attack``,
-            ``adversarial``, ``center``, ``strategy``, ``batch_size``, ``chunk_size``,
-            ``partial_path``, ``save_interval``, ``distributed``, ``generator``,
-            ``check_deterministic``, ``progressbar``), with its defaults.
+        adversarial, attack, eps, norm, steps, alpha, attack_loss_fn, center,
+            strategy, batch_size, chunk_size, partial_path, save_interval,
+            generator, check_deterministic, progressbar: as in
+            :func:`loss_surface`.
 
     Returns:
         :class:`Surface` with ``ys=None`` and ``loss`` of shape ``(len(xs),)``.
@@ -149,31 +183,35 @@ def loss_line(
         raise ValueError("xs must not be empty")
     if not np.isfinite(xs).all():
         raise ValueError("xs must be finite step sizes along the direction")
-    loss, acc, meta = _grid(
-        model, loss_fn, data, [direction], xs[:, None], "loss_line", options
+    attack = _attack(
+        attack, adversarial, "loss_line",
+        eps=eps, norm=norm, steps=steps, alpha=alpha, loss_fn=attack_loss_fn,
+    )  # fmt: skip
+    loss, acc, meta = _evaluate_grid(
+        model,
+        loss_fn,
+        data,
+        [direction],
+        xs[:, None],
+        center=center,
+        adversarial=adversarial,
+        attack=attack,
+        strategy=strategy,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        partial_path=partial_path,
+        save_interval=save_interval,
+        generator=generator,
+        check_deterministic=check_deterministic,
+        progressbar=progressbar,
+        desc="loss_line",
     )
     return Surface(xs, None, loss, acc, meta)
 
 
-# the keyword options of loss_surface (and of loss_line, which takes them as
-# **options) with their defaults: one home, the signature of loss_surface
-_OPTIONS = {
-    n: p.default
-    for n, p in inspect.signature(loss_surface).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("xs", "ys")
-}
-
-
-def _grid(model, loss_fn, data, dirs, coefs, desc: str, options: dict):
-    """:func:`_evaluate_grid` with ``options`` (the keywords of :func:`loss_surface`;
-    the missing ones at its defaults) and the attack resolved."""
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(f"{desc}() got unexpected keyword arguments {unknown}")
-    kw = {**_OPTIONS, **options}
-    loose = {k: kw.pop(k) for k in ("eps", "norm", "steps", "alpha")}  # deprecated
-    loose["loss_fn"] = kw.pop("attack_loss_fn")
-    if kw["attack"] is not None or kw["adversarial"] not in (None, "none", "clean"):
-        # the loose settings only ever attacked with `adversarial` set (as before)
-        kw["attack"] = as_attack(kw["attack"], where=desc, stacklevel=4, **loose)
-    return _evaluate_grid(model, loss_fn, data, dirs, coefs, desc=desc, **kw)
+def _attack(attack, adversarial, where: str, **loose) -> Callable | None:
+    """The attack value of a call (the loose PGD keywords only ever attacked with
+    ``adversarial`` set)."""
+    if attack is not None or adversarial not in (None, "none", "clean"):
+        return as_attack(attack, where=where, stacklevel=4, **loose)
+    return attack

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,10 +12,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from .. import _utils
 from .._batches import as_batches, is_class_loss
 
-__all__ = ["evaluate_loss"]
+__all__ = ["LossFn"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 _BATCH_CANDIDATES = (128, 256, 512, 1024)
@@ -185,23 +184,6 @@ def _timeit(fn: Callable[[], Any], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return clock() - t
-
-
-def evaluate_loss(
-    model: nn.Module, loss_fn: LossFn, data: Iterable, *, params: Mapping | None = None
-) -> tuple[float, float | None]:
-    """Dataset loss and accuracy of ``model`` (eval mode) or of ``params`` bound to it.
-
-    The loss is the sample-weighted mean of ``loss_fn`` over the batches (``loss_fn``
-    returns a batch mean, like ``nn.CrossEntropyLoss()``): the same definition
-    :func:`loss_surface` uses, so the surface at the origin equals this value.
-    """
-    batches = _materialize(data, model, loss_fn)
-    center = dict(params) if params is not None else _utils.named_params(model)
-    ev = _Evaluator(model, loss_fn, batches, center, [])
-    with _utils.eval_mode(model), torch.no_grad():
-        ((loss, acc),) = ev.loop(np.zeros((1, 0)))
-    return loss, acc if ev.has_acc else None
 
 
 # Batch sizes measured per (model shape, data shape, device): later surfaces of the

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from .. import _pool, _utils
-from ..attacks import PGD
 from ._evaluate import (
     _BATCH_CANDIDATES,
     _TUNED,
@@ -51,16 +50,11 @@ def _data_fingerprint(batches: list) -> str:
     return hashlib.sha1(np.round(acc, 6).tobytes()).hexdigest()
 
 
-def _dist_info(distributed: bool | None) -> tuple[int, int]:
+def _dist_info() -> tuple[int, int]:
+    """``(rank, world size)`` of an initialised process group, else ``(0, 1)``."""
     import torch.distributed as dist
 
-    on = dist.is_available() and dist.is_initialized()
-    if distributed and not on:
-        raise RuntimeError(
-            "distributed=True but torch.distributed is not initialised: call "
-            "dist.init_process_group (or launch with torchrun) first"
-        )
-    if distributed is False or not on:
+    if not (dist.is_available() and dist.is_initialized()):
         return 0, 1
     return dist.get_rank(), dist.get_world_size()
 
@@ -167,23 +161,12 @@ def _prepare_data(
 
 
 def _attack_extra(adversarial: str | None, attack) -> dict:
-    """What of the attack enters the partial file's fingerprint and the meta (the
-    historical keys for PGD, so older partial files still resume)."""
+    """What of the attack enters the partial file's fingerprint: the adversarial
+    mode and the attack's description (its settings)."""
     if attack is None:
-        return {"adversarial": None, "eps": None, "steps": 10, "norm": "linf",
-                "alpha": None}  # fmt: skip
-    out = {
-        "adversarial": adversarial,
-        "eps": getattr(attack, "eps", None),
-        "steps": getattr(attack, "steps", None),
-        "norm": getattr(attack, "norm", None),
-        "alpha": getattr(attack, "alpha", None),
-    }
-    plain = isinstance(attack, PGD) and attack.loss is None and attack.random_start
-    if not plain:
-        d = attack.to_dict() if hasattr(attack, "to_dict") else {"repr": repr(attack)}
-        out["attack"] = repr(sorted(d.items()))
-    return out
+        return {"adversarial": None, "attack": None}
+    d = attack.to_dict() if hasattr(attack, "to_dict") else {"repr": repr(attack)}
+    return {"adversarial": adversarial, "attack": repr(sorted(d.items()))}
 
 
 def _open_partial(
@@ -300,7 +283,6 @@ def _evaluate_grid(
     chunk_size: int | None,
     partial_path: str | Path | None,
     save_interval: float,
-    distributed: bool | None,
     generator: torch.Generator | None,
     check_deterministic: bool,
     progressbar: bool,
@@ -310,7 +292,7 @@ def _evaluate_grid(
     device = _utils.model_device(model)
     center, dd = _center_and_dirs(model, center, dirs)
     gen, seed = _utils.make_generator(generator, device)
-    rank, world = _dist_info(distributed)
+    rank, world = _dist_info()
     m = len(coefs)
     t0 = time.perf_counter()
 
@@ -368,9 +350,9 @@ def _evaluate_grid(
             loss[i], acc[i] = parts[i % world][0, i], parts[i % world][1, i]
     mine = grid.mine
     meta = {
-        **{k: v for k, v in extra.items() if k not in ("data", "seed")},
         "adversarial": adversarial or "clean",
         "attack": attack.to_dict() if hasattr(attack, "to_dict") else None,
+        "eps": getattr(attack, "eps", None) if adversarial is not None else None,
         "strategy": strategy_used,
         "batch_size": bs,
         "chunk_size": chunk,
@@ -384,8 +366,6 @@ def _evaluate_grid(
         "seconds": time.perf_counter() - t0,
         "points_per_second": len(mine) / t_eval if mine and t_eval > 0 else None,
     }
-    if adversarial is None:
-        meta.update(norm=None, steps=None)
     return loss, (acc if ev.has_acc else None), meta
 
 
