@@ -196,7 +196,7 @@ def test_every_analysis_runs_on_a_dataloader_with_batchnorm():
     np.testing.assert_allclose(surf.loss, ref.loss, rtol=1e-12)
     assert surf.meta["num_samples"] == 12
 
-    line = S.loss_line(m, CE, loader, _dirs(m)[0], xs=[0.0, 1.0])
+    line = S.loss_surface(m, CE, loader, [_dirs(m)[0]], xs=[0.0, 1.0])
     assert line.loss.shape == (2,)
 
     sc = scattering.scattering(

@@ -31,7 +31,7 @@ def test_origin_equals_plain_loss(tiny_case):
     )
     assert s.center_loss == s.loss[0, 1]
     assert (s.accuracy is None) == isinstance(loss_fn, nn.MSELoss)
-    line = S.loss_line(model, loss_fn, data, dirs[0], xs=[0.0, 0.3])
+    line = S.loss_surface(model, loss_fn, data, [dirs[0]], xs=[0.0, 0.3])
     np.testing.assert_allclose(
         line.loss[0], _plain_loss(model, loss_fn, data), rtol=1e-12
     )
@@ -245,11 +245,11 @@ def test_interpolation_line_hits_both_checkpoints():
             p.add_(0.3 * torch.randn_like(p))
     lf = nn.CrossEntropyLoss()
     d = D.interpolation_direction(m1, m2)
-    line = S.loss_line(m1, lf, data, d, xs=[0.0, 0.5, 1.0])
+    line = S.loss_surface(m1, lf, data, [d], xs=[0.0, 0.5, 1.0])
     np.testing.assert_allclose(line.loss[0], _plain_loss(m1, lf, data), rtol=1e-12)
     np.testing.assert_allclose(line.loss[2], _plain_loss(m2, lf, data), rtol=1e-10)
     # center= moves the origin: evaluate m2's line with m1's architecture object
-    line2 = S.loss_line(m1, lf, data, d, xs=[-1.0, 0.0], center=m2)
+    line2 = S.loss_surface(m1, lf, data, [d], xs=[-1.0, 0.0], center=m2)
     np.testing.assert_allclose(line2.loss, line.loss[[0, 2]], rtol=1e-10)
 
 
@@ -263,7 +263,7 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(r.accuracy, s.accuracy)
     np.testing.assert_array_equal(r.ys, s.ys)
     assert r.meta["strategy"] == s.meta["strategy"] and "provenance" in r.meta
-    ln = S.loss_line(m, nn.CrossEntropyLoss(), data, dirs[0], xs=[0.0, 1.0])
+    ln = S.loss_surface(m, nn.CrossEntropyLoss(), data, [dirs[0]], xs=[0.0, 1.0])
     r2 = S.Surface.load(ln.save(tmp_path / "line.npz"))
     assert r2.is_line and r2.ys is None and r2.loss.shape == (2,)
 
@@ -272,8 +272,12 @@ def test_bad_inputs():
     m, data = _bn_net(), _bn_data()
     dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
     lf = nn.CrossEntropyLoss()
-    with pytest.raises(ValueError, match="two directions"):
-        S.loss_surface(m, lf, data, dirs[:1], xs=[0.0])
+    with pytest.raises(ValueError, match="two directions .* or one"):
+        S.loss_surface(m, lf, data, [*dirs, dirs[0]], xs=[0.0])
+    with pytest.raises(ValueError, match="got one dict"):
+        S.loss_surface(m, lf, data, dirs[0], xs=[0.0])
+    with pytest.raises(ValueError, match="a line .* takes no ys"):
+        S.loss_surface(m, lf, data, dirs[:1], xs=[0.0], ys=[0.0])
     with pytest.raises(KeyError, match="named_parameters"):
         S.loss_surface(m, lf, data, [{"x": torch.zeros(1)}, dirs[1]], xs=[0.0])
     with pytest.raises(ValueError, match="strategy"):
@@ -283,7 +287,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="finite"):
         S.loss_surface(m, lf, data, dirs, xs=[0.0, float("nan")])
     with pytest.raises(ValueError, match="finite"):
-        S.loss_line(m, lf, data, dirs[0], xs=[float("inf")])
+        S.loss_surface(m, lf, data, [dirs[0]], xs=[float("inf")])
 
 
 def test_hessian_eigenvector_line_is_the_taylor_parabola():
@@ -305,7 +309,7 @@ def test_hessian_eigenvector_line_is_the_taylor_parabola():
     nn.MSELoss()(model(X), t).backward()
     gv = sum(float((p.grad * v[n]).sum()) for n, p in model.named_parameters())
     xs = np.linspace(-2, 2, 5)
-    line = S.loss_line(model, nn.MSELoss(), data, v, xs=xs)
+    line = S.loss_surface(model, nn.MSELoss(), data, [v], xs=xs)
     l0 = _plain_loss(model, nn.MSELoss(), data)
     np.testing.assert_allclose(line.loss, l0 + xs * gv + 0.5 * lam * xs**2, rtol=1e-8)
 

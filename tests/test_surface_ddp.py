@@ -35,8 +35,7 @@ _GRID = dict(xs=np.linspace(-1, 1, 5), ys=np.linspace(-1, 1, 3), batch_size=None
 
 def _reattack_line(model, data, dirs) -> S.Surface:
     """The re-attacked loss along the first direction (PGD-2 at eps 0.2, seeded)."""
-    return S.loss_line(
-        model, nn.CrossEntropyLoss(), data, dirs[0], xs=_GRID["xs"],
+    return S.loss_surface(model, nn.CrossEntropyLoss(), data, [dirs[0]], xs=_GRID["xs"],
         adversarial="reattack", eps=0.2, steps=2,
         generator=torch.Generator().manual_seed(3), batch_size=None,
     )  # fmt: skip

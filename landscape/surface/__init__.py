@@ -3,7 +3,8 @@ shardable.
 
 ``loss_surface(model, loss_fn, data, [d1, d2], xs=..., ys=...)`` evaluates the loss (and
 accuracy) at ``theta = center + a * d1 + b * d2`` for every ``(a, b)`` of the grid
-(Li et al., 2018). The caller's model is never modified: every point is evaluated with
+(Li et al., 2018); with one direction, ``[d1]``, it is the line ``center + a * d1``.
+The caller's model is never modified: every point is evaluated with
 ``torch.func.functional_call`` on the perturbed parameters, with the model in eval mode
 (BatchNorm running statistics, no Dropout).
 
@@ -28,7 +29,7 @@ ranks all-gather the result, so every rank returns the full surface.
 
 from __future__ import annotations
 
-from ._api import loss_line, loss_surface
+from ._api import loss_surface
 from ._result import Surface
 
-__all__ = ["Surface", "loss_line", "loss_surface"]
+__all__ = ["Surface", "loss_surface"]

@@ -1,4 +1,4 @@
-"""Public entry points: :func:`loss_surface` and :func:`loss_line`."""
+"""The public entry point: :func:`loss_surface` (a surface or a line)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ._evaluate import LossFn
 from ._grid import _evaluate_grid
 from ._result import Surface
 
-__all__ = ["loss_line", "loss_surface"]
+__all__ = ["loss_surface"]
 
 
 def loss_surface(
@@ -42,7 +42,12 @@ def loss_surface(
     check_deterministic: bool = True,
     progressbar: bool = False,
 ) -> Surface:
-    """Loss and accuracy on the grid ``center + x * d1 + y * d2`` (Li et al., 2018).
+    """Loss and accuracy on the grid ``center + x * d1 + y * d2`` (Li et al., 2018),
+    or along the line ``center + x * d1`` for one direction.
+
+    With ``dirs = [interpolation_direction(theta1, theta2)]`` and ``center=theta1``
+    the line is the linear interpolation between two checkpoints (Goodfellow et al.,
+    2015).
 
     Args:
         model: the network (evaluated in eval mode; never modified).
@@ -51,9 +56,9 @@ def loss_surface(
         data: an ``(x, y)`` pair (one batch), a list of batches or a loader such as
             a ``DataLoader`` (read once, validated, kept on the model's device).
         dirs: two directions (``dict[name -> Tensor]``), e.g. from
-            :func:`landscape.directions.random_directions`.
+            :func:`landscape.directions.random_directions`, or one for a line.
         xs: coordinates along ``dirs[0]``.
-        ys: coordinates along ``dirs[1]`` (default ``xs``).
+        ys: coordinates along ``dirs[1]`` (default ``xs``; a line has none).
         adversarial: ``None`` (clean loss on ``data``; ``"reattack"`` when an
             ``attack`` is given), ``"fixed"`` (attack ``data`` once at the centre,
             then evaluate those examples at every point) or ``"reattack"`` (the
@@ -79,7 +84,8 @@ def loss_surface(
     every ``world_size``-th point and every rank returns the full surface.
 
     Returns:
-        :class:`Surface` with ``loss`` and ``accuracy`` of shape ``(len(ys), len(xs))``.
+        :class:`Surface` with ``loss`` and ``accuracy`` of shape ``(len(ys), len(xs))``;
+        a line has ``ys=None`` and shape ``(len(xs),)``.
 
     Example:
         >>> X, w = torch.randn(32, 3, dtype=torch.float64), torch.ones(3, 1)
@@ -93,17 +99,31 @@ def loss_surface(
         True
         >>> float(s.loss[0, 1])  # at x=1 the model is exact
         0.0
+        >>> line = loss_surface(model, torch.nn.MSELoss(), data, d[:1], xs=[0.0, 1.0])
+        >>> line.is_line, float(line.loss[1])
+        (True, 0.0)
     """
-    if len(dirs) != 2:
-        raise ValueError(f"loss_surface needs two directions, got {len(dirs)}")
+    if isinstance(dirs, Mapping) or len(dirs) not in (1, 2):
+        got = "one dict" if isinstance(dirs, Mapping) else f"{len(dirs)} directions"
+        raise ValueError(
+            f"loss_surface takes a list of two directions (a surface) or one (a "
+            f"line), got {got}"
+        )
+    if len(dirs) == 1 and ys is not None:
+        raise ValueError("a line (one direction) takes no ys")
     xs = np.asarray(xs, dtype=np.float64).reshape(-1)
-    ys = xs.copy() if ys is None else np.asarray(ys, dtype=np.float64).reshape(-1)
-    if xs.size == 0 or ys.size == 0:
-        raise ValueError("xs and ys must not be empty")
-    if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
-        raise ValueError("xs and ys must be finite step sizes along the directions")
-    gx, gy = np.meshgrid(xs, ys)
-    coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    if len(dirs) == 2:
+        ys = xs.copy() if ys is None else np.asarray(ys, dtype=np.float64).reshape(-1)
+    for name, v in (("xs", xs), ("ys", ys)):
+        if v is not None and v.size == 0:
+            raise ValueError(f"{name} must not be empty")
+        if v is not None and not np.isfinite(v).all():
+            raise ValueError(f"{name} must be finite step sizes along the directions")
+    if ys is None:
+        coefs = xs[:, None]
+    else:
+        gx, gy = np.meshgrid(xs, ys)
+        coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
     attack = _attack(
         attack, adversarial, "loss_surface",
         eps=eps, norm=norm, steps=steps, alpha=alpha, loss_fn=attack_loss_fn,
@@ -127,86 +147,12 @@ def loss_surface(
         progressbar=progressbar,
         desc="loss_surface",
     )
+    if ys is None:
+        return Surface(xs, None, loss, acc, meta)
     shape = (len(ys), len(xs))
     return Surface(
         xs, ys, loss.reshape(shape), None if acc is None else acc.reshape(shape), meta
     )
-
-
-def loss_line(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Iterable,
-    direction: Mapping[str, Tensor],
-    *,
-    xs: Sequence[float] | np.ndarray,
-    adversarial: str | None = None,
-    attack: Callable | None = None,
-    eps: float | None = None,
-    norm: str | None = None,
-    steps: int | None = None,
-    alpha: float | None = None,
-    attack_loss_fn: LossFn | None = None,
-    center: Mapping[str, Tensor] | nn.Module | None = None,
-    strategy: str = "auto",
-    batch_size: int | str | None = "auto",
-    chunk_size: int | None = None,
-    partial_path: str | Path | None = None,
-    save_interval: float = 60.0,
-    generator: torch.Generator | None = None,
-    check_deterministic: bool = True,
-    progressbar: bool = False,
-) -> Surface:
-    """Loss and accuracy along the line ``center + x * direction``.
-
-    With ``direction = interpolation_direction(theta1, theta2)`` and
-    ``center=theta1`` this is the linear interpolation between two checkpoints.
-
-    Args:
-        model: the network (evaluated in eval mode; never modified).
-        loss_fn: maps ``(logits, y)`` to the batch-mean loss.
-        data: iterable of ``(x, y)`` batches.
-        direction: ``dict[name -> Tensor]``.
-        xs: coordinates along the direction.
-        adversarial, attack, eps, norm, steps, alpha, attack_loss_fn, center,
-            strategy, batch_size, chunk_size, partial_path, save_interval,
-            generator, check_deterministic, progressbar: as in
-            :func:`loss_surface`.
-
-    Returns:
-        :class:`Surface` with ``ys=None`` and ``loss`` of shape ``(len(xs),)``.
-    """
-    if not isinstance(direction, Mapping):
-        raise TypeError("loss_line takes one direction (a dict[name -> Tensor])")
-    xs = np.asarray(xs, dtype=np.float64).reshape(-1)
-    if xs.size == 0:
-        raise ValueError("xs must not be empty")
-    if not np.isfinite(xs).all():
-        raise ValueError("xs must be finite step sizes along the direction")
-    attack = _attack(
-        attack, adversarial, "loss_line",
-        eps=eps, norm=norm, steps=steps, alpha=alpha, loss_fn=attack_loss_fn,
-    )  # fmt: skip
-    loss, acc, meta = _evaluate_grid(
-        model,
-        loss_fn,
-        data,
-        [direction],
-        xs[:, None],
-        center=center,
-        adversarial=adversarial,
-        attack=attack,
-        strategy=strategy,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        partial_path=partial_path,
-        save_interval=save_interval,
-        generator=generator,
-        check_deterministic=check_deterministic,
-        progressbar=progressbar,
-        desc="loss_line",
-    )
-    return Surface(xs, None, loss, acc, meta)
 
 
 def _attack(attack, adversarial, where: str, **loose) -> Callable | None:

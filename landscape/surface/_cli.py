@@ -241,7 +241,7 @@ def _surface(args, model, data, dirs, gen):
     )
     loss_fn = torch.nn.CrossEntropyLoss()
     if args.line:
-        return S.loss_line(model, loss_fn, data, dirs[0], xs=xs, **common)
+        return S.loss_surface(model, loss_fn, data, dirs[:1], xs=xs, **common)
     if len(dirs) < 2:
         raise _cli.CLIError(
             "a 2D surface needs two directions", "pass --line or two directions"
