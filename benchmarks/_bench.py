@@ -3,10 +3,11 @@ folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
-__all__ = ["times"]
+__all__ = ["times", "load", "run"]
 
 
 def times(
@@ -23,3 +24,18 @@ def times(
         fn()
         out.append(clock() - t0)
     return out
+
+
+def load() -> str:
+    """The machine's load averages over 1, 5 and 15 minutes (what ``uptime`` shows),
+    recorded with every result in benchmarks/README.md."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def run(main: Callable[[], int]) -> None:
+    """Run a benchmark's ``main`` between two prints of the machine's :func:`load`
+    and exit with its status."""
+    print(f"load average at start: {load()}")
+    status = main()
+    print(f"load average at end: {load()}")
+    raise SystemExit(status)

@@ -23,6 +23,7 @@ import statistics
 import time
 import warnings
 
+import _bench
 import torch
 
 from landscape import connectivity, models
@@ -75,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     a = models.build("lenet", dataset="mnist")
     b = models.build("lenet", dataset="mnist")
-    print(f"load before: {os.getloadavg()}")
     ratios, t_plain, t_curve = [], [], []
     for i in range(pairs + 1):  # the first pair warms up and is dropped
         m = models.build("lenet", dataset="mnist")
@@ -99,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  ratio curve / plain: median {statistics.median(ratios):.3f} "
         f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
     )
-    print(f"load after: {os.getloadavg()}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _bench.run(main)

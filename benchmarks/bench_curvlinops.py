@@ -25,11 +25,11 @@ ours, > 1 means we are faster):
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import warnings
 
+import _bench
 import numpy as np
 import scipy.sparse.linalg as sla
 import torch
@@ -224,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     reps = 1 if args.quick else 3
     seeds = 50 if args.quick else 200
-    print(f"load at start: {os.popen('uptime').read().strip()}")
     print(
         f"curvlinops: {getattr(curvlinops, '__version__', 'installed') if curvlinops else 'not installed'}; torch {torch.__version__}"
     )
@@ -280,9 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  curvlinops     {s['theirs']:.4f}  {_ratio(s['ours_t'], s['theirs_t'])}"
         )
-    print(f"\nload at end: {os.popen('uptime').read().strip()}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _bench.run(main)

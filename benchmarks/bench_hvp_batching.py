@@ -20,7 +20,6 @@ printed with them. The result decides ``HessianOperator``'s ``auto`` block rule.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import warnings
@@ -129,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     dtype = getattr(torch, args.dtype)
     reps = 3 if args.quick else 7
-    print(f"load: {os.popen('uptime').read().strip()}")
     print(f"{args.dtype}, 256 images, 1 thread; cost per vector in gradients")
     print(
         f"{'model':<14}{'params':>9}{'grad ms':>9}{'graph':>8}{'vmap-jvp':>10}"
@@ -142,9 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['vmap-jvp']:>10.2f}{r['batched-dbl']:>13.2f}"
             f"{r['vmap-jvp'] / r['graph']:>12.2f}"
         )
-    print(f"load: {os.popen('uptime').read().strip()}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _bench.run(main)

@@ -38,6 +38,7 @@ import os
 import statistics
 import time
 
+import _bench
 import numpy as np
 import torch
 from torch import nn
@@ -235,9 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['model']:7s} {r['first']:9.3f} {r['later']:9.3f}"
             f"                   {r['ours'] / r['floor']:9.3f}"
         )
-    print(f"uptime load: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _bench.run(main)

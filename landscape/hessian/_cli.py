@@ -63,20 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         "--max-iter", type=int, default=None, help="Lanczos iterations (eigenvalues)"
     )
     p.add_argument("--density", action="store_true", help="spectral density (SLQ)")
-    p.add_argument(
-        "--density-max-iter",
-        type=_cli.positive_int,
-        default=100,
-        help="SLQ Lanczos steps per probe (100)",
-    )
-    p.add_argument("--num-runs", type=int, default=3, help="SLQ probes (3)")
     p.add_argument("--trace", action="store_true", help="trace estimate")
-    p.add_argument(
-        "--num-matvecs",
-        type=_cli.positive_int,
-        default=100,
-        help="trace HVP budget (100)",
-    )
+    for flag, default, text in (
+        ("--density-max-iter", 100, "SLQ Lanczos steps per probe"),
+        ("--num-runs", 3, "SLQ probes"),
+        ("--num-matvecs", 100, "trace HVP budget"),
+    ):
+        p.add_argument(
+            flag, type=_cli.positive_int, default=default, help=f"{text} ({default})"
+        )
     p.add_argument(
         "--trace-method", default="hutch++", choices=["hutchinson", "hutch++"]
     )
