@@ -345,6 +345,35 @@ def mnist(ctx: Context, num_train: int, num_test: int) -> tuple[torch.Tensor, ..
     return x, y, xt, yt
 
 
+def mnist_or_synthetic(
+    ctx: Context, n: int, split: str = "train"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` MNIST images of ``split`` (downloaded unless ``--smoke``), or, without a
+    data folder, ``n`` synthetic images (ten noisy prototypes, with a warning) that keep
+    a smoke run going."""
+    import warnings
+
+    from landscape import data
+
+    try:
+        return data.load_dataset(
+            "mnist",
+            ctx.data_root,
+            split=split,
+            num_samples=n,
+            seed=ctx.seed,
+            download=ctx.size != "smoke",
+        )
+    except Exception as err:  # no data folder
+        warnings.warn(
+            f"MNIST unavailable ({err}); using synthetic images", stacklevel=2
+        )
+        g = torch.Generator().manual_seed(ctx.seed + (split == "test"))
+        y = torch.randint(0, 10, (n,), generator=g)
+        proto = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        return (proto[y] + 0.3 * torch.randn(n, 1, 28, 28, generator=g)).clamp(0, 1), y
+
+
 def train_warmup(
     model: torch.nn.Module,
     x: torch.Tensor,

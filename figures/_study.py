@@ -672,6 +672,19 @@ def assemble(ctx, name: str, fn: Callable[..., Any]):
     return dataclasses.replace(fd, meta=meta)
 
 
+def figure_data(
+    arrays: dict, columns: Sequence[str], rows: list, cost: float, **extra: Any
+):
+    """A study figure's ``FigureData``: its arrays and the table ``{"columns", "rows",
+    **extra, "size": SIZE, "compute_seconds": cost}`` (every study table records the
+    zoo's size and what its models cost)."""
+    import _common
+
+    table = {"columns": list(columns), "rows": rows, **extra}
+    table.update(size=dict(SIZE), compute_seconds=round(cost, 1))
+    return _common.FigureData(arrays=arrays, table=table)
+
+
 def publish(
     ctx, key: str, fd, columns: Sequence[str], rows: Sequence[Sequence]
 ) -> list[Path]:

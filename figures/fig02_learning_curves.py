@@ -208,15 +208,10 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
                 tests[f"{other} vs constant, eps {eps:g}, {k}"] = _study.welch(
                     b[k].get("values", []), a[k].get("values", [])
                 )
-    table = {
-        "columns": list(STUDY_COLUMNS),
-        "rows": rows,
-        "finals": finals,
-        "tests": tests,
-        "size": dict(_study.SIZE),
-        "compute_seconds": round(sum(_study.cost(ctx, s) for s in specs), 1),
-    }
-    return _common.FigureData(arrays=arrays, table=table)
+    cost = sum(_study.cost(ctx, s) for s in specs)
+    return _study.figure_data(
+        arrays, STUDY_COLUMNS, rows, cost, finals=finals, tests=tests
+    )
 
 
 def _num_seeds(fd: _common.FigureData) -> str:

@@ -94,29 +94,6 @@ def _settings(ctx: _common.Context) -> dict:
     )
 
 
-def _load(ctx: _common.Context, n: int, split: str):
-    from landscape import data
-
-    try:
-        return data.load_dataset(
-            "mnist",
-            ctx.data_root,
-            split=split,
-            num_samples=n,
-            seed=ctx.seed,
-            download=ctx.size != "smoke",
-        )
-    except Exception as err:  # no data folder: synthetic images keep the smoke run
-        warnings.warn(
-            f"MNIST unavailable ({err}); using synthetic images", stacklevel=2
-        )
-        g = torch.Generator().manual_seed(ctx.seed + (split == "test"))
-        y = torch.randint(0, 10, (n,), generator=g)
-        proto = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-        x = (proto[y] + 0.3 * torch.randn(n, 1, 28, 28, generator=g)).clamp(0, 1)
-        return x, y
-
-
 def _train(model, x, y, eps, cfg, ctx):
     """Adversarial training with :func:`landscape.train.adversarial_train` (Adam, PGD,
     eps ramped linearly from 0 over the first half of the epochs: without the ramp a
@@ -141,8 +118,8 @@ def _train(model, x, y, eps, cfg, ctx):
 
 def compute(ctx: _common.Context) -> _common.FigureData:
     cfg = _settings(ctx)
-    x, y = _load(ctx, cfg["num_train"], "train")
-    xe, ye = _load(ctx, cfg["num_eval"], "test")
+    x, y = _common.mnist_or_synthetic(ctx, cfg["num_train"])
+    xe, ye = _common.mnist_or_synthetic(ctx, cfg["num_eval"], "test")
     b = cfg["eval_batch"]
     ev = [
         (xe[i : i + b].to(ctx.device), ye[i : i + b].to(ctx.device))
@@ -334,14 +311,7 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
             ys.append([p[1] for p in pts])
         if any(len(x) > 1 for x in xs):
             tests[f"{act}: slope of excess vs eps"] = _study.slope_test(xs, ys)
-    table = {
-        "columns": list(STUDY_COLUMNS),
-        "rows": rows,
-        "tests": tests,
-        "size": dict(_study.SIZE),
-        "compute_seconds": round(cost, 1),
-    }
-    return _common.FigureData(arrays=arrays, table=table)
+    return _study.figure_data(arrays, STUDY_COLUMNS, rows, cost, tests=tests)
 
 
 def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,29 +71,6 @@ def _settings(ctx: _common.Context) -> dict:
     )
 
 
-def _load(ctx: _common.Context, n: int):
-    from landscape import data
-
-    try:
-        return data.load_dataset(
-            "mnist",
-            ctx.data_root,
-            num_samples=n,
-            seed=ctx.seed,
-            download=ctx.size != "smoke",
-        )
-    except (
-        Exception
-    ) as err:  # no data folder: synthetic images keep the smoke run going
-        warnings.warn(
-            f"MNIST unavailable ({err}); using synthetic images", stacklevel=2
-        )
-        g = torch.Generator().manual_seed(ctx.seed)
-        y = torch.randint(0, 10, (n,), generator=g)
-        proto = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-        return (proto[y] + 0.3 * torch.randn(n, 1, 28, 28, generator=g)).clamp(0, 1), y
-
-
 def _train(model, x, y, eps: float, cfg: dict, ctx: _common.Context):
     res = _common.train_warmup(
         model,
@@ -111,7 +87,7 @@ def _train(model, x, y, eps: float, cfg: dict, ctx: _common.Context):
 
 def compute(ctx: _common.Context) -> _common.FigureData:
     cfg = _settings(ctx)
-    x, y = _load(ctx, cfg["num_train"])
+    x, y = _common.mnist_or_synthetic(ctx, cfg["num_train"])
     n = cfg["num_hessian"]
     fixed = [
         (x[i : i + 500].to(ctx.device), y[i : i + 500].to(ctx.device))
@@ -328,14 +304,7 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
                 ys.append([p[1] for p in pts])
             if any(len(x) > 1 for x in xs):
                 tests[f"{family}: slope of {key} vs eps"] = _study.slope_test(xs, ys)
-    table = {
-        "columns": list(STUDY_COLUMNS),
-        "rows": rows,
-        "tests": tests,
-        "size": dict(_study.SIZE),
-        "compute_seconds": round(cost, 1),
-    }
-    return _common.FigureData(arrays=arrays, table=table)
+    return _study.figure_data(arrays, STUDY_COLUMNS, rows, cost, tests=tests)
 
 
 def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:

@@ -350,20 +350,11 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
         t = np.linspace(0, cfg.epochs, 200)
         arrays[f"{sch}/t"] = t
         arrays[f"{sch}/eps"] = np.array([cfg.eps_fn()(v) for v in t])
-    table = {
-        "columns": list(STUDY_COLUMNS),
-        "rows": rows,
-        "tests": tests,
-        "cells": cells,
-        "lr_columns": list(LR_COLUMNS),
-        "lr_rows": lr_rows,
-        "lr_tests": lr_tests,
-        "lr_cells": lr_cells,
-        "eps": EPS,
-        "size": dict(_study.SIZE),
-        "compute_seconds": round(cost4 + cost5, 1),
-    }
-    return _common.FigureData(arrays=arrays, table=table)
+    return _study.figure_data(
+        arrays, STUDY_COLUMNS, rows, cost4 + cost5, tests=tests, cells=cells,
+        lr_columns=list(LR_COLUMNS), lr_rows=lr_rows, lr_tests=lr_tests,
+        lr_cells=lr_cells, eps=EPS,
+    )  # fmt: skip
 
 
 def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:

@@ -22,6 +22,14 @@ def _dense(model, loss_fn, data):
     return hessian.dense_hessian(model, loss_fn, data)
 
 
+def _trace(model, loss_fn, data, num_matvecs: int, seed: int = 0, **kw):
+    """hessian.trace with a fresh generator of ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return hessian.trace(
+        model, loss_fn, data, num_matvecs=num_matvecs, generator=gen, **kw
+    )
+
+
 def _autograd_hessian(model, loss_fn, data):
     """Independent reference: torch.autograd.functional.hessian of the weighted loss."""
     names = [n for n, _ in model.named_parameters()]
@@ -141,20 +149,8 @@ def test_batch_size_independence(tiny_case):
     one = _dense(model, loss_fn, [(x, y)])
     uneven = [(x[:3], y[:3]), (x[3:10], y[3:10]), (x[10:], y[10:])]
     assert_close(_dense(model, loss_fn, uneven), one, rtol=RTOL_EXACT, atol=1e-12)
-    t1 = hessian.trace(
-        model,
-        loss_fn,
-        [(x, y)],
-        num_matvecs=4,
-        generator=torch.Generator().manual_seed(0),
-    )
-    t2 = hessian.trace(
-        model,
-        loss_fn,
-        uneven,
-        num_matvecs=4,
-        generator=torch.Generator().manual_seed(0),
-    )
+    t1 = _trace(model, loss_fn, [(x, y)], 4)
+    t2 = _trace(model, loss_fn, uneven, 4)
     assert t1.estimate == pytest.approx(t2.estimate, rel=1e-9)
 
 
@@ -283,13 +279,7 @@ def test_bad_arguments():
 def test_hutchinson_converges_to_exact_trace(tiny_case):
     model, loss_fn, data = tiny_case
     exact = float(torch.trace(_dense(model, loss_fn, data)))
-    t = hessian.trace(
-        model,
-        loss_fn,
-        data,
-        num_matvecs=400,
-        generator=torch.Generator().manual_seed(0),
-    )
+    t = _trace(model, loss_fn, data, 400)
     assert t.num_matvecs == 400 and t.ci_low < t.estimate < t.ci_high
     assert abs(t.estimate - exact) <= 4 * t.std_error
     assert t.std_error < 0.2 * max(
@@ -304,14 +294,7 @@ def test_hutchpp_beats_hutchinson_on_low_rank_spectrum():
     errs = {"hutchinson": [], "hutch++": []}
     for seed in range(10):
         for method in errs:
-            t = hessian.trace(
-                model,
-                loss_fn,
-                data,
-                num_matvecs=30,
-                method=method,
-                generator=torch.Generator().manual_seed(seed),
-            )
+            t = _trace(model, loss_fn, data, 30, seed, method=method)
             errs[method].append(t.estimate - lam.sum())
     rms = {m: float(np.sqrt(np.mean(np.square(e)))) for m, e in errs.items()}
     assert rms["hutch++"] < 0.1 * rms["hutchinson"], rms
@@ -510,15 +493,7 @@ def test_agreement_with_pyhessian():
     exact = float(
         torch.trace(hessian.dense_hessian(model, lf, data, dtype=torch.float64))
     )
-    t = hessian.trace(
-        model,
-        lf,
-        data,
-        backend="pyhessian",
-        num_matvecs=300,
-        tol=1e-4,
-        generator=torch.Generator().manual_seed(0),
-    )
+    t = _trace(model, lf, data, 300, backend="pyhessian", tol=1e-4)
     assert abs(t.estimate - exact) <= 4 * t.std_error + 1e-3 * abs(exact)
 
 
