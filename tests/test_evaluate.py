@@ -191,7 +191,7 @@ def test_resume_skips_finished_work(tmp_path):
 
 
 class AvgEnsemble(nn.Module):
-    """Log of averaged softmax of members (like train.Ensemble)."""
+    """Log of averaged softmax of members (like checkpoints.Ensemble)."""
 
     def __init__(self, members):
         super().__init__()

@@ -393,7 +393,7 @@ def test_save_load_round_trip(tmp_path, tiny_case):
     np.testing.assert_array_equal(back_t.samples, tr.samples)
 
 
-def test_adversarial_data_is_fixed_and_in_ball():
+def test_adversarial_batches_are_fixed_and_in_ball():
     """The robust Hessian's data: batches attacked once (attacks.perturb_batches)."""
     from landscape import attacks
 
