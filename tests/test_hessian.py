@@ -22,6 +22,12 @@ def _dense(model, loss_fn, data):
     return hessian.dense_hessian(model, loss_fn, data)
 
 
+def _top(model, loss_fn, data, num: int, seed: int = 0, **kw):
+    """hessian.top_eigenvalues with a fresh generator of ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return hessian.top_eigenvalues(model, loss_fn, data, num=num, generator=gen, **kw)
+
+
 def _trace(model, loss_fn, data, num_matvecs: int, seed: int = 0, **kw):
     """hessian.trace with a fresh generator of ``seed``."""
     gen = torch.Generator().manual_seed(seed)
@@ -175,14 +181,7 @@ def test_float64_option_casts_a_copy():
 def test_top_eigenvalues_match_dense(tiny_case):
     model, loss_fn, data = tiny_case
     ev = torch.linalg.eigvalsh(_dense(model, loss_fn, data)).cpu()
-    got = hessian.top_eigenvalues(
-        model,
-        loss_fn,
-        data,
-        num=3,
-        tol=1e-10,
-        generator=torch.Generator().manual_seed(0),
-    )
+    got = _top(model, loss_fn, data, 3, tol=1e-10)
     assert got.converged
     assert_close(
         torch.as_tensor(got.eigenvalues), ev.flip(0)[:3], rtol=RTOL_LANCZOS, atol=1e-12
@@ -215,16 +214,7 @@ def test_eigenvectors_are_eigenvectors_and_dicts(tiny_case):
 def test_power_iteration(tiny_case):
     model, loss_fn, data = tiny_case
     ev = torch.linalg.eigvalsh(_dense(model, loss_fn, data)).cpu().numpy()
-    got = hessian.top_eigenvalues(
-        model,
-        loss_fn,
-        data,
-        num=2,
-        method="power",
-        tol=1e-7,
-        max_iter=3000,
-        generator=torch.Generator().manual_seed(0),
-    )
+    got = _top(model, loss_fn, data, 2, method="power", tol=1e-7, max_iter=3000)
     by_mag = ev[np.argsort(-np.abs(ev))][:2]
     np.testing.assert_allclose(got.eigenvalues, by_mag, rtol=RTOL_POWER)
 
@@ -445,15 +435,7 @@ def test_raw_pyhessian_accumulates_gradients_and_wrapper_does_not():
 
     model, lf, x, y = _mlp32()
     a, b = (
-        hessian.top_eigenvalues(
-            model,
-            lf,
-            [(x, y)],
-            backend="pyhessian",
-            tol=1e-6,
-            max_iter=200,
-            generator=torch.Generator().manual_seed(3),
-        )
+        _top(model, lf, [(x, y)], 1, 3, backend="pyhessian", tol=1e-6, max_iter=200)
         for _ in range(2)  # twice on the same model: no gradient left behind
     )
     assert a.eigenvalues[0] == pytest.approx(b.eigenvalues[0], rel=1e-9)
@@ -479,16 +461,7 @@ def test_agreement_with_pyhessian():
     ours = hessian.top_eigenvalues(
         model, lf, data, num=2, which="LM", tol=1e-8, dtype=torch.float64
     )
-    theirs = hessian.top_eigenvalues(
-        model,
-        lf,
-        data,
-        num=2,
-        backend="pyhessian",
-        tol=1e-6,
-        max_iter=300,
-        generator=torch.Generator().manual_seed(0),
-    )
+    theirs = _top(model, lf, data, 2, backend="pyhessian", tol=1e-6, max_iter=300)
     np.testing.assert_allclose(theirs.eigenvalues, ours.eigenvalues, rtol=2e-2)
     exact = float(
         torch.trace(hessian.dense_hessian(model, lf, data, dtype=torch.float64))
