@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import _batches, _utils, io
-from ._bounds import crown_bounds, ibp_bounds, margin_matrix
-from ._network import AffineReLUNet, as_affine_relu
+from ._bounds import METHODS, margin_spec, spec_bounds
+from ._graph import BoundGraph, as_graph
 
 __all__ = [
     "CertifyResult",
@@ -22,28 +22,13 @@ __all__ = [
     "margin_bounds",
 ]
 
-METHODS = ("crown", "ibp")
 
-
-def _setup(model, x, eps, norm, method):
+def _setup(model, x, eps, norm, method) -> tuple[BoundGraph, Tensor, float, str]:
     norm = _utils.check_norm(norm)
     eps = _utils.check_eps(eps)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
-    xd = x.detach().to(torch.float64)
-    net = as_affine_relu(model, x.detach())
-    net = AffineReLUNet(
-        [w.double() for w in net.weights],
-        [b.double() for b in net.biases],
-        net.in_shape,
-    )
-    return net, xd, eps, norm
-
-
-def _chunks(net: AffineReLUNet, n: int, budget: float = 3e7) -> int:
-    """Examples per chunk: CROWN holds (chunk, n_k, n_{k-1}) coefficient tensors."""
-    widest = max(w.shape[0] * max(w.shape) for w in net.weights)
-    return max(1, min(n, int(budget // widest)))
+    return as_graph(model, x), x.detach().to(torch.float64), eps, norm
 
 
 def logit_bounds(
@@ -57,6 +42,9 @@ def logit_bounds(
     """Lower and upper bounds of every logit over the eps-ball around each ``x``
     (L-inf: intersected with ``[0, 1]^d``), each (N, K), in float64.
 
+    Subtracting these intervals (``lo_y - hi_j``) also bounds the margins, but
+    loosely: :func:`margin_bounds` bounds each margin as one linear function.
+
     Example:
         >>> lin = nn.Linear(2, 1).double()
         >>> x = torch.full((1, 2), 0.5, dtype=torch.float64)
@@ -66,18 +54,12 @@ def logit_bounds(
         >>> abs(lo.item() - (z - gap)) < 1e-12, abs(hi.item() - (z + gap)) < 1e-12
         (True, True)
     """
-    net, xd, eps, norm = _setup(model, x, eps, norm, method)
-    step = _chunks(net, len(xd))
-    los, his = [], []
-    for i in range(0, len(xd), step):
-        xc = xd[i : i + step]
-        if method == "ibp":
-            lo, hi = ibp_bounds(net, xc, eps, norm)[-1]
-        else:
-            lo, hi = crown_bounds(net, xc, eps, norm)
-        los.append(lo)
-        his.append(hi)
-    return torch.cat(los), torch.cat(his)
+    graph, xd, eps, norm = _setup(model, x, eps, norm, method)
+    k = graph.nodes[-1].shape[0]
+    eye = torch.eye(k, dtype=torch.float64, device=xd.device)
+    spec = torch.cat([eye, -eye]).expand(len(xd), -1, -1)
+    b = spec_bounds(graph, xd, spec, eps=eps, norm=norm, method=method)
+    return b[:, :k], -b[:, k:]
 
 
 def margin_bounds(
@@ -90,22 +72,20 @@ def margin_bounds(
     method: str = "crown",
 ) -> Tensor:
     """Lower bounds of the margins ``z_y - z_j`` over the eps-ball, (N, K) in float64,
-    ``+inf`` at ``j = y``. CROWN bounds the margins directly (exact on a linear model);
-    IBP subtracts logit intervals."""
-    net, xd, eps, norm = _setup(model, x, eps, norm, method)
-    y = y.long()
-    k = net.weights[-1].shape[0]
-    step = _chunks(net, len(xd))
-    out = []
-    for i in range(0, len(xd), step):
-        xc, yc = xd[i : i + step], y[i : i + step]
-        if method == "ibp":
-            lo, hi = ibp_bounds(net, xc, eps, norm)[-1]
-            m = lo.gather(1, yc.view(-1, 1)) - hi
-        else:
-            m, _ = crown_bounds(net, xc, eps, norm, spec=margin_matrix(yc, k, xd.dtype))
-        out.append(m.scatter(1, yc.view(-1, 1), float("inf")))
-    return torch.cat(out)
+    ``+inf`` at ``j = y``. Each margin is bounded as one linear function of the
+    logits (auto_LiRPA's C matrix): CROWN passes it backwards through the whole
+    network (exact on a linear model), IBP folds it into the linear layers after
+    the last ReLU (``W_y - W_j``) and meets the intervals there."""
+    graph, xd, eps, norm = _setup(model, x, eps, norm, method)
+    return _margins(graph, xd, y, eps, norm, method)
+
+
+def _margins(graph, xd, y, eps, norm, method) -> Tensor:
+    y = y.long().to(xd.device)
+    k = graph.nodes[-1].shape[0]
+    spec = margin_spec(y, k, xd.dtype)
+    m = spec_bounds(graph, xd, spec, eps=eps, norm=norm, method=method)
+    return m.scatter(1, y.view(-1, 1), float("inf"))
 
 
 def certified(model: nn.Module, x: Tensor, y: Tensor, **options: Any) -> Tensor:
@@ -155,13 +135,14 @@ def certify(
     """Certified robust accuracy of ``model`` on ``data`` at each eps (IBP or CROWN).
 
     Args:
-        model: a feed-forward ReLU net (``nn.Sequential`` of Linear / Conv / BatchNorm
-            / Flatten / ReLU layers, or ``models.build("linear" | "mlp")``), bounded in
-            eval mode.
+        model: a ReLU network traced by ``torch.fx``: Linear, Conv, transposed Conv,
+            BatchNorm, average and max pooling, Flatten, residual additions (e.g.
+            every ReLU model of ``models.build``), bounded in eval mode.
         data: ``(x, y)`` tensors or an iterable of batches, x in [0, 1].
         eps: one budget or a sweep.
         norm: ``"linf"`` (ball intersected with the input box) or ``"l2"``.
-        method: ``"crown"`` (default) or ``"ibp"``.
+        method: ``"crown"`` (default) or ``"ibp"`` (margins folded into the last
+            linear layers, see :func:`margin_bounds`).
         batch_size: for ``(x, y)`` tensors.
         progressbar: tqdm bar over (eps, batch).
 
@@ -169,33 +150,40 @@ def certify(
         :class:`CertifyResult`.
     """
     eps_list = [_utils.check_eps(e) for e in np.atleast_1d(np.asarray(eps, float))]
-    batches = list(
-        _batches.as_batches(
-            data, model=model, labels="class", images=True, batch_size=batch_size
-        )
+    norm = _utils.check_norm(norm)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    batches = _batches.as_batches(
+        data, model=model, labels="class", images=True, batch_size=batch_size
     )
-    with _utils.eval_mode(model), torch.no_grad():
-        clean = torch.cat([model(x).argmax(1) == y for x, y in batches]).cpu()
     bar = None
     if progressbar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(eps_list) * len(batches), desc="certify")
-    rows = []
-    for e in eps_list:
-        row = []
-        for x, y in batches:
-            row.append(certified(model, x, y, eps=e, norm=norm, method=method).cpu())
-            if bar is not None:
-                bar.update(1)
-        rows.append(torch.cat(row) & clean)
+        bar = tqdm(desc="certify", unit="batch")
+    graph = None
+    rows: list[list[Tensor]] = [[] for _ in eps_list]
+    cleans = []
+    for x, y in batches:
+        with _utils.eval_mode(model), torch.no_grad():
+            clean = (model(x).argmax(1) == y).cpu()
+        if graph is None:
+            graph = as_graph(model, x)
+        xd = x.detach().to(torch.float64)
+        for row, e in zip(rows, eps_list):
+            m = _margins(graph, xd, y, e, norm, method)
+            row.append((m > 0).all(1).cpu() & clean)
+        cleans.append(clean)
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
+    clean = torch.cat(cleans)
     return CertifyResult(
         eps=np.asarray(eps_list, dtype=float),
-        norm=_utils.check_norm(norm),
+        norm=norm,
         method=method,
-        certified=torch.stack(rows).numpy(),
+        certified=torch.stack([torch.cat(r) for r in rows]).numpy(),
         clean_correct=clean.numpy(),
         meta={"model": type(model).__name__, "batch_size": batch_size},
     )
