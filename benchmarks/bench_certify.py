@@ -5,20 +5,20 @@ version this package had before, on an MNIST MLP and a small MNIST CNN.
 
 Both models (``_lirpa_certify.ARCHS``: 784-100-10 MLP; conv 16 4x4/2, conv 32 4x4/2,
 fc 100, fc 10) are PGD-trained here at eps 0.1 (MNIST, 6,000 images, cached in
-``data/bench_certify/``). On the first ``--points`` test images (50) the script
-prints, per model:
+``data/bench_certify/``). On ``--points`` test images (50, a stratified subset; the
+correctly classified ones) the script prints, per model:
 
 - CPU seconds of CROWN's margin bounds at eps 0.01 (one torch thread, median of
   ``--repeats``): ours (float64, convolutions as convolutions), the dense-matrix
   version (the package's previous algorithm: every layer a dense matrix, CROWN on
   every neuron; run once), and auto_LiRPA's ``compute_bounds(method="CROWN")``
-  (float32, its default patches mode) when ``--lirpa-python`` names an interpreter
-  with auto_LiRPA, else the anchor recorded in issue 29 (1.4 s for 50 points);
+  (float32, its default patches mode, and float64) when ``--lirpa-python`` names an
+  interpreter with auto_LiRPA (``_lirpa_certify.py --patch`` makes 0.3 run with torch
+  2.13), else the anchor recorded in issue 29 (1.4 s for 50 points);
 - certified accuracy per eps for IBP with subtracted logit intervals (this package's
   IBP before), IBP with the margin folded into the last layer (ours now, and
-  auto_LiRPA's) and CROWN (ours, auto_LiRPA's), and the largest amount by which
-  auto_LiRPA's margin lower bound exceeds ours (float32 rounding, ~1e-6, or a
-  difference of method).
+  auto_LiRPA's) and CROWN (ours, auto_LiRPA's), and how far auto_LiRPA's margin lower
+  bounds lie above and below ours (float32: its rounding, ~1e-5; float64: ~1e-14).
 """
 
 from __future__ import annotations
@@ -222,8 +222,9 @@ def bench(arch, net, x, y, args) -> dict:
         ref = _others(ours(), y)
         row["dense_vs_ours"] = float((ref - _others(dense, y)).min())
     if lirpa_res is not None:
-        row["lirpa_s"] = statistics.median(lirpa_res[f"CROWN {e0}"]["seconds"])
-        row["lirpa_ibp_s"] = statistics.median(lirpa_res[f"IBP {e0}"]["seconds"])
+        for dt in ("float32", "float64"):
+            sec = lirpa_res[f"CROWN {e0} {dt}"]["seconds"]
+            row[f"lirpa_s {dt}"] = statistics.median(sec)
     row["ibp_s"] = statistics.median(
         _cpu(lambda: certify.margin_bounds(net, x, y, eps=e0, method="ibp"), 3)
     )
@@ -231,53 +232,72 @@ def bench(arch, net, x, y, args) -> dict:
         lo, hi = certify.logit_bounds(net, x, eps=e, method="ibp")
         loose = lo.gather(1, y.view(-1, 1)) - hi
         row[f"ibp_sub {e}"] = _certified(_others(loose, y))
-        row[f"ibp {e}"] = _certified(
-            certify.margin_bounds(net, x, y, eps=e, method="ibp")
-        )
+        ibp = certify.margin_bounds(net, x, y, eps=e, method="ibp")
+        row[f"ibp {e}"] = _certified(ibp)
         crown = certify.margin_bounds(net, x, y, eps=e)
         row[f"crown {e}"] = _certified(crown)
-        if lirpa_res is not None:
-            for meth in ("IBP", "CROWN"):
-                lb = torch.tensor(
-                    lirpa_res[f"{meth} {e}"]["lower"], dtype=torch.float64
-                )
-                row[f"lirpa_{meth.lower()} {e}"] = _certified(lb)
-                if meth == "CROWN":
-                    row[f"lirpa_excess {e}"] = float((lb - _others(crown, y)).max())
+        if lirpa_res is None:
+            continue
+        for meth, ours_m in (("IBP", ibp), ("CROWN", crown)):
+            for dt in ("float32", "float64"):
+                lb = lirpa_res[f"{meth} {e} {dt}"]["lower"]
+                lb = torch.tensor(lb, dtype=torch.float64)
+                row[f"lirpa_{meth.lower()} {e} {dt}"] = _certified(lb)
+                diff = lb - _others(ours_m, y)
+                row[f"lirpa_above {meth.lower()} {e} {dt}"] = float(diff.max())
+                row[f"lirpa_below {meth.lower()} {e} {dt}"] = float(-diff.min())
     return row
 
 
-def _print(rows, args):
-    print(f"load: {os.getloadavg()}")
+def _print(rows):
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     print("\nCROWN margin bounds at eps 0.01, CPU seconds (one thread)")
-    hdr = "| model | points | ours | dense | auto_LiRPA | ours / auto_LiRPA | dense / ours |"
-    print(hdr + "\n|---|---|---|---|---|---|---|")
-    for r in rows:
-        ref = r.get("lirpa_s", ANCHOR_S)
-        tag = "" if "lirpa_s" in r else " (anchor)"
-        dense = r.get("dense_s", float("nan"))
-        print(
-            f"| {r['model']} | {r['points']}/{r['of']} | {r['ours_s']:.2f} | "
-            f"{dense:.2f} | {ref:.2f}{tag} | {r['ours_s'] / ref:.2f} (goal <= 2) | "
-            f"{dense / r['ours_s']:.1f}x |"
-        )
-    print("\ncertified accuracy (% of the correctly classified points)")
-    print("| model | eps | IBP subtracted | IBP folded | auto_LiRPA IBP | CROWN | "
-          "auto_LiRPA CROWN | auto_LiRPA above ours (max) |")  # fmt: skip
+    print("| model | points | ours (float64) | dense version | auto_LiRPA float32 | "
+          "auto_LiRPA float64 | ours / auto_LiRPA float32 (goal <= 2) | "
+          "dense / ours |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        f32 = r.get("lirpa_s float32", ANCHOR_S)
+        tag = "" if "lirpa_s float32" in r else " (anchor)"
+        f64 = r.get("lirpa_s float64", float("nan"))
+        dense = r.get("dense_s", float("nan"))
+        print(
+            f"| {r['model']} | {r['points']}/{r['of']} | {r['ours_s']:.3f} | "
+            f"{dense:.2f} | {f32:.3f}{tag} | {f64:.3f} | {r['ours_s'] / f32:.2f} | "
+            f"{dense / r['ours_s']:.0f}x |"
+        )
+    print("\ncertified accuracy, % of the correctly classified points "
+          "(auto_LiRPA: float32 / float64)")  # fmt: skip
+    print("| model | eps | IBP subtracted | IBP folded | auto_LiRPA IBP | CROWN | "
+          "auto_LiRPA CROWN |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    nan = float("nan")
+    for r in rows:
         for e in EPS:
-            la = r.get(f"lirpa_ibp {e}", float("nan"))
-            lc = r.get(f"lirpa_crown {e}", float("nan"))
-            ex = r.get(f"lirpa_excess {e}", float("nan"))
+            li = [r.get(f"lirpa_ibp {e} {d}", nan) for d in ("float32", "float64")]
+            lc = [r.get(f"lirpa_crown {e} {d}", nan) for d in ("float32", "float64")]
             print(
                 f"| {r['model']} | {e} | {r[f'ibp_sub {e}']:.1f} | {r[f'ibp {e}']:.1f} | "
-                f"{la:.1f} | {r[f'crown {e}']:.1f} | {lc:.1f} | {ex:.1e} |"
+                f"{li[0]:.1f} / {li[1]:.1f} | {r[f'crown {e}']:.1f} | "
+                f"{lc[0]:.1f} / {lc[1]:.1f} |"
             )
+    print("\nmargin lower bounds, auto_LiRPA's minus ours: largest above / below")
+    print("| model | eps | IBP float32 | IBP float64 | CROWN float32 | CROWN float64 |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        for e in EPS:
+            cells = []
+            for m in ("ibp", "crown"):
+                for d in ("float32", "float64"):
+                    a = r.get(f"lirpa_above {m} {e} {d}", nan)
+                    b = r.get(f"lirpa_below {m} {e} {d}", nan)
+                    cells.append(f"{a:.1e} / {b:.1e}")
+            print(f"| {r['model']} | {e} | " + " | ".join(cells) + " |")
     for r in rows:
         if "dense_vs_ours" in r:
             print(
-                f"{r['model']}: ours - dense CROWN margin bound, min {r['dense_vs_ours']:.2e}"
+                f"{r['model']}: ours minus the dense version's CROWN margin bound, "
+                f"smallest {r['dense_vs_ours']:.2e}"
             )
 
 
@@ -299,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.models.split(","):
         net = _model(arch, x, y)
         rows.append(bench(arch, net, xt, yt, args))
-    _print(rows, args)
+    _print(rows)
     return 0
 
 

@@ -28,7 +28,17 @@ def _setup(model, x, eps, norm, method) -> tuple[BoundGraph, Tensor, float, str]
     eps = _utils.check_eps(eps)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
-    return as_graph(model, x), x.detach().to(torch.float64), eps, norm
+    graph = as_graph(model, x)
+    _check_logits(graph)
+    return graph, x.detach().to(torch.float64), eps, norm
+
+
+def _check_logits(graph: BoundGraph) -> None:
+    if len(graph.nodes[-1].shape) != 1:
+        raise ValueError(
+            "certify: the model must return logits of shape (N, K), got "
+            f"(N, {', '.join(map(str, graph.nodes[-1].shape))})"
+        )
 
 
 def logit_bounds(
@@ -169,6 +179,7 @@ def certify(
             clean = (model(x).argmax(1) == y).cpu()
         if graph is None:
             graph = as_graph(model, x)
+            _check_logits(graph)
         xd = x.detach().to(torch.float64)
         for row, e in zip(rows, eps_list):
             m = _margins(graph, xd, y, e, norm, method)

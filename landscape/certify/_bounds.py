@@ -103,7 +103,7 @@ class _Bounder:
             i for nd in nodes if nd.op.kind == "nonlinear" for i in nd.inputs
         }
         relu_only = {
-            i: all(type(nodes[k].op).__name__ == "ReLU" for k in consumers[i])
+            i: all(isinstance(nodes[k].op, _ops.ReLU) for k in consumers[i])
             for i in nonlinear_in
         }
         self.frontier = self._frontier()
@@ -143,7 +143,7 @@ class _Bounder:
                 self.relax[k] = op.relax(lo, hi) if self.method == "crown" else None
                 state[k] = ("box", *op.ibp(lo, hi))
                 exact_set[k] = False
-                tight[k] = tight[first] and type(op).__name__ == "ReLU"
+                tight[k] = tight[first] and isinstance(op, _ops.ReLU)
             if k in nonlinear_in and self.method == "crown" and not tight[k]:
                 state[k] = (
                     "box",
@@ -156,7 +156,6 @@ class _Bounder:
                 uses[i] -= 1
                 if uses[i] == 0 and i in state:
                     del state[i]
-        self.out_state = state[len(nodes) - 1]
 
     def _as_box(self, s: tuple) -> tuple[Tensor, Tensor]:
         if s[0] == "box":
