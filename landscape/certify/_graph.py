@@ -209,8 +209,11 @@ def as_graph(model: nn.Module, x: Tensor) -> BoundGraph:
         ValueError: for an operation that cannot be bounded (it is named), or a model
             that ``torch.fx`` cannot trace (data-dependent control flow).
     """
+    tracer = _Tracer()
+    if tracer.is_leaf_module(model, ""):  # one layer as the model: trace it as a leaf
+        model = nn.Sequential(model)
     try:
-        fx_graph = _Tracer().trace(model)
+        fx_graph = tracer.trace(model)
     except Exception as err:  # fx raises many kinds; one clear message
         raise ValueError(
             f"certify: torch.fx cannot trace {type(model).__name__} ({err}); bounds "
