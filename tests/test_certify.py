@@ -286,9 +286,9 @@ def _samples(x, eps, norm, num, g):
     return x.unsqueeze(1) + eps * u
 
 
-def _check_sound(net, x, eps, norm, *, num=300, crown_within_ibp=True):
-    """Logit bounds contain every sampled output; CROWN's lie within IBP's; exact at
-    eps = 0; the margins' lower bounds below every sampled margin."""
+def _check_sound(net, x, eps, norm, *, num=300):
+    """Logit bounds (CROWN, CROWN-IBP) contain every sampled output and lie within
+    IBP's; exact at eps = 0; the margins' lower bounds below every sampled margin."""
     lo, hi = C.logit_bounds(net, x, eps=eps, norm=norm)
     ilo, ihi = C.logit_bounds(net, x, eps=eps, norm=norm, method="ibp")
     g = torch.Generator().manual_seed(0)
@@ -299,13 +299,16 @@ def _check_sound(net, x, eps, norm, *, num=300, crown_within_ibp=True):
         y = graph.forward(x).argmax(1)
     assert (lo.unsqueeze(1) <= out + 1e-10).all()
     assert (hi.unsqueeze(1) >= out - 1e-10).all()
-    if crown_within_ibp:
-        assert (lo >= ilo - 1e-12).all() and (hi <= ihi + 1e-12).all()
+    assert (lo >= ilo - 1e-12).all() and (hi <= ihi + 1e-12).all()
+    clo, chi = C.logit_bounds(net, x, eps=eps, norm=norm, method="crown-ibp")
+    assert (clo.unsqueeze(1) <= out + 1e-10).all()
+    assert (chi.unsqueeze(1) >= out - 1e-10).all()
+    assert (clo >= ilo - 1e-12).all() and (chi <= ihi + 1e-12).all()
     mb = C.margin_bounds(net, x, y, eps=eps, norm=norm).nan_to_num(posinf=0.0)
     sampled = out.gather(2, y.view(-1, 1, 1).expand(-1, num, 1)) - out
     assert (mb.unsqueeze(1) <= sampled + 1e-10).all()
     z0 = graph.forward(x)
-    for method in ("crown", "ibp"):
+    for method in ("crown", "crown-ibp", "ibp"):
         lo0, hi0 = C.logit_bounds(net, x, eps=0.0, norm=norm, method=method)
         torch.testing.assert_close(lo0, z0, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(hi0, z0, rtol=1e-10, atol=1e-10)

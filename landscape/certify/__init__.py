@@ -8,9 +8,11 @@ average and max pooling / Flatten / ReLU / additions), L-inf and L2, in float64.
   weights read exactly from the modules; :func:`spec_bounds` bounds any linear
   function of the output on it.
 - Methods: ``"ibp"`` (interval bound propagation, Gowal et al. 2018, the margin
-  folded into the last linear layers as auto_LiRPA does) and ``"crown"`` (linear
-  relaxation, Zhang et al. 2018), implemented here; convolutions are never dense
-  matrices (bounds pass through ``conv2d`` / ``conv_transpose2d``). auto_LiRPA 0.3,
+  folded into the last linear layers as auto_LiRPA does), ``"crown"`` (linear
+  relaxation, Zhang et al. 2018) and ``"crown-ibp"`` (CROWN on IBP's intermediate
+  bounds, Zhang et al. 2020: one backward pass, for deep networks such as ResNets),
+  implemented here; convolutions are never dense matrices (bounds pass through
+  ``conv2d`` / ``conv_transpose2d``). auto_LiRPA 0.3,
   the only release on PyPI, does not import with numpy 2 and torch 2.13 without
   patches (``benchmarks/README.md`` compares the two).
 

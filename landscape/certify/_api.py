@@ -113,7 +113,7 @@ class CertifyResult(io.Result):
     Attributes:
         eps: budgets, (E,).
         norm: ``"linf"`` or ``"l2"``.
-        method: ``"crown"`` or ``"ibp"``.
+        method: ``"crown"``, ``"crown-ibp"`` or ``"ibp"``.
         certified: (E, N) bool, prediction provably constant (and correct) on the ball.
         clean_correct: (N,) bool.
         meta: settings and provenance.
@@ -151,8 +151,9 @@ def certify(
         data: ``(x, y)`` tensors or an iterable of batches, x in [0, 1].
         eps: one budget or a sweep.
         norm: ``"linf"`` (ball intersected with the input box) or ``"l2"``.
-        method: ``"crown"`` (default) or ``"ibp"`` (margins folded into the last
-            linear layers, see :func:`margin_bounds`).
+        method: ``"crown"`` (default), ``"crown-ibp"`` (CROWN on IBP's
+            intermediate bounds: one backward pass, for deep networks) or ``"ibp"``
+            (margins folded into the last linear layers, see :func:`margin_bounds`).
         batch_size: for ``(x, y)`` tensors.
         progressbar: tqdm bar over (eps, batch).
 
