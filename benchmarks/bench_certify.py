@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _bench  # noqa: E402
 import _lirpa_certify as lirpa  # noqa: E402
 
 from landscape import certify, data  # noqa: E402
@@ -250,7 +251,6 @@ def bench(arch, net, x, y, args) -> dict:
 
 
 def _print(rows):
-    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     print("\nCROWN margin bounds at eps 0.01, CPU seconds (one thread)")
     print("| model | points | ours (float64) | dense version | auto_LiRPA float32 | "
           "auto_LiRPA float64 | ours / auto_LiRPA float32 (goal <= 2) | "
@@ -324,4 +324,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _bench.run(main)
