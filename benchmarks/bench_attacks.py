@@ -47,14 +47,8 @@ def _train(model, x, y, epochs: int) -> None:
         for i in range(0, len(y), 100):
             xb, yb = x[i : i + 100], y[i : i + 100]
             if ep:
-                xb = A.perturb(
-                    model,
-                    xb,
-                    yb,
-                    eps=0.2,
-                    steps=3,
-                    alpha=0.1,
-                    generator=torch.Generator().manual_seed(i),
+                xb = A.PGD(eps=0.2, steps=3, alpha=0.1)(
+                    model, xb, yb, torch.Generator().manual_seed(i)
                 )
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
@@ -168,13 +162,23 @@ def main(argv: list[str] | None = None) -> int:
         bench(
             f"pgd-{k} (no early stop)",
             lambda k=k: A.pgd(
-                model, xt, yt, eps=eps, steps=k, early_stop=False, generator=g()
-            ),
+                model,
+                xt,
+                yt,
+                eps=eps,
+                steps=k,
+                loss="ce",
+                keep="best",
+                early_stop=False,
+                generator=g(),
+            ),  # fmt: skip
             expected_units=k,
         )
         bench(
             f"pgd-{k}",
-            lambda k=k: A.pgd(model, xt, yt, eps=eps, steps=k, generator=g()),
+            lambda k=k: A.pgd(
+                model, xt, yt, eps=eps, steps=k, loss="ce", keep="best", generator=g()
+            ),
         )
     bench(
         f"pgd-{steps} grid3 x 2 restarts",
@@ -186,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             steps=steps,
             restarts=2,
             alpha=[eps / 4, eps / 10, 2.5 * eps / steps],
+            loss="ce",
+            keep="best",
             generator=g(),
         ),
     )

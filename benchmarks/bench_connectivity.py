@@ -2,12 +2,14 @@
 
 Anchor: one epoch of plain PGD-k adversarial training of one model
 (``landscape.train.adversarial_train``, per-epoch evaluation and checks off) on the
-same data, batch size, attack and optimizer. A curve step does the same work (k
-input-gradient passes of the attack, one forward + backward, one optimizer step) at
-``theta(t)``, plus building ``theta(t)`` from the control points and going through
-``torch.func.functional_call``; the goal is a ratio close to 1.
+same data, batch size, attack and optimizer. The curve epoch is the same trainer on a
+``connectivity.CurveModel`` (the bends trained at a random t per batch): a curve step
+does the same work (k input-gradient passes of the attack, one forward + backward,
+one optimizer step) at ``theta(t)``, plus building ``theta(t)`` from the control
+points in every forward pass and going through ``torch.func.functional_call``; the
+goal is a ratio close to 1.
 
-Reported: ``ratio = (train_curve epoch) / (adversarial_train epoch)``, the median of
+Reported: ``ratio = (curve epoch) / (adversarial_train epoch)``, the median of
 interleaved pairs (each curve epoch timed right after its anchor, so both see the same
 machine load), and images per second of each. CPU setting: LeNet (width 1) on 1,000
 MNIST images (random images when the files are missing), batch 100, PGD-5, Adam, one
@@ -26,8 +28,8 @@ import warnings
 import _bench
 import torch
 
-from landscape import connectivity, models
-from landscape.train import TrainConfig, adversarial_train
+from landscape import attacks, connectivity, models
+from landscape.train import Runtime, TrainConfig, adversarial_train
 
 
 def _data(n: int):
@@ -63,15 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=bs,
         optimizer="adam",
         lr=1e-3,
-        eps=eps,
-        steps=args.steps,
-        eval_num=0,
-        co_check_num=0,
-        amp="off",
-        channels_last=False,
-    )
-    cc = connectivity.CurveConfig(
-        epochs=1, batch_size=bs, optimizer="adam", lr=1e-3, eps=eps, steps=args.steps
+        attack=attacks.PGD(eps=eps, steps=args.steps),
+        runtime=Runtime(eval_num=0, co_check_num=0, amp="off", channels_last=False),
     )
     torch.manual_seed(0)
     a = models.build("lenet", dataset="mnist")
@@ -82,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         adversarial_train(m, (x, y), tc)
         t1 = time.perf_counter()
-        connectivity.train_curve(a, b, (x, y), cc)
+        adversarial_train(connectivity.CurveModel(a, b), (x, y), tc)
         t2 = time.perf_counter()
         if i:
             t_plain.append(t1 - t0)
@@ -94,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{pairs} interleaved pairs"
     )
     print(f"  adversarial_train epoch: {tp:.3f} s ({n / tp:.0f} img/s)")
-    print(f"  train_curve epoch:       {tcv:.3f} s ({n / tcv:.0f} img/s)")
+    print(f"  curve epoch:             {tcv:.3f} s ({n / tcv:.0f} img/s)")
     print(
         f"  ratio curve / plain: median {statistics.median(ratios):.3f} "
         f"(min {min(ratios):.3f}, max {max(ratios):.3f})"

@@ -3,7 +3,7 @@
 1. Robust logistic loss + gradient w.r.t. ``(w, b)`` of a binary linear model
    (d = 784, MNIST-sized, float32, one thread): the closed form
    (:func:`landscape.linear.robust_loss`, one matrix-vector product and one dual
-   norm) against PGD-k (:func:`landscape.attacks.perturb`, k steps) followed by the
+   norm) against PGD-k (:class:`landscape.attacks.PGD`, k steps) followed by the
    loss and gradient at the adversarial points. Both give the same number on a linear
    model (checked here); the anchor is the closed form and the physical limit of the
    ratio is ``k + 1`` (PGD-k does k + 1 forward-backward passes through the same
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from landscape import linear
-from landscape.attacks import perturb
+from landscape.attacks import PGD
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +58,7 @@ def bench_loss(batch: int, steps_list: list[int], repeats: int) -> None:
 
     def pgd(k):
         def run():
-            xa = perturb(lin, x, y, eps=eps, steps=k, loss_fn=loss_fn, generator=g)
+            xa = PGD(eps=eps, steps=k, loss=loss_fn)(lin, x, y, g)
             loss = F.softplus(-y * lin(xa)[:, 0]).mean()
             return torch.autograd.grad(loss, (lin.weight, lin.bias)), loss
 

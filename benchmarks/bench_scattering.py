@@ -2,7 +2,8 @@
 
 1. Cost of one scattering measurement (one batch, one eps, D directions x S scales, so
    K = 1 + D*S weight points) in units of the anchor "one PGD attack + one parameter
-   gradient" at ``w`` (``landscape.attacks.perturb`` + ``torch.autograd.grad``).
+   gradient" at ``w`` (the training PGD ``landscape.attacks.PGD`` +
+   ``torch.autograd.grad``).
    Physical limit: every point needs its own attack and gradient, so the compute floor
    is K anchors (ratio per point = 1); batching (``torch.func.vmap``) can only win by
    removing per-call overhead, the loop over points (``strategy="loop"``) shows the
@@ -24,19 +25,13 @@ import _bench
 import torch
 import torch.nn.functional as F
 
-from landscape import models, scattering
-from landscape.attacks import perturb
+from landscape import attacks, models, scattering
 
 
 def _anchor(model, x, y, eps, steps):
     def run():
-        xa = perturb(
-            model,
-            x,
-            y,
-            eps=eps,
-            steps=steps,
-            generator=torch.Generator().manual_seed(0),
+        xa = attacks.PGD(eps=eps, steps=steps)(
+            model, x, y, torch.Generator().manual_seed(0)
         )
         loss = F.cross_entropy(model(xa), y)
         torch.autograd.grad(loss, [p for p in model.parameters()])
@@ -54,10 +49,9 @@ def bench_measurement(name, model, x, y, *, eps, steps, D, S, reps):
             model,
             None,
             [(x, y)],
-            eps=[eps],
+            attack=attacks.PGD(eps=eps, steps=steps),
             scales=scales,
             num_directions=D,
-            steps=steps,
             strategy=strategy,
             generator=torch.Generator().manual_seed(0),
         )
@@ -77,7 +71,7 @@ def bench_measurement(name, model, x, y, *, eps, steps, D, S, reps):
         f"= {b / (K * a):5.2f} per point (limit 1.0)"
     )
     print(
-        f"  scattering loop (perturb)   {lo * 1e3:8.1f} ms = {lo / a:6.2f} anchors "
+        f"  scattering loop (attack)    {lo * 1e3:8.1f} ms = {lo / a:6.2f} anchors "
         f"= {lo / (K * a):5.2f} per point;  vmap speedup x{lo / b:.2f}"
     )
     return b / (K * a), lo / (K * a)

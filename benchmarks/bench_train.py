@@ -14,8 +14,8 @@ k input-gradient passes plus one full pass, so the anchor for a PGD-k epoch is
 - the same PGD-k epoch with oneDNN left on during the attack (``attack_onednn``), and
   with PyTorch's own max-pooling in the attack (ablation of the strided-view pooling
   of ``landscape._pool``);
-- ``attack = perturb(steps=k) / (k bare input-gradient steps)``: overhead of
-  ``landscape.attacks.perturb`` over a hand-written loop;
+- ``attack = PGD(steps=k) / (k bare input-gradient steps)``: overhead of the
+  training PGD (``landscape.attacks.PGD``, ``keep="last"``) over a hand-written loop;
 - images per second of each.
 
 CPU setting: LeNet on an MNIST subset (``LANDSCAPE_DATA``; random images when the files
@@ -38,6 +38,7 @@ the pairs (min-max) and at the end. Run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -47,8 +48,8 @@ import torch
 import torch.nn.functional as F
 
 from landscape import _pool, models
-from landscape.attacks import perturb
-from landscape.train import TrainConfig, adversarial_train
+from landscape.attacks import PGD
+from landscape.train import Runtime, TrainConfig, adversarial_train
 
 
 def _data(name: str, n: int, device):
@@ -116,21 +117,14 @@ def bare_attack(model, x, y, k, eps, device, ctx) -> float:
     return _clock() - t0
 
 
-def perturb_attack(model, x, y, k, eps, device, ctx) -> float:
+def pgd_attack(model, x, y, k, eps, device, ctx) -> float:
     g = torch.Generator(device=device).manual_seed(0)
+    attack = PGD(eps=eps, steps=k, alpha=eps / 4)
     _sync(device)
     t0 = _clock()
     for i in range(0, len(x), 100):
         with ctx():
-            perturb(
-                model,
-                x[i : i + 100],
-                y[i : i + 100],
-                eps=eps,
-                alpha=eps / 4,
-                steps=k,
-                generator=g,
-            )
+            attack(model, x[i : i + 100], y[i : i + 100], g)
     _sync(device)
     return _clock() - t0
 
@@ -212,24 +206,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return contextlib.nullcontext()
 
+    runtime = Runtime(eval_num=0, co_check_num=0, amp=amp)
     base = dict(
-        epochs=1,
-        batch_size=bs,
-        optimizer="sgd",
-        lr=1e-3,
-        eval_num=0,
-        co_check_num=0,
-        shuffle=False,
-        amp=amp,
-        seed=0,
+        epochs=1, batch_size=bs, optimizer="sgd", lr=1e-3, shuffle=False, seed=0
     )
-    plain_cfg = TrainConfig(**base, eps=0.0, attack="none")
+    plain_cfg = TrainConfig(**base, attack=None, runtime=runtime)
     pgd_cfgs = {
-        k: TrainConfig(**base, eps=eps, attack="pgd", steps=k, alpha_rel=0.25)
+        k: TrainConfig(
+            **base, attack=PGD(eps=eps, steps=k, alpha_rel=0.25), runtime=runtime
+        )
         for k in ks
     }
     k0 = ks[0]
-    onednn_cfg = pgd_cfgs[k0].replace(attack_onednn="on")
+    onednn_cfg = dataclasses.replace(
+        pgd_cfgs[k0], runtime=dataclasses.replace(runtime, attack_onednn="on")
+    )
     print(
         f"device={device} model={arch} width={args.width:g} images={n} batch={bs} "
         f"pairs={reps} threads={torch.get_num_threads()} "
@@ -282,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                 add("native_pool", t)
                 add("ratio_native_pool", t / a)
             ba = bare_attack(model, x[:m], y[:m], k, eps, device, ctx)
-            pa = perturb_attack(model, x[:m], y[:m], k, eps, device, ctx)
-            add(f"perturb{k}", pa / ba)
+            pa = pgd_attack(model, x[:m], y[:m], k, eps, device, ctx)
+            add(f"attack{k}", pa / ba)
         loads.append(_load())
     med = {k: statistics.median(v) for k, v in res.items()}
     print(
@@ -298,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         t = med[f"pgd{k}"]
         print(
             f"PGD-{k} epoch: {t:.3f} s, {n / t:.0f} img/s; ratio vs (k+1) plain epochs "
-            f"{_spread(res[f'ratio{k}'])} (goal <= 0.80); perturb vs bare attack "
-            f"loop {med[f'perturb{k}']:.3f}"
+            f"{_spread(res[f'ratio{k}'])} (goal <= 0.80); PGD vs bare attack "
+            f"loop {med[f'attack{k}']:.3f}"
         )
         # Load only ever adds CPU time (shared caches and cores), so the fastest
         # windows estimate the quiet machine (equal lengths and counts on both sides).

@@ -389,24 +389,20 @@ def train_warmup(
     the first half of the epochs (without the ramp a small LeNet trained from scratch
     at eps = 0.3 stays at the constant classifier); no per-epoch evaluation.
     Returns the :class:`landscape.train.TrainResult`; ``model`` is trained in place."""
+    from landscape import attacks
     from landscape.data import batches
-    from landscape.train import TrainConfig, adversarial_train
+    from landscape.train import Runtime, TrainConfig, adversarial_train
 
     tc = TrainConfig(
         epochs=epochs,
         batch_size=64,
         optimizer="adam",
         lr=lr,
-        eps=eps,
+        attack=attacks.PGD(eps=eps, steps=steps) if eps > 0 else None,
         eps_schedule="linear",
         eps_kwargs={"warmup": max(epochs // 2, 1)},
-        attack="pgd" if eps > 0 else "none",
-        steps=steps,
-        eval_num=0,
-        co_check_num=0,
         seed=ctx.seed,
-        amp="off",
-        channels_last=False,
+        runtime=Runtime(eval_num=0, co_check_num=0, amp="off", channels_last=False),
     )
     loader = batches(
         x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=ctx.device
@@ -508,34 +504,54 @@ def run_figure(
     return 0
 
 
-def paper_lenet_config(ctx: Context, eps: float, **kw: Any):
+def paper_lenet_config(ctx: Context, eps: float, *, eval_num: int | None = None):
     """The paper's MNIST LeNet training at ``eps`` (preset ``mnist-lenet``: PGD step
     0.01 with ``eps / 0.01 + 10`` steps; plain training at eps 0), seeded with
-    ``ctx.seed``; ``kw`` overrides fields."""
+    ``ctx.seed``; ``eval_num`` test images per epoch (default the preset's)."""
+    import dataclasses
+
     from landscape import train
 
-    cfg, _ = train.preset("mnist-lenet", eps=eps, steps=int(round(eps / 0.01)) + 10)
-    return cfg.replace(attack="pgd" if eps > 0 else "none", seed=ctx.seed, **kw)
+    cfg = train.preset("mnist-lenet")
+    steps = int(round(eps / 0.01)) + 10
+    attack = dataclasses.replace(cfg.attack, eps=eps, steps=steps)
+    rt = cfg.runtime if eval_num is None else dataclasses.replace(
+        cfg.runtime, eval_num=eval_num
+    )  # fmt: skip
+    return dataclasses.replace(
+        cfg, attack=attack if eps > 0 else None, seed=ctx.seed, runtime=rt
+    )
 
 
-def small_lenet_config(ctx: Context, s: dict, eps: float, **kw: Any):
+def small_lenet_config(
+    ctx: Context,
+    s: dict,
+    eps: float,
+    *,
+    eval_num: int = 1000,
+    eval_steps: int | None = None,
+):
     """A CPU-size MNIST LeNet training run: ``s["epochs"]`` epochs of batch 50, Adam at
     ``s["lr"]``, PGD-``s["steps"]`` at ``eps`` (plain training at eps 0), no
-    constant-classifier check, seeded with ``ctx.seed``; ``kw`` sets more fields."""
-    from landscape import train
+    constant-classifier check, seeded with ``ctx.seed``; the per-epoch evaluation on
+    ``eval_num`` test images with the quick preset's PGD of ``eval_steps`` steps
+    (default 10)."""
+    from landscape import attacks, evaluate, train
 
+    eval_attack = None
+    if eval_steps is not None:
+        eval_attack = evaluate.preset_attacks("quick", eps, steps=eval_steps)[0]
     return train.TrainConfig(
         epochs=s["epochs"],
         batch_size=50,
         optimizer="adam",
         lr=s["lr"],
-        eps=eps,
-        attack="pgd" if eps > 0 else "none",
-        steps=s["steps"],
-        co_check_num=0,
+        attack=attacks.PGD(eps=eps, steps=s["steps"]) if eps > 0 else None,
         seed=ctx.seed,
         model="lenet",
-        **kw,
+        runtime=train.Runtime(
+            eval_num=eval_num, eval_attack=eval_attack, co_check_num=0
+        ),
     )
 
 

@@ -130,7 +130,7 @@ class Spec:
         return SIZE[name] if v is None else v
 
     def config(self):
-        from landscape import train
+        from landscape import attacks, train
 
         epochs = self.get("epochs")
         kw: dict[str, Any] = {}
@@ -138,30 +138,34 @@ class Spec:
             kw["eps_kwargs"] = {"warmup": epochs / 2}
         elif self.schedule == "periodic":
             kw["eps_kwargs"] = {"shape": "cosine", "peak": 1.5 * self.eps}
+        steps = self.get("steps")
         return train.TrainConfig(
             epochs=epochs,
             batch_size=SIZE["batch_size"],
             optimizer="adam",
             lr=self.lr,
-            eps=self.eps,
+            attack=attacks.PGD(eps=self.eps, steps=steps) if self.eps > 0 else None,
             eps_schedule=self.schedule,
             periods=SIZE["periods"],
-            attack="pgd" if self.eps > 0 else "none",
-            steps=self.get("steps"),
-            eval_num=SIZE["eval_num"],
-            eval_steps=SIZE["eval_steps"],
-            eval_attack="pgd",
-            co_check_num=0,
             seed=self.seed,
-            amp="off",
-            channels_last=False,
             model=self.arch,
             model_kwargs={
                 "dataset": "mnist",
                 "width": self.width,
                 "activation": self.activation,
             },
-            data={"name": "mnist", "num_train": self.get("num_train")},
+            dataset=train.DataRecord("mnist", num_train=self.get("num_train")),
+            # the per-epoch robust accuracy: a training PGD (step eps / 4) batch by
+            # batch, cheaper than the evaluation protocol
+            runtime=train.Runtime(
+                eval_num=SIZE["eval_num"],
+                eval_attack=attacks.PGD(
+                    eps=self.eps, steps=SIZE["eval_steps"], alpha_rel=0.25
+                ),
+                co_check_num=0,
+                amp="off",
+                channels_last=False,
+            ),
             **kw,
         )
 
@@ -347,13 +351,15 @@ def final_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
             g = torch.Generator().manual_seed(0)
             correct = []
             for i in range(0, len(xt), 500):
-                xa = attacks.pgd(
+                xa = attacks.pgd(  # the evaluation PGD: best iterate
                     model,
                     xt[i : i + 500],
                     yt[i : i + 500],
                     eps=e,
                     alpha=2.5 * e / SIZE["final_steps"],
                     steps=SIZE["final_steps"],
+                    loss="ce",
+                    keep="best",
                     generator=g,
                 )
                 with torch.no_grad():
@@ -575,12 +581,10 @@ def protocol_eval(
     name = f"{protocol}{'_ens' if ensemble else ''}_eps{eps:g}_n{num}"
     # a result or a half-done state of an older definition of the preset (e.g. the
     # standard protocol before FAB-T joined it) is stale: drop it and recompute
-    current = [a.name for a in evaluate.preset_attacks(protocol)]
+    preset = evaluate.preset_attacks(protocol, eps)
+    current = [a.name for a in preset]
     folder = root(ctx) / "evals" / spec.key
-    defn = [
-        (a.name, a.kwargs, a.kind, a.alpha_rel)
-        for a in evaluate.preset_attacks(protocol)
-    ]
+    defn = [a.to_dict() for a in preset]
     sig = hashlib.sha1(repr(defn).encode()).hexdigest()[:8]
     cached = folder / f"{name}.json"
     if cached.exists() and json.loads(cached.read_text()).get("attacks") != current:

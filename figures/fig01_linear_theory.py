@@ -8,7 +8,7 @@ max-margin ``gamma`` (L1-constrained weights, a linear program) and the
 constant-classifier threshold ``eps*`` marked. The curves are the exact optimum of
 the convex closed form (:func:`landscape.linear.robust_train_closed_form`, L-BFGS-B);
 the markers are full-batch PGD adversarial training of the same model
-(:func:`landscape.linear.robust_train_pgd`: :func:`landscape.attacks.perturb`, 3
+(:func:`landscape.linear.robust_train_pgd`: :class:`landscape.attacks.PGD`, 3
 steps, 600 full-batch Adam iterations with cosine decay at the default size; ``--trainer`` runs them through
 ``landscape.train.adversarial_train`` instead) started from the same initialisation.
 Past eps* PGD-AT ends near, not exactly at, ``w = 0`` (the L1 kink makes SGD hover),

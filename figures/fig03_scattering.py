@@ -167,8 +167,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
                     model,
                     None,
                     ev,
-                    eps=[eps],
-                    steps=cfg["attack_steps"],
+                    attack=attacks.PGD(eps=eps, steps=cfg["attack_steps"]),
                     generator=gen,
                 ).per_example[0]
             )

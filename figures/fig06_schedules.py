@@ -47,6 +47,7 @@ Output: ``figures/out/fig06_schedules.{png,pdf,md}`` (``--out-dir`` to change).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -87,16 +88,21 @@ def settings(ctx: _common.Context) -> dict:
 
 def _config(ctx: _common.Context, s: dict, schedule: str) -> train.TrainConfig:
     if ctx.size == "full":
-        base, _ = train.preset("mnist-lenet", eps=EPS)
+        base = train.preset("mnist-lenet")
+        base = dataclasses.replace(
+            base, attack=dataclasses.replace(base.attack, eps=EPS)
+        )
     else:
         base = _common.small_lenet_config(ctx, s, EPS, eval_steps=s["steps"])
     kw: dict = dict(eps_schedule=schedule, periods=s["periods"], seed=ctx.seed)
-    kw.update(eval_num=min(200, s["num_eval"]), co_check_num=0)
+    kw["runtime"] = dataclasses.replace(
+        base.runtime, eval_num=min(200, s["num_eval"]), co_check_num=0
+    )
     if schedule in ("linear", "cosine"):
         kw["eps_kwargs"] = {"warmup": s["epochs"] / 2}
     elif schedule == "periodic":
         kw["eps_kwargs"] = {"shape": "cosine", "peak": 0.6}
-    return base.replace(**kw)
+    return dataclasses.replace(base, **kw)
 
 
 def compute(ctx: _common.Context) -> _common.FigureData:

@@ -79,21 +79,29 @@ def settings(ctx: _common.Context) -> dict:
 
 
 def _config(ctx: _common.Context, s: dict) -> train.TrainConfig:
-    cfg, _ = train.preset("madry-mnist")
+    cfg = train.preset("madry-mnist")
+    rt = dataclasses.replace(
+        cfg.runtime, eval_num=min(200, s["num_eval"]), co_check_num=0
+    )
     kw: dict = dict(
         epochs=s["epochs"],
         seed=ctx.seed,
-        eval_num=min(200, s["num_eval"]),
-        co_check_num=0,
         model_kwargs={"width": s["width"], "dataset": "mnist"},
     )
     if ctx.size != "full":
-        kw.update(lr=s["lr"], steps=s["steps"], alpha=None, eval_steps=s["steps"])
+        # CPU sizes: fewer PGD steps of the default size 2.5 eps / steps
+        kw.update(
+            lr=s["lr"],
+            attack=dataclasses.replace(cfg.attack, steps=s["steps"], alpha=None),
+        )
+        rt = dataclasses.replace(
+            rt, eval_attack=dataclasses.replace(rt.eval_attack, steps=s["steps"])
+        )
         # Deviation from the replica at CPU sizes: with this little training a constant
         # eps = 0.3 leaves the CNN at the constant classifier (the stall of fig02), so
         # eps ramps up linearly over the first half of training.
         kw.update(eps_schedule="linear", eps_kwargs={"warmup": s["epochs"] / 2})
-    return cfg.replace(**kw)
+    return dataclasses.replace(cfg, runtime=rt, **kw)
 
 
 def compute(ctx: _common.Context) -> _common.FigureData:

@@ -6,7 +6,8 @@ Two LeNets are trained with PGD from different initialisations
 (``landscape.train.adversarial_train``, eps ramped up over the first half of the
 epochs). The straight line between them (``landscape.connectivity.init_curve``) and a
 quadratic Bezier curve whose bend is trained with PGD adversarial training at random
-t (``landscape.connectivity.train_curve``; endpoints fixed) are scanned at equally
+t (a ``landscape.connectivity.CurveModel`` trained by ``adversarial_train``; endpoints
+fixed) are scanned at equally
 spaced t on test images (``scan_curve``): clean loss / accuracy and robust loss /
 accuracy under PGD at the training eps. The barrier height is the maximum loss along
 a path minus the mean of the endpoints' losses (for accuracy: the endpoints' mean
@@ -29,7 +30,6 @@ Output: ``figures/out/fig08_mode_connectivity.{png,pdf}``.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -39,7 +39,7 @@ import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import attacks, connectivity, data, models  # noqa: E402
+from landscape import attacks, connectivity, data, models, train  # noqa: E402
 
 NAME = "fig08_mode_connectivity"
 NOTE = "CPU sizes illustrate the effect; --full is a GPU run"
@@ -63,7 +63,8 @@ def settings(ctx: _common.Context) -> dict:
 
 
 def _scan(ctx, s, model, curve, test) -> connectivity.CurveScan:
-    attack = functools.partial(attacks.pgd, eps=s["eps"], steps=s["eval_steps"])
+    # the evaluation PGD (best iterate, random start)
+    attack = attacks.PGD(eps=s["eps"], steps=s["eval_steps"], loss="ce", keep="best")
     return connectivity.scan_curve(
         model,
         torch.nn.CrossEntropyLoss(),
@@ -89,26 +90,25 @@ def compute(ctx: _common.Context) -> _common.FigureData:
             m, x, y, s["eps"], epochs=s["epochs"], lr=s["lr"], steps=s["steps"], ctx=ctx
         )
         ends.append(m.eval())
-    cfg = connectivity.CurveConfig(
-        kind="bezier",
-        num_bends=1,
+    # the curve, trained by the one training loop: its bends at a random t per batch
+    curve_model = connectivity.CurveModel(ends[0], ends[1], kind="bezier", num_bends=1)
+    cfg = train.TrainConfig(
         epochs=s["curve_epochs"],
         batch_size=64,
         optimizer="adam",
         lr=s["lr"],
-        eps=s["eps"],
-        attack="pgd",
-        steps=s["steps"],
+        attack=attacks.PGD(eps=s["eps"], steps=s["steps"]),
         seed=ctx.seed,
+        runtime=train.Runtime(eval_num=0, co_check_num=0),
     )
     loader = data.batches(x, y, batch_size=64, shuffle=True, seed=ctx.seed, device=dev)
-    res = connectivity.train_curve(ends[0], ends[1], loader, cfg, progressbar=True)
+    res = train.adversarial_train(curve_model, loader, cfg, progressbar=True)
     test = data.batches(xt, yt, batch_size=500, device=dev)
     scans = {
         "line": _scan(
             ctx, s, ends[0], connectivity.init_curve(*ends, kind="line"), test
         ),
-        "bezier": _scan(ctx, s, ends[0], res.curve.to(dev), test),
+        "bezier": _scan(ctx, s, ends[0], curve_model.curve(), test),
     }
     arrays: dict[str, np.ndarray] = {"ts": scans["line"].ts}
     table: dict = {

@@ -22,7 +22,6 @@ This module is the lowest layer of the tools: it imports nothing of ``landscape`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -54,7 +53,6 @@ __all__ = [
     "number",
     "json_dict",
     "pick",
-    "field_flags",
     "progress",
     "device",
     "dataset_name",
@@ -202,13 +200,6 @@ def number(s: str) -> float:
 def pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The flags ``names`` as keyword arguments of the same names (``eps=args.eps``)."""
     return {n: getattr(args, n) for n in names}
-
-
-def field_flags(args: argparse.Namespace, *configs: type) -> dict[str, Any]:
-    """The flags named like a field of one of the dataclasses ``configs``, as keyword
-    arguments for them (a flag of a config setting has the setting's name)."""
-    names = {f.name for c in configs for f in dataclasses.fields(c)}
-    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def json_dict(s: str) -> dict:

@@ -9,7 +9,6 @@ import hashlib
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +18,6 @@ __all__ = [
     "check_eps",
     "check_logits",
     "check_norm",
-    "check_training_attack",
     "first_examples",
     "eval_mode",
     "flatten",
@@ -202,33 +200,6 @@ def check_norm(norm: str | float | int) -> str:
     if key in _NORMS:
         return _NORMS[key]
     raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-
-
-_TRAINING_ATTACKS = ("pgd", "fgsm", "none")
-
-
-def check_training_attack(cfg: Any) -> str:
-    """Validate the adversary of a training config (``eps``, ``norm``, ``attack``,
-    ``steps``, ``alpha``, ``alpha_rel``); returns the normalised norm name.
-
-    The one check of the trainer's and the curve trainer's settings.
-    """
-    check_eps(cfg.eps)
-    norm = check_norm(cfg.norm)
-    if cfg.attack not in _TRAINING_ATTACKS:
-        raise ValueError(
-            f"unknown attack {cfg.attack!r}; choose one of {_TRAINING_ATTACKS}"
-        )
-    if cfg.attack == "pgd" and int(cfg.steps) < 1:
-        raise ValueError(f"PGD training needs steps >= 1, got {cfg.steps}")
-    for name in ("alpha_rel", "alpha"):
-        v = getattr(cfg, name)
-        if v is not None and not v > 0:
-            raise ValueError(
-                f"the step size {name} must be > 0, got {v} (a step larger than "
-                "eps is fine: FGSM-RS uses alpha_rel=1.25)"
-            )
-    return norm
 
 
 def first_examples(

@@ -50,11 +50,17 @@ def gaussian_mlp(
     return m.eval(), x[num_train:], y[num_train:]
 
 
-def tiny_train_config(**kw: Any):
+def tiny_train_config(*, attack: Any = ..., runtime: dict | None = None, **kw: Any):
     """A seconds-long :class:`landscape.train.TrainConfig`: 2 epochs of batch 16 at lr
-    0.1 with PGD-2 at eps 0.1, no per-epoch evaluation and no constant-classifier
-    check, seed 0; ``kw`` sets more fields (or other values of these)."""
-    from landscape.train import TrainConfig
+    0.1 with PGD-2 at eps 0.1 (``attack``: another attack value, or None for standard
+    training), no per-epoch evaluation and no constant-classifier check, seed 0;
+    ``kw`` sets more science fields (or other values of these), ``runtime`` more
+    :class:`landscape.train.Runtime` fields."""
+    from landscape import attacks
+    from landscape.train import Runtime, TrainConfig
 
-    base = dict(epochs=2, batch_size=16, lr=0.1, eps=0.1, steps=2, eval_num=0)
-    return TrainConfig(**{**base, "co_check_num": 0, "seed": 0, **kw})
+    if attack is ...:
+        attack = attacks.PGD(eps=0.1, steps=2)
+    rt = {"eval_num": 0, "co_check_num": 0, **(runtime or {})}
+    base = {"epochs": 2, "batch_size": 16, "lr": 0.1, "seed": 0, **kw}
+    return TrainConfig(**base, attack=attack, runtime=Runtime(**rt))

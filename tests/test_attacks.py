@@ -16,6 +16,15 @@ from landscape import attacks as A
 # ------------------------------------------------------------------ linear model
 
 
+def _eval_pgd(model, x, y, *, eps, norm="linf", steps=20, loss="ce", **kw):
+    """The evaluation PGD (``keep="best"``) at the evaluation presets' settings: 20
+    steps, cross-entropy, a random first start for L-inf and ``x`` for L2."""
+    kw.setdefault("random_start", norm == "linf")
+    return A.pgd(
+        model, x, y, eps=eps, norm=norm, steps=steps, loss=loss, keep="best", **kw
+    )
+
+
 def _robust(model, xa, y):
     with torch.no_grad():
         return model(xa).argmax(1) == y
@@ -40,7 +49,7 @@ def test_pgd_matches_linear_closed_form(k, norm, kw):
         kw["alpha"] = [a * eps for a in kw["alpha"]]
     expected, gap = _closed_form(w, z, y, eps, norm)
     keep = gap > 1e-6  # points exactly on the boundary are measure zero
-    xa = A.pgd(
+    xa = _eval_pgd(
         model,
         x,
         y,
@@ -66,7 +75,7 @@ def test_pgd_l2_default_settings_match_closed_form(seed):
         keep = gap > 1e-6
         for steps in (20, 50):
             g = torch.Generator().manual_seed(0)
-            xa = A.pgd(model, x, y, eps=eps, norm="l2", steps=steps, generator=g)
+            xa = _eval_pgd(model, x, y, eps=eps, norm="l2", steps=steps, generator=g)
             assert torch.equal(_robust(model, xa, y)[keep], expected[keep]), (
                 eps,
                 steps,
@@ -174,10 +183,10 @@ def _images(n=12, seed=0):
 
 ATTACKS = {
     "fgsm": lambda m, x, y, **k: A.fgsm(m, x, y, **k),
-    "pgd": lambda m, x, y, **k: A.pgd(
-        m, x, y, steps=4, restarts=2, alpha=[0.3 * k["eps"], 0.1 * k["eps"]], **k
+    "pgd": lambda m, x, y, **k: _eval_pgd(
+        m, x, y, steps=4, restarts=2, alpha_rel=[0.3, 0.1], **k
     ),
-    "pgd-dlr": lambda m, x, y, **k: A.pgd(m, x, y, steps=3, loss="dlr", **k),
+    "pgd-dlr": lambda m, x, y, **k: _eval_pgd(m, x, y, steps=3, loss="dlr", **k),
     "apgd-ce": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, restarts=2, **k),
     "apgd-dlr": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, loss="dlr", **k),
     "apgd-t": lambda m, x, y, **k: A.apgd_t(m, x, y, steps=5, num_targets=3, **k),
@@ -293,7 +302,7 @@ def test_bad_model_output_shape():
     m = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
     x, y = _images()
     with pytest.raises(ValueError, match="logits"):
-        A.pgd(m, x, y, eps=0.1)
+        _eval_pgd(m, x, y, eps=0.1)
 
 
 # ------------------------------------------------------------------ monotonicity
@@ -316,7 +325,7 @@ def test_monotone_in_steps_restarts_eps(mlp_case):
 
     def succ(**kw):
         g = torch.Generator().manual_seed(0)
-        return A.pgd(
+        return _eval_pgd(
             m, x, y, eps=eps, alpha=eps / 8, generator=g, return_info=True, **kw
         )[1]["success"]
 
@@ -328,7 +337,9 @@ def test_monotone_in_steps_restarts_eps(mlp_case):
     accs = [
         _acc(
             m,
-            A.pgd(m, x, y, eps=e, steps=20, generator=torch.Generator().manual_seed(0)),
+            _eval_pgd(
+                m, x, y, eps=e, steps=20, generator=torch.Generator().manual_seed(0)
+            ),
             y,
         )
         for e in (0.0, 0.02, 0.05, 0.1, 0.3, 1.0)
@@ -340,7 +351,7 @@ def test_monotone_in_steps_restarts_eps(mlp_case):
 def test_pgd_trace_and_step_grid(mlp_case):
     m, x, y = mlp_case
     g = torch.Generator().manual_seed(0)
-    xa, info = A.pgd(
+    xa, info = _eval_pgd(
         m,
         x,
         y,
@@ -360,7 +371,7 @@ def test_pgd_trace_and_step_grid(mlp_case):
         assert torch.equal(info["success"], m(xa).argmax(1) != y)
     # grid combined per example: at least as strong as each step size alone
     for a in (0.02, 0.005):
-        s = A.pgd(
+        s = _eval_pgd(
             m,
             x,
             y,
@@ -376,7 +387,7 @@ def test_pgd_trace_and_step_grid(mlp_case):
 
 def test_pgd_cost_is_k_gradients(mlp_case):
     m, x, y = mlp_case
-    _, info = A.pgd(
+    _, info = _eval_pgd(
         m,
         x,
         y,
@@ -475,7 +486,7 @@ def _mnist_model(data_root, n_train, n_test, seconds_epochs=3):
         for i in range(0, n_train, 100):
             xb, yb = x[i : i + 100], y[i : i + 100]
             if ep:
-                xb = A.perturb(
+                xb = A.pgd(
                     m,
                     xb,
                     yb,
@@ -608,7 +619,7 @@ def test_pgd_early_exit_and_restart_curve(mlp_case):
 
     def run(**kw):
         g = torch.Generator().manual_seed(0)
-        return A.pgd(
+        return _eval_pgd(
             m, x, y, eps=0.05, steps=3, alpha=0.01, restarts=30, generator=g,
             return_info=True, **kw,
         )[1]  # fmt: skip
@@ -636,9 +647,9 @@ def test_fab_attack_values():
         if isinstance(value, A.FABT):
             want = fn(m, x, y, eps=0.5, norm="l2", steps=3, num_targets=2)
         assert (
-            torch.equal(got, want) and value.to_dict()["name"] == type(value).__name__
+            torch.equal(got, want) and value.to_dict()["attack"] == type(value).__name__
         )
     with pytest.raises(ValueError, match="eta"):
         A.FAB(eps=0.1, eta=0)
     assert A.APGD(eps=0.1, eot_iter=3).eot_iter == 3
-    assert A.PGDRestarts(eps=0.1, patience=2).patience == 2
+    assert A.PGD(eps=0.1, patience=2, keep="best").patience == 2

@@ -487,7 +487,7 @@ def test_certified_never_exceeds_attacked_and_bracket():
     assert ev.checks["certified_attacked"]["passed"] is True
     assert "certified" in ev.table()
     for e, ep in enumerate(eps[1:], 1):  # a strong attack breaks no certified point
-        xa = A.pgd(net, x, y, eps=ep, steps=50, restarts=3)
+        xa = A.pgd(net, x, y, eps=ep, steps=50, restarts=3, loss="ce", keep="best")
         with torch.no_grad():
             broken = (net(xa).argmax(1) != y).numpy()
         assert not np.any(broken & res.certified[e])

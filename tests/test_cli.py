@@ -4,6 +4,7 @@ checkpoint loader, data loader and shared flags from ``landscape._cli``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import inspect
 import json
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from landscape import _cli, checkpoints, models, train
+from landscape.attacks._cli import add_attack, attack_from_args
 
 # tool -> module that defines its parser and body
 TOOLS = {
@@ -94,13 +96,56 @@ def test_argparse_types():
         _cli.nonnegative_int("-1")
 
 
-def test_field_flags_are_the_flags_named_like_config_fields():
-    from landscape.train.__main__ import _parser
+def _attack_args(argv, **kw):
+    p = _cli.parser("t", "t")
+    add_attack(p, **kw)
+    return p.parse_args(argv)
 
-    args = _parser().parse_args(["mnist-lenet", "--eps", "8/255", "--width", "2"])
-    over = _cli.field_flags(args, train.Science, train.Runtime)
-    assert over["eps"] == 8 / 255 and "width" not in over and "device" not in over
-    assert {"epochs", "eval_num", "compile", "alpha_rel"} <= set(over)
+
+def test_one_parser_from_flags_to_an_attack_value():
+    from landscape import attacks
+
+    args = _attack_args(["--eps", "8/255", "--steps", "7", "--alpha-rel", "0.25"])
+    want = attacks.PGD(eps=8 / 255, steps=7, alpha_rel=0.25)
+    assert attack_from_args(args) == want
+    # a base attack (a preset's) keeps what the flags leave alone
+    base = attacks.PGD(eps=0.4, steps=50, alpha=0.01)
+    got = attack_from_args(_attack_args(["--eps", "0.3"]), base)
+    assert got == attacks.PGD(eps=0.3, steps=50, alpha=0.01)
+    got = attack_from_args(_attack_args(["--alpha-rel", "0.1"]), base)
+    assert got.alpha is None and got.alpha_rel == 0.1  # one step size, not two
+    kinds = dict(kinds=("pgd", "fgsm-rs", "none"))
+    fg = attack_from_args(_attack_args(["--attack", "fgsm-rs"], **kinds), base)
+    assert fg == attacks.FGSMRS(eps=0.4)
+    assert attack_from_args(_attack_args(["--attack", "none"], **kinds), base) is None
+    assert attack_from_args(_attack_args([], eps=0.0)) is None  # eps 0: none
+    # an evaluation attack: the presets' evaluation PGD
+    ev = attack_from_args(_attack_args(["--eps", "0.5", "--norm", "l2"]), keep="best")
+    assert (ev.keep, ev.loss, ev.random_start, ev.norm) == ("best", "ce", False, "l2")
+    sweep = _attack_args(["--eps", "0", "0.1"], sweep=True, steps=10)
+    assert attack_from_args(sweep) == attacks.PGD(eps=0.0, steps=10)
+    apgd = _attack_args(["--attack", "apgd", "--eps", "0.1", "--alpha", "0.1"],
+                        kinds=("pgd", "apgd"))  # fmt: skip
+    with pytest.raises(_cli.CLIError, match="APGD"):
+        attack_from_args(apgd)
+
+
+def test_train_cli_flags_change_the_presets_attack():
+    from landscape.train.__main__ import _config, _parser
+
+    args = _parser().parse_args(["mnist-lenet", "--eps", "0.3", "--steps", "40"])
+    cfg = _config(args)
+    assert cfg.attack == dataclasses.replace(
+        train.preset("mnist-lenet").attack, eps=0.3, steps=40
+    )
+    args = _parser().parse_args(
+        ["mnist-lenet", "--attack", "none", "--eval-steps", "5"]
+    )
+    cfg = _config(args)
+    assert cfg.attack is None and cfg.runtime.eval_attack.steps == 5
+    args = _parser().parse_args(["cifar10-vgg16", "--norm", "l2", "--eps", "0.5"])
+    cfg = _config(args)
+    assert cfg.attack.norm == "l2" and cfg.attack.alpha_rel == 0.25
 
 
 def test_dataset_name_takes_the_flag_then_the_recorded_name_then_the_default():
@@ -124,24 +169,3 @@ def test_checkpoint_flags_reach_the_one_loader(tmp_path):
     assert checkpoints.run_config(args.checkpoint) == {} and not got.training
     for a, b in zip(got.state_dict().values(), net.state_dict().values()):
         assert torch.equal(a, b)
-
-
-def test_training_configs_share_one_attack_check():
-    from landscape.connectivity._train import CurveConfig
-
-    for bad in (dict(attack="cw"), dict(steps=0), dict(alpha=-1.0)):
-        with pytest.raises(ValueError) as a:
-            train.TrainConfig(**bad)
-        with pytest.raises(ValueError) as b:
-            CurveConfig(**bad)
-        assert str(a.value) == str(b.value)
-
-
-def test_tensor_batches_is_the_one_loader():
-    x, y = torch.arange(10.0), torch.arange(10)
-    a = train.TensorBatches(x, y, batch_size=3, shuffle=True, seed=4)
-    from landscape import data
-
-    b = data.batches(x, y, batch_size=3, shuffle=True, seed=4)
-    for _ in range(2):  # two epochs: the same reshuffled orders
-        assert [t.tolist() for _, t in a] == [t.tolist() for _, t in b]

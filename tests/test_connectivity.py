@@ -1,10 +1,11 @@
 """Tests for landscape.connectivity: curves, BatchNorm re-estimation, curve training
-(exact resume), scans and barriers, the caller's models left alone."""
+through the trainer (the curve model, exact resume), scans and barriers, the caller's
+models left alone."""
 
 from __future__ import annotations
 
 import copy
-import functools
+import dataclasses
 import os
 
 import numpy as np
@@ -14,9 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from landscape import attacks
+from landscape import attacks, io, train
 from landscape import connectivity as mc
-from landscape.train import RunFolderError
+from landscape.train import RunFolderError, Runtime, TrainConfig, adversarial_train
+
+_OFF = Runtime(eval_num=0, co_check_num=0)
+
+
+def _curve_cfg(**kw) -> TrainConfig:
+    """Curve training through the trainer: no per-epoch evaluation or CO check."""
+    return TrainConfig(**{"runtime": _OFF, **kw})
 
 
 def _xor(n=256, seed=0):
@@ -300,24 +308,78 @@ def test_trained_curve_has_lower_barrier_than_line():
     a, b, (x, y) = _trained_mirror_pair()
     lf = nn.CrossEntropyLoss()
     line = mc.scan_curve(a, lf, [(x, y)], mc.init_curve(a, b, kind="line"), num=11)
-    cfg = mc.CurveConfig(
-        kind="bezier", epochs=30, batch_size=64, lr=0.05, optimizer="adam"
-    )
-    res = mc.train_curve(a, b, (x, y), cfg)
-    curve = mc.scan_curve(a, lf, [(x, y)], res.curve, num=11)
+    cm = mc.CurveModel(a, b, kind="bezier")
+    cfg = _curve_cfg(epochs=30, batch_size=64, lr=0.05, optimizer="adam")
+    with pytest.warns(UserWarning, match="attacks clip inputs"):  # XOR is not images
+        res = adversarial_train(cm, (x, y), cfg)
+    curve = mc.scan_curve(a, lf, [(x, y)], cm.curve(), num=11)
     assert line.clean_barrier > 3.0  # the mirrored minima are separated on the line
     assert curve.clean_barrier < 0.2 * line.clean_barrier
     assert curve.barrier("clean_acc") < line.barrier("clean_acc")
-    assert res.metrics["bend_distance"][-1] > 0
+    assert res.metrics["dist_init"][-1] > 0  # the bends moved off the line
     np.testing.assert_allclose(
         curve.clean_loss[[0, -1]], line.clean_loss[[0, -1]], rtol=1e-12
     )
 
 
+def test_curve_training_is_garipovs_step_on_the_trainers_streams():
+    """The trainer trains a CurveModel with the step of Garipov et al. (the former
+    ``train_curve``): t ~ U(0, 1) per batch, the attack at theta(t), one optimizer
+    step on the bends. A reference loop of that step on the trainer's streams (t:
+    ``derive_seed(seed, "model")``; attack starts: ``("attack", rank)``; dropout:
+    ``("dropout", rank)``; the batches' order) gives the same bends bitwise. (The
+    intended change of issue 23: curve training now draws from the trainer's
+    streams, not from its own ``("curve", ...)`` ones, so a seeded curve run differs
+    from one of the former ``train_curve``.)"""
+    from landscape import _utils, data
+    from landscape.connectivity._curves import curve_point
+
+    torch.manual_seed(3)
+    a = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, 2))
+    a = a.double()
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (40,), generator=g)
+    attack = attacks.PGD(eps=0.1, steps=2)
+    cfg = _curve_cfg(epochs=2, batch_size=16, lr=0.1, attack=attack, seed=7)
+    cm = mc.CurveModel(a, b)
+    adversarial_train(cm, (x, y), cfg)
+
+    # the reference: the former train_curve's step, on the trainer's streams
+    curve = mc.init_curve(a, b)
+    bends = [{k: v.clone().requires_grad_(True) for k, v in curve.bends[0].items()}]
+    opt = torch.optim.SGD(list(bends[0].values()), lr=0.1, momentum=0.9)
+    t_gen = _utils.derived_generator(7, "model")
+    atk_gen = _utils.derived_generator(7, "attack", 0)
+    loader = data.Batches(x, y, batch_size=16, shuffle=True, seed=7)
+    with torch.random.fork_rng():
+        torch.manual_seed(_utils.derive_seed(7, "dropout", 0))
+        for epoch in range(2):
+            loader.set_epoch(epoch)
+            for xb, yb in loader:
+                t = float(torch.rand((), generator=t_gen, dtype=torch.float64))
+                opt.zero_grad(set_to_none=True)
+                state = curve_point(t, curve.start, curve.end, bends)
+                with _utils.eval_mode(a):
+                    at = mc._scan._At(a, {k: v.detach() for k, v in state.items()})
+                    xa = attack(at, xb, yb, atk_gen)
+                with _utils.train_mode(a):
+                    out = functional_call(a, state, (xa,))
+                loss = F.cross_entropy(out, yb, reduction="sum") / len(yb)
+                loss.backward()
+                opt.step()
+    for k, v in cm.curve().bends[0].items():
+        assert torch.equal(v, bends[0][k].detach()), k
+
+
 def test_curve_training_streams_come_from_derive_seed(monkeypatch):
     # Issue 13: the t draws, the attack's random starts and the global RNG of curve
-    # training are seeded by the one helper (keys "curve" + "t" / "attack" /
-    # "dropout"), not by hand-made formulas.
+    # training are seeded by the one helper: the trainer's streams ("model" for the
+    # curve's t, "attack" / "dropout" + rank).
     from landscape import _utils
 
     keys, real = [], _utils.derived_generator
@@ -331,13 +393,22 @@ def test_curve_training_streams_come_from_derive_seed(monkeypatch):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(16, 3, generator=g, dtype=torch.float64)
     y = torch.randint(0, 2, (16,), generator=g)
-    cfg = mc.CurveConfig(epochs=1, batch_size=16, eps=0.05, steps=1, lr=0.1, seed=3)
-    seen: list[int] = []
-    mc.train_curve(
-        a, b, (x, y), cfg, callback=lambda i: seen.append(torch.initial_seed())
+    attack = attacks.PGD(eps=0.05, steps=1)
+    cfg = _curve_cfg(
+        epochs=1, batch_size=16, lr=0.1, attack=attack, attack_train_mode=True, seed=3
     )
-    assert (3, "curve", "t") in keys and (3, "curve", "attack") in keys
-    assert set(seen) == {_utils.derive_seed(3, "curve", "dropout")}
+    seen: list[int] = []
+    cm = mc.CurveModel(a, b)
+    ts = []
+    real_resample = cm.resample
+    cm.resample = lambda gen: real_resample(gen) or ts.append(cm.t)
+    adversarial_train(
+        cm, (x, y), cfg, callback=lambda i: seen.append(torch.initial_seed())
+    )
+    assert (3, "model") in keys and (3, "attack", 0) in keys
+    assert set(seen) == {_utils.derive_seed(3, "dropout", 0)}
+    t0 = float(torch.rand((), generator=real(3, "model"), dtype=torch.float64))
+    assert ts == [t0]  # the curve's t of the one batch, from the "model" stream
 
 
 def test_training_leaves_models_untouched_and_trains_bends_only():
@@ -348,20 +419,27 @@ def test_training_leaves_models_untouched_and_trains_bends_only():
     x = torch.rand(48, 3, generator=g, dtype=torch.float64)
     y = torch.randint(0, 2, (48,), generator=g)
     snap = _snapshot(a, b)
-    cfg = mc.CurveConfig(epochs=2, batch_size=16, eps=0.05, steps=2, lr=0.1)
-    res = mc.train_curve(a, b, (x, y), cfg)
+    cm = mc.CurveModel(a, b)
+    trainable = [n for n, p in cm.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("bends.0.") for n in trainable)
+    cfg = _curve_cfg(
+        epochs=2, batch_size=16, lr=0.1, attack=attacks.PGD(eps=0.05, steps=2),
+        attack_train_mode=True,
+    )  # fmt: skip
+    res = adversarial_train(cm, (x, y), cfg)
     _assert_untouched([a, b], snap)
+    trained = cm.curve()
     for k, v in a.named_parameters():
-        assert torch.equal(res.curve.start[k], v) and torch.equal(
-            res.curve.end[k], dict(b.named_parameters())[k]
+        assert torch.equal(trained.start[k], v) and torch.equal(
+            trained.end[k], dict(b.named_parameters())[k]
         )
     assert not torch.equal(
-        res.curve.bends[0]["fc1.weight"], mc.init_curve(a, b).bends[0]["fc1.weight"]
+        trained.bends[0]["fc1.weight"], mc.init_curve(a, b).bends[0]["fc1.weight"]
     )
     assert res.metrics["epoch"].tolist() == [1, 2]
     for t, m in ((0.0, a), (1.0, b)):  # the trained curve's ends are still the models
         for k, v in m.state_dict().items():
-            assert torch.equal(res.curve.state(t)[k], v), (t, k)
+            assert torch.equal(trained.state(t)[k], v), (t, k)
 
 
 def _stop_at(n):
@@ -372,70 +450,82 @@ def _stop_at(n):
     return cb
 
 
-@pytest.mark.parametrize("attack,optimizer", [("pgd", "sgd"), ("fgsm", "adam")])
+@pytest.mark.parametrize(
+    "attack,optimizer",
+    [(attacks.PGD(eps=0.1, steps=2), "sgd"), (attacks.FGSMRS(eps=0.1), "adam")],
+)
 def test_exact_resume_after_interruption(tmp_path, attack, optimizer):
     a, b = _bn_pair()
     g = torch.Generator().manual_seed(0)
     x = torch.rand(56, 3, generator=g, dtype=torch.float64)
     y = torch.randint(0, 2, (56,), generator=g)
-    cfg = mc.CurveConfig(
+    cfg = _curve_cfg(
         epochs=3,
         batch_size=16,
-        eps=0.1,
         attack=attack,
-        steps=2,
+        attack_train_mode=True,
         lr=0.05,
         optimizer=optimizer,
         eps_schedule="linear",
         lr_schedule="cosine",
-        checkpoint_every=3,
+        runtime=dataclasses.replace(_OFF, checkpoint_every=3),
     )
-    full = mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path / "full")
+    full = mc.CurveModel(a, b)
+    r_full = adversarial_train(full, (x, y), cfg, run_dir=tmp_path / "full")
     run = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):  # iteration 10 of 12; resume point: 9
-        mc.train_curve(a, b, (x, y), cfg, run_dir=run, callback=_stop_at(10))
+        adversarial_train(
+            mc.CurveModel(a, b), (x, y), cfg, run_dir=run, callback=_stop_at(10)
+        )
     with pytest.raises(KeyboardInterrupt):  # and again, mid-epoch, after resuming
-        mc.train_curve(a, b, (x, y), cfg, run_dir=run, callback=_stop_at(11))
+        adversarial_train(
+            mc.CurveModel(a, b), (x, y), cfg, run_dir=run, callback=_stop_at(11)
+        )
     torch.manual_seed(999)  # the resumed run must not depend on the caller's RNG
-    resumed = mc.train_curve(a, b, (x, y), cfg, run_dir=run)
-    for k, v in full.curve.bends[0].items():
-        assert torch.equal(resumed.curve.bends[0][k], v), k
-    for key in ("train_loss", "train_acc", "eps", "lr", "bend_distance"):
-        np.testing.assert_array_equal(resumed.metrics[key], full.metrics[key])
-    saved = mc.Curve.load(run / "curve.pt")
-    assert torch.equal(saved.bends[0]["fc1.weight"], full.curve.bends[0]["fc1.weight"])
+    resumed = mc.CurveModel(a, b)
+    r = adversarial_train(resumed, (x, y), cfg, run_dir=run)
+    for k, v in full.curve().bends[0].items():
+        assert torch.equal(resumed.curve().bends[0][k], v), k
+    for key in ("train_loss", "train_acc", "eps", "lr", "dist_init"):
+        np.testing.assert_array_equal(r.metrics[key], r_full.metrics[key])
 
 
 def test_resume_refuses_other_config_or_models(tmp_path):
     a, b = _bn_pair()
     x = torch.rand(32, 3, dtype=torch.float64)
     y = torch.randint(0, 2, (32,))
-    cfg = mc.CurveConfig(epochs=1, batch_size=16, eps=0.0)
-    mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
-    with pytest.raises(RunFolderError, match="another curve configuration"):
-        mc.train_curve(
-            a, b, (x, y), cfg.__class__(epochs=2, batch_size=16), run_dir=tmp_path
-        )
+    cfg = _curve_cfg(epochs=1, batch_size=16)
+    adversarial_train(mc.CurveModel(a, b), (x, y), cfg, run_dir=tmp_path)
+    with pytest.raises(RunFolderError, match="another configuration"):
+        adversarial_train(
+            mc.CurveModel(a, b), (x, y), dataclasses.replace(cfg, epochs=2),
+            run_dir=tmp_path,
+        )  # fmt: skip
     with pytest.raises(RunFolderError, match="start model differs"):
-        mc.train_curve(BNNet(7), b, (x, y), cfg, run_dir=tmp_path)
+        adversarial_train(mc.CurveModel(BNNet(7), b), (x, y), cfg, run_dir=tmp_path)
     with pytest.raises(RunFolderError, match="already holds"):
-        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path, resume=False)
+        adversarial_train(
+            mc.CurveModel(a, b), (x, y), cfg, run_dir=tmp_path, resume=False
+        )
     (tmp_path / "resume.pt").write_bytes(b"garbage")
-    with pytest.raises(Exception, match="weights-only"):
-        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
+    with pytest.raises(io.CorruptFileError):
+        adversarial_train(mc.CurveModel(a, b), (x, y), cfg, run_dir=tmp_path)
 
 
-def test_config_errors():
+def test_curve_model_errors():
+    a, b = _mlp(), _mlp(seed=1)
     with pytest.raises(ValueError, match="nothing to train"):
-        mc.CurveConfig(kind="line")
-    with pytest.raises(ValueError, match="attack"):
-        mc.CurveConfig(attack="apgd")
-    with pytest.raises(ValueError, match="eps"):
-        mc.CurveConfig(eps=-1)
-    with pytest.raises(ValueError, match="unknown"):
-        mc.CurveConfig(eps_schedule="nope")
-    with pytest.raises(ValueError, match="unknown CurveConfig"):
-        mc.CurveConfig.from_dict({"epochz": 1})
+        mc.CurveModel(a, b, kind="line")
+    with pytest.raises(ValueError, match="num_bends"):
+        mc.CurveModel(a, b, num_bends=0)
+    cm = mc.CurveModel(a, b)
+    cm.t = 1.5
+    with pytest.raises(ValueError, match="t must lie in"):
+        cm(torch.zeros(1, 2, dtype=torch.float64))
+    other = mc.CurveModel(_mlp(seed=2), b)
+    with pytest.raises(RuntimeError, match="start model differs"):
+        cm.load_state_dict(other.state_dict())
+    cm.load_state_dict(mc.CurveModel(a, b).state_dict())  # the same endpoints load
 
 
 # ------------------------------------------------------------------------- scans
@@ -446,7 +536,7 @@ def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
     a, b = a.float(), b.float()
     x = x.float().clamp(-1, 1) * 0.5 + 0.5  # inputs in [0, 1] for the attack
     lf = nn.CrossEntropyLoss()
-    atk = functools.partial(attacks.pgd, eps=0.05, steps=5)
+    atk = attacks.PGD(eps=0.05, steps=5, loss="ce", keep="best")  # evaluation PGD
     snap = _snapshot(a, b)
     scan = mc.scan_curve(
         a,
@@ -458,7 +548,7 @@ def test_scan_endpoints_equal_plain_evaluation_and_robust_below_clean(tmp_path):
         generator=torch.Generator().manual_seed(0),
     )
     _assert_untouched([a, b], snap)
-    assert scan.meta["eps"] == 0.05 and scan.meta["attack"]["name"] == "pgd"
+    assert scan.meta["eps"] == 0.05 and scan.meta["attack"] == atk.to_dict()
     with torch.no_grad():
         for i, m in ((0, a), (-1, b)):
             assert scan.clean_loss[i] == pytest.approx(float(lf(m(x), y)), rel=1e-5)
@@ -495,7 +585,7 @@ def _fake_run(folder, seed):
     m = models.build("mlp", **kw)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(
-        json.dumps({"model": "mlp", "model_kwargs": kw, "data": {"dataset": "mnist"}})
+        json.dumps({"model": "mlp", "model_kwargs": kw, "dataset": {"name": "mnist"}})
     )
     torch.save({"model": m.state_dict(), "epoch": 1, "config": {}}, folder / "final.pt")
     return m
@@ -525,9 +615,10 @@ def test_cli_train_and_scan(tmp_path, data_root, monkeypatch, capsys):
     # locked by a live process leaves endpoints.json (what `scan` reads) alone
     import json
 
-    from landscape import io
-
     ends = (run / "endpoints.json").read_text()
+    saved = json.loads((run / "config.json").read_text())  # the trainer's run folder
+    assert saved["attack"] == attacks.PGD(eps=0.1, steps=1).to_dict()
+    assert train.load_run(run).metrics["epoch"].tolist() == [1]
     swapped = ["train", str(tmp_path / "b"), str(tmp_path / "a"), "--run-dir", str(run)]
     swapped += ["--num-train", "64", "--batch-size", "32", "--epochs", "1", "--eps"]
     swapped += ["0.1", "--steps", "1", "--lr", "0.01"]
@@ -590,11 +681,7 @@ def test_plot_connectivity_overlays_clean_and_robust():
         plot.plot_curve_scan(mk("line", True), metric="error")
 
 
-def test_training_attack_values_and_data_contract():
-    cfg = mc.CurveConfig(eps=0.3, steps=4)
-    assert cfg.training_attack(0.2) == attacks.PGD(eps=0.2, steps=4, alpha=0.125)
-    fg = mc.CurveConfig(eps=0.3, attack="fgsm").training_attack(0.2)
-    assert fg == attacks.FGSMRS(eps=0.2, alpha=0.25)
+def test_attack_values_and_data_contract():
     a, b = _mlp().float(), _mlp(seed=1).float()
     x = torch.rand(8, 2) * 255
     y = torch.randint(0, 2, (8,))
@@ -602,7 +689,13 @@ def test_training_attack_values_and_data_contract():
     with pytest.raises(ValueError, match="255"):
         mc.scan_curve(a, nn.CrossEntropyLoss(), (x, y), mc.init_curve(a, b), attack=pgd)
     with pytest.raises(ValueError, match="255"):
-        mc.train_curve(a, b, (x, y), mc.CurveConfig(epochs=1, batch_size=4, eps=0.1))
+        cfg = _curve_cfg(epochs=1, batch_size=4, attack=pgd)
+        adversarial_train(mc.CurveModel(a, b), (x, y), cfg)
+    with pytest.raises(TypeError, match="attack value"):
+        mc.scan_curve(
+            a, nn.CrossEntropyLoss(), (x / 255, y), mc.init_curve(a, b),
+            attack=attacks.pgd,
+        )  # fmt: skip
     scan = mc.scan_curve(  # an (x, y) pair is one batch; an attack value works as is
         a,
         nn.CrossEntropyLoss(),
@@ -611,25 +704,26 @@ def test_training_attack_values_and_data_contract():
         num=2,
         attack=pgd,
     )
-    assert scan.meta["num_samples"] == 8 and scan.meta["attack"]["name"] == "PGD"
+    assert scan.meta["num_samples"] == 8 and scan.meta["attack"]["attack"] == "PGD"
 
 
 def test_a_locked_run_folder_is_refused_and_the_lock_released(tmp_path):
-    """A second training into a run folder that a live process is writing raises
-    ``io.LockedError`` naming the holder (and writes nothing); the lock is gone after
-    a finished and after an interrupted run (fails before train_curve locked)."""
-    from landscape import io
-
+    """A second curve training into a run folder that a live process is writing
+    raises ``io.LockedError`` naming the holder (and writes nothing); the lock is gone
+    after a finished and after an interrupted run (the trainer's lock)."""
     a, b = _bn_pair()
     x = torch.rand(32, 3, dtype=torch.float64)
     y = torch.randint(0, 2, (32,))
-    cfg = mc.CurveConfig(epochs=1, batch_size=16, eps=0.0, checkpoint_every=1)
+    rt = dataclasses.replace(_OFF, checkpoint_every=1)
+    cfg = _curve_cfg(epochs=1, batch_size=16, runtime=rt)
     tmp_path.mkdir(exist_ok=True)
     with io.lock(tmp_path), pytest.raises(io.LockedError, match=f"{os.getpid()}@"):
-        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
+        adversarial_train(mc.CurveModel(a, b), (x, y), cfg, run_dir=tmp_path)
     assert not (tmp_path / "config.json").exists()
     with pytest.raises(KeyboardInterrupt):
-        mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path, callback=_stop_at(1))
+        adversarial_train(
+            mc.CurveModel(a, b), (x, y), cfg, run_dir=tmp_path, callback=_stop_at(1)
+        )
     assert not (tmp_path / ".lock").exists()
-    mc.train_curve(a, b, (x, y), cfg, run_dir=tmp_path)
-    assert not (tmp_path / ".lock").exists() and (tmp_path / "curve.pt").exists()
+    adversarial_train(mc.CurveModel(a, b), (x, y), cfg, run_dir=tmp_path)
+    assert not (tmp_path / ".lock").exists() and (tmp_path / "final.pt").exists()

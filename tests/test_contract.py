@@ -7,6 +7,9 @@ bad labels and empty batches gave raw torch errors.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -142,7 +145,8 @@ def test_pair_is_one_batch_in_surface_scattering_perturb_batches():
     )
     assert len(adv) == 1 and adv[0][0].shape == x.shape
 
-    sk = dict(eps=[0.0], scales=[1e-2], num_directions=1, steps=2, alpha=0.05)
+    pgd = attacks.PGD(eps=0.1, steps=2, alpha=0.05)
+    sk = dict(attack=pgd, eps=[0.0], scales=[1e-2], num_directions=1)
     g = torch.Generator
     r1 = scattering.scattering(m, CE, (x, y), generator=g().manual_seed(0), **sk)
     r2 = scattering.scattering(m, CE, [(x, y)], generator=g().manual_seed(0), **sk)
@@ -163,7 +167,9 @@ def test_unscaled_images_rejected_by_every_analysis(kind):
     with pytest.raises(ValueError, match=match):
         hessian.top_eigenvalues(m, CE, data, num=1)
     with pytest.raises(ValueError, match=match):
-        scattering.scattering(m, CE, data, eps=[0.1], scales=[1e-2], num_directions=1)
+        scattering.scattering(
+            m, CE, data, attack=attacks.PGD(eps=0.1), scales=[1e-2], num_directions=1
+        )
     with pytest.raises(ValueError, match=match):
         attacks.perturb_batches(m, data, attacks.PGD(eps=0.1))
 
@@ -175,8 +181,9 @@ def test_bad_labels_rejected_by_analyses():
         hessian.top_eigenvalues(m, CE, [(x, y + 10)], num=1)
     with pytest.raises(ValueError, match="model's classes"):
         scattering.scattering(
-            m, CE, [(x, y + 10)], eps=[0.1], scales=[1e-2], num_directions=1
-        )
+            m, CE, [(x, y + 10)], attack=attacks.PGD(eps=0.1), scales=[1e-2],
+            num_directions=1,
+        )  # fmt: skip
     with pytest.raises(ValueError, match="integers"):
         S.loss_surface(m, CE, [(x, y.double())], _dirs(m), xs=[0.0], ys=[0.0])
     with pytest.raises(ValueError, match="batch size 0"):
@@ -200,8 +207,8 @@ def test_every_analysis_runs_on_a_dataloader_with_batchnorm():
     assert line.loss.shape == (2,)
 
     sc = scattering.scattering(
-        m, CE, loader, eps=[0.0, 0.1], scales=[1e-2], num_directions=1, steps=2,
-        generator=g().manual_seed(0),
+        m, CE, loader, attack=attacks.PGD(eps=0.1, steps=2), eps=[0.0, 0.1],
+        scales=[1e-2], num_directions=1, generator=g().manual_seed(0),
     )  # fmt: skip
     assert sc.meta["batch_sizes"] == [5, 5, 2]
 
@@ -233,120 +240,192 @@ def test_every_analysis_runs_on_a_dataloader_with_batchnorm():
 
 
 # ------------------------------------------------------------------ attack values
-def test_attack_values_validate_and_match_the_kernels():
+def test_attack_values_validate_once_and_match_their_functions():
+    import dataclasses
+    import inspect
+
     with pytest.raises(ValueError, match="eps"):
         attacks.PGD(eps=-0.1)
-    with pytest.raises(ValueError, match="steps"):
-        attacks.PGD(eps=0.1, steps=-1)
+    for bad in (float("nan"), float("inf")):  # non-finite budgets are refused
+        with pytest.raises(ValueError, match="finite"):
+            attacks.PGD(eps=bad)
+    # the value and its function refuse the same settings: PGD(steps=0) was
+    # accepted while pgd(steps=0) raised (perturb_batches then returned noise)
+    for bad in ({"steps": 0}, {"steps": -1}, {"restarts": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            attacks.PGD(eps=0.1, **bad)
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            attacks.pgd(torch.nn.Linear(2, 2), torch.rand(2, 2), torch.zeros(2).long(),
+                        eps=0.1, **bad)  # fmt: skip
     with pytest.raises(ValueError, match="alpha"):
         attacks.FGSMRS(eps=0.1, alpha=0.0)
+    with pytest.raises(ValueError, match="not both"):
+        attacks.PGD(eps=0.1, alpha=0.01, alpha_rel=0.25)
+    with pytest.raises(ValueError, match="keep='best'"):
+        attacks.PGD(eps=0.1, restarts=3)  # restarts keep the per-example worst case
     with pytest.raises(ValueError, match="norm"):
         attacks.APGD(eps=0.1, norm="l3")
     with pytest.raises(ValueError, match="unknown loss"):
         attacks.PGD(eps=0.1, loss="hinge")
-    with pytest.raises(ValueError, match="restarts"):
-        attacks.PGDRestarts(eps=0.1, restarts=0)
+    with pytest.raises(ValueError, match="one step"):
+        attacks.FGSMRS(eps=0.1, steps=3)
     a = attacks.PGD(eps=0.1, norm="inf", steps=3)
-    assert a.norm == "linf" and a == attacks.PGD(eps=0.1, steps=3)
+    assert a.norm == "linf" and a == attacks.PGD(eps=0.1, steps=3.0)
     assert hash(a) == hash(attacks.PGD(eps=0.1, steps=3))
-    with pytest.raises(AttributeError):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         a.eps = 0.2  # frozen
+    # a value and the function it wraps take exactly the same settings
+    call_options = {"generator", "progressbar", "return_info", "train", "trace"}
+    for cls, fn in (
+        (attacks.PGD, attacks.pgd), (attacks.FGSM, attacks.fgsm),
+        (attacks.APGD, attacks.apgd), (attacks.APGDT, attacks.apgd_t),
+        (attacks.FAB, attacks.fab), (attacks.FABT, attacks.fab_t),
+        (attacks.Square, attacks.square), (attacks.SimBA, attacks.simba),
+    ):  # fmt: skip
+        params = inspect.signature(fn).parameters
+        settings = {n for n in params if n not in {"model", "x", "y", *call_options}}
+        fields = {f.name for f in dataclasses.fields(cls)} - {"label"}
+        assert settings == fields, cls
+        for f in dataclasses.fields(cls):  # with the same defaults
+            if f.name in params and f.default is not dataclasses.MISSING:
+                assert params[f.name].default == f.default, (cls, f.name)
 
     m = _bn_net()
     x, y = _pair()
     got = a(m, x, y, torch.Generator().manual_seed(3))
-    want = attacks.perturb(
+    want = attacks.pgd(
         m, x, y, eps=0.1, steps=3, generator=torch.Generator().manual_seed(3)
     )
     assert torch.equal(got, want)
-    fg = attacks.FGSMRS(eps=0.1)(m, x, y, torch.Generator().manual_seed(3))
-    want = attacks.fgsm_rs(m, x, y, eps=0.1, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(fg, want)
     for atk in (
         attacks.FGSM(eps=0.1),
-        attacks.PGDRestarts(eps=0.1, steps=2, alpha=[0.05, 0.02]),
+        attacks.FGSMRS(eps=0.1),
+        attacks.PGD(eps=0.1, steps=2, alpha=(0.05, 0.02), restarts=2, keep="best"),
         attacks.APGD(eps=0.1, steps=3),
         attacks.APGDT(eps=0.1, steps=3, num_targets=2),
         attacks.Square(eps=0.1, queries=3),
     ):
         xa = atk(m, x, y, torch.Generator().manual_seed(0))
         assert (xa - x).abs().max() <= 0.1 + 1e-9 and xa.min() >= 0, atk
-        assert atk.to_dict()["name"] == type(atk).__name__
+        back = attacks.Attack.from_dict(json.loads(json.dumps(atk.to_dict())))
+        assert back == atk and type(back) is type(atk)  # JSON round trip
+        assert atk.name and atk.kind in ("white", "black")
+    assert (
+        attacks.Square(eps=0.1).kind == "black" and attacks.PGD(eps=0.1).kind == "white"
+    )
 
 
-def test_old_attack_keywords_still_work_with_a_deprecation_warning():
+def test_attack_names_kinds_and_recorded_callables():
+    names = {
+        "pgd-20": attacks.PGD(eps=0.1, steps=20, loss="ce", keep="best"),
+        "pgd-10-cw": attacks.PGD(eps=0.1, loss="cw"),
+        "fgsm-rs": attacks.FGSMRS(eps=0.1),
+        "apgd-ce": attacks.APGD(eps=0.1),
+        "apgd-t": attacks.APGDT(eps=0.1),
+        "fab-t": attacks.FABT(eps=0.1),
+        "simba-dct": attacks.SimBA(eps=1.0),
+        "my-label": attacks.Square(eps=0.1, label="my-label"),
+    }
+    for name, atk in names.items():
+        assert atk.name == name
+
+    def my_loss(out, t):
+        return torch.nn.functional.cross_entropy(out, t, reduction="sum")
+
+    atk = attacks.PGD(eps=0.1, steps=2, loss=my_loss)
+    d = atk.to_dict()
+    assert d["loss"].startswith("callable:") and d["loss"].endswith("my_loss")
+    back = attacks.Attack.from_dict(d)  # recorded by name: pass it again to run it
+    m, (x, y) = _bn_net(), _pair()
+    with pytest.raises(ValueError, match="pass that callable again"):
+        back(m, x, y, torch.Generator())
+    again = attacks.Attack.from_dict(d, loss=my_loss)
+    assert again == atk
+    with pytest.raises(ValueError, match="unknown attack"):
+        attacks.Attack.from_dict({"attack": "Nope", "eps": 0.1})
+    with pytest.raises(ValueError, match="no settings"):
+        attacks.Attack.from_dict({"attack": "PGD", "eps": 0.1, "stepz": 3})
+
+
+def test_relative_step_sizes_follow_the_budget():
+    import dataclasses
+
+    rel = attacks.PGD(eps=0.4, steps=10, alpha_rel=0.25)
+    assert dataclasses.replace(rel, eps=0.2).step_sizes() == (0.25 * 0.2,)
+    absolute = attacks.PGD(eps=0.4, steps=10, alpha=0.01)
+    assert dataclasses.replace(absolute, eps=0.2).step_sizes() == (0.01,)
+    default = attacks.PGD(eps=0.4, steps=10)
+    assert dataclasses.replace(default, eps=0.2).step_sizes() == (2.5 * 0.2 / 10,)
+    grid = attacks.PGD(eps=0.4, alpha_rel=(1.0, 0.5), keep="best")
+    assert dataclasses.replace(grid, eps=0.2).step_sizes() == (0.2, 0.1)
+    assert attacks.FGSMRS(eps=0.2).step_sizes() == (1.25 * 0.2,)
+
+
+def test_loose_attack_keywords_are_gone():
     m = _bn_net()
     x, y = _pair()
-    g = torch.Generator
-    new = attacks.perturb_batches(
-        m, (x, y), attacks.PGD(eps=0.1, steps=2), generator=g().manual_seed(1)
-    )
-    with pytest.warns(DeprecationWarning, match="attack="):
-        old = attacks.perturb_batches(
-            m, (x, y), eps=0.1, steps=2, generator=g().manual_seed(1)
-        )
-    assert torch.equal(new[0][0], old[0][0])
-    with pytest.raises(TypeError, match="not both"):
-        attacks.perturb_batches(m, (x, y), attacks.PGD(eps=0.1), eps=0.1)
+    with pytest.raises(TypeError):
+        attacks.perturb_batches(m, (x, y), eps=0.1, steps=2)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        S.loss_surface(m, CE, (x, y), _dirs(m), xs=[0.0], ys=[0.0], eps=0.1)
+    with pytest.raises(TypeError):
+        scattering.scattering(m, CE, (x, y), attack=attacks.PGD(eps=0.1), steps=3)
+    for name in ("as_attack", "perturb", "fgsm_rs", "PGDRestarts"):
+        assert not hasattr(attacks, name), name
     d = _dirs(m)
-    kw = dict(xs=[0.0, 0.3], ys=[0.0], generator=None)
-    s_new = S.loss_surface(
-        m, CE, (x, y), d, attack=attacks.PGD(eps=0.1, steps=2),
-        **{**kw, "generator": g().manual_seed(2)},
+    s = S.loss_surface(
+        m, CE, (x, y), d, xs=[0.0, 0.3], ys=[0.0],
+        attack=attacks.PGD(eps=0.1, steps=2), generator=torch.Generator().manual_seed(2),
     )  # fmt: skip
-    with pytest.warns(DeprecationWarning):
-        s_old = S.loss_surface(
-            m, CE, (x, y), d, adversarial="reattack", eps=0.1, steps=2,
-            **{**kw, "generator": g().manual_seed(2)},
-        )  # fmt: skip
-    assert s_new.meta["adversarial"] == "reattack"
-    np.testing.assert_allclose(s_new.loss, s_old.loss, rtol=1e-12)
-    assert s_new.meta["attack"]["name"] == "PGD"
+    assert s.meta["adversarial"] == "reattack" and s.meta["attack"]["attack"] == "PGD"
 
 
 # ---------------------------------------------------------------- scattering seams
-def test_scattering_takes_an_attack_value_and_the_new_names():
+def test_scattering_takes_an_attack_value():
     m = _bn_net()
     x, y = _pair()
     g = torch.Generator
-    kw = dict(scales=[1e-2], num_directions=1)
-    new = scattering.scattering(
-        m, CE, (x, y), eps=[0.1], attack=attacks.PGD(eps=0.3, steps=2, alpha=0.05),
-        directions="unit", strategy="loop", generator=g().manual_seed(0), **kw,
+    kw = dict(scales=[1e-2], num_directions=1, directions="unit")
+    pgd = attacks.PGD(eps=0.3, steps=2, alpha=0.05)
+    loop = scattering.scattering(
+        m, CE, (x, y), eps=[0.1], attack=pgd, strategy="loop",
+        generator=g().manual_seed(0), **kw,
     )  # fmt: skip
-    with pytest.warns(DeprecationWarning):
-        old = scattering.scattering(
-            m, CE, (x, y), eps=[0.1], steps=2, alpha=0.05, directions="unit",
-            strategy="loop", generator=g().manual_seed(0), **kw,
-        )  # fmt: skip
-    np.testing.assert_allclose(new.ratio, old.ratio, rtol=1e-12)
-    assert new.meta["attack"]["name"] == "PGD" and new.meta["strategy"] == "loop"
-    assert new.meta["directions"] == old.meta["directions"] == "unit"
+    assert loop.meta["attack"] == pgd.to_dict() and loop.meta["strategy"] == "loop"
     vm = scattering.scattering(
-        m, CE, (x, y), attack=attacks.PGD(eps=0.1, steps=2, alpha=0.05),
-        directions="unit", generator=g().manual_seed(0), **kw,
+        m, CE, (x, y), attack=dataclasses.replace(pgd, eps=0.1),
+        generator=g().manual_seed(0), **kw,
     )  # fmt: skip
     assert vm.eps.tolist() == [0.1]  # the attack's budget when eps is not given
-    np.testing.assert_allclose(vm.ratio, new.ratio, rtol=1e-8)
+    np.testing.assert_allclose(vm.ratio, loop.ratio, rtol=1e-8)
     fr = scattering.scattering(
         m, CE, (x, y), attack=attacks.FGSMRS(eps=0.1), generator=g().manual_seed(0),
         **kw,
     )  # fmt: skip
-    assert fr.meta["steps"] == 1 and fr.meta["alpha"] == "1.25 * eps"
+    assert fr.meta["attack"]["attack"] == "FGSMRS" and fr.meta["attack"]["steps"] == 1
     with pytest.raises(TypeError, match="PGD"):
         scattering.scattering(m, CE, (x, y), attack=attacks.Square(eps=0.1), **kw)
-    with pytest.raises(TypeError, match="not both"):
-        scattering.scattering(m, CE, (x, y), attack=attacks.PGD(eps=0.1), steps=3, **kw)
+    with pytest.raises(TypeError, match="keep='last'"):
+        best = attacks.PGD(eps=0.1, keep="best")
+        scattering.scattering(m, CE, (x, y), attack=best, **kw)
+    with pytest.raises(ValueError, match="loss"):
+        scattering.scattering(
+            m, CE, (x, y), attack=attacks.PGD(eps=0.1, loss="cw"), **kw
+        )
 
 
 # ------------------------------------------------- one loader, one seed convention
 def test_one_loader_class():
-    from landscape import data, train
+    from _helpers import tiny_train_config
 
-    assert issubclass(train.TensorBatches, data.Batches)
+    from landscape import data, train
+    from landscape.train._data import as_loader
+
+    assert not hasattr(train, "TensorBatches")
     x, y = torch.rand(10, 2), torch.arange(10)
     a = data.Batches(x, y, batch_size=3, shuffle=True, seed=4)
-    b = train.TensorBatches(x, y, batch_size=3, shuffle=True, seed=4)
+    b = as_loader((x, y), tiny_train_config(batch_size=3, seed=4))
+    assert type(b) is data.Batches  # the trainer batches tensors with data.Batches
     assert [yb.tolist() for _, yb in a] == [yb.tolist() for _, yb in b]  # same orders
     with pytest.raises(ValueError, match="empty"):
         data.Batches(torch.zeros(0, 2), torch.zeros(0), batch_size=2)

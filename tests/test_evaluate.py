@@ -4,7 +4,7 @@ and bookkeeping, resumable state, ensembles, gradient-masking checks, CLI, plots
 from __future__ import annotations
 
 import collections
-import inspect
+import dataclasses
 
 import numpy as np
 import pytest
@@ -15,6 +15,11 @@ from torch import nn
 
 from landscape import attacks as A
 from landscape import evaluate as E
+
+
+def _pgd(eps, steps, **kw):
+    """The evaluation PGD (best iterate, CE, random first start for L-inf)."""
+    return A.PGD(eps=eps, steps=steps, loss="ce", keep="best", **kw)
 
 
 def _images(n=24, seed=0):
@@ -67,8 +72,8 @@ def test_sequence_bookkeeping_and_roundtrip(tmp_path):
     assert np.all(res.robust_accuracy <= res.clean_accuracy)
     # pointwise worst case, checked with a deterministic first attack (FGSM): the points
     # credited to it are exactly those FGSM alone breaks; the rest went on to PGD
-    specs = [E.AttackSpec("fgsm", A.fgsm, {}), E.AttackSpec("pgd", A.pgd, {"steps": 5})]
-    r2 = E.evaluate(m, (x, y), eps=0.03, attacks=specs, batch_size=7, checks=False)
+    specs = [A.FGSM(eps=0.03), _pgd(0.03, steps=5)]
+    r2 = E.evaluate(m, (x, y), attacks=specs, batch_size=7, checks=False)
     with torch.no_grad():
         fg = (m(A.fgsm(m, x, y, eps=0.03)).argmax(1) != y).numpy()
     assert np.array_equal(r2.broken_by[0] == 0, fg & r2.clean_correct)
@@ -85,7 +90,7 @@ def test_sequence_bookkeeping_and_roundtrip(tmp_path):
 def test_adversarial_examples_and_timings(tmp_path):
     x, y = _images(n=30)
     m = Recorder()
-    specs = [E.AttackSpec("fgsm", A.fgsm, {}), E.AttackSpec("pgd", A.pgd, {"steps": 5})]
+    specs = [A.FGSM(eps=0.1), _pgd(0.1, steps=5)]
     eps = [0.02, 0.1]
     res = E.evaluate(
         m, (x, y), eps=eps, attacks=specs, batch_size=7, checks=False,
@@ -102,12 +107,14 @@ def test_adversarial_examples_and_timings(tmp_path):
         assert np.array_equal(wrong, ~res.robust_correct[e])
         robust = torch.as_tensor(res.robust_correct[e])
         assert torch.equal(adv[e][robust], x[robust])  # unbroken: the clean input
-    assert list(res.timings) == ["fgsm", "pgd"]
+    assert list(res.timings) == ["fgsm", "pgd-5"]
     assert all(t.shape == (2,) and (t >= 0).all() for t in res.timings.values())
-    assert res.timings["pgd"].sum() > 0
+    assert res.timings["pgd-5"].sum() > 0
     back = E.EvalResult.load(res.save(tmp_path / "r.npz"))
     assert np.array_equal(back.adversarial, res.adversarial)
-    assert np.allclose(back.timings["pgd"], res.timings["pgd"])
+    assert np.allclose(back.timings["pgd-5"], res.timings["pgd-5"])
+    # the attacks are recorded as values: they round-trip through the JSON meta
+    assert [A.Attack.from_dict(d) for d in back.meta["attacks"]] == specs
     plain = E.evaluate(m, (x, y), eps=eps, attacks=specs, batch_size=7, checks=False)
     assert plain.adversarial is None
     assert np.array_equal(plain.robust_correct, res.robust_correct)
@@ -116,11 +123,11 @@ def test_adversarial_examples_and_timings(tmp_path):
 def test_restart_curves():
     x, y = _images(n=30)
     m = Recorder()
-    spec = [E.AttackSpec("pgd", A.pgd, {"steps": 2, "restarts": 6, "alpha": 0.01})]
+    spec = [_pgd(0.1, steps=2, restarts=6, alpha=0.01)]
     res = E.evaluate(
         m, (x, y), eps=[0.0, 0.03, 0.1], attacks=spec, batch_size=7, checks=False
     )
-    c = res.restart_curves["pgd"]
+    c = res.restart_curves["pgd-2"]
     assert c.shape == (3, 6)
     assert np.all(np.diff(c, axis=1) <= 0)  # flattens, never rises
     assert np.allclose(c[:, -1], res.robust_accuracy)  # ends at the result
@@ -128,66 +135,90 @@ def test_restart_curves():
     assert c[2, 0] > c[2, -1]  # the restarts did break more points here
 
 
+_CALLS: list[int] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Flaky(A.Attack):
+    """A PGD-3 that is interrupted at its 4th call when ``boom`` (a new attack: one
+    class, registered by defining it)."""
+
+    boom: bool = False
+
+    def __call__(self, model, x, y, generator=None, *, progressbar=False,
+                 return_info=False):  # fmt: skip
+        _CALLS.append(len(y))
+        if len(_CALLS) == 4 and self.boom:
+            raise KeyboardInterrupt
+        pgd = A.PGD(eps=self.eps, norm=self.norm, steps=3)
+        return pgd(model, x, y, generator, return_info=return_info)
+
+
 def test_resume_skips_finished_work(tmp_path):
     x, y = _images(n=30)
     m = Recorder()
-    calls = []
-
-    def flaky(model, x, y, *, eps, norm, generator, **kw):
-        calls.append(len(y))
-        if len(calls) == 4 and kw.get("boom"):
-            raise KeyboardInterrupt
-        return A.pgd(model, x, y, eps=eps, norm=norm, steps=3, generator=generator)
-
-    spec = E.AttackSpec("pgd-3", flaky, {"boom": True})
-    specs = [spec, E.AttackSpec("fgsm", A.fgsm, {})]
+    specs = [Flaky(eps=0.05, boom=True, label="pgd-3"), A.FGSM(eps=0.05)]
+    _CALLS.clear()
     ref = E.evaluate(
-        m,
-        (x, y),
-        eps=[0.05, 0.1],
-        attacks=[E.AttackSpec("pgd-3", flaky, {}), specs[1]],
-        batch_size=10,
-        checks=False,
-    )
-    calls.clear()
+        m, (x, y), eps=[0.05, 0.1], attacks=[Flaky(eps=0.05), specs[1]],
+        batch_size=10, checks=False,
+    )  # fmt: skip
+    _CALLS.clear()
     state = tmp_path / "state.pt"
     with pytest.raises(KeyboardInterrupt):
         E.evaluate(
-            m,
-            (x, y),
-            eps=[0.05, 0.1],
-            attacks=specs,
-            batch_size=10,
-            checks=False,
+            m, (x, y), eps=[0.05, 0.1], attacks=specs, batch_size=10, checks=False,
             state_path=state,
-        )
-    assert state.exists() and len(calls) == 4
-    calls.clear()
-    spec2 = E.AttackSpec(
-        "pgd-3", flaky, {"boom": True}
-    )  # same description, no crash now
-    res = E.evaluate(
-        m,
-        (x, y),
-        eps=[0.05, 0.1],
-        attacks=[spec2, specs[1]],
-        batch_size=10,
-        checks=False,
+        )  # fmt: skip
+    assert state.exists() and len(_CALLS) == 4
+    _CALLS.clear()
+    res = E.evaluate(  # the same attacks: no crash now (fewer than 4 calls)
+        m, (x, y), eps=[0.05, 0.1], attacks=specs, batch_size=10, checks=False,
         state_path=state,
-    )
-    assert len(calls) == 3  # 3 of the 6 pgd batches were done before the crash
+    )  # fmt: skip
+    assert len(_CALLS) == 3  # 3 of the 6 pgd batches were done before the crash
     assert np.array_equal(res.robust_correct, ref.robust_correct)
     assert np.array_equal(res.broken_by, ref.broken_by)
+    assert res.attacks == ["pgd-3", "fgsm"]
     with pytest.raises(ValueError, match="another evaluation"):
         E.evaluate(
-            m,
-            (x, y),
-            eps=[0.3],
-            attacks=[spec2],
-            batch_size=10,
-            checks=False,
+            m, (x, y), eps=[0.3], attacks=specs[:1], batch_size=10, checks=False,
             state_path=state,
-        )
+        )  # fmt: skip
+
+
+def test_evaluate_takes_attack_values():
+    """``evaluate(model, data, attacks=[APGD(eps), Square(eps)])``: the attacks' eps
+    is the budget; a sweep replaces it; one norm per evaluation."""
+    x, y = _images(n=20)
+    m = Recorder()
+    seq = [A.APGD(eps=0.1, steps=3), A.Square(eps=0.1, queries=20)]
+    g = torch.Generator
+    res = E.evaluate(m, (x, y), attacks=seq, checks=False, generator=g().manual_seed(0))
+    assert res.eps.tolist() == [0.1] and res.attacks == ["apgd-ce", "square"]
+    assert res.preset == "custom"
+    # the preset at eps e is the list with replace(eps=e)
+    sweep = E.evaluate(
+        m, (x, y), attacks=seq, eps=[0.05, 0.1], checks=False,
+        generator=g().manual_seed(0),
+    )  # fmt: skip
+    np.testing.assert_array_equal(sweep.robust_correct[1], res.robust_correct[0])
+    quick = E.evaluate(
+        m, (x, y), eps=0.1, preset="quick", checks=False, generator=g().manual_seed(0)
+    )
+    listed = E.evaluate(
+        m, (x, y), attacks=E.preset_attacks("quick", 0.1), checks=False,
+        generator=g().manual_seed(0),
+    )  # fmt: skip
+    np.testing.assert_array_equal(quick.robust_correct, listed.robust_correct)
+    with pytest.raises(ValueError, match="different eps"):
+        E.evaluate(m, (x, y), attacks=[A.APGD(eps=0.1), A.FGSM(eps=0.2)])
+    with pytest.raises(ValueError, match="one threat model"):
+        E.evaluate(m, (x, y), attacks=[A.APGD(eps=0.1), A.FGSM(eps=0.1, norm="l2")])
+    with pytest.raises(TypeError, match="attack values"):
+        E.evaluate(m, (x, y), attacks=[A.fgsm])
+    with pytest.raises(TypeError, match="eps"):
+        E.evaluate(m, (x, y))
 
 
 class AvgEnsemble(nn.Module):
@@ -285,46 +316,48 @@ def test_standard_preset_is_autoattack_standard():
 
     for norm, aa_norm in (("linf", "Linf"), ("l2", "L2")):
         aa = AutoAttack(nn.Linear(2, 10), norm=aa_norm, eps=0.1, version="standard")
-        specs = E.preset_attacks("standard", norm)
+        specs = E.preset_attacks("standard", 0.1, norm)
         assert [s.name for s in specs] == aa.attacks_to_run
-        ce, t, fab, sq = (s.kwargs for s in specs)
-        assert ce == {
-            "steps": aa.apgd.n_iter,
-            "restarts": aa.apgd.n_restarts,
-            "loss": "ce",
-        }
-        assert t == {
-            "steps": aa.apgd_targeted.n_iter,
-            "restarts": aa.apgd_targeted.n_restarts,
-            "num_targets": aa.apgd_targeted.n_target_classes,
-        }
-        assert fab == {
-            "steps": aa.fab.n_iter,
-            "restarts": aa.fab.n_restarts,
-            "num_targets": aa.fab.n_target_classes,
-        }
-        assert sq == {"queries": aa.square.n_queries, "p_init": aa.square.p_init}
-        assert aa.square.rescale_schedule is False  # our default schedule
-        assert specs[2].fn is A.fab_t
-        sig = inspect.signature(A.fab_t).parameters
+        ce, t, fab, sq = specs
+        assert (type(ce), ce.steps, ce.restarts, ce.loss) == (
+            A.APGD,
+            aa.apgd.n_iter,
+            aa.apgd.n_restarts,
+            "ce",
+        )
+        assert (type(t), t.steps, t.restarts, t.num_targets) == (
+            A.APGDT,
+            aa.apgd_targeted.n_iter,
+            aa.apgd_targeted.n_restarts,
+            aa.apgd_targeted.n_target_classes,
+        )
+        assert (type(fab), fab.steps, fab.restarts, fab.num_targets) == (
+            A.FABT,
+            aa.fab.n_iter,
+            aa.fab.n_restarts,
+            aa.fab.n_target_classes,
+        )
+        assert (sq.queries, sq.p_init) == (aa.square.n_queries, aa.square.p_init)
+        assert sq.rescale_schedule is aa.square.rescale_schedule is False
         for k in ("alpha_max", "eta", "beta"):
-            assert sig[k].default == getattr(aa.fab, k)
-        assert inspect.signature(A.apgd).parameters["rho"].default == aa.apgd.thr_decr
+            assert getattr(fab, k) == getattr(aa.fab, k)
+        assert ce.rho == aa.apgd.thr_decr
 
 
 def test_presets_and_scaling():
-    names = [a.name for a in E.preset_attacks("reviewer", "l2", scale=0.1)]
+    names = [a.name for a in E.preset_attacks("reviewer", 0.5, "l2", scale=0.1)]
     assert names == ["pgd-10-ce", "pgd-10-cw", "simba-dct", "square"]
-    r = E.preset_attacks("reviewer", "linf")
-    assert (
-        r[0].kwargs == {"steps": 100, "restarts": 25, "loss": "ce", "patience": 5}
-        and len(r[0].alpha_rel) == 4
-    )
-    assert r[0].call_kwargs(0.1)["alpha"][-1] == pytest.approx(2.5 * 0.1 / 100)
-    assert E.preset_attacks("standard", num_classes=3)[1].name == "apgd-cw"
-    assert E.preset_attacks("standard", queries=7)[-1].kwargs["queries"] == 7
+    r = E.preset_attacks("reviewer", 0.1, "linf")
+    assert (r[0].steps, r[0].restarts, r[0].loss, r[0].patience) == (100, 25, "ce", 5)
+    assert len(r[0].alpha_rel) == 4 and r[0].keep == "best"
+    assert r[0].step_sizes()[-1] == pytest.approx(2.5 * 0.1 / 100)
+    # the preset at another budget: replace(eps=...), the relative steps follow
+    r2 = dataclasses.replace(r[0], eps=0.2)
+    assert r2.step_sizes()[-1] == pytest.approx(2.5 * 0.2 / 100)
+    assert E.preset_attacks("standard", 0.1, num_classes=3)[1].name == "apgd-cw"
+    assert E.preset_attacks("standard", 0.1, queries=7)[-1].queries == 7
     with pytest.raises(ValueError, match="preset"):
-        E.preset_attacks("strong")
+        E.preset_attacks("strong", 0.1)
     x, y = _images(n=12)
     res = E.evaluate(
         Recorder(),
@@ -471,13 +504,10 @@ def test_adaptive_answers_on_masked_models(data_root):
     from test_attacks import _mnist_model
 
     base, xt, yt = _mnist_model(data_root, 1500, 150, seconds_epochs=3)
-    spec = [
-        E.AttackSpec("apgd-ce", A.apgd, {"steps": 30}),
-        E.AttackSpec("square", A.square, {"queries": 300}, kind="black"),
-    ]
+    spec = [A.APGD(eps=0.1, steps=30), A.Square(eps=0.1, queries=300)]
 
     def ra(model, **kw):
-        res = E.evaluate(model, (xt, yt), eps=0.1, attacks=spec, checks=False, **kw)
+        res = E.evaluate(model, (xt, yt), attacks=spec, checks=False, **kw)
         return float(res.robust_accuracy[0]), res.meta["adaptive"]
 
     ref, applied = ra(base)
@@ -557,7 +587,7 @@ def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
     assert run("softmax", "--adaptive", "none").meta["adaptive"] == []
     assert run("quantised", "--bpda", "quantise").meta["adaptive"] == ["bpda"]
     res = run("relu", "--adaptive", "eot", "eot", "--eot-iter", "3")
-    assert res.meta["adaptive"] == ["eot"] and "eot_iter=3" in res.meta["attacks"][0]
+    assert res.meta["adaptive"] == ["eot"] and res.meta["attacks"][0]["eot_iter"] == 3
     (tmp_path / "ev_linf.state.pt").write_bytes(b"kept")
     for bad, msg in (
         (["--adaptive", "bpda"], "needs the transforms"),

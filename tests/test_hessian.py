@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from landscape import hessian
+from landscape import attacks, hessian
 from landscape.hessian.__main__ import main as hessian_main
 
 RTOL_EXACT = 1e-6  # exact methods in float64
@@ -385,7 +385,6 @@ def test_save_load_round_trip(tmp_path, tiny_case):
 
 def test_adversarial_batches_are_fixed_and_in_ball():
     """The robust Hessian's data: batches attacked once (attacks.perturb_batches)."""
-    from landscape import attacks
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))

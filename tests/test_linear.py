@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize
 
-from landscape import linear
-from landscape.attacks import perturb
+from landscape import attacks, linear
 
 LOG2 = float(np.log(2.0))
 HYP = settings(max_examples=25, deadline=None)
@@ -168,23 +167,20 @@ def test_torch_and_numpy_agree_and_gradient():
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_pgd_reaches_closed_form(norm):
-    """PGD (landscape.attacks.perturb) on a linear model finds the closed-form loss."""
+    """PGD (landscape.attacks.PGD) on a linear model finds the closed-form loss."""
     x, y = _data(30, 5, seed=1)
     w, b, eps = np.array([1.0, -0.5, 0.25, 0.0, 2.0]), 0.1, 0.3
     u, lo, scale = linear.embed_unit_box(x, eps)
     model = _Score(w, b, lo, scale)
     yt = torch.tensor(y)
-    ua = perturb(
-        model,
-        torch.tensor(u),
-        yt,
+    pgd = attacks.PGD(
         eps=eps / scale,
         norm=norm,
         steps=20,
         alpha=eps / scale,  # a step of eps: the L2 iterates align within 20 steps
-        loss_fn=lambda out, t: F.softplus(-t * out).sum(),
-        generator=torch.Generator().manual_seed(0),
+        loss=lambda out, t: F.softplus(-t * out).sum(),
     )
+    ua = pgd(model, torch.tensor(u), yt, torch.Generator().manual_seed(0))
     with torch.no_grad():
         pgd = F.softplus(-yt * model(ua)).numpy()
     exact = linear.robust_loss(w, b, x, y, eps=eps, norm=norm, reduction="none")
@@ -231,13 +227,8 @@ def test_multiclass_bound_vs_exact_and_pgd(k):
     with torch.no_grad():
         lin.weight.copy_(torch.tensor(W * scale))
         lin.bias.copy_(torch.tensor(b + W @ np.full(d, lo)))
-    ua = perturb(
-        lin,
-        torch.tensor(u),
-        torch.tensor(y),
-        eps=eps / scale,
-        steps=30,
-        generator=torch.Generator().manual_seed(0),
+    ua = attacks.PGD(eps=eps / scale, steps=30)(
+        lin, torch.tensor(u), torch.tensor(y), torch.Generator().manual_seed(0)
     )
     with torch.no_grad():
         pgd = _ce(lin(ua), torch.tensor(y)).numpy()
@@ -505,7 +496,7 @@ def test_multiclass_threshold():
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_closed_form_training_agrees_with_pgd_training(norm, bias):
-    """Minimal full-batch PGD adversarial training (perturb + SGD) vs the convex
+    """Minimal full-batch PGD adversarial training (attacks.PGD + SGD) vs the convex
     closed form, on the same data (the trainer-based check lives in the figure)."""
     x, y = _data(100, 3, seed=11)
     es = linear.constant_threshold(x, y, norm=norm, bias=bias)

@@ -1,7 +1,8 @@
-"""The training attack kernels (attacks.perturb / fgsm_rs) against a reference
-implementation: the in-place loop is bitwise the plain one, and the input-gradient
-mode (flipped-kernel convolutions, detached weights) gives the same gradients up to
-rounding and the same adversarial batches and trained weights within tolerance."""
+"""The training attack kernel (attacks.PGD / FGSMRS, ``keep="last"``) against a
+reference implementation: the in-place loop is bitwise the plain one, and the
+input-gradient mode (flipped-kernel convolutions, detached weights) gives the same
+gradients up to rounding and the same adversarial batches and trained weights within
+tolerance."""
 
 from __future__ import annotations
 
@@ -14,19 +15,19 @@ import torch.nn.functional as F
 from _helpers import tiny_train_config
 from torch import nn
 
-from landscape import _utils, models
-from landscape.attacks import fgsm_rs, perturb
+from landscape import _utils, attacks, models
+from landscape.attacks._ball import project, random_init
 from landscape.attacks._input_grad import input_grad_mode
-from landscape.train import TrainConfig, adversarial_train
+from landscape.train import adversarial_train
 
-_perturb_mod = sys.modules["landscape.attacks.perturb"]
+_pgd_mod = sys.modules["landscape.attacks.pgd"]
 
 
 def _reference(model, x, y, *, eps, norm="linf", alpha=None, steps=10, generator=None):
     """The plain PGD loop (the kernel before the speed-up), random start."""
     alpha = 2.5 * eps / steps if alpha is None else alpha
     x = x.detach()
-    delta = _perturb_mod.random_init(x, eps, norm, generator)
+    delta = random_init(x, eps, norm, generator)
     was = model.training
     model.eval()
     with torch.enable_grad(), _utils.thin_conv_backend(model):
@@ -40,7 +41,7 @@ def _reference(model, x, y, *, eps, norm="linf", alpha=None, steps=10, generator
             else:
                 n = grad.flatten(1).norm(dim=1).view(-1, *([1] * (x.ndim - 1)))
                 delta = delta + alpha * grad / (n + 1e-12)
-            delta = _perturb_mod.project(delta, x, eps, norm)
+            delta = project(delta, x, eps, norm)
     model.train(was)
     return (x + delta).detach()
 
@@ -59,18 +60,18 @@ def _batch(n=32, seed=0):
 
 def _plain_and_fast(norm: str, eps: float):
     """``(model, x, y, ref, got)``: PGD-5 of the plain reference loop (``ref``) and of
-    ``perturb`` (``got``) from the same random start."""
+    the training PGD (``got``) from the same random start."""
     model, (x, y) = _lenet(), _batch()
     kw = dict(eps=eps, norm=norm, steps=5)
     ref = _reference(model, x, y, **kw, generator=torch.Generator().manual_seed(1))
-    got = perturb(model, x, y, **kw, generator=torch.Generator().manual_seed(1))
+    got = attacks.PGD(**kw)(model, x, y, torch.Generator().manual_seed(1))
     return model, x, y, ref, got
 
 
 @pytest.fixture
 def no_mode(monkeypatch):
     monkeypatch.setattr(
-        _perturb_mod, "input_grad_mode", lambda *a: contextlib.nullcontext()
+        _pgd_mod, "input_grad_mode", lambda *a: contextlib.nullcontext()
     )
 
 
@@ -86,7 +87,7 @@ def test_fast_input_gradients_give_the_same_adversarial_batch(norm, eps):
     # sign(grad) may differ only where the gradient is within rounding of zero
     assert (got - ref).abs().gt(1e-5).float().mean() < 1e-3
     torch.testing.assert_close(got, ref, rtol=0, atol=2.5 * eps / 5 * 2 + 1e-6)
-    fgsm = fgsm_rs(model, x, y, eps=eps, norm=norm, generator=torch.Generator())
+    fgsm = attacks.FGSMRS(eps=eps, norm=norm)(model, x, y, torch.Generator())
     assert fgsm.shape == x.shape
 
 
@@ -140,39 +141,40 @@ def test_input_grad_mode_matches_autograd(conv):
         assert leaves == [xa]
 
 
-def _train(model, x, y, **kw):
-    cfg = tiny_train_config(lr=0.05, steps=3, **kw)
+def _train(model, x, y, attack):
+    cfg = tiny_train_config(lr=0.05, attack=attack)
     adversarial_train(model, (x, y), cfg)
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-@pytest.mark.parametrize("attack", ["pgd", "fgsm"])
+@pytest.mark.parametrize(
+    "attack", [attacks.PGD(eps=0.1, steps=3), attacks.FGSMRS(eps=0.1)]
+)
 def test_seeded_training_matches_the_reference_kernel(attack, monkeypatch):
-    from landscape.train import _loop
-
     x, y = _batch(64)
-    fast = _train(_lenet(), x, y, attack=attack)
+    fast = _train(_lenet(), x, y, attack)
 
-    def ref_kernel(model, x, y, *, eps, norm, alpha, steps, generator, **kw):
+    def ref_kernel(atk, model, x, y, generator, train, return_info):
+        (alpha,) = atk.step_sizes()
         return _reference(
             model,
             x,
             y,
-            eps=eps,
-            norm=norm,
+            eps=atk.eps,
+            norm=atk.norm,
             alpha=alpha,
-            steps=steps,
+            steps=atk.steps,
             generator=generator,
         )
 
-    monkeypatch.setattr(_loop, "perturb", ref_kernel)
-    ref = _train(_lenet(), x, y, attack=attack)
+    monkeypatch.setattr(_pgd_mod, "_last", ref_kernel)
+    ref = _train(_lenet(), x, y, attack)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
     monkeypatch.undo()
     monkeypatch.setattr(
-        _perturb_mod, "input_grad_mode", lambda *a: contextlib.nullcontext()
+        _pgd_mod, "input_grad_mode", lambda *a: contextlib.nullcontext()
     )
-    assert torch.equal(_train(_lenet(), x, y, attack=attack), ref)  # same maths
+    assert torch.equal(_train(_lenet(), x, y, attack), ref)  # same maths
 
 
 def _pool_model(channels: int = 4) -> nn.Module:
@@ -228,10 +230,9 @@ def test_seeded_training_with_the_fast_max_pool_is_bitwise(monkeypatch):
     def run():
         torch.manual_seed(0)
         model = models.build("lenet", in_shape=(1, 28, 28), num_classes=4, width=1)
-        cfg = TrainConfig(
-            epochs=1, batch_size=64, lr=0.05, eps=0.1, steps=3, eval_num=0,
-            co_check_num=0, seed=0,
-        )  # fmt: skip
+        cfg = tiny_train_config(
+            epochs=1, batch_size=64, lr=0.05, attack=attacks.PGD(eps=0.1, steps=3)
+        )
         adversarial_train(model, (x, y), cfg)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 

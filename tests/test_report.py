@@ -180,10 +180,13 @@ def test_report_cli_on_a_checkpoint_the_tests_train(data_root, tmp_path, capsys)
     from landscape import data, models
 
     x, y = data.load_dataset("mnist", data_root, num_samples=64)
+    from landscape import attacks
+
     cfg = train.TrainConfig(
-        epochs=1, batch_size=32, optimizer="adam", lr=1e-3, eps=0.1, steps=1,
-        eval_num=0, co_check_num=0, seed=0, model="mlp",
+        epochs=1, batch_size=32, optimizer="adam", lr=1e-3,
+        attack=attacks.PGD(eps=0.1, steps=1), seed=0, model="mlp",
         model_kwargs={"dataset": "mnist", "width": 16},
+        runtime=train.Runtime(eval_num=0, co_check_num=0),
     )  # fmt: skip
     run = tmp_path / "run"
     train.adversarial_train(

@@ -183,7 +183,10 @@ def _tiny_train(run_dir, **kw):
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(32, 1, 6, 6, generator=g), torch.randint(0, 2, (32,), generator=g)
     model = models.build("mlp", in_shape=(1, 6, 6), num_classes=2, hidden=(4,))
-    cfg = tiny_train_config(epochs=1, optimizer="sgd", steps=1, **kw)
+    from landscape import attacks
+
+    attack = attacks.PGD(eps=0.1, steps=1)
+    cfg = tiny_train_config(epochs=1, optimizer="sgd", attack=attack, **kw)
     return adversarial_train(model, (x, y), cfg, run_dir=run_dir)
 
 

@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from _helpers import tiny_train_config
 from torch.func import functional_call
 
-from landscape import _utils
+from landscape import _utils, attacks
 from landscape import scattering as sc
-from landscape.attacks import perturb
 
 matplotlib.use("Agg")
 
@@ -62,9 +61,7 @@ def test_linear_adversarial_gradient_matches_closed_form(random_start):
         _logistic,
         x,
         y,
-        eps=eps,
-        steps=10,
-        random_start=random_start,
+        attack=attacks.PGD(eps=eps, steps=10, random_start=random_start),
         generator=torch.Generator().manual_seed(3),
     )
     w, b = model.weight.detach()[0], model.bias.detach()[0]
@@ -89,10 +86,10 @@ def test_linear_scattering_matches_closed_form(strategy):
         model,
         _logistic,
         [(x, y), (x[:8], y[:8])],
+        attack=attacks.PGD(eps=eps, steps=10),
         eps=[0.0, eps],
         scales=scales,
         directions=dirs,
-        steps=10,
         strategy=strategy,
         generator=g,
     )
@@ -154,7 +151,7 @@ def test_smooth_eps0_ratio_bounded_and_equals_hvp():
         model,
         None,
         [(x, y)],
-        eps=0.0,
+        attack=attacks.PGD(eps=0.0),
         scales=scales,
         directions="unit",
         num_directions=3,
@@ -170,7 +167,7 @@ def test_smooth_eps0_ratio_bounded_and_equals_hvp():
         model,
         None,
         [(x, y)],
-        eps=0.0,
+        attack=attacks.PGD(eps=0.0),
         scales=[1e-5, 1e-4],
         directions=dirs,
         generator=g,
@@ -197,7 +194,7 @@ def _trained_toy(seed=0, act=torch.nn.ReLU):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(60):
         i = torch.randint(0, 256, (64,), generator=g)
-        xa = perturb(model, x[i], y[i], eps=0.1, steps=3, generator=g)
+        xa = attacks.pgd(model, x[i], y[i], eps=0.1, steps=3, generator=g)
         loss = F.cross_entropy(model(xa), y[i])
         opt.zero_grad()
         loss.backward()
@@ -211,10 +208,10 @@ def test_relu_excess_positive_and_grows_with_eps():
         model,
         None,
         data,
+        attack=attacks.PGD(eps=0.3, steps=5),
         eps=[0.0, 0.1, 0.2, 0.3],
         scales=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
         num_directions=4,
-        steps=5,
         generator=torch.Generator().manual_seed(1),
     )
     exc = res.excess().mean(axis=(1, 2))
@@ -236,29 +233,42 @@ def test_perturbation_cosine_is_one_as_s_to_0():
             model,
             None,
             [(x, y)],
+            attack=attacks.PGD(eps=0.2, random_start=rs),
             eps=[0.05, 0.2],
             scales=[1e-10],
             num_directions=2,
-            random_start=rs,
             generator=g,
         )
         assert np.all(res.pert_cosine == pytest.approx(1.0, abs=1e-12))
         assert np.all(res.sign_cosine == pytest.approx(1.0, abs=1e-12))
     # the attack at w is reproducible: same seed gives the same x_adv (s = 0)
+    pgd = attacks.PGD(eps=0.1)
     a = sc.adversarial_gradient(
-        model, None, x, y, eps=0.1, generator=torch.Generator().manual_seed(7)
+        model, None, x, y, attack=pgd, generator=torch.Generator().manual_seed(7)
     )
     b = sc.adversarial_gradient(
-        model, None, x, y, eps=0.1, generator=torch.Generator().manual_seed(7)
+        model, None, x, y, attack=pgd, generator=torch.Generator().manual_seed(7)
     )
     assert torch.equal(a[1], b[1])
 
 
-def test_vmap_equals_perturb_loop_and_chunks():
+@pytest.mark.parametrize(
+    "attack",
+    [
+        attacks.PGD(eps=0.1, steps=4),
+        attacks.PGD(eps=0.1, norm="l2", steps=3, alpha_rel=0.5),
+        attacks.FGSMRS(eps=0.1),
+        attacks.PGD(eps=0.1, steps=2, random_start=False),
+    ],
+)
+def test_batched_equals_the_attack_point_by_point_and_chunks(attack):
+    # the vmap path replays the attack with its init and step: the same numbers as
+    # calling the attack at every weight point (the loop)
     model, data = _trained_toy(seed=2)
     kw = dict(
-        eps=[0.0, 0.1], scales=[1e-2, 1e-1], num_directions=2, steps=4, num_batches=1
-    )
+        attack=attack, eps=[0.0, 0.1], scales=[1e-2, 1e-1], num_directions=2,
+        num_batches=1,
+    )  # fmt: skip
 
     def run(**how):
         g = torch.Generator().manual_seed(0)
@@ -280,13 +290,13 @@ def test_model_unchanged_and_mode_restored():
         model,
         None,
         data,
-        eps=[0.1],
+        attack=attacks.PGD(eps=0.1),
         scales=[1e-2],
         num_directions=1,
         num_batches=1,
         generator=torch.Generator().manual_seed(0),
     )
-    sc.gradient_norms(model, None, data[:1], eps=[0.1])
+    sc.gradient_norms(model, None, data[:1], attack=attacks.PGD(eps=0.1))
     assert model.training
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
@@ -296,32 +306,31 @@ def test_model_unchanged_and_mode_restored():
 def test_bad_input():
     model = _tanh_mlp()
     data = [(torch.rand(4, 5, dtype=DT), torch.tensor([0, 1, 2, 0]))]
+    pgd = attacks.PGD(eps=0.1)
     with pytest.raises(ValueError, match="eps"):
-        sc.scattering(model, None, data, eps=[-0.1], scales=[1e-2])
+        sc.scattering(model, None, data, attack=pgd, eps=[-0.1], scales=[1e-2])
     with pytest.raises(ValueError, match="empty"):
-        sc.scattering(model, None, data, eps=[0.1], scales=[])
+        sc.scattering(model, None, data, attack=pgd, scales=[])
     for bad in ([0.0], [-1e-3], [float("nan")]):
         with pytest.raises(ValueError, match="> 0"):
-            sc.scattering(model, None, data, eps=[0.1], scales=bad)
+            sc.scattering(model, None, data, attack=pgd, scales=bad)
     with pytest.raises(ValueError, match="no batches"):
-        sc.scattering(model, None, [], eps=[0.1], scales=[1e-2])
+        sc.scattering(model, None, [], attack=pgd, scales=[1e-2])
     with pytest.raises(ValueError, match="names"):
         sc.scattering(
             model,
             None,
             data,
-            eps=0.1,
+            attack=pgd,
             scales=[1e-2],
             directions=[{"nope": torch.ones(3)}],
         )
     with pytest.raises(ValueError, match="kind"):
-        sc.scattering(model, None, data, eps=0.1, scales=[1e-2], directions="bogus")
+        sc.scattering(model, None, data, attack=pgd, scales=[1e-2], directions="bogus")
     with pytest.raises(ValueError, match="eps"):
-        sc.gradient_norms(model, None, data, eps=-1.0)
-    with pytest.raises(ValueError, match="alpha"):
-        sc.scattering(model, None, data, eps=0.1, scales=[1e-2], alpha=0.0)
-    with pytest.raises(ValueError, match="steps"):
-        sc.scattering(model, None, data, eps=0.1, scales=[1e-2], steps=-1)
+        sc.gradient_norms(model, None, data, attack=pgd, eps=-1.0)
+    with pytest.raises(TypeError, match="attack"):  # the attack is required
+        sc.scattering(model, None, data, eps=0.1, scales=[1e-2])
 
 
 def test_filter_and_hessian_directions():
@@ -362,8 +371,8 @@ def test_gradient_norms_linear_closed_form_and_vmap_vs_loop():
         model,
         _logistic,
         [(x[:10], y[:10]), (x[10:], y[10:])],
+        attack=attacks.PGD(eps=eps, steps=10),
         eps=[0.0, eps],
-        steps=10,
         generator=torch.Generator(),
     )
     w, b = model.weight.detach()[0], model.bias.detach()[0]
@@ -390,6 +399,7 @@ def test_result_roundtrip(tmp_path):
         model,
         None,
         data,
+        attack=attacks.PGD(eps=0.1),
         eps=[0.0, 0.1],
         scales=[1e-3, 1e-2],
         num_directions=2,
@@ -408,7 +418,7 @@ def test_result_roundtrip(tmp_path):
         model,
         None,
         data,
-        eps=0.1,
+        attack=attacks.PGD(eps=0.1),
         scales=[1e-3, 1e-1],
         num_directions=2,
         generator=torch.Generator().manual_seed(0),
@@ -423,7 +433,9 @@ def test_summarize_training_gradnorms(tmp_path):
         for i in range(4)
     ]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
-    (tmp_path / "config.json").write_text(json.dumps({"eps": 0.1}))
+    # the trainer's config.json: the target eps is the training attack's
+    cfg = {"attack": attacks.PGD(eps=0.1).to_dict()}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
     t = sc.summarize_training_gradnorms(tmp_path)
     assert np.array_equal(t.epoch, [0, 1, 2, 3])
     assert np.array_equal(t.values["grad_norm"], [1.0, 2.0, 3.0, 4.0])
@@ -453,12 +465,13 @@ def test_plots(tmp_path):
         model,
         None,
         data,
+        attack=attacks.PGD(eps=0.1),
         eps=[0.0, 0.1],
         scales=[1e-3, 1e-2, 1e-1],
         num_directions=2,
         generator=torch.Generator().manual_seed(0),
     )
-    st = sc.gradient_norms(model, None, data, eps=[0.0, 0.1])
+    st = sc.gradient_norms(model, None, data, attack=attacks.PGD(eps=0.1), eps=[0, 0.1])
     tg = sc.summarize_training_gradnorms(
         [{"epoch": i, "grad_norm": i} for i in range(3)]
     )
@@ -536,7 +549,7 @@ def test_summarize_real_trainer_run(tmp_path):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 2))
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(32, 8, generator=g), torch.randint(0, 2, (32,), generator=g)
-    cfg = tiny_train_config(amp="off", channels_last=False)
+    cfg = tiny_train_config(runtime={"amp": "off", "channels_last": False})
     run = adversarial_train(
         model, [(x[:16], y[:16]), (x[16:], y[16:])], cfg, run_dir=tmp_path / "run"
     )

@@ -9,6 +9,7 @@ import torch
 from _helpers import conv_bn_net
 from torch import nn
 
+from landscape import attacks
 from landscape import directions as D
 from landscape import surface as S
 from landscape.attacks import perturb_batches
@@ -115,7 +116,7 @@ def test_model_unchanged_and_bn_in_eval_mode():
     for adv in (None, "fixed", "reattack"):
         S.loss_surface(
             m, nn.CrossEntropyLoss(), data, dirs, xs=[0.0, 1.0], ys=[0.0],
-            adversarial=adv, eps=0.1, steps=2,
+            adversarial=adv, attack=attacks.PGD(eps=0.1, steps=2) if adv else None,
         )  # fmt: skip
     after, modes_after = _state(m)
     assert modes_after == modes
@@ -132,14 +133,13 @@ def test_fixed_adversarial_equals_attacked_data_and_reattack_modes():
     m, data = _bn_net(), _bn_data()
     lf = nn.CrossEntropyLoss()
     dirs = D.random_directions(m, generator=torch.Generator().manual_seed(0))
-    kw = dict(xs=[-0.5, 0.0, 0.5], ys=[0.0, 0.5], eps=0.1, steps=3)
+    pgd = attacks.PGD(eps=0.1, steps=3)
+    kw = dict(xs=[-0.5, 0.0, 0.5], ys=[0.0, 0.5], attack=pgd)
     fixed = S.loss_surface(
         m, lf, data, dirs, adversarial="fixed", generator=torch.Generator().manual_seed(5),
         **kw,
     )  # fmt: skip
-    adv = perturb_batches(
-        m, data, eps=0.1, steps=3, generator=torch.Generator().manual_seed(5)
-    )
+    adv = perturb_batches(m, data, pgd, generator=torch.Generator().manual_seed(5))
     manual = S.loss_surface(m, lf, adv, dirs, xs=kw["xs"], ys=kw["ys"])
     np.testing.assert_allclose(fixed.loss, manual.loss, rtol=1e-12)
     assert (
@@ -160,10 +160,11 @@ def test_fixed_adversarial_equals_attacked_data_and_reattack_modes():
     # away from the origin the re-attacked loss beats the examples fixed at the centre
     assert (re1.loss[:, [0, 2]] > fixed.loss[:, [0, 2]]).all()
     zero = S.loss_surface(
-        m, lf, data, dirs, adversarial="reattack", xs=kw["xs"], ys=kw["ys"], eps=0.0
-    )
+        m, lf, data, dirs, adversarial="reattack", xs=kw["xs"], ys=kw["ys"],
+        attack=attacks.PGD(eps=0.0),
+    )  # fmt: skip
     np.testing.assert_allclose(zero.loss, clean.loss, rtol=1e-12)
-    with pytest.raises(ValueError, match="eps"):
+    with pytest.raises(ValueError, match="needs an attack"):
         S.loss_surface(m, lf, data, dirs, xs=[0.0], adversarial="reattack")
 
 

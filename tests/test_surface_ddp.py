@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from landscape import attacks
 from landscape import directions as D
 from landscape import surface as S
 
@@ -36,7 +37,7 @@ _GRID = dict(xs=np.linspace(-1, 1, 5), ys=np.linspace(-1, 1, 3), batch_size=None
 def _reattack_line(model, data, dirs) -> S.Surface:
     """The re-attacked loss along the first direction (PGD-2 at eps 0.2, seeded)."""
     return S.loss_surface(model, nn.CrossEntropyLoss(), data, [dirs[0]], xs=_GRID["xs"],
-        adversarial="reattack", eps=0.2, steps=2,
+        adversarial="reattack", attack=attacks.PGD(eps=0.2, steps=2),
         generator=torch.Generator().manual_seed(3), batch_size=None,
     )  # fmt: skip
 

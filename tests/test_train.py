@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -16,9 +18,11 @@ import torch.nn.functional as F
 from _helpers import tiny_train_config
 from torch import nn
 
-from landscape import checkpoints, io, train
-from landscape.attacks import perturb
-from landscape.train import TrainConfig, adversarial_train
+from landscape import attacks, checkpoints, evaluate, io, train
+from landscape.train import Runtime, TrainConfig, adversarial_train
+
+_pgd_mod = sys.modules["landscape.attacks.pgd"]
+PGD2 = attacks.PGD(eps=0.1, steps=2)
 
 
 def _data(n=96, seed=0):
@@ -45,9 +49,22 @@ class TinyNet(nn.Module):
         return self.fc(self.drop(F.relu(self.conv(x))).flatten(1))
 
 
-def _cfg(**kw):
-    base = dict(optimizer="sgd", eval_num=32, eval_steps=2, co_check_num=16)
-    return tiny_train_config(**{**base, **kw})
+def _cfg(*, attack=PGD2, runtime=None, **kw):
+    """:func:`tiny_train_config` (PGD-2 at eps 0.1) with the per-epoch evaluation on
+    32 test images (the quick preset's PGD-2) and the CO check on 16 training images;
+    ``runtime``: other Runtime fields, ``kw``: other science fields."""
+    norm = getattr(attack, "norm", "linf")
+    quick = evaluate.preset_attacks("quick", 0.1, norm, steps=2)[0]
+    rt = {"eval_num": 32, "eval_attack": quick, "co_check_num": 16, **(runtime or {})}
+    return tiny_train_config(attack=attack, runtime=rt, **{"optimizer": "sgd", **kw})
+
+
+def _rt(cfg: TrainConfig, **kw) -> TrainConfig:
+    """``cfg`` with some runtime settings changed."""
+    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, **kw))
+
+
+_OFF = {"eval_num": 0, "co_check_num": 0}
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:
@@ -58,8 +75,8 @@ def _same(a: nn.Module, b: nn.Module) -> bool:
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-@pytest.mark.parametrize("attack", ["pgd", "fgsm"])
-def test_training_attack_stays_in_ball_and_box_without_param_grads(norm, attack):
+@pytest.mark.parametrize("kind", ["pgd", "fgsm"])
+def test_training_attack_stays_in_ball_and_box_without_param_grads(norm, kind):
     x, y = _data(48)
     eps = 0.1 if norm == "linf" else 0.5
     model = TinyNet()
@@ -83,19 +100,15 @@ def test_training_attack_stays_in_ball_and_box_without_param_grads(norm, attack)
 
     model.register_forward_pre_hook(hook)
     model.eval()  # the caller's mode is restored after training
-    cfg = _cfg(
-        epochs=1,
-        eps=eps,
-        norm=norm,
-        attack=attack,
-        shuffle=False,
-        eval_num=0,
-        co_check_num=0,
-        alpha_rel=0.5 if attack == "pgd" else None,
+    attack = (
+        attacks.PGD(eps=eps, norm=norm, steps=2, alpha_rel=0.5)
+        if kind == "pgd"
+        else attacks.FGSMRS(eps=eps, norm=norm)
     )
+    cfg = _cfg(epochs=1, attack=attack, shuffle=False, runtime=_OFF)
     adversarial_train(model, (x, y), cfg)
     assert seen["train"] == 3
-    assert seen["attack"] == 3 * (1 if attack == "fgsm" else 2)
+    assert seen["attack"] == 3 * (1 if kind == "fgsm" else 2)
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
 
@@ -108,12 +121,12 @@ def test_training_streams_come_from_derive_seed(monkeypatch):
     from landscape.train import _loop
 
     seen: dict[str, list[int]] = {"attack": [], "dropout": [], "eval": [], "co": []}
-    real_perturb, real_eval, real_co = _loop.perturb, _loop.evaluate, _loop.co_check
+    real_attack, real_eval, real_co = _pgd_mod._last, _loop.evaluate, _loop.co_check
 
-    def spy_perturb(*a, generator, **kw):
+    def spy_attack(atk, model, x, y, generator, train, return_info):
         seen["attack"].append(generator.initial_seed())
         seen["dropout"].append(torch.initial_seed())
-        return real_perturb(*a, generator=generator, **kw)
+        return real_attack(atk, model, x, y, generator, train, return_info)
 
     def spy_eval(*a, seed, **kw):
         seen["eval"].append(seed)
@@ -123,7 +136,7 @@ def test_training_streams_come_from_derive_seed(monkeypatch):
         seen["co"].append(seed)
         return real_co(*a, seed=seed, **kw)
 
-    monkeypatch.setattr(_loop, "perturb", spy_perturb)
+    monkeypatch.setattr(_pgd_mod, "_last", spy_attack)
     monkeypatch.setattr(_loop, "evaluate", spy_eval)
     monkeypatch.setattr(_loop, "co_check", spy_co)
     x, y = _data(32)
@@ -135,11 +148,11 @@ def test_training_streams_come_from_derive_seed(monkeypatch):
     assert seen["co"] == [d(5, "co-check", 0), d(5, "co-check", 1)]
 
 
-def test_perturb_restores_mode_and_leaves_param_grads():
+def test_training_pgd_restores_mode_and_leaves_param_grads():
     model = TinyNet()
     model.train()
     x, y = _data(8)
-    perturb(model, x, y, eps=0.1, steps=2, generator=torch.Generator().manual_seed(0))
+    PGD2(model, x, y, torch.Generator().manual_seed(0))
     assert model.training and model.drop.training
     assert all(p.grad is None for p in model.parameters())
 
@@ -150,7 +163,10 @@ def test_loss_decreases_and_robust_accuracy_is_logged():
     # lr 0.05: the loss falls under every seed 0-5 (at lr 0.2 TinyNet's ReLUs died
     # under two of six seeds' attack streams)
     res = adversarial_train(
-        model, (x, y), _cfg(epochs=4, lr=0.05, eps=0.05), test_data=_data(64, seed=1)
+        model,
+        (x, y),
+        _cfg(epochs=4, lr=0.05, attack=attacks.PGD(eps=0.05, steps=2)),
+        test_data=_data(64, seed=1),
     )
     loss = res.metrics["train_loss"]
     assert loss[-1] < 0.8 * loss[0]
@@ -165,11 +181,9 @@ def test_loss_decreases_and_robust_accuracy_is_logged():
 def test_eps_zero_and_no_attack_equal_plain_training():
     x, y = _data(64)
     models = [TinyNet(dropout=0.0) for _ in range(3)]
-    for model, kw in zip(
-        models[:2], [dict(eps=0.0, attack="pgd"), dict(eps=0.3, attack="none")]
-    ):
+    for model, attack in zip(models[:2], [attacks.PGD(eps=0.0), None]):
         adversarial_train(
-            model, (x, y), _cfg(shuffle=False, eval_num=0, co_check_num=0, **kw)
+            model, (x, y), _cfg(shuffle=False, attack=attack, runtime=_OFF)
         )
     # manual reference loop: SGD with momentum on the same batches
     ref = models[2]
@@ -199,9 +213,7 @@ def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
         epochs=3,
         optimizer=optimizer,
         lr=0.05 if optimizer == "sgd" else 1e-2,
-        checkpoint_every=2,
-        eval_num=16,
-        co_check_num=8,
+        runtime={"checkpoint_every": 2, "eval_num": 16, "co_check_num": 8},
     )
     test = _data(16, seed=1)
     ref = TinyNet()
@@ -232,44 +244,50 @@ def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
     assert len(train.load_run(run).metrics["epoch"]) == 3
 
 
-def test_config_parts_flat_keywords_and_typed_dataset():
-    cfg = _cfg(amp="off", checkpoint_every=3, data={"dataset": "fashion-mnist"})
-    assert isinstance(cfg.science, train.Science)
-    assert isinstance(cfg.runtime, train.Runtime)
-    assert (cfg.science.eps, cfg.runtime.amp, cfg.runtime.checkpoint_every) == (
-        0.1,
+def test_config_is_plain_nested_dataclasses():
+    cfg = TrainConfig(
+        epochs=2,
+        attack=attacks.PGD(eps=0.3, steps=10),
+        dataset=train.DataRecord("fashion-mnist", num_train=500),
+        runtime=Runtime(amp="off", checkpoint_every=3),
+    )
+    # built and read as written: no flat reads, no routing
+    assert (cfg.attack.eps, cfg.runtime.amp, cfg.runtime.checkpoint_every) == (
+        0.3,
         "off",
         3,
     )
-    assert cfg.eps == cfg.science.eps and cfg.eval_num == cfg.runtime.eval_num
-    assert cfg.dataset == train.DatasetSpec(name="fashion-mnist")
-    # the demo wrote data={"name": ...}, the train CLI data={"dataset": ...}: one spec
-    demo = _cfg(data={"name": "fashion-mnist", "num_train": 500})
-    assert demo.dataset.name == cfg.dataset.name and demo.dataset.num_train == 500
-    assert _cfg(dataset="mnist").dataset.name == "mnist"
-    back = TrainConfig.from_dict(cfg.to_dict())
+    assert cfg.dataset.name == "fashion-mnist" and cfg.dataset.num_train == 500
+    for flat in ("amp", "eps", "steps", "science"):
+        assert not hasattr(cfg, flat), flat
+    # config.json round-trips the attack value (nested, JSON)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["attack"] == cfg.attack.to_dict() and d["runtime"]["amp"] == "off"
+    back = TrainConfig.from_dict(d)
     assert back == cfg and back.to_dict() == cfg.to_dict()
-    assert cfg.replace(lr=0.3, eval_num=5).science.lr == 0.3
-    assert cfg.replace(eval_num=5).runtime.eval_num == 5
-    assert cfg.replace(eval_num=5).science == cfg.science
-    parts = TrainConfig(science=cfg.science, runtime=cfg.runtime.__class__(amp="off"))
-    assert parts.science == cfg.science and parts.amp == "off"
-    with pytest.raises(TypeError, match="unknown settings.*'epochz'"):
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+    assert TrainConfig().attack is None  # standard training
+    fg = _cfg(attack=attacks.FGSMRS(eps=0.1, alpha=0.05))
+    assert TrainConfig.from_dict(fg.to_dict()) == fg
+    with pytest.raises(TypeError):
         TrainConfig(epochz=3)
+    with pytest.raises(TypeError, match="attack value"):
+        TrainConfig(attack="pgd")
+    with pytest.raises(TypeError, match="attack value"):
+        Runtime(eval_attack="pgd")
     with pytest.raises(ValueError, match="unknown loss_fn"):
         _cfg(loss_fn="hinge")
-    spec = train.DatasetSpec.from_config
-    assert spec({"data": {"dataset": "cifar10"}}).name == "cifar10"  # old train CLI
-    assert spec({"data": {"name": "fashion-mnist"}}).name == "fashion-mnist"  # old demo
-    assert spec(cfg.to_dict()).name == "fashion-mnist"
-    assert spec({}).name is None
+    with pytest.raises(ValueError, match="norm"):  # one threat model per run
+        _cfg(attack=attacks.PGD(eps=0.5, norm="l2"), runtime={"eval_attack": PGD2})
+    with pytest.raises(ValueError, match="attack_train_mode"):
+        _cfg(attack=attacks.APGD(eps=0.1), attack_train_mode=True)
+    with pytest.raises(ValueError, match="migrated"):
+        TrainConfig.from_dict({**cfg.to_dict(), "eps": 0.3, "steps": 10})
 
 
-def test_old_config_json_loads_and_resumes(tmp_path):
-    # a run folder written before the split: flat config.json with the untyped
-    # ``data`` dict and no loss_fn; it loads, and a run resumes from it
+def test_resume_allows_runtime_changes_and_refuses_old_config_files(tmp_path):
     x, y = _data(48)
-    cfg = _cfg(epochs=2, data={"dataset": "mnist", "num_train": 48})
+    cfg = _cfg(epochs=2)
     with pytest.raises(_Stop):
 
         def cb(s):
@@ -277,26 +295,27 @@ def test_old_config_json_loads_and_resumes(tmp_path):
                 raise _Stop
 
         adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
-    old = cfg.to_dict()
-    del old["loss_fn"], old["num_threads"]
-    old["data"] = {"dataset": "mnist", "num_train": 48}
-    del old["dataset"]
-    (tmp_path / "config.json").write_text(json.dumps(old))
-    assert TrainConfig.from_dict(old) == cfg
-    assert train.load_run(tmp_path).config["data"]["dataset"] == "mnist"
     ref = TinyNet()
     adversarial_train(ref, (x, y), cfg)
     model = TinyNet()
     # runtime settings may change on resume; config.json then records them
-    adversarial_train(model, (x, y), cfg.replace(eval_num=8), run_dir=tmp_path)
+    adversarial_train(model, (x, y), _rt(cfg, eval_num=8), run_dir=tmp_path)
     assert _same(model, ref)
-    assert json.loads((tmp_path / "config.json").read_text())["eval_num"] == 8
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["runtime"]["eval_num"] == 8
+    # a config.json of the old flat format is not read: migrate it
+    old = tmp_path / "old"
+    old.mkdir()
+    flat = {**cfg.to_dict(), **cfg.to_dict()["runtime"], "eps": 0.1, "steps": 2}
+    (old / "config.json").write_text(json.dumps(flat))
+    with pytest.raises(train.RunFolderError, match="cannot read.*migrated"):
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=old)
 
 
 def test_loss_fn_is_the_training_loss():
     x, y = _data(64)
     nets = [TinyNet(dropout=0.0) for _ in range(3)]
-    base = dict(shuffle=False, eval_num=0, co_check_num=0, eps=0.0, attack="none")
+    base = dict(shuffle=False, attack=None, runtime=_OFF)
     adversarial_train(nets[0], (x, y), _cfg(loss_fn="mse", **base))
 
     def mse(out, t):
@@ -320,18 +339,27 @@ def test_loss_fn_is_the_training_loss():
     back = TrainConfig.from_dict(res.config)
     with pytest.raises(ValueError, match="custom loss_fn.*pass that callable"):
         adversarial_train(TinyNet(), (x, y), back)
-    # the training attack ascends the configured loss
-    from landscape.train import _loop
-
+    # a training attack without a loss of its own ascends the configured loss
     seen = []
-    real = _loop.perturb
-    _loop.perturb = lambda *a, **kw: seen.append(kw["loss_fn"]) or real(*a, **kw)
+    real = _pgd_mod._last
+
+    def spy(atk, *a):
+        seen.append(atk.loss)
+        return real(atk, *a)
+
+    _pgd_mod._last = spy
     try:
-        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, loss_fn="mse", eval_num=0))
-        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, eval_num=0))
+        off = {"runtime": _OFF}
+        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, loss_fn="mse", **off))
+        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, **off))
+        cw = attacks.PGD(eps=0.1, steps=2, loss="cw")  # its own loss: kept
+        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, loss_fn="mse", attack=cw))
     finally:
-        _loop.perturb = real
-    assert seen[0] is not None and seen[-1] is None  # default: perturb's own CE
+        _pgd_mod._last = real
+    assert len(seen) == 12  # 4 batches a run
+    assert set(map(callable, seen[:4])) == {True}  # the summed training loss
+    assert seen[4:8] == [None] * 4  # the default: the summed cross-entropy
+    assert seen[8:] == ["cw"] * 4
 
 
 def test_robust_accuracy_comes_from_the_evaluation_and_failures_raise(monkeypatch):
@@ -339,15 +367,16 @@ def test_robust_accuracy_comes_from_the_evaluation_and_failures_raise(monkeypatc
 
     calls = []
 
-    def fake(model, data, *, eps, norm, preset, steps, generator):
-        calls.append((eps, preset, steps))
+    def fake(model, data, *, attacks, generator):
+        calls.append([(a.eps, a.steps, a.keep) for a in attacks])
         return 0.125
 
     monkeypatch.setattr(_eval, "robust_accuracy", fake)
-    cfg = _cfg(epochs=1, eval_num=32, eval_steps=3, co_check_num=0)
+    quick3 = evaluate.preset_attacks("quick", 0.3, steps=3)[0]  # its eps is replaced
+    cfg = _cfg(epochs=1, runtime={"eval_attack": quick3, "co_check_num": 0})
     res = adversarial_train(TinyNet(), _data(32), cfg, test_data=_data(32, 1))
     assert res.metrics["test_robust_acc"].tolist() == [0.125]
-    assert calls == [(0.1, "quick", 3)]  # scheduled eps == target: evaluated once
+    assert calls == [[(0.1, 3, "best")]]  # scheduled eps == target: evaluated once
 
     def broken(*a, **kw):
         raise RuntimeError("attack failed")
@@ -355,10 +384,12 @@ def test_robust_accuracy_comes_from_the_evaluation_and_failures_raise(monkeypatc
     monkeypatch.setattr(_eval, "robust_accuracy", broken)
     with pytest.raises(RuntimeError, match="attack failed"):  # no silent fallback
         adversarial_train(TinyNet(), _data(32), cfg, test_data=_data(32, 1))
-    res = adversarial_train(  # eval_attack="pgd": the training kernel, on purpose
-        TinyNet(), _data(32), cfg.replace(eval_attack="pgd"), test_data=_data(32, 1)
+    cheap = attacks.PGD(eps=0.1, steps=3, alpha_rel=0.25)  # a training PGD, on purpose
+    res = adversarial_train(
+        TinyNet(), _data(32), _rt(cfg, eval_attack=cheap), test_data=_data(32, 1)
     )
     assert 0 <= res.final("test_robust_acc") <= 1
+    assert calls == [[(0.1, 3, "best")]]  # attacked batch by batch, not the protocol
 
 
 def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
@@ -366,7 +397,9 @@ def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
     # pickle loader; every file of a run folder now loads with weights_only=True,
     # and a resume through such a loader is still exact.
     x, y = _data(48)
-    cfg = _cfg(epochs=2, checkpoint_every=1, periods=2, eps_schedule="periodic")
+    cfg = _cfg(
+        epochs=2, periods=2, eps_schedule="periodic", runtime={"checkpoint_every": 1}
+    )
     ref = TinyNet()
     adversarial_train(ref, (x, y), cfg, test_data=_data(16, 1))
     with pytest.raises(_Stop):
@@ -410,7 +443,9 @@ def test_resume_from_end_of_epoch_and_other_config(tmp_path):
 
         adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
     with pytest.raises(train.RunFolderError, match="another configuration.*lr"):
-        adversarial_train(TinyNet(), (x, y), cfg.replace(lr=0.2), run_dir=tmp_path)
+        adversarial_train(
+            TinyNet(), (x, y), dataclasses.replace(cfg, lr=0.2), run_dir=tmp_path
+        )
     with pytest.raises(train.RunFolderError, match="already holds a run"):
         adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, resume=False)
     ref = TinyNet()
@@ -422,7 +457,7 @@ def test_resume_from_end_of_epoch_and_other_config(tmp_path):
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     x, y = _data(32)
-    cfg = _cfg(epochs=1, eval_num=0, co_check_num=0)
+    cfg = _cfg(epochs=1, runtime=_OFF)
     adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path)
     path = tmp_path / "resume.pt"
     path.write_bytes(path.read_bytes()[:100])
@@ -440,7 +475,7 @@ def test_periodic_run_checkpoints_form_ensemble(tmp_path):
         periods=[0, 1, 2, 3],
         eps_schedule="periodic",
         lr_schedule="periodic",
-        eval_num=16,
+        runtime={"eval_num": 16},
     )
     model = TinyNet(dropout=0.0)
     res = adversarial_train(model, (x, y), cfg, run_dir=tmp_path)
@@ -458,7 +493,7 @@ def test_periodic_run_checkpoints_form_ensemble(tmp_path):
     torch.testing.assert_close(ens(x).softmax(1), probs)
     assert _same(checkpoints.load_model(tmp_path, TinyNet(dropout=0.0)), model)
     # periodic eps restarts at 0 each period (per-iteration update): mean eps < target
-    assert (res.metrics["eps_mean"] < cfg.eps).all()
+    assert (res.metrics["eps_mean"] < cfg.attack.eps).all()
 
 
 def test_metrics_files_hold_the_logged_keys(tmp_path):
@@ -517,25 +552,36 @@ def test_nan_loss_names_epoch_and_batch():
     with pytest.raises(
         train.DivergedError, match=r"epoch 1, batch 2/2.*lower the learning rate"
     ):
-        adversarial_train(TinyNet(), (x, y), _cfg(shuffle=False, eps=0.0, eval_num=0))
+        cfg = _cfg(shuffle=False, attack=None, runtime={"eval_num": 0})
+        adversarial_train(TinyNet(), (x, y), cfg)
 
 
 @pytest.mark.parametrize(
-    "kw, match",
+    "make, match",
     [
-        (dict(eps=-0.1), "eps must be"),
-        (dict(attack="cw"), "unknown attack"),
-        (dict(optimizer="rmsprop"), "unknown optimizer"),
-        (dict(alpha_rel=0.0), "step size alpha_rel must be > 0"),
-        (dict(eps_schedule="warp"), "unknown eps schedule 'warp'; choose one of"),
-        (dict(lr_schedule="periodic", periods=[0, 1]), "periods must cover the epochs"),
-        (dict(steps=0), "steps >= 1"),
-        (dict(epochs=0), "epochs must be >= 1"),
+        (lambda: attacks.PGD(eps=-0.1), "eps must be"),
+        (lambda: _cfg(attack="pgd"), "attack value"),
+        (lambda: _cfg(optimizer="rmsprop"), "unknown optimizer"),
+        (
+            lambda: attacks.PGD(eps=0.1, alpha_rel=0.0),
+            "step size alpha_rel must be > 0",
+        ),
+        (
+            lambda: _cfg(eps_schedule="warp"),
+            "unknown eps schedule 'warp'; choose one of",
+        ),
+        (
+            lambda: _cfg(lr_schedule="periodic", periods=[0, 1]),
+            "periods must cover the epochs",
+        ),
+        (lambda: attacks.PGD(eps=0.1, steps=0), "steps must be an integer >= 1"),
+        (lambda: _cfg(epochs=0), "epochs must be >= 1"),
+        (lambda: _cfg(runtime={"eval_attack": "pgd"}), "attack value"),
     ],
 )
-def test_bad_config_is_a_clear_error(kw, match):
+def test_bad_config_is_a_clear_error(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        _cfg(**kw)
+        make()
 
 
 def test_bad_data_is_a_clear_error():
@@ -572,47 +618,47 @@ def test_bad_training_input_is_a_clear_error(change, match):
     # through the package's one batches owner (landscape._batches)
     x, y = change(*_data(32))
     with pytest.raises(ValueError, match="data: batch 0.*" + match):
-        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, eval_num=0))
+        adversarial_train(TinyNet(), (x, y), _cfg(epochs=1, runtime={"eval_num": 0}))
     with pytest.raises(ValueError, match="test_data: batch 0.*" + match):
-        adversarial_train(
-            TinyNet(), _data(32), _cfg(epochs=1, eval_num=32), test_data=(x, y)
-        )
+        adversarial_train(TinyNet(), _data(32), _cfg(epochs=1), test_data=(x, y))
 
 
 def test_empty_batch_and_probability_model():
     x, y = _data(32)
     loader = [(x[:16], y[:16]), (x[:0], y[:0])]
     with pytest.raises(ValueError, match="batch size 0"):
-        adversarial_train(TinyNet(), loader, _cfg(epochs=1, eval_num=0))
+        adversarial_train(TinyNet(), loader, _cfg(epochs=1, runtime={"eval_num": 0}))
     with pytest.warns(UserWarning, match="looks like probabilities"):
-        adversarial_train(_Probs(), (x, y), _cfg(epochs=1, eval_num=0, co_check_num=0))
+        adversarial_train(_Probs(), (x, y), _cfg(epochs=1, runtime=_OFF))
 
 
 def test_presets_and_cli_errors(capsys):
     from landscape.train.__main__ import main
 
-    cfg, extra = train.preset("mnist-lenet")
-    assert (cfg.eps, cfg.optimizer, cfg.lr, cfg.alpha, cfg.steps) == (
+    assert all(isinstance(c, TrainConfig) for c in train.PRESETS.values())
+    cfg = train.preset("mnist-lenet")
+    atk = cfg.attack
+    assert (atk.eps, cfg.optimizer, cfg.lr, atk.alpha, atk.steps) == (
         0.4,
         "adam",
         1e-4,
         0.01,
         50,
     )
+    assert cfg.runtime.eval_attack.steps == 20 and cfg.dataset.name == "mnist"
     with pytest.warns(UserWarning, match="whole epoch"):  # 200 / 3 epochs a period
-        cfg, extra = train.preset(
-            "cifar10-resnet18",
+        cfg = dataclasses.replace(
+            train.preset("cifar10-resnet18"),
             eps_schedule="periodic",
             lr_schedule="periodic",
+            lr_kwargs={},
             periods=3,
         )
-    assert (
-        cfg.step_size(cfg.eps) == pytest.approx(2 / 255)
-        and extra["model"] == "resnet18"
-    )
-    assert cfg.period_end_epochs() == [67, 133, 200]
+    assert cfg.attack.step_sizes() == (pytest.approx(2 / 255),)
+    assert cfg.model == "resnet18" and cfg.period_end_epochs() == [67, 133, 200]
     s = train.smoke(cfg)
-    assert s.epochs <= 2 and s.steps <= 3 and s.period_end_epochs() == [1, 2]
+    assert s.epochs <= 2 and s.attack.steps <= 3 and s.period_end_epochs() == [1, 2]
+    assert s.runtime.eval_attack.steps <= 3
     with pytest.raises(ValueError, match="unknown preset 'x'; choose one of"):
         train.preset("x")
     assert main(["nope"]) == 2
@@ -654,7 +700,7 @@ def test_train_result_state_is_independent_of_model_copy():
     x, y = _data(32)
     model = TinyNet()
     before = copy.deepcopy(model)
-    adversarial_train(model, (x, y), _cfg(epochs=1, eval_num=0))
+    adversarial_train(model, (x, y), _cfg(epochs=1, runtime={"eval_num": 0}))
     assert not _same(model, before)
 
 
@@ -679,7 +725,7 @@ def test_curve_plots_draw_the_logged_values(tmp_path):
     )
     ax = plot.plot_eps_lr(cfg)
     ts, eps = ax.lines[0].get_data()
-    assert eps.max() == pytest.approx(cfg.eps) and eps[0] == 0
+    assert eps.max() == pytest.approx(cfg.attack.eps) and eps[0] == 0
     assert ax.lr_axis.lines[0].get_ydata()[0] == pytest.approx(cfg.lr)
     ax = plot.plot_distance_from_init(res)
     assert ax.lines[0].get_ydata().tolist() == res.metrics["dist_init"].tolist()
@@ -690,27 +736,33 @@ def test_curve_plots_draw_the_logged_values(tmp_path):
     plt.close("all")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Nothing(attacks.Attack):
+    """An attack that finds nothing: the clean batch (a gradient-masked FGSM)."""
+
+    def __call__(self, model, x, y, generator=None, **kw):
+        return x.clone()
+
+
 def test_catastrophic_overfitting_flag_and_warning(monkeypatch):
     # Simulate a gradient-masked model: FGSM finds nothing (returns the clean batch)
     # while PGD still finds adversarial examples (here: PGD with a 6x budget) ->
     # FGSM acc >> PGD acc -> flag.
     from landscape.train import _eval
 
-    real = _eval.perturb
-    monkeypatch.setattr(_eval, "fgsm_rs", lambda model, x, y, **kw: x.clone())
-    monkeypatch.setattr(
-        _eval, "perturb", lambda m, x, y, *, eps, **kw: real(m, x, y, eps=6 * eps)
-    )
+    real = _eval.co_attacks
+
+    def masked(cfg, eps):
+        return _Nothing(eps=eps), real(cfg, 6 * eps)[1]
+
+    monkeypatch.setattr(_eval, "co_attacks", masked)
     x, y = _data(256)
     # FGSM-RS training at eps=0.05, the check at the trained eps
     cfg = _cfg(
         epochs=2,
         lr=0.2,
-        eps=0.05,
-        attack="fgsm",
-        co_check_num=64,
-        eval_num=0,
-        co_threshold=0.1,
+        attack=attacks.FGSMRS(eps=0.05),
+        runtime={"co_check_num": 64, "eval_num": 0, "co_threshold": 0.1},
     )
     with pytest.warns(UserWarning, match="catastrophic overfitting at epoch") as rec:
         res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg, progressbar=True)
@@ -734,31 +786,34 @@ def test_catastrophic_overfitting_check_only_where_it_means_something(monkeypatc
     # and a single-step run is checked at the eps it is trained at.
     from landscape.train import _eval
 
-    monkeypatch.setattr(_eval, "fgsm_rs", lambda model, x, y, **kw: x.clone())
+    seen = []
+    real = _eval.co_attacks
+
+    def masked(cfg, eps):  # records eps; breaks the model (6x eps)
+        seen.append(eps)
+        return _Nothing(eps=eps), real(cfg, min(6 * eps, 1.0))[1]
+
+    monkeypatch.setattr(_eval, "co_attacks", masked)
     x, y = _data(128)
-    warm = dict(eps=0.3, eps_schedule="linear", eps_kwargs={"warmup": 3}, epochs=3)
-    cfg = _cfg(attack="pgd", co_check_num=64, eval_num=0, co_threshold=0.0, **warm)
+    warm = dict(eps_schedule="linear", eps_kwargs={"warmup": 3}, epochs=3)
+    rt = {"co_check_num": 64, "eval_num": 0, "co_threshold": 0.0}
+    cfg = _cfg(attack=attacks.PGD(eps=0.3, steps=2), runtime=rt, **warm)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg)
     assert not res.metrics["co_flag"].any()
-    assert np.isnan(res.metrics["co_pgd_acc"]).all()
+    assert np.isnan(res.metrics["co_pgd_acc"]).all() and not seen
     for kw in (
-        dict(attack="none"),
-        dict(eps=0.0, eps_schedule="constant", eps_kwargs={}),
+        dict(attack=None),
+        dict(attack=attacks.FGSMRS(eps=0.0), eps_schedule="constant", eps_kwargs={}),
     ):
-        res = adversarial_train(TinyNet(dropout=0.0), (x, y), cfg.replace(**kw))
+        res = adversarial_train(
+            TinyNet(dropout=0.0), (x, y), dataclasses.replace(cfg, **kw)
+        )
         assert not res.metrics["co_flag"].any()
+    assert not seen
     # FGSM-RS with a warm-up: checked at the scheduled eps of each epoch's end
-    seen = []
-    real = _eval.perturb
-
-    def spy(model, x, y, *, eps, **kw):  # records eps; breaks the model (6x eps)
-        seen.append(eps)
-        return real(model, x, y, eps=min(6 * eps, 1.0))
-
-    monkeypatch.setattr(_eval, "perturb", spy)
-    fgsm = cfg.replace(attack="fgsm", alpha_rel=1.0)
+    fgsm = dataclasses.replace(cfg, attack=attacks.FGSMRS(eps=0.3, alpha_rel=1.0))
     with pytest.warns(UserWarning, match="catastrophic overfitting") as rec:
         res = adversarial_train(TinyNet(dropout=0.0), (x, y), fgsm)
     assert seen == pytest.approx(res.metrics["eps"].tolist())
@@ -772,9 +827,8 @@ def test_catastrophic_overfitting_check_only_where_it_means_something(monkeypatc
 def test_cuda_bf16_channels_last_training():
     x, y = _data(128)
     model = TinyNet(dropout=0.0).cuda()
-    res = adversarial_train(
-        model, (x, y), _cfg(epochs=3, lr=0.2, eps=0.05), test_data=_data(64, seed=1)
-    )
+    cfg = _cfg(epochs=3, lr=0.2, attack=attacks.PGD(eps=0.05, steps=2))
+    res = adversarial_train(model, (x, y), cfg, test_data=_data(64, seed=1))
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert model.conv.weight.dtype == torch.float32  # autocast leaves weights alone
     loss = res.metrics["train_loss"]
@@ -785,9 +839,10 @@ def test_cuda_bf16_channels_last_training():
 def test_compile_matches_eager_closely():
     x, y = _data(64)
     a, b = TinyNet(dropout=0.0), TinyNet(dropout=0.0)
-    cfg = _cfg(epochs=1, eval_num=0, co_check_num=0, random_start=False)
+    attack = attacks.PGD(eps=0.1, steps=2, random_start=False)
+    cfg = _cfg(epochs=1, attack=attack, runtime=_OFF)
     adversarial_train(a, (x, y), cfg)
-    adversarial_train(b, (x, y), cfg.replace(compile=True))
+    adversarial_train(b, (x, y), _rt(cfg, compile=True))
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
@@ -808,11 +863,8 @@ def test_seeded_runs_are_bit_identical_whatever_the_caller_state(optimizer):
     cfg = _cfg(
         optimizer=optimizer,
         lr=0.05 if optimizer == "sgd" else 1e-2,
-        eps=0.2,
-        steps=3,
-        random_start=True,
-        eval_num=16,
-        co_check_num=16,
+        attack=attacks.PGD(eps=0.2, steps=3, random_start=True),
+        runtime={"eval_num": 16, "co_check_num": 16},
     )
     runs = []
     prev = torch.backends.mkldnn.enabled
@@ -857,7 +909,7 @@ def test_a_locked_run_folder_is_refused_and_the_lock_released(tmp_path):
     import os
 
     x, y = _data(32)
-    cfg = _cfg(epochs=1, batch_size=16, checkpoint_every=1)
+    cfg = _cfg(epochs=1, batch_size=16, runtime={"checkpoint_every": 1})
     run = tmp_path / "run"
     run.mkdir()
     with io.lock(run), pytest.raises(io.LockedError, match=f"process {os.getpid()}@"):

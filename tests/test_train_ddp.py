@@ -13,11 +13,17 @@ import torch.multiprocessing as mp
 from _helpers import tiny_train_config
 from torch import nn
 
-from landscape import train
+from landscape import attacks, evaluate, train
 from landscape.train import adversarial_train
 
 CFG = tiny_train_config(
-    alpha_rel=0.5, random_start=False, eval_num=16, eval_steps=2, co_check_num=8, seed=3
+    attack=attacks.PGD(eps=0.1, steps=2, alpha_rel=0.5, random_start=False),
+    runtime={
+        "eval_num": 16,
+        "eval_attack": evaluate.preset_attacks("quick", 0.1, steps=2)[0],
+        "co_check_num": 8,
+    },
+    seed=3,
 )
 
 

@@ -37,8 +37,7 @@ OLD = {
 
 # configs saved as JSON keep their seed; results record what they used
 KEEP = {
-    ("connectivity.CurveConfig", "seed"),
-    ("train.Science", "seed"),
+    ("train.TrainConfig", "seed"),
     ("demo.DemoConfig", "seed"),
     ("linear.LinearFit", "num_iters"),  # the iterations a fit ran (a result)
     # a density's grid resolution, like numpy's linspace(num); not a count of results
@@ -48,19 +47,15 @@ KEEP = {
 }
 
 # other owners' parts of issue 23, not done on this branch yet: each entry goes when
-# its owner lands the change (the data helper: seed= -> generator=; part A: the attack
-# currency and the training loop)
+# its owner lands the change (the data helper: seed= -> generator=)
 PENDING = {
     ("data.Batches", "seed"),
     ("data.gaussian_mixture", "seed"),
     ("data.load_dataset", "seed"),
     ("data.load_image_folder", "seed"),
     ("data.subset_indices", "seed"),
-    ("train.TensorBatches", "seed"),
-    ("attacks.apgd", "_targets"),
-    ("attacks.fab", "_targets"),
 }
-PENDING_DEPRECATIONS = {"attacks/_spec.py", "scattering/_measure.py"}
+PENDING_DEPRECATIONS: set[str] = set()
 
 MODULES = [
     *(m for m in landscape.__all__ if m not in ("seed_everything", "__version__")),

@@ -1,28 +1,50 @@
-"""Attacks. One file per attack, one signature ``attack(model, x, y, *, eps, norm, ...)``
-returning ``x_adv`` (inputs in [0, 1], result inside the eps-ball, asserted; the model
-is put in eval mode and its mode restored; deterministic under a ``generator``).
-``return_info=True`` also returns a dict with the per-example ``success`` flags and the
-cost (gradient passes or queries).
+"""Attacks: one file per attack, each holding the attack's value class and the
+function that builds and runs it.
 
-Attacks as values (:mod:`._spec`): ``attacks.PGD(eps=..., steps=..., alpha=...)``,
-``FGSMRS``, ``FGSM``, ``PGDRestarts``, ``APGD``, ``APGDT``, ``Square``, ``SimBA``:
-frozen, validated settings callable as ``attack(model, x, y, generator=None)``; pass
-them as ``attack=`` to surfaces, scattering, ``perturb_batches``, hessian and training.
+An attack is a value (:class:`Attack`, a frozen dataclass of its settings, validated
+when it is built) called as ``attack(model, x, y, generator=None) -> x_adv``:
+inputs in [0, 1], the result inside the eps-ball and in [0, 1] (asserted), the model
+put in eval mode and its mode restored, deterministic under a ``generator``;
+``return_info=True`` also returns a dict with the per-example ``success`` flags and
+the cost (gradient passes or queries). The value is the one way to name an attack
+everywhere: the trainer (``TrainConfig(attack=...)``), the evaluation protocol
+(``evaluate(attacks=[...])``), surfaces, scattering, the Hessian's adversarial data
+(:func:`perturb_batches`) and every command-line tool take it as it is; a schedule
+changes its budget with ``dataclasses.replace(attack, eps=eps_t)``; ``to_dict`` /
+``Attack.from_dict`` round-trip it through JSON. Each value's function (``pgd``,
+``apgd``, ...) takes the same settings as keywords and runs the value.
 
-- :mod:`.perturb`: fast training-time PGD / FGSM-RS (input gradients only).
-- :mod:`.fgsm`: FGSM (one step).
-- :mod:`.pgd`: evaluation PGD: restarts, step-size grid, CE / CW / DLR losses, best
-  iterate, traces.
-- :mod:`.apgd`: APGD-CE, APGD-DLR and APGD-T (Croce & Hein, 2020).
-- :mod:`.fab`: FAB and FAB-T, L-inf and L2 (Croce & Hein, 2020).
-- :mod:`.square`: Square attack, L-inf and L2 (Andriushchenko et al., 2020).
-- :mod:`.simba`: SimBA and SimBA-DCT with an explicit budget (Guo et al., 2019).
+- :mod:`.pgd`: :class:`PGD` / :func:`pgd`, for training (one run from a random
+  start, the last iterate) and for evaluation (``keep="best"``: restarts, step-size
+  grid, CE / CW / DLR losses, best iterate, traces); :class:`FGSMRS`, its one-step
+  case (Wong et al., 2020).
+- :mod:`.fgsm`: :class:`FGSM` / :func:`fgsm` (one step).
+- :mod:`.apgd`: :class:`APGD` / :func:`apgd` (APGD-CE, APGD-DLR) and :class:`APGDT`
+  / :func:`apgd_t` (Croce & Hein, 2020).
+- :mod:`.fab`: :class:`FAB` / :func:`fab` and :class:`FABT` / :func:`fab_t`, L-inf
+  and L2 (Croce & Hein, 2020).
+- :mod:`.square`: :class:`Square` / :func:`square`, L-inf and L2 (Andriushchenko et
+  al., 2020).
+- :mod:`.simba`: :class:`SimBA` / :func:`simba`, SimBA and SimBA-DCT with an explicit
+  budget (Guo et al., 2019).
 - :mod:`.adaptive`: answers to gradient masking: ``BPDA`` (straight-through through
-  named input transforms), ``LogitsFromProbabilities``; EOT is ``apgd(eot_iter=...)``.
+  named input transforms), ``LogitsFromProbabilities``; EOT is ``APGD(eot_iter=...)``.
 - :mod:`._losses`: per-example losses (``ce_loss``, ``cw_loss``, ``dlr_loss``,
   ``dlr_targeted_loss``) and ``is_adversarial``.
+
+Adding an attack is one file and one export: write ``landscape/attacks/<name>.py``
+with a ``@dataclasses.dataclass(frozen=True)`` subclass of :class:`Attack` (its
+settings as fields with defaults, checked in ``__post_init__`` after
+``super().__post_init__()``; ``kind = "black"`` for a query-only attack;
+``__call__(self, model, x, y, generator=None, *, progressbar=False,
+return_info=False)``) and, if wanted, the function of the same settings that builds
+and calls it; then import the class here and add it to ``__all__``. Defining the
+class registers it by its name, so ``Attack.from_dict`` reads it back from configs,
+results and state files, and the trainer, the evaluation protocol and the analyses
+take it as they take the others.
 """
 
+from ._base import Attack, perturb_batches
 from ._losses import (
     ce_loss,
     cw_loss,
@@ -32,28 +54,13 @@ from ._losses import (
     is_adversarial,
     margin,
 )
-from ._spec import (
-    APGD,
-    APGDT,
-    FAB,
-    FABT,
-    FGSM,
-    FGSMRS,
-    PGD,
-    Attack,
-    PGDRestarts,
-    SimBA,
-    Square,
-    as_attack,
-)
 from .adaptive import BPDA, LogitsFromProbabilities
-from .apgd import apgd, apgd_t
-from .fab import fab, fab_t
-from .fgsm import fgsm
-from .perturb import fgsm_rs, perturb, perturb_batches, project, random_init
-from .pgd import pgd
-from .simba import simba
-from .square import square
+from .apgd import APGD, APGDT, apgd, apgd_t
+from .fab import FAB, FABT, fab, fab_t
+from .fgsm import FGSM, fgsm
+from .pgd import FGSMRS, PGD, pgd
+from .simba import SimBA, simba
+from .square import Square, square
 
 __all__ = [
     "APGD",
@@ -64,14 +71,12 @@ __all__ = [
     "FGSM",
     "FGSMRS",
     "PGD",
-    "PGDRestarts",
     "SimBA",
     "Square",
     "BPDA",
     "LogitsFromProbabilities",
     "apgd",
     "apgd_t",
-    "as_attack",
     "ce_loss",
     "cw_loss",
     "dlr_loss",
@@ -79,15 +84,11 @@ __all__ = [
     "fab",
     "fab_t",
     "fgsm",
-    "fgsm_rs",
     "get_loss",
     "is_adversarial",
     "margin",
-    "perturb",
     "perturb_batches",
     "pgd",
-    "project",
-    "random_init",
     "simba",
     "square",
 ]

@@ -125,9 +125,9 @@ def is_adversarial(
 # ---------------------------------------------------------------- shared checks
 
 
-def _check_inputs(x: Tensor, y: Tensor, eps: float, norm: str) -> tuple[float, str]:
-    eps = _utils.check_eps(eps)
-    norm = _utils.check_norm(norm)
+def _check_inputs(x: Tensor, y: Tensor) -> None:
+    """The inputs of an attack call: as many labels as examples, class indices,
+    inputs in [0, 1]."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels")
     if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
@@ -136,7 +136,6 @@ def _check_inputs(x: Tensor, y: Tensor, eps: float, norm: str) -> tuple[float, s
         raise ValueError(
             "inputs must lie in [0, 1]; put normalisation (mean/std) inside the model"
         )
-    return eps, norm
 
 
 def _lp(v: Tensor, norm: str) -> Tensor:

@@ -3,40 +3,27 @@ over targets and restarts on the points not yet broken, and the checked result."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
+import torch
 from torch import Tensor
 
 from .. import _utils
 from ._losses import _assert_in_ball, _check_inputs
 
-__all__ = ["setup", "target_order", "runs", "finish", "targeted"]
+__all__ = ["setup", "target_order", "runs", "finish"]
 
 
-def setup(x: Tensor, y: Tensor, eps: float, norm: str, generator, **counts: int):
-    """Validated ``(x, y, eps, norm, gen, seed)`` of an attack call: inputs in
-    [0, 1], int64 labels, detached; every count in ``counts`` (``steps=...``,
-    ``restarts=...``, ``queries=...``) at least 1; the generator on ``x``'s device."""
-    eps, norm = _check_inputs(x, y, eps, norm)
-    for name, value in counts.items():
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+def setup(
+    x: Tensor, y: Tensor, generator
+) -> tuple[Tensor, Tensor, torch.Generator, int]:
+    """Validated ``(x, y, gen, seed)`` of an attack call: inputs in [0, 1], int64
+    labels, detached; the generator on ``x``'s device. (The settings were validated
+    when the attack value was built.)"""
+    _check_inputs(x, y)
     x, y = x.detach(), y.detach().long()  # int32 / uint8 labels pass the check
     gen, seed = _utils.make_generator(generator, x.device)
-    return x, y, eps, norm, gen, seed
-
-
-def targeted(attack: Callable, args: dict[str, Any]):
-    """Run ``attack`` (:func:`apgd` or :func:`fab`) for its targeted variant, given
-    the variant's arguments (its ``locals()`` on entry: every parameter, by name):
-    the same settings, ``num_targets`` (>= 1) passed on as ``_targets``."""
-    kw = dict(args)
-    num_targets = kw.pop("num_targets")
-    if num_targets < 1:
-        raise ValueError(f"num_targets must be >= 1, got {num_targets}")
-    model, x, y = kw.pop("model"), kw.pop("x"), kw.pop("y")
-    return attack(model, x, y, _targets=num_targets, **kw)
+    return x, y, gen, seed
 
 
 def target_order(out: Tensor, num_targets: int) -> tuple[Tensor, list[int]]:

@@ -18,18 +18,19 @@ turn, again on the points not yet broken.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 from torch import Tensor, nn
 
 from .. import _utils
+from ._ball import project, random_init, step_direction
+from ._base import Attack
 from ._losses import _check_first_output, _expand, dlr_targeted_loss, get_loss
-from ._runs import finish, runs, setup, target_order, targeted
-from .perturb import project, random_init
-from .pgd import step_direction
+from ._runs import finish, runs, setup, target_order
 
-__all__ = ["apgd", "apgd_t", "checkpoints"]
+__all__ = ["APGD", "APGDT", "apgd", "apgd_t", "checkpoints"]
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -121,6 +122,143 @@ def _run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=1):
     return x_adv, broken, f_max, num_grad
 
 
+@dataclasses.dataclass(frozen=True)
+class APGD(Attack):
+    """APGD with the CE (``loss="ce"``), DLR (``loss="dlr"``) or CW loss (Croce &
+    Hein, 2020); see :func:`apgd`.
+
+    Attributes:
+        steps: iterations per run (paper: 100).
+        restarts: runs from fresh random starts on the points not yet broken.
+        loss: ``"ce"``, ``"dlr"`` or ``"cw"``.
+        rho: oscillation threshold of condition 1 (paper: 0.75).
+        eot_iter: expectation over transformation: the loss and its gradient
+            averaged over this many forward passes (randomised models).
+    """
+
+    steps: int = 100
+    restarts: int = 1
+    loss: str = "ce"
+    rho: float = 0.75
+    eot_iter: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_apgd(self)
+        if not isinstance(self.loss, str):
+            raise TypeError(
+                f"APGD's loss is a name ('ce', 'cw', 'dlr'), got {self.loss!r}"
+            )
+        self._loss()
+
+    def _default_name(self) -> str:
+        return f"apgd-{self.loss}"
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        progressbar: bool = False,
+        return_info: bool = False,
+    ) -> Tensor | tuple[Tensor, dict]:
+        """Attack ``(x, y)``; see :func:`apgd`."""
+        return _apgd(
+            model, x, y, self, loss=self.loss, num_targets=0, generator=generator,
+            progressbar=progressbar, return_info=return_info,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class APGDT(Attack):
+    """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
+    wrong classes (Croce & Hein, 2020); see :func:`apgd_t`. Settings as
+    :class:`APGD`, plus ``num_targets``."""
+
+    steps: int = 100
+    restarts: int = 1
+    num_targets: int = 9
+    rho: float = 0.75
+    eot_iter: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_apgd(self)
+        self._count("num_targets")
+
+    def _default_name(self) -> str:
+        return "apgd-t"
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        progressbar: bool = False,
+        return_info: bool = False,
+    ) -> Tensor | tuple[Tensor, dict]:
+        """Attack ``(x, y)``; see :func:`apgd_t`."""
+        return _apgd(
+            model, x, y, self, loss="dlr", num_targets=self.num_targets,
+            generator=generator, progressbar=progressbar, return_info=return_info,
+        )  # fmt: skip
+
+
+def _check_apgd(atk: APGD | APGDT) -> None:
+    atk._count("steps")
+    atk._count("restarts")
+    atk._count("eot_iter")
+    atk._positive("rho")
+    if not atk.rho < 1:
+        raise ValueError(f"rho must be in (0, 1), got {atk.rho!r}")
+
+
+def _apgd(model, x, y, atk, *, loss, num_targets, generator, progressbar, return_info):
+    """APGD (``num_targets=0``) or APGD-T on the points of ``(x, y)`` not yet
+    broken, target by target and restart by restart."""
+    where = "apgd_t" if num_targets else "apgd"
+    eps, norm = atk.eps, atk.norm
+    x, y, gen, seed = setup(x, y, generator)
+    num_grad = 0
+    with _utils.eval_mode(model):
+        with torch.no_grad():
+            out = model(x)
+        _check_first_output(out, where, y)
+        if num_targets and out.shape[1] < 4:
+            raise ValueError("APGD-T needs at least 4 classes; use APGD(loss='cw')")
+        broken = out.argmax(1) != y
+        x_adv = x.clone()
+        # highest loss reached so far per point (first target only: the targeted
+        # losses of different targets are not comparable)
+        best_f = torch.full(
+            (x.shape[0],), float("-inf"), device=x.device, dtype=out.dtype
+        )
+        order, targets = target_order(out, num_targets)
+        plan = targets if eps > 0 else []
+        for t, _, idx in runs(
+            broken, plan, atk.restarts, progressbar=progressbar, desc=where
+        ):
+            target = order[idx, t] if num_targets else None
+            xa, bb, fm, ng = _run(
+                model, x[idx], y[idx], target, eps=eps, norm=norm, steps=atk.steps,
+                loss=loss, rho=atk.rho, gen=gen, eot_iter=atk.eot_iter,
+            )  # fmt: skip
+            num_grad += ng
+            x_adv[idx[bb]] = xa[bb]
+            if t == targets[0]:
+                # unbroken points: keep the highest-loss point over all restarts
+                keep = ~bb & (fm.to(best_f.dtype) > best_f[idx])
+                x_adv[idx[keep]] = xa[keep]
+                best_f[idx[keep]] = fm[keep].to(best_f.dtype)
+            broken[idx[bb]] = True
+    info = {"success": broken, "num_grad": num_grad, "seed": seed}
+    return finish(x_adv, x, eps, norm, where, info if return_info else None)
+
+
 def apgd(
     model: nn.Module,
     x: Tensor,
@@ -136,9 +274,8 @@ def apgd(
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
-    _targets: int = 0,
 ) -> Tensor | tuple[Tensor, dict]:
-    """APGD with the CE (``loss="ce"``) or DLR (``loss="dlr"``) loss.
+    """APGD: ``APGD(...)(model, x, y, ...)``.
 
     Args:
         model: classifier returning logits; eval mode during the attack, mode restored.
@@ -146,13 +283,8 @@ def apgd(
         y: labels.
         eps: budget (>= 0).
         norm: ``"linf"`` or ``"l2"``.
-        steps: iterations per run (paper: 100).
-        restarts: runs from fresh random starts on the points not yet broken.
-        loss: ``"ce"``, ``"dlr"`` or ``"cw"``.
-        rho: oscillation threshold of condition 1 (paper: 0.75).
-        eot_iter: expectation over transformation: average the loss and its gradient
-            over this many forward passes (for randomised models; AutoAttack's "rand"
-            version uses 20).
+        steps, restarts, loss, rho, eot_iter: the settings of :class:`APGD`
+            (AutoAttack's "rand" version uses ``eot_iter=20``).
         generator: randomness of the starts.
         progressbar: tqdm bar over runs.
         return_info: also return ``{"success", "num_grad", "seed"}``.
@@ -161,53 +293,13 @@ def apgd(
         ``x_adv`` (the last adversarial iterate of the run that broke the point, as
         AutoAttack keeps it; else the highest-loss point).
     """
-    where = "apgd_t" if _targets else "apgd"
-    x, y, eps, norm, gen, seed = setup(
-        x, y, eps, norm, generator, steps=steps, restarts=restarts, eot_iter=eot_iter
+    attack = APGD(
+        eps=eps, norm=norm, steps=steps, restarts=restarts, loss=loss, rho=rho,
+        eot_iter=eot_iter,
+    )  # fmt: skip
+    return attack(
+        model, x, y, generator, progressbar=progressbar, return_info=return_info
     )
-    num_grad = 0
-    with _utils.eval_mode(model):
-        with torch.no_grad():
-            out = model(x)
-        _check_first_output(out, where, y)
-        if _targets and out.shape[1] < 4:
-            raise ValueError("APGD-T needs at least 4 classes; use apgd(loss='cw')")
-        broken = out.argmax(1) != y
-        x_adv = x.clone()
-        # highest loss reached so far per point (first target only: the targeted
-        # losses of different targets are not comparable)
-        best_f = torch.full(
-            (x.shape[0],), float("-inf"), device=x.device, dtype=out.dtype
-        )
-        order, targets = target_order(out, _targets)
-        plan = targets if eps > 0 else []
-        for t, _, idx in runs(
-            broken, plan, restarts, progressbar=progressbar, desc=where
-        ):
-            target = order[idx, t] if _targets else None
-            xa, bb, fm, ng = _run(
-                model,
-                x[idx],
-                y[idx],
-                target,
-                eps=eps,
-                norm=norm,
-                steps=steps,
-                loss=loss,
-                rho=rho,
-                gen=gen,
-                eot_iter=eot_iter,
-            )
-            num_grad += ng
-            x_adv[idx[bb]] = xa[bb]
-            if t == targets[0]:
-                # unbroken points: keep the highest-loss point over all restarts
-                keep = ~bb & (fm.to(best_f.dtype) > best_f[idx])
-                x_adv[idx[keep]] = xa[keep]
-                best_f[idx[keep]] = fm[keep].to(best_f.dtype)
-            broken[idx[bb]] = True
-    info = {"success": broken, "num_grad": num_grad, "seed": seed}
-    return finish(x_adv, x, eps, norm, where, info if return_info else None)
 
 
 def apgd_t(
@@ -226,7 +318,14 @@ def apgd_t(
     progressbar: bool = False,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
-    """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
-    wrong classes (ranked on the clean input), ``restarts`` runs each; points already
-    broken are not attacked again. Needs >= 4 classes. Arguments as :func:`apgd`."""
-    return targeted(apgd, locals())
+    """APGD-T: ``APGDT(...)(model, x, y, ...)``: APGD on the targeted DLR loss against
+    the ``num_targets`` most likely wrong classes (ranked on the clean input),
+    ``restarts`` runs each; points already broken are not attacked again. Needs >= 4
+    classes. Arguments as :func:`apgd`."""
+    attack = APGDT(
+        eps=eps, norm=norm, steps=steps, restarts=restarts, num_targets=num_targets,
+        rho=rho, eot_iter=eot_iter,
+    )  # fmt: skip
+    return attack(
+        model, x, y, generator, progressbar=progressbar, return_info=return_info
+    )

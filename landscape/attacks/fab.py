@@ -22,14 +22,17 @@ closest adversarial point found when it lies within eps, else ``x`` itself.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
 
 from .. import _utils
+from ._base import Attack
 from ._losses import _check_first_output, _lp
-from ._runs import finish, runs, setup, target_order, targeted
+from ._runs import finish, runs, setup, target_order
 
-__all__ = ["fab", "fab_t", "project_hyperplane"]
+__all__ = ["FAB", "FABT", "fab", "fab_t", "project_hyperplane"]
 
 
 def project_hyperplane(t: Tensor, w: Tensor, b: Tensor, norm: str) -> Tensor:
@@ -159,6 +162,100 @@ def _run(model, x0, y, target, *, eps, norm, steps, alpha_max, eta, beta, start)
     return best_x, best, num_grad
 
 
+@dataclasses.dataclass(frozen=True)
+class FAB(Attack):
+    """FAB, untargeted (Croce & Hein, 2020): the full Jacobian (one backward pass per
+    class) per iteration; see :func:`fab`.
+
+    Attributes:
+        steps: iterations per run (paper and AutoAttack: 100).
+        restarts: runs on the points not yet broken; the first starts at ``x``,
+            later ones at a random point at distance ``eps / 2`` (as AutoAttack).
+        alpha_max, eta, beta: the paper's bias towards ``x``, extrapolation and
+            backward step.
+    """
+
+    steps: int = 100
+    restarts: int = 1
+    alpha_max: float = 0.1
+    eta: float = 1.05
+    beta: float = 0.9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._count("steps")
+        self._count("restarts")
+        for name in ("alpha_max", "eta", "beta"):
+            self._positive(name)
+
+    def _num_targets(self) -> int:
+        return 0
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        progressbar: bool = False,
+        return_info: bool = False,
+    ) -> Tensor | tuple[Tensor, dict]:
+        """Attack ``(x, y)``; see :func:`fab`."""
+        num_targets = self._num_targets()
+        where = "fab_t" if num_targets else "fab"
+        eps, norm = self.eps, self.norm
+        x, y, gen, seed = setup(x, y, generator)
+        num_grad = 0
+        with _utils.eval_mode(model), torch.no_grad():
+            out = model(x)
+            _check_first_output(out, where, y)
+            broken = out.argmax(1) != y
+            x_adv = x.clone()
+            dist = torch.full(
+                (x.shape[0],), float("inf"), device=x.device, dtype=x.dtype
+            )
+            dist[broken] = 0
+            order, targets = target_order(out, num_targets)
+            plan = targets if eps > 0 else []
+            for t, r, idx in runs(
+                broken, plan, self.restarts, progressbar=progressbar, desc=where
+            ):
+                x0 = x[idx]
+                start = None if r == 0 else _start(x0, eps, norm, gen)
+                bx, bd, ng = _run(
+                    model, x0, y[idx], order[idx, t] if num_targets else None,
+                    eps=eps, norm=norm, steps=self.steps, alpha_max=self.alpha_max,
+                    eta=self.eta, beta=self.beta, start=start,
+                )  # fmt: skip
+                num_grad += ng
+                closer = bd < dist[idx]
+                dist[idx[closer]] = bd[closer]
+                hit = bd <= eps
+                x_adv[idx[hit]] = bx[hit]
+                broken[idx[hit]] = True
+        info = {"success": broken, "norm": dist, "num_grad": num_grad, "seed": seed}
+        return finish(x_adv, x, eps, norm, where, info if return_info else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class FABT(FAB):
+    """FAB-T, AutoAttack's targeted FAB: FAB towards the ``num_targets`` most likely
+    wrong classes in turn, one backward pass per iteration; see :func:`fab_t`."""
+
+    num_targets: int = 9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._count("num_targets")
+
+    def _default_name(self) -> str:
+        return "fab-t"
+
+    def _num_targets(self) -> int:
+        return self.num_targets
+
+
 def fab(
     model: nn.Module,
     x: Tensor,
@@ -174,9 +271,8 @@ def fab(
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
-    _targets: int = 0,
 ) -> Tensor | tuple[Tensor, dict]:
-    """FAB, untargeted: the full Jacobian (one backward pass per class) per iteration.
+    """FAB, untargeted: ``FAB(...)(model, x, y, ...)``.
 
     Args:
         model: classifier returning logits; eval mode during the attack, mode restored.
@@ -185,11 +281,7 @@ def fab(
         eps: budget (>= 0): a point is broken when FAB finds an adversarial point
             within it; also the scale of the random starts of later restarts.
         norm: ``"linf"`` or ``"l2"``.
-        steps: iterations per run (paper and AutoAttack: 100).
-        restarts: runs on the points not yet broken; the first starts at ``x``, later
-            ones at a random point at distance ``eps / 2`` (as AutoAttack).
-        alpha_max, eta, beta: the paper's bias towards ``x``, extrapolation and
-            backward step.
+        steps, restarts, alpha_max, eta, beta: the settings of :class:`FAB`.
         generator: randomness of the restarts' starts.
         progressbar: tqdm bar over runs.
         return_info: also return ``{"success", "norm", "num_grad", "seed"}`` (``norm``:
@@ -198,41 +290,13 @@ def fab(
     Returns:
         ``x_adv``: the closest adversarial point found if within eps, else ``x``.
     """
-    where = "fab_t" if _targets else "fab"
-    x, y, eps, norm, gen, seed = setup(
-        x, y, eps, norm, generator, steps=steps, restarts=restarts
+    attack = FAB(
+        eps=eps, norm=norm, steps=steps, restarts=restarts, alpha_max=alpha_max,
+        eta=eta, beta=beta,
+    )  # fmt: skip
+    return attack(
+        model, x, y, generator, progressbar=progressbar, return_info=return_info
     )
-    for name, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)):
-        if not v > 0:
-            raise ValueError(f"{name} must be > 0, got {v}")
-    num_grad = 0
-    with _utils.eval_mode(model), torch.no_grad():
-        out = model(x)
-        _check_first_output(out, where, y)
-        broken = out.argmax(1) != y
-        x_adv = x.clone()
-        dist = torch.full((x.shape[0],), float("inf"), device=x.device, dtype=x.dtype)
-        dist[broken] = 0
-        order, targets = target_order(out, _targets)
-        plan = targets if eps > 0 else []
-        for t, r, idx in runs(
-            broken, plan, restarts, progressbar=progressbar, desc=where
-        ):
-            x0 = x[idx]
-            start = None if r == 0 else _start(x0, eps, norm, gen)
-            bx, bd, ng = _run(
-                model, x0, y[idx], order[idx, t] if _targets else None, eps=eps,
-                norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
-                start=start,
-            )  # fmt: skip
-            num_grad += ng
-            closer = bd < dist[idx]
-            dist[idx[closer]] = bd[closer]
-            hit = bd <= eps
-            x_adv[idx[hit]] = bx[hit]
-            broken[idx[hit]] = True
-    info = {"success": broken, "norm": dist, "num_grad": num_grad, "seed": seed}
-    return finish(x_adv, x, eps, norm, where, info if return_info else None)
 
 
 def fab_t(
@@ -252,8 +316,15 @@ def fab_t(
     progressbar: bool = False,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
-    """FAB-T: FAB towards the ``num_targets`` most likely wrong classes (ranked on the
-    clean input) in turn, ``restarts`` runs each, one backward pass per iteration;
-    points already broken are not attacked again (AutoAttack's standard FAB-T: 9
-    targets, one run, 100 iterations). Arguments as :func:`fab`."""
-    return targeted(fab, locals())
+    """FAB-T: ``FABT(...)(model, x, y, ...)``: FAB towards the ``num_targets`` most
+    likely wrong classes (ranked on the clean input) in turn, ``restarts`` runs
+    each, one backward pass per iteration; points already broken are not attacked
+    again (AutoAttack's standard FAB-T: 9 targets, one run, 100 iterations).
+    Arguments as :func:`fab`."""
+    attack = FABT(
+        eps=eps, norm=norm, steps=steps, restarts=restarts, num_targets=num_targets,
+        alpha_max=alpha_max, eta=eta, beta=beta,
+    )  # fmt: skip
+    return attack(
+        model, x, y, generator, progressbar=progressbar, return_info=return_info
+    )

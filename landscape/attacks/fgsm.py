@@ -3,17 +3,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 
 import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._losses import _assert_in_ball, _check_first_output, _check_inputs, get_loss
-from .perturb import project
-from .pgd import step_direction
+from ._ball import project, step_direction
+from ._base import Attack, Loss, summed
+from ._losses import _assert_in_ball, _check_first_output, _check_inputs
 
-__all__ = ["fgsm"]
+__all__ = ["FGSM", "fgsm"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FGSM(Attack):
+    """Fast gradient (sign) method: ``x + eps * s(grad)`` projected on the ball and
+    [0, 1] (deterministic; a ``generator`` is unused).
+
+    Attributes:
+        loss: ``"ce"``, ``"cw"``, ``"dlr"`` or a per-example callable.
+    """
+
+    loss: Loss = "ce"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._loss()
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        progressbar: bool = False,
+        return_info: bool = False,
+    ) -> Tensor | tuple[Tensor, dict]:
+        """Attack ``(x, y)``; see :func:`fgsm`."""
+        del generator, progressbar  # deterministic, a single step
+        eps, norm = self.eps, self.norm
+        _check_inputs(x, y)
+        y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
+        loss_fn = summed(self.loss)
+        x = x.detach()
+        with _utils.eval_mode(model), torch.enable_grad():
+            xi = x.clone().requires_grad_(True)
+            out = model(xi)
+            _check_first_output(out, "fgsm", y)
+            (g,) = torch.autograd.grad(loss_fn(out, y), xi)
+        x_adv = x + project(eps * step_direction(g, norm), x, eps, norm)
+        _assert_in_ball(x_adv, x, eps, norm, "fgsm")
+        if not return_info:
+            return x_adv
+        with _utils.eval_mode(model), torch.no_grad():
+            success = model(x_adv).argmax(1) != y
+        return x_adv, {"success": success, "num_grad": x.shape[0]}
 
 
 def fgsm(
@@ -23,12 +69,12 @@ def fgsm(
     *,
     eps: float,
     norm: str = "linf",
-    loss: str | Callable[[Tensor, Tensor], Tensor] = "ce",
+    loss: Loss = "ce",
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
-    """Fast gradient (sign) method: ``x + eps * s(grad)`` projected on the ball and [0, 1].
+    """Fast gradient (sign) method: ``FGSM(...)(model, x, y)``.
 
     Args:
         model: classifier returning logits; put in eval mode, mode restored after.
@@ -52,20 +98,6 @@ def fgsm(
         >>> fgsm(model, torch.tensor([[0.2, 0.5]]), torch.tensor([0]), eps=0.1).tolist()
         [[0.10000000149011612, 0.6000000238418579]]
     """
-    del generator, progressbar
-    eps, norm = _check_inputs(x, y, eps, norm)
-    y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
-    loss_fn = get_loss(loss)
-    x = x.detach()
-    with _utils.eval_mode(model), torch.enable_grad():
-        xi = x.clone().requires_grad_(True)
-        out = model(xi)
-        _check_first_output(out, "fgsm", y)
-        (g,) = torch.autograd.grad(loss_fn(out, y).sum(), xi)
-    x_adv = x + project(eps * step_direction(g, norm), x, eps, norm)
-    _assert_in_ball(x_adv, x, eps, norm, "fgsm")
-    if not return_info:
-        return x_adv
-    with _utils.eval_mode(model), torch.no_grad():
-        success = model(x_adv).argmax(1) != y
-    return x_adv, {"success": success, "num_grad": x.shape[0]}
+    return FGSM(eps=eps, norm=norm, loss=loss)(
+        model, x, y, generator, progressbar=progressbar, return_info=return_info
+    )

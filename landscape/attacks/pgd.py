@@ -1,52 +1,289 @@
-"""Evaluation PGD (Madry et al., 2018) made strong: restarts, a step-size grid, CE or
-margin losses, best iterate, per-step traces.
+"""PGD (Madry et al., 2018): projected gradient ascent on a loss inside the eps-ball,
+for training and for evaluation; FGSM-RS (Wong et al., 2020) is its one-step case.
 
-Differences from the training attack :func:`landscape.attacks.perturb`:
+One value, :class:`PGD`, and one function, :func:`pgd`, cover both uses:
 
-- every run keeps, per example, the *best* iterate (the first misclassified point, or
-  the highest-loss point), not the last one;
-- ``restarts`` random restarts per step size, each re-attacking only the points that
-  no earlier run has broken, so the result is the per-example worst case;
-- ``alpha`` may be a grid of step sizes at a fixed number of ``steps``; the grid is
-  combined per example (a point counts as broken if any step size breaks it);
-- losses ``"ce"``, ``"cw"`` (margin) and ``"dlr"``;
-- optional per-step traces (``trace=True``) and query/gradient counts.
+- ``keep="last"`` (the default): one run from a random point of the ball, returning
+  the last iterate: the attack of adversarial training and of the analyses'
+  adversarial data. It takes input gradients only (``torch.autograd.grad`` with
+  respect to the perturbation, :mod:`._input_grad` on CPU), in place, so a step never
+  computes or accumulates weight gradients.
+- ``keep="best"``: the evaluation PGD. Every run keeps, per example, its *best*
+  iterate (the first misclassified point, or the highest-loss one); ``restarts``
+  random restarts per step size re-attack only the points that no earlier run has
+  broken, so the result is the per-example worst case; ``alpha`` / ``alpha_rel`` may
+  be a grid of step sizes (combined per example); ``patience`` ends the restarts
+  early; ``early_stop`` stops iterating a point once it is broken (the result does
+  not change); losses ``"ce"``, ``"cw"`` (margin), ``"dlr"``; optional per-step
+  traces.
+
+The step size is absolute (``alpha``) or relative to the budget (``alpha_rel``, a
+multiple of eps, which follows ``dataclasses.replace(attack, eps=...)``); by default
+``2.5 * eps / steps`` (relative too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils
+from ._ball import ascend_, per_example_norm, project, project_, random_init
+from ._ball import step_direction as _direction
+from ._base import Attack, Loss, is_recorded_callable, summed
+from ._input_grad import input_grad_mode
 from ._losses import _check_first_output, get_loss
 from ._runs import finish, setup
-from .perturb import project, random_init
 
-__all__ = ["pgd", "step_direction"]
+__all__ = ["PGD", "FGSMRS", "pgd"]
 
-
-def step_direction(grad: Tensor, norm: str) -> Tensor:
-    """Steepest-ascent direction of unit ``norm``: ``sign(g)`` (L-inf) or ``g/||g||_2``."""
-    if norm == "linf":
-        return grad.sign()
-    n = grad.flatten(1).norm(dim=1).view(-1, *([1] * (grad.ndim - 1)))
-    return grad / (n + 1e-12)
+Alpha = float | tuple[float, ...] | None
+_KEEP = ("last", "best")
 
 
-def _alphas(
-    alpha: float | Sequence[float] | None, eps: float, steps: int
-) -> list[float]:
-    if alpha is None:
-        return [2.5 * eps / max(steps, 1)]
-    vals = (
-        [float(alpha)] if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
-    )
-    if not vals or any(a <= 0 for a in vals):
-        raise ValueError(f"step sizes alpha must be > 0, got {alpha!r}")
-    return vals
+def _grid(value: Alpha, name: str) -> Alpha:
+    """``value`` as a float or a tuple of floats, each finite and > 0."""
+    if value is None:
+        return None
+    vals = value if isinstance(value, (tuple, list)) else (value,)
+    try:
+        out = tuple(float(v) for v in vals)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be a number or a list of numbers, got {value!r}"
+        ) from None
+    if not out or not all(math.isfinite(v) and v > 0 for v in out):
+        raise ValueError(
+            f"the step size {name} must be > 0 (a list: each entry), got {value!r} "
+            "(a step larger than eps is fine: FGSM-RS uses alpha_rel=1.25)"
+        )
+    return out if isinstance(value, (tuple, list)) else out[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class PGD(Attack):
+    """Projected gradient ascent (Madry et al., 2018); see the module docstring.
+
+    Attributes:
+        eps: budget (>= 0); ``eps=0`` returns ``x``.
+        norm: ``"linf"`` (signed steps) or ``"l2"`` (normalised-gradient steps).
+        steps: gradient steps per run (>= 1).
+        alpha: absolute step size, or (``keep="best"``) a grid of them.
+        alpha_rel: the step size as a multiple of eps (follows a change of eps), or
+            a grid of multiples; give ``alpha`` or ``alpha_rel``, not both. Default
+            (neither): ``2.5 * eps / steps``. A step larger than eps is legitimate.
+        random_start: start the (first) run at a uniform random point of the ball,
+            else at ``x``; later restarts always start at random. For an L2
+            evaluation start at ``x``: from a random point of the L2 ball, steps of
+            ``2.5 eps / steps`` turn along the sphere too slowly to reach the worst
+            case (on a linear classifier 50 steps leave points unbroken that the
+            closed form breaks).
+        loss: ``None`` (the caller's loss: summed cross-entropy, or the training
+            loss inside the trainer and the measured loss inside scattering),
+            ``"ce"``, ``"cw"`` (margin), ``"dlr"`` or a callable ``(logits, y) ->
+            per-example or scalar loss`` (recorded by name in JSON).
+        restarts: runs per step size (``keep="best"``).
+        patience: stop the restarts once ``patience`` restarts in a row (each over
+            the whole step-size grid) broke no further point (``keep="best"``);
+            None runs them all.
+        keep: ``"last"``: one run, the last iterate (training); ``"best"``: per
+            example the worst case over all runs (evaluation).
+        early_stop: with ``keep="best"``, stop iterating a point once it is
+            misclassified (its result is the first adversarial iterate; only the
+            cost changes).
+
+    Example:
+        >>> import dataclasses, torch
+        >>> atk = PGD(eps=0.1, steps=5)
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> x, y = torch.rand(8, 1, 2, 2), torch.randint(0, 2, (8,))
+        >>> xa = atk(model, x, y, torch.Generator().manual_seed(0))
+        >>> bool((xa - x).abs().max() <= 0.1 + 1e-6)
+        True
+        >>> rel = PGD(eps=0.3, steps=10, alpha_rel=0.25)
+        >>> dataclasses.replace(rel, eps=0.2).step_sizes()  # follows the budget
+        (0.05,)
+    """
+
+    steps: int = 10
+    alpha: Alpha = None
+    alpha_rel: Alpha = None
+    random_start: bool = True
+    loss: Loss = None
+    restarts: int = 1
+    patience: int | None = None
+    keep: str = "last"
+    early_stop: bool = True
+
+    kind: ClassVar[str] = "white"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._count("steps")
+        self._count("restarts")
+        if self.patience is not None:
+            self._count("patience")
+        object.__setattr__(self, "alpha", _grid(self.alpha, "alpha"))
+        object.__setattr__(self, "alpha_rel", _grid(self.alpha_rel, "alpha_rel"))
+        if self.alpha is not None and self.alpha_rel is not None:
+            raise ValueError(
+                "give the step size as alpha (absolute) or alpha_rel (a multiple of "
+                f"eps), not both (got alpha={self.alpha!r}, "
+                f"alpha_rel={self.alpha_rel!r})"
+            )
+        self._loss(none=True)
+        if self.keep not in _KEEP:
+            raise ValueError(f"keep must be 'last' or 'best', got {self.keep!r}")
+        for flag in ("random_start", "early_stop"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be True or False")
+        grid = len(self.step_sizes()) > 1
+        if self.keep == "last" and (grid or self.restarts > 1 or self.patience):
+            raise ValueError(
+                "restarts, patience and a step-size grid keep the per-example worst "
+                "case over runs: pass keep='best' (keep='last' is one run)"
+            )
+
+    def _default_name(self) -> str:
+        name = f"pgd-{self.steps}"
+        if self.loss is None or self.loss == "ce":
+            return name
+        loss = self.loss if isinstance(self.loss, str) else "custom"
+        return f"{name}-{loss.removeprefix('callable:').split('.')[-1]}"
+
+    def _default_alpha(self) -> float:
+        """The step size when neither ``alpha`` nor ``alpha_rel`` is given."""
+        return 2.5 * self.eps / self.steps
+
+    def step_sizes(self) -> tuple[float, ...]:
+        """The absolute step size(s) at this value's eps."""
+        if self.alpha is not None:
+            return self.alpha if isinstance(self.alpha, tuple) else (self.alpha,)
+        if self.alpha_rel is not None:
+            rel = self.alpha_rel if isinstance(self.alpha_rel, tuple) else (
+                self.alpha_rel,
+            )  # fmt: skip
+            return tuple(a * self.eps for a in rel)
+        return (self._default_alpha(),)
+
+    # -- what an analysis that replays the attack asks for -------------------------
+    def init(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """The starting perturbation of a run: a uniform random point of the ball
+        (``random_start``) or zero."""
+        if self.random_start and self.eps > 0:
+            return random_init(x, self.eps, self.norm, generator)
+        return torch.zeros_like(x)
+
+    def step(self, x: Tensor, delta: Tensor, grad: Tensor) -> Tensor:
+        """One step from ``x + delta`` along the loss gradient ``grad`` (not in
+        place): ascent by the step size (``keep="last"``) along ``sign(grad)``
+        (L-inf) or ``grad / ||grad||_2`` (L2, per example), then projection onto
+        the ball and the box. For replaying the attack where it cannot be called,
+        e.g. under ``torch.func.vmap``."""
+        (alpha,) = self.step_sizes()
+        if self.norm == "linf":
+            delta = delta + alpha * grad.sign()
+        else:
+            delta = delta + alpha * grad / (per_example_norm(grad) + 1e-12)
+        return project(delta, x, self.eps, self.norm)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        train: bool = False,
+        trace: bool = False,
+        progressbar: bool = False,
+        return_info: bool = False,
+    ) -> Tensor | tuple[Tensor, dict]:
+        """Attack ``(x, y)``; see :func:`pgd` for the options."""
+        if self.keep == "last":
+            if trace:
+                raise ValueError("trace=True needs keep='best' (per-run traces)")
+            return _last(self, model, x, y, generator, train, return_info)
+        if train:
+            raise ValueError("train=True is the training attack's: keep='last'")
+        return _best(self, model, x, y, generator, trace, progressbar, return_info)
+
+
+@dataclasses.dataclass(frozen=True)
+class FGSMRS(PGD):
+    """FGSM with a random start (Wong et al., 2020): :class:`PGD` with one step of
+    ``alpha`` (default ``1.25 * eps``, relative) from a uniform point of the ball."""
+
+    steps: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps != 1:
+            raise ValueError(
+                f"FGSMRS takes one step, got steps={self.steps}; use PGD(steps=...)"
+            )
+
+    def _default_name(self) -> str:
+        return "fgsm-rs"
+
+    def _default_alpha(self) -> float:
+        return 1.25 * self.eps
+
+
+# -------------------------------------------------------------- keep="last"
+def _last(atk: PGD, model, x, y, generator, train: bool, return_info: bool):
+    """One run from the start, the last iterate: the in-place training kernel."""
+    eps, norm = atk.eps, atk.norm
+    x = x.detach()
+    seed = None
+    if eps == 0:
+        x_adv = x.clone()
+    else:
+        gen, seed = _utils.make_generator(generator, x.device)
+        (alpha,) = atk.step_sizes()
+        loss_fn = summed(atk.loss) or (
+            lambda out, t: F.cross_entropy(out, t, reduction="sum")
+        )
+        delta = atk.init(x, gen)
+        mode = _utils.train_mode if train else _utils.eval_mode
+        fast = input_grad_mode(model, x)
+        with mode(model), _utils.thin_conv_backend(model), torch.enable_grad():
+            for _ in range(atk.steps):
+                grad = _input_grad(model, loss_fn, x, delta, y, fast)
+                ascend_(delta, grad, alpha, norm)
+                project_(delta, x, eps, norm)
+        x_adv = x + delta
+    if not return_info:
+        return x_adv
+    with _utils.eval_mode(model), torch.no_grad():
+        success = model(x_adv).argmax(1) != y
+    steps = atk.steps if eps > 0 else 0
+    return x_adv, {"success": success, "num_grad": steps * x.shape[0], "seed": seed}
+
+
+def _input_grad(model, loss_fn, x: Tensor, delta: Tensor, y: Tensor, mode) -> Tensor:
+    """d loss / d x at ``x + delta``: one input-gradient pass (no weight gradients)
+    with the forward inside ``mode`` (:func:`input_grad_mode`)."""
+    xa = (x + delta).requires_grad_(True)
+    with mode:
+        loss = loss_fn(model(xa), y)
+    (grad,) = torch.autograd.grad(loss, xa)
+    return grad
+
+
+# -------------------------------------------------------------- keep="best"
+def _per_example_loss(loss: Loss) -> Callable[[Tensor, Tensor], Tensor]:
+    if loss is None:
+        return get_loss("ce")
+    if is_recorded_callable(loss):
+        summed(loss)  # raises: pass the callable again
+    return get_loss(loss)
 
 
 def _run(
@@ -100,15 +337,14 @@ def _run(
             if idx.numel() == 0:
                 break
         delta[idx] = project(
-            delta[idx] + alpha * step_direction(g, norm), x[idx], eps, norm
+            delta[idx] + alpha * _direction(g, norm), x[idx], eps, norm
         )
     if trace is not None:
         trace.append({"alpha": alpha, "loss": losses, "robust_accuracy": accs})
     return best_x, broken, best_loss, num_grad, num_fwd
 
 
-def _restarts(model, x, y, st, *, alphas, restarts, patience, random_start, gen,
-              progressbar, traces, run_kw):  # fmt: skip
+def _restarts(model, x, y, st, atk: PGD, alphas, gen, progressbar, traces, loss_fn):
     """Restarts x step sizes on the points not yet broken (updates ``st`` in place);
     returns (#grad, #forward, unbroken count after each restart)."""
     broken, x_adv, best_loss = st
@@ -118,8 +354,8 @@ def _restarts(model, x, y, st, *, alphas, restarts, patience, random_start, gen,
     if progressbar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=restarts * len(alphas), desc="pgd")
-    for r in range(restarts if alphas else 0):
+        bar = tqdm(total=atk.restarts * len(alphas), desc="pgd")
+    for r in range(atk.restarts if alphas else 0):
         for a in alphas:
             idx = (~broken).nonzero().squeeze(1)
             if bar is not None:
@@ -127,13 +363,15 @@ def _restarts(model, x, y, st, *, alphas, restarts, patience, random_start, gen,
             if idx.numel() == 0:
                 continue
             xs = x[idx]
-            if random_start or r > 0:
-                delta = random_init(xs, run_kw["eps"], run_kw["norm"], gen)
+            if atk.random_start or r > 0:
+                delta = random_init(xs, atk.eps, atk.norm, gen)
             else:
                 delta = torch.zeros_like(xs)
             bx, bb, bl, ng, nf = _run(
-                model, xs, y[idx], delta, alpha=a, trace=traces, **run_kw
-            )
+                model, xs, y[idx], delta, eps=atk.eps, norm=atk.norm, alpha=a,
+                steps=atk.steps, loss_fn=loss_fn, early_stop=atk.early_stop,
+                trace=traces,
+            )  # fmt: skip
             num_grad, num_fwd = num_grad + ng, num_fwd + nf
             upd = bb | (bl > best_loss[idx])
             x_adv[idx[upd]] = bx[upd]
@@ -142,90 +380,19 @@ def _restarts(model, x, y, st, *, alphas, restarts, patience, random_start, gen,
             if traces is not None:
                 traces[-1]["restart"] = r
         curve.append(int((~broken).sum()))
-        if patience is not None and len(curve) > patience:
-            if curve[-1] == curve[-1 - patience]:  # stable for `patience` restarts
-                break
+        p = atk.patience
+        if p is not None and len(curve) > p and curve[-1] == curve[-1 - p]:
+            break  # stable for `patience` restarts
     if bar is not None:
         bar.close()
     return num_grad, num_fwd, curve
 
 
-def pgd(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    steps: int = 20,
-    alpha: float | Sequence[float] | None = None,
-    restarts: int = 1,
-    patience: int | None = None,
-    loss: str | Callable[[Tensor, Tensor], Tensor] = "ce",
-    random_start: bool | None = None,
-    early_stop: bool = True,
-    trace: bool = False,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """Strong PGD with restarts and a step-size grid, keeping the per-example worst case.
-
-    For every step size in ``alpha`` and every restart, PGD runs ``steps`` steps on the
-    points that no earlier run has misclassified; each run keeps its best iterate.
-
-    Args:
-        model: classifier returning logits (or log-probabilities); any ``nn.Module``,
-            ensembles included. Put in eval mode for the attack, mode restored after.
-        x: inputs in [0, 1], shape (N, ...).
-        y: labels (class indices).
-        eps: budget (>= 0) in input units.
-        norm: ``"linf"`` or ``"l2"``.
-        steps: gradient steps per run.
-        alpha: absolute step size, or a grid of them; default ``2.5 * eps / steps``.
-        restarts: runs per step size (the first starts at a random point of the ball,
-            or at ``x`` when ``random_start=False``; later ones always at random).
-        patience: early exit: stop once ``patience`` restarts in a row (each over the
-            whole step-size grid) broke no further point; ``None`` runs all restarts.
-        loss: ``"ce"``, ``"cw"`` (margin), ``"dlr"`` or a per-example callable.
-        random_start: random start for the first run; default (``None``): random for
-            L-inf, ``x`` itself for L2. From a random point of the L2 ball, steps of
-            ``2.5 eps / steps`` turn along the sphere too slowly to reach the worst
-            case (on a linear classifier 50 steps leave points unbroken that the
-            closed form breaks); from ``x`` the first ``steps / 2.5`` steps already
-            reach it. Later restarts always start at random.
-        early_stop: stop updating a point once it is misclassified (its result is the
-            first adversarial iterate; other points are unaffected).
-        trace: record per-step mean loss and robust accuracy of every run in
-            ``info["trace"]`` (implies ``return_info``).
-        generator: randomness of the starts (deterministic under a seed).
-        progressbar: show a tqdm bar over runs.
-        return_info: also return a dict with ``success`` (per-example bool),
-            ``num_grad`` / ``num_forward`` (input-gradient and forward passes, summed
-            over examples), ``seed``, ``restart_curve`` (number of points still
-            unbroken after each restart that ran: the robust accuracy vs restarts
-            curve) and, with ``trace``, ``trace``.
-
-    Returns:
-        ``x_adv`` inside the eps-ball and [0, 1] (and ``info`` if asked).
-
-    Example:
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-        >>> x, y = torch.rand(6, 1, 2, 2), torch.randint(0, 3, (6,))
-        >>> xa = pgd(model, x, y, eps=0.1, steps=5, alpha=[0.05, 0.01], restarts=2,
-        ...          generator=torch.Generator().manual_seed(0))
-        >>> bool((xa - x).abs().max() <= 0.1 + 1e-6)
-        True
-    """
-    if patience is not None and patience < 1:
-        raise ValueError(f"patience must be >= 1 (or None), got {patience}")
-    x, y, eps, norm, gen, seed = setup(
-        x, y, eps, norm, generator, steps=steps, restarts=restarts
-    )
-    alphas = _alphas(alpha, eps, steps) if eps > 0 else []
-    if random_start is None:
-        random_start = norm == "linf"
-    loss_fn = get_loss(loss)
+def _best(atk: PGD, model, x, y, generator, trace, progressbar, return_info):
+    """The evaluation PGD: the per-example worst case over restarts x step sizes."""
+    x, y, gen, seed = setup(x, y, generator)
+    alphas = list(atk.step_sizes()) if atk.eps > 0 else []
+    loss_fn = _per_example_loss(atk.loss)
     traces: list | None = [] if trace else None
     with _utils.eval_mode(model):
         with torch.no_grad():
@@ -238,14 +405,79 @@ def pgd(
         )
         st = (broken, x_adv, best_loss)
         num_grad, num_fwd, curve = _restarts(
-            model, x, y, st, alphas=alphas, restarts=restarts, patience=patience,
-            random_start=random_start, gen=gen, progressbar=progressbar and eps > 0,
-            traces=traces, run_kw={"eps": eps, "norm": norm, "steps": steps,
-            "loss_fn": loss_fn, "early_stop": early_stop},
+            model, x, y, st, atk, alphas, gen, progressbar and atk.eps > 0, traces,
+            loss_fn,
         )  # fmt: skip
         num_fwd += x.shape[0]
     info = {"success": broken, "num_grad": num_grad, "num_forward": num_fwd}
     info.update(seed=seed, restart_curve=curve)
     if traces is not None:
         info["trace"] = traces
-    return finish(x_adv, x, eps, norm, "pgd", info if return_info or trace else None)
+    keep = return_info or trace
+    return finish(x_adv, x, atk.eps, atk.norm, "pgd", info if keep else None)
+
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 10,
+    alpha: Alpha = None,
+    alpha_rel: Alpha = None,
+    random_start: bool = True,
+    loss: Loss = None,
+    restarts: int = 1,
+    patience: int | None = None,
+    keep: str = "last",
+    early_stop: bool = True,
+    generator: torch.Generator | None = None,
+    train: bool = False,
+    trace: bool = False,
+    progressbar: bool = False,
+    return_info: bool = False,
+) -> Tensor | tuple[Tensor, dict]:
+    """Projected gradient ascent inside the eps-ball: ``PGD(...)(model, x, y, ...)``.
+
+    Args:
+        model: classifier returning logits (or log-probabilities); any
+            ``nn.Module``, ensembles included. Put in eval mode for the attack (train
+            mode with ``train=True``), its mode restored after.
+        x: inputs in [0, 1], shape (N, ...).
+        y: labels (class indices).
+        eps, norm, steps, alpha, alpha_rel, random_start, loss, restarts, patience,
+            keep, early_stop: the settings of :class:`PGD`.
+        generator: randomness of the starts (deterministic under a seed).
+        train: run the model in train mode (BatchNorm batch statistics) instead of
+            eval mode (``keep="last"``, the trainer's ``attack_train_mode``).
+        trace: record per-step mean loss and robust accuracy of every run in
+            ``info["trace"]`` (``keep="best"``; implies ``return_info``).
+        progressbar: a tqdm bar over runs (``keep="best"``).
+        return_info: also return a dict with ``success`` (per-example bool),
+            ``num_grad`` (input-gradient passes, summed over examples), ``seed``
+            and, with ``keep="best"``, ``num_forward``, ``restart_curve`` (number
+            of points still unbroken after each restart that ran: the robust
+            accuracy vs restarts curve) and, with ``trace``, ``trace``.
+
+    Returns:
+        ``x_adv`` (detached) inside the eps-ball and [0, 1] (and ``info`` if asked).
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> x, y = torch.rand(6, 1, 2, 2), torch.randint(0, 3, (6,))
+        >>> xa = pgd(model, x, y, eps=0.1, steps=5, alpha=[0.05, 0.01], restarts=2,
+        ...          keep="best", generator=torch.Generator().manual_seed(0))
+        >>> bool((xa - x).abs().max() <= 0.1 + 1e-6)
+        True
+    """
+    attack = PGD(
+        eps=eps, norm=norm, steps=steps, alpha=alpha, alpha_rel=alpha_rel,
+        random_start=random_start, loss=loss, restarts=restarts, patience=patience,
+        keep=keep, early_stop=early_stop,
+    )  # fmt: skip
+    return attack(
+        model, x, y, generator, train=train, trace=trace, progressbar=progressbar,
+        return_info=return_info,
+    )  # fmt: skip

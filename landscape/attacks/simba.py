@@ -18,16 +18,19 @@ Results always lie inside the budget.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from .. import _utils
+from ._base import Attack
 from ._losses import _check_first_output
 from ._runs import finish, setup
 
-__all__ = ["simba", "dct_matrix"]
+__all__ = ["SimBA", "simba", "dct_matrix"]
 
 
 def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
@@ -116,6 +119,119 @@ def _try_direction(model, idx, q, alpha, l2_budget, linf_budget, queries, state)
         wrong[idx[sub[good & now_wrong]]] = True
 
 
+@dataclasses.dataclass(frozen=True)
+class SimBA(Attack):
+    """SimBA (``dct=False``) or SimBA-DCT (``dct=True``) with a budget and a query cap
+    (Guo et al., 2019); see :func:`simba`.
+
+    Attributes:
+        norm: the budget's norm: ``"l2"`` (the default: SimBA's natural budget) or
+            ``"linf"``.
+        alpha: step length along each unit direction; default ``eps / 8`` for L2
+            and ``eps`` for L-inf.
+        eps_linf: optional extra L-inf budget on top of an L2 budget.
+        queries: query cap per example (the initial forward counts as one).
+        dct: use the low-frequency DCT basis (needs image inputs).
+        freq_frac: fraction of the lowest frequencies (per axis) tried first, in
+            (0, 1].
+    """
+
+    norm: str = "l2"
+    alpha: float | None = None
+    eps_linf: float | None = None
+    queries: int = 10000
+    dct: bool = True
+    freq_frac: float = 0.25
+
+    kind: ClassVar[str] = "black"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._count("queries")
+        if self.alpha is not None:
+            self._positive("alpha")
+        if self.eps_linf is not None:
+            object.__setattr__(
+                self, "eps_linf", _utils.check_eps(self.eps_linf, "eps_linf")
+            )
+        self._positive("freq_frac", high=1.0)
+
+    def _default_name(self) -> str:
+        return "simba-dct" if self.dct else "simba"
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        progressbar: bool = False,
+        return_info: bool = False,
+    ) -> Tensor | tuple[Tensor, dict]:
+        """Attack ``(x, y)``; see :func:`simba`."""
+        eps, norm, queries, dct = self.eps, self.norm, self.queries, self.dct
+        x, y, gen, seed = setup(x, y, generator)
+        l2_budget = eps if norm == "l2" else float("inf")
+        if norm == "linf":
+            linf_budget = eps
+        else:
+            linf_budget = float("inf") if self.eps_linf is None else self.eps_linf
+        alpha = self.alpha
+        if alpha is None:
+            alpha = eps / 8 if norm == "l2" else eps
+        if dct and x.ndim != 4:
+            raise ValueError("SimBA-DCT needs images (N, C, H, W); use dct=False")
+        n, shape = x.shape[0], tuple(x.shape[1:])
+        mats = None
+        if dct:
+            mats = (
+                dct_matrix(shape[1], dtype=x.dtype, device=x.device),
+                dct_matrix(shape[2], dtype=x.dtype, device=x.device),
+            )
+        x_adv = x.clone()
+        nq = torch.zeros(n, dtype=torch.long, device=x.device)
+        with _utils.eval_mode(model), torch.no_grad():
+            out = model(x)
+            _check_first_output(out, "simba", y)
+            nq += 1
+            prob = out.softmax(1).gather(1, y.view(-1, 1)).squeeze(1)
+            wrong = out.argmax(1) != y
+            active = ~wrong if eps > 0 else torch.zeros_like(wrong)
+            d = math.prod(shape)
+            passes = max(1, math.ceil((queries - 1) / d))
+            it = range(passes * d)
+            if progressbar:
+                from tqdm.auto import tqdm
+
+                it = tqdm(it, desc="simba")
+            progress = torch.zeros_like(active)
+            for k in it:
+                t = k % d
+                if t == 0:  # a new pass: fresh random order; no progress in the
+                    if k > 0:  # last pass means none is possible: stop there
+                        active &= progress
+                    order = _order(n, shape, dct, self.freq_frac, gen, x.device)
+                    progress.zero_()
+                active &= nq < queries
+                idx = active.nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    break
+                q = _directions(order[idx, t], shape, dct, mats, x.dtype)
+                state = (x, y, x_adv, prob, wrong, active, progress, nq)
+                _try_direction(
+                    model, idx, q, alpha, l2_budget, linf_budget, queries, state
+                )
+                active &= ~wrong
+        # clamp rounding of the budget tolerance
+        delta = x_adv - x
+        if norm == "linf":
+            x_adv = x + delta.clamp(-eps, eps)
+        info = {"success": wrong, "queries": nq, "seed": seed}
+        info["norm_l2"] = (x_adv - x).flatten(1).norm(dim=1)
+        return finish(x_adv, x, eps, norm, "simba", info if return_info else None)
+
+
 def simba(
     model: nn.Module,
     x: Tensor,
@@ -132,19 +248,15 @@ def simba(
     progressbar: bool = False,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
-    """SimBA (``dct=False``) or SimBA-DCT (``dct=True``) with a budget and a query cap.
+    """SimBA (``dct=False``) or SimBA-DCT (``dct=True``): ``SimBA(...)(model, x, y,
+    ...)``.
 
     Args:
         model: classifier returning logits (only output probabilities are used).
         x: inputs in [0, 1]; SimBA-DCT needs images (N, C, H, W).
         y: labels.
         eps: budget of ``norm``: ``"l2"`` (SimBA's natural budget) or ``"linf"``.
-        alpha: step length along each unit direction; default ``eps / 8`` for L2 and
-            ``eps`` for L-inf with the pixel basis.
-        eps_linf: optional extra L-inf budget on top of an L2 budget.
-        queries: query cap per example (the initial forward counts as one).
-        dct: use the low-frequency DCT basis (needs image inputs).
-        freq_frac: fraction of the lowest frequencies (per axis) tried first.
+        alpha, eps_linf, queries, dct, freq_frac: the settings of :class:`SimBA`.
         generator: randomness of the direction orders.
         progressbar: tqdm bar over iterations.
         return_info: also return ``{"success", "queries", "norm_l2", "seed"}``.
@@ -152,66 +264,10 @@ def simba(
     Returns:
         ``x_adv`` within the budget (the last accepted in-budget point).
     """
-    x, y, eps, norm, gen, seed = setup(x, y, eps, norm, generator, queries=queries)
-    if dct and not 0 <= freq_frac <= 1:
-        raise ValueError(f"freq_frac must be in [0, 1], got {freq_frac}")
-    l2_budget = eps if norm == "l2" else float("inf")
-    linf_budget = (
-        eps
-        if norm == "linf"
-        else (
-            float("inf") if eps_linf is None else _utils.check_eps(eps_linf, "eps_linf")
-        )
+    attack = SimBA(
+        eps=eps, norm=norm, alpha=alpha, eps_linf=eps_linf, queries=queries, dct=dct,
+        freq_frac=freq_frac,
+    )  # fmt: skip
+    return attack(
+        model, x, y, generator, progressbar=progressbar, return_info=return_info
     )
-    if alpha is None:
-        alpha = eps / 8 if norm == "l2" else eps
-    if alpha <= 0 and eps > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    if dct and x.ndim != 4:
-        raise ValueError("SimBA-DCT needs images (N, C, H, W); use dct=False")
-    n, shape = x.shape[0], tuple(x.shape[1:])
-    mats = None
-    if dct:
-        mats = (
-            dct_matrix(shape[1], dtype=x.dtype, device=x.device),
-            dct_matrix(shape[2], dtype=x.dtype, device=x.device),
-        )
-    x_adv = x.clone()
-    nq = torch.zeros(n, dtype=torch.long, device=x.device)
-    with _utils.eval_mode(model), torch.no_grad():
-        out = model(x)
-        _check_first_output(out, "simba", y)
-        nq += 1
-        prob = out.softmax(1).gather(1, y.view(-1, 1)).squeeze(1)
-        wrong = out.argmax(1) != y
-        active = ~wrong if eps > 0 else torch.zeros_like(wrong)
-        d = math.prod(shape)
-        passes = max(1, math.ceil((queries - 1) / d))
-        it = range(passes * d)
-        if progressbar:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, desc="simba")
-        progress = torch.zeros_like(active)
-        for k in it:
-            t = k % d
-            if t == 0:  # a new pass: fresh random order; no progress in the last pass
-                if k > 0:  # means none is possible (deterministic model): stop there
-                    active &= progress
-                order = _order(n, shape, dct, freq_frac, gen, x.device)
-                progress.zero_()
-            active &= nq < queries
-            idx = active.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            q = _directions(order[idx, t], shape, dct, mats, x.dtype)
-            state = (x, y, x_adv, prob, wrong, active, progress, nq)
-            _try_direction(model, idx, q, alpha, l2_budget, linf_budget, queries, state)
-            active &= ~wrong
-    # clamp rounding of the budget tolerance
-    delta = x_adv - x
-    if norm == "linf":
-        x_adv = x + delta.clamp(-eps, eps)
-    info = {"success": wrong, "queries": nq, "seed": seed}
-    info["norm_l2"] = (x_adv - x).flatten(1).norm(dim=1)
-    return finish(x_adv, x, eps, norm, "simba", info if return_info else None)

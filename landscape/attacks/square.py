@@ -12,16 +12,19 @@ counts as one query.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from .. import _utils
+from ._base import Attack
 from ._losses import _check_first_output, _expand, margin
 from ._runs import finish, setup
 
-__all__ = ["square", "p_schedule"]
+__all__ = ["Square", "square", "p_schedule"]
 
 
 def p_schedule(i: int, queries: int, p_init: float, rescale: bool = False) -> float:
@@ -155,6 +158,90 @@ def _l2_candidate(xs: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
     return (xs + _l2_normalise(delta) * eps).clamp(0, 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class Square(Attack):
+    """Square attack, untargeted, margin loss (Andriushchenko et al., 2020); see
+    :func:`square`.
+
+    Attributes:
+        queries: query budget per example (initial point included; >= 2).
+        p_init: initial fraction of changed pixels in (0, 1]; default 0.8
+            (AutoAttack's value for both norms).
+        rescale_schedule: stretch the schedule of ``p`` to ``queries`` (see
+            :func:`p_schedule`); default ``False``, the schedule of AutoAttack's
+            standard version, whatever the budget.
+    """
+
+    queries: int = 5000
+    p_init: float | None = None
+    rescale_schedule: bool = False
+
+    kind: ClassVar[str] = "black"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._count("queries")
+        if self.p_init is not None:
+            self._positive("p_init", high=1.0)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        progressbar: bool = False,
+        return_info: bool = False,
+    ) -> Tensor | tuple[Tensor, dict]:
+        """Attack ``(x, y)``; see :func:`square`."""
+        eps, norm, queries = self.eps, self.norm, self.queries
+        if x.ndim != 4:
+            raise ValueError(
+                f"square needs images (N, C, H, W), got shape {tuple(x.shape)}"
+            )
+        x, y, gen, seed = setup(x, y, generator)
+        c, h, w = x.shape[1:]
+        if norm == "l2" and min(h, w) < 5:
+            raise ValueError(
+                "the L2 square attack needs images of at least 5 x 5 pixels"
+            )
+        p_init = 0.8 if self.p_init is None else self.p_init
+        n = x.shape[0]
+        nq = torch.zeros(n, dtype=torch.long, device=x.device)
+        with _utils.eval_mode(model), torch.no_grad():
+            out = model(x)
+            _check_first_output(out, "square", y)
+            m_best = margin(out, y).neg()  # z_y - max_{j != y} z_j: > 0 iff correct
+            x_best = x.clone()
+            todo = m_best > 0
+            if eps > 0 and todo.any():
+                idx = todo.nonzero().squeeze(1)
+                cand = _init_candidate(x[idx], eps, norm, gen)
+                x_best[idx] = cand
+                m_best[idx] = margin(model(cand), y[idx]).neg()
+                nq[idx] += 1
+                it = range(queries - 1)
+                if progressbar:
+                    from tqdm.auto import tqdm
+
+                    it = tqdm(it, desc="square")
+                step = _linf_candidate if norm == "linf" else _l2_candidate
+                for i in it:
+                    idx = (m_best > 0).nonzero().squeeze(1)
+                    if idx.numel() == 0:
+                        break
+                    p = p_schedule(i, queries, p_init, self.rescale_schedule)
+                    cand = step(x[idx], x_best[idx], eps, p, gen)
+                    m = margin(model(cand), y[idx]).neg()
+                    nq[idx] += 1
+                    better = m < m_best[idx]
+                    x_best[idx[better]] = cand[better]
+                    m_best[idx[better]] = m[better]
+        info = {"success": m_best <= 0, "queries": nq, "seed": seed}
+        return finish(x_best, x, eps, norm, "square", info if return_info else None)
+
+
 def square(
     model: nn.Module,
     x: Tensor,
@@ -169,7 +256,7 @@ def square(
     progressbar: bool = False,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
-    """Square attack, untargeted, margin loss.
+    """Square attack: ``Square(...)(model, x, y, ...)``.
 
     Args:
         model: classifier returning logits (only its outputs are used).
@@ -177,12 +264,7 @@ def square(
         y: labels.
         eps: budget (>= 0).
         norm: ``"linf"`` or ``"l2"`` (L2 needs H, W >= 5).
-        queries: query budget per example (initial point included).
-        p_init: initial fraction of changed pixels; default 0.8 (AutoAttack's value
-            for both norms).
-        rescale_schedule: stretch the schedule of ``p`` to ``queries`` (see
-            :func:`p_schedule`); default ``False``, the schedule of AutoAttack's
-            standard version, whatever the budget.
+        queries, p_init, rescale_schedule: the settings of :class:`Square`.
         generator: randomness (window positions, signs).
         progressbar: tqdm bar over iterations.
         return_info: also return ``{"success", "queries"}`` (per-example query counts).
@@ -190,49 +272,10 @@ def square(
     Returns:
         ``x_adv`` (the accepted point of lowest margin).
     """
-    if x.ndim != 4:
-        raise ValueError(
-            f"square needs images (N, C, H, W), got shape {tuple(x.shape)}"
-        )
-    x, y, eps, norm, gen, seed = setup(x, y, eps, norm, generator, queries=queries)
-    c, h, w = x.shape[1:]
-    if norm == "l2" and min(h, w) < 5:
-        raise ValueError("the L2 square attack needs images of at least 5 x 5 pixels")
-    p_init = 0.8 if p_init is None else float(p_init)
-    if not 0 < p_init <= 1:
-        raise ValueError(
-            f"p_init is a fraction of pixels in (0, 1], got {p_init} (default 0.8)"
-        )
-    n = x.shape[0]
-    nq = torch.zeros(n, dtype=torch.long, device=x.device)
-    with _utils.eval_mode(model), torch.no_grad():
-        out = model(x)
-        _check_first_output(out, "square", y)
-        m_best = margin(out, y).neg()  # z_y - max_{j != y} z_j: > 0 iff still correct
-        x_best = x.clone()
-        todo = m_best > 0
-        if eps > 0 and todo.any():
-            idx = todo.nonzero().squeeze(1)
-            cand = _init_candidate(x[idx], eps, norm, gen)
-            x_best[idx] = cand
-            m_best[idx] = margin(model(cand), y[idx]).neg()
-            nq[idx] += 1
-            it = range(queries - 1)
-            if progressbar:
-                from tqdm.auto import tqdm
-
-                it = tqdm(it, desc="square")
-            step = _linf_candidate if norm == "linf" else _l2_candidate
-            for i in it:
-                idx = (m_best > 0).nonzero().squeeze(1)
-                if idx.numel() == 0:
-                    break
-                p = p_schedule(i, queries, p_init, rescale_schedule)
-                cand = step(x[idx], x_best[idx], eps, p, gen)
-                m = margin(model(cand), y[idx]).neg()
-                nq[idx] += 1
-                better = m < m_best[idx]
-                x_best[idx[better]] = cand[better]
-                m_best[idx[better]] = m[better]
-    info = {"success": m_best <= 0, "queries": nq, "seed": seed}
-    return finish(x_best, x, eps, norm, "square", info if return_info else None)
+    attack = Square(
+        eps=eps, norm=norm, queries=queries, p_init=p_init,
+        rescale_schedule=rescale_schedule,
+    )  # fmt: skip
+    return attack(
+        model, x, y, generator, progressbar=progressbar, return_info=return_info
+    )

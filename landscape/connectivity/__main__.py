@@ -19,12 +19,12 @@ run's ``config.json``. Every checkpoint is read with ``weights_only=True``. Runn
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 from .. import _cli, checkpoints
+from ..attacks._cli import add_attack, attack_from_args
 
 __all__ = ["main"]
 
@@ -60,18 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     t.add_argument("--lr", type=float, default=0.01)
     t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument(
-        "--eps", type=_cli.number, default=0.0, help="training eps (0: clean)"
-    )
-    t.add_argument("--norm", default="linf", choices=("linf", "l2"))
     t.add_argument("--eps-schedule", default="constant")
     t.add_argument("--lr-schedule", default="constant")
-    t.add_argument("--attack", default="pgd", choices=("pgd", "fgsm", "none"))
-    t.add_argument(
-        "--steps", type=int, default=10, help="PGD steps of the training attack"
-    )
-    t.add_argument("--alpha", type=_cli.number, default=None, help="attack step size")
     t.add_argument("--checkpoint-every", type=int, default=0)
+    add_attack(
+        t,
+        kinds=("pgd", "fgsm-rs", "none"),
+        eps=0.0,
+        steps=10,
+        title="training attack (--eps 0: clean curve training)",
+    )
     _common(t)
     s = sub.add_parser("scan", help="loss / accuracy along a trained curve or the line")
     s.add_argument("curve", nargs="?", help="a curve run folder (or its curve.pt)")
@@ -83,12 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         "--num-bn", type=int, default=2000, help="training images for BatchNorm"
     )
     s.add_argument("--batch-size", type=int, default=500)
-    s.add_argument(
-        "--eps", type=_cli.number, default=0.0, help="attack eps (0: clean only)"
+    add_attack(
+        s,
+        kinds=("pgd", "apgd"),
+        eps=0.0,
+        steps=20,
+        title="evaluation attack (--eps 0: clean only)",
     )
-    s.add_argument("--norm", default="linf", choices=("linf", "l2"))
-    s.add_argument("--attack", default="pgd", choices=("pgd", "apgd"))
-    s.add_argument("--steps", type=int, default=20)
     _common(
         s,
         num_samples=1000,
@@ -116,8 +115,9 @@ def _load_model(path: str, device: Any):
 def _train(args, device) -> str:
     import torch
 
-    from .. import data
-    from ._train import CurveConfig, train_curve
+    from .. import data, io, train
+    from ._bn import has_batchnorm
+    from ._curves import CurveModel
 
     a, info = _load_model(args.a, device)
     b, info_b = _load_model(args.b, device)
@@ -126,8 +126,23 @@ def _train(args, device) -> str:
         info_b["model_kwargs"],
     ):
         raise ValueError(f"{args.a} and {args.b} are different architectures")
-    flags = _cli.field_flags(args, CurveConfig)
-    cfg = CurveConfig(**{**flags, "attack": args.attack if args.eps > 0 else "none"})
+    attack = attack_from_args(args)
+    cfg = train.TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        attack=attack,
+        eps_schedule=args.eps_schedule,
+        lr_schedule=args.lr_schedule,
+        # no running statistics between the endpoints: BatchNorm on batch statistics
+        attack_train_mode=attack is not None and has_batchnorm(a),
+        seed=args.seed,
+        runtime=train.Runtime(
+            eval_num=0, co_check_num=0, checkpoint_every=args.checkpoint_every
+        ),
+    )
     name = _cli.dataset_name(args, info["dataset"])
     x, y = data.load_dataset(
         name, args.data_root, num_samples=args.num_train, seed=args.seed
@@ -136,28 +151,28 @@ def _train(args, device) -> str:
         x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, device=device
     )
     run_dir = Path(args.run_dir)
-    from .. import io
-
+    model = CurveModel(a, b, kind=args.kind, num_bends=args.num_bends)
     torch.manual_seed(args.seed)
-    res = train_curve(
-        a, b, loader, cfg, run_dir=run_dir, progressbar=_cli.progress(args)
+    # adversarial_train locks the run folder and refuses a resume with other
+    # endpoints (they are part of the curve model's state)
+    res = train.adversarial_train(
+        model, loader, cfg, run_dir=run_dir, progressbar=_cli.progress(args)
     )
-    # written after train_curve (which locks the folder and refuses other models), so
-    # a second process or a resume with other endpoints cannot overwrite it
+    model.curve().to("cpu").save(run_dir / "curve.pt", config=cfg.to_dict())
     with io.atomic_write(run_dir / "endpoints.json", "w") as f:
         json.dump({"a": info, "b": info_b, "dataset": name}, f, indent=1)
     m = res.metrics
     return (
-        f"{cfg.kind} curve ({cfg.num_bends} bend(s)) trained for {len(m['epoch'])} epochs: "
-        f"train loss {m['train_loss'][-1]:.4f}, acc {m['train_acc'][-1]:.4f} at random t; "
-        f"curve in {run_dir / 'curve.pt'}"
+        f"{args.kind} curve ({args.num_bends} bend(s)) trained for {len(m['epoch'])} "
+        f"epochs: train loss {m['train_loss'][-1]:.4f}, acc {m['train_acc'][-1]:.4f} "
+        f"at random t; curve in {run_dir / 'curve.pt'}"
     )
 
 
 def _scan(args, device) -> str:
     import torch
 
-    from .. import attacks, data
+    from .. import data
     from ._curves import Curve, init_curve
     from ._scan import scan_curve
 
@@ -194,10 +209,7 @@ def _scan(args, device) -> str:
             name, args.data_root, num_samples=args.num_bn, seed=args.seed
         )
         train_data = data.batches(x, y, batch_size=args.batch_size, device=device)
-    attack = None
-    if args.eps > 0:
-        fn = attacks.pgd if args.attack == "pgd" else attacks.apgd
-        attack = functools.partial(fn, eps=args.eps, norm=args.norm, steps=args.steps)
+    attack = attack_from_args(args, keep="best")
     scan = scan_curve(
         a,
         torch.nn.CrossEntropyLoss(),

@@ -2,11 +2,14 @@
 
 A curve is a function of parameter dicts: the two endpoints and the bends (control
 points). No curve-specific layers: the model at ``theta(t)`` is evaluated with
-``torch.func.functional_call(model, curve.state(t), (x,))``.
+``torch.func.functional_call(model, curve.state(t), (x,))``. :class:`CurveModel` is
+the curve as a model whose trainable parameters are the bends, trained by
+:func:`landscape.train.adversarial_train` at a random ``t`` per batch.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,12 +18,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from .. import io
 
 __all__ = [
     "KINDS",
     "Curve",
+    "CurveModel",
     "curve_weights",
     "curve_point",
     "init_curve",
@@ -141,7 +146,7 @@ class Curve:
         kind: ``"line"``, ``"bezier"`` or ``"polychain"``.
         start: parameters at ``t = 0`` (``named_parameters()`` of the first model).
         end: parameters at ``t = 1``.
-        bends: the bends' parameter dicts (trained by :func:`train_curve`).
+        bends: the bends' parameter dicts (trained as :class:`CurveModel`).
         start_buffers / end_buffers: the endpoints' buffers (``named_buffers()``).
 
     Buffers are handled explicitly: BatchNorm running statistics have no meaning
@@ -177,19 +182,7 @@ class Curve:
 
     def buffers(self, t: float) -> dict[str, Tensor]:
         """Buffers at ``t`` (new tensors; see the class docstring for the rule)."""
-        t = _check_t(t)
-        out = {}
-        for k, a in self.start_buffers.items():
-            b = self.end_buffers[k]
-            if not a.is_floating_point():
-                out[k] = (a if t < 0.5 else b).clone()
-            elif t == 0.0 or torch.equal(a, b):
-                out[k] = a.clone()
-            elif t == 1.0:
-                out[k] = b.clone()
-            else:
-                out[k] = (1.0 - t) * a + t * b
-        return out
+        return _buffers_at(_check_t(t), self.start_buffers, self.end_buffers)
 
     def state(self, t: float) -> dict[str, Tensor]:
         """Parameters and buffers at ``t``: the dict for ``functional_call``."""
@@ -332,3 +325,139 @@ def init_curve(
         s = (i + 1) / (n + 1)
         bends.append({k: (1.0 - s) * pa[k] + s * pb[k].to(pa[k]) for k in pa})
     return Curve(kind, pa, pb, tuple(bends), ba, bb)
+
+
+def _frozen(model: nn.Module) -> nn.Module:
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+class CurveModel(nn.Module):
+    """A curve between two models as a model: the network at ``theta(t)``, whose
+    trainable parameters are the bends (Garipov et al., 2018); the endpoints are
+    fixed.
+
+    Train it with :func:`landscape.train.adversarial_train` like any model (Liu et
+    al., 2020, Appendix C, train it adversarially): the trainer calls
+    :meth:`resample` at the start of every batch, which draws ``t ~ U(0, 1)`` from
+    the run's generator, so the attack and the optimizer step of a batch see the
+    same point of the curve and a resumed run draws the same ``t``s. The forward
+    pass evaluates the endpoints' architecture at ``theta(t)`` through
+    ``functional_call`` with fresh buffers (:meth:`Curve.buffers`): BatchNorm in
+    train mode normalises by batch statistics and its running-statistics updates go
+    to scratch tensors (re-estimate them with :func:`scan_curve` /
+    :func:`bn_statistics`; for a BatchNorm model train with
+    ``attack_train_mode=True``, as there are no running statistics between the
+    endpoints). :meth:`curve` gives the trained :class:`Curve`.
+
+    The endpoints are part of the model's state: loading the state of a curve
+    between other endpoints is an error (so a resumed run refuses other models).
+
+    Args:
+        model_a: the model at ``t = 0``.
+        model_b: the model at ``t = 1`` (same architecture, device and dtype).
+        kind: ``"bezier"`` or ``"polychain"``.
+        num_bends: bends (default 1), initialised on the line (:func:`init_curve`).
+
+    Example:
+        >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        >>> cm = CurveModel(a, b)
+        >>> [n for n, p in cm.named_parameters() if p.requires_grad]
+        ['bends.0.weight', 'bends.0.bias']
+        >>> cm.t = 1.0
+        >>> torch.equal(cm(torch.ones(1, 2)), b(torch.ones(1, 2)))
+        True
+    """
+
+    def __init__(
+        self,
+        model_a: nn.Module,
+        model_b: nn.Module,
+        *,
+        kind: str = "bezier",
+        num_bends: int = 1,
+    ):
+        super().__init__()
+        if kind not in KINDS or kind == "line":
+            raise ValueError(
+                f"kind must be 'bezier' or 'polychain' (a line has nothing to train), "
+                f"got {kind!r}"
+            )
+        curve = init_curve(model_a, model_b, kind=kind, num_bends=num_bends)
+        self.kind = kind
+        self.start = _frozen(model_a)
+        self.end = _frozen(model_b)
+        self.bends = nn.ModuleList()
+        for b in curve.bends:
+            m = copy.deepcopy(model_a)
+            with torch.no_grad():
+                for n, p in m.named_parameters():
+                    p.copy_(b[n])
+                    p.requires_grad_(True)
+            self.bends.append(m)
+        self.t = 0.5
+        self.register_load_state_dict_pre_hook(_same_endpoints)
+
+    def resample(self, generator: torch.Generator) -> None:
+        """Draw the point ``t ~ U(0, 1)`` of the next batch (the trainer's hook)."""
+        self.t = float(torch.rand((), generator=generator, dtype=torch.float64))
+
+    def curve(self) -> Curve:
+        """The curve with the current bends (detached copies, on the model's device)."""
+        start, end = (
+            dict(self.start.named_parameters()),
+            dict(self.end.named_parameters()),
+        )
+        bends = tuple(dict(b.named_parameters()) for b in self.bends)
+        return Curve(
+            self.kind,
+            _detached(start),
+            _detached(end),
+            tuple(_detached(b) for b in bends),
+            _detached(dict(self.start.named_buffers())),
+            _detached(dict(self.end.named_buffers())),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = _check_t(self.t)
+        start = dict(self.start.named_parameters())
+        end = dict(self.end.named_parameters())
+        bends = [dict(b.named_parameters()) for b in self.bends]
+        state = curve_point(t, start, end, bends, kind=self.kind)
+        state.update(
+            _buffers_at(
+                t, dict(self.start.named_buffers()), dict(self.end.named_buffers())
+            )
+        )
+        return functional_call(self.start, state, (x,))
+
+
+def _buffers_at(t: float, a: dict[str, Tensor], b: dict[str, Tensor]):
+    """:meth:`Curve.buffers` of the endpoints' buffers ``a`` and ``b`` at ``t``."""
+    out = {}
+    for k, va in a.items():
+        vb = b[k]
+        if not va.is_floating_point():
+            out[k] = (va if t < 0.5 else vb).clone()
+        elif t == 0.0 or torch.equal(va, vb):
+            out[k] = va.clone()
+        elif t == 1.0:
+            out[k] = vb.clone()
+        else:
+            out[k] = (1.0 - t) * va + t * vb
+    return out
+
+
+def _same_endpoints(module, state_dict, prefix, *args) -> None:
+    """The load-state hook of :class:`CurveModel`: the endpoints must not change."""
+    for side in ("start", "end"):
+        mine = getattr(module, side).state_dict()
+        for k, v in mine.items():
+            other = state_dict.get(f"{prefix}{side}.{k}")
+            if other is not None and not torch.equal(other.to(v.device), v):
+                raise RuntimeError(
+                    f"the curve's {side} model differs from the one in the state "
+                    f"being loaded (at {k}): a curve is defined by its endpoints"
+                )

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .. import _utils
+from .. import _utils, attacks
 from .._batches import as_batches
 from ..io import Result
 from ._bn import bn_statistics, has_batchnorm
@@ -109,25 +107,6 @@ def _evaluate(model, loss_fn, batches, attack, gen) -> tuple[float, float]:
     return loss_sum / n, correct / n
 
 
-def _describe(attack: Any) -> Any:
-    if hasattr(attack, "to_dict"):
-        return attack.to_dict()
-    if isinstance(attack, functools.partial):
-        name = getattr(attack.func, "__name__", repr(attack.func))
-        return {
-            "name": name,
-            **{k: v for k, v in attack.keywords.items() if k != "generator"},
-        }
-    return getattr(attack, "__name__", repr(attack))
-
-
-def _attack_eps(attack: Any) -> float | None:
-    eps = getattr(attack, "eps", None)
-    if eps is None and isinstance(attack, functools.partial):
-        eps = attack.keywords.get("eps")
-    return None if eps is None else float(eps)
-
-
 def scan_curve(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -135,7 +114,7 @@ def scan_curve(
     curve: Curve,
     *,
     num: int = 21,
-    attack: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
+    attack: attacks.Attack | None = None,
     train_data: Iterable | None = None,
     bn: str = "reestimate",
     generator: torch.Generator | None = None,
@@ -158,12 +137,11 @@ def scan_curve(
         loss_fn: ``(logits, y) -> scalar`` mean loss (e.g. ``nn.CrossEntropyLoss()``).
         data: the evaluation data (e.g. test data): an ``(x, y)`` pair (one batch),
             a list of batches or a loader, moved to the model's device batch by batch.
-        curve: a :class:`Curve` (:func:`init_curve` for the line, or
-            ``train_curve(...).curve``).
+        curve: a :class:`Curve` (:func:`init_curve` for the line, or a trained
+            :class:`CurveModel`'s ``.curve()``).
         num: number of t values in [0, 1] (both ends included, >= 2).
-        attack: evaluation attack ``attack(model, x, y, generator=g) -> x_adv``
-            (an attack value, or e.g. ``functools.partial(landscape.attacks.pgd,
-            eps=0.3, steps=20)``); None: clean only.
+        attack: the evaluation attack, an attack value (e.g.
+            ``attacks.PGD(eps=0.3, steps=20, keep="best")``); None: clean only.
         train_data: training data for the BatchNorm re-estimation (as in the
             reference); required for a BatchNorm model with ``bn="reestimate"``.
         bn: ``"reestimate"`` or ``"interpolate"``.
@@ -184,6 +162,11 @@ def scan_curve(
         raise ValueError(f"bn must be 'reestimate' or 'interpolate', got {bn!r}")
     if not isinstance(curve, Curve):
         raise TypeError(f"curve must be a Curve, got {type(curve).__name__}")
+    if attack is not None and not isinstance(attack, attacks.Attack):
+        raise TypeError(
+            "attack must be an attack value (e.g. attacks.PGD(eps=0.3, steps=20, "
+            f"keep='best')) or None, got {type(attack).__name__}"
+        )
     device = _utils.model_device(model)
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
     theirs = {k: tuple(v.shape) for k, v in curve.start.items()}
@@ -238,8 +221,8 @@ def scan_curve(
             "bn": ("reestimate" if reestimate else bn)
             if has_batchnorm(model)
             else None,
-            "attack": _describe(attack) if robust else None,
-            "eps": _attack_eps(attack),
+            "attack": attack.to_dict() if robust else None,
+            "eps": attack.eps if robust else None,
             "seed": seed,
             "device": str(device),
         },

@@ -69,8 +69,8 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 class Batches:
     """Re-iterable, deterministic mini-batches over tensors kept on one device.
 
-    The package's one in-memory loader: ``landscape.train.TensorBatches`` is the same
-    class under its old name.
+    The package's one in-memory loader (``landscape.train`` batches ``(x, y)``
+    tensors with it).
 
     The whole dataset is moved to ``device`` once (MNIST is ~190 MB as float32), so
     iterating costs one gather per batch and no host-to-device copy. If it would take

@@ -130,28 +130,28 @@ def runs(cfg: DemoConfig, *, ensemble: bool = False) -> list[RunSpec]:
 
 
 def train_config(cfg: DemoConfig, run: RunSpec) -> Any:
-    """The :class:`landscape.train.TrainConfig` of one run."""
-    from ..train import TrainConfig
+    """The :class:`landscape.train.TrainConfig` of one run: PGD training at the run's
+    eps (step ``2.5 eps / steps``), evaluated per epoch by the quick preset's PGD with
+    as many steps."""
+    from .. import attacks
+    from ..evaluate import preset_attacks
+    from ..train import DataRecord, Runtime, TrainConfig
 
     kw: dict[str, Any] = dict(
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         optimizer="adam",
         lr=cfg.lr,
-        eps=run.eps,
-        attack="pgd" if run.eps > 0 else "none",
-        steps=cfg.train_steps,
-        eval_num=min(cfg.eval_num, 200),
-        eval_steps=cfg.train_steps,
-        co_check_num=min(64, cfg.num_train),
+        attack=attacks.PGD(eps=run.eps, steps=cfg.train_steps) if run.eps > 0 else None,
         seed=cfg.seed,
         model=cfg.model,
         model_kwargs={"width": cfg.width, "dataset": cfg.dataset},
-        data={
-            "dataset": cfg.dataset,
-            "num_train": cfg.num_train,
-            "num_test": cfg.num_test,
-        },
+        dataset=DataRecord(cfg.dataset, cfg.num_train, cfg.num_test),
+        runtime=Runtime(
+            eval_num=min(cfg.eval_num, 200),
+            eval_attack=preset_attacks("quick", run.eps, steps=cfg.train_steps)[0],
+            co_check_num=min(64, cfg.num_train),
+        ),
     )
     if run.schedule == "periodic":
         kw.update(eps_schedule="periodic", lr_schedule="periodic", periods=cfg.periods)

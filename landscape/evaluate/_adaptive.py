@@ -3,7 +3,7 @@ or by option (see :mod:`landscape.attacks.adaptive`):
 
 - ``"eot"`` (a randomised model: two forward passes differ): every APGD attack averages
   its loss and gradient over ``eot_iter`` forward passes, and PGD attacks become APGD
-  with EOT, as AutoAttack's "rand" version;
+  with EOT (named ``apgd-eot-<the PGD's name>``), as AutoAttack's "rand" version;
 - ``"logits"`` (the model returns probabilities): attacks see ``log p``, computed by a
   float64 copy of the model so that a saturated softmax does not underflow;
 - ``"bpda"`` (option only: the transform must be named): straight-through gradients
@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 from .. import _utils, attacks
 from ..attacks.adaptive import BPDA, LogitsFromProbabilities
-from ._presets import AttackSpec
 
 __all__ = ["ADAPTIVE", "adapt", "detect_masking"]
 
@@ -56,39 +55,36 @@ def detect_masking(model: nn.Module, x: Tensor) -> list[str]:
     return found
 
 
-def _with_eot(spec: AttackSpec, eot_iter: int) -> AttackSpec:
-    if spec.fn in (attacks.apgd, attacks.apgd_t):
-        return dataclasses.replace(spec, kwargs={**spec.kwargs, "eot_iter": eot_iter})
-    if spec.fn is attacks.pgd:
-        kw = {
-            k: v for k, v in spec.kwargs.items() if k in ("steps", "restarts", "loss")
-        }
-        if kw.get("loss") not in (None, "ce", "cw", "dlr"):
-            kw.pop("loss")
-        return AttackSpec(
-            f"apgd-eot-{spec.name}",
-            attacks.apgd,
-            {**kw, "eot_iter": eot_iter},
-            kind=spec.kind,
-        )
-    return spec
+def _with_eot(attack: attacks.Attack, eot_iter: int) -> attacks.Attack:
+    """The attack with EOT: APGD's own option; a PGD becomes APGD with EOT (its
+    steps, restarts and named loss; AutoAttack's "rand" version)."""
+    if isinstance(attack, (attacks.APGD, attacks.APGDT)):
+        return dataclasses.replace(attack, eot_iter=eot_iter)
+    if isinstance(attack, attacks.PGD):
+        loss = attack.loss if attack.loss in ("ce", "cw", "dlr") else "ce"
+        return attacks.APGD(
+            eps=attack.eps, norm=attack.norm, steps=attack.steps,
+            restarts=attack.restarts, loss=loss, eot_iter=eot_iter,
+            label=f"apgd-eot-{attack.name}",
+        )  # fmt: skip
+    return attack
 
 
 def adapt(
     model: nn.Module,
     x: Tensor,
-    specs: Sequence[AttackSpec],
+    sequence: Sequence[attacks.Attack],
     *,
     adaptive: str | Sequence[str] | None = "auto",
     bpda: Sequence[str] = (),
     eot_iter: int = 20,
-) -> tuple[nn.Module, list[AttackSpec], list[str]]:
+) -> tuple[nn.Module, list[attacks.Attack], list[str]]:
     """The model the attacks see, the attacks, and the answers applied.
 
     Args:
         model: the evaluated model (its predictions stay the verdict).
         x: a batch of inputs for the checks of ``adaptive="auto"``.
-        specs: the attack sequence.
+        sequence: the attack values, in order.
         adaptive: ``"auto"`` (answers from :func:`detect_masking`, plus ``"bpda"``
             when ``bpda`` names transforms), ``None`` / ``()`` (none), or a list of
             ``"eot"``, ``"logits"``, ``"bpda"``.
@@ -96,7 +92,7 @@ def adapt(
         eot_iter: forward passes per EOT gradient (AutoAttack's "rand": 20).
 
     Returns:
-        ``(attack_model, specs, applied)``.
+        ``(attack_model, sequence, applied)``.
     """
     if adaptive == "auto":
         chosen = detect_masking(model, x) + (["bpda"] if bpda else [])
@@ -113,11 +109,11 @@ def adapt(
         raise ValueError("adaptive 'bpda' needs bpda=[names of the input transforms]")
     if eot_iter < 1:
         raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
-    attack_model, specs = model, list(specs)
+    attack_model, sequence = model, list(sequence)
     if "bpda" in chosen:
         attack_model = BPDA(attack_model, list(bpda))
     if "logits" in chosen:
         attack_model = _Float64LogProbs(attack_model)
     if "eot" in chosen:
-        specs = [_with_eot(s, eot_iter) for s in specs]
-    return attack_model, specs, chosen
+        sequence = [_with_eot(a, eot_iter) for a in sequence]
+    return attack_model, sequence, chosen

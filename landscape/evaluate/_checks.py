@@ -29,10 +29,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import _utils, attacks
-from ._presets import AttackSpec
+from .. import _utils
+from .. import attacks as attacks_mod
 
 __all__ = ["masking_checks"]
+
+
+def _pgd(*, eps: float, norm: str, steps: int, restarts: int = 1):
+    """The checks' PGD: the evaluation PGD (best iterate; first start random for
+    L-inf, at x for L2)."""
+    return attacks_mod.PGD(
+        eps=eps, norm=norm, steps=steps, restarts=restarts, loss="ce",
+        random_start=norm == "linf", keep="best",
+    )  # fmt: skip
 
 
 def _c(passed: bool | None, value, detail: str) -> dict:
@@ -108,7 +117,7 @@ def _check_large_eps(model, xc, yc, n, norm, steps, gen) -> dict:
     if not len(yc):
         return _c(None, None, "no correctly classified point")
     big = 1.0 if norm == "linf" else math.sqrt(xc[0].numel())
-    xa = attacks.pgd(model, xc, yc, eps=big, norm=norm, steps=steps, generator=gen())
+    xa = _pgd(eps=big, norm=norm, steps=steps)(model, xc, yc, gen())
     with _utils.eval_mode(model):
         acc_big = _acc(model, xa, yc) * len(yc) / n
     detail = (
@@ -148,20 +157,19 @@ def _check_budgets(
     return ms, mr, min(base, more, rest)
 
 
-def _check_black_box(model, xc, yc, n, e_mid, norm, queries, gen, best_pgd, bb, specs):
+def _check_black_box(model, xc, yc, n, e_mid, norm, queries, gen, best_pgd, bb, seq):
     if xc.ndim == 4:
-        xs = attacks.square(
-            model, xc, yc, eps=e_mid, norm=norm, queries=queries, generator=gen()
-        )
+        square = attacks_mod.Square(eps=e_mid, norm=norm, queries=queries)
+        xs = square(model, xc, yc, gen())
         sq = _acc(model, xs, yc) * len(yc) / n
         ok = sq >= best_pgd - 0.02
         detail = f"Square-{queries} {100 * sq:.1f}% vs PGD {100 * best_pgd:.1f}%"
         value = [sq, best_pgd]
     else:
         ok, detail, value = None, "inputs are not images: no Square run", None
-    if bb is not None and specs:
-        black = [i for i, s in enumerate(specs) if s.kind == "black"]
-        if black and any(s.kind == "white" for s in specs):
+    if bb is not None and seq:
+        black = [i for i, a in enumerate(seq) if a.kind == "black"]
+        if black and any(a.kind == "white" for a in seq):
             frac = float(np.isin(bb, black).sum(1).max()) / max(bb.shape[1], 1)
             ok = (ok is not False) and frac <= 0.01
             detail += (
@@ -179,7 +187,7 @@ def masking_checks(
     norm: str,
     robust_accuracy: np.ndarray | None = None,
     broken_by: np.ndarray | None = None,
-    specs: Sequence[AttackSpec] = (),
+    attacks: Sequence[attacks_mod.Attack] = (),
     was_training: bool | None = None,
     num_samples: int = 100,
     steps: int = 10,
@@ -231,14 +239,14 @@ def masking_checks(
         return out
     with _utils.eval_mode(model):
 
-        def pgd_acc(**kw) -> float:
-            xa = attacks.pgd(model, xc, yc, eps=e_mid, norm=norm, generator=gen(), **kw)
-            return _acc(model, xa, yc) * len(yc) / n
+        def pgd_acc(steps: int, restarts: int = 1) -> float:
+            atk = _pgd(eps=e_mid, norm=norm, steps=steps, restarts=restarts)
+            return _acc(model, atk(model, xc, yc, gen()), yc) * len(yc) / n
 
         out["more_steps"], out["more_restarts"], best = _check_budgets(
             pgd_acc, steps, n, e_mid
         )
         out["black_box"] = _check_black_box(
-            model, xc, yc, n, e_mid, norm, queries, gen, best, broken_by, specs
+            model, xc, yc, n, e_mid, norm, queries, gen, best, broken_by, attacks
         )
     return out

@@ -21,7 +21,7 @@ from .. import attacks as attacks_mod
 from .. import certify as certify_mod
 from ._adaptive import adapt
 from ._checks import masking_checks
-from ._presets import AttackSpec, preset_attacks
+from ._presets import preset_attacks
 
 __all__ = ["EvalResult", "evaluate", "robust_accuracy"]
 
@@ -159,7 +159,7 @@ def _class_batches(
     return [(x, y.long()) for x, y in b]
 
 
-def _signature(batches, eps, norm, specs: Sequence[AttackSpec], seed: int) -> dict:
+def _signature(batches, eps, norm, sequence: list[attacks_mod.Attack], seed) -> dict:
     h = hashlib.sha256()
     for x, y in batches:
         h.update(y.cpu().numpy().tobytes())
@@ -168,7 +168,7 @@ def _signature(batches, eps, norm, specs: Sequence[AttackSpec], seed: int) -> di
         "data": h.hexdigest()[:16],
         "eps": [float(e) for e in eps],
         "norm": norm,
-        "attacks": [s.describe() for s in specs],
+        "attacks": [a.to_dict() for a in sequence],
         "seed": seed,
     }
 
@@ -190,27 +190,60 @@ def _eval_seed(generator: torch.Generator | None, state_path) -> int:
     return _utils.make_generator(None)[1]
 
 
-def _specs_for(preset, attacks, norm, batches, num_classes, budgets) -> tuple:
-    """The attack sequence (a preset's or the caller's) fitted to the inputs: Square
-    dropped and SimBA on the pixel basis for non-image inputs (with a warning)."""
+def _sequence(preset, attacks, eps, norm, batches, num_classes, budgets) -> tuple:
+    """The attack sequence (a preset's or the caller's), the budgets it runs at and
+    its norm, fitted to the inputs: Square dropped and SimBA on the pixel basis for
+    non-image inputs (with a warning)."""
     if attacks is None:
-        specs = preset_attacks(preset, norm, num_classes=num_classes, **budgets)
+        norm = _utils.check_norm(norm or "linf")
+        eps_list = _eps_list(eps)
+        sequence = preset_attacks(
+            preset, eps_list[0], norm, num_classes=num_classes, **budgets
+        )
     else:
-        specs, preset = list(attacks), "custom"
+        sequence, preset = list(attacks), "custom"
+        if not sequence or not all(isinstance(a, attacks_mod.Attack) for a in sequence):
+            raise TypeError(
+                "attacks must be a non-empty list of attack values, e.g. "
+                "[attacks.APGD(eps=0.3), attacks.Square(eps=0.3)]"
+            )
+        norms = sorted({a.norm for a in sequence})
+        if len(norms) > 1 or (norm is not None and _utils.check_norm(norm) != norms[0]):
+            raise ValueError(
+                f"the attacks' norms {norms} (and norm={norm!r}) differ: one "
+                "evaluation has one threat model"
+            )
+        norm = norms[0]
+        if eps is None:
+            given = sorted({a.eps for a in sequence})
+            if len(given) > 1:
+                raise ValueError(
+                    f"the attacks have different eps {given}: pass eps= (one budget "
+                    "or a sweep) to run all of them at each budget"
+                )
+            eps = given[0]
+        eps_list = _eps_list(eps)
     if batches[0][0].ndim != 4:
-        dropped = [s.name for s in specs if s.fn.__name__ == "square"]
-        specs = [s for s in specs if s.fn.__name__ != "square"]
-        specs = [
-            dataclasses.replace(s, kwargs={**s.kwargs, "dct": False})
-            if s.fn.__name__ == "simba"
-            else s
-            for s in specs
+        dropped = [a.name for a in sequence if isinstance(a, attacks_mod.Square)]
+        sequence = [
+            dataclasses.replace(a, dct=False) if isinstance(a, attacks_mod.SimBA) else a
+            for a in sequence
+            if not isinstance(a, attacks_mod.Square)
         ]
         if dropped:
             warnings.warn(
                 f"inputs are not images (N, C, H, W): skipping {dropped}", stacklevel=3
             )
-    return specs, preset
+    return sequence, preset, eps_list, norm
+
+
+def _eps_list(eps) -> list[float]:
+    eps_list = [
+        _utils.check_eps(e) for e in np.atleast_1d(np.asarray(eps, dtype=float))
+    ]
+    if not eps_list:
+        raise ValueError("eps must hold at least one budget")
+    return eps_list
 
 
 @dataclasses.dataclass
@@ -257,20 +290,13 @@ def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
     )
 
 
-def _attack_alive(models, spec, x, y, alive, ep, norm, gen) -> tuple:
-    """Run one attack on the still-robust points of a batch: (hit flags, x_adv).
-    ``models``: the model the attack sees (adaptive wrappers) and the judged model."""
+def _attack_alive(models, attack, x, y, alive, gen) -> tuple:
+    """Run one attack on the still-robust points of a batch: (hit flags, x_adv, the
+    restart curve of an attack with restarts). ``models``: the model the attack sees
+    (adaptive wrappers) and the judged model."""
     attack_model, model = models
-    kw = spec.call_kwargs(ep)
-    if spec.fn is attacks_mod.pgd:
-        kw["return_info"] = True  # for the robust accuracy vs restarts curve
-    xa = spec.fn(
-        attack_model, x[alive], y[alive], eps=ep, norm=norm, generator=gen, **kw
-    )
-    curve = None
-    if isinstance(xa, tuple):
-        xa, info = xa
-        curve = info.get("restart_curve")
+    xa, info = attack(attack_model, x[alive], y[alive], gen, return_info=True)
+    curve = info.get("restart_curve")
     with _utils.eval_mode(model), torch.no_grad():
         hit = (model(xa).argmax(1) != y[alive]).cpu()
     return hit, xa, curve
@@ -285,11 +311,12 @@ def _add_curve(total: list[int], curve: list[int], alive: int) -> list[int]:
     return [a + b for a, b in zip(pad(total, 0), pad(curve, alive))]
 
 
-def _run_sequence(models, batches, specs, eps_list, norm, seed, st, sig, path, bar):
+def _run_sequence(models, batches, sequence, eps_list, seed, st, sig, path, bar):
     """Each eps, each attack, each batch: attack the points still robust, in place."""
     offsets = np.cumsum([0] + [len(y) for _, y in batches])
     for e, ep in enumerate(eps_list):
-        for a, spec in enumerate(specs):
+        for a, attack in enumerate(sequence):
+            attack = dataclasses.replace(attack, eps=ep)
             key = f"{e}/{a}"
             for b, (x, y) in enumerate(batches):
                 if bar is not None:
@@ -301,9 +328,7 @@ def _run_sequence(models, batches, specs, eps_list, norm, seed, st, sig, path, b
                 if alive.numel() and ep > 0:
                     t0 = time.perf_counter()
                     gen = _chunk_generator(seed, e, a, b, x.device)
-                    hit, xa, curve = _attack_alive(
-                        models, spec, x, y, alive, ep, norm, gen
-                    )
+                    hit, xa, curve = _attack_alive(models, attack, x, y, alive, gen)
                     st.seconds[e, a] += time.perf_counter() - t0
                     if curve is not None:
                         st.curves[key] = _add_curve(
@@ -318,10 +343,10 @@ def _run_sequence(models, batches, specs, eps_list, norm, seed, st, sig, path, b
                     st.save(path, sig)
 
 
-def _curve_table(specs, st: _State, num_eps: int, n: int) -> dict[str, np.ndarray]:
+def _curve_table(sequence, st: _State, num_eps: int, n: int) -> dict[str, np.ndarray]:
     """Per attack with restarts: (E, R) overall robust accuracy after each restart."""
     out: dict[str, np.ndarray] = {}
-    for a, s in enumerate(specs):
+    for a, s in enumerate(sequence):
         rows = [st.curves.get(f"{e}/{a}") for e in range(num_eps)]
         if all(r is None for r in rows):
             continue
@@ -334,15 +359,15 @@ def _curve_table(specs, st: _State, num_eps: int, n: int) -> dict[str, np.ndarra
     return out
 
 
-def _timing_table(specs, seconds: Tensor) -> dict[str, np.ndarray]:
+def _timing_table(sequence, seconds: Tensor) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    for a, s in enumerate(specs):
+    for a, s in enumerate(sequence):
         name = s.name if s.name not in out else f"{s.name}#{a}"
         out[name] = seconds[:, a].numpy().astype(float)
     return out
 
 
-def _checks(model, batches, eps_list, norm, st, specs, was_training, num, seed) -> dict:
+def _checks(model, batches, eps_list, norm, st, sequence, was_training, num, seed):
     return masking_checks(
         model,
         batches,
@@ -350,20 +375,14 @@ def _checks(model, batches, eps_list, norm, st, specs, was_training, num, seed) 
         norm=norm,
         robust_accuracy=st.robust.float().mean(1).numpy(),
         broken_by=st.broken_by.numpy(),
-        specs=specs,
+        attacks=sequence,
         was_training=was_training,
         num_samples=num,
         generator=torch.Generator().manual_seed(seed),
     )
 
 
-def _clean_pass(model, data, eps, norm, batch_size):
-    norm = _utils.check_norm(norm)
-    eps_list = [
-        _utils.check_eps(e) for e in np.atleast_1d(np.asarray(eps, dtype=float))
-    ]
-    if not eps_list:
-        raise ValueError("eps must hold at least one budget")
+def _clean_pass(model, data, batch_size):
     device, dtype = _utils.model_device(model), _utils.model_dtype(model)
     batches = _class_batches(
         data, batch_size=batch_size, device=device, dtype=dtype, model=model
@@ -372,17 +391,17 @@ def _clean_pass(model, data, eps, norm, batch_size):
         outs = [model(x) for x, _ in batches]
     _utils.check_logits(outs[0], where="evaluate: model")
     clean = torch.cat([o.argmax(1) == y for o, (_, y) in zip(outs, batches)]).cpu()
-    return norm, eps_list, batches, clean, outs[0].shape[1]
+    return batches, clean, outs[0].shape[1]
 
 
 def evaluate(
     model: nn.Module,
     data: Any,
     *,
-    eps: float | Sequence[float],
-    norm: str = "linf",
+    attacks: Sequence[attacks_mod.Attack] | None = None,
+    eps: float | Sequence[float] | None = None,
+    norm: str | None = None,
     preset: str = "quick",
-    attacks: Sequence[AttackSpec] | None = None,
     scale: float = 1.0,
     steps: int | None = None,
     restarts: int | None = None,
@@ -409,13 +428,20 @@ def evaluate(
         model: any ``nn.Module`` returning logits or log-probabilities, ensembles
             included (attacked as a whole). Evaluated in eval mode; its mode is restored.
         data: ``(x, y)`` tensors or an iterable of ``(x, y)`` batches, x in [0, 1].
-        eps: one budget or a sweep.
-        norm: ``"linf"`` or ``"l2"``.
+        attacks: the attack values to run in sequence, e.g.
+            ``[attacks.APGD(eps=0.3), attacks.Square(eps=0.3)]`` (one norm), instead
+            of a preset; each runs at ``dataclasses.replace(attack, eps=e)`` for
+            every budget ``e``.
+        eps: one budget or a sweep; default (with ``attacks``) the attacks' common
+            eps. Required for a preset.
+        norm: ``"linf"`` (the default) or ``"l2"`` for a preset; with ``attacks``
+            their norm (if given, it must agree).
         preset: ``"quick"``, ``"standard"`` or ``"reviewer"`` (see
             :func:`preset_attacks`); ignored when ``attacks`` is given.
-        attacks: an explicit list of :class:`AttackSpec` instead of a preset.
-        scale: multiply every step / restart / query budget (CPU smoke runs).
-        steps, restarts, queries: override those budgets for every attack.
+        scale: multiply every step / restart / query budget of a preset (CPU smoke
+            runs).
+        steps, restarts, queries: override those budgets for every attack of a
+            preset.
         batch_size: for ``(x, y)`` tensors.
         adaptive: answers to gradient masking (:func:`adapt`): ``"auto"`` applies EOT
             to a randomised model, logits recovery to a model returning
@@ -445,36 +471,46 @@ def evaluate(
         :class:`EvalResult`; ``result.timings`` holds each attack's seconds per eps,
         ``result.meta["adaptive"]`` the adaptive answers applied.
     """
-    norm, eps_list, batches, clean, num_classes = _clean_pass(
-        model, data, eps, norm, batch_size
-    )
+    if attacks is None and eps is None:
+        raise TypeError("evaluate needs eps= (one budget or a sweep) or attacks=")
+    batches, clean, num_classes = _clean_pass(model, data, batch_size)
     was_training = model.training
     seed = _eval_seed(generator, state_path)
     budgets = {"scale": scale, "steps": steps, "restarts": restarts, "queries": queries}
-    specs, preset = _specs_for(preset, attacks, norm, batches, num_classes, budgets)
-    attack_model, specs, applied = adapt(
-        model, batches[0][0], specs, adaptive=adaptive, bpda=bpda, eot_iter=eot_iter
+    sequence, preset, eps_list, norm = _sequence(
+        preset, attacks, eps, norm, batches, num_classes, budgets
     )
-    sig = _signature(batches, eps_list, norm, specs, seed)
+    attack_model, sequence, applied = adapt(
+        model, batches[0][0], sequence, adaptive=adaptive, bpda=bpda, eot_iter=eot_iter
+    )
+    sig = _signature(batches, eps_list, norm, sequence, seed)
     sig.update(adversarial=bool(return_adversarial), adaptive=applied)
     st = _initial_state(
-        clean, batches, len(eps_list), len(specs), return_adversarial, sig, state_path
-    )
+        clean, batches, len(eps_list), len(sequence), return_adversarial, sig,
+        state_path,
+    )  # fmt: skip
     bar = None
     if progressbar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(eps_list) * len(specs) * len(batches), desc="evaluate")
+        total = len(eps_list) * len(sequence) * len(batches)
+        bar = tqdm(total=total, desc="evaluate")
     models = (attack_model, model)
-    _run_sequence(
-        models, batches, specs, eps_list, norm, seed, st, sig, state_path, bar
-    )
+    _run_sequence(models, batches, sequence, eps_list, seed, st, sig, state_path, bar)
     if bar is not None:
         bar.close()
     check_res = (
         _checks(
-            model, batches, eps_list, norm, st, specs, was_training, check_samples, seed
-        )
+            model,
+            batches,
+            eps_list,
+            norm,
+            st,
+            sequence,
+            was_training,
+            check_samples,
+            seed,
+        )  # fmt: skip
         if checks
         else {}
     )
@@ -483,22 +519,22 @@ def evaluate(
         eps=np.asarray(eps_list, dtype=float),
         norm=norm,
         preset=preset,
-        attacks=[s.name for s in specs],
+        attacks=[a.name for a in sequence],
         clean_correct=clean.numpy(),
         robust_correct=st.robust.numpy(),
         broken_by=st.broken_by.numpy(),
         checks=check_res,
-        timings=_timing_table(specs, st.seconds),
-        restart_curves=_curve_table(specs, st, len(eps_list), len(clean)),
+        timings=_timing_table(sequence, st.seconds),
+        restart_curves=_curve_table(sequence, st, len(eps_list), len(clean)),
         certified=cert,
         adversarial=None if st.adv is None else st.adv.numpy(),
-        meta=_meta(specs, applied, seed, scale, num_classes, model),
+        meta=_meta(sequence, applied, seed, scale, num_classes, model),
     )
 
 
-def _meta(specs, applied, seed, scale, num_classes, model) -> dict:
+def _meta(sequence, applied, seed, scale, num_classes, model) -> dict:
     return {
-        "attacks": [s.describe() for s in specs],
+        "attacks": [a.to_dict() for a in sequence],
         "adaptive": applied,
         "seed": seed,
         "scale": scale,
@@ -530,17 +566,20 @@ def robust_accuracy(
     model: nn.Module,
     data: Iterable | tuple[Tensor, Tensor],
     *,
-    eps: float,
-    norm: str = "linf",
+    attacks: Sequence[attacks_mod.Attack] | None = None,
+    eps: float | None = None,
+    norm: str | None = None,
     preset: str = "quick",
     steps: int | None = None,
     generator: torch.Generator | None = None,
     **kwargs: Any,
 ) -> float:
-    """Robust accuracy (a float in [0, 1]) under a preset, without the checks.
+    """Robust accuracy (a float in [0, 1]) under attack values or a preset at one
+    budget, without the checks (:func:`evaluate`).
 
-    The trainer's per-epoch call: ``robust_accuracy(model, batches, eps=0.3,
-    preset="quick")`` runs PGD-20 (``steps`` overrides the 20).
+    The trainer's per-epoch call is ``robust_accuracy(model, batches,
+    attacks=[attack])``; ``robust_accuracy(model, batches, eps=0.3)`` runs the
+    ``"quick"`` preset's PGD-20 (``steps`` overrides the 20).
 
     Example:
         >>> model = torch.nn.Linear(2, 2)
@@ -551,6 +590,7 @@ def robust_accuracy(
     res = evaluate(
         model,
         data,
+        attacks=attacks,
         eps=eps,
         norm=norm,
         preset=preset,
@@ -559,4 +599,6 @@ def robust_accuracy(
         generator=generator,
         **kwargs,
     )
+    if len(res.eps) != 1:
+        raise ValueError(f"robust_accuracy takes one budget, got eps={res.eps}")
     return float(res.robust_accuracy[0])

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .. import _cli
+from ..attacks._cli import add_attack, attack_from_args
 
 __all__ = ["main"]
 
@@ -39,18 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=_cli.positive_int, default=500, help="HVP batch size"
     )
-    p.add_argument(
-        "--eps",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        help="attack budgets; 0 = clean data (default: 0)",
-    )
-    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    p.add_argument("--steps", type=int, default=20, help="PGD steps (20)")
-    p.add_argument(
-        "--alpha", type=float, default=None, help="PGD step (2.5 eps / steps)"
-    )
+    add_attack(p, eps=[0.0], sweep=True, steps=20, title="attack (eps 0: clean data)")
     p.add_argument(
         "--num-eigenvalues",
         type=_cli.nonnegative_int,
@@ -130,6 +120,8 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
 
 
 def _main(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from .. import attacks, checkpoints, data
     from .._utils import seed_everything
     from ..io import atomic_write
@@ -146,15 +138,13 @@ def _main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = []
+    attack = attack_from_args(args)  # at the first eps
     for eps in args.eps:
         batches = (
             clean
             if eps == 0
             else attacks.perturb_batches(
-                model,
-                clean,
-                attacks.PGD(eps=eps, **_cli.pick(args, "norm", "alpha", "steps")),
-                generator=gen,
+                model, clean, dataclasses.replace(attack, eps=eps), generator=gen
             )
         )
         row = {"eps": eps, **_curvature(args, model, batches, out, f"eps{eps:g}", gen)}

@@ -29,7 +29,7 @@ with the L2 norm. Everything here follows from that one identity:
   enclosing the class means when classes are balanced).
 - Robust training two ways on the same data: :func:`robust_train_closed_form` (convex,
   solved to high precision by L-BFGS-B) and :func:`robust_train_pgd` (full-batch PGD
-  adversarial training with :func:`landscape.attacks.perturb`), and the eps sweep
+  adversarial training with :class:`landscape.attacks.PGD`), and the eps sweep
   :func:`linear_sweep` behind figure 1.
 
 The proof of eps* (the directional derivative of the convex robust loss at ``w = 0``)
@@ -39,7 +39,7 @@ the unpenalised logistic optimum is at infinity; between gamma and eps* it is fi
 and nonzero; from eps* on it is ``w = 0``.
 
 Inputs are arrays of shape ``(n, d)`` (or tensors; images are flattened), labels +-1
-for the binary functions. PGD through :func:`landscape.attacks.perturb` clamps inputs
+for the binary functions. PGD through :class:`landscape.attacks.PGD` clamps inputs
 to ``[0, 1]``; the theory has no box, so :func:`robust_train_pgd` maps the data
 affinely into the unit box with room for the whole eps-ball (:func:`embed_unit_box`),
 which makes the clamp inactive without changing the problem. For image data the

@@ -1,6 +1,6 @@
 """PGD adversarial training of binary linear models (the check of the closed form).
 
-PGD through :func:`landscape.attacks.perturb` clamps inputs to ``[0, 1]``; the theory
+PGD (:class:`landscape.attacks.PGD`) clamps inputs to ``[0, 1]``; the theory
 has no box, so :func:`robust_train_pgd` maps the data affinely into the unit box with
 room for the whole eps-ball (:func:`embed_unit_box`), which makes the clamp inactive
 without changing the problem. For image data the closed form therefore ignores the
@@ -77,8 +77,8 @@ def robust_train_pgd(
 ) -> LinearFit:
     """Full-batch PGD adversarial training of the same binary logistic model.
 
-    Each iteration attacks every training point with :func:`landscape.attacks.perturb`
-    (``steps`` PGD steps, random start) at the current weights and takes a gradient
+    Each iteration attacks every training point with :class:`landscape.attacks.PGD`
+    (``steps`` steps, random start) at the current weights and takes a gradient
     step (SGD with momentum 0.9 or Adam, cosine-decayed learning rate) on the mean logistic
     loss at the adversarial points plus ``l2 / 2 ||w||^2``. A check of the closed form
     (:func:`robust_train_closed_form`) by the method used for deep networks.
@@ -102,7 +102,7 @@ def robust_train_pgd(
             two logits give the logistic loss of ``w = W_1 - W_0``; full batch, SGD
             with momentum 0.9, cosine lr, weight decay ``2 l2`` (``||W||^2 =
             ||w||^2 / 2`` at the symmetric optimum), in float32. Otherwise a minimal
-            float64 loop with :func:`landscape.attacks.perturb` (the same algorithm).
+            float64 loop with :class:`landscape.attacks.PGD` (the same algorithm).
         progressbar: show a tqdm bar.
 
     Returns:
@@ -181,7 +181,7 @@ def _pgd_loop(
     """The float64 full-batch loop of :func:`robust_train_pgd`; returns ``(w, b)``."""
     from tqdm.auto import tqdm
 
-    from ..attacks import perturb
+    from ..attacks import PGD
 
     d = u.shape[1]
     gen = generator
@@ -205,18 +205,15 @@ def _pgd_loop(
     def loss_fn(out: Tensor, t: Tensor) -> Tensor:
         return F.softplus(-t * out).sum()
 
+    attack = PGD(
+        eps=eps / scale,
+        norm=norm,
+        alpha=None if alpha is None else alpha / scale,
+        steps=steps,
+        loss=loss_fn,
+    )
     for _ in tqdm(range(max_iter), desc="robust_train_pgd", disable=not progressbar):
-        xa = perturb(
-            model,
-            ut,
-            yt,
-            eps=eps / scale,
-            norm=norm,
-            alpha=None if alpha is None else alpha / scale,
-            steps=steps,
-            loss_fn=loss_fn,
-            generator=gen,
-        )
+        xa = attack(model, ut, yt, gen)
         opt.zero_grad()
         obj = F.softplus(-yt * model(xa)).mean() + 0.5 * l2 * (model.w @ model.w)
         obj.backward()
@@ -247,7 +244,7 @@ def _train_with_trainer(
     optimizer,
     progressbar,
 ) -> tuple[np.ndarray, float]:
-    from .. import models, train
+    from .. import attacks, models, train
 
     n, d = x.shape
     # Normalize((u - mean) / std) with mean = -lo / scale, std = 1 / scale gives back x
@@ -268,19 +265,19 @@ def _train_with_trainer(
         lr=lr / 2 if optimizer == "sgd" else lr,
         momentum=0.9,
         weight_decay=2 * l2,
-        eps=eps / scale,
-        norm=norm,
         lr_schedule="cosine",
         schedule_update="iteration",
-        attack="pgd",
-        steps=steps,
-        alpha=None if alpha is None else alpha / scale,
+        attack=attacks.PGD(
+            eps=eps / scale,
+            norm=norm,
+            steps=steps,
+            alpha=None if alpha is None else alpha / scale,
+        ),
         shuffle=False,
-        eval_num=0,
-        co_check_num=0,
         seed=seed,
-        amp="off",
-        channels_last=False,
+        runtime=train.Runtime(
+            eval_num=0, co_check_num=0, amp="off", channels_last=False
+        ),
     )
     data = (
         torch.as_tensor(u, dtype=torch.float32),

@@ -63,7 +63,8 @@ def _main(args: argparse.Namespace) -> int:
     cfg = checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
     recorded = checkpoints.recorded_dataset(cfg)
     dataset = _cli.dataset_name(args, recorded)
-    eps = args.eps or cfg.get("eps") or DEFAULT_EPS.get(dataset.lower())
+    trained = (cfg.get("attack") or {}).get("eps")  # the run's training attack
+    eps = args.eps or trained or DEFAULT_EPS.get(dataset.lower())
     if not eps:
         raise _cli.CLIError(f"no eps for dataset {dataset!r}", "pass --eps")
     b = BUDGETS[args.budget]

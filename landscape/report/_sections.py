@@ -276,11 +276,10 @@ def _scattering(ctx: Context) -> tuple[dict, dict]:
         ctx.model,
         ctx.loss_fn,
         ctx.subset(b.scatter_num),
+        attack=ctx.attack(),
         eps=eps_list,
         scales=b.scatter_scales,
         num_directions=b.scatter_directions,
-        norm=ctx.norm,
-        steps=b.attack_steps,
         generator=ctx.generator(7),
         progressbar=ctx.progressbar,
     )

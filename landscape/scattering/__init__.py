@@ -22,8 +22,10 @@ two attacks is the weights), takes the gradient of the loss on them and records
 The caller's model is never modified: perturbed weights are evaluated with
 ``torch.func.functional_call`` (in eval mode). All points ``w, w + s_j v_d`` of a batch
 are attacked and differentiated together with ``torch.func.vmap``
-(``strategy="vmap"``); ``strategy="loop"`` uses :func:`landscape.attacks.perturb` point
-by point (same numbers, used by the tests as the reference).
+(``strategy="vmap"``, replaying the attack value with its ``init`` and ``step``);
+``strategy="loop"`` calls the attack point by point (same numbers, used by the tests
+as the reference). The attack is an attack value, ``attacks.PGD(...)`` or
+``attacks.FGSMRS(...)``, replayed at both weights from the same random start.
 
 Also: per-example gradient norms of the adversarial loss (:func:`gradient_norms`,
 vectorised with ``torch.func``) and the gradient norms a trainer logged

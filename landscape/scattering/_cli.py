@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import _cli, _utils, checkpoints, data
+from ..attacks._cli import add_attack, attack_from_args
 from ._measure import scattering
 
 __all__ = ["main"]
@@ -33,15 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cli.add_data(p, split="test")
     p.add_argument("--batch-size", type=_cli.positive_int, default=128)
-    p.add_argument("--eps", type=float, nargs="+", required=True)
     p.add_argument("--scales", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1])
     p.add_argument(
         "--directions", default="unit", choices=["unit", "filter", "hessian"]
     )
     p.add_argument("--num-directions", type=_cli.positive_int, default=4)
-    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--no-random-start", action="store_true")
+    add_attack(p, kinds=("pgd", "fgsm-rs"), eps_required=True, sweep=True, steps=10)
     p.add_argument("--chunk-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     _cli.add_common(p, num_samples=512, out=None, out_help="result path (.npz)")
@@ -75,14 +73,14 @@ def _main(args: argparse.Namespace) -> int:
 
         targets["twin"] = models.smooth_twin(model, activation=args.smooth_twin)
     out = Path(args.out)
+    attack = attack_from_args(args)  # at the first eps; scattering sweeps eps
     for label, m in targets.items():
         res = scattering(
             m,
             None,
             batches,
-            **_cli.pick(args, "eps", "scales", "directions", "num_directions", "norm"),
-            steps=args.steps,
-            random_start=not args.no_random_start,
+            attack=attack,
+            **_cli.pick(args, "eps", "scales", "directions", "num_directions"),
             chunk_size=args.chunk_size,
             generator=gen,
             progressbar=_cli.progress(args),

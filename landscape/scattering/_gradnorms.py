@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from .. import _utils
+from ..attacks import PGD
 from ._common import LossFn, Params, _check_eps_list, _loss_default, _params
 from ._measure import adversarial_gradient
 from ._results import GradNormStats, TrainingGradNorms
@@ -81,27 +83,25 @@ def gradient_norms(
     loss_fn: LossFn | None,
     data: Iterable[tuple[Tensor, Tensor]],
     *,
-    eps: float | Sequence[float],
-    norm: str = "linf",
-    alpha: float | None = None,
-    steps: int = 10,
-    random_start: bool = True,
+    attack: PGD,
+    eps: float | Sequence[float] | None = None,
     num_batches: int | None = None,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
 ) -> GradNormStats:
     """Per-example and mini-batch gradient norms of the adversarial loss per eps.
 
-    Each batch is attacked at the model's weights (PGD, :func:`landscape.attacks.perturb`)
+    Each batch is attacked at the model's weights (``attack``, ascending ``loss_fn``)
     and the per-example gradients are taken with ``torch.func.vmap(grad)``.
 
     Args:
         model, loss_fn, data: as in :func:`scattering` (``loss_fn`` must accept a
             batch of one example).
-        eps: one budget or a list.
-        norm, alpha, steps, random_start: PGD settings.
+        attack: a :class:`~landscape.attacks.PGD` (or ``FGSMRS``) without a loss of
+            its own; each budget runs ``dataclasses.replace(attack, eps=e)``.
+        eps: one budget or a list (default: the attack's eps).
         num_batches: use only the first batches.
-        generator: PGD random starts.
+        generator: the attack's random starts.
         progressbar: tqdm bar.
 
     Returns:
@@ -109,7 +109,7 @@ def gradient_norms(
     """
     from tqdm.auto import tqdm
 
-    eps_arr = _check_eps_list(eps)
+    eps_arr = _check_eps_list(attack.eps if eps is None else eps)
     loss_fn = loss_fn or _loss_default
     device, dtype = _utils.model_device(model), _utils.model_dtype(model)
     gen, seed = _utils.make_generator(generator, device)
@@ -134,11 +134,7 @@ def gradient_norms(
                 loss_fn,
                 x,
                 y,
-                eps=float(ep),
-                norm=norm,
-                alpha=alpha,
-                steps=steps,
-                random_start=random_start,
+                attack=dataclasses.replace(attack, eps=float(ep)),
                 generator=gen,
             )
             bn.append(float(_utils.flatten(g).norm()))
@@ -147,14 +143,7 @@ def gradient_norms(
         per.append(torch.cat(pe).numpy())
         bat.append(bn)
     bar.close()
-    meta = dict(
-        seed=seed,
-        norm=_utils.check_norm(norm),
-        alpha=alpha,
-        steps=steps,
-        random_start=random_start,
-        num_batches=len(batches),
-    )
+    meta = dict(seed=seed, attack=attack.to_dict(), num_batches=len(batches))
     return GradNormStats(
         eps=eps_arr, per_example=np.stack(per), batch=np.array(bat), meta=meta
     )
@@ -194,10 +183,8 @@ def summarize_training_gradnorms(
             if cfg.exists():
                 with open(cfg) as f:
                     c = json.load(f)
-                for key in ("eps", "target_eps"):
-                    if isinstance(c.get(key), (int, float)):
-                        target = float(c[key])
-                        break
+                if "attack" in c:  # the trainer's: the training attack's eps
+                    target = float((c["attack"] or {}).get("eps", 0.0))
             for name in ("metrics.jsonl", "metrics.csv"):
                 if (path / name).exists():
                     path = path / name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,8 +14,7 @@ from torch.func import functional_call, grad, vmap
 
 from .. import _utils
 from .._batches import as_batches, is_class_loss
-from ..attacks import FGSMRS, PGD
-from ..attacks.perturb import perturb, project, random_init
+from ..attacks import PGD
 from ._common import (
     LossFn,
     Params,
@@ -38,47 +37,35 @@ def adversarial_gradient(
     x: Tensor,
     y: Tensor,
     *,
-    eps: float,
+    attack: PGD,
     params: Params | None = None,
-    norm: str = "linf",
-    alpha: float | None = None,
-    steps: int = 10,
-    random_start: bool = True,
     generator: torch.Generator | None = None,
 ) -> tuple[Params, Tensor]:
     """Gradient of the loss on PGD examples, at the model's weights or at ``params``.
 
-    The attack is :func:`landscape.attacks.perturb` run on the model evaluated at
-    ``params`` (via ``functional_call``, eval mode); the caller's model is unchanged.
+    The attack is run on the model evaluated at ``params`` (via
+    ``functional_call``, eval mode), ascending ``loss_fn``; the caller's model is
+    unchanged.
 
     Args:
         model: classifier returning logits.
         loss_fn: ``(logits, y) -> scalar`` (default mean cross-entropy); used for both
             the attack and the gradient.
         x: inputs in [0, 1]; y: labels.
-        eps: budget; ``eps=0`` gives the clean gradient.
+        attack: a :class:`~landscape.attacks.PGD` (or ``FGSMRS``) without a loss of
+            its own; ``eps=0`` gives the clean gradient.
         params: weights to evaluate at (default: the model's own).
-        norm, alpha, steps, random_start: PGD settings (see ``perturb``).
-        generator: PGD random start; seed it identically to compare two weights.
+        generator: the attack's random start; seed it identically to compare two
+            weights.
 
     Returns:
         ``(grads, x_adv)``: gradients keyed like ``model.named_parameters()``.
     """
     loss_fn = loss_fn or _loss_default
+    _check_attack(attack)
     p = _params(model) if params is None else params
     net = _AtParams(model, p)
-    xa = perturb(
-        net,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        alpha=alpha,
-        steps=steps,
-        random_start=random_start,
-        loss_fn=loss_fn,
-        generator=generator,
-    )
+    xa = dataclasses.replace(attack, loss=loss_fn)(net, x, y, generator)
     names = list(p)
     prm = {n: t.detach().clone().requires_grad_(True) for n, t in p.items()}
     with _utils.eval_mode(model), torch.enable_grad():
@@ -94,17 +81,13 @@ def _batched_points(
     y: Tensor,
     stacked: Params,
     *,
-    eps: float,
-    norm: str,
-    alpha: float | None,
-    steps: int,
-    random_start: bool,
+    attack: PGD,
     seed: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Attack and differentiate at K stacked weights at once (torch.func.vmap).
 
-    Mirrors :func:`landscape.attacks.perturb` step for step (same random start drawn
-    from ``seed``, same step size, same projection). Returns the flat gradients
+    Replays ``attack`` step for step with its own start and step (``attack.init``,
+    ``attack.step``; the start drawn from ``seed``). Returns the flat gradients
     ``(K, P)``, the perturbations ``(K, N, ...)`` and the losses ``(K,)``.
     """
     K = next(iter(stacked.values())).shape[0]
@@ -114,22 +97,15 @@ def _batched_points(
         return loss_fn(functional_call(model, p, (xin,)), y)
 
     delta = torch.zeros((K, *x.shape), dtype=x.dtype, device=x.device)
-    if eps > 0 and (steps > 0 or random_start):
-        if alpha is None:
-            alpha = 2.5 * eps / max(steps, 1)
-        if random_start:
-            gen = torch.Generator(device=x.device).manual_seed(seed)
-            delta = random_init(x, eps, norm, gen).expand(K, *x.shape).clone()
+    if attack.eps > 0:
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        delta = attack.init(x, gen).expand(K, *x.shape).clone()
         xk = x.expand(K, *x.shape).reshape(K * x.shape[0], *x.shape[1:])
         gx = vmap(grad(loss_at, argnums=1), in_dims=(0, 0))
-        for _ in range(steps):
+        for _ in range(attack.steps):
             g = gx(stacked, x.unsqueeze(0) + delta)
-            if norm == "linf":
-                delta = delta + alpha * g.sign()
-            else:
-                n = g.flatten(2).norm(dim=2).view(K, -1, *([1] * (x.ndim - 1)))
-                delta = delta + alpha * g / (n + 1e-12)
-            delta = project(delta.reshape(xk.shape), xk, eps, norm).reshape(delta.shape)
+            delta = attack.step(xk, delta.reshape(xk.shape), g.reshape(xk.shape))
+            delta = delta.reshape(K, *x.shape)
     xa = (x.unsqueeze(0) + delta).detach()
     gw = vmap(torch.func.grad_and_value(loss_at, argnums=0), in_dims=(0, 0))
     gp, losses = gw(stacked, xa)
@@ -152,69 +128,20 @@ def _first_batches(
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class _PGDSettings:
-    """The PGD that scattering replays at both weights (its eps is swept)."""
-
-    norm: str = "linf"
-    steps: int = 10
-    alpha: float | None = None
-    alpha_rel: float | None = None  # FGSM-RS: alpha = alpha_rel * eps
-    random_start: bool = True
-
-    def alpha_at(self, eps: float) -> float | None:
-        if self.alpha is None and self.alpha_rel is not None:
-            return self.alpha_rel * eps
-        return self.alpha
-
-
-def _resolve_attack(
-    attack: Callable | None, eps, legacy: dict
-) -> tuple[np.ndarray, _PGDSettings, dict | None]:
-    """Budgets to sweep, the PGD settings, and the attack's description."""
-    given = {k: v for k, v in legacy.items() if v is not None}
-    if attack is not None:
-        if given:
-            raise TypeError(
-                f"scattering: pass either attack=... or {sorted(given)}, not both"
-            )
-        if isinstance(attack, FGSMRS):
-            st = _PGDSettings(attack.norm, 1, attack.alpha, 1.25, True)
-        elif isinstance(attack, PGD):
-            st = _PGDSettings(
-                attack.norm, int(attack.steps), attack.alpha, None, attack.random_start
-            )
-        else:
-            raise TypeError(
-                "scattering replays the attack at both weights from the same random "
-                "start: pass attack=attacks.PGD(...) or attacks.FGSMRS(...), got "
-                f"{type(attack).__name__}"
-            )
-        if attack.loss is not None:
-            raise ValueError(
-                "scattering attacks the loss it differentiates (loss_fn): leave the "
-                "attack's loss at None"
-            )
-        eps_arr = _check_eps_list(attack.eps if eps is None else eps)
-        return eps_arr, st, attack.to_dict()
-    if eps is None:
-        raise TypeError("scattering needs eps=... (one budget or a list) or attack=")
-    if given:
-        warnings.warn(
-            f"scattering: the keywords {sorted(given)} are deprecated; pass "
-            "attack=attacks.PGD(eps=..., steps=..., alpha=...) (eps= sweeps budgets)",
-            DeprecationWarning,
-            stacklevel=3,
+def _check_attack(attack: Any) -> None:
+    """Scattering replays the attack at both weights from the same random start: a
+    one-run PGD that ascends the loss it differentiates."""
+    if not (isinstance(attack, PGD) and attack.keep == "last"):
+        raise TypeError(
+            "scattering replays the attack at both weights from the same random "
+            "start: pass attack=attacks.PGD(...) or attacks.FGSMRS(...) (one run, "
+            f"keep='last'), got {attack!r}"
         )
-    steps = given.get("steps", 10)
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    alpha = given.get("alpha")
-    if alpha is not None and not alpha > 0:
-        raise ValueError(f"the step size alpha must be > 0, got {alpha}")
-    norm = _utils.check_norm(given.get("norm", "linf"))
-    st = _PGDSettings(norm, int(steps), alpha, None, given.get("random_start", True))
-    return _check_eps_list(eps), st, None
+    if attack.loss is not None:
+        raise ValueError(
+            "scattering attacks the loss it differentiates (loss_fn): leave the "
+            "attack's loss at None"
+        )
 
 
 def _strategy(strategy: str) -> str:
@@ -258,13 +185,12 @@ def _scatter_dirs(
     return kind, dirs, dnorm
 
 
-def _loop_points(model, loss_fn, x, y, pts, ep, st: _PGDSettings, seed: int):
+def _loop_points(model, loss_fn, x, y, pts, attack: PGD, seed: int):
     """Reference path: one :func:`adversarial_gradient` per weight point."""
     gs, dls, lss = [], [], []
     for p in pts:
         gg, xa = adversarial_gradient(
-            model, loss_fn, x, y, eps=ep, params=p, norm=st.norm,
-            alpha=st.alpha_at(ep), steps=st.steps, random_start=st.random_start,
+            model, loss_fn, x, y, attack=attack, params=p,
             generator=torch.Generator(device=x.device).manual_seed(seed),
         )  # fmt: skip
         gs.append(_utils.flatten(gg))
@@ -275,7 +201,7 @@ def _loop_points(model, loss_fn, x, y, pts, ep, st: _PGDSettings, seed: int):
 
 
 def _measure_batch(
-    model, loss_fn, x, y, points, ep, st: _PGDSettings, seed, strategy, chunk
+    model, loss_fn, x, y, points, attack: PGD, seed, strategy, chunk
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Flat gradients ``(K, P)``, perturbations ``(K, N, ...)`` and losses ``(K,)`` at
     every weight point, in chunks of ``chunk`` points."""
@@ -286,12 +212,10 @@ def _measure_batch(
         if strategy == "vmap":
             stacked = {n: torch.stack([p[n] for p in pts]) for n in names}
             g, dl, ls = _batched_points(
-                model, loss_fn, x, y, stacked, eps=ep, norm=st.norm,
-                alpha=st.alpha_at(ep), steps=st.steps, random_start=st.random_start,
-                seed=seed,
-            )  # fmt: skip
+                model, loss_fn, x, y, stacked, attack=attack, seed=seed
+            )
         else:
-            g, dl, ls = _loop_points(model, loss_fn, x, y, pts, ep, st, seed)
+            g, dl, ls = _loop_points(model, loss_fn, x, y, pts, attack, seed)
         g_all.append(g.detach())
         d_all.append(dl.detach())
         l_all.append(ls.detach())
@@ -312,15 +236,11 @@ def _statistics(g: Tensor, dl: Tensor) -> dict[str, Tensor]:
 
 
 def _result(
-    eps_arr, s_arr, step_norm, out, grad_norm, loss_w, meta, st, strategy, batches,
+    eps_arr, s_arr, step_norm, out, grad_norm, loss_w, meta, strategy, batches,
     device, dtype,
 ) -> ScatteringResult:  # fmt: skip
     meta = dict(
         **meta,
-        norm=st.norm,
-        alpha=st.alpha if st.alpha_rel is None else f"{st.alpha_rel} * eps",
-        steps=st.steps,
-        random_start=st.random_start,
         strategy=strategy,
         num_batches=len(batches),
         batch_sizes=[int(x.shape[0]) for x, _ in batches],
@@ -348,8 +268,8 @@ def scattering(
     loss_fn: LossFn | None,
     data: Iterable[tuple[Tensor, Tensor]],
     *,
+    attack: PGD,
     eps: float | Sequence[float] | None = None,
-    attack: Callable | None = None,
     scales: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
     directions: str | Sequence[Params] = "unit",
     num_directions: int = 4,
@@ -358,10 +278,6 @@ def scattering(
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
-    norm: str | None = None,
-    alpha: float | None = None,
-    steps: int | None = None,
-    random_start: bool | None = None,
 ) -> ScatteringResult:
     """Measure gradient scattering of the adversarial loss (Proposition 2).
 
@@ -376,10 +292,10 @@ def scattering(
         loss_fn: ``(logits, y) -> scalar``; default mean cross-entropy (also the
             attack's objective).
         data: an ``(x, y)`` pair (one batch), a list of batches or a loader.
-        eps: one budget or a list to sweep (default: the attack's ``eps``).
         attack: the attack replayed at both weights: ``attacks.PGD(...)`` or
-            ``attacks.FGSMRS(...)`` (its budget is replaced by each ``eps``); default
-            ``PGD(steps=10)``.
+            ``attacks.FGSMRS(...)`` (one run; its loss left at None: it ascends
+            ``loss_fn``); each budget runs ``dataclasses.replace(attack, eps=e)``.
+        eps: one budget or a list to sweep (default: the attack's ``eps``).
         scales: step sizes ``s > 0``.
         directions: ``"unit"`` (unit-norm Gaussian), ``"filter"``, ``"hessian"``
             (see :func:`scatter_directions`) or explicit directions (dicts by
@@ -387,14 +303,13 @@ def scattering(
         num_directions: how many directions for a named kind.
         num_batches: use only the first batches of ``data``.
         strategy: ``"vmap"`` (default: attack all points of a batch together with
-            ``torch.func.vmap``) or ``"loop"`` (point by point with
-            :func:`landscape.attacks.perturb`, the reference).
+            ``torch.func.vmap``, replaying the attack with ``attack.init`` and
+            ``attack.step``) or ``"loop"`` (point by point, calling the attack: the
+            reference).
         chunk_size: with ``"vmap"``, at most this many weight points per vmap call
             (bounds memory: each point holds a copy of the weights and the batch).
         generator: directions and attack seeds (``None``: torch's global RNG).
         progressbar: show a tqdm bar over (eps, batch).
-        norm, alpha, steps, random_start: deprecated loose PGD settings (one
-            release).
 
     Returns:
         A :class:`ScatteringResult`.
@@ -405,8 +320,8 @@ def scattering(
     """
     from tqdm.auto import tqdm
 
-    legacy = dict(norm=norm, alpha=alpha, steps=steps, random_start=random_start)
-    eps_arr, st, attack_meta = _resolve_attack(attack, eps, legacy)
+    _check_attack(attack)
+    eps_arr = _check_eps_list(attack.eps if eps is None else eps)
     strategy = _strategy(strategy)
     s_arr = _check_scales(scales)
     loss_fn = loss_fn or _loss_default
@@ -432,8 +347,9 @@ def scattering(
         for e, ep in enumerate(eps_arr):
             for b, (x, y) in enumerate(batches):
                 g, dl, ls = _measure_batch(
-                    model, loss_fn, x, y, points, float(ep), st, seeds[e][b],
-                    strategy, chunk,
+                    model, loss_fn, x, y, points,
+                    dataclasses.replace(attack, eps=float(ep)), seeds[e][b], strategy,
+                    chunk,
                 )  # fmt: skip
                 grad_norm[e, b] = float(g[0].norm())
                 loss_w[e, b] = float(ls[0])
@@ -447,7 +363,7 @@ def scattering(
         )
     return _result(
         eps_arr, s_arr, step_norm, out, grad_norm, loss_w,
-        dict(seed=seed, attack_seeds=seeds, attack=attack_meta, directions=kind,
+        dict(seed=seed, attack_seeds=seeds, attack=attack.to_dict(), directions=kind,
              num_directions=D, direction_norms=dnorm.tolist()),
-        st, strategy, batches, device, dtype,
+        strategy, batches, device, dtype,
     )  # fmt: skip

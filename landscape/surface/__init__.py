@@ -19,7 +19,7 @@ Evaluation strategies (``strategy=``):
 
 Adversarial surfaces: ``adversarial="fixed"`` attacks the data once at the centre and
 evaluates those fixed examples everywhere (or pass adversarial batches as ``data``);
-``adversarial="reattack"`` runs PGD (:func:`landscape.attacks.perturb`) against the
+``adversarial="reattack"`` runs the attack (e.g. ``attacks.PGD(...)``) against the
 model at every grid point: slower, the true robust landscape.
 
 Long grids save partial results to ``partial_path`` (atomically) and resume from them.

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..attacks import as_attack
 from ._evaluate import LossFn
 from ._grid import _evaluate_grid
 from ._result import Surface
@@ -27,11 +26,6 @@ def loss_surface(
     ys: Sequence[float] | np.ndarray | None = None,
     adversarial: str | None = None,
     attack: Callable | None = None,
-    eps: float | None = None,
-    norm: str | None = None,
-    steps: int | None = None,
-    alpha: float | None = None,
-    attack_loss_fn: LossFn | None = None,
     center: Mapping[str, Tensor] | nn.Module | None = None,
     strategy: str = "auto",
     batch_size: int | str | None = "auto",
@@ -65,8 +59,6 @@ def loss_surface(
             attack at every grid point against the perturbed model).
         attack: an attack value, e.g. ``attacks.PGD(eps=0.3, steps=40,
             alpha=0.01)`` (any ``attack(model, x, y, generator) -> x_adv``).
-        eps, norm, steps, alpha, attack_loss_fn: deprecated loose settings of an
-            :class:`~landscape.attacks.PGD` (one release); pass ``attack=``.
         center: parameters at the origin (a dict or a model; default the model's).
         strategy: ``"auto"`` (measure on the device), ``"loop"`` or ``"vmap"``.
         batch_size: ``"auto"`` (fastest of 128..1024 and the whole set, measured on
@@ -124,10 +116,11 @@ def loss_surface(
     else:
         gx, gy = np.meshgrid(xs, ys)
         coefs = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    attack = _attack(
-        attack, adversarial, "loss_surface",
-        eps=eps, norm=norm, steps=steps, alpha=alpha, loss_fn=attack_loss_fn,
-    )  # fmt: skip
+    if attack is not None and not callable(attack):
+        raise TypeError(
+            "loss_surface: attack must be an attack value, e.g. attacks.PGD(eps=0.3), "
+            f"got {type(attack).__name__}"
+        )
     loss, acc, meta = _evaluate_grid(
         model,
         loss_fn,
@@ -153,11 +146,3 @@ def loss_surface(
     return Surface(
         xs, ys, loss.reshape(shape), None if acc is None else acc.reshape(shape), meta
     )
-
-
-def _attack(attack, adversarial, where: str, **loose) -> Callable | None:
-    """The attack value of a call (the loose PGD keywords only ever attacked with
-    ``adversarial`` set)."""
-    if attack is not None or adversarial not in (None, "none", "clean"):
-        return as_attack(attack, where=where, stacklevel=4, **loose)
-    return attack

@@ -26,6 +26,7 @@ import torch
 
 from .. import _cli, checkpoints
 from .. import io as lio
+from ..attacks._cli import add_attack, attack_from_args
 
 __all__ = ["main"]
 
@@ -113,17 +114,7 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
         "clean loss, examples attacked once at the centre, or re-attacked at every "
         "point",
     )
-    g.add_argument(
-        "--eps", type=float, default=None, help="attack budget (needed unless clean)"
-    )
-    _cli.add_choice(g, "--attack-norm", ["linf", "l2"], "attack norm")
-    g.add_argument("--steps", type=_cli.positive_int, default=10, help="PGD steps")
-    g.add_argument(
-        "--alpha",
-        type=float,
-        default=None,
-        help="PGD step size (default 2.5 eps / steps)",
-    )
+    add_attack(g, steps=10, norm_flag="--attack-norm")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -230,10 +221,18 @@ def _surface(args, model, data, dirs, gen):
     xs = _grid(args.grid, "--grid")
     ys = _grid(args.ygrid, "--ygrid") if args.ygrid else xs
     bs = args.batch_size if args.batch_size in ("auto", None) else int(args.batch_size)
+    adversarial = None if args.adversarial == "clean" else args.adversarial
+    attack = None
+    if adversarial is not None:
+        attack = attack_from_args(args)
+        if attack is None:
+            raise _cli.CLIError(
+                f"--adversarial {adversarial} needs an attack budget", "pass --eps"
+            )
     common = dict(
-        adversarial=None if args.adversarial == "clean" else args.adversarial,
-        norm=args.attack_norm,
-        **_cli.pick(args, "eps", "steps", "alpha", "strategy", "save_interval"),
+        adversarial=adversarial,
+        attack=attack,
+        **_cli.pick(args, "strategy", "save_interval"),
         batch_size=bs,
         partial_path=args.partial,
         generator=gen,

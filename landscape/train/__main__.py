@@ -17,14 +17,16 @@ Running the same command again with the same ``--run-dir`` resumes the run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from .. import _cli
+from ..attacks._cli import add_attack, attack_from_args
 from ..schedules import EPS_SCHEDULES, LR_SCHEDULES
-from ._config import PRESETS, Runtime, Science, preset, smoke
+from ._config import PRESETS, DataRecord, TrainConfig, preset, smoke
 
 __all__ = ["main"]
 
@@ -90,8 +92,6 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=["sgd", "adam"])
     g.add_argument("--lr", type=float)
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--eps", type=_cli.number, help="target budget, e.g. 0.3 or 8/255")
-    g.add_argument("--norm", choices=["linf", "l2"])
     g.add_argument("--eps-schedule", help=f"one of {sorted(EPS_SCHEDULES)}")
     g.add_argument("--eps-kwargs", type=_json, help="JSON, e.g. '{\"ramp\": 0.5}'")
     g.add_argument("--lr-schedule", help=f"one of {sorted(LR_SCHEDULES)}")
@@ -101,12 +101,6 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--periods", type=_periods, help="count (3) or boundaries (0,40,80,120)"
     )
-    g.add_argument("--attack", choices=["pgd", "fgsm", "none"])
-    g.add_argument("--steps", type=_pos, help="PGD steps during training")
-    g.add_argument(
-        "--alpha-rel", type=float, help="step size relative to the scheduled eps"
-    )
-    g.add_argument("--alpha", type=float, help="absolute step size")
     g.add_argument("--eval-num", type=int, help="test images evaluated per epoch")
     g.add_argument(
         "--eval-steps", type=int, help="PGD steps of the per-epoch evaluation"
@@ -117,8 +111,58 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--width", type=float, default=None, help="model width factor")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile")
+    add_attack(
+        p,
+        kinds=("pgd", "fgsm-rs", "none"),
+        title="training attack (default: the preset's; --eps is the target budget)",
+    )
     _cli.add_common(p)
     return p
+
+
+_SCIENCE_FLAGS = (
+    "epochs", "batch_size", "optimizer", "lr", "weight_decay", "eps_schedule",
+    "eps_kwargs", "lr_schedule", "lr_kwargs", "periods", "seed",
+)  # fmt: skip
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """The preset's config with the given flags replaced."""
+    cfg = preset(args.preset)
+    over: dict[str, Any] = {
+        k: getattr(args, k) for k in _SCIENCE_FLAGS if getattr(args, k) is not None
+    }
+    for kind in ("eps", "lr"):  # a new schedule does not inherit the preset's params
+        name = over.get(f"{kind}_schedule")
+        if name is not None and name != getattr(cfg, f"{kind}_schedule"):
+            over.setdefault(f"{kind}_kwargs", {})
+    over["attack"] = attack_from_args(args, cfg.attack)
+    rt: dict[str, Any] = {}
+    for k in ("eval_num", "checkpoint_every", "compile"):
+        if getattr(args, k) is not None:
+            rt[k] = getattr(args, k)
+    if args.eval_steps is not None:
+        from ._eval import eval_attack
+
+        ev = eval_attack(cfg)
+        rt["eval_attack"] = dataclasses.replace(ev, steps=args.eval_steps)
+    atk, ev = over["attack"], rt.get("eval_attack", cfg.runtime.eval_attack)
+    if atk is not None and ev is not None and ev.norm != atk.norm:
+        # the per-epoch evaluation follows the training attack's threat model (an
+        # evaluation PGD starts at x for L2, as the evaluation presets)
+        change: dict[str, Any] = {"norm": atk.norm}
+        if getattr(ev, "keep", None) == "best":
+            change["random_start"] = atk.norm == "linf"
+        rt["eval_attack"] = dataclasses.replace(ev, **change)
+    over["runtime"] = dataclasses.replace(cfg.runtime, **rt)
+    cfg = dataclasses.replace(cfg, **over)
+    if args.smoke:
+        cfg = smoke(cfg)
+    if args.width is not None:
+        cfg = dataclasses.replace(
+            cfg, model_kwargs={**cfg.model_kwargs, "width": args.width}
+        )
+    return cfg
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -128,15 +172,8 @@ def _main(args: argparse.Namespace) -> int:
     from .. import models as _models
     from ._loop import adversarial_train
 
-    over = _cli.field_flags(args, Science, Runtime)  # the flags of config settings
-    if args.alpha_rel is not None:
-        over["alpha"] = None
     try:
-        cfg, extra = preset(args.preset, **over)
-        if args.smoke:
-            cfg = smoke(cfg)
-        if args.width is not None:
-            cfg = cfg.replace(model_kwargs={**cfg.model_kwargs, "width": args.width})
+        cfg = _config(args)
     except (ValueError, TypeError) as err:
         prog = "python -m landscape.train"
         raise _cli.CLIError(f"{prog}: {err}", f"see {prog} --help") from None
@@ -145,8 +182,10 @@ def _main(args: argparse.Namespace) -> int:
     )
     _cli.check_run_folder(run_dir)
     num_train = args.num_train or (512 if args.smoke else None)
-    num_test = args.num_test or (64 if args.smoke else min(cfg.eval_num, 10_000))
-    dataset = extra["dataset"]
+    num_test = args.num_test or (
+        64 if args.smoke else min(cfg.runtime.eval_num, 10_000)
+    )
+    dataset = cfg.dataset.name
     x, y = _data.load_dataset(
         dataset, args.data_root, split="train", num_samples=num_train, seed=cfg.seed
     )
@@ -157,8 +196,9 @@ def _main(args: argparse.Namespace) -> int:
     if device.type == "cuda" and device.index is None:  # torchrun: one GPU per rank
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    cfg = cfg.replace(
-        data={"dataset": dataset, "num_train": len(x), "num_test": len(xt)},
+    cfg = dataclasses.replace(
+        cfg,
+        dataset=DataRecord(dataset, num_train=len(x), num_test=len(xt)),
         model_kwargs={
             "in_shape": list(_IN_SHAPES.get(dataset, x.shape[1:])),
             "num_classes": 10,
@@ -167,7 +207,7 @@ def _main(args: argparse.Namespace) -> int:
         },
     )
     torch.manual_seed(cfg.seed)
-    model = _models.build(extra["model"], **cfg.model_kwargs).to(device)
+    model = _models.build(cfg.model, **cfg.model_kwargs).to(device)
     loader = _data.batches(
         x,
         y,
@@ -190,7 +230,8 @@ def _main(args: argparse.Namespace) -> int:
         m = res.metrics
         print(
             f"{args.preset}: {len(m['epoch'])} epochs, train acc {m['train_acc'][-1]:.4f}, "
-            f"test clean {m['test_clean_acc'][-1]:.4f}, robust@{cfg.eps:.4g} "
+            f"test clean {m['test_clean_acc'][-1]:.4f}, robust@"
+            f"{0.0 if cfg.attack is None else cfg.attack.eps:.4g} "
             f"{m['test_robust_acc'][-1]:.4f}; run folder {run_dir}",
             file=sys.stdout,
         )

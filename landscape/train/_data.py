@@ -1,4 +1,4 @@
-"""Training data: deterministic tensor batches, evaluation subsets, the fixed batch."""
+"""Training data: the loader of a run, evaluation subsets, the fixed batch."""
 
 from __future__ import annotations
 
@@ -7,39 +7,20 @@ from typing import Any
 from torch import Tensor
 
 from .. import _utils
+from .._batches import is_pair
 from ..data import Batches
 from ._config import TrainConfig
 
-__all__ = [
-    "TensorBatches",
-    "as_loader",
-    "eval_subset",
-    "fixed_batch",
-]
-
-
-class TensorBatches(Batches):
-    """:class:`landscape.data.Batches` under the trainer's old name (the same
-    shuffle order: reshuffled per epoch from ``seed`` and the epoch number, so a
-    resumed run sees the same order). One loader class: everything that accepts a
-    ``Batches`` accepts it; ``adversarial_train`` builds one from ``(x, y)`` tensors.
-
-    Example:
-        >>> import torch
-        >>> b = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2)
-        >>> len(b), [len(x) for x, _ in b]
-        (3, [2, 2, 1])
-    """
+__all__ = ["as_loader", "eval_subset", "fixed_batch"]
 
 
 def as_loader(data: Any, cfg: TrainConfig) -> Any:
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(t, Tensor) for t in data)
-    ):
+    """The run's loader: ``(x, y)`` tensors as :class:`landscape.data.Batches` of the
+    config's batching (reshuffled per epoch from ``seed`` and the epoch number, so a
+    resumed run sees the same order), or the caller's deterministic loader."""
+    if is_pair(data):
         x, y = data
-        return TensorBatches(
+        return Batches(
             x,
             y,
             batch_size=cfg.batch_size,
@@ -61,11 +42,7 @@ def eval_subset(data: Any, num: int, batch_size: int) -> list[tuple[Tensor, Tens
     """At most ``num`` examples of ``data`` as a list of batches (CPU)."""
     if num <= 0 or data is None:
         return []
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(t, Tensor) for t in data)
-    ):
+    if is_pair(data):
         x, y = data[0][:num], data[1][:num]
         return [
             (x[i : i + batch_size], y[i : i + batch_size])
@@ -85,6 +62,6 @@ def fixed_batch(loader: Any, data: Any, num: int) -> tuple[Tensor, Tensor] | Non
     """A fixed training batch for the catastrophic-overfitting check."""
     if num <= 0:
         return None
-    if isinstance(loader, Batches):  # TensorBatches too: the first examples
+    if isinstance(loader, Batches):  # the first examples
         return loader.x[:num], loader.y[:num]
     return _utils.first_examples(data, num)

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 
 import torch
 from torch import Tensor, nn
 
-from .. import _utils
-from ..attacks.perturb import fgsm_rs, perturb
-from ..evaluate import robust_accuracy
-from ._config import TrainConfig
+from .. import _utils, attacks
+from ..evaluate import preset_attacks, robust_accuracy
+from ._config import TrainConfig, target_eps
 
 __all__ = [
+    "eval_attack",
     "autocast",
     "attack_ctx",
     "prep",
     "evaluate",
+    "co_attacks",
     "co_check",
     "co_message",
     "upcast",
@@ -31,17 +33,18 @@ def upcast(out: Tensor) -> Tensor:
 
 
 def autocast(device: torch.device, cfg: TrainConfig):
-    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    amp = cfg.runtime.amp
+    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
     if not use:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def attack_ctx(model: nn.Module, device: torch.device, cfg: TrainConfig):
-    """Context for the training attack: the oneDNN policy ``cfg.attack_onednn``
+    """Context for the training attack: the oneDNN policy ``attack_onednn``
     (``"auto"``: native CPU kernels for thin convolutions), applied by
     :func:`landscape._utils.thin_conv_backend` inside every attack."""
-    return functools.partial(_utils.onednn_policy, cfg.attack_onednn)
+    return functools.partial(_utils.onednn_policy, cfg.runtime.attack_onednn)
 
 
 def prep(x: Tensor, y: Tensor, device, dtype, channels_last: bool):
@@ -63,41 +66,35 @@ def _accuracy_loss(model: nn.Module, batches, ctx, loss) -> tuple[float, float]:
     return correct / max(n, 1), total / max(n, 1)
 
 
-def _pgd_accuracy(model, batches, *, eps, cfg, gen, ctx) -> float:
-    """Accuracy under the training PGD kernel (``eval_attack="pgd"``)."""
+def eval_attack(cfg: TrainConfig) -> attacks.Attack:
+    """The per-epoch evaluation attack: ``runtime.eval_attack``, else the quick
+    preset's PGD-10 in the training attack's norm."""
+    if cfg.runtime.eval_attack is not None:
+        return cfg.runtime.eval_attack
+    norm = "linf" if cfg.attack is None else cfg.attack.norm
+    return preset_attacks("quick", target_eps(cfg), norm, steps=10)[0]
+
+
+def _batchwise_accuracy(model, batches, attack, gen, ctx) -> float:
+    """Accuracy under a training PGD (``keep="last"``): every batch attacked once,
+    one generator over the batches."""
     correct, n = 0.0, 0
     for x, y in batches:
         with ctx():
-            xa = perturb(
-                model,
-                x,
-                y,
-                eps=eps,
-                norm=cfg.norm,
-                alpha=cfg.eval_alpha_rel * eps,
-                steps=cfg.eval_steps,
-                generator=gen,
-            )
+            xa = attack(model, x, y, gen)
             with torch.no_grad(), _utils.eval_mode(model):
                 correct += float((model(xa).argmax(1) == y).sum())
         n += len(y)
     return correct / max(n, 1)
 
 
-def _robust_accuracy(model, batches, *, eps, cfg, gen, ctx) -> float:
-    """Robust accuracy at ``eps`` under the configured evaluation attack."""
-    if cfg.eval_attack == "pgd":
-        return _pgd_accuracy(model, batches, eps=eps, cfg=cfg, gen=gen, ctx=ctx)
+def _robust_accuracy(model, batches, attack, gen, ctx) -> float:
+    """Robust accuracy under ``attack``: a training PGD batch by batch, any other
+    attack through the evaluation protocol."""
+    if isinstance(attack, attacks.PGD) and attack.keep == "last":
+        return _batchwise_accuracy(model, batches, attack, gen, ctx)
     with ctx():
-        return robust_accuracy(
-            model,
-            batches,
-            eps=eps,
-            norm=cfg.norm,
-            preset="quick",
-            steps=cfg.eval_steps,
-            generator=gen,
-        )
+        return robust_accuracy(model, batches, attacks=[attack], generator=gen)
 
 
 def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> dict:
@@ -115,6 +112,7 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> 
         out["test_clean_acc"], out["test_clean_loss"] = _accuracy_loss(
             model, batches, ctx, loss
         )
+    attack = eval_attack(cfg)
     cache: dict[float, float] = {}
     for key, eps in (
         ("test_robust_acc", eps_target),
@@ -127,7 +125,7 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> 
                 out["test_clean_acc"]
                 if eps == 0
                 else _robust_accuracy(
-                    model, batches, eps=eps, cfg=cfg, gen=gen, ctx=ctx
+                    model, batches, dataclasses.replace(attack, eps=eps), gen, ctx
                 )
             )
         out[key] = cache[eps]
@@ -136,7 +134,20 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> 
 
 def _single_step(cfg: TrainConfig) -> bool:
     """Whether the training attack takes one gradient step (FGSM-RS, or PGD-1)."""
-    return cfg.attack == "fgsm" or (cfg.attack == "pgd" and int(cfg.steps) == 1)
+    return isinstance(cfg.attack, attacks.PGD) and cfg.attack.steps == 1
+
+
+def _check_steps(cfg: TrainConfig) -> int:
+    """The steps of the CO check's PGD: the evaluation attack's, at least 5."""
+    return max(int(getattr(eval_attack(cfg), "steps", 10)), 5)
+
+
+def co_attacks(cfg: TrainConfig, eps: float) -> tuple[attacks.PGD, attacks.PGD]:
+    """The two attacks of the catastrophic-overfitting check at ``eps``: FGSM-RS and
+    a PGD of :func:`_check_steps` steps of ``2.5 eps / steps``."""
+    steps, norm = _check_steps(cfg), cfg.attack.norm
+    fgsm = attacks.FGSMRS(eps=eps, norm=norm)
+    return fgsm, attacks.PGD(eps=eps, norm=norm, steps=steps, alpha=2.5 * eps / steps)
 
 
 def co_check(model, batch, *, eps: float, cfg, seed, ctx) -> dict:
@@ -144,39 +155,30 @@ def co_check(model, batch, *, eps: float, cfg, seed, ctx) -> dict:
 
     Catastrophic overfitting (Wong et al., 2020) is a failure of single-step
     adversarial training: the model comes to resist FGSM but not PGD. So the check
-    runs only when the training attack takes a single step (``attack="fgsm"``, or
-    PGD with ``steps=1``), at ``eps``, the budget the model is being trained at (the
+    runs only when the training attack takes a single step (FGSM-RS, or PGD with
+    ``steps=1``), at ``eps``, the budget the model is being trained at (the
     scheduled eps: during an eps warm-up the target eps is not the question), and
     not at all when that budget is 0. The flag is raised when FGSM accuracy exceeds
-    PGD accuracy by more than ``cfg.co_threshold``. The PGD here takes
-    ``max(eval_steps, 5)`` steps of ``2.5 eps / steps`` so it can always cross the
-    ball.
+    PGD accuracy by more than ``co_threshold``. The PGD here takes as many steps as
+    the per-epoch evaluation attack (at least 5) of ``2.5 eps / steps``, so it can
+    always cross the ball.
     """
     none = {"co_fgsm_acc": math.nan, "co_pgd_acc": math.nan, "co_flag": False}
     if batch is None or eps <= 0 or not _single_step(cfg):
         return none
     x, y = batch
-    steps = max(int(cfg.eval_steps), 5)
+    fgsm, pgd = co_attacks(cfg, eps)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     with ctx():
-        xf = fgsm_rs(model, x, y, eps=eps, norm=cfg.norm, generator=gen)
-        xp = perturb(
-            model,
-            x,
-            y,
-            eps=eps,
-            norm=cfg.norm,
-            steps=steps,
-            alpha=2.5 * eps / steps,
-            generator=gen,
-        )
+        xf = fgsm(model, x, y, gen)
+        xp = pgd(model, x, y, gen)
         with torch.no_grad(), _utils.eval_mode(model):
             fa = float((model(xf).argmax(1) == y).float().mean())
             pa = float((model(xp).argmax(1) == y).float().mean())
     return {
         "co_fgsm_acc": fa,
         "co_pgd_acc": pa,
-        "co_flag": bool(fa - pa > cfg.co_threshold),
+        "co_flag": bool(fa - pa > cfg.runtime.co_threshold),
     }
 
 
@@ -184,15 +186,15 @@ def co_message(row: dict, cfg: TrainConfig) -> str:
     """The catastrophic-overfitting warning for a flagged epoch ``row``, with advice
     that fits the run (its single-step attack, step size and eps schedule)."""
     eps = row["eps"]
-    steps = max(int(cfg.eval_steps), 5)
-    attack = "FGSM-RS" if cfg.attack == "fgsm" else "PGD-1"
+    steps = _check_steps(cfg)
+    attack = "FGSM-RS" if isinstance(cfg.attack, attacks.FGSMRS) else "PGD-1"
     advice = []
-    alpha = cfg.step_size(eps)
+    (alpha,) = dataclasses.replace(cfg.attack, eps=eps).step_sizes()
     if alpha > eps:
         advice.append(f"a step no larger than eps (alpha={alpha:g} > eps={eps:g})")
     if cfg.eps_schedule == "constant":
         advice.append("an eps warm-up (eps_schedule='linear')")
-    advice.append("multi-step PGD training (attack='pgd', steps >= 2)")
+    advice.append("multi-step PGD training (attacks.PGD(steps >= 2))")
     return (
         f"possible catastrophic overfitting at epoch {row['epoch']}: on a fixed "
         f"training batch FGSM accuracy is {row['co_fgsm_acc']:.3f} but PGD-{steps} "

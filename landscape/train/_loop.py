@@ -17,13 +17,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _utils, io
+from .. import _utils, attacks, io
 from .._batches import Batched, as_batches
-from ..attacks.perturb import perturb
 from ..checkpoints import FINAL, period_checkpoint
 from . import _dist
-from ._config import TrainConfig
-from ._data import TensorBatches, as_loader, eval_subset, fixed_batch
+from ._config import TrainConfig, target_eps
+from ._data import as_loader, eval_subset, fixed_batch
 from ._eval import (
     attack_ctx,
     autocast,
@@ -47,7 +46,7 @@ from ._run import (
     write_metrics,
 )
 
-__all__ = ["adversarial_train", "TensorBatches", "DivergedError"]
+__all__ = ["adversarial_train", "DivergedError"]
 
 
 class DivergedError(FloatingPointError):
@@ -84,8 +83,9 @@ class _Run:
     rank: int
     world: int
     gen: torch.Generator  # the training attack's random starts
+    model_gen: torch.Generator  # the model's per-batch randomness (``resample``)
     loss: Callable[[Tensor, Tensor], Tensor]  # summed training loss
-    attack_loss: Callable[[Tensor, Tensor], Tensor] | None  # None: perturb's default
+    attack: attacks.Attack | None  # the training attack (its loss resolved)
     folder: Path | None
     modes: list[tuple[nn.Module, bool]]
     eps_fn: Callable[[float], float] = float  # the schedules (set by _setup)
@@ -99,6 +99,7 @@ class _Run:
     rows: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
     accum: _Epoch | None = None
+    attack_at: attacks.Attack | None = None  # the attack at the last scheduled eps
     init: list[Tensor] = field(default_factory=list)
     batches: Batched | None = None  # the loader's batches, validated on the first pass
     num_classes: int | None = None
@@ -118,7 +119,7 @@ class _Run:
         return bool(self.cfg.runtime.channels_last) and self.device.type == "cuda"
 
     def ctx(self):
-        """Autocast context of the forward passes (``cfg.amp``)."""
+        """Autocast context of the forward passes (``runtime.amp``)."""
         return autocast(self.device, self.cfg)
 
     def prep(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -140,16 +141,22 @@ def adversarial_train(
     metrics, checkpoints, exact resume, end-of-period ensembles and DDP.
 
     Every batch: eps and lr are read from the schedules at the (fractional) epoch, the
-    training attack (PGD or FGSM-RS from :mod:`landscape.attacks.perturb`, input
-    gradients only, model in eval mode by default) perturbs the batch inside the
-    eps-ball to increase ``config.loss_fn``, and one optimizer step is taken on that
-    loss at the adversarial batch. Every epoch logs train loss / accuracy at the
-    scheduled eps, test clean and robust accuracy at the target and the scheduled eps
-    (:func:`landscape.evaluate.robust_accuracy`, or the training PGD with
-    ``eval_attack="pgd"``), gradient norms, the distance from the initialisation, eps,
-    lr and wall time; a single-step (FGSM) run also gets a catastrophic-overfitting
-    check (FGSM vs PGD accuracy on a fixed training batch at the trained eps;
-    ``co_flag`` plus a warning).
+    training attack ``dataclasses.replace(config.attack, eps=eps_t)`` (e.g.
+    :class:`landscape.attacks.PGD`: input gradients only, model in eval mode by
+    default) perturbs the batch inside the eps-ball to increase its loss (an attack
+    without a loss of its own: ``config.loss_fn``), and one optimizer step is taken on
+    ``config.loss_fn`` at the adversarial batch. Every epoch logs train loss / accuracy
+    at the scheduled eps, test clean and robust accuracy at the target and the
+    scheduled eps (under ``runtime.eval_attack``), gradient norms, the distance from
+    the initialisation, eps, lr and wall time; a single-step (FGSM-RS) run also gets a
+    catastrophic-overfitting check (FGSM vs PGD accuracy on a fixed training batch at
+    the trained eps; ``co_flag`` plus a warning).
+
+    A model with per-batch randomness of its own defines ``resample(generator)``
+    (e.g. :class:`landscape.connectivity.CurveModel` draws the point ``t`` of its
+    curve): it is called once at the start of every step, before the attack, so the
+    attack and the optimizer step see the same draw, from a generator of the run
+    (derived from ``config.seed``, the same on every rank) that ``resume.pt`` saves.
 
     The model is trained in place (on its own device and dtype). With ``run_dir`` the
     folder receives ``config.json``, ``metrics.jsonl``/``metrics.csv``, ``init.pt``,
@@ -167,7 +174,7 @@ def adversarial_train(
 
     Reproducibility: on CPU a seeded run is a bit-identical function of the initial
     weights, the data, the config and ``torch.get_num_threads()`` (recorded in
-    ``meta``; set it with ``num_threads``; other thread counts change the
+    ``meta``; set it with ``runtime.num_threads``; other thread counts change the
     floating-point reduction order, and with PGD at eps > 0 the gradient signs
     amplify that into visibly different models). The caller's global RNG state and
     ``torch.backends.mkldnn.enabled`` play no part: the global RNG (dropout) is
@@ -182,7 +189,7 @@ def adversarial_train(
             Images are floats in [0, 1], labels class indices.
         config: a :class:`TrainConfig` (or its dict).
         test_data: held-out data for the per-epoch evaluation (first
-            ``config.eval_num`` examples).
+            ``config.runtime.eval_num`` examples).
         run_dir: run folder (None: no files, no resume).
         progressbar: tqdm bars over epochs and batches.
         resume: continue a run found in ``run_dir``; with False an existing run there
@@ -279,8 +286,11 @@ def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
     # both are saved in resume.pt and restored on resume
     gen = _utils.derived_generator(cfg.seed, "attack", rank, device=device)
     torch.manual_seed(_utils.derive_seed(cfg.seed, "dropout", rank))
-    default_loss = cfg.science.loss_fn == "cross_entropy"
-    loss = cfg.science.summed_loss()
+    loss = cfg.summed_loss()
+    attack = cfg.attack
+    if attack is not None and attack.loss is None and cfg.loss_fn != "cross_entropy":
+        # an attack without a loss of its own ascends the training loss
+        attack = dataclasses.replace(attack, loss=loss)
     return _Run(
         cfg=cfg,
         raw=model,
@@ -292,8 +302,11 @@ def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
         rank=rank,
         world=world,
         gen=gen,
+        # one stream on every rank: a model's per-batch draw (a curve's t) is the
+        # same everywhere
+        model_gen=_utils.derived_generator(cfg.seed, "model"),
         loss=loss,
-        attack_loss=None if default_loss else loss,
+        attack=attack,
         folder=Path(run_dir) if run_dir is not None else None,
         modes=modes,
         init=[p.detach().clone() for p in params],
@@ -345,7 +358,7 @@ def _restore(run: _Run, folder: Path) -> None:
             f"the model does not match the checkpoint in {folder}: {err}"
         ) from err
     run.opt.load_state_dict(state["optimizer"])
-    set_rng_state(state["rng"], {"attack": run.gen})
+    set_rng_state(state["rng"], {"attack": run.gen, "model": run.model_gen})
     run.epoch, run.batch = state["epoch"], state["batch"]
     run.iteration, run.elapsed = state["iteration"], state["elapsed"]
     run.rows, run.checkpoints = state["rows"], state["checkpoints"]
@@ -386,7 +399,7 @@ def _monitor_data(run: _Run, data: Any, test_data: Any) -> None:
 
 def _checked(run: _Run, source: Any, name: str) -> Batched:
     """``source`` through the package's one batches owner (validated once)."""
-    named = isinstance(run.cfg.science.loss_fn, str)
+    named = isinstance(run.cfg.loss_fn, str)
     return as_batches(
         source,
         device=run.device,
@@ -497,24 +510,15 @@ def _batch(run: _Run, batch: Any) -> tuple[Tensor, Tensor, int]:
 
 
 def _attack(run: _Run, x: Tensor, y: Tensor, eps_t: float) -> Tensor:
-    """The training attack's adversarial batch at the scheduled budget ``eps_t``."""
-    cfg = run.cfg.science
-    if cfg.attack == "none" or cfg.eps <= 0 or eps_t <= 0:
+    """The training attack's adversarial batch at the scheduled budget ``eps_t``:
+    ``dataclasses.replace(attack, eps=eps_t)``."""
+    if run.attack is None or run.attack.eps <= 0 or eps_t <= 0:
         return x
+    if run.attack_at is None or run.attack_at.eps != eps_t:
+        run.attack_at = dataclasses.replace(run.attack, eps=eps_t)
+    train = {"train": True} if run.cfg.attack_train_mode else {}
     with run.ctx(), attack_ctx(run.raw, run.device, run.cfg)():
-        return perturb(
-            run.atk,
-            x,
-            y,
-            eps=eps_t,
-            norm=cfg.norm,
-            alpha=cfg.step_size(eps_t),
-            steps=1 if cfg.attack == "fgsm" else cfg.steps,
-            random_start=cfg.random_start,
-            loss_fn=run.attack_loss,
-            generator=run.gen,
-            train=cfg.attack_train_mode,
-        )
+        return run.attack_at(run.atk, x, y, run.gen, **train)
 
 
 def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
@@ -530,6 +534,8 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
         g["lr"] = lr_t
     run.opt.zero_grad(set_to_none=True)
     x, y, n_global = _batch(run, batch)
+    if hasattr(run.raw, "resample"):  # the model's per-batch draw, before the attack
+        run.raw.resample(run.model_gen)
     x = _attack(run, x, y, eps_t)
     run.raw.train()
     with run.ctx():
@@ -596,12 +602,12 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
     """Per-epoch evaluation and CO check (RNG forked: they never touch the run)."""
     cfg, epoch = run.cfg, run.epoch
     do_eval = epoch + 1 == cfg.epochs or (epoch + 1) % cfg.runtime.eval_every == 0
-    trained = cfg.attack != "none" and cfg.eps > 0
+    trained = target_eps(cfg) > 0
     with _fork(run.device):
         out = evaluate(
             run.raw,
             run.eval_batches if do_eval else [],
-            eps_target=cfg.eps,
+            eps_target=target_eps(cfg),
             eps_sched=eps_sched,
             cfg=cfg,
             seed=_utils.derive_seed(cfg.seed, "eval", epoch),
@@ -699,7 +705,7 @@ def _save_resume(run: _Run) -> None:
             "config": run.cfg.to_dict(),
             "model": run.raw.state_dict(),
             "optimizer": run.opt.state_dict(),
-            "rng": rng_state({"attack": run.gen}),
+            "rng": rng_state({"attack": run.gen, "model": run.model_gen}),
             "epoch": run.epoch,
             "batch": run.batch,
             "iteration": run.iteration,

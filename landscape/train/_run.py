@@ -151,10 +151,8 @@ def load_run(run_dir: str | Path) -> TrainResult:
 
 def check_config(run_dir: Path, config: TrainConfig) -> None:
     """Raise :class:`RunFolderError` when ``run_dir`` was made with other science
-    settings (runtime settings such as ``checkpoint_every`` or ``eval_num`` may
-    change on resume). Older ``config.json`` files are read through
-    :meth:`TrainConfig.from_dict`, so their untyped ``data`` dict and the missing
-    ``loss_fn`` compare equal to the new fields."""
+    settings (the runtime settings, such as ``checkpoint_every`` or ``eval_num``,
+    may change on resume)."""
     path = run_dir / "config.json"
     try:
         raw = json.loads(path.read_text())
@@ -163,13 +161,13 @@ def check_config(run_dir: Path, config: TrainConfig) -> None:
             f"{path} is not valid JSON ({err}); restore it or use a new run folder"
         ) from err
     try:
-        old = TrainConfig.from_dict(raw).science.to_dict()
+        old = TrainConfig.from_dict(raw).science_dict()
     except (TypeError, ValueError) as err:
         raise RunFolderError(
             f"run folder {run_dir} holds a config this version cannot read ({err}); "
             "use a new run folder"
         ) from err
-    new = config.science.to_dict()
+    new = config.science_dict()
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:6])
@@ -208,22 +206,22 @@ def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
 def set_rng_state(
     state: dict[str, Any], generators: dict[str, torch.Generator]
 ) -> None:
-    """Restore :func:`rng_state` (also the older pickled-tuple format)."""
+    """Restore :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     py = state["python"]
-    if isinstance(py, dict):
-        py = (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
-    random.setstate(py)
+    random.setstate(
+        (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
+    )
     npy = state["numpy"]
-    if isinstance(npy, dict):
-        npy = (
+    np.random.set_state(
+        (
             npy["kind"],
             npy["keys"].numpy().astype(np.uint32),
             npy["pos"],
             npy["has_gauss"],
             npy["cached_gaussian"],
         )
-    np.random.set_state(npy)
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     for k, g in generators.items():
