@@ -512,6 +512,33 @@ def test_resume_refuses_other_config_or_models(tmp_path):
         adversarial_train(mc.CurveModel(a, b), (x, y), cfg, run_dir=tmp_path)
 
 
+def test_curve_model_theta_is_rebuilt_after_a_step_or_a_backward_pass():
+    """theta(t) is computed once for the forwards of a step (the attack's and the
+    optimizer step's), and rebuilt when t or a bend changes or a backward pass freed
+    its graph: repeated and second-order backward passes work, copies too."""
+    a, b = _mlp(), _mlp(seed=1)
+    cm = mc.CurveModel(a, b)
+    x = torch.rand(8, 2, dtype=torch.float64)
+    y = torch.randint(0, 2, (8,))
+    bends = [p for p in cm.parameters() if p.requires_grad]
+    grads = []
+    for _ in range(2):  # the same t and bends: the second backward needs a new graph
+        cm.zero_grad()
+        F.cross_entropy(cm(x), y).backward()
+        grads.append([p.grad.clone() for p in bends])
+    for g1, g2 in zip(*grads):
+        assert torch.equal(g1, g2)
+    loss = F.cross_entropy(cm(x), y)
+    (g,) = torch.autograd.grad(loss, bends[:1], create_graph=True)
+    (hv,) = torch.autograd.grad(g.sum(), bends[:1])  # second order through theta
+    assert torch.isfinite(hv).all()
+    with torch.no_grad():
+        bends[0].add_(1.0)  # a changed bend: a new theta(t)
+    want = functional_call(a, {**cm.curve().state(cm.t)}, (x,))
+    torch.testing.assert_close(cm(x), want, rtol=1e-12, atol=1e-12)
+    assert torch.equal(copy.deepcopy(cm)(x), cm(x))
+
+
 def test_curve_model_errors():
     a, b = _mlp(), _mlp(seed=1)
     with pytest.raises(ValueError, match="nothing to train"):
