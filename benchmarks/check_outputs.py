@@ -298,13 +298,13 @@ def curves(a, b, x, y, xt, yt) -> None:
     line = connectivity.init_curve(a, b, kind="line")
     ce = nn.CrossEntropyLoss()
     scan = connectivity.scan_curve(
-        a, ce, [(xt, yt)], line, num_points=3,
+        a, ce, [(xt, yt)], line, num=3,
         attack=attacks.PGD(eps=0.1, steps=2), generator=g(0),
     )  # fmt: skip
     for k in ("clean_loss", "clean_acc", "robust_loss", "robust_acc"):
         put(f"curve/scan/{k}", getattr(scan, k))
     scan = connectivity.scan_curve(
-        a, ce, [(xt, yt)], trained, num_points=3,
+        a, ce, [(xt, yt)], trained, num=3,
         attack=attacks.PGD(eps=0.1, steps=3, loss="ce", keep="best"),
         generator=g(0),
     )  # fmt: skip
@@ -360,7 +360,7 @@ def linear_models() -> None:
     yl = np.sign(xl[:, 0] + 0.1 * gg.normal(size=64))
     for trainer in (False, True):
         fit = linear.robust_train_pgd(
-            xl, yl, eps=0.1, steps=3, num_iters=5, lr=0.1, trainer=trainer,
+            xl, yl, eps=0.1, steps=3, max_iter=5, lr=0.1, trainer=trainer,
             generator=g(0),
         )  # fmt: skip
         put(f"linear/robust_train_pgd/{trainer}", np.append(fit.w, fit.b))
