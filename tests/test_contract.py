@@ -347,6 +347,50 @@ def test_attack_names_kinds_and_recorded_callables():
         attacks.Attack.from_dict({"attack": "PGD", "eps": 0.1, "stepz": 3})
 
 
+@dataclasses.dataclass(frozen=True)
+class _Flip(attacks.Attack):
+    """A new attack in one class: the sign-flipped input, clipped into the ball (a
+    test of 'adding an attack is one file and one export')."""
+
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive("strength", high=1.0)
+
+    def __call__(self, model, x, y, generator=None, *, progressbar=False,
+                 return_info=False):  # fmt: skip
+        delta = (self.strength * (1 - 2 * x)).clamp(-self.eps, self.eps)
+        x_adv = (x + delta).clamp(0, 1)
+        if not return_info:
+            return x_adv
+        with torch.no_grad():
+            return x_adv, {"success": model(x_adv).argmax(1) != y}
+
+
+def test_a_new_attack_is_one_class():
+    """Defining the class registers it: it round-trips through JSON, runs in the
+    evaluation protocol, the trainer (config.json included) and perturb_batches."""
+    from landscape import train
+
+    atk = _Flip(eps=0.05, strength=0.5)
+    assert atk.name == "_flip" and atk.kind == "white"
+    assert attacks.Attack.from_dict(json.loads(json.dumps(atk.to_dict()))) == atk
+    with pytest.raises(ValueError, match="strength"):
+        _Flip(eps=0.1, strength=2.0)
+    m, (x, y) = _bn_net(), _pair()
+    res = evaluate.evaluate(m, (x, y), attacks=[atk], checks=False)
+    assert res.attacks == ["_flip"] and res.meta["attacks"] == [atk.to_dict()]
+    adv = attacks.perturb_batches(m, (x, y), atk)
+    assert (adv[0][0] - x).abs().max() <= 0.05 + 1e-7
+    cfg = train.TrainConfig(
+        epochs=1, batch_size=6, attack=atk,
+        runtime=train.Runtime(eval_num=0, co_check_num=0),
+    )  # fmt: skip
+    assert train.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    train.adversarial_train(_bn_net(), (x, y), cfg)
+
+
 def test_relative_step_sizes_follow_the_budget():
     import dataclasses
 

@@ -288,7 +288,8 @@ def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
     torch.manual_seed(_utils.derive_seed(cfg.seed, "dropout", rank))
     loss = cfg.summed_loss()
     attack = cfg.attack
-    if attack is not None and attack.loss is None and cfg.loss_fn != "cross_entropy":
+    own_loss = getattr(attack, "loss", "its own")  # None: the caller's (PGD, FGSM-RS)
+    if own_loss is None and cfg.loss_fn != "cross_entropy":
         # an attack without a loss of its own ascends the training loss
         attack = dataclasses.replace(attack, loss=loss)
     return _Run(
