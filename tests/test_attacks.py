@@ -361,6 +361,7 @@ def test_pgd_trace_and_step_grid(mlp_case):
         restarts=2,
         trace=True,
         generator=g,
+        return_info=True,
     )
     tr = info["trace"]
     assert len(tr) == 4 and {t["alpha"] for t in tr} == {0.02, 0.005}

@@ -358,14 +358,9 @@ class _Flip(attacks.Attack):
         super().__post_init__()
         self._positive("strength", high=1.0)
 
-    def __call__(self, model, x, y, generator=None, *, progressbar=False,
-                 return_info=False):  # fmt: skip
+    def _run(self, model, x, y, gen, bar):
         delta = (self.strength * (1 - 2 * x)).clamp(-self.eps, self.eps)
-        x_adv = (x + delta).clamp(0, 1)
-        if not return_info:
-            return x_adv
-        with torch.no_grad():
-            return x_adv, {"success": model(x_adv).argmax(1) != y}
+        return (x + delta).clamp(0, 1), {}
 
 
 def test_a_new_attack_is_one_class():
@@ -389,6 +384,13 @@ def test_a_new_attack_is_one_class():
     )  # fmt: skip
     assert train.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     train.adversarial_train(_bn_net(), (x, y), cfg)
+    xa, info = atk(m, x, y, return_info=True)  # the call and its info come from Attack
+    with torch.no_grad():
+        assert torch.equal(info["success"], m.eval()(xa).argmax(1) != y)
+    with pytest.raises(TypeError, match=r"_Flip takes no options \['train'\]"):
+        atk(m, x, y, train=True)
+    with pytest.raises(TypeError, match="its options: \\['train', 'trace'\\]"):
+        attacks.PGD(eps=0.1)(m, x, y, trian=True)
 
 
 def test_relative_step_sizes_follow_the_budget():

@@ -145,13 +145,12 @@ class Flaky(A.Attack):
 
     boom: bool = False
 
-    def __call__(self, model, x, y, generator=None, *, progressbar=False,
-                 return_info=False):  # fmt: skip
+    def _run(self, model, x, y, gen, bar):
         _CALLS.append(len(y))
         if len(_CALLS) == 4 and self.boom:
             raise KeyboardInterrupt
         pgd = A.PGD(eps=self.eps, norm=self.norm, steps=3)
-        return pgd(model, x, y, generator, return_info=return_info)
+        return pgd(model, x, y, gen, return_info=True)
 
 
 def test_resume_skips_finished_work(tmp_path):

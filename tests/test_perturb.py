@@ -154,9 +154,9 @@ def test_seeded_training_matches_the_reference_kernel(attack, monkeypatch):
     x, y = _batch(64)
     fast = _train(_lenet(), x, y, attack)
 
-    def ref_kernel(atk, model, x, y, generator, train, return_info):
+    def ref_kernel(atk, model, x, y, generator, train):
         (alpha,) = atk.step_sizes()
-        return _reference(
+        x_adv = _reference(
             model,
             x,
             y,
@@ -166,6 +166,7 @@ def test_seeded_training_matches_the_reference_kernel(attack, monkeypatch):
             steps=atk.steps,
             generator=generator,
         )
+        return x_adv, {}
 
     monkeypatch.setattr(_pgd_mod, "_last", ref_kernel)
     ref = _train(_lenet(), x, y, attack)

@@ -123,10 +123,10 @@ def test_training_streams_come_from_derive_seed(monkeypatch):
     seen: dict[str, list[int]] = {"attack": [], "dropout": [], "eval": [], "co": []}
     real_attack, real_eval, real_co = _pgd_mod._last, _loop.evaluate, _loop.co_check
 
-    def spy_attack(atk, model, x, y, generator, train, return_info):
+    def spy_attack(atk, model, x, y, generator, train):
         seen["attack"].append(generator.initial_seed())
         seen["dropout"].append(torch.initial_seed())
-        return real_attack(atk, model, x, y, generator, train, return_info)
+        return real_attack(atk, model, x, y, generator, train)
 
     def spy_eval(*a, seed, **kw):
         seen["eval"].append(seed)
@@ -201,6 +201,16 @@ class _Stop(Exception):
     pass
 
 
+def _stop_at(key: str, k: int):
+    """A callback that interrupts the run when ``state[key] == k``."""
+
+    def cb(state):
+        if state[key] == k:
+            raise _Stop
+
+    return cb
+
+
 @pytest.mark.filterwarnings("ignore:possible catastrophic overfitting")
 @pytest.mark.parametrize("optimizer, loader", [("sgd", False), ("adam", True)])
 def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
@@ -221,19 +231,17 @@ def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
         ref, train_data, cfg, test_data=test, run_dir=tmp_path / "ref"
     )
 
-    def stop_at(k):
-        def cb(state):
-            if state["iteration"] == k:
-                raise _Stop
-
-        return cb
-
     run = tmp_path / "run"
     # stop mid-epoch 2 (5 batches per epoch): iteration 8 is batch 3 of epoch 2;
     # the last resume point is iteration 6 (checkpoint_every=2)
     with pytest.raises(_Stop):
         adversarial_train(
-            TinyNet(), train_data, cfg, test_data=test, run_dir=run, callback=stop_at(8)
+            TinyNet(),
+            train_data,
+            cfg,
+            test_data=test,
+            run_dir=run,
+            callback=_stop_at("iteration", 8),
         )
     torch.manual_seed(1234)  # the resumed run must not depend on the caller's RNG
     model = TinyNet(seed=99)  # different init: weights come from the checkpoint
@@ -288,12 +296,8 @@ def test_config_is_plain_nested_dataclasses():
 def test_resume_allows_runtime_changes_and_refuses_old_config_files(tmp_path):
     x, y = _data(48)
     cfg = _cfg(epochs=2)
+    cb = _stop_at("epoch", 1)
     with pytest.raises(_Stop):
-
-        def cb(s):
-            if s["epoch"] == 1:
-                raise _Stop
-
         adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
     ref = TinyNet()
     adversarial_train(ref, (x, y), cfg)
@@ -402,12 +406,8 @@ def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
     )
     ref = TinyNet()
     adversarial_train(ref, (x, y), cfg, test_data=_data(16, 1))
+    cb = _stop_at("iteration", 4)
     with pytest.raises(_Stop):
-
-        def cb(s):
-            if s["iteration"] == 4:
-                raise _Stop
-
         adversarial_train(
             TinyNet(),
             (x, y),
@@ -435,12 +435,8 @@ def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
 def test_resume_from_end_of_epoch_and_other_config(tmp_path):
     x, y = _data(48)
     cfg = _cfg(epochs=2)
+    cb = _stop_at("epoch", 1)
     with pytest.raises(_Stop):
-
-        def cb(s):
-            if s["epoch"] == 1:
-                raise _Stop
-
         adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
     with pytest.raises(train.RunFolderError, match="another configuration.*lr"):
         adversarial_train(
@@ -740,8 +736,8 @@ def test_curve_plots_draw_the_logged_values(tmp_path):
 class _Nothing(attacks.Attack):
     """An attack that finds nothing: the clean batch (a gradient-masked FGSM)."""
 
-    def __call__(self, model, x, y, generator=None, **kw):
-        return x.clone()
+    def _run(self, model, x, y, gen, bar):
+        return x.clone(), {}
 
 
 def test_catastrophic_overfitting_flag_and_warning(monkeypatch):

@@ -35,10 +35,11 @@ changes its budget with ``dataclasses.replace(attack, eps=eps_t)``; ``to_dict`` 
 Adding an attack is one file and one export: write ``landscape/attacks/<name>.py``
 with a ``@dataclasses.dataclass(frozen=True)`` subclass of :class:`Attack` (its
 settings as fields with defaults, checked in ``__post_init__`` after
-``super().__post_init__()``; ``kind = "black"`` for a query-only attack;
-``__call__(self, model, x, y, generator=None, *, progressbar=False,
-return_info=False)``) and, if wanted, the function of the same settings that builds
-and calls it; then import the class here and add it to ``__all__``. Defining the
+``super().__post_init__()``; ``kind = "black"`` for a query-only attack; the
+attack itself in ``_run(self, model, x, y, gen, bar) -> (x_adv, info)``, the call
+``attack(model, x, y, generator, progressbar=..., return_info=...)`` comes from
+:class:`Attack`) and, if wanted, the function of the same settings that builds and
+calls it; then import the class here and add it to ``__all__``. Defining the
 class registers it by its name, so ``Attack.from_dict`` reads it back from configs,
 results and state files, and the trainer, the evaluation protocol and the analyses
 take it as they take the others.

@@ -34,6 +34,9 @@ from ._losses import get_loss
 __all__ = ["Attack", "perturb_batches"]
 
 Loss = str | Callable[[Tensor, Tensor], Tensor] | None
+Gen = torch.Generator | None
+# what an attack's _run returns: x_adv and the info dict of return_info=True
+Run = tuple[Tensor, dict]
 
 # the name a callable setting is recorded by in JSON (as TrainConfig's loss_fn)
 CALLABLE = "callable:"
@@ -65,8 +68,8 @@ class Attack:
 
     Subclasses add their settings as fields, validate them in ``__post_init__``
     (after ``super().__post_init__()``, with the helpers :meth:`_count`,
-    :meth:`_positive`, :meth:`_loss`) and implement ``__call__(self, model, x, y,
-    generator=None, *, progressbar=False, return_info=False)``.
+    :meth:`_positive`, :meth:`_loss`) and implement ``_run(self, model, x, y,
+    generator, progressbar) -> (x_adv, info)``; the call is :meth:`__call__`.
     """
 
     eps: float
@@ -75,6 +78,8 @@ class Attack:
 
     # "white" (uses gradients) or "black" (queries the outputs only)
     kind: ClassVar[str] = "white"
+    # the keyword options of a call beyond progressbar / return_info (PGD: train, trace)
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -142,15 +147,33 @@ class Attack:
         model: nn.Module,
         x: Tensor,
         y: Tensor,
-        generator: torch.Generator | None = None,
+        generator: Gen = None,
         *,
         progressbar: bool = False,
         return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
+        **options: Any,
+    ) -> Tensor | Run:
         """Return ``x_adv`` for the batch ``(x, y)`` against ``model`` (and, with
         ``return_info``, a dict with the per-example ``success`` flags and the
-        cost)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement __call__")
+        cost). ``progressbar``: a tqdm bar over the attack's runs or iterations;
+        ``options``: the attack's own options of a call (:attr:`options`, e.g.
+        :class:`PGD`'s ``train`` and ``trace``)."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            has = f"; its options: {list(self.options)}" if self.options else ""
+            raise TypeError(f"{type(self).__name__} takes no options {unknown}{has}")
+        x_adv, info = self._run(model, x, y, generator, progressbar, **options)
+        if not return_info:
+            return x_adv
+        if "success" not in info:
+            with _utils.eval_mode(model), torch.no_grad():
+                info = {"success": model(x_adv).argmax(1) != y, **info}
+        return x_adv, info
+
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
+        """``(x_adv, info)``: the attack proper (``info["success"]`` may be left to
+        :meth:`__call__`, which computes it only when asked)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _run")
 
     def to_dict(self) -> dict[str, Any]:
         """``{"attack": class name, **settings}``, JSON-ready: tuples become lists,

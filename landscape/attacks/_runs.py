@@ -59,7 +59,9 @@ def runs(
             bar.close()
 
 
-def finish(x_adv: Tensor, x: Tensor, eps: float, norm: str, where: str, info=None):
-    """``x_adv`` after checking that it lies in the eps-ball (and ``info`` if given)."""
+def finish(
+    x_adv: Tensor, x: Tensor, eps: float, norm: str, where: str, info: dict
+) -> tuple[Tensor, dict]:
+    """``(x_adv, info)`` after checking that ``x_adv`` lies in the eps-ball."""
     _assert_in_ball(x_adv, x, eps, norm, where)
-    return x_adv if info is None else (x_adv, info)
+    return x_adv, info

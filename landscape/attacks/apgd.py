@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .. import _utils
 from ._ball import project, random_init, step_direction
-from ._base import Attack
+from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, dlr_targeted_loss, get_loss
 from ._runs import finish, runs, setup, target_order
 
@@ -47,7 +47,7 @@ def checkpoints(steps: int) -> list[int]:
     return [v for v in w if 0 < v <= steps]
 
 
-def _run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=1):
+def _one_run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=1):
     """One APGD run; returns (x_best_adv_or_xmax, broken, f_max, num_grad)."""
     n = x.shape[0]
     if target is not None:
@@ -154,21 +154,8 @@ class APGD(Attack):
     def _default_name(self) -> str:
         return f"apgd-{self.loss}"
 
-    def __call__(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        y: Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        progressbar: bool = False,
-        return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
-        """Attack ``(x, y)``; see :func:`apgd`."""
-        return _apgd(
-            model, x, y, self, loss=self.loss, num_targets=0, generator=generator,
-            progressbar=progressbar, return_info=return_info,
-        )  # fmt: skip
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
+        return _apgd(self, model, x, y, gen, bar, loss=self.loss, num_targets=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,21 +178,10 @@ class APGDT(Attack):
     def _default_name(self) -> str:
         return "apgd-t"
 
-    def __call__(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        y: Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        progressbar: bool = False,
-        return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
-        """Attack ``(x, y)``; see :func:`apgd_t`."""
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
         return _apgd(
-            model, x, y, self, loss="dlr", num_targets=self.num_targets,
-            generator=generator, progressbar=progressbar, return_info=return_info,
-        )  # fmt: skip
+            self, model, x, y, gen, bar, loss="dlr", num_targets=self.num_targets
+        )
 
 
 def _check_apgd(atk: APGD | APGDT) -> None:
@@ -217,7 +193,7 @@ def _check_apgd(atk: APGD | APGDT) -> None:
         raise ValueError(f"rho must be in (0, 1), got {atk.rho!r}")
 
 
-def _apgd(model, x, y, atk, *, loss, num_targets, generator, progressbar, return_info):
+def _apgd(atk, model, x, y, generator, progressbar, *, loss, num_targets) -> Run:
     """APGD (``num_targets=0``) or APGD-T on the points of ``(x, y)`` not yet
     broken, target by target and restart by restart."""
     where = "apgd_t" if num_targets else "apgd"
@@ -243,7 +219,7 @@ def _apgd(model, x, y, atk, *, loss, num_targets, generator, progressbar, return
             broken, plan, atk.restarts, progressbar=progressbar, desc=where
         ):
             target = order[idx, t] if num_targets else None
-            xa, bb, fm, ng = _run(
+            xa, bb, fm, ng = _one_run(
                 model, x[idx], y[idx], target, eps=eps, norm=norm, steps=atk.steps,
                 loss=loss, rho=atk.rho, gen=gen, eot_iter=atk.eot_iter,
             )  # fmt: skip
@@ -256,7 +232,7 @@ def _apgd(model, x, y, atk, *, loss, num_targets, generator, progressbar, return
                 best_f[idx[keep]] = fm[keep].to(best_f.dtype)
             broken[idx[bb]] = True
     info = {"success": broken, "num_grad": num_grad, "seed": seed}
-    return finish(x_adv, x, eps, norm, where, info if return_info else None)
+    return finish(x_adv, x, eps, norm, where, info)
 
 
 def apgd(

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._base import Attack
+from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _lp
 from ._runs import finish, runs, setup, target_order
 
@@ -122,7 +122,7 @@ def _linearise(model, x1, y, target, norm: str) -> tuple[Tensor, Tensor, Tensor]
     return df[rows, j], dg[rows, j], out.detach().argmax(1) != y
 
 
-def _run(model, x0, y, target, *, eps, norm, steps, alpha_max, eta, beta, start):
+def _one_run(model, x0, y, target, *, eps, norm, steps, alpha_max, eta, beta, start):
     """One FAB run; returns (best adversarial point, its norm (inf if none), #grad)."""
     n = x0.shape[0]
     best = torch.full((n,), float("inf"), device=x0.device, dtype=x0.dtype)
@@ -191,21 +191,11 @@ class FAB(Attack):
     def _num_targets(self) -> int:
         return 0
 
-    def __call__(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        y: Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        progressbar: bool = False,
-        return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
-        """Attack ``(x, y)``; see :func:`fab`."""
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
         num_targets = self._num_targets()
         where = "fab_t" if num_targets else "fab"
         eps, norm = self.eps, self.norm
-        x, y, gen, seed = setup(x, y, generator)
+        x, y, gen, seed = setup(x, y, gen)
         num_grad = 0
         with _utils.eval_mode(model), torch.no_grad():
             out = model(x)
@@ -219,11 +209,11 @@ class FAB(Attack):
             order, targets = target_order(out, num_targets)
             plan = targets if eps > 0 else []
             for t, r, idx in runs(
-                broken, plan, self.restarts, progressbar=progressbar, desc=where
+                broken, plan, self.restarts, progressbar=bar, desc=where
             ):
                 x0 = x[idx]
                 start = None if r == 0 else _start(x0, eps, norm, gen)
-                bx, bd, ng = _run(
+                bx, bd, ng = _one_run(
                     model, x0, y[idx], order[idx, t] if num_targets else None,
                     eps=eps, norm=norm, steps=self.steps, alpha_max=self.alpha_max,
                     eta=self.eta, beta=self.beta, start=start,
@@ -235,7 +225,7 @@ class FAB(Attack):
                 x_adv[idx[hit]] = bx[hit]
                 broken[idx[hit]] = True
         info = {"success": broken, "norm": dist, "num_grad": num_grad, "seed": seed}
-        return finish(x_adv, x, eps, norm, where, info if return_info else None)
+        return finish(x_adv, x, eps, norm, where, info)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,8 +10,9 @@ from torch import Tensor, nn
 
 from .. import _utils
 from ._ball import project, step_direction
-from ._base import Attack, Loss, summed
-from ._losses import _assert_in_ball, _check_first_output, _check_inputs
+from ._base import Attack, Gen, Loss, Run, summed
+from ._losses import _check_first_output, _check_inputs
+from ._runs import finish
 
 __all__ = ["FGSM", "fgsm"]
 
@@ -31,18 +32,8 @@ class FGSM(Attack):
         super().__post_init__()
         self._loss()
 
-    def __call__(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        y: Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        progressbar: bool = False,
-        return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
-        """Attack ``(x, y)``; see :func:`fgsm`."""
-        del generator, progressbar  # deterministic, a single step
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
+        del gen, bar  # deterministic, a single step
         eps, norm = self.eps, self.norm
         _check_inputs(x, y)
         y = y.long()  # int32 / uint8 labels pass the check; indexing needs int64
@@ -54,12 +45,7 @@ class FGSM(Attack):
             _check_first_output(out, "fgsm", y)
             (g,) = torch.autograd.grad(loss_fn(out, y), xi)
         x_adv = x + project(eps * step_direction(g, norm), x, eps, norm)
-        _assert_in_ball(x_adv, x, eps, norm, "fgsm")
-        if not return_info:
-            return x_adv
-        with _utils.eval_mode(model), torch.no_grad():
-            success = model(x_adv).argmax(1) != y
-        return x_adv, {"success": success, "num_grad": x.shape[0]}
+        return finish(x_adv, x, eps, norm, "fgsm", {"num_grad": x.shape[0]})
 
 
 def fgsm(

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from .. import _utils
 from ._ball import ascend_, per_example_norm, project, project_, random_init
 from ._ball import step_direction as _direction
-from ._base import Attack, Loss, is_recorded_callable, summed
+from ._base import Attack, Gen, Loss, Run, is_recorded_callable, summed
 from ._input_grad import input_grad_mode
 from ._losses import _check_first_output, get_loss
 from ._runs import finish, setup
@@ -121,7 +121,8 @@ class PGD(Attack):
     keep: str = "last"
     early_stop: bool = True
 
-    kind: ClassVar[str] = "white"
+    # train: the model in train mode (keep="last"); trace: per-run traces (keep="best")
+    options: ClassVar[tuple[str, ...]] = ("train", "trace")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -193,26 +194,17 @@ class PGD(Attack):
             delta = delta + alpha * grad / (per_example_norm(grad) + 1e-12)
         return project(delta, x, self.eps, self.norm)
 
-    def __call__(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        y: Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        train: bool = False,
-        trace: bool = False,
-        progressbar: bool = False,
-        return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
-        """Attack ``(x, y)``; see :func:`pgd` for the options."""
+    def _run(
+        self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool, *,
+        train: bool = False, trace: bool = False,
+    ) -> Run:  # fmt: skip
         if self.keep == "last":
             if trace:
                 raise ValueError("trace=True needs keep='best' (per-run traces)")
-            return _last(self, model, x, y, generator, train, return_info)
+            return _last(self, model, x, y, gen, train)
         if train:
             raise ValueError("train=True is the training attack's: keep='last'")
-        return _best(self, model, x, y, generator, trace, progressbar, return_info)
+        return _best(self, model, x, y, gen, trace, bar)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +229,7 @@ class FGSMRS(PGD):
 
 
 # -------------------------------------------------------------- keep="last"
-def _last(atk: PGD, model, x, y, generator, train: bool, return_info: bool):
+def _last(atk: PGD, model, x, y, generator, train: bool) -> Run:
     """One run from the start, the last iterate: the in-place training kernel."""
     eps, norm = atk.eps, atk.norm
     x = x.detach()
@@ -259,12 +251,8 @@ def _last(atk: PGD, model, x, y, generator, train: bool, return_info: bool):
                 ascend_(delta, grad, alpha, norm)
                 project_(delta, x, eps, norm)
         x_adv = x + delta
-    if not return_info:
-        return x_adv
-    with _utils.eval_mode(model), torch.no_grad():
-        success = model(x_adv).argmax(1) != y
     steps = atk.steps if eps > 0 else 0
-    return x_adv, {"success": success, "num_grad": steps * x.shape[0], "seed": seed}
+    return x_adv, {"num_grad": steps * x.shape[0], "seed": seed}
 
 
 def _input_grad(model, loss_fn, x: Tensor, delta: Tensor, y: Tensor, mode) -> Tensor:
@@ -286,7 +274,7 @@ def _per_example_loss(loss: Loss) -> Callable[[Tensor, Tensor], Tensor]:
     return get_loss(loss)
 
 
-def _run(
+def _one_run(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
@@ -367,7 +355,7 @@ def _restarts(model, x, y, st, atk: PGD, alphas, gen, progressbar, traces, loss_
                 delta = random_init(xs, atk.eps, atk.norm, gen)
             else:
                 delta = torch.zeros_like(xs)
-            bx, bb, bl, ng, nf = _run(
+            bx, bb, bl, ng, nf = _one_run(
                 model, xs, y[idx], delta, eps=atk.eps, norm=atk.norm, alpha=a,
                 steps=atk.steps, loss_fn=loss_fn, early_stop=atk.early_stop,
                 trace=traces,
@@ -388,7 +376,7 @@ def _restarts(model, x, y, st, atk: PGD, alphas, gen, progressbar, traces, loss_
     return num_grad, num_fwd, curve
 
 
-def _best(atk: PGD, model, x, y, generator, trace, progressbar, return_info):
+def _best(atk: PGD, model, x, y, generator, trace, progressbar) -> Run:
     """The evaluation PGD: the per-example worst case over restarts x step sizes."""
     x, y, gen, seed = setup(x, y, generator)
     alphas = list(atk.step_sizes()) if atk.eps > 0 else []
@@ -413,8 +401,7 @@ def _best(atk: PGD, model, x, y, generator, trace, progressbar, return_info):
     info.update(seed=seed, restart_curve=curve)
     if traces is not None:
         info["trace"] = traces
-    keep = return_info or trace
-    return finish(x_adv, x, atk.eps, atk.norm, "pgd", info if keep else None)
+    return finish(x_adv, x, atk.eps, atk.norm, "pgd", info)
 
 
 def pgd(
@@ -453,7 +440,7 @@ def pgd(
         train: run the model in train mode (BatchNorm batch statistics) instead of
             eval mode (``keep="last"``, the trainer's ``attack_train_mode``).
         trace: record per-step mean loss and robust accuracy of every run in
-            ``info["trace"]`` (``keep="best"``; implies ``return_info``).
+            ``info["trace"]`` (``keep="best"``, with ``return_info``).
         progressbar: a tqdm bar over runs (``keep="best"``).
         return_info: also return a dict with ``success`` (per-example bool),
             ``num_grad`` (input-gradient passes, summed over examples), ``seed``

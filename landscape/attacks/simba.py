@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._base import Attack
+from ._base import Attack, Gen, Run
 from ._losses import _check_first_output
 from ._runs import finish, setup
 
@@ -159,19 +159,9 @@ class SimBA(Attack):
     def _default_name(self) -> str:
         return "simba-dct" if self.dct else "simba"
 
-    def __call__(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        y: Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        progressbar: bool = False,
-        return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
-        """Attack ``(x, y)``; see :func:`simba`."""
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
         eps, norm, queries, dct = self.eps, self.norm, self.queries, self.dct
-        x, y, gen, seed = setup(x, y, generator)
+        x, y, gen, seed = setup(x, y, gen)
         l2_budget = eps if norm == "l2" else float("inf")
         if norm == "linf":
             linf_budget = eps
@@ -201,7 +191,7 @@ class SimBA(Attack):
             d = math.prod(shape)
             passes = max(1, math.ceil((queries - 1) / d))
             it = range(passes * d)
-            if progressbar:
+            if bar:
                 from tqdm.auto import tqdm
 
                 it = tqdm(it, desc="simba")
@@ -229,7 +219,7 @@ class SimBA(Attack):
             x_adv = x + delta.clamp(-eps, eps)
         info = {"success": wrong, "queries": nq, "seed": seed}
         info["norm_l2"] = (x_adv - x).flatten(1).norm(dim=1)
-        return finish(x_adv, x, eps, norm, "simba", info if return_info else None)
+        return finish(x_adv, x, eps, norm, "simba", info)
 
 
 def simba(

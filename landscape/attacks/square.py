@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._base import Attack
+from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, margin
 from ._runs import finish, setup
 
@@ -184,23 +184,13 @@ class Square(Attack):
         if self.p_init is not None:
             self._positive("p_init", high=1.0)
 
-    def __call__(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        y: Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        progressbar: bool = False,
-        return_info: bool = False,
-    ) -> Tensor | tuple[Tensor, dict]:
-        """Attack ``(x, y)``; see :func:`square`."""
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
         eps, norm, queries = self.eps, self.norm, self.queries
         if x.ndim != 4:
             raise ValueError(
                 f"square needs images (N, C, H, W), got shape {tuple(x.shape)}"
             )
-        x, y, gen, seed = setup(x, y, generator)
+        x, y, gen, seed = setup(x, y, gen)
         c, h, w = x.shape[1:]
         if norm == "l2" and min(h, w) < 5:
             raise ValueError(
@@ -222,7 +212,7 @@ class Square(Attack):
                 m_best[idx] = margin(model(cand), y[idx]).neg()
                 nq[idx] += 1
                 it = range(queries - 1)
-                if progressbar:
+                if bar:
                     from tqdm.auto import tqdm
 
                     it = tqdm(it, desc="square")
@@ -239,7 +229,7 @@ class Square(Attack):
                     x_best[idx[better]] = cand[better]
                     m_best[idx[better]] = m[better]
         info = {"success": m_best <= 0, "queries": nq, "seed": seed}
-        return finish(x_best, x, eps, norm, "square", info if return_info else None)
+        return finish(x_best, x, eps, norm, "square", info)
 
 
 def square(

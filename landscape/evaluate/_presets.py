@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import _utils, attacks
 
 __all__ = ["PRESETS", "preset_attacks"]
@@ -71,18 +73,9 @@ def preset_attacks(
         return queries if queries is not None else _n(v, scale, lo=2)
 
     if preset == "quick":
-        k = st(20)
-        return [
-            attacks.PGD(
-                eps=eps,
-                norm=norm,
-                steps=k,
-                restarts=rs(1),
-                loss="ce",
-                random_start=start,
-                keep="best",
-            )  # fmt: skip
-        ]
+        pgd = attacks.PGD(eps=eps, norm=norm, steps=st(20), restarts=rs(1), loss="ce",
+                          random_start=start, keep="best")  # fmt: skip
+        return [pgd]
     if preset == "standard":
         k = st(100)
         if num_classes >= 4:
@@ -100,30 +93,13 @@ def preset_attacks(
             attacks.Square(eps=eps, norm=norm, queries=qs(5000), p_init=0.8),
         ]
     k = st(100)
+    # the step-size grid, relative to eps: 10, 4, 2 and 1 times 2.5 eps / steps
     grid = tuple(2.5 / k * m for m in (10.0, 4.0, 2.0, 1.0))
+    pgd = attacks.PGD(eps=eps, norm=norm, steps=k, alpha_rel=grid, random_start=start,
+                      keep="best")  # fmt: skip
     return [
-        attacks.PGD(
-            eps=eps,
-            norm=norm,
-            steps=k,
-            alpha_rel=grid,
-            restarts=rs(25),
-            loss="ce",
-            patience=5,
-            random_start=start,
-            keep="best",
-            label=f"pgd-{k}-ce",
-        ),  # fmt: skip
-        attacks.PGD(
-            eps=eps,
-            norm=norm,
-            steps=k,
-            alpha_rel=grid,
-            restarts=rs(5),
-            loss="cw",
-            random_start=start,
-            keep="best",
-        ),  # fmt: skip
+        replace(pgd, restarts=rs(25), loss="ce", patience=5, label=f"pgd-{k}-ce"),
+        replace(pgd, restarts=rs(5), loss="cw"),
         attacks.SimBA(eps=eps, norm=norm, queries=qs(10000), dct=norm == "l2"),
         attacks.Square(eps=eps, norm=norm, queries=qs(5000)),
     ]
