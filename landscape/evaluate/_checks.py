@@ -202,7 +202,7 @@ def masking_checks(
         eps: the evaluated budgets; norm: ``"linf"`` or ``"l2"``.
         robust_accuracy: the protocol's robust accuracy per eps (the monotonicity
             check); broken_by: which attack broke each point (the black-box check).
-        specs: the protocol's attacks. was_training: the model's mode before the
+        attacks: the protocol's attacks. was_training: the model's mode before the
             evaluation (default its mode now).
         num_samples: points checked; steps: PGD steps; queries: Square queries.
         generator: its seed seeds every attack of the checks (each check starts
