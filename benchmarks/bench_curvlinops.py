@@ -52,10 +52,20 @@ def _setting(seed: int = 0):
     torch.manual_seed(seed)
     name = "fashion-mnist"
     try:
-        x, y = ldata.load_dataset(name, split="train", num_samples=512, seed=seed)
+        x, y = ldata.load_dataset(
+            name,
+            split="train",
+            num_samples=512,
+            generator=torch.Generator().manual_seed(seed),
+        )
     except (FileNotFoundError, OSError):
         name = "mnist"
-        x, y = ldata.load_dataset(name, split="train", num_samples=512, seed=seed)
+        x, y = ldata.load_dataset(
+            name,
+            split="train",
+            num_samples=512,
+            generator=torch.Generator().manual_seed(seed),
+        )
     model = bn_resnet(4)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     lf = torch.nn.CrossEntropyLoss()

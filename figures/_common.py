@@ -338,9 +338,18 @@ def mnist(ctx: Context, num_train: int, num_test: int) -> tuple[torch.Tensor, ..
     (``landscape.data.load_dataset``), on the CPU."""
     from landscape import data
 
-    x, y = data.load_dataset("mnist", ctx.data_root, num_samples=num_train)
+    x, y = data.load_dataset(
+        "mnist",
+        ctx.data_root,
+        num_samples=num_train,
+        generator=torch.Generator().manual_seed(0),
+    )
     xt, yt = data.load_dataset(
-        "mnist", ctx.data_root, split="test", num_samples=num_test
+        "mnist",
+        ctx.data_root,
+        split="test",
+        num_samples=num_test,
+        generator=torch.Generator().manual_seed(0),
     )
     return x, y, xt, yt
 
@@ -361,7 +370,7 @@ def mnist_or_synthetic(
             ctx.data_root,
             split=split,
             num_samples=n,
-            seed=ctx.seed,
+            generator=torch.Generator().manual_seed(ctx.seed),
             download=ctx.size != "smoke",
         )
     except Exception as err:  # no data folder

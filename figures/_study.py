@@ -185,9 +185,18 @@ def mnist(ctx, num_train: int | None = None) -> tuple[torch.Tensor, ...]:
     if key not in _DATA:
         from landscape import data
 
-        x, y = data.load_dataset("mnist", ctx.data_root, num_samples=n, seed=0)
+        x, y = data.load_dataset(
+            "mnist",
+            ctx.data_root,
+            num_samples=n,
+            generator=torch.Generator().manual_seed(0),
+        )
         xt, yt = data.load_dataset(
-            "mnist", ctx.data_root, split="test", num_samples=SIZE["num_test"], seed=0
+            "mnist",
+            ctx.data_root,
+            split="test",
+            num_samples=SIZE["num_test"],
+            generator=torch.Generator().manual_seed(0),
         )
         _DATA[key] = (x, y, xt, yt)
     return _DATA[key]

@@ -120,14 +120,20 @@ def _panels(ctx: _common.Context) -> list[dict]:
 
 def _gauss(dim: int, n: int, seed: int):
     x, y = ldata.gaussian_mixture(
-        n, dim, margin=1.0, noise=1.0, seed=seed, labels="pm1", dtype=torch.float64
+        n,
+        dim,
+        margin=1.0,
+        noise=1.0,
+        generator=torch.Generator().manual_seed(seed),
+        labels="pm1",
+        dtype=torch.float64,
     )
     xt, yt = ldata.gaussian_mixture(
         2000,
         dim,
         margin=1.0,
         noise=1.0,
-        seed=seed + 1,
+        generator=torch.Generator().manual_seed(seed + 1),
         labels="pm1",
         dtype=torch.float64,
     )

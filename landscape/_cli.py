@@ -362,7 +362,8 @@ def add_data(
     p.add_argument(
         "--dataset",
         default=dataset,
-        help=f"mnist, fashion-mnist, cifar10, cifar10-jpeg, ... (default {default})",
+        help="mnist, fashion-mnist, cifar10, cifar10-jpeg, cifar100, svhn, "
+        f"tiny-imagenet, imagenet (default {default})",
     )
     p.add_argument(
         "--data-root",
@@ -420,7 +421,7 @@ def data_options(
         "root": args.data_root,
         "split": split or args.split,
         "num_samples": args.num_samples if num_samples is ... else num_samples,
-        "seed": seed,
+        "generator": torch.Generator().manual_seed(seed),
     }
 
 

@@ -37,7 +37,12 @@ def gaussian_mlp(
     from landscape import data
 
     x, y = data.gaussian_mixture(
-        n, dim, num_classes=3, margin=margin, noise=1.0, seed=0
+        n,
+        dim,
+        num_classes=3,
+        margin=margin,
+        noise=1.0,
+        generator=torch.Generator().manual_seed(0),
     )
     x = (x - x.min()) / (x.max() - x.min())  # into [0, 1]
     torch.manual_seed(0)

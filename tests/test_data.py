@@ -82,15 +82,39 @@ def test_cifar10_jpeg_from_archive(data_root):
 
 
 @pytest.mark.data
+def test_cifar10_jpeg_sample_is_stratified_and_mixed(data_root):
+    """Issue 28: ``num_samples=1000`` came back sorted by class (``y[:10]`` all 0), so
+    ``x[:256]`` held classes 0-2 only."""
+    g = torch.Generator().manual_seed(0)
+    _, y = data.load_dataset("cifar10-jpeg", data_root, split="test", num_samples=1000,
+                             generator=g)  # fmt: skip
+    assert _hist(y) == [100] * 10
+    assert len(set(y[:10].tolist())) > 3
+    assert _hist(y[:256]).count(0) == 0  # the docs' x[:256] idiom covers every class
+
+
+@pytest.mark.data
 def test_subsets_stratified_and_deterministic(data_root):
     x1, y1 = data.load_dataset(
-        "mnist", data_root, split="test", num_samples=1000, seed=3
+        "mnist",
+        data_root,
+        split="test",
+        num_samples=1000,
+        generator=torch.Generator().manual_seed(3),
     )
     x2, y2 = data.load_dataset(
-        "mnist", data_root, split="test", num_samples=1000, seed=3
+        "mnist",
+        data_root,
+        split="test",
+        num_samples=1000,
+        generator=torch.Generator().manual_seed(3),
     )
     x3, _ = data.load_dataset(
-        "mnist", data_root, split="test", num_samples=1000, seed=4
+        "mnist",
+        data_root,
+        split="test",
+        num_samples=1000,
+        generator=torch.Generator().manual_seed(4),
     )
     assert torch.equal(x1, x2) and torch.equal(y1, y2) and not torch.equal(x1, x3)
     # proportional to the class counts (largest remainders): within one of n * p_k
@@ -402,8 +426,10 @@ def test_image_folder_dir_and_archive(tmp_path):
         assert x.shape == (6, 3, 5, 6) and y.tolist() == [0, 0, 1, 1, 2, 2]
         a = truth[("test", "bee", 1)].transpose(2, 0, 1).astype(np.float32) / 255
         assert torch.equal(x[3], torch.from_numpy(a))
-    xs, ys = data.load_image_folder(root, "train", num_samples=3, seed=0)
-    assert ys.tolist() == [0, 1, 2]
+    xs, ys = data.load_image_folder(
+        root, "train", num_samples=3, generator=torch.Generator().manual_seed(0)
+    )
+    assert sorted(ys.tolist()) == [0, 1, 2]  # one per class, in random order
     # rewriting a file in place is seen (the in-process cache is keyed by mtimes)
     zero = np.zeros((5, 6, 3), np.uint8)
     Image.fromarray(zero).save(root / "test" / "bee" / "1.png")
@@ -436,7 +462,7 @@ def test_root_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("LANDSCAPE_DATA")
     assert data.resolve_root() == data.default_root()  # one per-user cache
     with pytest.raises(ValueError, match="available"):
-        data.load_dataset("imagenet", tmp_path)
+        data.load_dataset("places365", tmp_path)
 
 
 # --------------------------------------------------------------------------- loaders
@@ -486,14 +512,37 @@ def test_batches_live_on_cuda():
 
 def test_subset_indices_properties():
     y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
-    idx = data.subset_indices(y, 20, seed=1)
+    idx = data.subset_indices(y, 20, generator=torch.Generator().manual_seed(1))
     assert torch.bincount(y[idx]).tolist() == [12, 6, 2]
-    assert torch.equal(idx, idx.sort().values) and len(set(idx.tolist())) == 20
-    assert torch.equal(idx, data.subset_indices(y, 20, seed=1))
-    assert not torch.equal(idx, data.subset_indices(y, 20, seed=2))
-    assert torch.equal(data.subset_indices(y, 100), torch.arange(100))
+    assert len(set(idx.tolist())) == 20
+    assert torch.equal(
+        idx, data.subset_indices(y, 20, generator=torch.Generator().manual_seed(1))
+    )
+    assert not torch.equal(
+        idx, data.subset_indices(y, 20, generator=torch.Generator().manual_seed(2))
+    )
+    full = data.subset_indices(y, 100, generator=torch.Generator().manual_seed(0))
+    assert sorted(full.tolist()) == list(range(100))
     with pytest.raises(ValueError):
         data.subset_indices(y, 101)
+
+
+def test_subset_of_class_sorted_data_is_mixed():
+    """A data set stored sorted by class (an image folder) gives a sample whose
+    prefixes are random samples too (the old sorted indices gave x[:n] of the first
+    classes only)."""
+    y = torch.arange(10).repeat_interleave(100)  # sorted by class
+    idx = data.subset_indices(y, 500, generator=torch.Generator().manual_seed(0))
+    assert torch.bincount(y[idx]).tolist() == [50] * 10
+    assert len(set(y[idx[:50]].tolist())) >= 8
+    assert not torch.equal(idx, idx.sort().values)
+    # the same set as the selection of earlier versions (sorted indices, one seed)
+    g = torch.Generator().manual_seed(0)
+    old = torch.cat(
+        [(y == c).nonzero().flatten()[torch.randperm(100, generator=g)[:50]]
+         for c in range(10)]
+    )  # fmt: skip
+    assert torch.equal(idx.sort().values, old.sort().values)
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -502,7 +551,7 @@ def test_subset_indices_properties():
 @pytest.mark.parametrize("margin, noise", [(0.1, 1.0), (1.0, 0.3), (0.0, 2.0)])
 def test_separable_binary_mixture_has_the_margin(margin, noise):
     x, y = data.gaussian_mixture(500, 10, margin=margin, noise=noise, separable=True,
-                                 labels="pm1", seed=1)  # fmt: skip
+                                 labels="pm1", generator=torch.Generator().manual_seed(1))  # fmt: skip
     m = y * x[:, 0]
     assert bool((m >= margin).all())
     assert float(m.min()) < margin + 0.05 * noise + 1e-6  # the margin is tight
@@ -511,20 +560,29 @@ def test_separable_binary_mixture_has_the_margin(margin, noise):
 
 
 def test_overlapping_mixture_means_and_overlap():
-    x, y = data.gaussian_mixture(20000, 3, margin=0.5, noise=1.0, seed=0)
+    x, y = data.gaussian_mixture(
+        20000, 3, margin=0.5, noise=1.0, generator=torch.Generator().manual_seed(0)
+    )
     s = 2 * y.double() - 1
     mean_dist = (s * x[:, 0].double()).mean()
     assert abs(float(mean_dist) - 0.5) < 0.03  # class means at +-margin e_0
     assert float(x[:, 1:].std()) == pytest.approx(1.0, abs=0.03)
     assert bool(((s * x[:, 0]) < 0).any())  # not separable by e_0
-    xs, _ = data.gaussian_mixture(10, 3, separable=True, seed=0)
+    xs, _ = data.gaussian_mixture(
+        10, 3, separable=True, generator=torch.Generator().manual_seed(0)
+    )
     assert xs.shape == (10, 3)
 
 
 def test_multiclass_separable_margin_and_balance():
     k, margin = 4, 0.3
     x, y = data.gaussian_mixture(
-        403, 6, num_classes=k, margin=margin, separable=True, seed=2
+        403,
+        6,
+        num_classes=k,
+        margin=margin,
+        separable=True,
+        generator=torch.Generator().manual_seed(2),
     )
     assert torch.bincount(y).tolist() == [101, 101, 101, 100]
     head = x[:, :k].double()
@@ -535,9 +593,9 @@ def test_multiclass_separable_margin_and_balance():
 
 
 def test_mixture_seeds_and_errors():
-    a = data.gaussian_mixture(64, 5, seed=7)
-    b = data.gaussian_mixture(64, 5, seed=7)
-    c = data.gaussian_mixture(64, 5, seed=8)
+    a = data.gaussian_mixture(64, 5, generator=torch.Generator().manual_seed(7))
+    b = data.gaussian_mixture(64, 5, generator=torch.Generator().manual_seed(7))
+    c = data.gaussian_mixture(64, 5, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
     x64, _ = data.gaussian_mixture(8, 2, dtype=torch.float64)

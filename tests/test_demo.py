@@ -119,7 +119,11 @@ def _train_subset(data_root, num):
 
     cfg = DemoConfig.smoke()
     x, y = data.load_dataset(
-        cfg.dataset, data_root, split="train", num_samples=cfg.num_train, seed=cfg.seed
+        cfg.dataset,
+        data_root,
+        split="train",
+        num_samples=cfg.num_train,
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     return x[:num], y[:num]
 

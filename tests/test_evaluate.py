@@ -577,7 +577,13 @@ def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
 
     res = run("relu", "--certify")
     cert, attacked = res.bracket
-    x, y = data.load_dataset("mnist", data_root, split="test", num_samples=30, seed=0)
+    x, y = data.load_dataset(
+        "mnist",
+        data_root,
+        split="test",
+        num_samples=30,
+        generator=torch.Generator().manual_seed(0),
+    )
     ref = certify.certify(net, (x, y), eps=0.01)
     np.testing.assert_array_equal(np.asarray(res.certified)[0], ref.certified[0])
     assert 0 < cert[0] <= attacked[0]

@@ -145,7 +145,10 @@ def _train(args, device) -> str:
     )
     name = _cli.dataset_name(args, info["dataset"])
     x, y = data.load_dataset(
-        name, args.data_root, num_samples=args.num_train, seed=args.seed
+        name,
+        args.data_root,
+        num_samples=args.num_train,
+        generator=torch.Generator().manual_seed(args.seed),
     )
     loader = data.batches(
         x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, device=device
@@ -198,7 +201,11 @@ def _scan(args, device) -> str:
         curve = Curve.load(p / "curve.pt" if p.is_dir() else p)
     name = _cli.dataset_name(args, info["dataset"])
     xt, yt = data.load_dataset(
-        name, args.data_root, split="test", num_samples=args.num_samples, seed=args.seed
+        name,
+        args.data_root,
+        split="test",
+        num_samples=args.num_samples,
+        generator=torch.Generator().manual_seed(args.seed),
     )
     test = data.batches(xt, yt, batch_size=args.batch_size, device=device)
     train_data = None
@@ -206,7 +213,10 @@ def _scan(args, device) -> str:
 
     if has_batchnorm(a):
         x, y = data.load_dataset(
-            name, args.data_root, num_samples=args.num_bn, seed=args.seed
+            name,
+            args.data_root,
+            num_samples=args.num_bn,
+            generator=torch.Generator().manual_seed(args.seed),
         )
         train_data = data.batches(x, y, batch_size=args.batch_size, device=device)
     attack = attack_from_args(args, keep="best")

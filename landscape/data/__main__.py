@@ -7,6 +7,10 @@ Examples::
     python -m landscape.data info
     python -m landscape.data download mnist --root data
     python -m landscape.data download cifar10 --mirror file:///mnt/mirror/
+    python -m landscape.data download cifar100 svhn tiny-imagenet
+
+ImageNet cannot be downloaded without registration: put its validation set sorted
+into class folders at ROOT/imagenet/val/<wnid>/*.JPEG.
 """
 
 from __future__ import annotations
@@ -72,10 +76,15 @@ def _info(root_arg: str | None, verify: bool) -> int:
     print(f"data root: {root.resolve()} ({src})")
     for name, spec in DATASETS.items():
         folder = root / spec.folder
-        if not spec.files:
-            archive = root / (spec.folder + ".tar.gz")
+        if not spec.files:  # a folder or its archive (cifar10-jpeg, tiny-imagenet)
+            aname = spec.archive[0] if spec.archive else spec.folder + ".tar.gz"
+            archive = root / aname
             where = folder if folder.is_dir() else archive if archive.exists() else None
             print(f"  {name:<14} {'present: ' + str(where) if where else 'missing'}")
+            if where is None and spec.downloadable:
+                print(
+                    f"      fix: python -m landscape.data download {name} --root {root}"
+                )
             continue
         status = []
         for f, md5 in spec.files.items():

@@ -41,7 +41,16 @@ MIRRORS: dict[str, list[str]] = {
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
         "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
     ],
-    "cifar10": ["https://www.cs.toronto.edu/~kriz/"],
+    "cifar10": [
+        "https://www.cs.toronto.edu/~kriz/",
+        "https://cave.cs.toronto.edu/kriz/",
+    ],
+    "cifar100": [
+        "https://www.cs.toronto.edu/~kriz/",
+        "https://cave.cs.toronto.edu/kriz/",
+    ],
+    "svhn": ["http://ufldl.stanford.edu/housenumbers/"],
+    "tiny-imagenet": ["http://cs231n.stanford.edu/"],
 }
 
 

@@ -1,4 +1,4 @@
-"""Readers for the standard dataset files: IDX (.gz), CIFAR python pickles, image folders.
+"""Readers for the standard dataset files: IDX (.gz), CIFAR python pickles, SVHN ``.mat``.
 
 Every reader validates what it decodes (gzip integrity, magic numbers, sizes, checksums of
 known files) and raises :class:`landscape.io.CorruptFileError` with the file name and what
@@ -14,7 +14,6 @@ import hashlib
 import io as _io
 import os
 import pickle
-import tarfile
 import zlib
 from pathlib import Path
 
@@ -22,16 +21,7 @@ import numpy as np
 
 from ..io import CorruptFileError
 
-__all__ = [
-    "md5sum",
-    "read_idx",
-    "read_cifar_batches",
-    "read_image_folder",
-    "IMAGE_EXTENSIONS",
-]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".webp")
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+__all__ = ["md5sum", "read_idx", "read_cifar_batches", "read_svhn_mat"]
 
 
 def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -194,13 +184,17 @@ def read_cifar_batches(
     split: str = "train",
     *,
     md5s: dict[str, str] | None = None,
+    files: list[str] | tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read CIFAR-10 python pickle batches (``data_batch_1..5`` or ``test_batch``).
+    """Read CIFAR python pickle batches (CIFAR-10's ``data_batch_1..5`` or
+    ``test_batch``; CIFAR-100's ``train`` or ``test`` with ``files=``, whose
+    ``fine_labels`` are the labels).
 
     Args:
-        folder: the ``cifar-10-batches-py`` folder.
+        folder: the ``cifar-10-batches-py`` (``cifar-100-python``) folder.
         split: ``"train"`` (the five data batches) or ``"test"``.
         md5s: expected md5 per batch file name (no check for names not in it).
+        files: the batch files to read (default: CIFAR-10's files of ``split``).
 
     Returns:
         ``(x, y)``: uint8 array ``(N, 3, 32, 32)`` and int64 labels ``(N,)``.
@@ -213,157 +207,73 @@ def read_cifar_batches(
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     folder = Path(folder)
     xs, ys = [], []
-    for name in CIFAR10_BATCHES[split]:
+    for name in CIFAR10_BATCHES[split] if files is None else files:
         p = folder / name
         if not p.exists():
-            raise FileNotFoundError(f"CIFAR-10 batch {p} does not exist")
+            raise FileNotFoundError(f"CIFAR batch {p} does not exist")
         x, y = _read_cifar_file(p, (md5s or {}).get(name))
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
 
 
-# --------------------------------------------------------------------------- folders
+# --------------------------------------------------------------------------- SVHN
 
 
-def _is_archive(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(_ARCHIVE_SUFFIXES)
+def read_svhn_mat(
+    path: str | os.PathLike, *, md5: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read an SVHN ``*_32x32.mat`` file (MATLAB v5, read with ``scipy.io.loadmat``).
 
-
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _decode_images(items: list[tuple[str, bytes]], where: Path) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError as err:  # pragma: no cover - pillow ships with matplotlib
-        raise ImportError(
-            "reading image folders needs Pillow: pip install pillow"
-        ) from err
-    arrays: list[np.ndarray] = []
-    mode = None
-    shape = None
-    for name, blob in items:
-        try:
-            with Image.open(_io.BytesIO(blob)) as img:
-                if mode is None:
-                    mode = "L" if img.mode in ("L", "1", "I;16", "I", "LA") else "RGB"
-                a = np.asarray(img.convert(mode), dtype=np.uint8)
-        except Exception as err:
-            raise CorruptFileError(
-                f"{where}: cannot decode image {name} ({type(err).__name__}: {err})"
-            ) from err
-        if shape is None:
-            shape = a.shape
-        elif a.shape != shape:
-            raise ValueError(
-                f"{where}: image {name} has shape {a.shape} but the first image has "
-                f"{shape}; resize the folder to one size before loading it"
-            )
-        arrays.append(a)
-    if not arrays:
-        return np.zeros((0, 1, 1, 1), dtype=np.uint8)
-    x = np.stack(arrays)
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    x = np.ascontiguousarray(x)
-    x.flags.writeable = False
-    return x
-
-
-@functools.lru_cache(maxsize=4)
-def _read_folder_cached(
-    path: str, size: int, mtime: int, split: str
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    p = Path(path)
-    entries: list[tuple[str, str, bytes]] = []  # (class, name, bytes)
-    classes: set[str] = set()
-    if _is_archive(p):
-        try:
-            with tarfile.open(p, "r:*") as tar:
-                for m in tar:
-                    if not m.isfile() or not _is_image(m.name):
-                        continue
-                    parts = m.name.strip("/").split("/")
-                    if len(parts) < 3 or parts[-3] not in ("train", "test", split):
-                        continue
-                    classes.add(parts[-2])
-                    if parts[-3] == split:
-                        f = tar.extractfile(m)
-                        assert f is not None
-                        entries.append((parts[-2], m.name, f.read()))
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-            raise CorruptFileError(
-                f"{p} is not a readable tar archive ({type(err).__name__}: {err}); "
-                "it is probably truncated"
-            ) from err
-    else:
-        for s in {"train", "test", split}:
-            if (p / s).is_dir():
-                classes.update(c.name for c in (p / s).iterdir() if c.is_dir())
-        base = p / split
-        if not base.is_dir():
-            raise FileNotFoundError(
-                f"{base} does not exist: an image folder is laid out "
-                f"root/{{train,test}}/<class>/*.png|jpg"
-            )
-        for c in sorted(base.iterdir()):
-            if c.is_dir():
-                for f in sorted(c.iterdir()):
-                    if f.is_file() and _is_image(f.name):
-                        entries.append((c.name, str(f), f.read_bytes()))
-    if not entries:
-        raise FileNotFoundError(
-            f"no images found for split {split!r} in {p} (expected "
-            f"{split}/<class>/*.png|jpg)"
-        )
-    names = tuple(sorted(classes))
-    index = {c: i for i, c in enumerate(names)}
-    entries.sort(key=lambda e: (index[e[0]], e[1]))
-    x = _decode_images([(n, b) for _, n, b in entries], p)
-    y = np.array([index[c] for c, _, _ in entries], dtype=np.int64)
-    y.flags.writeable = False
-    return x, y, names
-
-
-def read_image_folder(
-    path: str | os.PathLike, split: str = "train"
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Read ``path/{split}/<class>/*.png|jpg`` from a folder or a ``.tar[.gz]`` archive.
-
-    In an archive, members named ``[prefix/]split/<class>/<file>`` are used. Classes
-    are the sorted union of the class folders of the train and test splits (so the
-    label of a class is the same in both); images are ordered by class, then name.
+    The file holds ``X`` (32 x 32 x 3 x N uint8) and ``y`` (N x 1, digits 1..10 with
+    10 meaning 0); digit ``d`` gets label ``d``.
 
     Returns:
-        ``(x, y, classes)``: uint8 ``(N, C, H, W)`` with ``C`` 1 for grayscale images
-        and 3 otherwise, int64 labels, and the class names.
+        ``(x, y)``: uint8 ``(N, 3, 32, 32)`` and int64 labels ``(N,)`` in 0..9.
 
     Raises:
-        FileNotFoundError: no such folder/archive or no images for the split.
-        CorruptFileError: unreadable archive or image.
-        ValueError: images of different sizes.
+        FileNotFoundError: no such file.
+        CorruptFileError: bad checksum, unreadable file, wrong fields or shapes.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"image folder or archive {path} does not exist")
-    if path.is_dir():
-        key = (str(path.resolve()), 0, _dir_mtime(path, split))
-    else:
-        key = _stat_key(path)
-    return _read_folder_cached(*key, split)
+        raise FileNotFoundError(f"SVHN file {path} does not exist")
+    return _read_svhn_cached(*_stat_key(path), md5)
 
 
-def _dir_mtime(path: Path, split: str) -> int:
-    """A stamp that changes when any file of the split is added, removed or rewritten."""
-    base = path / split
-    stamp = path.stat().st_mtime_ns
-    if base.is_dir():
-        for c in base.iterdir():
-            st = c.stat()
-            stamp = hash((stamp, c.name, st.st_mtime_ns))
-            if c.is_dir():
-                for f in c.iterdir():
-                    st = f.stat()
-                    stamp = hash((stamp, f.name, st.st_size, st.st_mtime_ns))
-    return stamp
+@functools.lru_cache(maxsize=2)
+def _read_svhn_cached(
+    path: str, size: int, mtime: int, md5: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    import scipy.io
+
+    p = Path(path)
+    raw = p.read_bytes()
+    _check_md5(p, raw, md5)
+    try:
+        d = scipy.io.loadmat(_io.BytesIO(raw), variable_names=("X", "y"))
+    except Exception as err:
+        raise CorruptFileError(
+            f"{p} is not a readable MATLAB file ({type(err).__name__}: {err}); it is "
+            "probably truncated: delete it and download it again"
+        ) from err
+    if "X" not in d or "y" not in d:
+        raise CorruptFileError(
+            f"{p}: an SVHN file holds 'X' and 'y', found {sorted(d)}"
+        )
+    xm, ym = np.asarray(d["X"]), np.asarray(d["y"]).reshape(-1)
+    if xm.dtype != np.uint8 or xm.ndim != 4 or xm.shape[:3] != (32, 32, 3):
+        raise CorruptFileError(
+            f"{p}: 'X' must be 32 x 32 x 3 x N uint8, got {xm.shape} {xm.dtype}"
+        )
+    if ym.shape != (xm.shape[3],):
+        raise CorruptFileError(f"{p}: {xm.shape[3]} images but {ym.size} labels")
+    if ym.size and (int(ym.min()) < 1 or int(ym.max()) > 10):
+        raise CorruptFileError(
+            f"{p}: SVHN labels are 1..10, found {int(ym.min())}..{int(ym.max())}"
+        )
+    x = np.ascontiguousarray(xm.transpose(3, 2, 0, 1))
+    y = (ym.astype(np.int64)) % 10
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y

@@ -9,40 +9,47 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import _utils
+
 __all__ = ["Batches", "batches", "subset_indices"]
 
 
 def subset_indices(
-    y: Tensor, num_samples: int, *, stratified: bool = True, seed: int = 0
+    y: Tensor,
+    num_samples: int,
+    *,
+    stratified: bool = True,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Indices of a deterministic subset of ``num_samples`` samples, in dataset order.
+    """Indices of a random sample of ``num_samples`` samples, in random order.
 
     Stratified selection keeps the class proportions: class ``k`` gets
     ``floor(num_samples * n_k / N)`` samples plus one for the classes with the largest
-    remainders, drawn uniformly at random within the class.
+    remainders, drawn uniformly at random within the class. The chosen indices are
+    then shuffled, so every prefix of the sample is itself a random sample (a data set
+    stored sorted by class never gives a batch of a few classes).
 
     Args:
         y: integer labels ``(N,)`` (any labels when ``stratified=False``).
-        num_samples: subset size, ``0 <= num_samples <= N``.
+        num_samples: sample size, ``0 <= num_samples <= N``.
         stratified: keep class proportions.
-        seed: seed of a private generator.
+        generator: draws the sample (default: a seed drawn from torch's global RNG).
 
     Returns:
-        Sorted int64 indices.
+        int64 indices in random order.
 
     Example:
         >>> y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
-        >>> torch.bincount(y[subset_indices(y, 10)]).tolist()
+        >>> idx = subset_indices(y, 10, generator=torch.Generator().manual_seed(0))
+        >>> torch.bincount(y[idx]).tolist()
         [5, 3, 2]
     """
     n = len(y)
     if not 0 <= num_samples <= n:
         raise ValueError(f"num_samples must be in [0, {n}], got {num_samples}")
-    g = torch.Generator().manual_seed(int(seed))
-    if num_samples == n:
-        return torch.arange(n)
+    g, _ = _utils.make_generator(generator)
     if not stratified:
-        return torch.randperm(n, generator=g)[:num_samples].sort().values
+        return torch.randperm(n, generator=g)[:num_samples]
     y = y.detach().cpu()
     classes, counts = torch.unique(y, return_counts=True)
     exact = counts.double() * num_samples / n
@@ -57,7 +64,8 @@ def subset_indices(
     for c, q in zip(classes, quota):
         idx = (y == c).nonzero().flatten()
         picks.append(idx[torch.randperm(len(idx), generator=g)[: int(q)]])
-    return torch.cat(picks).sort().values
+    chosen = torch.cat(picks)
+    return chosen[torch.randperm(len(chosen), generator=g)]
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -78,7 +86,9 @@ class Batches:
     in pinned host memory and each batch is copied (with a warning).
 
     With ``shuffle=True`` each pass over the data uses the permutation of its epoch,
-    drawn from a generator seeded by ``(seed, epoch)``. The epoch advances by one after
+    drawn from a generator seeded by ``(seed, epoch)``. (It takes a ``seed``, not a
+    ``generator``: each epoch's order must be recomputable from the seed alone, so that
+    a resumed training run sees the orders of the run it continues.) The epoch advances by one after
     every pass; :meth:`set_epoch` sets it explicitly (e.g. when resuming), so both
     ``for e in range(E): loader.set_epoch(e); ...`` and plain repeated iteration give
     the same orders.

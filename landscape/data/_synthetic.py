@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from .. import _utils
+
 __all__ = ["gaussian_mixture", "binary_subset"]
 
 
@@ -24,11 +26,11 @@ def gaussian_mixture(
     margin: float = 1.0,
     noise: float = 1.0,
     separable: bool = False,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
     labels: str = "index",
     dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:
-    """Seeded Gaussian mixture with balanced classes, in random order.
+    """Gaussian mixture with balanced classes, in random order.
 
     ``margin`` is the distance from the data to the decision boundary of the reference
     classifier, which is known in closed form:
@@ -55,7 +57,8 @@ def gaussian_mixture(
         margin: distance to the boundary (see above), >= 0.
         noise: standard deviation of the isotropic Gaussian noise, >= 0.
         separable: guarantee linear separability with the margin.
-        seed: seed of a private generator (same seed, same data).
+        generator: draws the data (default: a seed drawn from torch's global RNG);
+            a generator with the same seed gives the same data.
         labels: ``"index"`` (int64 in ``0..K-1``) or ``"pm1"`` (binary only: float
             ``-1``/``+1`` labels in ``dtype``; class 0 is ``-1``).
         dtype: floating dtype of ``x``.
@@ -82,7 +85,7 @@ def gaussian_mixture(
         raise ValueError("dim must be >= 1 and num_samples >= 0")
     if margin < 0 or noise < 0:
         raise ValueError(f"margin and noise must be >= 0, got {margin}, {noise}")
-    g = torch.Generator().manual_seed(int(seed))
+    g, _ = _utils.make_generator(generator)
     counts = [
         num_samples // num_classes + (k < num_samples % num_classes)
         for k in range(num_classes)

@@ -89,7 +89,13 @@ def data_stage(ctx: Context, data_root: str | Path | None) -> None:
 
     cfg = ctx.cfg
     train, test = (
-        data.load_dataset(cfg.dataset, data_root, split=s, num_samples=n, seed=cfg.seed)
+        data.load_dataset(
+            cfg.dataset,
+            data_root,
+            split=s,
+            num_samples=n,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
         for s, n in (("train", cfg.num_train), ("test", cfg.num_test))
     )
     ctx.data = (train, test)

@@ -187,10 +187,18 @@ def _main(args: argparse.Namespace) -> int:
     )
     dataset = cfg.dataset.name
     x, y = _data.load_dataset(
-        dataset, args.data_root, split="train", num_samples=num_train, seed=cfg.seed
+        dataset,
+        args.data_root,
+        split="train",
+        num_samples=num_train,
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     xt, yt = _data.load_dataset(
-        dataset, args.data_root, split="test", num_samples=num_test, seed=cfg.seed
+        dataset,
+        args.data_root,
+        split="test",
+        num_samples=num_test,
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     device = _cli.device(args)
     if device.type == "cuda" and device.index is None:  # torchrun: one GPU per rank
