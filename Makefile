@@ -25,6 +25,8 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[test,lint,notebooks,docs]"
 	$(PY) -m pip install -q --no-deps -c constraints.txt pyautoattack==0.2.0
+	# the reference architectures of tests/test_zoo.py (the wheel only, never installed)
+	$(PY) -m pip download -q --no-deps -d $(VENV)/reference robustbench==1.1.1
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -279,7 +279,8 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         "--arch",
         default=None,
         help="landscape.models.build name for a checkpoint that records none "
-        "(overrides the checkpoint's)",
+        "(overrides the checkpoint's), or a published model of the zoo "
+        "(Carmon2019Unlabeled, Salman2020Do_R50, ...; landscape.models.ZOO)",
     )
     p.add_argument(
         "--arch-kwargs",
@@ -292,7 +293,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 _CHECKPOINT_HELP = (
     "a run folder of python -m landscape.train (final.pt + config.json), a checkpoint "
     "of it, or a file {'model': state_dict, 'arch': NAME, 'arch_kwargs': {...}} "
-    "(a bare state dict with --arch)"
+    "(a bare state dict with --arch); a downloaded zoo checkpoint with --arch ZOO_NAME"
 )
 
 
@@ -338,14 +339,23 @@ def checkpoint_options(
         >>> checkpoint_options(a)
         {'arch': 'lenet', 'arch_kwargs': None, 'device': device(type='cpu'), 'trust': False}
     """
-    out: dict[str, Any] = {
-        "arch": args.arch,
-        "arch_kwargs": args.arch_kwargs if arch_kwargs is None else arch_kwargs,
-    }
+    kwargs = args.arch_kwargs if arch_kwargs is None else arch_kwargs
+    out: dict[str, Any] = {"arch": args.arch, "arch_kwargs": _arch_kwargs(args, kwargs)}
     if hasattr(args, "ensemble"):
         out["ensemble"] = args.ensemble
     out.update(device=device(args), trust=args.trust_checkpoint)
     return out
+
+
+def _arch_kwargs(args: argparse.Namespace, kwargs: dict | None) -> dict | None:
+    """With ``--arch``, ``--dataset`` also goes to ``models.build``: it picks among zoo
+    entries of one name (``--arch Standard``) and sets a plain architecture's input
+    shape, class count and normalisation (unless ``--arch-kwargs`` sets them)."""
+    arch, dataset = getattr(args, "arch", None), getattr(args, "dataset", None)
+    given = set(kwargs or {})
+    if arch and dataset and not given & {"dataset", "in_shape", "num_classes"}:
+        return {**(kwargs or {}), "dataset": dataset}
+    return kwargs
 
 
 def add_data(

@@ -11,7 +11,13 @@ command-line tool:
   end-of-period models as one :class:`Ensemble` (Liu et al., Sec. 5);
 - :func:`load_members`: the end-of-period models one by one;
 - :func:`run_config`: the configuration a run folder or checkpoint records, and
-  :func:`recorded_dataset`, the dataset in it.
+  :func:`recorded_dataset`, the dataset in it; :func:`published_config`, what a
+  published (zoo) model's registry entry stands in for it.
+
+A downloaded checkpoint of the public zoo loads with ``arch=`` its zoo name
+(``"Carmon2019Unlabeled"``): every layout :func:`landscape.models.fit_state_dict`
+knows (``state_dict`` / ``model_state_dict`` wrappers, ``module.`` prefixes,
+RobustBench's and the ``robustness`` library's files) maps onto the rebuilt model.
 
 The architecture is rebuilt by name (:func:`landscape.models.build`) from the
 checkpoint or the run's ``config.json``, or given as ``model=`` (an instance whose
@@ -42,6 +48,7 @@ __all__ = [
     "load_members",
     "run_config",
     "recorded_dataset",
+    "published_config",
     "FINAL",
     "period_checkpoint",
 ]
@@ -134,28 +141,20 @@ def _files(path: Path, members: bool) -> tuple[list[Path], dict]:
     return [path / FINAL], cfg
 
 
-def _mismatch(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()]
-    text = "; ".join(lines[:2]) or str(err)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def _fit(net: nn.Module, obj: Any, file: Path, name: str) -> nn.Module:
-    state = obj.get("model", obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ValueError(
-            f"{file} holds no state dict (a dict of tensors, or {{'model': "
-            "state_dict}}) - save model.state_dict() with torch.save"
-        )
+    """Load ``obj``'s weights into ``net`` through :func:`landscape.models.fit_state_dict`
+    (this package's checkpoints and the published zoo's file layouts)."""
+    from . import models
+
     try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
+        models.fit_state_dict(
+            net, obj, source=str(file), target=f"the architecture {name}"
+        )
+    except models.CheckpointMismatchError as err:
         raise ValueError(
-            f"the weights in {file} do not fit the architecture {name} "
-            f"({_mismatch(err)}) - pass the architecture the checkpoint was trained "
-            "with (arch= and arch_kwargs=, --arch and --arch-kwargs, or model=)"
+            f"{err} - pass the architecture the checkpoint was trained with (arch= and "
+            "arch_kwargs=, --arch and --arch-kwargs, or model=; a published model by "
+            "its zoo name, see landscape.models.ZOO)"
         ) from None
     return net
 
@@ -178,7 +177,8 @@ def _template(
         raise ValueError(
             f"{file} records no architecture (no 'arch' or 'config' in it, no "
             "config.json beside it) - pass arch=NAME (--arch NAME; one of "
-            f"{', '.join(models.available())}) or model=an instance"
+            f"{', '.join(models.available())}, or a zoo model such as "
+            "Carmon2019Unlabeled) or model=an instance"
         )
     base = {}
     if arch is None:
@@ -337,3 +337,26 @@ def recorded_dataset(config: dict) -> str | None:
     if not name:
         name = (config.get("model_kwargs") or {}).get("dataset")
     return str(name) if name else None
+
+
+def published_config(model: nn.Module) -> dict:
+    """What a published model's registry entry says in place of a run configuration:
+    ``{"dataset", "eps", "norm", "zoo"}`` for a model built from a zoo name
+    (:data:`landscape.models.ZOO`), ``{}`` for any other model.
+
+    Example:
+        >>> from landscape import models
+        >>> with torch.device("meta"):
+        ...     net = models.build("Wong2020Fast")
+        >>> published_config(net)["norm"], round(published_config(net)["eps"] * 255)
+        ('linf', 8)
+    """
+    entry = getattr(model, "zoo_entry", None)
+    if entry is None:
+        return {}
+    return {
+        "dataset": entry.dataset,
+        "eps": entry.eps,
+        "norm": entry.norm,
+        "zoo": entry.key,
+    }

@@ -40,8 +40,64 @@ def _n(model: nn.Module) -> int:
 
 def test_registry_lists_all_models():
     assert models.available() == sorted(
-        ["linear", "mlp", "lenet", "madry_cnn", "vgg16", "resnet18", "preact_resnet18"]
+        ["linear", "mlp", "lenet", "madry_cnn", "vgg16", "resnet18", "preact_resnet18",
+         "wide_resnet", "dm_wide_resnet", "dm_preact_resnet", "cifar_resnet",
+         "cifar_preact_resnet", "resnet50"]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "dataset, shape, classes",
+    [
+        ("mnist", MNIST, 10),
+        ("cifar10", CIFAR, 10),
+        ("cifar10-jpeg", CIFAR, 10),
+        ("cifar100", CIFAR, 100),
+        ("svhn", CIFAR, 10),
+        ("tiny-imagenet", (3, 64, 64), 200),
+    ],
+)
+def test_dataset_sets_shape_classes_and_statistics(dataset, shape, classes):
+    """Issue 28: ``build("resnet18", dataset="cifar10")`` built a 1-channel 28 x 28
+    network with CIFAR-10's statistics, which failed later with a shape error."""
+    m = models.build("resnet18", dataset=dataset)
+    assert m.build_config["in_shape"] == shape and m(torch.rand(2, *shape)).shape == (
+        2,
+        classes,
     )
+    assert m.normalize.mean.tolist() == pytest.approx(models.DATASET_STATS[dataset][0])
+    assert (
+        models.build("resnet18", dataset=dataset, in_shape=shape).build_config[
+            "in_shape"
+        ]
+        == shape
+    )  # agreeing values are fine
+
+
+def test_conflicting_shape_or_classes_is_an_error():
+    with pytest.raises(ValueError, match=r"in_shape=\(1, 28, 28\) contradicts dataset"):
+        models.build("resnet18", dataset="cifar10", in_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match="num_classes=10 contradicts .*cifar100"):
+        models.build("resnet18", dataset="cifar100", num_classes=10)
+    # without a dataset the old defaults hold: MNIST's shape, 10 classes
+    assert models.build("lenet").build_config["in_shape"] == MNIST
+    imagenet = models.build("resnet50", dataset="imagenet")
+    assert imagenet.fc.out_features == 1000
+    assert imagenet.normalize.std.tolist() == pytest.approx([0.229, 0.224, 0.225])
+
+
+def test_zoo_architectures_reject_what_they_cannot_run():
+    with pytest.raises(ValueError, match="32x32"):
+        models.build("wide_resnet", dataset="tiny-imagenet")
+    with pytest.raises(ValueError, match="published widths"):
+        models.build("wide_resnet", dataset="cifar10", width=0.5)
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        models.build("dm_wide_resnet", dataset="cifar10", depth=27)
+    m = models.build("dm_wide_resnet", dataset="cifar10", depth=10, widen_factor=1)
+    assert isinstance(m.relu, nn.SiLU)  # the published activation by default
+    twin = models.smooth_twin(models.build("wide_resnet", dataset="cifar10", depth=10,
+                                           widen_factor=1))  # fmt: skip
+    assert not any(isinstance(x, nn.ReLU) for x in twin.modules())
 
 
 @pytest.mark.parametrize("name, shape", list(PARAM_COUNTS), ids=lambda v: str(v))

@@ -26,14 +26,17 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "softplus": nn.Softplus,
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
+    "silu": nn.SiLU,
 }
 
 
 def make_activation(name: str) -> nn.Module:
-    """A fresh activation module by name (``relu``, ``softplus``, ``gelu``, ``tanh``)."""
+    """A fresh activation module by name (``relu``, ``softplus``, ``gelu``, ``tanh``,
+    ``silu``; ``swish`` is ``silu``)."""
     if isinstance(name, nn.Module):
         return copy.deepcopy(name)
     key = str(name).lower()
+    key = "silu" if key == "swish" else key
     if key not in ACTIVATIONS:
         raise ValueError(
             f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}"
@@ -55,8 +58,9 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float] | float, std: Sequence[float] | float):
         super().__init__()
-        m = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        s = torch.as_tensor(std, dtype=torch.float32).flatten()
+        # checked on the CPU (the module may be built under torch.device("meta"))
+        m = torch.as_tensor(mean, dtype=torch.float32, device="cpu").flatten()
+        s = torch.as_tensor(std, dtype=torch.float32, device="cpu").flatten()
         if m.shape != s.shape:
             raise ValueError(f"mean {tuple(m.shape)} and std {tuple(s.shape)} differ")
         if (s <= 0).any():

@@ -30,13 +30,6 @@ from ._config import PRESETS, DataRecord, TrainConfig, preset, smoke
 
 __all__ = ["main"]
 
-_IN_SHAPES = {
-    "mnist": (1, 28, 28),
-    "fashion-mnist": (1, 28, 28),
-    "cifar10": (3, 32, 32),
-    "cifar10-jpeg": (3, 32, 32),
-}
-
 
 def _periods(s: str) -> Any:
     """``3`` (equal periods) or ``0,40,80,120`` (boundaries)."""
@@ -207,12 +200,8 @@ def _main(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(
         cfg,
         dataset=DataRecord(dataset, num_train=len(x), num_test=len(xt)),
-        model_kwargs={
-            "in_shape": list(_IN_SHAPES.get(dataset, x.shape[1:])),
-            "num_classes": 10,
-            "dataset": dataset,
-            **cfg.model_kwargs,
-        },
+        # dataset= sets the input shape, the class count and the normalisation
+        model_kwargs={"dataset": dataset, **cfg.model_kwargs},
     )
     torch.manual_seed(cfg.seed)
     model = _models.build(cfg.model, **cfg.model_kwargs).to(device)
