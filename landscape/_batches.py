@@ -18,7 +18,9 @@ not) and raises a ``ValueError`` that says what to do for: uint8 images, float
 images in [0, 255], channels-last images for a channels-first model, an empty batch
 (batch size 0), ``x`` and ``y`` of different lengths, empty data, and for class
 labels (``labels="class"``, or integer labels of a classifier) float or one-hot
-labels and labels outside ``[0, num_classes)``.
+labels and labels outside ``[0, num_classes)``. It also warns, once per call, when
+the labels cover far fewer of a classifier's classes than a random sample of that
+size would (a batch cut from data sorted by class).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class Batched:
         self.num_samples: int | None = None
         self._checked = False
         self._channels = _first_conv_channels(model)
+        self._seen: set[int] = set()  # class labels met in the checking pass
 
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
@@ -133,6 +136,7 @@ class Batched:
         if check:
             self._checked = True
             self.num_samples = n
+            self._warn_coverage(n)
 
     def to_list(self) -> list[tuple[Tensor, Tensor]]:
         """All batches, validated and on the device (for data that is small enough)."""
@@ -240,6 +244,29 @@ class Batched:
                 f"{where} has labels in [{lo}, {hi}] but the model's classes are "
                 f"{rng}: pass class indices that match the model's outputs"
             )
+        if k is not None and len(self._seen) < k:
+            self._seen.update(torch.unique(y).tolist())
+
+    def _warn_coverage(self, n: int) -> None:
+        """Warn when the data covers far fewer of the model's classes than a random
+        sample of its size would: fewer than half of the expected
+        ``K (1 - (1 - 1/K)^n)``, e.g. ``x[:256]`` of a data set sorted by class."""
+        k, c = self.num_classes, len(self._seen)
+        if not k or k < 3 or not c or c >= k:
+            return
+        expected = k * (1.0 - (1.0 - 1.0 / k) ** n)
+        if c >= 0.5 * expected:
+            return
+        shown = ", ".join(map(str, sorted(self._seen)[:8]))
+        warnings.warn(
+            f"{self.name} covers only {c} of the model's {k} classes ({n} examples, "
+            f"labels {shown}{', ...' if c > 8 else ''}): the analysis describes those "
+            "classes only. A slice of data sorted by class does this (x[:n] of an "
+            "image folder); draw a stratified random sample instead, e.g. "
+            "landscape.data.load_dataset(..., num_samples=n), or shuffle before "
+            "slicing",
+            stacklevel=3,
+        )
 
 
 def as_batches(
