@@ -52,14 +52,14 @@ def test_a_class_sorted_slice_warns_in_every_analysis():
         "perturb": lambda d: attacks.perturb_batches(m, d, attacks.FGSM(eps=0.1)),
     }  # fmt: skip
     for name, call in calls.items():
-        msgs = _coverage_warnings(lambda: call(head))
+        msgs = _coverage_warnings(lambda c=call: c(head))
         assert len(msgs) == 1, (name, msgs)  # once per call
         assert "covers only 3 of the model's 10 classes" in msgs[0], name
         assert "num_samples" in msgs[0] and "labels 0, 1, 2" in msgs[0]
     g = torch.Generator().manual_seed(0)
     idx = data.subset_indices(y, 256, generator=g)  # the fix: a stratified sample
     for name, call in calls.items():
-        assert _coverage_warnings(lambda: call([(x[idx], y[idx])])) == [], name
+        assert _coverage_warnings(lambda c=call: c([(x[idx], y[idx])])) == [], name
 
 
 @pytest.mark.parametrize(
