@@ -11,7 +11,9 @@ __all__ = ["main", "TOOLS"]
 TOOLS = {
     "demo": "the main job: a small real study on MNIST (train, evaluate, curvature, "
     "scattering, surface, figures + summary)",
-    "data": "download and verify datasets (MNIST, Fashion-MNIST, CIFAR-10)",
+    "data": "download and verify datasets (MNIST, Fashion-MNIST, CIFAR-10/100, SVHN, "
+    "Tiny-ImageNet)",
+    "models": "published robust models (RobustBench): reported accuracy, download",
     "train": "adversarial training with eps/lr schedules, presets, resume, ensembles",
     "evaluate": "robust evaluation protocol (quick / standard / reviewer presets)",
     "hessian": "top Hessian eigenvalues, spectral density and trace of a checkpoint",

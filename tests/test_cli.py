@@ -27,6 +27,7 @@ TOOLS = {
     "data": "landscape.data.__main__",
     "demo": "landscape.demo.__main__",
     "plot": "landscape.plot.__main__",
+    "models": "landscape.models.__main__",
 }
 CHECKPOINT_TOOLS = ("evaluate", "hessian", "scattering", "report", "surface")
 
@@ -61,7 +62,7 @@ def test_every_tool_has_the_shared_flags_and_entry_point(tool):
     if tool == "connectivity":  # its subcommands carry the flags
         p = p._subparsers._group_actions[0].choices["scan"]
     assert "--debug" in p._option_string_actions
-    if tool not in ("data", "plot"):  # these only download or draw files
+    if tool not in ("data", "plot", "models"):  # these only download, draw or list
         for flag in ("--device", "--no-progress"):
             assert flag in p._option_string_actions, (tool, flag)
 

@@ -21,7 +21,16 @@ from .. import _cli, checkpoints, data
 __all__ = ["main"]
 
 # eps when neither --eps nor the run's config gives one (the usual L-inf budgets)
-DEFAULT_EPS = {"mnist": 0.3, "fashion-mnist": 0.1, "cifar10": 8 / 255}
+DEFAULT_EPS = {
+    "mnist": 0.3,
+    "fashion-mnist": 0.1,
+    "cifar10": 8 / 255,
+    "cifar10-jpeg": 8 / 255,
+    "cifar100": 8 / 255,
+    "svhn": 8 / 255,
+    "tiny-imagenet": 8 / 255,
+    "imagenet": 4 / 255,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,10 +47,16 @@ def _parser() -> argparse.ArgumentParser:
         "--eps",
         type=float,
         default=None,
-        help="attack budget (default: the run's training eps, else the dataset's "
-        "usual one: mnist 0.3, fashion-mnist 0.1, cifar10 8/255)",
+        help="attack budget (default: the run's training eps or a zoo model's "
+        "threat model, else the dataset's usual one: mnist 0.3, fashion-mnist 0.1, "
+        "cifar10 / cifar100 / svhn / tiny-imagenet 8/255, imagenet 4/255)",
     )
-    _cli.add_choice(p, "--norm", ["linf", "l2"], "attack norm")
+    p.add_argument(
+        "--norm",
+        default=None,
+        choices=["linf", "l2"],
+        help="attack norm (default: a zoo model's threat model, else linf)",
+    )
     p.add_argument(
         "--sections",
         nargs="+",
@@ -61,6 +76,8 @@ def _main(args: argparse.Namespace) -> int:
 
     net = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     cfg = checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
+    # a published model's registry entry stands in for a run config (data set, eps)
+    cfg = {**checkpoints.published_config(net), **cfg}
     recorded = checkpoints.recorded_dataset(cfg)
     dataset = _cli.dataset_name(args, recorded)
     trained = (cfg.get("attack") or {}).get("eps")  # the run's training attack
@@ -82,7 +99,7 @@ def _main(args: argparse.Namespace) -> int:
         train,
         test_data=test,
         eps=float(eps),
-        norm=args.norm,
+        norm=args.norm or cfg.get("norm") or "linf",
         budget=b,
         sections=args.sections,
         out_dir=args.out,
