@@ -562,3 +562,39 @@ def test_checkpoints_load_a_zoo_file_by_name(tmp_path):
     assert checkpoints.recorded_dataset(cfg) == "cifar10"
     with pytest.raises(ValueError, match="do not fit the architecture .*missing"):
         checkpoints.load_model(path, arch="Rebuffi2021Fixing_R18_ddpm")
+
+
+@pytest.mark.data
+def test_report_cli_end_to_end_on_a_zoo_format_checkpoint(
+    data_root, tmp_path, monkeypatch, capsys
+):
+    """``python -m landscape.report FILE --arch ... --dataset cifar10-jpeg`` on a file in
+    Carmon et al.'s layout (state_dict, module. prefix, sub_block1, no normalisation):
+    every section, at a tiny budget (the WRN-10-1 of the same code)."""
+    import dataclasses
+    import json
+
+    from landscape import report
+
+    tiny = dataclasses.replace(
+        report.BUDGETS["quick"], name="quick", eval_num=24, eval_scale=0.1,
+        check_samples=8, hessian_num=16, top_k=1, density_iters=4, attack_steps=1,
+        surface_num=16, grid=3, scatter_num=8, scatter_directions=1,
+        scatter_scales=(1e-3, 1e-2),
+    )  # fmt: skip
+    monkeypatch.setitem(report.BUDGETS, "quick", tiny)
+    kw = {"depth": 10, "widen_factor": 1, "mean": [0, 0, 0], "std": [1, 1, 1]}
+    net = models.build("wide_resnet", dataset="cifar10", **kw)
+    sd = {f"module.{k}": v for k, v in net.state_dict().items() if "normalize" not in k}
+    sd.update({f"module.sub_block1.{k[7:]}": v for k, v in net.state_dict().items()
+               if k.startswith("block1.")})  # fmt: skip
+    path = _save(tmp_path, {"state_dict": sd, "epoch": 10, "prec": 0.5})
+    out = tmp_path / "rep"
+    argv = [str(path), "--arch", "wide_resnet", "--arch-kwargs", json.dumps(kw),
+            "--dataset", "cifar10-jpeg", "--data-root", str(data_root), "-o", str(out),
+            "--no-progress"]  # fmt: skip
+    assert report.main(argv) == 0, capsys.readouterr().err
+    num = json.loads((out / "report.json").read_text())
+    assert set(num["sections"]) == {"accuracy", "curvature", "surface", "scattering"}
+    assert num["eps"] == pytest.approx(8 / 255)  # cifar10-jpeg's usual budget
+    assert (out / "report.html").exists()
