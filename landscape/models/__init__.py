@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from . import _nets, _zoo_nets
+from . import _nets, _zoo_nets, _zoo_resnets
 from ._nets import ACTIVATIONS as ACTIVATIONS  # re-exported: in _nets.__all__
 from ._nets import (
     MLP,
@@ -73,14 +73,8 @@ from ._published import (
     state_dict_of,
 )
 from ._zoo import ZOO, ZooEntry, is_zoo_name, zoo_entry
-from ._zoo_nets import (
-    CifarPreActResNet,
-    CifarResNet,
-    DMPreActResNet,
-    DMWideResNet,
-    TorchvisionResNet,
-    WideResNet,
-)
+from ._zoo_nets import DMPreActResNet, DMWideResNet, WideResNet
+from ._zoo_resnets import CifarPreActResNet, CifarResNet, TorchvisionResNet
 
 __all__ = [
     "DATASET_STATS",
@@ -97,7 +91,8 @@ __all__ = [
     "state_dict_of",
     "zoo_entry",
     *_nets.__all__,  # the architectures, Normalize, ACTIVATIONS, make_activation
-    *_zoo_nets.__all__,  # the zoo's architectures
+    *_zoo_nets.__all__,  # the zoo's Wide ResNets
+    *_zoo_resnets.__all__,  # the zoo's ResNets
 ]
 
 #: Per-channel mean and std of the training sets (inputs in [0, 1]).
