@@ -346,7 +346,8 @@ def test_decoded_cache_written_once_verified_and_renewed(tmp_path, monkeypatch, 
 
 
 def test_every_cli_dataset_flag_takes_the_new_sets(tmp_path, monkeypatch):
-    """``--dataset`` is read by ``_cli.load_data`` in every tool."""
+    """``--dataset`` reaches ``data.load_dataset`` through ``_cli.data_options`` in
+    every tool."""
     rng = np.random.default_rng(7)
     folder = tmp_path / "svhn"
     _write_svhn(folder / "train_32x32.mat", rng, 12)
@@ -357,6 +358,6 @@ def test_every_cli_dataset_flag_takes_the_new_sets(tmp_path, monkeypatch):
     _cli.add_data(p, split="test")
     _cli.add_common(p, num_samples=4)
     args = p.parse_args(["--dataset", "svhn", "--data-root", str(tmp_path)])
-    x, y = _cli.load_data(args)
+    x, y = data.load_dataset(**_cli.data_options(args))
     assert x.shape == (4, 3, 32, 32) and len(y) == 4
     assert "tiny-imagenet" in " ".join(p.format_help().split())

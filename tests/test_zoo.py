@@ -581,7 +581,8 @@ def test_report_cli_end_to_end_on_a_zoo_format_checkpoint(
 
     tiny = dataclasses.replace(
         report.BUDGETS["quick"], name="quick", eval_num=24, eval_scale=0.1,
-        check_samples=8, hessian_num=16, top_k=1, density_iters=4, attack_steps=1,
+        check_samples=8, hessian_num=16, num_eigenvalues=1, density_max_iter=4,
+        attack_steps=1,
         surface_num=16, grid=3, scatter_num=8, scatter_directions=1,
         scatter_scales=(1e-3, 1e-2),
     )  # fmt: skip
