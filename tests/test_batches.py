@@ -47,7 +47,8 @@ def test_a_class_sorted_slice_warns_in_every_analysis():
             xs=[0.0], ys=[0.0],
         ),
         "scattering": lambda d: scattering.scattering(
-            m, CE, d, eps=[0.0], scales=[1e-2], num_directions=1
+            m, CE, d, attack=attacks.PGD(eps=0.1, steps=1), scales=[1e-2],
+            num_directions=1,
         ),
         "perturb": lambda d: attacks.perturb_batches(m, d, attacks.FGSM(eps=0.1)),
     }  # fmt: skip
