@@ -119,6 +119,8 @@ class CertifyResult(io.Result):
         meta: settings and provenance.
     """
 
+    SHAPES = {"eps": "E", "certified": "E N", "clean_correct": "N"}
+
     eps: np.ndarray
     norm: str
     method: str

@@ -61,6 +61,14 @@ class CurveScan(Result):
         meta: settings (num_bends, bn, attack, num_samples) and provenance.
     """
 
+    SHAPES = {
+        "ts": "T",
+        "clean_loss": "T",
+        "clean_acc": "T",
+        "robust_loss": "T",
+        "robust_acc": "T",
+    }
+
     ts: np.ndarray
     clean_loss: np.ndarray
     clean_acc: np.ndarray

@@ -51,6 +51,17 @@ class EvalResult(io.Result):
         meta: call arguments, attack settings, seed and provenance.
     """
 
+    SHAPES = {
+        "eps": "E",
+        "clean_correct": "N",
+        "robust_correct": "E N",
+        "broken_by": "E N",
+        "timings": "E",
+        "restart_curves": "E ...",
+        "certified": "E N",
+        "adversarial": "E N ...",
+    }
+
     eps: np.ndarray
     norm: str
     preset: str
@@ -184,7 +195,7 @@ def _eval_seed(generator: torch.Generator | None, state_path) -> int:
     if generator is not None:
         return int(generator.initial_seed())
     if state_path is not None and Path(state_path).exists():
-        sig = io.load_torch(state_path).get("signature") or {}
+        sig = io.load_torch(state_path, kind="state").get("signature") or {}
         if "seed" in sig:
             return int(sig["seed"])
     return _utils.make_generator(None)[1]
@@ -263,7 +274,7 @@ class _State:
 
 def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
     if path is not None and Path(path).exists():
-        st = io.load_torch(path)
+        st = io.load_torch(path, kind="state")
         if st.get("signature") != sig:
             raise ValueError(
                 f"state file {path} belongs to another evaluation "

@@ -163,7 +163,7 @@ def compute_parser(prog: str = f"{PROG} compute") -> argparse.ArgumentParser:
 
 def _load_data(args: argparse.Namespace) -> list:
     if args.data is not None:
-        obj = lio.load_torch(args.data, trust=args.trust_checkpoint)
+        obj = lio.load_torch(args.data, trust=args.trust_checkpoint, kind="tensors")
         if isinstance(obj, dict) and {"x", "y"} <= set(obj):
             x, y = obj["x"], obj["y"]
         elif isinstance(obj, (tuple, list)) and len(obj) == 2:
@@ -202,7 +202,9 @@ def _directions(args, model, load, gen) -> tuple[list, dict[str, Any]]:
             "points": plane.coords.tolist(),
         }
     if args.directions is not None:
-        obj = lio.load_torch(args.directions, trust=args.trust_checkpoint)
+        obj = lio.load_torch(
+            args.directions, trust=args.trust_checkpoint, kind="tensors"
+        )
         return D.eigen_directions(obj, like=model), {"directions": str(args.directions)}
     dirs = D.random_directions(
         model,
@@ -295,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 after an error)."""
-    return _cli.run(_main, argv, PROG)
+    return _cli.run(_main, argv, PROG, trust_flag=_cli.TRUST_FLAG)
 
 
 def _main(argv: list[str]) -> int:

@@ -349,7 +349,7 @@ def _open_folder(run: _Run, resume: bool) -> None:
 
 def _restore(run: _Run, folder: Path) -> None:
     """Load ``resume.pt`` (and ``init.pt``) into the run state."""
-    state = io.load_torch(folder / RESUME, map_location="cpu")
+    state = io.load_torch(folder / RESUME, map_location="cpu", kind="state")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise io.CorruptFileError(f"{folder / RESUME} is not a training state")
     try:
@@ -364,7 +364,7 @@ def _restore(run: _Run, folder: Path) -> None:
     run.iteration, run.elapsed = state["iteration"], state["elapsed"]
     run.rows, run.checkpoints = state["rows"], state["checkpoints"]
     run.accum = _Epoch(**state["accum"]) if state["accum"] is not None else None
-    init_state = io.load_torch(folder / INIT, map_location=run.device)
+    init_state = io.load_torch(folder / INIT, map_location=run.device, kind="state")
     run.init = [init_state[n].to(p.dtype) for n, p in _named(run.raw, run.params)]
 
 

@@ -64,6 +64,9 @@ class TrainResult(io.Result):
         checkpoints: end-of-period checkpoint files, in order (the ensemble members).
     """
 
+    SHAPES = {"metrics": "T"}
+    NONFINITE = {"metrics": "NaN where a column was not measured in an epoch"}
+
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     run_dir: str | None = None
