@@ -506,14 +506,30 @@ def progress(args: argparse.Namespace) -> bool:
 
 
 def device(args: argparse.Namespace) -> torch.device:
-    """``--device``, else cuda when available, else cpu."""
+    """``--device``, else cuda when available, else cpu; a device this machine does
+    not have (``cuda`` without CUDA, ``cuda:3`` on one GPU) is a :class:`CLIError`."""
     name = getattr(args, "device", None)
     try:
-        return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError as err:
         raise CLIError(
-            f"--device {name!r} is not a device ({err})", "use cpu or cuda[:N]"
+            f"--device {name!r} is not a device ({io.plain(str(err))})",
+            "use cpu or cuda[:N]",
         ) from None
+    try:
+        torch.empty(0, device=dev)
+    except Exception as err:  # e.g. AssertionError: Torch not compiled with CUDA
+        have = (
+            f"{torch.cuda.device_count()} CUDA device(s)"
+            if torch.cuda.is_available()
+            else "no CUDA device"
+        )
+        raise CLIError(
+            f"--device {name}: this machine cannot use it ({have}; "
+            f"{type(err).__name__}: {io.plain(str(err))[:120]})",
+            "use --device cpu" + (" or cuda[:N]" if torch.cuda.is_available() else ""),
+        ) from None
+    return dev
 
 
 def check_run_folder(folder: str | os.PathLike) -> dict:
@@ -529,6 +545,7 @@ def check_run_folder(folder: str | os.PathLike) -> dict:
             f"{folder} is a file, not a run folder",
             "pass a folder (it is created if missing)",
         )
+    io.check_writable(folder, folder=True, what="--run-dir")
     cfg: dict = {}
     if (folder / "config.json").exists():
         cfg = _read_json(folder / "config.json")

@@ -18,17 +18,21 @@ batches, and saved results by :meth:`landscape.io.Result.save`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from itertools import chain
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "NonFiniteError",
     "check_model",
+    "check_params",
     "check_tensor",
     "check_number",
+    "check_host",
     "count_nonfinite",
     "Watch",
 ]
@@ -69,25 +73,47 @@ def check_model(model: nn.Module, *, name: str = "model") -> None:
         ...
         landscape._finite.NonFiniteError: model has NaN or inf in its weights: bias (1 NaN and 0 inf of 1 values) - ...
     """
+    named = dict(chain(model.named_parameters(), model.named_buffers()))
+    check_params(
+        named,
+        name=name,
+        what="its weights",
+        fix="the weights are broken (e.g. saved after training diverged): use an "
+        "earlier checkpoint or retrain with a lower learning rate",
+    )
+
+
+def check_params(
+    tensors: Mapping[str, Tensor],
+    *,
+    name: str,
+    what: str = "it",
+    fix: str = "pass finite values",
+) -> None:
+    """Refuse NaN or inf in any floating tensor of ``tensors`` (one host read).
+
+    Example:
+        >>> check_params({"w": torch.ones(2)}, name="direction 0")
+        >>> check_params({"w": torch.tensor([1.0, float("inf")])}, name="direction 0")
+        Traceback (most recent call last):
+        ...
+        landscape._finite.NonFiniteError: direction 0 has NaN or inf in it: w (0 NaN and 1 inf of 2 values) - pass finite values
+    """
     named = [
-        (n, t)
-        for n, t in chain(model.named_parameters(), model.named_buffers())
+        (n, t.detach())
+        for n, t in tensors.items()
         if t.is_floating_point() or t.is_complex()
     ]
     if not named:
         return
     dev = named[0][1].device
-    ok = torch.stack([torch.isfinite(t.detach()).all().to(dev) for _, t in named])
+    ok = torch.stack([torch.isfinite(t).all().to(dev) for _, t in named])
     if bool(ok.all()):
         return
     bad = [(n, t) for (n, t), good in zip(named, ok.tolist()) if not good]
-    shown = "; ".join(f"{n} ({count_nonfinite(t.detach())})" for n, t in bad[:3])
+    shown = "; ".join(f"{n} ({count_nonfinite(t)})" for n, t in bad[:3])
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-    raise NonFiniteError(
-        f"{name} has NaN or inf in its weights: {shown}{more} - the weights are "
-        "broken (e.g. saved after training diverged): use an earlier checkpoint or "
-        "retrain with a lower learning rate"
-    )
+    raise NonFiniteError(f"{name} has NaN or inf in {what}: {shown}{more} - {fix}")
 
 
 def check_tensor(t: Tensor, what: str, where: str = "") -> Tensor:
@@ -102,11 +128,27 @@ def check_tensor(t: Tensor, what: str, where: str = "") -> Tensor:
         >>> check_tensor(torch.tensor([float("inf")]), "the loss", "in batch 2")
         Traceback (most recent call last):
         ...
-        landscape._finite.NonFiniteError: the loss is not finite in batch 2 (0 NaN and 1 inf of 1 values) - ...
+        landscape._finite.NonFiniteError: NaN or inf in the loss in batch 2 (0 NaN and 1 inf of 1 values) - ...
     """
     if not bool(torch.isfinite(t.detach()).all()):
         raise _error(what, where, count_nonfinite(t.detach()))
     return t
+
+
+def check_host(values: Any, what: str, where: str = "") -> None:
+    """Raise when ``values`` (numbers already on the host: floats, a list, a numpy
+    array) hold NaN or inf; no device read.
+
+    Example:
+        >>> check_host([1.0, float("nan")], "the trace probes", "in chunk 3")
+        Traceback (most recent call last):
+        ...
+        landscape._finite.NonFiniteError: NaN or inf in the trace probes in chunk 3 (1 NaN and 0 inf of 2 values) - ...
+    """
+    a = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(a).all():
+        detail = f"{int(np.isnan(a).sum())} NaN and {int(np.isinf(a).sum())} inf of {a.size} values"
+        raise _error(what, where, detail)
 
 
 def check_number(v: Any, what: str, where: str = "") -> float:
@@ -118,7 +160,7 @@ def check_number(v: Any, what: str, where: str = "") -> float:
         >>> check_number(float("nan"), "eps")
         Traceback (most recent call last):
         ...
-        landscape._finite.NonFiniteError: eps is not finite (nan) - ...
+        landscape._finite.NonFiniteError: NaN or inf in eps (nan) - ...
     """
     try:
         x = float(v)
@@ -132,7 +174,7 @@ def check_number(v: Any, what: str, where: str = "") -> float:
 def _error(what: str, where: str, detail: str) -> NonFiniteError:
     at = f" {where}" if where else ""
     return NonFiniteError(
-        f"{what} is not finite{at} ({detail}) - check the inputs and weights for "
+        f"NaN or inf in {what}{at} ({detail}) - check the inputs and weights for "
         "values that overflow (huge inputs, a too large step or learning rate); "
         "nothing was saved from this computation"
     )
@@ -152,7 +194,7 @@ class Watch:
         >>> w.check()
         Traceback (most recent call last):
         ...
-        landscape._finite.NonFiniteError: the loss is not finite at point 1 (nan) - ...
+        landscape._finite.NonFiniteError: NaN or inf in the loss at point 1 (nan) - ...
     """
 
     def __init__(self, what: str) -> None:

@@ -186,12 +186,21 @@ def test_unknown_names_are_clear_errors():
         models.build("alexnet")
     with pytest.raises(ValueError, match="relu, softplus, gelu, tanh"):
         models.build("mlp", activation="swishy")
-    with pytest.raises(TypeError, match="hidden_size"):
+    with pytest.raises(ValueError, match="hidden_size"):
         models.build("mlp", hidden_size=3)
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_classes must be a whole number >= 1"):
         models.build("mlp", num_classes=0)
     with pytest.raises(ValueError, match="width must be > 0"):
         models.build("lenet", width=0)
+    # --arch-kwargs '{"width": "x"}' (was a comparison TypeError), NaN, a bad shape
+    for kw, needle in [
+        ({"width": "x"}, "width .* must be a number, got 'x'"),
+        ({"width": float("inf")}, "must be finite"),
+        ({"in_shape": "ab"}, "in_shape must be a list of sizes"),
+        ({"hidden": ["a"]}, "bad options .*hidden"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            models.build("mlp", **kw)
 
 
 @pytest.mark.parametrize("act, cls", [("tanh", nn.Tanh), ("gelu", nn.GELU)])

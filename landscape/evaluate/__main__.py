@@ -108,9 +108,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> int:
     adaptive = _adaptive(args.adaptive, args.bpda)  # usage errors before any loading
+    norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
+    for norm in norms:  # every output, before the work
+        io.check_writable(f"{args.out}_{norm}.npz", what="--out")
     model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     x, y = data.load_dataset(**_cli.data_options(args))
-    norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
     for i, norm in enumerate(norms):
         eps = args.eps if i == 0 or args.eps_l2 is None else args.eps_l2
         if norm == "l2" and i > 0 and args.eps_l2 is None:

@@ -16,6 +16,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from .. import _finite
 from ._linop import MatrixOperator, as_operator
 
 __all__ = [
@@ -121,6 +122,11 @@ def lanczos(
                 w = w - (w @ locked.T) @ locked
         b = w.norm(dim=1)
         betas[:, j] = b.cpu().numpy()
+        _finite.check_host(  # the values just read: no extra device read
+            [alphas[:, j], betas[:, j]],
+            "the Hessian-vector products",
+            f"at Lanczos iteration {j + 1}",
+        )
         bar.update(1)
         scale = np.abs(alphas[:, : j + 1]).max(axis=1) + np.abs(betas[:, : j + 1]).max(
             axis=1
@@ -316,6 +322,9 @@ def power_iteration(
             hvps += 1
             new = float(v @ hv)
             res = float((hv - new * v).norm())
+            _finite.check_host(
+                [new, res], "the Hessian-vector products", f"at power iteration {hvps}"
+            )
             nrm = hv.norm()
             if lam is not None and abs(lam - new) / (abs(lam) + 1e-12) < tol:
                 lam, conv = new, True

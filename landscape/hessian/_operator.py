@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .. import _utils
+from .. import _finite, _utils
 from .._batches import as_batches, is_class_loss
 
 __all__ = [
@@ -102,6 +102,7 @@ class HessianOperator:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        _finite.check_model(model)
         if dtype is not None and dtype != _utils.model_dtype(model):
             model = copy.deepcopy(model).to(dtype)
         self.model = model
@@ -166,8 +167,10 @@ class HessianOperator:
     def _eval_loss(self) -> float:
         total = 0.0
         with torch.no_grad(), _utils.eval_mode(self.model):
-            for x, y in self._batches():
-                total += float(self._batch_loss(self._params, x, y)) * x.shape[0]
+            for b, (x, y) in enumerate(self._batches()):
+                lb = float(self._batch_loss(self._params, x, y))
+                _finite.check_number(lb, "the loss", f"on batch {b} of data")
+                total += lb * x.shape[0]
         return total / self.num_samples
 
     def _build_graph(self) -> None:
@@ -400,11 +403,12 @@ def hvp(
         True
     """
     op = model_operator(model, loss_fn, data, dtype, mode, check_deterministic)
+    vec = v if isinstance(v, Tensor) else op.from_dict(v)
+    _finite.check_tensor(vec, "v")
+    hv = _finite.check_tensor(op.matvec(vec.reshape(-1)), "the Hessian-vector product")
     if isinstance(v, dict):
-        return {
-            k: t.detach() for k, t in op.to_dict(op.matvec(op.from_dict(v))).items()
-        }
-    return op.matvec(v.reshape(-1)).reshape(v.shape).detach()
+        return {k: t.detach() for k, t in op.to_dict(hv).items()}
+    return hv.reshape(v.shape).detach()
 
 
 def dense_hessian(
@@ -434,4 +438,4 @@ def dense_hessian(
             "use top_eigenvalues / lanczos_density / trace instead"
         )
     eye = torch.eye(op.dim, device=op.device, dtype=op.dtype)
-    return op.matmat(eye).detach()
+    return _finite.check_tensor(op.matmat(eye).detach(), "the Hessian")

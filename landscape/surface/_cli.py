@@ -16,7 +16,6 @@ The surface is saved as a :class:`landscape.surface.Surface` (``.npz``); draw it
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -257,6 +256,14 @@ def compute(args: argparse.Namespace) -> int:
     _grid(args.grid, "--grid")  # bad grids fail before any loading
     if args.ygrid:
         _grid(args.ygrid, "--ygrid")
+    out = Path(args.out)  # every output is checked before the work
+    lio.check_writable(
+        out if out.suffix == ".npz" else out.with_suffix(".npz"), what="-o"
+    )
+    if args.save_directions:
+        lio.check_writable(args.save_directions, what="--save-directions")
+    if args.partial:
+        lio.check_writable(args.partial, what="--partial")
 
     def load(path):
         return checkpoints.load_model(path, **_cli.checkpoint_options(args))
@@ -269,9 +276,7 @@ def compute(args: argparse.Namespace) -> int:
         lio.atomic_save_torch(
             [{k: v.cpu() for k, v in d.items()} for d in dirs], args.save_directions
         )
-    lock = lio.lock(args.partial) if args.partial else contextlib.nullcontext()
-    with lock:  # one process per partial file
-        surf = _surface(args, model, data, dirs, gen)
+    surf = _surface(args, model, data, dirs, gen)  # locks --partial while it runs
     surf = dataclasses.replace(
         surf, meta={**surf.meta, "checkpoint": str(Path(args.checkpoint)), **meta}
     )

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _utils, attacks, io
+from .. import _finite, _utils, attacks, io
 from .._batches import Batched, as_batches
 from ..checkpoints import FINAL, period_checkpoint
 from . import _dist
@@ -49,8 +49,8 @@ from ._run import (
 __all__ = ["adversarial_train", "DivergedError"]
 
 
-class DivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+class DivergedError(_finite.NonFiniteError):
+    """The training loss (or gradient) became NaN or infinite."""
 
 
 @dataclass
@@ -217,7 +217,11 @@ def adversarial_train(
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    with _isolated(_utils.model_device(model), cfg.runtime.num_threads):
+    _finite.check_model(model, name="adversarial_train: model")
+    with (
+        io.stop_signals(),  # SIGTERM / SIGINT: save at the next step, say where
+        _isolated(_utils.model_device(model), cfg.runtime.num_threads),
+    ):
         run = _setup(model, data, cfg, run_dir)
         with folder_lock(run.folder, run.main):
             _open_folder(run, resume)
@@ -440,10 +444,12 @@ def _train_epochs(run: _Run, progressbar: bool, callback) -> None:
         disable=not show,
     )
     while run.epoch < run.cfg.epochs:
-        _run_epoch(run, show, callback)
-        row = _end_epoch(run)
-        run.epoch, run.batch, run.accum = run.epoch + 1, 0, None
-        _write_epoch(run, row)
+        with io.deferred_signals(raise_after=False):  # stop between steps only
+            _run_epoch(run, show, callback)
+            row = _end_epoch(run)
+            run.epoch, run.batch, run.accum = run.epoch + 1, 0, None
+            _write_epoch(run, row)
+            _stop_if_asked(run)
         ebar.update(1)
         ebar.set_postfix(
             loss=f"{row['train_loss']:.3f}",
@@ -478,10 +484,12 @@ def _run_epoch(run: _Run, show: bool, callback) -> None:
         bbar.update(1)
         if callback is not None:
             callback(info)
-        if _resume_point(run):
+        if _resume_point(run) or (io.stop_requested() and _mid_epoch(run)):
             run.accum.time += time.perf_counter() - t0
             t0 = time.perf_counter()
-            _save_resume(run)
+            if run.folder is not None and run.main:
+                _save_resume(run)
+            _stop_if_asked(run)
     bbar.close()
     run.accum.time += time.perf_counter() - t0
 
@@ -493,7 +501,35 @@ def _resume_point(run: _Run) -> bool:
         and run.main
         and bool(every)
         and run.iteration % every == 0
-        and run.batch < run.num_batches
+        and _mid_epoch(run)
+    )
+
+
+def _mid_epoch(run: _Run) -> bool:
+    """A step boundary inside the epoch (the end of an epoch saves on its own)."""
+    return run.batch < run.num_batches
+
+
+def _stop_if_asked(run: _Run) -> None:
+    """After SIGTERM / SIGINT (held during the step): stop with where the run
+    stopped; the resume state of this very point was just written."""
+    signal = io.stop_requested()
+    if signal is None:
+        return
+    where = (
+        f"at epoch {run.epoch + 1}, batch {run.batch}/{run.num_batches}"
+        if run.batch
+        else f"after epoch {run.epoch}"
+    )
+    if run.folder is None:
+        raise io.Interrupted(
+            signal, f"training {where} (no run folder: pass run_dir to resume runs)"
+        )
+    raise io.Interrupted(
+        signal,
+        f"training {where} (iteration {run.iteration}); its state is in "
+        f"{run.folder / RESUME}",
+        resumable=True,
     )
 
 
