@@ -362,6 +362,7 @@ def _restore(run: _Run, folder: Path) -> None:
         raise RunFolderError(
             f"the model does not match the checkpoint in {folder}: {err}"
         ) from err
+    _finite.check_model(run.raw, name=f"the model in {folder / RESUME}")
     run.opt.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"], {"attack": run.gen, "model": run.model_gen})
     run.epoch, run.batch = state["epoch"], state["batch"]
