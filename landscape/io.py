@@ -284,7 +284,8 @@ def check_writable(
             f"- {fix}"
         )
     try:
-        fd, tmp = tempfile.mkstemp(dir=near, prefix=".landscape-write-check.")
+        # named like a killed write's leftover: the next lock of the folder cleans it
+        fd, tmp = tempfile.mkstemp(dir=near, prefix=".write-check.", suffix=".tmp")
     except OSError as err:
         raise NotWritableError(
             f"{what} {path} cannot be written: the folder {near} does not accept new "

@@ -354,8 +354,16 @@ def _open_folder(run: _Run, resume: bool) -> None:
 def _restore(run: _Run, folder: Path) -> None:
     """Load ``resume.pt`` (and ``init.pt``) into the run state."""
     state = io.load_torch(folder / RESUME, map_location="cpu", kind="state")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise io.CorruptFileError(f"{folder / RESUME} is not a training state")
+    keys = "model optimizer rng epoch batch iteration elapsed rows checkpoints accum"
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != FORMAT
+        or not all(k in state for k in keys.split())
+    ):
+        raise io.CorruptFileError(
+            f"{folder / RESUME} is not a training state of this version - delete it "
+            "to start the run over (or restore it from a backup)"
+        )
     try:
         run.raw.load_state_dict(state["model"])
     except RuntimeError as err:
