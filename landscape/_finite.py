@@ -17,8 +17,10 @@ batches, and saved results by :meth:`landscape.io.Result.save`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from itertools import chain
 from typing import Any
 
@@ -35,6 +37,9 @@ __all__ = [
     "check_host",
     "count_nonfinite",
     "Watch",
+    "checked_at_entry",
+    "checked",
+    "check_call",
 ]
 
 
@@ -178,6 +183,52 @@ def _error(what: str, where: str, detail: str) -> NonFiniteError:
         "values that overflow (huge inputs, a too large step or learning rate); "
         "nothing was saved from this computation"
     )
+
+
+_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "landscape_checked_at_entry", default=False
+)
+
+
+@contextlib.contextmanager
+def checked_at_entry() -> Iterator[None]:
+    """Inside: an analysis checked its inputs and its model when they entered, so the
+    attacks it calls per batch or per step (:meth:`landscape.attacks.Attack.__call__`)
+    do not read them again (no host read per training step)."""
+    token = _CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+def checked() -> bool:
+    """Whether the caller is inside :func:`checked_at_entry`."""
+    return _CHECKED.get()
+
+
+def check_call(model: nn.Module, x: Tensor, *, name: str) -> None:
+    """An attack called on its own: ``x`` and the model's weights must be finite (one
+    host read for both); nothing inside :func:`checked_at_entry`.
+
+    Raises:
+        NonFiniteError: names the inputs or the weights.
+    """
+    if _CHECKED.get():
+        return
+    weights = dict(chain(model.named_parameters(), model.named_buffers()))
+    floats = [t.detach() for t in weights.values() if t.is_floating_point()]
+    flags = [torch.isfinite(x.detach()).all()]
+    flags += [torch.isfinite(t).all().to(x.device) for t in floats]
+    ok = torch.stack(flags).tolist()
+    if all(ok):
+        return
+    if not ok[0]:
+        raise NonFiniteError(
+            f"{name}: the inputs x are not finite ({count_nonfinite(x.detach())}) - "
+            "drop or repair those examples"
+        )
+    check_model(model, name=f"{name}: model")
 
 
 class Watch:

@@ -340,8 +340,14 @@ def plain(text: str) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    """The first non-empty line of an error's message, plain (its type when empty)."""
+    """What went wrong, from an error's message: torch's unpickler reason (not its
+    advice to load with ``weights_only=False``), else the first non-empty line,
+    plain (the error's type when empty)."""
     lines = [plain(ln) for ln in str(err).splitlines() if plain(ln)]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            return (rest or (lines[i + 1] if i + 1 < len(lines) else ""))[:200]
     return lines[0][:200] if lines else type(err).__name__
 
 

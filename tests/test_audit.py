@@ -105,11 +105,67 @@ def _dirs(model):
     return directions.random_directions(model, num=2, generator=g)
 
 
+def _other(model):
+    """A second endpoint for the curves (finite: the NaN is the first's)."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(0.5)
+    return m
+
+
 def _analyses(tmp_path):
     """name -> run(model, x, y): every public analysis, at its smallest setting."""
-    from landscape import certify, hessian, report, surface
+    from _helpers import tiny_train_config
 
+    from landscape import (
+        attacks,
+        certify,
+        connectivity,
+        evaluate,
+        hessian,
+        report,
+        scattering,
+        surface,
+        train,
+    )
+
+    pgd = attacks.PGD(eps=0.1, steps=2)
     return {
+        "evaluate": lambda m, x, y: evaluate.evaluate(
+            m,
+            (x, y),
+            attacks=[attacks.PGD(eps=0.1, steps=2, keep="best")],
+            checks=False,
+        ),  # fmt: skip
+        "robust_accuracy": lambda m, x, y: evaluate.robust_accuracy(
+            m, (x, y), eps=0.1, steps=2
+        ),
+        "perturb_batches": lambda m, x, y: attacks.perturb_batches(m, (x, y), pgd),
+        "PGD": lambda m, x, y: pgd(m, x, y),
+        "APGD": lambda m, x, y: attacks.APGD(eps=0.1, steps=2)(m, x, y),
+        "Square": lambda m, x, y: attacks.Square(eps=0.1, queries=3)(m, x, y),
+        "adversarial_train": lambda m, x, y: train.adversarial_train(
+            m, (x, y), tiny_train_config(epochs=1, batch_size=8)
+        ),
+        "curve training": lambda m, x, y: train.adversarial_train(
+            connectivity.CurveModel(m, _other(m), kind="bezier"),
+            (x, y),
+            tiny_train_config(epochs=1, batch_size=8),
+        ),  # fmt: skip
+        "scan_curve": lambda m, x, y: connectivity.scan_curve(
+            m,
+            _ce(),
+            (x, y),
+            connectivity.init_curve(m, _other(m), kind="line"),
+            num=2,
+        ),  # fmt: skip
+        "scattering": lambda m, x, y: scattering.scattering(
+            m, None, (x, y), attack=pgd, scales=[1e-2], num_directions=1
+        ),
+        "gradient_norms": lambda m, x, y: scattering.gradient_norms(
+            m, None, (x, y), attack=pgd
+        ),
         "top_eigenvalues": lambda m, x, y: hessian.top_eigenvalues(
             m, _ce(), [(x, y)], num=1, max_iter=3
         ),
@@ -132,6 +188,17 @@ def _analyses(tmp_path):
 
 
 ANALYSES = [
+    "evaluate",
+    "robust_accuracy",
+    "perturb_batches",
+    "PGD",
+    "APGD",
+    "Square",
+    "adversarial_train",
+    "curve training",
+    "scan_curve",
+    "scattering",
+    "gradient_norms",
     "top_eigenvalues",
     "trace",
     "lanczos_density",
@@ -149,10 +216,12 @@ def test_nan_inputs_and_weights_are_refused_by_every_analysis(tmp_path, name, wh
     model, x, y = _tiny()
     run = _analyses(tmp_path)[name]
     if where == "inputs":
-        with pytest.raises(NONFINITE, match=r"batch 0 holds inputs that are not fin"):
+        with pytest.raises(
+            NONFINITE, match=r"(batch 0 holds|the) inputs (x )?(that )?"
+        ):
             run(model, _nan_inputs(x), y)
     else:
-        with pytest.raises(NONFINITE, match=r"NaN or inf in its weights: body"):
+        with pytest.raises(NONFINITE, match=r"NaN or inf in its (weights|start|bend)"):
             run(_nan_weights(model), x, y)
     assert not (tmp_path / "rep" / "report.html").exists()
 
@@ -200,6 +269,61 @@ def test_a_loss_that_overflows_during_an_analysis_is_named():
         hessian.trace(lin, exp_loss, data, num_matvecs=2, distribution="gaussian")
     with pytest.raises(NONFINITE, match="the Hessian"):
         hessian.dense_hessian(lin, exp_loss, data)
+
+
+class _NanBack(torch.autograd.Function):
+    """Identity forward, NaN input gradient (a sqrt of 0 in a model's forward)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * math.nan
+
+
+class _Fragile(torch.nn.Module):
+    """Finite at the clean inputs; NaN logits where a pixel exceeds 0.95 (``nan_at``)
+    or a NaN input gradient everywhere (``nan_grad``)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.kind, self.lin = kind, torch.nn.Linear(36, 3)
+
+    def forward(self, x):
+        if self.kind == "nan_grad":
+            return self.lin(_NanBack.apply(x).flatten(1))
+        out = self.lin(x.flatten(1))
+        far = (x.flatten(1) > 0.95).any(1, keepdim=True)
+        return torch.where(far, torch.full_like(out, math.nan), out)
+
+
+def test_nan_during_attacks_evaluation_and_training_is_named():
+    from _helpers import tiny_train_config
+
+    from landscape import attacks, evaluate, train
+
+    _, x, y = _tiny()
+    x = 0.9 * x  # clean pixels below 0.95: the fragile model is finite there
+    pgd, apgd = (
+        attacks.PGD(eps=0.3, steps=3, keep="best"),
+        attacks.APGD(eps=0.3, steps=3),
+    )
+    for atk in (pgd, apgd, attacks.Square(eps=0.3, queries=5)):
+        with pytest.raises(NONFINITE, match=rf"outputs at the adversarial inputs of "
+                           rf"{atk.name} at eps 0.3, batch 0"):  # fmt: skip
+            evaluate.evaluate(_Fragile("nan_at"), (x, y), attacks=[atk], checks=False)
+    for atk in (attacks.PGD(eps=0.3, steps=3), pgd, apgd, attacks.FGSM(eps=0.3)):
+        with pytest.raises(NONFINITE, match="NaN or inf in the adversarial inputs"):
+            atk(_Fragile("nan_grad"), x, y)  # sign(NaN) = 0 was a silent zero step
+    with pytest.raises(NONFINITE, match="NaN or inf in the adversarial inputs"):
+        evaluate.evaluate(_Fragile("nan_grad"), (x, y), attacks=[pgd], checks=False)
+    with pytest.raises(train.DivergedError, match=r"attack returned NaN .*epoch 1, b"):
+        train.adversarial_train(
+            _Fragile("nan_grad"), (x, y), tiny_train_config(epochs=1, batch_size=8)
+        )
 
 
 def test_no_result_with_nan_is_saved_or_loaded(tmp_path):
@@ -308,6 +432,43 @@ def test_cli_numbers_and_nan_checkpoints(tmp_path, data_root, capsys):
 
 
 # ========================================================== 2. validated once
+def test_an_attack_value_and_its_function_accept_the_same_settings():
+    import dataclasses
+    import inspect
+
+    from landscape import attacks
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 1])
+    pairs = [
+        (attacks.PGD, attacks.pgd), (attacks.FGSM, attacks.fgsm),
+        (attacks.APGD, attacks.apgd), (attacks.APGDT, attacks.apgd_t),
+        (attacks.FAB, attacks.fab), (attacks.FABT, attacks.fab_t),
+        (attacks.Square, attacks.square), (attacks.SimBA, attacks.simba),
+    ]  # fmt: skip
+    bad = [
+        {"eps": math.nan}, {"eps": math.inf}, {"eps": -0.1}, {"eps": 1e400},
+        {"norm": "l3"}, {"steps": 0}, {"steps": 1.5}, {"restarts": 0},
+        {"queries": 0}, {"alpha": math.nan}, {"alpha": -1.0}, {"eot_iter": 0},
+    ]  # fmt: skip
+    for cls, fn in pairs:
+        fields = {f.name for f in dataclasses.fields(cls)} - {"label"}
+        params = set(inspect.signature(fn).parameters)
+        call = {"model", "x", "y", "generator", "progressbar", "return_info"}
+        assert fields == params - call - set(cls.options), cls.__name__
+        for kw in bad:
+            if not set(kw) <= fields:
+                continue
+            kw = {"eps": 0.1, **kw}
+            with pytest.raises((ValueError, TypeError)) as by_value:
+                cls(**kw)
+            with pytest.raises(type(by_value.value)) as by_fn:
+                fn(model, x, y, **kw)
+            assert str(by_fn.value) == str(by_value.value), (cls.__name__, kw)
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        attacks.perturb_batches(model, (x, y), attacks.PGD(eps=0.1, steps=0))
+
+
 def test_result_load_checks_the_declared_shapes(tmp_path):
     from landscape.certify import CertifyResult
     from landscape.surface import Surface
@@ -553,6 +714,66 @@ def test_sigterm_in_training_saves_that_step_and_resumes_exactly(tmp_path, at_st
         assert torch.equal(a, b)
 
 
+class _KillAfter(torch.nn.Module):
+    """Wraps a model; sends SIGTERM to this process at its ``n``-th forward (the
+    signal lands in the middle of an analysis, as a ``kill`` from outside would)."""
+
+    def __init__(self, model, n: int):
+        super().__init__()
+        self.model, self.n, self.calls = model, n, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.model(x)
+
+
+def test_sigterm_in_evaluate_and_surface_saves_and_resumes_exactly(tmp_path):
+    from landscape import attacks, evaluate, surface
+
+    model, x, y = _tiny()
+    x, y = x.repeat(3, 1, 1, 1), y.repeat(3)  # 3 batches of 8
+    kw = dict(
+        attacks=[attacks.PGD(eps=0.2, steps=3, keep="best"), attacks.FGSM(eps=0.2)],
+        checks=False, batch_size=8, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    count = _KillAfter(model, 0)  # counts the forwards of a whole run
+    ref = evaluate.evaluate(count, (x, y), **kw)
+    state = tmp_path / "ev.state.pt"
+    with io.stop_signals(), pytest.raises(io.Interrupted) as e:
+        kw["generator"] = torch.Generator().manual_seed(0)
+        kill = _KillAfter(model, int(0.6 * count.calls))  # in a later batch
+        evaluate.evaluate(kill, (x, y), state_path=state, **kw)
+    assert e.value.resumable and "(eps, attack, batch) steps" in str(e.value)
+    assert str(state) in str(e.value) and state.exists()
+    kw["generator"] = torch.Generator().manual_seed(0)
+    got = evaluate.evaluate(model, (x, y), state_path=state, **kw)
+    assert np.array_equal(got.robust_correct, ref.robust_correct)
+    assert np.array_equal(got.broken_by, ref.broken_by)
+    torch.save([1, 2], state)  # the tool's own file, not a state: a clear error
+    with pytest.raises(io.CorruptFileError, match="is not an evaluation state"):
+        evaluate.evaluate(model, (x, y), state_path=state, **kw)
+
+    count = _KillAfter(model, 0)  # the wrapper's names: model.body...
+    d, xs = _dirs(count), np.linspace(-1, 1, 5)
+    plain = surface.loss_surface(count, _ce(), [(x, y)], d, xs=xs, strategy="loop")
+    part = tmp_path / "p.npz"
+    with io.stop_signals(), pytest.raises(io.Interrupted) as e:
+        surface.loss_surface(
+            _KillAfter(model, count.calls // 2), _ce(), [(x, y)], d, xs=xs,
+            strategy="loop", partial_path=part, save_interval=1e9,
+        )  # fmt: skip
+    assert e.value.resumable and f"saved in {part}" in str(e.value), str(e.value)
+    done = int(np.load(part)["done"].sum())
+    assert 0 < done < 25, done
+    again = surface.loss_surface(
+        _KillAfter(model, 0), _ce(), [(x, y)], d, xs=xs, strategy="loop",
+        partial_path=part,
+    )  # fmt: skip
+    np.testing.assert_allclose(again.loss, plain.loss, rtol=1e-6)
+
+
 def test_signals_never_cut_an_atomic_write(tmp_path):
     target = tmp_path / "f.txt"
     with io.stop_signals(), pytest.raises(io.Interrupted) as e:
@@ -669,6 +890,23 @@ def test_raw_messages_no_longer_reach_the_user(tmp_path, data_root, capsys):
         assert _main(tool)(argv) == 2, (tool, argv)
         line = _one_line(capsys)
         assert needle in line, (needle, line)
+
+
+@pytest.mark.data
+def test_a_truncated_connectivity_record_is_named(tmp_path, data_root, capsys):
+    run = _run_folder(tmp_path / "run")
+    curve = tmp_path / "curve"
+    curve.mkdir()
+    (curve / "endpoints.json").write_text('{"a": {"path": "')
+    root = ["--data-root", str(data_root), "--num-samples", "8", "--no-progress"]
+    argv = ["scan", str(curve), "--out", str(tmp_path / "c.npz"), *root]
+    assert _main("connectivity")(argv) == 2
+    line = _one_line(capsys)
+    assert "endpoints.json is truncated or not valid JSON" in line, line
+    (curve / "endpoints.json").write_text('{"b": 1}')
+    assert _main("connectivity")(argv) == 2
+    assert "endpoints.json does not record the endpoints" in _one_line(capsys)
+    del run
 
 
 def test_library_messages_name_the_right_thing(tmp_path):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils
-from ._ball import ascend_, per_example_norm, project, project_, random_init
+from ._ball import ascend_, per_example_norm, project, project_, random_init, signed
 from ._ball import step_direction as _direction
 from ._base import Attack, Gen, Loss, Run, is_recorded_callable, summed
 from ._input_grad import input_grad_mode
@@ -189,7 +189,7 @@ class PGD(Attack):
         e.g. under ``torch.func.vmap``."""
         (alpha,) = self.step_sizes()
         if self.norm == "linf":
-            delta = delta + alpha * grad.sign()
+            delta = delta + alpha * signed(grad)
         else:
             delta = delta + alpha * grad / (per_example_norm(grad) + 1e-12)
         return project(delta, x, self.eps, self.norm)

@@ -120,8 +120,7 @@ def _main(args: argparse.Namespace) -> int:
             continue
         out = Path(f"{args.out}_{norm}")
         state = Path(str(out) + ".state.pt")
-        with io.lock(state):  # one process per state file
-            res = _evaluate_one(args, model, x, y, eps, norm, state, adaptive)
+        res = _evaluate_one(args, model, x, y, eps, norm, state, adaptive)
         print(res.table())
         print(f"wrote {out}.npz, {out}.npz.json, {out}.txt")
     return 0
@@ -129,9 +128,10 @@ def _main(args: argparse.Namespace) -> int:
 
 def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     out = state.with_name(state.name.removesuffix(".state.pt"))
-    if args.no_resume and state.exists():
-        state.unlink()
-    res = evaluate(
+    if args.no_resume:
+        with io.lock(state):  # not from under another process's feet
+            state.unlink(missing_ok=True)
+    res = evaluate(  # locks the state file while it runs (one process per file)
         model,
         (x, y),
         eps=eps,
@@ -149,7 +149,8 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     )
     res.save(out.with_name(out.name + ".npz"))
     res.save_table(out.with_name(out.name + ".txt"))
-    state.unlink(missing_ok=True)
+    with io.lock(state):
+        state.unlink(missing_ok=True)
     return res
 
 

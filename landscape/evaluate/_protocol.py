@@ -4,6 +4,7 @@ resumable through a state file."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _batches, _utils, io
+from .. import _batches, _finite, _utils, io
 from .. import attacks as attacks_mod
 from .. import certify as certify_mod
 from ._adaptive import adapt
@@ -195,10 +196,24 @@ def _eval_seed(generator: torch.Generator | None, state_path) -> int:
     if generator is not None:
         return int(generator.initial_seed())
     if state_path is not None and Path(state_path).exists():
-        sig = io.load_torch(state_path, kind="state").get("signature") or {}
+        sig = _read_state(state_path).get("signature") or {}
         if "seed" in sig:
             return int(sig["seed"])
     return _utils.make_generator(None)[1]
+
+
+_STATE_KEYS = ("signature", "robust", "broken_by", "done")
+
+
+def _read_state(path) -> dict:
+    """An evaluation state file, or a CorruptFileError that says what to do."""
+    st = io.load_torch(path, kind="state")
+    if not isinstance(st, dict) or not all(k in st for k in _STATE_KEYS):
+        raise io.CorruptFileError(
+            f"state file {path} is not an evaluation state - delete it to start the "
+            "evaluation over"
+        )
+    return st
 
 
 def _sequence(preset, attacks, eps, norm, batches, num_classes, budgets) -> tuple:
@@ -274,7 +289,7 @@ class _State:
 
 def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
     if path is not None and Path(path).exists():
-        st = io.load_torch(path, kind="state")
+        st = _read_state(path)
         if st.get("signature") != sig:
             raise ValueError(
                 f"state file {path} belongs to another evaluation "
@@ -301,7 +316,7 @@ def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
     )
 
 
-def _attack_alive(models, attack, x, y, alive, gen) -> tuple:
+def _attack_alive(models, attack, x, y, alive, gen, where: str) -> tuple:
     """Run one attack on the still-robust points of a batch: (hit flags, x_adv, the
     restart curve of an attack with restarts). ``models``: the model the attack sees
     (adaptive wrappers) and the judged model."""
@@ -309,8 +324,9 @@ def _attack_alive(models, attack, x, y, alive, gen) -> tuple:
     xa, info = attack(attack_model, x[alive], y[alive], gen, return_info=True)
     curve = info.get("restart_curve")
     with _utils.eval_mode(model), torch.no_grad():
-        hit = (model(xa).argmax(1) != y[alive]).cpu()
-    return hit, xa, curve
+        out = model(xa)
+    _finite.check_tensor(out, "the model's outputs at the adversarial inputs", where)
+    return (out.argmax(1) != y[alive]).cpu(), xa, curve
 
 
 def _add_curve(total: list[int], curve: list[int], alive: int) -> list[int]:
@@ -339,7 +355,10 @@ def _run_sequence(models, batches, sequence, eps_list, seed, st, sig, path, bar)
                 if alive.numel() and ep > 0:
                     t0 = time.perf_counter()
                     gen = _chunk_generator(seed, e, a, b, x.device)
-                    hit, xa, curve = _attack_alive(models, attack, x, y, alive, gen)
+                    where = f"of {attack.name} at eps {ep:g}, batch {b}"
+                    hit, xa, curve = _attack_alive(
+                        models, attack, x, y, alive, gen, where
+                    )
                     st.seconds[e, a] += time.perf_counter() - t0
                     if curve is not None:
                         st.curves[key] = _add_curve(
@@ -400,6 +419,10 @@ def _clean_pass(model, data, batch_size):
     )
     with _utils.eval_mode(model), torch.no_grad():
         outs = [model(x) for x, _ in batches]
+    watch = _finite.Watch("the model's outputs at the clean inputs")
+    for b, o in enumerate(outs):
+        watch.add(o, f"of batch {b}")
+    watch.check()  # one read for all batches
     _utils.check_logits(outs[0], where="evaluate: model")
     clean = torch.cat([o.argmax(1) == y for o, (_, y) in zip(outs, batches)]).cpu()
     return batches, clean, outs[0].shape[1]
@@ -484,6 +507,27 @@ def evaluate(
     """
     if attacks is None and eps is None:
         raise TypeError("evaluate needs eps= (one budget or a sweep) or attacks=")
+    _finite.check_model(model, name="evaluate: model")
+    if state_path is not None:
+        state_path = io.check_writable(state_path, what="state_path")
+    lock = io.lock(state_path) if state_path else contextlib.nullcontext()
+    with lock, _finite.checked_at_entry():  # one process per state file
+        return _evaluate(
+            model, data, attacks=attacks, eps=eps, norm=norm, preset=preset,
+            scale=scale, steps=steps, restarts=restarts, queries=queries,
+            batch_size=batch_size, adaptive=adaptive, bpda=bpda, eot_iter=eot_iter,
+            checks=checks, check_samples=check_samples, certify=certify,
+            return_adversarial=return_adversarial, state_path=state_path,
+            generator=generator, progressbar=progressbar,
+        )  # fmt: skip
+
+
+def _evaluate(
+    model, data, *, attacks, eps, norm, preset, scale, steps, restarts, queries,
+    batch_size, adaptive, bpda, eot_iter, checks, check_samples, certify,
+    return_adversarial, state_path, generator, progressbar,
+) -> EvalResult:  # fmt: skip
+    """:func:`evaluate` after its entry checks, holding the state file's lock."""
     batches, clean, num_classes = _clean_pass(model, data, batch_size)
     was_training = model.training
     seed = _eval_seed(generator, state_path)
@@ -507,9 +551,25 @@ def evaluate(
         total = len(eps_list) * len(sequence) * len(batches)
         bar = tqdm(total=total, desc="evaluate")
     models = (attack_model, model)
-    _run_sequence(models, batches, sequence, eps_list, seed, st, sig, state_path, bar)
-    if bar is not None:
-        bar.close()
+    try:
+        _run_sequence(
+            models, batches, sequence, eps_list, seed, st, sig, state_path, bar
+        )
+    except io.Interrupted as err:
+        done, total = (
+            sum(st.done.values()),
+            len(eps_list) * len(sequence) * len(batches),
+        )
+        where = f"evaluate after {done} of {total} (eps, attack, batch) steps"
+        saved = state_path is not None and Path(state_path).exists()
+        if state_path is None:
+            where += " (no state file: pass one to make a run resumable)"
+        elif saved:
+            where += f"; its progress is in {state_path}"
+        raise io.Interrupted(err.signal, where, resumable=saved) from None
+    finally:
+        if bar is not None:
+            bar.close()
     check_res = (
         _checks(
             model,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .. import _utils
+from .. import _finite, _utils
 from .._batches import as_batches, is_class_loss
 from ..attacks import PGD
 from ._common import (
@@ -180,6 +180,7 @@ def _scatter_dirs(
             )
     dirs = [{n: d[n].to(device=device, dtype=w[n].dtype) for n in w} for d in dirs]
     dnorm = np.array([float(_utils.flatten(d).norm()) for d in dirs])
+    _finite.check_host(dnorm, "the directions' norms")
     if np.any(dnorm == 0):
         raise ValueError("a direction is all zeros: ||delta w|| would be 0")
     return kind, dirs, dnorm
@@ -321,6 +322,7 @@ def scattering(
     from tqdm.auto import tqdm
 
     _check_attack(attack)
+    _finite.check_model(model, name="scattering: model")
     eps_arr = _check_eps_list(attack.eps if eps is None else eps)
     strategy = _strategy(strategy)
     s_arr = _check_scales(scales)
@@ -343,7 +345,7 @@ def scattering(
                                                "scos")}  # fmt: skip
     grad_norm, loss_w = np.zeros((E, B)), np.zeros((E, B))
     bar = tqdm(total=E * B, desc="scattering", disable=not progressbar)
-    with _utils.eval_mode(model):
+    with _utils.eval_mode(model), _finite.checked_at_entry():
         for e, ep in enumerate(eps_arr):
             for b, (x, y) in enumerate(batches):
                 g, dl, ls = _measure_batch(
@@ -353,8 +355,17 @@ def scattering(
                 )  # fmt: skip
                 grad_norm[e, b] = float(g[0].norm())
                 loss_w[e, b] = float(ls[0])
+                where = f"at eps {float(ep):g}, batch {b}"
+                _finite.check_host(  # values already read: no extra device read
+                    [grad_norm[e, b], loss_w[e, b]], "the loss and gradient at w", where
+                )
                 for key, val in _statistics(g, dl).items():
                     out[key][e, :, :, b] = val.view(D, S).cpu().double().numpy()
+                    _finite.check_host(
+                        out[key][e, :, :, b],
+                        f"the gradients at the perturbed weights ({key})",
+                        f"{where} (scales {s_arr.tolist()})",
+                    )
                 bar.update(1)
     bar.close()
     if np.all(grad_norm == 0):

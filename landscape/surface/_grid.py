@@ -326,7 +326,13 @@ def _evaluate_grid(
     t0 = time.perf_counter()
 
     lock = io.lock(ppath) if ppath is not None else contextlib.nullcontext()
-    with lock, _utils.eval_mode(model), torch.no_grad(), _pool_mode(model):
+    with (
+        lock,
+        _finite.checked_at_entry(),  # the attacks at the points do not re-read
+        _utils.eval_mode(model),
+        torch.no_grad(),
+        _pool_mode(model),
+    ):
         raw, data_fp = _prepare_data(
             model, loss_fn, data, adversarial=adversarial, attack=attack,
             center=center, gen=gen, check_deterministic=check_deterministic,

@@ -220,6 +220,7 @@ def adversarial_train(
     _finite.check_model(model, name="adversarial_train: model")
     with (
         io.stop_signals(),  # SIGTERM / SIGINT: save at the next step, say where
+        _finite.checked_at_entry(),  # batches checked on the first pass: no re-read
         _isolated(_utils.model_device(model), cfg.runtime.num_threads),
     ):
         run = _setup(model, data, cfg, run_dir)
@@ -594,11 +595,19 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
         [loss_sum.detach().double(), correct.float(), gnorm.to(loss_sum.device)]
     ).tolist()
     if not (math.isfinite(ls) and math.isfinite(gn)):
+        where = (
+            f"at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} (iteration "
+            f"{run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g})"
+        )
+        if not bool(torch.isfinite(x).all()):  # read only after a failure
+            raise DivergedError(
+                f"the training attack returned NaN or inf inputs {where}: the model's "
+                "loss or input gradient is NaN or inf at the attacked points - check "
+                "the model (e.g. a sqrt or log of 0 in its forward) or the attack's loss"
+            )
         raise DivergedError(
             f"training diverged: loss is {ls / max(len(y), 1)} (gradient norm "
-            f"{gn}) at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} "
-            f"(iteration {run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g}); "
-            "lower the learning rate"
+            f"{gn}) {where}; lower the learning rate"
         )
     run.opt.step()
     run.iteration += 1
