@@ -381,10 +381,18 @@ def test_cli_numbers_and_nan_checkpoints(tmp_path, data_root, capsys):
                tmp_path / "nan.pt")  # fmt: skip
     torch.save({"model": model.state_dict(), "arch": "mlp", "arch_kwargs": MLP_KW},
                tmp_path / "good.pt")  # fmt: skip
+    ens = _run_folder(tmp_path / "ens", model)
+    torch.save({"model": model.state_dict()}, ens / "ckpt_epoch0001.pt")
+    torch.save({"model": nan.state_dict()}, ens / "ckpt_epoch0002.pt")
     root = ["--data-root", str(data_root), "--num-samples", "8", "--no-progress"]
     out = str(tmp_path / "o")
     cases = [
         ("evaluate", [str(tmp_path / "good.pt"), "--eps", "1e400", *root], "1e400"),
+        (
+            "evaluate",
+            [str(ens), "--ensemble", "--eps", "0.1", *root, "--out", out],
+            "ckpt_epoch0002.pt has NaN or inf in its weights",
+        ),  # fmt: skip
         (
             "surface",
             [
