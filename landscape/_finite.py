@@ -8,8 +8,8 @@
   names what went non-finite and where (batch, grid point, iteration). Hot loops keep
   a device-side flag (:class:`Watch`) and read it once (per batch or at the end), so
   the check adds no host synchronisation per step;
-- :func:`check_number` also guards the numbers that enter an API (an eps of NaN, a
-  save interval of inf).
+- :func:`check_option` guards the numbers that enter an API as settings (a save
+  interval of NaN): its message names the setting and what to pass, not an overflow.
 
 The inputs (``data``) are checked by :mod:`landscape._batches`, the one owner of
 batches, and saved results by :meth:`landscape.io.Result.save`.
@@ -34,6 +34,7 @@ __all__ = [
     "check_params",
     "check_tensor",
     "check_number",
+    "check_option",
     "check_host",
     "count_nonfinite",
     "Watch",
@@ -173,6 +174,26 @@ def check_number(v: Any, what: str, where: str = "") -> float:
         raise TypeError(f"{what} must be a number, got {v!r}") from None
     if not math.isfinite(x):
         raise _error(what, where, repr(x))
+    return x
+
+
+def check_option(v: Any, name: str, expected: str) -> float:
+    """``float(v)`` for a setting passed by the caller, refused (with what to pass)
+    when it is NaN, infinite or not a number; :func:`check_number` is for values an
+    analysis computed.
+
+    Example:
+        >>> check_option(float("nan"), "save_interval", "seconds >= 0")
+        Traceback (most recent call last):
+        ...
+        landscape._finite.NonFiniteError: save_interval must be a finite number (seconds >= 0), got nan
+    """
+    try:
+        x = float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"{name} must be a number ({expected}), got {v!r}") from None
+    if not math.isfinite(x):
+        raise NonFiniteError(f"{name} must be a finite number ({expected}), got {x!r}")
     return x
 
 

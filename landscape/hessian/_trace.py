@@ -110,7 +110,8 @@ def _hutchinson(
         V = probes(r, op.dim, generator, distribution).to(op.device, op.dtype)
         HV = op.matmat(V)
         new = (V * HV).sum(dim=1).double().cpu().tolist()
-        _finite.check_host(new, "the probes v^T H v", f"at probes {len(samples) + 1}..")
+        at = f"at probes {len(samples) + 1} to {len(samples) + r} of {num_matvecs}"
+        _finite.check_host(new, "the probes v^T H v", at)
         samples.extend(new)
         bar.update(r)
         if tol is not None and len(samples) >= max(min_probes, 2):

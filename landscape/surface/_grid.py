@@ -321,7 +321,9 @@ def _evaluate_grid(
     gen, seed = _utils.make_generator(generator, device)
     rank, world = _dist_info()
     ppath = _partial_file(partial_path, rank, world)  # before any work
-    save_interval = _finite.check_number(save_interval, "save_interval")
+    save_interval = _finite.check_option(
+        save_interval, "save_interval", "seconds between saves, 0: every grid point"
+    )
     m = len(coefs)
     t0 = time.perf_counter()
 
