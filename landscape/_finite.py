@@ -35,6 +35,7 @@ __all__ = [
     "check_tensor",
     "check_number",
     "check_option",
+    "check_given",
     "check_host",
     "count_nonfinite",
     "Watch",
@@ -177,7 +178,7 @@ def check_number(v: Any, what: str, where: str = "") -> float:
     return x
 
 
-def check_option(v: Any, name: str, expected: str) -> float:
+def check_option(v: Any, name: str, expected: str, *, positive: bool = False) -> float:
     """``float(v)`` for a setting passed by the caller, refused (with what to pass)
     when it is NaN, infinite or not a number; :func:`check_number` is for values an
     analysis computed.
@@ -194,7 +195,27 @@ def check_option(v: Any, name: str, expected: str) -> float:
         raise TypeError(f"{name} must be a number ({expected}), got {v!r}") from None
     if not math.isfinite(x):
         raise NonFiniteError(f"{name} must be a finite number ({expected}), got {x!r}")
+    if positive and not x > 0:
+        raise ValueError(f"{name} must be > 0 ({expected}), got {x!r}")
     return x
+
+
+def check_given(t: Tensor, name: str) -> Tensor:
+    """Refuse a tensor the caller passed (a vector, a direction) that holds NaN or
+    inf, naming it as the caller's input (not as an overflow of the analysis).
+
+    Example:
+        >>> check_given(torch.tensor([1.0, float("nan")]), "v")
+        Traceback (most recent call last):
+        ...
+        landscape._finite.NonFiniteError: the v passed has NaN or inf (1 NaN and 0 inf of 2 values) - pass finite values
+    """
+    if not bool(torch.isfinite(t.detach()).all()):
+        detail = count_nonfinite(t.detach())
+        raise NonFiniteError(
+            f"the {name} passed has NaN or inf ({detail}) - pass finite values"
+        )
+    return t
 
 
 def _error(what: str, where: str, detail: str) -> NonFiniteError:

@@ -373,6 +373,24 @@ def test_numbers_that_are_not_finite_are_refused_where_they_enter():
         )
     with pytest.raises(ValueError, match="xs must be finite"):
         surface.loss_surface(model, _ce(), [(x, y)], _dirs(model), xs=[math.inf])
+    from landscape import attacks, hessian
+
+    with pytest.raises(
+        ValueError, match=r"alpha must be a finite number > 0 .*got inf"
+    ):
+        attacks.PGD(eps=0.1, alpha=math.inf)  # "must be > 0, got inf" was untrue
+    for tol in (math.nan, math.inf):  # NaN was taken: the early stop never fired
+        with pytest.raises(NONFINITE, match=r"tol must be a finite number"):
+            hessian.trace(model, _ce(), [(x, y)], num_matvecs=2, tol=tol)
+        with pytest.raises(NONFINITE, match=r"tol must be a finite number"):
+            hessian.top_eigenvalues(model, _ce(), [(x, y)], tol=tol, max_iter=3)
+        with pytest.raises(NONFINITE, match=r"tol must be a finite number"):
+            hessian.top_eigenvalues(
+                model, _ce(), [(x, y)], method="power", tol=tol, max_iter=3
+            )
+    v = {n: torch.full_like(p, math.nan) for n, p in model.named_parameters()}
+    with pytest.raises(NONFINITE, match=r"the v passed has NaN or inf .* pass finite"):
+        hessian.hvp(model, _ce(), [(x, y)], v)  # the caller's v, not an overflow
 
 
 @pytest.mark.data

@@ -564,7 +564,7 @@ def test_nan_loss_names_epoch_and_batch():
         (lambda: _cfg(optimizer="rmsprop"), "unknown optimizer"),
         (
             lambda: attacks.PGD(eps=0.1, alpha_rel=0.0),
-            "step size alpha_rel must be > 0",
+            "step size alpha_rel must be a finite number > 0",
         ),
         (
             lambda: _cfg(eps_schedule="warp"),

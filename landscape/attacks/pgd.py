@@ -60,7 +60,8 @@ def _grid(value: Alpha, name: str) -> Alpha:
         ) from None
     if not out or not all(math.isfinite(v) and v > 0 for v in out):
         raise ValueError(
-            f"the step size {name} must be > 0 (a list: each entry), got {value!r} "
+            f"the step size {name} must be a finite number > 0 (a list: each entry), "
+            f"got {value!r} "
             "(a step larger than eps is fine: FGSM-RS uses alpha_rel=1.25)"
         )
     return out if isinstance(value, (tuple, list)) else out[0]

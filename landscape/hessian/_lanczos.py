@@ -204,8 +204,7 @@ def lanczos_eigs(
     n = op.dim
     num = _num_pairs(n, num)
     _order(np.zeros(1), which)  # validate early
-    if tol <= 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
+    tol = _finite.check_option(tol, "tol", "a relative tolerance", positive=True)
     if max_iter is None:
         max_iter = max(100, 5 * num)
     max_iter = min(int(max_iter), n)
@@ -304,6 +303,7 @@ def power_iteration(
     op = as_operator(op)
     n = op.dim
     num = _num_pairs(n, num)
+    tol = _finite.check_option(tol, "tol", "a relative tolerance", positive=True)
     gen = generator  # None: torch's global RNG, as everywhere in the package
     found: list[Tensor] = []
     values, residuals = [], []

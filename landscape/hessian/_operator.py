@@ -404,7 +404,7 @@ def hvp(
     """
     op = model_operator(model, loss_fn, data, dtype, mode, check_deterministic)
     vec = v if isinstance(v, Tensor) else op.from_dict(v)
-    _finite.check_tensor(vec, "v")
+    _finite.check_given(vec, "v")
     hv = _finite.check_tensor(op.matvec(vec.reshape(-1)), "the Hessian-vector product")
     if isinstance(v, dict):
         return {k: t.detach() for k, t in op.to_dict(hv).items()}

@@ -102,6 +102,8 @@ def _hutchinson(
 
     if num_matvecs < 1:
         raise ValueError(f"num_matvecs must be >= 1, got {num_matvecs}")
+    if tol is not None:
+        tol = _finite.check_option(tol, "tol", "a relative tolerance", positive=True)
     chunk = getattr(op, "chunk_size", 8)
     samples: list[float] = []
     bar = tqdm(total=num_matvecs, desc="trace", disable=not progressbar, leave=False)
