@@ -802,6 +802,37 @@ def test_sigterm_in_evaluate_and_surface_saves_and_resumes_exactly(tmp_path):
     np.testing.assert_allclose(again.loss, plain.loss, rtol=1e-6)
 
 
+def test_sigterm_in_the_checks_of_evaluate_says_the_attacks_are_saved(tmp_path):
+    from landscape import attacks, evaluate
+
+    model, x, y = _tiny()
+    kw = dict(
+        attacks=[attacks.PGD(eps=0.2, steps=2, keep="best")], batch_size=8,
+        check_samples=4,
+    )  # fmt: skip
+
+    def gen():
+        return torch.Generator().manual_seed(0)
+
+    attacks_only = _KillAfter(model, 0)
+    evaluate.evaluate(attacks_only, (x, y), checks=False, generator=gen(), **kw)
+    ref = evaluate.evaluate(model, (x, y), checks=True, generator=gen(), **kw)
+    state = tmp_path / "ev.state.pt"
+    kill = _KillAfter(model, attacks_only.calls + 2)  # in the checks, after the attacks
+    with io.stop_signals(), pytest.raises(io.Interrupted) as e:
+        evaluate.evaluate(
+            kill, (x, y), checks=True, state_path=state, generator=gen(), **kw
+        )
+    msg = str(e.value)  # was "stopped by SIGTERM - nothing was saved: ... start over"
+    assert e.value.resumable and "in the gradient-masking checks, after 1 of 1" in msg
+    assert str(state) in msg and "to resume" in msg, msg
+    got = evaluate.evaluate(
+        model, (x, y), checks=True, state_path=state, generator=gen(), **kw
+    )
+    assert np.array_equal(got.robust_correct, ref.robust_correct)
+    assert got.checks == ref.checks
+
+
 def test_signals_never_cut_an_atomic_write(tmp_path):
     target = tmp_path / "f.txt"
     with io.stop_signals(), pytest.raises(io.Interrupted) as e:

@@ -545,47 +545,50 @@ def _evaluate(
         state_path,
     )  # fmt: skip
     bar = None
+    total = len(eps_list) * len(sequence) * len(batches)
     if progressbar:
         from tqdm.auto import tqdm
 
-        total = len(eps_list) * len(sequence) * len(batches)
         bar = tqdm(total=total, desc="evaluate")
     models = (attack_model, model)
+    phase = "in the attacks"
     try:
-        _run_sequence(
-            models, batches, sequence, eps_list, seed, st, sig, state_path, bar
+        try:
+            _run_sequence(
+                models, batches, sequence, eps_list, seed, st, sig, state_path, bar
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        phase = "in the gradient-masking checks"  # the attacks' results are saved
+        check_res = (
+            _checks(
+                model,
+                batches,
+                eps_list,
+                norm,
+                st,
+                sequence,
+                was_training,
+                check_samples,
+                seed,
+            )
+            if checks
+            else {}
+        )
+        phase = "in the certification"
+        cert = (
+            _certify(model, batches, eps_list, norm, st, check_res) if certify else None
         )
     except io.Interrupted as err:
-        done, total = (
-            sum(st.done.values()),
-            len(eps_list) * len(sequence) * len(batches),
-        )
-        where = f"evaluate after {done} of {total} (eps, attack, batch) steps"
+        done = sum(st.done.values())
+        where = f"evaluate {phase}, after {done} of {total} (eps, attack, batch) steps"
         saved = state_path is not None and Path(state_path).exists()
         if state_path is None:
             where += " (no state file: pass one to make a run resumable)"
         elif saved:
             where += f"; its progress is in {state_path}"
         raise io.Interrupted(err.signal, where, resumable=saved) from None
-    finally:
-        if bar is not None:
-            bar.close()
-    check_res = (
-        _checks(
-            model,
-            batches,
-            eps_list,
-            norm,
-            st,
-            sequence,
-            was_training,
-            check_samples,
-            seed,
-        )  # fmt: skip
-        if checks
-        else {}
-    )
-    cert = _certify(model, batches, eps_list, norm, st, check_res) if certify else None
     return EvalResult(
         eps=np.asarray(eps_list, dtype=float),
         norm=norm,
