@@ -833,6 +833,35 @@ def test_sigterm_in_the_checks_of_evaluate_says_the_attacks_are_saved(tmp_path):
     assert got.checks == ref.checks
 
 
+def test_sigterm_in_a_report_section_names_the_cached_ones(tmp_path):
+    import dataclasses
+
+    from landscape import report
+
+    model, x, y = _tiny()
+    tiny = dataclasses.replace(
+        report.BUDGETS["quick"], eval_num=8, hessian_num=8, num_eigenvalues=1,
+        density_max_iter=4, surface_num=8, grid=3,
+    )  # fmt: skip
+    kw = dict(eps=0.1, budget=tiny, generator=torch.Generator().manual_seed(0))
+    first = _KillAfter(model, 0)
+    report.build_report(first, None, (x, y), out_dir=tmp_path / "a",
+                        sections=["curvature"], **kw)  # fmt: skip
+    kw["generator"] = torch.Generator().manual_seed(0)
+    out = tmp_path / "b"
+    kill = _KillAfter(model, first.calls + 2)  # in the surface section
+    with io.stop_signals(), pytest.raises(io.Interrupted) as e:
+        report.build_report(kill, None, (x, y), out_dir=out,
+                            sections=["curvature", "surface"], **kw)  # fmt: skip
+    msg = str(e.value)  # was "stopped by SIGTERM - nothing was saved: ... start over"
+    assert e.value.resumable and "in the surface section (loss_surface after" in msg
+    assert "partial.npz); curvature cached in" in msg, msg
+    kw["generator"] = torch.Generator().manual_seed(0)
+    again = report.build_report(_KillAfter(model, 0), None, (x, y), out_dir=out,
+                                sections=["curvature", "surface"], **kw)  # fmt: skip
+    assert again.cached == ("curvature",)
+
+
 def test_signals_never_cut_an_atomic_write(tmp_path):
     target = tmp_path / "f.txt"
     with io.stop_signals(), pytest.raises(io.Interrupted) as e:

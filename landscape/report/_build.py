@@ -76,6 +76,19 @@ def _progress(items: Sequence[str], enabled: bool):
     return tqdm(items, desc="report", unit="section", disable=not enabled)
 
 
+def _stopped(err: io.Interrupted, name: str, done: list, cache: Path) -> io.Interrupted:
+    """SIGTERM / SIGINT in a section: say which, what it saved itself (a surface's
+    partial file) and which sections are cached (resumable if any of it is)."""
+    where = f"build_report in the {name} section" + (
+        f" ({err.where})" if err.where else ""
+    )
+    if not done:
+        return io.Interrupted(err.signal, where, resumable=err.resumable)
+    return io.Interrupted(
+        err.signal, f"{where}; {', '.join(done)} cached in {cache}", resumable=True
+    )
+
+
 def build_report(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
@@ -169,7 +182,10 @@ def build_report(
     div3d, cached, timings = None, [], {}
     for name in _progress(names, progressbar):
         t0 = time.perf_counter()
-        numbers[name], results, hit = run_section(ctx, name)
+        try:
+            numbers[name], results, hit = run_section(ctx, name)
+        except io.Interrupted as err:  # the finished sections are in the cache
+            raise _stopped(err, name, list(numbers), ctx.cache) from None
         timings[name] = round(time.perf_counter() - t0, 3)
         cached += [name] if hit else []
         fig = _draw(name, results, ctx.eps)
