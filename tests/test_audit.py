@@ -459,6 +459,18 @@ def test_cli_numbers_and_nan_checkpoints(tmp_path, data_root, capsys):
     assert not list(tmp_path.glob("o*"))
 
 
+def test_a_published_checkpoint_with_nan_weights_is_refused(tmp_path):
+    from landscape.models import load_published
+
+    m = models.build("cifar_preact_resnet", dataset="cifar10")
+    sd = {k: v for k, v in m.state_dict().items() if not k.startswith("normalize.")}
+    first = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[first] = sd[first].clone().fill_(math.nan)
+    torch.save({"state_dict": sd}, tmp_path / "ckpt.pt")
+    with pytest.raises(NONFINITE, match=r"ckpt.pt has NaN or inf in its weights"):
+        load_published(tmp_path / "ckpt.pt", "Wong2020Fast")  # loaded silently before
+
+
 # ========================================================== 2. validated once
 def test_an_attack_value_and_its_function_accept_the_same_settings():
     import dataclasses
