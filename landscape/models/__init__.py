@@ -11,9 +11,13 @@ Architectures (``width`` multiplies every hidden width / channel count):
 * ``linear``: ``Normalize -> Flatten -> Linear``.
 * ``mlp``: ``Flatten -> [Linear -> act] * len(hidden) -> Linear``, ``hidden=(100,)``.
 * ``lenet``: the LeNet of the paper's code (Liu et al. 2020, ``util/models.py``):
-  ``conv5x5(2w) -> act -> pool2 -> conv5x5(4w) -> act -> pool2 -> fc(hidden_size=1024)
-  -> act -> fc``, convolutions padded to keep the size. The paper's MNIST models use
-  ``width=16`` (32/64 channels), which is exactly ``madry_cnn``.
+  ``conv5x5(2w) -> act -> pool2 -> conv5x5(4w) -> act -> pool2 -> fc(64w) -> act ->
+  fc``, convolutions padded to keep the size (``hidden_size`` overrides the fc width).
+  The paper's MNIST models use ``width=16`` (32/64 channels, fc 1024: 3,274,634
+  parameters), which is exactly ``madry_cnn``; width 1 has 13,514 parameters.
+* ``vgg16`` / ``resnet18`` at ``width=0.5`` are the paper's CIFAR-10 networks at its
+  width 8 (its channel unit is 4 or 8 channels, ours 64: paper width w = ours w / 16;
+  3,686,954 / 2,797,610 parameters).
 * ``madry_cnn``: Madry et al. (2018) MNIST CNN: conv 32 5x5 / pool / conv 64 5x5 / pool
   / fc 1024 / fc 10 (3,274,634 parameters at width 1).
 * ``vgg16``: VGG-16 with BatchNorm for 32x32 inputs, one linear classifier
