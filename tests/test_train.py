@@ -638,13 +638,8 @@ def test_presets_and_cli_errors(capsys):
     assert all(isinstance(c, TrainConfig) for c in train.PRESETS.values())
     cfg = train.preset("mnist-lenet")
     atk = cfg.attack
-    assert (atk.eps, cfg.optimizer, cfg.lr, atk.alpha, atk.steps) == (
-        0.4,
-        "adam",
-        1e-4,
-        0.01,
-        50,
-    )
+    assert (atk.eps, cfg.optimizer, cfg.lr, atk.steps) == (0.4, "adam", 1e-4, 50)
+    assert atk.step_sizes() == (pytest.approx(0.01),)  # 0.01 at eps 0.4, follows eps
     assert cfg.runtime.eval_attack.steps == 20 and cfg.dataset.name == "mnist"
     with pytest.warns(UserWarning, match="whole epoch"):  # 200 / 3 epochs a period
         cfg = dataclasses.replace(

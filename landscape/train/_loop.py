@@ -21,6 +21,7 @@ from .. import _finite, _utils, attacks, io
 from .._batches import Batched, as_batches
 from ..checkpoints import FINAL, period_checkpoint
 from . import _dist
+from ._augment import augment
 from ._config import TrainConfig, target_eps
 from ._data import as_loader, eval_subset, fixed_batch
 from ._eval import (
@@ -543,11 +544,17 @@ def _stop_if_asked(run: _Run) -> None:
     )
 
 
-def _batch(run: _Run, batch: Any) -> tuple[Tensor, Tensor, int]:
-    """This rank's checked share of a global batch, and the global batch size."""
+def _batch(run: _Run, b: int, batch: Any) -> tuple[Tensor, Tensor, int]:
+    """This rank's checked share of the global batch ``b`` (augmented, the same draw
+    on every rank), and the global batch size."""
     x, y = run.prep(batch[0], batch[1])
     if run.num_classes is None:
         run.num_classes = _probe_classes(run, x)
+    if run.cfg.augment is not None:
+        gen = _utils.derived_generator(
+            run.cfg.seed, "augment", run.epoch, b, device=run.device
+        )
+        x = augment(run.cfg.augment, x, gen)
     n_global = len(y)
     return (
         _dist.shard(x, run.rank, run.world),
@@ -580,7 +587,7 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
     for g in run.opt.param_groups:
         g["lr"] = lr_t
     run.opt.zero_grad(set_to_none=True)
-    x, y, n_global = _batch(run, batch)
+    x, y, n_global = _batch(run, b, batch)
     if hasattr(run.raw, "resample"):  # the model's per-batch draw, before the attack
         run.raw.resample(run.model_gen)
     x = _attack(run, x, y, eps_t)
