@@ -71,10 +71,13 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "data" / "results"
-# committed study tables and figures; a study budget other than the base one
-# (``LANDSCAPE_STUDY_BUDGET=long``, see ``figures/_study.py``) publishes to its own folder
-STUDY_BUDGET = os.environ.get("LANDSCAPE_STUDY_BUDGET", "base")
-PUBLISHED = REPO / "results" / ("" if STUDY_BUDGET == "base" else STUDY_BUDGET)
+# committed study tables and figures, per study budget (``LANDSCAPE_STUDY_BUDGET``,
+# see ``figures/_study.py``): ``cpu`` (the paper's recipe scaled down, the default)
+# publishes to results/cpu/; ``v1`` / ``v1-long`` are the earlier recipe's committed
+# record in results/ and results/long/ (redrawn with ``--from-results``)
+STUDY_BUDGETS = {"cpu": "cpu", "v1": "", "v1-long": "long"}
+STUDY_BUDGET = os.environ.get("LANDSCAPE_STUDY_BUDGET", "cpu")
+PUBLISHED = REPO / "results" / STUDY_BUDGETS.get(STUDY_BUDGET, STUDY_BUDGET)
 FIGURES_OUT = REPO / "figures" / "out"
 
 
