@@ -398,3 +398,68 @@ def test_claim1_verdict_words(claims, tmp_path, monkeypatch):
     assert "needs" in claims._claim1()["verdict"]
     _claim1_csv(path, [0.11, 0.12, 0.10], [0.95, 0.96, 0.94])
     assert claims._claim1()["verdict"].startswith("does not hold")
+
+
+# ------------------------------------------------- --full is the paper's setting
+
+PAPER_LENET_PARAMS = 3_274_634  # LeNet width 16: conv 32 / 64, fc 1,024
+
+
+def _full_ctx(common, tmp_path, name):
+    args = common.parser("d").parse_args(["--full", "--out-dir", str(tmp_path)])
+    return common.setup(args, name)
+
+
+def test_full_builds_the_papers_lenet_and_recipe(common, tmp_path):
+    """fig02 / fig05 / fig06 ``--full`` train the paper's width-16 LeNet (they built
+    width 1 at every size) with the preset's recipe; fig03 / fig04 ``--full`` build
+    the same network."""
+    import importlib
+
+    import torch
+
+    from landscape import attacks, models
+
+    x = torch.rand(2, 1, 28, 28)
+    for name in ("fig02_learning_curves", "fig05_surfaces"):
+        mod = importlib.import_module(name)
+        ctx = _full_ctx(common, tmp_path, name)
+        cfg = mod._config(ctx, mod.settings(ctx), 0.3)
+        model = common.model_for(cfg)
+        assert common.num_params(model) == PAPER_LENET_PARAMS, name
+        assert model.normalize is None or torch.equal(model.normalize(x), x)
+        assert (cfg.batch_size, cfg.optimizer, cfg.lr) == (128, "adam", 1e-4)
+        # the learning-curve rule: step 0.01 and eps / 0.01 + 10 steps, constant eps
+        assert cfg.attack == attacks.PGD(
+            eps=0.3, steps=40, alpha=0.01, random_start="step"
+        )
+        assert cfg.eps_schedule == "constant" and cfg.schedule_update == "epoch"
+    mod = importlib.import_module("fig06_schedules")
+    ctx = _full_ctx(common, tmp_path, "fig06_schedules")
+    s = mod.settings(ctx)
+    cfgs = {sch: mod._config(ctx, s, sch) for sch in mod.SCHEDULES}
+    for sch, cfg in cfgs.items():
+        assert common.num_params(common.model_for(cfg)) == PAPER_LENET_PARAMS, sch
+        assert cfg.epochs == 100 and cfg.attack.step_sizes() == (pytest.approx(0.01),)
+    eps = {sch: cfg.eps_fn() for sch, cfg in cfgs.items()}
+    assert [round(eps["cosine"](e), 4) for e in (0, 50, 60, 61)] == [
+        0,
+        0.3,
+        0.3927,
+        0.4,
+    ]
+    assert eps["linear"](25) == pytest.approx(0.2) and eps["linear"](50) == 0.4
+    assert eps["constant"](0) == 0.4
+    assert cfgs["periodic"].period_end_epochs() == [50, 75, 100]
+    assert [cfgs[k].period_end_epochs() for k in ("constant", "linear", "cosine")] == [
+        [100]
+    ] * 3  # one period: no warm-up checkpoints in an "ensemble"
+    lr = cfgs["periodic"].lr_fn()
+    assert [lr(e) for e in (0, 25, 50, 63, 75, 94)] == pytest.approx(
+        [1e-4, 1e-5, 1e-4, 1e-5, 1e-4, 1e-6]
+    )
+    for name in ("fig03_scattering", "fig04_hessian"):
+        mod = importlib.import_module(name)
+        s = mod._settings(_full_ctx(common, tmp_path, name))
+        net = models.build(s["model"], **s["model_kw"])
+        assert common.num_params(net) == PAPER_LENET_PARAMS, name
