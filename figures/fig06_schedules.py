@@ -148,6 +148,7 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         cfg = _config(ctx, s, schedule)
         torch.manual_seed(ctx.seed)
         model = _common.model_for(cfg).to(dev)  # --full: the paper's width-16 LeNet
+        s["num_params"] = _common.num_params(model)
         run_dir = ctx.cache_dir / f"{NAME}_{ctx.size}_runs" / schedule
         if ctx.recompute and run_dir.exists():
             shutil.rmtree(run_dir)  # --recompute retrains (the trainer would resume)
@@ -196,9 +197,16 @@ def markdown(fd: _common.FigureData, size: str) -> str:
     s = fd.table["settings"]
     get = {(r[0], r[1], r[2]): r for r in rows}
     lines = [
-        f"MNIST LeNet, eps = {fd.table['eps']} (L-inf), {size} size: "
+        "MNIST LeNet"
+        + (f" ({s['num_params']:,} parameters)" if "num_params" in s else "")
+        + f", eps = {fd.table['eps']} (L-inf), {size} size: "
         f"{s['num_train'] or 60000} training images, {s['epochs']} epochs, "
-        f"{s['periods']} periods, {s['num_eval']} test points, attack budgets x "
+        + (
+            f"{s['periods']} periods, "
+            if "periods" in s  # the earlier recipe's record: P periods for all
+            else "3 periods for the periodic run (one for the others), "
+        )
+        + f"{s['num_eval']} test points, attack budgets x "
         f"{s['scale']:g}.",
         "",
         "| schedule | model | clean % | standard % | reviewer % |",
