@@ -120,7 +120,10 @@ def _plot_claim1(rows, curves) -> None:
         axes[2].plot(c["epoch"], 100 * c["test_clean_acc"], label=lab, **kw)
     axes[1].axhline(math.log(10), color="grey", ls=":", lw=1, label="log 10 (uniform)")
     axes[2].axhline(11.35, color="grey", ls=":", lw=1, label="11.35 % (one class)")
-    axes[0].set(xlabel="epoch", ylabel="training eps (per epoch)", title="eps schedule")
+    axes[0].set(
+        xlabel="epoch (1 = the first)", ylabel="training eps (per epoch)",
+        title="eps schedule",
+    )  # fmt: skip
     axes[1].set(xlabel="epoch", ylabel="adversarial training loss",
                 title="training loss (PGD-5 at eps(t))")  # fmt: skip
     axes[2].set(xlabel="epoch", ylabel="clean test accuracy (%)",
@@ -130,7 +133,8 @@ def _plot_claim1(rows, curves) -> None:
     fig.suptitle(
         f"Claim 1 at eps 0.4, corrected recipe scaled down: {r0['model']} "
         f"({r0['params']:,} parameters), {r0['num_train']:,} MNIST images, "
-        f"{r0['epochs']} epochs; one line per seed",
+        f"{r0['epochs']} epochs; one line per seed"
+        + "".join(f"; {k}: no finished run" for k in colours if not n[k]),
         fontsize=10,
     )
     fig.tight_layout()
