@@ -307,6 +307,48 @@ def test_checks_flag_masking():
     assert res.checks["eps_monotone"]["passed"] is True
 
 
+class Rippled(nn.Module):
+    """Not masked: deterministic logits of a linear margin plus a smooth ripple of
+    period 0.12 eps along the input. Small steps settle in a ripple that large steps
+    jump over: PGD-50 at 2.5 eps / 50 is weaker than PGD-10 (71 % vs 39 % robust)."""
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.k = 2 * np.pi / (0.12 * eps)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        m = 0.5 + (-x + 1.5 / self.k * torch.sin(self.k * x)).sum(1)
+        return torch.stack([m, -m], 1)
+
+
+def test_more_steps_no_false_alarm_on_unmasked_model():
+    """A longer PGD run is compared at equal step sizes: a rippled (unmasked) model
+    passes, while PGD-50 at its own step alone is weaker by 30 points (the old check
+    failed here)."""
+    eps = 0.1
+    m = Rippled(eps)
+    x = 0.2 + 0.6 * torch.rand(2000, 1, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        margin = m(x)[:, 0]
+    x = x[(margin > 0) & (margin < 0.09)][:100]
+    y = torch.zeros(len(x), dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    # the old comparison: PGD-50 at 2.5 eps / 50 alone is much weaker
+    acc = {}
+    for steps in (10, 50):
+        xa = _pgd(eps, steps)(m, x, y, torch.Generator().manual_seed(0))
+        acc[steps] = float((m(xa).argmax(1) == y).float().mean())
+    assert acc[50] > acc[10] + 0.2
+    c = E.masking_checks(
+        m, [(x, y)], eps=[eps], norm="linf", num_samples=100, generator=g
+    )
+    assert c["more_steps"]["passed"] is True, c["more_steps"]
+    base, more = c["more_steps"]["value"]
+    assert base == pytest.approx(acc[10]) and more <= base
+    assert c["more_restarts"]["passed"] is True
+
+
 def test_standard_preset_is_autoattack_standard():
     """The "standard" preset is AutoAttack's standard version: same sequence, same
     budgets (read off pyautoattack's own configuration)."""
