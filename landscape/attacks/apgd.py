@@ -97,24 +97,25 @@ def _one_run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=
         # the latest misclassified iterate, as AutoAttack: on a randomised model the
         # later iterates lie deeper and stay adversarial under fresh randomness more
         # often than the first one (deterministic models: the same verdict)
-        x_adv[wrong] = x_k[wrong]
+        # (torch.where, not boolean masks: no host sync in the loop)
+        x_adv = torch.where(_expand(wrong, x), x_k, x_adv)
         broken |= wrong
         increases += (f_new > f_k).float()
         f_k = f_new
         better = f_k > f_max
-        x_max[better], f_max[better], g_max[better] = (
-            x_k[better],
-            f_k[better],
-            g_k[better],
-        )
-        x_adv[~broken] = x_max[~broken]
+        x_max = torch.where(_expand(better, x), x_k, x_max)
+        f_max = torch.where(better, f_k, f_max)
+        g_max = torch.where(_expand(better, x), g_k, g_max)
+        x_adv = torch.where(_expand(broken, x), x_adv, x_max)
         if k + 1 in w:
             j = k + 1
             cond1 = increases < rho * (j - last_w)
             cond2 = ~reduced_last & (f_max_last >= f_max)
             red = cond1 | cond2
-            eta[red] /= 2
-            x_k[red], g_k[red], f_k[red] = x_max[red], g_max[red], f_max[red]
+            eta = torch.where(red, eta / 2, eta)
+            x_k = torch.where(_expand(red, x), x_max, x_k)
+            g_k = torch.where(_expand(red, x), g_max, g_k)
+            f_k = torch.where(red, f_max, f_k)
             reduced_last = red
             f_max_last = f_max.clone()
             increases.zero_()
