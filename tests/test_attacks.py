@@ -4,6 +4,8 @@ trained MLP, black-box budgets, and a cross-check against the AutoAttack referen
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -740,19 +742,22 @@ def test_no_host_sync_per_iteration(make, monkeypatch):
     assert counts[64] - counts[32] <= runs * (32 // 16 + 1), counts
 
 
-@pytest.mark.parametrize("name", ["pgd", "fab", "square"])
+@pytest.mark.parametrize("name", ["pgd", "apgd", "fab", "square"])
 def test_compaction_schedule_does_not_change_results(name, monkeypatch):
     """Shrinking the active set only now and then (masking the points broken in
     between) gives bitwise the result of shrinking it every iteration. Intended
-    change (issue 24): Square draws its random signs for the whole batch each query
-    (so that a point's draws do not depend on which points are still attacked), so
-    its seeded outputs differ from the version before; PGD, APGD and FAB kept
-    theirs bitwise."""
+    changes (issues 24, 29): Square draws its random signs for the whole batch each
+    query (so that a point's draws do not depend on which points are still
+    attacked), so its seeded outputs differ from the version before; APGD stops a
+    point at its first misclassified iterate (``early_stop=True``, the default; the
+    verdict and the unbroken points' results are bitwise those of
+    ``early_stop=False``, the former behaviour); PGD and FAB kept theirs bitwise."""
     import sys
 
     mod = sys.modules[f"landscape.attacks.{name}"]  # (the package's pgd is a function)
     atk = {
         "pgd": A.PGD(eps=0.05, steps=40, keep="best", loss="ce", restarts=2),
+        "apgd": A.APGDT(eps=0.05, steps=40, num_targets=2),
         "fab": A.FABT(eps=0.05, steps=40, num_targets=2),
         "square": A.Square(eps=0.05, queries=120),
     }[name]
@@ -771,3 +776,11 @@ def test_compaction_schedule_does_not_change_results(name, monkeypatch):
     if name == "square":
         assert torch.equal(info["queries"], info_b["queries"])
         assert int(info["queries"].max()) == atk.queries  # unbroken: the whole budget
+    if name == "apgd":  # without early stop: the same verdicts, unbroken points
+        xc, info_c = dataclasses.replace(atk, early_stop=False)(
+            net, x, y, torch.Generator().manual_seed(0), return_info=True
+        )
+        assert torch.equal(info["success"], info_c["success"])
+        unbroken = ~info["success"]
+        assert torch.equal(xa[unbroken], xc[unbroken]) and not torch.equal(xa, xc)
+        assert info["num_grad"] < info_c["num_grad"]
