@@ -748,16 +748,17 @@ def test_compaction_schedule_does_not_change_results(name, monkeypatch):
     between) gives bitwise the result of shrinking it every iteration. Intended
     changes (issues 24, 29): Square draws its random signs for the whole batch each
     query (so that a point's draws do not depend on which points are still
-    attacked), so its seeded outputs differ from the version before; APGD stops a
-    point at its first misclassified iterate (``early_stop=True``, the default; the
-    verdict and the unbroken points' results are bitwise those of
-    ``early_stop=False``, the former behaviour); PGD and FAB kept theirs bitwise."""
+    attacked), so its seeded outputs differ from the version before; APGD with
+    ``early_stop=True`` (the evaluation presets') stops a point at its first
+    misclassified iterate (the verdict and the unbroken points' results are bitwise
+    those of ``early_stop=False``, the default and former behaviour); PGD, APGD and
+    FAB kept their seeded outputs bitwise."""
     import sys
 
     mod = sys.modules[f"landscape.attacks.{name}"]  # (the package's pgd is a function)
     atk = {
         "pgd": A.PGD(eps=0.05, steps=40, keep="best", loss="ce", restarts=2),
-        "apgd": A.APGDT(eps=0.05, steps=40, num_targets=2),
+        "apgd": A.APGDT(eps=0.05, steps=40, num_targets=2, early_stop=True),
         "fab": A.FABT(eps=0.05, steps=40, num_targets=2),
         "square": A.Square(eps=0.05, queries=120),
     }[name]

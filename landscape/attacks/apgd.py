@@ -162,9 +162,10 @@ class APGD(Attack):
             averaged over this many forward passes (randomised models).
         early_stop: stop iterating a point at its first misclassified iterate (its
             result; the verdict and the other points' runs do not change, only the
-            cost). ``False``, and always with ``eot_iter > 1``: every point runs all
-            steps and keeps its latest misclassified iterate, as AutoAttack (on a
-            randomised model the later iterates stay adversarial more often).
+            cost; the evaluation presets set it). ``False`` (the default), and
+            always with ``eot_iter > 1``: every point runs all steps and keeps its
+            latest misclassified iterate, as AutoAttack (on a randomised model the
+            later iterates stay adversarial more often).
     """
 
     steps: int = 100
@@ -172,7 +173,7 @@ class APGD(Attack):
     loss: str = "ce"
     rho: float = 0.75
     eot_iter: int = 1
-    early_stop: bool = True
+    early_stop: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -201,7 +202,7 @@ class APGDT(Attack):
     num_targets: int = 9
     rho: float = 0.75
     eot_iter: int = 1
-    early_stop: bool = True
+    early_stop: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -283,7 +284,7 @@ def apgd(
     loss: str = "ce",
     rho: float = 0.75,
     eot_iter: int = 1,
-    early_stop: bool = True,
+    early_stop: bool = False,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
@@ -327,7 +328,7 @@ def apgd_t(
     num_targets: int = 9,
     rho: float = 0.75,
     eot_iter: int = 1,
-    early_stop: bool = True,
+    early_stop: bool = False,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
