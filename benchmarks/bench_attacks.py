@@ -13,6 +13,15 @@ FAB-T and Square at the same budgets (ratios ours / reference; < 1 is faster).
     python benchmarks/bench_attacks.py            # 500 images, PGD-20/100, APGD-100
     python benchmarks/bench_attacks.py --quick    # 100 images, smaller budgets
     python benchmarks/bench_attacks.py --only fab  # one attack (names containing 'fab')
+    python benchmarks/bench_attacks.py --protocol --num 100   # the protocol row
+
+``--protocol``: "standard protocol vs pyautoattack standard, same model, same points,
+CPU time" (issue 29; goal <= 0.5x, robust accuracy equal within 0.4 points) on two
+MNIST CNNs (``models.build("madry_cnn", width=0.5)``): a non-robust one (plain
+training, trained here in a minute) and a robust one (PGD-7 adversarial training at
+eps 0.3 with the package's trainer: ~30 min on a loaded CPU), both cached in the
+git-ignored ``data/bench``. Runs ours and theirs interleaved (``--repeats``), reports
+CPU time (``time.process_time``), per-stage robust accuracy and each stage's wall time.
 
 Single-threaded CPU (torch.set_num_threads(1)); timings are noisy on a shared machine,
 so the ratios (measured in the same run) are what to read.
@@ -65,16 +74,156 @@ def _time(fn, repeats: int = 1) -> float:
     return statistics.median(ts)
 
 
+_BENCH = Path(__file__).resolve().parents[1] / "data" / "bench"
+
+
+def _madry05_plain(root: str) -> torch.nn.Module:
+    """The non-robust CNN: plain training on 20,000 MNIST images (cached)."""
+    model = models.build("madry_cnn", width=0.5, dataset="mnist")
+    path = _BENCH / "madry05_plain.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    x, y = data.load_dataset("mnist", root, split="train", num_samples=20000)
+    torch.manual_seed(0)
+    _train(model, x, y, epochs=1)
+    _BENCH.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model.eval()
+
+
+def _madry05_at03(root: str) -> torch.nn.Module:
+    """The robust CNN: PGD-7 adversarial training at eps 0.3 (linear warm-up over 2
+    of 5 epochs, 20,000 images) with ``python -m landscape.train`` (cached run)."""
+    from landscape import checkpoints
+    from landscape.train.__main__ import main as train_main
+
+    run = _BENCH / "madry05_at03"
+    argv = ["madry-mnist", "--width", "0.5", "--num-train", "20000"]
+    argv += ["--num-test", "500", "--epochs", "5", "--batch-size", "100"]
+    argv += ["--optimizer", "adam", "--lr", "1e-3", "--eps", "0.3"]
+    argv += ["--eps-schedule", "linear", "--eps-kwargs", '{"warmup": 2}']
+    argv += ["--steps", "7", "--alpha-rel", "0.2", "--eval-num", "200"]
+    argv += ["--device", "cpu", "--no-progress", "--run-dir", str(run)]
+    argv += ["--data-root", root]
+    if not (run / "final.pt").exists() and train_main(argv) != 0:
+        raise SystemExit("training the robust model failed")
+    return checkpoints.load_model(run).eval()
+
+
+def _autoattack_standard(model, x, y, eps: float, log: list) -> float:
+    """pyautoattack's standard version; returns its robust accuracy and appends
+    (stage, robust accuracy, process time) to ``log``."""
+    import logging
+
+    from pyautoattack import AutoAttack
+
+    class Stages(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("robust accuracy after"):
+                stage = msg.split()[3].rstrip(":").lower()
+                acc = float(msg.split()[4].rstrip("%")) / 100
+                log.append((stage, acc, time.process_time()))
+
+    logger = logging.getLogger("auto-attack")
+    handler = Stages()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    state = torch.random.get_rng_state()
+    try:
+        aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0)
+        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=len(y))
+    finally:
+        torch.random.set_rng_state(state)
+        logger.removeHandler(handler)
+    with torch.no_grad():
+        return float((model(x_adv).argmax(1) == y).float().mean())
+
+
+def protocol(args) -> int:
+    """The protocol row: ours (evaluate, preset "standard") vs pyautoattack."""
+    from landscape import evaluate as E
+
+    root = _root()
+    if root is None:
+        print("no MNIST found: set LANDSCAPE_DATA")
+        return 1
+    n = args.num or 100
+    xt, yt = data.load_dataset("mnist", root, split="test", num_samples=n)
+    print(f"standard protocol vs pyautoattack standard, {n} MNIST test points, "
+          "Linf, 1 thread, CPU time; goal <= 0.50x, robust accuracy equal within "
+          "0.4 points")  # fmt: skip
+    for name, make, eps in (
+        ("non-robust", _madry05_plain, args.eps),
+        ("robust", _madry05_at03, 0.3),
+    ):
+        if args.only and args.only not in name:
+            continue
+        model = make(root)
+        for q in model.parameters():
+            q.requires_grad_(False)
+        ours_t, theirs_t = [], []
+        for _ in range(args.repeats):  # interleaved
+            t0 = time.process_time()
+            res = E.evaluate(
+                model, (xt, yt), eps=eps, preset="standard", batch_size=n,
+                checks=False, adaptive=None, generator=torch.Generator().manual_seed(0),
+            )  # fmt: skip
+            ours_t.append(time.process_time() - t0)
+            log: list = []
+            t0 = time.process_time()
+            aa_acc = _autoattack_standard(model, xt, yt, eps, log)
+            theirs_t.append(time.process_time() - t0)
+        ours, theirs = statistics.median(ours_t), statistics.median(theirs_t)
+        acc = float(res.robust_accuracy[0])
+        print(f"\n{name}, eps {eps}: clean {100 * res.clean_accuracy:.1f}%")
+        print(
+            f"  {'stage':10s} {'ours acc':>9s} {'ours s':>7s} {'AA acc':>7s} {'AA s':>7s}"
+        )
+        per = res.per_attack_accuracy()
+        prev = t0
+        aa_stages = {s: (a, t) for s, a, t in log}
+        for attack, a in per.items():
+            key = {"apgd-t": "apgd-t", "fab-t": "fab-t"}.get(attack, attack)
+            aa_a, aa_t = aa_stages.get(key, (float("nan"), prev))
+            print(
+                f"  {attack:10s} {100 * a[0]:8.1f}% {res.timings[attack][0]:7.1f} "
+                f"{100 * aa_a:6.1f}% {aa_t - prev:7.1f}"
+            )
+            prev = aa_t
+        ratio = ours / theirs
+        goal = "meets" if ratio <= 0.5 and abs(acc - aa_acc) <= 0.004 else "misses"
+        print(
+            f"  total: ours {ours:.1f} s CPU ({100 * acc:.1f}%), pyautoattack "
+            f"{theirs:.1f} s CPU ({100 * aa_acc:.1f}%): ratio {ratio:.2f} "
+            f"(goal <= 0.50; {goal} the goal; runs {ours_t} / {theirs_t})"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="100 images, smaller budgets")
+    p.add_argument(
+        "--protocol",
+        action="store_true",
+        help="the standard protocol vs pyautoattack standard row (see above)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=1, help="--protocol: interleaved runs"
+    )
     p.add_argument("--num", type=int, default=None, help="number of test images")
-    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument(
+        "--eps", type=float, default=0.1, help="(--protocol: of the non-robust model)"
+    )
     p.add_argument(
         "--only", default=None, help="run only attacks whose name contains this"
     )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.protocol:
+        return protocol(args)
     n = args.num or (100 if args.quick else 500)
     steps, queries = (20, 200) if args.quick else (100, 1000)
     root = _root()

@@ -307,6 +307,48 @@ def test_checks_flag_masking():
     assert res.checks["eps_monotone"]["passed"] is True
 
 
+class Rippled(nn.Module):
+    """Not masked: deterministic logits of a linear margin plus a smooth ripple of
+    period 0.12 eps along the input. Small steps settle in a ripple that large steps
+    jump over: PGD-50 at 2.5 eps / 50 is weaker than PGD-10 (71 % vs 39 % robust)."""
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.k = 2 * np.pi / (0.12 * eps)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        m = 0.5 + (-x + 1.5 / self.k * torch.sin(self.k * x)).sum(1)
+        return torch.stack([m, -m], 1)
+
+
+def test_more_steps_no_false_alarm_on_unmasked_model():
+    """A longer PGD run is compared at equal step sizes: a rippled (unmasked) model
+    passes, while PGD-50 at its own step alone is weaker by 30 points (the old check
+    failed here)."""
+    eps = 0.1
+    m = Rippled(eps)
+    x = 0.2 + 0.6 * torch.rand(2000, 1, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        margin = m(x)[:, 0]
+    x = x[(margin > 0) & (margin < 0.09)][:100]
+    y = torch.zeros(len(x), dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    # the old comparison: PGD-50 at 2.5 eps / 50 alone is much weaker
+    acc = {}
+    for steps in (10, 50):
+        xa = _pgd(eps, steps)(m, x, y, torch.Generator().manual_seed(0))
+        acc[steps] = float((m(xa).argmax(1) == y).float().mean())
+    assert acc[50] > acc[10] + 0.2
+    c = E.masking_checks(
+        m, [(x, y)], eps=[eps], norm="linf", num_samples=100, generator=g
+    )
+    assert c["more_steps"]["passed"] is True, c["more_steps"]
+    base, more = c["more_steps"]["value"]
+    assert base == pytest.approx(acc[10]) and more <= base
+    assert c["more_restarts"]["passed"] is True
+
+
 def test_standard_preset_is_autoattack_standard():
     """The "standard" preset is AutoAttack's standard version: same sequence, same
     budgets (read off pyautoattack's own configuration)."""
@@ -606,3 +648,58 @@ def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
         assert msg in err and len(err.splitlines()) == 1, err
     # the usage errors came before --no-resume could delete the state file
     assert (tmp_path / "ev_linf.state.pt").read_bytes() == b"kept"
+
+
+def test_cli_attack_list_and_certify_method(tmp_path, data_root, capsys):
+    """``--attacks NAME:key=value,...`` runs that sequence (the same result as
+    ``evaluate(attacks=[...])``); ``--certify crown-ibp`` / ``evaluate(certify=
+    "ibp")`` choose the certificate's method (recorded in the metadata); bad lists
+    are one-line errors (fail before the CLI had these flags)."""
+    from landscape import certify, data
+    from landscape.certify._bounds import METHODS
+    from landscape.evaluate.__main__ import main
+
+    assert E._protocol.CERTIFY_METHODS == METHODS
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)
+    )
+    path = str(tmp_path / "net.pt")
+    torch.save(net, path)
+    common = ["--trust-checkpoint", "--data-root", str(data_root), "--num-samples"]
+    common += ["30", "--eps", "0.05", "--no-checks", "--out", str(tmp_path / "ev")]
+    x, y = data.load_dataset("mnist", data_root, split="test", num_samples=30, seed=0)
+    specs = ["apgd:loss=dlr,steps=5", "pgd:steps=4,alpha_rel=(0.5,0.25)"]
+    specs += ["Square:queries=20"]
+    assert main([path, *common, "--attacks", *specs, "--certify", "crown-ibp"]) == 0
+    res = E.EvalResult.load(tmp_path / "ev_linf.npz")
+    attacks = [
+        A.APGD(eps=0.05, loss="dlr", steps=5),
+        A.PGD(eps=0.05, steps=4, alpha_rel=(0.5, 0.25), loss="ce", keep="best"),
+        A.Square(eps=0.05, queries=20),
+    ]
+    assert res.meta["attacks"] == [a.to_dict() for a in attacks]
+    ref = E.evaluate(
+        net, (x, y), attacks=attacks, generator=torch.Generator().manual_seed(0),
+        checks=False, certify="ibp",
+    )  # fmt: skip
+    np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)
+    assert res.meta["certify"] == "crown-ibp" and ref.meta["certify"] == "ibp"
+    for method, ev in (("crown-ibp", res), ("ibp", ref)):
+        cert = certify.certify(net, (x, y), eps=0.05, method=method).certified
+        np.testing.assert_array_equal(np.asarray(ev.certified), cert)
+    with pytest.raises(ValueError, match="certify must be"):
+        E.evaluate(net, (x, y), eps=0.05, certify="crown-ibd")
+    capsys.readouterr()
+    for bad, msg in (
+        (["--attacks", "nope"], "unknown attack 'nope'"),
+        (["--attacks", "pgd", "--steps", "5"], "--steps would be ignored"),
+        (["--attacks", "pgd", "--preset", "quick"], "--preset quick would be"),
+        (["--attacks", "pgd:eps=0.1"], "give eps with"),
+        (["--attacks", "pgd:stepz=3"], "does not make a PGD"),
+        (["--attacks", "square:queries"], "is not key=value"),
+    ):
+        assert main([path, *common, *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
+    assert main([path, *common, "--certify", "crown-ibd"]) == 2

@@ -2,11 +2,14 @@
 the flags (``--attack``, ``--eps``, ``--norm``, ``--steps``, ``--alpha``,
 ``--alpha-rel``, ``--no-random-start``), :func:`attack_from_args` makes the value.
 Every tool that attacks (``python -m landscape.train``, ``.connectivity``,
-``.surface``, ``.scattering``, ``.hessian``) builds its attack here."""
+``.surface``, ``.scattering``, ``.hessian``) builds its attack here.
+:func:`attack_from_spec` reads one attack of a list (``evaluate --attacks``):
+``NAME[:key=value,...]``, e.g. ``apgd:loss=dlr,steps=50``."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 from .. import _cli
 from ._base import _REGISTRY
 
-__all__ = ["ATTACK_KINDS", "add_attack", "attack_from_args"]
+__all__ = ["ATTACK_KINDS", "add_attack", "attack_from_args", "attack_from_spec"]
 
 # the attacks a tool's --attack can name (CLI name -> landscape.attacks class name)
 ATTACK_KINDS = {"pgd": "PGD", "fgsm-rs": "FGSMRS", "apgd": "APGD"}
@@ -135,3 +138,79 @@ def attack_from_args(
         ) from None
     sweep = isinstance(args.eps, list)  # the callers replace eps for each budget
     return None if attack.eps == 0 and not sweep else attack
+
+
+def _value(text: str) -> Any:
+    """A setting's value: a Python literal (number, bool, None, tuple / list of
+    numbers), else the text itself (a loss name)."""
+    try:
+        v = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return tuple(v) if isinstance(v, list) else v
+
+
+def attack_from_spec(spec: str, *, eps: float, norm: str) -> Any:
+    """One attack of a list such as ``evaluate --attacks``: ``NAME[:key=value,...]``
+    with NAME a registered attack class (any case: ``pgd``, ``apgd``, ``apgdt``,
+    ``fab``, ``fabt``, ``square``, ``simba``, ``fgsm``, ...) and its settings (a
+    grid of step sizes as ``alpha_rel=(0.25,0.05)``); ``eps`` and ``norm`` come from
+    the tool's flags. A PGD is the evaluation PGD (``keep=best``, loss ``ce``,
+    random start for L-inf) unless the spec says otherwise.
+
+    Example:
+        >>> attack_from_spec("pgd:steps=50,restarts=2", eps=0.3, norm="linf").name
+        'pgd-50'
+
+    Raises:
+        CLIError: unknown attack or setting, or a setting it does not accept.
+    """
+    name, _, rest = spec.partition(":")
+    kinds = {k.lower(): k for k in _REGISTRY}
+    key = kinds.get(name.strip().lower().replace("-", "").replace("_", ""))
+    if key is None:
+        raise _cli.CLIError(
+            f"unknown attack {name!r} in --attacks {spec!r}",
+            f"use one of {', '.join(sorted(kinds))}, e.g. apgd:loss=dlr",
+        )
+    settings: dict[str, Any] = {}
+    for item in filter(None, (t.strip() for t in _split(rest))):
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip():
+            raise _cli.CLIError(
+                f"--attacks {spec!r}: {item!r} is not key=value",
+                "write NAME:key=value,key=value, e.g. pgd:steps=50,restarts=2",
+            )
+        settings[k.strip()] = _value(v.strip())
+    for k in ("eps", "norm"):
+        if k in settings:
+            raise _cli.CLIError(
+                f"--attacks {spec!r} sets {k}", f"give {k} with the tool's --{k}"
+            )
+    base: dict[str, Any] = {"attack": key, "eps": eps, "norm": norm}
+    if key == "PGD":
+        base.update(keep="best", loss="ce", random_start=norm == "linf")
+    try:
+        return _REGISTRY[key].from_dict({**base, **settings})
+    except (TypeError, ValueError) as err:
+        raise _cli.CLIError(
+            f"--attacks {spec!r} does not make a {key}: {err}",
+            f"the settings of {key}: "
+            + ", ".join(f.name for f in dataclasses.fields(_REGISTRY[key])[3:]),
+        ) from None
+
+
+def _split(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [*out, cur]

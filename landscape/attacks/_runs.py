@@ -1,5 +1,15 @@
 """What the evaluation attacks share: the checks and generator of a call, the runs
-over targets and restarts on the points not yet broken, and the checked result."""
+over targets and restarts on the points not yet broken, when a hot loop shrinks its
+active set, and the checked result.
+
+Host syncs: reading which points are still active (``nonzero``, a boolean mask) makes
+an accelerator wait for the device. The hot loops (PGD, FAB and Square iterations)
+therefore keep a fixed active index set between compactions and mask the updates of
+points that finished in between (their results cannot change); they compact only at
+the iterations of :func:`compact_now` (1, 2, 4, 8, 16, then every 16th), so a run of
+T iterations syncs ~log2(16) + T / 16 times instead of T. APGD never shrinks within
+a run (its result per point is the latest adversarial iterate, as AutoAttack's) and
+updates by ``torch.where``, without a sync."""
 
 from __future__ import annotations
 
@@ -11,7 +21,21 @@ from torch import Tensor
 from .. import _utils
 from ._losses import _assert_in_ball, _check_inputs
 
-__all__ = ["setup", "target_order", "runs", "finish"]
+__all__ = ["setup", "target_order", "runs", "finish", "compact_now", "COMPACT_EVERY"]
+
+COMPACT_EVERY = 16
+
+
+def compact_now(t: int, every: int = COMPACT_EVERY) -> bool:
+    """Whether a hot loop shrinks its active set at iteration ``t`` (>= 1): at
+    1, 2, 4, ..., ``every`` (points often break in the first steps) and then every
+    ``every``-th iteration.
+
+    Example:
+        >>> [t for t in range(1, 50) if compact_now(t)]
+        [1, 2, 4, 8, 16, 32, 48]
+    """
+    return t % every == 0 or (t < every and t & (t - 1) == 0)
 
 
 def setup(

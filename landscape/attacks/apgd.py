@@ -28,7 +28,7 @@ from .. import _utils
 from ._ball import project, random_init, step_direction
 from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, dlr_targeted_loss, get_loss
-from ._runs import finish, runs, setup, target_order
+from ._runs import compact_now, finish, runs, setup, target_order
 
 __all__ = ["APGD", "APGDT", "apgd", "apgd_t", "checkpoints"]
 
@@ -47,17 +47,22 @@ def checkpoints(steps: int) -> list[int]:
     return [v for v in w if 0 < v <= steps]
 
 
-def _one_run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=1):
-    """One APGD run; returns (x_best_adv_or_xmax, broken, f_max, num_grad)."""
+def _one_run(
+    model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=1,
+    early_stop=False,
+):  # fmt: skip
+    """One APGD run; returns (x_best_adv_or_xmax, broken, f_max, num_grad).
+
+    ``early_stop``: a point stops at its first misclassified iterate (the others'
+    iterates do not change: every quantity of APGD is per point); the active set
+    shrinks at :func:`._runs.compact_now` (a host sync), the points broken in
+    between are masked. Else every point runs all steps and keeps its latest
+    misclassified iterate (AutoAttack)."""
     n = x.shape[0]
-    if target is not None:
+    dlr_t = dlr_targeted_loss
+    loss_of = get_loss(loss) if target is None else None
 
-        def loss_fn(out, yy):
-            return dlr_targeted_loss(out, yy, target)
-    else:
-        loss_fn = get_loss(loss)
-
-    def grad_at(xa):
+    def grad_at(xa, y, target):
         # EOT: loss and gradient averaged over eot_iter forward passes (a randomised
         # model draws fresh randomness in each); the prediction is the last pass's
         lv_sum, g_sum = 0.0, 0.0
@@ -65,13 +70,13 @@ def _one_run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=
             xi = xa.detach().requires_grad_(True)
             with torch.enable_grad():
                 out = model(xi)
-                lv = loss_fn(out, y)
+                lv = loss_of(out, y) if target is None else dlr_t(out, y, target)
                 (g,) = torch.autograd.grad(lv.sum(), xi)
             lv_sum, g_sum = lv_sum + lv.detach(), g_sum + g.detach()
         return lv_sum / eot_iter, g_sum / eot_iter, out.detach().argmax(1) != y
 
     x_k = x + random_init(x, eps, norm, gen)
-    f_k, g_k, wrong = grad_at(x_k)
+    f_k, g_k, wrong = grad_at(x_k, y, target)
     num_grad = n * eot_iter
     x_max, f_max, g_max = x_k.clone(), f_k.clone(), g_k.clone()
     broken = wrong.clone()
@@ -83,7 +88,25 @@ def _one_run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=
     increases = torch.zeros(n, device=x.device)
     f_max_last = f_max.clone()
     reduced_last = torch.ones(n, dtype=torch.bool, device=x.device)
+    # the results of all n points; the loop works on the active ones (idx)
+    res_adv, res_broken, res_f = x_adv.clone(), broken.clone(), f_max.clone()
+    idx = torch.arange(n, device=x.device)
     for k in range(steps):
+        if early_stop and compact_now(k + 1):
+            res_adv[idx], res_broken[idx], res_f[idx] = x_adv, broken, f_max
+            keep = (~broken).nonzero().squeeze(1)
+            if keep.numel() < idx.numel():
+                idx, x, y = idx[keep], x[keep], y[keep]
+                target = None if target is None else target[keep]
+                x_k, x_prev, x_max, x_adv = (
+                    v[keep] for v in (x_k, x_prev, x_max, x_adv)
+                )  # fmt: skip
+                g_k, g_max, f_k, f_max = (v[keep] for v in (g_k, g_max, f_k, f_max))
+                eta, increases, f_max_last, reduced_last, broken = (
+                    v[keep] for v in (eta, increases, f_max_last, reduced_last, broken)
+                )  # fmt: skip
+            if idx.numel() == 0:
+                break
         z = x + project(
             x_k + _expand(eta, x) * step_direction(g_k, norm) - x, x, eps, norm
         )
@@ -92,34 +115,37 @@ def _one_run(model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=
         x_new = x + project(x_new - x, x, eps, norm)
         x_prev = x_k
         x_k = x_new
-        f_new, g_k, wrong = grad_at(x_k)
-        num_grad += n * eot_iter
+        f_new, g_k, wrong = grad_at(x_k, y, target)
+        num_grad += x.shape[0] * eot_iter
         # the latest misclassified iterate, as AutoAttack: on a randomised model the
         # later iterates lie deeper and stay adversarial under fresh randomness more
-        # often than the first one (deterministic models: the same verdict)
-        x_adv[wrong] = x_k[wrong]
-        broken |= wrong
+        # often than the first one (deterministic models: the same verdict); with
+        # early_stop the first one. (torch.where, not boolean masks: no host sync)
+        new_adv = wrong & ~broken if early_stop else wrong
+        x_adv = torch.where(_expand(new_adv, x), x_k, x_adv)
+        broken = broken | wrong
         increases += (f_new > f_k).float()
         f_k = f_new
         better = f_k > f_max
-        x_max[better], f_max[better], g_max[better] = (
-            x_k[better],
-            f_k[better],
-            g_k[better],
-        )
-        x_adv[~broken] = x_max[~broken]
+        x_max = torch.where(_expand(better, x), x_k, x_max)
+        f_max = torch.where(better, f_k, f_max)
+        g_max = torch.where(_expand(better, x), g_k, g_max)
+        x_adv = torch.where(_expand(broken, x), x_adv, x_max)
         if k + 1 in w:
             j = k + 1
             cond1 = increases < rho * (j - last_w)
             cond2 = ~reduced_last & (f_max_last >= f_max)
             red = cond1 | cond2
-            eta[red] /= 2
-            x_k[red], g_k[red], f_k[red] = x_max[red], g_max[red], f_max[red]
+            eta = torch.where(red, eta / 2, eta)
+            x_k = torch.where(_expand(red, x), x_max, x_k)
+            g_k = torch.where(_expand(red, x), g_max, g_k)
+            f_k = torch.where(red, f_max, f_k)
             reduced_last = red
             f_max_last = f_max.clone()
             increases.zero_()
             last_w = j
-    return x_adv, broken, f_max, num_grad
+    res_adv[idx], res_broken[idx], res_f[idx] = x_adv, broken, f_max
+    return res_adv, res_broken, res_f, num_grad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +160,12 @@ class APGD(Attack):
         rho: oscillation threshold of condition 1 (paper: 0.75).
         eot_iter: expectation over transformation: the loss and its gradient
             averaged over this many forward passes (randomised models).
+        early_stop: stop iterating a point at its first misclassified iterate (its
+            result; the verdict and the other points' runs do not change, only the
+            cost; the evaluation presets set it). ``False`` (the default), and
+            always with ``eot_iter > 1``: every point runs all steps and keeps its
+            latest misclassified iterate, as AutoAttack (on a randomised model the
+            later iterates stay adversarial more often).
     """
 
     steps: int = 100
@@ -141,6 +173,7 @@ class APGD(Attack):
     loss: str = "ce"
     rho: float = 0.75
     eot_iter: int = 1
+    early_stop: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -169,6 +202,7 @@ class APGDT(Attack):
     num_targets: int = 9
     rho: float = 0.75
     eot_iter: int = 1
+    early_stop: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -191,6 +225,8 @@ def _check_apgd(atk: APGD | APGDT) -> None:
     atk._positive("rho")
     if not atk.rho < 1:
         raise ValueError(f"rho must be in (0, 1), got {atk.rho!r}")
+    if not isinstance(atk.early_stop, bool):
+        raise TypeError("early_stop must be True or False")
 
 
 def _apgd(atk, model, x, y, generator, progressbar, *, loss, num_targets) -> Run:
@@ -222,6 +258,7 @@ def _apgd(atk, model, x, y, generator, progressbar, *, loss, num_targets) -> Run
             xa, bb, fm, ng = _one_run(
                 model, x[idx], y[idx], target, eps=eps, norm=norm, steps=atk.steps,
                 loss=loss, rho=atk.rho, gen=gen, eot_iter=atk.eot_iter,
+                early_stop=atk.early_stop and atk.eot_iter == 1,
             )  # fmt: skip
             num_grad += ng
             x_adv[idx[bb]] = xa[bb]
@@ -247,6 +284,7 @@ def apgd(
     loss: str = "ce",
     rho: float = 0.75,
     eot_iter: int = 1,
+    early_stop: bool = False,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
@@ -259,8 +297,8 @@ def apgd(
         y: labels.
         eps: budget (>= 0).
         norm: ``"linf"`` or ``"l2"``.
-        steps, restarts, loss, rho, eot_iter: the settings of :class:`APGD`
-            (AutoAttack's "rand" version uses ``eot_iter=20``).
+        steps, restarts, loss, rho, eot_iter, early_stop: the settings of
+            :class:`APGD` (AutoAttack's "rand" version uses ``eot_iter=20``).
         generator: randomness of the starts.
         progressbar: tqdm bar over runs.
         return_info: also return ``{"success", "num_grad", "seed"}``.
@@ -271,7 +309,7 @@ def apgd(
     """
     attack = APGD(
         eps=eps, norm=norm, steps=steps, restarts=restarts, loss=loss, rho=rho,
-        eot_iter=eot_iter,
+        eot_iter=eot_iter, early_stop=early_stop,
     )  # fmt: skip
     return attack(
         model, x, y, generator, progressbar=progressbar, return_info=return_info
@@ -290,6 +328,7 @@ def apgd_t(
     num_targets: int = 9,
     rho: float = 0.75,
     eot_iter: int = 1,
+    early_stop: bool = False,
     generator: torch.Generator | None = None,
     progressbar: bool = False,
     return_info: bool = False,
@@ -300,7 +339,7 @@ def apgd_t(
     classes. Arguments as :func:`apgd`."""
     attack = APGDT(
         eps=eps, norm=norm, steps=steps, restarts=restarts, num_targets=num_targets,
-        rho=rho, eot_iter=eot_iter,
+        rho=rho, eot_iter=eot_iter, early_stop=early_stop,
     )  # fmt: skip
     return attack(
         model, x, y, generator, progressbar=progressbar, return_info=return_info

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from .. import _utils
 from ._base import Attack, Gen, Run
-from ._losses import _check_first_output, _lp
-from ._runs import finish, runs, setup, target_order
+from ._losses import _check_first_output, _expand, _lp
+from ._runs import compact_now, finish, runs, setup, target_order
 
 __all__ = ["FAB", "FABT", "fab", "fab_t", "project_hyperplane"]
 
@@ -130,10 +130,14 @@ def _one_run(model, x0, y, target, *, eps, norm, steps, alpha_max, eta, beta, st
     x1 = x0.clone() if start is None else start
     idx = torch.arange(n, device=x0.device)
     num_grad = 0
-    for _ in range(steps):
-        idx = idx[best[idx] > eps]  # broken within eps: the verdict cannot change
-        if idx.numel() == 0:
-            break
+    for t in range(steps):
+        # broken within eps: the verdict cannot change. The active set shrinks at
+        # compact_now(t) only (a host sync); in between, finished points are masked
+        if t == 0 or compact_now(t):
+            idx = idx[(best[idx] > eps).nonzero().squeeze(1)]
+            if idx.numel() == 0:
+                break
+        active = best[idx] > eps
         xk, xo, yk = x1[idx], x0[idx], y[idx]
         tk = None if target is None else target[idx]
         df, dg, _ = _linearise(model, xk, yk, tk, norm)
@@ -154,11 +158,10 @@ def _one_run(model, x0, y, target, *, eps, norm, steps, alpha_max, eta, beta, st
         with torch.no_grad():
             adv = model(xk).argmax(1) != yk
         dist = _lp(xk - xo, norm)
-        closer = adv & (dist < best[idx])
-        best[idx[closer]] = dist[closer]
-        best_x[idx[closer]] = xk[closer]
-        xk[adv] = xo[adv] + beta * (xk[adv] - xo[adv])
-        x1[idx] = xk
+        closer = active & adv & (dist < best[idx])
+        best[idx] = torch.where(closer, dist, best[idx])
+        best_x[idx] = torch.where(_expand(closer, xk), xk, best_x[idx])
+        x1[idx] = torch.where(_expand(adv, xk), xo + beta * (xk - xo), xk)
     return best_x, best, num_grad
 
 

@@ -38,8 +38,8 @@ from ._ball import ascend_, per_example_norm, project, project_, random_init, si
 from ._ball import step_direction as _direction
 from ._base import Attack, Gen, Loss, Run, is_recorded_callable, summed
 from ._input_grad import input_grad_mode
-from ._losses import _check_first_output, get_loss
-from ._runs import finish, setup
+from ._losses import _check_first_output, _expand, get_loss
+from ._runs import compact_now, finish, setup
 
 __all__ = ["PGD", "FGSMRS", "pgd"]
 
@@ -318,6 +318,8 @@ def _one_run(
     idx = torch.arange(n, device=x.device)
     num_grad = num_fwd = 0
     losses, accs = [], []
+    # the active set shrinks only at compact_now(t) (a host sync); in between, the
+    # points broken since are masked: their best point stays the first adversarial
     for t in range(steps + 1):
         last = t == steps
         xi = (x[idx] + delta[idx]).detach()
@@ -331,18 +333,20 @@ def _one_run(
         num_grad += 0 if last else idx.numel()
         num_fwd += idx.numel()
         lv = lv.detach()
+        xi = xi.detach()
         wrong = out.detach().argmax(1) != y[idx]
-        upd = ~broken[idx] & (wrong | (lv > best_loss[idx]))
-        best_x[idx[upd]] = xi.detach()[upd]
-        best_loss[idx[upd]] = lv[upd]
-        broken[idx[wrong]] = True
-        if trace is not None:
+        was = broken[idx]
+        upd = ~was & (wrong | (lv > best_loss[idx]))
+        best_x[idx] = torch.where(_expand(upd, xi), xi, best_x[idx])
+        best_loss[idx] = torch.where(upd, lv, best_loss[idx])
+        broken[idx] = was | wrong
+        if trace is not None:  # a diagnostic: reads two numbers per step
             losses.append(lv.mean().item() if lv.numel() else float("nan"))
             accs.append(1.0 - broken.float().mean().item())
         if last:
             break
-        if early_stop:
-            keep = ~broken[idx]
+        if early_stop and compact_now(t + 1):
+            keep = (~broken[idx]).nonzero().squeeze(1)
             idx, g = idx[keep], g[keep]
             if idx.numel() == 0:
                 break

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .. import _utils
 from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, margin
-from ._runs import finish, setup
+from ._runs import compact_now, finish, setup
 
 __all__ = ["Square", "square", "p_schedule"]
 
@@ -61,10 +61,15 @@ def _rand_sign(shape, gen, device, dtype) -> Tensor:
     return torch.randint(0, 2, shape, generator=gen, device=device).to(dtype) * 2 - 1
 
 
-def _rand_int(high: int, gen, device) -> int:
-    return int(
-        torch.randint(0, max(high, 1), (1,), generator=gen, device=device).item()
-    )
+def _rand_int(high: int, gen, device) -> Tensor:
+    """A random integer in [0, high) as a one-element tensor on ``device`` (never read
+    on the host: windows are placed by index tensors, without a sync)."""
+    return torch.randint(0, max(high, 1), (1,), generator=gen, device=device)
+
+
+def _window(v: Tensor, s: int) -> Tensor:
+    """The indices ``v, v + 1, ..., v + s - 1`` of a window starting at ``v``."""
+    return v + torch.arange(s, device=v.device)
 
 
 def _rectangles(a: int, b: int, device, dtype) -> Tensor:
@@ -85,9 +90,7 @@ def _eta(s: int, gen, device, dtype) -> Tensor:
     d[: s // 2] = _rectangles(s // 2, s, device, dtype) if s // 2 else d[:0]
     d[s // 2 :] = -_rectangles(s - s // 2, s, device, dtype)
     d = d / d.norm()
-    if _rand_int(2, gen, device):
-        d = d.t()
-    return d
+    return torch.where(_rand_int(2, gen, device).bool(), d.t(), d)
 
 
 def _l2_normalise(v: Tensor) -> Tensor:
@@ -115,21 +118,26 @@ def _init_candidate(xs: Tensor, eps: float, norm: str, gen) -> Tensor:
     return (xs + _l2_normalise(init) * eps).clamp(0, 1)
 
 
-def _linf_candidate(xs: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
+def _signs(idx: Tensor, n: int, c: int, gen, dev, dt) -> Tensor:
+    """Random signs (len(idx), c, 1, 1) of the points ``idx``: drawn for all ``n``
+    points of the batch, so a point's draws do not depend on which others are still
+    being attacked."""
+    return _rand_sign((n, c, 1, 1), gen, dev, dt)[idx]
+
+
+def _linf_candidate(xs, xb, eps: float, p: float, gen, idx: Tensor, n: int) -> Tensor:
     """One L-inf proposal: a random window of side ``sqrt(p h w)`` set to ``+-eps``."""
     dev, dt = xs.device, xs.dtype
     c, h, w = xs.shape[1:]
     s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
     vh, vw = _rand_int(h - s + 1, gen, dev), _rand_int(w - s + 1, gen, dev)
+    win = (slice(None), slice(None), _window(vh, s)[:, None], _window(vw, s)[None])
     cand = xb.clone()
-    sign = _rand_sign((xs.shape[0], c, 1, 1), gen, dev, dt)
-    cand[:, :, vh : vh + s, vw : vw + s] = (
-        xs[:, :, vh : vh + s, vw : vw + s] + eps * sign
-    )
+    cand[win] = xs[win] + eps * _signs(idx, n, c, gen, dev, dt)
     return torch.minimum(torch.maximum(cand, xs - eps), xs + eps).clamp(0, 1)
 
 
-def _l2_candidate(xs: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
+def _l2_candidate(xs, xb, eps: float, p: float, gen, idx: Tensor, n: int) -> Tensor:
     """One L2 proposal: move the perturbation's mass of two windows into the first,
     with a fresh meta-pattern, keeping the total norm at eps."""
     dev, dt = xs.device, xs.dtype
@@ -139,17 +147,15 @@ def _l2_candidate(xs: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
     vh, vw = _rand_int(h - s + 1, gen, dev), _rand_int(w - s + 1, gen, dev)
     vh2, vw2 = _rand_int(h - s + 1, gen, dev), _rand_int(w - s + 1, gen, dev)
     delta = xb - xs
-    w1 = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
-    w2 = (slice(None), slice(None), slice(vh2, vh2 + s), slice(vw2, vw2 + s))
+    w1 = (slice(None), slice(None), _window(vh, s)[:, None], _window(vw, s)[None])
+    w2 = (slice(None), slice(None), _window(vh2, s)[:, None], _window(vw2, s)[None])
     mask = torch.zeros_like(delta[:1, :1])
     mask[w1] = 1
     mask[w2] = 1
     n_win1 = delta[w1].pow(2).sum((-2, -1), keepdim=True).sqrt()
     n_wins = (delta * mask).pow(2).sum((-2, -1), keepdim=True).sqrt()
     n_img = _expand(delta.flatten(1).norm(dim=1), delta)
-    new = _eta(s, gen, dev, dt).view(1, 1, s, s) * _rand_sign(
-        (xs.shape[0], c, 1, 1), gen, dev, dt
-    )
+    new = _eta(s, gen, dev, dt).view(1, 1, s, s) * _signs(idx, n, c, gen, dev, dt)
     new = new + delta[w1] / (n_win1 + 1e-12)
     budget = ((eps**2 - n_img**2).clamp_min(0) / c + n_wins**2).sqrt()
     new = new / (new.pow(2).sum((-2, -1), keepdim=True).sqrt() + 1e-12)
@@ -217,17 +223,28 @@ class Square(Attack):
 
                     it = tqdm(it, desc="square")
                 step = _linf_candidate if norm == "linf" else _l2_candidate
+                # one host sync per compaction (compact_now), none per query: the
+                # points broken in between are masked; the active points' state is
+                # a compact working copy, written back at each compaction
+                xs, xb, mb, ys = x[idx], x_best[idx], m_best[idx], y[idx]
+                nqs = torch.zeros_like(nq[idx])
                 for i in it:
-                    idx = (m_best > 0).nonzero().squeeze(1)
-                    if idx.numel() == 0:
-                        break
+                    if i == 0 or compact_now(i):
+                        x_best[idx], m_best[idx], nq[idx] = xb, mb, nq[idx] + nqs
+                        keep = (mb > 0).nonzero().squeeze(1)
+                        idx, xs, xb, mb, ys = (v[keep] for v in (idx, xs, xb, mb, ys))
+                        nqs = torch.zeros_like(idx)
+                        if idx.numel() == 0:
+                            break
+                    active = mb > 0
                     p = p_schedule(i, queries, p_init, self.rescale_schedule)
-                    cand = step(x[idx], x_best[idx], eps, p, gen)
-                    m = margin(model(cand), y[idx]).neg()
-                    nq[idx] += 1
-                    better = m < m_best[idx]
-                    x_best[idx[better]] = cand[better]
-                    m_best[idx[better]] = m[better]
+                    cand = step(xs, xb, eps, p, gen, idx, n)
+                    m = margin(model(cand), ys).neg()
+                    nqs += active.long()
+                    better = active & (m < mb)
+                    xb = torch.where(_expand(better, cand), cand, xb)
+                    mb = torch.where(better, m, mb)
+                x_best[idx], m_best[idx], nq[idx] = xb, mb, nq[idx] + nqs
         info = {"success": m_best <= 0, "queries": nq, "seed": seed}
         return finish(x_best, x, eps, norm, "square", info)
 

@@ -6,8 +6,13 @@ gradient-masking checks). Writes <out>_<norm>.npz/.json (EvalResult) and a reada
 Example:
     python -m landscape.evaluate runs/mnist_pgd --dataset mnist --num-samples 1000 \\
         --eps 0.1 0.2 0.3 --preset standard --out data/results/eval_mnist
+    # your own attack list instead of a preset (NAME:key=value,...)
+    python -m landscape.evaluate runs/mnist_pgd --dataset mnist --eps 0.3 \
+        --attacks apgd:loss=ce apgd:loss=dlr,steps=50 square:queries=1000
     # certified lower bound next to the attacks; BPDA through an input transform
     python -m landscape.evaluate runs/mnist_pgd --dataset mnist --eps 0.1 --certify
+    python -m landscape.evaluate runs/cifar_resnet --dataset cifar10 --eps 0.008 \
+        --certify crown-ibp
     # (a model with a `quantise` input-transform submodule is a pickled module:
     # load it with --trust-checkpoint only if you trust the file)
     python -m landscape.evaluate model.pt --trust-checkpoint --dataset mnist \\
@@ -22,9 +27,10 @@ from pathlib import Path
 import torch
 
 from .. import _cli, checkpoints, data, io
+from ..attacks._cli import attack_from_spec
 from ._adaptive import ADAPTIVE
 from ._presets import PRESETS
-from ._protocol import evaluate
+from ._protocol import CERTIFY_METHODS, evaluate
 
 __all__ = ["main"]
 
@@ -54,7 +60,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=["linf", "l2"],
         help="norms (default: linf; reviewer: linf and l2)",
     )
-    p.add_argument("--preset", default="quick", choices=PRESETS)
+    p.add_argument(
+        "--preset", default=None, choices=PRESETS, help="the attacks (default quick)"
+    )
+    p.add_argument(
+        "--attacks",
+        nargs="+",
+        default=None,
+        metavar="NAME[:key=value,...]",
+        help="run these attacks in sequence instead of a preset, e.g. apgd:loss=ce "
+        "apgd:loss=dlr,steps=50 square:queries=1000 (names: pgd, apgd, apgdt, fab, "
+        "fabt, square, simba, fgsm; eps and norm from --eps / --norm)",
+    )
     p.add_argument(
         "--scale",
         type=float,
@@ -70,9 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--certify",
-        action="store_true",
-        help="also certify every point (CROWN; feed-forward ReLU nets): the table "
-        "brackets robust accuracy between certified and attacked",
+        nargs="?",
+        const="crown",
+        default=None,
+        choices=CERTIFY_METHODS,
+        help="also certify every point (any ReLU net, residual additions and "
+        "BatchNorm included): crown (the default; tightest), crown-ibp (one "
+        "backward pass: for ResNets) or ibp (fastest, loosest); the table brackets "
+        "robust accuracy between certified and attacked",
     )
     p.add_argument(
         "--adaptive",
@@ -108,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> int:
     adaptive = _adaptive(args.adaptive, args.bpda)  # usage errors before any loading
+    _check_attacks_flags(args)
     norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
     for norm in norms:  # every output, before the work
         io.check_writable(f"{args.out}_{norm}.npz", what="--out")
@@ -131,15 +154,20 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     if args.no_resume:
         with io.lock(state):  # not from under another process's feet
             state.unlink(missing_ok=True)
+    if args.attacks:
+        chosen = {"attacks": _attacks(args.attacks, eps, norm)}
+    else:
+        chosen = _cli.pick(args, "scale", "steps", "restarts", "queries")
+        chosen["preset"] = args.preset or "quick"
     res = evaluate(  # locks the state file while it runs (one process per file)
         model,
         (x, y),
         eps=eps,
         norm=norm,
-        **_cli.pick(args, "preset", "scale", "steps", "restarts", "queries"),
+        **chosen,
         batch_size=args.batch_size,
         checks=not args.no_checks,
-        certify=args.certify,
+        certify=args.certify or False,
         adaptive=adaptive,
         bpda=args.bpda,
         eot_iter=args.eot_iter,
@@ -152,6 +180,34 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     with io.lock(state):
         state.unlink(missing_ok=True)
     return res
+
+
+def _check_attacks_flags(args: argparse.Namespace) -> None:
+    """``--attacks`` replaces the preset and its budget flags: reject both at once,
+    and parse the list once (errors before any loading)."""
+    if not args.attacks:
+        return
+    given = [
+        f"--{k}"
+        for k, default in (("steps", None), ("restarts", None), ("queries", None))
+        if getattr(args, k) != default
+    ]
+    if args.scale != 1.0:
+        given.append("--scale")
+    if args.preset is not None:
+        given.insert(0, f"--preset {args.preset}")
+    if given:
+        raise _cli.CLIError(
+            f"--attacks replaces the preset: {', '.join(given)} would be ignored",
+            "set steps / restarts / queries in each attack, e.g. pgd:steps=50",
+        )
+    _attacks(args.attacks, args.eps[0], (args.norm or ["linf"])[0])
+
+
+def _attacks(specs: list[str], eps: list[float], norm: str) -> list:
+    """The ``--attacks`` list at the first budget (evaluate sweeps ``eps``)."""
+    e = eps[0] if isinstance(eps, list) else eps
+    return [attack_from_spec(s, eps=e, norm=norm) for s in specs]
 
 
 def _adaptive(names: list[str], bpda: list[str]) -> str | list[str] | None:

@@ -80,14 +80,23 @@ def preset_attacks(
         k = st(100)
         if num_classes >= 4:
             second = attacks.APGDT(
-                eps=eps, norm=norm, steps=k, restarts=rs(1), num_targets=9
-            )
+                eps=eps, norm=norm, steps=k, restarts=rs(1), num_targets=9,
+                early_stop=True,
+            )  # fmt: skip
         else:
             second = attacks.APGD(
-                eps=eps, norm=norm, steps=k, restarts=rs(1), loss="cw"
-            )
+                eps=eps, norm=norm, steps=k, restarts=rs(1), loss="cw",
+                early_stop=True,
+            )  # fmt: skip
         return [
-            attacks.APGD(eps=eps, norm=norm, steps=k, restarts=rs(1), loss="ce"),
+            attacks.APGD(
+                eps=eps,
+                norm=norm,
+                steps=k,
+                restarts=rs(1),
+                loss="ce",
+                early_stop=True,
+            ),  # fmt: skip
             second,
             attacks.FABT(eps=eps, norm=norm, steps=k, restarts=rs(1), num_targets=9),
             attacks.Square(eps=eps, norm=norm, queries=qs(5000), p_init=0.8),

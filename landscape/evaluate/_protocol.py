@@ -26,6 +26,9 @@ from ._presets import preset_attacks
 
 __all__ = ["EvalResult", "evaluate", "robust_accuracy"]
 
+# the methods of certify.certify that evaluate(certify=...) names (tests check them)
+CERTIFY_METHODS = ("crown", "crown-ibp", "ibp")
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult(io.Result):
@@ -46,7 +49,8 @@ class EvalResult(io.Result):
         restart_curves: ``{attack: (E, R) robust accuracy after each restart}`` for
             the PGD attacks (the curve flattens where more restarts stop paying; an
             early exit, ``patience``, holds the last value).
-        certified: with ``certify=True``, (E, N) bool: certified robust (CROWN).
+        certified: with ``certify``, (E, N) bool: certified robust (the method in
+            ``meta["certify"]``).
         adversarial: with ``return_adversarial=True``, (E, N, ...) inputs: the one
             that broke each point, the clean input elsewhere; else None.
         meta: call arguments, attack settings, seed and provenance.
@@ -446,7 +450,7 @@ def evaluate(
     eot_iter: int = 20,
     checks: bool = True,
     check_samples: int = 100,
-    certify: bool = False,
+    certify: bool | str = False,
     return_adversarial: bool = False,
     state_path: str | Path | None = None,
     generator: torch.Generator | None = None,
@@ -486,10 +490,14 @@ def evaluate(
         eot_iter: forward passes per EOT gradient (AutoAttack's "rand": 20).
         checks: run the gradient-masking checks (:func:`masking_checks`).
         check_samples: points used by the checks.
-        certify: also certify every point (CROWN, :func:`landscape.certify.certify`;
-            feed-forward ReLU nets): ``result.bracket`` is then [certified, attacked]
-            robust accuracy, and the check ``certified_attacked`` fails on any point
-            both certified and broken by an attack.
+        certify: also certify every point (:func:`landscape.certify.certify`, any
+            ReLU network it traces: residual additions and BatchNorm in eval mode
+            included): ``True`` or ``"crown"`` (the tightest, slow on deep
+            networks), ``"crown-ibp"`` (CROWN on IBP's intermediate bounds: one
+            backward pass, the choice for ResNets) or ``"ibp"`` (fastest, loosest).
+            ``result.bracket`` is then [certified, attacked] robust accuracy, and
+            the check ``certified_attacked`` fails on any point both certified and
+            broken by an attack; ``result.meta["certify"]`` records the method.
         return_adversarial: also keep, per eps, the input that broke each point (the
             clean input where no attack did) in ``result.adversarial`` (E, N, ...).
         state_path: resumable state file: per-example results per attack and batch,
@@ -507,6 +515,7 @@ def evaluate(
     """
     if attacks is None and eps is None:
         raise TypeError("evaluate needs eps= (one budget or a sweep) or attacks=")
+    _certify_method(certify)  # before any work
     _finite.check_model(model, name="evaluate: model")
     if state_path is not None:
         state_path = io.check_writable(state_path, what="state_path")
@@ -528,6 +537,7 @@ def _evaluate(
     return_adversarial, state_path, generator, progressbar,
 ) -> EvalResult:  # fmt: skip
     """:func:`evaluate` after its entry checks, holding the state file's lock."""
+    method = _certify_method(certify)
     batches, clean, num_classes = _clean_pass(model, data, batch_size)
     was_training = model.training
     seed = _eval_seed(generator, state_path)
@@ -577,9 +587,9 @@ def _evaluate(
             else {}
         )
         phase = "in the certification"
-        cert = (
-            _certify(model, batches, eps_list, norm, st, check_res) if certify else None
-        )
+        cert = None
+        if method is not None:
+            cert = _certify(model, batches, eps_list, norm, st, check_res, method)
     except io.Interrupted as err:
         done = sum(st.done.values())
         where = f"evaluate {phase}, after {done} of {total} (eps, attack, batch) steps"
@@ -602,12 +612,28 @@ def _evaluate(
         restart_curves=_curve_table(sequence, st, len(eps_list), len(clean)),
         certified=cert,
         adversarial=None if st.adv is None else st.adv.numpy(),
-        meta=_meta(sequence, applied, seed, scale, num_classes, model),
+        meta=_meta(sequence, applied, seed, scale, num_classes, model, method),
     )
 
 
-def _meta(sequence, applied, seed, scale, num_classes, model) -> dict:
+def _certify_method(certify: bool | str) -> str | None:
+    """``evaluate``'s ``certify`` as a method of :func:`certify_mod.certify` (None:
+    no certificate)."""
+    if certify is False or certify is None:
+        return None
+    if certify is True:
+        return "crown"
+    if isinstance(certify, str) and certify in CERTIFY_METHODS:
+        return certify
+    raise ValueError(
+        f"certify must be True, False or one of {list(CERTIFY_METHODS)}, got "
+        f"{certify!r}"
+    )
+
+
+def _meta(sequence, applied, seed, scale, num_classes, model, method) -> dict:
     return {
+        "certify": method,
         "attacks": [a.to_dict() for a in sequence],
         "adaptive": applied,
         "seed": seed,
@@ -617,8 +643,9 @@ def _meta(sequence, applied, seed, scale, num_classes, model) -> dict:
     }
 
 
-def _certify(model, batches, eps_list, norm, st, check_res: dict) -> np.ndarray:
-    cert = certify_mod.certify(model, batches, eps=eps_list, norm=norm).certified
+def _certify(model, batches, eps_list, norm, st, check_res, method) -> np.ndarray:
+    res = certify_mod.certify(model, batches, eps=eps_list, norm=norm, method=method)
+    cert = res.certified
     check_res["certified_attacked"] = _check_certified(cert, st.robust.numpy())
     return cert
 

@@ -25,8 +25,9 @@ CHECK_EXPLANATIONS: dict[str, str] = {
     "point. If not, the attack, not the model, is the limit.",
     "eps_monotone": "Robust accuracy does not grow with eps; growing accuracy means "
     "the attack failed at the larger budget.",
-    "more_steps": "PGD with five times the steps does not do worse; a weaker result "
-    "with more steps points to a noisy or masked gradient.",
+    "more_steps": "PGD with five times the steps (the best of PGD-k's step size and "
+    "its own smaller one) does not do worse; a weaker result with more steps points "
+    "to a noisy or masked gradient.",
     "more_restarts": "Three random restarts do not do worse than one run.",
     "black_box": "Black-box attacks, which never see a gradient, do not beat the "
     "white-box ones. When they do (the classic sign of gradient masking), the "
