@@ -340,9 +340,11 @@ def _restarts(model, x, y, st, atk: PGD, alphas, gen, progressbar, traces, loss_
     curve: list[int] = []
     bar = None
     if progressbar:
-        from tqdm.auto import tqdm
+        from .._progress import bar as _bar
 
-        bar = tqdm(total=atk.restarts * len(alphas), desc="pgd")
+        bar = _bar(
+            desc="pgd", total=atk.restarts * len(alphas), unit="runs", leave=False
+        )
     for r in range(atk.restarts if alphas else 0):
         for a in alphas:
             idx = (~broken).nonzero().squeeze(1)

@@ -192,9 +192,9 @@ class SimBA(Attack):
             passes = max(1, math.ceil((queries - 1) / d))
             it = range(passes * d)
             if bar:
-                from tqdm.auto import tqdm
+                from .._progress import bar as _bar
 
-                it = tqdm(it, desc="simba")
+                it = _bar(it, desc="simba", unit="queries", leave=False)
             progress = torch.zeros_like(active)
             for k in it:
                 t = k % d

@@ -213,9 +213,9 @@ class Square(Attack):
                 nq[idx] += 1
                 it = range(queries - 1)
                 if bar:
-                    from tqdm.auto import tqdm
+                    from .._progress import bar as _bar
 
-                    it = tqdm(it, desc="square")
+                    it = _bar(it, desc="square", unit="queries", leave=False)
                 step = _linf_candidate if norm == "linf" else _l2_candidate
                 for i in it:
                     idx = (m_best > 0).nonzero().squeeze(1)

@@ -93,13 +93,13 @@ def download_file(
                     total = resp.headers.get("Content-Length")
                     bar = None
                     if progressbar:
-                        from tqdm.auto import tqdm
+                        from .._progress import bar as _bar
 
-                        bar = tqdm(
+                        bar = _bar(
+                            desc=dest.name,
                             total=int(total) if total else None,
                             unit="B",
                             unit_scale=True,
-                            desc=dest.name,
                         )
                     try:
                         while chunk := resp.read(1 << 16):

@@ -79,12 +79,12 @@ def lanczos(
             (``betas[j]`` is the norm of the next residual, the Ritz-residual factor).
         locked: orthonormal rows ``(p, dim)`` spanning an invariant subspace to stay
             orthogonal to (restarts after an exhausted Krylov space).
-        progressbar: show a tqdm bar named ``desc``.
+        progressbar: show progress named ``desc`` (:func:`landscape._progress.bar`).
 
     Returns:
         A :class:`LanczosRun`.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar as _bar
 
     op = as_operator(op)
     v0 = v0.to(op.device, op.dtype)
@@ -102,7 +102,14 @@ def lanczos(
         v0 = v0 - (v0 @ locked.T) @ locked
     q = v0 / v0.norm(dim=1, keepdim=True)
     hvps = 0
-    bar = tqdm(total=m, desc=desc, disable=not progressbar, leave=False)
+    bar = _bar(
+        desc=desc,
+        total=m,
+        unit="iterations",
+        enabled=progressbar,
+        leave=False,
+        about=f"{r} run{'s' if r > 1 else ''} in lockstep, dimension {n:,}",
+    )
     j = 0
     for j in range(m):
         Q[:, j] = q
@@ -293,7 +300,7 @@ def power_iteration(
     Returns:
         ``(values, vectors (num, dim), residuals, num_matvecs, converged)``.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     op = as_operator(op)
     n = op.dim
@@ -302,8 +309,12 @@ def power_iteration(
     found: list[Tensor] = []
     values, residuals = [], []
     hvps, all_conv = 0, True
-    for _ in tqdm(
-        range(num), desc="power_iteration", disable=not progressbar, leave=False
+    for _ in bar(
+        range(num),
+        desc="power_iteration",
+        unit="eigenpairs",
+        enabled=progressbar,
+        leave=False,
     ):
         v = torch.randn(n, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
         v = v / v.norm()

@@ -179,8 +179,7 @@ def _pgd_loop(
     progressbar: bool,
 ) -> tuple[np.ndarray, float]:
     """The float64 full-batch loop of :func:`robust_train_pgd`; returns ``(w, b)``."""
-    from tqdm.auto import tqdm
-
+    from .._progress import bar
     from ..attacks import PGD
 
     d = u.shape[1]
@@ -212,7 +211,9 @@ def _pgd_loop(
         steps=steps,
         loss=loss_fn,
     )
-    for _ in tqdm(range(max_iter), desc="robust_train_pgd", disable=not progressbar):
+    for _ in bar(
+        range(max_iter), desc="robust_train_pgd", unit="iterations", enabled=progressbar
+    ):
         xa = attack(model, ut, yt, gen)
         opt.zero_grad()
         obj = F.softplus(-yt * model(xa)).mean() + 0.5 * l2 * (model.w @ model.w)

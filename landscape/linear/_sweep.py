@@ -159,7 +159,7 @@ def linear_sweep(
     Returns:
         :class:`LinearSweep`.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     norm = _norm(norm)
     x = _as_x(x)
@@ -180,7 +180,7 @@ def linear_sweep(
     p = float((y > 0).mean())
     rows = []
     fits = {}
-    for r in tqdm(eps_rel, desc="linear_sweep", disable=not progressbar):
+    for r in bar(eps_rel, desc="linear_sweep", unit="eps", enabled=progressbar):
         eps = float(r * eps_star)
         fit = robust_train_closed_form(x, y, eps=eps, norm=norm, bias=bias, l2=l2)
         fits[float(r)] = fit

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--seed", type=int, default=0)
-    _cli.add_common(p, out="report", out_help="output folder")
+    _cli.add_common(p, out="report")
     return p
 
 
@@ -74,6 +74,7 @@ def _main(args: argparse.Namespace) -> int:
     from ._budget import BUDGETS
     from ._build import build_report
 
+    out = _cli.out_folder(args, "report", args.checkpoint)
     net = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     cfg = checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
     # a published model's registry entry stands in for a run config (data set, eps)
@@ -102,7 +103,7 @@ def _main(args: argparse.Namespace) -> int:
         norm=args.norm or cfg.get("norm") or "linf",
         budget=b,
         sections=args.sections,
-        out_dir=args.out,
+        out_dir=out,
         title=args.title or f"landscape report: {path.name}",
         description=f"Checkpoint <code>{path}</code>, dataset {dataset}.",
         generator=torch.Generator().manual_seed(args.seed),

@@ -107,7 +107,7 @@ def gradient_norms(
     Returns:
         A :class:`GradNormStats`.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar as _bar
 
     eps_arr = _check_eps_list(attack.eps if eps is None else eps)
     loss_fn = loss_fn or _loss_default
@@ -121,10 +121,12 @@ def gradient_norms(
     if not batches:
         raise ValueError("data yielded no batches")
     per, bat = [], []
-    bar = tqdm(
-        total=len(eps_arr) * len(batches),
+    bar = _bar(
         desc="gradient_norms",
-        disable=not progressbar,
+        total=len(eps_arr) * len(batches),
+        unit="batches",
+        enabled=progressbar,
+        about=f"{len(eps_arr)} eps x {len(batches)} batches",
     )
     for ep in eps_arr:
         pe, bn = [], []

@@ -318,7 +318,7 @@ def scattering(
         ValueError: negative eps, empty or non-positive scales, empty data, or
             directions whose names do not match the model's parameters.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar as _bar
 
     _check_attack(attack)
     eps_arr = _check_eps_list(attack.eps if eps is None else eps)
@@ -342,7 +342,13 @@ def scattering(
     out = {k: np.zeros((E, D, S, B)) for k in ("grad_diff", "cosine", "gnp", "pcos",
                                                "scos")}  # fmt: skip
     grad_norm, loss_w = np.zeros((E, B)), np.zeros((E, B))
-    bar = tqdm(total=E * B, desc="scattering", disable=not progressbar)
+    bar = _bar(
+        desc="scattering",
+        total=E * B,
+        unit="batches",
+        enabled=progressbar,
+        about=f"{E} eps x {B} batches, {len(points)} weight points each",
+    )
     with _utils.eval_mode(model):
         for e, ep in enumerate(eps_arr):
             for b, (x, y) in enumerate(batches):

@@ -430,14 +430,21 @@ def _probe_classes(run: _Run, x: Tensor) -> int:
 
 # -- the epochs --------------------------------------------------------------------
 def _train_epochs(run: _Run, progressbar: bool, callback) -> None:
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     show = progressbar and run.main
-    ebar = tqdm(
-        total=run.cfg.epochs,
-        initial=run.epoch,
+    attack = (
+        "standard training"
+        if run.attack is None
+        else f"{run.attack.name} at eps {run.attack.eps:g}"
+    )
+    ebar = bar(
         desc="adversarial_train",
-        disable=not show,
+        total=run.cfg.epochs,
+        unit="epochs",
+        initial=run.epoch,
+        enabled=show,
+        about=f"{run.num_batches} batches per epoch, {attack}",
     )
     while run.epoch < run.cfg.epochs:
         _run_epoch(run, show, callback)
@@ -455,19 +462,20 @@ def _train_epochs(run: _Run, progressbar: bool, callback) -> None:
 
 def _run_epoch(run: _Run, show: bool, callback) -> None:
     """The optimizer steps of one epoch (from ``run.batch`` on)."""
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     t0 = time.perf_counter()
     if hasattr(run.loader, "set_epoch"):
         run.loader.set_epoch(run.epoch)
     if run.accum is None or run.batch == 0:
         run.accum = _Epoch()
-    bbar = tqdm(
-        total=run.num_batches,
-        initial=run.batch,
+    bbar = bar(
         desc=f"epoch {run.epoch + 1}",
+        total=run.num_batches,
+        unit="batches",
+        initial=run.batch,
         leave=False,
-        disable=not show,
+        enabled=show,
     )
     start = run.batch
     for b, batch in enumerate(run.batches):
