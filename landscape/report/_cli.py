@@ -40,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     _cli.add_choice(
         p,
         "--budget",
-        ["quick", "standard", "thorough"],
-        "how much work: quick (seconds to minutes on a CPU), standard, thorough",
+        ["quick", "standard", "reviewer"],
+        "how much work; evaluates with the preset of the same name (quick: PGD-20, "
+        "standard: AutoAttack's standard version, reviewer: the reviewer protocol)",
     )
     p.add_argument(
         "--eps",
