@@ -191,3 +191,23 @@ def test_attack_bars_say_what_the_numbers_on_top_are():
     ax = P.plot_attack_bars(res)
     assert [t.get_text() for t in ax.texts] == ["-4", "-7"]
     assert "broke first" in ax.get_legend().get_title().get_text()  # was unexplained
+
+
+def test_savefig_takes_what_a_plot_function_returns(tmp_path):
+    """The getting-started example ends in a saved figure: plot functions return an
+    Axes (several panels: an array of Axes, whole figures: a Figure), and
+    ``plot.savefig`` saves any of them (before: a Figure only, so
+    ``plot.savefig(plot.plot_surface(...), ...)`` failed)."""
+    surf = _surf(0.1, 10.0)
+    ax = P.plot_surface(surf, kind="contourf", log=True)
+    assert isinstance(ax, matplotlib.axes.Axes)
+    assert P.savefig(ax, tmp_path / "one.png") == [tmp_path / "one.png"]
+    axes = P.plot_surfaces([surf, surf], titles=["a", "b"])
+    assert P.figure_of(axes) is axes.flat[0].figure
+    assert [p.suffix for p in P.savefig(axes, tmp_path / "two")] == [".png", ".pdf"]
+    fig, _ = P.subplots()
+    assert P.figure_of(fig) is fig and P.savefig(fig, tmp_path / "f.svg")
+    for p in (tmp_path / "one.png", tmp_path / "two.png"):
+        assert p.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(TypeError, match="write_html"):
+        P.savefig(P.surface_3d(surf), tmp_path / "x.png")
