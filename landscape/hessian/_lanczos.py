@@ -9,7 +9,9 @@ take what :func:`~landscape.hessian.as_operator` accepts (tensors, scipy operato
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -54,12 +56,12 @@ def ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def lanczos(
-    op,
+    op: Any,
     v0: Tensor,
     max_iter: int,
     *,
     keep_basis: bool = True,
-    stop=None,
+    stop: Callable[[Tensor, Tensor, int], bool] | None = None,
     locked: Tensor | None = None,
     progressbar: bool = False,
     desc: str = "lanczos",

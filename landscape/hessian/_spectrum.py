@@ -236,7 +236,7 @@ class LanczosQuadrature:
 
 
 def slq(
-    A,
+    A: Any,
     *,
     max_iter: int = 100,
     num_runs: int = 1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from .. import _utils
@@ -58,8 +59,8 @@ class _Margin(nn.Module):
 
 
 def robust_train_pgd(
-    x,
-    y,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     *,
     eps: float,
     norm: str | float = "linf",

@@ -3,10 +3,13 @@ model across ``eps = eps_rel * eps*`` (:func:`linear_sweep`, :class:`LinearSweep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
+from torch import Tensor
 
 from .. import _utils
 from ..io import Result
@@ -124,16 +127,16 @@ def _pgd_rows(
 
 
 def linear_sweep(
-    x,
-    y,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     *,
     norm: str | float = "linf",
-    eps_rel=None,
+    eps_rel: ArrayLike | None = None,
     bias: bool = False,
     l2: float = 1e-4,
-    x_test=None,
-    y_test=None,
-    pgd_eps_rel=(),
+    x_test: ArrayLike | Tensor | None = None,
+    y_test: ArrayLike | Tensor | None = None,
+    pgd_eps_rel: Sequence[float] = (),
     pgd_kw: dict | None = None,
     generator: torch.Generator | None = None,
     label: str = "",

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -252,7 +253,7 @@ def build(
     mean: Sequence[float] | float | None = None,
     std: Sequence[float] | float | None = None,
     dataset: str | None = None,
-    **kw,
+    **kw: Any,
 ) -> nn.Module:
     """Build a registered model; the result's first module is ``Normalize(mean, std)``.
 

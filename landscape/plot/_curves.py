@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from ._style import legend, new_axes
 
@@ -41,7 +42,7 @@ _LABELS = {
 
 def plot_schedule(
     schedule: Any,
-    ax=None,
+    ax: Axes | None = None,
     *,
     num: int = 400,
     end: float | None = None,
@@ -111,7 +112,7 @@ def _metrics(r: Any) -> dict[str, np.ndarray]:
 
 def plot_learning_curves(
     result: Any,
-    ax=None,
+    ax: Axes | None = None,
     *,
     keys: Sequence[str] = ("train_acc", "test_clean_acc", "test_robust_acc"),
     percent: bool = True,

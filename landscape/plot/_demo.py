@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from ._style import PAPER_STYLE, new_axes
 
@@ -62,13 +63,13 @@ def plot_training_overview(runs: Mapping[str, Any]) -> np.ndarray:
 def plot_values_vs_eps(
     eps: Sequence[float],
     curves: Mapping[str, Sequence[float]],
-    ax=None,
+    ax: Axes | None = None,
     *,
     xlabel: str = "training eps",
     ylabel: str = "value",
     log: bool = False,
     ylim: tuple[float, float] | None = None,
-):
+) -> Axes:
     """One line per named series against the training eps.
 
     Args:
