@@ -211,3 +211,34 @@ def test_savefig_takes_what_a_plot_function_returns(tmp_path):
         assert p.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(TypeError, match="write_html"):
         P.savefig(P.surface_3d(surf), tmp_path / "x.png")
+
+
+def test_demo_overviews_have_one_readable_legend_and_whole_epochs():
+    """learning_curves.png: the legend was in panel 1 only at 6 pt, epochs read 1.0 /
+    1.5 / 2.0; scattering.png: the legend beside panel 1 left half the canvas empty.
+    Now one figure legend below the panels (run names only), integer epoch ticks."""
+    from landscape import demo  # noqa: F401  (the demo's labels)
+    from landscape.demo._figures import _label
+
+    assert _label("constant_eps0.2/fixed") == "eps = 0.2, fixed"  # was "eps0.2 fixed"
+    m = {
+        k: np.linspace(0.1, 0.9, 2)
+        for k in ("train_loss", "train_acc", "test_robust_acc", "dist_init")
+    }
+    runs = {
+        "eps = 0": {"metrics": {"epoch": np.arange(1, 3), **m}},
+        "eps = 0.3": {"metrics": {"epoch": np.arange(1, 3), **m}},
+    }
+    axes = P.plot_training_overview(runs)
+    fig = axes[0].figure
+    fig.canvas.draw()
+    assert all(ax.get_legend() is None for ax in axes)
+    (leg,) = fig.legends
+    texts = [t.get_text() for t in leg.get_texts()]
+    assert (
+        texts[:2] == ["eps = 0", "eps = 0.3"] and leg.get_texts()[0].get_fontsize() >= 8
+    )
+    for ax in axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks == [1.0, 2.0], ticks  # was 1.0, 1.2, ... 2.0

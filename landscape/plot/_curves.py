@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from ._style import legend, new_axes
 
@@ -152,6 +153,7 @@ def plot_learning_curves(
                 label=": ".join(parts),
             )
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2 (not 1.5)
     ax.set_ylabel(_ylabel(keys, percent))
     legend(ax)
     return ax
