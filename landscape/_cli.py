@@ -510,10 +510,11 @@ def default_threads(
     """The CPU threads a tool uses unless told: the cores the machine's load leaves
     free, at least 1 and at most ``cap``.
 
-    torch's own default (one thread per core) oversubscribes a busy machine: at load
-    10-15 on 2 cores the demo's adversarial epochs took ~10x the CPU of one thread
-    (issue 28; measured choice in ``benchmarks/README.md``). Beyond 4 threads the
-    small models of this package gain little.
+    torch's own default (one thread per core) oversubscribes a busy machine: issue 28
+    reported the demo's adversarial epochs at ~10x the CPU of one thread at load 10-15
+    on 2 cores. ``benchmarks/bench_threads.py`` times a training epoch with 1, 2 and 4
+    threads; its numbers, busy and quiet, are in ``benchmarks/README.md``. Beyond 4
+    threads the small models of this package gain little.
 
     Args:
         cores: usable cores (default: this process's CPU affinity).
