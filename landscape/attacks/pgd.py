@@ -443,7 +443,7 @@ def pgd(
             eval mode (``keep="last"``, the trainer's ``attack_train_mode``).
         trace: record per-step mean loss and robust accuracy of every run in
             ``info["trace"]`` (``keep="best"``, with ``return_info``).
-        progressbar: a tqdm bar over runs (``keep="best"``).
+        progressbar: progress over runs (``keep="best"``).
         return_info: also return a dict with ``success`` (per-example bool),
             ``num_grad`` (input-gradient passes, summed over examples), ``seed``
             and, with ``keep="best"``, ``num_forward``, ``restart_curve`` (number

@@ -248,7 +248,7 @@ def simba(
         eps: budget of ``norm``: ``"l2"`` (SimBA's natural budget) or ``"linf"``.
         alpha, eps_linf, queries, dct, freq_frac: the settings of :class:`SimBA`.
         generator: randomness of the direction orders.
-        progressbar: tqdm bar over iterations.
+        progressbar: progress over iterations.
         return_info: also return ``{"success", "queries", "norm_l2", "seed"}``.
 
     Returns:

@@ -256,7 +256,7 @@ def square(
         norm: ``"linf"`` or ``"l2"`` (L2 needs H, W >= 5).
         queries, p_init, rescale_schedule: the settings of :class:`Square`.
         generator: randomness (window positions, signs).
-        progressbar: tqdm bar over iterations.
+        progressbar: progress over iterations.
         return_info: also return ``{"success", "queries"}`` (per-example query counts).
 
     Returns:

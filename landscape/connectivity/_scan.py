@@ -147,7 +147,7 @@ def scan_curve(
         bn: ``"reestimate"`` or ``"interpolate"``.
         generator: randomness of the attack (one stream over all points; its seed is
             recorded).
-        progressbar: a tqdm bar over the points.
+        progressbar: progress over the points.
 
     Returns:
         :class:`CurveScan` (``.barrier("robust_loss")`` etc.).

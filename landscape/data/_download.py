@@ -69,7 +69,7 @@ def download_file(
         dest: final path; its folder is created if needed.
         md5: expected hex md5 (None: accept anything; only for unknown files).
         timeout: socket timeout in seconds per attempt.
-        progressbar: show a tqdm bar per attempt.
+        progressbar: show progress per attempt.
 
     Returns:
         ``dest`` as a Path, holding verified bytes.

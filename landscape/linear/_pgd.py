@@ -104,7 +104,7 @@ def robust_train_pgd(
             with momentum 0.9, cosine lr, weight decay ``2 l2`` (``||W||^2 =
             ||w||^2 / 2`` at the symmetric optimum), in float32. Otherwise a minimal
             float64 loop with :class:`landscape.attacks.PGD` (the same algorithm).
-        progressbar: show a tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         :class:`LinearFit` with ``method="pgd"`` (``"pgd-trainer"``); its ``robust_loss`` is the exact

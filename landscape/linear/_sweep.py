@@ -157,7 +157,7 @@ def linear_sweep(
         generator: draws the common initialisation ``w_init ~ U(-1/sqrt(d), 1/sqrt(d))``
             (the PyTorch default for ``nn.Linear``) and the PGD random starts.
         label: a name for plots.
-        progressbar: show a tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         :class:`LinearSweep`.

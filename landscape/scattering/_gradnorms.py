@@ -102,7 +102,7 @@ def gradient_norms(
         eps: one budget or a list (default: the attack's eps).
         num_batches: use only the first batches.
         generator: the attack's random starts.
-        progressbar: tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         A :class:`GradNormStats`.

@@ -309,7 +309,7 @@ def scattering(
         chunk_size: with ``"vmap"``, at most this many weight points per vmap call
             (bounds memory: each point holds a copy of the weights and the batch).
         generator: directions and attack seeds (``None``: torch's global RNG).
-        progressbar: show a tqdm bar over (eps, batch).
+        progressbar: progress over (eps, batch).
 
     Returns:
         A :class:`ScatteringResult`.

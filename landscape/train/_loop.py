@@ -191,7 +191,8 @@ def adversarial_train(
         test_data: held-out data for the per-epoch evaluation (first
             ``config.runtime.eval_num`` examples).
         run_dir: run folder (None: no files, no resume).
-        progressbar: tqdm bars over epochs and batches.
+        progressbar: progress over epochs and batches (a bar on a terminal, lines
+            in a log).
         resume: continue a run found in ``run_dir``; with False an existing run there
             is an error.
         callback: called after every optimizer step with ``{"epoch", "batch",
