@@ -50,9 +50,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check landscape tests figures benchmarks
 	$(VENV)/bin/ruff format --check landscape tests figures benchmarks
 
-## The documentation site (mkdocs + mkdocstrings API reference) into site/; warnings are errors.
+## The documentation site (mkdocs + mkdocstrings API reference) into site/; any warning is an error (shown, not hidden).
 docs: $(STAMP)
-	$(PY) -m mkdocs build --strict --quiet
+	$(PY) -m mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) -m pip install -q --no-deps -c constraints.txt curvlinops-for-pytorch einops einconv linear-operator

@@ -14,7 +14,7 @@ Every ``figures/figNN_name.py`` follows one pattern (STYLE.md section 10)::
 reports what was written; ``study=`` hands ``--study`` / ``--from-results`` over to
 the study tier, ``_study.run``.)
 
-Sizes: ``--smoke`` (tiny, CPU, < 30 s, results and figures in a temporary folder or
+Sizes: ``--smoke`` (tiny, CPU, < 30 s, results and figures in runs/figures/<name>-smoke or
 ``--out-dir``), the default CPU size (a few minutes: an illustration), ``--study`` (the
 CPU study tier of ``figures/_study.py``: converged models, seeds and confidence
 intervals, sized for about an hour of one CPU core per figure; models are shared
@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,8 +159,9 @@ def parser(doc: str | None, *, prog: str | None = None) -> argparse.ArgumentPars
     size.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny CPU run (< 30 s) for the tests; writes to --out-dir or a temporary "
-        "folder, never to data/results",
+        help="tiny CPU run (< 30 s) for the tests; writes to --out-dir, else "
+        "runs/figures/<figure>-smoke under the current folder (never to data/results), "
+        "and prints the paths",
     )
     size.add_argument(
         "--full",
@@ -195,8 +195,8 @@ def parser(doc: str | None, *, prog: str | None = None) -> argparse.ArgumentPars
         "--out-dir",
         type=Path,
         default=None,
-        help="folder for the figures (default: figures/out/, or a temporary folder "
-        "with --smoke)",
+        help="folder for the figures (default: figures/out/, or "
+        "runs/figures/<figure>-smoke with --smoke)",
     )
     p.add_argument(
         "--cache-dir",
@@ -231,7 +231,7 @@ def setup(args: argparse.Namespace, name: str) -> Context:
     if args.out_dir is not None:
         out_dir = Path(args.out_dir)
     elif size == "smoke":
-        out_dir = Path(tempfile.mkdtemp(prefix=f"{name}_smoke_"))
+        out_dir = Path("runs") / "figures" / f"{name}-smoke"
     elif size == "study":
         out_dir = PUBLISHED
     else:

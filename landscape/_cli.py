@@ -7,8 +7,13 @@ it reads a checkpoint or a dataset) and gets its ``main(argv)`` from :func:`entr
 
 - an error is ONE line on stderr, ``error: <what> - <how to fix>``, exit status 2; the
   traceback only with ``--debug`` (or ``LANDSCAPE_DEBUG=1``);
-- ``--device``, ``--num-samples``, ``--no-progress`` (bars are on by default on a
-  terminal), ``-o/--out``, ``--debug``, ``--trust-checkpoint`` mean the same everywhere;
+- ``--device``, ``--num-samples``, ``--threads``, ``--no-progress``, ``-o/--out``,
+  ``--debug``, ``--trust-checkpoint`` mean the same everywhere: progress is on by
+  default (a bar on a terminal, plain lines with an ETA in a log,
+  :mod:`landscape._progress`); ``--threads`` sets torch's CPU threads (default
+  :func:`default_threads`: no more than the cores the load average leaves free);
+  ``-o/--out`` is the folder of one tool run, where the tool writes all its files
+  (default ``runs/<tool>/<name of the checkpoint>``, :func:`out_folder`);
 - the flags of :func:`add_checkpoint` become the keyword arguments of the one loader,
   :func:`landscape.checkpoints.load_model` (:func:`checkpoint_options`), and those of
   :func:`add_data` the keyword arguments of :func:`landscape.data.load_dataset`
@@ -55,6 +60,11 @@ __all__ = [
     "json_dict",
     "pick",
     "progress",
+    "plain",
+    "default_threads",
+    "set_threads",
+    "out_folder",
+    "run_name",
     "device",
     "dataset_name",
     "check_run_folder",
@@ -95,6 +105,25 @@ class Parser(argparse.ArgumentParser):
             raise argparse.ArgumentError(action, f"not a finite number: {arg_string!r}")
         return value
 
+    def format_help(self) -> str:
+        """The help text as plain text: docstring markup (``:mod:`x```, double
+        backquotes) shows as its name (:func:`plain`)."""
+        return plain(super().format_help())
+
+
+_ROLE = re.compile(r":(?:[a-z]+:)+`[~.]?([^`<]+?)(?:\s*<[^>]+>)?`")
+
+
+def plain(text: str) -> str:
+    """Docstring markup as plain text for a terminal: Sphinx roles become their target's
+    name, double backquotes go.
+
+    Example:
+        >>> plain("See :mod:`landscape.demo` and :func:`~landscape.hessian.hvp`, ``-o``.")
+        'See landscape.demo and landscape.hessian.hvp, -o.'
+    """
+    return re.sub(r"``(.+?)``", r"\1", _ROLE.sub(r"\1", text))
+
 
 def parser(prog: str, doc: str, **kw: Any) -> Parser:
     """A tool's :class:`Parser`; its description is the first paragraph of ``doc``
@@ -106,7 +135,7 @@ def parser(prog: str, doc: str, **kw: Any) -> Parser:
     """
     about = " ".join(doc.strip().split("\n\n")[0].split())
     about = re.sub(r"^``[^`]+``: ", "", about)  # the tool's name leads the docstring
-    about = re.sub(r"``(.+?)``", r"\1", about)
+    about = plain(about)
     return Parser(prog=prog, description=about[:1].upper() + about[1:], **kw)
 
 
@@ -198,12 +227,19 @@ def entry(
     body: Callable[[argparse.Namespace], int],
 ) -> Callable[[Sequence[str] | None], int]:
     """A tool's ``main(argv=None) -> exit status``: parse ``argv`` with
-    ``make_parser()`` and run ``body(args)``, both under :func:`run`'s error rules."""
+    ``make_parser()``, set torch's threads (:func:`set_threads`) and run
+    ``body(args)``, all under :func:`run`'s error rules."""
 
     def main(argv: Sequence[str] | None = None) -> int:
         p = make_parser()
         flag = TRUST_FLAG if has_option(p, TRUST_FLAG) else None
-        return run(lambda a: body(p.parse_args(a)), argv, p.prog, trust_flag=flag)
+
+        def parse_and_run(a: list[str]) -> int:
+            args = p.parse_args(a)
+            set_threads(args)
+            return body(args)
+
+        return run(parse_and_run, argv, p.prog, trust_flag=flag)
 
     main.__doc__ = (
         "Command-line entry point; returns the exit status (2 after an error)."
@@ -274,11 +310,11 @@ def add_common(
     p: argparse.ArgumentParser,
     *,
     num_samples: int | None | bool = False,
-    out: str | None | bool = False,
-    out_help: str = "output path",
-    out_required: bool | None = None,
+    out: str | None = None,
+    out_default: str = "runs/{tool}/<name of the checkpoint>",
     progress: bool = True,
     device: bool = True,
+    threads: bool = True,
     trust: bool = False,
 ) -> None:
     """Add the shared flags (each only where the tool has a use for it).
@@ -286,12 +322,12 @@ def add_common(
     Args:
         p: the parser.
         num_samples: add ``--num-samples`` with this default; ``False`` leaves it out.
-        out: add ``-o/--out`` with this default (``None``: no default, ``-o`` must
-            be given); ``False`` leaves it out.
-        out_help: its help text (the default is added to it).
-        out_required: ``-o`` must be given (default: when ``out`` is None).
+        out: the tool's name: add ``-o/--out DIR``, the folder of the tool run
+            (:func:`out_folder`); None leaves it out.
+        out_default: the default folder, as ``--help`` states it.
         progress: add ``--no-progress``.
         device: add ``--device``.
+        threads: add ``--threads``.
         trust: add ``--trust-checkpoint``.
     """
     if num_samples is not False:
@@ -301,11 +337,19 @@ def add_common(
             default=num_samples,
             help=f"number of examples (default {num_samples})",
         )
-    if out is not False:
-        required = out is None if out_required is None else out_required
-        if out is not None and "default" not in out_help:
-            out_help = f"{out_help} (default {out})"
-        p.add_argument("-o", "--out", default=out, required=required, help=out_help)
+    if out is not None:
+        where = out_default.format(tool=out)
+        p.add_argument(
+            "-o",
+            "--out",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help=f"folder for this run's files (default {where}, relative to the "
+            "current folder)",
+        )
+    if threads:
+        add_threads(p)
     if device:
         p.add_argument(
             "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)"
@@ -316,7 +360,8 @@ def add_common(
             dest="progress",
             action="store_false",
             default=None,
-            help="no progress bars (default: bars when stderr is a terminal)",
+            help="no progress (default: a bar on a terminal, a line every 30 s with "
+            "an ETA when stderr goes to a file or pipe)",
         )
     if trust:
         p.add_argument(
@@ -500,9 +545,119 @@ def add_choice(
 
 
 def progress(args: argparse.Namespace) -> bool:
-    """Whether to show progress bars: the flag, else whether stderr is a terminal."""
-    flag = getattr(args, "progress", None)
-    return bool(flag) if flag is not None else sys.stderr.isatty()
+    """Whether to show progress: not with ``--no-progress``, else always (a bar on a
+    terminal, plain lines in a log: :mod:`landscape._progress`)."""
+    return getattr(args, "progress", None) is not False
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads for the run (:func:`set_threads`)."""
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: OMP_NUM_THREADS when set, else the cores "
+        "that the load average leaves free, at least 1 and at most 4)",
+    )
+
+
+def default_threads(
+    cores: int | None = None, load: float | None = None, cap: int = 4
+) -> int:
+    """The CPU threads a tool uses unless told: the cores the machine's load leaves
+    free, at least 1 and at most ``cap``.
+
+    torch's own default (one thread per core) oversubscribes a busy machine: issue 28
+    reported the demo's adversarial epochs at ~10x the CPU of one thread at load 10-15
+    on 2 cores. ``benchmarks/bench_threads.py`` times a training epoch with 1, 2 and 4
+    threads; its numbers, busy and quiet, are in ``benchmarks/README.md``. Beyond 4
+    threads the small models of this package gain little.
+
+    Args:
+        cores: usable cores (default: this process's CPU affinity).
+        load: the 1-minute load average (default: ``os.getloadavg()``, 0 where the
+            system has none).
+        cap: the most threads.
+
+    Example:
+        >>> default_threads(cores=2, load=0.1), default_threads(cores=2, load=3.7)
+        (2, 1)
+        >>> default_threads(cores=16, load=2.0), default_threads(cores=16, load=14.0)
+        (4, 2)
+    """
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)
+        cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):
+            load = 0.0
+    return max(1, min(cap, cores - int(load)))
+
+
+def set_threads(args: argparse.Namespace) -> int | None:
+    """Set torch's CPU threads from ``--threads``, else to :func:`default_threads`
+    unless ``OMP_NUM_THREADS`` says how many (then torch already follows it). Tools
+    without ``--threads`` are left alone. Returns the number set, or None."""
+    if not hasattr(args, "threads"):
+        return None
+    n = args.threads
+    if n is None:
+        if os.environ.get("OMP_NUM_THREADS", "").strip():
+            return None
+        n = default_threads()
+    torch.set_num_threads(int(n))
+    return int(n)
+
+
+_FILE_SUFFIXES = (".npz", ".json", ".txt", ".pt", ".pth", ".png", ".pdf", ".svg",
+                  ".html", ".md")  # fmt: skip
+
+
+def run_name(path: str | os.PathLike) -> str:
+    """A short name for what a tool reads, for its default output folder: a run
+    folder's name (``runs/lenet`` -> ``lenet``), else the file's stem with its
+    folder's name (``runs/lenet/final.pt`` -> ``lenet-final``; ``w.pt`` -> ``w``).
+
+    Example:
+        >>> run_name("runs/lenet/"), run_name("runs/lenet/final.pt"), run_name("w.pt")
+        ('lenet', 'lenet-final', 'w')
+    """
+    p = Path(path)
+    if p.suffix == "" or p.is_dir():
+        return p.name or "run"
+    parent = p.parent.name
+    return f"{parent}-{p.stem}" if parent and parent not in (".", "..") else p.stem
+
+
+def out_folder(
+    args: argparse.Namespace, tool: str, source: str | os.PathLike | None = None
+) -> Path:
+    """The folder of one tool run: ``-o/--out``, else ``runs/<tool>/<run_name(source)>``
+    (``runs/<tool>`` without a source). Tools call it before any work, so a bad ``-o``
+    fails at once (a file name, a path through a file, a folder that cannot be
+    written: :func:`landscape.io.check_writable`); the folder is created by the first
+    file written into it.
+
+    Raises:
+        CLIError: ``-o`` names a file (an existing one, or a name ending in a file
+            suffix such as ``.npz``: every tool writes its files into a folder).
+    """
+    out = getattr(args, "out", None)
+    if out is None:
+        folder = Path("runs") / tool
+        if source is not None:
+            folder = folder / run_name(source)
+    else:
+        folder = Path(out)
+        if folder.suffix.lower() in _FILE_SUFFIXES or folder.is_file():
+            raise CLIError(
+                f"-o/--out takes the folder of this run, got the file name {folder}",
+                f"pass a folder, e.g. -o {folder.with_suffix('')} (the tool writes "
+                "its files into it)",
+            )
+    return io.check_writable(folder, folder=True, what="-o/--out")
 
 
 def device(args: argparse.Namespace) -> torch.device:

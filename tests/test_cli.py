@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 import inspect
 import json
+import re
 
 import pytest
 import torch
@@ -170,3 +171,69 @@ def test_checkpoint_flags_reach_the_one_loader(tmp_path):
     assert checkpoints.run_config(args.checkpoint) == {} and not got.training
     for a, b in zip(got.state_dict().values(), net.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def _all_parsers(tool: str) -> list[argparse.ArgumentParser]:
+    """A tool's parser, or the parsers of its subcommands."""
+    p = _tool_parser(tool)
+    subs = p._subparsers
+    if subs is None:
+        return [p]
+    return list(subs._group_actions[0].choices.values())
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_every_tool_takes_threads_and_out_is_a_folder(tool):
+    for p in [_tool_parser(tool), *_all_parsers(tool)]:
+        text = p.format_help()  # plain text: no docstring markup in --help
+        assert not re.search(r":[a-z]+:`|``", text), (tool, text)
+    for p in _all_parsers(tool):
+        flags = p._option_string_actions
+        assert "--threads" in flags, (tool, p.prog)
+        out = flags.get("-o")
+        if out is not None:  # every -o names the folder of the run
+            assert out is flags["--out"], (tool, p.prog)
+            text = f"{out.metavar} {out.help}"
+            assert "folder" in text and "file" not in text.replace("files", ""), text
+            assert "data/" not in str(out.default) and "data/" not in out.help, text
+
+
+def test_threads_flag_and_default(monkeypatch):
+    assert _cli.default_threads(cores=2, load=0.2) == 2
+    assert _cli.default_threads(cores=2, load=9.0) == 1  # a busy machine: one
+    assert _cli.default_threads(cores=64, load=0.0) == 4  # capped
+    before = torch.get_num_threads()
+    p = _cli.parser("t", "t")
+    _cli.add_common(p)
+    try:
+        assert _cli.set_threads(p.parse_args(["--threads", "3"])) == 3
+        assert torch.get_num_threads() == 3
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice is kept
+        assert _cli.set_threads(p.parse_args([])) is None
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert _cli.set_threads(p.parse_args([])) == _cli.default_threads()
+        with pytest.raises(_cli.CLIError, match="--threads"):
+            p.parse_args(["--threads", "0"])
+        # a tool's main sets it before its work
+        seen = []
+        main = _cli.entry(lambda: p, lambda a: seen.append(torch.get_num_threads()))
+        main(["--threads", "1"])
+        assert seen == [1]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_out_folder_default_and_file_names_are_refused(tmp_path):
+    p = _cli.parser("t", "t")
+    _cli.add_common(p, out="evaluate")
+    assert _cli.out_folder(p.parse_args([]), "evaluate", "runs/lenet/final.pt") == (
+        __import__("pathlib").Path("runs/evaluate/lenet-final")
+    )
+    got = _cli.out_folder(p.parse_args(["-o", str(tmp_path / "e")]), "evaluate")
+    assert got == tmp_path / "e"
+    for bad in (tmp_path / "e.npz", tmp_path / "x.png"):
+        with pytest.raises(_cli.CLIError, match="folder of this run"):
+            _cli.out_folder(p.parse_args(["-o", str(bad)]), "evaluate")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(_cli.CLIError, match="folder of this run"):
+        _cli.out_folder(p.parse_args(["-o", str(tmp_path / "afile")]), "evaluate")

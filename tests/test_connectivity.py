@@ -669,20 +669,21 @@ def test_cli_train_and_scan(tmp_path, data_root, monkeypatch, capsys):
         "--steps",
         "2",
     ]
-    rc = main(["scan", str(run), "-o", str(tmp_path / "s.npz"), *scan_args, *common])
+    rc = main(["scan", str(run), "-o", str(tmp_path / "s"), *scan_args, *common])
     assert rc == 0, capsys.readouterr().err
-    s = mc.CurveScan.load(tmp_path / "s.npz")
+    s = mc.CurveScan.load(tmp_path / "s" / "scan.npz")
     assert s.kind == "bezier" and s.robust_acc.shape == (3,)
     rc = main(
         ["scan", "--line", str(tmp_path / "a"), str(tmp_path / "b")]
-        + ["-o", str(tmp_path / "l.npz"), *scan_args, *common]
+        + ["-o", str(tmp_path / "l"), *scan_args, *common]
     )
-    assert rc == 0 and mc.CurveScan.load(tmp_path / "l.npz").kind == "line"
+    assert rc == 0 and mc.CurveScan.load(tmp_path / "l" / "scan.npz").kind == "line"
     assert "barrier" in capsys.readouterr().out
     # errors: one line on stderr, exit status 2
     for argv in (
-        ["scan", str(tmp_path / "nope"), "-o", str(tmp_path / "x.npz")],
-        ["scan", str(run), "--line", "a", "b", "-o", str(tmp_path / "x.npz")],
+        ["scan", str(tmp_path / "nope"), "-o", str(tmp_path / "x")],
+        ["scan", str(run), "--line", "a", "b", "-o", str(tmp_path / "x")],
+        ["scan", str(run), "-o", str(tmp_path / "x.npz")],
         ["train", str(tmp_path / "a"), str(tmp_path / "nope"), "--run-dir", str(run)],
     ):
         assert main(argv) == 2

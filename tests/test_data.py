@@ -294,7 +294,7 @@ def test_cli_download_and_info(data_root, tmp_path, capsys):
         str(root),
         "--mirror",
         src.as_uri(),
-        "--quiet",
+        "--no-progress",
     ]
     assert cli.main(argv) == 0
     assert cli.main(["info", "--root", str(root), "--verify"]) == 0

@@ -94,7 +94,7 @@ def test_demo_writes_summary_and_figures(demo_run):
     # one self-contained interactive file with a menu entry per surface
     html = (out / "figures" / "surfaces.html").read_text()
     assert "plotly" in html.lower() and '<script src="https://cdn' not in html
-    for label in ("eps0 clean", "eps0.3 clean", "eps0.3 adversarial"):
+    for label in ("eps = 0, clean", "eps = 0.3, clean", "eps = 0.3, adversarial"):
         assert f'"label":"{label}"' in html.replace(": ", ":"), label
     for rel in s["figures"]:
         assert (out / rel).stat().st_size > 0

@@ -459,16 +459,16 @@ def test_cli_and_plots(tmp_path, data_root):
     )
     assert rc == 0
     for norm in ("linf", "l2"):
-        res = E.EvalResult.load(f"{out}_{norm}.npz")
+        res = E.EvalResult.load(out / f"eval_{norm}.npz")
         assert res.norm == norm and res.checks
-        assert (tmp_path / f"ev_{norm}.txt").exists()
-        assert not (tmp_path / f"ev_{norm}.state.pt").exists()
-    res = E.EvalResult.load(f"{out}_linf.npz")
+        assert (out / f"eval_{norm}.txt").exists()
+        assert not (out / f"eval_{norm}.state.pt").exists()
+    res = E.EvalResult.load(out / "eval_linf.npz")
     ax = plot.plot_robust_accuracy(res)
     assert len(ax.lines) == len(res.attacks) + 2  # per attack, overall, clean
     ax = plot.plot_attack_bars(res)
     assert len(ax.patches) == len(res.attacks) * len(res.eps)
-    fig = plot.evaluation_figure([res, E.EvalResult.load(f"{out}_l2.npz")])
+    fig = plot.evaluation_figure([res, E.EvalResult.load(out / "eval_l2.npz")])
     assert len(fig.axes) >= 2
 
 
@@ -615,7 +615,7 @@ def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
 
     def run(model: str, *flags: str) -> E.EvalResult:
         assert main([paths[model], *common, *flags, "--out", str(out)]) == 0
-        return E.EvalResult.load(f"{out}_linf.npz")
+        return E.EvalResult.load(out / "eval_linf.npz")
 
     res = run("relu", "--certify")
     cert, attacked = res.bracket
@@ -635,7 +635,8 @@ def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
     assert run("quantised", "--bpda", "quantise").meta["adaptive"] == ["bpda"]
     res = run("relu", "--adaptive", "eot", "eot", "--eot-iter", "3")
     assert res.meta["adaptive"] == ["eot"] and res.meta["attacks"][0]["eot_iter"] == 3
-    (tmp_path / "ev_linf.state.pt").write_bytes(b"kept")
+    (out / "eval_linf.state.pt").write_bytes(b"kept")
+    capsys.readouterr()  # the progress lines of the runs above (stderr is a log here)
     for bad, msg in (
         (["--adaptive", "bpda"], "needs the transforms"),
         (["--adaptive", "auto", "eot"], "stand alone"),
@@ -647,7 +648,7 @@ def test_cli_certify_and_adaptive_flags(tmp_path, data_root, capsys):
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1, err
     # the usage errors came before --no-resume could delete the state file
-    assert (tmp_path / "ev_linf.state.pt").read_bytes() == b"kept"
+    assert (out / "eval_linf.state.pt").read_bytes() == b"kept"
 
 
 def test_cli_attack_list_and_certify_method(tmp_path, data_root, capsys):
@@ -672,7 +673,7 @@ def test_cli_attack_list_and_certify_method(tmp_path, data_root, capsys):
     specs = ["apgd:loss=dlr,steps=5", "pgd:steps=4,alpha_rel=(0.5,0.25)"]
     specs += ["Square:queries=20"]
     assert main([path, *common, "--attacks", *specs, "--certify", "crown-ibp"]) == 0
-    res = E.EvalResult.load(tmp_path / "ev_linf.npz")
+    res = E.EvalResult.load(tmp_path / "ev" / "eval_linf.npz")
     attacks = [
         A.APGD(eps=0.05, loss="dlr", steps=5),
         A.PGD(eps=0.05, steps=4, alpha_rel=(0.5, 0.25), loss="ce", keep="best"),

@@ -160,15 +160,17 @@ def test_cached_computes_once_then_loads(common, tmp_path):
     assert len(calls) == 2
 
 
-def test_sizes_and_default_folders(common, tmp_path):
+def test_sizes_and_default_folders(common, tmp_path, monkeypatch):
     p = common.parser("doc")
     ctx = common.setup(p.parse_args(["--out-dir", str(tmp_path)]), "figx")
     assert ctx.size == "cpu" and ctx.cache_dir == common.RESULTS
     assert ctx.pick(1, 2, 3) == 2
     ctx = common.setup(p.parse_args(["--full", "--out-dir", str(tmp_path)]), "figx")
     assert ctx.size == "full" and ctx.pick(1, 2, 3) == 3
+    monkeypatch.chdir(tmp_path)  # --smoke writes under ./runs, printed as such
     ctx = common.setup(p.parse_args(["--smoke"]), "figx")
-    assert ctx.out_dir != common.FIGURES_OUT and ctx.out_dir.exists()
+    assert ctx.out_dir == Path("runs/figures/figx-smoke") and ctx.out_dir.exists()
+    assert (tmp_path / "runs" / "figures" / "figx-smoke").is_dir()
     with pytest.raises(SystemExit):
         p.parse_args(["--smoke", "--full"])
 

@@ -9,7 +9,8 @@ the layers below it, never a layer above:
 
     0  foundation     _utils, _pool, io, _batches (the one owner of ``data``),
                       _finite (NaN / inf in weights, losses and results),
-                      _cli (flags and one-line errors of every command line)
+                      _cli (flags and one-line errors of every command line),
+                      _progress (the one progress display: a bar or log lines)
     1  inputs         data, models, attacks, schedules
     2  analyses       checkpoints, directions, hessian, surface, scattering, certify
     3  training and   train, evaluate, linear (trains through the trainer),
@@ -33,7 +34,18 @@ import pytest
 import landscape
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"__init__", "_utils", "_pool", "io", "_batches", "_cli", "_finite"}),
+    frozenset(
+        {
+            "__init__",
+            "_utils",
+            "_pool",
+            "io",
+            "_batches",
+            "_cli",
+            "_finite",
+            "_progress",
+        }
+    ),
     frozenset({"data", "models", "attacks", "schedules"}),
     frozenset(
         {"checkpoints", "directions", "hessian", "surface", "scattering", "certify"}

@@ -191,3 +191,54 @@ def test_attack_bars_say_what_the_numbers_on_top_are():
     ax = P.plot_attack_bars(res)
     assert [t.get_text() for t in ax.texts] == ["-4", "-7"]
     assert "broke first" in ax.get_legend().get_title().get_text()  # was unexplained
+
+
+def test_savefig_takes_what_a_plot_function_returns(tmp_path):
+    """The getting-started example ends in a saved figure: plot functions return an
+    Axes (several panels: an array of Axes, whole figures: a Figure), and
+    ``plot.savefig`` saves any of them (before: a Figure only, so
+    ``plot.savefig(plot.plot_surface(...), ...)`` failed)."""
+    surf = _surf(0.1, 10.0)
+    ax = P.plot_surface(surf, kind="contourf", log=True)
+    assert isinstance(ax, matplotlib.axes.Axes)
+    assert P.savefig(ax, tmp_path / "one.png") == [tmp_path / "one.png"]
+    axes = P.plot_surfaces([surf, surf], titles=["a", "b"])
+    assert P.figure_of(axes) is axes.flat[0].figure
+    assert [p.suffix for p in P.savefig(axes, tmp_path / "two")] == [".png", ".pdf"]
+    fig, _ = P.subplots()
+    assert P.figure_of(fig) is fig and P.savefig(fig, tmp_path / "f.svg")
+    for p in (tmp_path / "one.png", tmp_path / "two.png"):
+        assert p.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(TypeError, match="write_html"):
+        P.savefig(P.surface_3d(surf), tmp_path / "x.png")
+
+
+def test_demo_overviews_have_one_readable_legend_and_whole_epochs():
+    """learning_curves.png: the legend was in panel 1 only at 6 pt, epochs read 1.0 /
+    1.5 / 2.0; scattering.png: the legend beside panel 1 left half the canvas empty.
+    Now one figure legend below the panels (run names only), integer epoch ticks."""
+    from landscape import demo  # noqa: F401  (the demo's labels)
+    from landscape.demo._figures import _label
+
+    assert _label("constant_eps0.2/fixed") == "eps = 0.2, fixed"  # was "eps0.2 fixed"
+    m = {
+        k: np.linspace(0.1, 0.9, 2)
+        for k in ("train_loss", "train_acc", "test_robust_acc", "dist_init")
+    }
+    runs = {
+        "eps = 0": {"metrics": {"epoch": np.arange(1, 3), **m}},
+        "eps = 0.3": {"metrics": {"epoch": np.arange(1, 3), **m}},
+    }
+    axes = P.plot_training_overview(runs)
+    fig = axes[0].figure
+    fig.canvas.draw()
+    assert all(ax.get_legend() is None for ax in axes)
+    (leg,) = fig.legends
+    texts = [t.get_text() for t in leg.get_texts()]
+    assert (
+        texts[:2] == ["eps = 0", "eps = 0.3"] and leg.get_texts()[0].get_fontsize() >= 8
+    )
+    for ax in axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks == [1.0, 2.0], ticks  # was 1.0, 1.2, ... 2.0

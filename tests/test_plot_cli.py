@@ -111,16 +111,23 @@ def test_plotly_figures_and_self_contained_html(tmp_path):
 def test_cli_draws_saved_surface(tmp_path, capsys):
     a = _surf().save(tmp_path / "a.npz")
     b = _surf(2.0, "fixed").save(tmp_path / "b.npz")
-    assert cli.main([str(a), "-o", str(tmp_path / "a.png")]) == 0
-    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
-    assert cli.main([str(a), str(b), "-o", str(tmp_path / "ab.pdf"), "--log"]) == 0
-    assert (tmp_path / "ab.pdf").read_bytes()[:4] == b"%PDF"
-    assert cli.main([str(a), "-o", str(tmp_path / "a.html")]) == 0
-    _check_html(tmp_path / "a.html")
-    assert cli.main([str(a), "-o", str(tmp_path / "c.html"), "--kind", "contour"]) == 0
-    assert "wrote" in capsys.readouterr().out
-    assert cli.main([str(a), "-o", str(tmp_path / "a.txt")]) == 2
-    assert "-o must end in" in capsys.readouterr().err
+    figs = tmp_path / "figs"
+    assert cli.main([str(a), "-o", str(figs)]) == 0  # the folder, png by default
+    assert (figs / "a.png").read_bytes()[:4] == b"\x89PNG"
+    argv = [str(a), str(b), "-o", str(figs), "--format", "pdf", "--name", "ab"]
+    assert cli.main([*argv, "--log"]) == 0
+    assert (figs / "ab.pdf").read_bytes()[:4] == b"%PDF"
+    assert cli.main([str(a), "-o", str(figs), "--format", "html"]) == 0
+    _check_html(figs / "a.html")
+    argv = [str(a), "-o", str(figs), "--kind", "contour", "--format", "html"]
+    assert cli.main([*argv, "--name", "c"]) == 0
+    _check_html(figs / "c.html")
+    assert f"wrote {figs / 'c.html'}" in capsys.readouterr().out
+    # -o is a folder: a file name is an error that says so
+    assert cli.main([str(a), "-o", str(tmp_path / "a.png")]) == 2
+    assert "takes the folder of this run" in capsys.readouterr().err
+    assert cli.main([str(a), "--kind", "3d", "--format", "png", "-o", str(figs)]) == 2
+    assert "--format html" in capsys.readouterr().err
 
 
 def test_cli_dispatch_on_stored_class(tmp_path):
@@ -164,7 +171,7 @@ def test_cli_computes_surface_from_checkpoint(tmp_path):
     g = torch.Generator().manual_seed(1)
     x, y = torch.rand(30, 1, 4, 4, generator=g), torch.randint(0, 3, (30,), generator=g)
     torch.save({"x": x, "y": y}, tmp_path / "data.pt")
-    out = tmp_path / "surf.npz"
+    out = tmp_path / "surf"
     argv = [
         "compute",
         str(ckpt),
@@ -178,9 +185,9 @@ def test_cli_computes_surface_from_checkpoint(tmp_path):
     argv += ["-o", str(out), "--no-progress"]
     argv += ["--save-directions", str(tmp_path / "dirs.pt")]
     assert surface_main(argv) == 0
-    assert cli.main([str(out), "-o", str(tmp_path / "surf.png")]) == 0
-    s = S.Surface.load(out)
-    assert s.loss.shape == (3, 3) and (tmp_path / "surf.png").exists()
+    assert cli.main([str(out / "surface.npz"), "-o", str(out)]) == 0
+    s = S.Surface.load(out / "surface.npz")
+    assert s.loss.shape == (3, 3) and (out / "surface.png").exists()
     with torch.no_grad():
         plain = float(nn.CrossEntropyLoss()(model.eval()(x), y))
     assert s.loss[1, 1] == pytest.approx(plain, rel=1e-6)
@@ -195,7 +202,7 @@ def test_cli_computes_surface_from_checkpoint(tmp_path):
     lio.atomic_save_torch(
         {"model": model2.state_dict(), "arch": "mlp", "arch_kwargs": kw}, ck2
     )
-    out2 = tmp_path / "line.npz"
+    out2 = tmp_path / "line"
     argv = ["compute", str(ckpt), "--data", str(tmp_path / "data.pt"), "--to", str(ck2)]
     argv += [
         "--grid",
@@ -210,7 +217,7 @@ def test_cli_computes_surface_from_checkpoint(tmp_path):
         "2",
     ]
     assert surface_main([*argv, "-o", str(out2), "--no-progress"]) == 0
-    line = S.Surface.load(out2)
+    line = S.Surface.load(out2 / "surface.npz")
     assert line.is_line and line.meta["adversarial"] == "fixed"
     assert line.loss[0] > plain  # adversarial examples raise the loss at the centre
 

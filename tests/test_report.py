@@ -355,3 +355,20 @@ def test_report_verdict_names_what_failed(tmp_path, failed, upper_bound, eval_ad
     )
     assert ("upper bound" in text) == upper_bound
     assert ("call <code>model.eval()</code>" in text) == eval_advice
+
+
+def test_budget_names_mean_the_evaluation_presets():
+    """One name, one meaning (issue 28): the report's ``quick`` budget evaluates with
+    evaluate's ``quick`` preset (PGD-20) at its published strength, and so on; the
+    fixed adversarial examples are one PGD run with the quick preset's steps (the
+    quick budget was PGD-5 with the protocol scaled to 1/4 before)."""
+    from landscape import evaluate
+    from landscape.report._cli import _parser
+
+    assert set(report.BUDGETS) == {"quick", "standard", "reviewer"}
+    budget = next(a for a in _parser()._actions if a.dest == "budget")
+    assert set(budget.choices) == set(report.BUDGETS)
+    (quick,) = evaluate.preset_attacks("quick", 0.3)
+    for name, b in report.BUDGETS.items():
+        assert b.eval_preset == name and b.eval_scale == 1.0, b
+        assert b.attack_steps == quick.steps == 20, b

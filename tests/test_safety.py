@@ -98,7 +98,8 @@ def _cli_cases(tmp_path, evil, data_root):
     )
     root = ["--data-root", str(data_root)]
     out = str(tmp_path / "out")
-    evil(tmp_path / "ev_linf.state.pt")
+    (tmp_path / "ev").mkdir()
+    evil(tmp_path / "ev" / "eval_linf.state.pt")
     evil(tmp_path / "data.pt", wrap=False)
     evil(tmp_path / "dirs.pt", wrap=False)
     surf = [
@@ -114,7 +115,7 @@ def _cli_cases(tmp_path, evil, data_root):
         "1",
         "3",
         "-o",
-        out + ".npz",
+        out + "_surface",
     ]
     return [
         ("evaluate file", "evaluate", [str(ev), *_EVAL, *root, "--out", out]),
@@ -331,7 +332,8 @@ def test_second_process_on_a_run_folder_or_state_file_is_refused(
     assert f"in use by process {os.getpid()}@" in line
     assert not (run / "config.json").exists()
     good = _run_folder(tmp_path / "good")
-    state = tmp_path / "ev_linf.state.pt"
+    state = tmp_path / "ev" / "eval_linf.state.pt"
+    state.parent.mkdir()
     with io.lock(state):
         argv = [
             str(good),
@@ -377,7 +379,7 @@ def test_surface_save_interval_and_partial_lock(
         "--save-interval",
         "0",
         "-o",
-        str(tmp_path / "s.npz"),
+        str(tmp_path / "s"),
         "--no-progress",
     ]
     assert _main("surface")(argv) == 0
@@ -412,7 +414,7 @@ def _error_cases(tmp_path, data_root):
         "--num-samples",
         "8",
         "-o",
-        str(tmp_path / "s.npz"),
+        str(tmp_path / "s"),
     ]
     return [
         ("train", [*train_args, "--run-dir", str(tmp_path / "afile")], "is a file"),
@@ -431,14 +433,16 @@ def _error_cases(tmp_path, data_root):
         ("hessian", [str(sd), *root], "--arch"),
         ("surface", [*surf, "--grid", "-1", "1", "2.7"], "NUM=2.7"),
         ("surface", [], "compute"),
-        ("plot", [str(oldnpz), "-o", str(tmp_path / "x.png")], "holds no metadata"),
-        ("plot", [str(noload), "-o", str(tmp_path / "x.png")], "not a saved"),
-        ("plot", [str(tmp_path / "none.npz"), "-o", str(tmp_path / "x.png")], "none"),
+        ("plot", [str(oldnpz), "-o", str(tmp_path / "x")], "holds no metadata"),
+        ("plot", [str(noload), "-o", str(tmp_path / "x")], "not a saved"),
+        ("plot", [str(tmp_path / "none.npz"), "-o", str(tmp_path / "x")], "none"),
+        ("plot", [str(oldnpz), "-o", str(tmp_path / "x.png")], "folder of this run"),
         (
             "scattering",
-            [str(good), "--eps", "0", "-o", "x.npz", "--num-samples", "0"],
+            [str(good), "--eps", "0", "-o", str(tmp_path / "x"), "--num-samples", "0"],
             "--num-samples",
         ),
+        ("evaluate", [str(good), *ev[:-1], str(tmp_path / "e.txt")], "folder"),
     ]
 
 
@@ -477,7 +481,9 @@ def test_shared_flags_and_no_hidden_spellings():
             p.parse_args(["ck", *old])
     a = p.parse_args(["ck", "--num-samples", "9", "--arch", "mlp", "--no-progress"])
     assert (a.num_samples, a.arch, a.progress) == (9, "mlp", False)
-    assert _cli.progress(p.parse_args(["ck"])) is False  # stderr is not a terminal
+    # progress is on by default, also when stderr is not a terminal (then as plain
+    # lines in the log, landscape._progress)
+    assert _cli.progress(p.parse_args(["ck"])) is True
     for mod in ("hessian", "scattering", "evaluate", "train", "plot"):
         import importlib
 

@@ -503,7 +503,7 @@ def test_cli_on_mnist(tmp_path, data_root, capsys):
     torch.manual_seed(0)
     model = models.build("mlp", hidden=(16,))
     torch.save(model, tmp_path / "m.pt")
-    out = tmp_path / "r.npz"
+    out = tmp_path / "r"
     from landscape.scattering.__main__ import main
 
     rc = main(
@@ -535,9 +535,9 @@ def test_cli_on_mnist(tmp_path, data_root, capsys):
         ]
     )
     assert rc == 0
-    res = sc.ScatteringResult.load(out)
+    res = sc.ScatteringResult.load(out / "scattering.npz")
     assert res.ratio.shape == (2, 1, 2, 2)
-    twin = sc.ScatteringResult.load(tmp_path / "r_twin.npz")
+    twin = sc.ScatteringResult.load(out / "scattering_twin.npz")
     assert twin.meta["model_label"] == "twin"
     assert "excess" in capsys.readouterr().out
 

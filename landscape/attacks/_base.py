@@ -155,7 +155,7 @@ class Attack:
     ) -> Tensor | Run:
         """Return ``x_adv`` for the batch ``(x, y)`` against ``model`` (and, with
         ``return_info``, a dict with the per-example ``success`` flags and the
-        cost). ``progressbar``: a tqdm bar over the attack's runs or iterations;
+        cost). ``progressbar``: progress over the attack's runs or iterations;
         ``options``: the attack's own options of a call (:attr:`options`, e.g.
         :class:`PGD`'s ``train`` and ``trace``)."""
         unknown = sorted(set(options) - set(self.options))
@@ -273,6 +273,7 @@ def perturb_batches(
     attack: Callable,
     *,
     generator: torch.Generator | None = None,
+    progressbar: bool = False,
 ) -> list[tuple[Tensor, Tensor]]:
     """Attack every batch of ``data`` once at the current model and return the fixed
     adversarial batches ``[(x_adv, y), ...]`` (on the model's device).
@@ -286,6 +287,7 @@ def perturb_batches(
         attack: an attack value, e.g. ``attacks.PGD(eps=0.3, steps=40, alpha=0.01)``
             (any ``attack(model, x, y, generator) -> x_adv``).
         generator: randomness of the attack (``None``: torch's global RNG).
+        progressbar: progress over the batches.
 
     Returns:
         ``[(x_adv, y), ...]``, one entry per batch of ``data``.
@@ -303,8 +305,19 @@ def perturb_batches(
             "perturb_batches needs an attack value, e.g. perturb_batches(model, data, "
             f"attacks.PGD(eps=...)), got {type(attack).__name__}"
         )
+    from .._progress import bar, length
+
     _finite.check_model(model, name="perturb_batches: model")
     batches = as_batches(data, model=model, labels="class", images=True)
     gen, _ = _utils.make_generator(generator, batches.device)
+    name = getattr(attack, "name", type(attack).__name__)
+    shown = bar(
+        batches,
+        desc="perturb_batches",
+        total=length(batches),
+        unit="batches",
+        enabled=progressbar,
+        about=f"{name} at eps {getattr(attack, 'eps', '?')}",
+    )
     with _finite.checked_at_entry():  # the batches are checked as they come
-        return [(attack(model, x, y, gen), y) for x, y in batches]
+        return [(attack(model, x, y, gen), y) for x, y in shown]

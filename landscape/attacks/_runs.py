@@ -68,9 +68,9 @@ def runs(
     plan = [(t, r) for t in targets for r in range(restarts)]
     bar = None
     if progressbar and plan:
-        from tqdm.auto import tqdm
+        from .._progress import bar as _bar
 
-        bar = tqdm(total=len(plan), desc=desc)
+        bar = _bar(desc=desc, total=len(plan), unit="runs", leave=False)
     try:
         for t, r in plan:
             if bar is not None:

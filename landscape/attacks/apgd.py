@@ -300,7 +300,7 @@ def apgd(
         steps, restarts, loss, rho, eot_iter, early_stop: the settings of
             :class:`APGD` (AutoAttack's "rand" version uses ``eot_iter=20``).
         generator: randomness of the starts.
-        progressbar: tqdm bar over runs.
+        progressbar: progress over runs.
         return_info: also return ``{"success", "num_grad", "seed"}``.
 
     Returns:

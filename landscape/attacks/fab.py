@@ -276,7 +276,7 @@ def fab(
         norm: ``"linf"`` or ``"l2"``.
         steps, restarts, alpha_max, eta, beta: the settings of :class:`FAB`.
         generator: randomness of the restarts' starts.
-        progressbar: tqdm bar over runs.
+        progressbar: progress over runs.
         return_info: also return ``{"success", "norm", "num_grad", "seed"}`` (``norm``:
             the smallest adversarial distance found, inf where none was).
 

@@ -366,9 +366,11 @@ def _restarts(model, x, y, st, atk: PGD, alphas, gen, progressbar, traces, loss_
     curve: list[int] = []
     bar = None
     if progressbar:
-        from tqdm.auto import tqdm
+        from .._progress import bar as _bar
 
-        bar = tqdm(total=atk.restarts * len(alphas), desc="pgd")
+        bar = _bar(
+            desc="pgd", total=atk.restarts * len(alphas), unit="runs", leave=False
+        )
     for r in range(atk.restarts if alphas else 0):
         for a in alphas:
             idx = (~broken).nonzero().squeeze(1)
@@ -467,7 +469,7 @@ def pgd(
             eval mode (``keep="last"``, the trainer's ``attack_train_mode``).
         trace: record per-step mean loss and robust accuracy of every run in
             ``info["trace"]`` (``keep="best"``, with ``return_info``).
-        progressbar: a tqdm bar over runs (``keep="best"``).
+        progressbar: progress over runs (``keep="best"``).
         return_info: also return a dict with ``success`` (per-example bool),
             ``num_grad`` (input-gradient passes, summed over examples), ``seed``
             and, with ``keep="best"``, ``num_forward``, ``restart_curve`` (number

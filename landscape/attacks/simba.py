@@ -192,9 +192,9 @@ class SimBA(Attack):
             passes = max(1, math.ceil((queries - 1) / d))
             it = range(passes * d)
             if bar:
-                from tqdm.auto import tqdm
+                from .._progress import bar as _bar
 
-                it = tqdm(it, desc="simba")
+                it = _bar(it, desc="simba", unit="queries", leave=False)
             progress = torch.zeros_like(active)
             for k in it:
                 t = k % d
@@ -248,7 +248,7 @@ def simba(
         eps: budget of ``norm``: ``"l2"`` (SimBA's natural budget) or ``"linf"``.
         alpha, eps_linf, queries, dct, freq_frac: the settings of :class:`SimBA`.
         generator: randomness of the direction orders.
-        progressbar: tqdm bar over iterations.
+        progressbar: progress over iterations.
         return_info: also return ``{"success", "queries", "norm_l2", "seed"}``.
 
     Returns:

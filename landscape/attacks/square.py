@@ -219,9 +219,9 @@ class Square(Attack):
                 nq[idx] += 1
                 it = range(queries - 1)
                 if bar:
-                    from tqdm.auto import tqdm
+                    from .._progress import bar as _bar
 
-                    it = tqdm(it, desc="square")
+                    it = _bar(it, desc="square", unit="queries", leave=False)
                 step = _linf_candidate if norm == "linf" else _l2_candidate
                 # one host sync per compaction (compact_now), none per query: the
                 # points broken in between are masked; the active points' state is
@@ -273,7 +273,7 @@ def square(
         norm: ``"linf"`` or ``"l2"`` (L2 needs H, W >= 5).
         queries, p_init, rescale_schedule: the settings of :class:`Square`.
         generator: randomness (window positions, signs).
-        progressbar: tqdm bar over iterations.
+        progressbar: progress over iterations.
         return_info: also return ``{"success", "queries"}`` (per-example query counts).
 
     Returns:

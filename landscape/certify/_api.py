@@ -157,7 +157,7 @@ def certify(
             intermediate bounds: one backward pass, for deep networks) or ``"ibp"``
             (margins folded into the last linear layers, see :func:`margin_bounds`).
         batch_size: for ``(x, y)`` tensors.
-        progressbar: tqdm bar over (eps, batch).
+        progressbar: progress over the batches (:func:`landscape._progress.bar`).
 
     Returns:
         :class:`CertifyResult`.
@@ -172,9 +172,15 @@ def certify(
     )
     bar = None
     if progressbar:
-        from tqdm.auto import tqdm
+        from .._progress import bar as _bar
+        from .._progress import length
 
-        bar = tqdm(desc="certify", unit="batch")
+        bar = _bar(
+            desc="certify",
+            total=length(batches),
+            unit="batches",
+            about=f"{len(eps_list)} eps, method {method}",
+        )
     graph = None
     rows: list[list[Tensor]] = [[] for _ in eps_list]
     cleans = []

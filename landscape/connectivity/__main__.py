@@ -6,14 +6,16 @@ Examples::
     python -m landscape.connectivity train runs/a runs/b --run-dir runs/curve_ab \\
         --dataset mnist --num-train 2000 --epochs 5 --eps 0.3 --steps 5 --lr 0.01
     python -m landscape.connectivity scan runs/curve_ab --num-samples 500 --eps 0.3 \\
-        --steps 20 -o runs/curve_ab/scan.npz
+        --steps 20 -o runs/curve_ab/scan
     python -m landscape.connectivity scan --line runs/a runs/b --num-samples 500 \\
-        --eps 0.3 -o runs/line_ab.npz
+        --eps 0.3 -o runs/line_ab
 
 ``A`` and ``B`` are run folders of ``python -m landscape.train`` (their
 ``final.pt``) or checkpoint files inside one; the architecture is rebuilt from the
 run's ``config.json``. Every checkpoint is read with ``weights_only=True``. Running
-``train`` again with the same ``--run-dir`` resumes the run.
+``train`` again with the same ``--run-dir`` (``-o``) resumes the run. ``scan`` writes
+scan.npz (a CurveScan) into the folder -o (default
+runs/connectivity/<name of the curve run, or line-A-B>).
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("a", help="the model at t=0 (run folder or checkpoint)")
     t.add_argument("b", help="the model at t=1")
     t.add_argument(
-        "--run-dir", required=True, help="folder for the curve run (resumable)"
+        "--run-dir",
+        "-o",
+        "--out",
+        required=True,
+        help="folder for the curve run (resumable)",
     )
     t.add_argument("--kind", default="bezier", choices=("bezier", "polychain"))
     t.add_argument("--num-bends", type=int, default=1)
@@ -91,9 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     _common(
         s,
         num_samples=1000,
-        out=None,
-        out_required=True,
-        out_help="output .npz (a CurveScan)",
+        out="connectivity",
+        out_default="runs/connectivity/<name of the curve run, or line-A-B>",
     )
     return p
 
@@ -182,6 +187,11 @@ def _scan(args, device) -> str:
     if (args.curve is None) == (args.line is None):
         raise ValueError("pass a curve run folder, or --line A B (not both)")
     if args.line:
+        a_name, b_name = (_cli.run_name(p) for p in args.line)
+        folder = _cli.out_folder(args, "connectivity", f"line-{a_name}-{b_name}")
+    else:
+        folder = _cli.out_folder(args, "connectivity", args.curve)
+    if args.line:
         a, info = _load_model(args.line[0], device)
         b, _ = _load_model(args.line[1], device)
         curve = init_curve(a, b, kind="line")
@@ -237,7 +247,7 @@ def _scan(args, device) -> str:
         generator=torch.Generator().manual_seed(args.seed),
         progressbar=_cli.progress(args),
     )
-    out = scan.save(args.out)
+    out = scan.save(folder / "scan.npz")
     line = f"{scan.kind}: clean loss barrier {scan.clean_barrier:.4f}, clean acc {scan.clean_acc.min():.4f} (min)"
     if attack is not None:
         line += f"; robust loss barrier {scan.robust_barrier:.4f}, robust acc {scan.robust_acc.min():.4f} (min)"
@@ -245,10 +255,8 @@ def _scan(args, device) -> str:
 
 
 def _body(args: argparse.Namespace) -> int:
-    if args.command == "train":  # every output, before the work
+    if args.command == "train":  # the output, before the work (scan: out_folder)
         io.check_writable(args.run_dir, folder=True, what="--run-dir")
-    else:
-        io.check_writable(args.out, what="--out")
     device = _cli.device(args)
     print(_train(args, device) if args.command == "train" else _scan(args, device))
     return 0

@@ -157,7 +157,7 @@ def scan_curve(
         bn: ``"reestimate"`` or ``"interpolate"``.
         generator: randomness of the attack (one stream over all points; its seed is
             recorded).
-        progressbar: a tqdm bar over the points.
+        progressbar: progress over the points.
 
     Returns:
         :class:`CurveScan` (``.barrier("robust_loss")`` etc.).
@@ -207,9 +207,12 @@ def scan_curve(
     gen, seed = _utils.make_generator(generator, device)
     ts = np.linspace(0.0, 1.0, int(num))
     rows = []
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
-    for t in tqdm(ts, desc="scan_curve", disable=not progressbar):
+    about = "clean and robust" if attack is not None else "clean"
+    for t in bar(
+        ts, desc="scan_curve", unit="points", enabled=progressbar, about=about
+    ):
         state = curve.state(float(t))
         if reestimate:
             state.update(bn_statistics(model, state, bn_batches))

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--force", action="store_true", help="re-download valid files too")
     d.add_argument("--timeout", type=float, default=30.0, help="socket timeout (s)")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    _cli.add_common(d, device=False)
     i = sub.add_parser("info", help="show the data root and which files are present")
     i.add_argument(
         "--root",
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         help="data root (default: $LANDSCAPE_DATA, else the per-user cache)",
     )
     i.add_argument("--verify", action="store_true", help="also check md5 sums (slower)")
+    _cli.add_common(i, progress=False, device=False)
     return p
 
 
@@ -121,7 +122,7 @@ def _main(args: argparse.Namespace) -> int:
                 mirrors=args.mirror,
                 force=args.force,
                 timeout=args.timeout,
-                progressbar=not args.quiet,
+                progressbar=_cli.progress(args),
             )
         except (DownloadError, DatasetNotFoundError, OSError) as err:
             mirrors = ", ".join(args.mirror or MIRRORS[name])

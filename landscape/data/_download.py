@@ -69,7 +69,7 @@ def download_file(
         dest: final path; its folder is created if needed.
         md5: expected hex md5 (None: accept anything; only for unknown files).
         timeout: socket timeout in seconds per attempt.
-        progressbar: show a tqdm bar per attempt.
+        progressbar: show progress per attempt.
 
     Returns:
         ``dest`` as a Path, holding verified bytes.
@@ -93,13 +93,13 @@ def download_file(
                     total = resp.headers.get("Content-Length")
                     bar = None
                     if progressbar:
-                        from tqdm.auto import tqdm
+                        from .._progress import bar as _bar
 
-                        bar = tqdm(
+                        bar = _bar(
+                            desc=dest.name,
                             total=int(total) if total else None,
                             unit="B",
                             unit_scale=True,
-                            desc=dest.name,
                         )
                     try:
                         while chunk := resp.read(1 << 16):

@@ -11,8 +11,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 from .. import _cli, io
 from ._run import run_demo
 from ._spec import DemoConfig
@@ -48,12 +46,6 @@ def _parser() -> argparse.ArgumentParser:
         "cache; missing files are downloaded and md5-verified)",
     )
     p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: torch's choice)",
-    )
-    p.add_argument(
         "--fresh",
         action="store_true",
         help="delete an earlier run in --out and start over",
@@ -63,8 +55,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cfg = DemoConfig.smoke() if args.smoke else DemoConfig()
     out = args.out or Path("runs") / ("demo-smoke" if args.smoke else "demo")
     io.check_writable(out, folder=True, what="--out")  # before the work

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,15 @@ __all__ = ["figures"]
 
 
 def _label(tag: str) -> str:
-    return tag.replace("constant_", "").replace("_", " ").replace("/", " ")
+    """A run tag as a reader's label: ``constant_eps0.2/fixed`` -> ``eps = 0.2, fixed``.
+
+    Example:
+        >>> _label("constant_eps0.2/fixed"), _label("periodic_eps0.3+ensemble")
+        ('eps = 0.2, fixed', 'periodic eps = 0.3 ensemble')
+    """
+    text = tag.replace("constant_", "").replace("+ensemble", " ensemble")
+    text = re.sub(r"eps(?=[0-9.])", "eps = ", text)
+    return text.replace("_", " ").replace("/", ", ")
 
 
 def figures(ctx: Context, res: dict[str, dict[str, Any]]) -> list[Path]:
@@ -60,8 +69,17 @@ def figures(ctx: Context, res: dict[str, dict[str, Any]]) -> list[Path]:
     joined = scattering.concat_eps(list(res["scattering"].values()))
     save(plot.plot_scattering_overview(joined), "scattering")
     surfs = {_label(k): s for k, s in res["surface"].items()}
+    # one colour scale per panel, its bar next to it: a shared (log) scale over eps
+    # 0 ... 0.3 left the flat eps = 0.3 panels a single colour
     save(
-        plot.plot_surfaces(list(surfs.values()), titles=list(surfs), log=True),
+        plot.plot_surfaces(
+            list(surfs.values()),
+            titles=list(surfs),
+            log=True,
+            share_scale=False,
+            ncols=2,
+            panel_size=(3.3, 2.6),
+        ),
         "surfaces",
     )
     written.append(plot.write_html(plot.surfaces_menu(surfs), figdir / "surfaces.html"))

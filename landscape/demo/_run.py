@@ -49,7 +49,7 @@ def run_demo(
         out: run folder; finished stages found there are reused.
         data_root: data folder (default ``$LANDSCAPE_DATA``, else the per-user cache).
         device: torch device (default CUDA when available).
-        progressbar: tqdm progress bars.
+        progressbar: progress of every stage (a bar on a terminal, lines in a log).
         fresh: delete a previous run in ``out`` first.
 
     Raises:

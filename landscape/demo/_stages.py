@@ -74,9 +74,9 @@ class Context:
 
 def log(msg: str) -> None:
     """One line of progress on stdout (between progress bars)."""
-    from tqdm.auto import tqdm
+    from .._progress import write
 
-    tqdm.write(msg, file=sys.stdout)
+    write(msg, file=sys.stdout)
 
 
 def _loss_fn() -> nn.Module:
@@ -188,11 +188,17 @@ def _eval_row(ctx: Context, model: nn.Module, eps: float, preset: str) -> dict:
 
 def eval_stage(ctx: Context) -> dict[str, dict]:
     """Clean and robust accuracy of every job; ``{key: row}``."""
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     out = {}
-    for key, run, eps, preset in tqdm(
-        _eval_jobs(ctx.cfg), desc="evaluate", disable=not ctx.progressbar
+    jobs = _eval_jobs(ctx.cfg)
+    for key, run, eps, preset in bar(
+        jobs,
+        desc="evaluate",
+        unit="evaluations",
+        enabled=ctx.progressbar,
+        about=f"{len(runs(ctx.cfg, ensemble=True))} models, presets "
+        f"{', '.join(sorted({j[3] for j in jobs}))}",
     ):
         model = ctx.models[run.tag]
         out[key] = ctx.record(
@@ -226,10 +232,16 @@ def _top_eigenvalues(ctx: Context, model: nn.Module, run: RunSpec) -> dict:
 
 def hessian_stage(ctx: Context) -> dict[str, dict]:
     """Top Hessian eigenvalues of the clean and adversarial loss per run."""
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     out = {}
-    for run in tqdm(runs(ctx.cfg), desc="hessian", disable=not ctx.progressbar):
+    for run in bar(
+        runs(ctx.cfg),
+        desc="hessian",
+        unit="models",
+        enabled=ctx.progressbar,
+        about=f"top {ctx.cfg.num_eigenvalues} eigenvalues, clean and adversarial",
+    ):
         model = ctx.models[run.tag]
         out[run.tag] = ctx.record(
             f"hessian/{run.tag}", lambda m=model, r=run: _top_eigenvalues(ctx, m, r)
@@ -239,15 +251,14 @@ def hessian_stage(ctx: Context) -> dict[str, dict]:
 
 def scatter_stage(ctx: Context) -> dict[str, Any]:
     """Gradient scattering of each constant-schedule model at its own eps."""
-    from tqdm.auto import tqdm
-
     from .. import attacks, scattering
+    from .._progress import bar
 
     cfg = ctx.cfg
     batches = ctx.batches("train", cfg.scatter_num, cfg.scatter_num)
     const = [r for r in runs(cfg) if r.schedule == "constant"]
     out = {}
-    for run in tqdm(const, desc="scattering", disable=not ctx.progressbar):
+    for run in bar(const, desc="scattering", unit="models", enabled=ctx.progressbar):
         model = ctx.models[run.tag]
         out[run.tag] = ctx.result(
             f"scattering_{run.tag}",

@@ -1,13 +1,14 @@
 """``python -m landscape.evaluate``: robust evaluation of a checkpoint or run folder
 (clean accuracy, attacks in sequence, pointwise worst case, eps sweep,
-gradient-masking checks). Writes <out>_<norm>.npz/.json (EvalResult) and a readable
-<out>_<norm>.txt table.
+gradient-masking checks). Writes eval_<norm>.npz (EvalResult, with a readable .json
+copy) and the table eval_<norm>.txt into the folder -o (default
+runs/evaluate/<name of the checkpoint>).
 
 Example:
     python -m landscape.evaluate runs/mnist_pgd --dataset mnist --num-samples 1000 \\
-        --eps 0.1 0.2 0.3 --preset standard --out data/results/eval_mnist
+        --eps 0.1 0.2 0.3 --preset standard --out runs/mnist_pgd/eval
     # your own attack list instead of a preset (NAME:key=value,...)
-    python -m landscape.evaluate runs/mnist_pgd --dataset mnist --eps 0.3 \
+    python -m landscape.evaluate runs/mnist_pgd --dataset mnist --eps 0.3 \\
         --attacks apgd:loss=ce apgd:loss=dlr,steps=50 square:queries=1000
     # certified lower bound next to the attacks; BPDA through an input transform
     python -m landscape.evaluate runs/mnist_pgd --dataset mnist --eps 0.1 --certify
@@ -124,16 +125,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ignore and overwrite an existing state file",
     )
-    _cli.add_common(p, num_samples=1000, out="data/results/eval", out_help="prefix")
+    _cli.add_common(p, num_samples=1000, out="evaluate")
     return p
 
 
 def _main(args: argparse.Namespace) -> int:
     adaptive = _adaptive(args.adaptive, args.bpda)  # usage errors before any loading
     _check_attacks_flags(args)
+    folder = _cli.out_folder(args, "evaluate", args.checkpoint)  # before the work
     norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
-    for norm in norms:  # every output, before the work
-        io.check_writable(f"{args.out}_{norm}.npz", what="--out")
     model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     x, y = data.load_dataset(**_cli.data_options(args))
     for i, norm in enumerate(norms):
@@ -141,7 +141,7 @@ def _main(args: argparse.Namespace) -> int:
         if norm == "l2" and i > 0 and args.eps_l2 is None:
             print("skipping l2: pass --eps-l2 for its budgets")
             continue
-        out = Path(f"{args.out}_{norm}")
+        out = folder / f"eval_{norm}"
         state = Path(str(out) + ".state.pt")
         res = _evaluate_one(args, model, x, y, eps, norm, state, adaptive)
         print(res.table())

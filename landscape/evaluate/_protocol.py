@@ -507,7 +507,8 @@ def evaluate(
             as everywhere in ``landscape`` (seed it with
             :func:`landscape.seed_everything`), or, when resuming ``state_path``,
             the seed the state was written with.
-        progressbar: tqdm bar over (eps, attack, batch).
+        progressbar: progress over (eps, attack, batch) (a bar on a terminal,
+            lines in a log).
 
     Returns:
         :class:`EvalResult`; ``result.timings`` holds each attack's seconds per eps,
@@ -557,9 +558,16 @@ def _evaluate(
     bar = None
     total = len(eps_list) * len(sequence) * len(batches)
     if progressbar:
-        from tqdm.auto import tqdm
+        from .._progress import bar as _bar
 
-        bar = tqdm(total=total, desc="evaluate")
+        bar = _bar(
+            desc="evaluate",
+            total=total,
+            unit="attack runs",
+            about=f"{len(eps_list)} eps x {len(sequence)} attacks "
+            f"({', '.join(a.name for a in sequence)}) x {len(batches)} batches of "
+            f"{len(batches[0][1])} points",
+        )
     models = (attack_model, model)
     phase = "in the attacks"
     try:

@@ -89,7 +89,7 @@ def top_eigenvalues(
         dtype: analyse a cast copy (e.g. ``torch.float64``).
         mode: HVP formulation (:class:`HessianOperator`).
         generator: random start vectors; its seed is recorded in ``meta``.
-        progressbar: show a tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
         check_deterministic: raise if the loss is not a fixed function of the weights.
 
     Returns:

@@ -2,7 +2,8 @@
 data subset: top Hessian eigenvalues (Lanczos), spectral density (stochastic Lanczos
 quadrature) and trace (Hutchinson / Hutch++), on clean data and on adversarial data
 attacked once at the model (PGD at each --eps). Results are written as .npz + .json
-files (landscape.io.Result) into --out."""
+files (landscape.io.Result) and summary.json into the folder -o (default
+runs/hessian/<name of the checkpoint>)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dtype", default="float32", choices=list(_DTYPES))
     p.add_argument("--seed", type=int, default=0)
-    _cli.add_common(p, num_samples=1000, out="data/results/hessian", out_help="folder")
+    _cli.add_common(p, num_samples=1000, out="hessian")
     return p
 
 
@@ -119,15 +120,24 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
     return row
 
 
+def _work(args: argparse.Namespace, num: int) -> str:
+    """What the flags ask for, for the start line of the progress."""
+    work = [f"top {args.num_eigenvalues} eigenvalues"] if args.num_eigenvalues else []
+    work += ["spectral density"] if args.density else []
+    work += [f"{args.trace_method} trace"] if args.trace else []
+    return f"{', '.join(work) or 'nothing'} on {num} images"
+
+
 def _main(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .. import attacks, checkpoints, data, io
+    from .. import attacks, checkpoints, data
+    from .._progress import bar
     from .._utils import seed_everything
     from ..io import atomic_write
 
-    out = io.check_writable(args.out, folder=True, what="--out")  # before the work
     gen = seed_everything(args.seed)
+    out = _cli.out_folder(args, "hessian", args.checkpoint)
     model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     recorded = checkpoints.recorded_dataset(
         checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
@@ -139,12 +149,19 @@ def _main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = []
     attack = attack_from_args(args)  # at the first eps
-    for eps in args.eps:
+    show = _cli.progress(args)
+    for eps in bar(
+        args.eps, desc="hessian", unit="eps", enabled=show, about=_work(args, len(x))
+    ):
         batches = (
             clean
             if eps == 0
             else attacks.perturb_batches(
-                model, clean, dataclasses.replace(attack, eps=eps), generator=gen
+                model,
+                clean,
+                dataclasses.replace(attack, eps=eps),
+                generator=gen,
+                progressbar=show,
             )
         )
         row = {"eps": eps, **_curvature(args, model, batches, out, f"eps{eps:g}", gen)}

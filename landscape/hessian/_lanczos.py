@@ -9,7 +9,9 @@ take what :func:`~landscape.hessian.as_operator` accepts (tensors, scipy operato
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -55,12 +57,12 @@ def ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def lanczos(
-    op,
+    op: Any,
     v0: Tensor,
     max_iter: int,
     *,
     keep_basis: bool = True,
-    stop=None,
+    stop: Callable[[Tensor, Tensor, int], bool] | None = None,
     locked: Tensor | None = None,
     progressbar: bool = False,
     desc: str = "lanczos",
@@ -80,12 +82,12 @@ def lanczos(
             (``betas[j]`` is the norm of the next residual, the Ritz-residual factor).
         locked: orthonormal rows ``(p, dim)`` spanning an invariant subspace to stay
             orthogonal to (restarts after an exhausted Krylov space).
-        progressbar: show a tqdm bar named ``desc``.
+        progressbar: show progress named ``desc`` (:func:`landscape._progress.bar`).
 
     Returns:
         A :class:`LanczosRun`.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar as _bar
 
     op = as_operator(op)
     v0 = v0.to(op.device, op.dtype)
@@ -103,7 +105,14 @@ def lanczos(
         v0 = v0 - (v0 @ locked.T) @ locked
     q = v0 / v0.norm(dim=1, keepdim=True)
     hvps = 0
-    bar = tqdm(total=m, desc=desc, disable=not progressbar, leave=False)
+    bar = _bar(
+        desc=desc,
+        total=m,
+        unit="iterations",
+        enabled=progressbar,
+        leave=False,
+        about=f"{r} run{'s' if r > 1 else ''} in lockstep, dimension {n:,}",
+    )
     j = 0
     for j in range(m):
         Q[:, j] = q
@@ -298,7 +307,7 @@ def power_iteration(
     Returns:
         ``(values, vectors (num, dim), residuals, num_matvecs, converged)``.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     op = as_operator(op)
     n = op.dim
@@ -308,8 +317,12 @@ def power_iteration(
     found: list[Tensor] = []
     values, residuals = [], []
     hvps, all_conv = 0, True
-    for _ in tqdm(
-        range(num), desc="power_iteration", disable=not progressbar, leave=False
+    for _ in bar(
+        range(num),
+        desc="power_iteration",
+        unit="eigenpairs",
+        enabled=progressbar,
+        leave=False,
     ):
         v = torch.randn(n, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
         v = v / v.norm()

@@ -66,7 +66,7 @@ def eigsh(
         return_vectors: keep the eigenvectors: keyed like the model's parameters for
             a :class:`HessianOperator`, else one entry ``"flat"`` of shape ``(num, n)``.
         generator: start vectors; its seed is recorded in ``meta``.
-        progressbar: show a tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         :class:`Eigenpairs`.

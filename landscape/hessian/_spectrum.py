@@ -242,7 +242,7 @@ class LanczosQuadrature:
 
 
 def slq(
-    A,
+    A: Any,
     *,
     max_iter: int = 100,
     num_runs: int = 1,
@@ -258,7 +258,8 @@ def slq(
         max_iter: Lanczos steps per probe (fewer when a run reaches an invariant
             subspace; its quadrature is then exact). num_runs: probes (in lockstep).
         distribution: ``"rademacher"`` or ``"gaussian"`` probes.
-        generator: probes; seed recorded in ``meta``. progressbar: tqdm bar.
+        generator: probes; seed recorded in ``meta``.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         :class:`LanczosQuadrature` (``.density()``, ``.moment(f)``, ``.mass_below(t)``).

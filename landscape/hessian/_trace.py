@@ -20,7 +20,9 @@ loss.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -98,7 +100,7 @@ def _hutchinson(
     Returns:
         ``(estimate, std_error, samples)``.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar as _bar
 
     if num_matvecs < 1:
         raise ValueError(f"num_matvecs must be >= 1, got {num_matvecs}")
@@ -106,7 +108,14 @@ def _hutchinson(
         tol = _finite.check_option(tol, "tol", "a relative tolerance", positive=True)
     chunk = getattr(op, "chunk_size", 8)
     samples: list[float] = []
-    bar = tqdm(total=num_matvecs, desc="trace", disable=not progressbar, leave=False)
+    bar = _bar(
+        desc="trace",
+        total=num_matvecs,
+        unit="products",
+        enabled=progressbar,
+        leave=False,
+        about=f"dimension {op.dim:,}",
+    )
     while len(samples) < num_matvecs:
         r = min(chunk, num_matvecs - len(samples))
         V = probes(r, op.dim, generator, distribution).to(op.device, op.dtype)
@@ -124,13 +133,45 @@ def _hutchinson(
     return _summary(np.array(samples))
 
 
+class _Counted:
+    """An operator whose products advance a progress display, one chunk at a time:
+    the chunks of ``chunk_size`` vectors the operator multiplies at once anyway, so
+    the results are the same; an operator without chunks counts whole products."""
+
+    def __init__(self, op: Any, bar: Any) -> None:
+        self.op, self.bar = op, bar
+        self.dim, self.device, self.dtype = op.dim, op.device, op.dtype
+
+    def matmat(self, V: Tensor) -> Tensor:
+        step = getattr(self.op, "chunk_size", None) or V.shape[0]
+        out = []
+        for i in range(0, V.shape[0], step):
+            out.append(self.op.matmat(V[i : i + step]))
+            self.bar.update(out[-1].shape[0])
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+
+@contextlib.contextmanager
+def _counted(op: Any, progressbar: bool, desc: str, total: int) -> Iterator[Any]:
+    """``op`` itself, or with ``progressbar`` a :class:`_Counted` view of it whose
+    display closes on exit."""
+    if not progressbar:
+        yield op
+        return
+    from .._progress import bar
+
+    with bar(
+        desc=desc, total=total, unit="products", about=f"dimension {op.dim:,}"
+    ) as b:
+        yield _Counted(op, b)
+
+
 def _hutchpp(
     op,
     num_matvecs: int,
     *,
     generator: torch.Generator,
     distribution: str = "rademacher",
-    progressbar: bool = False,
 ) -> tuple[float, float, np.ndarray, float]:
     """Hutch++ with a budget of ``num_matvecs`` products (a third each for the sketch,
     the exact low-rank part and Hutchinson on the remainder).
@@ -154,7 +195,6 @@ def _hutchpp(
     )
     G = G - (G @ Q) @ Q.T
     HG = op.matmat(G)
-    del progressbar
     samples = (G * HG).sum(dim=1).double().cpu().numpy()
     _finite.check_host([low, *samples], "the Hutch++ products")
     return (*_summary(samples, low), low)
@@ -285,7 +325,8 @@ def estimate_trace(
         distribution: probes, ``"rademacher"`` or ``"gaussian"``.
         tol: Hutchinson only: stop once ``std_error <= tol * |estimate|``.
         confidence: level of ``[ci_low, ci_high]`` (normal approximation).
-        generator: probes; seed recorded in ``meta``. progressbar: Hutchinson's bar.
+        generator: probes; seed recorded in ``meta``.
+        progressbar: progress over the products.
 
     Returns:
         :class:`TraceEstimate` (``samples``: Hutchinson's probe terms, Hutch++'s
@@ -309,12 +350,16 @@ def estimate_trace(
             progressbar=progressbar,
         )
     elif method == "hutch++":
-        est, se, s, low = _hutchpp(
-            op, num_matvecs, generator=gen, distribution=distribution
-        )
+        with _counted(op, progressbar, "hutch++", num_matvecs) as cop:
+            est, se, s, low = _hutchpp(
+                cop, num_matvecs, generator=gen, distribution=distribution
+            )
         meta["low_rank_part"] = low
     else:
-        est, se, s = _xtrace(op, num_matvecs, generator=gen, distribution=distribution)
+        with _counted(op, progressbar, "xtrace", num_matvecs // 2 * 2) as cop:
+            est, se, s = _xtrace(
+                cop, num_matvecs, generator=gen, distribution=distribution
+            )
     used = getattr(op, "num_matvecs", 0) - before
     return _estimate(method, est, se, s, used, confidence, meta)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 from .. import _utils
@@ -99,7 +100,15 @@ def _primal_norm(g: np.ndarray, norm: str) -> float:
     return float(np.abs(g).max() if norm == "linf" else np.linalg.norm(g))
 
 
-def robust_margins(w, b, x, y, *, eps: float, norm: str | float = "linf"):
+def robust_margins(
+    w: np.ndarray | Tensor,
+    b: float | np.ndarray | Tensor,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
+    *,
+    eps: float,
+    norm: str | float = "linf",
+) -> np.ndarray | Tensor:
     """Worst-case margins ``y_i (w.x_i + b) - eps ||w||_{p*}`` (exact for linear models).
 
     Args:
@@ -160,10 +169,10 @@ def _loss_of_margin(m, loss: str):
 
 
 def robust_loss(
-    w,
-    b,
-    x,
-    y,
+    w: np.ndarray | Tensor,
+    b: float | np.ndarray | Tensor,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     *,
     eps: float,
     norm: str | float = "linf",
@@ -190,7 +199,14 @@ def robust_loss(
     return _reduce(vals, reduction)
 
 
-def worst_case_perturbation(w, x, y, *, eps: float, norm: str | float = "linf"):
+def worst_case_perturbation(
+    w: np.ndarray | Tensor,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
+    *,
+    eps: float,
+    norm: str | float = "linf",
+) -> np.ndarray | Tensor:
     """The perturbation attaining :func:`robust_loss`: ``-y eps sign(w)`` (L-inf) or
     ``-y eps w / ||w||_2`` (L2); zero where ``w = 0`` (any point is then worst).
 
@@ -223,10 +239,10 @@ def worst_case_perturbation(w, x, y, *, eps: float, norm: str | float = "linf"):
 
 
 def multiclass_robust_bound(
-    W,
-    b,
-    x,
-    y,
+    W: np.ndarray | Tensor,
+    b: np.ndarray | Tensor | None,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     *,
     eps: float,
     norm: str | float = "linf",

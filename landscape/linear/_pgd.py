@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from .. import _utils
@@ -58,8 +59,8 @@ class _Margin(nn.Module):
 
 
 def robust_train_pgd(
-    x,
-    y,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     *,
     eps: float,
     norm: str | float = "linf",
@@ -103,7 +104,7 @@ def robust_train_pgd(
             with momentum 0.9, cosine lr, weight decay ``2 l2`` (``||W||^2 =
             ||w||^2 / 2`` at the symmetric optimum), in float32. Otherwise a minimal
             float64 loop with :class:`landscape.attacks.PGD` (the same algorithm).
-        progressbar: show a tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         :class:`LinearFit` with ``method="pgd"`` (``"pgd-trainer"``); its ``robust_loss`` is the exact
@@ -179,8 +180,7 @@ def _pgd_loop(
     progressbar: bool,
 ) -> tuple[np.ndarray, float]:
     """The float64 full-batch loop of :func:`robust_train_pgd`; returns ``(w, b)``."""
-    from tqdm.auto import tqdm
-
+    from .._progress import bar
     from ..attacks import PGD
 
     d = u.shape[1]
@@ -212,7 +212,9 @@ def _pgd_loop(
         steps=steps,
         loss=loss_fn,
     )
-    for _ in tqdm(range(max_iter), desc="robust_train_pgd", disable=not progressbar):
+    for _ in bar(
+        range(max_iter), desc="robust_train_pgd", unit="iterations", enabled=progressbar
+    ):
         xa = attack(model, ut, yt, gen)
         opt.zero_grad()
         obj = F.softplus(-yt * model(xa)).mean() + 0.5 * l2 * (model.w @ model.w)

@@ -3,10 +3,13 @@ model across ``eps = eps_rel * eps*`` (:func:`linear_sweep`, :class:`LinearSweep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
+from torch import Tensor
 
 from .. import _utils
 from ..io import Result
@@ -135,16 +138,16 @@ def _pgd_rows(
 
 
 def linear_sweep(
-    x,
-    y,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     *,
     norm: str | float = "linf",
-    eps_rel=None,
+    eps_rel: ArrayLike | None = None,
     bias: bool = False,
     l2: float = 1e-4,
-    x_test=None,
-    y_test=None,
-    pgd_eps_rel=(),
+    x_test: ArrayLike | Tensor | None = None,
+    y_test: ArrayLike | Tensor | None = None,
+    pgd_eps_rel: Sequence[float] = (),
     pgd_kw: dict | None = None,
     generator: torch.Generator | None = None,
     label: str = "",
@@ -165,12 +168,12 @@ def linear_sweep(
         generator: draws the common initialisation ``w_init ~ U(-1/sqrt(d), 1/sqrt(d))``
             (the PyTorch default for ``nn.Linear``) and the PGD random starts.
         label: a name for plots.
-        progressbar: show a tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         :class:`LinearSweep`.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     norm = _norm(norm)
     x = _as_x(x)
@@ -191,7 +194,7 @@ def linear_sweep(
     p = float((y > 0).mean())
     rows = []
     fits = {}
-    for r in tqdm(eps_rel, desc="linear_sweep", disable=not progressbar):
+    for r in bar(eps_rel, desc="linear_sweep", unit="eps", enabled=progressbar):
         eps = float(r * eps_star)
         fit = robust_train_closed_form(x, y, eps=eps, norm=norm, bias=bias, l2=l2)
         fits[float(r)] = fit

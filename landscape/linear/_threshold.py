@@ -28,6 +28,7 @@ between gamma and eps* it is finite and nonzero; from eps* on it is ``w = 0``.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize
 from torch import Tensor
 
@@ -74,7 +75,9 @@ def constant_threshold(
     return 0.5 * _primal_norm(gap, norm)
 
 
-def constant_threshold_multiclass(x, y, *, norm: str | float = "linf") -> float:
+def constant_threshold_multiclass(
+    x: ArrayLike | Tensor, y: ArrayLike | Tensor, *, norm: str | float = "linf"
+) -> float:
     """eps* for K-class softmax cross-entropy without bias (exact robust loss).
 
     By Danskin's theorem at ``W = 0`` (where every perturbation is worst), ``W = 0`` is

@@ -12,7 +12,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize
+from torch import Tensor
 
 from .. import _utils
 from ..io import Result
@@ -74,8 +76,8 @@ def _zero_solution(y: np.ndarray, bias: bool) -> float:
 
 
 def robust_train_closed_form(
-    x,
-    y,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     *,
     eps: float,
     norm: str | float = "linf",

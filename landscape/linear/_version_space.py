@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize
+from torch import Tensor
 
 from ..io import Result
 from ._closed_form import _as_pm1, _as_x, _both_classes, _norm, robust_margins
@@ -123,7 +125,11 @@ def _margin_l2(x: np.ndarray, y: np.ndarray, bias: bool):
 
 
 def robust_margin(
-    x, y, *, norm: str | float = "linf", bias: bool = False
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
+    *,
+    norm: str | float = "linf",
+    bias: bool = False,
 ) -> MarginResult:
     """The robust max-margin gamma: the largest eps for which ``V_eps`` is nonempty.
 

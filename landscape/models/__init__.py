@@ -259,7 +259,7 @@ def build(
     mean: Sequence[float] | float | None = None,
     std: Sequence[float] | float | None = None,
     dataset: str | None = None,
-    **kw,
+    **kw: Any,
 ) -> nn.Module:
     """Build a registered model; the result's first module is ``Normalize(mean, std)``.
 

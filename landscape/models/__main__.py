@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--debug", action="store_true", help="show the traceback of an error"
     )
+    _cli.add_threads(p)
     return p
 
 

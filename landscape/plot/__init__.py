@@ -1,5 +1,20 @@
 """All plotting (matplotlib, and plotly imported lazily). Compute modules never import
-this package. Plot functions take a result and an optional axis and return the axis.
+this package.
+
+What the functions return, as in matplotlib and seaborn:
+
+- ``plot_*`` functions take a result and an optional ``ax`` and return the Axes they
+  drew on; those that draw several panels (:func:`plot_surfaces`,
+  :func:`plot_run`, :func:`plot_connectivity`, ...) return the array of Axes, like
+  ``plt.subplots``;
+- ``*_figure`` functions build a whole figure and return the ``Figure``;
+- ``surface_3d``, ``surfaces_3d``, ``contour_interactive`` and ``surfaces_menu``
+  return a plotly ``Figure`` (write it with :func:`write_html`).
+
+Save any of them with :func:`savefig` (``plot.savefig(ax, "surface.png")``; it finds
+the figure of an Axes or an array of Axes, writes atomically and closes the figure), or
+with matplotlib: ``ax.figure.savefig("surface.png")``. Save the computed result
+first (``surf.save("surface.npz")``): a plotting error then costs no computation.
 
 Parts (one private module per concern):
 - ``_style``: ``PAPER_STYLE`` rc dict and shared helpers.

@@ -1,16 +1,18 @@
 """``python -m landscape.plot``: draw saved loss surfaces and other saved landscape
 results (it computes nothing).
 
-Draw (the default)::
+Examples::
 
-    python -m landscape.plot data/results/surf_eps0.npz -o fig.pdf --kind contour
-    python -m landscape.plot a.npz b.npz c.npz -o side_by_side.png --log
-    python -m landscape.plot surf.npz -o surf.html               # interactive 3D
-    python -m landscape.plot data/results/scatter.npz -o s.png     # any saved result
+    python -m landscape.plot runs/surface/a/surface.npz -o runs/figs --format pdf
+    python -m landscape.plot a.npz b.npz c.npz -o runs/figs --name side_by_side --log
+    python -m landscape.plot surface.npz -o runs/figs --format html  # interactive 3D
+    python -m landscape.plot runs/scattering/a/scattering.npz         # any saved result
 
-Surfaces are computed from a checkpoint by ``python -m landscape.surface compute``. A
-saved result is dispatched on the class recorded inside it (``__class__``) to the
-matching plot function of :mod:`landscape.plot`.
+The figure is written as <name>.<format> into the folder -o (default runs/plot;
+name: the first result's file name). Surfaces are computed from a checkpoint by
+``python -m landscape.surface compute``. A saved result is dispatched on the class
+recorded inside it (``__class__``) to the matching plot function of
+:mod:`landscape.plot`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import importlib
 import re
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from landscape import _cli
 from landscape import io as lio
@@ -57,9 +57,9 @@ _MODULES = (
 _EPILOG = """\
 Compute a surface from a checkpoint with `python -m landscape.surface compute --help`.
 
-Output formats follow the suffix of -o: .png / .pdf (matplotlib) or .html (plotly,
-self-contained: plotly.js is embedded, the file works offline). Several surfaces are
-drawn side by side with a shared colour scale (2D) or overlaid (1D lines)."""
+Formats: png / pdf / svg (matplotlib) or html (plotly, self-contained: plotly.js is
+embedded, the file works offline). Several surfaces are drawn side by side with a
+shared colour scale (2D) or overlaid (1D lines)."""
 
 
 def _snake(name: str) -> str:
@@ -111,16 +111,6 @@ def _plot_function(name: str):
     )
 
 
-def _figure(obj: Any):
-    if hasattr(obj, "savefig"):
-        return obj
-    if isinstance(obj, np.ndarray):
-        obj = obj.flat[0]
-    if isinstance(obj, (list, tuple)):
-        obj = obj[0]
-    return obj.figure
-
-
 # ----------------------------------------------------------------------- drawing
 def _draw_parser() -> argparse.ArgumentParser:
     p = _cli.parser(
@@ -136,14 +126,22 @@ def _draw_parser() -> argparse.ArgumentParser:
         help="saved result(s) (.npz with a .json sidecar)",
     )
     p.add_argument(
-        "-o", "--out", type=Path, required=True, help="output file: .png, .pdf or .html"
+        "--format",
+        choices=["png", "pdf", "svg", "html"],
+        default=None,
+        help="file format (default png; html with --kind 3d)",
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="file name without the suffix (default: the first result's)",
     )
     p.add_argument(
         "--kind",
         choices=["contour", "contourf", "3d", "line"],
         default=None,
-        help="surface plot kind (default: contour for PNG/PDF, 3d for HTML; "
-        "'contour' with .html gives an interactive contour map; 'line' draws the "
+        help="surface plot kind (default: contour for png/pdf/svg, 3d for html; "
+        "'contour' with html gives an interactive contour map; 'line' draws the "
         "y=0 row)",
     )
     p.add_argument(
@@ -167,7 +165,9 @@ def _draw_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ncols", type=int, default=None, help="panels per row for several surfaces"
     )
-    _cli.add_common(p, progress=False, device=False)
+    _cli.add_common(
+        p, out="plot", out_default="runs/plot", progress=False, device=False
+    )
     return p
 
 
@@ -177,13 +177,9 @@ def _draw(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import landscape.plot as P
 
-    suffix = args.out.suffix.lower()
-    if suffix not in (".png", ".pdf", ".html", ".svg"):
-        raise _cli.CLIError(
-            f"-o must end in .png, .pdf, .svg or .html, got {args.out}",
-            "pick one of those suffixes",
-        )
-    lio.check_writable(args.out, what="-o")  # before the work
+    fmt = args.format or ("html" if args.kind == "3d" else "png")
+    suffix = f".{fmt}"
+    out = _cli.out_folder(args, "plot") / f"{args.name or args.results[0].stem}{suffix}"
     results = [load_result(p) for p in args.results]
     names = {type(r).__name__ for r in results}
     if names == {"Surface"}:
@@ -200,12 +196,12 @@ def _draw(args: argparse.Namespace) -> int:
             )
             title = args.titles[0] if args.titles else None
             P.write_html(
-                fn(results[0], which=args.which, log=args.log, title=title), args.out
+                fn(results[0], which=args.which, log=args.log, title=title), out
             )
-            print(f"wrote {args.out}")
+            print(f"wrote {out}")
             return 0
         if args.kind == "3d":
-            raise _cli.CLIError("--kind 3d needs an .html output", "use -o X.html")
+            raise _cli.CLIError("--kind 3d needs an html output", "use --format html")
         if args.kind == "line" or all(lines):
             ax = P.plot_line(
                 results, which=args.which, log=args.log, labels=args.titles
@@ -242,17 +238,17 @@ def _draw(args: argparse.Namespace) -> int:
                 "draw one result per command",
             )
         (name,) = names
-        out = _plot_function(name)(results[0])
+        drawn = _plot_function(name)(results[0])
         if suffix == ".html":
-            if not hasattr(out, "to_html"):
+            if not hasattr(drawn, "to_html"):
                 raise _cli.CLIError(
-                    f"the plot of a {name} is static", "use -o X.png or X.pdf"
+                    f"the plot of a {name} is static", "use --format png or pdf"
                 )
-            P.write_html(out, args.out)
-            print(f"wrote {args.out}")
+            P.write_html(drawn, out)
+            print(f"wrote {out}")
             return 0
-        ax = out
-    for p in P.savefig(_figure(ax), args.out):
+        ax = drawn
+    for p in P.savefig(ax, out):
         print(f"wrote {p}")
     return 0
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from matplotlib.axes import Axes
+
 __all__ = ["plot_curve_scan", "plot_connectivity"]
 
 
@@ -36,14 +38,14 @@ def _labelled(scans: Any, labels: Sequence[str] | None) -> list[tuple[str, Any]]
 
 def plot_curve_scan(
     scans: Any,
-    ax=None,
+    ax: Axes | None = None,
     *,
     metric: str = "loss",
     labels: Sequence[str] | None = None,
     robust: bool = True,
     percent: bool = True,
     legend: bool = True,
-):
+) -> Axes:
     """Loss or accuracy along t, clean (solid) and robust (dashed), curves overlaid.
 
     Args:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from ._style import legend, new_axes
 
@@ -24,7 +25,9 @@ def _values(e: Any) -> np.ndarray:
     return np.asarray(getattr(e, "eigenvalues", e), dtype=float).reshape(-1)
 
 
-def plot_eigenvalues(eig: Any, ax=None, *, label: str | None = None, **kw: Any):
+def plot_eigenvalues(
+    eig: Any, ax: Axes | None = None, *, label: str | None = None, **kw: Any
+) -> Axes:
     """Eigenvalues of one result (or array) against their index (1 = largest).
 
     Args:
@@ -47,7 +50,7 @@ def plot_eigenvalues(eig: Any, ax=None, *, label: str | None = None, **kw: Any):
 def plot_eigenvalues_vs_eps(
     eps: Sequence[float],
     eigs: Sequence[Any] | np.ndarray,
-    ax=None,
+    ax: Axes | None = None,
     *,
     num: int | None = None,
     log: bool = False,
@@ -89,7 +92,7 @@ def plot_eigenvalues_vs_eps(
 
 def plot_density(
     dens: Any,
-    ax=None,
+    ax: Axes | None = None,
     *,
     log: bool = True,
     floor: float = 1e-8,
@@ -125,7 +128,7 @@ def plot_density(
 def plot_trace(
     eps: Sequence[float],
     traces: Sequence[Any],
-    ax=None,
+    ax: Axes | None = None,
     *,
     label: str | None = None,
     xlabel: str = r"training $\epsilon$",

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from ._style import legend, new_axes
 
@@ -41,7 +43,7 @@ _LABELS = {
 
 def plot_schedule(
     schedule: Any,
-    ax=None,
+    ax: Axes | None = None,
     *,
     num: int = 400,
     end: float | None = None,
@@ -111,7 +113,7 @@ def _metrics(r: Any) -> dict[str, np.ndarray]:
 
 def plot_learning_curves(
     result: Any,
-    ax=None,
+    ax: Axes | None = None,
     *,
     keys: Sequence[str] = ("train_acc", "test_clean_acc", "test_robust_acc"),
     percent: bool = True,
@@ -151,6 +153,7 @@ def plot_learning_curves(
                 label=": ".join(parts),
             )
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2 (not 1.5)
     ax.set_ylabel(_ylabel(keys, percent))
     legend(ax)
     return ax

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from ._style import PAPER_STYLE, new_axes
 
@@ -40,7 +42,6 @@ def plot_training_overview(runs: Mapping[str, Any]) -> np.ndarray:
         _, axes = plt.subplots(1, 4, figsize=(13, 2.9))
     plot_learning_curves(runs, axes[0], keys=("train_loss",))
     axes[0].axhline(np.log(10), color="k", lw=0.6, ls=":", label="log 10 (chance)")
-    axes[0].legend(fontsize=6)
     axes[0].set_ylabel("loss")
     panels = [
         ("robust training loss", None),
@@ -53,22 +54,45 @@ def plot_training_overview(runs: Mapping[str, Any]) -> np.ndarray:
         ax.set_title(title)
     plot_distance_from_init(runs, axes[3])
     axes[3].set_title("distance from the initialisation")
-    for ax in axes[1:]:
+    for ax in axes:
         if ax.get_legend() is not None:
             ax.get_legend().remove()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2 (not 1.5)
+    # one legend for the four panels, below them in a readable size (it was in the
+    # first panel only, at 6 pt); a run's label without the first panel's metric
+    _legend_below(axes[0], rename=lambda label: label.split(": ")[0])
     return axes
+
+
+def _legend_below(ax: Axes, rename: Any = None) -> None:
+    """Move ``ax``'s legend below the figure, in one row or a few (a legend outside
+    an axis's right edge left half of a wide figure empty)."""
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    handles, labels = ax.get_legend_handles_labels()
+    if rename is not None:
+        labels = [rename(label) for label in labels]
+    ax.figure.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(labels), 6),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def plot_values_vs_eps(
     eps: Sequence[float],
     curves: Mapping[str, Sequence[float]],
-    ax=None,
+    ax: Axes | None = None,
     *,
     xlabel: str = "training eps",
     ylabel: str = "value",
     log: bool = False,
     ylim: tuple[float, float] | None = None,
-):
+) -> Axes:
     """One line per named series against the training eps.
 
     Args:
@@ -111,6 +135,7 @@ def plot_scattering_overview(res: Any) -> np.ndarray:
     with plt.rc_context(PAPER_STYLE):
         _, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
     plot_ratio_vs_scale(res, ax=axes[0])
+    _legend_below(axes[0])  # one entry per eps: below the panels, not beside them
     plot_excess_vs_eps(res, ax=axes[1])
     axes[1].set_xlabel("eps (training = attack)")
     return axes

@@ -4,10 +4,17 @@ and PGD-trained points over the closed-form curves (figure 1)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from matplotlib.axes import Axes
 
 from ._style import legend as _legend
 from ._style import new_axes, paper_style
+
+if TYPE_CHECKING:
+    from ..linear import LinearSweep
 
 __all__ = ["plot_linear_sweep", "plot_linear_sweeps"]
 
@@ -59,15 +66,15 @@ def _mark(ax, sweep, rel: bool) -> None:
 
 
 def plot_linear_sweep(
-    sweep,
-    ax=None,
+    sweep: LinearSweep,
+    ax: Axes | None = None,
     *,
     quantity: str = "w_norm",
     rel: bool = True,
     show_pgd: bool = True,
     legend: bool = True,
     title: str | None = None,
-):
+) -> Axes:
     """One panel of a :class:`landscape.linear.LinearSweep` against eps (or eps/eps*).
 
     Args:
@@ -163,12 +170,12 @@ def plot_linear_sweep(
 
 
 def plot_linear_sweeps(
-    sweeps,
-    axes=None,
+    sweeps: Sequence[LinearSweep],
+    axes: np.ndarray | None = None,
     *,
     quantities: tuple[str, ...] = ("w_norm", "error", "dist_init"),
     rel: bool = True,
-):
+) -> np.ndarray:
     """A grid of panels: one row per sweep, one column per quantity (figure 1).
 
     Args:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from ._curvature import plot_density, plot_eigenvalues
 from ._scatter import plot_excess_vs_eps, plot_ratio_vs_scale
 from ._style import subplots
@@ -12,7 +14,7 @@ from ._style import subplots
 __all__ = ["curvature_figure", "scattering_figure"]
 
 
-def curvature_figure(tops: Mapping[str, Any], densities: Mapping[str, Any]):
+def curvature_figure(tops: Mapping[str, Any], densities: Mapping[str, Any]) -> Figure:
     """Top Hessian eigenvalues (left) and spectral densities (right), one line per
     loss (e.g. ``{"clean": ..., "adversarial": ...}``).
 
@@ -32,7 +34,7 @@ def curvature_figure(tops: Mapping[str, Any], densities: Mapping[str, Any]):
     return fig
 
 
-def scattering_figure(res: Any):
+def scattering_figure(res: Any) -> Figure:
     """Gradient-Lipschitz ratio against the scale ``s`` per eps (left) and the excess
     ``||delta g||`` as ``s -> 0`` against eps (right).
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from ._style import legend, new_axes
 
@@ -56,8 +57,8 @@ def plot_scattering_distribution(
     scale_index: int = 0,
     kind: str = "violin",
     log: bool | None = None,
-    ax=None,
-):
+    ax: Axes | None = None,
+) -> Axes:
     """Distribution over directions and mini-batches of one statistic, per eps.
 
     Args:
@@ -112,8 +113,8 @@ def plot_excess_vs_eps(
     *,
     max_scale: float | None = None,
     fit: bool | None = None,
-    ax=None,
-):
+    ax: Axes | None = None,
+) -> Axes:
     """Excess ``||delta g||`` as ``s -> 0`` (the fitted intercept) against eps, with the
     spread over directions and batches (25-75 % band) and a least-squares line
     ``a + c eps`` (Proposition 2: ``2 eps L_wx``, linear in eps; ``a`` collects what a
@@ -193,8 +194,11 @@ def plot_perturbation_cosine(res: ScatteringResult, *, signs: bool = False, ax=N
 
 
 def plot_gradient_scatter(
-    res: ScatteringResult, *, scale_index: int | None = None, ax=None
-):
+    res: ScatteringResult,
+    *,
+    scale_index: int | None = None,
+    ax: Axes | None = None,
+) -> Axes:
     """The scattering picture: every gradient ``g(w + s v)`` drawn relative to
     ``g(w)``, as (component along ``g(w)``, component orthogonal to it) divided by
     ``||g(w)||``. A smooth loss keeps the cloud at (1, 0); scattering spreads it, more
@@ -288,8 +292,8 @@ def plot_training_gradnorms(
     runs: TrainingGradNorms | Mapping[Any, TrainingGradNorms],
     *,
     key: str | None = None,
-    ax=None,
-):
+    ax: Axes | None = None,
+) -> Axes:
     """Gradient norm against epoch, one line per run (label: the dict key, e.g. the
     training eps, else the run's target eps).
 

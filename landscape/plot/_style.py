@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 
-__all__ = ["PAPER_STYLE", "legend", "new_axes", "paper_style", "savefig", "subplots"]
+__all__ = [
+    "PAPER_STYLE",
+    "figure_of",
+    "legend",
+    "new_axes",
+    "paper_style",
+    "savefig",
+    "subplots",
+]
 
 PAPER_STYLE: dict = {
     "figure.dpi": 110,
@@ -55,7 +67,7 @@ def paper_style(rc: dict | None = None) -> Iterator[None]:
         matplotlib.interactive(interactive)
 
 
-def subplots(*args, **kwargs):
+def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
     """``plt.subplots(*args, **kwargs)`` styled with ``PAPER_STYLE``.
 
     Safe as the first figure of a Jupyter kernel (see :func:`paper_style`): use it
@@ -76,11 +88,44 @@ def new_axes(ax=None, figsize: tuple[float, float] = (4.0, 3.0)):
     return ax
 
 
-def savefig(fig, path: str | Path, *, close: bool = True) -> list[Path]:
-    """Save ``fig`` to ``path``; a path without suffix is written as both PNG and PDF.
-    Writes are atomic (temporary file then rename)."""
+def figure_of(drawn: Any) -> Any:
+    """The matplotlib ``Figure`` of what a plot function returned: a Figure, an Axes,
+    or an array / list of Axes.
+
+    Raises:
+        TypeError: ``drawn`` holds no matplotlib figure.
+    """
+    if hasattr(drawn, "savefig"):
+        return drawn
+    if isinstance(drawn, np.ndarray) and drawn.size:
+        drawn = drawn.flat[0]
+    elif isinstance(drawn, (list, tuple)) and drawn:
+        drawn = drawn[0]
+    fig = getattr(drawn, "figure", None)
+    if fig is None or not hasattr(fig, "savefig"):
+        raise TypeError(
+            f"{type(drawn).__name__} is not a matplotlib Figure or Axes - pass what a "
+            "landscape.plot function returned (a plotly figure: use write_html)"
+        )
+    return fig
+
+
+def savefig(drawn: Any, path: str | Path, *, close: bool = True) -> list[Path]:
+    """Save what a plot function returned (a Figure, an Axes or an array of Axes) to
+    ``path``; a path without suffix is written as both PNG and PDF. Writes are atomic
+    (temporary file then rename).
+
+    Args:
+        drawn: the plot function's return value.
+        path: the file (its suffix picks the format).
+        close: close the figure afterwards.
+
+    Returns:
+        The files written.
+    """
     from ..io import atomic_write
 
+    fig = figure_of(drawn)
     path = Path(path)
     targets = (
         [path] if path.suffix else [path.with_suffix(".png"), path.with_suffix(".pdf")]
@@ -135,7 +180,7 @@ def _covers_data(ax, leg=None) -> bool:
     return bool(inside.any())
 
 
-def legend(ax, **kwargs):
+def legend(ax: Axes, **kwargs: Any) -> Legend | None:
     """``ax.legend(**kwargs)`` that never covers the curves.
 
     The legend goes to matplotlib's ``"best"`` place inside the axes; when every place

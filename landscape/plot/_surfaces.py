@@ -13,14 +13,18 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from ._style import legend, new_axes, paper_style
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = [
     "contour_interactive",
@@ -121,7 +125,7 @@ def _colorbar(cs, ax, label: str, **kw):
 
 def plot_surface(
     surf: Any,
-    ax=None,
+    ax: Axes | None = None,
     *,
     kind: str = "contour",
     which: str = "loss",
@@ -136,7 +140,7 @@ def plot_surface(
     colorbar: bool = True,
     clabel: bool = False,
     title: str | None = None,
-):
+) -> Axes:
     """Contour (``kind="contour"``) or filled contour (``"contourf"``) of a surface.
 
     Args:
@@ -193,14 +197,14 @@ def plot_surface(
 
 def plot_line(
     surfs: Any | Sequence[Any],
-    ax=None,
+    ax: Axes | None = None,
     *,
     which: str = "loss",
     log: bool = False,
     labels: Sequence[str] | None = None,
     title: str | None = None,
     center: bool = True,
-):
+) -> Axes:
     """1D curves of one or several lines (a 2D surface contributes its ``y = 0`` row).
 
     Args:
@@ -250,7 +254,7 @@ def plot_surfaces(
     ncols: int | None = None,
     cmap: str = "viridis",
     panel_size: tuple[float, float] = (2.6, 2.4),
-    axes=None,
+    axes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Several surfaces side by side (e.g. one per training eps).
 
@@ -341,7 +345,7 @@ def surface_3d(
     title: str | None = None,
     colorscale: str = "Viridis",
     contours: bool = True,
-):
+) -> go.Figure:
     """Interactive 3D surface (plotly), with the origin marked.
 
     Args:
@@ -395,7 +399,7 @@ def surfaces_3d(
     colorscale: str = "Viridis",
     share_scale: bool = True,
     height_per_row: int = 420,
-):
+) -> go.Figure:
     """Several interactive 3D surfaces side by side in one plotly figure (one HTML).
 
     Args:
@@ -463,7 +467,7 @@ def contour_interactive(
     title: str | None = None,
     colorscale: str = "Viridis",
     ncontours: int = 30,
-):
+) -> go.Figure:
     """Interactive contour map (plotly) with hover values and the origin marked.
 
     Returns:

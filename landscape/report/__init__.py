@@ -4,8 +4,9 @@
 The report holds the robust accuracy with the gradient-masking checks explained, the
 top Hessian eigenvalues and spectral density, a 2D clean and adversarial loss surface
 with an interactive 3D view, and gradient scattering; plus one PNG per section and a
-JSON file of every number. ``--budget quick | standard | thorough`` sizes it; finished
-sections are cached, so an interrupted report resumes.
+JSON file of every number. ``--budget quick | standard | reviewer`` sizes it (the
+names of the evaluation presets, with their meaning); finished sections are cached,
+so an interrupted report resumes.
 
 Parts:
 - ``_budget``: the sizes each budget buys.

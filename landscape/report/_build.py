@@ -71,9 +71,11 @@ def _surface_3d(results: dict, eps: float) -> str:
 
 
 def _progress(items: Sequence[str], enabled: bool):
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
-    return tqdm(items, desc="report", unit="section", disable=not enabled)
+    return bar(
+        items, desc="report", unit="sections", enabled=enabled, about=", ".join(items)
+    )
 
 
 def _stopped(err: io.Interrupted, name: str, done: list, cache: Path) -> io.Interrupted:
@@ -125,8 +127,8 @@ def build_report(
         out_dir: output folder.
         test_data: examples for the robust-accuracy table (default ``data``).
         norm: ``"linf"`` or ``"l2"``.
-        budget: ``"quick"``, ``"standard"``, ``"thorough"`` or a
-            :class:`~landscape.report.Budget`.
+        budget: ``"quick"``, ``"standard"``, ``"reviewer"`` (each evaluates with the
+            evaluation preset of its name) or a :class:`~landscape.report.Budget`.
         sections: a subset of ``("accuracy", "curvature", "surface", "scattering")``.
         title: page title (default "landscape report").
         description: an HTML fragment about the model and data, shown at the top.
@@ -135,7 +137,8 @@ def build_report(
             rerun resumes only with the same seed; ``None``: a seed drawn from
             torch's global RNG (:func:`landscape.seed_everything` makes it
             repeatable).
-        progressbar: progress bars (tqdm) for the sections and inside them.
+        progressbar: progress for the sections and inside them (a bar on a
+            terminal, lines in a log).
 
     Returns:
         A :class:`Report` with the paths and the numbers.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .. import _cli, checkpoints, data, io
+from .. import _cli, checkpoints, data
 
 __all__ = ["main"]
 
@@ -40,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     _cli.add_choice(
         p,
         "--budget",
-        ["quick", "standard", "thorough"],
-        "how much work: quick (seconds to minutes on a CPU), standard, thorough",
+        ["quick", "standard", "reviewer"],
+        "how much work; evaluates with the preset of the same name (quick: PGD-20, "
+        "standard: AutoAttack's standard version, reviewer: the reviewer protocol)",
     )
     p.add_argument(
         "--eps",
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--seed", type=int, default=0)
-    _cli.add_common(p, out="report", out_help="output folder")
+    _cli.add_common(p, out="report")
     return p
 
 
@@ -74,7 +75,7 @@ def _main(args: argparse.Namespace) -> int:
     from ._budget import BUDGETS
     from ._build import build_report
 
-    io.check_writable(args.out, folder=True, what="--out")  # before the work
+    out = _cli.out_folder(args, "report", args.checkpoint)
     net = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     cfg = checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
     # a published model's registry entry stands in for a run config (data set, eps)
@@ -103,7 +104,7 @@ def _main(args: argparse.Namespace) -> int:
         norm=args.norm or cfg.get("norm") or "linf",
         budget=b,
         sections=args.sections,
-        out_dir=args.out,
+        out_dir=out,
         title=args.title or f"landscape report: {path.name}",
         description=f"Checkpoint <code>{path}</code>, dataset {dataset}.",
         generator=torch.Generator().manual_seed(args.seed),

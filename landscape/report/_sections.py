@@ -52,7 +52,8 @@ class Context:
         return torch.Generator().manual_seed(self.seed + offset)
 
     def attack(self) -> attacks.PGD:
-        """The PGD attack that makes the fixed adversarial examples."""
+        """The PGD attack that makes the fixed adversarial examples (and that the
+        scattering section replays): one run with the quick preset's steps."""
         return attacks.PGD(eps=self.eps, norm=self.norm, steps=self.budget.attack_steps)
 
     def partial(self, name: str) -> Path:

@@ -1,17 +1,18 @@
 """``python -m landscape.scattering``: gradient scattering of the
 adversarial loss (Prop. 2 of Liu et al. 2020) for a trained model:
 gradient-Lipschitz ratio, gradient cosine, excess and perturbation cosine at w and
-w + s v."""
+w + s v. Writes scattering.npz (a ScatteringResult; scattering_twin.npz with
+--smooth-twin) into the folder -o (default runs/scattering/<name of the checkpoint>).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from torch import nn
 
-from .. import _cli, _utils, checkpoints, data, io
+from .. import _cli, _utils, checkpoints, data
 from ..attacks._cli import add_attack, attack_from_args
 from ._measure import scattering
 
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     add_attack(p, kinds=("pgd", "fgsm-rs"), eps_required=True, sweep=True, steps=10)
     p.add_argument("--chunk-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    _cli.add_common(p, num_samples=512, out=None, out_help="result path (.npz)")
+    _cli.add_common(p, num_samples=512, out="scattering")
     return p
 
 
@@ -62,11 +63,8 @@ def _load_model(args: argparse.Namespace) -> nn.Module:
 
 
 def _main(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    io.check_writable(out, what="-o")  # before the work
-    if args.smooth_twin:
-        io.check_writable(out.with_name(out.stem + "_twin.npz"), what="-o")
     gen = _utils.seed_everything(args.seed)
+    folder = _cli.out_folder(args, "scattering", args.checkpoint)
     model = _load_model(args)
 
     x, y = data.load_dataset(**_cli.data_options(args, seed=args.seed))
@@ -92,8 +90,9 @@ def _main(args: argparse.Namespace) -> int:
             res,
             meta={**res.meta, "checkpoint": str(args.checkpoint), "model_label": label},
         )
-        path = out if label == "model" else out.with_name(out.stem + "_twin.npz")
-        res.save(path)
+        path = res.save(
+            folder / ("scattering.npz" if label == "model" else "scattering_twin.npz")
+        )
         exc = res.excess().mean(axis=(1, 2))
         for e, ex, r in zip(res.eps, exc, res.ratio[:, :, 0].mean(axis=(1, 2))):
             print(

@@ -102,12 +102,12 @@ def gradient_norms(
         eps: one budget or a list (default: the attack's eps).
         num_batches: use only the first batches.
         generator: the attack's random starts.
-        progressbar: tqdm bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
         A :class:`GradNormStats`.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar as _bar
 
     eps_arr = _check_eps_list(attack.eps if eps is None else eps)
     _finite.check_model(model, name="gradient_norms: model")
@@ -116,10 +116,12 @@ def gradient_norms(
     gen, seed = _utils.make_generator(generator, device)
     batches = _first_batches(model, loss_fn, data, num_batches)  # the one owner
     per, bat = [], []
-    bar = tqdm(
-        total=len(eps_arr) * len(batches),
+    bar = _bar(
         desc="gradient_norms",
-        disable=not progressbar,
+        total=len(eps_arr) * len(batches),
+        unit="batches",
+        enabled=progressbar,
+        about=f"{len(eps_arr)} eps x {len(batches)} batches",
     )
     for ep in eps_arr:
         pe, bn = [], []

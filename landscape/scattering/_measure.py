@@ -310,7 +310,7 @@ def scattering(
         chunk_size: with ``"vmap"``, at most this many weight points per vmap call
             (bounds memory: each point holds a copy of the weights and the batch).
         generator: directions and attack seeds (``None``: torch's global RNG).
-        progressbar: show a tqdm bar over (eps, batch).
+        progressbar: progress over (eps, batch).
 
     Returns:
         A :class:`ScatteringResult`.
@@ -319,7 +319,7 @@ def scattering(
         ValueError: negative eps, empty or non-positive scales, empty data, or
             directions whose names do not match the model's parameters.
     """
-    from tqdm.auto import tqdm
+    from .._progress import bar as _bar
 
     _check_attack(attack)
     _finite.check_model(model, name="scattering: model")
@@ -344,7 +344,13 @@ def scattering(
     out = {k: np.zeros((E, D, S, B)) for k in ("grad_diff", "cosine", "gnp", "pcos",
                                                "scos")}  # fmt: skip
     grad_norm, loss_w = np.zeros((E, B)), np.zeros((E, B))
-    bar = tqdm(total=E * B, desc="scattering", disable=not progressbar)
+    bar = _bar(
+        desc="scattering",
+        total=E * B,
+        unit="batches",
+        enabled=progressbar,
+        about=f"{E} eps x {B} batches, {len(points)} weight points each",
+    )
     with _utils.eval_mode(model), _finite.checked_at_entry():
         for e, ep in enumerate(eps_arr):
             for b, (x, y) in enumerate(batches):

@@ -70,7 +70,7 @@ def loss_surface(
         generator: randomness of the attacks (random starts).
         check_deterministic: evaluate the origin twice (and read the data twice) and
             raise if the values differ.
-        progressbar: show a ``tqdm`` bar.
+        progressbar: show progress (a bar on a terminal, lines in a log).
 
     Under ``torch.distributed`` (a process group is initialised) each rank evaluates
     every ``world_size``-th point and every rank returns the full surface.

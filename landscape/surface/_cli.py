@@ -4,11 +4,13 @@ Examples::
 
     python -m landscape.surface compute runs/mnist_eps0.3 --dataset mnist \\
         --num-samples 1000 --grid -1 1 21 --adversarial fixed --eps 0.3 \\
-        -o data/results/surf.npz
-    python -m landscape.plot data/results/surf.npz -o figures/out/surf.png
-    python -m landscape.surface compute runs/a --to runs/b -o line_ab.npz
+        -o runs/mnist_eps0.3/surface
+    python -m landscape.plot runs/mnist_eps0.3/surface/surface.npz \\
+        -o runs/mnist_eps0.3/surface
+    python -m landscape.surface compute runs/a --to runs/b -o runs/line_ab
 
-The surface is saved as a :class:`landscape.surface.Surface` (``.npz``); draw it with
+The surface is saved as ``surface.npz`` (a :class:`landscape.surface.Surface`) in the
+folder -o (default runs/surface/<name of the checkpoint>); draw it with
 ``python -m landscape.plot``. ``--partial FILE`` saves the grid every
 ``--save-interval`` seconds; rerunning the same command resumes from it.
 """
@@ -134,7 +136,6 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--seed", type=int, default=0, help="seed for directions and attacks"
     )
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
 def compute_parser(prog: str = f"{PROG} compute") -> argparse.ArgumentParser:
@@ -154,9 +155,7 @@ def compute_parser(prog: str = f"{PROG} compute") -> argparse.ArgumentParser:
     _grid_args(p)
     _attack_args(p)
     _run_args(p)
-    _cli.add_common(
-        p, num_samples=1000, out=None, out_help="where to save the Surface (.npz)"
-    )
+    _cli.add_common(p, num_samples=1000, out="surface")
     return p
 
 
@@ -251,16 +250,12 @@ def _surface(args, model, data, dirs, gen):
 
 def compute(args: argparse.Namespace) -> int:
     """Run ``compute`` on parsed arguments; returns the exit status."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _cli.set_threads(args)
     _grid(args.grid, "--grid")  # bad grids fail before any loading
     if args.ygrid:
         _grid(args.ygrid, "--ygrid")
-    out = Path(args.out)  # every output is checked before the work
-    lio.check_writable(
-        out if out.suffix == ".npz" else out.with_suffix(".npz"), what="-o"
-    )
-    if args.save_directions:
+    folder = _cli.out_folder(args, "surface", args.checkpoint)
+    if args.save_directions:  # every output is checked before the work
         lio.check_writable(args.save_directions, what="--save-directions")
     if args.partial:
         lio.check_writable(args.partial, what="--partial")
@@ -280,7 +275,7 @@ def compute(args: argparse.Namespace) -> int:
     surf = dataclasses.replace(
         surf, meta={**surf.meta, "checkpoint": str(Path(args.checkpoint)), **meta}
     )
-    path = surf.save(args.out)
+    path = surf.save(folder / "surface.npz")
     print(f"saved {path} (loss at the centre {surf.center_loss:.4g})")
     return 0
 
@@ -312,5 +307,5 @@ def _main(argv: list[str]) -> int:
         _parser().parse_args(["--help"])
     raise _cli.CLIError(
         f"{PROG} takes a command, got {' '.join(argv) or 'none'}",
-        f"run {PROG} compute CHECKPOINT -o OUT.npz (see {PROG} compute --help)",
+        f"run {PROG} compute CHECKPOINT -o DIR (see {PROG} compute --help)",
     )

@@ -219,10 +219,14 @@ class _Grid:
         self.mine = [i for i in owned if not done[i]]
         self.bar = None
         if bar_desc:
-            from tqdm.auto import tqdm
+            from .._progress import bar
 
-            self.bar = tqdm(total=len(owned), desc=bar_desc)
-            self.bar.update(len(owned) - len(self.mine))
+            self.bar = bar(
+                desc=bar_desc,
+                total=len(owned),
+                unit="points",
+                initial=len(owned) - len(self.mine),
+            )
         self.last_save = time.perf_counter()
 
     def record(self, idx: Sequence[int], results: list[tuple]) -> None:

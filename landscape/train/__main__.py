@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help="shrink to seconds on a CPU (2 epochs, 512 train / 64 test images)",
+        help="shrink to seconds on a CPU (2 epochs, 512 train / 64 test images): "
+        "checks that the setup runs, not meant to learn",
     )
     p.add_argument(
         "--run-dir",
@@ -232,6 +233,13 @@ def _main(args: argparse.Namespace) -> int:
             f"{m['test_robust_acc'][-1]:.4f}; run folder {run_dir}",
             file=sys.stdout,
         )
+        if args.smoke:
+            print(
+                "(a smoke run checks that the setup runs end to end: 2 epochs on 512 "
+                "images are not meant to learn, so chance-level accuracy is expected; "
+                "drop --smoke to train)",
+                file=sys.stdout,
+            )
     return 0
 
 

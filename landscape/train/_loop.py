@@ -192,7 +192,8 @@ def adversarial_train(
         test_data: held-out data for the per-epoch evaluation (first
             ``config.runtime.eval_num`` examples).
         run_dir: run folder (None: no files, no resume).
-        progressbar: tqdm bars over epochs and batches.
+        progressbar: progress over epochs and batches (a bar on a terminal, lines
+            in a log).
         resume: continue a run found in ``run_dir``; with False an existing run there
             is an error.
         callback: called after every optimizer step with ``{"epoch", "batch",
@@ -445,14 +446,21 @@ def _probe_classes(run: _Run, x: Tensor) -> int:
 
 # -- the epochs --------------------------------------------------------------------
 def _train_epochs(run: _Run, progressbar: bool, callback) -> None:
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     show = progressbar and run.main
-    ebar = tqdm(
-        total=run.cfg.epochs,
-        initial=run.epoch,
+    attack = (
+        "standard training"
+        if run.attack is None
+        else f"{run.attack.name} at eps {run.attack.eps:g}"
+    )
+    ebar = bar(
         desc="adversarial_train",
-        disable=not show,
+        total=run.cfg.epochs,
+        unit="epochs",
+        initial=run.epoch,
+        enabled=show,
+        about=f"{run.num_batches} batches per epoch, {attack}",
     )
     while run.epoch < run.cfg.epochs:
         with io.deferred_signals(raise_after=False):  # stop between steps only
@@ -472,19 +480,20 @@ def _train_epochs(run: _Run, progressbar: bool, callback) -> None:
 
 def _run_epoch(run: _Run, show: bool, callback) -> None:
     """The optimizer steps of one epoch (from ``run.batch`` on)."""
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
     t0 = time.perf_counter()
     if hasattr(run.loader, "set_epoch"):
         run.loader.set_epoch(run.epoch)
     if run.accum is None or run.batch == 0:
         run.accum = _Epoch()
-    bbar = tqdm(
-        total=run.num_batches,
-        initial=run.batch,
+    bbar = bar(
         desc=f"epoch {run.epoch + 1}",
+        total=run.num_batches,
+        unit="batches",
+        initial=run.batch,
         leave=False,
-        disable=not show,
+        enabled=show,
     )
     start = run.batch
     for b, batch in enumerate(run.batches):
