@@ -422,7 +422,7 @@ def test_cli_numbers_and_nan_checkpoints(tmp_path, data_root, capsys):
                 "--save-interval",
                 "nan",
                 "-o",
-                out + ".npz",
+                out,
             ],
             "--save-interval",
         ),  # fmt: skip
@@ -443,12 +443,12 @@ def test_cli_numbers_and_nan_checkpoints(tmp_path, data_root, capsys):
         ),  # fmt: skip
         (
             "scattering",
-            [str(tmp_path / "nan.pt"), "--eps", "0", *root, "-o", out + ".npz"],
+            [str(tmp_path / "nan.pt"), "--eps", "0", *root, "-o", out],
             "nan.pt has NaN or inf in its weights",
         ),  # fmt: skip
         (
             "surface",
-            ["compute", str(tmp_path / "nan.pt"), *root, "-o", out + ".npz"],
+            ["compute", str(tmp_path / "nan.pt"), *root, "-o", out],
             "nan.pt has NaN or inf in its weights",
         ),  # fmt: skip
     ]
@@ -559,8 +559,8 @@ def test_an_empty_file_is_named_by_every_loader(tmp_path, data_root, capsys):
     for tool, argv in (
         ("evaluate", [str(run), "--eps", "0.1", *root, "--out", str(tmp_path / "e")]),
         ("hessian", [str(tmp_path / "zero.pt"), *root, "--out", str(tmp_path / "h")]),
-        ("scattering", [str(run), "--eps", "0", *root, "-o", str(tmp_path / "s.npz")]),
-        ("surface", ["compute", str(run), *root, "-o", str(tmp_path / "f.npz")]),
+        ("scattering", [str(run), "--eps", "0", *root, "-o", str(tmp_path / "s")]),
+        ("surface", ["compute", str(run), *root, "-o", str(tmp_path / "f")]),
     ):
         assert _main(tool)(argv) == 2
         assert "is empty (0 bytes)" in _one_line(capsys), tool
@@ -579,7 +579,7 @@ def test_outputs_are_checked_before_any_work(tmp_path, data_root, capsys, monkey
     monkeypatch.setattr(checkpoints, "load_model", lambda *a, **k: loads.append(a))
     root = ["--data-root", str(data_root), "--num-samples", "8", "--no-progress"]
     cases = [
-        ("surface", ["compute", str(good), *root, "-o", blocked + ".npz"]),
+        ("surface", ["compute", str(good), *root, "-o", blocked]),
         (
             "surface",
             [
@@ -589,13 +589,13 @@ def test_outputs_are_checked_before_any_work(tmp_path, data_root, capsys, monkey
                 "--partial",
                 blocked + ".npz",
                 "-o",
-                str(tmp_path / "s.npz"),
+                str(tmp_path / "s"),
             ],
         ),  # fmt: skip
-        ("scattering", [str(good), "--eps", "0", *root, "-o", blocked + ".npz"]),
+        ("scattering", [str(good), "--eps", "0", *root, "-o", blocked]),
         ("hessian", [str(good), *root, "--out", blocked]),
         ("evaluate", [str(good), "--eps", "0.1", *root, "--out", blocked]),
-        ("plot", [str(tmp_path / "none.npz"), "-o", blocked + ".png"]),
+        ("plot", [str(tmp_path / "none.npz"), "-o", blocked]),
     ]
     for tool, argv in cases:
         assert _main(tool)(argv) == 2, tool
@@ -928,7 +928,7 @@ def test_each_message_offers_only_what_the_tool_takes(tmp_path, data_root, capsy
                 str(run),
                 str(run),
                 "--out",
-                str(tmp_path / "c.npz"),
+                str(tmp_path / "c"),
                 *root,
             ],
             False,
@@ -999,7 +999,7 @@ def test_a_truncated_connectivity_record_is_named(tmp_path, data_root, capsys):
     curve.mkdir()
     (curve / "endpoints.json").write_text('{"a": {"path": "')
     root = ["--data-root", str(data_root), "--num-samples", "8", "--no-progress"]
-    argv = ["scan", str(curve), "--out", str(tmp_path / "c.npz"), *root]
+    argv = ["scan", str(curve), "--out", str(tmp_path / "c"), *root]
     assert _main("connectivity")(argv) == 2
     line = _one_line(capsys)
     assert "endpoints.json is truncated or not valid JSON" in line, line

@@ -669,7 +669,10 @@ def test_cli_attack_list_and_certify_method(tmp_path, data_root, capsys):
     torch.save(net, path)
     common = ["--trust-checkpoint", "--data-root", str(data_root), "--num-samples"]
     common += ["30", "--eps", "0.05", "--no-checks", "--out", str(tmp_path / "ev")]
-    x, y = data.load_dataset("mnist", data_root, split="test", num_samples=30, seed=0)
+    x, y = data.load_dataset(
+        "mnist", data_root, split="test", num_samples=30,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
     specs = ["apgd:loss=dlr,steps=5", "pgd:steps=4,alpha_rel=(0.5,0.25)"]
     specs += ["Square:queries=20"]
     assert main([path, *common, "--attacks", *specs, "--certify", "crown-ibp"]) == 0
