@@ -10,7 +10,8 @@ the layers below it, never a layer above:
     0  foundation     _utils, _pool, io, _batches (the one owner of ``data``),
                       _cli (flags and one-line errors of every command line)
     1  inputs         data, models, attacks, schedules
-    2  analyses       checkpoints, directions, hessian, surface, scattering, certify
+    2  analyses       checkpoints, directions, hessian, surface, scattering, certify,
+                      sharpness
     3  training and   train, evaluate, linear (trains through the trainer),
        evaluation     connectivity (curves trained by the trainer)
     4  drawing        plot (takes results, computes nothing)
@@ -35,7 +36,15 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__init__", "_utils", "_pool", "io", "_batches", "_cli"}),
     frozenset({"data", "models", "attacks", "schedules"}),
     frozenset(
-        {"checkpoints", "directions", "hessian", "surface", "scattering", "certify"}
+        {
+            "checkpoints",
+            "directions",
+            "hessian",
+            "surface",
+            "scattering",
+            "certify",
+            "sharpness",
+        }
     ),
     frozenset({"train", "evaluate", "linear", "connectivity"}),
     frozenset({"plot"}),
