@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,8 @@ class Tracking:
 
     - ``loss_<d>`` and ``grad_norm_<d>``: the mean loss and the norm of its gradient;
     - ``lam_max_<d>``: the top Hessian eigenvalue (Lanczos, ``max_iter`` iterations at
-      most, tolerance ``tol``; ``max_iter=0`` skips it);
+      most, tolerance ``tol``; ``max_iter=0`` skips it), with its Ritz residual
+      ``lam_max_residual_<d>`` (no warning when it is above ``tol``);
     - ``trace_<d>``: the Hessian trace (Hutch++ with ``num_matvecs`` products;
       0 skips it);
     - ``sharp_<d>_<name>``: each ``sharpness`` measure
@@ -159,11 +161,15 @@ def track(
     for tag, data in (("clean", clean), ("adv", adv)):
         out[f"loss_{tag}"], out[f"grad_norm_{tag}"] = _grad_norm(model, loss_fn, data)
         if spec.max_iter:
-            eig = hessian.top_eigenvalues(
-                model, loss_fn, data, num=1, max_iter=spec.max_iter, tol=spec.tol,
-                return_vectors=False, generator=gen, check_deterministic=False,
-            )  # fmt: skip
+            with warnings.catch_warnings():  # the residual is recorded instead
+                warnings.filterwarnings("ignore", "top_eigenvalues", UserWarning)
+                eig = hessian.top_eigenvalues(
+                    model, loss_fn, data, num=1, max_iter=spec.max_iter, tol=spec.tol,
+                    return_vectors=False, generator=gen, check_deterministic=False,
+                )  # fmt: skip
             out[f"lam_max_{tag}"] = float(eig.eigenvalues[0])
+            if eig.residuals is not None:
+                out[f"lam_max_residual_{tag}"] = float(eig.residuals[0])
         if spec.num_matvecs:
             tr = hessian.trace(
                 model, loss_fn, data, num_matvecs=spec.num_matvecs, method="hutch++",
