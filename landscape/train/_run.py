@@ -201,7 +201,9 @@ def summarize(rows: list[dict[str, Any]], config: TrainConfig | None) -> dict:
       (Rice et al.'s "best" checkpoint, chosen on the test set);
     - ``robust_gap_last`` / ``robust_gap_best``: the robust generalisation gap,
       fixed-training-subset robust accuracy minus test robust accuracy, at the last
-      and the best epoch; ``robust_loss_gap_last``: test minus training robust loss;
+      and the best epoch; ``robust_loss_gap_last``: test minus training robust loss
+      (None when the evaluation attack is not a training PGD, ``keep="last"``: the
+      evaluation protocol's per-point worst case gives accuracies only);
     - ``avg_test_robust_acc_last``: the averaged model's, when there is one;
     - ``eval_attack``: the name of the attack of the robust metrics;
     - ``time_train``, ``time_eval``, ``time_track`` (seconds, summed over epochs)
