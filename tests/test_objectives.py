@@ -414,3 +414,29 @@ def test_tracking_records_the_landscape_and_leaves_the_run_unchanged(tmp_path):
     assert 0 < rb.summary["track_overhead"] and rb.summary["time_track"] > 0
     with pytest.raises(ValueError, match="held-out batch"):
         adversarial_train(_mlp(), data, dataclasses.replace(tracked, val_num=0))
+
+
+def test_fixed_training_subset_is_stratified_on_class_sorted_data(monkeypatch):
+    """Data sorted by class (as stratified subsets of the loaders come): the first
+    examples would all be of class 0; the fixed training subset keeps every class."""
+    from landscape.train._data import fixed_subset
+
+    y = torch.arange(4).repeat_interleave(16)  # 0...0 1...1 2...2 3...3
+    x = torch.rand(64, 1, 6, 6)
+    xs, ys = fixed_subset(None, (x, y), 8, seed=0)
+    assert torch.bincount(ys).tolist() == [2, 2, 2, 2]
+    cfg = tiny_train_config(attack=None, epochs=1, runtime={"train_eval_num": 8})
+    seen = {}
+    import landscape.train._loop as loop
+
+    orig = loop._eval_batches
+
+    def spy(run, source, num, name):
+        out = orig(run, source, num, name)
+        seen[name] = out
+        return out
+
+    monkeypatch.setattr(loop, "_eval_batches", spy)
+    adversarial_train(nn.Sequential(nn.Flatten(), nn.Linear(36, 4)), (x, y), cfg)
+    labels = torch.cat([b[1] for b in seen["data"]])
+    assert torch.bincount(labels, minlength=4).tolist() == [2, 2, 2, 2]

@@ -365,7 +365,7 @@ class TrainConfig:
                 f"loss_fn='cross_entropy' (got {self.loss_fn!r})"
             )
         if (
-            obj.attack_loss is not Objective.attack_loss
+            type(obj).attack_loss is not Objective.attack_loss  # e.g. TRADES' KL
             and not self.attack.random_start
         ):
             raise ValueError(

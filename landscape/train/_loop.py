@@ -23,7 +23,13 @@ from ..checkpoints import FINAL, period_checkpoint
 from . import _dist
 from ._average import Averager
 from ._config import TrainConfig, target_eps
-from ._data import as_loader, eval_subset, fixed_batch, validation_split
+from ._data import (
+    as_loader,
+    eval_subset,
+    fixed_batch,
+    fixed_subset,
+    validation_split,
+)
 from ._eval import (
     attack_ctx,
     autocast,
@@ -425,16 +431,17 @@ def _monitor_data(run: _Run, data: Any, test_data: Any, val_data: Any) -> None:
         run.num_classes = _probe_classes(run, run.eval_batches[0][0])
     if val_data is not None:
         run.val_batches = _eval_batches(run, val_data, len(val_data[1]), "val")
-    train_fixed = fixed_batch(run.loader, data, cfg.train_eval_num)
+    sub_seed = _utils.derive_seed(run.cfg.val_seed, "train-subset")
+    train_fixed = fixed_subset(run.loader, data, cfg.train_eval_num, sub_seed)
     if train_fixed is not None:
         run.train_batches = _eval_batches(run, train_fixed, cfg.train_eval_num, "data")
     if run.avg is not None and run.cfg.averaging.bn != "copy":
-        bn = fixed_batch(run.loader, data, run.cfg.averaging.bn_num)
+        bn = fixed_subset(run.loader, data, run.cfg.averaging.bn_num, sub_seed)
         run.bn_batches = _eval_batches(run, bn, run.cfg.averaging.bn_num, "data")
     spec = cfg.track
     if spec is not None:
         if spec.on == "train":
-            source, name = fixed_batch(run.loader, data, spec.num), "data"
+            source, name = fixed_subset(run.loader, data, spec.num, sub_seed), "data"
         elif val_data is not None:
             source, name = val_data, "val"
         else:
