@@ -93,11 +93,14 @@ def _data(ctx: _common.Context, s: dict):
     from landscape import data
 
     n = None if s["num_train"] is None else s["num_train"] + s["val_num"]
-    kw = dict(root=ctx.data_root, seed=ctx.seed)
-    x, y = data.load_dataset(s["dataset"], split="train", num_samples=n, **kw)
+    x, y = data.load_dataset(
+        s["dataset"], ctx.data_root, split="train", num_samples=n,
+        generator=torch.Generator().manual_seed(ctx.seed),
+    )  # fmt: skip
     xt, yt = data.load_dataset(
-        s["dataset"], split="test", num_samples=s["num_test"], **kw
-    )
+        s["dataset"], ctx.data_root, split="test", num_samples=s["num_test"],
+        generator=torch.Generator().manual_seed(ctx.seed),
+    )  # fmt: skip
     return x, y, xt, yt
 
 
