@@ -8,7 +8,7 @@ The modules sit in layers and import only their own layer and the ones below
 (``tests/test_imports.py`` checks it, with no cycle): the foundation (``_utils``,
 ``io``, ``_batches``, ``_cli``), the inputs (``data``, ``models``, ``attacks``,
 ``schedules``), the analyses (``checkpoints``, ``directions``, ``hessian``,
-``surface``, ``scattering``, ``certify``), training and evaluation (``train``,
+``surface``, ``scattering``, ``certify``, ``sharpness``), training and evaluation (``train``,
 ``evaluate``, ``linear``, ``connectivity``), drawing (``plot``) and the applications
 (``report``, ``demo``).
 """
@@ -38,6 +38,7 @@ _SUBMODULES = (
     "report",
     "scattering",
     "schedules",
+    "sharpness",
     "surface",
     "train",
 )

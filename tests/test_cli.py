@@ -21,6 +21,7 @@ TOOLS = {
     "evaluate": "landscape.evaluate.__main__",
     "hessian": "landscape.hessian._cli",
     "scattering": "landscape.scattering._cli",
+    "sharpness": "landscape.sharpness._cli",
     "report": "landscape.report._cli",
     "surface": "landscape.surface._cli",
     "connectivity": "landscape.connectivity.__main__",
@@ -30,7 +31,14 @@ TOOLS = {
     "plot": "landscape.plot.__main__",
     "models": "landscape.models.__main__",
 }
-CHECKPOINT_TOOLS = ("evaluate", "hessian", "scattering", "report", "surface")
+CHECKPOINT_TOOLS = (
+    "evaluate",
+    "hessian",
+    "scattering",
+    "report",
+    "surface",
+    "sharpness",
+)
 
 
 def _tool_parser(tool: str) -> argparse.ArgumentParser:

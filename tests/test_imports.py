@@ -12,7 +12,8 @@ the layers below it, never a layer above:
                       _cli (flags and one-line errors of every command line),
                       _progress (the one progress display: a bar or log lines)
     1  inputs         data, models, attacks, schedules
-    2  analyses       checkpoints, directions, hessian, surface, scattering, certify
+    2  analyses       checkpoints, directions, hessian, surface, scattering, certify,
+                      sharpness
     3  training and   train, evaluate, linear (trains through the trainer),
        evaluation     connectivity (curves trained by the trainer)
     4  drawing        plot (takes results, computes nothing)
@@ -48,7 +49,15 @@ LAYERS: tuple[frozenset[str], ...] = (
     ),
     frozenset({"data", "models", "attacks", "schedules"}),
     frozenset(
-        {"checkpoints", "directions", "hessian", "surface", "scattering", "certify"}
+        {
+            "checkpoints",
+            "directions",
+            "hessian",
+            "surface",
+            "scattering",
+            "certify",
+            "sharpness",
+        }
     ),
     frozenset({"train", "evaluate", "linear", "connectivity"}),
     frozenset({"plot"}),

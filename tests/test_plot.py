@@ -242,3 +242,37 @@ def test_demo_overviews_have_one_readable_legend_and_whole_epochs():
         lo, hi = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
         assert ticks == [1.0, 2.0], ticks  # was 1.0, 1.2, ... 2.0
+
+
+def test_plot_run_draws_robust_overfitting_and_tracked_metrics():
+    """A run with a validation split and tracking gets a 2x3 grid: the robust
+    curves and the landscape metrics at the tracked epochs only."""
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    nan = float("nan")
+    ep = np.arange(1, 5)
+    metrics = {
+        "epoch": ep, "train_acc": ep / 10, "test_clean_acc": ep / 10,
+        "test_robust_acc": np.array([0.1, 0.3, 0.25, 0.2]), "train_loss": 1 / ep,
+        "test_clean_loss": 1 / ep, "eps": ep * 0 + 0.1, "lr": ep * 0 + 0.1,
+        "dist_init": ep * 1.0, "train_robust_acc": ep / 5,
+        "val_robust_acc": np.array([0.1, 0.35, 0.3, 0.2]),
+        "lam_max_adv": np.array([1.0, nan, 3.0, nan]),
+        "lam_max_residual_adv": np.array([0.1, nan, 0.1, nan]),
+        "sharp_adv_w": np.array([0.01, nan, 0.03, nan]),
+    }  # fmt: skip
+    axes = plot.plot_run({"metrics": metrics})
+    assert axes.shape == (2, 2)  # the classic panels, returned
+    fig = axes.flat[0].figure
+    assert len(fig.axes) >= 6
+    over, tracked = fig.axes[2], fig.axes[5]
+    assert [ln.get_label() for ln in over.lines] == ["train", "val", "test"]
+    assert sorted(ln.get_label() for ln in tracked.lines) == [
+        "lam_max_adv",
+        "sharp_adv_w",
+    ]
+    assert all(len(ln.get_xdata()) == 2 for ln in tracked.lines)  # tracked epochs
+    plt.close(fig)
+    assert plot.tracked_keys(metrics) == ["lam_max_adv", "sharp_adv_w"]

@@ -3,6 +3,7 @@ single-process run with the same global batch."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 
@@ -25,6 +26,17 @@ CFG = tiny_train_config(
     },
     seed=3,
 )
+# issue 26: an objective, AWP, a weight average and a validation split under DDP
+CFGS = {
+    "pgd": CFG,
+    "mart-awp-ema": dataclasses.replace(
+        CFG,
+        objective=train.MART(beta=5.0),
+        awp=train.AWP(gamma=0.02),
+        averaging=train.EMA(decay=0.9, bn="copy"),
+        val_num=16,
+    ),
+}
 
 
 def _setup():
@@ -38,7 +50,7 @@ def _setup():
     return model, x, y
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _worker(rank: int, world: int, port: int, out: str, name: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -47,7 +59,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         res = adversarial_train(
             model,
             (x, y),
-            CFG,
+            CFGS[name],
             test_data=(x, y),
             run_dir=os.path.join(out, "run"),
         )
@@ -67,14 +79,16 @@ def _free_port() -> int:
     not dist.is_available() or not dist.is_gloo_available(),
     reason="needs torch.distributed with gloo",
 )
-def test_ddp_two_processes_match_single_process(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("name", sorted(CFGS))
+def test_ddp_two_processes_match_single_process(tmp_path, name):
+    cfg = CFGS[name]
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), name), nprocs=2, join=True)
     w0 = torch.load(tmp_path / "rank0.pt")
     w1 = torch.load(tmp_path / "rank1.pt")
     for k in w0:  # ranks agree exactly (DDP all-reduces the gradients)
         assert torch.equal(w0[k], w1[k]), k
     model, x, y = _setup()
-    ref = adversarial_train(model, (x, y), CFG, test_data=(x, y))
+    ref = adversarial_train(model, (x, y), cfg, test_data=(x, y))
     for k, v in model.state_dict().items():  # same global batch -> same weights
         torch.testing.assert_close(w0[k], v, rtol=1e-10, atol=1e-12)
     run = train.load_run(tmp_path / "run")  # only rank 0 wrote, and wrote once
@@ -83,3 +97,10 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         run.metrics["train_loss"], ref.metrics["train_loss"], rtol=1e-10, atol=0
     )
     assert run.metrics["train_loss"][-1] < run.metrics["train_loss"][0]
+    if cfg.averaging is not None:
+        for k in ("val_robust_acc", "avg_test_robust_acc"):
+            torch.testing.assert_close(
+                run.metrics[k], ref.metrics[k], rtol=1e-10, atol=0
+            )
+        avg = torch.load(tmp_path / "run" / "averaged.pt", weights_only=True)["model"]
+        assert avg.keys() == w0.keys()

@@ -28,6 +28,8 @@ Parts (one private module per concern):
 - ``_demo``: the overview figures of the main job (``python -m landscape.demo``).
 - ``_connectivity``: loss / accuracy along curves between two models.
 - ``_report``: the composite figures of :mod:`landscape.report`.
+- ``_overfit``: robust overfitting (train / validation / test robust accuracy) and
+  the landscape metrics tracked along a run.
 
 ``python -m landscape.plot`` is the command-line tool (``landscape/plot/__main__.py``).
 """
@@ -40,6 +42,7 @@ from . import (
     _demo,
     _evaluation,
     _linear,
+    _overfit,
     _report,
     _scatter,
     _style,
@@ -52,6 +55,7 @@ from ._curves import *  # noqa: F403
 from ._demo import *  # noqa: F403
 from ._evaluation import *  # noqa: F403
 from ._linear import *  # noqa: F403
+from ._overfit import *  # noqa: F403
 from ._report import *  # noqa: F403
 from ._scatter import *  # noqa: F403
 from ._style import *  # noqa: F403
@@ -71,6 +75,7 @@ __all__ = [
         _demo,
         _connectivity,
         _report,
+        _overfit,
     )
     for name in part.__all__
 ]

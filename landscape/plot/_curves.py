@@ -190,17 +190,32 @@ def plot_distance_from_init(result: Any, ax=None):
 
 def plot_run(result: Any, axes=None):
     """2x2 summary of one run: accuracies, losses, eps and lr per epoch, distance
-    from init. Returns the axes array."""
+    from init; 2x3 when the run logged robust overfitting (a validation split or a
+    fixed training subset: :func:`plot_robust_overfitting`) or landscape metrics
+    (:func:`plot_tracked`). Returns the axes array."""
     import matplotlib.pyplot as plt
 
+    from ._overfit import plot_robust_overfitting, plot_tracked, tracked_keys
     from ._style import paper_style
 
-    if axes is None:
-        with paper_style():
-            _, axes = plt.subplots(2, 2, figsize=(8, 6))
-    axes = np.asarray(axes)
     r = _one(result)
     m = _metrics(r)
+    overfit = any(
+        k in m and np.isfinite(m[k].astype(float)).any()
+        for k in ("val_robust_acc", "train_robust_acc")
+    )
+    tracked = tracked_keys(m)
+    if axes is None:
+        wide = overfit or bool(tracked)
+        with paper_style():
+            _, axes = plt.subplots(2, 3 if wide else 2, figsize=(12 if wide else 8, 6))
+    axes = np.asarray(axes)
+    if axes.shape[-1] == 3:
+        if overfit:
+            plot_robust_overfitting(r, axes[0, 2])
+        if tracked:
+            plot_tracked(r, axes[1, 2])
+        axes = axes[:, :2]
     plot_learning_curves(r, axes.flat[0])
     plot_learning_curves(r, axes.flat[1], keys=("train_loss", "test_clean_loss"))
     ax = axes.flat[2]

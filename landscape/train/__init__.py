@@ -11,6 +11,10 @@ ensembles and data-parallel (DDP) training.
   :func:`cifar10_periodic` makes a CIFAR-10 one periodic) and ``madry-mnist``.
 - :func:`augment` / :func:`crop_flip`: the training-data augmentation of
   ``TrainConfig.augment`` (seeded per epoch and batch, so resume stays exact).
+- Objectives handed to the one trainer: ``TrainConfig(objective=TRADES(beta) |
+  MART(beta), awp=AWP(gamma), averaging=EMA(decay) | SWA(start))``, a validation
+  split (``val_num``: ``val_*`` metrics, ``best.pt``), landscape metrics along the run
+  (``Runtime(track=Tracking(...))``) and the run's summary (``TrainResult.summary``).
 - :func:`load_run` reads a run's metrics back; its models load with
   :func:`landscape.checkpoints.load_model` (``ensemble=True``: the end-of-period
   :class:`~landscape.checkpoints.Ensemble`) and
@@ -45,7 +49,9 @@ from ._config import (
     smoke,
 )
 from ._loop import DivergedError, adversarial_train
+from ._objective import AWP, EMA, MART, SWA, TRADES, Objective, mart_loss, trades_loss
 from ._run import RunFolderError, TrainResult, load_run
+from ._track import Tracking
 
 __all__ = [
     "adversarial_train",
@@ -65,4 +71,13 @@ __all__ = [
     "load_run",
     "DivergedError",
     "RunFolderError",
+    "Objective",
+    "TRADES",
+    "MART",
+    "trades_loss",
+    "mart_loss",
+    "AWP",
+    "EMA",
+    "SWA",
+    "Tracking",
 ]

@@ -18,6 +18,8 @@ from torch import Tensor
 from .. import attacks
 from ..attacks._base import CALLABLE, callable_name, is_recorded_callable
 from ..schedules import Schedule, make_schedule, period_boundaries
+from ._objective import AWP, EMA, SWA, Objective, check_kind, from_record, record
+from ._track import Tracking
 
 __all__ = [
     "TrainConfig",
@@ -121,6 +123,13 @@ class Runtime:
             kernel for such thin layers, e.g. LeNet, and faster for wide ones).
         num_threads: torch CPU threads during the run (None: leave as set; the
             seeded CPU result depends on it), restored on return.
+        train_eval_num: size of the fixed training subset (its first examples) whose
+            clean and robust accuracy and loss are logged per epoch (``train_clean_acc``,
+            ``train_robust_acc``, ... under ``eval_attack`` at the target eps; 0: none):
+            with the validation split (``TrainConfig.val_num``, logged as ``val_*``)
+            and the test data (``test_*``) the curves of robust overfitting.
+        track: landscape metrics along the run (:class:`Tracking`: Hessian, gradient
+            norm and sharpness of a fixed batch at chosen epochs), or None.
 
     The device is the model's (move the model to train elsewhere).
     """
@@ -136,16 +145,22 @@ class Runtime:
     compile: bool = False
     attack_onednn: str = "auto"
     num_threads: int | None = None
+    train_eval_num: int = 0
+    track: Tracking | None = None
 
     def __post_init__(self):
         _attack_or_none(self.eval_attack, "eval_attack")
+        if self.track is not None and not isinstance(self.track, Tracking):
+            raise TypeError(
+                f"track must be a Tracking or None, got {type(self.track).__name__}"
+            )
         if self.attack_onednn not in ("auto", "on", "off"):
             raise ValueError(
                 f"attack_onednn must be 'auto', 'on' or 'off', got {self.attack_onednn!r}"
             )
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
-        for name in ("eval_num", "co_check_num", "checkpoint_every"):
+        for name in ("eval_num", "co_check_num", "checkpoint_every", "train_eval_num"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if int(self.eval_every) < 1:
@@ -158,6 +173,7 @@ class Runtime:
         d["eval_attack"] = (
             None if self.eval_attack is None else self.eval_attack.to_dict()
         )
+        d["track"] = None if self.track is None else self.track.to_dict()
         return json.loads(json.dumps(d))
 
     @classmethod
@@ -165,6 +181,8 @@ class Runtime:
         d = dict(d)
         if d.get("eval_attack") is not None:
             d["eval_attack"] = attacks.Attack.from_dict(d["eval_attack"])
+        if d.get("track") is not None:
+            d["track"] = Tracking.from_dict(d["track"])
         return cls(**d)
 
 
@@ -219,6 +237,20 @@ class TrainConfig:
         model / model_kwargs: optional ``landscape.models.build`` spec, recorded so
             :func:`load_members` can rebuild the architecture.
         dataset: the data the run is trained on (:class:`DataRecord`), recorded only.
+        objective: the training loss of the clean and the adversarial batch
+            (:class:`TRADES`, :class:`MART`), or None: ``loss_fn`` at the adversarial
+            batch (PGD-AT).
+        awp: adversarial weight perturbation (:class:`AWP`) on top of the objective,
+            or None.
+        averaging: a weight average kept beside the model (:class:`EMA`,
+            :class:`SWA`): evaluated per epoch (``avg_*`` metrics) and saved as
+            ``averaged.pt``; or None.
+        val_num: training examples held out as a validation split (stratified by
+            class, chosen by ``val_seed``, the same for every ``seed``; ``data``
+            must be ``(x, y)`` tensors): their clean and robust accuracy and loss
+            are logged per epoch (``val_*``) and the model with the best validation
+            robust accuracy is kept as ``best.pt`` (Rice et al., 2020). 0: none.
+        val_seed: the seed of the validation split.
         runtime: the :class:`Runtime` settings.
 
     Example:
@@ -254,11 +286,17 @@ class TrainConfig:
     model: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     dataset: DataRecord = field(default_factory=DataRecord)
+    objective: Objective | None = None
+    awp: AWP | None = None
+    averaging: EMA | SWA | None = None
+    val_num: int = 0
+    val_seed: int = 0
     runtime: Runtime = field(default_factory=Runtime)
 
     def __post_init__(self):
         self._check_optimisation()
         self._check_attack()
+        self._check_objective()
         if not isinstance(self.dataset, DataRecord):
             raise TypeError(
                 f"dataset must be a DataRecord, got {type(self.dataset).__name__}"
@@ -327,6 +365,35 @@ class TrainConfig:
                 f"attack's ({atk.norm})"
             )
 
+    def _check_objective(self) -> None:
+        check_kind(self.objective, Objective, "objective")
+        check_kind(self.awp, AWP, "awp")
+        check_kind(self.averaging, (EMA, SWA), "averaging")
+        if int(self.val_num) != self.val_num or self.val_num < 0:
+            raise ValueError(f"val_num must be an integer >= 0, got {self.val_num!r}")
+        obj = self.objective
+        if obj is None:
+            return
+        name = type(obj).__name__
+        if not isinstance(self.attack, attacks.PGD):
+            raise ValueError(
+                f"the {name} objective trains on adversarial examples: give "
+                f"attack=attacks.PGD(...) (got {type(self.attack).__name__})"
+            )
+        if self.loss_fn != "cross_entropy":
+            raise ValueError(
+                f"the {name} objective is defined with the cross-entropy: use "
+                f"loss_fn='cross_entropy' (got {self.loss_fn!r})"
+            )
+        if (
+            type(obj).attack_loss is not Objective.attack_loss  # e.g. TRADES' KL
+            and not self.attack.random_start
+        ):
+            raise ValueError(
+                f"the {name} attack ascends a loss whose gradient is zero at x: give "
+                "the attack random_start=True"
+            )
+
     # -- schedules ---------------------------------------------------------------
     def boundaries(self) -> tuple[float, ...]:
         """Period boundaries (``(0, epochs)`` when ``periods`` is None)."""
@@ -386,6 +453,8 @@ class TrainConfig:
         }
         d["attack"] = None if self.attack is None else self.attack.to_dict()
         d["dataset"] = dataclasses.asdict(self.dataset)
+        for name in ("objective", "awp", "averaging"):
+            d[name] = record(getattr(self, name))
         d["loss_fn"] = callable_name(self.loss_fn) if callable(self.loss_fn) else (
             self.loss_fn
         )  # fmt: skip
@@ -417,6 +486,9 @@ class TrainConfig:
             d["attack"] = attacks.Attack.from_dict(d["attack"])
         if "dataset" in d:
             d["dataset"] = DataRecord(**d["dataset"])
+        d["objective"] = from_record(d.get("objective"), Objective)
+        d["awp"] = from_record(d.get("awp"), AWP)
+        d["averaging"] = from_record(d.get("averaging"), (EMA, SWA))
         if "runtime" in d:
             d["runtime"] = Runtime.from_dict(d["runtime"])
         d.update(callables)

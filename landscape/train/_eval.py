@@ -20,6 +20,7 @@ __all__ = [
     "attack_ctx",
     "prep",
     "evaluate",
+    "evaluate_split",
     "co_attacks",
     "co_check",
     "co_message",
@@ -75,26 +76,31 @@ def eval_attack(cfg: TrainConfig) -> attacks.Attack:
     return preset_attacks("quick", target_eps(cfg), norm, steps=10)[0]
 
 
-def _batchwise_accuracy(model, batches, attack, gen, ctx) -> float:
-    """Accuracy under a training PGD (``keep="last"``): every batch attacked once,
-    one generator over the batches."""
-    correct, n = 0.0, 0
+def _batchwise(model, batches, attack, gen, ctx, loss) -> tuple[float, float]:
+    """Accuracy and loss (``loss`` summed over a batch) under a training PGD
+    (``keep="last"``): every batch attacked once, one generator over the batches."""
+    correct, total, n = 0.0, 0.0, 0
     for x, y in batches:
         with ctx():
             xa = attack(model, x, y, gen)
             with torch.no_grad(), _utils.eval_mode(model):
-                correct += float((model(xa).argmax(1) == y).sum())
+                out = model(xa)
+                correct += float((out.argmax(1) == y).sum())
+                total += float(loss(upcast(out), y))
         n += len(y)
-    return correct / max(n, 1)
+    return correct / max(n, 1), total / max(n, 1)
 
 
-def _robust_accuracy(model, batches, attack, gen, ctx) -> float:
-    """Robust accuracy under ``attack``: a training PGD batch by batch, any other
-    attack through the evaluation protocol."""
+def _robust(model, batches, attack, gen, ctx, loss) -> tuple[float, float]:
+    """Robust accuracy and loss under ``attack``: a training PGD batch by batch (the
+    loss at its adversarial examples), any other attack through the evaluation
+    protocol (accuracy only: its examples are per-point worst cases of several
+    attacks, so the loss is NaN)."""
     if isinstance(attack, attacks.PGD) and attack.keep == "last":
-        return _batchwise_accuracy(model, batches, attack, gen, ctx)
+        return _batchwise(model, batches, attack, gen, ctx, loss)
     with ctx():
-        return robust_accuracy(model, batches, attacks=[attack], generator=gen)
+        acc = robust_accuracy(model, batches, attacks=[attack], generator=gen)
+    return acc, math.nan
 
 
 def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> dict:
@@ -104,6 +110,7 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> 
         "test_clean_acc": math.nan,
         "test_clean_loss": math.nan,
         "test_robust_acc": math.nan,
+        "test_robust_loss": math.nan,
         "test_robust_acc_sched": math.nan,
     }
     if not batches:
@@ -113,7 +120,7 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> 
             model, batches, ctx, loss
         )
     attack = eval_attack(cfg)
-    cache: dict[float, float] = {}
+    cache: dict[float, tuple[float, float]] = {}
     for key, eps in (
         ("test_robust_acc", eps_target),
         ("test_robust_acc_sched", eps_sched),
@@ -122,13 +129,31 @@ def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> 
         if eps not in cache:
             gen = torch.Generator(device=batches[0][0].device).manual_seed(seed)
             cache[eps] = (
-                out["test_clean_acc"]
+                (out["test_clean_acc"], out["test_clean_loss"])
                 if eps == 0
-                else _robust_accuracy(
-                    model, batches, dataclasses.replace(attack, eps=eps), gen, ctx
+                else _robust(
+                    model, batches, dataclasses.replace(attack, eps=eps), gen, ctx, loss
                 )
             )
-        out[key] = cache[eps]
+        out[key] = cache[eps][0]
+        if key == "test_robust_acc":
+            out["test_robust_loss"] = cache[eps][1]
+    return out
+
+
+def evaluate_split(
+    model, batches, prefix: str, attack, seed: int, *, ctx, loss
+) -> dict[str, float]:
+    """``<prefix>_clean_acc``, ``_clean_loss``, ``_robust_acc`` and ``_robust_loss``
+    of ``batches`` (``loss`` summed over a batch) under ``attack`` (its eps; eps 0:
+    the clean values), in eval mode, the attack's randomness from ``seed``."""
+    with _utils.eval_mode(model):
+        acc, value = _accuracy_loss(model, batches, ctx, loss)
+    out = {f"{prefix}_clean_acc": acc, f"{prefix}_clean_loss": value}
+    if attack.eps > 0:
+        gen = torch.Generator(device=batches[0][0].device).manual_seed(seed)
+        acc, value = _robust(model, batches, attack, gen, ctx, loss)
+    out[f"{prefix}_robust_acc"], out[f"{prefix}_robust_loss"] = acc, value
     return out
 
 

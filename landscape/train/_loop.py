@@ -22,21 +22,34 @@ from .._batches import Batched, as_batches
 from ..checkpoints import FINAL, period_checkpoint
 from . import _dist
 from ._augment import augment
+from ._average import Averager
 from ._config import TrainConfig, target_eps
-from ._data import as_loader, eval_subset, fixed_batch
+from ._data import (
+    as_loader,
+    eval_subset,
+    fixed_batch,
+    fixed_subset,
+    validation_split,
+)
 from ._eval import (
     attack_ctx,
     autocast,
     co_check,
     co_message,
+    eval_attack,
     evaluate,
+    evaluate_split,
     prep,
     upcast,
 )
+from ._objective import awp_perturbation, awp_tensors
 from ._run import (
+    AVERAGED,
+    BEST,
     FORMAT,
     INIT,
     RESUME,
+    SUMMARY,
     RunFolderError,
     TrainResult,
     check_config,
@@ -44,8 +57,10 @@ from ._run import (
     folder_lock,
     rng_state,
     set_rng_state,
+    summarize,
     write_metrics,
 )
+from ._track import track
 
 __all__ = ["adversarial_train", "DivergedError"]
 
@@ -106,6 +121,13 @@ class _Run:
     num_classes: int | None = None
     eval_batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     co_batch: tuple[Tensor, Tensor] | None = None
+    val_batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    train_batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    track_batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    bn_batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    awp_params: list[Tensor] = field(default_factory=list)  # the tensors AWP moves
+    avg: Averager | None = None  # the weight average (EMA / SWA)
+    best: float = -math.inf  # the best validation robust accuracy so far
 
     @property
     def main(self) -> bool:
@@ -219,6 +241,7 @@ def adversarial_train(
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    data, val_data = validation_split(data, int(cfg.val_num), cfg.val_seed)
     _finite.check_model(model, name="adversarial_train: model")
     with (
         io.stop_signals(),  # SIGTERM / SIGINT: save at the next step, say where
@@ -229,7 +252,7 @@ def adversarial_train(
         with folder_lock(run.folder, run.main):
             _open_folder(run, resume)
             _wrap_models(run)
-            _monitor_data(run, data, test_data)
+            _monitor_data(run, data, test_data, val_data)
             _train_epochs(run, progressbar, callback)
             return _finish(run)
 
@@ -299,7 +322,7 @@ def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
     if own_loss is None and cfg.loss_fn != "cross_entropy":
         # an attack without a loss of its own ascends the training loss
         attack = dataclasses.replace(attack, loss=loss)
-    return _Run(
+    run = _Run(
         cfg=cfg,
         raw=model,
         params=params,
@@ -321,6 +344,11 @@ def _setup(model: nn.Module, data: Any, cfg: TrainConfig, run_dir) -> _Run:
         eps_fn=cfg.eps_fn(),
         lr_fn=cfg.lr_fn(),
     )
+    if cfg.awp is not None:
+        run.awp_params = [p for _, p in awp_tensors(model)]
+    if cfg.averaging is not None:
+        run.avg = Averager(cfg.averaging, model, params)
+    return run
 
 
 def _open_folder(run: _Run, resume: bool) -> None:
@@ -380,6 +408,12 @@ def _restore(run: _Run, folder: Path) -> None:
     run.iteration, run.elapsed = state["iteration"], state["elapsed"]
     run.rows, run.checkpoints = state["rows"], state["checkpoints"]
     run.accum = _Epoch(**state["accum"]) if state["accum"] is not None else None
+    if run.avg is not None:
+        run.avg.load(state["averaged"])
+    run.best = max(
+        [r["val_robust_acc"] for r in run.rows if _is_number(r.get("val_robust_acc"))],
+        default=-math.inf,
+    )
     init_state = io.load_torch(folder / INIT, map_location=run.device, kind="state")
     run.init = [init_state[n].to(p.dtype) for n, p in _named(run.raw, run.params)]
 
@@ -397,9 +431,10 @@ def _wrap_models(run: _Run) -> None:
         run.atk = torch.compile(run.raw)
 
 
-def _monitor_data(run: _Run, data: Any, test_data: Any) -> None:
-    """The validated training batches; the evaluation batches and the fixed CO-check
-    batch (rank 0)."""
+def _monitor_data(run: _Run, data: Any, test_data: Any, val_data: Any) -> None:
+    """The validated training batches; the evaluation batches (test, validation, the
+    fixed training subset), the fixed CO-check batch, the tracked batch and the
+    BatchNorm batch of the averaged model (rank 0)."""
     run.batches = _checked(run, run.loader, "data")
     if not run.main:
         return
@@ -407,11 +442,40 @@ def _monitor_data(run: _Run, data: Any, test_data: Any) -> None:
     co = fixed_batch(run.loader, data, cfg.co_check_num)
     if co is not None:
         run.co_batch = run.prep(*co)
-    subset = eval_subset(test_data, cfg.eval_num, run.cfg.batch_size)
-    if subset:
-        checked = _checked(run, subset, "test_data").to_list()
-        run.eval_batches = [run.prep(x, y) for x, y in checked]
+    run.eval_batches = _eval_batches(run, test_data, cfg.eval_num, "test_data")
+    if run.eval_batches:
         run.num_classes = _probe_classes(run, run.eval_batches[0][0])
+    if val_data is not None:
+        run.val_batches = _eval_batches(run, val_data, len(val_data[1]), "val")
+    sub_seed = _utils.derive_seed(run.cfg.val_seed, "train-subset")
+    train_fixed = fixed_subset(run.loader, data, cfg.train_eval_num, sub_seed)
+    if train_fixed is not None:
+        run.train_batches = _eval_batches(run, train_fixed, cfg.train_eval_num, "data")
+    if run.avg is not None and run.cfg.averaging.bn != "copy":
+        bn = fixed_subset(run.loader, data, run.cfg.averaging.bn_num, sub_seed)
+        run.bn_batches = _eval_batches(run, bn, run.cfg.averaging.bn_num, "data")
+    spec = cfg.track
+    if spec is not None:
+        if spec.on == "train":
+            source, name = fixed_subset(run.loader, data, spec.num, sub_seed), "data"
+        elif val_data is not None:
+            source, name = val_data, "val"
+        else:
+            source, name = test_data, "test_data"
+        if source is None:
+            raise ValueError(
+                "Tracking(on='heldout') measures a held-out batch: give the run a "
+                "validation split (val_num > 0) or test_data, or Tracking(on='train')"
+            )
+        run.track_batches = _eval_batches(run, source, spec.num, name)
+
+
+def _eval_batches(run: _Run, source: Any, num: int, name: str) -> list:
+    """At most ``num`` examples of ``source`` as validated batches on the device."""
+    subset = eval_subset(source, num, run.cfg.batch_size)
+    if not subset:
+        return []
+    return [run.prep(x, y) for x, y in _checked(run, subset, name).to_list()]
 
 
 def _checked(run: _Run, source: Any, name: str) -> Batched:
@@ -581,7 +645,13 @@ def _attack(run: _Run, x: Tensor, y: Tensor, eps_t: float) -> Tensor:
         run.attack_at = dataclasses.replace(run.attack, eps=eps_t)
     train = {"train": True} if run.cfg.attack_train_mode else {}
     with run.ctx(), attack_ctx(run.raw, run.device, run.cfg)():
-        return run.attack_at(run.atk, x, y, run.gen, **train)
+        attack = run.attack_at
+        if run.cfg.objective is not None:  # e.g. TRADES: the KL to p(x)
+            with _utils.eval_mode(run.raw):
+                fn = run.cfg.objective.attack_loss(run.atk, x, y)
+            if fn is not None:
+                attack = dataclasses.replace(attack, loss=fn)
+        return attack(run.atk, x, y, run.gen, **train)
 
 
 def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
@@ -599,11 +669,10 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
     x, y, n_global = _batch(run, b, batch)
     if hasattr(run.raw, "resample"):  # the model's per-batch draw, before the attack
         run.raw.resample(run.model_gen)
-    x = _attack(run, x, y, eps_t)
+    x_adv = _attack(run, x, y, eps_t)
+    awp = _awp_push(run, x, x_adv, y)
     run.raw.train()
-    with run.ctx():
-        out = run.fwd(x)
-    loss_sum = run.loss(upcast(out), y)
+    loss_sum, out = _loss(run, x, x_adv, y)
     (loss_sum / (n_global / run.world)).backward()
     gnorm = _grad_norm(run.params)
     correct = (out.detach().argmax(1) == y).sum()
@@ -615,7 +684,7 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
             f"at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} (iteration "
             f"{run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g})"
         )
-        if not bool(torch.isfinite(x).all()):  # read only after a failure
+        if not bool(torch.isfinite(x_adv).all()):  # read only after a failure
             raise DivergedError(
                 f"the training attack returned NaN or inf inputs {where}: the model's "
                 "loss or input gradient is NaN or inf at the attacked points - check "
@@ -626,6 +695,9 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
             f"{gn}) {where}; lower the learning rate"
         )
     run.opt.step()
+    _awp_pop(run, awp)
+    if run.avg is not None:
+        run.avg.step(run.params)
     run.iteration += 1
     a = run.accum
     a.loss, a.correct, a.n = a.loss + ls, a.correct + cs, a.n + len(y)
@@ -639,6 +711,52 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
         "eps": eps_t,
         "lr": lr_t,
     }
+
+
+def _loss(
+    run: _Run, x: Tensor, x_adv: Tensor, y: Tensor, model: nn.Module | None = None
+) -> tuple[Tensor, Tensor]:
+    """The training loss summed over the batch and the adversarial logits: the
+    objective's (TRADES, MART: clean and adversarial forward) or ``loss_fn`` at the
+    adversarial batch."""
+    fwd = run.fwd if model is None else model
+    obj = run.cfg.objective
+    if obj is None:
+        with run.ctx():
+            out = fwd(x_adv)
+        return run.loss(upcast(out), y), out
+    with run.ctx():
+        out_clean = fwd(x)
+        out = fwd(x_adv)
+    return obj.loss(upcast(out_clean), upcast(out), y) * len(y), out
+
+
+def _awp_push(run: _Run, x: Tensor, x_adv: Tensor, y: Tensor) -> list[Tensor] | None:
+    """AWP (Wu et al., 2020): move the weights to ``w + v`` (:class:`AWP`); returns
+    ``v`` (None when AWP does not act in this epoch). The gradient is the run's loss
+    in train mode at the unperturbed weights, the model's buffers (BatchNorm
+    statistics) restored afterwards, summed over the ranks (every rank moves alike)."""
+    spec = run.cfg.awp
+    if spec is None or not spec.active(run.epoch) or not run.awp_params:
+        return None
+    buffers = [b.detach().clone() for b in run.raw.buffers()]
+    with _utils.train_mode(run.raw):
+        loss_sum, _ = _loss(run, x, x_adv, y, model=run.raw)
+        grads = torch.autograd.grad(loss_sum / max(len(y), 1), run.awp_params)
+    with torch.no_grad():
+        for b, saved in zip(run.raw.buffers(), buffers):
+            b.copy_(saved)
+        grads = [_dist.all_reduce_sum(g.detach(), run.world) for g in grads]
+        v = awp_perturbation([p.detach() for p in run.awp_params], grads, spec.gamma)
+        torch._foreach_add_(run.awp_params, v)
+    return v
+
+
+@torch.no_grad()
+def _awp_pop(run: _Run, v: list[Tensor] | None) -> None:
+    """Take the perturbation off again after the optimizer step."""
+    if v is not None:
+        torch._foreach_sub_(run.awp_params, v)
 
 
 def _end_epoch(run: _Run) -> dict[str, Any]:
@@ -658,8 +776,12 @@ def _end_epoch(run: _Run) -> dict[str, Any]:
         "grad_norm_max": a.gmax,
         "dist_init": _distance(run.params, run.init),
     }
+    if run.avg is not None:
+        run.avg.end_epoch(run.params, run.epoch + 1)
     if run.main:
+        t0 = time.perf_counter()
         row.update(_monitor(run, a.eps))
+        row["time_eval"] = time.perf_counter() - t0 - row.get("time_track", 0.0)
         if row["co_flag"]:
             warnings.warn(co_message(row, run.cfg), stacklevel=4)
     run.elapsed += a.time
@@ -695,13 +817,87 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
                 ctx=run.ctx,
             )
         )
+        if do_eval:
+            out.update(_more_evaluations(run, eps_sched))
+        spec = cfg.runtime.track
+        if spec is not None and spec.due(epoch + 1):
+            out.update(
+                track(
+                    run.raw,
+                    lambda o, t: run.loss(upcast(o), t) / len(t),
+                    run.track_batches,
+                    spec,
+                    spec.attack or _eval_at(cfg, target_eps(cfg)),
+                    _utils.derive_seed(cfg.seed, "track", epoch),
+                )
+            )
     return out
 
 
+def _eval_at(cfg: TrainConfig, eps: float) -> attacks.Attack:
+    return dataclasses.replace(eval_attack(cfg), eps=eps)
+
+
+def _more_evaluations(run: _Run, eps_sched: float) -> dict[str, Any]:
+    """The validation split and the fixed training subset (``val_*``, ``train_*``)
+    and the averaged model on test and validation data (``avg_*``), under the
+    evaluation attack at the target eps (the same seed for every set)."""
+    cfg, epoch = run.cfg, run.epoch
+    attack = _eval_at(cfg, target_eps(cfg))
+    seed = _utils.derive_seed(cfg.seed, "eval", epoch)
+    jobs = [(run.raw, "val", run.val_batches), (run.raw, "train", run.train_batches)]
+    if run.avg is not None and run.avg.ready:
+        avg = _averaged_model(run, eps_sched)
+        jobs += [(avg, "avg_test", run.eval_batches), (avg, "avg_val", run.val_batches)]
+    out: dict[str, Any] = {}
+    for model, prefix, batches in jobs:
+        if batches:
+            out.update(
+                evaluate_split(
+                    model, batches, prefix, attack, seed, ctx=run.ctx, loss=run.loss
+                )
+            )
+    return out
+
+
+def _averaged_model(run: _Run, eps: float) -> nn.Module:
+    """The averaged model with its BatchNorm statistics set (``averaging.bn``): for
+    ``"train"`` re-estimated on the BatchNorm batch attacked at ``eps`` by the
+    training attack against the averaged model (with the online statistics)."""
+    spec = run.cfg.averaging
+    gen = _utils.derived_generator(run.cfg.seed, "avg-bn", run.epoch, device=run.device)
+
+    def data(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+        if spec.bn == "clean" or run.attack is None or eps <= 0:
+            return run.bn_batches
+        attack = dataclasses.replace(run.attack, eps=eps)
+        with run.ctx():
+            return [(attack(model, x, y, gen), y) for x, y in run.bn_batches]
+
+    return run.avg.model_for_eval(run.raw, data)
+
+
 def _write_epoch(run: _Run, row: dict[str, Any]) -> None:
-    """End-of-period checkpoint, metrics files and the resume checkpoint."""
-    if run.folder is None or not run.main:
+    """End-of-period checkpoint, the best-by-validation checkpoint, metrics files and
+    the resume checkpoint."""
+    if not run.main:
         return
+    val = row.get("val_robust_acc")
+    better = _is_number(val) and val > run.best  # strictly better (Rice et al.)
+    if better:
+        run.best = val
+    if run.folder is None:
+        return
+    if better:
+        io.atomic_save_torch(
+            {
+                "model": run.raw.state_dict(),
+                "epoch": run.epoch,
+                "config": run.cfg.to_dict(),
+                "metrics": row,
+            },
+            run.folder / BEST,
+        )
     if run.epoch in set(run.cfg.period_end_epochs()):
         path = run.folder / period_checkpoint(run.epoch)
         io.atomic_save_torch(
@@ -724,6 +920,7 @@ def _finish(run: _Run) -> TrainResult:
     run.opt.zero_grad(set_to_none=True)
     for m, mode in run.modes:
         m.training = mode
+    summary = summarize(run.rows, run.cfg)
     if run.folder is not None and run.main:
         io.atomic_save_torch(
             {
@@ -733,9 +930,24 @@ def _finish(run: _Run) -> TrainResult:
             },
             run.folder / FINAL,
         )
+        if run.avg is not None and run.avg.ready:
+            with _fork(run.device):
+                model = _averaged_model(run, run.rows[-1]["eps"] if run.rows else 0.0)
+            io.atomic_save_torch(
+                {
+                    "model": model.state_dict(),
+                    "epoch": run.cfg.epochs,
+                    "config": run.cfg.to_dict(),
+                    "averaging": run.avg.n,
+                },
+                run.folder / AVERAGED,
+            )
+        with io.atomic_write(run.folder / SUMMARY, "w") as f:
+            json.dump(summary, f, indent=1)
     return TrainResult(
         metrics=columns(run.rows),
         config=run.cfg.to_dict(),
+        summary=summary,
         run_dir=str(run.folder) if run.folder is not None else None,
         checkpoints=list(run.checkpoints),
         meta={
@@ -749,6 +961,10 @@ def _finish(run: _Run) -> TrainResult:
 
 
 # -- helpers -----------------------------------------------------------------------
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def _grad_norm(params: list[Tensor]) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -786,6 +1002,7 @@ def _save_resume(run: _Run) -> None:
             "accum": dataclasses.asdict(run.accum)
             if run.accum is not None and run.batch > 0
             else None,
+            "averaged": run.avg.state() if run.avg is not None else None,
         },
         run.folder / RESUME,
     )

@@ -26,12 +26,19 @@ __all__ = [
     "read_metrics",
     "rng_state",
     "set_rng_state",
+    "summarize",
     "RESUME",
     "INIT",
+    "BEST",
+    "AVERAGED",
+    "SUMMARY",
 ]
 
 RESUME = "resume.pt"
 INIT = "init.pt"
+BEST = "best.pt"  # the model of the best validation robust accuracy
+AVERAGED = "averaged.pt"  # the weight average (EMA / SWA) at the end
+SUMMARY = "summary.json"
 FORMAT = "landscape.train/1"
 
 
@@ -59,7 +66,12 @@ class TrainResult(io.Result):
             ``train_acc``, ``test_clean_acc``, ``test_robust_acc`` (target eps),
             ``test_robust_acc_sched`` (scheduled eps), ``grad_norm_mean``,
             ``grad_norm_max``, ``dist_init``, ``eps``, ``lr``, ``co_flag``, ``time``...).
+            With a validation split, a fixed training subset, an averaged model or
+            landscape tracking also ``val_*``, ``train_clean_*`` / ``train_robust_*``,
+            ``avg_test_*`` / ``avg_val_*``, ``lam_max_*``, ``trace_*``,
+            ``grad_norm_*``, ``sharp_*``, ``time_track``; ``time_eval``.
         config: the :class:`TrainConfig` as a dict.
+        summary: robust overfitting and cost at a glance (:func:`summarize`).
         run_dir: the run folder (None for a run without one).
         checkpoints: end-of-period checkpoint files, in order (the ensemble members).
     """
@@ -69,6 +81,7 @@ class TrainResult(io.Result):
 
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
     run_dir: str | None = None
     checkpoints: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
@@ -149,13 +162,108 @@ def load_run(run_dir: str | Path) -> TrainResult:
     config = io.read_json(cfg_path)
     rows = read_metrics(run_dir)
     ckpts = sorted(str(p) for p in run_dir.glob("ckpt_epoch*.pt"))
+    try:
+        summary = summarize(rows, TrainConfig.from_dict(config))
+    except (TypeError, ValueError):  # a config recorded with a custom callable
+        summary = summarize(rows, None)
     return TrainResult(
         metrics=columns(rows),
         config=config,
+        summary=summary,
         run_dir=str(run_dir),
         checkpoints=ckpts,
         meta={"provenance": io.provenance()},
     )
+
+
+def _value(rows: list[dict[str, Any]], i: int | None, key: str) -> float | None:
+    if i is None:
+        return None
+    v = rows[i].get(key)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _argmax(rows: list[dict[str, Any]], key: str) -> int | None:
+    """The first row with the largest finite ``key`` (a strict improvement keeps
+    the earlier epoch), or None."""
+    best, at = -math.inf, None
+    for i, r in enumerate(rows):
+        v = r.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v) and v > best:
+            best, at = v, i
+    return at
+
+
+def _gap(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def summarize(rows: list[dict[str, Any]], config: TrainConfig | None) -> dict:
+    """The summary of a run's metrics rows (``summary.json``, :attr:`TrainResult.summary`).
+
+    - ``best_epoch``: the epoch of the best validation robust accuracy (the first,
+      as ``best.pt`` keeps it; Rice et al. 2020's early stopping), with
+      ``best_val_robust_acc`` / ``last_val_robust_acc`` and the test robust accuracy
+      there and at the last epoch; ``best_minus_last``: their difference (the
+      robust overfitting of the run, > 0 when the last model is worse);
+    - ``oracle_epoch`` / ``oracle_test_robust_acc``: the best test robust accuracy
+      (Rice et al.'s "best" checkpoint, chosen on the test set);
+    - ``robust_gap_last`` / ``robust_gap_best``: the robust generalisation gap,
+      fixed-training-subset robust accuracy minus test robust accuracy, at the last
+      and the best epoch; ``robust_loss_gap_last``: test minus training robust loss
+      (None when the evaluation attack is not a training PGD, ``keep="last"``: the
+      evaluation protocol's per-point worst case gives accuracies only);
+    - ``avg_test_robust_acc_last``: the averaged model's, when there is one;
+    - ``eval_attack``: the name of the attack of the robust metrics;
+    - ``time_train``, ``time_eval``, ``time_track`` (seconds, summed over epochs)
+      and ``track_overhead = time_track / time_train``.
+    """
+    out: dict[str, Any] = {"epochs": len(rows)}
+    if config is not None:
+        from ._eval import eval_attack
+
+        out["eval_attack"] = eval_attack(config).name
+    if not rows:
+        return out
+    last = len(rows) - 1
+    best = _argmax(rows, "val_robust_acc")
+    if best is not None:
+        out["best_epoch"] = int(rows[best]["epoch"])
+        out["best_val_robust_acc"] = _value(rows, best, "val_robust_acc")
+        out["last_val_robust_acc"] = _value(rows, last, "val_robust_acc")
+        out["best_test_robust_acc"] = _value(rows, best, "test_robust_acc")
+    out["last_test_robust_acc"] = _value(rows, last, "test_robust_acc")
+    out["best_minus_last"] = _gap(
+        out.get("best_test_robust_acc"), out["last_test_robust_acc"]
+    )
+    oracle = _argmax(rows, "test_robust_acc")
+    if oracle is not None:
+        out["oracle_epoch"] = int(rows[oracle]["epoch"])
+        out["oracle_test_robust_acc"] = _value(rows, oracle, "test_robust_acc")
+    out["robust_gap_last"] = _gap(
+        _value(rows, last, "train_robust_acc"), out["last_test_robust_acc"]
+    )
+    out["robust_gap_best"] = _gap(
+        _value(rows, best, "train_robust_acc"), out.get("best_test_robust_acc")
+    )
+    out["robust_loss_gap_last"] = _gap(
+        _value(rows, last, "test_robust_loss"), _value(rows, last, "train_robust_loss")
+    )
+    avg = _value(rows, last, "avg_test_robust_acc")
+    if avg is not None:
+        out["avg_test_robust_acc_last"] = avg
+    times = {k: 0.0 for k in ("time", "time_eval", "time_track")}
+    for r in rows:
+        for k in times:
+            v = r.get(k)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                times[k] += float(v)
+    out["time_train"], out["time_eval"] = times["time"], times["time_eval"]
+    out["time_track"] = times["time_track"]
+    out["track_overhead"] = (
+        times["time_track"] / times["time"] if times["time"] > 0 else None
+    )
+    return out
 
 
 def check_config(run_dir: Path, config: TrainConfig) -> None:
