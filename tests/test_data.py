@@ -95,26 +95,15 @@ def test_cifar10_jpeg_sample_is_stratified_and_mixed(data_root):
 
 @pytest.mark.data
 def test_subsets_stratified_and_deterministic(data_root):
-    x1, y1 = data.load_dataset(
-        "mnist",
-        data_root,
-        split="test",
-        num_samples=1000,
-        generator=torch.Generator().manual_seed(3),
-    )
-    x2, y2 = data.load_dataset(
-        "mnist",
-        data_root,
-        split="test",
-        num_samples=1000,
-        generator=torch.Generator().manual_seed(3),
-    )
-    x3, _ = data.load_dataset(
-        "mnist",
-        data_root,
-        split="test",
-        num_samples=1000,
-        generator=torch.Generator().manual_seed(4),
+    (x1, y1), (x2, y2), (x3, _) = (
+        data.load_dataset(
+            "mnist",
+            data_root,
+            split="test",
+            num_samples=1000,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for seed in (3, 3, 4)
     )
     assert torch.equal(x1, x2) and torch.equal(y1, y2) and not torch.equal(x1, x3)
     # proportional to the class counts (largest remainders): within one of n * p_k

@@ -59,21 +59,35 @@ class Input(Op):
     elementwise = True
 
 
-class Dense(Op):
-    """``x W^T + b`` on flat features (``nn.Linear``)."""
+class _Weighted(Op):
+    """A linear operation with a weight and a bias: ``forward``, ``radius`` and ``sq``
+    are its map ``_apply(x, w, b)`` with the weight, its absolute value (no bias) and
+    its square (no bias)."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None):
         self.weight, self.bias = weight, bias
         self._abs = weight.abs()
 
+    def _apply(
+        self, x: Tensor, w: Tensor, b: Tensor | None = None
+    ) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return self._apply(x, self.weight, self.bias)
 
     def radius(self, r: Tensor) -> Tensor:
-        return F.linear(r, self._abs)
+        return self._apply(r, self._abs)
 
     def sq(self, v: Tensor) -> Tensor:
-        return F.linear(v, self.weight.square())
+        return self._apply(v, self.weight.square())
+
+
+class Dense(_Weighted):
+    """``x W^T + b`` on flat features (``nn.Linear``)."""
+
+    def _apply(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        return F.linear(x, w, b)
 
     def back(self, lam: Tensor) -> Tensor:
         return lam @ self.weight
@@ -86,13 +100,12 @@ _CONV = {1: F.conv1d, 2: F.conv2d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d}
 
 
-class _ConvBase(Op):
+class _ConvBase(_Weighted):
     def __init__(self, weight, bias, *, stride, padding, dilation, groups):
-        self.weight, self.bias = weight, bias
+        super().__init__(weight, bias)
         self.nd = weight.dim() - 2
         self.stride, self.padding = stride, padding
         self.dilation, self.groups = dilation, groups
-        self._abs = weight.abs()
 
     def bias_dot(self, lam: Tensor) -> Tensor:
         if self.bias is None:
@@ -108,19 +121,10 @@ class Conv(_ConvBase):
         super().__init__(weight, bias, **kw)
         self.in_shape = tuple(in_shape)
 
-    def _conv(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    def _apply(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         return _CONV[self.nd](
             x, w, b, self.stride, self.padding, self.dilation, self.groups
         )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv(x, self.weight, self.bias)
-
-    def radius(self, r: Tensor) -> Tensor:
-        return self._conv(r, self._abs)
-
-    def sq(self, v: Tensor) -> Tensor:
-        return self._conv(v, self.weight.square())
 
     def back(self, lam: Tensor) -> Tensor:
         k = self.weight.shape[2:]
@@ -147,20 +151,11 @@ class ConvTranspose(_ConvBase):
         super().__init__(weight, bias, **kw)
         self.output_padding = output_padding
 
-    def _convt(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    def _apply(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         return _CONV_T[self.nd](
             x, w, b, self.stride, self.padding, self.output_padding, self.groups,
             self.dilation,
         )  # fmt: skip
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._convt(x, self.weight, self.bias)
-
-    def radius(self, r: Tensor) -> Tensor:
-        return self._convt(r, self._abs)
-
-    def sq(self, v: Tensor) -> Tensor:
-        return self._convt(v, self.weight.square())
 
     def back(self, lam: Tensor) -> Tensor:
         return _CONV[self.nd](

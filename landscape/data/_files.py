@@ -15,13 +15,17 @@ import io as _io
 import os
 import pickle
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from ..io import CorruptFileError
 
 __all__ = ["md5sum", "read_idx", "read_cifar_batches", "read_svhn_mat"]
+
+T = TypeVar("T")
 
 
 def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -38,6 +42,26 @@ def _stat_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
+def _cached_per_file(
+    maxsize: int,
+) -> Callable[[Callable[[str, str | None], T]], Callable[[Path, str | None], T]]:
+    """Cache a reader ``read(path, md5)`` per file (resolved path, size, modification
+    time: a rewritten file is read again) and md5."""
+
+    def deco(read: Callable[[str, str | None], T]) -> Callable[[Path, str | None], T]:
+        @functools.lru_cache(maxsize=maxsize)
+        def cached(path: str, size: int, mtime: int, md5: str | None) -> T:
+            return read(path, md5)
+
+        @functools.wraps(read)
+        def by_path(path: Path, md5: str | None) -> T:
+            return cached(*_stat_key(path), md5)
+
+        return by_path
+
+    return deco
+
+
 def _check_md5(path: Path, raw: bytes, md5: str | None) -> None:
     if md5 is None:
         return
@@ -48,6 +72,29 @@ def _check_md5(path: Path, raw: bytes, md5: str | None) -> None:
             f"Delete it and download it again (python -m landscape.data download "
             f"<name> --root <root>)"
         )
+
+
+def _read_checked(
+    path: str,
+    md5: str | None,
+    decode: Callable[[bytes], T],
+    what: str,
+    *,
+    errors: tuple[type[BaseException], ...] = (Exception,),
+    advice: str = "it is probably truncated: delete it and download it again",
+) -> tuple[Path, T]:
+    """The file's bytes, checked against ``md5``, decoded by ``decode``; a decoding
+    error (one of ``errors``) is raised as a :class:`CorruptFileError` that says the
+    file is not ``what`` and gives ``advice``."""
+    p = Path(path)
+    raw = p.read_bytes()
+    _check_md5(p, raw, md5)
+    try:
+        return p, decode(raw)
+    except errors as err:
+        raise CorruptFileError(
+            f"{p} is not {what} ({type(err).__name__}: {err}); {advice}"
+        ) from err
 
 
 # --------------------------------------------------------------------------- IDX
@@ -79,22 +126,18 @@ def read_idx(path: str | os.PathLike, *, md5: str | None = None) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    return _read_idx_cached(*_stat_key(path), md5)
+    return _read_idx_file(path, md5)
 
 
-@functools.lru_cache(maxsize=16)
-def _read_idx_cached(path: str, size: int, mtime: int, md5: str | None) -> np.ndarray:
-    p = Path(path)
-    raw = p.read_bytes()
-    _check_md5(p, raw, md5)
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise CorruptFileError(
-                f"{p} is not a valid gzip file ({type(err).__name__}: {err}); it is "
-                "probably truncated: delete it and download it again"
-            ) from err
+@_cached_per_file(maxsize=16)
+def _read_idx_file(path: str, md5: str | None) -> np.ndarray:
+    p, raw = _read_checked(
+        path,
+        md5,
+        lambda raw: gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw,
+        "a valid gzip file",
+        errors=(OSError, EOFError, zlib.error),
+    )
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] == 0:
         raise CorruptFileError(
             f"{p} does not start with an unsigned-byte IDX magic number "
@@ -131,24 +174,15 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
 
 
-def _read_cifar_file(path: Path, md5: str | None) -> tuple[np.ndarray, np.ndarray]:
-    return _read_cifar_cached(*_stat_key(path), md5)
-
-
-@functools.lru_cache(maxsize=8)
-def _read_cifar_cached(
-    path: str, size: int, mtime: int, md5: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    p = Path(path)
-    raw = p.read_bytes()
-    _check_md5(p, raw, md5)
-    try:
-        d = _ArrayUnpickler(_io.BytesIO(raw), encoding="bytes").load()
-    except Exception as err:
-        raise CorruptFileError(
-            f"{p} is not a readable CIFAR python pickle ({type(err).__name__}: {err}); "
-            "delete it and download the dataset again"
-        ) from err
+@_cached_per_file(maxsize=8)
+def _read_cifar_file(path: str, md5: str | None) -> tuple[np.ndarray, np.ndarray]:
+    p, d = _read_checked(
+        path,
+        md5,
+        lambda raw: _ArrayUnpickler(_io.BytesIO(raw), encoding="bytes").load(),
+        "a readable CIFAR python pickle",
+        advice="delete it and download the dataset again",
+    )
     if not isinstance(d, dict):
         raise CorruptFileError(f"{p}: expected a pickled dict, got {type(d).__name__}")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
@@ -238,25 +272,19 @@ def read_svhn_mat(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"SVHN file {path} does not exist")
-    return _read_svhn_cached(*_stat_key(path), md5)
+    return _read_svhn_file(path, md5)
 
 
-@functools.lru_cache(maxsize=2)
-def _read_svhn_cached(
-    path: str, size: int, mtime: int, md5: str | None
-) -> tuple[np.ndarray, np.ndarray]:
+@_cached_per_file(maxsize=2)
+def _read_svhn_file(path: str, md5: str | None) -> tuple[np.ndarray, np.ndarray]:
     import scipy.io
 
-    p = Path(path)
-    raw = p.read_bytes()
-    _check_md5(p, raw, md5)
-    try:
-        d = scipy.io.loadmat(_io.BytesIO(raw), variable_names=("X", "y"))
-    except Exception as err:
-        raise CorruptFileError(
-            f"{p} is not a readable MATLAB file ({type(err).__name__}: {err}); it is "
-            "probably truncated: delete it and download it again"
-        ) from err
+    p, d = _read_checked(
+        path,
+        md5,
+        lambda raw: scipy.io.loadmat(_io.BytesIO(raw), variable_names=("X", "y")),
+        "a readable MATLAB file",
+    )
     if "X" not in d or "y" not in d:
         raise CorruptFileError(
             f"{p}: an SVHN file holds 'X' and 'y', found {sorted(d)}"

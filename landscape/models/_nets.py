@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -251,6 +252,11 @@ class VGG(_Net):
 
 
 class _BasicBlock(nn.Module):
+    """The post-activation basic block (He et al. 2016); also RobustBench's CIFAR
+    ``BasicBlock`` (``cifar_resnet``, ``block="basic"``), whose names it has."""
+
+    expansion = 1
+
     def __init__(self, cin: int, cout: int, stride: int, activation: str):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -272,8 +278,17 @@ class _BasicBlock(nn.Module):
 
 
 class _PreActBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, activation: str):
+    """The pre-activation block (He et al. 2016b); also RobustBench's CIFAR
+    ``PreActBlock`` (``from_act=False``: the projection shortcut reads the block's
+    input) and ``PreActBlockV2`` (``from_act=True``: its pre-activation)."""
+
+    expansion = 1
+
+    def __init__(
+        self, cin: int, cout: int, stride: int, activation: str, from_act: bool = True
+    ):
         super().__init__()
+        self.from_act = from_act
         self.bn1 = nn.BatchNorm2d(cin)
         self.act1 = make_activation(activation)
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -286,10 +301,47 @@ class _PreActBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act1(self.bn1(x))
-        short = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(self.act2(self.bn2(out)))
+        if self.shortcut is None:
+            short = x
+        else:
+            short = self.shortcut(out if self.from_act else x)
+        out = self.conv2(self.act2(self.bn2(self.conv1(out))))
         return out + short
+
+
+def _stage(
+    block: Callable[[int, int, int], nn.Module],
+    n: int,
+    cin: int,
+    cout: int,
+    stride: int,
+    expansion: int = 1,
+) -> nn.Sequential:
+    """``n`` blocks ``block(cin, cout, stride)``: the first maps ``cin`` channels with
+    ``stride``, the others the ``cout * expansion`` channels before them, stride 1."""
+    return nn.Sequential(
+        *(
+            block(cin if j == 0 else cout * expansion, cout, stride if j == 0 else 1)
+            for j in range(n)
+        )
+    )
+
+
+def _stages(
+    block: Callable[[int, int, int], nn.Module],
+    num_blocks: Sequence[int],
+    cin: int,
+    planes: Sequence[int] = (64, 128, 256, 512),
+    expansion: int = 1,
+) -> tuple[list[nn.Sequential], int]:
+    """A ResNet's stages, ``num_blocks[i]`` blocks of ``planes[i]`` channels (times
+    ``expansion`` out), each stage after the first halving the resolution; and the
+    channels they output."""
+    stages = []
+    for i, (n, cout) in enumerate(zip(num_blocks, planes)):
+        stages.append(_stage(block, n, cin, cout, 1 if i == 0 else 2, expansion))
+        cin = cout * expansion if n else cin
+    return stages, cin
 
 
 class ResNet(_Net):
@@ -315,13 +367,10 @@ class ResNet(_Net):
         layers: list[nn.Module] = [nn.Conv2d(c, base, 3, 1, 1, bias=False)]
         if not self.preact:
             layers += [nn.BatchNorm2d(base), make_activation(activation)]
-        cin = base
-        for i, n in enumerate(num_blocks):
-            cout = base * 2**i
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                layers.append(self.block(cin, cout, stride, activation))
-                cin = cout
+        planes = [base * 2**i for i in range(len(num_blocks))]
+        block = functools.partial(self.block, activation=activation)
+        stages, cin = _stages(block, num_blocks, base, planes)
+        layers += [b for stage in stages for b in stage]
         if self.preact:
             layers += [nn.BatchNorm2d(cin), make_activation(activation)]
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]

@@ -29,10 +29,12 @@ support double backward (Hessian-vector products) and :func:`smooth_twin`.
 
 from __future__ import annotations
 
+import functools
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._nets import Normalize, make_activation
+from ._nets import Normalize, _stages, make_activation
 
 __all__ = ["WideResNet", "DMWideResNet", "DMPreActResNet"]
 
@@ -93,20 +95,32 @@ class _WRNBlock(nn.Module):
         return self.convShortcut(x) + self.conv2(out)
 
 
-class _WRNGroup(nn.Module):
-    def __init__(self, n: int, cin: int, cout: int, stride: int, activation: str):
+class _Group(nn.Module):
+    """A stage of blocks under the attribute name its checkpoints use (``layer`` in
+    TRADES' Wide ResNet, ``block`` in DeepMind's)."""
+
+    def __init__(self, attr: str, blocks: nn.Sequential):
         super().__init__()
-        self.layer = nn.Sequential(
-            *(
-                _WRNBlock(
-                    cin if i == 0 else cout, cout, stride if i == 0 else 1, activation
-                )  # fmt: skip
-                for i in range(n)
-            )
-        )
+        self.attr = attr
+        self.add_module(attr, blocks)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layer(x)
+        return self.get_submodule(self.attr)(x)
+
+
+def _wrn_groups(
+    name: str, attr: str, block: type[nn.Module], depth: int, widen_factor: int,
+    in_channels: int, activation: str,
+) -> tuple[list[_Group], int]:  # fmt: skip
+    """The three groups of a Wide ResNet-``depth``-``widen_factor`` (16 channels in)
+    and the channels they output."""
+    if (depth - 4) % 6 or depth < 10:
+        raise ValueError(f"{name} depth must be 6n + 4 (28, 34, 70), got {depth}")
+    n = (depth - 4) // 6
+    planes = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+    make = functools.partial(block, activation=activation)
+    stages, cout = _stages(make, (n, n, n), in_channels, planes)
+    return [_Group(attr, s) for s in stages], cout
 
 
 class WideResNet(nn.Module):
@@ -136,21 +150,16 @@ class WideResNet(nn.Module):
         super().__init__()
         _fixed_width(width, "wide_resnet")
         c, _, _ = _check_shape(in_shape, "wide_resnet")
-        if (depth - 4) % 6 or depth < 10:
-            raise ValueError(
-                f"wide_resnet depth must be 6n + 4 (28, 34, 70), got {depth}"
-            )
-        n = (depth - 4) // 6
-        ch = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.normalize = norm
-        self.conv1 = nn.Conv2d(c, ch[0], 3, 1, 1, bias=False)
-        self.block1 = _WRNGroup(n, ch[0], ch[1], 1, activation)
-        self.block2 = _WRNGroup(n, ch[1], ch[2], 2, activation)
-        self.block3 = _WRNGroup(n, ch[2], ch[3], 2, activation)
-        self.bn1 = nn.BatchNorm2d(ch[3])
+        self.conv1 = nn.Conv2d(c, 16, 3, 1, 1, bias=False)
+        groups, cout = _wrn_groups(
+            "wide_resnet", "layer", _WRNBlock, depth, widen_factor, 16, activation
+        )
+        self.block1, self.block2, self.block3 = groups
+        self.bn1 = nn.BatchNorm2d(cout)
         self.relu = make_activation(activation)
-        self.fc = nn.Linear(ch[3], num_classes, bias=bias_last)
-        self.nChannels = ch[3]
+        self.fc = nn.Linear(cout, num_classes, bias=bias_last)
+        self.nChannels = cout
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(self.normalize(x))
@@ -195,22 +204,6 @@ class _DMBlock(nn.Module):
         return (self.shortcut(x) if self.shortcut is not None else x) + out
 
 
-class _DMGroup(nn.Module):
-    def __init__(self, n: int, cin: int, cout: int, stride: int, activation: str):
-        super().__init__()
-        self.block = nn.Sequential(
-            *(
-                _DMBlock(
-                    cin if i == 0 else cout, cout, stride if i == 0 else 1, activation
-                )  # fmt: skip
-                for i in range(n)
-            )
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block(x)
-
-
 class DMWideResNet(nn.Module):
     """DeepMind's Wide ResNet (Gowal et al. 2020; Rebuffi et al. 2021), 32x32 inputs.
 
@@ -235,24 +228,17 @@ class DMWideResNet(nn.Module):
         super().__init__()
         _fixed_width(width, "dm_wide_resnet")
         c, _, _ = _check_shape(in_shape, "dm_wide_resnet", 32 - 2 * int(padding))
-        if (depth - 4) % 6 or depth < 10:
-            raise ValueError(
-                f"dm_wide_resnet depth must be 6n + 4 (28, 34, 70), got {depth}"
-            )
-        n = (depth - 4) // 6
-        ch = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.normalize = norm
         self.padding = int(padding)
-        self.init_conv = nn.Conv2d(c, ch[0], 3, 1, 1, bias=False)
-        self.layer = nn.Sequential(
-            _DMGroup(n, ch[0], ch[1], 1, activation),
-            _DMGroup(n, ch[1], ch[2], 2, activation),
-            _DMGroup(n, ch[2], ch[3], 2, activation),
+        self.init_conv = nn.Conv2d(c, 16, 3, 1, 1, bias=False)
+        groups, cout = _wrn_groups(
+            "dm_wide_resnet", "block", _DMBlock, depth, widen_factor, 16, activation
         )
-        self.batchnorm = nn.BatchNorm2d(ch[3])
+        self.layer = nn.Sequential(*groups)
+        self.batchnorm = nn.BatchNorm2d(cout)
         self.relu = make_activation(activation)
-        self.logits = nn.Linear(ch[3], num_classes)
-        self.num_channels = ch[3]
+        self.logits = nn.Linear(cout, num_classes)
+        self.num_channels = cout
 
     def forward(self, x: Tensor) -> Tensor:
         if self.padding > 0:
@@ -311,22 +297,10 @@ class DMPreActResNet(nn.Module):
         self.normalize = norm
         self.padding = int(padding)
         self.conv_2d = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
-        planes = (64, 128, 256, 512)
-        cin = 64
-        for i, (n, cout) in enumerate(zip(blocks[depth], planes)):
-            layer = nn.Sequential(
-                *(
-                    _DMPreActBlock(
-                        cin if j == 0 else cout,
-                        cout,
-                        (1 if i == 0 else 2) if j == 0 else 1,
-                        activation,
-                    )  # fmt: skip
-                    for j in range(n)
-                )
-            )
-            setattr(self, f"layer_{i}", layer)
-            cin = cout
+        make = functools.partial(_DMPreActBlock, activation=activation)
+        stages, _ = _stages(make, blocks[depth], 64)
+        for i, stage in enumerate(stages):
+            setattr(self, f"layer_{i}", stage)
         self.batchnorm = nn.BatchNorm2d(512)
         self.relu = make_activation(activation)
         self.logits = nn.Linear(512, num_classes)

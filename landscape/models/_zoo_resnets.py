@@ -3,42 +3,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._nets import Normalize, make_activation
+from ._nets import Normalize, _BasicBlock, _PreActBlock, _stages, make_activation
 from ._zoo_nets import _check_shape, _fixed_width
 
 __all__ = ["CifarResNet", "CifarPreActResNet", "TorchvisionResNet"]
 
 
 # --------------------------------------------------------------------------- CIFAR ResNets
-
-
-class _CifarBasic(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int, activation: str):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.act1 = make_activation(activation)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.act2 = make_activation(activation)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.act2(out + self.shortcut(x))
 
 
 class _CifarBottleneck(nn.Module):
@@ -69,7 +47,7 @@ class _CifarBottleneck(nn.Module):
         return self.act3(out + self.shortcut(x))
 
 
-_BLOCKS = {"basic": _CifarBasic, "bottleneck": _CifarBottleneck}
+_BLOCKS = {"basic": _BasicBlock, "bottleneck": _CifarBottleneck}
 
 
 class CifarResNet(nn.Module):
@@ -102,14 +80,10 @@ class CifarResNet(nn.Module):
         self.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.act = make_activation(activation)
-        cin = 64
-        for i, (n, planes) in enumerate(zip(num_blocks, (64, 128, 256, 512))):
-            layers = []
-            for j in range(n):
-                layers.append(kind(cin, planes, (1 if i == 0 else 2) if j == 0 else 1,
-                                   activation))  # fmt: skip
-                cin = planes * kind.expansion
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+        make = functools.partial(kind, activation=activation)
+        stages, _ = _stages(make, num_blocks, 64, expansion=kind.expansion)
+        for i, stage in enumerate(stages):
+            setattr(self, f"layer{i + 1}", stage)
         self.linear = nn.Linear(512 * kind.expansion, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -117,34 +91,6 @@ class CifarResNet(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.avg_pool2d(out, 4)
         return self.linear(out.view(out.size(0), -1))
-
-
-class _CifarPreActBlock(nn.Module):
-    expansion = 1
-
-    def __init__(
-        self, cin: int, planes: int, stride: int, activation: str, from_act: bool
-    ):
-        super().__init__()
-        self.from_act = from_act
-        self.bn1 = nn.BatchNorm2d(cin)
-        self.act1 = make_activation(activation)
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.act2 = make_activation(activation)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.has_shortcut = stride != 1 or cin != planes
-        if self.has_shortcut:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False))
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.act1(self.bn1(x))
-        if self.has_shortcut:
-            short = self.shortcut(out if self.from_act else x)
-        else:
-            short = x
-        out = self.conv2(self.act2(self.bn2(self.conv1(out))))
-        return out + short
 
 
 class CifarPreActResNet(nn.Module):
@@ -183,15 +129,14 @@ class CifarPreActResNet(nn.Module):
         self.normalize = norm
         self.final_bn = bool(final_bn)
         self.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
-        cin = 64
-        for i, (n, planes) in enumerate(zip(num_blocks, (64, 128, 256, 512))):
-            blocks = []
-            for j in range(n):
-                stride = (1 if i == 0 else 2) if j == 0 else 1
-                blocks.append(_CifarPreActBlock(cin, planes, stride, activation,
-                                                shortcut_from == "activation"))  # fmt: skip
-                cin = planes
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        make = functools.partial(
+            _PreActBlock,
+            activation=activation,
+            from_act=shortcut_from == "activation",
+        )
+        stages, _ = _stages(make, num_blocks, 64)
+        for i, stage in enumerate(stages):
+            setattr(self, f"layer{i + 1}", stage)
         if self.final_bn:
             self.bn = nn.BatchNorm2d(512)
             self.act = make_activation(activation)
@@ -264,14 +209,10 @@ class TorchvisionResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = make_activation(activation)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = 64
-        for i, (n, planes) in enumerate(zip(num_blocks, (64, 128, 256, 512))):
-            blocks = []
-            for j in range(n):
-                stride = (1 if i == 0 else 2) if j == 0 else 1
-                blocks.append(_TVBottleneck(cin, planes, stride, activation))
-                cin = planes * 4
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        make = functools.partial(_TVBottleneck, activation=activation)
+        stages, _ = _stages(make, num_blocks, 64, expansion=4)
+        for i, stage in enumerate(stages):
+            setattr(self, f"layer{i + 1}", stage)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * 4, num_classes)
 
