@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from ._curves import _metrics, _one, _runs
 from ._style import legend, new_axes
@@ -36,7 +37,9 @@ def plot_band(ax, x, ys, *, scale: float = 1.0, label: str | None = None, **kw):
     return ax
 
 
-def plot_robust_overfitting(result: Any, ax=None, *, percent: bool = True):
+def plot_robust_overfitting(
+    result: Any, ax: Axes | None = None, *, percent: bool = True
+):
     """Robust accuracy per epoch on train (dotted), validation (dashed) and test
     (solid), one colour per run; a marker at the best validation epoch (``best.pt``).
 
@@ -81,7 +84,11 @@ def tracked_keys(metrics: dict) -> list[str]:
 
 
 def plot_tracked(
-    result: Any, ax=None, *, keys: Sequence[str] | None = None, log: bool = False
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    keys: Sequence[str] | None = None,
+    log: bool = False,
 ):
     """Tracked landscape metrics against the epoch (only the tracked epochs), one
     colour per run, one marker per metric.

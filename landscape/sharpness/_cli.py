@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from torch import nn
 
@@ -110,9 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         help="attack again at every perturbed weight (default: once at the weights)",
     )
     p.add_argument("--seed", type=int, default=0)
-    _cli.add_common(
-        p, num_samples=1024, out="data/results/sharpness", out_help="folder"
-    )
+    _cli.add_common(p, num_samples=1024, out="sharpness")
     return p
 
 
@@ -153,6 +150,7 @@ def _main(args: argparse.Namespace) -> int:
     from ..io import atomic_write
 
     measures = _measures(args)  # bad settings fail before any loading
+    out = _cli.out_folder(args, "sharpness", args.checkpoint)  # before the work
     gen = seed_everything(args.seed)
     model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     recorded = checkpoints.recorded_dataset(
@@ -162,7 +160,6 @@ def _main(args: argparse.Namespace) -> int:
     batches = list(
         data.batches(x, y, batch_size=args.batch_size, device=_cli.device(args))
     )
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for m in measures:

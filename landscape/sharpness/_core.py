@@ -240,9 +240,9 @@ def finite(value: float, what: str) -> float:
 
 
 def progress(total: int, desc: str, show: bool):
-    from tqdm.auto import tqdm
+    from .._progress import bar
 
-    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+    return bar(desc=desc, total=total, unit="steps", enabled=show, leave=False)
 
 
 def chunk_generator(seed: int, index: int) -> torch.Generator:

@@ -315,8 +315,9 @@ class WorstCase(Measure):
             random start is broken by a trailing comma); at an exact critical point
             (zero gradient) a zero start never moves, so the default here is random.
         step_size: the initial step as a multiple of ``rho`` (default 2).
-        (``rho``, ``adaptive``, ``m``, ``ignore``, ``attack``, ``adversarial``,
-        ``label``: see :class:`Measure`.)
+
+    The other attributes (``rho``, ``adaptive``, ``m``, ``ignore``, ``attack``,
+    ``adversarial``, ``label``) are those of :class:`Measure`.
 
     Cost per batch: ``max_iter`` gradient passes and two forward passes (plus the
     attack at every step with ``adversarial="reattack"``).
@@ -414,9 +415,10 @@ class AverageCase(Measure):
     Attributes:
         noise: ``"gaussian"`` or ``"uniform"``.
         num_samples: noise draws per batch.
-        (``rho``, ``adaptive``, ``m``, ``ignore``, ``attack``, ``adversarial``,
-        ``label``: see :class:`Measure`; ``rho`` is the standard deviation of the
-        Gaussian noise and the half-width of the uniform noise.)
+
+    The other attributes (``rho``, ``adaptive``, ``m``, ``ignore``, ``attack``,
+    ``adversarial``, ``label``) are those of :class:`Measure`; ``rho`` is the standard
+    deviation of the Gaussian noise and the half-width of the uniform noise.
 
     Cost per batch: ``num_samples + 1`` forward passes (plus an attack per sample
     with ``adversarial="reattack"``: Stutz et al.'s average-case robust flatness,
