@@ -8,6 +8,7 @@ components sit in layers; a component may import its own layer (without a cycle)
 the layers below it, never a layer above:
 
     0  foundation     _utils, _pool, io, _batches (the one owner of ``data``),
+                      _dist (the distributed engine), _memory (memory budgets),
                       _cli (flags and one-line errors of every command line)
     1  inputs         data, models, attacks, schedules
     2  analyses       checkpoints, directions, hessian, surface, scattering, certify
@@ -32,7 +33,9 @@ import pytest
 import landscape
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"__init__", "_utils", "_pool", "io", "_batches", "_cli"}),
+    frozenset(
+        {"__init__", "_utils", "_pool", "_dist", "_memory", "io", "_batches", "_cli"}
+    ),
     frozenset({"data", "models", "attacks", "schedules"}),
     frozenset(
         {"checkpoints", "directions", "hessian", "surface", "scattering", "certify"}

@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _utils, attacks, io
+from .. import _dist, _utils, attacks, io
 from .._batches import Batched, as_batches
 from ..checkpoints import FINAL, period_checkpoint
-from . import _dist
 from ._config import TrainConfig, target_eps
 from ._data import as_loader, eval_subset, fixed_batch
 from ._eval import (
