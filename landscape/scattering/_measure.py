@@ -368,7 +368,8 @@ def scattering(
                 )  # fmt: skip
                 grad_norm[e, b] = float(g[0].norm())
                 loss_w[e, b] = float(ls[0])
-                sizes[b] = len(x) if e == 0 else 0  # one rank records each batch
+                if e == 0:  # one rank records each batch (the merge sums)
+                    sizes[b] = len(x)
                 for key, val in _statistics(g, dl).items():
                     out[key][e, :, :, b] = val.view(D, S).cpu().double().numpy()
                 bar.update(1)
