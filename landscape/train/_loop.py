@@ -382,10 +382,8 @@ def _wrap_models(run: _Run) -> None:
 
 def _monitor_data(run: _Run, data: Any, test_data: Any) -> None:
     """The validated training batches; the evaluation batches and the fixed CO-check
-    batch (rank 0)."""
+    batch (every rank: the per-epoch evaluation is sharded over the ranks)."""
     run.batches = _checked(run, run.loader, "data")
-    if not run.main:
-        return
     cfg = run.cfg.runtime
     co = fixed_batch(run.loader, data, cfg.co_check_num)
     if co is not None:
@@ -587,8 +585,10 @@ def _end_epoch(run: _Run) -> dict[str, Any]:
         "grad_norm_max": a.gmax,
         "dist_init": _distance(run.params, run.init),
     }
+    # every rank evaluates (its share of the attacked batches, merged by the
+    # evaluation protocol): no rank waits in a collective on rank 0 working alone
+    row.update(_monitor(run, a.eps))
     if run.main:
-        row.update(_monitor(run, a.eps))
         if row["co_flag"]:
             warnings.warn(co_message(row, run.cfg), stacklevel=4)
     run.elapsed += a.time
