@@ -181,7 +181,8 @@ def _clean_pass(model, batches, rank: int, world: int, keep: bool) -> _Clean:
     outs, ys, xsums, idx = [], [], [], []
     inputs: dict[int, Tensor] = {}
     with _utils.eval_mode(model), torch.no_grad():
-        for b, (x, y) in batches.numbered(owned=lambda i: _dist.owned(i, rank, world)):
+        owned = (lambda i: _dist.owned(i, rank, world)) if world > 1 else None
+        for b, (x, y) in batches.numbered(owned=owned):
             out = model(x)
             if first is None:
                 _utils.check_logits(out, where="evaluate: model")

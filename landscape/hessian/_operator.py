@@ -180,7 +180,8 @@ class HessianOperator:
     def _batches(self):
         """This rank's batches (all of them in a single process), validated, on the
         device, x in the model's dtype; the others are skipped before they move."""
-        for x, y in self._data.iter(owned=self._owned):
+        owned = self._owned if self.world > 1 else None  # None: a whole pass
+        for x, y in self._data.iter(owned=owned):
             yield x, (y.to(self.dtype) if y.is_floating_point() else y)
 
     def _owned(self, i: int) -> bool:

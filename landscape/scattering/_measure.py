@@ -360,7 +360,10 @@ def scattering(
     with _utils.eval_mode(model):
         for e, ep in enumerate(eps_arr):
             mine = lambda b, e=e: _dist.owned(e * B + b, rank, world)  # noqa: E731
-            for b, (x, y) in batches.numbered(owned=mine, stop=B):
+            for b, (x, y) in batches.numbered(
+                owned=mine if world > 1 else None,
+                stop=None if num_batches is None else B,
+            ):
                 g, dl, ls = _measure_batch(
                     model, loss_fn, x, y, points,
                     dataclasses.replace(attack, eps=float(ep)), seeds[e][b], strategy,
