@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y = data.load_dataset("mnist", root, split="train", num_samples=3000)
     xt, yt = data.load_dataset("mnist", root, split="test", num_samples=n)
     torch.manual_seed(0)
-    model = models.build("lenet")
+    model = models.build("lenet", hidden_size=1024)
     _train(model, x, y, epochs=2 if args.quick else 3)
     with torch.no_grad():
         ok = model(xt).argmax(1) == yt

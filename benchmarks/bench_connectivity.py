@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         runtime=Runtime(eval_num=0, co_check_num=0, amp="off", channels_last=False),
     )
     torch.manual_seed(0)
-    a = models.build("lenet", dataset="mnist")
-    b = models.build("lenet", dataset="mnist")
+    a = models.build("lenet", dataset="mnist", hidden_size=1024)
+    b = models.build("lenet", dataset="mnist", hidden_size=1024)
     ratios, t_plain, t_curve = [], [], []
     for i in range(pairs + 1):  # the first pair warms up and is dropped
-        m = models.build("lenet", dataset="mnist")
+        m = models.build("lenet", dataset="mnist", hidden_size=1024)
         t0 = time.process_time()
         adversarial_train(m, (x, y), tc)
         t1 = time.process_time()

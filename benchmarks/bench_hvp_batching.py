@@ -75,7 +75,7 @@ def _models() -> dict[str, nn.Module]:
         "mlp-256": mlp(256),
         "bn-resnet-8": bn_resnet(8),
         "bn-resnet-16": bn_resnet(16),
-        "lenet": models.build("lenet"),
+        "lenet": models.build("lenet", hidden_size=1024),
     }
 
 

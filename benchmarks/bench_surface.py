@@ -3,7 +3,7 @@
 Two model shapes, each on 1,000 test images and a grid of filter-normalised random
 directions:
 
-- ``lenet``: LeNet (``models.build("lenet")``), float32, MNIST;
+- ``lenet``: LeNet (``models.build("lenet", hidden_size=1024)``), float32, MNIST;
 - ``bnres``: a BatchNorm + residual CNN (two residual blocks, 16 channels), float64,
   Fashion-MNIST (the model of issue 18's measurement).
 
@@ -101,7 +101,7 @@ def _data(name: str, num: int, root: str | None):
 def _setup(which: str, num: int, root: str | None, device: torch.device):
     torch.manual_seed(0)
     if which == "lenet":
-        model = models.build("lenet")
+        model = models.build("lenet", hidden_size=1024)
         x, y, src = _data("mnist", num, root)
         dtype = torch.float32
     else:

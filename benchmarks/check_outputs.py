@@ -78,7 +78,9 @@ def g(seed: int) -> torch.Generator:
 
 def net(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return models.build("lenet", in_shape=(1, 28, 28), dataset="mnist", width=1)
+    return models.build(
+        "lenet", in_shape=(1, 28, 28), dataset="mnist", width=1, hidden_size=1024
+    )
 
 
 def put_model(key: str, m: nn.Module) -> None:

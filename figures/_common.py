@@ -63,6 +63,8 @@ __all__ = [
     "report",
     "run_figure",
     "paper_lenet_config",
+    "model_for",
+    "num_params",
     "small_lenet_config",
     "mnist",
     "commit",
@@ -71,10 +73,13 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "data" / "results"
-# committed study tables and figures; a study budget other than the base one
-# (``LANDSCAPE_STUDY_BUDGET=long``, see ``figures/_study.py``) publishes to its own folder
-STUDY_BUDGET = os.environ.get("LANDSCAPE_STUDY_BUDGET", "base")
-PUBLISHED = REPO / "results" / ("" if STUDY_BUDGET == "base" else STUDY_BUDGET)
+# committed study tables and figures, per study budget (``LANDSCAPE_STUDY_BUDGET``,
+# see ``figures/_study.py``): ``cpu`` (the paper's recipe scaled down, the default)
+# publishes to results/cpu/; ``v1`` / ``v1-long`` are the earlier recipe's committed
+# record in results/ and results/long/ (redrawn with ``--from-results``)
+STUDY_BUDGETS = {"cpu": "cpu", "v1": "", "v1-long": "long"}
+STUDY_BUDGET = os.environ.get("LANDSCAPE_STUDY_BUDGET", "cpu")
+PUBLISHED = REPO / "results" / STUDY_BUDGETS.get(STUDY_BUDGET, STUDY_BUDGET)
 FIGURES_OUT = REPO / "figures" / "out"
 
 
@@ -514,22 +519,49 @@ def run_figure(
 
 
 def paper_lenet_config(ctx: Context, eps: float, *, eval_num: int | None = None):
-    """The paper's MNIST LeNet training at ``eps`` (preset ``mnist-lenet``: PGD step
-    0.01 with ``eps / 0.01 + 10`` steps; plain training at eps 0), seeded with
-    ``ctx.seed``; ``eval_num`` test images per epoch (default the preset's)."""
+    """The paper's MNIST LeNet training at a constant ``eps`` (preset ``mnist-lenet``:
+    LeNet width 16, 3,274,634 parameters, no normalisation, Adam 1e-4, batch 128, 100
+    epochs; its PGD start in [-step, step] with the learning-curve rule of the
+    paper's review, step 0.01 and ``eps / 0.01 + 10`` steps; plain training at eps 0),
+    seeded with ``ctx.seed``; ``eval_num`` test images per epoch (default the
+    preset's). Build its network with :func:`model_for`."""
     import dataclasses
 
     from landscape import train
 
     cfg = train.preset("mnist-lenet")
     steps = int(round(eps / 0.01)) + 10
-    attack = dataclasses.replace(cfg.attack, eps=eps, steps=steps)
+    attack = dataclasses.replace(
+        cfg.attack, eps=eps, steps=steps, alpha=0.01, alpha_rel=None
+    )
     rt = cfg.runtime if eval_num is None else dataclasses.replace(
         cfg.runtime, eval_num=eval_num
     )  # fmt: skip
     return dataclasses.replace(
-        cfg, attack=attack if eps > 0 else None, seed=ctx.seed, runtime=rt
+        cfg,
+        attack=attack if eps > 0 else None,
+        eps_schedule="constant",
+        eps_kwargs={},
+        seed=ctx.seed,
+        runtime=rt,
     )
+
+
+def model_for(cfg, dataset: str = "mnist"):
+    """The network of a training config: ``landscape.models.build(cfg.model,
+    **cfg.model_kwargs)`` (the presets' paper networks: LeNet width 16 without
+    normalisation), or the width-1 LeNet of the CPU tiers when the config names no
+    model (13,514 parameters, MNIST normalisation)."""
+    from landscape import models
+
+    if cfg.model is None:
+        return models.build("lenet", dataset=dataset)
+    return models.build(cfg.model, **{"dataset": dataset, **cfg.model_kwargs})
+
+
+def num_params(model) -> int:
+    """Parameters of a model (every figure states its model's size)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def small_lenet_config(

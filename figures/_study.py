@@ -1,26 +1,62 @@
-"""The CPU study tier (``--study``) of the figure scripts: one shared, seeded zoo of
-MNIST models, cached per model and per evaluation, and the statistics of the claims.
+"""The CPU study tier (``--study``) of the figure scripts: the paper's MNIST recipe
+scaled down, one shared, seeded zoo of models, cached per model and per evaluation,
+and the statistics of the claims.
 
 Every model is a :func:`landscape.train.adversarial_train` run folder under
 ``<cache>/study/runs/<key>/`` (config, metrics, end-of-period checkpoints, exact
 resume), so a killed run resumes where it stopped and a model is trained once for all
-the figures that use it. Every evaluation of a model (test accuracy, Hessian,
-scattering, a robustness protocol) is a JSON file under ``<cache>/study/evals/``,
-written atomically when it finishes. A lock file per run folder keeps two processes
-from training the same model at once (the second waits).
+the figures that use it. Every evaluation of a model (test accuracy, Hessian, a
+robustness protocol) is a JSON file under ``<cache>/study/evals/<key>/``, written
+atomically when it finishes, with its wall and CPU seconds; ``train_cost.json`` holds
+the training's. A lock file per run folder keeps two processes from training the
+same model at once (the second waits).
 
-Sizes (:data:`SIZE`): LeNet (width 1) on a stratified 8,000-image MNIST subset, 8
-epochs of PGD-5 training (step ``2.5 eps / 5``, Adam lr 2e-3, batch 256: on one
-shared CPU core a LeNet step is overhead-bound, and batch 256 trains ~3x more images
-per CPU-second than batch 64), seeds 0, 1, 2; per-epoch robust test accuracy on 500
-test images (PGD-10), final metrics on 2,000 test images (PGD-20). Schedules:
-``constant``; ``linear`` / ``cosine`` warm-up of eps over the first 4 epochs;
-``periodic`` (4 periods of 2 epochs, eps rising along a half cosine with peak 1.5 x
-the target and capped at it, as in ``fig06``). Every run writes end-of-period
-checkpoints at epochs 2, 4, 6, 8 (its 4-member ensemble).
+The recipe (:data:`SIZE`; Liu et al., NeurIPS 2020, README of the released code,
+``train.preset("mnist-lenet")``) and what the CPU tier scales down:
+
+=================  =========================================  ======================
+setting            paper (``--full``)                          CPU study tier
+=================  =========================================  ======================
+network            LeNet width 16 (conv 32 / 64, fc 1024),     LeNet width 2 (conv
+                   3,274,634 parameters                        4 / 8, fc 128), 52,506
+data               60,000 training images; 10,000 test         16,000 (a fixed random
+                                                               subset); first 2,000
+epochs             100                                         16
+attack             PGD-50, step 0.01 at eps 0.4 (eps/40),      PGD-5, step eps(t)/4
+                   following eps(t); start in [-step, step]    (the same travel, 1.25
+                                                               eps); same start
+batch, optimiser   128, Adam lr 1e-4 constant                  128, Adam lr 2e-3
+                                                               constant (see below)
+eps schedules      constant; ``cycle_cos`` 0 -> 1.5 eps capped  the same shapes over
+                   at eps (0.4 from epoch 61); ``cycle_linear``  16 epochs, per epoch
+                   slope 2 eps, per epoch
+input              [0, 1], no normalisation                    the same
+=================  =========================================  ======================
+
+The learning rate is the one change beyond size, and it is a different recipe: the
+paper takes 46,875 Adam steps (60,000 / 128 x 100), the tier 2,000 (16,000 / 128 x
+16); an Adam step moves each weight by about the learning rate, so the tier's lr is
+the paper's times the ratio of steps, rounded (1e-4 x 23 ~ 2e-3). Claim 5 varies it
+x1/3 and x3.
+
+``periodic`` (the paper has no MNIST periodic run; its CIFAR-10 periodic runs are
+saved at epochs 100 / 150 / 200 of 200): three periods ``[0, E/2, 3E/4, E]``, in each
+eps ``cycle_cos`` from 0 to 1.5 eps capped at eps (the MNIST shape) and the lr
+``cycle_jump`` (x0.1 at half and at three quarters of the period); its ensemble is
+the softmax average of the three end-of-period models. The other schedules are one
+period (their ensemble would be the final model alone).
+
+Claim 7 (:func:`madry_spec`): Madry et al.'s recipe on their full-width CNN and the
+full training set (eps 0.3 constant, Adam 1e-4, batch 50, no normalisation), with
+PGD-10 of step 0.04 (Madry: PGD-40 of step 0.01; 10 x 0.04 is the same 0.4 of travel;
+a PGD-10 of step 2.5 eps / 10 = 0.075 let the model mask against its training attack:
+0.90 training adversarial accuracy, 0.07 under PGD-20 of step 0.03 after 2 epochs) from
+a random point of the eps-ball (Madry's start), for :data:`MADRY_EPOCHS` epochs.
 
 Statistics: mean, standard deviation and a 95 % t-interval over seeds
-(:func:`summary`); two groups are compared with Welch's t-test (:func:`welch`).
+(:func:`summary`); two groups are compared with Welch's t-test (:func:`welch`; groups
+without variance get no p-value); :func:`seeds_needed` is the number of seeds per
+group a two-sided test at 5 % needs for 80 % power at the observed effect and spread.
 """
 
 from __future__ import annotations
@@ -29,6 +65,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -36,6 +73,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import _common  # noqa: E402  (figures/ is on sys.path wherever _study is imported)
 import numpy as np
 import torch
 
@@ -48,42 +86,50 @@ __all__ = [
     "final_eval",
     "summary",
     "welch",
+    "seeds_needed",
+    "seeds_needed_one",
     "write_csv",
     "publish",
     "run",
     "verdict_line",
 ]
 
+#: The recipe and sizes of the CPU study tier (see the module docstring).
 SIZE: dict[str, Any] = dict(
-    num_train=8000,
+    width=2,
+    num_train=16000,
     num_test=2000,
-    epochs=8,
-    periods=4,
+    epochs=16,
     steps=5,
-    batch_size=256,
+    alpha_rel=0.25,
+    batch_size=128,
     lr=2e-3,
     eval_num=500,
     eval_steps=10,
     seeds=(0, 1, 2),
     eps=(0.0, 0.1, 0.2, 0.3, 0.4),
     final_steps=20,
+    protocol_num=1000,
 )
 
-#: Training budgets of the zoo, chosen by ``LANDSCAPE_STUDY_BUDGET`` (default ``base``).
-#: ``long``: twice the training images and twice the epochs (4x the adversarial
-#: image-steps, warm-up over the first 8 epochs), for claims 1-3 on models that
-#: are closer to convergence; its tables and figures go to ``results/long/``.
-BUDGETS: dict[str, dict[str, Any]] = {
-    "base": {},
-    "long": dict(num_train=16000, epochs=16),
-}
-BUDGET = os.environ.get("LANDSCAPE_STUDY_BUDGET", "base")
+#: The models of the study are this recipe's (budget ``cpu``, published to
+#: ``results/cpu/``); the committed tables of the earlier recipe (LeNet with a fixed
+#: fc of 1,024 units at width 1, 212,234 parameters, Adam lr 2e-3, batch 256, PGD-5 of
+#: step 2.5 eps / 5 from a random point of the eps-ball, schedules updated per
+#: iteration, MNIST normalisation, 4 periods for every schedule) stay as a record in
+#: ``results/`` (budget ``v1``: 8,000 images, 8 epochs) and ``results/long/``
+#: (``v1-long``: 16,000 images, 16 epochs) and are redrawn with
+#: ``LANDSCAPE_STUDY_BUDGET=v1`` / ``v1-long`` and ``--from-results``.
+BUDGETS = _common.STUDY_BUDGETS
+BUDGET = _common.STUDY_BUDGET
 if BUDGET not in BUDGETS:
     raise SystemExit(
         f"error: LANDSCAPE_STUDY_BUDGET={BUDGET!r} is not a study budget - use one "
         f"of {sorted(BUDGETS)}"
     )
-SIZE.update(BUDGETS[BUDGET])
+
+#: Claim 7's training length (full MNIST, PGD-10): what fits the CPU budget.
+MADRY_EPOCHS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,82 +138,169 @@ class Spec:
 
     Attributes:
         eps: target training eps (eps = 0 is always plain training, ``constant``).
-        seed: initialisation, shuffles and attack seed.
-        schedule: ``constant | linear | cosine | periodic`` (eps schedule).
+        seed: initialisation, data order and attack seed.
+        schedule: ``constant | linear | cosine | periodic`` (see the module
+            docstring: the paper's constant, ``cycle_linear`` and ``cycle_cos``; our
+            periodic).
         activation: ``relu`` or ``gelu`` (the smooth twin).
-        lr: Adam learning rate.
-        arch / width: ``landscape.models.build`` name and width factor.
-        epochs / steps / num_train: training length, PGD steps, training images
-            (None: :data:`SIZE`).
+        lr: Adam learning rate (None: :data:`SIZE`).
+        arch / width: ``landscape.models.build`` name and width factor (None:
+            :data:`SIZE`'s LeNet width).
+        epochs / steps / num_train / batch_size: training length, PGD steps,
+            training images (0: all 60,000), batch (None: :data:`SIZE`).
+        recipe: ``"paper"`` (the scaled paper recipe) or ``"madry"`` (claim 7).
     """
 
     eps: float
     seed: int
-    schedule: str = "constant"
+    schedule: str = "cosine"
     activation: str = "relu"
-    lr: float = 2e-3
+    lr: float | None = None
     arch: str = "lenet"
-    width: float = 1.0
+    width: float | None = None
     epochs: int | None = None
     steps: int | None = None
     num_train: int | None = None
+    batch_size: int | None = None
+    recipe: str = "paper"
 
     def __post_init__(self):
         if self.eps == 0:
             object.__setattr__(self, "schedule", "constant")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; use {SCHEDULES}")
+        if self.recipe not in ("paper", "madry"):
+            raise ValueError(f"unknown recipe {self.recipe!r}")
 
     @property
     def key(self) -> str:
-        """Run-folder name: architecture, schedule, eps, lr, seed and the sizes."""
+        """Run-folder name: recipe, architecture, schedule, eps, lr, seed and sizes."""
         return (
-            f"{self.arch}-w{self.width:g}-{self.activation}-{self.schedule}"
-            f"-eps{self.eps:g}-lr{self.lr:g}-s{self.seed}-n{self.get('num_train')}"
-            f"-e{self.get('epochs')}-k{self.get('steps')}-b{SIZE['batch_size']}"
+            f"{self.recipe}-{self.arch}-w{self.get('width'):g}-{self.activation}"
+            f"-{self.schedule}-eps{self.eps:g}-lr{self.get('lr'):g}-s{self.seed}"
+            f"-n{self.get('num_train')}-e{self.get('epochs')}-k{self.get('steps')}"
+            f"-b{self.get('batch_size')}"
         )
 
     def get(self, name: str) -> Any:
         v = getattr(self, name)
         return SIZE[name] if v is None else v
 
+    @property
+    def periods(self) -> list[int] | None:
+        """The period boundaries (``periodic``: ``[0, E/2, 3E/4, E]``), else None."""
+        if self.schedule != "periodic":
+            return None
+        e = int(self.get("epochs"))
+        return sorted({0, e // 2, (3 * e) // 4, e})
+
+    def attack(self):
+        """The training attack (None at eps 0)."""
+        from landscape import attacks
+
+        if self.eps <= 0:
+            return None
+        if self.recipe == "madry":
+            return attacks.PGD(eps=self.eps, steps=self.get("steps"), alpha=0.04)
+        return attacks.PGD(
+            eps=self.eps,
+            steps=self.get("steps"),
+            alpha_rel=SIZE["alpha_rel"],
+            random_start="step",
+        )
+
+    def eval_attack(self):
+        """The per-epoch robust accuracy's attack, a cheap indicator (never a
+        verdict): a training PGD-10 of step eps / 4 batch by batch (LeNet); for the
+        Madry CNN the evaluation PGD-20 of step 0.1 eps (best iterate), the attack
+        that exposed the masking of a large-step training attack."""
+        from landscape import attacks
+
+        if self.recipe == "madry":
+            return attacks.PGD(
+                eps=self.eps, steps=20, alpha_rel=0.1, loss="ce", keep="best"
+            )
+        return attacks.PGD(eps=self.eps, steps=SIZE["eval_steps"], alpha_rel=0.25)
+
     def config(self):
-        from landscape import attacks, train
+        from landscape import train
 
         epochs = self.get("epochs")
-        kw: dict[str, Any] = {}
-        if self.schedule in ("linear", "cosine"):
-            kw["eps_kwargs"] = {"warmup": epochs / 2}
-        elif self.schedule == "periodic":
-            kw["eps_kwargs"] = {"shape": "cosine", "peak": 1.5 * self.eps}
-        steps = self.get("steps")
+        eps_schedule, eps_kwargs = train.paper_eps_schedule(
+            "cosine" if self.schedule == "periodic" else self.schedule, self.eps, 1.5
+        )
+        lr_schedule, lr_kwargs = "constant", {}
+        if self.schedule == "periodic":
+            lr_schedule, lr_kwargs = "cycle_jump", {"drops": [0.5, 0.75], "gamma": 0.1}
         return train.TrainConfig(
             epochs=epochs,
-            batch_size=SIZE["batch_size"],
+            batch_size=self.get("batch_size"),
             optimizer="adam",
-            lr=self.lr,
-            attack=attacks.PGD(eps=self.eps, steps=steps) if self.eps > 0 else None,
-            eps_schedule=self.schedule,
-            periods=SIZE["periods"],
+            lr=self.get("lr"),
+            attack=self.attack(),
+            eps_schedule=eps_schedule,
+            eps_kwargs=eps_kwargs,
+            lr_schedule=lr_schedule,
+            lr_kwargs=lr_kwargs,
+            periods=self.periods,
+            schedule_update="epoch",
             seed=self.seed,
             model=self.arch,
-            model_kwargs={
-                "dataset": "mnist",
-                "width": self.width,
-                "activation": self.activation,
-            },
-            dataset=train.DataRecord("mnist", num_train=self.get("num_train")),
+            model_kwargs={k: v for k, v in _build_kwargs(self).items() if k != "name"},
+            dataset=train.DataRecord("mnist", num_train=self.get("num_train") or 60000),
             # the per-epoch robust accuracy: a training PGD (step eps / 4) batch by
-            # batch, cheaper than the evaluation protocol
+            # batch, a cheap indicator, never a verdict
             runtime=train.Runtime(
-                eval_num=SIZE["eval_num"],
-                eval_attack=attacks.PGD(
-                    eps=self.eps, steps=SIZE["eval_steps"], alpha_rel=0.25
-                ),
+                eval_num=SIZE["eval_num"] if self.recipe == "paper" else 1000,
+                eval_attack=self.eval_attack(),
                 co_check_num=0,
+                checkpoint_every=0 if self.recipe == "paper" else 300,
                 amp="off",
                 channels_last=False,
             ),
-            **kw,
         )
+
+
+SCHEDULES = ("constant", "linear", "cosine", "periodic")
+
+
+def _build_kwargs(spec: Spec) -> dict:
+    """``landscape.models.build`` keywords of a spec's network: inputs in [0, 1]
+    without normalisation (the paper's and Madry's)."""
+    return dict(
+        name=spec.arch,
+        dataset="mnist",
+        width=spec.get("width") if spec.arch == "lenet" else 1,
+        activation=spec.activation,
+        mean=0.0,
+        std=1.0,
+    )
+
+
+def madry_spec(seed: int = 0) -> Spec:
+    """Claim 7's model: Madry's CNN at full width (3,274,634 parameters) on all 60,000
+    training images, eps 0.3 constant, PGD-10 of step 0.04, Adam 1e-4, batch 50,
+    :data:`MADRY_EPOCHS` epochs (see the module docstring)."""
+    return Spec(
+        eps=0.3,
+        seed=seed,
+        schedule="constant",
+        arch="madry_cnn",
+        width=1,
+        lr=1e-4,
+        epochs=MADRY_EPOCHS,
+        steps=10,
+        num_train=0,
+        batch_size=50,
+        recipe="madry",
+    )
+
+
+def num_params(spec: Spec) -> int:
+    """Parameters of a spec's network."""
+    from landscape import models
+
+    return sum(p.numel() for p in models.build(**_build_kwargs(spec)).parameters())
 
 
 def root(ctx) -> Path:
@@ -178,27 +311,22 @@ _DATA: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
 
 def mnist(ctx, num_train: int | None = None) -> tuple[torch.Tensor, ...]:
-    """``(x, y, x_test, y_test)``: the stratified training subset and the first
-    :data:`SIZE` ``num_test`` test images (loaded once per process)."""
-    n = num_train or SIZE["num_train"]
+    """``(x, y, x_test, y_test)``: ``num_train`` training images (0: all 60,000; else
+    a fixed random subset, drawn here from seed 0 so that it does not depend on
+    ``landscape.data``'s subset rule) and the first :data:`SIZE` ``num_test`` test
+    images (loaded once per process)."""
+    n = SIZE["num_train"] if num_train is None else int(num_train)
     key = (str(ctx.data_root), n)
     if key not in _DATA:
         from landscape import data
 
-        x, y = data.load_dataset(
-            "mnist",
-            ctx.data_root,
-            num_samples=n,
-            generator=torch.Generator().manual_seed(0),
-        )
-        xt, yt = data.load_dataset(
-            "mnist",
-            ctx.data_root,
-            split="test",
-            num_samples=SIZE["num_test"],
-            generator=torch.Generator().manual_seed(0),
-        )
-        _DATA[key] = (x, y, xt, yt)
+        x, y = data.load_dataset("mnist", ctx.data_root)
+        if n:
+            g = torch.Generator().manual_seed(0)
+            idx = torch.randperm(len(y), generator=g)[:n].sort().values
+            x, y = x[idx], y[idx]
+        xt, yt = data.load_dataset("mnist", ctx.data_root, split="test")
+        _DATA[key] = (x, y, xt[: SIZE["num_test"]], yt[: SIZE["num_test"]])
     return _DATA[key]
 
 
@@ -248,7 +376,8 @@ def _finished(run_dir: Path, epochs: int) -> bool:
 
 def train_run(ctx, spec: Spec, *, compute: bool = True) -> Path | None:
     """Train (or resume, or just find) the model of ``spec``; returns its run folder
-    (None when it is not finished and ``compute`` is False)."""
+    (None when it is not finished and ``compute`` is False). The wall and CPU
+    seconds of every sitting are added up in ``evals/<key>/train_cost.json``."""
     from landscape import models, train
 
     run_dir = root(ctx) / "runs" / spec.key
@@ -256,22 +385,25 @@ def train_run(ctx, spec: Spec, *, compute: bool = True) -> Path | None:
         return run_dir
     if not compute:
         return None
-    with _Lock(run_dir.with_suffix(".lock")):
+    with _Lock(run_dir.parent / (run_dir.name + ".lock")):
         if _finished(run_dir, spec.get("epochs")):
             return run_dir
         x, y, xt, yt = mnist(ctx, spec.get("num_train"))
         cfg = spec.config()
         torch.manual_seed(spec.seed)
         model = models.build(**_build_kwargs(spec)).to(ctx.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         print(f"[study] training {spec.key} ...", flush=True)
-        train.adversarial_train(
-            model,
-            (x.to(ctx.device), y.to(ctx.device)),
-            cfg,
-            test_data=(xt[: SIZE["eval_num"]], yt[: SIZE["eval_num"]]),
-            run_dir=run_dir,
-        )
+        try:
+            train.adversarial_train(
+                model,
+                (x.to(ctx.device), y.to(ctx.device)),
+                cfg,
+                test_data=(xt[: cfg.runtime.eval_num], yt[: cfg.runtime.eval_num]),
+                run_dir=run_dir,
+            )
+        finally:
+            _add_cost(ctx, spec, time.perf_counter() - t0, time.process_time() - c0)
         print(
             f"[study] trained {spec.key} in {time.perf_counter() - t0:.0f} s",
             flush=True,
@@ -279,13 +411,20 @@ def train_run(ctx, spec: Spec, *, compute: bool = True) -> Path | None:
     return run_dir
 
 
-def _build_kwargs(spec: Spec) -> dict:
-    return dict(
-        name=spec.arch,
-        dataset="mnist",
-        width=spec.width,
-        activation=spec.activation,
-    )
+def _add_cost(ctx, spec: Spec, wall: float, cpu: float) -> None:
+    """Add a training sitting's seconds to ``evals/<key>/train_cost.json``."""
+    from landscape.io import atomic_write
+
+    path = root(ctx) / "evals" / spec.key / "train_cost.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    out = {
+        "seconds": round(old.get("seconds", 0.0) + wall, 2),
+        "cpu_seconds": round(old.get("cpu_seconds", 0.0) + cpu, 2),
+        "sittings": int(old.get("sittings", 0)) + 1,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        json.dump(out, f)
 
 
 def load_final(ctx, spec: Spec, *, ensemble: bool = False) -> torch.nn.Module:
@@ -310,9 +449,10 @@ def memo(
         return json.loads(path.read_text())
     if not compute:
         return None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = dict(fn())
     out["seconds"] = round(time.perf_counter() - t0, 2)
+    out["cpu_seconds"] = round(time.process_time() - c0, 2)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:
         json.dump(out, f)
@@ -345,8 +485,11 @@ def _measure(
 
 def final_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     """Train (if needed) and measure the final model on :data:`SIZE` ``num_test`` test
-    images: clean accuracy and PGD-20 accuracy at the training eps and at 0.1 and 0.3,
-    plus the last logged training metrics. None when not available (``compute`` off)."""
+    images: clean accuracy and loss; PGD-20 (step 2.5 eps / 20, best iterate: a
+    labelled cheap indicator, never a verdict) accuracy at the training eps and at
+    0.1 and 0.3; the robust test loss at the training eps (cross-entropy at the last
+    iterate of a PGD-20 that ascends it from a random start); the last logged
+    training metrics. None when not available (``compute`` off)."""
 
     def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
         from landscape import attacks, train
@@ -354,30 +497,38 @@ def final_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
         _, _, xt, yt = data
         xt, yt = xt.to(ctx.device), yt.to(ctx.device)
         out: dict[str, Any] = {}
+        k = SIZE["final_steps"]
         with torch.no_grad():
-            out["clean_acc"] = float((model(xt).argmax(1) == yt).float().mean())
+            logits = model(xt)
+        out["clean_acc"] = float((logits.argmax(1) == yt).float().mean())
+        out["clean_loss"] = float(torch.nn.functional.cross_entropy(logits, yt))
         for e in sorted({spec.eps, 0.1, 0.3} - {0.0}):
-            g = torch.Generator().manual_seed(0)
+            best = attacks.PGD(eps=e, steps=k, loss="ce", keep="best")
             correct = []
+            g = torch.Generator().manual_seed(0)
             for i in range(0, len(xt), 500):
-                xa = attacks.pgd(  # the evaluation PGD: best iterate
-                    model,
-                    xt[i : i + 500],
-                    yt[i : i + 500],
-                    eps=e,
-                    alpha=2.5 * e / SIZE["final_steps"],
-                    steps=SIZE["final_steps"],
-                    loss="ce",
-                    keep="best",
-                    generator=g,
-                )
+                xa = best(model, xt[i : i + 500], yt[i : i + 500], g)
                 with torch.no_grad():
                     correct.append(model(xa).argmax(1) == yt[i : i + 500])
             out[f"pgd20_acc@{e:g}"] = float(torch.cat(correct).float().mean())
+        if spec.eps > 0:
+            ascend = attacks.PGD(eps=spec.eps, steps=k)  # last iterate, loss ascent
+            g = torch.Generator().manual_seed(0)
+            total = 0.0
+            for i in range(0, len(xt), 500):
+                xa = ascend(model, xt[i : i + 500], yt[i : i + 500], g)
+                with torch.no_grad():
+                    total += float(
+                        torch.nn.functional.cross_entropy(
+                            model(xa), yt[i : i + 500], reduction="sum"
+                        )
+                    )
+            out["robust_loss"] = total / len(yt)
         m = train.load_run(root(ctx) / "runs" / spec.key).metrics
-        for k in ("train_loss", "train_acc", "dist_init", "time"):
-            if k in m:
-                out[f"final_{k}"] = float(np.asarray(m[k])[-1])
+        for key in ("train_loss", "train_acc", "dist_init", "time"):
+            if key in m:
+                out[f"final_{key}"] = float(np.asarray(m[key])[-1])
+        out["num_params"] = num_params(spec)
         return out
 
     return _measure(ctx, spec, "final_eval", fn, compute=compute)
@@ -415,21 +566,95 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """Welch's t-test of ``mean(a) != mean(b)``: difference, t, p, significant at 5 %.
-    Two groups of identical constants give p = 1 (no evidence of a difference);
-    different constants p = 0."""
+    """Welch's t-test of ``mean(a) != mean(b)``: difference, its 95 % interval
+    (Welch-Satterthwaite), t, p, significant at 5 %. With fewer than 2 values in a
+    group, or no variance in either group (e.g. two stalled groups at the same
+    constant), there is no test: p is None and ``note`` says why (a p-value would be
+    0 or undefined, not evidence)."""
     from scipy import stats
 
-    a = np.asarray([x for x in a if x is not None], float)
-    b = np.asarray([x for x in b if x is not None], float)
+    a = np.asarray([x for x in a if x is not None and np.isfinite(x)], float)
+    b = np.asarray([x for x in b if x is not None and np.isfinite(x)], float)
+    out: dict[str, Any] = {"diff": None, "ci95": [None, None], "t": None, "p": None}
+    out.update(significant=None, n=[len(a), len(b)], note=None)
     if len(a) < 2 or len(b) < 2:
-        return {"diff": None, "t": None, "p": None, "significant": None}
+        out["note"] = "fewer than 2 seeds"
+        if len(a) and len(b):
+            out["diff"] = float(a.mean() - b.mean())
+        return out
     diff = float(a.mean() - b.mean())
-    if a.std() == 0 and b.std() == 0:
-        p = 1.0 if diff == 0 else 0.0
-        return {"diff": diff, "t": None, "p": p, "significant": p < 0.05}
+    out["diff"] = diff
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        out["note"] = "no variance"
+        return out
     t, p = stats.ttest_ind(a, b, equal_var=False)
-    return {"diff": diff, "t": float(t), "p": float(p), "significant": bool(p < 0.05)}
+    dof = (va + vb) ** 2 / (
+        (va**2 / (len(a) - 1) if va else 0.0) + (vb**2 / (len(b) - 1) if vb else 0.0)
+    )
+    half = float(stats.t.ppf(0.975, dof) * math.sqrt(va + vb))
+    out.update(
+        t=float(t),
+        p=float(p),
+        significant=bool(p < 0.05),
+        ci95=[diff - half, diff + half],
+    )
+    return out
+
+
+def seeds_needed(
+    effect: float, std: float, *, power: float = 0.8, alpha: float = 0.05
+) -> int | None:
+    """Seeds per group that a two-sided two-sample t-test at level ``alpha`` needs
+    to detect a difference ``effect`` with probability ``power`` when each group
+    has standard deviation ``std`` (noncentral t, equal groups; the same formula
+    gives the seeds of a one-sample test of a per-seed slope with ``std`` its
+    spread: call it with ``two_sample=False``, see :func:`seeds_needed_one`).
+    None when the effect is 0 or the spread unknown.
+
+    Example:
+        >>> seeds_needed(1.0, 1.0)  # a one-standard-deviation effect
+        17
+    """
+    from scipy import stats
+
+    if not (effect and std and np.isfinite(effect) and np.isfinite(std)):
+        return None
+    d = abs(effect) / std
+    for n in range(2, 10_000):
+        dof = 2 * n - 2
+        crit = stats.t.ppf(1 - alpha / 2, dof)
+        nc = d * math.sqrt(n / 2)
+        if 1 - stats.nct.cdf(crit, dof, nc) + stats.nct.cdf(-crit, dof, nc) >= power:
+            return n
+    return None
+
+
+def seeds_needed_one(
+    mean: float, std: float, *, power: float = 0.8, alpha: float = 0.05
+) -> int | None:
+    """Seeds a two-sided one-sample t-test (e.g. of per-seed slopes against 0) needs
+    to detect ``mean`` with probability ``power`` when the per-seed values have
+    standard deviation ``std``. None when the mean is 0 or the spread unknown.
+
+    Example:
+        >>> seeds_needed_one(1.0, 1.0)
+        10
+    """
+    from scipy import stats
+
+    if not (mean and std and np.isfinite(mean) and np.isfinite(std)):
+        return None
+    d = abs(mean) / std
+    for n in range(2, 10_000):
+        crit = stats.t.ppf(1 - alpha / 2, n - 1)
+        nc = d * math.sqrt(n)
+        if (
+            1 - stats.nct.cdf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc)
+            >= power
+        ):
+            return n
+    return None
 
 
 def fmt(s: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
@@ -487,11 +712,24 @@ def zoo(
     return out
 
 
+def hessian_attack(eps: float):
+    """The adversarial examples of the Hessian measurements: the paper's
+    (``run/calc_hessian.py`` and its README example, and the NeurIPS review's
+    description): PGD of step 0.01 with ``eps / 0.01 + 10`` steps (20 at 0.1, 50 at
+    0.4), starting uniformly in ``[-0.01, 0.01]``, last iterate."""
+    from landscape import attacks
+
+    return attacks.PGD(
+        eps=eps, steps=int(round(eps / 0.01)) + 10, alpha=0.01, random_start="step"
+    )
+
+
 def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     """Top-5 Hessian eigenvalues (Lanczos) of the clean and the adversarial training
     loss and the Hutch++ trace (60 probes) of the adversarial one, on the first 1,000
-    training images (adversarial examples: PGD-20 at the training eps, generated once
-    at the final model)."""
+    training images (adversarial examples of :func:`hessian_attack` at the training
+    eps, generated once at the final model; the paper: top-20 by power iteration on
+    all 60,000)."""
 
     def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
         from landscape import attacks, hessian
@@ -503,7 +741,7 @@ def hessian_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
         adv = fixed
         if spec.eps > 0:
             adv = attacks.perturb_batches(
-                model, fixed, attacks.PGD(eps=spec.eps, steps=20), generator=g
+                model, fixed, hessian_attack(spec.eps), generator=g
             )
         ec = hessian.top_eigenvalues(
             model, lf, fixed, num=5, generator=g, return_vectors=False
@@ -575,13 +813,16 @@ def protocol_eval(
     protocol: str,
     *,
     eps: float | None = None,
-    num: int = 1000,
+    num: int | None = None,
     ensemble: bool = False,
     compute: bool = True,
 ) -> dict | None:
     """``landscape.evaluate.evaluate`` with a preset at its full attack budgets on the
-    first ``num`` test images, for the final model or the end-of-period ensemble
-    (resumable: the protocol's per-batch state file is kept next to the result)."""
+    first ``num`` test images (default :data:`SIZE` ``protocol_num``), for the final
+    model or the end-of-period ensemble, with the gradient-masking checks on
+    (recorded with the result: ``checks`` and ``failed_checks``); resumable: the
+    protocol's per-batch state file is kept next to the result."""
+    num = SIZE["protocol_num"] if num is None else int(num)
     if train_run(ctx, spec, compute=compute) is None:
         return None
     from landscape import evaluate
@@ -612,10 +853,14 @@ def protocol_eval(
             (xt[:num].to(ctx.device), yt[:num].to(ctx.device)),
             eps=eps,
             preset=protocol,
-            checks=False,
+            checks=True,
             state_path=state,
             generator=torch.Generator().manual_seed(0),
         )
+        checks = {
+            k: {"passed": v.get("passed"), "detail": str(v.get("detail", ""))}
+            for k, v in (res.checks or {}).items()
+        }
         out = {
             "clean_acc": float(res.clean_accuracy),
             "robust_acc": float(np.atleast_1d(res.robust_accuracy)[0]),
@@ -625,6 +870,10 @@ def protocol_eval(
             },
             "attacks": list(res.attacks),
             "num": num,
+            "checks": checks,
+            "failed_checks": sorted(
+                k for k, v in checks.items() if v["passed"] is False
+            ),
         }
         state.unlink(missing_ok=True)
         return out
@@ -806,11 +1055,3 @@ def slope_test(xs_per_seed: Sequence[Sequence[float]], ys_per_seed) -> dict[str,
         "spearman": float(rho),
         "spearman_p": float(p),
     }
-
-
-def madry_spec(seed: int = 0) -> Spec:
-    """Claim 7's model: Madry's MNIST CNN shape at width 0.5 (16 / 32 channels, fc
-    512), eps = 0.3 warmed up linearly over 4 of the 8 epochs, PGD-10."""
-    return Spec(
-        eps=0.3, seed=seed, schedule="linear", arch="madry_cnn", width=0.5, steps=10
-    )

@@ -44,7 +44,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import models, train  # noqa: E402
+from landscape import train  # noqa: E402
 
 NAME = "fig02_learning_curves"
 NOTE = "CPU size: a few epochs on a data subset; the trend, not the paper's numbers"
@@ -79,12 +79,14 @@ def compute(ctx: _common.Context) -> _common.FigureData:
     dev = ctx.device
     arrays: dict[str, np.ndarray] = {}
     for eps in s["eps"]:
+        cfg = _config(ctx, s, eps)
         torch.manual_seed(ctx.seed)  # the same initial weights for every eps
-        model = models.build("lenet", dataset="mnist").to(dev)
+        model = _common.model_for(cfg).to(dev)  # --full: the paper's width-16 LeNet
+        s["num_params"] = _common.num_params(model)
         res = train.adversarial_train(
             model,
             (x.to(dev), y.to(dev)),
-            _config(ctx, s, eps),
+            cfg,
             test_data=(xt.to(dev), yt.to(dev)),
             progressbar=True,
         )

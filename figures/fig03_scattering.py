@@ -78,7 +78,12 @@ _FIELDS = [
 def _settings(ctx: _common.Context) -> dict:
     return dict(
         model=ctx.pick("mlp", "lenet", "lenet"),
-        model_kw=ctx.pick({"hidden": (64,)}, {"hidden_size": 256}, {}),
+        # --full: the paper's network (width 16, fc 1,024, no normalisation)
+        model_kw=ctx.pick(
+            {"hidden": (64,)},
+            {"hidden_size": 256},
+            {"width": 16, "mean": 0.0, "std": 1.0},
+        ),
         num_train=ctx.pick(256, 2048, 10000),
         num_eval=ctx.pick(64, 256, 512),
         eval_batch=ctx.pick(64, 128, 256),

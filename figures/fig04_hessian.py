@@ -54,7 +54,12 @@ NOTE = "small CPU size: eigenvalue magnitudes are not the paper's"
 def _settings(ctx: _common.Context) -> dict:
     return dict(
         model=ctx.pick("mlp", "lenet", "lenet"),
-        model_kw=ctx.pick({"hidden": (32,)}, {"hidden_size": 256}, {}),
+        # --full: the paper's network (width 16, fc 1,024, no normalisation)
+        model_kw=ctx.pick(
+            {"hidden": (32,)},
+            {"hidden_size": 256},
+            {"width": 16, "mean": 0.0, "std": 1.0},
+        ),
         num_train=ctx.pick(256, 2048, 10000),
         epochs=ctx.pick(2, 8, 20),
         lr=ctx.pick(3e-3, 2e-3, 1e-3),

@@ -48,7 +48,7 @@ import _study  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscape import attacks, directions, models, surface, train  # noqa: E402
+from landscape import attacks, directions, surface, train  # noqa: E402
 
 NAME = "fig05_surfaces"
 NOTE = "CPU sizes illustrate the trend; --full is the paper's setting"
@@ -91,9 +91,11 @@ def compute(ctx: _common.Context) -> _common.FigureData:
         "settings": {k: v for k, v in s.items() if k != "eps"},
     }
     for eps in s["eps"]:
+        cfg = _config(ctx, s, eps)
         torch.manual_seed(ctx.seed)  # the same initial weights for every eps
-        model = models.build("lenet", dataset="mnist").to(dev)
-        train.adversarial_train(model, (x.to(dev), y.to(dev)), _config(ctx, s, eps))
+        model = _common.model_for(cfg).to(dev)  # --full: the paper's width-16 LeNet
+        table["settings"]["num_params"] = _common.num_params(model)
+        train.adversarial_train(model, (x.to(dev), y.to(dev)), cfg)
         model.eval()
         g = torch.Generator().manual_seed(ctx.seed)
         dirs = directions.random_directions(

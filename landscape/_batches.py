@@ -18,13 +18,16 @@ not) and raises a ``ValueError`` that says what to do for: uint8 images, float
 images in [0, 255], channels-last images for a channels-first model, an empty batch
 (batch size 0), ``x`` and ``y`` of different lengths, empty data, and for class
 labels (``labels="class"``, or integer labels of a classifier) float or one-hot
-labels and labels outside ``[0, num_classes)``. It also warns, once per call, when
-the labels cover far fewer of a classifier's classes than a random sample of that
-size would (a batch cut from data sorted by class).
+labels and labels outside ``[0, num_classes)``; inputs (or float targets) with NaN
+or inf raise a :class:`landscape._finite.NonFiniteError` that names the batch and
+the first such example. It also warns, once per call, when the labels cover far
+fewer of a classifier's classes than a random sample of that size would (a batch cut
+from data sorted by class).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _utils
+from ._finite import NonFiniteError, count_nonfinite
 
 __all__ = ["Batched", "as_batches", "is_class_loss", "is_pair"]
 
@@ -222,9 +226,23 @@ class Batched:
                 f"{where} holds {x.dtype} inputs: pass floating inputs "
                 "(images as floats in [0, 1])"
             )
+        lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()  # one host read
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            rows = (~torch.isfinite(x.detach().reshape(len(x), -1))).any(1)
+            first = int(rows.nonzero()[0, 0])
+            raise NonFiniteError(
+                f"{where} holds inputs that are not finite ({count_nonfinite(x)}; "
+                f"{int(rows.sum())} of {len(x)} examples, the first is example "
+                f"{first}) - drop or repair those examples (NaN pixels come from a "
+                "broken file or a division by zero in the preprocessing)"
+            )
+        if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            raise NonFiniteError(
+                f"{where} holds targets that are not finite ({count_nonfinite(y)}) - "
+                "drop or repair those examples"
+            )
         image = x.ndim >= 3 if self.images is None else self.images
         if image:
-            lo, hi = float(x.min()), float(x.max())
             if hi > 1.0 + 1e-4 and lo >= 0.0:
                 raise ValueError(
                     f"{where} has image values in [{lo:g}, {hi:g}], not [0, 1]: "
@@ -237,11 +255,28 @@ class Batched:
                     stacklevel=4,
                 )
         c = self._channels
+        if c is not None and x.ndim == 3 and not self._takes(x):
+            raise ValueError(
+                f"{where}: images of shape {tuple(x.shape)} have no channel dimension "
+                f"and the model (whose first convolution takes {c} channel(s)) "
+                "cannot take them: pass x.unsqueeze(1) (images as (N, C, H, W))"
+            )
         if c is not None and x.ndim == 4 and x.shape[1] != c and x.shape[-1] == c:
             raise ValueError(
                 f"{where} looks channels-last (shape {tuple(x.shape)}) but the model's "
                 f"first convolution takes {c} channels first: pass x.permute(0, 3, 1, 2)"
             )
+
+    def _takes(self, x: Tensor) -> bool:
+        """Whether the model runs on one example of ``x`` (a probe forward)."""
+        assert self.model is not None
+        x1 = x[:1].to(_utils.model_device(self.model), _utils.model_dtype(self.model))
+        try:
+            with torch.no_grad(), _utils.eval_mode(self.model):
+                self.model(x1)
+        except RuntimeError:
+            return False
+        return True
 
     def _classes(self, x: Tensor) -> int | None:
         if self.num_classes is None and self.model is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -57,7 +58,12 @@ __all__ = [
     "device",
     "dataset_name",
     "check_run_folder",
+    "has_option",
+    "TRUST_FLAG",
 ]
+
+
+TRUST_FLAG = "--trust-checkpoint"  # the flag that loads a pickled checkpoint
 
 
 class CLIError(Exception):
@@ -81,6 +87,14 @@ class Parser(argparse.ArgumentParser):
         """Raise instead of printing the usage block and exiting."""
         raise CLIError(f"{self.prog}: {message}", f"see {self.prog} --help")
 
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        """Every number a flag takes is finite: ``nan``, ``inf`` and ``1e400`` are
+        refused where they enter (whatever the flag's ``type``)."""
+        value = super()._get_value(action, arg_string)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentError(action, f"not a finite number: {arg_string!r}")
+        return value
+
 
 def parser(prog: str, doc: str, **kw: Any) -> Parser:
     """A tool's :class:`Parser`; its description is the first paragraph of ``doc``
@@ -100,11 +114,13 @@ def _debug(argv: Sequence[str]) -> bool:
     return "--debug" in argv or os.environ.get("LANDSCAPE_DEBUG", "") not in ("", "0")
 
 
-def _one_line(err: BaseException, prog: str) -> str:
+def _one_line(err: BaseException, prog: str, trust_flag: str | None = None) -> str:
     if isinstance(err, CLIError):
         text = f"{err.what} - {err.fix}"
+    elif isinstance(err, io.UntrustedFileError):
+        text = err.describe(trust_flag)  # offer the flag only where the tool has it
     else:
-        msg = " ".join(str(err).split()) or type(err).__name__
+        msg = io.plain(str(err)) or type(err).__name__
         known = (ValueError, TypeError, OSError, RuntimeError, io.CorruptFileError)
         if not isinstance(err, known) or isinstance(err, NotImplementedError):
             msg = f"{type(err).__name__}: {msg}"
@@ -116,24 +132,52 @@ def _one_line(err: BaseException, prog: str) -> str:
             )
             msg = f"{msg} - {fix}"
         text = msg
-    return "error: " + " ".join(text.split())
+    return "error: " + io.plain(text)
 
 
-def run(body: Callable[[list[str]], int], argv: Sequence[str] | None, prog: str) -> int:
+def has_option(p: argparse.ArgumentParser, flag: str) -> bool:
+    """Whether ``p`` or one of its subcommands takes ``flag``."""
+    if flag in p._option_string_actions:
+        return True
+    return any(
+        has_option(sub, flag)
+        for a in p._actions
+        if isinstance(a, argparse._SubParsersAction)
+        for sub in a.choices.values()
+    )
+
+
+def run(
+    body: Callable[[list[str]], int],
+    argv: Sequence[str] | None,
+    prog: str,
+    *,
+    trust_flag: str | None = None,
+) -> int:
     """Run a tool's body; turn every error into one line on stderr and exit status 2.
 
     Args:
         body: the tool, ``body(argv) -> exit status``.
         argv: the arguments (default ``sys.argv[1:]``).
         prog: the tool's name for messages (``python -m landscape.train``).
+        trust_flag: the tool's flag that loads a pickled checkpoint
+            (``--trust-checkpoint``), offered by the refusal of an untrusted file;
+            None: the tool has none, so the refusal offers none.
 
     Returns:
-        The body's exit status, 2 after an error, 130 after Ctrl-C.
+        The body's exit status, 2 after an error, ``128 + signal`` after SIGTERM
+        (143) or Ctrl-C (130), with a line that says where the tool stopped.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)
     try:
-        return body(argv)
+        with io.stop_signals():  # SIGTERM / SIGINT: finish the write, say where
+            return body(argv)
+    except io.Interrupted as err:
+        if debug:
+            raise
+        print(f"error: {err.describe('rerun the same command')}", file=sys.stderr)
+        return err.exit_status
     except KeyboardInterrupt:
         if debug:
             raise
@@ -145,7 +189,7 @@ def run(body: Callable[[list[str]], int], argv: Sequence[str] | None, prog: str)
     except Exception as err:
         if debug:
             raise
-        print(_one_line(err, prog), file=sys.stderr)
+        print(_one_line(err, prog, trust_flag), file=sys.stderr)
         return 2
 
 
@@ -158,7 +202,8 @@ def entry(
 
     def main(argv: Sequence[str] | None = None) -> int:
         p = make_parser()
-        return run(lambda a: body(p.parse_args(a)), argv, p.prog)
+        flag = TRUST_FLAG if has_option(p, TRUST_FLAG) else None
+        return run(lambda a: body(p.parse_args(a)), argv, p.prog, trust_flag=flag)
 
     main.__doc__ = (
         "Command-line entry point; returns the exit status (2 after an error)."
@@ -188,13 +233,25 @@ nonnegative_int.__doc__ = "An argparse type: an integer >= 0."
 
 
 def number(s: str) -> float:
-    """An argparse type: a float, also written as a fraction (``8/255``)."""
+    """An argparse type: a finite float, also written as a fraction (``8/255``).
+
+    Example:
+        >>> number("8/255") == 8 / 255
+        True
+        >>> number("1e400")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: not a finite number: '1e400' (e.g. 0.3 or 8/255)
+    """
     try:
-        return float(Fraction(s))
-    except (ValueError, ZeroDivisionError):
+        v = float(Fraction(s))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        v = math.nan
+    if not math.isfinite(v):
         raise argparse.ArgumentTypeError(
-            f"not a number: {s!r} (e.g. 0.3 or 8/255)"
+            f"not a finite number: {s!r} (e.g. 0.3 or 8/255)"
         ) from None
+    return v
 
 
 def pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
@@ -449,14 +506,30 @@ def progress(args: argparse.Namespace) -> bool:
 
 
 def device(args: argparse.Namespace) -> torch.device:
-    """``--device``, else cuda when available, else cpu."""
+    """``--device``, else cuda when available, else cpu; a device this machine does
+    not have (``cuda`` without CUDA, ``cuda:3`` on one GPU) is a :class:`CLIError`."""
     name = getattr(args, "device", None)
     try:
-        return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError as err:
         raise CLIError(
-            f"--device {name!r} is not a device ({err})", "use cpu or cuda[:N]"
+            f"--device {name!r} is not a device ({io.plain(str(err))})",
+            "use cpu or cuda[:N]",
         ) from None
+    try:
+        torch.empty(0, device=dev)
+    except Exception as err:  # e.g. AssertionError: Torch not compiled with CUDA
+        have = (
+            f"{torch.cuda.device_count()} CUDA device(s)"
+            if torch.cuda.is_available()
+            else "no CUDA device"
+        )
+        raise CLIError(
+            f"--device {name}: this machine cannot use it ({have}; "
+            f"{type(err).__name__}: {io.plain(str(err))[:120]})",
+            "use --device cpu" + (" or cuda[:N]" if torch.cuda.is_available() else ""),
+        ) from None
+    return dev
 
 
 def check_run_folder(folder: str | os.PathLike) -> dict:
@@ -472,6 +545,7 @@ def check_run_folder(folder: str | os.PathLike) -> dict:
             f"{folder} is a file, not a run folder",
             "pass a folder (it is created if missing)",
         )
+    io.check_writable(folder, folder=True, what="--run-dir")
     cfg: dict = {}
     if (folder / "config.json").exists():
         cfg = _read_json(folder / "config.json")

@@ -24,7 +24,8 @@ checkpoint or the run's ``config.json``, or given as ``model=`` (an instance who
 weights are replaced) or ``arch=``. Files load with ``weights_only=True`` only
 (:func:`landscape.io.load_torch`); a whole pickled ``nn.Module`` loads only with
 ``trust=True``. A bad path, file or architecture is a ``FileNotFoundError`` or
-``ValueError`` whose message says what to do.
+``ValueError`` whose message says what to do; weights with NaN or inf are refused
+(:class:`landscape.io.NonFiniteError`, naming the file and the tensors).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import io
+from . import _finite, io
 
 __all__ = [
     "Ensemble",
@@ -203,6 +204,7 @@ def _load(
     objs = [io.load_torch(f, map_location="cpu", trust=trust) for f in files]
     net = io.module_in(objs[0])
     if net is not None and not members:  # only reachable with trust=True
+        _finite.check_model(net, name=f"the model in {files[0]}")
         return [net.to(device).eval()]
     first = objs[0]
     if not isinstance(first, dict):
@@ -214,6 +216,8 @@ def _load(
         cfg = {**cfg, **first["config"]}
     template, name = _template(model, arch, arch_kwargs, first, cfg, files[0])
     nets = [_fit(copy.deepcopy(template), o, f, name) for o, f in zip(objs, files)]
+    for n, f in zip(nets, files):
+        _finite.check_model(n, name=f"the model in {f}")
     return [n.to(device).eval() for n in nets]
 
 

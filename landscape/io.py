@@ -29,10 +29,12 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
+
+from ._finite import NonFiniteError
 
 __all__ = [
     "Result",
@@ -50,6 +52,15 @@ __all__ = [
     "CorruptFileError",
     "UntrustedFileError",
     "LockedError",
+    "NonFiniteError",
+    "NotWritableError",
+    "check_writable",
+    "Interrupted",
+    "stop_signals",
+    "stop_requested",
+    "deferred_signals",
+    "KINDS",
+    "plain",
 ]
 
 T = TypeVar("T", bound="Result")
@@ -57,10 +68,6 @@ T = TypeVar("T", bound="Result")
 
 class CorruptFileError(RuntimeError):
     """A file exists but cannot be trusted (truncated, wrong format or checksum)."""
-
-
-class UntrustedFileError(ValueError):
-    """A torch file holds pickled Python objects, which could run code when loaded."""
 
 
 class LockedError(RuntimeError):
@@ -71,6 +78,103 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGTERM or SIGINT (Ctrl-C), after its current atomic write.
+
+    Attributes:
+        signal: ``"SIGTERM"`` or ``"SIGINT"``.
+        where: where the run stopped and what it saved, set by the code that knows
+            (``"at epoch 3, batch 5/10 (its state is in run/resume.pt)"``).
+        resumable: whether rerunning the same call continues from there.
+    """
+
+    def __init__(self, signal: str, where: str = "", resumable: bool = False) -> None:
+        self.signal, self.where, self.resumable = signal, where, resumable
+        super().__init__(self.describe())
+
+    @property
+    def exit_status(self) -> int:
+        """``128 + signal number`` (143 for SIGTERM, 130 for SIGINT)."""
+        import signal
+
+        return 128 + int(getattr(signal, self.signal))
+
+    def describe(self, rerun: str = "rerun the same call") -> str:
+        """The message; ``rerun`` says how to run the work again."""
+        where = f" {self.where}" if self.where else ""
+        if self.resumable:
+            return f"stopped by {self.signal}{where} - {rerun} to resume"
+        return f"stopped by {self.signal}{where} - nothing was saved: {rerun} to start over"
+
+
+_STOP_SIGNALS = ("SIGTERM", "SIGINT")
+_signals = {"installed": 0, "deferred": 0, "pending": None}
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    name = signal.Signals(signum).name
+    if _signals["deferred"]:
+        _signals["pending"] = name  # raised when the write (or the step) is done
+        return
+    raise Interrupted(name)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT raise :class:`Interrupted` instead of
+    killing the process, never in the middle of an atomic write (nor of a step that
+    :func:`deferred_signals` protects): a signal that arrives there is raised when
+    the write is complete. Every command-line tool and :func:`landscape.train.
+    adversarial_train` run under it; nested uses and threads other than the main
+    thread change nothing. The previous handlers are restored on exit."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _signals["installed"]:
+        yield
+        return
+    old = {n: signal.getsignal(getattr(signal, n)) for n in _STOP_SIGNALS}
+    for n in _STOP_SIGNALS:
+        signal.signal(getattr(signal, n), _on_signal)
+    _signals["installed"] = 1
+    try:
+        yield
+    finally:
+        _signals["installed"] = 0
+        _signals["pending"] = None
+        for n, h in old.items():
+            signal.signal(getattr(signal, n), h)
+
+
+def stop_requested() -> str | None:
+    """The signal (``"SIGTERM"``) that arrived during :func:`deferred_signals`, else
+    None: a loop that defers signals polls it at a safe point, saves and raises
+    :class:`Interrupted`."""
+    return _signals["pending"] if _signals["installed"] else None
+
+
+@contextlib.contextmanager
+def deferred_signals(*, raise_after: bool = True) -> Iterator[None]:
+    """Hold SIGTERM / SIGINT (under :func:`stop_signals`) until the block is done;
+    then raise :class:`Interrupted` for a signal that arrived (``raise_after``) or
+    leave it to :func:`stop_requested`. An exception in the block keeps the signal
+    pending."""
+    _signals["deferred"] += 1
+    try:
+        yield
+    finally:
+        _signals["deferred"] -= 1
+    pending = _signals["pending"]
+    if raise_after and pending and not _signals["deferred"]:
+        _signals["pending"] = None
+        raise Interrupted(pending)
 
 
 @contextlib.contextmanager
@@ -86,19 +190,110 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         'hello'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with deferred_signals():  # a SIGTERM is raised once the file is in place
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(fd, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+class NotWritableError(OSError):
+    """An output path cannot be written (checked before the work starts)."""
+
+
+def _link_problem(p: Path) -> str | None:
+    """Why the symlink ``p`` leads nowhere (None when it leads to something)."""
+    import errno
+
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        os.stat(p)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"{p} is a symlink that points back to itself (a loop)"
+        return f"{p} is a symlink to {os.readlink(p)}, which does not exist"
+    return None
+
+
+def check_writable(
+    path: str | os.PathLike, *, folder: bool = False, what: str = "output"
+) -> Path:
+    """Check, before any work, that ``path`` (a file, or a folder with ``folder``)
+    can be written; creates nothing.
+
+    Refused: a path whose part is a file (``out.txt/s.npz``), a dangling or looping
+    symlink, a folder where a file is wanted (and the reverse), and a folder that
+    does not accept a new file (read-only, another owner's, a read-only file system:
+    tried by creating and removing a temporary file in the nearest existing folder).
+
+    Args:
+        path: the output file or folder.
+        folder: ``path`` is a folder (a run folder, an output folder).
+        what: how messages name it (``"--out"``, ``"run_dir"``).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        NotWritableError: the message names the path and what to do.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> (d / "f.txt").write_text("x")
+        1
+        >>> check_writable(d / "new" / "s.npz") == d / "new" / "s.npz"
+        True
+        >>> check_writable(d / "f.txt" / "s.npz")
+        Traceback (most recent call last):
+        ...
+        landscape.io.NotWritableError: output: ...f.txt is a file, so the output ...s.npz cannot be created in it - choose another path
+    """
+    path = Path(path)
+    fix = "choose another path"
+    if path.is_symlink() and (problem := _link_problem(path)):
+        raise NotWritableError(f"{what} {problem} - remove the link or {fix}")
+    if path.exists():
+        if folder and not path.is_dir():
+            raise NotWritableError(
+                f"{what} {path} is a file, not a folder - pass a folder (it is "
+                "created if missing)"
+            )
+        if not folder and path.is_dir():
+            raise NotWritableError(f"{what} {path} is a folder, not a file - {fix}")
+    near = path if folder and path.is_dir() else path.parent
+    while not os.path.lexists(near) and near != near.parent:
+        near = near.parent
+    if near.is_symlink() and (problem := _link_problem(near)):
+        raise NotWritableError(
+            f"{problem}, so the {what} {path} cannot be created - {fix}"
+        )
+    if not near.is_dir():
+        raise NotWritableError(
+            f"{what}: {near} is a file, so the {what} {path} cannot be created in it "
+            f"- {fix}"
+        )
+    try:
+        # named like a killed write's leftover: the next lock of the folder cleans it
+        fd, tmp = tempfile.mkstemp(dir=near, prefix=".write-check.", suffix=".tmp")
+    except OSError as err:
+        raise NotWritableError(
+            f"{what} {path} cannot be written: the folder {near} does not accept new "
+            f"files ({err.strerror}) - {fix}, or make {near} writable"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path
 
 
 def atomic_save_torch(obj: Any, path: str | os.PathLike) -> None:
@@ -110,59 +305,178 @@ def atomic_save_torch(obj: Any, path: str | os.PathLike) -> None:
 
 
 # numpy arrays, scalars and dtypes (e.g. numpy's RNG state): these globals only build
-# arrays, they cannot run code, so weights_only loading may rebuild them.
-_NUMPY_GLOBALS = [
+# arrays, they cannot run code, so weights_only loading may rebuild them (under their
+# names of numpy 2 and of numpy 1, ``numpy.core``, which older files carry).
+_NUMPY_GLOBALS: list = [
     np._core.multiarray._reconstruct,
     np._core.multiarray.scalar,
+    (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+    (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
     np.ndarray,
     np.dtype,
     *{type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGUSV"},
 ]
+_ALLOWED = {
+    g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}"
+    for g in _NUMPY_GLOBALS
+}
+# torch's legacy (non-zip) files start with this number, pickled
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# what a file read by load_torch is, for messages: a model checkpoint (the model
+# conversion recipe applies), the state file of a resumable tool (written by the tool
+# itself: only tensors and plain types), or tensors saved by the user
+KINDS = ("checkpoint", "state", "tensors")
+_NOUN = {"checkpoint": "checkpoint", "state": "state file", "tensors": "file"}
 
 
-def _unsafe_globals(path: Path, err: Exception) -> list[str]:
-    """Names of the Python objects a torch file would import to unpickle."""
+def plain(text: str) -> str:
+    """``text`` without terminal colour codes, on one line (for error messages).
+
+    Example:
+        >>> plain("Weights only load failed. \\x1b[1mdo this\\x1b[0m.\\n  next")
+        'Weights only load failed. do this. next'
+    """
+    return " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).split())
+
+
+def _first_line(err: BaseException) -> str:
+    """What went wrong, from an error's message: torch's unpickler reason (not its
+    advice to load with ``weights_only=False``), else the first non-empty line,
+    plain (the error's type when empty)."""
+    lines = [plain(ln) for ln in str(err).splitlines() if plain(ln)]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            return (rest or (lines[i + 1] if i + 1 < len(lines) else ""))[:200]
+    return lines[0][:200] if lines else type(err).__name__
+
+
+def _pickle_kind(path: Path) -> str:
+    """``"zip"`` (torch's format), ``"legacy"`` (torch's old format), ``"pickle"`` (a
+    plain pickle, not written by ``torch.save``) or ``"other"``; read without
+    unpickling anything."""
+    import pickletools
+    import zipfile
+
+    with open(path, "rb") as f:
+        if f.read(2) == b"PK" or zipfile.is_zipfile(path):  # a zip, maybe cut short
+            return "zip"
+    try:
+        with open(path, "rb") as f:
+            args = [arg for _, arg, _ in pickletools.genops(f)]
+    except Exception:  # not a pickle, or one cut short
+        return "other"
+    return "legacy" if _LEGACY_MAGIC in args else "pickle"
+
+
+def _unsafe_globals(path: Path, err: Exception | None) -> list[str]:
+    """Names of the Python objects a torch file would import to unpickle (those that
+    :data:`_NUMPY_GLOBALS` does not allow)."""
     try:
         names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # legacy (non-zip) format: the refusal names the first one
         names = re.findall(r"GLOBAL ([\w.]+)", str(err))
-    allowed = {f"{g.__module__}.{g.__qualname__}" for g in _NUMPY_GLOBALS}
-    return [n for n in names if n not in allowed and not n.startswith("numpy.")]
+    return [n for n in names if n not in _ALLOWED]
 
 
-def _untrusted_message(path: Path, names: list[str]) -> str:
-    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-    is_module = any(n.startswith(("torch.nn.modules.", "landscape.")) for n in names)
-    what = "a whole pickled nn.Module" if is_module else "pickled Python objects"
-    return (
-        f"{path} holds {what} ({shown}), which could run code when loaded, so it was "
-        "refused - if you trust the file, convert it once to a state dict: "
-        f"m = torch.load('{path}', weights_only=False); torch.save({{'model': "
-        "m.state_dict(), 'arch': NAME, 'arch_kwargs': {...}}, 'weights.pt') and load "
-        "weights.pt (the model is rebuilt by name with landscape.models.build(NAME)); "
-        "or pass --trust-checkpoint (trust=True in Python) to load it as it is"
-    )
+class UntrustedFileError(ValueError):
+    """A torch file holds pickled Python objects, which could run code when loaded.
+
+    ``str(err)`` is the message for a Python caller; :meth:`describe` words it for a
+    command-line tool (which offers ``--trust-checkpoint`` only where it has it).
+
+    Attributes:
+        path: the file.
+        names: the objects it would import (empty for a plain pickle).
+        kind: one of :data:`KINDS`: a ``"state"`` file is the tool's own and is never
+            loaded with trust, a ``"checkpoint"`` may be converted to a state dict.
+        plain_pickle: the file is a plain pickle, not a ``torch.save`` file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        names: list[str],
+        *,
+        kind: str = "checkpoint",
+        plain_pickle: bool = False,
+    ) -> None:
+        self.path, self.names, self.kind = Path(path), list(names), kind
+        self.plain_pickle = plain_pickle
+        super().__init__(self.describe("trust=True"))
+
+    def describe(self, trust: str | None) -> str:
+        """The message, offering ``trust`` (``"trust=True"``, ``"--trust-checkpoint"``
+        or None: the caller has no way to trust a file) as the way to load it anyway."""
+        path, names = self.path, self.names
+        if self.plain_pickle:
+            what = "a plain Python pickle (not a torch.save file)"
+        else:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            module = any(
+                n.startswith(("torch.nn.modules.", "landscape.")) for n in names
+            )
+            what = "a whole pickled nn.Module" if module else "pickled Python objects"
+            what = f"{what} ({shown})"
+        head = (
+            f"{_NOUN[self.kind]} {path} holds {what}, which could run code when "
+            "loaded, so it was refused"
+        )
+        if self.kind == "state":
+            return (
+                f"{head} - the tool writes its state files with tensors and plain "
+                "types only, so this one is not its own: delete it to start that "
+                "work over, or restore it from a backup"
+            )
+        read = (
+            f"pickle.load(open('{path}', 'rb'))"
+            if self.plain_pickle
+            else f"torch.load('{path}', weights_only=False)"
+        )
+        if self.kind == "checkpoint":
+            fixes = [
+                f"if you trust the file, convert it once to a state dict: m = {read}; "
+                "torch.save({'model': m.state_dict(), 'arch': NAME, 'arch_kwargs': "
+                "{...}}, 'weights.pt') and load weights.pt (the model is rebuilt by "
+                "name with landscape.models.build(NAME))"
+            ]
+        else:
+            fixes = [
+                f"if you trust the file, re-save what {read} returns as tensors, "
+                "lists and dicts with torch.save"
+            ]
+        if trust is not None:
+            fixes.append(f"pass {trust} to load it as it is")
+        return f"{head} - " + "; or ".join(fixes)
 
 
 def load_torch(
-    path: str | os.PathLike, *, map_location: Any = "cpu", trust: bool = False
+    path: str | os.PathLike,
+    *,
+    map_location: Any = "cpu",
+    trust: bool = False,
+    kind: str = "checkpoint",
 ) -> Any:
     """``torch.load(..., weights_only=True)`` with clear errors.
 
     Tensors, plain Python types (dicts, lists, numbers, strings) and numpy arrays load;
     a file that holds other pickled objects (a whole ``nn.Module``, or a payload that
-    runs code) is refused, because unpickling it could run arbitrary code.
+    runs code) or that is a plain pickle is refused, because unpickling it could run
+    arbitrary code.
 
     Args:
         path: the torch file.
         map_location: as for ``torch.load``.
-        trust: load pickled objects anyway (``weights_only=False``), with a warning.
-            Only for files you made yourself or trust.
+        trust: load pickled objects anyway (``weights_only=False``; a plain pickle
+            with ``pickle``), with a warning. Only for files you made yourself or
+            trust; never for a ``"state"`` file.
+        kind: what the file is, for messages: ``"checkpoint"`` (a model),
+            ``"state"`` (the state file of a resumable tool) or ``"tensors"``.
 
     Raises:
         FileNotFoundError: no such file.
         UntrustedFileError: the file holds pickled objects and ``trust`` is False.
-        CorruptFileError: the file is truncated or not a torch file.
+        CorruptFileError: the file is empty, truncated or not a torch file.
 
     Example:
         >>> import tempfile, pathlib
@@ -177,29 +491,50 @@ def load_torch(
         >>> sorted(load_torch(p))
         ['bias', 'weight']
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(path)
+    noun = _NOUN[kind]
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"{noun} {path} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a torch file")
-    try:
-        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle/zip errors from truncated or unsafe files
-        unsafe = _unsafe_globals(path, err)
-        if not unsafe:
-            raise CorruptFileError(
-                f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:200]}) - delete it and resume from an "
-                "earlier checkpoint or retrain"
-            ) from err
-        if not trust:
-            raise UntrustedFileError(_untrusted_message(path, unsafe)) from None
+    again = {
+        "checkpoint": "delete it and resume from an earlier checkpoint or retrain",
+        "state": "delete it to start that work over",
+        "tensors": "re-create it with torch.save",
+    }[kind]
+    if path.stat().st_size == 0:
+        raise CorruptFileError(f"{noun} {path} is empty (0 bytes) - {again}")
+    fmt = _pickle_kind(path)
+    unsafe: list[str] = []
+    if fmt == "pickle":
+        if not trust or kind == "state":
+            raise UntrustedFileError(path, [], kind=kind, plain_pickle=True)
+    else:
+        try:
+            with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+                return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # pickle/zip errors from truncated or unsafe files
+            unsafe = _unsafe_globals(path, err)
+            if not unsafe:
+                raise CorruptFileError(
+                    f"{noun} {path} is corrupt or truncated ({type(err).__name__}: "
+                    f"{_first_line(err)}) - {again}"
+                ) from None
+            if not trust or kind == "state":
+                raise UntrustedFileError(path, unsafe, kind=kind) from None
     warnings.warn(
         f"loading {path} with weights_only=False (trust=True): its pickled objects "
-        f"({', '.join(unsafe[:3])}) run code; do this only for files you trust",
+        f"({', '.join(unsafe[:3]) or 'a plain pickle'}) run code; do this only for "
+        "files you trust",
         stacklevel=2,
     )
+    if fmt == "pickle":
+        import pickle
+
+        with open(path, "rb") as f:
+            return pickle.load(f)
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
@@ -381,6 +716,59 @@ def _is_array(v: Any) -> bool:
     return isinstance(v, (np.ndarray, torch.Tensor))
 
 
+def _nonfinite(v: Any) -> str | None:
+    """``"2 NaN and 0 inf of 9 values"`` when ``v`` (an array or a float) is not all
+    finite, else None."""
+    if isinstance(v, float):
+        return None if np.isfinite(v) else repr(v)
+    a = _np(v)
+    if a.dtype.kind not in "fc" or np.isfinite(a).all():
+        return None
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    return f"{nan} NaN and {inf} inf of {a.size} values"
+
+
+class _ShapeError(ValueError):
+    pass
+
+
+def _check_shapes(shapes: dict[str, str], arrays: dict[str, Any]) -> None:
+    """Check ``arrays`` (field -> array, or dict of arrays) against ``shapes`` (field
+    -> dimension names, see :class:`Result`); raises :class:`_ShapeError` naming the
+    array."""
+    dims: dict[str, int] = {}
+    items = []
+    for name, spec in shapes.items():
+        v = arrays.get(name)
+        if v is None:
+            continue
+        parts = (
+            [(f"{name}/{k}", x) for k, x in v.items()]
+            if isinstance(v, dict)
+            else [(name, v)]
+        )
+        items += [(n, spec.split(), np.shape(x)) for n, x in parts]
+    # optional dimensions ("Y?") are bound by the arrays that do not mark them so
+    for n, tokens, shape in sorted(items, key=lambda it: any("?" in t for t in it[1])):
+        want = [t for t in tokens if not t.endswith("?") or t[:-1] in dims]
+        want = [t.rstrip("?") for t in want]
+        rest = want[-1] == "..." if want else False
+        if rest:
+            want = want[:-1]
+        if len(shape) < len(want) or (len(shape) != len(want) and not rest):
+            raise _ShapeError(
+                f"{n} has shape {shape} but must have {len(want)}"
+                f"{'+' if rest else ''} dimensions ({' '.join(tokens)})"
+            )
+        for t, size in zip(want, shape):
+            expected = int(t) if t.isdigit() else dims.setdefault(t, size)
+            if size != expected:
+                raise _ShapeError(
+                    f"{n} has shape {shape}, but its dimension {t} must be {expected} "
+                    f"(dimensions {' '.join(tokens)}, as the other arrays)"
+                )
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
     """Base class: a frozen dataclass whose arrays go to ``.npz`` and the rest to JSON.
@@ -389,24 +777,91 @@ class Result:
     converted on save), a ``dict[str, ndarray]`` field is stored key by key. A field
     named ``meta`` (a dict) receives provenance on save.
 
+    Two class-level tables, checked by :meth:`save` and :meth:`load` (the one check
+    of every result):
+
+    - ``SHAPES``: field -> its dimension names (``"E N"``): one name is one size
+      across the arrays, a number is a fixed size, ``...`` any trailing dimensions,
+      ``Y?`` a dimension present exactly when another array binds ``Y`` (a line has
+      no ``ys``). A dict field's entry applies to each of its arrays.
+    - ``NONFINITE``: field -> why NaN or inf may appear there (NaN padding, a missing
+      entry). Every other array and float field must be finite: ``save`` refuses
+      a result with NaN or inf (:class:`NonFiniteError`), ``load`` a file with one.
+
     Example:
         >>> import dataclasses, tempfile, pathlib
         >>> @dataclasses.dataclass(frozen=True)
         ... class Pair(Result):
+        ...     SHAPES = {"a": "N", "b": "N 2"}
         ...     a: np.ndarray
+        ...     b: np.ndarray
         ...     label: str = ""
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "pair.npz"
-        >>> _ = Pair(np.arange(3.0), "x").save(p)
+        >>> _ = Pair(np.arange(3.0), np.zeros((3, 2)), "x").save(p)
         >>> q = Pair.load(p)
         >>> q.a.tolist(), q.label
         ([0.0, 1.0, 2.0], 'x')
+        >>> Pair(np.arange(3.0), np.zeros((4, 2))).save(p)
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot save the Pair: b has shape (4, 2), but its dimension N must be 3 ...
+        >>> Pair(np.array([0.0, np.nan, 1.0]), np.zeros((3, 2))).save(p)
+        Traceback (most recent call last):
+        ...
+        landscape._finite.NonFiniteError: cannot save the Pair: a holds 1 NaN and 0 inf ...
     """
+
+    SHAPES: ClassVar[dict[str, str]] = {}
+    NONFINITE: ClassVar[dict[str, str]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def _problem(self) -> tuple[type[Exception], str] | None:
+        """What makes this result unfit to save or load (None when nothing)."""
+        values = self.to_dict()
+        try:
+            _check_shapes(self.SHAPES, values)
+        except _ShapeError as err:
+            return ValueError, str(err)
+        for name, v in values.items():
+            if name == "meta" or name in self.NONFINITE:
+                continue
+            parts = (
+                list(v.items())
+                if isinstance(v, dict) and v and all(map(_is_array, v.values()))
+                else [(None, v)]
+            )
+            for key, x in parts:
+                if not (_is_array(x) or isinstance(x, float)):
+                    continue
+                bad = _nonfinite(x)
+                if bad is not None:
+                    where = name if key is None else f"{name}/{key}"
+                    return NonFiniteError, f"{where} holds {bad}"
+        return None
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Write arrays to ``path`` (.npz) and the rest to ``path + '.json'``, atomically."""
+        """Write arrays to ``path`` (.npz) and the rest to ``path + '.json'``, atomically.
+
+        Raises:
+            NonFiniteError: an array or number holds NaN or inf (outside ``NONFINITE``).
+            ValueError: the arrays do not have the shapes ``SHAPES`` declares.
+        """
+        with deferred_signals():  # the .npz and its readable copy, both or neither
+            return self._save(path)
+
+    def _save(self, path: str | os.PathLike) -> Path:
+        problem = self._problem()
+        if problem is not None:
+            kind, text = problem
+            why = (
+                "a result must be finite: the computation that made it went wrong, so "
+                "nothing was saved"
+                if kind is NonFiniteError
+                else "the arrays must agree in shape (a bug in the code that built it)"
+            )
+            raise kind(f"cannot save the {type(self).__name__}: {text} - {why}")
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
@@ -459,12 +914,37 @@ class Result:
             elif (
                 isinstance(rest.get(f.name), dict) and "__array_dict__" in rest[f.name]
             ):
-                kwargs[f.name] = {
-                    k: arrays[f"{f.name}/{k}"] for k in rest[f.name]["__array_dict__"]
-                }
+                keys = rest[f.name]["__array_dict__"]
+                gone = [k for k in keys if f"{f.name}/{k}" not in arrays]
+                if gone:
+                    raise CorruptFileError(
+                        f"result {path} misses the array {f.name}/{gone[0]} of its "
+                        f"{cls.__name__} - the file was altered; recompute it"
+                    )
+                kwargs[f.name] = {k: arrays[f"{f.name}/{k}"] for k in keys}
             elif f.name in rest:
                 kwargs[f.name] = rest[f.name]
-        return cls(**kwargs)
+            elif (
+                f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
+            ):
+                raise CorruptFileError(
+                    f"result {path} misses {f.name}, which every {cls.__name__} "
+                    "holds - the file was altered or is not this result; recompute it"
+                )
+        try:
+            result = cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise CorruptFileError(
+                f"result {path} does not make a {cls.__name__} ({err}) - recompute it"
+            ) from None
+        problem = result._problem()
+        if problem is not None:
+            raise CorruptFileError(
+                f"result {path} is not a valid {cls.__name__}: {problem[1]} - the "
+                "file was altered or is damaged; recompute it"
+            )
+        return result
 
 
 _META = "__meta__"

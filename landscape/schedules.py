@@ -6,10 +6,20 @@ integer epoch when it updates per epoch), and ``schedule.sample(num)`` returns
 ``(ts, values)`` ready to plot (see :func:`landscape.plot.plot_schedule`).
 
 eps schedules (``kind="eps"``): ``constant``, ``linear`` (linear warm-up), ``cosine``
-(cosine warm-up) and ``periodic``. learning-rate schedules (``kind="lr"``):
-``constant``, ``step`` (step decay), ``cosine`` (cosine decay), ``periodic`` (cosine
-decay restarted at every period boundary, aligned with the periodic eps schedule) and
-``onecycle``.
+(cosine warm-up), ``periodic`` and the paper's ``cycle_cos`` / ``cycle_linear``.
+learning-rate schedules (``kind="lr"``): ``constant``, ``step`` (step decay, the
+paper's ``jump``), ``cosine`` (cosine decay), ``periodic`` (cosine decay restarted at
+every period boundary: OUR per-period cosine, not the paper's ``cos_cycle_jump``),
+the paper's ``cycle_jump`` and ``cos_cycle_jump``, and ``onecycle``.
+
+The paper's schedules (Liu et al., NeurIPS 2020, released code ``util/seq_parser.py``,
+driven per epoch by ``util/train.py``) are here under their names, with our
+vocabulary for their parameters (``periods`` = its ``ckpt_list``, ``value`` = its cap
+``max``, ``start`` / ``peak`` = ``eps_min`` / ``eps_max``, ``gamma`` = ``power``,
+``drops`` = ``drop_point_list``). In its code the schedules are evaluated at the
+integer epoch (``--schedule_update_mode epoch``, the default): a config that follows
+it sets ``TrainConfig(schedule_update="epoch")``, so eps and lr are constant within
+an epoch and an epoch whose eps is 0 trains on clean data.
 
 The periodic eps schedule is the one of Periodic Adversarial Scheduling (PAS, Liu et al.,
 NeurIPS 2020, Sec. 5 and the authors' ``cycle_linear`` / ``cycle_cos`` schedules): the
@@ -44,9 +54,13 @@ __all__ = [
     "LinearWarmup",
     "CosineWarmup",
     "PeriodicEps",
+    "CycleCos",
+    "CycleLinear",
     "StepDecay",
     "CosineDecay",
     "PeriodicCosine",
+    "CycleJump",
+    "CosCycleJump",
     "OneCycle",
     "EPS_SCHEDULES",
     "LR_SCHEDULES",
@@ -314,6 +328,66 @@ class PeriodicEps(Schedule):
 
 
 @dataclass(frozen=True)
+class CycleCos(PeriodicEps):
+    """The paper's ``cycle_cos`` eps schedule (``util/seq_parser.py`` l.114-130):
+    in the period ``[a, b)`` of ``periods`` holding ``t``, at ``r = (t - a) / (b - a)``::
+
+        eps(t) = min(value, start + (peak - start) * (1 - cos(pi r)) / 2)
+
+    (``start`` = ``eps_min``, ``peak`` = ``eps_max``, ``value`` = the cap ``max``);
+    after the last boundary ``min(value, peak)``. The paper's MNIST setting is
+    ``CycleCos(0.4, periods=(0, 100), peak=0.6)``: per epoch ``e``,
+    ``eps = min(0.4, 0.3 (1 - cos(pi e / 100)))``, 0 at epoch 0, 0.3 at epoch 50,
+    the cap 0.4 from epoch 61 on. :class:`PeriodicEps` with ``shape="cosine"``.
+
+    Example:
+        >>> s = CycleCos(0.4, periods=(0, 100), peak=0.6)
+        >>> [round(s(e), 4) for e in (0, 10, 50, 60, 61, 99)]
+        [0.0, 0.0147, 0.3, 0.3927, 0.4, 0.4]
+    """
+
+    shape: str = "cosine"
+
+    def __post_init__(self):
+        if self.shape != "cosine":
+            raise ValueError("cycle_cos is the cosine shape; use periodic for others")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class CycleLinear(PeriodicEps):
+    """The paper's ``cycle_linear`` eps schedule (``util/seq_parser.py`` l.44-60):
+    ``eps(t) = min(value, start + slope * r)`` at the fraction ``r`` of the current
+    period (the rise ``slope`` is per PERIOD, not per epoch; ``peak = start +
+    slope``). With ``slope = 2 * value`` eps reaches the cap half-way through each
+    period (the MNIST run of the released checkpoints, ``max0.8``: inferred).
+    :class:`PeriodicEps` with ``shape="linear"``.
+
+    Example:
+        >>> s = CycleLinear(0.4, periods=(0, 100), slope=0.8)
+        >>> [round(s(e), 4) for e in (0, 10, 49, 50, 99)]
+        [0.0, 0.08, 0.392, 0.4, 0.4]
+    """
+
+    shape: str = "linear"
+    slope: float | None = None
+
+    def __post_init__(self):
+        if self.shape != "linear":
+            raise ValueError(
+                "cycle_linear is the linear shape; use periodic for others"
+            )
+        if self.slope is not None:
+            if self.peak is not None:
+                raise TypeError("give cycle_linear's rise as slope= or peak=, not both")
+            slope = _check_value(self.slope, "slope")
+            object.__setattr__(self, "slope", slope)
+            object.__setattr__(self, "peak", _check_value(self.start, "start") + slope)
+        super().__post_init__()
+        object.__setattr__(self, "slope", self.peak - self.start)
+
+
+@dataclass(frozen=True)
 class StepDecay(Schedule):
     """``value * gamma ** k`` where ``k`` counts the milestones passed (``t >= m``).
 
@@ -385,7 +459,9 @@ class CosineDecay(Schedule):
 @dataclass(frozen=True)
 class PeriodicCosine(Schedule):
     """Cosine decay from ``value`` to ``final`` within each period, restarting at each
-    boundary (SGDR-style warm restarts aligned with :class:`PeriodicEps`).
+    boundary (SGDR-style warm restarts aligned with :class:`PeriodicEps`). Ours: it
+    follows unequal periods, which the paper's ``cos_cycle_jump``
+    (:class:`CosCycleJump`, equal cycles) cannot.
 
     Example:
         >>> s = PeriodicCosine(0.1, periods=(0, 4, 8))
@@ -412,6 +488,85 @@ class PeriodicCosine(Schedule):
         return self.final + (self.value - self.final) * 0.5 * (
             1 + math.cos(math.pi * r)
         )
+
+
+@dataclass(frozen=True)
+class CycleJump(Schedule):
+    """The paper's ``cycle_jump`` lr schedule (``util/seq_parser.py`` l.90-107): a
+    step decay restarted in every period, ``value * gamma ** k`` with ``k`` the number
+    of fractions in ``drops`` that the fraction ``r`` of the current period has
+    reached (``r >= d``; the paper's ``start_v``, ``power``, ``drop_point_list``,
+    ``ckpt_list``). After the last boundary: the value at the end of the last period.
+
+    Example:
+        >>> s = CycleJump(0.1, periods=(0, 100, 150, 200), drops=(0.5, 0.75))
+        >>> [round(s(e), 6) for e in (0, 49, 50, 75, 100, 125, 140, 150)]
+        [0.1, 0.1, 0.01, 0.001, 0.1, 0.01, 0.001, 0.1]
+    """
+
+    value: float
+    periods: tuple[float, ...]
+    drops: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    epochs: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
+        object.__setattr__(
+            self, "gamma", _check_value(self.gamma, "gamma", positive=True)
+        )
+        drops = tuple(float(d) for d in self.drops)
+        if any(not 0 <= d <= 1 for d in drops):
+            raise ValueError(
+                f"drops are fractions of a period in [0, 1], got {list(drops)}"
+            )
+        object.__setattr__(self, "drops", drops)
+        object.__setattr__(
+            self, "periods", period_boundaries(self.periods, self.epochs)
+        )
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", self.periods[-1])
+
+    def __call__(self, t: float) -> float:
+        _, r = _position(self.periods, t)
+        return self.value * self.gamma ** sum(r >= d for d in self.drops)
+
+
+@dataclass(frozen=True)
+class CosCycleJump(Schedule):
+    """The paper's ``cos_cycle_jump`` lr schedule (``util/seq_parser.py`` l.108-113):
+    ``value`` until epoch ``start_epoch`` (its ``min_jump_pt``), then a cosine from
+    ``value`` (``up_v``) down to ``final`` (``low_v``) over EQUAL cycles of ``cycle``
+    epochs (``cycle_freq``), restarting at each. It takes no period boundaries, so it
+    cannot follow unequal periods such as ``[0, 100, 150, 200]`` except with
+    ``start_epoch=100, cycle=50`` (flat for the first period); see
+    :class:`PeriodicCosine` for a cosine per period.
+
+    Example:
+        >>> s = CosCycleJump(0.1, cycle=50, start_epoch=100)
+        >>> [round(s(e), 4) for e in (0, 100, 125, 149, 150, 175)]
+        [0.1, 0.1, 0.05, 0.0001, 0.1, 0.05]
+    """
+
+    value: float
+    cycle: float
+    start_epoch: float = 0.0
+    final: float = 0.0
+    epochs: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
+        object.__setattr__(
+            self, "cycle", _check_value(self.cycle, "cycle", positive=True)
+        )
+        object.__setattr__(
+            self, "start_epoch", _check_value(self.start_epoch, "start_epoch")
+        )
+        object.__setattr__(self, "final", _check_value(self.final, "final"))
+
+    def __call__(self, t: float) -> float:
+        u = (max(t - self.start_epoch, 0.0) % self.cycle) / self.cycle
+        return (math.cos(u * math.pi) + 1) * (self.value - self.final) / 2 + self.final
 
 
 @dataclass(frozen=True)
@@ -455,12 +610,16 @@ EPS_SCHEDULES: dict[str, type[Schedule]] = {
     "linear": LinearWarmup,
     "cosine": CosineWarmup,
     "periodic": PeriodicEps,
+    "cycle_cos": CycleCos,
+    "cycle_linear": CycleLinear,
 }
 LR_SCHEDULES: dict[str, type[Schedule]] = {
     "constant": Constant,
     "step": StepDecay,
     "cosine": CosineDecay,
     "periodic": PeriodicCosine,
+    "cycle_jump": CycleJump,
+    "cos_cycle_jump": CosCycleJump,
     "onecycle": OneCycle,
 }
 _ALIASES = {
@@ -481,8 +640,9 @@ def make_schedule(name: str | Schedule, *, kind: str = "eps", **kw: Any) -> Sche
     """Build a schedule by name.
 
     Args:
-        name: eps: ``constant | linear | cosine | periodic``; lr: ``constant | step |
-            cosine | periodic | onecycle``. A :class:`Schedule` is returned unchanged.
+        name: eps: ``constant | linear | cosine | periodic | cycle_cos |
+            cycle_linear``; lr: ``constant | step | cosine | periodic | cycle_jump |
+            cos_cycle_jump | onecycle``. A :class:`Schedule` is returned unchanged.
         kind: ``"eps"`` or ``"lr"`` (``cosine`` and ``periodic`` exist for both and
             mean a warm-up for eps, a decay for the learning rate).
         **kw: the schedule's parameters. The target value may be given as ``value``,

@@ -213,8 +213,11 @@ def test_curve_save_load_roundtrip(tmp_path):
     for k, v in c.state(0.4).items():
         assert torch.equal(v, d.state(0.4)[k])
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception, match="weights-only"):
+    with pytest.raises(io.CorruptFileError, match=r"bad.pt is corrupt or truncated"):
         mc.Curve.load(tmp_path / "bad.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(io.CorruptFileError, match=r"other.pt is not a saved curve"):
+        mc.Curve.load(tmp_path / "other.pt")
 
 
 # -------------------------------------------------------------------- BatchNorm

@@ -234,7 +234,15 @@ def test_study_statistics_match_closed_forms(study):
     ref = stats.ttest_ind(a, b, equal_var=False)
     assert w["p"] == pytest.approx(ref.pvalue) and w["significant"]
     assert study.welch([1.0], b)["p"] is None
-    assert study.welch([0.1, 0.1], [0.1, 0.1])["p"] == 1.0
+    # no variance in either group: no test (a p-value of 0 or 1 would be no evidence)
+    same = study.welch([0.1, 0.1], [0.1, 0.1])
+    assert same["p"] is None and same["note"] == "no variance"
+    assert study.welch([0.1, 0.1], [0.2, 0.2])["p"] is None
+    # power: the textbook 17 seeds per group for a 1-sd effect (two-sample), 10 for a
+    # one-sample test; half the effect needs about 4x the seeds
+    assert study.seeds_needed(1.0, 1.0) == 17 and study.seeds_needed_one(1.0, 1.0) == 10
+    assert 60 <= study.seeds_needed(0.5, 1.0) <= 66
+    assert study.seeds_needed(0.0, 1.0) is None
     # slopes per seed: y = 2 x + seed noise -> increasing; y = -x -> decreasing
     xs = [[0, 1, 2]] * 3
     up = study.slope_test(xs, [[0, 2.1, 4], [0.1, 2, 3.9], [0, 1.9, 4.1]])
@@ -256,7 +264,6 @@ def test_study_zoo_trains_once_and_caches(study, common, tmp_path, monkeypatch):
     monkeypatch.setitem(study.SIZE, "num_train", 64)
     monkeypatch.setitem(study.SIZE, "num_test", 32)
     monkeypatch.setitem(study.SIZE, "epochs", 2)
-    monkeypatch.setitem(study.SIZE, "periods", 2)
     monkeypatch.setitem(study.SIZE, "eval_num", 16)
     monkeypatch.setitem(study.SIZE, "steps", 1)
     study._DATA.clear()
@@ -279,8 +286,13 @@ def test_study_zoo_trains_once_and_caches(study, common, tmp_path, monkeypatch):
     assert study.final_eval(ctx, spec) == fe
     assert study.final_eval(ctx, spec, compute=False) == fe
     assert (run / "final.pt").stat().st_mtime_ns == stamp
-    assert len(sorted(run.glob("ckpt_epoch*.pt"))) == 2  # the 2-member ensemble
-    assert not run.with_suffix(".lock").exists()
+    # periodic over 2 epochs: periods [0, 1, 2] (the tier's [0, E/2, 3E/4, E] with
+    # the repeated boundary dropped), a 2-member ensemble
+    assert spec.periods == [0, 1, 2]
+    assert len(sorted(run.glob("ckpt_epoch*.pt"))) == 2
+    assert not (run.parent / (run.name + ".lock")).exists()
+    # one lock per run folder (a suffix-based name was shared by every seed and lr)
+    assert not list(run.parent.glob("*.lock"))
     q = study.protocol_eval(ctx, spec, "quick", num=32, ensemble=True)
     assert 0 <= q["robust_acc"] <= q["clean_acc"] <= 1 and q["attacks"] == ["pgd-20"]
     # a result (and a half-done state) of an older definition of the preset is stale
@@ -296,7 +308,8 @@ def test_study_zoo_trains_once_and_caches(study, common, tmp_path, monkeypatch):
 
 
 def test_study_budget_from_the_environment():
-    """``LANDSCAPE_STUDY_BUDGET=long`` sizes the zoo and publishes to results/long/;
+    """The default budget ``cpu`` (the paper's recipe scaled down) publishes to
+    results/cpu/; ``v1`` / ``v1-long`` point at the earlier recipe's committed record;
     an unknown budget is a one-line error."""
     code = (
         "import sys; sys.path.insert(0, 'figures'); import _study, _common; "
@@ -307,14 +320,14 @@ def test_study_budget_from_the_environment():
     run = {"cwd": REPO, "capture_output": True, "text": True, "timeout": 120}
     base = subprocess.run([sys.executable, "-c", code], env=_env(), **run)
     assert base.returncode == 0, base.stderr[-2000:]
-    assert base.stdout.split()[:3] == ["8000", "8", "results"]
-    env = {**_env(), "LANDSCAPE_STUDY_BUDGET": "long"}
-    long = subprocess.run([sys.executable, "-c", code], env=env, **run)
-    assert long.returncode == 0, long.stderr[-2000:]
-    n, e, published, key = long.stdout.split()
-    assert (n, e, published) == ("16000", "16", "results/long")
-    assert key.endswith("-n16000-e16-k5-b256")
-    env["LANDSCAPE_STUDY_BUDGET"] = "huge"
+    n, e, published, key = base.stdout.split()
+    assert (n, e, published) == ("16000", "16", "results/cpu")
+    assert key == "paper-lenet-w2-relu-cosine-eps0.4-lr0.002-s1-n16000-e16-k5-b128"
+    for budget, folder in (("v1", "results"), ("v1-long", "results/long")):
+        env = {**_env(), "LANDSCAPE_STUDY_BUDGET": budget}
+        out = subprocess.run([sys.executable, "-c", code], env=env, **run)
+        assert out.returncode == 0 and out.stdout.split()[2] == folder, out.stderr
+    env = {**_env(), "LANDSCAPE_STUDY_BUDGET": "huge"}
     bad = subprocess.run([sys.executable, "-c", code], env=env, **run)
     assert bad.returncode != 0 and "LANDSCAPE_STUDY_BUDGET='huge'" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -325,8 +338,9 @@ def test_figure_redraws_from_committed_results(script: Path, tmp_path: Path) -> 
     """``--from-results`` redraws the study-tier figure from the committed tables in
     ``results/`` (no training), or says clearly that they are not committed."""
     cmd = [sys.executable, str(script), "--from-results", "--out-dir", str(tmp_path)]
+    env = {**_env(), "LANDSCAPE_STUDY_BUDGET": "v1"}  # the committed record's recipe
     proc = subprocess.run(
-        cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=SMOKE_TIMEOUT
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT
     )
     committed = (REPO / "results" / f"{script.stem}_study.npz").exists()
     if not committed:
@@ -336,3 +350,116 @@ def test_figure_redraws_from_committed_results(script: Path, tmp_path: Path) -> 
     pngs = list(tmp_path.glob("*.png"))
     assert pngs and all(p.stat().st_size > 0 for p in pngs)
     assert not list(tmp_path.rglob("*.npz")), "--from-results must not compute"
+
+
+# ------------------------------------------------------------- the claim table
+
+
+@pytest.fixture
+def claims(common):
+    import claims
+
+    return claims
+
+
+def test_readme_claim_table_is_generated_from_the_tables(claims):
+    """The README's claim table is exactly what figures/claims.py renders from the
+    committed tables (regenerate with ``python figures/claims.py``)."""
+    block = claims.readme_block(claims.README.read_text())
+    assert block is not None and block == claims.render()
+    words = ("holds", "does not hold", "not tested at this size", "undecided")
+    for row in claims.rows():
+        assert row["verdict"].startswith(words), row
+
+
+def _claim1_csv(path, cos, const):
+    rows = [("cycle_cos", s, a) for s, a in enumerate(cos)]
+    rows += [("constant", s, a) for s, a in enumerate(const)]
+    lines = ["# test", ",".join(["schedule", "seed", "clean_acc", "stalled", "params",
+                                 "model", "num_train", "epochs"])]  # fmt: skip
+    for sch, seed, acc in rows:
+        lines.append(f"{sch},{seed},{acc},{acc < 0.2},52506,lenet w2,16000,16")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_claim1_verdict_words(claims, tmp_path, monkeypatch):
+    """holds only when significant; zero-variance groups get no p-value; one seed is
+    undecided with the seeds a decisive test needs."""
+    path = tmp_path / "claim1.csv"
+    monkeypatch.setattr(claims, "CLAIM1_CSV", path)
+    _claim1_csv(path, [0.95, 0.96, 0.94], [0.11, 0.12, 0.1135])
+    assert claims._claim1()["verdict"].startswith("holds (Welch p = ")
+    _claim1_csv(path, [0.95, 0.95], [0.1135, 0.1135])
+    assert claims._claim1()["verdict"] == "undecided (no variance)"
+    _claim1_csv(path, [0.95, 0.30, 0.90], [0.11, 0.92, 0.5])
+    v = claims._claim1()["verdict"]
+    assert v.startswith("undecided (n = 3 per schedule; the observed spread needs ")
+    _claim1_csv(path, [0.95], [0.1135])
+    assert "needs" in claims._claim1()["verdict"]
+    _claim1_csv(path, [0.11, 0.12, 0.10], [0.95, 0.96, 0.94])
+    assert claims._claim1()["verdict"].startswith("does not hold")
+
+
+# ------------------------------------------------- --full is the paper's setting
+
+PAPER_LENET_PARAMS = 3_274_634  # LeNet width 16: conv 32 / 64, fc 1,024
+
+
+def _full_ctx(common, tmp_path, name):
+    args = common.parser("d").parse_args(["--full", "--out-dir", str(tmp_path)])
+    return common.setup(args, name)
+
+
+def test_full_builds_the_papers_lenet_and_recipe(common, tmp_path):
+    """fig02 / fig05 / fig06 ``--full`` train the paper's width-16 LeNet (they built
+    width 1 at every size) with the preset's recipe; fig03 / fig04 ``--full`` build
+    the same network."""
+    import importlib
+
+    import torch
+
+    from landscape import attacks, models
+
+    x = torch.rand(2, 1, 28, 28)
+    for name in ("fig02_learning_curves", "fig05_surfaces"):
+        mod = importlib.import_module(name)
+        ctx = _full_ctx(common, tmp_path, name)
+        cfg = mod._config(ctx, mod.settings(ctx), 0.3)
+        model = common.model_for(cfg)
+        assert common.num_params(model) == PAPER_LENET_PARAMS, name
+        assert model.normalize is None or torch.equal(model.normalize(x), x)
+        assert (cfg.batch_size, cfg.optimizer, cfg.lr) == (128, "adam", 1e-4)
+        # the learning-curve rule: step 0.01 and eps / 0.01 + 10 steps, constant eps
+        assert cfg.attack == attacks.PGD(
+            eps=0.3, steps=40, alpha=0.01, random_start="step"
+        )
+        assert cfg.eps_schedule == "constant" and cfg.schedule_update == "epoch"
+    mod = importlib.import_module("fig06_schedules")
+    ctx = _full_ctx(common, tmp_path, "fig06_schedules")
+    s = mod.settings(ctx)
+    cfgs = {sch: mod._config(ctx, s, sch) for sch in mod.SCHEDULES}
+    for sch, cfg in cfgs.items():
+        assert common.num_params(common.model_for(cfg)) == PAPER_LENET_PARAMS, sch
+        assert cfg.epochs == 100 and cfg.attack.step_sizes() == (pytest.approx(0.01),)
+    eps = {sch: cfg.eps_fn() for sch, cfg in cfgs.items()}
+    assert [round(eps["cosine"](e), 4) for e in (0, 50, 60, 61)] == [
+        0,
+        0.3,
+        0.3927,
+        0.4,
+    ]
+    assert eps["linear"](25) == pytest.approx(0.2) and eps["linear"](50) == 0.4
+    assert eps["constant"](0) == 0.4
+    assert cfgs["periodic"].period_end_epochs() == [50, 75, 100]
+    assert [cfgs[k].period_end_epochs() for k in ("constant", "linear", "cosine")] == [
+        [100]
+    ] * 3  # one period: no warm-up checkpoints in an "ensemble"
+    lr = cfgs["periodic"].lr_fn()
+    assert [lr(e) for e in (0, 25, 50, 63, 75, 94)] == pytest.approx(
+        [1e-4, 1e-5, 1e-4, 1e-5, 1e-4, 1e-6]
+    )
+    for name in ("fig03_scattering", "fig04_hessian"):
+        mod = importlib.import_module(name)
+        s = mod._settings(_full_ctx(common, tmp_path, name))
+        net = models.build(s["model"], **s["model_kw"])
+        assert common.num_params(net) == PAPER_LENET_PARAMS, name

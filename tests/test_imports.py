@@ -9,6 +9,7 @@ the layers below it, never a layer above:
 
     0  foundation     _utils, _pool, io, _batches (the one owner of ``data``),
                       _dist (the distributed engine), _memory (memory budgets),
+                      _finite (NaN / inf in weights, losses and results),
                       _cli (flags and one-line errors of every command line)
     1  inputs         data, models, attacks, schedules
     2  analyses       checkpoints, directions, hessian, surface, scattering, certify
@@ -34,7 +35,17 @@ import landscape
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
-        {"__init__", "_utils", "_pool", "_dist", "_memory", "io", "_batches", "_cli"}
+        {
+            "__init__",
+            "_utils",
+            "_pool",
+            "_dist",
+            "_memory",
+            "io",
+            "_batches",
+            "_cli",
+            "_finite",
+        }
     ),
     frozenset({"data", "models", "attacks", "schedules"}),
     frozenset(

@@ -19,8 +19,9 @@ PARAM_COUNTS = {
     ("linear", MNIST): 7_850,
     # 784*100 + 100 + 100*10 + 10
     ("mlp", MNIST): 79_510,
-    # conv 1->2 (52) + conv 2->4 (204) + fc 196->1024 (201,728) + fc 1024->10 (10,250)
-    ("lenet", MNIST): 212_234,
+    # the paper's LeNet at width 1 (fc 64 x width): conv 1->2 (52) + conv 2->4 (204)
+    # + fc 196->64 (12,608) + fc 64->10 (650)
+    ("lenet", MNIST): 13_514,
     # Madry et al. (2018) MNIST challenge model: 832 + 51,264 + 3,212,288 + 10,250
     ("madry_cnn", MNIST): 3_274_634,
     # VGG-16-BN for CIFAR with one 512->10 classifier (kuangliu/pytorch-cifar): 14.73 M
@@ -116,6 +117,35 @@ def test_lenet_width_16_is_madry_cnn():
     assert _n(models.build("lenet", width=16)) == PARAM_COUNTS[("madry_cnn", MNIST)]
 
 
+# MNIST_LeNet of Liu et al.'s released code (util/models.py l.28-57): conv 2w, conv
+# 4w, fc 64w; counts computed from its layer definitions (conv 5x5 with bias)
+def _paper_lenet_count(w: int) -> int:
+    conv1 = 1 * 2 * w * 25 + 2 * w
+    conv2 = 2 * w * 4 * w * 25 + 4 * w
+    fc1 = 7 * 7 * 4 * w * 64 * w + 64 * w
+    return conv1 + conv2 + fc1 + 64 * w * 10 + 10
+
+
+@pytest.mark.parametrize("width, count", [(1, 13_514), (2, 52_506), (4, 206_954),
+                                          (16, 3_274_634)])  # fmt: skip
+def test_lenet_is_the_papers_at_every_width(width, count):
+    """The fc layer is 64 x width wide at every width (it was fixed at 1,024, which
+    matches the paper only at width 16: width 1 had 212,234 parameters)."""
+    model = models.build("lenet", width=width)
+    assert _n(model) == count == _paper_lenet_count(width)
+    fc = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [f.out_features for f in fc] == [64 * width, 10]
+
+
+@pytest.mark.parametrize("name, count", [("vgg16", 3_686_954), ("resnet18", 2_797_610)])
+def test_cifar_networks_at_the_papers_width_8(name, count):
+    """The paper's width 8 (channels 4, 8, 16, 32 x w) is our width 0.5."""
+    model = models.build(name, in_shape=CIFAR, width=0.5)
+    assert _n(model) == count
+    convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0] == 32 and max(convs) == 256
+
+
 def test_width_factor_and_other_input_shapes():
     r = models.build("resnet18", in_shape=CIFAR, width=0.5)
     assert r.body[0].out_channels == 32
@@ -186,12 +216,21 @@ def test_unknown_names_are_clear_errors():
         models.build("alexnet")
     with pytest.raises(ValueError, match="relu, softplus, gelu, tanh"):
         models.build("mlp", activation="swishy")
-    with pytest.raises(TypeError, match="hidden_size"):
+    with pytest.raises(ValueError, match="hidden_size"):
         models.build("mlp", hidden_size=3)
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_classes must be a whole number >= 1"):
         models.build("mlp", num_classes=0)
     with pytest.raises(ValueError, match="width must be > 0"):
         models.build("lenet", width=0)
+    # --arch-kwargs '{"width": "x"}' (was a comparison TypeError), NaN, a bad shape
+    for kw, needle in [
+        ({"width": "x"}, "width .* must be a number, got 'x'"),
+        ({"width": float("inf")}, "must be finite"),
+        ({"in_shape": "ab"}, "in_shape must be a list of sizes"),
+        ({"hidden": ["a"]}, "bad options .*hidden"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            models.build("mlp", **kw)
 
 
 @pytest.mark.parametrize("act, cls", [("tanh", nn.Tanh), ("gelu", nn.GELU)])

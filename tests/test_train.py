@@ -19,6 +19,7 @@ from _helpers import tiny_train_config
 from torch import nn
 
 from landscape import attacks, checkpoints, evaluate, io, train
+from landscape.io import NonFiniteError
 from landscape.train import Runtime, TrainConfig, adversarial_train
 
 _pgd_mod = sys.modules["landscape.attacks.pgd"]
@@ -544,10 +545,13 @@ def test_metrics_files_hold_the_logged_keys(tmp_path):
 
 def test_nan_loss_names_epoch_and_batch():
     x, y = _data(32)
-    x[20] = math.nan  # batch 2 of epoch 1 (batch size 16)
     with pytest.raises(
         train.DivergedError, match=r"epoch 1, batch 2/2.*lower the learning rate"
-    ):
+    ):  # a learning rate that overflows the weights at the first step
+        cfg = _cfg(shuffle=False, attack=None, runtime={"eval_num": 0}, lr=3e38)
+        adversarial_train(TinyNet(), (x, y), cfg)
+    x[20] = math.nan  # NaN inputs are refused before training, not blamed on the lr
+    with pytest.raises(NonFiniteError, match=r"batch 1 holds inputs that are not fin"):
         cfg = _cfg(shuffle=False, attack=None, runtime={"eval_num": 0})
         adversarial_train(TinyNet(), (x, y), cfg)
 
@@ -560,7 +564,7 @@ def test_nan_loss_names_epoch_and_batch():
         (lambda: _cfg(optimizer="rmsprop"), "unknown optimizer"),
         (
             lambda: attacks.PGD(eps=0.1, alpha_rel=0.0),
-            "step size alpha_rel must be > 0",
+            "step size alpha_rel must be a finite number > 0",
         ),
         (
             lambda: _cfg(eps_schedule="warp"),
@@ -634,13 +638,8 @@ def test_presets_and_cli_errors(capsys):
     assert all(isinstance(c, TrainConfig) for c in train.PRESETS.values())
     cfg = train.preset("mnist-lenet")
     atk = cfg.attack
-    assert (atk.eps, cfg.optimizer, cfg.lr, atk.alpha, atk.steps) == (
-        0.4,
-        "adam",
-        1e-4,
-        0.01,
-        50,
-    )
+    assert (atk.eps, cfg.optimizer, cfg.lr, atk.steps) == (0.4, "adam", 1e-4, 50)
+    assert atk.step_sizes() == (pytest.approx(0.01),)  # 0.01 at eps 0.4, follows eps
     assert cfg.runtime.eval_attack.steps == 20 and cfg.dataset.name == "mnist"
     with pytest.warns(UserWarning, match="whole epoch"):  # 200 / 3 epochs a period
         cfg = dataclasses.replace(

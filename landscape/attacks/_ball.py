@@ -44,17 +44,30 @@ def random_init(x: Tensor, eps: float, norm: str, generator: torch.Generator) ->
     return project(delta, x, eps, norm)
 
 
+def signed(grad: Tensor) -> Tensor:
+    """``sign(grad)``, but NaN where ``grad`` is NaN or inf: ``torch.sign(nan)`` is 0,
+    so a NaN gradient would be a silent zero step; the NaN reaches the result, where
+    the checks of the attack and of the analysis name it (no host read here).
+
+    Example:
+        >>> signed(torch.tensor([-2.0, 0.0, 3.0, float("nan")])).tolist()
+        [-1.0, 0.0, 1.0, nan]
+    """
+    return grad.sign().add_(grad * 0)
+
+
 def step_direction(grad: Tensor, norm: str) -> Tensor:
-    """Steepest-ascent direction of unit ``norm``: ``sign(g)`` (L-inf) or ``g/||g||_2``."""
+    """Steepest-ascent direction of unit ``norm``: ``sign(g)`` (L-inf, NaN where ``g``
+    is not finite: :func:`signed`) or ``g/||g||_2``."""
     if norm == "linf":
-        return grad.sign()
+        return signed(grad)
     return grad / (per_example_norm(grad) + 1e-12)
 
 
 def ascend_(delta: Tensor, grad: Tensor, alpha: float, norm: str) -> None:
     """``delta += alpha * step(grad)`` in place (``grad`` is overwritten)."""
-    if norm == "linf":
-        delta.add_(grad.sign_(), alpha=alpha)
+    if norm == "linf":  # sign(grad), NaN where grad is not finite (signed)
+        delta.add_(grad.sign().add_(grad.mul_(0)), alpha=alpha)
     else:
         n = per_example_norm(grad) + 1e-12
         delta.add_(grad.mul_(alpha).div_(n))

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .. import _utils
+from .. import _finite, _utils
 from .._batches import as_batches
 from ._losses import get_loss
 
@@ -162,12 +162,27 @@ class Attack:
         if unknown:
             has = f"; its options: {list(self.options)}" if self.options else ""
             raise TypeError(f"{type(self).__name__} takes no options {unknown}{has}")
+        direct = not _finite.checked()  # an analysis checked its inputs at entry
+        if direct:
+            _finite.check_call(model, x, name=self.name)
         x_adv, info = self._run(model, x, y, generator, progressbar, **options)
+        if direct:  # a NaN gradient makes a NaN step: never returned as a result
+            _finite.check_tensor(
+                x_adv, "the adversarial inputs", f"of {self.name} (a NaN or inf "
+                "loss or gradient of the model at these inputs)",
+            )  # fmt: skip
         if not return_info:
             return x_adv
         if "success" not in info:
             with _utils.eval_mode(model), torch.no_grad():
-                info = {"success": model(x_adv).argmax(1) != y, **info}
+                out = model(x_adv)
+            if direct:
+                _finite.check_tensor(
+                    out,
+                    "the model's outputs at the adversarial inputs",
+                    f"of {self.name}",
+                )
+            info = {"success": out.argmax(1) != y, **info}
         return x_adv, info
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, gen: Gen, bar: bool) -> Run:
@@ -288,6 +303,8 @@ def perturb_batches(
             "perturb_batches needs an attack value, e.g. perturb_batches(model, data, "
             f"attacks.PGD(eps=...)), got {type(attack).__name__}"
         )
+    _finite.check_model(model, name="perturb_batches: model")
     batches = as_batches(data, model=model, labels="class", images=True)
     gen, _ = _utils.make_generator(generator, batches.device)
-    return [(attack(model, x, y, gen), y) for x, y in batches]
+    with _finite.checked_at_entry():  # the batches are checked as they come
+        return [(attack(model, x, y, gen), y) for x, y in batches]

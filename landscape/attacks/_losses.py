@@ -15,6 +15,7 @@ the end of every attack that the result lies in the eps-ball and in [0, 1].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils
+from .._finite import NonFiniteError, count_nonfinite
 
 __all__ = [
     "ce_loss",
@@ -132,7 +134,15 @@ def _check_inputs(x: Tensor, y: Tensor) -> None:
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels")
     if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise TypeError(f"y must hold class indices (int64), got {y.dtype}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
+    if not x.numel():
+        return
+    lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()  # one host read
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise NonFiniteError(
+            f"the inputs x are not finite ({count_nonfinite(x.detach())}) - drop or "
+            "repair those examples"
+        )
+    if lo < 0 or hi > 1:
         raise ValueError(
             "inputs must lie in [0, 1]; put normalisation (mean/std) inside the model"
         )
@@ -151,6 +161,11 @@ def _assert_in_ball(
         return
     tol = 1e-5 * max(eps, 1.0) + (1e-6 if x.dtype == torch.float64 else 2e-6)
     dist = _lp(x_adv - x, norm).max().item()
+    if not math.isfinite(dist):
+        raise NonFiniteError(
+            f"{where}: NaN or inf in the adversarial inputs (a NaN or inf loss or "
+            "gradient of the model at these inputs) - check the model's outputs there"
+        )
     assert dist <= eps + tol, f"{where}: perturbation {dist} exceeds eps={eps} ({norm})"
     assert x_adv.min() >= 0 and x_adv.max() <= 1, f"{where}: result leaves [0, 1]"
 

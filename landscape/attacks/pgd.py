@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _utils
-from ._ball import ascend_, per_example_norm, project, project_, random_init
+from ._ball import ascend_, per_example_norm, project, project_, random_init, signed
 from ._ball import step_direction as _direction
 from ._base import Attack, Gen, Loss, Run, is_recorded_callable, summed
 from ._input_grad import input_grad_mode
@@ -60,7 +60,8 @@ def _grid(value: Alpha, name: str) -> Alpha:
         ) from None
     if not out or not all(math.isfinite(v) and v > 0 for v in out):
         raise ValueError(
-            f"the step size {name} must be > 0 (a list: each entry), got {value!r} "
+            f"the step size {name} must be a finite number > 0 (a list: each entry), "
+            f"got {value!r} "
             "(a step larger than eps is fine: FGSM-RS uses alpha_rel=1.25)"
         )
     return out if isinstance(value, (tuple, list)) else out[0]
@@ -78,12 +79,16 @@ class PGD(Attack):
         alpha_rel: the step size as a multiple of eps (follows a change of eps), or
             a grid of multiples; give ``alpha`` or ``alpha_rel``, not both. Default
             (neither): ``2.5 * eps / steps``. A step larger than eps is legitimate.
-        random_start: start the (first) run at a uniform random point of the ball,
-            else at ``x``; later restarts always start at random. For an L2
-            evaluation start at ``x``: from a random point of the L2 ball, steps of
-            ``2.5 eps / steps`` turn along the sphere too slowly to reach the worst
-            case (on a linear classifier 50 steps leave points unbroken that the
-            closed form breaks).
+        random_start: ``True``: start the (first) run at a uniform random point
+            of the ball; ``False``: at ``x``; ``"step"``: at a uniform random point
+            of the ball of radius the step size (per coordinate in
+            ``[-alpha, alpha]`` for L-inf), the start of the released code of Liu et
+            al. (NeurIPS 2020, ``util/attack.py``: ``(rand * 2 - 1) * step_size``),
+            which follows a relative step under a schedule. Later restarts always
+            start at a random point of the eps-ball. For an L2 evaluation start at
+            ``x``: from a random point of the L2 ball, steps of ``2.5 eps / steps``
+            turn along the sphere too slowly to reach the worst case (on a linear
+            classifier 50 steps leave points unbroken that the closed form breaks).
         loss: ``None`` (the caller's loss: summed cross-entropy, or the training
             loss inside the trainer and the measured loss inside scattering),
             ``"ce"``, ``"cw"`` (margin), ``"dlr"`` or a callable ``(logits, y) ->
@@ -114,7 +119,7 @@ class PGD(Attack):
     steps: int = 10
     alpha: Alpha = None
     alpha_rel: Alpha = None
-    random_start: bool = True
+    random_start: bool | str = True
     loss: Loss = None
     restarts: int = 1
     patience: int | None = None
@@ -141,9 +146,14 @@ class PGD(Attack):
         self._loss(none=True)
         if self.keep not in _KEEP:
             raise ValueError(f"keep must be 'last' or 'best', got {self.keep!r}")
-        for flag in ("random_start", "early_stop"):
-            if not isinstance(getattr(self, flag), bool):
-                raise TypeError(f"{flag} must be True or False")
+        if not isinstance(self.early_stop, bool):
+            raise TypeError("early_stop must be True or False")
+        if not (isinstance(self.random_start, bool) or self.random_start == "step"):
+            raise TypeError(
+                "random_start must be True (a random point of the eps-ball), False "
+                f"(start at x) or 'step' (of the step-size ball), got "
+                f"{self.random_start!r}"
+            )
         grid = len(self.step_sizes()) > 1
         if self.keep == "last" and (grid or self.restarts > 1 or self.patience):
             raise ValueError(
@@ -174,12 +184,24 @@ class PGD(Attack):
         return (self._default_alpha(),)
 
     # -- what an analysis that replays the attack asks for -------------------------
-    def init(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """The starting perturbation of a run: a uniform random point of the ball
-        (``random_start``) or zero."""
-        if self.random_start and self.eps > 0:
-            return random_init(x, self.eps, self.norm, generator)
-        return torch.zeros_like(x)
+    def init(
+        self, x: Tensor, generator: torch.Generator, alpha: float | None = None
+    ) -> Tensor:
+        """The starting perturbation of a run: a uniform random point of the eps-ball
+        (``random_start=True``), of the ball of radius ``alpha`` (default: the step
+        size; ``random_start="step"``) projected onto the eps-ball and the box, or
+        zero."""
+        if self.eps <= 0 or self.random_start is False:
+            return torch.zeros_like(x)
+        if self.random_start == "step":
+            (step,) = self.step_sizes() if alpha is None else (alpha,)
+            return project(
+                random_init(x, min(step, self.eps), self.norm, generator),
+                x,
+                self.eps,
+                self.norm,
+            )
+        return random_init(x, self.eps, self.norm, generator)
 
     def step(self, x: Tensor, delta: Tensor, grad: Tensor) -> Tensor:
         """One step from ``x + delta`` along the loss gradient ``grad`` (not in
@@ -189,7 +211,7 @@ class PGD(Attack):
         e.g. under ``torch.func.vmap``."""
         (alpha,) = self.step_sizes()
         if self.norm == "linf":
-            delta = delta + alpha * grad.sign()
+            delta = delta + alpha * signed(grad)
         else:
             delta = delta + alpha * grad / (per_example_norm(grad) + 1e-12)
         return project(delta, x, self.eps, self.norm)
@@ -351,10 +373,10 @@ def _restarts(model, x, y, st, atk: PGD, alphas, gen, progressbar, traces, loss_
             if idx.numel() == 0:
                 continue
             xs = x[idx]
-            if atk.random_start or r > 0:
+            if r > 0:
                 delta = random_init(xs, atk.eps, atk.norm, gen)
             else:
-                delta = torch.zeros_like(xs)
+                delta = atk.init(xs, gen, a)
             bx, bb, bl, ng, nf = _one_run(
                 model, xs, y[idx], delta, eps=atk.eps, norm=atk.norm, alpha=a,
                 steps=atk.steps, loss_fn=loss_fn, early_stop=atk.early_stop,
@@ -414,7 +436,7 @@ def pgd(
     steps: int = 10,
     alpha: Alpha = None,
     alpha_rel: Alpha = None,
-    random_start: bool = True,
+    random_start: bool | str = True,
     loss: Loss = None,
     restarts: int = 1,
     patience: int | None = None,

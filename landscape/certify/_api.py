@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _batches, _utils, io
+from .. import _batches, _finite, _utils, io
 from ._bounds import METHODS, margin_spec, spec_bounds
 from ._graph import BoundGraph, as_graph
 
@@ -119,6 +119,8 @@ class CertifyResult(io.Result):
         meta: settings and provenance.
     """
 
+    SHAPES = {"eps": "E", "certified": "E N", "clean_correct": "N"}
+
     eps: np.ndarray
     norm: str
     method: str
@@ -164,6 +166,7 @@ def certify(
     norm = _utils.check_norm(norm)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    _finite.check_model(model, name="certify: model")
     batches = _batches.as_batches(
         data, model=model, labels="class", images=True, batch_size=batch_size
     )

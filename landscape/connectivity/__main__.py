@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import _cli, checkpoints
+from .. import _cli, checkpoints, io
 from ..attacks._cli import add_attack, attack_from_args
 
 __all__ = ["main"]
@@ -115,7 +115,7 @@ def _load_model(path: str, device: Any):
 def _train(args, device) -> str:
     import torch
 
-    from .. import data, io, train
+    from .. import data, train
     from ._bn import has_batchnorm
     from ._curves import CurveModel
 
@@ -196,7 +196,13 @@ def _scan(args, device) -> str:
         ends = run / "endpoints.json"
         if not ends.exists():
             raise FileNotFoundError(f"{ends} not found: is {run} a curve run folder?")
-        info = json.loads(ends.read_text())["a"]
+        record = io.read_json(ends)  # a truncated file is named
+        info = record.get("a") if isinstance(record, dict) else None
+        if not isinstance(info, dict) or "path" not in info:
+            raise io.CorruptFileError(
+                f"{ends} does not record the endpoints ({{'a': {{'path': ...}}, ...}}) "
+                f"- retrain the curve with `{PROG} train`"
+            )
         a, _ = _load_model(info["path"], device)
         curve = Curve.load(p / "curve.pt" if p.is_dir() else p)
     name = _cli.dataset_name(args, info["dataset"])
@@ -239,6 +245,10 @@ def _scan(args, device) -> str:
 
 
 def _body(args: argparse.Namespace) -> int:
+    if args.command == "train":  # every output, before the work
+        io.check_writable(args.run_dir, folder=True, what="--run-dir")
+    else:
+        io.check_writable(args.out, what="--out")
     device = _cli.device(args)
     print(_train(args, device) if args.command == "train" else _scan(args, device))
     return 0

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .. import io
+from .. import _finite, io
 
 __all__ = [
     "KINDS",
@@ -243,22 +243,21 @@ class Curve:
 
     @classmethod
     def load(cls, path: str | Path) -> Curve:
-        """Read a curve written by :meth:`save` (``weights_only=True``)."""
-        return cls.from_state(load_weights(path))
-
-
-def load_weights(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` with clear errors."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise io.CorruptFileError(
-            f"{path} cannot be read as a weights-only checkpoint "
-            f"({type(err).__name__}: {err})"
-        ) from err
+        """Read a curve written by :meth:`save` (``weights_only=True``); a file that
+        is not a curve, or whose weights hold NaN or inf, is refused naming it."""
+        state = io.load_torch(path, kind="state")
+        try:
+            curve = cls.from_state(state)
+        except (KeyError, TypeError, ValueError, io.CorruptFileError) as err:
+            raise io.CorruptFileError(
+                f"{path} is not a saved curve ({err}) - retrain the curve (python -m "
+                "landscape.connectivity train) or pass the right file"
+            ) from None
+        for name, d in (("start", curve.start), ("end", curve.end)):
+            _finite.check_params(d, name=f"the curve in {path}", what=f"its {name}")
+        for i, b in enumerate(curve.bends):
+            _finite.check_params(b, name=f"the curve in {path}", what=f"its bend {i}")
+        return curve
 
 
 def _check_same(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: str) -> None:

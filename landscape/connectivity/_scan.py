@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .. import _utils, attacks
+from .. import _finite, _utils, attacks
 from .._batches import as_batches
 from ..io import Result
 from ._bn import bn_statistics, has_batchnorm
@@ -61,6 +61,14 @@ class CurveScan(Result):
         meta: settings (num_bends, bn, attack, num_samples) and provenance.
     """
 
+    SHAPES = {
+        "ts": "T",
+        "clean_loss": "T",
+        "clean_acc": "T",
+        "robust_loss": "T",
+        "robust_acc": "T",
+    }
+
     ts: np.ndarray
     clean_loss: np.ndarray
     clean_acc: np.ndarray
@@ -94,14 +102,16 @@ class CurveScan(Result):
         return None if self.robust_loss is None else self.barrier("robust_loss")
 
 
-def _evaluate(model, loss_fn, batches, attack, gen) -> tuple[float, float]:
+def _evaluate(model, loss_fn, batches, attack, gen, where) -> tuple[float, float]:
     loss_sum, correct, n = 0.0, 0.0, 0
-    for x, y in batches:
+    for b, (x, y) in enumerate(batches):
         if attack is not None:
             x = attack(model, x, y, generator=gen)
         with torch.no_grad():
             out = model(x)
-            loss_sum += float(loss_fn(out, y)) * len(y)
+            lb = float(loss_fn(out, y))  # read anyway: the check costs nothing more
+            _finite.check_number(lb, "the loss", f"{where}, batch {b}")
+            loss_sum += lb * len(y)
             correct += float((out.argmax(1) == y).sum())
         n += len(y)
     return loss_sum / n, correct / n
@@ -183,6 +193,10 @@ def scan_curve(
             "the model has BatchNorm: pass train_data= (training batches) to re-estimate "
             "its statistics at every t, or bn='interpolate'"
         )
+    for name, d in (("start", curve.start), ("end", curve.end)):
+        _finite.check_params(d, name="scan_curve: curve", what=f"its {name}")
+    for i, b in enumerate(curve.bends):
+        _finite.check_params(b, name="scan_curve: curve", what=f"its bend {i}")
     curve = curve.to(device)
     batches = as_batches(data, model=model, images=attack is not None)
     bn_batches = (
@@ -200,10 +214,12 @@ def scan_curve(
         if reestimate:
             state.update(bn_statistics(model, state, bn_batches))
         at = _At(model, state)
-        with _utils.eval_mode(at):
-            row = _evaluate(at, loss_fn, batches, None, gen)
+        with _utils.eval_mode(at), _finite.checked_at_entry():
+            where = f"at t={float(t):g}"
+            row = _evaluate(at, loss_fn, batches, None, gen, where)
             if attack is not None:
-                row = row + _evaluate(at, loss_fn, batches, attack, gen)
+                where += f" under {attack.name}"
+                row = row + _evaluate(at, loss_fn, batches, attack, gen, where)
         rows.append(row)
     arr = np.asarray(rows, dtype=float)
     robust = attack is not None

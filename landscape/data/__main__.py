@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import _cli
+from .. import _cli, io
 from . import DATASETS, MIRRORS, DatasetNotFoundError, download, md5sum, resolve_root
 from ._download import DownloadError
 
@@ -112,6 +112,7 @@ def _main(args: argparse.Namespace) -> int:
         if "all" in args.name
         else args.name
     )
+    io.check_writable(resolve_root(args.root), folder=True, what="the data root")
     for name in names:
         try:
             folder = download(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .. import _cli
+from .. import _cli, io
 from ._run import run_demo
 from ._spec import DemoConfig
 
@@ -67,6 +67,7 @@ def _main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = DemoConfig.smoke() if args.smoke else DemoConfig()
     out = args.out or Path("runs") / ("demo-smoke" if args.smoke else "demo")
+    io.check_writable(out, folder=True, what="--out")  # before the work
     t0, c0 = time.perf_counter(), time.process_time()
     run_demo(
         cfg,

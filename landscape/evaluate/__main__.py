@@ -108,9 +108,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> int:
     adaptive = _adaptive(args.adaptive, args.bpda)  # usage errors before any loading
+    norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
+    for norm in norms:  # every output, before the work
+        io.check_writable(f"{args.out}_{norm}.npz", what="--out")
     model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     x, y = data.load_dataset(**_cli.data_options(args))
-    norms = args.norm or (["linf", "l2"] if args.preset == "reviewer" else ["linf"])
     for i, norm in enumerate(norms):
         eps = args.eps if i == 0 or args.eps_l2 is None else args.eps_l2
         if norm == "l2" and i > 0 and args.eps_l2 is None:
@@ -118,8 +120,7 @@ def _main(args: argparse.Namespace) -> int:
             continue
         out = Path(f"{args.out}_{norm}")
         state = Path(str(out) + ".state.pt")
-        with io.lock(state):  # one process per state file
-            res = _evaluate_one(args, model, x, y, eps, norm, state, adaptive)
+        res = _evaluate_one(args, model, x, y, eps, norm, state, adaptive)
         print(res.table())
         print(f"wrote {out}.npz, {out}.npz.json, {out}.txt")
     return 0
@@ -127,9 +128,10 @@ def _main(args: argparse.Namespace) -> int:
 
 def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     out = state.with_name(state.name.removesuffix(".state.pt"))
-    if args.no_resume and state.exists():
-        state.unlink()
-    res = evaluate(
+    if args.no_resume:
+        with io.lock(state):  # not from under another process's feet
+            state.unlink(missing_ok=True)
+    res = evaluate(  # locks the state file while it runs (one process per file)
         model,
         (x, y),
         eps=eps,
@@ -147,7 +149,8 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     )
     res.save(out.with_name(out.name + ".npz"))
     res.save_table(out.with_name(out.name + ".txt"))
-    state.unlink(missing_ok=True)
+    with io.lock(state):
+        state.unlink(missing_ok=True)
     return res
 
 

@@ -13,6 +13,7 @@ part per rank (``NAME.rankRofW.pt``)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _batches, _dist, _utils, io
+from .. import _batches, _dist, _finite, _utils, io
 from .. import attacks as attacks_mod
 from .. import certify as certify_mod
 from ._adaptive import adapt
@@ -59,6 +60,17 @@ class EvalResult(io.Result):
             that broke each point, the clean input elsewhere; else None.
         meta: call arguments, attack settings, seed and provenance.
     """
+
+    SHAPES = {
+        "eps": "E",
+        "clean_correct": "N",
+        "robust_correct": "E N",
+        "broken_by": "E N",
+        "timings": "E",
+        "restart_curves": "E ...",
+        "certified": "E N",
+        "adversarial": "E N ...",
+    }
 
     eps: np.ndarray
     norm: str
@@ -178,7 +190,7 @@ def _clean_pass(model, batches, rank: int, world: int, keep: bool) -> _Clean:
     back to the host per pass."""
     parts: dict[int, tuple] = {}
     first = None
-    outs, ys, xsums, idx = [], [], [], []
+    outs, ys, xsums, idx, bad = [], [], [], [], []
     inputs: dict[int, Tensor] = {}
     with _utils.eval_mode(model), torch.no_grad():
         owned = (lambda i: _dist.owned(i, rank, world)) if world > 1 else None
@@ -188,18 +200,29 @@ def _clean_pass(model, batches, rank: int, world: int, keep: bool) -> _Clean:
                 _utils.check_logits(out, where="evaluate: model")
                 first, k = x, int(out.shape[1])
             outs.append(out.argmax(1) == y)
+            bad.append((~torch.isfinite(out)).sum())  # read with the predictions
             ys.append(y.long())
             xsums.append(x.double().sum())
             idx.append(b)
             if keep:
                 inputs[b] = x.detach().cpu()
     if outs:  # the pass's one read
-        flat = torch.cat([torch.cat(outs).long(), torch.cat(ys)]).cpu()
+        flat = torch.cat([torch.cat(outs).long(), torch.cat(ys), torch.stack(bad)])
+        flat = flat.cpu()
         sums = torch.stack(xsums).cpu().numpy()
+        total = (len(flat) - len(bad)) // 2
+        for j, b in enumerate(idx):
+            if int(flat[2 * total + j]):
+                raise _finite.NonFiniteError(
+                    f"NaN or inf in the model's outputs at the clean inputs of batch {b}"
+                    f" ({int(flat[2 * total + j])} values) - check the inputs and "
+                    "weights for values that overflow; nothing was saved from this "
+                    "computation"
+                )
         n = 0
         for j, b in enumerate(idx):
             m = len(ys[j])
-            parts[b] = (flat[n : n + m].bool(), flat[len(flat) // 2 + n :][:m], sums[j])
+            parts[b] = (flat[n : n + m].bool(), flat[total + n :][:m], sums[j])
             n += m
     if world > 1:
         gathered = _dist.all_gather_objects(
@@ -247,10 +270,24 @@ def _eval_seed(generator: torch.Generator | None, state_path) -> int:
     if generator is not None:
         return int(generator.initial_seed())
     if state_path is not None and Path(state_path).exists():
-        sig = io.load_torch(state_path).get("signature") or {}
+        sig = _read_state(state_path).get("signature") or {}
         if "seed" in sig:
             return int(sig["seed"])
     return _utils.make_generator(None)[1]
+
+
+_STATE_KEYS = ("signature", "robust", "broken_by", "done")
+
+
+def _read_state(path) -> dict:
+    """An evaluation state file, or a CorruptFileError that says what to do."""
+    st = io.load_torch(path, kind="state")
+    if not isinstance(st, dict) or not all(k in st for k in _STATE_KEYS):
+        raise io.CorruptFileError(
+            f"state file {path} is not an evaluation state - delete it to start the "
+            "evaluation over"
+        )
+    return st
 
 
 def _sequence(preset, attacks, eps, norm, first, num_classes, budgets) -> tuple:
@@ -326,7 +363,7 @@ class _State:
 
 def _initial_state(clean: _Clean, num_eps, num_attacks, keep_adv, sig, path):
     if path is not None and Path(path).exists():
-        st = io.load_torch(path)
+        st = _read_state(path)
         if st.get("signature") != sig:
             raise ValueError(
                 f"state file {path} belongs to another evaluation "
@@ -367,7 +404,7 @@ def _rank_path(path, rank: int, world: int) -> Path | None:
     return path.with_name(f"{path.stem}.rank{rank}of{world}{path.suffix}")
 
 
-def _attack_alive(models, attack, x, y, alive, gen) -> tuple:
+def _attack_alive(models, attack, x, y, alive, gen, where: str) -> tuple:
     """Run one attack on the still-robust points of a batch: (hit flags, x_adv, the
     restart curve of an attack with restarts). ``models``: the model the attack sees
     (adaptive wrappers) and the judged model."""
@@ -375,8 +412,9 @@ def _attack_alive(models, attack, x, y, alive, gen) -> tuple:
     xa, info = attack(attack_model, x[alive], y[alive], gen, return_info=True)
     curve = info.get("restart_curve")
     with _utils.eval_mode(model), torch.no_grad():
-        hit = (model(xa).argmax(1) != y[alive]).cpu()
-    return hit, xa, curve
+        out = model(xa)
+    _finite.check_tensor(out, "the model's outputs at the adversarial inputs", where)
+    return (out.argmax(1) != y[alive]).cpu(), xa, curve
 
 
 def _add_curve(total: list[int], curve: list[int], alive: int) -> list[int]:
@@ -415,7 +453,8 @@ def _run_sequence(models, batches, sequence, eps_list, seed, st, sig, path, bar,
             if alive.numel() and ep > 0:
                 t0 = time.perf_counter()
                 gen = _chunk_generator(seed, e, a, b, x.device)
-                hit, xa, curve = _attack_alive(models, attack, x, y, alive, gen)
+                where = f"of {attack.name} at eps {ep:g}, batch {b}"
+                hit, xa, curve = _attack_alive(models, attack, x, y, alive, gen, where)
                 st.seconds[e, a] += time.perf_counter() - t0
                 if curve is not None:
                     st.curves[key] = _add_curve(
@@ -605,6 +644,29 @@ def evaluate(
     """
     if attacks is None and eps is None:
         raise TypeError("evaluate needs eps= (one budget or a sweep) or attacks=")
+    _finite.check_model(model, name="evaluate: model")
+    if state_path is not None:
+        state_path = io.check_writable(state_path, what="state_path")
+    # one process per state file (each rank its own under torch.distributed)
+    mine = _rank_path(state_path, *_dist.info())
+    lock = io.lock(mine) if mine is not None else contextlib.nullcontext()
+    with lock, _finite.checked_at_entry():
+        return _evaluate(
+            model, data, attacks=attacks, eps=eps, norm=norm, preset=preset,
+            scale=scale, steps=steps, restarts=restarts, queries=queries,
+            batch_size=batch_size, adaptive=adaptive, bpda=bpda, eot_iter=eot_iter,
+            checks=checks, check_samples=check_samples, certify=certify,
+            return_adversarial=return_adversarial, state_path=state_path,
+            generator=generator, progressbar=progressbar,
+        )  # fmt: skip
+
+
+def _evaluate(
+    model, data, *, attacks, eps, norm, preset, scale, steps, restarts, queries,
+    batch_size, adaptive, bpda, eot_iter, checks, check_samples, certify,
+    return_adversarial, state_path, generator, progressbar,
+) -> EvalResult:  # fmt: skip
+    """:func:`evaluate` after its entry checks, holding the state file's lock."""
     rank, world = _dist.info()
     batches = _class_batches(data, batch_size=batch_size, model=model)
     clean = _clean_pass(model, batches, rank, world, return_adversarial)
@@ -625,34 +687,51 @@ def evaluate(
     )
     num_batches = len(clean.sizes)
     mine = [b for b in range(num_batches) if _dist.owned(b, rank, world)]
-    bar = _Bar(
-        clean.sizes,
-        len(eps_list) * len(sequence) * len(mine),
-        progressbar and _dist.is_main(rank),
-    )
+    total = len(eps_list) * len(sequence) * len(mine)
+    bar = _Bar(clean.sizes, total, progressbar and _dist.is_main(rank))
     models = (attack_model, model)
-    _run_sequence(
-        models, batches, sequence, eps_list, seed, st, sig, path, bar,
-        lambda b: _dist.owned(b, rank, world),
-    )  # fmt: skip
-    bar.close()
-    _merge_states(st, clean.sizes, world)
-    check_res = (
-        _checks(
-            model,
-            batches,
-            eps_list,
-            norm,
-            st,
-            sequence,
-            was_training,
-            check_samples,
-            seed,
+    phase = "in the attacks"
+    try:
+        try:
+            _run_sequence(
+                models, batches, sequence, eps_list, seed, st, sig, path, bar,
+                lambda b: _dist.owned(b, rank, world),
+            )  # fmt: skip
+        finally:
+            bar.close()
+        _merge_states(st, clean.sizes, world)
+        phase = "in the gradient-masking checks"  # the attacks' results are saved
+        check_res = (
+            _checks(
+                model,
+                batches,
+                eps_list,
+                norm,
+                st,
+                sequence,
+                was_training,
+                check_samples,
+                seed,
+            )
+            if checks
+            else {}
+        )
+        phase = "in the certification"
+        cert = (
+            _certify(model, batches, eps_list, norm, st, check_res) if certify else None
+        )
+    except io.Interrupted as err:
+        done = sum(
+            1 for e in range(len(eps_list)) for a in range(len(sequence))
+            for b in mine if st.done.get(f"{e}/{a}", 0) > b
         )  # fmt: skip
-        if checks
-        else {}
-    )
-    cert = _certify(model, batches, eps_list, norm, st, check_res) if certify else None
+        where = f"evaluate {phase}, after {done} of {total} (eps, attack, batch) steps"
+        saved = path is not None and Path(path).exists()
+        if path is None:
+            where += " (no state file: pass one to make a run resumable)"
+        elif saved:
+            where += f"; its progress is in {path}"
+        raise io.Interrupted(err.signal, where, resumable=saved) from None
     return EvalResult(
         eps=np.asarray(eps_list, dtype=float),
         norm=norm,

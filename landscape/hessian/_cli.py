@@ -122,10 +122,11 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
 def _main(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .. import attacks, checkpoints, data
+    from .. import attacks, checkpoints, data, io
     from .._utils import seed_everything
     from ..io import atomic_write
 
+    out = io.check_writable(args.out, folder=True, what="--out")  # before the work
     gen = seed_everything(args.seed)
     model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     recorded = checkpoints.recorded_dataset(
@@ -135,7 +136,6 @@ def _main(args: argparse.Namespace) -> int:
     clean = list(
         data.batches(x, y, batch_size=args.batch_size, device=_cli.device(args))
     )
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = []
     attack = attack_from_args(args)  # at the first eps

@@ -16,7 +16,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from .. import _memory
+from .. import _finite, _memory
 from ._linop import MatrixOperator, as_operator
 
 __all__ = [
@@ -157,6 +157,11 @@ def lanczos(
         alphas[idx, j] = ab[0, idx]
         lengths[idx] = j + 1
         betas[:, j] = ab[1]
+        _finite.check_host(  # the values of the one read: no extra device read
+            [alphas[idx, j], ab[1]],
+            "the Hessian-vector products",
+            f"at Lanczos iteration {j + 1}",
+        )
         bar.update(1)
         scale = np.abs(alphas[:, : j + 1]).max(axis=1) + np.abs(betas[:, : j + 1]).max(
             axis=1
@@ -236,8 +241,7 @@ def lanczos_eigs(
     n = op.dim
     num = _num_pairs(n, num)
     _order(np.zeros(1), which)  # validate early
-    if tol <= 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
+    tol = _finite.check_option(tol, "tol", "a relative tolerance", positive=True)
     if max_iter is None:
         max_iter = max(100, 5 * num)
     max_iter = min(int(max_iter), n)
@@ -338,6 +342,7 @@ def power_iteration(
     op = as_operator(op)
     n = op.dim
     num = _num_pairs(n, num)
+    tol = _finite.check_option(tol, "tol", "a relative tolerance", positive=True)
     gen = generator  # None: torch's global RNG, as everywhere in the package
     found: list[Tensor] = []
     values, residuals = [], []
@@ -356,6 +361,9 @@ def power_iteration(
             hvps += 1
             new = float(v @ hv)
             res = float((hv - new * v).norm())
+            _finite.check_host(
+                [new, res], "the Hessian-vector products", f"at power iteration {hvps}"
+            )
             nrm = hv.norm()
             if lam is not None and abs(lam - new) / (abs(lam) + 1e-12) < tol:
                 lam, conv = new, True

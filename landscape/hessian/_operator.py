@@ -42,6 +42,7 @@ back to the host (no device sync).
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -50,7 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .. import _dist, _memory, _utils
+from .. import _dist, _finite, _memory, _utils
 from .._batches import as_batches, is_class_loss
 
 __all__ = [
@@ -120,6 +121,7 @@ class HessianOperator:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        _finite.check_model(model)
         if dtype is not None and dtype != _utils.model_dtype(model):
             model = copy.deepcopy(model).to(dtype)
         self.model = model
@@ -202,6 +204,9 @@ class HessianOperator:
         counts = torch.tensor([local, nb == 0], dtype=torch.float64, device=self.device)
         both = _dist.all_reduce_sum(torch.cat([total[None], counts]), self.world)
         loss_sum, n, idle = both.tolist()
+        if not math.isfinite(loss_sum):  # rare: a second pass names the batch
+            self._name_nonfinite_batch()
+            _finite.check_number(loss_sum, "the loss", "on the data")
         if idle:  # fewer batches than processes: every process takes all of them
             self.rank, self.world = 0, 1
             return self._eval_loss()
@@ -241,6 +246,14 @@ class HessianOperator:
         projected = float(_dist.all_reduce_max(t, self.world)[0])
         self.graph_bytes = int(projected)
         return projected <= _memory.budget(self.device, self.max_memory)
+
+    def _name_nonfinite_batch(self) -> None:
+        """Raise for the first of this rank's batches whose loss is NaN or inf (only
+        after the pass's sum was not finite: one read per batch)."""
+        with torch.no_grad(), _utils.eval_mode(self.model):
+            for b, (x, y) in enumerate(self._batches()):
+                lb = float(self._batch_loss(self._params, x, y))
+                _finite.check_number(lb, "the loss", f"on batch {b} of data")
 
     def _build_graph(self) -> None:
         leaves = {n: p.detach().requires_grad_(True) for n, p in self._params.items()}
@@ -484,11 +497,12 @@ def hvp(
         True
     """
     op = model_operator(model, loss_fn, data, dtype, mode, check_deterministic)
+    vec = v if isinstance(v, Tensor) else op.from_dict(v)
+    _finite.check_given(vec, "v")
+    hv = _finite.check_tensor(op.matvec(vec.reshape(-1)), "the Hessian-vector product")
     if isinstance(v, dict):
-        return {
-            k: t.detach() for k, t in op.to_dict(op.matvec(op.from_dict(v))).items()
-        }
-    return op.matvec(v.reshape(-1)).reshape(v.shape).detach()
+        return {k: t.detach() for k, t in op.to_dict(hv).items()}
+    return hv.reshape(v.shape).detach()
 
 
 def dense_hessian(
@@ -518,4 +532,4 @@ def dense_hessian(
             "use top_eigenvalues / lanczos_density / trace instead"
         )
     eye = torch.eye(op.dim, device=op.device, dtype=op.dtype)
-    return op.matmat(eye).detach()
+    return _finite.check_tensor(op.matmat(eye).detach(), "the Hessian")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import _utils
+from .. import _finite, _utils
 from .._batches import as_batches, is_class_loss
 
 __all__ = ["pyhessian_eigenvalues", "pyhessian_trace", "PYHESSIAN_DENSITY_ERROR"]
@@ -41,6 +41,7 @@ PYHESSIAN_DENSITY_ERROR = (
 def _make(model: nn.Module, loss_fn, data: Iterable, dtype: torch.dtype | None):
     from pyhessian import hessian as PyHessian
 
+    _finite.check_model(model)
     m = copy.deepcopy(model)
     if dtype is not None:
         m = m.to(dtype)

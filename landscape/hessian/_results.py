@@ -32,6 +32,8 @@ class Eigenpairs(Result):
         meta: call arguments and provenance.
     """
 
+    SHAPES = {"eigenvalues": "K", "vectors": "K ...", "residuals": "K"}
+
     eigenvalues: np.ndarray
     vectors: dict = field(default_factory=dict, repr=False)
     residuals: np.ndarray | None = None
@@ -68,6 +70,13 @@ class TraceEstimate(Result):
         method: ``"hutchinson"``, ``"hutch++"``, ``"xtrace"`` or ``"pyhessian"``.
         meta: call arguments and provenance.
     """
+
+    SHAPES = {"samples": "S"}
+    NONFINITE = {
+        "std_error": "inf from a single probe (no spread to estimate)",
+        "ci_low": "-inf from a single probe",
+        "ci_high": "inf from a single probe",
+    }
 
     estimate: float
     std_error: float

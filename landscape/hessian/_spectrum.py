@@ -108,6 +108,12 @@ class Density(Result):
         meta: call arguments and provenance.
     """
 
+    SHAPES = {"grid": "G", "density": "G", "nodes": "R K", "weights": "R K"}
+    NONFINITE = {
+        "nodes": "NaN pads the runs that stopped early (an invariant subspace)",
+        "weights": "NaN pads the runs that stopped early (an invariant subspace)",
+    }
+
     grid: np.ndarray
     density: np.ndarray
     nodes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))

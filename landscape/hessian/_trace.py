@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _utils
+from .. import _finite, _utils
 from ._linop import as_operator
 from ._results import TraceEstimate
 
@@ -102,6 +102,8 @@ def _hutchinson(
 
     if num_matvecs < 1:
         raise ValueError(f"num_matvecs must be >= 1, got {num_matvecs}")
+    if tol is not None:
+        tol = _finite.check_option(tol, "tol", "a relative tolerance", positive=True)
     chunk = getattr(op, "chunk_size", 8)
     samples: list[float] = []
     bar = tqdm(total=num_matvecs, desc="trace", disable=not progressbar, leave=False)
@@ -109,7 +111,10 @@ def _hutchinson(
         r = min(chunk, num_matvecs - len(samples))
         V = probes(r, op.dim, generator, distribution).to(op.device, op.dtype)
         HV = op.matmat(V)
-        samples.extend((V * HV).sum(dim=1).double().cpu().tolist())
+        new = (V * HV).sum(dim=1).double().cpu().tolist()
+        at = f"at probes {len(samples) + 1} to {len(samples) + r} of {num_matvecs}"
+        _finite.check_host(new, "the probes v^T H v", at)
+        samples.extend(new)
         bar.update(r)
         if tol is not None and len(samples) >= max(min_probes, 2):
             est, se = _stats(np.array(samples))
@@ -150,7 +155,9 @@ def _hutchpp(
     G = G - (G @ Q) @ Q.T
     HG = op.matmat(G)
     del progressbar
-    return (*_summary((G * HG).sum(dim=1).double().cpu().numpy(), low), low)
+    samples = (G * HG).sum(dim=1).double().cpu().numpy()
+    _finite.check_host([low, *samples], "the Hutch++ products")
+    return (*_summary(samples, low), low)
 
 
 def _sketch(op, num_matvecs: int, generator, distribution: str, what: str):
@@ -198,7 +205,7 @@ def _xtrace(
     Om, Y, Q, R, Z, S = _sketch(op, num_matvecs, generator, distribution, "xtrace")
     H = Q.T @ Z
     if S is None:
-        exact = float(torch.trace(H))
+        exact = _finite.check_number(float(torch.trace(H)), "the XTrace estimate")
         return exact, 0.0, np.full(Om.shape[0], exact)
     W = Q.T @ Om.T  # column i: Q^T w_i
     D1 = W - S * (S * W).sum(0)  # (I - s_i s_i^T) Q^T w_i
@@ -207,7 +214,9 @@ def _xtrace(
     D2 = D2 - S * (S * D2).sum(0)
     tr_w = (Om.T * APW).sum(0) - (W * D2).sum(0)  # w_i^T P_i A P_i w_i
     ests = torch.trace(H) - (S * (H @ S)).sum(0) + tr_w
-    return _summary(ests.double().cpu().numpy())
+    ests = ests.double().cpu().numpy()
+    _finite.check_host(ests, "the XTrace estimates")
+    return _summary(ests)
 
 
 def _xdiag(
@@ -226,13 +235,15 @@ def _xdiag(
     Om, Y, Q, R, Z, S = _sketch(op, num_matvecs, generator, "rademacher", "xdiag")
     diag = (Q * Z).sum(1)  # diag(Q Q^T A), A symmetric so Q^T A = Z^T
     if S is None:
-        return diag
+        return _finite.check_tensor(diag, "the XDiag estimate")
     s = Om.shape[0]
     diag = diag - ((Q @ S) * (Z @ S)).sum(1) / s
     D = Z.T @ Om.T  # column i: Q^T A w_i
     D = D - S * (S * D).sum(0)
     comp = Y - Q @ D  # (I - Q_i Q_i^T) A w_i
-    return diag + (Om.T * comp / Om.T**2).sum(1) / s
+    return _finite.check_tensor(
+        diag + (Om.T * comp / Om.T**2).sum(1) / s, "the XDiag estimate"
+    )
 
 
 def _estimate(

@@ -19,6 +19,17 @@ from ._version_space import robust_margin
 __all__ = ["LinearSweep", "linear_sweep"]
 
 
+# the LinearSweep fields of the rows of linear_sweep (closed form) and _pgd_rows
+_CLOSED_FORM_COLUMNS = tuple(
+    "w_norm w_dual_norm clean_error robust_error robust_loss dist_init "
+    "test_clean_error test_robust_error".split()
+)
+_PGD_COLUMNS = tuple(
+    f"pgd_{c}"
+    for c in "eps w_norm clean_error robust_error robust_loss dist_init cosine".split()
+)
+
+
 @dataclass(frozen=True)
 class LinearSweep(Result):
     """Closed-form (and optionally PGD) robust training across eps (figure 1).
@@ -28,6 +39,17 @@ class LinearSweep(Result):
     score (the constant classifier ``w = 0`` without bias) counts as half an error.
     ``dist_init`` is ``||w - w_init||_2`` with the common initialisation ``w_init``.
     """
+
+    SHAPES = {
+        **{c: "E" for c in ("eps", *_CLOSED_FORM_COLUMNS)},
+        **{c: "P" for c in _PGD_COLUMNS},
+        "w_init": "D",
+    }
+    NONFINITE = {
+        "test_clean_error": "NaN without test data",
+        "test_robust_error": "NaN without test data",
+        "pgd_cosine": "NaN where a PGD or closed-form w is zero (no direction)",
+    }
 
     eps: np.ndarray
     w_norm: np.ndarray  # ||w||_2
@@ -54,17 +76,6 @@ class LinearSweep(Result):
     pgd_cosine: np.ndarray  # cosine between PGD and closed-form w at the same eps
     label: str = ""
     meta: dict = field(default_factory=dict)
-
-
-# the LinearSweep fields of the rows of linear_sweep (closed form) and _pgd_rows
-_CLOSED_FORM_COLUMNS = tuple(
-    "w_norm w_dual_norm clean_error robust_error robust_loss dist_init "
-    "test_clean_error test_robust_error".split()
-)
-_PGD_COLUMNS = tuple(
-    f"pgd_{c}"
-    for c in "eps w_norm clean_error robust_error robust_loss dist_init cosine".split()
-)
 
 
 def _errors(w, b, x, y, eps, norm):

@@ -26,6 +26,8 @@ __all__ = ["LinearFit", "robust_train_closed_form"]
 class LinearFit(Result):
     """A robustly trained binary linear model ``f(x) = w.x + b``."""
 
+    SHAPES = {"w": "D"}
+
     w: np.ndarray
     b: float
     eps: float

@@ -44,6 +44,8 @@ class MarginResult(Result):
     the data are not strictly linearly separable (``V_0`` is empty).
     """
 
+    SHAPES = {"w": "D"}
+
     gamma: float
     w: np.ndarray
     b: float

@@ -11,9 +11,13 @@ Architectures (``width`` multiplies every hidden width / channel count):
 * ``linear``: ``Normalize -> Flatten -> Linear``.
 * ``mlp``: ``Flatten -> [Linear -> act] * len(hidden) -> Linear``, ``hidden=(100,)``.
 * ``lenet``: the LeNet of the paper's code (Liu et al. 2020, ``util/models.py``):
-  ``conv5x5(2w) -> act -> pool2 -> conv5x5(4w) -> act -> pool2 -> fc(hidden_size=1024)
-  -> act -> fc``, convolutions padded to keep the size. The paper's MNIST models use
-  ``width=16`` (32/64 channels), which is exactly ``madry_cnn``.
+  ``conv5x5(2w) -> act -> pool2 -> conv5x5(4w) -> act -> pool2 -> fc(64w) -> act ->
+  fc``, convolutions padded to keep the size (``hidden_size`` overrides the fc width).
+  The paper's MNIST models use ``width=16`` (32/64 channels, fc 1024: 3,274,634
+  parameters), which is exactly ``madry_cnn``; width 1 has 13,514 parameters.
+* ``vgg16`` / ``resnet18`` at ``width=0.5`` are the paper's CIFAR-10 networks at its
+  width 8 (its channel unit is 4 or 8 channels, ours 64: paper width w = ours w / 16;
+  3,686,954 / 2,797,610 parameters).
 * ``madry_cnn``: Madry et al. (2018) MNIST CNN: conv 32 5x5 / pool / conv 64 5x5 / pool
   / fc 1024 / fc 10 (3,274,634 parameters at width 1).
 * ``vgg16``: VGG-16 with BatchNorm for 32x32 inputs, one linear classifier
@@ -49,7 +53,10 @@ statistics of a data set of :mod:`landscape.data`; an ``in_shape`` or
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -326,26 +333,31 @@ def build(
         in_shape, num_classes = shape
     num_classes = 10 if num_classes is None else num_classes
     in_shape = (1, 28, 28) if in_shape is None else in_shape
-    if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    num_classes = _whole(num_classes, "num_classes")
+    width = _finite_number(width, "width (a factor on the widths)")
     if not width > 0:
         raise ValueError(f"width must be > 0 (a factor on the widths), got {width}")
-    in_shape = tuple(int(s) for s in in_shape)
+    if isinstance(in_shape, (str, bytes)) or not isinstance(in_shape, Sequence):
+        raise ValueError(
+            f"in_shape must be a list of sizes such as [1, 28, 28], got {in_shape!r}"
+        )
+    in_shape = tuple(_whole(s, "every size of in_shape") for s in in_shape)
     norm = _normalize(in_shape, mean, std, dataset)
     options = dict(kw) if activation is None else {**kw, "activation": activation}
     try:
         model = _REGISTRY[key](
-            num_classes=int(num_classes),
+            num_classes=num_classes,
             in_shape=in_shape,
             norm=norm,
             width=width,
             **options,
         )
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         if kw:
-            raise TypeError(
-                f"bad options {sorted(kw)} for model {key!r}: {err}"
-            ) from err
+            raise ValueError(
+                f"bad options {kw} for model {key!r} ({err}) - see the docstring of "
+                f"landscape.models for the options of {key!r}"
+            ) from None
         raise
     model.build_config = dict(
         name=key,
@@ -358,6 +370,23 @@ def build(
         **kw,
     )
     return model
+
+
+def _finite_number(v: Any, name: str) -> float:
+    """A finite float (not a bool, not a string), else a ValueError naming it."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {v!r}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    return float(v) if not isinstance(v, numbers.Integral) else int(v)
+
+
+def _whole(v: Any, name: str) -> int:
+    """A whole number >= 1 (``10`` or ``10.0``), else a ValueError naming it."""
+    x = _finite_number(v, name)
+    if x != int(x) or x < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+    return int(x)
 
 
 def smooth_twin(model: nn.Module, activation: str = "softplus") -> nn.Module:

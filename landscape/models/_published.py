@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import io
+from .. import _finite, io
 
 __all__ = [
     "CheckpointMismatchError",
@@ -277,6 +277,7 @@ def load_published(
     if module is not None:  # a whole pickled model (trust=True): take its weights
         obj = module.state_dict()
     notes = fit_state_dict(model, obj, source=str(path))
+    _finite.check_model(model, name=f"the model in {path}")  # as every loader
     model.checkpoint_notes = notes
     model.zoo_entry = entry
     return model.to(device or "cpu").eval()

@@ -177,14 +177,15 @@ def _draw(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import landscape.plot as P
 
-    results = [load_result(p) for p in args.results]
-    names = {type(r).__name__ for r in results}
     suffix = args.out.suffix.lower()
     if suffix not in (".png", ".pdf", ".html", ".svg"):
         raise _cli.CLIError(
             f"-o must end in .png, .pdf, .svg or .html, got {args.out}",
             "pick one of those suffixes",
         )
+    lio.check_writable(args.out, what="-o")  # before the work
+    results = [load_result(p) for p in args.results]
+    names = {type(r).__name__ for r in results}
     if names == {"Surface"}:
         lines = [r.is_line for r in results]
         if suffix == ".html":

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _utils, io, plot
+from .. import _batches, _finite, _utils, io, plot
 from ._budget import Budget
 from ._budget import budget as _budget
 from ._html import page
@@ -76,6 +76,19 @@ def _progress(items: Sequence[str], enabled: bool):
     return tqdm(items, desc="report", unit="section", disable=not enabled)
 
 
+def _stopped(err: io.Interrupted, name: str, done: list, cache: Path) -> io.Interrupted:
+    """SIGTERM / SIGINT in a section: say which, what it saved itself (a surface's
+    partial file) and which sections are cached (resumable if any of it is)."""
+    where = f"build_report in the {name} section" + (
+        f" ({err.where})" if err.where else ""
+    )
+    if not done:
+        return io.Interrupted(err.signal, where, resumable=err.resumable)
+    return io.Interrupted(
+        err.signal, f"{where}; {', '.join(done)} cached in {cache}", resumable=True
+    )
+
+
 def build_report(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
@@ -136,14 +149,18 @@ def build_report(
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
-    if not eps > 0:
+    if not _utils.check_eps(eps) > 0:
         raise ValueError(f"eps must be positive, got {eps!r}")
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "cache").mkdir(exist_ok=True)
+    _finite.check_model(model, name="build_report: model")
+    out = io.check_writable(out_dir, folder=True, what="out_dir")
     n_train = max(b.hessian_num, b.surface_num, b.scatter_num)
     train = first_samples(data, n_train)
     test = first_samples(data if test_data is None else test_data, b.eval_num)
+    for name, part in (("data", train), ("test_data", test)):  # checked before work
+        for _ in _batches.as_batches(part, model=model, name=name):
+            pass
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "cache").mkdir(exist_ok=True)
     _, seed = _utils.make_generator(generator)
     settings = {"budget": dataclasses.asdict(b), "eps": eps, "norm": norm, "seed": seed}
     fp = fingerprint(model, train + test, settings)
@@ -165,7 +182,10 @@ def build_report(
     div3d, cached, timings = None, [], {}
     for name in _progress(names, progressbar):
         t0 = time.perf_counter()
-        numbers[name], results, hit = run_section(ctx, name)
+        try:
+            numbers[name], results, hit = run_section(ctx, name)
+        except io.Interrupted as err:  # the finished sections are in the cache
+            raise _stopped(err, name, list(numbers), ctx.cache) from None
         timings[name] = round(time.perf_counter() - t0, 3)
         cached += [name] if hit else []
         fig = _draw(name, results, ctx.eps)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .. import _cli, checkpoints, data
+from .. import _cli, checkpoints, data, io
 
 __all__ = ["main"]
 
@@ -74,6 +74,7 @@ def _main(args: argparse.Namespace) -> int:
     from ._budget import BUDGETS
     from ._build import build_report
 
+    io.check_writable(args.out, folder=True, what="--out")  # before the work
     net = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
     cfg = checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
     # a published model's registry entry stands in for a run config (data set, eps)

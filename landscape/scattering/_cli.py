@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .. import _cli, _utils, checkpoints, data
+from .. import _cli, _utils, checkpoints, data, io
 from ..attacks._cli import add_attack, attack_from_args
 from ._measure import scattering
 
@@ -62,6 +62,10 @@ def _load_model(args: argparse.Namespace) -> nn.Module:
 
 
 def _main(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    io.check_writable(out, what="-o")  # before the work
+    if args.smooth_twin:
+        io.check_writable(out.with_name(out.stem + "_twin.npz"), what="-o")
     gen = _utils.seed_everything(args.seed)
     model = _load_model(args)
 
@@ -72,7 +76,6 @@ def _main(args: argparse.Namespace) -> int:
         from .. import models
 
         targets["twin"] = models.smooth_twin(model, activation=args.smooth_twin)
-    out = Path(args.out)
     attack = attack_from_args(args)  # at the first eps; scattering sweeps eps
     for label, m in targets.items():
         res = scattering(

@@ -13,10 +13,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .. import _utils
+from .. import _finite, _utils
 from ..attacks import PGD
 from ._common import LossFn, Params, _check_eps_list, _loss_default, _params
-from ._measure import adversarial_gradient
+from ._measure import _count, _first_batches, adversarial_gradient
 from ._results import GradNormStats, TrainingGradNorms
 
 __all__ = ["per_example_grad_norms", "gradient_norms", "summarize_training_gradnorms"]
@@ -110,40 +110,40 @@ def gradient_norms(
     from tqdm.auto import tqdm
 
     eps_arr = _check_eps_list(attack.eps if eps is None else eps)
+    _finite.check_model(model, name="gradient_norms: model")
     loss_fn = loss_fn or _loss_default
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
+    device = _utils.model_device(model)
     gen, seed = _utils.make_generator(generator, device)
-    batches = [
-        _utils.to_device(b, device, dtype)
-        for i, b in enumerate(data)
-        if num_batches is None or i < num_batches
-    ]
-    if not batches:
-        raise ValueError("data yielded no batches")
+    batches = _first_batches(model, loss_fn, data)  # the one owner, streamed
+    num = _count(batches, num_batches)
     per, bat = [], []
     bar = tqdm(
-        total=len(eps_arr) * len(batches),
+        total=len(eps_arr) * num,
         desc="gradient_norms",
         disable=not progressbar,
     )
     for ep in eps_arr:
         pe, bn = [], []
-        for x, y in batches:
-            g, xa = adversarial_gradient(
-                model,
-                loss_fn,
-                x,
-                y,
-                attack=dataclasses.replace(attack, eps=float(ep)),
-                generator=gen,
-            )
+        for b, (x, y) in batches.numbered(stop=num):
+            with _finite.checked_at_entry():
+                g, xa = adversarial_gradient(
+                    model,
+                    loss_fn,
+                    x,
+                    y,
+                    attack=dataclasses.replace(attack, eps=float(ep)),
+                    generator=gen,
+                )
             bn.append(float(_utils.flatten(g).norm()))
             pe.append(per_example_grad_norms(model, loss_fn, xa, y).cpu().double())
+            where = f"at eps {float(ep):g}, batch {b}"
+            _finite.check_host(bn[-1], "the batch gradient's norm", where)
+            _finite.check_host(pe[-1].numpy(), "the per-example gradient norms", where)
             bar.update(1)
         per.append(torch.cat(pe).numpy())
         bat.append(bn)
     bar.close()
-    meta = dict(seed=seed, attack=attack.to_dict(), num_batches=len(batches))
+    meta = dict(seed=seed, attack=attack.to_dict(), num_batches=num)
     return GradNormStats(
         eps=eps_arr, per_example=np.stack(per), batch=np.array(bat), meta=meta
     )

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .. import _dist, _utils
+from .. import _dist, _finite, _utils
 from .._batches import Batched, as_batches, is_class_loss
 from ..attacks import PGD
 from ._common import (
@@ -191,6 +191,7 @@ def _scatter_dirs(
             )
     dirs = [{n: d[n].to(device=device, dtype=w[n].dtype) for n in w} for d in dirs]
     dnorm = np.array([float(_utils.flatten(d).norm()) for d in dirs])
+    _finite.check_host(dnorm, "the directions' norms")
     if np.any(dnorm == 0):
         raise ValueError("a direction is all zeros: ||delta w|| would be 0")
     return kind, dirs, dnorm
@@ -332,6 +333,7 @@ def scattering(
     from tqdm.auto import tqdm
 
     _check_attack(attack)
+    _finite.check_model(model, name="scattering: model")
     eps_arr = _check_eps_list(attack.eps if eps is None else eps)
     strategy = _strategy(strategy)
     s_arr = _check_scales(scales)
@@ -357,7 +359,7 @@ def scattering(
     grad_norm, loss_w = np.zeros((E, B)), np.zeros((E, B))
     sizes = np.zeros(B)
     bar = tqdm(total=E * B, desc="scattering", disable=not progressbar)
-    with _utils.eval_mode(model):
+    with _utils.eval_mode(model), _finite.checked_at_entry():
         for e, ep in enumerate(eps_arr):
             mine = lambda b, e=e: _dist.owned(e * B + b, rank, world)  # noqa: E731
             for b, (x, y) in batches.numbered(
@@ -373,8 +375,17 @@ def scattering(
                 loss_w[e, b] = float(ls[0])
                 if e == 0:  # one rank records each batch (the merge sums)
                     sizes[b] = len(x)
+                where = f"at eps {float(ep):g}, batch {b}"
+                _finite.check_host(  # values already read: no extra device read
+                    [grad_norm[e, b], loss_w[e, b]], "the loss and gradient at w", where
+                )
                 for key, val in _statistics(g, dl).items():
                     out[key][e, :, :, b] = val.view(D, S).cpu().double().numpy()
+                    _finite.check_host(
+                        out[key][e, :, :, b],
+                        f"the gradients at the perturbed weights ({key})",
+                        f"{where} (scales {s_arr.tolist()})",
+                    )
                 bar.update(1)
     bar.close()
     if world > 1:

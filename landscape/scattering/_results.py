@@ -40,6 +40,18 @@ class ScatteringResult(Result):
         meta: settings, seeds and provenance.
     """
 
+    SHAPES = {
+        "eps": "E",
+        "scales": "S",
+        "step_norm": "D S",
+        **dict.fromkeys(
+            "grad_diff ratio cosine grad_norm_pert pert_cosine sign_cosine".split(),
+            "E D S B",
+        ),
+        "grad_norm": "E B",
+        "loss": "E B",
+    }
+
     eps: np.ndarray
     scales: np.ndarray
     step_norm: np.ndarray
@@ -76,6 +88,8 @@ class GradNormStats(Result):
         meta: settings and provenance.
     """
 
+    SHAPES = {"eps": "E", "per_example": "E N", "batch": "E B"}
+
     eps: np.ndarray
     per_example: np.ndarray
     batch: np.ndarray
@@ -106,6 +120,13 @@ class TrainingGradNorms(Result):
         target_eps: the run's target eps (from ``config.json``), NaN if unknown.
         meta: where it was read from.
     """
+
+    SHAPES = {"epoch": "T", "eps": "T", "values": "T"}
+    NONFINITE = {
+        "eps": "NaN where the run did not log eps",
+        "values": "NaN where the run did not log the metric",
+        "target_eps": "NaN when the run records no target eps",
+    }
 
     epoch: np.ndarray
     eps: np.ndarray

@@ -16,7 +16,6 @@ The surface is saved as a :class:`landscape.surface.Surface` (``.npz``); draw it
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -163,7 +162,7 @@ def compute_parser(prog: str = f"{PROG} compute") -> argparse.ArgumentParser:
 
 def _load_data(args: argparse.Namespace) -> list:
     if args.data is not None:
-        obj = lio.load_torch(args.data, trust=args.trust_checkpoint)
+        obj = lio.load_torch(args.data, trust=args.trust_checkpoint, kind="tensors")
         if isinstance(obj, dict) and {"x", "y"} <= set(obj):
             x, y = obj["x"], obj["y"]
         elif isinstance(obj, (tuple, list)) and len(obj) == 2:
@@ -202,7 +201,9 @@ def _directions(args, model, load, gen) -> tuple[list, dict[str, Any]]:
             "points": plane.coords.tolist(),
         }
     if args.directions is not None:
-        obj = lio.load_torch(args.directions, trust=args.trust_checkpoint)
+        obj = lio.load_torch(
+            args.directions, trust=args.trust_checkpoint, kind="tensors"
+        )
         return D.eigen_directions(obj, like=model), {"directions": str(args.directions)}
     dirs = D.random_directions(
         model,
@@ -255,6 +256,14 @@ def compute(args: argparse.Namespace) -> int:
     _grid(args.grid, "--grid")  # bad grids fail before any loading
     if args.ygrid:
         _grid(args.ygrid, "--ygrid")
+    out = Path(args.out)  # every output is checked before the work
+    lio.check_writable(
+        out if out.suffix == ".npz" else out.with_suffix(".npz"), what="-o"
+    )
+    if args.save_directions:
+        lio.check_writable(args.save_directions, what="--save-directions")
+    if args.partial:
+        lio.check_writable(args.partial, what="--partial")
 
     def load(path):
         return checkpoints.load_model(path, **_cli.checkpoint_options(args))
@@ -267,9 +276,7 @@ def compute(args: argparse.Namespace) -> int:
         lio.atomic_save_torch(
             [{k: v.cpu() for k, v in d.items()} for d in dirs], args.save_directions
         )
-    lock = lio.lock(args.partial) if args.partial else contextlib.nullcontext()
-    with lock:  # one process per partial file
-        surf = _surface(args, model, data, dirs, gen)
+    surf = _surface(args, model, data, dirs, gen)  # locks --partial while it runs
     surf = dataclasses.replace(
         surf, meta={**surf.meta, "checkpoint": str(Path(args.checkpoint)), **meta}
     )
@@ -295,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 after an error)."""
-    return _cli.run(_main, argv, PROG)
+    return _cli.run(_main, argv, PROG, trust_flag=_cli.TRUST_FLAG)
 
 
 def _main(argv: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,8 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _dist, _pool, _utils
+from .. import _dist, _finite, _pool, _utils, io
 from .._batches import as_batches
+from .._finite import NonFiniteError
 from ._evaluate import (
     _BATCH_CANDIDATES,
     _TUNED,
@@ -106,6 +108,9 @@ def _center_and_dirs(
                 for k, v in d.items()
             }
         )
+    _finite.check_params(c, name="center")
+    for i, d in enumerate(dd):
+        _finite.check_params(d, name=f"direction {i}")
     return c, dd
 
 
@@ -153,18 +158,27 @@ def _attack_extra(adversarial: str | None, attack) -> dict:
     return {"adversarial": adversarial, "attack": repr(sorted(d.items()))}
 
 
-def _open_partial(
-    partial_path: str | Path | None, rank: int, world: int, fp: str, m: int
-) -> tuple[Path | None, np.ndarray, np.ndarray, np.ndarray]:
-    """The partial file's path and the (resumed) loss, accuracy and done arrays."""
-    loss, acc, done = np.full(m, np.nan), np.full(m, np.nan), np.zeros(m, dtype=bool)
+def _partial_file(
+    partial_path: str | Path | None, rank: int, world: int
+) -> Path | None:
+    """This rank's partial file (``.npz``), checked for writing before any work."""
     if partial_path is None:
-        return None, loss, acc, done
+        return None
     ppath = Path(partial_path)
     if ppath.suffix != ".npz":
         ppath = ppath.with_suffix(".npz")
     if world > 1:
         ppath = ppath.with_name(f"{ppath.stem}.rank{rank}of{world}.npz")
+    return io.check_writable(ppath, what="partial_path")
+
+
+def _open_partial(
+    ppath: Path | None, fp: str, m: int
+) -> tuple[Path | None, np.ndarray, np.ndarray, np.ndarray]:
+    """The partial file's path and the (resumed) loss, accuracy and done arrays."""
+    loss, acc, done = np.full(m, np.nan), np.full(m, np.nan), np.zeros(m, dtype=bool)
+    if ppath is None:
+        return None, loss, acc, done
     if ppath.exists():
         part = _Partial.load(ppath)
         if part.meta.get("fingerprint") != fp:
@@ -197,6 +211,13 @@ class _Grid:
 
     def record(self, idx: Sequence[int], results: list[tuple]) -> None:
         for i, (lo, ac) in zip(idx, results):
+            if not math.isfinite(lo):  # host floats already: no extra read
+                raise NonFiniteError(
+                    f"the loss is not finite ({lo!r}) at grid point {i} "
+                    f"(coefficients {self.coefs[i].tolist()}) - the weights there "
+                    "overflow the model (a too long direction or grid): use a smaller "
+                    "grid range; nothing was saved for this point"
+                )
             self.loss[i], self.acc[i], self.done[i] = lo, ac, True
         if self.bar is not None:
             self.bar.update(len(results))
@@ -240,6 +261,11 @@ def _origin_twice(ev: _Evaluator, grid: _Grid, point_gens) -> None:
     coefs = grid.coefs
     origin = [int(np.argmin(np.abs(coefs).sum(1)))]
     a = ev.loop(coefs[origin], point_gens(origin))[0]
+    if not math.isfinite(a[0]):
+        raise NonFiniteError(
+            f"the loss at the centre is not finite ({a[0]!r}) - the model overflows "
+            "on these inputs (check the loss function and the inputs' scale)"
+        )
     b = ev.loop(coefs[origin], point_gens(origin))[0]
     if not np.isclose(a[0], b[0], rtol=1e-6, atol=1e-9):
         raise RuntimeError(
@@ -273,14 +299,26 @@ def _evaluate_grid(
     desc: str,
 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
     adversarial = _check_options(strategy, adversarial, attack, batch_size)
+    _finite.check_model(model, name=f"{desc}: model")
     device = _utils.model_device(model)
     center, dd = _center_and_dirs(model, center, dirs)
     gen, seed = _utils.make_generator(generator, device)
     rank, world = _dist.info()
+    ppath = _partial_file(partial_path, rank, world)  # before any work
+    save_interval = _finite.check_option(
+        save_interval, "save_interval", "seconds between saves, 0: every grid point"
+    )
     m = len(coefs)
     t0 = time.perf_counter()
 
-    with _utils.eval_mode(model), torch.no_grad(), _pool_mode(model):
+    lock = io.lock(ppath) if ppath is not None else contextlib.nullcontext()
+    with (
+        lock,
+        _finite.checked_at_entry(),  # the attacks at the points do not re-read
+        _utils.eval_mode(model),
+        torch.no_grad(),
+        _pool_mode(model),
+    ):
         raw, data_fp = _prepare_data(
             model, loss_fn, data, adversarial=adversarial, attack=attack,
             center=center, gen=gen, check_deterministic=check_deterministic,
@@ -298,33 +336,16 @@ def _evaluate_grid(
             extra["seed"] = seed
         fp = _fingerprint(coefs, center, dd, extra)
         grid = _Grid(
-            coefs, *_open_partial(partial_path, rank, world, fp, m), fp, rank, world,
+            coefs, *_open_partial(ppath, fp, m), fp, rank, world,
             desc if progressbar else None,
         )  # fmt: skip
-        if check_deterministic:
-            ev.batches = _check_batches(ev, raw, batch_size, device)
-            _origin_twice(ev, grid, point_gens)
-
-        t_eval = time.perf_counter()
-        left = grid.left()
-        strategy_used, bs, chunk, probed = _choose(
-            ev, raw, strategy, batch_size, chunk_size, coefs[left[:16]], m, device
-        )
-        grid.record(left, probed)
-        if point_attack is not None and strategy_used == "vmap":
-            warnings.warn(
-                "adversarial='reattack' evaluates point by point", stacklevel=3
-            )
-            strategy_used, chunk = "loop", 1
-        left = grid.left()
-        for s in range(0, len(left), chunk):
-            idx = left[s : s + chunk]
-            if strategy_used == "vmap":
-                grid.record(idx, ev.vmap(coefs[idx]))
-            else:
-                grid.record(idx, ev.loop(coefs[idx], point_gens(idx)))
-            grid.save(every=save_interval)
-        t_eval = time.perf_counter() - t_eval
+        try:
+            strategy_used, bs, chunk, t_eval = _run_grid(
+                ev, grid, raw, coefs, point_gens, point_attack, strategy,
+                batch_size, chunk_size, save_interval, check_deterministic, device, m,
+            )  # fmt: skip
+        except io.Interrupted as err:
+            raise _stopped(err, grid, desc) from None
         grid.close()
 
     loss, acc = grid.loss, grid.acc
@@ -351,6 +372,51 @@ def _evaluate_grid(
         "points_per_second": len(mine) / t_eval if mine and t_eval > 0 else None,
     }
     return loss, (acc if ev.has_acc else None), meta
+
+
+def _run_grid(
+    ev, grid, raw, coefs, point_gens, point_attack, strategy, batch_size,
+    chunk_size, save_interval, check_deterministic, device, m,
+) -> tuple:  # fmt: skip
+    """Evaluate the grid points this rank owns; returns the strategy, batch size,
+    chunk and seconds of evaluation."""
+    if check_deterministic:
+        ev.batches = _check_batches(ev, raw, batch_size, device)
+        _origin_twice(ev, grid, point_gens)
+
+    t_eval = time.perf_counter()
+    left = grid.left()
+    strategy_used, bs, chunk, probed = _choose(
+        ev, raw, strategy, batch_size, chunk_size, coefs[left[:16]], m, device
+    )
+    grid.record(left, probed)
+    if point_attack is not None and strategy_used == "vmap":
+        warnings.warn("adversarial='reattack' evaluates point by point", stacklevel=4)
+        strategy_used, chunk = "loop", 1
+    left = grid.left()
+    for s in range(0, len(left), chunk):
+        idx = left[s : s + chunk]
+        if strategy_used == "vmap":
+            grid.record(idx, ev.vmap(coefs[idx]))
+        else:
+            grid.record(idx, ev.loop(coefs[idx], point_gens(idx)))
+        grid.save(every=save_interval)
+    return strategy_used, bs, chunk, time.perf_counter() - t_eval
+
+
+def _stopped(err: io.Interrupted, grid: _Grid, desc: str) -> io.Interrupted:
+    """SIGTERM / SIGINT in the grid loop: save the finished points (atomically) and
+    say where the run stopped."""
+    if grid.bar is not None:
+        grid.bar.close()
+    done = int(grid.done.sum())
+    where = f"{desc} after {done} of {len(grid.done)} grid points"
+    if grid.ppath is None:
+        return io.Interrupted(
+            err.signal, f"{where} (no partial file: pass one to make a run resumable)"
+        )
+    grid.save()
+    return io.Interrupted(err.signal, f"{where}, saved in {grid.ppath}", resumable=True)
 
 
 def _pool_mode(model: nn.Module):

@@ -24,6 +24,8 @@ class Surface(Result):
             timing) and, after ``save``, provenance.
     """
 
+    SHAPES = {"xs": "X", "ys": "Y", "loss": "Y? X", "accuracy": "Y? X"}
+
     xs: np.ndarray
     ys: np.ndarray | None
     loss: np.ndarray
@@ -47,6 +49,12 @@ class Surface(Result):
 
 @dataclass(frozen=True)
 class _Partial(Result):
+    SHAPES = {"xs": "M ...", "loss": "M", "accuracy": "M", "done": "M"}
+    NONFINITE = {
+        "loss": "NaN at the points not computed yet",
+        "accuracy": "NaN at the points not computed yet (or without class labels)",
+    }
+
     xs: np.ndarray
     ys: np.ndarray | None
     loss: np.ndarray

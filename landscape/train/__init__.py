@@ -7,7 +7,10 @@ ensembles and data-parallel (DDP) training.
   :mod:`landscape.attacks`, ``None`` for standard training; a ``loss_fn`` from
   :data:`LOSSES` or a callable; the :class:`DataRecord` of the data) and the
   :class:`Runtime` settings in ``runtime``. :data:`PRESETS`: the paper's settings
-  (``mnist-lenet``, ``cifar10-vgg16``, ``cifar10-resnet18``, ``madry-mnist``).
+  from its released code (``mnist-lenet``, ``cifar10-vgg16``, ``cifar10-resnet18``;
+  :func:`cifar10_periodic` makes a CIFAR-10 one periodic) and ``madry-mnist``.
+- :func:`augment` / :func:`crop_flip`: the training-data augmentation of
+  ``TrainConfig.augment`` (seeded per epoch and batch, so resume stays exact).
 - :func:`load_run` reads a run's metrics back; its models load with
   :func:`landscape.checkpoints.load_model` (``ensemble=True``: the end-of-period
   :class:`~landscape.checkpoints.Ensemble`) and
@@ -28,12 +31,16 @@ Example:
     [1, 2]
 """
 
+from ._augment import augment, crop_flip
 from ._config import (
+    AUGMENTATIONS,
     LOSSES,
     PRESETS,
     DataRecord,
     Runtime,
     TrainConfig,
+    cifar10_periodic,
+    paper_eps_schedule,
     preset,
     smoke,
 )
@@ -50,6 +57,11 @@ __all__ = [
     "PRESETS",
     "preset",
     "smoke",
+    "cifar10_periodic",
+    "paper_eps_schedule",
+    "augment",
+    "crop_flip",
+    "AUGMENTATIONS",
     "load_run",
     "DivergedError",
     "RunFolderError",

@@ -27,9 +27,16 @@ __all__ = [
     "PRESETS",
     "preset",
     "smoke",
+    "cifar10_periodic",
+    "paper_eps_schedule",
+    "AUGMENTATIONS",
 ]
 
 _OPTIMIZERS = ("sgd", "adam")
+# the schedules that follow the period boundaries of ``TrainConfig.periods``
+_PERIODIC = ("periodic", "cyclic", "pas", "cycle_cos", "cycle_linear", "cycle_jump")
+# ``TrainConfig.augment`` values (implemented in ``_augment.py``)
+AUGMENTATIONS = ("crop_flip",)
 
 
 def _mse(out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
@@ -191,7 +198,15 @@ class TrainConfig:
         periods: period boundaries (or a count of equal periods) shared by the periodic
             eps and lr schedules; end-of-period checkpoints form the ensemble. ``None``
             means one period (the whole run).
-        schedule_update: ``"iteration"`` (fractional epoch per batch) or ``"epoch"``.
+        schedule_update: ``"iteration"`` (fractional epoch per batch) or ``"epoch"``
+            (the integer epoch: eps and lr constant within an epoch, the paper's
+            code's default).
+        augment: training-data augmentation of every batch (before the attack):
+            None, or ``"crop_flip"`` (the paper's CIFAR-10 ``RandomCrop(32,
+            padding=4)`` with zero padding and ``RandomHorizontalFlip()``; see
+            :func:`landscape.train.augment`), drawn from a generator derived from
+            ``seed``, the epoch and the batch index (so a resumed run draws the
+            same).
         attack_train_mode: run the attack with the model in train mode (BatchNorm batch
             statistics; a :class:`~landscape.attacks.PGD` attack); default eval mode.
         shuffle / drop_last: batching of ``(x, y)`` tensors.
@@ -230,6 +245,7 @@ class TrainConfig:
     lr_kwargs: dict = field(default_factory=dict)
     periods: Any = None
     schedule_update: str = "iteration"
+    augment: str | None = None
     attack_train_mode: bool = False
     shuffle: bool = True
     drop_last: bool = False
@@ -291,6 +307,11 @@ class TrainConfig:
                 "schedule_update must be 'iteration' or 'epoch', "
                 f"got {self.schedule_update!r}"
             )
+        if self.augment is not None and self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"unknown augment {self.augment!r}; choose None or one of "
+                f"{sorted(AUGMENTATIONS)}"
+            )
 
     def _check_attack(self) -> None:
         atk = _attack_or_none(self.attack, "attack")
@@ -323,7 +344,7 @@ class TrainConfig:
         kw = dict(self.eps_kwargs if kind == "eps" else self.lr_kwargs)
         kw.setdefault("value", target_eps(self) if kind == "eps" else self.lr)
         key = str(name).lower()
-        if key in ("periodic", "cyclic", "pas"):
+        if key in _PERIODIC:
             kw.setdefault("periods", self.boundaries())
         if key not in ("step", "multistep"):
             kw.setdefault("epochs", self.epochs)
@@ -408,62 +429,148 @@ def target_eps(config: TrainConfig) -> float:
 
 
 def _cifar10_preset(model: str) -> TrainConfig:
-    """The paper's CIFAR-10 setting for ``model``: eps=8/255, SGD 0.1, PGD-10 step
-    eps/4, step lr decay at epochs 100 and 150."""
+    """The paper's CIFAR-10 setting for ``model`` (Liu et al., NeurIPS 2020, released
+    code): the network at the paper's width 8 (ours ``width=0.5``: its channel unit
+    is 4 / 8, ours 64), no input normalisation (its ``DataNormalizeLayer(bias=0,
+    scale=1)``), crop (padding 4) + flip augmentation, SGD lr 0.1 momentum 0.9,
+    weight decay 1e-3 (every released CIFAR checkpoint is named ``wd1e-3``; the
+    code's default is 1e-4), batch 128, 200 epochs, PGD-10 with step ``eps / 4``
+    (2/255 at 8/255; it follows eps(t)) starting uniformly in ``[-step, step]``,
+    eps = 8/255 constant, lr x0.1 at epochs 100 and 150 (the ``jump`` schedule of
+    its README's curve-training example; the released code gives no lr for plain
+    adversarial training), schedules updated per epoch. The periodic runs
+    (:func:`cifar10_periodic`) add three periods [0, 100), [100, 150), [150, 200)."""
     return TrainConfig(
         dataset=DataRecord("cifar10"),
         model=model,
+        model_kwargs={"width": 0.5, "mean": 0.0, "std": 1.0},
         epochs=200,
         batch_size=128,
         optimizer="sgd",
         lr=0.1,
         momentum=0.9,
-        weight_decay=5e-4,
-        attack=attacks.PGD(eps=8 / 255, steps=10, alpha_rel=0.25),
+        weight_decay=1e-3,
+        attack=attacks.PGD(eps=8 / 255, steps=10, alpha_rel=0.25, random_start="step"),
         eps_schedule="constant",
         lr_schedule="step",
         lr_kwargs={"milestones": [100, 150], "gamma": 0.1},
+        schedule_update="epoch",
+        augment="crop_flip",
+    )
+
+
+def cifar10_periodic(config: TrainConfig, schedule: str) -> TrainConfig:
+    """The paper's CIFAR-10 run of ``schedule`` (``"constant"``, ``"cosine"``,
+    ``"linear"``) made periodic: three periods ``[0, 100, 150, 200]`` (scaled to
+    ``config.epochs``; the released periodic checkpoints are saved at epochs 100, 150
+    and 200: the ensemble members), the lr ``cycle_jump`` in each period (x0.1 at
+    half and three quarters of it: our choice, the released code does not give the
+    periodic lr; its ``cos_cycle_jump`` cannot follow unequal periods), eps constant
+    or ``cycle_cos`` / ``cycle_linear`` per period from 0 to the peak ``2 eps`` (16/255,
+    the checkpoints' ``max16``) capped at eps. All values in [0, 1] units: the
+    released code reads a schedule value >= 1 as x/255 and one < 1 as raw, so an eps
+    schedule written in /255 units would attack at raw budgets up to ~1 early in a
+    ramp (the unit hazard); we never mix units."""
+    e = int(config.epochs)
+    periods = [0, e // 2, (3 * e) // 4, e]
+    eps_schedule, eps_kwargs = paper_eps_schedule(schedule, target_eps(config), 2.0)
+    return dataclasses.replace(
+        config,
+        periods=periods,
+        eps_schedule=eps_schedule,
+        eps_kwargs=eps_kwargs,
+        lr_schedule="cycle_jump",
+        lr_kwargs={"drops": [0.5, 0.75], "gamma": 0.1},
+    )
+
+
+def paper_eps_schedule(schedule: str, eps: float, peak: float) -> tuple[str, dict]:
+    """``(eps_schedule, eps_kwargs)`` of the paper's run family ``schedule`` at the
+    target ``eps``: ``"constant"``; ``"cosine"`` = ``cycle_cos`` from 0 to
+    ``peak x eps`` (MNIST 1.5: 0.6 at 0.4; CIFAR-10 2: 16/255 at 8/255), capped at
+    eps; ``"linear"`` = ``cycle_linear`` from 0 rising by ``2 eps`` per period (the
+    released checkpoints' ``max0.8`` / ``max16``), capped at eps.
+
+    Example:
+        >>> paper_eps_schedule("cosine", 0.4, 1.5)
+        ('cycle_cos', {'peak': 0.6000000000000001})
+    """
+    if schedule == "constant":
+        return "constant", {}
+    if schedule == "cosine":
+        return "cycle_cos", {"peak": peak * eps}
+    if schedule == "linear":
+        return "cycle_linear", {"slope": 2.0 * eps}
+    raise ValueError(
+        f"unknown schedule family {schedule!r}; choose constant, cosine or linear"
     )
 
 
 def _mnist_preset(
-    model: str, *, eps: float, steps: int, batch_size: int, **setting: Any
+    model: str,
+    *,
+    eps: float,
+    steps: int,
+    batch_size: int,
+    attack: attacks.PGD,
+    **setting: Any,
 ) -> TrainConfig:
-    """An MNIST setting with Adam 1e-4, PGD step 0.01, constant eps and lr, and the
+    """An MNIST setting with Adam 1e-4, constant lr, no input normalisation and the
     per-epoch evaluation PGD-20 (the quick preset's); ``setting`` adds the rest."""
     return TrainConfig(
         dataset=DataRecord("mnist"),
-        model=model,
-        epochs=100,
         batch_size=batch_size,
         optimizer="adam",
         lr=1e-4,
-        attack=attacks.PGD(eps=eps, steps=steps, alpha=0.01),
-        eps_schedule="constant",
+        attack=attack,
         lr_schedule="constant",
         runtime=Runtime(
             eval_attack=attacks.PGD(
                 eps=eps, steps=20, loss="ce", keep="best", random_start=True
             )
         ),
+        model=model,
         **setting,
     )
 
 
-# The paper's settings (Liu et al., NeurIPS 2020, Sec. 4-5 and the authors' README).
+# The paper's settings (Liu et al., NeurIPS 2020; its released code and README).
 PRESETS: dict[str, TrainConfig] = {
-    # LeNet on MNIST, eps=0.4, Adam 1e-4, PGD step 0.01 with eps/0.01 + 10 = 50 steps;
-    # eps schedule constant / linear / cosine (--eps-schedule). The authors' runs use
-    # LeNet width 16.
+    # The README's MNIST command: LeNet width 16 (conv 32 / 64, fc 1024), no input
+    # normalisation, Adam 1e-4 constant, batch 128 (the code's default), 100 epochs,
+    # PGD-50 at eps 0.4 with step 0.01 at eps 0.4 that follows eps(t) (alpha_rel
+    # 0.025; the code divides by eps + 1e-6) from a start uniform in [-step, step],
+    # eps cycle_cos from 0 to 0.6 over one period [0, 100) capped at 0.4 (0.4 from
+    # epoch 61 on), per epoch (epoch 0 is clean).
     "mnist-lenet": _mnist_preset(
-        "lenet", model_kwargs={"width": 16}, batch_size=100, eps=0.4, steps=50
+        "lenet",
+        eps=0.4,
+        steps=50,
+        batch_size=128,
+        attack=attacks.PGD(eps=0.4, steps=50, alpha_rel=0.025, random_start="step"),
+        model_kwargs={"width": 16, "mean": 0.0, "std": 1.0},
+        epochs=100,
+        eps_schedule="cycle_cos",
+        eps_kwargs={"peak": 0.6},
+        schedule_update="epoch",
     ),
-    # CIFAR-10 VGG-16 / ResNet-18, eps=8/255, SGD 0.1, PGD-10 step eps/4; constant vs
-    # periodic eps and lr (--eps-schedule periodic --lr-schedule periodic --periods 3).
+    # CIFAR-10 VGG-16 / ResNet-18 at the paper's width 8; periodic runs: see
+    # cifar10_periodic.
     "cifar10-vgg16": _cifar10_preset("vgg16"),
     "cifar10-resnet18": _cifar10_preset("resnet18"),
-    # Madry et al.'s MNIST challenge: eps=0.3, PGD-40 step 0.01, Adam 1e-4.
-    "madry-mnist": _mnist_preset("madry_cnn", batch_size=50, eps=0.3, steps=40),
+    # Madry et al.'s MNIST challenge: their CNN (conv 32 / 64, fc 1024), inputs in
+    # [0, 1] without normalisation, eps 0.3 constant, PGD-40 step 0.01 from a random
+    # point of the eps-ball, Adam 1e-4, batch 50, 100,000 iterations (83.3 epochs).
+    "madry-mnist": _mnist_preset(
+        "madry_cnn",
+        eps=0.3,
+        steps=40,
+        batch_size=50,
+        attack=attacks.PGD(eps=0.3, steps=40, alpha=0.01),
+        model_kwargs={"mean": 0.0, "std": 1.0},
+        epochs=84,
+        eps_schedule="constant",
+    ),
 }
 
 
@@ -508,7 +615,8 @@ def smoke(config: TrainConfig) -> TrainConfig:
         compile=False,
     )
     if "width" in config.model_kwargs:
-        kw["model_kwargs"] = {**config.model_kwargs, "width": 1}
+        width = min(float(config.model_kwargs["width"]), 1.0)
+        kw["model_kwargs"] = {**config.model_kwargs, "width": width}
     if config.periods is not None:
         kw["periods"] = min(epochs, 2)
     if config.lr_schedule in ("step", "multistep"):

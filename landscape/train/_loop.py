@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _dist, _utils, attacks, io
+from .. import _dist, _finite, _utils, attacks, io
 from .._batches import Batched, as_batches
 from ..checkpoints import FINAL, period_checkpoint
+from ._augment import augment
 from ._config import TrainConfig, target_eps
 from ._data import as_loader, eval_subset, fixed_batch
 from ._eval import (
@@ -48,8 +49,8 @@ from ._run import (
 __all__ = ["adversarial_train", "DivergedError"]
 
 
-class DivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+class DivergedError(_finite.NonFiniteError):
+    """The training loss (or gradient) became NaN or infinite."""
 
 
 @dataclass
@@ -216,7 +217,12 @@ def adversarial_train(
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    with _isolated(_utils.model_device(model), cfg.runtime.num_threads):
+    _finite.check_model(model, name="adversarial_train: model")
+    with (
+        io.stop_signals(),  # SIGTERM / SIGINT: save at the next step, say where
+        _finite.checked_at_entry(),  # batches checked on the first pass: no re-read
+        _isolated(_utils.model_device(model), cfg.runtime.num_threads),
+    ):
         run = _setup(model, data, cfg, run_dir)
         with folder_lock(run.folder, run.main):
             _open_folder(run, resume)
@@ -348,22 +354,31 @@ def _open_folder(run: _Run, resume: bool) -> None:
 
 def _restore(run: _Run, folder: Path) -> None:
     """Load ``resume.pt`` (and ``init.pt``) into the run state."""
-    state = io.load_torch(folder / RESUME, map_location="cpu")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise io.CorruptFileError(f"{folder / RESUME} is not a training state")
+    state = io.load_torch(folder / RESUME, map_location="cpu", kind="state")
+    keys = "model optimizer rng epoch batch iteration elapsed rows checkpoints accum"
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != FORMAT
+        or not all(k in state for k in keys.split())
+    ):
+        raise io.CorruptFileError(
+            f"{folder / RESUME} is not a training state of this version - delete it "
+            "to start the run over (or restore it from a backup)"
+        )
     try:
         run.raw.load_state_dict(state["model"])
     except RuntimeError as err:
         raise RunFolderError(
             f"the model does not match the checkpoint in {folder}: {err}"
         ) from err
+    _finite.check_model(run.raw, name=f"the model in {folder / RESUME}")
     run.opt.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"], {"attack": run.gen, "model": run.model_gen})
     run.epoch, run.batch = state["epoch"], state["batch"]
     run.iteration, run.elapsed = state["iteration"], state["elapsed"]
     run.rows, run.checkpoints = state["rows"], state["checkpoints"]
     run.accum = _Epoch(**state["accum"]) if state["accum"] is not None else None
-    init_state = io.load_torch(folder / INIT, map_location=run.device)
+    init_state = io.load_torch(folder / INIT, map_location=run.device, kind="state")
     run.init = [init_state[n].to(p.dtype) for n, p in _named(run.raw, run.params)]
 
 
@@ -437,10 +452,12 @@ def _train_epochs(run: _Run, progressbar: bool, callback) -> None:
         disable=not show,
     )
     while run.epoch < run.cfg.epochs:
-        _run_epoch(run, show, callback)
-        row = _end_epoch(run)
-        run.epoch, run.batch, run.accum = run.epoch + 1, 0, None
-        _write_epoch(run, row)
+        with io.deferred_signals(raise_after=False):  # stop between steps only
+            _run_epoch(run, show, callback)
+            row = _end_epoch(run)
+            run.epoch, run.batch, run.accum = run.epoch + 1, 0, None
+            _write_epoch(run, row)
+            _stop_if_asked(run)
         ebar.update(1)
         ebar.set_postfix(
             loss=f"{row['train_loss']:.3f}",
@@ -475,10 +492,12 @@ def _run_epoch(run: _Run, show: bool, callback) -> None:
         bbar.update(1)
         if callback is not None:
             callback(info)
-        if _resume_point(run):
+        if _resume_point(run) or (io.stop_requested() and _mid_epoch(run)):
             run.accum.time += time.perf_counter() - t0
             t0 = time.perf_counter()
-            _save_resume(run)
+            if run.folder is not None and run.main:
+                _save_resume(run)
+            _stop_if_asked(run)
     bbar.close()
     run.accum.time += time.perf_counter() - t0
 
@@ -490,15 +509,49 @@ def _resume_point(run: _Run) -> bool:
         and run.main
         and bool(every)
         and run.iteration % every == 0
-        and run.batch < run.num_batches
+        and _mid_epoch(run)
     )
 
 
-def _batch(run: _Run, batch: Any) -> tuple[Tensor, Tensor, int]:
-    """This rank's checked share of a global batch, and the global batch size."""
+def _mid_epoch(run: _Run) -> bool:
+    """A step boundary inside the epoch (the end of an epoch saves on its own)."""
+    return run.batch < run.num_batches
+
+
+def _stop_if_asked(run: _Run) -> None:
+    """After SIGTERM / SIGINT (held during the step): stop with where the run
+    stopped; the resume state of this very point was just written."""
+    signal = io.stop_requested()
+    if signal is None:
+        return
+    where = (
+        f"at epoch {run.epoch + 1}, batch {run.batch}/{run.num_batches}"
+        if run.batch
+        else f"after epoch {run.epoch}"
+    )
+    if run.folder is None:
+        raise io.Interrupted(
+            signal, f"training {where} (no run folder: pass run_dir to resume runs)"
+        )
+    raise io.Interrupted(
+        signal,
+        f"training {where} (iteration {run.iteration}); its state is in "
+        f"{run.folder / RESUME}",
+        resumable=True,
+    )
+
+
+def _batch(run: _Run, b: int, batch: Any) -> tuple[Tensor, Tensor, int]:
+    """This rank's checked share of the global batch ``b`` (augmented, the same draw
+    on every rank), and the global batch size."""
     x, y = run.prep(batch[0], batch[1])
     if run.num_classes is None:
         run.num_classes = _probe_classes(run, x)
+    if run.cfg.augment is not None:
+        gen = _utils.derived_generator(
+            run.cfg.seed, "augment", run.epoch, b, device=run.device
+        )
+        x = augment(run.cfg.augment, x, gen)
     n_global = len(y)
     return (
         _dist.shard(x, run.rank, run.world),
@@ -531,7 +584,7 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
     for g in run.opt.param_groups:
         g["lr"] = lr_t
     run.opt.zero_grad(set_to_none=True)
-    x, y, n_global = _batch(run, batch)
+    x, y, n_global = _batch(run, b, batch)
     if hasattr(run.raw, "resample"):  # the model's per-batch draw, before the attack
         run.raw.resample(run.model_gen)
     x = _attack(run, x, y, eps_t)
@@ -546,11 +599,19 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
         [loss_sum.detach().double(), correct.float(), gnorm.to(loss_sum.device)]
     ).tolist()
     if not (math.isfinite(ls) and math.isfinite(gn)):
+        where = (
+            f"at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} (iteration "
+            f"{run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g})"
+        )
+        if not bool(torch.isfinite(x).all()):  # read only after a failure
+            raise DivergedError(
+                f"the training attack returned NaN or inf inputs {where}: the model's "
+                "loss or input gradient is NaN or inf at the attacked points - check "
+                "the model (e.g. a sqrt or log of 0 in its forward) or the attack's loss"
+            )
         raise DivergedError(
             f"training diverged: loss is {ls / max(len(y), 1)} (gradient norm "
-            f"{gn}) at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} "
-            f"(iteration {run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g}); "
-            "lower the learning rate"
+            f"{gn}) {where}; lower the learning rate"
         )
     run.opt.step()
     run.iteration += 1

@@ -45,7 +45,7 @@ def folder_lock(folder: str | Path | None, main: bool = True):
     the holder's pid) instead of interleaving its writes; no lock without a folder."""
     if folder is None or not main:
         return contextlib.nullcontext()
-    folder = Path(folder)
+    folder = io.check_writable(folder, folder=True, what="run_dir")
     folder.mkdir(parents=True, exist_ok=True)
     return io.lock(folder)
 
@@ -63,6 +63,9 @@ class TrainResult(io.Result):
         run_dir: the run folder (None for a run without one).
         checkpoints: end-of-period checkpoint files, in order (the ensemble members).
     """
+
+    SHAPES = {"metrics": "T"}
+    NONFINITE = {"metrics": "NaN where a column was not measured in an epoch"}
 
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
@@ -133,6 +136,12 @@ def load_run(run_dir: str | Path) -> TrainResult:
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir} is not a folder - pass the run folder of adversarial_train"
+            if run_dir.exists()
+            else f"{run_dir} does not exist - pass the run folder of adversarial_train"
+        )
     if not cfg_path.exists():
         raise FileNotFoundError(
             f"{cfg_path} not found: is {run_dir} a run folder of adversarial_train?"
