@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -117,30 +117,69 @@ class Batched:
         return len(self.source)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return (batch for _, batch in self.numbered())
+
+    def iter(
+        self,
+        *,
+        owned: Callable[[int], bool] | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of :meth:`numbered` without their indices."""
+        for _, batch in self.numbered(owned=owned, start=start, stop=stop):
+            yield batch
+
+    def numbered(
+        self,
+        *,
+        owned: Callable[[int], bool] | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> Iterator[tuple[int, tuple[Tensor, Tensor]]]:
+        """``(index, (x, y))``: the batches, validated (first pass) and moved to the
+        device one at a time.
+
+        Args:
+            owned: ``owned(i)`` False skips batch ``i`` (this process's share under
+                ``torch.distributed``: ``landscape._dist.owned``).
+            start: skip the batches before it (a resumed epoch).
+            stop: read no batch from this index on (the source is not read to its
+                end).
+
+        A skipped batch is neither validated nor moved. Validation runs on the
+        batch where the loader made it (host memory for a ``DataLoader``: no read
+        back from the device) before it moves.
+        """
         check = not self._checked
         count = n = 0
+        whole = start == 0 and owned is None and stop is None
         for i, batch in enumerate(self.source):
+            if stop is not None and i >= stop:
+                break
+            count += 1
+            if i < start or (owned is not None and not owned(i)):
+                continue
             x, y = self._unpack(batch, i)
             if check:
                 self._check_batch(x, y, i)
+                self._check_labels(x, y, i)
             x = x.to(self.device, non_blocking=True)
             if self.dtype is not None and x.is_floating_point():
                 x = x.to(self.dtype)
             y = y.to(self.device, non_blocking=True)
-            if check:
-                self._check_labels(x, y, i)
-            count += 1
             n += len(x)
-            yield x, y
+            yield i, (x, y)
         if count == 0:
             raise ValueError(
                 f"{self.name} yields no batches: pass a non-empty (x, y) pair, a list "
                 "of (x, y) batches or a DataLoader over a non-empty Dataset"
             )
-        if check:
+        if check and (whole or stop is None):
             self._checked = True
-            self.num_samples = n
-            self._warn_coverage(n)
+            if whole:
+                self.num_samples = n
+                self._warn_coverage(n)
 
     def to_list(self) -> list[tuple[Tensor, Tensor]]:
         """All batches, validated and on the device (for data that is small enough)."""
@@ -241,8 +280,11 @@ class Batched:
 
     def _classes(self, x: Tensor) -> int | None:
         if self.num_classes is None and self.model is not None:
+            x1 = x[:1].to(self.device)
+            if self.dtype is not None and x1.is_floating_point():
+                x1 = x1.to(self.dtype)
             with torch.no_grad(), _utils.eval_mode(self.model):
-                out = self.model(x[:1])
+                out = self.model(x1)
             if isinstance(out, Tensor) and out.ndim == 2 and out.shape[1] > 1:
                 self.num_classes = int(out.shape[1])
             else:

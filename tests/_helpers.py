@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_bn_net", "gaussian_mlp", "tiny_train_config"]
+__all__ = ["HostReads", "conv_bn_net", "gaussian_mlp", "tiny_train_config"]
 
 
 def conv_bn_net(kernel: int = 3, side: int = 6, *, dropout: bool = False) -> nn.Module:
@@ -69,3 +69,32 @@ def tiny_train_config(*, attack: Any = ..., runtime: dict | None = None, **kw: A
     rt = {"eval_num": 0, "co_check_num": 0, **(runtime or {})}
     base = {"epochs": 2, "batch_size": 16, "lr": 0.1, "seed": 0, **kw}
     return TrainConfig(**base, attack=attack, runtime=Runtime(**rt))
+
+
+class HostReads:
+    """Counts the calls that read a tensor back to the host (a device sync on a
+    GPU): ``item``, ``tolist``, ``cpu``, ``nonzero`` and ``bool`` / ``float`` /
+    ``int`` of a tensor. On CPU nothing syncs, so the count stands in for the
+    syncs the same code would do on a GPU. Use as ``with HostReads(monkeypatch) as
+    reads: ...; reads.count``."""
+
+    NAMES = ("item", "tolist", "cpu", "nonzero", "__bool__", "__float__", "__int__")
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch, self.count, self.on = monkeypatch, 0, False
+        for name in self.NAMES:
+            real = getattr(torch.Tensor, name)
+
+            def counted(t, *a, _real=real, **k):
+                if self.on:
+                    self.count += 1
+                return _real(t, *a, **k)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def __enter__(self) -> HostReads:
+        self.count, self.on = 0, True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.on = False

@@ -223,3 +223,93 @@ def test_auto_blocks_follow_the_clock(monkeypatch):
     assert ran[-1] == "jvp" and len(ran) == 4
     op.matvec(torch.randn(op.dim, dtype=torch.float64))  # single vectors: the graph
     assert ran[-1] == "graph"
+
+
+# -- memory budgets and host reads (issue 24) ------------------------------------------
+def _mlp_batches(num_batches=4):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)
+    ).double()
+    g = _gen(1)
+    data = [
+        (torch.randn(6, 5, generator=g, dtype=torch.float64), torch.arange(6) % 3)
+        for _ in range(num_batches)
+    ]
+    return model, data
+
+
+def test_auto_mode_keeps_the_graph_only_when_its_measured_size_fits():
+    model, data = _mlp_batches()
+    ce = torch.nn.CrossEntropyLoss()
+    big = hessian.HessianOperator(model, ce, data, max_memory=1 << 30)
+    assert big.mode == "graph" and big.graph_bytes > 0
+    small = hessian.HessianOperator(model, ce, data, max_memory=big.graph_bytes - 1)
+    assert small.mode == "recompute" and small.graph_bytes == big.graph_bytes
+    v = torch.randn(big.dim, generator=_gen(2), dtype=torch.float64)
+    torch.testing.assert_close(small.matvec(v), big.matvec(v), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="max_memory"):
+        hessian.HessianOperator(model, ce, data, max_memory=0)
+
+
+def test_the_graph_size_grows_with_the_data_and_is_recorded():
+    ce = torch.nn.CrossEntropyLoss()
+    one = hessian.HessianOperator(*_mlp_batches(1)[:1], ce, _mlp_batches(1)[1])
+    four = hessian.HessianOperator(*_mlp_batches(4)[:1], ce, _mlp_batches(4)[1])
+    assert four.graph_bytes == 4 * one.graph_bytes
+    eig = hessian.top_eigenvalues(
+        *_mlp_batches()[:1], ce, _mlp_batches()[1], max_memory=1, generator=_gen()
+    )
+    assert eig.meta["hvp_mode"] == "recompute" and eig.meta["graph_bytes"] > 1
+
+
+class _OnDevice:
+    """An operator that claims to live on a CUDA device (only its size matters)."""
+
+    device, dtype, dim = torch.device("cuda", 0), torch.float32, 1000
+
+
+def test_the_lanczos_basis_goes_to_host_memory_beyond_the_budget():
+    op = _OnDevice()
+    need = 10 * 1000 * 4  # 10 float32 vectors of 1,000
+    assert hessian.basis_device(op, 10, max_memory=need) == op.device
+    assert hessian.basis_device(op, 10, max_memory=need - 1) == torch.device("cpu")
+
+
+def test_lanczos_with_the_basis_on_another_device_gives_the_same_run():
+    A = _planted_matrix(np.linspace(-1, 3, 30), seed=3)
+    v0 = torch.randn(2, 30, generator=_gen(4), dtype=torch.float64)
+    a = hessian.lanczos(A, v0, 12)
+    b = hessian.lanczos(A, v0, 12, basis="cpu")
+    np.testing.assert_array_equal(a.alphas, b.alphas)
+    np.testing.assert_array_equal(a.betas, b.betas)
+
+
+def test_lanczos_reads_back_once_per_iteration(monkeypatch):
+    from _helpers import HostReads
+
+    A = _planted_matrix(np.linspace(-1, 3, 40), seed=5)
+    op = hessian.as_operator(A)
+    v0 = torch.randn(3, 40, generator=_gen(6), dtype=torch.float64)
+    with HostReads(monkeypatch) as reads:
+        run = hessian.lanczos(op, v0, 15, keep_basis=False)
+    assert run.num_matvecs == 45
+    assert reads.count == 15  # the iteration's alphas and betas, nothing else
+
+
+def test_the_hvp_and_the_loss_pass_read_nothing_back_per_batch(monkeypatch):
+    from _helpers import HostReads
+
+    model, data = _mlp_batches(5)
+    ce = torch.nn.CrossEntropyLoss()
+    for mode in ("recompute", "graph", "jvp"):
+        op = hessian.HessianOperator(model, ce, data, mode=mode)
+        v = torch.randn(2, op.dim, generator=_gen(7), dtype=torch.float64)
+        op.matmat(v[:1])  # builds the graph (mode="graph")
+        with HostReads(monkeypatch) as reads:
+            op.matmat(v[:1])
+            op.matmat(v)
+        assert reads.count == 0, mode
+        with HostReads(monkeypatch) as reads:
+            op._eval_loss()
+        assert reads.count == 1, mode  # one read per pass over the data

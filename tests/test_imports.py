@@ -8,6 +8,7 @@ components sit in layers; a component may import its own layer (without a cycle)
 the layers below it, never a layer above:
 
     0  foundation     _utils, _pool, io, _batches (the one owner of ``data``),
+                      _dist (the distributed engine), _memory (memory budgets),
                       _finite (NaN / inf in weights, losses and results),
                       _cli (flags and one-line errors of every command line),
                       _progress (the one progress display: a bar or log lines)
@@ -40,6 +41,8 @@ LAYERS: tuple[frozenset[str], ...] = (
             "__init__",
             "_utils",
             "_pool",
+            "_dist",
+            "_memory",
             "io",
             "_batches",
             "_cli",

@@ -321,18 +321,18 @@ def _fake_tuning_clock(monkeypatch, seconds: dict[int, float]) -> list[int]:
     from landscape.surface import _evaluate as EV
 
     timed, size = [], []
-    real_rebatch = EV._rebatch
+    real_resized = EV._Data.resized
 
-    def rebatch(raw, b):
+    def resized(raw, b):
         size[:] = [b]
-        return real_rebatch(raw, b)
+        return real_resized(raw, b)
 
     def timeit(fn, dev):
         fn()
         timed.append(size[0])
         return seconds[size[0]]
 
-    monkeypatch.setattr(EV, "_rebatch", rebatch)
+    monkeypatch.setattr(EV._Data, "resized", resized)
     monkeypatch.setattr(EV, "_timeit", timeit)
     EV._TUNED.clear()
     return timed

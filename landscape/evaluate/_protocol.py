@@ -1,6 +1,15 @@
 """The evaluation protocol: clean accuracy, then attacks in sequence on the points still
 correct, pointwise worst case, per-attack and overall robust accuracy, an eps sweep;
-resumable through a state file."""
+resumable through a state file.
+
+The data streams from the caller's loader one batch at a time (two passes: the clean
+pass, then every attack at every eps on each batch in turn), so the device holds one
+batch, never the data set. Under ``torch.distributed`` every rank calls
+:func:`evaluate` with the same arguments and attacks the batches ``b % world ==
+rank`` (each attack's generator depends only on (eps, attack, batch), so the merged
+result is the single-process one, bitwise); the ranks' per-point results are merged
+at the end and every rank returns the whole result. A state file then holds one
+part per rank (``NAME.rankRofW.pt``)."""
 
 from __future__ import annotations
 
@@ -17,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _batches, _finite, _utils, io
+from .. import _batches, _dist, _finite, _utils, io
 from .. import attacks as attacks_mod
 from .. import certify as certify_mod
 from ._adaptive import adapt
@@ -157,31 +166,96 @@ class EvalResult(io.Result):
         return path
 
 
-def _class_batches(
-    data: Any, *, batch_size: int, device, dtype, model
-) -> list[tuple[Tensor, Tensor]]:
-    """``data`` as a list of validated batches on ``device`` (class labels, inputs in
-    [0, 1]) by the package's one owner of batches,
-    :func:`landscape._batches.as_batches`."""
-    b = _batches.as_batches(
-        data,
-        device=device or (None if model is not None else "cpu"),
-        dtype=dtype,
-        model=model,
-        labels="class",
-        images=True,
-        batch_size=batch_size,
+def _class_batches(data: Any, *, batch_size: int, model) -> _batches.Batched:
+    """``data`` as validated batches (class labels, inputs in [0, 1]) by the
+    package's one owner of batches, :func:`landscape._batches.as_batches`, moved to
+    the model's device one at a time."""
+    return _batches.as_batches(
+        data, model=model, labels="class", images=True, batch_size=batch_size
     )
-    return [(x, y.long()) for x, y in b]
 
 
-def _signature(batches, eps, norm, sequence: list[attacks_mod.Attack], seed) -> dict:
+@dataclasses.dataclass
+class _Clean:
+    """What the clean pass learns: per-point clean correctness, the batch sizes, the
+    data signature, the classes, the first batch (for the attacks' fitting) and,
+    with ``return_adversarial``, the clean inputs of this rank's batches."""
+
+    clean: Tensor  # (N,) bool
+    sizes: list[int]
+    digest: str
+    num_classes: int
+    first: Tensor
+    inputs: dict[int, Tensor]
+
+
+def _clean_pass(model, batches, rank: int, world: int, keep: bool) -> _Clean:
+    """Clean predictions of this rank's batches (merged over the ranks), one read
+    back to the host per pass."""
+    parts: dict[int, tuple] = {}
+    first = None
+    outs, ys, xsums, idx, bad = [], [], [], [], []
+    inputs: dict[int, Tensor] = {}
+    with _utils.eval_mode(model), torch.no_grad():
+        owned = (lambda i: _dist.owned(i, rank, world)) if world > 1 else None
+        for b, (x, y) in batches.numbered(owned=owned):
+            out = model(x)
+            if first is None:
+                _utils.check_logits(out, where="evaluate: model")
+                first, k = x, int(out.shape[1])
+            outs.append(out.argmax(1) == y)
+            bad.append((~torch.isfinite(out)).sum())  # read with the predictions
+            ys.append(y.long())
+            xsums.append(x.double().sum())
+            idx.append(b)
+            if keep:
+                inputs[b] = x.detach().cpu()
+    if outs:  # the pass's one read
+        flat = torch.cat([torch.cat(outs).long(), torch.cat(ys), torch.stack(bad)])
+        flat = flat.cpu()
+        sums = torch.stack(xsums).cpu().numpy()
+        total = (len(flat) - len(bad)) // 2
+        for j, b in enumerate(idx):
+            if int(flat[2 * total + j]):
+                raise _finite.NonFiniteError(
+                    f"NaN or inf in the model's outputs at the clean inputs of batch {b}"
+                    f" ({int(flat[2 * total + j])} values) - check the inputs and "
+                    "weights for values that overflow; nothing was saved from this "
+                    "computation"
+                )
+        n = 0
+        for j, b in enumerate(idx):
+            m = len(ys[j])
+            parts[b] = (flat[n : n + m].bool(), flat[total + n :][:m], sums[j])
+            n += m
+    if world > 1:
+        gathered = _dist.all_gather_objects(
+            (parts, k if first is not None else 0), world
+        )
+        parts = {b: v for p, _ in gathered for b, v in p.items()}
+        k = max(kk for _, kk in gathered)
+        if first is None:  # fewer batches than ranks: this rank attacks nothing
+            first = next(iter(batches))[0]
+    order = sorted(parts)
     h = hashlib.sha256()
-    for x, y in batches:
-        h.update(y.cpu().numpy().tobytes())
-        h.update(np.float64(x.double().sum().item()).tobytes())
+    for b in order:
+        h.update(parts[b][1].numpy().tobytes())
+        h.update(np.float64(parts[b][2]).tobytes())
+    return _Clean(
+        clean=torch.cat([parts[b][0] for b in order]),
+        sizes=[len(parts[b][1]) for b in order],
+        digest=h.hexdigest()[:16],
+        num_classes=k,
+        first=first,
+        inputs=inputs,
+    )
+
+
+def _signature(
+    digest: str, eps, norm, sequence: list[attacks_mod.Attack], seed
+) -> dict:
     return {
-        "data": h.hexdigest()[:16],
+        "data": digest,
         "eps": [float(e) for e in eps],
         "norm": norm,
         "attacks": [a.to_dict() for a in sequence],
@@ -220,7 +294,7 @@ def _read_state(path) -> dict:
     return st
 
 
-def _sequence(preset, attacks, eps, norm, batches, num_classes, budgets) -> tuple:
+def _sequence(preset, attacks, eps, norm, first, num_classes, budgets) -> tuple:
     """The attack sequence (a preset's or the caller's), the budgets it runs at and
     its norm, fitted to the inputs: Square dropped and SimBA on the pixel basis for
     non-image inputs (with a warning)."""
@@ -253,7 +327,7 @@ def _sequence(preset, attacks, eps, norm, batches, num_classes, budgets) -> tupl
                 )
             eps = given[0]
         eps_list = _eps_list(eps)
-    if batches[0][0].ndim != 4:
+    if first.ndim != 4:
         dropped = [a.name for a in sequence if isinstance(a, attacks_mod.Square)]
         sequence = [
             dataclasses.replace(a, dct=False) if isinstance(a, attacks_mod.SimBA) else a
@@ -291,7 +365,7 @@ class _State:
         io.atomic_save_torch({"signature": sig, **dataclasses.asdict(self)}, path)
 
 
-def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
+def _initial_state(clean: _Clean, num_eps, num_attacks, keep_adv, sig, path):
     if path is not None and Path(path).exists():
         st = _read_state(path)
         if st.get("signature") != sig:
@@ -309,15 +383,29 @@ def _initial_state(clean, batches, num_eps, num_attacks, keep_adv, sig, path):
         )
     adv = None
     if keep_adv:
-        xs = torch.cat([x.detach().cpu() for x, _ in batches])
-        adv = xs.unsqueeze(0).repeat(num_eps, *([1] * xs.ndim))
+        shape = (num_eps, len(clean.clean), *clean.first.shape[1:])
+        adv = torch.zeros(shape, dtype=clean.first.dtype)
+        offsets = np.cumsum([0, *clean.sizes])
+        for b, x in clean.inputs.items():
+            adv[:, int(offsets[b]) : int(offsets[b + 1])] = x
+    c = clean.clean
     return _State(
-        clean.unsqueeze(0).repeat(num_eps, 1),
-        torch.where(clean, -1, -2).unsqueeze(0).repeat(num_eps, 1).long(),
+        c.unsqueeze(0).repeat(num_eps, 1),
+        torch.where(c, -1, -2).unsqueeze(0).repeat(num_eps, 1).long(),
         {},
         torch.zeros(num_eps, num_attacks, dtype=torch.float64),
         adv,
     )
+
+
+def _rank_path(path, rank: int, world: int) -> Path | None:
+    """The state file of this rank (one per rank under ``torch.distributed``)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if world == 1:
+        return path
+    return path.with_name(f"{path.stem}.rank{rank}of{world}{path.suffix}")
 
 
 def _attack_alive(models, attack, x, y, alive, gen, where: str) -> tuple:
@@ -342,39 +430,94 @@ def _add_curve(total: list[int], curve: list[int], alive: int) -> list[int]:
     return [a + b for a, b in zip(pad(total, 0), pad(curve, alive))]
 
 
-def _run_sequence(models, batches, sequence, eps_list, seed, st, sig, path, bar):
-    """Each eps, each attack, each batch: attack the points still robust, in place."""
-    offsets = np.cumsum([0] + [len(y) for _, y in batches])
-    for e, ep in enumerate(eps_list):
-        for a, attack in enumerate(sequence):
-            attack = dataclasses.replace(attack, eps=ep)
+def _run_sequence(models, batches, sequence, eps_list, seed, st, sig, path, bar, mine):
+    """Each batch of this rank (streamed once), each eps, each attack: attack the
+    points still robust, in place. The generator of (eps, attack, batch) depends on
+    nothing else, so the order of the loops (and the ranks) does not change the
+    result."""
+    offsets = np.cumsum([0, *bar.sizes])
+    keys = [(e, a) for e in range(len(eps_list)) for a in range(len(sequence))]
+
+    def todo(b: int) -> bool:  # a finished batch is not even moved to the device
+        unfinished = any(st.done.get(f"{e}/{a}", 0) <= b for e, a in keys)
+        if not unfinished:
+            bar.update(len(keys))
+        return mine(b) and unfinished
+
+    for b, (x, y) in batches.numbered(owned=todo):
+        lo, hi = int(offsets[b]), int(offsets[b + 1])
+        for e, a in keys:
+            bar.update(1)
             key = f"{e}/{a}"
-            for b, (x, y) in enumerate(batches):
-                if bar is not None:
-                    bar.update(1)
-                if st.done.get(key, 0) > b:
-                    continue
-                lo = int(offsets[b])
-                alive = st.robust[e, lo : int(offsets[b + 1])].nonzero().squeeze(1)
-                if alive.numel() and ep > 0:
-                    t0 = time.perf_counter()
-                    gen = _chunk_generator(seed, e, a, b, x.device)
-                    where = f"of {attack.name} at eps {ep:g}, batch {b}"
-                    hit, xa, curve = _attack_alive(
-                        models, attack, x, y, alive, gen, where
+            if st.done.get(key, 0) > b:
+                continue
+            ep = eps_list[e]
+            attack = dataclasses.replace(sequence[a], eps=ep)
+            alive = st.robust[e, lo:hi].nonzero().squeeze(1)
+            if alive.numel() and ep > 0:
+                t0 = time.perf_counter()
+                gen = _chunk_generator(seed, e, a, b, x.device)
+                where = f"of {attack.name} at eps {ep:g}, batch {b}"
+                hit, xa, curve = _attack_alive(models, attack, x, y, alive, gen, where)
+                st.seconds[e, a] += time.perf_counter() - t0
+                if curve is not None:
+                    st.curves[key] = _add_curve(
+                        st.curves.get(key, []), curve, alive.numel()
                     )
-                    st.seconds[e, a] += time.perf_counter() - t0
-                    if curve is not None:
-                        st.curves[key] = _add_curve(
-                            st.curves.get(key, []), curve, alive.numel()
-                        )
-                    st.robust[e, lo + alive[hit]] = False
-                    st.broken_by[e, lo + alive[hit]] = a
-                    if st.adv is not None:
-                        st.adv[e, lo + alive[hit]] = xa[hit].detach().cpu()
-                st.done[key] = b + 1
-                if path is not None:
-                    st.save(path, sig)
+                st.robust[e, lo + alive[hit]] = False
+                st.broken_by[e, lo + alive[hit]] = a
+                if st.adv is not None:
+                    st.adv[e, lo + alive[hit]] = xa[hit].detach().cpu()
+            st.done[key] = b + 1
+            if path is not None:
+                st.save(path, sig)
+
+
+class _Bar:
+    """The progress over (batch, eps, attack) of this rank (or nothing), and the
+    batch sizes the loop needs."""
+
+    def __init__(self, sizes: list[int], total: int, show: bool, about: str = ""):
+        self.sizes = sizes
+        self.bar = None
+        if show:
+            from .._progress import bar
+
+            self.bar = bar(
+                desc="evaluate", total=total, unit="attack runs", about=about
+            )
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _merge_states(st: _State, sizes: list[int], world: int) -> None:
+    """Every rank's batches into the state of all ranks, in place: each batch's
+    points from the rank that attacked it; times and restart curves summed."""
+    if world == 1:
+        return
+    parts = _dist.all_gather_objects(
+        (st.robust, st.broken_by, st.seconds, st.curves, st.adv), world
+    )
+    offsets = np.cumsum([0, *sizes])
+    for b in range(len(sizes)):
+        robust, broken, _, _, adv = parts[b % world]
+        lo, hi = int(offsets[b]), int(offsets[b + 1])
+        st.robust[:, lo:hi] = robust[:, lo:hi]
+        st.broken_by[:, lo:hi] = broken[:, lo:hi]
+        if st.adv is not None:
+            st.adv[:, lo:hi] = adv[:, lo:hi]
+    st.seconds = sum(p[2] for p in parts)
+    curves: dict = {}
+    for p in parts:
+        for key, curve in p[3].items():
+            curves[key] = _add_curve(curves.get(key, []), curve, 0)
+    st.curves = curves
 
 
 def _curve_table(sequence, st: _State, num_eps: int, n: int) -> dict[str, np.ndarray]:
@@ -414,22 +557,6 @@ def _checks(model, batches, eps_list, norm, st, sequence, was_training, num, see
         num_samples=num,
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-def _clean_pass(model, data, batch_size):
-    device, dtype = _utils.model_device(model), _utils.model_dtype(model)
-    batches = _class_batches(
-        data, batch_size=batch_size, device=device, dtype=dtype, model=model
-    )
-    with _utils.eval_mode(model), torch.no_grad():
-        outs = [model(x) for x, _ in batches]
-    watch = _finite.Watch("the model's outputs at the clean inputs")
-    for b, o in enumerate(outs):
-        watch.add(o, f"of batch {b}")
-    watch.check()  # one read for all batches
-    _utils.check_logits(outs[0], where="evaluate: model")
-    clean = torch.cat([o.argmax(1) == y for o, (_, y) in zip(outs, batches)]).cpu()
-    return batches, clean, outs[0].shape[1]
 
 
 def evaluate(
@@ -501,8 +628,11 @@ def evaluate(
         return_adversarial: also keep, per eps, the input that broke each point (the
             clean input where no attack did) in ``result.adversarial`` (E, N, ...).
         state_path: resumable state file: per-example results per attack and batch,
-            written atomically after every batch; a rerun skips finished work. It must
-            belong to the same data, eps, norm, attacks and seed (else an error).
+            written atomically after every batch; a rerun skips finished work (a
+            finished batch is not even read to the device). It must belong to the
+            same data, eps, norm, attacks and seed (else an error). Under
+            ``torch.distributed`` each rank writes its own
+            ``NAME.rankRofW.SUFFIX``.
         generator: seeds every attack. ``None``: a seed drawn from torch's global RNG,
             as everywhere in ``landscape`` (seed it with
             :func:`landscape.seed_everything`), or, when resuming ``state_path``,
@@ -510,9 +640,18 @@ def evaluate(
         progressbar: progress over (eps, attack, batch) (a bar on a terminal,
             lines in a log).
 
+    Memory: the data streams from ``data`` one batch at a time; the device holds
+    one batch, the host the per-point results (and, with ``return_adversarial``,
+    one input per point and eps). Under ``torch.distributed`` every rank calls
+    ``evaluate`` with the same arguments, attacks its share of the batches and
+    returns the whole, merged result (see the module docstring); the
+    gradient-masking checks and the certificate run on every rank (the same seed,
+    the same answer).
+
     Returns:
-        :class:`EvalResult`; ``result.timings`` holds each attack's seconds per eps,
-        ``result.meta["adaptive"]`` the adaptive answers applied.
+        :class:`EvalResult`; ``result.timings`` holds each attack's seconds per eps
+        (summed over the ranks), ``result.meta["adaptive"]`` the adaptive answers
+        applied.
     """
     if attacks is None and eps is None:
         raise TypeError("evaluate needs eps= (one budget or a sweep) or attacks=")
@@ -520,8 +659,10 @@ def evaluate(
     _finite.check_model(model, name="evaluate: model")
     if state_path is not None:
         state_path = io.check_writable(state_path, what="state_path")
-    lock = io.lock(state_path) if state_path else contextlib.nullcontext()
-    with lock, _finite.checked_at_entry():  # one process per state file
+    # one process per state file (each rank its own under torch.distributed)
+    mine = _rank_path(state_path, *_dist.info())
+    lock = io.lock(mine) if mine is not None else contextlib.nullcontext()
+    with lock, _finite.checked_at_entry():
         return _evaluate(
             model, data, attacks=attacks, eps=eps, norm=norm, preset=preset,
             scale=scale, steps=steps, restarts=restarts, queries=queries,
@@ -539,45 +680,45 @@ def _evaluate(
 ) -> EvalResult:  # fmt: skip
     """:func:`evaluate` after its entry checks, holding the state file's lock."""
     method = _certify_method(certify)
-    batches, clean, num_classes = _clean_pass(model, data, batch_size)
+    rank, world = _dist.info()
+    batches = _class_batches(data, batch_size=batch_size, model=model)
+    clean = _clean_pass(model, batches, rank, world, return_adversarial)
     was_training = model.training
     seed = _eval_seed(generator, state_path)
     budgets = {"scale": scale, "steps": steps, "restarts": restarts, "queries": queries}
     sequence, preset, eps_list, norm = _sequence(
-        preset, attacks, eps, norm, batches, num_classes, budgets
+        preset, attacks, eps, norm, clean.first, clean.num_classes, budgets
     )
     attack_model, sequence, applied = adapt(
-        model, batches[0][0], sequence, adaptive=adaptive, bpda=bpda, eot_iter=eot_iter
+        model, clean.first, sequence, adaptive=adaptive, bpda=bpda, eot_iter=eot_iter
     )
-    sig = _signature(batches, eps_list, norm, sequence, seed)
+    sig = _signature(clean.digest, eps_list, norm, sequence, seed)
     sig.update(adversarial=bool(return_adversarial), adaptive=applied)
+    path = _rank_path(state_path, rank, world)
     st = _initial_state(
-        clean, batches, len(eps_list), len(sequence), return_adversarial, sig,
-        state_path,
-    )  # fmt: skip
-    bar = None
-    total = len(eps_list) * len(sequence) * len(batches)
-    if progressbar:
-        from .._progress import bar as _bar
-
-        bar = _bar(
-            desc="evaluate",
-            total=total,
-            unit="attack runs",
-            about=f"{len(eps_list)} eps x {len(sequence)} attacks "
-            f"({', '.join(a.name for a in sequence)}) x {len(batches)} batches of "
-            f"{len(batches[0][1])} points",
-        )
+        clean, len(eps_list), len(sequence), return_adversarial, sig, path
+    )
+    num_batches = len(clean.sizes)
+    mine = [b for b in range(num_batches) if _dist.owned(b, rank, world)]
+    total = len(eps_list) * len(sequence) * len(mine)
+    bar = _Bar(
+        clean.sizes,
+        total,
+        progressbar and _dist.is_main(rank),
+        about=f"{len(eps_list)} eps x {len(sequence)} attacks "
+        f"({', '.join(a.name for a in sequence)}) x {len(mine)} batches",
+    )
     models = (attack_model, model)
     phase = "in the attacks"
     try:
         try:
             _run_sequence(
-                models, batches, sequence, eps_list, seed, st, sig, state_path, bar
-            )
+                models, batches, sequence, eps_list, seed, st, sig, path, bar,
+                lambda b: _dist.owned(b, rank, world),
+            )  # fmt: skip
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
+        _merge_states(st, clean.sizes, world)
         phase = "in the gradient-masking checks"  # the attacks' results are saved
         check_res = (
             _checks(
@@ -599,28 +740,34 @@ def _evaluate(
         if method is not None:
             cert = _certify(model, batches, eps_list, norm, st, check_res, method)
     except io.Interrupted as err:
-        done = sum(st.done.values())
+        done = sum(
+            1 for e in range(len(eps_list)) for a in range(len(sequence))
+            for b in mine if st.done.get(f"{e}/{a}", 0) > b
+        )  # fmt: skip
         where = f"evaluate {phase}, after {done} of {total} (eps, attack, batch) steps"
-        saved = state_path is not None and Path(state_path).exists()
-        if state_path is None:
+        saved = path is not None and Path(path).exists()
+        if path is None:
             where += " (no state file: pass one to make a run resumable)"
         elif saved:
-            where += f"; its progress is in {state_path}"
+            where += f"; its progress is in {path}"
         raise io.Interrupted(err.signal, where, resumable=saved) from None
     return EvalResult(
         eps=np.asarray(eps_list, dtype=float),
         norm=norm,
         preset=preset,
         attacks=[a.name for a in sequence],
-        clean_correct=clean.numpy(),
+        clean_correct=clean.clean.numpy(),
         robust_correct=st.robust.numpy(),
         broken_by=st.broken_by.numpy(),
         checks=check_res,
         timings=_timing_table(sequence, st.seconds),
-        restart_curves=_curve_table(sequence, st, len(eps_list), len(clean)),
+        restart_curves=_curve_table(sequence, st, len(eps_list), len(clean.clean)),
         certified=cert,
         adversarial=None if st.adv is None else st.adv.numpy(),
-        meta=_meta(sequence, applied, seed, scale, num_classes, model, method),
+        meta={
+            **_meta(sequence, applied, seed, scale, clean.num_classes, model, method),
+            "world_size": world,
+        },
     )
 
 

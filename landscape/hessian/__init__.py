@@ -50,7 +50,7 @@ wrapper. What does not work or misleads, as found on torch 2.13:
 from __future__ import annotations
 
 from ._api import top_eigenvalues, trace
-from ._lanczos import lanczos, lanczos_eigs, power_iteration, ritz
+from ._lanczos import basis_device, lanczos, lanczos_eigs, power_iteration, ritz
 from ._linop import MatrixOperator, as_operator
 from ._operator import HessianOperator, NondeterministicLossError, dense_hessian, hvp
 from ._ops import eigsh
@@ -87,6 +87,7 @@ __all__ = [
     "papyan_bandwidth",
     "lanczos",
     "lanczos_eigs",
+    "basis_device",
     "power_iteration",
     "ritz",
     "Eigenpairs",

@@ -67,6 +67,7 @@ def top_eigenvalues(
     dtype: torch.dtype | None = None,
     mode: str = "auto",
     generator: torch.Generator | None = None,
+    max_memory: int | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
 ) -> Eigenpairs:
@@ -89,8 +90,17 @@ def top_eigenvalues(
         dtype: analyse a cast copy (e.g. ``torch.float64``).
         mode: HVP formulation (:class:`HessianOperator`).
         generator: random start vectors; its seed is recorded in ``meta``.
+        max_memory: bytes the analysis may hold on the model's device beyond one
+            batch: the cached HVP graph (``mode="auto"`` keeps it only when its
+            measured size fits) and the Lanczos basis (host memory beyond it).
+            Default half the free CUDA memory, a quarter of the available host
+            memory on CPU (:mod:`landscape._memory`).
         progressbar: show progress (a bar on a terminal, lines in a log).
         check_deterministic: raise if the loss is not a fixed function of the weights.
+
+    Under ``torch.distributed`` every rank calls it with the same arguments and
+    takes its share of the batches; the products are all-reduced and every rank
+    returns the eigenpairs of the whole data.
 
     Returns:
         :class:`Eigenpairs`.
@@ -116,7 +126,9 @@ def top_eigenvalues(
     meta.update(seed=seed, tol=tol, max_iter=max_iter, mode=mode, dtype=str(dtype))
     if backend == "pyhessian":
         return _pyhessian_top(model, loss_fn, data, meta, dtype, return_vectors)
-    op = model_operator(model, loss_fn, data, dtype, mode, check_deterministic)
+    op = model_operator(
+        model, loss_fn, data, dtype, mode, check_deterministic, max_memory=max_memory
+    )
     meta.update(op.settings())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -129,6 +141,7 @@ def top_eigenvalues(
             max_iter=max_iter,
             return_vectors=return_vectors,
             generator=gen,
+            max_memory=max_memory,
             progressbar=progressbar,
         )
     for w in caught:  # re-issue at the caller of top_eigenvalues
@@ -175,6 +188,7 @@ def trace(
     mode: str = "auto",
     chunk_size: int = 8,
     generator: torch.Generator | None = None,
+    max_memory: int | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
 ) -> TraceEstimate:
@@ -195,6 +209,8 @@ def trace(
         backend: ``"landscape"`` or ``"pyhessian"`` (Hutchinson only).
         dtype, mode, chunk_size: see :class:`HessianOperator`.
         generator: probes; its seed is recorded in ``meta``.
+        max_memory: bytes the cached HVP graph may take (see
+            :func:`top_eigenvalues`).
         progressbar, check_deterministic: as in :func:`top_eigenvalues`.
 
     Returns:
@@ -217,7 +233,7 @@ def trace(
     if backend == "pyhessian":
         return _pyhessian_trace(model, loss_fn, data, meta, dtype, confidence)
     op = model_operator(
-        model, loss_fn, data, dtype, mode, check_deterministic, chunk_size
+        model, loss_fn, data, dtype, mode, check_deterministic, chunk_size, max_memory
     )
     meta.update(op.settings())
     est = estimate_trace(

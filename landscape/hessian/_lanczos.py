@@ -18,13 +18,14 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from .. import _finite
+from .. import _finite, _memory
 from ._linop import MatrixOperator, as_operator
 
 __all__ = [
     "MatrixOperator",
     "LanczosRun",
     "lanczos",
+    "basis_device",
     "lanczos_eigs",
     "ritz",
     "power_iteration",
@@ -56,6 +57,26 @@ def ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     )
 
 
+def basis_device(op, num_vectors: int, max_memory: int | None = None) -> torch.device:
+    """Where a Lanczos basis of ``num_vectors`` vectors lives: the operator's device
+    when it fits the memory budget (:func:`landscape._memory.budget`), else host
+    memory (each iteration then moves one vector per run to the host and back for
+    the reorthogonalisation)."""
+    device = torch.device(op.device)
+    if device.type == "cpu":
+        return device
+    size = num_vectors * op.dim * torch.tensor([], dtype=op.dtype).element_size()
+    if size <= _memory.budget(device, max_memory):
+        return device
+    return torch.device("cpu")
+
+
+def _zeros(shape: tuple[int, ...], device: torch.device, dtype, pin: bool) -> Tensor:
+    if pin and device.type == "cpu" and torch.cuda.is_available():
+        return torch.zeros(shape, dtype=dtype, pin_memory=True)
+    return torch.zeros(shape, device=device, dtype=dtype)
+
+
 def lanczos(
     op: Any,
     v0: Tensor,
@@ -64,6 +85,7 @@ def lanczos(
     keep_basis: bool = True,
     stop: Callable[[Tensor, Tensor, int], bool] | None = None,
     locked: Tensor | None = None,
+    basis: torch.device | str | None = None,
     progressbar: bool = False,
     desc: str = "lanczos",
 ) -> LanczosRun:
@@ -71,7 +93,8 @@ def lanczos(
 
     The ``r`` runs advance in lockstep, so each iteration does one batched product
     of ``r`` vectors. A run that hits an invariant subspace (``beta ~ 0``) stops there
-    (its quadrature is then exact).
+    (its quadrature is then exact). Each iteration reads its ``r`` alphas and betas
+    back to the host once (the stopping rule needs them).
 
     Args:
         op: the symmetric operator. v0: start vectors, shape ``(r, dim)``.
@@ -82,27 +105,32 @@ def lanczos(
             (``betas[j]`` is the norm of the next residual, the Ritz-residual factor).
         locked: orthonormal rows ``(p, dim)`` spanning an invariant subspace to stay
             orthogonal to (restarts after an exhausted Krylov space).
+        basis: the device of the basis ``(r, max_iter, dim)`` (and ``locked``):
+            default the operator's; ``"cpu"`` keeps it in host memory
+            (:func:`basis_device` chooses by the memory budget).
         progressbar: show progress named ``desc`` (:func:`landscape._progress.bar`).
 
     Returns:
-        A :class:`LanczosRun`.
+        A :class:`LanczosRun` (its basis on the ``basis`` device).
     """
     from .._progress import bar as _bar
 
     op = as_operator(op)
-    v0 = v0.to(op.device, op.dtype)
+    dev = torch.device(op.device)
+    bdev = dev if basis is None else torch.device(basis)
+    v0 = v0.to(dev, op.dtype)
     r, n = v0.shape
     m = min(int(max_iter), n)
-    Q = torch.zeros(r, m, n, device=op.device, dtype=op.dtype)
+    Q = _zeros((r, m, n), bdev, op.dtype, pin=bdev != dev)
     alphas = np.zeros((r, m))
     betas = np.zeros((r, m))
     lengths = np.zeros(r, dtype=int)
-    alive = torch.ones(r, dtype=torch.bool, device=op.device)
+    alive = np.ones(r, dtype=bool)
     if locked is not None and locked.shape[0] == 0:
         locked = None
     if locked is not None:
-        locked = locked.to(op.device, op.dtype)
-        v0 = v0 - (v0 @ locked.T) @ locked
+        locked = locked.to(bdev, op.dtype)
+        v0 = v0 - ((v0.to(bdev) @ locked.T) @ locked).to(dev)
     q = v0 / v0.norm(dim=1, keepdim=True)
     hvps = 0
     bar = _bar(
@@ -115,24 +143,31 @@ def lanczos(
     )
     j = 0
     for j in range(m):
-        Q[:, j] = q
-        idx = alive.nonzero().flatten()
-        w = torch.zeros_like(q)
-        w[idx] = op.matmat(q[idx])
+        Q[:, j].copy_(q)
+        idx = np.flatnonzero(alive)
+        if len(idx) == r:
+            w = op.matmat(q)
+        else:
+            rows = torch.as_tensor(idx, device=dev)
+            w = torch.zeros_like(q)
+            w[rows] = op.matmat(q[rows])
         hvps += len(idx)
         a = (q * w).sum(dim=1)
-        alphas[idx.cpu().numpy(), j] = a[idx].cpu().numpy()
-        lengths[idx.cpu().numpy()] = j + 1
         # full reorthogonalisation, twice (classical Gram-Schmidt is then stable)
+        wb = w.to(bdev)
         for _ in range(2):
-            c = torch.bmm(Q[:, : j + 1], w[:, :, None])
-            w = w - torch.bmm(Q[:, : j + 1].transpose(1, 2), c)[:, :, 0]
+            c = torch.bmm(Q[:, : j + 1], wb[:, :, None])
+            wb = wb - torch.bmm(Q[:, : j + 1].transpose(1, 2), c)[:, :, 0]
             if locked is not None:
-                w = w - (w @ locked.T) @ locked
+                wb = wb - (wb @ locked.T) @ locked
+        w = wb.to(dev)
         b = w.norm(dim=1)
-        betas[:, j] = b.cpu().numpy()
-        _finite.check_host(  # the values just read: no extra device read
-            [alphas[:, j], betas[:, j]],
+        ab = torch.stack([a, b]).cpu().numpy()  # the iteration's one read
+        alphas[idx, j] = ab[0, idx]
+        lengths[idx] = j + 1
+        betas[:, j] = ab[1]
+        _finite.check_host(  # the values of the one read: no extra device read
+            [alphas[idx, j], ab[1]],
             "the Hessian-vector products",
             f"at Lanczos iteration {j + 1}",
         )
@@ -140,20 +175,18 @@ def lanczos(
         scale = np.abs(alphas[:, : j + 1]).max(axis=1) + np.abs(betas[:, : j + 1]).max(
             axis=1
         )
-        dead = torch.as_tensor(
-            betas[:, j] <= 1e-12 * np.maximum(scale, 1e-300), device=op.device
-        )
-        alive &= ~dead
+        alive &= ~(betas[:, j] <= 1e-12 * np.maximum(scale, 1e-300))
         if (
             stop is not None
             and r == 1
             and stop(alphas[0, : j + 1], betas[0, : j + 1], j)
         ):
             break
-        if not bool(alive.any()) or j == m - 1:
+        if not alive.any() or j == m - 1:
             break
+        keep = torch.as_tensor(alive, device=dev)
         q = torch.where(
-            alive[:, None], w / b.clamp_min(1e-300)[:, None], torch.zeros_like(w)
+            keep[:, None], w / b.clamp_min(1e-300)[:, None], torch.zeros_like(w)
         )
     bar.close()
     last = np.array([betas[c, lengths[c] - 1] for c in range(r)])
@@ -195,6 +228,7 @@ def lanczos_eigs(
     max_iter: int | None = None,
     generator: torch.Generator | None = None,
     keep_vectors: bool = True,
+    max_memory: int | None = None,
     progressbar: bool = False,
 ) -> tuple[np.ndarray, Tensor | None, np.ndarray, int, bool]:
     """Top-``num`` (``which``) eigenpairs by Lanczos, stopping when the Ritz residuals
@@ -205,6 +239,9 @@ def lanczos_eigs(
     (``beta = 0``: an invariant subspace, common in tiny or structured models whose
     eigenvalues repeat), Lanczos restarts from a fresh vector orthogonal to it, so
     repeated eigenvalues are found; their exact Ritz pairs are kept.
+
+    The basis of ``max_iter`` vectors lives on the operator's device when it fits
+    ``max_memory`` (:func:`basis_device`), else in host memory.
 
     Returns:
         ``(values, vectors (num, dim) or None, residuals, num_matvecs, converged)``.
@@ -222,10 +259,11 @@ def lanczos_eigs(
             f"max_iter={max_iter} < num={num}: Lanczos needs at least num iterations"
         )
     gen = generator  # None: torch's global RNG, as everywhere in the package
+    bdev = basis_device(op, max_iter, max_memory)
     # exact pairs from exhausted Krylov spaces
     pv = np.zeros(0)
-    pvec = torch.zeros(0, n, device=op.device, dtype=op.dtype)
-    locked = torch.zeros(0, n, device=op.device, dtype=op.dtype)
+    pvec = torch.zeros(0, n, device=bdev, dtype=op.dtype)
+    locked = torch.zeros(0, n, device=bdev, dtype=op.dtype)
     hvps, converged = 0, False
     while True:
         budget = min(max_iter - hvps, n - locked.shape[0])
@@ -254,6 +292,7 @@ def lanczos_eigs(
             keep_basis=True,
             stop=stop,
             locked=locked,
+            basis=bdev,
             progressbar=progressbar,
         )
         hvps += run.num_matvecs
@@ -262,7 +301,7 @@ def lanczos_eigs(
         theta, S = ritz(a, b[:-1])
         basis = run.basis[0, :L]
         exhausted = b[-1] <= 1e-10 * max(np.abs(theta).max(), 1e-300)
-        ritz_vecs = (basis.T @ torch.as_tensor(S, dtype=op.dtype, device=op.device)).T
+        ritz_vecs = (basis.T @ torch.as_tensor(S, dtype=op.dtype, device=bdev)).T
         if exhausted and locked.shape[0] + L < n and hvps < max_iter:
             # the Krylov space is invariant: its Ritz pairs are exact; restart outside it
             pv = np.concatenate([pv, theta])
@@ -282,7 +321,7 @@ def lanczos_eigs(
         )
     vecs = None
     if keep_vectors:
-        vecs = allvec[torch.as_tensor(sel, device=op.device)]
+        vecs = allvec[torch.as_tensor(sel, device=bdev)].to(op.device)
         vecs = vecs / vecs.norm(dim=1, keepdim=True)
     return allv[sel], vecs, allres[sel], hvps, bool(converged)
 

@@ -5,7 +5,8 @@ Three formulations of the Hessian-vector product (HVP), picked with ``mode``:
 - ``"graph"``: one forward and one ``create_graph`` backward per batch at construction;
   the weighted total gradient's graph is kept and every HVP is a single double
   backward through it (``autograd.grad(g, params, v, retain_graph=True)``). The
-  fastest when the activations of the whole dataset fit in memory.
+  fastest when the activations of the whole dataset fit in memory: its memory grows
+  with the data (every batch's graph is kept).
 - ``"recompute"``: forward, ``create_graph`` backward and double backward per batch per
   HVP (memory of one batch).
 - ``"jvp"``: ``torch.func`` forward-over-reverse, ``jvp(grad(loss))`` per batch per HVP
@@ -20,15 +21,28 @@ thread, CPU), the cached graph costs 0.7-2.5, ``vmap(jvp)`` 1.1-4.4 and batched 
 backward 0.5-3.0; ``vmap(jvp)`` wins only on LeNet (thin 5x5 convolutions: 0.49x the
 graph), batched double backward on MLPs (0.65-0.75x), the graph on BatchNorm-residual
 CNNs. So ``"auto"`` (default) uses the cached graph for single vectors (Lanczos, power
-iteration) and, on the first block of >= 2 vectors (Hutchinson, Hutch++, XTrace, SLQ
+iteration) when it fits the memory budget (:mod:`landscape._memory`: the bytes the
+first batch's graph saves, measured with saved-tensor hooks, times the batches of the
+data, against ``max_memory``), else the recomputed double backward (memory of one
+batch), and, on the first block of >= 2 vectors (Hutchinson, Hutch++, XTrace, SLQ
 probes, dense Hessians), times each formulation once on that block and keeps the
 fastest (``batch_mode``, ``batch_timings``). The formulations agree to rounding; pass
 an explicit ``mode`` for bitwise-reproducible blocks.
+
+Data streams batch by batch from the caller's loader in every formulation (nothing
+holds the data set on the device). Under ``torch.distributed`` (a process group is
+initialised, e.g. by ``torchrun``) every rank builds the operator with the same
+arguments, keeps the batches ``i % world == rank`` and every product (and the loss)
+is all-reduced: every rank holds the Hessian of the mean loss over the whole data.
+Data with fewer batches than processes is not sharded: every rank then computes
+all of it (the same answer, no collective). The products inside one HVP read nothing
+back to the host (no device sync).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -37,7 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .. import _finite, _utils
+from .. import _dist, _finite, _memory, _utils
 from .._batches import as_batches, is_class_loss
 
 __all__ = [
@@ -52,8 +66,6 @@ __all__ = [
 MODES = ("auto", "graph", "recompute", "jvp")
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-# Keep the gradient graph when the inputs of the whole dataset hold fewer elements.
-_GRAPH_MAX_INPUT_ELEMENTS = 64_000_000
 # In auto mode, products of at least this many vectors choose their formulation.
 _MIN_BATCH_FOR_JVP = 2
 
@@ -77,16 +89,22 @@ class HessianOperator:
         dtype: analyse a copy of the model and data cast to this dtype
             (e.g. ``torch.float64``); default the model's dtype.
         mode: ``"auto"``, ``"graph"``, ``"recompute"`` or ``"jvp"`` (module docstring).
-            ``"auto"`` keeps the graph when the inputs hold < 64M elements.
+            ``"auto"`` keeps the graph when its measured size fits ``max_memory``.
         chunk_size: how many vectors one batched HVP multiplies at most (the name
             ``surface`` and ``scattering`` use).
         check_deterministic: evaluate the loss twice and raise
             :class:`NondeterministicLossError` if the values differ.
+        max_memory: bytes the cached graph may take (``mode="auto"``); default
+            :func:`landscape._memory.budget` (half the free CUDA memory, a quarter
+            of the available host memory on CPU).
 
     Attributes:
         dim: number of trainable parameters. ``names``/``shapes``: their layout.
         num_matvecs: HVPs done so far (a batched product of r vectors counts r).
         loss: the mean loss over the data.
+        graph_bytes: the projected size of the cached graph (``mode="auto"``;
+            None when not measured).
+        rank, world: this process's share of the data under ``torch.distributed``.
     """
 
     def __init__(
@@ -99,6 +117,7 @@ class HessianOperator:
         mode: str = "auto",
         chunk_size: int = 8,
         check_deterministic: bool = True,
+        max_memory: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -121,24 +140,21 @@ class HessianOperator:
         self._vmap_ok = True
         labels = "class" if is_class_loss(loss_fn) else "auto"
         self._data = as_batches(data, model=model, labels=labels)
-        sizes, elems = [], 0
-        for x, _ in self._batches():
-            sizes.append(x.shape[0])
-            elems += x.numel()
-        if not sizes or sum(sizes) == 0:
-            raise ValueError("data is empty: pass a non-empty list of (x, y) batches")
-        self.num_samples = int(sum(sizes))
+        self.rank, self.world = _dist.info()
+        self.max_memory = _memory.check_max_memory(max_memory)
+        self.num_samples = 0  # set by the first loss pass (all ranks together)
+        self._grad: Tensor | None = None
+        self._leaves: list[Tensor] = []
+        self.loss = self._eval_loss()
         auto = mode == "auto"
+        self.graph_bytes: int | None = None
         if auto:
-            mode = "graph" if elems <= _GRAPH_MAX_INPUT_ELEMENTS else "recompute"
+            mode = "graph" if self._graph_fits() else "recompute"
         self.mode = mode
         # blocks of vectors: no formulation is fastest on every model (module
         # docstring), so auto times them on the first block; explicit modes stay
         self.batch_mode = "select" if auto else mode
         self.batch_timings: dict[str, float] = {}
-        self._grad: Tensor | None = None
-        self._leaves: list[Tensor] = []
-        self.loss = self._eval_loss()  # the graph (mode="graph") is built on first use
         if check_deterministic:
             again = self._eval_loss()
             tol = 1000 * torch.finfo(self.dtype).eps * max(1.0, abs(self.loss))
@@ -154,24 +170,90 @@ class HessianOperator:
 
     def settings(self) -> dict:
         """What a model-level result records about the operator (its ``meta``)."""
-        return {"loss": self.loss, "num_params": self.dim, "hvp_mode": self.mode}
+        return {
+            "loss": self.loss,
+            "num_params": self.dim,
+            "hvp_mode": self.mode,
+            "graph_bytes": self.graph_bytes,
+            "world_size": self.world,
+        }
 
     # -- data and loss ------------------------------------------------------------
     def _batches(self):
-        for x, y in self._data:  # validated, on the device, x in the model's dtype
+        """This rank's batches (all of them in a single process), validated, on the
+        device, x in the model's dtype; the others are skipped before they move."""
+        owned = self._owned if self.world > 1 else None  # None: a whole pass
+        for x, y in self._data.iter(owned=owned):
             yield x, (y.to(self.dtype) if y.is_floating_point() else y)
+
+    def _owned(self, i: int) -> bool:
+        return _dist.owned(i, self.rank, self.world)
 
     def _batch_loss(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return self.loss_fn(functional_call(self.model, params, (x,)), y)
 
     def _eval_loss(self) -> float:
-        total = 0.0
+        """The mean loss over the data (all ranks); the first call also counts the
+        samples. One read back to the host per pass, none per batch."""
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        local, nb = 0, 0
+        with torch.no_grad(), _utils.eval_mode(self.model):
+            for x, y in self._batches():
+                total += self._batch_loss(self._params, x, y).double() * x.shape[0]
+                local, nb = local + x.shape[0], nb + 1
+        counts = torch.tensor([local, nb == 0], dtype=torch.float64, device=self.device)
+        both = _dist.all_reduce_sum(torch.cat([total[None], counts]), self.world)
+        loss_sum, n, idle = both.tolist()
+        if not math.isfinite(loss_sum):  # rare: a second pass names the batch
+            self._name_nonfinite_batch()
+            _finite.check_number(loss_sum, "the loss", "on the data")
+        if idle:  # fewer batches than processes: every process takes all of them
+            self.rank, self.world = 0, 1
+            return self._eval_loss()
+        if self.num_samples == 0:
+            self.num_samples, self._local_samples = int(n), local
+        return loss_sum / self.num_samples
+
+    def _graph_fits(self) -> bool:
+        """Whether the cached graph fits the memory budget: the bytes the first batch's
+        ``create_graph`` backward saves (saved-tensor hooks; the weights excluded),
+        scaled to this rank's data, against :func:`landscape._memory.budget` (the
+        largest projection over the ranks decides for all)."""
+        weights = {p.untyped_storage().data_ptr() for p in self._params.values()}
+        seen: dict[int, int] = {}
+
+        def pack(t: Tensor) -> Tensor:
+            s = t.untyped_storage()
+            if s.data_ptr() not in weights:
+                seen.setdefault(s.data_ptr(), s.nbytes())
+            return t
+
+        projected = 0.0
+        if self._local_samples:
+            leaves = {
+                n: p.detach().requires_grad_(True) for n, p in self._params.items()
+            }
+            x, y = next(iter(self._batches()))
+            with (
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+                torch.enable_grad(),
+                _utils.eval_mode(self.model),
+            ):
+                lb = self._batch_loss(leaves, x, y)
+                torch.autograd.grad(lb, list(leaves.values()), create_graph=True)
+            projected = sum(seen.values()) * self._local_samples / max(len(x), 1)
+        t = torch.tensor([projected], dtype=torch.float64, device=self.device)
+        projected = float(_dist.all_reduce_max(t, self.world)[0])
+        self.graph_bytes = int(projected)
+        return projected <= _memory.budget(self.device, self.max_memory)
+
+    def _name_nonfinite_batch(self) -> None:
+        """Raise for the first of this rank's batches whose loss is NaN or inf (only
+        after the pass's sum was not finite: one read per batch)."""
         with torch.no_grad(), _utils.eval_mode(self.model):
             for b, (x, y) in enumerate(self._batches()):
                 lb = float(self._batch_loss(self._params, x, y))
                 _finite.check_number(lb, "the loss", f"on batch {b} of data")
-                total += lb * x.shape[0]
-        return total / self.num_samples
 
     def _build_graph(self) -> None:
         leaves = {n: p.detach().requires_grad_(True) for n, p in self._params.items()}
@@ -246,6 +328,10 @@ class HessianOperator:
             out = res if out is None else out
         if out is None:
             raise RuntimeError("no HVP formulation succeeded on this model")
+        if self.world > 1:  # every rank keeps the same formulation
+            t = torch.tensor([timings[m] for m in timings], dtype=torch.float64)
+            t = _dist.all_reduce_sum(t.to(self.device), self.world).tolist()
+            timings = dict(zip(timings, t))
         self.batch_timings = timings
         self.batch_mode = min(timings, key=lambda m: timings[m])
         return out
@@ -266,6 +352,12 @@ class HessianOperator:
         return torch.stack(rows)
 
     def _run(self, V: Tensor, mode: str, strict: bool = False) -> Tensor:
+        """``H V`` in formulation ``mode``: this rank's share, summed over ranks."""
+        out = self._local(V, mode, strict)
+        return _dist.all_reduce_sum(out, self.world)
+
+    def _local(self, V: Tensor, mode: str, strict: bool) -> Tensor:
+        """This rank's share of ``H V`` (its batches' weighted products)."""
         if mode == "graph":
             return self._graph_product(V)
         out = torch.zeros_like(V)
@@ -289,7 +381,7 @@ class HessianOperator:
                             )
                             self.mode = "recompute"
                         self.batch_mode = self.mode
-                        return self._product(V)
+                        return self._local(V, self.mode, strict)
                 out += w * self._dbl(V, x, y)
         return out
 
@@ -357,6 +449,7 @@ def model_operator(
     mode: str,
     check_deterministic: bool,
     chunk_size: int = 8,
+    max_memory: int | None = None,
 ) -> HessianOperator:
     """The :class:`HessianOperator` behind a model-level call (``hvp``,
     ``dense_hessian``, ``top_eigenvalues``, ``trace``, ``lanczos_quadrature``)."""
@@ -368,6 +461,7 @@ def model_operator(
         mode=mode,
         chunk_size=chunk_size,
         check_deterministic=check_deterministic,
+        max_memory=max_memory,
     )
 
 

@@ -43,6 +43,7 @@ def eigsh(
     max_iter: int | None = None,
     return_vectors: bool = True,
     generator: torch.Generator | None = None,
+    max_memory: int | None = None,
     progressbar: bool = False,
 ) -> Eigenpairs:
     """Extreme eigenpairs of a symmetric operator (Lanczos or power iteration).
@@ -66,6 +67,8 @@ def eigsh(
         return_vectors: keep the eigenvectors: keyed like the model's parameters for
             a :class:`HessianOperator`, else one entry ``"flat"`` of shape ``(num, n)``.
         generator: start vectors; its seed is recorded in ``meta``.
+        max_memory: bytes the Lanczos basis may take on the operator's device;
+            beyond it the basis lives in host memory (:func:`basis_device`).
         progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
@@ -95,6 +98,7 @@ def eigsh(
             max_iter=max_iter,
             generator=gen,
             keep_vectors=return_vectors,
+            max_memory=max_memory,
             progressbar=progressbar,
         )
     else:

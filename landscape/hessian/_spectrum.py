@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from .. import _utils
 from ..io import Result
-from ._lanczos import lanczos, ritz
+from ._lanczos import basis_device, lanczos, ritz
 from ._linop import as_operator
 from ._operator import model_operator
 from ._pyhessian import PYHESSIAN_DENSITY_ERROR
@@ -248,6 +248,7 @@ def slq(
     num_runs: int = 1,
     distribution: str = "rademacher",
     generator: torch.Generator | None = None,
+    max_memory: int | None = None,
     progressbar: bool = False,
 ) -> LanczosQuadrature:
     """Stochastic Lanczos quadrature on any symmetric linear operator ``A``.
@@ -259,6 +260,9 @@ def slq(
             subspace; its quadrature is then exact). num_runs: probes (in lockstep).
         distribution: ``"rademacher"`` or ``"gaussian"`` probes.
         generator: probes; seed recorded in ``meta``.
+        max_memory: bytes the Lanczos bases (``num_runs x max_iter`` vectors) may
+            take on the operator's device; beyond it they live in host memory
+            (:func:`landscape.hessian.basis_device`).
         progressbar: show progress (a bar on a terminal, lines in a log).
 
     Returns:
@@ -282,6 +286,7 @@ def slq(
         v0,
         max_iter,
         keep_basis=False,
+        basis=basis_device(op, num_runs * min(max_iter, op.dim), max_memory),
         progressbar=progressbar,
         desc="lanczos_density",
     )
@@ -314,6 +319,7 @@ def lanczos_quadrature(
     mode: str = "auto",
     chunk_size: int = 8,
     generator: torch.Generator | None = None,
+    max_memory: int | None = None,
     progressbar: bool = False,
     check_deterministic: bool = True,
 ) -> LanczosQuadrature:
@@ -328,13 +334,15 @@ def lanczos_quadrature(
         distribution: ``"rademacher"`` or ``"gaussian"`` probes.
         dtype, mode, chunk_size: see :class:`landscape.hessian.HessianOperator`.
         generator: probes; seed recorded in ``meta``.
+        max_memory: bytes the cached HVP graph and the Lanczos bases may take on
+            the model's device (see :func:`landscape.hessian.top_eigenvalues`).
         progressbar, check_deterministic: as in :func:`landscape.hessian.top_eigenvalues`.
 
     Returns:
         :class:`LanczosQuadrature` (``.density()``, ``.moment(f)``, ``.mass_below(t)``).
     """
     op = model_operator(
-        model, loss_fn, data, dtype, mode, check_deterministic, chunk_size
+        model, loss_fn, data, dtype, mode, check_deterministic, chunk_size, max_memory
     )
     q = slq(
         op,
@@ -342,6 +350,7 @@ def lanczos_quadrature(
         num_runs=num_runs,
         distribution=distribution,
         generator=generator,
+        max_memory=max_memory,
         progressbar=progressbar,
     )
     q.meta.update(op.settings(), dtype=str(dtype))
@@ -374,7 +383,7 @@ def lanczos_density(
             (Lanczos steps, i.e. products, per probe; default 100), ``num_runs``
             (probes, run in lockstep; default 1), ``distribution``, ``dtype``,
             ``mode``, ``chunk_size``, ``generator`` (its seed is recorded in
-            ``meta``), ``progressbar``, ``check_deterministic``.
+            ``meta``), ``max_memory``, ``progressbar``, ``check_deterministic``.
 
     Returns:
         :class:`Density` (integrates to 1 on its grid; ``rebroaden(sigma)`` redraws).

@@ -16,7 +16,7 @@ from torch.func import functional_call, grad, vmap
 from .. import _finite, _utils
 from ..attacks import PGD
 from ._common import LossFn, Params, _check_eps_list, _loss_default, _params
-from ._measure import _first_batches, adversarial_gradient
+from ._measure import _count, _first_batches, adversarial_gradient
 from ._results import GradNormStats, TrainingGradNorms
 
 __all__ = ["per_example_grad_norms", "gradient_norms", "summarize_training_gradnorms"]
@@ -114,18 +114,19 @@ def gradient_norms(
     loss_fn = loss_fn or _loss_default
     device = _utils.model_device(model)
     gen, seed = _utils.make_generator(generator, device)
-    batches = _first_batches(model, loss_fn, data, num_batches)  # the one owner
+    batches = _first_batches(model, loss_fn, data)  # the one owner, streamed
+    num = _count(batches, num_batches)
     per, bat = [], []
     bar = _bar(
         desc="gradient_norms",
-        total=len(eps_arr) * len(batches),
+        total=len(eps_arr) * num,
         unit="batches",
         enabled=progressbar,
-        about=f"{len(eps_arr)} eps x {len(batches)} batches",
+        about=f"{len(eps_arr)} eps x {num} batches",
     )
     for ep in eps_arr:
         pe, bn = [], []
-        for b, (x, y) in enumerate(batches):
+        for b, (x, y) in batches.numbered(stop=num):
             with _finite.checked_at_entry():
                 g, xa = adversarial_gradient(
                     model,
@@ -144,7 +145,7 @@ def gradient_norms(
         per.append(torch.cat(pe).numpy())
         bat.append(bn)
     bar.close()
-    meta = dict(seed=seed, attack=attack.to_dict(), num_batches=len(batches))
+    meta = dict(seed=seed, attack=attack.to_dict(), num_batches=num)
     return GradNormStats(
         eps=eps_arr, per_example=np.stack(per), batch=np.array(bat), meta=meta
     )

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .. import _finite, _utils
-from .._batches import as_batches, is_class_loss
+from .. import _dist, _finite, _utils
+from .._batches import Batched, as_batches, is_class_loss
 from ..attacks import PGD
 from ._common import (
     LossFn,
@@ -113,19 +113,30 @@ def _batched_points(
     return flat, xa - x.unsqueeze(0), losses
 
 
-def _first_batches(
-    model: nn.Module, loss_fn: LossFn, data: Any, num_batches: int | None
-) -> list[tuple[Tensor, Tensor]]:
-    """The first ``num_batches`` validated batches of ``data`` on the model's device
-    (inputs in [0, 1]: they are attacked)."""
+def _first_batches(model: nn.Module, loss_fn: LossFn, data: Any) -> Batched:
+    """The validated batches of ``data`` (inputs in [0, 1]: they are attacked),
+    moved to the model's device one at a time when they are reached."""
     labels = "class" if loss_fn is _loss_default or is_class_loss(loss_fn) else "auto"
-    out = []
-    it = as_batches(data, model=model, labels=labels, images=True)
-    for i, b in enumerate(it):
-        if num_batches is not None and i >= num_batches:
-            break
-        out.append(b)
-    return out
+    return as_batches(data, model=model, labels=labels, images=True)
+
+
+def _count(batches: Batched, num_batches: int | None) -> int:
+    """How many batches the measurement uses: ``len(data)`` when the loader has
+    one, else one pass over the source (nothing moved), capped at ``num_batches``."""
+    try:
+        total = len(batches)
+    except TypeError:
+        total = 0
+        for _ in batches.source:
+            total += 1
+            if num_batches is not None and total >= num_batches:
+                break
+    if total == 0:
+        raise ValueError(
+            "data yields no batches: pass a non-empty (x, y) pair, a list of (x, y) "
+            "batches or a DataLoader over a non-empty Dataset"
+        )
+    return total if num_batches is None else min(total, int(num_batches))
 
 
 def _check_attack(attack: Any) -> None:
@@ -153,7 +164,7 @@ def _strategy(strategy: str) -> str:
 def _scatter_dirs(
     model: nn.Module,
     loss_fn: LossFn,
-    batches: list,
+    batches: Batched,
     directions: str | Sequence[Params],
     num_directions: int,
     gen: torch.Generator,
@@ -237,14 +248,14 @@ def _statistics(g: Tensor, dl: Tensor) -> dict[str, Tensor]:
 
 
 def _result(
-    eps_arr, s_arr, step_norm, out, grad_norm, loss_w, meta, strategy, batches,
+    eps_arr, s_arr, step_norm, out, grad_norm, loss_w, meta, strategy, sizes,
     device, dtype,
 ) -> ScatteringResult:  # fmt: skip
     meta = dict(
         **meta,
         strategy=strategy,
-        num_batches=len(batches),
-        batch_sizes=[int(x.shape[0]) for x, _ in batches],
+        num_batches=len(sizes),
+        batch_sizes=[int(n) for n in sizes],
         device=str(device),
         dtype=str(dtype),
     )
@@ -329,21 +340,24 @@ def scattering(
     loss_fn = loss_fn or _loss_default
     device, dtype = _utils.model_device(model), _utils.model_dtype(model)
     gen, seed = _utils.make_generator(generator)
-    batches = _first_batches(model, loss_fn, data, num_batches)
+    batches = _first_batches(model, loss_fn, data)
+    B = _count(batches, num_batches)
     kind, dirs, dnorm = _scatter_dirs(
         model, loss_fn, batches, directions, num_directions, gen
     )
-    D, S, E, B = len(dirs), len(s_arr), len(eps_arr), len(batches)
+    D, S, E = len(dirs), len(s_arr), len(eps_arr)
     step_norm = dnorm[:, None] * s_arr[None, :]
     w = _params(model)
     # the K = 1 + D*S weight points; point 0 is w itself
     points = [w] + [{n: w[n] + float(s) * d[n] for n in w} for d in dirs for s in s_arr]
     chunk = len(points) if chunk_size is None else max(1, int(chunk_size))
     seeds = torch.randint(0, 2**62, (E, B), generator=gen).tolist()
-
-    out = {k: np.zeros((E, D, S, B)) for k in ("grad_diff", "cosine", "gnp", "pcos",
-                                               "scos")}  # fmt: skip
+    # (eps, batch) pairs round robin over the ranks of a process group
+    rank, world = _dist.info()
+    keys = ("grad_diff", "cosine", "gnp", "pcos", "scos")
+    out = {k: np.zeros((E, D, S, B)) for k in keys}
     grad_norm, loss_w = np.zeros((E, B)), np.zeros((E, B))
+    sizes = np.zeros(B)
     bar = _bar(
         desc="scattering",
         total=E * B,
@@ -353,7 +367,11 @@ def scattering(
     )
     with _utils.eval_mode(model), _finite.checked_at_entry():
         for e, ep in enumerate(eps_arr):
-            for b, (x, y) in enumerate(batches):
+            mine = lambda b, e=e: _dist.owned(e * B + b, rank, world)  # noqa: E731
+            for b, (x, y) in batches.numbered(
+                owned=mine if world > 1 else None,
+                stop=None if num_batches is None else B,
+            ):
                 g, dl, ls = _measure_batch(
                     model, loss_fn, x, y, points,
                     dataclasses.replace(attack, eps=float(ep)), seeds[e][b], strategy,
@@ -361,6 +379,8 @@ def scattering(
                 )  # fmt: skip
                 grad_norm[e, b] = float(g[0].norm())
                 loss_w[e, b] = float(ls[0])
+                if e == 0:  # one rank records each batch (the merge sums)
+                    sizes[b] = len(x)
                 where = f"at eps {float(ep):g}, batch {b}"
                 _finite.check_host(  # values already read: no extra device read
                     [grad_norm[e, b], loss_w[e, b]], "the loss and gradient at w", where
@@ -374,6 +394,8 @@ def scattering(
                     )
                 bar.update(1)
     bar.close()
+    if world > 1:
+        _merge(out, grad_norm, loss_w, sizes, world)
     if np.all(grad_norm == 0):
         warnings.warn(
             "all gradients at w are zero: is the loss saturated?", stacklevel=2
@@ -381,6 +403,19 @@ def scattering(
     return _result(
         eps_arr, s_arr, step_norm, out, grad_norm, loss_w,
         dict(seed=seed, attack_seeds=seeds, attack=attack.to_dict(), directions=kind,
-             num_directions=D, direction_norms=dnorm.tolist()),
-        strategy, batches, device, dtype,
+             num_directions=D, direction_norms=dnorm.tolist(), world_size=world),
+        strategy, sizes, device, dtype,
     )  # fmt: skip
+
+
+def _merge(out: dict, grad_norm, loss_w, sizes, world: int) -> None:
+    """Every rank's (eps, batch) results into the arrays of all ranks, in place:
+    each entry was computed by one rank and is 0 on the others, so the sum over the
+    ranks is exact."""
+    arrays = [*out.values(), grad_norm, loss_w, sizes]
+    flat = np.concatenate([v.reshape(-1) for v in arrays])
+    merged = np.sum(_dist.all_gather_arrays(flat, world), axis=0)
+    i = 0
+    for v in arrays:
+        v.reshape(-1)[:] = merged[i : i + v.size]
+        i += v.size

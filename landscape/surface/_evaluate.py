@@ -1,4 +1,5 @@
-"""Evaluating a model at many parameter points over fixed, device-resident data."""
+"""Evaluating a model at many parameter points over fixed data, streamed batch by
+batch to the device at every point (memory of one batch, not of the data set)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from .._batches import as_batches, is_class_loss
+from .._batches import Batched, as_batches, is_class_loss
 
 __all__ = ["LossFn"]
 
@@ -36,51 +37,103 @@ class _Bound(nn.Module):
 
 
 class _Multi(nn.Module):
-    """Forward a list of batches in one call, so ``functional_call`` swaps the
-    parameters in once per grid point rather than once per batch."""
+    """Loss and correct-count sums over all batches in one call, so
+    ``functional_call`` swaps the parameters in once per grid point rather than once
+    per batch; the batches stream through (one on the device at a time)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, loss_fn: LossFn, acc: Callable):
         super().__init__()
         self.m = model
+        object.__setattr__(self, "_loss_fn", loss_fn)
+        object.__setattr__(self, "_acc", acc)
 
-    def forward(self, xs: list[Tensor]) -> list[Tensor]:
-        return [self.m(x) for x in xs]
+    def forward(self, batches: Iterable, loss: Tensor, corr: Tensor) -> None:
+        for x, y in batches:
+            out = self.m(x)
+            loss += self._loss_fn(out, y).double() * len(y)
+            corr += self._acc(out, y)
 
 
 # --------------------------------------------------------------------------- data
-def _materialize(
+class _Data:
+    """The evaluation batches of a surface, re-read from their source at every pass:
+    the caller's loader through :func:`landscape._batches.as_batches` (validated on
+    the first pass, moved to the device one batch at a time), regrouped on the fly
+    into batches of ``batch_size`` (None: the source's batches).
+
+    The first pass (:meth:`scan`) records the number of samples, the shape of a
+    batch and whether the batches are ragged (then they are never regrouped)."""
+
+    def __init__(self, batched: Batched, batch_size: int | None = None):
+        self.batched = batched
+        self.batch_size = batch_size
+        self.n = 0
+        self.shape: tuple[int, ...] = ()
+        self.ragged = False
+
+    def resized(self, batch_size: int | None) -> _Data:
+        """The same source regrouped into batches of ``batch_size``."""
+        out = _Data(self.batched, None if self.ragged else batch_size)
+        out.n, out.shape, out.ragged = self.n, self.shape, self.ragged
+        return out
+
+    def scan(self) -> torch.Tensor:
+        """One pass: sample count, shapes, and per-batch statistics (count, sums and
+        squared sums of x and y, float64, on the device; read once by the caller)."""
+        stats, shapes = [], set()
+        for x, y in self.batched:
+            xd, yd = x.detach().double(), y.detach().double()
+            stats.append(
+                torch.stack(
+                    [xd.new_tensor(float(len(x))), xd.sum(), (xd * xd).sum(),
+                     yd.sum().to(xd.device), (yd * yd).sum().to(xd.device)]
+                )
+            )  # fmt: skip
+            shapes.add((tuple(x.shape[1:]), tuple(y.shape[1:])))
+            self.n += len(x)
+            self.shape = self.shape or tuple(x.shape)
+        self.ragged = len(shapes) > 1
+        if self.ragged:
+            self.batch_size = None
+        return torch.stack(stats)
+
+    def __iter__(self):
+        if self.batch_size is None:
+            return iter(self.batched)
+        return _regroup(self.batched, self.batch_size)
+
+
+def _regroup(batches: Iterable, size: int):
+    """Batches of ``size`` examples from a stream of batches (the last one smaller):
+    the same batches as splitting the concatenated data, holding one at a time."""
+    xs: list[Tensor] = []
+    ys: list[Tensor] = []
+    have = 0
+    for x, y in batches:
+        while len(x):
+            take = min(size - have, len(x))
+            xs.append(x[:take])
+            ys.append(y[:take])
+            x, y, have = x[take:], y[take:], have + take
+            if have == size:
+                yield _joined(xs, ys)
+                xs, ys, have = [], [], 0
+    if have:
+        yield _joined(xs, ys)
+
+
+def _joined(xs: list[Tensor], ys: list[Tensor]) -> tuple[Tensor, Tensor]:
+    if len(xs) == 1:
+        return xs[0], ys[0]
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _source(
     data: Iterable, model: nn.Module, loss_fn: LossFn, *, images: bool | None = None
-) -> list:
-    """The validated batches of ``data`` on the model's device, as a list (the grid
-    evaluates them at every point)."""
+) -> _Data:
+    """The validated batches of ``data`` for the model (moved one at a time)."""
     labels = "class" if is_class_loss(loss_fn) else "auto"
-    return as_batches(data, model=model, labels=labels, images=images).to_list()
-
-
-def _rebatch(batches: list, batch_size: int | None) -> list:
-    if batch_size is None:
-        return batches
-    try:
-        x = torch.cat([b[0] for b in batches])
-        y = torch.cat([b[1] for b in batches])
-    except RuntimeError:  # ragged shapes: keep the caller's batches
-        return batches
-    return list(zip(x.split(batch_size), y.split(batch_size)))
-
-
-def _same_data(a: list, data: Iterable, model: nn.Module) -> bool:
-    """Whether a second pass over ``data`` gives the batches ``a`` (compared batch by
-    batch as they arrive, never holding a second copy)."""
-    i = 0
-    for x, y in as_batches(data, model=model, labels="any", images=False):
-        if i >= len(a) or not (torch.equal(a[i][0], x) and torch.equal(a[i][1], y)):
-            return False
-        i += 1
-    return i == len(a)
-
-
-def _num_samples(batches: list) -> int:
-    return sum(len(b[0]) for b in batches)
+    return _Data(as_batches(data, model=model, labels=labels, images=images))
 
 
 # --------------------------------------------------------------------- evaluation
@@ -95,14 +148,15 @@ def _correct(out: Tensor, y: Tensor) -> Tensor | None:
 
 
 class _Evaluator:
-    """Loss and accuracy of ``model`` at many parameter points over fixed data."""
+    """Loss and accuracy of ``model`` at many parameter points over fixed data
+    (``batches``: a :class:`_Data`, streamed at every point)."""
 
-    def __init__(self, model, loss_fn, batches, center, dirs, *, attack=None):
+    def __init__(self, model, loss_fn, batches: _Data, center, dirs, *, attack=None):
         self.model, self.loss_fn, self.batches = model, loss_fn, batches
         self.center, self.dirs, self.attack = center, dirs, attack
-        self.n = _num_samples(batches)
+        self.n = batches.n
         self.has_acc = True
-        self._multi = _Multi(model)
+        self._multi = _Multi(model, loss_fn, self._acc)
 
     def params(self, coef: Sequence[float]) -> dict[str, Tensor]:
         out = {}
@@ -130,18 +184,15 @@ class _Evaluator:
             corr = torch.zeros((), device=dev)
             if self.attack is None:  # one parameter swap for all batches
                 q = {f"m.{k}": v for k, v in p.items()}
-                outs = functional_call(self._multi, q, ([x for x, _ in self.batches],))
-                pairs = zip(outs, (y for _, y in self.batches))
+                functional_call(self._multi, q, (self.batches, loss, corr))
             else:
-                pairs = []
                 for x, y in self.batches:
                     with torch.enable_grad():
                         g = gens[i] if gens else None
                         x = self.attack(_Bound(self.model, p), x, y, g)
-                    pairs.append((functional_call(self.model, p, (x,)), y))
-            for out, y in pairs:
-                loss = loss + self.loss_fn(out, y).double() * len(y)
-                corr = corr + self._acc(out, y)
+                    out = functional_call(self.model, p, (x,))
+                    loss += self.loss_fn(out, y).double() * len(y)
+                    corr += self._acc(out, y)
             res.append((loss, corr))
         return [(float(lo) / self.n, float(c) / self.n) for lo, c in res]
 
@@ -191,15 +242,14 @@ def _timeit(fn: Callable[[], Any], device: torch.device) -> float:
 _TUNED: dict[tuple, int] = {}
 
 
-def _tuning_key(ev: _Evaluator, raw: list, device: torch.device) -> tuple:
+def _tuning_key(ev: _Evaluator, raw: _Data, device: torch.device) -> tuple:
     shapes = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in ev.center.items())
-    x = raw[0][0]
-    return (type(ev.model).__qualname__, shapes, tuple(x.shape[1:]), ev.n, str(device))
+    return (type(ev.model).__qualname__, shapes, raw.shape[1:], ev.n, str(device))
 
 
 def _choose(
     ev: _Evaluator,
-    raw: list,
+    raw: _Data,
     strategy: str,
     batch_size: int | str | None,
     chunk_size: int | None,
@@ -226,15 +276,13 @@ def _choose(
     if batch_size == "auto" and key in _TUNED:  # measured by an earlier call
         batch_size = _TUNED[key]
     if batch_size == "auto":
-        cands = sorted(
-            {min(b, n) for b in _BATCH_CANDIDATES} | ({n} if n <= 2048 else set())
-        )
+        cands = sorted({min(b, n) for b in _BATCH_CANDIDATES})
         if device.type != "cpu":
             cands = [c for c in cands if c >= 256] or [cands[-1]]
         if tune and len(cands) > 1 and len(probe) >= 2 * len(cands):
             times: dict[int, float] = {}
             for b in cands:
-                ev.batches = _rebatch(raw, b)
+                ev.batches = raw.resized(b)
                 best = min(times.values(), default=math.inf)
                 t = []
                 for row in probe[len(done) : len(done) + 2]:
@@ -250,7 +298,7 @@ def _choose(
         else:
             batch_size = 256 if device.type == "cpu" else min(n, 1024)
         batch_size = min(int(batch_size), n)
-    ev.batches = _rebatch(raw, batch_size)
+    ev.batches = raw.resized(batch_size)
     if strategy == "auto":
         strategy = "loop"
         if device.type != "cpu" and ev.attack is None and tune:

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _finite, _pool, _utils, io
+from .. import _dist, _finite, _pool, _utils, io
+from .._batches import as_batches
 from .._finite import NonFiniteError
 from ._evaluate import (
     _BATCH_CANDIDATES,
@@ -22,10 +23,9 @@ from ._evaluate import (
     LossFn,
     _Bound,
     _choose,
+    _Data,
     _Evaluator,
-    _materialize,
-    _rebatch,
-    _same_data,
+    _source,
     _tuning_key,
 )
 from ._result import _Partial
@@ -42,35 +42,12 @@ def _fingerprint(coefs: np.ndarray, center: dict, dirs: list, extra: dict) -> st
     return h.hexdigest()
 
 
-def _data_fingerprint(batches: list) -> str:
+def _data_fingerprint(stats: Tensor) -> str:
     """Digest of the evaluation data (sample count, sums and squared norms of x and
-    y), independent of how the samples are split into batches."""
-    acc = np.zeros(5)
-    for x, y in batches:
-        xd, yd = x.detach().double(), y.detach().double()
-        acc += [len(x), xd.sum(), (xd * xd).sum(), yd.sum(), (yd * yd).sum()]
+    y, from the per-batch statistics of :meth:`_Data.scan`), independent of how the
+    samples are split into batches."""
+    acc = stats.sum(0).cpu().numpy()
     return hashlib.sha1(np.round(acc, 6).tobytes()).hexdigest()
-
-
-def _dist_info() -> tuple[int, int]:
-    """``(rank, world size)`` of an initialised process group, else ``(0, 1)``."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _gather(values: np.ndarray, world: int) -> list[np.ndarray]:
-    import torch.distributed as dist
-
-    dev = torch.device("cpu")
-    if dist.get_backend() == "nccl":
-        dev = torch.device("cuda", torch.cuda.current_device())
-    t = torch.as_tensor(values, dtype=torch.float64, device=dev)
-    out = [torch.empty_like(t) for _ in range(world)]
-    dist.all_gather(out, t)
-    return [o.cpu().numpy() for o in out]
 
 
 _ADVERSARIAL = (None, "none", "clean", "fixed", "reattack")
@@ -147,21 +124,28 @@ def _prepare_data(
     center: dict[str, Tensor],
     gen: torch.Generator,
     check_deterministic: bool,
-) -> tuple[list, str]:
-    """The evaluation batches (attacked once at the centre for ``"fixed"``) and the
-    fingerprint of the clean data."""
-    raw = _materialize(data, model, loss_fn, images=True if attack else None)
+) -> tuple[_Data, str]:
+    """The evaluation batches and the fingerprint of the clean data. The caller's
+    batches stream from its loader at every grid point; for ``"fixed"`` they are
+    attacked once at the centre and the adversarial batches kept in host memory
+    (moved to the device one at a time)."""
+    raw = _source(data, model, loss_fn, images=True if attack else None)
+    stats = raw.scan()
     if check_deterministic and not isinstance(data, (list, tuple)):
-        if not _same_data(raw, data, model):
+        again = _Data(as_batches(data, model=model, labels="any", images=False))
+        if not torch.equal(again.scan(), stats):
             raise RuntimeError(
                 "iterating the data twice gave different batches (shuffling or "
                 "random augmentation?): pass fixed batches, e.g. a list of (x, y)"
             )
-    data_fp = _data_fingerprint(raw)
+    data_fp = _data_fingerprint(stats)
     if adversarial == "fixed":
         bound = _Bound(model, center)
         with torch.enable_grad():
-            raw = [(attack(bound, x, y, gen), y) for x, y in raw]
+            kept = [(attack(bound, x, y, gen).cpu(), y.cpu()) for x, y in raw]
+        fixed = _Data(as_batches(kept, model=model, labels="any", images=False))
+        fixed.scan()
+        return fixed, data_fp
     return raw, data_fp
 
 
@@ -262,17 +246,17 @@ class _Grid:
             self.save()
 
 
-def _check_batches(ev: _Evaluator, raw: list, batch_size, device) -> list:
+def _check_batches(ev: _Evaluator, raw: _Data, batch_size, device) -> _Data:
     """The batches of the determinism check: the caller's, except for a clean CPU
     surface with a batch size (given, remembered, or else the smallest tuning
     candidate), whose grid loop uses that size. A float64 BatchNorm CNN costs 2.4x
     more per point as one batch of 1,000 than in batches of 128."""
     if isinstance(batch_size, int):
-        return _rebatch(raw, batch_size)
+        return raw.resized(batch_size)
     if batch_size != "auto" or ev.attack is not None or device.type != "cpu":
         return raw
     size = _TUNED.get(_tuning_key(ev, raw, device), min(_BATCH_CANDIDATES[0], ev.n))
-    return _rebatch(raw, size)
+    return raw.resized(size)
 
 
 def _origin_twice(ev: _Evaluator, grid: _Grid, point_gens) -> None:
@@ -323,7 +307,7 @@ def _evaluate_grid(
     device = _utils.model_device(model)
     center, dd = _center_and_dirs(model, center, dirs)
     gen, seed = _utils.make_generator(generator, device)
-    rank, world = _dist_info()
+    rank, world = _dist.info()
     ppath = _partial_file(partial_path, rank, world)  # before any work
     save_interval = _finite.check_option(
         save_interval, "save_interval", "seconds between saves, 0: every grid point"
@@ -370,7 +354,7 @@ def _evaluate_grid(
 
     loss, acc = grid.loss, grid.acc
     if world > 1:
-        parts = _gather(np.stack([loss, acc]), world)
+        parts = _dist.all_gather_arrays(np.stack([loss, acc]), world)
         for i in range(m):
             loss[i], acc[i] = parts[i % world][0, i], parts[i % world][1, i]
     mine = grid.mine

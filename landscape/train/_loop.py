@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _finite, _utils, attacks, io
+from .. import _dist, _finite, _utils, attacks, io
 from .._batches import Batched, as_batches
 from ..checkpoints import FINAL, period_checkpoint
-from . import _dist
 from ._augment import augment
 from ._average import Averager
 from ._config import TrainConfig, target_eps
@@ -434,10 +433,9 @@ def _wrap_models(run: _Run) -> None:
 def _monitor_data(run: _Run, data: Any, test_data: Any, val_data: Any) -> None:
     """The validated training batches; the evaluation batches (test, validation, the
     fixed training subset), the fixed CO-check batch, the tracked batch and the
-    BatchNorm batch of the averaged model (rank 0)."""
+    BatchNorm batch of the averaged model (every rank: the per-epoch evaluation is
+    sharded over the ranks, the tracked analyses sum over them)."""
     run.batches = _checked(run, run.loader, "data")
-    if not run.main:
-        return
     cfg = run.cfg.runtime
     co = fixed_batch(run.loader, data, cfg.co_check_num)
     if co is not None:
@@ -778,10 +776,12 @@ def _end_epoch(run: _Run) -> dict[str, Any]:
     }
     if run.avg is not None:
         run.avg.end_epoch(run.params, run.epoch + 1)
+    # every rank evaluates (its share of the attacked batches, merged by the
+    # evaluation protocol): no rank waits in a collective on rank 0 working alone
+    t0 = time.perf_counter()
+    row.update(_monitor(run, a.eps))
+    row["time_eval"] = time.perf_counter() - t0 - row.get("time_track", 0.0)
     if run.main:
-        t0 = time.perf_counter()
-        row.update(_monitor(run, a.eps))
-        row["time_eval"] = time.perf_counter() - t0 - row.get("time_track", 0.0)
         if row["co_flag"]:
             warnings.warn(co_message(row, run.cfg), stacklevel=4)
     run.elapsed += a.time
