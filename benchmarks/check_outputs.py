@@ -370,8 +370,12 @@ def linear_models() -> None:
 
 def run(out: str) -> int:
     torch.set_num_threads(1)
-    x, y = data.load_dataset("mnist", ROOT, split="train", num_samples=1024, seed=0)
-    xt, yt = data.load_dataset("mnist", ROOT, split="test", num_samples=64, seed=0)
+    x, y = data.load_dataset(
+        "mnist", ROOT, split="train", num_samples=1024, generator=g(0)
+    )
+    xt, yt = data.load_dataset(
+        "mnist", ROOT, split="test", num_samples=64, generator=g(0)
+    )
     training(x, y, xt, yt)
     m = clean_model(0, x, y, xt, yt)
     attack_values(m, xt, yt)
