@@ -263,6 +263,19 @@ class Measure:
         raise NotImplementedError
 
     # -- the loss of one batch, clean or attacked ----------------------------------
+    def _start(self, work: Work, loss_fn, x: Tensor, y: Tensor, seed: int, index: int):
+        """The start of a batch: its generator, its inputs (attacked once with
+        ``adversarial="fixed"``), the loss at the weights and the passes spent so far
+        ``(gen, x, loss0, ngrad, nfwd)``."""
+        gen = _core.chunk_generator(seed, index)
+        ngrad = nfwd = 0
+        if self.adversarial == "fixed":
+            x, ngrad = _attacked(self.attack, work.net, x, y, gen)
+        work.set(None)
+        loss0, _, cost = self._evaluate(work, loss_fn, x, y, gen, grad=False)
+        _core.finite(loss0, "at the weights")
+        return gen, x, loss0, ngrad + cost, nfwd + 1
+
     def _evaluate(
         self, work: Work, loss_fn, x: Tensor, y: Tensor, gen, *, grad: bool
     ) -> tuple[float, Vec | None, int]:
@@ -345,14 +358,7 @@ class WorstCase(Measure):
         return self.max_iter
 
     def _batch(self, work: Work, loss_fn, x, y, seed: int, index: int, bar):
-        gen = _core.chunk_generator(seed, index)
-        ngrad = nfwd = 0
-        if self.adversarial == "fixed":
-            x, ngrad = _attacked(self.attack, work.net, x, y, gen)
-        work.set(None)
-        loss0, _, cost = self._evaluate(work, loss_fn, x, y, gen, grad=False)
-        _core.finite(loss0, "at the weights")
-        ngrad, nfwd = ngrad + cost, nfwd + 1
+        gen, x, loss0, ngrad, nfwd = self._start(work, loss_fn, x, y, seed, index)
         rho, norm = self.rho, self.norm
         if self.init == "random":
             u = _core.random_start(work.w, rho, norm, gen)
@@ -443,14 +449,7 @@ class AverageCase(Measure):
         return self.num_samples
 
     def _batch(self, work: Work, loss_fn, x, y, seed: int, index: int, bar):
-        gen = _core.chunk_generator(seed, index)
-        ngrad = nfwd = 0
-        if self.adversarial == "fixed":
-            x, ngrad = _attacked(self.attack, work.net, x, y, gen)
-        work.set(None)
-        loss0, _, cost = self._evaluate(work, loss_fn, x, y, gen, grad=False)
-        _core.finite(loss0, "at the weights")
-        ngrad, nfwd = ngrad + cost, nfwd + 1
+        gen, x, loss0, ngrad, nfwd = self._start(work, loss_fn, x, y, seed, index)
         values = []
         for _ in range(self.num_samples):
             work.set(_core.noise(work.w, self.noise, self.rho, gen))
