@@ -148,6 +148,15 @@ def _position(bounds: tuple[float, ...], t: float) -> tuple[int, float]:
     return k, (t - a) / (b - a)
 
 
+def _set_periods(schedule: Schedule) -> None:
+    """Check a periodic schedule's ``periods`` into boundaries (see
+    :func:`period_boundaries`) and set ``epochs`` to the last one when it is None."""
+    bounds = period_boundaries(schedule.periods, schedule.epochs)
+    object.__setattr__(schedule, "periods", bounds)
+    if schedule.epochs is None:
+        object.__setattr__(schedule, "epochs", bounds[-1])
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Base class: ``self(t)`` is the value at (fractional) epoch ``t``."""
@@ -300,11 +309,7 @@ class PeriodicEps(Schedule):
         object.__setattr__(self, "start", _check_value(self.start, "start"))
         if self.shape not in ("linear", "cosine"):
             raise ValueError(f"shape must be 'linear' or 'cosine', got {self.shape!r}")
-        object.__setattr__(
-            self, "periods", period_boundaries(self.periods, self.epochs)
-        )
-        if self.epochs is None:
-            object.__setattr__(self, "epochs", self.periods[-1])
+        _set_periods(self)
         ramp = _check_value(self.ramp, "ramp", positive=True)
         if ramp > 1:
             raise ValueError(f"ramp is a fraction of the period in (0, 1], got {ramp}")
@@ -477,11 +482,7 @@ class PeriodicCosine(Schedule):
     def __post_init__(self):
         object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
         object.__setattr__(self, "final", _check_value(self.final, "final"))
-        object.__setattr__(
-            self, "periods", period_boundaries(self.periods, self.epochs)
-        )
-        if self.epochs is None:
-            object.__setattr__(self, "epochs", self.periods[-1])
+        _set_periods(self)
 
     def __call__(self, t: float) -> float:
         _, r = _position(self.periods, t)
@@ -521,11 +522,7 @@ class CycleJump(Schedule):
                 f"drops are fractions of a period in [0, 1], got {list(drops)}"
             )
         object.__setattr__(self, "drops", drops)
-        object.__setattr__(
-            self, "periods", period_boundaries(self.periods, self.epochs)
-        )
-        if self.epochs is None:
-            object.__setattr__(self, "epochs", self.periods[-1])
+        _set_periods(self)
 
     def __call__(self, t: float) -> float:
         _, r = _position(self.periods, t)
