@@ -212,6 +212,17 @@ def _stop_at(key: str, k: int):
     return cb
 
 
+def _stopped_after_epoch_1(run_dir):
+    """A 2-epoch run in ``run_dir`` interrupted after its first epoch: its data and
+    config."""
+    x, y = _data(48)
+    cfg = _cfg(epochs=2)
+    cb = _stop_at("epoch", 1)
+    with pytest.raises(_Stop):
+        adversarial_train(TinyNet(), (x, y), cfg, run_dir=run_dir, callback=cb)
+    return x, y, cfg
+
+
 @pytest.mark.filterwarnings("ignore:possible catastrophic overfitting")
 @pytest.mark.parametrize("optimizer, loader", [("sgd", False), ("adam", True)])
 def test_exact_resume_after_interruption(tmp_path, optimizer, loader):
@@ -295,11 +306,7 @@ def test_config_is_plain_nested_dataclasses():
 
 
 def test_resume_allows_runtime_changes_and_refuses_old_config_files(tmp_path):
-    x, y = _data(48)
-    cfg = _cfg(epochs=2)
-    cb = _stop_at("epoch", 1)
-    with pytest.raises(_Stop):
-        adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
+    x, y, cfg = _stopped_after_epoch_1(tmp_path)
     ref = TinyNet()
     adversarial_train(ref, (x, y), cfg)
     model = TinyNet()
@@ -434,11 +441,7 @@ def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
 
 
 def test_resume_from_end_of_epoch_and_other_config(tmp_path):
-    x, y = _data(48)
-    cfg = _cfg(epochs=2)
-    cb = _stop_at("epoch", 1)
-    with pytest.raises(_Stop):
-        adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path, callback=cb)
+    x, y, cfg = _stopped_after_epoch_1(tmp_path)
     with pytest.raises(train.RunFolderError, match="another configuration.*lr"):
         adversarial_train(
             TinyNet(), (x, y), dataclasses.replace(cfg, lr=0.2), run_dir=tmp_path
