@@ -180,19 +180,15 @@ def _main(args: argparse.Namespace) -> int:
         64 if args.smoke else min(cfg.runtime.eval_num, 10_000)
     )
     dataset = cfg.dataset.name
-    x, y = _data.load_dataset(
-        dataset,
-        args.data_root,
-        split="train",
-        num_samples=num_train,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    xt, yt = _data.load_dataset(
-        dataset,
-        args.data_root,
-        split="test",
-        num_samples=num_test,
-        generator=torch.Generator().manual_seed(cfg.seed),
+    (x, y), (xt, yt) = (
+        _data.load_dataset(
+            dataset,
+            args.data_root,
+            split=split,
+            num_samples=num,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        for split, num in (("train", num_train), ("test", num_test))
     )
     device = _cli.device(args)
     if device.type == "cuda" and device.index is None:  # torchrun: one GPU per rank
