@@ -704,6 +704,19 @@ class _SyncCounter:
         return indexed
 
 
+def _conv_net_and_points(n: int):
+    """A seeded tiny conv net (eval mode) and ``n`` random 16x16 images labelled with
+    its own predictions."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 7 * 7, 5)
+    ).eval()
+    x = torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    return net, x, y
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -724,13 +737,7 @@ def test_no_host_sync_per_iteration(make, monkeypatch):
     compactions of the active set); before, every PGD / APGD / FAB iteration indexed
     with a boolean mask and every Square query read its window with ``.item()``.
     Small budgets (1e-3) leave most points unbroken, so the loops run to the end."""
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 7 * 7, 5)
-    ).eval()
-    x = torch.rand(12, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = net(x).argmax(1)
+    net, x, y = _conv_net_and_points(12)
     counts = {}
     for T in (32, 64):
         atk = make(T)
@@ -762,13 +769,7 @@ def test_compaction_schedule_does_not_change_results(name, monkeypatch):
         "fab": A.FABT(eps=0.05, steps=40, num_targets=2),
         "square": A.Square(eps=0.05, queries=120),
     }[name]
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 7 * 7, 5)
-    ).eval()
-    x = torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = net(x).argmax(1)
+    net, x, y = _conv_net_and_points(40)
     xa, info = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
     assert 0 < int(info["success"].sum()) < 40  # some points break on the way
     monkeypatch.setattr(mod, "compact_now", lambda t: True)
