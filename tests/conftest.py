@@ -53,6 +53,21 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture
+def lenet_checkpoint(tmp_path) -> torch.nn.Module:
+    """A half-width LeNet (fc 16) saved as a training checkpoint ``tmp_path / "ck.pt"``
+    with the config the command lines read; returns the model."""
+    from landscape import models
+
+    kw = {"width": 0.5, "hidden_size": 16}
+    net = models.build("lenet", **kw)
+    torch.save(
+        {"model": net.state_dict(), "config": {"model": "lenet", "model_kwargs": kw}},
+        tmp_path / "ck.pt",
+    )
+    return net
+
+
 def _tiny_models(seed: int):
     g = torch.Generator().manual_seed(seed)
     lin = torch.nn.Linear(4, 3).double()

@@ -472,15 +472,10 @@ def test_agreement_with_pyhessian():
 # -- command line -----------------------------------------------------------------
 
 
-def test_cli_on_checkpoint_and_state_dict(tmp_path, data_root, capsys):
-    from landscape import models
-
-    kw = {"width": 0.5, "hidden_size": 16}
-    net = models.build("lenet", **kw)
-    torch.save(
-        {"model": net.state_dict(), "config": {"model": "lenet", "model_kwargs": kw}},
-        tmp_path / "ck.pt",
-    )
+def test_cli_on_checkpoint_and_state_dict(
+    tmp_path, data_root, capsys, lenet_checkpoint
+):
+    net = lenet_checkpoint
     torch.save(net.state_dict(), tmp_path / "sd.pt")
     out = tmp_path / "out"
     args = [

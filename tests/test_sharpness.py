@@ -306,16 +306,11 @@ def test_two_gloo_processes_equal_one(tmp_path):
             assert got.num_grad == one.num_grad
 
 
-def test_cli_writes_results_and_one_line_errors(tmp_path, data_root, capsys):
-    from landscape import models
+def test_cli_writes_results_and_one_line_errors(
+    tmp_path, data_root, capsys, lenet_checkpoint
+):
     from landscape.sharpness._cli import main
 
-    kw = {"width": 0.5, "hidden_size": 16}
-    net = models.build("lenet", **kw)
-    torch.save(
-        {"model": net.state_dict(), "config": {"model": "lenet", "model_kwargs": kw}},
-        tmp_path / "ck.pt",
-    )
     out = tmp_path / "out"
     common = ["--data-root", str(data_root), "--num-samples", "32", "--batch-size",
               "16", "--out", str(out), "--no-progress"]  # fmt: skip
