@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HostReads", "conv_bn_net", "gaussian_mlp", "tiny_train_config"]
+__all__ = [
+    "HostReads",
+    "conv_bn_net",
+    "gaussian_mlp",
+    "run_gloo",
+    "tiny_train_config",
+]
 
 
 def conv_bn_net(kernel: int = 3, side: int = 6, *, dropout: bool = False) -> nn.Module:
@@ -98,3 +104,28 @@ class HostReads:
 
     def __exit__(self, *exc) -> None:
         self.on = False
+
+
+def run_gloo(work: Any, out_dir: Any, world: int = 2) -> None:
+    """Run ``work(rank, out_dir)`` in ``world`` spawned processes joined in one gloo
+    process group (a file rendezvous in ``out_dir``), one torch thread each; ``work``
+    is a module-level function of the test file (the children import it)."""
+    import os
+
+    import torch.multiprocessing as mp
+
+    init = os.path.join(str(out_dir), "init")
+    mp.spawn(_gloo_worker, args=(world, init, str(out_dir), work), nprocs=world)
+
+
+def _gloo_worker(rank: int, world: int, init_file: str, out_dir: str, work) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    try:
+        work(rank, out_dir)
+    finally:
+        dist.destroy_process_group()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from _helpers import run_gloo
 from torch import nn
 
 from landscape import attacks, hessian, scattering
@@ -76,24 +76,15 @@ def _analyses(state_dir: str | None = None) -> dict:
     return out
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
-    )
-    try:
-        res = _analyses(out_dir)
-        with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
-            pickle.dump(res, f)
-    finally:
-        dist.destroy_process_group()
+def _work(rank: int, out_dir: str) -> None:
+    res = _analyses(out_dir)
+    with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
+        pickle.dump(res, f)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_gloo_processes_give_the_single_process_answers(tmp_path):
-    mp.spawn(
-        _worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
-    )
+    run_gloo(_work, tmp_path)
     single = _analyses()
     assert single["ev_world"] == 1 and single["eig_world"] == 1
     # each rank wrote its own evaluation state file

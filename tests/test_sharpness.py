@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from _helpers import run_gloo
 from torch import nn
 
 from landscape import attacks, sharpness
@@ -276,24 +276,16 @@ def _ddp_case():
     return model, data, measures
 
 
-def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
-    )
-    try:
-        model, data, measures = _ddp_case()
-        for i, m in enumerate(measures):
-            r = m(model, nn.CrossEntropyLoss(), data, _gen(9))
-            r.save(os.path.join(out_dir, f"m{i}_{rank}.npz"))
-    finally:
-        dist.destroy_process_group()
+def _ddp_work(rank: int, out_dir: str) -> None:
+    model, data, measures = _ddp_case()
+    for i, m in enumerate(measures):
+        r = m(model, nn.CrossEntropyLoss(), data, _gen(9))
+        r.save(os.path.join(out_dir, f"m{i}_{rank}.npz"))
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_gloo_processes_equal_one(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)),
-             nprocs=2, join=True)  # fmt: skip
+    run_gloo(_ddp_work, tmp_path)
     model, data, measures = _ddp_case()
     for i, m in enumerate(measures):
         one = m(model, nn.CrossEntropyLoss(), data, _gen(9))

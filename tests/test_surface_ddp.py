@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from _helpers import run_gloo
 from torch import nn
 
 from landscape import attacks
@@ -42,29 +42,17 @@ def _reattack_line(model, data, dirs) -> S.Surface:
     )  # fmt: skip
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
-    )
-    try:
-        model, data, dirs = _case()
-        s = S.loss_surface(model, nn.CrossEntropyLoss(), data, dirs, **_GRID)
-        reattack = _reattack_line(model, data, dirs)
-        s.save(os.path.join(out_dir, f"clean{rank}.npz"))
-        reattack.save(os.path.join(out_dir, f"reattack{rank}.npz"))
-    finally:
-        dist.destroy_process_group()
+def _work(rank: int, out_dir: str) -> None:
+    model, data, dirs = _case()
+    s = S.loss_surface(model, nn.CrossEntropyLoss(), data, dirs, **_GRID)
+    reattack = _reattack_line(model, data, dirs)
+    s.save(os.path.join(out_dir, f"clean{rank}.npz"))
+    reattack.save(os.path.join(out_dir, f"reattack{rank}.npz"))
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_gloo_processes_equal_one(tmp_path):
-    mp.spawn(
-        _worker,
-        args=(2, str(tmp_path / "init"), str(tmp_path)),
-        nprocs=2,
-        join=True,
-    )
+    run_gloo(_work, tmp_path)
     model, data, dirs = _case()
     single = S.loss_surface(model, nn.CrossEntropyLoss(), data, dirs, **_GRID)
     line = _reattack_line(model, data, dirs)
