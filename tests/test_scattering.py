@@ -392,19 +392,25 @@ def test_gradient_norms_linear_closed_form_and_vmap_vs_loop():
     assert torch.allclose(a, b2, rtol=1e-10)
 
 
-def test_result_roundtrip(tmp_path):
-    model = _tanh_mlp()
-    data = [(torch.rand(8, 5, dtype=DT), torch.randint(0, 3, (8,)))]
-    res = sc.scattering(
+def _pgd_scattering(model, data, scales, **kw) -> sc.ScatteringResult:
+    """Scattering of ``model`` (its own loss) under PGD at 0.1 along two directions,
+    seeded."""
+    return sc.scattering(
         model,
         None,
         data,
         attack=attacks.PGD(eps=0.1),
-        eps=[0.0, 0.1],
-        scales=[1e-3, 1e-2],
+        scales=scales,
         num_directions=2,
         generator=torch.Generator().manual_seed(0),
+        **kw,
     )
+
+
+def test_result_roundtrip(tmp_path):
+    model = _tanh_mlp()
+    data = [(torch.rand(8, 5, dtype=DT), torch.randint(0, 3, (8,)))]
+    res = _pgd_scattering(model, data, [1e-3, 1e-2], eps=[0.0, 0.1])
     assert res.ratio.shape == (2, 2, 2, 1)
     back = sc.ScatteringResult.load(res.save(tmp_path / "s.npz"))
     assert np.array_equal(back.grad_diff, res.grad_diff)
@@ -414,15 +420,7 @@ def test_result_roundtrip(tmp_path):
     assert both.ratio.shape == (4, 2, 2, 1)
     assert np.array_equal(both.eps, [0.0, 0.1, 0.0, 0.1])
     assert np.allclose(both.excess()[2:], res.excess())
-    other = sc.scattering(
-        model,
-        None,
-        data,
-        attack=attacks.PGD(eps=0.1),
-        scales=[1e-3, 1e-1],
-        num_directions=2,
-        generator=torch.Generator().manual_seed(0),
-    )
+    other = _pgd_scattering(model, data, [1e-3, 1e-1])
     with pytest.raises(ValueError, match="scales"):
         sc.concat_eps([res, other])
 
@@ -461,16 +459,7 @@ def test_plots(tmp_path):
 
     model = _tanh_mlp()
     data = [(torch.rand(8, 5, dtype=DT), torch.randint(0, 3, (8,)))] * 2
-    res = sc.scattering(
-        model,
-        None,
-        data,
-        attack=attacks.PGD(eps=0.1),
-        eps=[0.0, 0.1],
-        scales=[1e-3, 1e-2, 1e-1],
-        num_directions=2,
-        generator=torch.Generator().manual_seed(0),
-    )
+    res = _pgd_scattering(model, data, [1e-3, 1e-2, 1e-1], eps=[0.0, 0.1])
     st = sc.gradient_norms(model, None, data, attack=attacks.PGD(eps=0.1), eps=[0, 0.1])
     tg = sc.summarize_training_gradnorms(
         [{"epoch": i, "grad_norm": i} for i in range(3)]
