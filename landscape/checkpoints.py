@@ -364,3 +364,20 @@ def published_config(model: nn.Module) -> dict:
         "norm": entry.norm,
         "zoo": entry.key,
     }
+
+
+def model_and_batches(args: Any) -> tuple[nn.Module, list[tuple[Tensor, Tensor]]]:
+    """The start of the command lines that analyse a checkpoint (``hessian``,
+    ``sharpness``): the model of ``args.checkpoint`` and the batches of the dataset
+    it records (or ``--dataset``), chosen with ``--seed``, on ``--device``. ``args``
+    holds the flags of ``_cli.add_checkpoint``, ``_cli.add_data`` and
+    ``_cli.add_common``."""
+    from . import _cli, data
+
+    model = load_model(args.checkpoint, **_cli.checkpoint_options(args))
+    recorded = recorded_dataset(
+        run_config(args.checkpoint, trust=args.trust_checkpoint)
+    )
+    x, y = data.load_dataset(**_cli.data_options(args, recorded, seed=args.seed))
+    batches = data.batches(x, y, batch_size=args.batch_size, device=_cli.device(args))
+    return model, list(batches)

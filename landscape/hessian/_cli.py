@@ -131,27 +131,24 @@ def _work(args: argparse.Namespace, num: int) -> str:
 def _main(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .. import attacks, checkpoints, data
+    from .. import attacks, checkpoints
     from .._progress import bar
     from .._utils import seed_everything
     from ..io import atomic_write
 
     gen = seed_everything(args.seed)
     out = _cli.out_folder(args, "hessian", args.checkpoint)
-    model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
-    recorded = checkpoints.recorded_dataset(
-        checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
-    )
-    x, y = data.load_dataset(**_cli.data_options(args, recorded, seed=args.seed))
-    clean = list(
-        data.batches(x, y, batch_size=args.batch_size, device=_cli.device(args))
-    )
+    model, clean = checkpoints.model_and_batches(args)
     out.mkdir(parents=True, exist_ok=True)
     summary = []
     attack = attack_from_args(args)  # at the first eps
     show = _cli.progress(args)
     for eps in bar(
-        args.eps, desc="hessian", unit="eps", enabled=show, about=_work(args, len(x))
+        args.eps,
+        desc="hessian",
+        unit="eps",
+        enabled=show,
+        about=_work(args, sum(len(yb) for _, yb in clean)),
     ):
         batches = (
             clean

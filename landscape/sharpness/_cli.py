@@ -145,21 +145,14 @@ def _measures(args: argparse.Namespace) -> list[Measure]:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from .. import checkpoints, data
+    from .. import checkpoints
     from .._utils import seed_everything
     from ..io import atomic_write
 
     measures = _measures(args)  # bad settings fail before any loading
     out = _cli.out_folder(args, "sharpness", args.checkpoint)  # before the work
     gen = seed_everything(args.seed)
-    model = checkpoints.load_model(args.checkpoint, **_cli.checkpoint_options(args))
-    recorded = checkpoints.recorded_dataset(
-        checkpoints.run_config(args.checkpoint, trust=args.trust_checkpoint)
-    )
-    x, y = data.load_dataset(**_cli.data_options(args, recorded, seed=args.seed))
-    batches = list(
-        data.batches(x, y, batch_size=args.batch_size, device=_cli.device(args))
-    )
+    model, batches = checkpoints.model_and_batches(args)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for m in measures:
