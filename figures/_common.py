@@ -93,6 +93,11 @@ class FigureData(lio.Result):
         meta: provenance and settings (size, seed, device, wall time); filled on save.
     """
 
+    NONFINITE = {  # like TrainResult's metrics, which figures cache as they are
+        "arrays": "NaN where a run's metric was not measured in an epoch (tracked "
+        "epochs only, no loss from a keep='best' attack); each figure filters them"
+    }
+
     arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     table: dict[str, Any] = dataclasses.field(default_factory=dict)
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
