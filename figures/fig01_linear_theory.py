@@ -294,10 +294,13 @@ def main(argv: list[str] | None = None) -> int:
             )
     sweeps = [compute_panel(ctx, p, args) for p in panels]
     for s in sweeps:
-        cos = ", ".join(f"{c:.4f}" for c in s.pgd_cosine)
+        # past eps* the closed form is w = 0, where a cosine is undefined
+        cos = ", ".join(
+            f"{c:.4f}" if np.isfinite(c) else "n/a (w = 0)" for c in s.pgd_cosine
+        )
         print(
             f"[{NAME}] {s.label}: eps* = {s.eps_star:.4g}, gamma = {s.gamma:.4g}, "
-            f"PGD-AT vs closed-form cosine [{cos}]"
+            f"PGD-AT vs closed-form cosine per PGD-AT point [{cos}]"
         )
     paths = draw(sweeps, ctx)
     if ctx.size == "study":

@@ -136,7 +136,7 @@ def plot_linear_sweep(
                     color="tab:red",
                     label="PGD-AT robust",
                 )
-            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylim(-0.04, 1.06)  # room for a marker at 0 or 1 (none clipped)
         else:
             ax.plot(
                 xs, getattr(sweep, quantity), color="tab:green", label="closed form"
