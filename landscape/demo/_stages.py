@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import io
-from ._spec import DemoConfig, RunSpec, runs, train_config
+from ._spec import DemoConfig, RunSpec, model_kwargs, runs, train_config
 
 __all__ = [
     "Context",
@@ -116,7 +116,7 @@ def train_stage(ctx: Context) -> dict[str, Any]:
             continue
         log(f"[train] {run.tag}: eps={run.eps:g} schedule={run.schedule}")
         torch.manual_seed(cfg.seed)
-        model = models.build(cfg.model, width=cfg.width, dataset=cfg.dataset)
+        model = models.build(cfg.model, **model_kwargs(cfg))
         results[run.tag] = train.adversarial_train(
             model.to(ctx.device),
             (x.to(ctx.device), y.to(ctx.device)),
