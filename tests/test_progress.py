@@ -247,3 +247,33 @@ def test_train_smoke_in_a_log_shows_epochs_batches_and_says_it_is_not_learning(
     assert "epoch 1: 1/8 batches (12%)" in text and "ETA" in text
     assert "adversarial_train: done, 2/2 epochs in" in text
     assert "not meant to learn" in text
+
+
+def test_decoding_an_image_folder_says_where_it_is(log, monkeypatch, tmp_path):
+    """Decoding a JPEG data set (CIFAR-10: 50,000 images, minutes on first use) shows
+    its progress in a log; small folders stay silent (before: nothing for minutes)."""
+    from PIL import Image
+
+    from landscape.data import _images
+
+    for c in ("a", "b"):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(
+                tmp_path / "train" / c / f"{i}.png"
+            )
+    monkeypatch.setattr(_images, "PROGRESS_FROM", 4)
+    _images._read_folder_cached.cache_clear()
+    x, y, classes = _images.read_image_folder(tmp_path, "train")
+    assert x.shape == (6, 3, 4, 4) and classes == ("a", "b")
+    lines = log.getvalue().splitlines()
+    name = f"decode {tmp_path.name} train"
+    assert (
+        lines[0]
+        == f"{name}: start, 6 images (once: later loads read the decoded cache)"
+    )
+    assert lines[-1].startswith(f"{name}: done, 6/6 images in")
+    monkeypatch.setattr(_images, "PROGRESS_FROM", 7)
+    _images._read_folder_cached.cache_clear()
+    _images.read_image_folder(tmp_path, "train")
+    assert log.getvalue().splitlines() == lines  # below the threshold: silent

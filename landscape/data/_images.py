@@ -102,6 +102,30 @@ def _decode_images(
     return x
 
 
+PROGRESS_FROM = 2000  # images: a decode this long says where it is
+
+
+def _decode_with_progress(items: list[tuple[str, bytes]], where: Path, split: str):
+    """:func:`_decode_images` with a progress display (a bar on a terminal, lines with
+    an ETA in a log: :func:`landscape._progress.bar`) when there are at least
+    ``PROGRESS_FROM`` images: decoding CIFAR-10's 50,000 JPEGs takes minutes."""
+    if len(items) < PROGRESS_FROM:
+        return _decode_images(items, where)
+    from .._progress import bar
+
+    shown = bar(
+        desc=f"decode {where.name} {split}",
+        total=len(items),
+        unit="images",
+        leave=False,
+        about="once: later loads read the decoded cache",
+    )
+    try:
+        return _decode_images(items, where, progress=lambda i: shown.update(1))
+    finally:
+        shown.close()
+
+
 @functools.lru_cache(maxsize=4)
 def _read_folder_cached(
     path: str, size: int, mtime: int, split: str
@@ -151,7 +175,7 @@ def _read_folder_cached(
     names = tuple(sorted(classes))
     index = {c: i for i, c in enumerate(names)}
     entries.sort(key=lambda e: (index[e[0]], e[1]))
-    x = _decode_images([(n, b) for _, n, b in entries], p)
+    x = _decode_with_progress([(n, b) for _, n, b in entries], p, split)
     y = np.array([index[c] for c, _, _ in entries], dtype=np.int64)
     y.flags.writeable = False
     return x, y, names
