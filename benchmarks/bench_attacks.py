@@ -283,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     def local_anchor() -> float:
         return _time(lambda: [grad_pass() for _ in range(3)]) / 3
 
-    def bench(name, fn, ref=None, expected_units=None):
+    def bench(name, attack, ref=None, expected_units=None):
         if args.only and args.only not in name:
             return
         # the machine is shared: re-measure the unit right before and after each attack
         a0 = local_anchor()
         t0 = time.perf_counter()
-        xa = fn()
+        xa = attack(model, xt, yt, g())
         t = time.perf_counter() - t0
         unit = 0.5 * (a0 + local_anchor())
         row = [
@@ -306,42 +306,26 @@ def main(argv: list[str] | None = None) -> int:
             row += [tr, acc(xr)]
         rows.append(row)
 
-    bench("fgsm", lambda: A.fgsm(model, xt, yt, eps=eps), expected_units=1)
+    bench("fgsm", A.FGSM(eps=eps), expected_units=1)
     for k in sorted({20, steps}):
         bench(
             f"pgd-{k} (no early stop)",
-            lambda k=k: A.pgd(
-                model,
-                xt,
-                yt,
-                eps=eps,
-                steps=k,
-                loss="ce",
-                keep="best",
-                early_stop=False,
-                generator=g(),
-            ),  # fmt: skip
+            A.PGD(eps=eps, steps=k, loss="ce", keep="best", early_stop=False),
             expected_units=k,
         )
         bench(
             f"pgd-{k}",
-            lambda k=k: A.pgd(
-                model, xt, yt, eps=eps, steps=k, loss="ce", keep="best", generator=g()
-            ),
+            A.PGD(eps=eps, steps=k, loss="ce", keep="best"),
         )
     bench(
         f"pgd-{steps} grid3 x 2 restarts",
-        lambda: A.pgd(
-            model,
-            xt,
-            yt,
+        A.PGD(
             eps=eps,
             steps=steps,
             restarts=2,
             alpha=[eps / 4, eps / 10, 2.5 * eps / steps],
             loss="ce",
             keep="best",
-            generator=g(),
         ),
     )
     try:
@@ -366,12 +350,12 @@ def main(argv: list[str] | None = None) -> int:
 
     bench(
         f"apgd-ce-{steps}",
-        lambda: A.apgd(model, xt, yt, eps=eps, steps=steps, generator=g()),
+        A.APGD(eps=eps, steps=steps),
         aa(APGDAttack and (lambda: APGDAttack(model, n_iter=steps, eps=eps, seed=0))),
     )
     bench(
         f"apgd-t-{steps} (9 targets)",
-        lambda: A.apgd_t(model, xt, yt, eps=eps, steps=steps, generator=g()),
+        A.APGDT(eps=eps, steps=steps),
         aa(
             APGDAttack_targeted
             and (lambda: APGDAttack_targeted(model, n_iter=steps, eps=eps, seed=0))
@@ -379,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench(
         f"fab-t-{steps} (9 targets)",
-        lambda: A.fab_t(model, xt, yt, eps=eps, steps=steps),
+        A.FABT(eps=eps, steps=steps),
         aa(
             FABAttack_PT
             and (
@@ -391,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench(
         f"square-{queries}",
-        lambda: A.square(model, xt, yt, eps=eps, queries=queries, generator=g()),
+        A.Square(eps=eps, queries=queries),
         aa(
             SquareAttack
             and (
@@ -408,16 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench(
         f"simba-{queries} (Linf, pixel)",
-        lambda: A.simba(
-            model,
-            xt,
-            yt,
-            eps=eps,
-            norm="linf",
-            dct=False,
-            queries=queries,
-            generator=g(),
-        ),
+        A.SimBA(eps=eps, norm="linf", dct=False, queries=queries),
     )
 
     hdr = (

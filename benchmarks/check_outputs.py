@@ -200,17 +200,18 @@ def attack_values(m, x, y) -> None:
     }
     for name, atk in vals.items():
         put(f"attack/{name}", atk(m, x, y, g(3)))
-    # the function with info
-    xa, info = attacks.pgd(
-        m, x, y, eps=0.1, steps=4, alpha=[0.1, 0.05], restarts=3, patience=1,
-        loss="ce", keep="best", generator=g(4), return_info=True, trace=True,
+    # with info and traces
+    pgd = attacks.PGD(
+        eps=0.1, steps=4, alpha=[0.1, 0.05], restarts=3, patience=1, loss="ce",
+        keep="best",
     )  # fmt: skip
+    xa, info = pgd(m, x, y, g(4), return_info=True, trace=True)
     put("attack/pgd_fn/x", xa)
     put("attack/pgd_fn/success", info["success"])
     put("attack/pgd_fn/restart_curve", info["restart_curve"])
     put("attack/pgd_fn/num_grad", info["num_grad"])
     put("attack/pgd_fn/trace_loss", [t["loss"][-1] for t in info["trace"]])
-    put("attack/pgd_train_fn", attacks.pgd(m, x, y, eps=0.1, steps=3, generator=g(5)))
+    put("attack/pgd_train_fn", attacks.PGD(eps=0.1, steps=3)(m, x, y, g(5)))
     put("attack/fgsm_rs_fn", attacks.FGSMRS(eps=0.1)(m, x, y, g(5)))
     batches = [(x[:16], y[:16]), (x[16:], y[16:])]
     adv = attacks.perturb_batches(

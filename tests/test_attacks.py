@@ -18,13 +18,21 @@ from landscape import attacks as A
 # ------------------------------------------------------------------ linear model
 
 
-def _eval_pgd(model, x, y, *, eps, norm="linf", steps=20, loss="ce", **kw):
+def _eval_pgd(
+    model, x, y, *, eps, norm="linf", steps=20, loss="ce", generator=None,
+    return_info=False, trace=False, **settings,
+):  # fmt: skip
     """The evaluation PGD (``keep="best"``) at the evaluation presets' settings: 20
     steps, cross-entropy, a random first start for L-inf and ``x`` for L2."""
-    kw.setdefault("random_start", norm == "linf")
-    return A.pgd(
-        model, x, y, eps=eps, norm=norm, steps=steps, loss=loss, keep="best", **kw
-    )
+    settings.setdefault("random_start", norm == "linf")
+    atk = A.PGD(eps=eps, norm=norm, steps=steps, loss=loss, keep="best", **settings)
+    return atk(model, x, y, generator, return_info=return_info, trace=trace)
+
+
+def _value(kind, **fixed):
+    """``run(model, x, y, eps=, norm=, generator=)``: the value ``kind(**fixed, eps=,
+    norm=)`` run on the batch."""
+    return lambda m, x, y, generator=None, **k: kind(**fixed, **k)(m, x, y, generator)
 
 
 def _robust(model, xa, y):
@@ -90,18 +98,10 @@ def test_fgsm_and_apgd_exact_on_linear(norm):
     eps = 0.01 if norm == "linf" else 0.1
     expected, gap = _closed_form(w, z, y, eps, norm)
     keep = gap > 1e-6
-    xf = A.fgsm(model, x, y, eps=eps, norm=norm)
+    xf = A.FGSM(eps=eps, norm=norm)(model, x, y)
     assert torch.equal(_robust(model, xf, y)[keep], expected[keep])
-    xa = A.apgd(
-        model,
-        x,
-        y,
-        eps=eps,
-        norm=norm,
-        steps=20,
-        loss="cw",
-        generator=torch.Generator().manual_seed(0),
-    )
+    apgd = A.APGD(eps=eps, norm=norm, steps=20, loss="cw")
+    xa = apgd(model, x, y, torch.Generator().manual_seed(0))
     assert torch.equal(_robust(model, xa, y)[keep], expected[keep])
 
 
@@ -160,8 +160,9 @@ def test_fab_exact_on_linear(norm):
     expected, gap = _closed_form(w, z, y, eps, norm)
     dual = w.abs().sum() if norm == "linf" else w.norm()
     keep = gap > 1e-3 * dual
-    for attack in (A.fab, A.fab_t):
-        xa, info = attack(model, x, y, eps=eps, norm=norm, steps=30, return_info=True)
+    for kind in (A.FAB, A.FABT):
+        attack = kind(eps=eps, norm=norm, steps=30)
+        xa, info = attack(model, x, y, return_info=True)
         assert torch.equal(_robust(model, xa, y)[keep], expected[keep])
         far = torch.isfinite(info["norm"]) & ~info["success"]
         exact = (z.abs() / dual)[far]
@@ -184,19 +185,19 @@ def _images(n=12, seed=0):
 
 
 ATTACKS = {
-    "fgsm": lambda m, x, y, **k: A.fgsm(m, x, y, **k),
+    "fgsm": _value(A.FGSM),
     "pgd": lambda m, x, y, **k: _eval_pgd(
         m, x, y, steps=4, restarts=2, alpha_rel=[0.3, 0.1], **k
     ),
     "pgd-dlr": lambda m, x, y, **k: _eval_pgd(m, x, y, steps=3, loss="dlr", **k),
-    "apgd-ce": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, restarts=2, **k),
-    "apgd-dlr": lambda m, x, y, **k: A.apgd(m, x, y, steps=6, loss="dlr", **k),
-    "apgd-t": lambda m, x, y, **k: A.apgd_t(m, x, y, steps=5, num_targets=3, **k),
-    "fab": lambda m, x, y, **k: A.fab(m, x, y, steps=4, restarts=2, **k),
-    "fab-t": lambda m, x, y, **k: A.fab_t(m, x, y, steps=4, num_targets=2, **k),
-    "square": lambda m, x, y, **k: A.square(m, x, y, queries=30, **k),
-    "simba": lambda m, x, y, **k: A.simba(m, x, y, queries=40, dct=False, **k),
-    "simba-dct": lambda m, x, y, **k: A.simba(m, x, y, queries=40, **k),
+    "apgd-ce": _value(A.APGD, steps=6, restarts=2),
+    "apgd-dlr": _value(A.APGD, steps=6, loss="dlr"),
+    "apgd-t": _value(A.APGDT, steps=5, num_targets=3),
+    "fab": _value(A.FAB, steps=4, restarts=2),
+    "fab-t": _value(A.FABT, steps=4, num_targets=2),
+    "square": _value(A.Square, queries=30),
+    "simba": _value(A.SimBA, queries=40, dct=False),
+    "simba-dct": _value(A.SimBA, queries=40),
 }
 
 
@@ -248,11 +249,10 @@ def test_losses_values():
 
 
 def test_black_box_option_ranges():
-    x, y = _images()
     with pytest.raises(ValueError, match="p_init"):
-        A.square(Recorder(), x, y, eps=0.1, queries=5, p_init=2.0)
+        A.Square(eps=0.1, queries=5, p_init=2.0)
     with pytest.raises(ValueError, match="freq_frac"):
-        A.simba(Recorder(), x, y, eps=0.5, queries=5, freq_frac=1.5)
+        A.SimBA(eps=0.5, queries=5, freq_frac=1.5)
 
 
 def test_square_schedule_matches_autoattack():
@@ -280,17 +280,8 @@ def test_simba_uses_its_query_budget():
     d = x[0].numel()
 
     def run(q):
-        return A.simba(
-            m,
-            x,
-            y,
-            eps=0.01,
-            norm="linf",
-            dct=False,
-            queries=q,
-            return_info=True,
-            generator=torch.Generator().manual_seed(0),
-        )
+        atk = A.SimBA(eps=0.01, norm="linf", dct=False, queries=q)
+        return atk(m, x, y, torch.Generator().manual_seed(0), return_info=True)
 
     x1, one = run(2 * d + 1)
     xm, more = run(1000)
@@ -414,56 +405,21 @@ def _clean_wrong(m, x, y):
 def test_black_box_budgets_and_success():
     x, y = _images(n=16, seed=2)
     m = Recorder().eval()
-    xs, info = A.square(
-        m,
-        x,
-        y,
-        eps=0.3,
-        queries=50,
-        return_info=True,
-        generator=torch.Generator().manual_seed(0),
-    )
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    xs, info = A.Square(eps=0.3, queries=50)(m, x, y, g(), return_info=True)
     assert info["queries"].max() <= 50 and info["success"][2:].float().mean() > 0.5
     for dct in (False, True):
-        xb, info = A.simba(
-            m,
-            x,
-            y,
-            eps=2.0,
-            norm="l2",
-            queries=60,
-            dct=dct,
-            return_info=True,
-            generator=torch.Generator().manual_seed(0),
-        )
+        atk = A.SimBA(eps=2.0, norm="l2", queries=60, dct=dct)
+        xb, info = atk(m, x, y, g(), return_info=True)
         assert info["queries"].max() <= 60
         assert info["success"][2:].float().mean() > 0.3
         assert torch.equal(info["success"], m(xb).argmax(1) != y)
     # a step larger than the budget is never taken: over-budget counts as failure
-    xb, info = A.simba(
-        m,
-        x,
-        y,
-        eps=0.05,
-        norm="l2",
-        alpha=0.5,
-        queries=60,
-        dct=False,
-        return_info=True,
-        generator=torch.Generator().manual_seed(0),
-    )
+    atk = A.SimBA(eps=0.05, norm="l2", alpha=0.5, queries=60, dct=False)
+    xb, info = atk(m, x, y, g(), return_info=True)
     assert torch.equal(xb, x) and not info["success"][2:].any()
     # optional extra L-inf budget on top of L2
-    xb = A.simba(
-        m,
-        x,
-        y,
-        eps=2.0,
-        norm="l2",
-        eps_linf=0.05,
-        queries=60,
-        generator=torch.Generator().manual_seed(0),
-    )
+    xb = A.SimBA(eps=2.0, norm="l2", eps_linf=0.05, queries=60)(m, x, y, g())
     assert (xb - x).abs().max() <= 0.05 + 1e-6
 
 
@@ -497,15 +453,8 @@ def _mnist_model(data_root, n_train, n_test, seconds_epochs=3):
         for i in range(0, n_train, 100):
             xb, yb = x[i : i + 100], y[i : i + 100]
             if ep:
-                xb = A.pgd(
-                    m,
-                    xb,
-                    yb,
-                    eps=0.1,
-                    steps=3,
-                    alpha=0.05,
-                    generator=torch.Generator().manual_seed(i),
-                )
+                pgd = A.PGD(eps=0.1, steps=3, alpha=0.05)
+                xb = pgd(m, xb, yb, torch.Generator().manual_seed(i))
             opt.zero_grad()
             F.cross_entropy(m(xb), yb).backward()
             opt.step()
@@ -553,18 +502,15 @@ def _compare_autoattack(m, xt, yt, *, steps, queries, tol, full=False):
         torch.random.set_rng_state(state)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     ours = {
-        "apgd-ce": A.apgd(m, xt, yt, eps=eps, steps=steps, generator=g()),
-        "apgd-t": A.apgd_t(
-            m, xt, yt, eps=eps, steps=steps, num_targets=3, generator=g()
-        ),
-        "square": A.square(m, xt, yt, eps=eps, queries=queries, generator=g()),
-        "apgd-l2": A.apgd(m, xt, yt, eps=1.5, norm="l2", steps=steps, generator=g()),
-        "fab-t": A.fab_t(m, xt, yt, eps=eps, steps=steps, num_targets=3),
+        "apgd-ce": A.APGD(eps=eps, steps=steps)(m, xt, yt, g()),
+        "apgd-t": A.APGDT(eps=eps, steps=steps, num_targets=3)(m, xt, yt, g()),
+        "square": A.Square(eps=eps, queries=queries)(m, xt, yt, g()),
+        "apgd-l2": A.APGD(eps=1.5, norm="l2", steps=steps)(m, xt, yt, g()),
+        "fab-t": A.FABT(eps=eps, steps=steps, num_targets=3)(m, xt, yt),
     }
     if full:
-        ours["fab-t-l2"] = A.fab_t(
-            m, xt, yt, eps=1.5, norm="l2", steps=steps, num_targets=3
-        )
+        fab_t_l2 = A.FABT(eps=1.5, norm="l2", steps=steps, num_targets=3)
+        ours["fab-t-l2"] = fab_t_l2(m, xt, yt)
     clean = _acc(m, xt, yt)
     for k in ref:
         a, b = _acc(m, ours[k], yt), _acc(m, ref[k], yt)
@@ -602,16 +548,8 @@ def test_apgd_restarts_keep_highest_loss_point():
         y = model(x).argmax(1)
     res = {}
     for r in (1, 3):
-        xa, info = A.apgd(
-            model,
-            x,
-            y,
-            eps=0.05,
-            steps=2,
-            restarts=r,
-            generator=torch.Generator().manual_seed(1),
-            return_info=True,
-        )
+        apgd = A.APGD(eps=0.05, steps=2, restarts=r)
+        xa, info = apgd(model, x, y, torch.Generator().manual_seed(1), return_info=True)
         with torch.no_grad():
             res[r] = (F.cross_entropy(model(xa), y, reduction="none"), info["success"])
     (l1, s1), (l3, s3) = res[1], res[3]
@@ -647,19 +585,9 @@ def test_pgd_early_exit_and_restart_curve(mlp_case):
 
 
 def test_fab_attack_values():
-    x, y = _images()
-    m = Recorder().eval()
-    for value, fn, kw in (
-        (A.FAB(eps=0.1, steps=3), A.fab, {}),
-        (A.FABT(eps=0.5, norm="l2", steps=3, num_targets=2), A.fab_t, {}),
-    ):
-        got = value(m, x, y, torch.Generator().manual_seed(0))
-        want = fn(m, x, y, eps=value.eps, norm=value.norm, steps=3, **kw)
-        if isinstance(value, A.FABT):
-            want = fn(m, x, y, eps=0.5, norm="l2", steps=3, num_targets=2)
-        assert (
-            torch.equal(got, want) and value.to_dict()["attack"] == type(value).__name__
-        )
+    for value in (A.FAB(eps=0.1, steps=3), A.FABT(eps=0.5, norm="l2", num_targets=2)):
+        assert value.to_dict()["attack"] == type(value).__name__
+        assert A.Attack.from_dict(value.to_dict()) == value
     with pytest.raises(ValueError, match="eta"):
         A.FAB(eps=0.1, eta=0)
     assert A.APGD(eps=0.1, eot_iter=3).eot_iter == 3

@@ -472,39 +472,28 @@ def test_a_published_checkpoint_with_nan_weights_is_refused(tmp_path):
 
 
 # ========================================================== 2. validated once
-def test_an_attack_value_and_its_function_accept_the_same_settings():
+def test_every_attack_value_refuses_bad_settings_when_built():
     import dataclasses
-    import inspect
 
     from landscape import attacks
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 1])
-    pairs = [
-        (attacks.PGD, attacks.pgd), (attacks.FGSM, attacks.fgsm),
-        (attacks.APGD, attacks.apgd), (attacks.APGDT, attacks.apgd_t),
-        (attacks.FAB, attacks.fab), (attacks.FABT, attacks.fab_t),
-        (attacks.Square, attacks.square), (attacks.SimBA, attacks.simba),
+    kinds = [
+        attacks.PGD, attacks.FGSM, attacks.APGD, attacks.APGDT, attacks.FAB,
+        attacks.FABT, attacks.Square, attacks.SimBA,
     ]  # fmt: skip
     bad = [
         {"eps": math.nan}, {"eps": math.inf}, {"eps": -0.1}, {"eps": 1e400},
         {"norm": "l3"}, {"steps": 0}, {"steps": 1.5}, {"restarts": 0},
         {"queries": 0}, {"alpha": math.nan}, {"alpha": -1.0}, {"eot_iter": 0},
     ]  # fmt: skip
-    for cls, fn in pairs:
+    for cls in kinds:
         fields = {f.name for f in dataclasses.fields(cls)} - {"label"}
-        params = set(inspect.signature(fn).parameters)
-        call = {"model", "x", "y", "generator", "progressbar", "return_info"}
-        assert fields == params - call - set(cls.options), cls.__name__
         for kw in bad:
-            if not set(kw) <= fields:
-                continue
-            kw = {"eps": 0.1, **kw}
-            with pytest.raises((ValueError, TypeError)) as by_value:
-                cls(**kw)
-            with pytest.raises(type(by_value.value)) as by_fn:
-                fn(model, x, y, **kw)
-            assert str(by_fn.value) == str(by_value.value), (cls.__name__, kw)
+            if set(kw) <= fields:
+                with pytest.raises((ValueError, TypeError), match=next(iter(kw))):
+                    cls(**{"eps": 0.1, **kw})
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         attacks.perturb_batches(model, (x, y), attacks.PGD(eps=0.1, steps=0))
 

@@ -444,7 +444,7 @@ def test_ibp_margin_folded_is_tighter_and_sound():
             net.float()
         sampled = out.gather(2, y.view(-1, 1, 1).expand(-1, 200, 1)) - out
         assert (m.unsqueeze(1) <= sampled + 1e-10).all()
-        xa = A.pgd(net, x, y, eps=eps, steps=20)
+        xa = A.PGD(eps=eps, steps=20)(net, x, y)
         with torch.no_grad():
             za = net.double()(xa.double())
             net.float()
@@ -487,7 +487,7 @@ def test_certified_never_exceeds_attacked_and_bracket():
     assert ev.checks["certified_attacked"]["passed"] is True
     assert "certified" in ev.table()
     for e, ep in enumerate(eps[1:], 1):  # a strong attack breaks no certified point
-        xa = A.pgd(net, x, y, eps=ep, steps=50, restarts=3, loss="ce", keep="best")
+        xa = A.PGD(eps=ep, steps=50, restarts=3, loss="ce", keep="best")(net, x, y)
         with torch.no_grad():
             broken = (net(xa).argmax(1) != y).numpy()
         assert not np.any(broken & res.certified[e])

@@ -725,7 +725,7 @@ def test_attack_values_and_data_contract():
     with pytest.raises(TypeError, match="attack value"):
         mc.scan_curve(
             a, nn.CrossEntropyLoss(), (x / 255, y), mc.init_curve(a, b),
-            attack=attacks.pgd,
+            attack=attacks.PGD,
         )  # fmt: skip
     scan = mc.scan_curve(  # an (x, y) pair is one batch; an attack value works as is
         a,

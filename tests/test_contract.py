@@ -240,23 +240,18 @@ def test_every_analysis_runs_on_a_dataloader_with_batchnorm():
 
 
 # ------------------------------------------------------------------ attack values
-def test_attack_values_validate_once_and_match_their_functions():
+def test_attack_values_validate_once():
     import dataclasses
-    import inspect
 
     with pytest.raises(ValueError, match="eps"):
         attacks.PGD(eps=-0.1)
     for bad in (float("nan"), float("inf")):  # non-finite budgets are refused
         with pytest.raises(ValueError, match="finite"):
             attacks.PGD(eps=bad)
-    # the value and its function refuse the same settings: PGD(steps=0) was
-    # accepted while pgd(steps=0) raised (perturb_batches then returned noise)
+    # PGD(steps=0) was accepted when built (perturb_batches then returned noise)
     for bad in ({"steps": 0}, {"steps": -1}, {"restarts": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             attacks.PGD(eps=0.1, **bad)
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            attacks.pgd(torch.nn.Linear(2, 2), torch.rand(2, 2), torch.zeros(2).long(),
-                        eps=0.1, **bad)  # fmt: skip
     with pytest.raises(ValueError, match="alpha"):
         attacks.FGSMRS(eps=0.1, alpha=0.0)
     with pytest.raises(ValueError, match="not both"):
@@ -274,29 +269,8 @@ def test_attack_values_validate_once_and_match_their_functions():
     assert hash(a) == hash(attacks.PGD(eps=0.1, steps=3))
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.eps = 0.2  # frozen
-    # a value and the function it wraps take exactly the same settings
-    call_options = {"generator", "progressbar", "return_info", "train", "trace"}
-    for cls, fn in (
-        (attacks.PGD, attacks.pgd), (attacks.FGSM, attacks.fgsm),
-        (attacks.APGD, attacks.apgd), (attacks.APGDT, attacks.apgd_t),
-        (attacks.FAB, attacks.fab), (attacks.FABT, attacks.fab_t),
-        (attacks.Square, attacks.square), (attacks.SimBA, attacks.simba),
-    ):  # fmt: skip
-        params = inspect.signature(fn).parameters
-        settings = {n for n in params if n not in {"model", "x", "y", *call_options}}
-        fields = {f.name for f in dataclasses.fields(cls)} - {"label"}
-        assert settings == fields, cls
-        for f in dataclasses.fields(cls):  # with the same defaults
-            if f.name in params and f.default is not dataclasses.MISSING:
-                assert params[f.name].default == f.default, (cls, f.name)
-
     m = _bn_net()
     x, y = _pair()
-    got = a(m, x, y, torch.Generator().manual_seed(3))
-    want = attacks.pgd(
-        m, x, y, eps=0.1, steps=3, generator=torch.Generator().manual_seed(3)
-    )
-    assert torch.equal(got, want)
     for atk in (
         attacks.FGSM(eps=0.1),
         attacks.FGSMRS(eps=0.1),

@@ -75,7 +75,7 @@ def test_sequence_bookkeeping_and_roundtrip(tmp_path):
     specs = [A.FGSM(eps=0.03), _pgd(0.03, steps=5)]
     r2 = E.evaluate(m, (x, y), attacks=specs, batch_size=7, checks=False)
     with torch.no_grad():
-        fg = (m(A.fgsm(m, x, y, eps=0.03)).argmax(1) != y).numpy()
+        fg = (m(A.FGSM(eps=0.03)(m, x, y)).argmax(1) != y).numpy()
     assert np.array_equal(r2.broken_by[0] == 0, fg & r2.clean_correct)
     assert not np.any(r2.robust_correct[0] & fg)
     assert (r2.broken_by[0] == 1).sum() > 0  # PGD adds points FGSM missed
@@ -215,7 +215,7 @@ def test_evaluate_takes_attack_values():
     with pytest.raises(ValueError, match="one threat model"):
         E.evaluate(m, (x, y), attacks=[A.APGD(eps=0.1), A.FGSM(eps=0.1, norm="l2")])
     with pytest.raises(TypeError, match="attack values"):
-        E.evaluate(m, (x, y), attacks=[A.fgsm])
+        E.evaluate(m, (x, y), attacks=[A.FGSM])
     with pytest.raises(TypeError, match="eps"):
         E.evaluate(m, (x, y))
 
@@ -523,7 +523,7 @@ def test_apgd_keeps_the_latest_adversarial_iterate():
     m = Tracing()
     with torch.no_grad():
         y = m(x).argmax(1)
-    xa, info = A.apgd(m, x, y, eps=0.3, steps=12, return_info=True)
+    xa, info = A.APGD(eps=0.3, steps=12)(m, x, y, return_info=True)
     assert len(seen) == 13 and info["success"].sum() >= 5
     wrong = torch.stack([p != y for _, p in seen])  # (iterates, N)
     for i in info["success"].nonzero().squeeze(1):

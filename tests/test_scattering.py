@@ -194,7 +194,7 @@ def _trained_toy(seed=0, act=torch.nn.ReLU):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(60):
         i = torch.randint(0, 256, (64,), generator=g)
-        xa = attacks.pgd(model, x[i], y[i], eps=0.1, steps=3, generator=g)
+        xa = attacks.PGD(eps=0.1, steps=3)(model, x[i], y[i], g)
         loss = F.cross_entropy(model(xa), y[i])
         opt.zero_grad()
         loss.backward()

@@ -11,21 +11,20 @@ everywhere: the trainer (``TrainConfig(attack=...)``), the evaluation protocol
 (``evaluate(attacks=[...])``), surfaces, scattering, the Hessian's adversarial data
 (:func:`perturb_batches`) and every command-line tool take it as it is; a schedule
 changes its budget with ``dataclasses.replace(attack, eps=eps_t)``; ``to_dict`` /
-``Attack.from_dict`` round-trip it through JSON. Each value's function (``pgd``,
-``apgd``, ...) takes the same settings as keywords and runs the value.
+``Attack.from_dict`` round-trip it through JSON. There are no function forms:
+``PGD(eps=0.1, steps=10)(model, x, y, generator)`` is the call.
 
-- :mod:`.pgd`: :class:`PGD` / :func:`pgd`, for training (one run from a random
+- :mod:`.pgd`: :class:`PGD`, for training (one run from a random
   start, the last iterate) and for evaluation (``keep="best"``: restarts, step-size
   grid, CE / CW / DLR losses, best iterate, traces); :class:`FGSMRS`, its one-step
   case (Wong et al., 2020).
-- :mod:`.fgsm`: :class:`FGSM` / :func:`fgsm` (one step).
-- :mod:`.apgd`: :class:`APGD` / :func:`apgd` (APGD-CE, APGD-DLR) and :class:`APGDT`
-  / :func:`apgd_t` (Croce & Hein, 2020).
-- :mod:`.fab`: :class:`FAB` / :func:`fab` and :class:`FABT` / :func:`fab_t`, L-inf
+- :mod:`.fgsm`: :class:`FGSM` (one step).
+- :mod:`.apgd`: :class:`APGD` (APGD-CE, APGD-DLR) and :class:`APGDT` (Croce & Hein, 2020).
+- :mod:`.fab`: :class:`FAB` and :class:`FABT`, L-inf
   and L2 (Croce & Hein, 2020).
-- :mod:`.square`: :class:`Square` / :func:`square`, L-inf and L2 (Andriushchenko et
+- :mod:`.square`: :class:`Square`, L-inf and L2 (Andriushchenko et
   al., 2020).
-- :mod:`.simba`: :class:`SimBA` / :func:`simba`, SimBA and SimBA-DCT with an explicit
+- :mod:`.simba`: :class:`SimBA`, SimBA and SimBA-DCT with an explicit
   budget (Guo et al., 2019).
 - :mod:`.adaptive`: answers to gradient masking: ``BPDA`` (straight-through through
   named input transforms), ``LogitsFromProbabilities``; EOT is ``APGD(eot_iter=...)``.
@@ -38,8 +37,7 @@ settings as fields with defaults, checked in ``__post_init__`` after
 ``super().__post_init__()``; ``kind = "black"`` for a query-only attack; the
 attack itself in ``_run(self, model, x, y, gen, bar) -> (x_adv, info)``, the call
 ``attack(model, x, y, generator, progressbar=..., return_info=...)`` comes from
-:class:`Attack`) and, if wanted, the function of the same settings that builds and
-calls it; then import the class here and add it to ``__all__``. Defining the
+:class:`Attack`); then import the class here and add it to ``__all__``. Defining the
 class registers it by its name, so ``Attack.from_dict`` reads it back from configs,
 results and state files, and the trainer, the evaluation protocol and the analyses
 take it as they take the others.
@@ -56,12 +54,12 @@ from ._losses import (
     margin,
 )
 from .adaptive import BPDA, LogitsFromProbabilities
-from .apgd import APGD, APGDT, apgd, apgd_t
-from .fab import FAB, FABT, fab, fab_t
-from .fgsm import FGSM, fgsm
-from .pgd import FGSMRS, PGD, pgd
-from .simba import SimBA, simba
-from .square import Square, square
+from .apgd import APGD, APGDT
+from .fab import FAB, FABT
+from .fgsm import FGSM
+from .pgd import FGSMRS, PGD
+from .simba import SimBA
+from .square import Square
 
 __all__ = [
     "APGD",
@@ -76,20 +74,12 @@ __all__ = [
     "Square",
     "BPDA",
     "LogitsFromProbabilities",
-    "apgd",
-    "apgd_t",
     "ce_loss",
     "cw_loss",
     "dlr_loss",
     "dlr_targeted_loss",
-    "fab",
-    "fab_t",
-    "fgsm",
     "get_loss",
     "is_adversarial",
     "margin",
     "perturb_batches",
-    "pgd",
-    "simba",
-    "square",
 ]

@@ -30,7 +30,7 @@ from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, dlr_targeted_loss, get_loss
 from ._runs import compact_now, finish, runs, setup, target_order
 
-__all__ = ["APGD", "APGDT", "apgd", "apgd_t", "checkpoints"]
+__all__ = ["APGD", "APGDT", "checkpoints"]
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -151,7 +151,9 @@ def _one_run(
 @dataclasses.dataclass(frozen=True)
 class APGD(Attack):
     """APGD with the CE (``loss="ce"``), DLR (``loss="dlr"``) or CW loss (Croce &
-    Hein, 2020); see :func:`apgd`.
+    Hein, 2020). The result is the last adversarial iterate of the run that broke
+    the point (as AutoAttack keeps it), else the highest-loss point;
+    ``return_info=True`` returns ``success``, ``num_grad`` and ``seed``.
 
     Attributes:
         steps: iterations per run (paper: 100).
@@ -194,8 +196,9 @@ class APGD(Attack):
 @dataclasses.dataclass(frozen=True)
 class APGDT(Attack):
     """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
-    wrong classes (Croce & Hein, 2020); see :func:`apgd_t`. Settings as
-    :class:`APGD`, plus ``num_targets``."""
+    wrong classes (ranked on the clean input; Croce & Hein, 2020), ``restarts`` runs
+    each; points already broken are not attacked again. Needs >= 4 classes.
+    Settings as :class:`APGD`, plus ``num_targets``."""
 
     steps: int = 100
     restarts: int = 1
@@ -270,77 +273,3 @@ def _apgd(atk, model, x, y, generator, progressbar, *, loss, num_targets) -> Run
             broken[idx[bb]] = True
     info = {"success": broken, "num_grad": num_grad, "seed": seed}
     return finish(x_adv, x, eps, norm, where, info)
-
-
-def apgd(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    steps: int = 100,
-    restarts: int = 1,
-    loss: str = "ce",
-    rho: float = 0.75,
-    eot_iter: int = 1,
-    early_stop: bool = False,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """APGD: ``APGD(...)(model, x, y, ...)``.
-
-    Args:
-        model: classifier returning logits; eval mode during the attack, mode restored.
-        x: inputs in [0, 1].
-        y: labels.
-        eps: budget (>= 0).
-        norm: ``"linf"`` or ``"l2"``.
-        steps, restarts, loss, rho, eot_iter, early_stop: the settings of
-            :class:`APGD` (AutoAttack's "rand" version uses ``eot_iter=20``).
-        generator: randomness of the starts.
-        progressbar: progress over runs.
-        return_info: also return ``{"success", "num_grad", "seed"}``.
-
-    Returns:
-        ``x_adv`` (the last adversarial iterate of the run that broke the point, as
-        AutoAttack keeps it; else the highest-loss point).
-    """
-    attack = APGD(
-        eps=eps, norm=norm, steps=steps, restarts=restarts, loss=loss, rho=rho,
-        eot_iter=eot_iter, early_stop=early_stop,
-    )  # fmt: skip
-    return attack(
-        model, x, y, generator, progressbar=progressbar, return_info=return_info
-    )
-
-
-def apgd_t(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    steps: int = 100,
-    restarts: int = 1,
-    num_targets: int = 9,
-    rho: float = 0.75,
-    eot_iter: int = 1,
-    early_stop: bool = False,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """APGD-T: ``APGDT(...)(model, x, y, ...)``: APGD on the targeted DLR loss against
-    the ``num_targets`` most likely wrong classes (ranked on the clean input),
-    ``restarts`` runs each; points already broken are not attacked again. Needs >= 4
-    classes. Arguments as :func:`apgd`."""
-    attack = APGDT(
-        eps=eps, norm=norm, steps=steps, restarts=restarts, num_targets=num_targets,
-        rho=rho, eot_iter=eot_iter, early_stop=early_stop,
-    )  # fmt: skip
-    return attack(
-        model, x, y, generator, progressbar=progressbar, return_info=return_info
-    )

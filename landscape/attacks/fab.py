@@ -1,6 +1,6 @@
 """FAB, the fast adaptive boundary attack (Croce & Hein, 2020, "Minimally distorted
 adversarial examples with a fast adaptive boundary attack", ICML), L-inf and L2,
-untargeted (:func:`fab`) and targeted (:func:`fab_t`, AutoAttack's FAB-T).
+untargeted (:class:`FAB`) and targeted (:class:`FABT`, AutoAttack's FAB-T).
 
 Each iteration linearises the decision boundary at the current point ``x_k``: for the
 class ``j`` whose linearised boundary is closest (FAB-T: the target class),
@@ -32,7 +32,7 @@ from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, _lp
 from ._runs import compact_now, finish, runs, setup, target_order
 
-__all__ = ["FAB", "FABT", "fab", "fab_t", "project_hyperplane"]
+__all__ = ["FAB", "FABT", "project_hyperplane"]
 
 
 def project_hyperplane(t: Tensor, w: Tensor, b: Tensor, norm: str) -> Tensor:
@@ -168,7 +168,11 @@ def _one_run(model, x0, y, target, *, eps, norm, steps, alpha_max, eta, beta, st
 @dataclasses.dataclass(frozen=True)
 class FAB(Attack):
     """FAB, untargeted (Croce & Hein, 2020): the full Jacobian (one backward pass per
-    class) per iteration; see :func:`fab`.
+    class) per iteration. ``eps``: a point is broken when FAB finds an adversarial
+    point within it; also the scale of later restarts' random starts. The result is
+    the closest adversarial point found if within eps, else ``x``;
+    ``return_info=True`` returns ``success``, ``norm`` (the smallest adversarial
+    distance found, inf where none was), ``num_grad`` and ``seed``.
 
     Attributes:
         steps: iterations per run (paper and AutoAttack: 100).
@@ -234,7 +238,9 @@ class FAB(Attack):
 @dataclasses.dataclass(frozen=True)
 class FABT(FAB):
     """FAB-T, AutoAttack's targeted FAB: FAB towards the ``num_targets`` most likely
-    wrong classes in turn, one backward pass per iteration; see :func:`fab_t`."""
+    wrong classes (ranked on the clean input) in turn, ``restarts`` runs each, one
+    backward pass per iteration; points already broken are not attacked again
+    (AutoAttack's standard FAB-T: 9 targets, one run, 100 iterations)."""
 
     num_targets: int = 9
 
@@ -247,77 +253,3 @@ class FABT(FAB):
 
     def _num_targets(self) -> int:
         return self.num_targets
-
-
-def fab(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    steps: int = 100,
-    restarts: int = 1,
-    alpha_max: float = 0.1,
-    eta: float = 1.05,
-    beta: float = 0.9,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """FAB, untargeted: ``FAB(...)(model, x, y, ...)``.
-
-    Args:
-        model: classifier returning logits; eval mode during the attack, mode restored.
-        x: inputs in [0, 1].
-        y: labels.
-        eps: budget (>= 0): a point is broken when FAB finds an adversarial point
-            within it; also the scale of the random starts of later restarts.
-        norm: ``"linf"`` or ``"l2"``.
-        steps, restarts, alpha_max, eta, beta: the settings of :class:`FAB`.
-        generator: randomness of the restarts' starts.
-        progressbar: progress over runs.
-        return_info: also return ``{"success", "norm", "num_grad", "seed"}`` (``norm``:
-            the smallest adversarial distance found, inf where none was).
-
-    Returns:
-        ``x_adv``: the closest adversarial point found if within eps, else ``x``.
-    """
-    attack = FAB(
-        eps=eps, norm=norm, steps=steps, restarts=restarts, alpha_max=alpha_max,
-        eta=eta, beta=beta,
-    )  # fmt: skip
-    return attack(
-        model, x, y, generator, progressbar=progressbar, return_info=return_info
-    )
-
-
-def fab_t(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    steps: int = 100,
-    restarts: int = 1,
-    num_targets: int = 9,
-    alpha_max: float = 0.1,
-    eta: float = 1.05,
-    beta: float = 0.9,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """FAB-T: ``FABT(...)(model, x, y, ...)``: FAB towards the ``num_targets`` most
-    likely wrong classes (ranked on the clean input) in turn, ``restarts`` runs
-    each, one backward pass per iteration; points already broken are not attacked
-    again (AutoAttack's standard FAB-T: 9 targets, one run, 100 iterations).
-    Arguments as :func:`fab`."""
-    attack = FABT(
-        eps=eps, norm=norm, steps=steps, restarts=restarts, num_targets=num_targets,
-        alpha_max=alpha_max, eta=eta, beta=beta,
-    )  # fmt: skip
-    return attack(
-        model, x, y, generator, progressbar=progressbar, return_info=return_info
-    )

@@ -14,7 +14,7 @@ from ._base import Attack, Gen, Loss, Run, summed
 from ._losses import _check_first_output, _check_inputs
 from ._runs import finish
 
-__all__ = ["FGSM", "fgsm"]
+__all__ = ["FGSM"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +24,14 @@ class FGSM(Attack):
 
     Attributes:
         loss: ``"ce"``, ``"cw"``, ``"dlr"`` or a per-example callable.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        ...     _ = model.bias.zero_()
+        >>> FGSM(eps=0.1)(model, torch.tensor([[0.2, 0.5]]), torch.tensor([0])).tolist()
+        [[0.10000000149011612, 0.6000000238418579]]
     """
 
     loss: Loss = "ce"
@@ -46,44 +54,3 @@ class FGSM(Attack):
             (g,) = torch.autograd.grad(loss_fn(out, y), xi)
         x_adv = x + project(eps * step_direction(g, norm), x, eps, norm)
         return finish(x_adv, x, eps, norm, "fgsm", {"num_grad": x.shape[0]})
-
-
-def fgsm(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    loss: Loss = "ce",
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """Fast gradient (sign) method: ``FGSM(...)(model, x, y)``.
-
-    Args:
-        model: classifier returning logits; put in eval mode, mode restored after.
-        x: inputs in [0, 1].
-        y: labels.
-        eps: budget (>= 0).
-        norm: ``"linf"`` (sign step) or ``"l2"`` (normalised-gradient step).
-        loss: ``"ce"``, ``"cw"``, ``"dlr"`` or a per-example callable.
-        generator: unused (FGSM is deterministic); accepted for the common signature.
-        progressbar: unused (a single step).
-        return_info: also return ``{"success": per-example bool, "num_grad": N}``.
-
-    Returns:
-        ``x_adv`` (and ``info``).
-
-    Example:
-        >>> model = torch.nn.Linear(2, 2)
-        >>> with torch.no_grad():
-        ...     _ = model.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-        ...     _ = model.bias.zero_()
-        >>> fgsm(model, torch.tensor([[0.2, 0.5]]), torch.tensor([0]), eps=0.1).tolist()
-        [[0.10000000149011612, 0.6000000238418579]]
-    """
-    return FGSM(eps=eps, norm=norm, loss=loss)(
-        model, x, y, generator, progressbar=progressbar, return_info=return_info
-    )

@@ -1,7 +1,7 @@
 """PGD (Madry et al., 2018): projected gradient ascent on a loss inside the eps-ball,
 for training and for evaluation; FGSM-RS (Wong et al., 2020) is its one-step case.
 
-One value, :class:`PGD`, and one function, :func:`pgd`, cover both uses:
+One value, :class:`PGD`, covers both uses:
 
 - ``keep="last"`` (the default): one run from a random point of the ball, returning
   the last iterate: the attack of adversarial training and of the analyses'
@@ -41,7 +41,7 @@ from ._input_grad import input_grad_mode
 from ._losses import _check_first_output, _expand, get_loss
 from ._runs import compact_now, finish, setup
 
-__all__ = ["PGD", "FGSMRS", "pgd"]
+__all__ = ["PGD", "FGSMRS"]
 
 Alpha = float | tuple[float, ...] | None
 _KEEP = ("last", "best")
@@ -102,6 +102,14 @@ class PGD(Attack):
         early_stop: with ``keep="best"``, stop iterating a point once it is
             misclassified (its result is the first adversarial iterate; only the
             cost changes).
+
+    A call's own options: ``train=True`` runs the model in train mode (BatchNorm
+    batch statistics; ``keep="last"``, the trainer's ``attack_train_mode``);
+    ``trace=True`` records per-step mean loss and robust accuracy of every run in
+    ``info["trace"]`` (``keep="best"``). ``return_info=True`` returns ``success``,
+    ``num_grad`` (input-gradient passes, summed over examples), ``seed`` and, with
+    ``keep="best"``, ``num_forward`` and ``restart_curve`` (the points still
+    unbroken after each restart that ran: robust accuracy vs restarts).
 
     Example:
         >>> import dataclasses, torch
@@ -430,69 +438,3 @@ def _best(atk: PGD, model, x, y, generator, trace, progressbar) -> Run:
     if traces is not None:
         info["trace"] = traces
     return finish(x_adv, x, atk.eps, atk.norm, "pgd", info)
-
-
-def pgd(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    steps: int = 10,
-    alpha: Alpha = None,
-    alpha_rel: Alpha = None,
-    random_start: bool | str = True,
-    loss: Loss = None,
-    restarts: int = 1,
-    patience: int | None = None,
-    keep: str = "last",
-    early_stop: bool = True,
-    generator: torch.Generator | None = None,
-    train: bool = False,
-    trace: bool = False,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """Projected gradient ascent inside the eps-ball: ``PGD(...)(model, x, y, ...)``.
-
-    Args:
-        model: classifier returning logits (or log-probabilities); any
-            ``nn.Module``, ensembles included. Put in eval mode for the attack (train
-            mode with ``train=True``), its mode restored after.
-        x: inputs in [0, 1], shape (N, ...).
-        y: labels (class indices).
-        eps, norm, steps, alpha, alpha_rel, random_start, loss, restarts, patience,
-            keep, early_stop: the settings of :class:`PGD`.
-        generator: randomness of the starts (deterministic under a seed).
-        train: run the model in train mode (BatchNorm batch statistics) instead of
-            eval mode (``keep="last"``, the trainer's ``attack_train_mode``).
-        trace: record per-step mean loss and robust accuracy of every run in
-            ``info["trace"]`` (``keep="best"``, with ``return_info``).
-        progressbar: progress over runs (``keep="best"``).
-        return_info: also return a dict with ``success`` (per-example bool),
-            ``num_grad`` (input-gradient passes, summed over examples), ``seed``
-            and, with ``keep="best"``, ``num_forward``, ``restart_curve`` (number
-            of points still unbroken after each restart that ran: the robust
-            accuracy vs restarts curve) and, with ``trace``, ``trace``.
-
-    Returns:
-        ``x_adv`` (detached) inside the eps-ball and [0, 1] (and ``info`` if asked).
-
-    Example:
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-        >>> x, y = torch.rand(6, 1, 2, 2), torch.randint(0, 3, (6,))
-        >>> xa = pgd(model, x, y, eps=0.1, steps=5, alpha=[0.05, 0.01], restarts=2,
-        ...          keep="best", generator=torch.Generator().manual_seed(0))
-        >>> bool((xa - x).abs().max() <= 0.1 + 1e-6)
-        True
-    """
-    attack = PGD(
-        eps=eps, norm=norm, steps=steps, alpha=alpha, alpha_rel=alpha_rel,
-        random_start=random_start, loss=loss, restarts=restarts, patience=patience,
-        keep=keep, early_stop=early_stop,
-    )  # fmt: skip
-    return attack(
-        model, x, y, generator, train=train, trace=trace, progressbar=progressbar,
-        return_info=return_info,
-    )  # fmt: skip

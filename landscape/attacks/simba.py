@@ -30,7 +30,7 @@ from ._base import Attack, Gen, Run
 from ._losses import _check_first_output
 from ._runs import finish, setup
 
-__all__ = ["SimBA", "simba", "dct_matrix"]
+__all__ = ["SimBA", "dct_matrix"]
 
 
 def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
@@ -122,7 +122,8 @@ def _try_direction(model, idx, q, alpha, l2_budget, linf_budget, queries, state)
 @dataclasses.dataclass(frozen=True)
 class SimBA(Attack):
     """SimBA (``dct=False``) or SimBA-DCT (``dct=True``) with a budget and a query cap
-    (Guo et al., 2019); see :func:`simba`.
+    (Guo et al., 2019); ``return_info=True`` returns ``success``, ``queries``,
+    ``norm_l2`` and ``seed``.
 
     Attributes:
         norm: the budget's norm: ``"l2"`` (the default: SimBA's natural budget) or
@@ -220,44 +221,3 @@ class SimBA(Attack):
         info = {"success": wrong, "queries": nq, "seed": seed}
         info["norm_l2"] = (x_adv - x).flatten(1).norm(dim=1)
         return finish(x_adv, x, eps, norm, "simba", info)
-
-
-def simba(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "l2",
-    alpha: float | None = None,
-    eps_linf: float | None = None,
-    queries: int = 10000,
-    dct: bool = True,
-    freq_frac: float = 0.25,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """SimBA (``dct=False``) or SimBA-DCT (``dct=True``): ``SimBA(...)(model, x, y,
-    ...)``.
-
-    Args:
-        model: classifier returning logits (only output probabilities are used).
-        x: inputs in [0, 1]; SimBA-DCT needs images (N, C, H, W).
-        y: labels.
-        eps: budget of ``norm``: ``"l2"`` (SimBA's natural budget) or ``"linf"``.
-        alpha, eps_linf, queries, dct, freq_frac: the settings of :class:`SimBA`.
-        generator: randomness of the direction orders.
-        progressbar: progress over iterations.
-        return_info: also return ``{"success", "queries", "norm_l2", "seed"}``.
-
-    Returns:
-        ``x_adv`` within the budget (the last accepted in-budget point).
-    """
-    attack = SimBA(
-        eps=eps, norm=norm, alpha=alpha, eps_linf=eps_linf, queries=queries, dct=dct,
-        freq_frac=freq_frac,
-    )  # fmt: skip
-    return attack(
-        model, x, y, generator, progressbar=progressbar, return_info=return_info
-    )

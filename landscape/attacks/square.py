@@ -24,7 +24,7 @@ from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, margin
 from ._runs import compact_now, finish, setup
 
-__all__ = ["Square", "square", "p_schedule"]
+__all__ = ["Square", "p_schedule"]
 
 
 def p_schedule(i: int, queries: int, p_init: float, rescale: bool = False) -> float:
@@ -166,8 +166,10 @@ def _l2_candidate(xs, xb, eps: float, p: float, gen, idx: Tensor, n: int) -> Ten
 
 @dataclasses.dataclass(frozen=True)
 class Square(Attack):
-    """Square attack, untargeted, margin loss (Andriushchenko et al., 2020); see
-    :func:`square`.
+    """Square attack, untargeted, margin loss (Andriushchenko et al., 2020): L-inf or
+    L2 (L2 needs images of H, W >= 5); the result is the accepted point of lowest
+    margin; ``return_info=True`` returns ``success``, ``queries`` (per example) and
+    ``seed``.
 
     Attributes:
         queries: query budget per example (initial point included; >= 2).
@@ -247,42 +249,3 @@ class Square(Attack):
                 x_best[idx], m_best[idx], nq[idx] = xb, mb, nq[idx] + nqs
         info = {"success": m_best <= 0, "queries": nq, "seed": seed}
         return finish(x_best, x, eps, norm, "square", info)
-
-
-def square(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    norm: str = "linf",
-    queries: int = 5000,
-    p_init: float | None = None,
-    rescale_schedule: bool = False,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    return_info: bool = False,
-) -> Tensor | tuple[Tensor, dict]:
-    """Square attack: ``Square(...)(model, x, y, ...)``.
-
-    Args:
-        model: classifier returning logits (only its outputs are used).
-        x: images in [0, 1], shape (N, C, H, W).
-        y: labels.
-        eps: budget (>= 0).
-        norm: ``"linf"`` or ``"l2"`` (L2 needs H, W >= 5).
-        queries, p_init, rescale_schedule: the settings of :class:`Square`.
-        generator: randomness (window positions, signs).
-        progressbar: progress over iterations.
-        return_info: also return ``{"success", "queries"}`` (per-example query counts).
-
-    Returns:
-        ``x_adv`` (the accepted point of lowest margin).
-    """
-    attack = Square(
-        eps=eps, norm=norm, queries=queries, p_init=p_init,
-        rescale_schedule=rescale_schedule,
-    )  # fmt: skip
-    return attack(
-        model, x, y, generator, progressbar=progressbar, return_info=return_info
-    )
