@@ -40,9 +40,7 @@ def _least_squares(n: int = 24, d: int = 5, seed: int = 0, scale: float = 1.0):
 def test_worst_case_l2_at_a_minimum_is_half_rho_squared_lambda_max():
     model, data, H = _least_squares()
     rho = 0.05
-    s = sharpness.worst_case(
-        model, nn.MSELoss(), data, rho=rho, max_iter=100, generator=_gen(1)
-    )
+    s = sharpness.WorstCase(rho=rho, max_iter=100)(model, nn.MSELoss(), data, _gen(1))
     exact = 0.5 * rho**2 * float(torch.linalg.eigvalsh(H)[-1])
     assert s.value == pytest.approx(exact, rel=1e-4)
     assert s.value <= exact * (1 + 1e-10)  # a point of the ball: never above the max
@@ -58,9 +56,8 @@ def test_worst_case_linf_diagonal_quadratic_is_half_rho_squared_trace():
     data = [(X, torch.zeros(d, 1, dtype=torch.float64))]
     H = 2 * X.T @ X / d
     rho = 0.1
-    s = sharpness.worst_case(
-        model, nn.MSELoss(), data, rho=rho, norm="linf", max_iter=10, generator=_gen()
-    )
+    measure = sharpness.WorstCase(rho=rho, norm="linf", max_iter=10)
+    s = measure(model, nn.MSELoss(), data, _gen())
     assert s.value == pytest.approx(0.5 * rho**2 * float(H.trace()), rel=1e-12)
 
 
@@ -68,10 +65,8 @@ def test_worst_case_linf_diagonal_quadratic_is_half_rho_squared_trace():
 def test_average_case_is_rho_squared_trace_over_2_or_6(noise, factor):
     model, data, H = _least_squares(seed=3)  # at the minimum: a small spread
     rho = 0.05
-    s = sharpness.average_case(
-        model, nn.MSELoss(), data, rho=rho, noise=noise, num_samples=4000,
-        generator=_gen(2),
-    )  # fmt: skip
+    measure = sharpness.AverageCase(rho=rho, noise=noise, num_samples=4000)
+    s = measure(model, nn.MSELoss(), data, _gen(2))
     exact = factor * rho**2 * float(H.trace())
     assert s.std_error is not None and 0 < s.std_error < 0.05 * exact
     assert abs(s.value - exact) < 4 * s.std_error
@@ -81,10 +76,8 @@ def test_adaptive_average_case_is_the_trace_of_dhd():
     model, data, H = _least_squares(seed=4, scale=3.0)
     D = torch.diag(model.weight.detach().abs().flatten())
     rho = 0.1
-    s = sharpness.average_case(
-        model, nn.MSELoss(), data, rho=rho, adaptive="element", num_samples=4000,
-        generator=_gen(5),
-    )  # fmt: skip
+    measure = sharpness.AverageCase(rho=rho, adaptive="element", num_samples=4000)
+    s = measure(model, nn.MSELoss(), data, _gen(5))
     exact = 0.5 * rho**2 * float((D @ H @ D).trace())
     assert abs(s.value - exact) < 4 * s.std_error
     plain = 0.5 * rho**2 * float(H.trace())
@@ -104,10 +97,10 @@ def _linear_per_example(norm: str, adaptive: str | None):
         model.weight.copy_(torch.randn(1, d, generator=g, dtype=torch.float64))
         model.bias.fill_(0.4)
     rho = 0.03
-    s = sharpness.worst_case(
-        model, nn.MSELoss(), [(X, y)], rho=rho, norm=norm, adaptive=adaptive, m=1,
-        max_iter=40, generator=_gen(8),
-    )  # fmt: skip
+    measure = sharpness.WorstCase(
+        rho=rho, norm=norm, adaptive=adaptive, m=1, max_iter=40
+    )
+    s = measure(model, nn.MSELoss(), [(X, y)], _gen(8))
     with torch.no_grad():
         r = (model(X) - y).flatten()
     xt = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], 1)
@@ -131,9 +124,8 @@ def test_m1_worst_case_of_a_linear_model_is_exact(norm, adaptive):
 
 def test_m_sharpness_splits_each_batch():
     model, data, _ = _least_squares(n=10)
-    s = sharpness.average_case(
-        model, nn.MSELoss(), data, rho=0.1, m=4, num_samples=3, generator=_gen()
-    )
+    measure = sharpness.AverageCase(rho=0.1, m=4, num_samples=3)
+    s = measure(model, nn.MSELoss(), data, _gen())
     assert s.sizes.tolist() == [4, 4, 2]
     assert s.value == pytest.approx(float((s.sizes * s.per_batch).sum() / 10))
 
@@ -173,12 +165,14 @@ def test_adaptive_is_invariant_under_relu_rescaling_and_plain_is_not(per_neuron)
         torch.testing.assert_close(twin(data[0][0]), model(data[0][0]))
 
     def worst(net, adaptive, norm="linf"):
-        return sharpness.worst_case(net, ce, data, rho=0.05, norm=norm,
-            adaptive=adaptive, max_iter=10, generator=_gen(3)).value  # fmt: skip
+        measure = sharpness.WorstCase(
+            rho=0.05, norm=norm, adaptive=adaptive, max_iter=10
+        )
+        return measure(net, ce, data, _gen(3)).value
 
     def average(net, adaptive):
-        return sharpness.average_case(net, ce, data, rho=0.05, adaptive=adaptive,
-            num_samples=20, generator=_gen(4)).value  # fmt: skip
+        measure = sharpness.AverageCase(rho=0.05, adaptive=adaptive, num_samples=20)
+        return measure(net, ce, data, _gen(4)).value
 
     for fn in (worst, average):
         a, b = fn(model, "element"), fn(twin, "element")
@@ -201,8 +195,8 @@ def test_model_untouched_result_saves_and_loads(tmp_path):
     model, data = _relu_net(), _cls_data()
     before = [p.detach().clone() for p in model.parameters()]
     model.train()
-    s = sharpness.worst_case(model, nn.CrossEntropyLoss(), data, rho=0.1,
-        max_iter=3, generator=_gen(), progressbar=True)  # fmt: skip
+    measure = sharpness.WorstCase(rho=0.1, max_iter=3)
+    s = measure(model, nn.CrossEntropyLoss(), data, _gen(), progressbar=True)
     assert model.training
     for p, q in zip(model.parameters(), before):
         assert torch.equal(p, q)
@@ -221,12 +215,9 @@ def test_ignore_bn_keeps_the_normalisation_fixed():
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(),
                           nn.Linear(6, 3)).double().eval()  # fmt: skip
     ce, data = nn.CrossEntropyLoss(), _cls_data()
-    s_all = sharpness.worst_case(model, ce, data, rho=0.1, max_iter=2, generator=_gen())
-    s_bn = sharpness.worst_case(
-        model, ce, data, rho=0.1, max_iter=2, ignore="bn", generator=_gen()
-    )
-    s_1d = sharpness.worst_case(
-        model, ce, data, rho=0.1, max_iter=2, ignore="biasbn", generator=_gen()
+    s_all, s_bn, s_1d = (
+        sharpness.WorstCase(rho=0.1, max_iter=2, ignore=ignore)(model, ce, data, _gen())
+        for ignore in (None, "bn", "biasbn")
     )
     n = sum(p.numel() for p in model.parameters())
     assert s_all.meta["num_params"] == n
@@ -237,12 +228,10 @@ def test_ignore_bn_keeps_the_normalisation_fixed():
 def test_adversarial_loss_fixed_and_reattacked():
     model, data, ce = _relu_net(), _cls_data(), nn.CrossEntropyLoss()
     atk = attacks.PGD(eps=0.3, steps=3)
-    clean = sharpness.average_case(model, ce, data, rho=0.02, num_samples=4,
-                                   generator=_gen())  # fmt: skip
-    fixed = sharpness.average_case(model, ce, data, rho=0.02, num_samples=4,
-        attack=atk, adversarial="fixed", generator=_gen())  # fmt: skip
-    re = sharpness.average_case(model, ce, data, rho=0.02, num_samples=4,
-                                attack=atk, generator=_gen())  # fmt: skip
+    clean, fixed, re = (
+        sharpness.AverageCase(rho=0.02, num_samples=4, **kw)(model, ce, data, _gen())
+        for kw in ({}, {"attack": atk, "adversarial": "fixed"}, {"attack": atk})
+    )
     assert re.measure["adversarial"] == "reattack"
     assert fixed.loss[0] > clean.loss[0] + 0.05  # the robust loss
     assert re.loss[0] == pytest.approx(fixed.loss[0], rel=1e-12)  # same first attack

@@ -4,12 +4,12 @@ The flatness measures of the literature on sharpness and generalisation, for any
 model, loss and data (``model, loss_fn, data``, like the other analyses), on the
 clean or the adversarial loss:
 
-- :func:`worst_case` / :class:`WorstCase`: the largest loss increase within a ball of
+- :class:`WorstCase`: the largest loss increase within a ball of
   radius ``rho`` in weight space (L2 or L-inf), found by APGD in weight space
   (Andriushchenko et al., 2023, "A modern look at the relationship between sharpness
   and generalization", whose ``sharpness.py`` this follows: step ``2 rho`` halved at
   APGD's checkpoints, momentum 0.75, the maximum over the iterates);
-- :func:`average_case` / :class:`AverageCase`: the expected loss increase under
+- :class:`AverageCase`: the expected loss increase under
   Gaussian or uniform weight noise of scale ``rho``;
 - ``adaptive="element"`` / ``"filter"``: the ball (noise) scaled by ``|w|`` per entry
   or by the norm of each filter (Kwon et al., 2021, ASAM; Andriushchenko et al.), which
@@ -47,19 +47,17 @@ Example:
     >>> model = torch.nn.Linear(4, 1, bias=False).double()
     >>> _ = torch.nn.init.zeros_(model.weight)  # the minimum of a quadratic
     >>> data = [(X, torch.zeros(4, 1, dtype=X.dtype))]  # H = 2 X^T X / 4 = I / 2
-    >>> s = average_case(model, torch.nn.MSELoss(), data, rho=0.1, noise="uniform",
-    ...                  num_samples=4000, generator=torch.Generator().manual_seed(0))
+    >>> measure = AverageCase(rho=0.1, noise="uniform", num_samples=4000)
+    >>> s = measure(model, torch.nn.MSELoss(), data, torch.Generator().manual_seed(0))
     >>> exact = 0.1**2 * 2.0 / 6  # rho^2 tr(H) / 6
     >>> abs(s.value - exact) < 4 * s.std_error
     True
 """
 
-from ._measures import AverageCase, Measure, WorstCase, average_case, worst_case
+from ._measures import AverageCase, Measure, WorstCase
 from ._result import Sharpness
 
 __all__ = [
-    "worst_case",
-    "average_case",
     "WorstCase",
     "AverageCase",
     "Measure",

@@ -1,6 +1,6 @@
 """The sharpness measures as values: :class:`WorstCase` and :class:`AverageCase`,
-called as ``measure(model, loss_fn, data, generator) -> Sharpness``, and the
-functions :func:`worst_case` and :func:`average_case` that build and call them."""
+called as ``measure(model, loss_fn, data, generator) -> Sharpness`` (the one way to
+measure sharpness: there are no function forms)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from . import _core
 from ._core import LossFn, Vec, Work
 from ._result import Sharpness
 
-__all__ = ["Measure", "WorstCase", "AverageCase", "worst_case", "average_case"]
+__all__ = ["Measure", "WorstCase", "AverageCase"]
 
 _ADAPTIVE = (None, "element", "filter")
 _IGNORE = (None, "bn", "biasbn")
@@ -334,6 +334,16 @@ class WorstCase(Measure):
 
     Cost per batch: ``max_iter`` gradient passes and two forward passes (plus the
     attack at every step with ``adversarial="reattack"``).
+
+    Example:
+        >>> X = torch.eye(3, dtype=torch.float64)  # a quadratic with H = 2 X^T X / 3
+        >>> model = torch.nn.Linear(3, 1, bias=False).double()
+        >>> _ = torch.nn.init.zeros_(model.weight)  # the minimum: zero gradient
+        >>> data = [(X, torch.zeros(3, 1, dtype=X.dtype))]
+        >>> s = WorstCase(rho=0.1)(model, torch.nn.MSELoss(), data,
+        ...                        torch.Generator().manual_seed(0))
+        >>> round(s.value, 10)  # rho^2 lambda_max / 2 = 0.01 * (2 / 3) / 2
+        0.0033333333
     """
 
     norm: str = "l2"
@@ -461,97 +471,3 @@ class AverageCase(Measure):
         v = np.asarray(values, dtype=np.float64)
         var = float(v.var(ddof=1) / len(v)) if len(v) > 1 else 0.0
         return loss0, float(v.mean()), var, ngrad, nfwd
-
-
-def worst_case(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
-    *,
-    rho: float,
-    norm: str = "l2",
-    adaptive: str | None = None,
-    max_iter: int = 20,
-    init: str = "random",
-    step_size: float = 2.0,
-    m: int | None = None,
-    ignore: str | None = None,
-    attack: attacks.Attack | None = None,
-    adversarial: str | None = None,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    distributed: bool = True,
-) -> Sharpness:
-    """Worst-case sharpness of ``loss_fn`` over ``data`` at ``model``'s weights:
-    :class:`WorstCase` with these settings, called (see :meth:`Measure.__call__`).
-
-    Example:
-        >>> X = torch.eye(3, dtype=torch.float64)  # a quadratic with H = 2 X^T X / 3
-        >>> model = torch.nn.Linear(3, 1, bias=False).double()
-        >>> _ = torch.nn.init.zeros_(model.weight)  # the minimum: zero gradient
-        >>> data = [(X, torch.zeros(3, 1, dtype=X.dtype))]
-        >>> s = worst_case(model, torch.nn.MSELoss(), data, rho=0.1,
-        ...                generator=torch.Generator().manual_seed(0))
-        >>> round(s.value, 10)  # rho^2 lambda_max / 2 = 0.01 * (2 / 3) / 2
-        0.0033333333
-    """
-    measure = WorstCase(
-        rho=rho,
-        norm=norm,
-        adaptive=adaptive,
-        max_iter=max_iter,
-        init=init,
-        step_size=step_size,
-        m=m,
-        ignore=ignore,
-        attack=attack,
-        adversarial=adversarial,
-    )
-    return measure(
-        model,
-        loss_fn,
-        data,
-        generator,
-        progressbar=progressbar,
-        distributed=distributed,
-    )
-
-
-def average_case(
-    model: nn.Module,
-    loss_fn: LossFn,
-    data: Any,
-    *,
-    rho: float,
-    noise: str = "gaussian",
-    adaptive: str | None = None,
-    num_samples: int = 10,
-    m: int | None = None,
-    ignore: str | None = None,
-    attack: attacks.Attack | None = None,
-    adversarial: str | None = None,
-    generator: torch.Generator | None = None,
-    progressbar: bool = False,
-    distributed: bool = True,
-) -> Sharpness:
-    """Average-case sharpness of ``loss_fn`` over ``data`` at ``model``'s weights:
-    :class:`AverageCase` with these settings, called (see :meth:`Measure.__call__`).
-    """
-    measure = AverageCase(
-        rho=rho,
-        noise=noise,
-        adaptive=adaptive,
-        num_samples=num_samples,
-        m=m,
-        ignore=ignore,
-        attack=attack,
-        adversarial=adversarial,
-    )
-    return measure(
-        model,
-        loss_fn,
-        data,
-        generator,
-        progressbar=progressbar,
-        distributed=distributed,
-    )
