@@ -80,6 +80,18 @@ def _check_value(v: float, what: str, *, positive: bool = False) -> float:
     return v
 
 
+def _check_fields(
+    obj: Any, *names: str, positive: bool = False, value: str = "value"
+) -> None:
+    """Store each field of ``names`` as a float, checked to be a finite number >= 0
+    (> 0 with ``positive``); the field ``value`` is called ``value`` in the messages
+    (``"lr"`` for the learning-rate schedules)."""
+    for name in names:
+        what = value if name == "value" else name
+        v = _check_value(getattr(obj, name), what, positive=positive)
+        object.__setattr__(obj, name, v)
+
+
 def period_boundaries(
     periods: int | Sequence[float], epochs: float | None = None
 ) -> tuple[float, ...]:
@@ -209,7 +221,7 @@ class Constant(Schedule):
     epochs: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "value"))
+        _check_fields(self, "value")
 
     def __call__(self, t: float) -> float:
         return self.value
@@ -226,11 +238,8 @@ class _Warmup(Schedule):
     epochs: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "value"))
-        object.__setattr__(self, "start", _check_value(self.start, "start"))
-        object.__setattr__(
-            self, "warmup", _check_value(self.warmup, "warmup", positive=True)
-        )
+        _check_fields(self, "value", "start")
+        _check_fields(self, "warmup", positive=True)
 
     def __call__(self, t: float) -> float:
         return self._ramp(min(max(t / self.warmup, 0.0), 1.0))
@@ -305,8 +314,7 @@ class PeriodicEps(Schedule):
     epochs: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "value"))
-        object.__setattr__(self, "start", _check_value(self.start, "start"))
+        _check_fields(self, "value", "start")
         if self.shape not in ("linear", "cosine"):
             raise ValueError(f"shape must be 'linear' or 'cosine', got {self.shape!r}")
         _set_periods(self)
@@ -411,10 +419,7 @@ class StepDecay(Schedule):
     epochs: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
-        object.__setattr__(
-            self, "gamma", _check_value(self.gamma, "gamma", positive=True)
-        )
+        _check_fields(self, "value", "gamma", positive=True, value="lr")
         if self.step_size is not None:
             step = _check_value(self.step_size, "step_size", positive=True)
             object.__setattr__(self, "step_size", step)
@@ -448,11 +453,8 @@ class CosineDecay(Schedule):
     final: float = 0.0
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
-        object.__setattr__(self, "final", _check_value(self.final, "final"))
-        object.__setattr__(
-            self, "epochs", _check_value(self.epochs, "epochs", positive=True)
-        )
+        _check_fields(self, "value", "epochs", positive=True, value="lr")
+        _check_fields(self, "final")
 
     def __call__(self, t: float) -> float:
         r = min(max(t / self.epochs, 0.0), 1.0)
@@ -480,8 +482,8 @@ class PeriodicCosine(Schedule):
     epochs: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
-        object.__setattr__(self, "final", _check_value(self.final, "final"))
+        _check_fields(self, "value", positive=True, value="lr")
+        _check_fields(self, "final")
         _set_periods(self)
 
     def __call__(self, t: float) -> float:
@@ -512,10 +514,7 @@ class CycleJump(Schedule):
     epochs: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
-        object.__setattr__(
-            self, "gamma", _check_value(self.gamma, "gamma", positive=True)
-        )
+        _check_fields(self, "value", "gamma", positive=True, value="lr")
         drops = tuple(float(d) for d in self.drops)
         if any(not 0 <= d <= 1 for d in drops):
             raise ValueError(
@@ -552,14 +551,8 @@ class CosCycleJump(Schedule):
     epochs: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
-        object.__setattr__(
-            self, "cycle", _check_value(self.cycle, "cycle", positive=True)
-        )
-        object.__setattr__(
-            self, "start_epoch", _check_value(self.start_epoch, "start_epoch")
-        )
-        object.__setattr__(self, "final", _check_value(self.final, "final"))
+        _check_fields(self, "value", "cycle", positive=True, value="lr")
+        _check_fields(self, "start_epoch", "final")
 
     def __call__(self, t: float) -> float:
         u = (max(t - self.start_epoch, 0.0) % self.cycle) / self.cycle
@@ -584,12 +577,8 @@ class OneCycle(Schedule):
     final: float = 0.0
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_value(self.value, "lr", positive=True))
-        object.__setattr__(
-            self, "epochs", _check_value(self.epochs, "epochs", positive=True)
-        )
-        object.__setattr__(self, "start", _check_value(self.start, "start"))
-        object.__setattr__(self, "final", _check_value(self.final, "final"))
+        _check_fields(self, "value", "epochs", positive=True, value="lr")
+        _check_fields(self, "start", "final")
         if not 0 < float(self.pct) < 1:
             raise ValueError(f"pct must lie in (0, 1), got {self.pct}")
 
