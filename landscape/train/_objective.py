@@ -170,9 +170,19 @@ class Objective:
         raise NotImplementedError
 
 
+@dataclasses.dataclass(frozen=True)
+class _KLWeighted(Objective):
+    """An objective with a KL term of weight ``beta`` (> 0): TRADES and MART."""
+
+    beta: float = 6.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", _positive(self.beta, "beta"))
+
+
 @_registered
 @dataclasses.dataclass(frozen=True)
-class TRADES(Objective):
+class TRADES(_KLWeighted):
     """TRADES (Zhang et al., 2019): :func:`trades_loss` with the trade-off ``beta``
     (the reference's CIFAR-10 script uses 6, its function's default is 1; "beta can
     be set in [1, 10]"), and the training attack ascends ``KL(p(x) || p(x'))`` with
@@ -184,11 +194,6 @@ class TRADES(Objective):
     Attributes:
         beta: weight of the KL term (> 0).
     """
-
-    beta: float = 6.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", _positive(self.beta, "beta"))
 
     def attack_loss(self, model, x, y):
         with torch.no_grad():
@@ -205,7 +210,7 @@ class TRADES(Objective):
 
 @_registered
 @dataclasses.dataclass(frozen=True)
-class MART(Objective):
+class MART(_KLWeighted):
     """MART (Wang et al., 2020): :func:`mart_loss` with the weight ``beta`` of the
     misclassification-aware KL term (the reference: 6 for WideResNet, 5 for
     ResNet-18); the training attack is the cross-entropy PGD, as in the reference.
@@ -213,11 +218,6 @@ class MART(Objective):
     Attributes:
         beta: weight of the KL term (> 0).
     """
-
-    beta: float = 6.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", _positive(self.beta, "beta"))
 
     def loss(self, out_clean, out_adv, y):
         return mart_loss(out_clean, out_adv, y, self.beta)
