@@ -14,6 +14,7 @@ __all__ = [
     "conv_bn_net",
     "gaussian_mlp",
     "run_gloo",
+    "tanh_mlp_batches",
     "tiny_train_config",
 ]
 
@@ -32,6 +33,26 @@ def conv_bn_net(kernel: int = 3, side: int = 6, *, dropout: bool = False) -> nn.
         m[1].running_mean.uniform_(-0.5, 0.5)
         m[1].running_var.uniform_(0.5, 2.0)
     return m
+
+
+def tanh_mlp_batches(
+    hidden: int, batch_size: int, num_batches: int, draw: Any = torch.rand
+) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """A float64 ``Linear(4, hidden)`` -> Tanh -> ``Linear(hidden, 3)`` (initialised
+    under ``torch.manual_seed(0)``) and ``num_batches`` batches of ``batch_size``
+    float64 inputs drawn by ``draw`` (``torch.rand`` or ``torch.randn``) with labels
+    in {0, 1, 2}, from one generator seeded 1."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, hidden), nn.Tanh(), nn.Linear(hidden, 3))
+    g = torch.Generator().manual_seed(1)
+    data = [
+        (
+            draw(batch_size, 4, generator=g, dtype=torch.float64),
+            torch.randint(0, 3, (batch_size,), generator=g),
+        )
+        for _ in range(num_batches)
+    ]
+    return model.double(), data
 
 
 def gaussian_mlp(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from _helpers import run_gloo
+from _helpers import run_gloo, tanh_mlp_batches
 from torch import nn
 
 from landscape import attacks, hessian, scattering
@@ -19,17 +19,8 @@ from landscape.evaluate import evaluate
 
 
 def _case():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-    g = torch.Generator().manual_seed(1)
-    data = [
-        (
-            torch.rand(6, 4, generator=g, dtype=torch.float64),
-            torch.randint(0, 3, (6,), generator=g),
-        )
-        for _ in range(5)  # odd: the ranks take 3 and 2 batches
-    ]
-    return model, data
+    # an odd number of batches: the ranks take 3 and 2
+    return tanh_mlp_batches(hidden=8, batch_size=6, num_batches=5)
 
 
 def _analyses(state_dir: str | None = None) -> dict:

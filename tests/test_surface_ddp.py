@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from _helpers import run_gloo
+from _helpers import run_gloo, tanh_mlp_batches
 from torch import nn
 
 from landscape import attacks
@@ -17,16 +17,9 @@ from landscape import surface as S
 
 
 def _case():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
-    g = torch.Generator().manual_seed(1)
-    data = [
-        (
-            torch.randn(12, 4, generator=g, dtype=torch.float64),
-            torch.randint(0, 3, (12,), generator=g),
-        )
-        for _ in range(2)
-    ]
+    model, data = tanh_mlp_batches(
+        hidden=6, batch_size=12, num_batches=2, draw=torch.randn
+    )
     dirs = D.random_directions(model, generator=torch.Generator().manual_seed(2))
     return model, data, dirs
 
