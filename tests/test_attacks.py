@@ -245,7 +245,7 @@ def test_losses_values():
         torch.tensor([-3.0 / (3 - (0 - 1) / 2), 2.0 / (2 - 0.5 * (0 - 1))]),
     )
     with pytest.raises(ValueError, match="loss"):
-        A.get_loss("hinge")
+        A.PGD(eps=0.1, loss="hinge")
 
 
 def test_black_box_option_ranges():

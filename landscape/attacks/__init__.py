@@ -29,7 +29,8 @@ changes its budget with ``dataclasses.replace(attack, eps=eps_t)``; ``to_dict`` 
 - :mod:`.adaptive`: answers to gradient masking: ``BPDA`` (straight-through through
   named input transforms), ``LogitsFromProbabilities``; EOT is ``APGD(eot_iter=...)``.
 - :mod:`._losses`: per-example losses (``ce_loss``, ``cw_loss``, ``dlr_loss``,
-  ``dlr_targeted_loss``) and ``is_adversarial``.
+  ``dlr_targeted_loss``, ``margin``); an attack's ``loss=`` names them by string
+  (``"ce"``, ``"cw"``, ``"dlr"``) or takes a callable.
 
 Adding an attack is one file and one export: write ``landscape/attacks/<name>.py``
 with a ``@dataclasses.dataclass(frozen=True)`` subclass of :class:`Attack` (its
@@ -38,7 +39,8 @@ settings as fields with defaults, checked in ``__post_init__`` after
 attack itself in ``_run(self, model, x, y, gen, bar) -> (x_adv, info)``, the call
 ``attack(model, x, y, generator, progressbar=..., return_info=...)`` comes from
 :class:`Attack`); then import the class here and add it to ``__all__``. Defining the
-class registers it by its name, so ``Attack.from_dict`` reads it back from configs,
+class registers it by its name (a base of several attacks without a ``_run`` of its
+own, such as ``apgd._APGDSettings``, is not registered), so ``Attack.from_dict`` reads it back from configs,
 results and state files, and the trainer, the evaluation protocol and the analyses
 take it as they take the others.
 """
@@ -49,8 +51,6 @@ from ._losses import (
     cw_loss,
     dlr_loss,
     dlr_targeted_loss,
-    get_loss,
-    is_adversarial,
     margin,
 )
 from .adaptive import BPDA, LogitsFromProbabilities
@@ -78,8 +78,6 @@ __all__ = [
     "cw_loss",
     "dlr_loss",
     "dlr_targeted_loss",
-    "get_loss",
-    "is_adversarial",
     "margin",
     "perturb_batches",
 ]

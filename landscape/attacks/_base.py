@@ -84,6 +84,8 @@ class Attack:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         key = cls.__name__
+        if cls._run is Attack._run:  # a base of several attacks that runs none
+            return
         old = _REGISTRY.get(key)
         if old is not None and old.__qualname__ + old.__module__ != (
             cls.__qualname__ + cls.__module__

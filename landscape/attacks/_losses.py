@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import _utils
 from .._finite import NonFiniteError, count_nonfinite
@@ -31,7 +31,6 @@ __all__ = [
     "dlr_loss",
     "dlr_targeted_loss",
     "get_loss",
-    "is_adversarial",
     "margin",
 ]
 
@@ -106,22 +105,6 @@ def get_loss(name: str | LossFn) -> LossFn:
     if key not in _LOSSES:
         raise ValueError(f"unknown loss {name!r}; use one of 'ce', 'cw', 'dlr'")
     return _LOSSES[key]
-
-
-@torch.no_grad()
-def is_adversarial(
-    model: nn.Module, x_adv: Tensor, y: Tensor, *, batch_size: int = 1000
-) -> Tensor:
-    """Per-example success: True where ``model`` (in eval mode) misclassifies ``x_adv``."""
-    out = []
-    with _utils.eval_mode(model):
-        for i in range(0, x_adv.shape[0], batch_size):
-            out.append(
-                model(x_adv[i : i + batch_size]).argmax(1) != y[i : i + batch_size]
-            )
-    if not out:
-        return torch.zeros(0, dtype=torch.bool, device=y.device)
-    return torch.cat(out)
 
 
 # ---------------------------------------------------------------- shared checks

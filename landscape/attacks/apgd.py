@@ -149,7 +149,29 @@ def _one_run(
 
 
 @dataclasses.dataclass(frozen=True)
-class APGD(Attack):
+class _APGDSettings(Attack):
+    """The settings of :class:`APGD` and :class:`APGDT` (see :class:`APGD`)."""
+
+    steps: int = 100
+    restarts: int = 1
+    rho: float = 0.75
+    eot_iter: int = 1
+    early_stop: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._count("steps")
+        self._count("restarts")
+        self._count("eot_iter")
+        self._positive("rho")
+        if not self.rho < 1:
+            raise ValueError(f"rho must be in (0, 1), got {self.rho!r}")
+        if not isinstance(self.early_stop, bool):
+            raise TypeError("early_stop must be True or False")
+
+
+@dataclasses.dataclass(frozen=True)
+class APGD(_APGDSettings):
     """APGD with the CE (``loss="ce"``), DLR (``loss="dlr"``) or CW loss (Croce &
     Hein, 2020). The result is the last adversarial iterate of the run that broke
     the point (as AutoAttack keeps it), else the highest-loss point;
@@ -170,16 +192,10 @@ class APGD(Attack):
             later iterates stay adversarial more often).
     """
 
-    steps: int = 100
-    restarts: int = 1
     loss: str = "ce"
-    rho: float = 0.75
-    eot_iter: int = 1
-    early_stop: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_apgd(self)
         if not isinstance(self.loss, str):
             raise TypeError(
                 f"APGD's loss is a name ('ce', 'cw', 'dlr'), got {self.loss!r}"
@@ -194,22 +210,16 @@ class APGD(Attack):
 
 
 @dataclasses.dataclass(frozen=True)
-class APGDT(Attack):
+class APGDT(_APGDSettings):
     """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
     wrong classes (ranked on the clean input; Croce & Hein, 2020), ``restarts`` runs
     each; points already broken are not attacked again. Needs >= 4 classes.
     Settings as :class:`APGD`, plus ``num_targets``."""
 
-    steps: int = 100
-    restarts: int = 1
     num_targets: int = 9
-    rho: float = 0.75
-    eot_iter: int = 1
-    early_stop: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_apgd(self)
         self._count("num_targets")
 
     def _default_name(self) -> str:
@@ -219,17 +229,6 @@ class APGDT(Attack):
         return _apgd(
             self, model, x, y, gen, bar, loss="dlr", num_targets=self.num_targets
         )
-
-
-def _check_apgd(atk: APGD | APGDT) -> None:
-    atk._count("steps")
-    atk._count("restarts")
-    atk._count("eot_iter")
-    atk._positive("rho")
-    if not atk.rho < 1:
-        raise ValueError(f"rho must be in (0, 1), got {atk.rho!r}")
-    if not isinstance(atk.early_stop, bool):
-        raise TypeError("early_stop must be True or False")
 
 
 def _apgd(atk, model, x, y, generator, progressbar, *, loss, num_targets) -> Run:
