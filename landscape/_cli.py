@@ -32,6 +32,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -125,17 +126,31 @@ def plain(text: str) -> str:
     return re.sub(r"``(.+?)``", r"\1", _ROLE.sub(r"\1", text))
 
 
-def parser(prog: str, doc: str, **kw: Any) -> Parser:
+def parser(prog: str, doc: str, *, examples: bool = False, **kw: Any) -> Parser:
     """A tool's :class:`Parser`; its description is the first paragraph of ``doc``
-    (the tool module's docstring, the one home of what the tool does).
+    (the tool module's docstring, the one home of what the tool does) and, with
+    ``examples``, its help ends with the indented block after the docstring's
+    ``Examples::`` line.
 
     Example:
         >>> parser("tool", "``tool``: does X with ``Y``.\\n\\nExample: ...").description
         'Does X with Y.'
+        >>> doc = "``tool``: does X.\\n\\nExamples::\\n\\n    tool a\\n    tool b\\n"
+        >>> print(parser("tool", doc, examples=True).epilog)
+        examples:
+          tool a
+          tool b
     """
     about = " ".join(doc.strip().split("\n\n")[0].split())
     about = re.sub(r"^``[^`]+``: ", "", about)  # the tool's name leads the docstring
     about = plain(about)
+    if examples:
+        block = re.search(r"^Examples::\n\n((?:    .*\n|\n)+)", doc, re.M)
+        if block is None:
+            raise ValueError(f"{prog}: its docstring has no Examples:: block")
+        lines = textwrap.dedent(block.group(1)).strip("\n")
+        kw["epilog"] = "examples:\n" + textwrap.indent(lines, "  ")
+        kw["formatter_class"] = argparse.RawDescriptionHelpFormatter
     return Parser(prog=prog, description=about[:1].upper() + about[1:], **kw)
 
 
@@ -538,10 +553,20 @@ def data_options(
 
 
 def add_choice(
-    p: argparse.ArgumentParser, flag: str, choices: Sequence[str], help: str
+    p: argparse.ArgumentParser,
+    flag: str,
+    choices: Sequence[str],
+    help: str,
+    *,
+    optional: bool = False,
+    dest: str | None = None,
 ) -> None:
-    """A flag that takes one of ``choices``; the first is its default."""
-    p.add_argument(flag, default=choices[0], choices=list(choices), help=help)
+    """A flag that takes one of ``choices``; the first is its default, or with
+    ``optional`` None (the tool decides, as ``help`` says). ``dest``: the attribute
+    of the parsed arguments (default from the flag)."""
+    default = None if optional else choices[0]
+    kw = {} if dest is None else {"dest": dest}
+    p.add_argument(flag, default=default, choices=list(choices), help=help, **kw)
 
 
 def progress(args: argparse.Namespace) -> bool:
@@ -658,6 +683,14 @@ def out_folder(
                 "its files into it)",
             )
     return io.check_writable(folder, folder=True, what="-o/--out")
+
+
+def write_summary(out: Path, checkpoint: Any, rows: list[dict]) -> None:
+    """Write ``out/summary.json`` (``{"checkpoint": ..., "rows": rows}``, atomically)
+    and say on stdout where the tool's files are."""
+    with io.atomic_write(out / "summary.json", "w") as f:
+        json.dump({"checkpoint": str(checkpoint), "rows": rows}, f, indent=1)
+    print(f"wrote {out}/")
 
 
 def device(args: argparse.Namespace) -> torch.device:

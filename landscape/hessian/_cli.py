@@ -3,7 +3,13 @@ data subset: top Hessian eigenvalues (Lanczos), spectral density (stochastic Lan
 quadrature) and trace (Hutchinson / Hutch++), on clean data and on adversarial data
 attacked once at the model (PGD at each --eps). Results are written as .npz + .json
 files (landscape.io.Result) and summary.json into the folder -o (default
-runs/hessian/<name of the checkpoint>)."""
+runs/hessian/<name of the checkpoint>).
+
+Examples::
+
+    python -m landscape.hessian runs/mnist-lenet --eps 0 0.1 0.3 --num-eigenvalues 5 --density --trace
+    python -m landscape.hessian weights.pt --arch lenet --num-samples 500 --dtype float64
+"""
 
 from __future__ import annotations
 
@@ -24,18 +30,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.parser(
-        "python -m landscape.hessian",
-        __doc__,
-        epilog=(
-            "examples:\n"
-            "  python -m landscape.hessian runs/mnist-lenet --eps 0 0.1 0.3 "
-            "--num-eigenvalues 5 --density --trace\n"
-            "  python -m landscape.hessian weights.pt --arch lenet --num-samples 500 "
-            "--dtype float64"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _cli.parser("python -m landscape.hessian", __doc__, examples=True)
     _cli.add_checkpoint(p)
     _cli.add_data(p, dataset=None, split="train", splits=["train", "test"])
     p.add_argument(
@@ -134,7 +129,6 @@ def _main(args: argparse.Namespace) -> int:
     from .. import attacks, checkpoints
     from .._progress import bar
     from .._utils import seed_everything
-    from ..io import atomic_write
 
     gen = seed_everything(args.seed)
     out = _cli.out_folder(args, "hessian", args.checkpoint)
@@ -164,9 +158,7 @@ def _main(args: argparse.Namespace) -> int:
         row = {"eps": eps, **_curvature(args, model, batches, out, f"eps{eps:g}", gen)}
         summary.append(row)
         print(json.dumps(row))
-    with atomic_write(out / "summary.json", "w") as f:
-        json.dump({"checkpoint": str(args.checkpoint), "rows": summary}, f, indent=1)
-    print(f"wrote {out}/")
+    _cli.write_summary(out, args.checkpoint, summary)
     return 0
 
 

@@ -125,31 +125,28 @@ def _draw_parser() -> argparse.ArgumentParser:
         type=Path,
         help="saved result(s) (.npz with a .json sidecar)",
     )
-    p.add_argument(
+    _cli.add_choice(
+        p,
         "--format",
-        choices=["png", "pdf", "svg", "html"],
-        default=None,
-        help="file format (default png; html with --kind 3d)",
+        ["png", "pdf", "svg", "html"],
+        "file format (default png; html with --kind 3d)",
+        optional=True,
     )
     p.add_argument(
         "--name",
         default=None,
         help="file name without the suffix (default: the first result's)",
     )
-    p.add_argument(
+    _cli.add_choice(
+        p,
         "--kind",
-        choices=["contour", "contourf", "3d", "line"],
-        default=None,
-        help="surface plot kind (default: contour for png/pdf/svg, 3d for html; "
+        ["contour", "contourf", "3d", "line"],
+        "surface plot kind (default: contour for png/pdf/svg, 3d for html; "
         "'contour' with html gives an interactive contour map; 'line' draws the "
         "y=0 row)",
+        optional=True,
     )
-    p.add_argument(
-        "--which",
-        choices=["loss", "accuracy"],
-        default="loss",
-        help="quantity to draw (loss)",
-    )
+    _cli.add_choice(p, "--which", ["loss", "accuracy"], "quantity to draw (loss)")
     p.add_argument(
         "--levels", type=int, default=30, help="number of contour levels (30)"
     )

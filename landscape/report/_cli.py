@@ -52,11 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         "threat model, else the dataset's usual one: mnist 0.3, fashion-mnist 0.1, "
         "cifar10 / cifar100 / svhn / tiny-imagenet 8/255, imagenet 4/255)",
     )
-    p.add_argument(
+    _cli.add_choice(
+        p,
         "--norm",
-        default=None,
-        choices=["linf", "l2"],
-        help="attack norm (default: a zoo model's threat model, else linf)",
+        ["linf", "l2"],
+        "attack norm (default: a zoo model's threat model, else linf)",
+        optional=True,
     )
     p.add_argument(
         "--sections",

@@ -3,7 +3,13 @@ subset: worst case (APGD in weight space) and average case (weight noise), plain
 adaptive, per batch of ``--m`` examples (m-sharpness), on clean data or, with
 ``--eps``, on the adversarial loss (inputs attacked once at the weights, or again at
 every perturbed weight with ``--reattack``). Each measure is written as a .npz + .json
-result (landscape.io.Result) into --out, with a summary.json of all of them."""
+result (landscape.io.Result) into --out, with a summary.json of all of them.
+
+Examples::
+
+    python -m landscape.sharpness runs/cifar --kind worst --norm linf --adaptive element --rho 0.002 0.005
+    python -m landscape.sharpness runs/cifar --kind average --rho 0.1 --eps 8/255 --reattack --m 128
+"""
 
 from __future__ import annotations
 
@@ -20,18 +26,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.parser(
-        "python -m landscape.sharpness",
-        __doc__,
-        epilog=(
-            "examples:\n"
-            "  python -m landscape.sharpness runs/cifar --kind worst --norm linf "
-            "--adaptive element --rho 0.002 0.005\n"
-            "  python -m landscape.sharpness runs/cifar --kind average --rho 0.1 "
-            "--eps 8/255 --reattack --m 128"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _cli.parser("python -m landscape.sharpness", __doc__, examples=True)
     _cli.add_checkpoint(p)
     _cli.add_data(p, dataset=None, split="train", splits=["train", "test"])
     p.add_argument(
@@ -55,24 +50,22 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="radii (one measure per radius); relative to |w| with --adaptive",
     )
-    g.add_argument(
+    _cli.add_choice(
+        g,
         "--norm",
+        ["l2", "linf"],
+        "worst case: the ball's norm (l2)",
         dest="weight_norm",
-        choices=["l2", "linf"],
-        default="l2",
-        help="worst case: the ball's norm (l2)",
     )
-    g.add_argument(
-        "--noise",
-        choices=["gaussian", "uniform"],
-        default="gaussian",
-        help="average case: the noise (gaussian)",
+    _cli.add_choice(
+        g, "--noise", ["gaussian", "uniform"], "average case: the noise (gaussian)"
     )
-    g.add_argument(
+    _cli.add_choice(
+        g,
         "--adaptive",
-        choices=["element", "filter"],
-        default=None,
-        help="scale the ball by |w| per entry or by the filter norms",
+        ["element", "filter"],
+        "scale the ball by |w| per entry or by the filter norms",
+        optional=True,
     )
     g.add_argument(
         "--m",
@@ -80,11 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="m-sharpness: examples per batch of the maximum / expectation",
     )
-    g.add_argument(
+    _cli.add_choice(
+        g,
         "--ignore",
-        choices=["bn", "biasbn"],
-        default=None,
-        help="keep the normalisation parameters (bn) or all 1-D ones fixed",
+        ["bn", "biasbn"],
+        "keep the normalisation parameters (bn) or all 1-D ones fixed",
+        optional=True,
     )
     g.add_argument(
         "--max-iter", type=_cli.positive_int, default=20, help="worst case: steps (20)"
@@ -147,7 +141,6 @@ def _measures(args: argparse.Namespace) -> list[Measure]:
 def _main(args: argparse.Namespace) -> int:
     from .. import checkpoints
     from .._utils import seed_everything
-    from ..io import atomic_write
 
     measures = _measures(args)  # bad settings fail before any loading
     out = _cli.out_folder(args, "sharpness", args.checkpoint)  # before the work
@@ -175,9 +168,7 @@ def _main(args: argparse.Namespace) -> int:
         }
         rows.append(row)
         print(json.dumps(row))
-    with atomic_write(out / "summary.json", "w") as f:
-        json.dump({"checkpoint": str(args.checkpoint), "rows": rows}, f, indent=1)
-    print(f"wrote {out}/")
+    _cli.write_summary(out, args.checkpoint, rows)
     return 0
 
 
