@@ -412,17 +412,13 @@ def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
     cfg = _cfg(
         epochs=2, periods=2, eps_schedule="periodic", runtime={"checkpoint_every": 1}
     )
+    test = _data(16, 1)
     ref = TinyNet()
-    adversarial_train(ref, (x, y), cfg, test_data=_data(16, 1))
+    adversarial_train(ref, (x, y), cfg, test_data=test)
     cb = _stop_at("iteration", 4)
     with pytest.raises(_Stop):
         adversarial_train(
-            TinyNet(),
-            (x, y),
-            cfg,
-            test_data=_data(16, 1),
-            run_dir=tmp_path,
-            callback=cb,
+            TinyNet(), (x, y), cfg, test_data=test, run_dir=tmp_path, callback=cb
         )
     for path in sorted(tmp_path.glob("*.pt")):
         torch.load(path, weights_only=True)
@@ -434,7 +430,7 @@ def test_run_files_load_with_weights_only(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "load", safe_load)
     model = TinyNet(seed=5)
-    adversarial_train(model, (x, y), cfg, test_data=_data(16, 1), run_dir=tmp_path)
+    adversarial_train(model, (x, y), cfg, test_data=test, run_dir=tmp_path)
     assert _same(model, ref)
     for path in sorted(tmp_path.glob("*.pt")):
         torch.load(path, weights_only=True)
