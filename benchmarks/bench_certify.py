@@ -37,9 +37,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _bench  # noqa: E402
 import _lirpa_certify as lirpa  # noqa: E402
+from _helpers import dense_backsub  # noqa: E402  (tests/: the dense CROWN step)
 
 from landscape import certify, data  # noqa: E402
 
@@ -125,22 +127,10 @@ def _dense_crown_margins(layers, x, y, eps):
     """CROWN on dense matrices, every neuron of every layer (the previous code)."""
     x = x.flatten(1).double()
     lo_in, hi_in = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
-    mid, rad = (lo_in + hi_in) / 2, (hi_in - lo_in) / 2
     n = len(x)
 
     def backsub(k, lam, relax):
-        c = lam.new_zeros(lam.shape[:2])
-        for i in range(k, -1, -1):
-            w, b = layers[i]
-            c = c + lam @ b
-            lam = lam @ w
-            if i == 0:
-                val = torch.einsum("nmd,nd->nm", lam, mid)
-                return c + val - torch.einsum("nmd,nd->nm", lam.abs(), rad)
-            low, up, icpt = relax[i - 1]
-            pos, neg = lam.clamp_min(0), lam.clamp_max(0)
-            c = c + torch.einsum("nmj,nj->nm", neg, icpt)
-            lam = pos * low.unsqueeze(1) + neg * up.unsqueeze(1)
+        return dense_backsub(layers, k, lam, relax, lo_in, hi_in)
 
     relax = []
     for k in range(len(layers) - 1):

@@ -12,6 +12,7 @@ from torch import nn
 __all__ = [
     "HostReads",
     "conv_bn_net",
+    "dense_backsub",
     "gaussian_mlp",
     "run_gloo",
     "tanh_mlp_batches",
@@ -33,6 +34,34 @@ def conv_bn_net(kernel: int = 3, side: int = 6, *, dropout: bool = False) -> nn.
         m[1].running_mean.uniform_(-0.5, 0.5)
         m[1].running_var.uniform_(0.5, 2.0)
     return m
+
+
+def dense_backsub(
+    layers: list, k: int, lam: torch.Tensor, relax: list, lo_in, hi_in
+) -> torch.Tensor:
+    """CROWN's lower bound of ``lam . z_k`` over the input box ``[lo_in, hi_in]``
+    (N, d), on dense float64 maps: back-substitution of ``lam`` (N, m, n_k) through
+    ``z_i = W_i relu(z_{i-1}) + b_i`` (``layers[i] = (W_i, b_i)``, ``z_{-1}`` the
+    flattened input) and the ReLU relaxations ``relax[i - 1] = (lower slope, upper
+    slope, upper intercept)`` (N, n_{i-1}) of the layers below ``k``. The dense
+    references of ``test_certify.py`` and ``benchmarks/bench_certify.py``."""
+    c = lam.new_zeros(lam.shape[:2])
+    for i in range(k, -1, -1):
+        w, b = layers[i]
+        c = c + lam @ b
+        lam = lam @ w
+        if i == 0:
+            pos, neg = lam.clamp_min(0), lam.clamp_max(0)
+            return (
+                c
+                + torch.einsum("nmd,nd->nm", pos, lo_in)
+                + torch.einsum("nmd,nd->nm", neg, hi_in)
+            )
+        low, up, icpt = relax[i - 1]
+        pos, neg = lam.clamp_min(0), lam.clamp_max(0)
+        c = c + torch.einsum("nmj,nj->nm", neg, icpt)
+        lam = pos * low.unsqueeze(1) + neg * up.unsqueeze(1)
+    raise ValueError(f"k = {k} < 0: no layer to bound")
 
 
 def tanh_mlp_batches(

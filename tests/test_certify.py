@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _helpers import conv_bn_net, gaussian_mlp
+from _helpers import conv_bn_net, dense_backsub, gaussian_mlp
 from _linear_case import _closed_form, _linear_case
 from torch import nn
 
@@ -98,22 +98,7 @@ def _ref_crown(seq, x, eps, spec):
     n = len(x)
 
     def backsub(k, lam, relax):  # lower bound of lam . z_k, lam (N, m, n_k)
-        c = lam.new_zeros(lam.shape[:2])
-        for i in range(k, -1, -1):
-            w, b = layers[i]
-            c = c + lam @ b
-            lam = lam @ w
-            if i == 0:
-                pos, neg = lam.clamp_min(0), lam.clamp_max(0)
-                return (
-                    c
-                    + torch.einsum("nmd,nd->nm", pos, lo_in)
-                    + torch.einsum("nmd,nd->nm", neg, hi_in)
-                )
-            low, up, icpt = relax[i - 1]
-            pos, neg = lam.clamp_min(0), lam.clamp_max(0)
-            c = c + torch.einsum("nmj,nj->nm", neg, icpt)
-            lam = pos * low.unsqueeze(1) + neg * up.unsqueeze(1)
+        return dense_backsub(layers, k, lam, relax, lo_in, hi_in)
 
     def step(w, b, lo, hi):  # IBP through one dense map
         pos, neg = w.clamp_min(0), w.clamp_max(0)
