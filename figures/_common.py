@@ -7,12 +7,11 @@ Every ``figures/figNN_name.py`` follows one pattern (STYLE.md section 10)::
     def compute(ctx: _common.Context) -> _common.FigureData: ...   # the expensive part
     def draw(data: _common.FigureData, ctx: _common.Context) -> list[Path]: ...
 
-    def main(argv=None) -> int:
-        return _common.run_figure(argv, __doc__, "fig02_learning_curves", compute, draw)
+    main = _common.figure_main(__doc__, "fig02_learning_curves", compute, draw)
 
-(:func:`run_figure` parses the common flags, computes through the cache, draws and
-reports what was written; ``study=`` hands ``--study`` / ``--from-results`` over to
-the study tier, ``_study.run``.)
+(:func:`figure_main` makes the ``main(argv)`` that parses the common flags, computes
+through the cache, draws and reports what was written; ``study=_study.tier(...)``
+hands ``--study`` / ``--from-results`` over to the study tier, ``_study.run``.)
 
 Sizes: ``--smoke`` (tiny, CPU, < 30 s, results and figures in runs/figures/<name>-smoke or
 ``--out-dir``), the default CPU size (a few minutes: an illustration), ``--study`` (the
@@ -60,7 +59,7 @@ __all__ = [
     "evaluate",
     "failed_checks",
     "report",
-    "run_figure",
+    "figure_main",
     "paper_lenet_config",
     "model_for",
     "num_params",
@@ -491,8 +490,7 @@ def report(ctx: Context, paths: list[Path], note: str | None = None) -> None:
         print(f"[{ctx.name}] note: {note}")
 
 
-def run_figure(
-    argv: list[str] | None,
+def figure_main(
     doc: str | None,
     name: str,
     compute: Callable[[Context], FigureData],
@@ -501,26 +499,29 @@ def run_figure(
     show: Callable[[FigureData, Context], None] | None = None,
     note: str | Callable[[Context], str] | None = None,
     full_note: bool = False,
-    study: Callable[[Context], int] | None = None,
-) -> int:
+    study: Callable[[Context, str], int] | None = None,
+) -> Callable[[list[str] | None], int]:
     """The ``main(argv)`` of a figure script: parse the common flags (:func:`parser`,
-    :func:`setup`); with ``--study`` / ``--from-results`` hand over to ``study(ctx)``
-    when the script has a study tier; else ``compute(ctx)`` through :func:`cached`,
-    ``draw(data, ctx)``, ``show(data, ctx)`` (prints the numbers) and
-    :func:`report` the files written with ``note`` (a note on the CPU sizes, or a
-    function of the context that makes it: left out with ``--full`` unless
-    ``full_note``). Returns the exit status, 0."""
-    ctx = setup(parser(doc).parse_args(argv), name)
-    if study is not None and ctx.size == "study":
-        return study(ctx)
-    data = cached(ctx, name, lambda: compute(ctx))
-    paths = draw(data, ctx)
-    if show is not None:
-        show(data, ctx)
-    if ctx.size == "full" and not full_note:
-        note = None
-    report(ctx, paths, note(ctx) if callable(note) else note)
-    return 0
+    :func:`setup`); with ``--study`` / ``--from-results`` hand over to
+    ``study(ctx, name)`` (``_study.tier``) when the script has a study tier; else
+    ``compute(ctx)`` through :func:`cached`, ``draw(data, ctx)``, ``show(data, ctx)``
+    (prints the numbers) and :func:`report` the files written with ``note`` (a note
+    on the CPU sizes, or a function of the context that makes it: left out with
+    ``--full`` unless ``full_note``). ``main`` returns the exit status, 0."""
+
+    def main(argv: list[str] | None = None) -> int:
+        ctx = setup(parser(doc).parse_args(argv), name)
+        if study is not None and ctx.size == "study":
+            return study(ctx, name)
+        data = cached(ctx, name, lambda: compute(ctx))
+        paths = draw(data, ctx)
+        if show is not None:
+            show(data, ctx)
+        text = None if ctx.size == "full" and not full_note else note
+        report(ctx, paths, text(ctx) if callable(text) else text)
+        return 0
+
+    return main
 
 
 def paper_lenet_config(ctx: Context, eps: float, *, eval_num: int | None = None):

@@ -998,6 +998,15 @@ def run(
     return 0
 
 
+def tier(
+    compute: Callable[..., Any], draw: Callable[..., list[Path]], **options: Any
+) -> Callable[..., int]:
+    """A figure script's study tier, for ``_common.figure_main(study=...)``: the
+    ``study(ctx, name)`` that calls :func:`run` with ``compute``, ``draw`` and its
+    ``options`` (``more``, ``tables``, ``test_line``)."""
+    return lambda ctx, name: run(ctx, name, compute, draw, **options)
+
+
 def verdict_line(digits: int) -> Callable[[str, dict], str | None]:
     """A ``test_line`` for :func:`run`: ``"<key>: <verdict> (<slope>)"`` of each
     :func:`slope_test` (tests without a verdict are not printed)."""

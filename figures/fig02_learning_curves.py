@@ -281,20 +281,14 @@ def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
         )
 
 
-def study_main(ctx: _common.Context) -> int:
-    return _study.run(
-        ctx,
-        NAME,
-        study_compute,
-        study_draw,
-        test_line=lambda k, t: f"{k}: diff {t['diff']}, p {t['p']}",
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    return _common.run_figure(
-        argv, __doc__, NAME, compute, draw, show=_summary, note=NOTE, study=study_main
-    )
+STUDY = _study.tier(
+    study_compute,
+    study_draw,
+    test_line=lambda k, t: f"{k}: diff {t['diff']}, p {t['p']}",
+)
+main = _common.figure_main(
+    __doc__, NAME, compute, draw, show=_summary, note=NOTE, study=STUDY
+)
 
 
 if __name__ == "__main__":

@@ -364,16 +364,8 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(fig, ctx, title=title)
 
 
-def study_main(ctx: _common.Context) -> int:
-    return _study.run(
-        ctx, NAME, study_compute, study_draw, test_line=_study.verdict_line(4)
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    return _common.run_figure(
-        argv, __doc__, NAME, compute, draw, note=NOTE, study=study_main
-    )
+STUDY = _study.tier(study_compute, study_draw, test_line=_study.verdict_line(4))
+main = _common.figure_main(__doc__, NAME, compute, draw, note=NOTE, study=STUDY)
 
 
 if __name__ == "__main__":

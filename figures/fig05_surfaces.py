@@ -271,14 +271,10 @@ def _study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return draw(fd, ctx, html=False)
 
 
-def study_main(ctx: _common.Context) -> int:
-    return _study.run(ctx, NAME, study_compute, _study_draw)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return _common.run_figure(
-        argv, __doc__, NAME, compute, draw, note=NOTE, full_note=True, study=study_main
-    )
+STUDY = _study.tier(study_compute, _study_draw)
+main = _common.figure_main(
+    __doc__, NAME, compute, draw, note=NOTE, full_note=True, study=STUDY
+)
 
 
 if __name__ == "__main__":

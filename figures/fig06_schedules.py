@@ -471,21 +471,16 @@ def _publish_lr(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return [_study.write_csv(path, cols, rows, meta=fd.meta)]
 
 
-def study_main(ctx: _common.Context) -> int:
-    tables = ("rows", "lr_rows")
-    return _study.run(
-        ctx, NAME, study_compute, study_draw, more=_publish_lr, tables=tables
-    )
-
-
 def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
     print(markdown(fd, ctx.size))
 
 
-def main(argv: list[str] | None = None) -> int:
-    return _common.run_figure(
-        argv, __doc__, NAME, compute, draw, show=_summary, note=NOTE, study=study_main
-    )
+STUDY = _study.tier(
+    study_compute, study_draw, more=_publish_lr, tables=("rows", "lr_rows")
+)
+main = _common.figure_main(
+    __doc__, NAME, compute, draw, show=_summary, note=NOTE, study=STUDY
+)
 
 
 if __name__ == "__main__":

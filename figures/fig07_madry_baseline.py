@@ -302,10 +302,6 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(fig, ctx, title=title)
 
 
-def study_main(ctx: _common.Context) -> int:
-    return _study.run(ctx, NAME, study_compute, study_draw)
-
-
 def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
     print(markdown(fd, ctx.size))
 
@@ -317,10 +313,10 @@ def _note(ctx: _common.Context) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    return _common.run_figure(
-        argv, __doc__, NAME, compute, draw, show=_summary, note=_note, study=study_main
-    )
+STUDY = _study.tier(study_compute, study_draw)
+main = _common.figure_main(
+    __doc__, NAME, compute, draw, show=_summary, note=_note, study=STUDY
+)
 
 
 if __name__ == "__main__":

@@ -163,10 +163,9 @@ def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    return _common.run_figure(
-        argv, __doc__, NAME, compute, draw, show=_summary, note=NOTE, full_note=True
-    )
+main = _common.figure_main(
+    __doc__, NAME, compute, draw, show=_summary, note=NOTE, full_note=True
+)
 
 
 if __name__ == "__main__":

@@ -122,9 +122,7 @@ def draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     return _common.save_figure(ax.figure, ctx)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Compute (cached) and draw."""
-    return _common.run_figure(argv, __doc__, NAME, compute, draw)
+main = _common.figure_main(__doc__, NAME, compute, draw)
 
 
 if __name__ == "__main__":

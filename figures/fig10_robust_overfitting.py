@@ -358,10 +358,7 @@ def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    return _common.run_figure(
-        argv, __doc__, NAME, compute, draw, show=_summary, note=NOTE
-    )
+main = _common.figure_main(__doc__, NAME, compute, draw, show=_summary, note=NOTE)
 
 
 if __name__ == "__main__":
