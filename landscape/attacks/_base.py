@@ -245,6 +245,19 @@ class Attack:
         return kind(**d)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Targeted(Attack):
+    """The setting of a targeted attack (APGD-T, FAB-T), put first among its bases:
+    ``num_targets``, how many of the most likely wrong classes of the clean input it
+    attacks towards in turn (``_runs.target_order``; AutoAttack: 9)."""
+
+    num_targets: int = 9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._count("num_targets")
+
+
 def summed(loss: Loss) -> Callable[[Tensor, Tensor], Tensor] | None:
     """A scalar objective for the gradient steps: ``None`` stays None (the caller's
     summed cross-entropy); a name or a callable returning a per-example or a scalar

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .. import _utils
 from ._ball import project, random_init, step_direction
-from ._base import Attack, Gen, Run
+from ._base import Attack, Gen, Run, _Targeted
 from ._losses import _check_first_output, _expand, dlr_targeted_loss, get_loss
 from ._runs import compact_now, finish, runs, setup, target_order
 
@@ -210,17 +210,11 @@ class APGD(_APGDSettings):
 
 
 @dataclasses.dataclass(frozen=True)
-class APGDT(_APGDSettings):
+class APGDT(_Targeted, _APGDSettings):
     """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
     wrong classes (ranked on the clean input; Croce & Hein, 2020), ``restarts`` runs
     each; points already broken are not attacked again. Needs >= 4 classes.
     Settings as :class:`APGD`, plus ``num_targets``."""
-
-    num_targets: int = 9
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._count("num_targets")
 
     def _default_name(self) -> str:
         return "apgd-t"

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils
-from ._base import Attack, Gen, Run
+from ._base import Attack, Gen, Run, _Targeted
 from ._losses import _check_first_output, _expand, _lp
 from ._runs import compact_now, finish, runs, setup, target_order
 
@@ -236,17 +236,11 @@ class FAB(Attack):
 
 
 @dataclasses.dataclass(frozen=True)
-class FABT(FAB):
+class FABT(_Targeted, FAB):
     """FAB-T, AutoAttack's targeted FAB: FAB towards the ``num_targets`` most likely
     wrong classes (ranked on the clean input) in turn, ``restarts`` runs each, one
     backward pass per iteration; points already broken are not attacked again
     (AutoAttack's standard FAB-T: 9 targets, one run, 100 iterations)."""
-
-    num_targets: int = 9
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._count("num_targets")
 
     def _default_name(self) -> str:
         return "fab-t"
