@@ -146,7 +146,6 @@ def _surfaces(fd: _common.FigureData, kind: str) -> list[surface.Surface]:
     return out
 
 
-STUDY_EPS = _study.SIZE["eps"]  # 0, 0.1, 0.2, 0.3, 0.4
 STUDY_COLUMNS = (
     "eps",
     "clean_center",
@@ -194,7 +193,7 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
     arrays: dict[str, np.ndarray] = {"xs": xs}
     table: dict = {"eps": [], "settings": {"adversarial": "fixed"}, "rows": []}
     cost = 0.0
-    for eps in STUDY_EPS:
+    for eps in _study.SIZE["eps"]:  # 0, 0.1, 0.2, 0.3, 0.4
         spec = _study.Spec(eps=eps, seed=0, schedule="linear")
         if _study.train_run(ctx, spec, compute=compute) is None:
             continue
