@@ -923,3 +923,98 @@ def test_a_locked_run_folder_is_refused_and_the_lock_released(tmp_path):
     adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path / "new" / "run")
     r = adversarial_train(TinyNet(), (x, y), cfg, run_dir=run)
     assert not (run / ".lock").exists() and len(r.metrics["epoch"]) == 1
+
+
+_SYNC_CASES = {
+    "pgd": {},
+    "fgsm-rs": {"attack": attacks.FGSMRS(eps=0.1)},
+    "trades": {"objective": train.TRADES(beta=6.0)},
+    "mart-awp-ema": {
+        "objective": train.MART(beta=5.0),
+        "awp": train.AWP(gamma=0.02),
+        "averaging": train.EMA(decay=0.9, bn="copy"),
+    },
+    "swa": {"averaging": train.SWA(start=1, bn="copy")},
+    "curve": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SYNC_CASES))
+def test_no_host_sync_per_training_step(name, monkeypatch):
+    """A training step reads nothing back from the device (issue 24): the loss,
+    accuracy and gradient-norm sums and the divergence check stay on the device and
+    are read once per epoch, so the host reads of an epoch (its end included) do not
+    grow with its number of steps. Counted in the second epoch (the first also
+    validates the caller's batches in host memory). Before, every step read its
+    loss, correct count and gradient norm with ``.tolist()``. The curve's draw of t
+    reads the run's CPU generator (host memory, not a device read): not counted."""
+    from _helpers import HostReads
+
+    from landscape import connectivity
+
+    kw = dict(_SYNC_CASES[name])
+    counts = []
+    for n in (64, 128):  # 4 and 8 steps per epoch
+        x, y = _data(n)
+        model = TinyNet(dropout=0.0)
+        if name == "curve":
+            model = connectivity.CurveModel(model, TinyNet(seed=1, dropout=0.0))
+        cfg = tiny_train_config(epochs=2, **kw)
+        reads = HostReads(monkeypatch)
+        if name == "curve":
+            real = model.resample
+
+            def resample(gen, real=real, reads=reads):
+                assert gen.device.type == "cpu"  # host memory: no device read
+                on, reads.on = reads.on, False
+                real(gen)
+                reads.on = on
+
+            model.resample = resample
+
+        def start(info, n=n, reads=reads):
+            if info["epoch"] == 0 and info["batch"] == n // 16 - 1:
+                reads.count, reads.on = 0, True
+
+        adversarial_train(model, (x, y), cfg, callback=start)
+        counts.append(reads.count)
+        monkeypatch.undo()
+    assert counts[0] == counts[1] and counts[0] <= 16, counts
+
+
+def test_divergence_found_at_a_resume_point(tmp_path):
+    """The device-side divergence record is read at a resume point too: a run whose
+    loss becomes inf at batch 3 of 6 stops at the resume point after batch 4
+    (checkpoint_every=4), naming batch 3, and writes no resume.pt."""
+    x, y = _data(96)
+    seen = []
+
+    cfg = _cfg(
+        shuffle=False,
+        attack=None,
+        epochs=1,
+        runtime={"eval_num": 0, "co_check_num": 0, "checkpoint_every": 4},
+    )
+    model = TinyNet(dropout=0.0)
+
+    class Blows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+            self.calls = 0
+
+        def forward(self, x):
+            out = self.net(x)
+            if self.training:
+                self.calls += 1
+                if self.calls >= 3:
+                    out = out * math.inf
+            return out
+
+    with pytest.raises(train.DivergedError, match=r"epoch 1, batch 3/6 \(iteration 3"):
+        adversarial_train(
+            Blows(), (x, y), cfg, run_dir=tmp_path, callback=lambda i: seen.append(i)
+        )
+    assert [i["batch"] for i in seen] == [0, 1, 2, 3]  # stopped at the resume point
+    assert all(torch.is_tensor(i["loss"]) for i in seen)  # not read per step
+    assert not (tmp_path / "resume.pt").exists()

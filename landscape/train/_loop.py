@@ -70,7 +70,12 @@ class DivergedError(_finite.NonFiniteError):
 
 @dataclass
 class _Epoch:
-    """Running sums of one epoch (saved in ``resume.pt`` as a plain dict)."""
+    """Running sums of one epoch (saved in ``resume.pt`` as a plain dict).
+
+    The per-step sums (loss, correct, gradient norms) and the first non-finite step
+    are kept on the device in :attr:`dev` and read into the float fields only by
+    :func:`_read` (at the end of the epoch and at a resume point): a training step
+    reads nothing back to the host."""
 
     loss: float = 0.0
     correct: float = 0.0
@@ -82,6 +87,13 @@ class _Epoch:
     eps: float = 0.0
     lr: float = 0.0
     time: float = 0.0
+    # float64 on the device: loss, correct, gsum, gmax; then the first step whose
+    # loss or gradient norm was not finite: its batch (-1: none), loss sum, gradient
+    # norm, whether its adversarial inputs were finite, lr, eps and iteration
+    dev: Tensor | None = field(default=None, repr=False, compare=False)
+
+
+_NO_BAD = (-1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -218,13 +230,19 @@ def adversarial_train(
         resume: continue a run found in ``run_dir``; with False an existing run there
             is an error.
         callback: called after every optimizer step with ``{"epoch", "batch",
-            "iteration", "loss", "eps", "lr"}`` (e.g. to stop a run in a test).
+            "iteration", "loss", "eps", "lr"}`` (e.g. to stop a run in a test);
+            ``loss`` (the step's mean loss) is a 0-dim tensor on the model's device:
+            reading it (``float(info["loss"])``) is a host sync per step.
 
     Returns:
         :class:`TrainResult` with the per-epoch metrics.
 
     Raises:
-        DivergedError: NaN / inf loss (names the epoch and batch; lower the lr).
+        DivergedError: NaN / inf loss or gradient norm (names the epoch and batch;
+            lower the lr). A step reads nothing back to the host: the check is a
+            device-side record of the first such step, read at the end of the epoch
+            and at each resume point (``runtime.checkpoint_every``), before anything
+            is written; the steps in between run on (non-finite) weights.
         RunFolderError: ``run_dir`` holds a run with other science settings.
         ValueError, TypeError: bad data (uint8 or [0, 255] images, float, one-hot or
             out-of-range labels, empty batches) with what to change.
@@ -569,6 +587,7 @@ def _run_epoch(run: _Run, show: bool, callback) -> None:
         if _resume_point(run) or (io.stop_requested() and _mid_epoch(run)):
             run.accum.time += time.perf_counter() - t0
             t0 = time.perf_counter()
+            _read(run)  # the sums for resume.pt; stops a diverged run here
             if run.folder is not None and run.main:
                 _save_resume(run)
             _stop_if_asked(run)
@@ -674,41 +693,97 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
     (loss_sum / (n_global / run.world)).backward()
     gnorm = _grad_norm(run.params)
     correct = (out.detach().argmax(1) == y).sum()
-    ls, cs, gn = torch.stack(
-        [loss_sum.detach().double(), correct.float(), gnorm.to(loss_sum.device)]
-    ).tolist()
-    if not (math.isfinite(ls) and math.isfinite(gn)):
-        where = (
-            f"at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} (iteration "
-            f"{run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g})"
-        )
-        if not bool(torch.isfinite(x_adv).all()):  # read only after a failure
-            raise DivergedError(
-                f"the training attack returned NaN or inf inputs {where}: the model's "
-                "loss or input gradient is NaN or inf at the attacked points - check "
-                "the model (e.g. a sqrt or log of 0 in its forward) or the attack's loss"
-            )
-        raise DivergedError(
-            f"training diverged: loss is {ls / max(len(y), 1)} (gradient norm "
-            f"{gn}) {where}; lower the learning rate"
-        )
+    loss = _accumulate(run, b, loss_sum.detach(), correct, gnorm, x_adv, x, len(y))
     run.opt.step()
     _awp_pop(run, awp)
     if run.avg is not None:
         run.avg.step(run.params)
     run.iteration += 1
     a = run.accum
-    a.loss, a.correct, a.n = a.loss + ls, a.correct + cs, a.n + len(y)
-    a.gsum, a.gmax, a.nb = a.gsum + gn, max(a.gmax, gn), a.nb + 1
+    a.n, a.nb = a.n + len(y), a.nb + 1
     a.eps_sum, a.eps, a.lr = a.eps_sum + eps_t, eps_t, lr_t
     return {
         "epoch": run.epoch,
         "batch": b,
         "iteration": run.iteration,
-        "loss": ls / max(len(y), 1),
+        "loss": loss,
         "eps": eps_t,
         "lr": lr_t,
     }
+
+
+def _accumulate(
+    run: _Run,
+    b: int,
+    loss_sum: Tensor,
+    correct: Tensor,
+    gnorm: Tensor,
+    x_adv: Tensor,
+    x: Tensor,
+    n: int,
+) -> Tensor:
+    """Add a step's loss, correct count and gradient norm to the epoch's sums on the
+    device, and record it if it is the first step whose loss or gradient norm is
+    not finite (no host read: :func:`_read` reads and checks them); returns the
+    step's mean loss (a 0-dim tensor on the device)."""
+    a = run.accum
+    ls = loss_sum.double()
+    if a.dev is None:
+        a.dev = torch.tensor(
+            [a.loss, a.correct, a.gsum, a.gmax, *_NO_BAD],
+            dtype=torch.float64,
+            device=ls.device,
+        )
+    acc = a.dev
+    step = torch.stack([ls, correct.float(), gnorm.to(ls.device)])
+    acc[:3] += step
+    acc[3] = torch.maximum(acc[3], step[2])
+    first = torch.isfinite(step).all().logical_not() & (acc[4] < 0)
+    adv_ok = (
+        torch.isfinite(x_adv).all()
+        if x_adv is not x
+        else torch.ones((), dtype=torch.bool, device=ls.device)
+    )
+    mean = ls / max(n, 1)
+    rec = torch.stack([mean, step[2], adv_ok.double()])
+    acc[4] = torch.where(first, float(b), acc[4])
+    acc[5:8] = torch.where(first, rec, acc[5:8])
+    return mean
+
+
+def _read(run: _Run) -> None:
+    """Read the epoch's device sums into the host fields (one host read) and raise
+    :class:`DivergedError` for the first step whose loss or gradient norm was not
+    finite since the start of the epoch (its epoch, batch, iteration, lr and eps)."""
+    a = run.accum
+    if a is None or a.dev is None:
+        return
+    vals = a.dev.tolist()
+    a.loss, a.correct, a.gsum, a.gmax = vals[:4]
+    if vals[4] < 0:
+        return
+    b, loss, gn, adv_ok = int(vals[4]), vals[5], vals[6], vals[7]
+    t = (
+        run.epoch + b / run.num_batches
+        if run.cfg.schedule_update == "iteration"
+        else run.epoch
+    )
+    eps_t, lr_t = float(run.eps_fn(t)), float(run.lr_fn(t))
+    iteration = run.iteration - run.batch + b + 1
+    where = (
+        f"at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} (iteration "
+        f"{iteration}, lr={lr_t:g}, eps={eps_t:g})"
+    )
+    if not adv_ok:
+        raise DivergedError(
+            f"the training attack returned NaN or inf inputs {where}: the model's "
+            "loss or input gradient is NaN or inf at the attacked points - check "
+            "the model (e.g. a sqrt or log of 0 in its forward) or the attack's loss"
+        )
+    raise DivergedError(
+        f"training diverged: loss is {loss} (gradient norm {gn}) {where}; lower the "
+        "learning rate"
+    )
 
 
 def _loss(
@@ -759,6 +834,7 @@ def _awp_pop(run: _Run, v: list[Tensor] | None) -> None:
 
 def _end_epoch(run: _Run) -> dict[str, Any]:
     """The epoch's metrics row: reduced sums, evaluation and the CO check."""
+    _read(run)
     a = run.accum
     tot = torch.tensor([a.loss, a.correct, a.n], dtype=torch.float64)
     tot = _dist.all_reduce_sum(tot.to(run.device), run.world).cpu().tolist()
@@ -999,7 +1075,11 @@ def _save_resume(run: _Run) -> None:
             "elapsed": run.elapsed,
             "rows": copy.deepcopy(run.rows),
             "checkpoints": list(run.checkpoints),
-            "accum": dataclasses.asdict(run.accum)
+            "accum": {
+                f.name: getattr(run.accum, f.name)
+                for f in dataclasses.fields(run.accum)
+                if f.name != "dev"
+            }
             if run.accum is not None and run.batch > 0
             else None,
             "averaged": run.avg.state() if run.avg is not None else None,
