@@ -1018,3 +1018,20 @@ def test_divergence_found_at_a_resume_point(tmp_path):
     assert [i["batch"] for i in seen] == [0, 1, 2, 3]  # stopped at the resume point
     assert all(torch.is_tensor(i["loss"]) for i in seen)  # not read per step
     assert not (tmp_path / "resume.pt").exists()
+
+
+def test_crop_flip_of_shards_is_the_whole_batch():
+    """A rank's shard augmented with ``part=(offset, total)`` is its rows of the
+    augmented whole batch (the draws are the whole batch's): under DDP each rank
+    moves and augments only its shard (issue 24)."""
+    x = torch.rand(7, 2, 5, 5, generator=torch.Generator().manual_seed(0))
+    whole = train.crop_flip(x, torch.Generator().manual_seed(1), padding=2)
+    parts = [
+        train.crop_flip(
+            x[a:b], torch.Generator().manual_seed(1), padding=2, part=(a, 7)
+        )
+        for a, b in ((0, 4), (4, 7))
+    ]
+    assert torch.equal(torch.cat(parts), whole)
+    with pytest.raises(ValueError, match="does not hold"):
+        train.crop_flip(x, torch.Generator(), part=(3, 7))

@@ -36,6 +36,9 @@ CFGS = {
         averaging=train.EMA(decay=0.9, bn="copy"),
         val_num=16,
     ),
+    # issue 24: each rank moves only its shard and augments it with the draws of the
+    # whole global batch
+    "pgd-augment": dataclasses.replace(CFG, augment="crop_flip"),
 }
 
 

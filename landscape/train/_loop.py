@@ -139,6 +139,8 @@ class _Run:
     awp_params: list[Tensor] = field(default_factory=list)  # the tensors AWP moves
     avg: Averager | None = None  # the weight average (EMA / SWA)
     best: float = -math.inf  # the best validation robust accuracy so far
+    n_global: int = 0  # size of the current global batch (``share``)
+    offset: int = 0  # this rank's first example in it
 
     @property
     def main(self) -> bool:
@@ -158,6 +160,19 @@ class _Run:
 
     def prep(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return prep(x, y, self.device, self.dtype, self.channels_last)
+
+    def share(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """This rank's contiguous shard of a global training batch (taken before
+        the batch moves to the device); records its offset and the global size."""
+        self.n_global = len(y)
+        if self.world == 1:
+            self.offset = 0
+            return x, y
+        sizes = [len(p) for p in torch.tensor_split(y, self.world)]
+        self.offset = sum(sizes[: self.rank])
+        return _dist.shard(x, self.rank, self.world), _dist.shard(
+            y, self.rank, self.world
+        )
 
 
 def adversarial_train(
@@ -575,10 +590,9 @@ def _run_epoch(run: _Run, show: bool, callback) -> None:
         leave=False,
         enabled=show,
     )
-    start = run.batch
-    for b, batch in enumerate(run.batches):
-        if b < start:
-            continue
+    # a resumed epoch skips its first batches without moving them; under DDP each
+    # rank moves only its shard of every global batch
+    for b, batch in run.batches.numbered(start=run.batch, take=run.share):
         info = _step(run, b, batch)
         run.batch = b + 1
         bbar.update(1)
@@ -635,8 +649,9 @@ def _stop_if_asked(run: _Run) -> None:
 
 
 def _batch(run: _Run, b: int, batch: Any) -> tuple[Tensor, Tensor, int]:
-    """This rank's checked share of the global batch ``b`` (augmented, the same draw
-    on every rank), and the global batch size."""
+    """This rank's checked share of the global batch ``b`` (moved alone by
+    :meth:`_Run.share`; augmented with the draws of the whole batch, the same on
+    every rank), and the global batch size."""
     x, y = run.prep(batch[0], batch[1])
     if run.num_classes is None:
         run.num_classes = _probe_classes(run, x)
@@ -644,13 +659,8 @@ def _batch(run: _Run, b: int, batch: Any) -> tuple[Tensor, Tensor, int]:
         gen = _utils.derived_generator(
             run.cfg.seed, "augment", run.epoch, b, device=run.device
         )
-        x = augment(run.cfg.augment, x, gen)
-    n_global = len(y)
-    return (
-        _dist.shard(x, run.rank, run.world),
-        _dist.shard(y, run.rank, run.world),
-        n_global,
-    )
+        x = augment(run.cfg.augment, x, gen, part=(run.offset, run.n_global))
+    return x, y, run.n_global
 
 
 def _attack(run: _Run, x: Tensor, y: Tensor, eps_t: float) -> Tensor:
