@@ -825,7 +825,12 @@ def test_catastrophic_overfitting_check_only_where_it_means_something(monkeypatc
 def test_cuda_bf16_channels_last_training():
     x, y = _data(128)
     model = TinyNet(dropout=0.0).cuda()
-    cfg = _cfg(epochs=3, lr=0.2, attack=attacks.PGD(eps=0.05, steps=2))
+    cfg = _cfg(
+        epochs=3,
+        lr=0.2,
+        attack=attacks.PGD(eps=0.05, steps=2),
+        runtime={"amp": "bf16"},
+    )
     res = adversarial_train(model, (x, y), cfg, test_data=_data(64, seed=1))
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert model.conv.weight.dtype == torch.float32  # autocast leaves weights alone
@@ -1035,3 +1040,32 @@ def test_crop_flip_of_shards_is_the_whole_batch():
     assert torch.equal(torch.cat(parts), whole)
     with pytest.raises(ValueError, match="does not hold"):
         train.crop_flip(x, torch.Generator(), part=(3, 7))
+
+
+def test_bf16_is_explicit_and_measured_in_float32():
+    """Precision policy (issue 24): float32 unless ``amp="bf16"`` is asked for (no
+    "auto" that turned bf16 on for any CUDA card), and a bf16 run's per-epoch
+    accuracy and loss are measured in float32: the logged test loss is the float32
+    loss of the trained weights, not the bf16 one (before, the evaluation ran under
+    the training autocast)."""
+    assert Runtime().amp == "off"
+    with pytest.raises(ValueError, match="amp must be 'off'"):
+        Runtime(amp="auto")
+    x, y = _data(64)
+    xt, yt = _data(64, seed=1)
+    rt = {"amp": "bf16", "eval_num": 64, "co_check_num": 0}
+    model = TinyNet(dropout=0.0)
+    res = adversarial_train(
+        model, (x, y), _cfg(epochs=1, runtime=rt), test_data=(xt, yt)
+    )
+    off = adversarial_train(
+        TinyNet(dropout=0.0), (x, y), _cfg(epochs=1, runtime={**rt, "amp": "off"})
+    )
+    assert res.metrics["train_loss"][0] != off.metrics["train_loss"][0]  # bf16 trained
+    model.eval()
+    with torch.no_grad():
+        fp32 = float(F.cross_entropy(model(xt), yt))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = float(F.cross_entropy(model(xt).float(), yt))
+    assert abs(bf16 - fp32) > 1e-4 * fp32  # the two precisions are told apart
+    assert res.metrics["test_clean_loss"][0] == pytest.approx(fp32, rel=1e-6)

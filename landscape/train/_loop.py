@@ -155,8 +155,14 @@ class _Run:
         return bool(self.cfg.runtime.channels_last) and self.device.type == "cuda"
 
     def ctx(self):
-        """Autocast context of the forward passes (``runtime.amp``)."""
+        """Autocast context of the training forward passes (``runtime.amp``)."""
         return autocast(self.device, self.cfg)
+
+    @staticmethod
+    def eval_ctx():
+        """The measurements' context: the model's own precision whatever
+        ``runtime.amp`` (the per-epoch accuracies do not depend on it)."""
+        return contextlib.nullcontext()
 
     def prep(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return prep(x, y, self.device, self.dtype, self.channels_last)
@@ -890,7 +896,7 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
             eps_sched=eps_sched,
             cfg=cfg,
             seed=_utils.derive_seed(cfg.seed, "eval", epoch),
-            ctx=run.ctx,
+            ctx=run.eval_ctx,
             loss=run.loss,
         )
         out.update(
@@ -900,7 +906,7 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
                 eps=eps_sched if trained else 0.0,
                 cfg=cfg,
                 seed=_utils.derive_seed(cfg.seed, "co-check", epoch),
-                ctx=run.ctx,
+                ctx=run.eval_ctx,
             )
         )
         if do_eval:
@@ -940,7 +946,13 @@ def _more_evaluations(run: _Run, eps_sched: float) -> dict[str, Any]:
         if batches:
             out.update(
                 evaluate_split(
-                    model, batches, prefix, attack, seed, ctx=run.ctx, loss=run.loss
+                    model,
+                    batches,
+                    prefix,
+                    attack,
+                    seed,
+                    ctx=run.eval_ctx,
+                    loss=run.loss,
                 )
             )
     return out
@@ -957,7 +969,7 @@ def _averaged_model(run: _Run, eps: float) -> nn.Module:
         if spec.bn == "clean" or run.attack is None or eps <= 0:
             return run.bn_batches
         attack = dataclasses.replace(run.attack, eps=eps)
-        with run.ctx():
+        with run.eval_ctx():
             return [(attack(model, x, y, gen), y) for x, y in run.bn_batches]
 
     return run.avg.model_for_eval(run.raw, data)
