@@ -92,7 +92,8 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
             **_cli.pick(args, "which", "tol", "max_iter"),
             **common,
         )
-        eig.save(out / f"eigenpairs_{tag}.npz")
+        if _cli.is_main():  # under torchrun: every rank holds the whole result
+            eig.save(out / f"eigenpairs_{tag}.npz")
         row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
         row["hvps"] = eig.num_matvecs
     if args.density:
@@ -104,7 +105,8 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
             num_runs=args.num_runs,
             **common,
         )
-        dens.save(out / f"density_{tag}.npz")
+        if _cli.is_main():
+            dens.save(out / f"density_{tag}.npz")
     if args.trace:
         method = args.trace_method
         tr = trace(
@@ -115,7 +117,8 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
             method=method,
             **common,
         )
-        tr.save(out / f"trace_{tag}.npz")
+        if _cli.is_main():
+            tr.save(out / f"trace_{tag}.npz")
         row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]
     return row
 
@@ -164,8 +167,11 @@ def _main(args: argparse.Namespace) -> int:
         row = {"eps": eps, **_curvature(args, model, batches, out, f"eps{eps:g}", gen)}
         summary.append(row)
         print(json.dumps(row))
-    with atomic_write(out / "summary.json", "w") as f:
-        json.dump({"checkpoint": str(args.checkpoint), "rows": summary}, f, indent=1)
+    if _cli.is_main():
+        with atomic_write(out / "summary.json", "w") as f:
+            json.dump(
+                {"checkpoint": str(args.checkpoint), "rows": summary}, f, indent=1
+            )
     print(f"wrote {out}/")
     return 0
 

@@ -163,7 +163,9 @@ def _main(args: argparse.Namespace) -> int:
             gen,
             progressbar=_cli.progress(args),
         )
-        path = res.save(out / f"sharpness_{m.name}.npz")
+        path = out / f"sharpness_{m.name}.npz"
+        if _cli.is_main():  # under torchrun: every rank holds the whole result
+            path = res.save(path)
         row = {
             "measure": m.name,
             "value": res.value,
@@ -175,8 +177,9 @@ def _main(args: argparse.Namespace) -> int:
         }
         rows.append(row)
         print(json.dumps(row))
-    with atomic_write(out / "summary.json", "w") as f:
-        json.dump({"checkpoint": str(args.checkpoint), "rows": rows}, f, indent=1)
+    if _cli.is_main():
+        with atomic_write(out / "summary.json", "w") as f:
+            json.dump({"checkpoint": str(args.checkpoint), "rows": rows}, f, indent=1)
     print(f"wrote {out}/")
     return 0
 
