@@ -72,10 +72,11 @@ class DivergedError(_finite.NonFiniteError):
 class _Epoch:
     """Running sums of one epoch (saved in ``resume.pt`` as a plain dict).
 
-    The per-step sums (loss, correct, gradient norms) and the first non-finite step
-    are kept on the device in :attr:`dev` and read into the float fields only by
-    :func:`_read` (at the end of the epoch and at a resume point): a training step
-    reads nothing back to the host."""
+    A step reads nothing back to the host: its loss sum, correct count, gradient
+    norm and the sum of its adversarial inputs (finite or not) stay on the device in
+    :attr:`pending` (one small tensor per step), and :func:`_read` reads them all
+    at once (at the end of the epoch and at a resume point), checks them and adds
+    them to the float fields in the order of the steps."""
 
     loss: float = 0.0
     correct: float = 0.0
@@ -87,13 +88,7 @@ class _Epoch:
     eps: float = 0.0
     lr: float = 0.0
     time: float = 0.0
-    # float64 on the device: loss, correct, gsum, gmax; then the first step whose
-    # loss or gradient norm was not finite: its batch (-1: none), loss sum, gradient
-    # norm, whether its adversarial inputs were finite, lr, eps and iteration
-    dev: Tensor | None = field(default=None, repr=False, compare=False)
-
-
-_NO_BAD = (-1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
+    pending: list[Tensor] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -140,6 +135,7 @@ class _Run:
     avg: Averager | None = None  # the weight average (EMA / SWA)
     best: float = -math.inf  # the best validation robust accuracy so far
     n_global: int = 0  # size of the current global batch (``share``)
+    sizes: dict[int, int] = field(default_factory=dict)  # this rank's batch sizes
     offset: int = 0  # this rank's first example in it
 
     @property
@@ -709,7 +705,8 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
     (loss_sum / (n_global / run.world)).backward()
     gnorm = _grad_norm(run.params)
     correct = (out.detach().argmax(1) == y).sum()
-    loss = _accumulate(run, b, loss_sum.detach(), correct, gnorm, x_adv, x, len(y))
+    _accumulate(run, loss_sum.detach(), correct, gnorm, x_adv, x)
+    run.sizes[b] = len(y)
     run.opt.step()
     _awp_pop(run, awp)
     if run.avg is not None:
@@ -722,7 +719,7 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
         "epoch": run.epoch,
         "batch": b,
         "iteration": run.iteration,
-        "loss": loss,
+        "loss": loss_sum.detach() / max(len(y), 1),
         "eps": eps_t,
         "lr": lr_t,
     }
@@ -730,55 +727,46 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
 
 def _accumulate(
     run: _Run,
-    b: int,
     loss_sum: Tensor,
     correct: Tensor,
     gnorm: Tensor,
     x_adv: Tensor,
     x: Tensor,
-    n: int,
-) -> Tensor:
-    """Add a step's loss, correct count and gradient norm to the epoch's sums on the
-    device, and record it if it is the first step whose loss or gradient norm is
-    not finite (no host read: :func:`_read` reads and checks them); returns the
-    step's mean loss (a 0-dim tensor on the device)."""
-    a = run.accum
-    ls = loss_sum.double()
-    if a.dev is None:
-        a.dev = torch.tensor(
-            [a.loss, a.correct, a.gsum, a.gmax, *_NO_BAD],
-            dtype=torch.float64,
-            device=ls.device,
-        )
-    acc = a.dev
-    step = torch.stack([ls, correct.float(), gnorm.to(ls.device)])
-    acc[:3] += step
-    acc[3] = torch.maximum(acc[3], step[2])
-    first = torch.isfinite(step).all().logical_not() & (acc[4] < 0)
-    adv_ok = (
-        torch.isfinite(x_adv).all()
+) -> None:
+    """Keep a step's loss sum, correct count, gradient norm and the sum of its
+    adversarial inputs on the device for :func:`_read` (no host read)."""
+    dev = loss_sum.device
+    # the sum of the adversarial inputs is finite exactly when they all are (they
+    # lie in the input box: no overflow), and far cheaper than isfinite().all()
+    adv = (
+        x_adv.detach().sum().double()
         if x_adv is not x
-        else torch.ones((), dtype=torch.bool, device=ls.device)
+        else torch.zeros((), dtype=torch.float64, device=dev)
     )
-    mean = ls / max(n, 1)
-    rec = torch.stack([mean, step[2], adv_ok.double()])
-    acc[4] = torch.where(first, float(b), acc[4])
-    acc[5:8] = torch.where(first, rec, acc[5:8])
-    return mean
+    parts = [loss_sum.double(), correct.double(), gnorm.to(dev, torch.float64), adv]
+    run.accum.pending.append(torch.stack(parts))
 
 
 def _read(run: _Run) -> None:
-    """Read the epoch's device sums into the host fields (one host read) and raise
-    :class:`DivergedError` for the first step whose loss or gradient norm was not
-    finite since the start of the epoch (its epoch, batch, iteration, lr and eps)."""
+    """Read the steps kept since the last read (one host read), raise
+    :class:`DivergedError` for the first whose loss or gradient norm is not finite
+    (its epoch, batch, iteration, lr and eps), else add them to the epoch's sums in
+    the order of the steps."""
     a = run.accum
-    if a is None or a.dev is None:
+    if a is None or not a.pending:
         return
-    vals = a.dev.tolist()
-    a.loss, a.correct, a.gsum, a.gmax = vals[:4]
-    if vals[4] < 0:
-        return
-    b, loss, gn, adv_ok = int(vals[4]), vals[5], vals[6], vals[7]
+    rows = torch.stack(a.pending).tolist()
+    a.pending = []
+    first = run.batch - len(rows)  # the steps since the last read are consecutive
+    for k, (ls, cs, gn, adv) in enumerate(rows):
+        if not (math.isfinite(ls) and math.isfinite(gn)):
+            _diverged(run, first + k, ls, gn, math.isfinite(adv))
+        a.loss, a.correct = a.loss + ls, a.correct + cs
+        a.gsum, a.gmax = a.gsum + gn, max(a.gmax, gn)
+
+
+def _diverged(run: _Run, b: int, ls: float, gn: float, adv_ok: bool) -> None:
+    """Raise the :class:`DivergedError` of the step at batch ``b``."""
     t = (
         run.epoch + b / run.num_batches
         if run.cfg.schedule_update == "iteration"
@@ -797,8 +785,8 @@ def _read(run: _Run) -> None:
             "the model (e.g. a sqrt or log of 0 in its forward) or the attack's loss"
         )
     raise DivergedError(
-        f"training diverged: loss is {loss} (gradient norm {gn}) {where}; lower the "
-        "learning rate"
+        f"training diverged: loss is {ls / max(run.sizes.get(b, 1), 1)} (gradient "
+        f"norm {gn}) {where}; lower the learning rate"
     )
 
 
@@ -1100,7 +1088,7 @@ def _save_resume(run: _Run) -> None:
             "accum": {
                 f.name: getattr(run.accum, f.name)
                 for f in dataclasses.fields(run.accum)
-                if f.name != "dev"
+                if f.name != "pending"
             }
             if run.accum is not None and run.batch > 0
             else None,
