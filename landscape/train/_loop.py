@@ -256,10 +256,11 @@ def adversarial_train(
 
     Raises:
         DivergedError: NaN / inf loss or gradient norm (names the epoch and batch;
-            lower the lr). A step reads nothing back to the host: the check is a
-            device-side record of the first such step, read at the end of the epoch
-            and at each resume point (``runtime.checkpoint_every``), before anything
-            is written; the steps in between run on (non-finite) weights.
+            lower the lr). A step reads nothing back to the host: its loss and
+            gradient norm stay on the device and are read, all at once, at the end
+            of the epoch and at each resume point (``runtime.checkpoint_every``),
+            before anything is written; the steps after a non-finite one run on
+            (non-finite) weights until then.
         RunFolderError: ``run_dir`` holds a run with other science settings.
         ValueError, TypeError: bad data (uint8 or [0, 255] images, float, one-hot or
             out-of-range labels, empty batches) with what to change.
