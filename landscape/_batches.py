@@ -136,6 +136,7 @@ class Batched:
         owned: Callable[[int], bool] | None = None,
         start: int = 0,
         stop: int | None = None,
+        take: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     ) -> Iterator[tuple[int, tuple[Tensor, Tensor]]]:
         """``(index, (x, y))``: the batches, validated (first pass) and moved to the
         device one at a time.
@@ -146,6 +147,9 @@ class Batched:
             start: skip the batches before it (a resumed epoch).
             stop: read no batch from this index on (the source is not read to its
                 end).
+            take: ``take(x, y)``: the part of each validated batch that moves to
+                the device (a rank's shard of a global training batch: the other
+                ranks' examples never move here).
 
         A skipped batch is neither validated nor moved. Validation runs on the
         batch where the loader made it (host memory for a ``DataLoader``: no read
@@ -164,11 +168,13 @@ class Batched:
             if check:
                 self._check_batch(x, y, i)
                 self._check_labels(x, y, i)
+            n += len(x)
+            if take is not None:
+                x, y = take(x, y)
             x = x.to(self.device, non_blocking=True)
             if self.dtype is not None and x.is_floating_point():
                 x = x.to(self.dtype)
             y = y.to(self.device, non_blocking=True)
-            n += len(x)
             yield i, (x, y)
         if count == 0:
             raise ValueError(

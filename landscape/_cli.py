@@ -14,6 +14,12 @@ it reads a checkpoint or a dataset) and gets its ``main(argv)`` from :func:`entr
   :func:`default_threads`: no more than the cores the load average leaves free);
   ``-o/--out`` is the folder of one tool run, where the tool writes all its files
   (default ``runs/<tool>/<name of the checkpoint>``, :func:`out_folder`);
+- under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) every tool sets up the
+  process group itself (:func:`process_group`: NCCL on CUDA with one GPU per process,
+  ``cuda:LOCAL_RANK``; gloo on CPU), the analysis shares its work out over the
+  processes (:mod:`landscape._dist`: every process computes its share and returns the
+  whole answer) and only rank 0 prints and writes the outputs (:func:`is_main`); the
+  others show no progress;
 - the flags of :func:`add_checkpoint` become the keyword arguments of the one loader,
   :func:`landscape.checkpoints.load_model` (:func:`checkpoint_options`), and those of
   :func:`add_data` the keyword arguments of :func:`landscape.data.load_dataset`
@@ -27,20 +33,21 @@ This module is the lowest layer of the tools: it imports nothing of ``landscape`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import io
+from . import _dist, io
 
 __all__ = [
     "CLIError",
@@ -61,6 +68,8 @@ __all__ = [
     "json_dict",
     "pick",
     "progress",
+    "process_group",
+    "is_main",
     "plain",
     "default_threads",
     "set_threads",
@@ -252,7 +261,8 @@ def entry(
         def parse_and_run(a: list[str]) -> int:
             args = p.parse_args(a)
             set_threads(args)
-            return body(args)
+            with process_group(args):
+                return body(args)
 
         return run(parse_and_run, argv, p.prog, trust_flag=flag)
 
@@ -570,9 +580,47 @@ def add_choice(
 
 
 def progress(args: argparse.Namespace) -> bool:
-    """Whether to show progress: not with ``--no-progress``, else always (a bar on a
-    terminal, plain lines in a log: :mod:`landscape._progress`)."""
-    return getattr(args, "progress", None) is not False
+    """Whether to show progress: not with ``--no-progress`` nor on a rank other than
+    0 under ``torchrun``, else always (a bar on a terminal, plain lines in a log:
+    :mod:`landscape._progress`)."""
+    return getattr(args, "progress", None) is not False and is_main()
+
+
+def _torchrun() -> bool:
+    """Started by ``torchrun`` (or another launcher) with several processes."""
+    return int(os.environ.get("WORLD_SIZE", "1") or "1") > 1
+
+
+def is_main() -> bool:
+    """Whether this process prints and writes a tool's outputs: rank 0 of an
+    initialised process group, or the only process."""
+    return _dist.is_main(_dist.info()[0])
+
+
+@contextlib.contextmanager
+def process_group(args: argparse.Namespace) -> Iterator[None]:
+    """The process group of a tool started by ``torchrun`` (``WORLD_SIZE > 1``):
+    initialised from the environment for the tool's run (NCCL on CUDA, gloo on CPU:
+    ``--device``) and destroyed at its end (a group that already exists, the
+    caller's, is used as it is); a rank other than 0 prints nothing to stdout."""
+    own = (
+        _torchrun()
+        and torch.distributed.is_available()
+        and not torch.distributed.is_initialized()
+    )
+    if own:
+        _dist.setup(device(args))
+    quiet = (
+        contextlib.redirect_stdout(open(os.devnull, "w"))  # noqa: SIM115
+        if not is_main()
+        else contextlib.nullcontext()
+    )
+    try:
+        with quiet:  # the results are printed once, by rank 0
+            yield
+    finally:
+        if own:
+            torch.distributed.destroy_process_group()
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
@@ -686,19 +734,24 @@ def out_folder(
 
 
 def write_summary(out: Path, checkpoint: Any, rows: list[dict]) -> None:
-    """Write ``out/summary.json`` (``{"checkpoint": ..., "rows": rows}``, atomically)
-    and say on stdout where the tool's files are."""
-    with io.atomic_write(out / "summary.json", "w") as f:
-        json.dump({"checkpoint": str(checkpoint), "rows": rows}, f, indent=1)
+    """Write ``out/summary.json`` (``{"checkpoint": ..., "rows": rows}``, atomically;
+    under torchrun rank 0 only) and say on stdout where the tool's files are."""
+    if is_main():
+        with io.atomic_write(out / "summary.json", "w") as f:
+            json.dump({"checkpoint": str(checkpoint), "rows": rows}, f, indent=1)
     print(f"wrote {out}/")
 
 
 def device(args: argparse.Namespace) -> torch.device:
-    """``--device``, else cuda when available, else cpu; a device this machine does
+    """``--device``, else cuda when available, else cpu (``cuda`` under ``torchrun``:
+    ``cuda:LOCAL_RANK``, one GPU per process); a device this machine does
     not have (``cuda`` without CUDA, ``cuda:3`` on one GPU) is a :class:`CLIError`."""
     name = getattr(args, "device", None)
     try:
         dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dev.type == "cuda" and dev.index is None and _torchrun():
+            # torchrun: one GPU per process
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     except RuntimeError as err:
         raise CLIError(
             f"--device {name!r} is not a device ({io.plain(str(err))})",

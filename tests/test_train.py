@@ -821,7 +821,12 @@ def test_catastrophic_overfitting_check_only_where_it_means_something(monkeypatc
 def test_cuda_bf16_channels_last_training():
     x, y = _data(128)
     model = TinyNet(dropout=0.0).cuda()
-    cfg = _cfg(epochs=3, lr=0.2, attack=attacks.PGD(eps=0.05, steps=2))
+    cfg = _cfg(
+        epochs=3,
+        lr=0.2,
+        attack=attacks.PGD(eps=0.05, steps=2),
+        runtime={"amp": "bf16"},
+    )
     res = adversarial_train(model, (x, y), cfg, test_data=_data(64, seed=1))
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert model.conv.weight.dtype == torch.float32  # autocast leaves weights alone
@@ -919,3 +924,144 @@ def test_a_locked_run_folder_is_refused_and_the_lock_released(tmp_path):
     adversarial_train(TinyNet(), (x, y), cfg, run_dir=tmp_path / "new" / "run")
     r = adversarial_train(TinyNet(), (x, y), cfg, run_dir=run)
     assert not (run / ".lock").exists() and len(r.metrics["epoch"]) == 1
+
+
+_SYNC_CASES = {
+    "pgd": {},
+    "fgsm-rs": {"attack": attacks.FGSMRS(eps=0.1)},
+    "trades": {"objective": train.TRADES(beta=6.0)},
+    "mart-awp-ema": {
+        "objective": train.MART(beta=5.0),
+        "awp": train.AWP(gamma=0.02),
+        "averaging": train.EMA(decay=0.9, bn="copy"),
+    },
+    "swa": {"averaging": train.SWA(start=1, bn="copy")},
+    "curve": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SYNC_CASES))
+def test_no_host_sync_per_training_step(name, monkeypatch):
+    """A training step reads nothing back from the device (issue 24): the loss,
+    accuracy and gradient-norm sums and the divergence check stay on the device and
+    are read once per epoch, so the host reads of an epoch (its end included) do not
+    grow with its number of steps. Counted in the second epoch (the first also
+    validates the caller's batches in host memory). Before, every step read its
+    loss, correct count and gradient norm with ``.tolist()``. The curve's draw of t
+    reads the run's CPU generator (host memory, not a device read): not counted."""
+    from _helpers import HostReads
+
+    from landscape import connectivity
+
+    kw = dict(_SYNC_CASES[name])
+    counts = []
+    for n in (64, 128):  # 4 and 8 steps per epoch
+        x, y = _data(n)
+        model = TinyNet(dropout=0.0)
+        if name == "curve":
+            model = connectivity.CurveModel(model, TinyNet(seed=1, dropout=0.0))
+        cfg = tiny_train_config(epochs=2, **kw)
+        reads = HostReads(monkeypatch)
+        if name == "curve":
+            real = model.resample
+
+            def resample(gen, real=real, reads=reads):
+                assert gen.device.type == "cpu"  # host memory: no device read
+                on, reads.on = reads.on, False
+                real(gen)
+                reads.on = on
+
+            model.resample = resample
+
+        def start(info, n=n, reads=reads):
+            if info["epoch"] == 0 and info["batch"] == n // 16 - 1:
+                reads.count, reads.on = 0, True
+
+        adversarial_train(model, (x, y), cfg, callback=start)
+        counts.append(reads.count)
+        monkeypatch.undo()
+    assert counts[0] == counts[1] and counts[0] <= 16, counts
+
+
+def test_divergence_found_at_a_resume_point(tmp_path):
+    """The device-side divergence record is read at a resume point too: a run whose
+    loss becomes inf at batch 3 of 6 stops at the resume point after batch 4
+    (checkpoint_every=4), naming batch 3, and writes no resume.pt."""
+    x, y = _data(96)
+    seen = []
+
+    cfg = _cfg(
+        shuffle=False,
+        attack=None,
+        epochs=1,
+        runtime={"eval_num": 0, "co_check_num": 0, "checkpoint_every": 4},
+    )
+    model = TinyNet(dropout=0.0)
+
+    class Blows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+            self.calls = 0
+
+        def forward(self, x):
+            out = self.net(x)
+            if self.training:
+                self.calls += 1
+                if self.calls >= 3:
+                    out = out * math.inf
+            return out
+
+    with pytest.raises(train.DivergedError, match=r"epoch 1, batch 3/6 \(iteration 3"):
+        adversarial_train(
+            Blows(), (x, y), cfg, run_dir=tmp_path, callback=lambda i: seen.append(i)
+        )
+    assert [i["batch"] for i in seen] == [0, 1, 2, 3]  # stopped at the resume point
+    assert all(torch.is_tensor(i["loss"]) for i in seen)  # not read per step
+    assert not (tmp_path / "resume.pt").exists()
+
+
+def test_crop_flip_of_shards_is_the_whole_batch():
+    """A rank's shard augmented with ``part=(offset, total)`` is its rows of the
+    augmented whole batch (the draws are the whole batch's): under DDP each rank
+    moves and augments only its shard (issue 24)."""
+    x = torch.rand(7, 2, 5, 5, generator=torch.Generator().manual_seed(0))
+    whole = train.crop_flip(x, torch.Generator().manual_seed(1), padding=2)
+    parts = [
+        train.crop_flip(
+            x[a:b], torch.Generator().manual_seed(1), padding=2, part=(a, 7)
+        )
+        for a, b in ((0, 4), (4, 7))
+    ]
+    assert torch.equal(torch.cat(parts), whole)
+    with pytest.raises(ValueError, match="does not hold"):
+        train.crop_flip(x, torch.Generator(), part=(3, 7))
+
+
+def test_bf16_is_explicit_and_measured_in_float32():
+    """Precision policy (issue 24): float32 unless ``amp="bf16"`` is asked for (no
+    "auto" that turned bf16 on for any CUDA card), and a bf16 run's per-epoch
+    accuracy and loss are measured in float32: the logged test loss is the float32
+    loss of the trained weights, not the bf16 one (before, the evaluation ran under
+    the training autocast)."""
+    assert Runtime().amp == "off"
+    with pytest.raises(ValueError, match="amp must be 'off'"):
+        Runtime(amp="auto")
+    x, y = _data(64)
+    xt, yt = _data(64, seed=1)
+    rt = {"amp": "bf16", "eval_num": 64, "co_check_num": 0}
+    model = TinyNet(dropout=0.0)
+    res = adversarial_train(
+        model, (x, y), _cfg(epochs=1, runtime=rt), test_data=(xt, yt)
+    )
+    off = adversarial_train(
+        TinyNet(dropout=0.0), (x, y), _cfg(epochs=1, runtime={**rt, "amp": "off"})
+    )
+    assert res.metrics["train_loss"][0] != off.metrics["train_loss"][0]  # bf16 trained
+    model.eval()
+    with torch.no_grad():
+        fp32 = float(F.cross_entropy(model(xt), yt))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = float(F.cross_entropy(model(xt).float(), yt))
+    assert abs(bf16 - fp32) > 1e-4 * fp32  # the two precisions are told apart
+    assert res.metrics["test_clean_loss"][0] == pytest.approx(fp32, rel=1e-6)

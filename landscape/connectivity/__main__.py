@@ -166,9 +166,10 @@ def _train(args, device) -> str:
     res = train.adversarial_train(
         model, loader, cfg, run_dir=run_dir, progressbar=_cli.progress(args)
     )
-    model.curve().to("cpu").save(run_dir / "curve.pt", config=cfg.to_dict())
-    with io.atomic_write(run_dir / "endpoints.json", "w") as f:
-        json.dump({"a": info, "b": info_b, "dataset": name}, f, indent=1)
+    if _cli.is_main():  # under torchrun: rank 0 writes (adversarial_train too)
+        model.curve().to("cpu").save(run_dir / "curve.pt", config=cfg.to_dict())
+        with io.atomic_write(run_dir / "endpoints.json", "w") as f:
+            json.dump({"a": info, "b": info_b, "dataset": name}, f, indent=1)
     m = res.metrics
     return (
         f"{args.kind} curve ({args.num_bends} bend(s)) trained for {len(m['epoch'])} "
@@ -247,7 +248,9 @@ def _scan(args, device) -> str:
         generator=torch.Generator().manual_seed(args.seed),
         progressbar=_cli.progress(args),
     )
-    out = scan.save(folder / "scan.npz")
+    out = folder / "scan.npz"
+    if _cli.is_main():  # under torchrun: rank 0 writes
+        out = scan.save(out)
     line = f"{scan.kind}: clean loss barrier {scan.clean_barrier:.4f}, clean acc {scan.clean_acc.min():.4f} (min)"
     if attack is not None:
         line += f"; robust loss barrier {scan.robust_barrier:.4f}, robust acc {scan.robust_acc.min():.4f} (min)"

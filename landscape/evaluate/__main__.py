@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from .. import _cli, checkpoints, data, io
+from .. import _cli, _dist, checkpoints, data, io
 from ..attacks._cli import attack_from_spec
 from ._adaptive import ADAPTIVE
 from ._presets import PRESETS
-from ._protocol import CERTIFY_METHODS, evaluate
+from ._protocol import CERTIFY_METHODS, _rank_path, evaluate
 
 __all__ = ["main"]
 
@@ -152,8 +152,9 @@ def _main(args: argparse.Namespace) -> int:
 def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
     out = state.with_name(state.name.removesuffix(".state.pt"))
     if args.no_resume:
-        with io.lock(state):  # not from under another process's feet
-            state.unlink(missing_ok=True)
+        mine = _rank_path(state, *_dist.info())
+        with io.lock(mine):  # not from under another process's feet
+            mine.unlink(missing_ok=True)
     if args.attacks:
         chosen = {"attacks": _attacks(args.attacks, eps, norm)}
     else:
@@ -175,10 +176,12 @@ def _evaluate_one(args, model, x, y, eps, norm, state: Path, adaptive):
         generator=torch.Generator().manual_seed(args.seed),
         progressbar=_cli.progress(args),
     )
-    res.save(out.with_name(out.name + ".npz"))
-    res.save_table(out.with_name(out.name + ".txt"))
-    with io.lock(state):
-        state.unlink(missing_ok=True)
+    if _cli.is_main():  # under torchrun: every rank holds the merged result
+        res.save(out.with_name(out.name + ".npz"))
+        res.save_table(out.with_name(out.name + ".txt"))
+    mine = _rank_path(state, *_dist.info())  # one state file per rank
+    with io.lock(mine):
+        mine.unlink(missing_ok=True)
     return res
 
 

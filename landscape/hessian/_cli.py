@@ -87,7 +87,8 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
             **_cli.pick(args, "which", "tol", "max_iter"),
             **common,
         )
-        eig.save(out / f"eigenpairs_{tag}.npz")
+        if _cli.is_main():  # under torchrun: every rank holds the whole result
+            eig.save(out / f"eigenpairs_{tag}.npz")
         row["eigenvalues"] = np.round(eig.eigenvalues, 6).tolist()
         row["hvps"] = eig.num_matvecs
     if args.density:
@@ -99,7 +100,8 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
             num_runs=args.num_runs,
             **common,
         )
-        dens.save(out / f"density_{tag}.npz")
+        if _cli.is_main():
+            dens.save(out / f"density_{tag}.npz")
     if args.trace:
         method = args.trace_method
         tr = trace(
@@ -110,7 +112,8 @@ def _curvature(args, model, batches, out: Path, tag: str, gen) -> dict:
             method=method,
             **common,
         )
-        tr.save(out / f"trace_{tag}.npz")
+        if _cli.is_main():
+            tr.save(out / f"trace_{tag}.npz")
         row["trace"] = [round(tr.estimate, 4), round(tr.std_error, 4)]
     return row
 

@@ -90,9 +90,11 @@ def _main(args: argparse.Namespace) -> int:
             res,
             meta={**res.meta, "checkpoint": str(args.checkpoint), "model_label": label},
         )
-        path = res.save(
-            folder / ("scattering.npz" if label == "model" else "scattering_twin.npz")
+        path = folder / (
+            "scattering.npz" if label == "model" else "scattering_twin.npz"
         )
+        if _cli.is_main():  # under torchrun: every rank holds the whole result
+            path = res.save(path)
         exc = res.excess().mean(axis=(1, 2))
         for e, ex, r in zip(res.eps, exc, res.ratio[:, :, 0].mean(axis=(1, 2))):
             print(

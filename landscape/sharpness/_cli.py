@@ -156,7 +156,9 @@ def _main(args: argparse.Namespace) -> int:
             gen,
             progressbar=_cli.progress(args),
         )
-        path = res.save(out / f"sharpness_{m.name}.npz")
+        path = out / f"sharpness_{m.name}.npz"
+        if _cli.is_main():  # under torchrun: every rank holds the whole result
+            path = res.save(path)
         row = {
             "measure": m.name,
             "value": res.value,

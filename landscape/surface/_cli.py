@@ -249,8 +249,14 @@ def _surface(args, model, data, dirs, gen):
 
 
 def compute(args: argparse.Namespace) -> int:
-    """Run ``compute`` on parsed arguments; returns the exit status."""
+    """Run ``compute`` on parsed arguments (under ``torchrun``: the grid points
+    shared out over the processes, rank 0 writes); returns the exit status."""
     _cli.set_threads(args)
+    with _cli.process_group(args):
+        return _compute(args)
+
+
+def _compute(args: argparse.Namespace) -> int:
     _grid(args.grid, "--grid")  # bad grids fail before any loading
     if args.ygrid:
         _grid(args.ygrid, "--ygrid")
@@ -267,7 +273,7 @@ def compute(args: argparse.Namespace) -> int:
     data = _load_data(args)
     gen = torch.Generator().manual_seed(args.seed)
     dirs, meta = _directions(args, model, load, gen)
-    if args.save_directions:
+    if args.save_directions and _cli.is_main():
         lio.atomic_save_torch(
             [{k: v.cpu() for k, v in d.items()} for d in dirs], args.save_directions
         )
@@ -275,8 +281,9 @@ def compute(args: argparse.Namespace) -> int:
     surf = dataclasses.replace(
         surf, meta={**surf.meta, "checkpoint": str(Path(args.checkpoint)), **meta}
     )
-    path = surf.save(folder / "surface.npz")
-    print(f"saved {path} (loss at the centre {surf.center_loss:.4g})")
+    if _cli.is_main():  # under torchrun: every rank holds the whole surface
+        path = surf.save(folder / "surface.npz")
+        print(f"saved {path} (loss at the centre {surf.center_loss:.4g})")
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -190,10 +189,7 @@ def _main(args: argparse.Namespace) -> int:
         )
         for split, num in (("train", num_train), ("test", num_test))
     )
-    device = _cli.device(args)
-    if device.type == "cuda" and device.index is None:  # torchrun: one GPU per rank
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    device = _cli.device(args)  # torchrun: cuda:LOCAL_RANK, its group set up
     cfg = dataclasses.replace(
         cfg,
         dataset=DataRecord(dataset, num_train=len(x), num_test=len(xt)),
@@ -220,7 +216,7 @@ def _main(args: argparse.Namespace) -> int:
         run_dir=run_dir,
         progressbar=_cli.progress(args),
     )
-    if res.meta.get("rank", 0) == 0:
+    if _cli.is_main():
         m = res.metrics
         print(
             f"{args.preset}: {len(m['epoch'])} epochs, train acc {m['train_acc'][-1]:.4f}, "

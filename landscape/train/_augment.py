@@ -15,7 +15,13 @@ from torch import Tensor
 __all__ = ["augment", "crop_flip"]
 
 
-def crop_flip(x: Tensor, generator: torch.Generator, *, padding: int = 4) -> Tensor:
+def crop_flip(
+    x: Tensor,
+    generator: torch.Generator,
+    *,
+    padding: int = 4,
+    part: tuple[int, int] | None = None,
+) -> Tensor:
     """Random crop with zero padding and random horizontal flip of every image.
 
     Each image of ``x`` (``(N, C, H, W)``) is padded by ``padding`` zeros on every
@@ -29,6 +35,10 @@ def crop_flip(x: Tensor, generator: torch.Generator, *, padding: int = 4) -> Ten
         x: images ``(N, C, H, W)``.
         generator: draws the offsets and flips (on ``x``'s device).
         padding: pixels of zero padding per side (>= 0).
+        part: ``(offset, total)``: ``x`` is rows ``offset:offset + len(x)`` of a
+            batch of ``total`` images (a rank's shard): the draws are those of the
+            whole batch, so the shards of all ranks together are bitwise the
+            augmented whole batch.
 
     Returns:
         A new tensor of ``x``'s shape, dtype and device.
@@ -46,9 +56,13 @@ def crop_flip(x: Tensor, generator: torch.Generator, *, padding: int = 4) -> Ten
     n, c, h, w = x.shape
     p = int(padding)
     dev = x.device
-    i = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
-    j = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
-    flip = torch.rand(n, generator=generator, device=dev) < 0.5
+    start, total = (0, n) if part is None else (int(part[0]), int(part[1]))
+    if not 0 <= start <= start + n <= total:
+        raise ValueError(f"part {part} does not hold the {n} images of x")
+    i = torch.randint(0, 2 * p + 1, (total,), generator=generator, device=dev)
+    j = torch.randint(0, 2 * p + 1, (total,), generator=generator, device=dev)
+    flip = torch.rand(total, generator=generator, device=dev) < 0.5
+    i, j, flip = i[start : start + n], j[start : start + n], flip[start : start + n]
     xp = F.pad(x, (p, p, p, p)) if p else x
     rows = (i[:, None] + torch.arange(h, device=dev))[:, None, :, None]
     cols = j[:, None] + torch.arange(w, device=dev)
@@ -61,9 +75,16 @@ def crop_flip(x: Tensor, generator: torch.Generator, *, padding: int = 4) -> Ten
 _AUGMENT = {"crop_flip": crop_flip}
 
 
-def augment(name: str, x: Tensor, generator: torch.Generator) -> Tensor:
+def augment(
+    name: str,
+    x: Tensor,
+    generator: torch.Generator,
+    *,
+    part: tuple[int, int] | None = None,
+) -> Tensor:
     """The augmentation ``name`` of :data:`landscape.train.TrainConfig`'s
-    ``augment`` applied to the batch ``x``.
+    ``augment`` applied to the batch ``x`` (``part``: ``(offset, total)`` when ``x``
+    is a rank's shard of a batch of ``total``, see :func:`crop_flip`).
 
     Raises:
         ValueError: an unknown name (the message lists the choices).
@@ -72,4 +93,4 @@ def augment(name: str, x: Tensor, generator: torch.Generator) -> Tensor:
         raise ValueError(
             f"unknown augmentation {name!r}; choose one of {sorted(_AUGMENT)}"
         )
-    return _AUGMENT[name](x, generator)
+    return _AUGMENT[name](x, generator, part=part)

@@ -114,7 +114,12 @@ class Runtime:
             on it by more than this.
         checkpoint_every: also write the resume checkpoint every this many iterations
             (0: only at the end of each epoch).
-        amp: ``"auto"`` (bf16 autocast on CUDA, off on CPU), ``"bf16"`` or ``"off"``.
+        amp: the precision of training: ``"off"`` (float32, the default: never
+            lowered silently) or ``"bf16"`` (bfloat16 autocast of the training
+            forward passes and the training attack, on CPU or CUDA; the loss in
+            float32). The per-epoch evaluation, the catastrophic-overfitting check
+            and the tracked analyses always run in the model's own precision, so
+            the measured accuracies do not depend on this flag.
         channels_last: use channels_last memory format on CUDA.
         compile: wrap the model in ``torch.compile``.
         attack_onednn: oneDNN (mkldnn) for the training attack on CPU: ``"on"``,
@@ -140,7 +145,7 @@ class Runtime:
     co_check_num: int = 128
     co_threshold: float = 0.2
     checkpoint_every: int = 0
-    amp: str = "auto"
+    amp: str = "off"
     channels_last: bool = True
     compile: bool = False
     attack_onednn: str = "auto"
@@ -158,8 +163,11 @@ class Runtime:
             raise ValueError(
                 f"attack_onednn must be 'auto', 'on' or 'off', got {self.attack_onednn!r}"
             )
-        if self.amp not in ("auto", "bf16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+        if self.amp not in ("off", "bf16"):
+            raise ValueError(
+                f"amp must be 'off' (float32, the default) or 'bf16' (bfloat16 "
+                f"autocast of training), got {self.amp!r}"
+            )
         for name in ("eval_num", "co_check_num", "checkpoint_every", "train_eval_num"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -34,9 +34,9 @@ def upcast(out: Tensor) -> Tensor:
 
 
 def autocast(device: torch.device, cfg: TrainConfig):
-    amp = cfg.runtime.amp
-    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if not use:
+    """The training forward passes' precision (``runtime.amp``): bfloat16 autocast
+    only when asked for (``"bf16"``), else none (float32)."""
+    if cfg.runtime.amp != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -70,7 +70,13 @@ class DivergedError(_finite.NonFiniteError):
 
 @dataclass
 class _Epoch:
-    """Running sums of one epoch (saved in ``resume.pt`` as a plain dict)."""
+    """Running sums of one epoch (saved in ``resume.pt`` as a plain dict).
+
+    A step reads nothing back to the host: its loss sum, correct count, gradient
+    norm and the sum of its adversarial inputs (finite or not) stay on the device in
+    :attr:`pending` (one small tensor per step), and :func:`_read` reads them all
+    at once (at the end of the epoch and at a resume point), checks them and adds
+    them to the float fields in the order of the steps."""
 
     loss: float = 0.0
     correct: float = 0.0
@@ -82,6 +88,7 @@ class _Epoch:
     eps: float = 0.0
     lr: float = 0.0
     time: float = 0.0
+    pending: list[Tensor] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -127,6 +134,9 @@ class _Run:
     awp_params: list[Tensor] = field(default_factory=list)  # the tensors AWP moves
     avg: Averager | None = None  # the weight average (EMA / SWA)
     best: float = -math.inf  # the best validation robust accuracy so far
+    n_global: int = 0  # size of the current global batch (``share``)
+    sizes: dict[int, int] = field(default_factory=dict)  # this rank's batch sizes
+    offset: int = 0  # this rank's first example in it
 
     @property
     def main(self) -> bool:
@@ -141,11 +151,30 @@ class _Run:
         return bool(self.cfg.runtime.channels_last) and self.device.type == "cuda"
 
     def ctx(self):
-        """Autocast context of the forward passes (``runtime.amp``)."""
+        """Autocast context of the training forward passes (``runtime.amp``)."""
         return autocast(self.device, self.cfg)
+
+    @staticmethod
+    def eval_ctx():
+        """The measurements' context: the model's own precision whatever
+        ``runtime.amp`` (the per-epoch accuracies do not depend on it)."""
+        return contextlib.nullcontext()
 
     def prep(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return prep(x, y, self.device, self.dtype, self.channels_last)
+
+    def share(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """This rank's contiguous shard of a global training batch (taken before
+        the batch moves to the device); records its offset and the global size."""
+        self.n_global = len(y)
+        if self.world == 1:
+            self.offset = 0
+            return x, y
+        sizes = [len(p) for p in torch.tensor_split(y, self.world)]
+        self.offset = sum(sizes[: self.rank])
+        return _dist.shard(x, self.rank, self.world), _dist.shard(
+            y, self.rank, self.world
+        )
 
 
 def adversarial_train(
@@ -218,13 +247,20 @@ def adversarial_train(
         resume: continue a run found in ``run_dir``; with False an existing run there
             is an error.
         callback: called after every optimizer step with ``{"epoch", "batch",
-            "iteration", "loss", "eps", "lr"}`` (e.g. to stop a run in a test).
+            "iteration", "loss", "eps", "lr"}`` (e.g. to stop a run in a test);
+            ``loss`` (the step's mean loss) is a 0-dim tensor on the model's device:
+            reading it (``float(info["loss"])``) is a host sync per step.
 
     Returns:
         :class:`TrainResult` with the per-epoch metrics.
 
     Raises:
-        DivergedError: NaN / inf loss (names the epoch and batch; lower the lr).
+        DivergedError: NaN / inf loss or gradient norm (names the epoch and batch;
+            lower the lr). A step reads nothing back to the host: its loss and
+            gradient norm stay on the device and are read, all at once, at the end
+            of the epoch and at each resume point (``runtime.checkpoint_every``),
+            before anything is written; the steps after a non-finite one run on
+            (non-finite) weights until then.
         RunFolderError: ``run_dir`` holds a run with other science settings.
         ValueError, TypeError: bad data (uint8 or [0, 255] images, float, one-hot or
             out-of-range labels, empty batches) with what to change.
@@ -557,10 +593,9 @@ def _run_epoch(run: _Run, show: bool, callback) -> None:
         leave=False,
         enabled=show,
     )
-    start = run.batch
-    for b, batch in enumerate(run.batches):
-        if b < start:
-            continue
+    # a resumed epoch skips its first batches without moving them; under DDP each
+    # rank moves only its shard of every global batch
+    for b, batch in run.batches.numbered(start=run.batch, take=run.share):
         info = _step(run, b, batch)
         run.batch = b + 1
         bbar.update(1)
@@ -569,6 +604,7 @@ def _run_epoch(run: _Run, show: bool, callback) -> None:
         if _resume_point(run) or (io.stop_requested() and _mid_epoch(run)):
             run.accum.time += time.perf_counter() - t0
             t0 = time.perf_counter()
+            _read(run)  # the sums for resume.pt; stops a diverged run here
             if run.folder is not None and run.main:
                 _save_resume(run)
             _stop_if_asked(run)
@@ -616,8 +652,9 @@ def _stop_if_asked(run: _Run) -> None:
 
 
 def _batch(run: _Run, b: int, batch: Any) -> tuple[Tensor, Tensor, int]:
-    """This rank's checked share of the global batch ``b`` (augmented, the same draw
-    on every rank), and the global batch size."""
+    """This rank's checked share of the global batch ``b`` (moved alone by
+    :meth:`_Run.share`; augmented with the draws of the whole batch, the same on
+    every rank), and the global batch size."""
     x, y = run.prep(batch[0], batch[1])
     if run.num_classes is None:
         run.num_classes = _probe_classes(run, x)
@@ -625,13 +662,8 @@ def _batch(run: _Run, b: int, batch: Any) -> tuple[Tensor, Tensor, int]:
         gen = _utils.derived_generator(
             run.cfg.seed, "augment", run.epoch, b, device=run.device
         )
-        x = augment(run.cfg.augment, x, gen)
-    n_global = len(y)
-    return (
-        _dist.shard(x, run.rank, run.world),
-        _dist.shard(y, run.rank, run.world),
-        n_global,
-    )
+        x = augment(run.cfg.augment, x, gen, part=(run.offset, run.n_global))
+    return x, y, run.n_global
 
 
 def _attack(run: _Run, x: Tensor, y: Tensor, eps_t: float) -> Tensor:
@@ -674,41 +706,89 @@ def _step(run: _Run, b: int, batch: Any) -> dict[str, Any]:
     (loss_sum / (n_global / run.world)).backward()
     gnorm = _grad_norm(run.params)
     correct = (out.detach().argmax(1) == y).sum()
-    ls, cs, gn = torch.stack(
-        [loss_sum.detach().double(), correct.float(), gnorm.to(loss_sum.device)]
-    ).tolist()
-    if not (math.isfinite(ls) and math.isfinite(gn)):
-        where = (
-            f"at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} (iteration "
-            f"{run.iteration + 1}, lr={lr_t:g}, eps={eps_t:g})"
-        )
-        if not bool(torch.isfinite(x_adv).all()):  # read only after a failure
-            raise DivergedError(
-                f"the training attack returned NaN or inf inputs {where}: the model's "
-                "loss or input gradient is NaN or inf at the attacked points - check "
-                "the model (e.g. a sqrt or log of 0 in its forward) or the attack's loss"
-            )
-        raise DivergedError(
-            f"training diverged: loss is {ls / max(len(y), 1)} (gradient norm "
-            f"{gn}) {where}; lower the learning rate"
-        )
+    _accumulate(run, loss_sum.detach(), correct, gnorm, x_adv, x)
+    run.sizes[b] = len(y)
     run.opt.step()
     _awp_pop(run, awp)
     if run.avg is not None:
         run.avg.step(run.params)
     run.iteration += 1
     a = run.accum
-    a.loss, a.correct, a.n = a.loss + ls, a.correct + cs, a.n + len(y)
-    a.gsum, a.gmax, a.nb = a.gsum + gn, max(a.gmax, gn), a.nb + 1
+    a.n, a.nb = a.n + len(y), a.nb + 1
     a.eps_sum, a.eps, a.lr = a.eps_sum + eps_t, eps_t, lr_t
     return {
         "epoch": run.epoch,
         "batch": b,
         "iteration": run.iteration,
-        "loss": ls / max(len(y), 1),
+        "loss": loss_sum.detach() / max(len(y), 1),
         "eps": eps_t,
         "lr": lr_t,
     }
+
+
+def _accumulate(
+    run: _Run,
+    loss_sum: Tensor,
+    correct: Tensor,
+    gnorm: Tensor,
+    x_adv: Tensor,
+    x: Tensor,
+) -> None:
+    """Keep a step's loss sum, correct count, gradient norm and the sum of its
+    adversarial inputs on the device for :func:`_read` (no host read)."""
+    dev = loss_sum.device
+    # the sum of the adversarial inputs is finite exactly when they all are (they
+    # lie in the input box: no overflow), and far cheaper than isfinite().all()
+    adv = (
+        x_adv.detach().sum().double()
+        if x_adv is not x
+        else torch.zeros((), dtype=torch.float64, device=dev)
+    )
+    parts = [loss_sum.double(), correct.double(), gnorm.to(dev, torch.float64), adv]
+    run.accum.pending.append(torch.stack(parts))
+
+
+def _read(run: _Run) -> None:
+    """Read the steps kept since the last read (one host read), raise
+    :class:`DivergedError` for the first whose loss or gradient norm is not finite
+    (its epoch, batch, iteration, lr and eps), else add them to the epoch's sums in
+    the order of the steps."""
+    a = run.accum
+    if a is None or not a.pending:
+        return
+    rows = torch.stack(a.pending).tolist()
+    a.pending = []
+    first = run.batch - len(rows)  # the steps since the last read are consecutive
+    for k, (ls, cs, gn, adv) in enumerate(rows):
+        if not (math.isfinite(ls) and math.isfinite(gn)):
+            _diverged(run, first + k, ls, gn, math.isfinite(adv))
+        a.loss, a.correct = a.loss + ls, a.correct + cs
+        a.gsum, a.gmax = a.gsum + gn, max(a.gmax, gn)
+
+
+def _diverged(run: _Run, b: int, ls: float, gn: float, adv_ok: bool) -> None:
+    """Raise the :class:`DivergedError` of the step at batch ``b``."""
+    t = (
+        run.epoch + b / run.num_batches
+        if run.cfg.schedule_update == "iteration"
+        else run.epoch
+    )
+    eps_t, lr_t = float(run.eps_fn(t)), float(run.lr_fn(t))
+    iteration = run.iteration - run.batch + b + 1
+    where = (
+        f"at epoch {run.epoch + 1}, batch {b + 1}/{run.num_batches} (iteration "
+        f"{iteration}, lr={lr_t:g}, eps={eps_t:g})"
+    )
+    if not adv_ok:
+        raise DivergedError(
+            f"the training attack returned NaN or inf inputs {where}: the model's "
+            "loss or input gradient is NaN or inf at the attacked points - check "
+            "the model (e.g. a sqrt or log of 0 in its forward) or the attack's loss"
+        )
+    raise DivergedError(
+        f"training diverged: loss is {ls / max(run.sizes.get(b, 1), 1)} (gradient "
+        f"norm {gn}) {where}; lower the learning rate"
+    )
 
 
 def _loss(
@@ -759,6 +839,7 @@ def _awp_pop(run: _Run, v: list[Tensor] | None) -> None:
 
 def _end_epoch(run: _Run) -> dict[str, Any]:
     """The epoch's metrics row: reduced sums, evaluation and the CO check."""
+    _read(run)
     a = run.accum
     tot = torch.tensor([a.loss, a.correct, a.n], dtype=torch.float64)
     tot = _dist.all_reduce_sum(tot.to(run.device), run.world).cpu().tolist()
@@ -804,7 +885,7 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
             eps_sched=eps_sched,
             cfg=cfg,
             seed=_utils.derive_seed(cfg.seed, "eval", epoch),
-            ctx=run.ctx,
+            ctx=run.eval_ctx,
             loss=run.loss,
         )
         out.update(
@@ -814,7 +895,7 @@ def _monitor(run: _Run, eps_sched: float) -> dict[str, Any]:
                 eps=eps_sched if trained else 0.0,
                 cfg=cfg,
                 seed=_utils.derive_seed(cfg.seed, "co-check", epoch),
-                ctx=run.ctx,
+                ctx=run.eval_ctx,
             )
         )
         if do_eval:
@@ -854,7 +935,13 @@ def _more_evaluations(run: _Run, eps_sched: float) -> dict[str, Any]:
         if batches:
             out.update(
                 evaluate_split(
-                    model, batches, prefix, attack, seed, ctx=run.ctx, loss=run.loss
+                    model,
+                    batches,
+                    prefix,
+                    attack,
+                    seed,
+                    ctx=run.eval_ctx,
+                    loss=run.loss,
                 )
             )
     return out
@@ -871,7 +958,7 @@ def _averaged_model(run: _Run, eps: float) -> nn.Module:
         if spec.bn == "clean" or run.attack is None or eps <= 0:
             return run.bn_batches
         attack = dataclasses.replace(run.attack, eps=eps)
-        with run.ctx():
+        with run.eval_ctx():
             return [(attack(model, x, y, gen), y) for x, y in run.bn_batches]
 
     return run.avg.model_for_eval(run.raw, data)
@@ -999,7 +1086,11 @@ def _save_resume(run: _Run) -> None:
             "elapsed": run.elapsed,
             "rows": copy.deepcopy(run.rows),
             "checkpoints": list(run.checkpoints),
-            "accum": dataclasses.asdict(run.accum)
+            "accum": {
+                f.name: getattr(run.accum, f.name)
+                for f in dataclasses.fields(run.accum)
+                if f.name != "pending"
+            }
             if run.accum is not None and run.batch > 0
             else None,
             "averaged": run.avg.state() if run.avg is not None else None,
