@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from _helpers import conv_bn_net, tiny_train_config
 from torch import nn
 
-from landscape import attacks, evaluate, sharpness
+from landscape import attacks, evaluate, models, sharpness
 from landscape._utils import derive_seed
+from landscape.checkpoints import Ensemble, load_model
 from landscape.train import (
     AWP,
     EMA,
@@ -203,6 +204,34 @@ def test_ema_and_swa_match_a_hand_computation(tmp_path):
         torch.testing.assert_close(
             saved["model"]["2.running_mean"], model[2].running_mean
         )
+
+
+def test_averaged_checkpoint_loads_and_evaluates_like_any_checkpoint(tmp_path):
+    # averaged.pt (EMA here) is a checkpoint like final.pt: load_model rebuilds it
+    # from the run's config.json, and it serves as an evaluation model and as an
+    # ensemble member (the end-of-period ensemble's natural control)
+    x, y = _xy(32)
+    x = x.float()
+    kw = {"in_shape": [1, 6, 6], "num_classes": 2, "hidden": [8]}
+    torch.manual_seed(0)
+    net = models.build("mlp", **kw)
+    cfg = tiny_train_config(
+        attack=None, epochs=2, lr=0.2, averaging=EMA(decay=0.8), model="mlp",
+        model_kwargs=kw,
+    )  # fmt: skip
+    adversarial_train(net, (x, y), cfg, run_dir=tmp_path)
+    avg = load_model(tmp_path / "averaged.pt")
+    saved = torch.load(tmp_path / "averaged.pt", weights_only=True)["model"]
+    assert avg.state_dict().keys() == saved.keys()
+    for k, v in avg.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    final = load_model(tmp_path)
+    assert not torch.equal(avg(x), final(x))  # the average, not the last weights
+    ens = Ensemble([final, avg])
+    p = (final(x).softmax(1) + avg(x).softmax(1)) / 2
+    torch.testing.assert_close(ens(x).softmax(1), p)
+    acc = evaluate.robust_accuracy(avg, (x, y), eps=0.1, steps=2)
+    assert 0.0 <= acc <= float((avg(x).argmax(1) == y).float().mean())
 
 
 def test_averaged_batchnorm_reestimated_on_clean_data():
