@@ -5,6 +5,7 @@ the run's summary, config.json and exact resume."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -16,7 +17,9 @@ import torch.nn.functional as F
 from _helpers import conv_bn_net, tiny_train_config
 from torch import nn
 
-from landscape import attacks, evaluate, sharpness
+from landscape import attacks, evaluate, models, sharpness
+from landscape._utils import derive_seed
+from landscape.checkpoints import Ensemble, load_model
 from landscape.train import (
     AWP,
     EMA,
@@ -32,7 +35,9 @@ from landscape.train import (
 )
 from landscape.train._average import Averager
 from landscape.train._data import validation_split
+from landscape.train._eval import evaluate_split
 from landscape.train._objective import awp_perturbation, awp_tensors
+from landscape.train._track import track
 
 
 def _logits(seed: int = 0, n: int = 7, k: int = 4):
@@ -201,6 +206,34 @@ def test_ema_and_swa_match_a_hand_computation(tmp_path):
         )
 
 
+def test_averaged_checkpoint_loads_and_evaluates_like_any_checkpoint(tmp_path):
+    # averaged.pt (EMA here) is a checkpoint like final.pt: load_model rebuilds it
+    # from the run's config.json, and it serves as an evaluation model and as an
+    # ensemble member (the end-of-period ensemble's natural control)
+    x, y = _xy(32)
+    x = x.float()
+    kw = {"in_shape": [1, 6, 6], "num_classes": 2, "hidden": [8]}
+    torch.manual_seed(0)
+    net = models.build("mlp", **kw)
+    cfg = tiny_train_config(
+        attack=None, epochs=2, lr=0.2, averaging=EMA(decay=0.8), model="mlp",
+        model_kwargs=kw,
+    )  # fmt: skip
+    adversarial_train(net, (x, y), cfg, run_dir=tmp_path)
+    avg = load_model(tmp_path / "averaged.pt")
+    saved = torch.load(tmp_path / "averaged.pt", weights_only=True)["model"]
+    assert avg.state_dict().keys() == saved.keys()
+    for k, v in avg.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    final = load_model(tmp_path)
+    assert not torch.equal(avg(x), final(x))  # the average, not the last weights
+    ens = Ensemble([final, avg])
+    p = (final(x).softmax(1) + avg(x).softmax(1)) / 2
+    torch.testing.assert_close(ens(x).softmax(1), p)
+    acc = evaluate.robust_accuracy(avg, (x, y), eps=0.1, steps=2)
+    assert 0.0 <= acc <= float((avg(x).argmax(1) == y).float().mean())
+
+
 def test_averaged_batchnorm_reestimated_on_clean_data():
     x, y = _xy(32)
     model = _mlp()
@@ -297,9 +330,49 @@ def test_best_by_validation_checkpoint_is_the_one_the_metrics_say(tmp_path):
         res.metrics["train_robust_acc"][-1] - res.metrics["test_robust_acc"][-1]
     )
     assert s["eval_attack"] and load_run(tmp_path).summary == s
-    # the best model's robust validation accuracy, measured again, is the logged one
+    # best.pt evaluated again (the validation split, its batches and the epoch's
+    # evaluation seed) gives the metrics of the best epoch
     best_net = _mlp()
     best_net.load_state_dict(saved["model"])
+    _, val_data = validation_split(data, cfg.val_num, seed=cfg.val_seed)
+    batches = [(val_data[0][i : i + 16], val_data[1][i : i + 16]) for i in (0, 16)]
+    batches = [b for b in batches if len(b[1])]
+    again = evaluate_split(
+        best_net, batches, "val", cfg.runtime.eval_attack,
+        derive_seed(cfg.seed, "eval", best), ctx=contextlib.nullcontext,
+        loss=lambda o, t: F.cross_entropy(o, t, reduction="sum"),
+    )  # fmt: skip
+    for k in ("val_clean_acc", "val_clean_loss", "val_robust_acc", "val_robust_loss"):
+        assert again[k] == pytest.approx(saved["metrics"][k], rel=1e-9), k
+        assert again[k] == pytest.approx(res.metrics[k][best], rel=1e-9), k
+
+
+def test_robust_losses_are_the_loss_at_the_evaluation_attacks_points(tmp_path):
+    # the per-epoch evaluation attack is the evaluation PGD (keep="best"): its
+    # robust losses were NaN; they are the mean loss at the points it returns
+    cfg, data, test = _overfit_run(tmp_path, epochs=2)
+    assert cfg.runtime.eval_attack.keep == "best"
+    res = adversarial_train(_mlp(), data, cfg, test_data=test)
+    for split in ("train", "val", "test"):
+        v = res.metrics[f"{split}_robust_loss"]
+        assert len(v) == 2 and np.isfinite(v).all(), (split, v)
+    # by hand on one model and batch: CE at attack(model, x, y); robust = right
+    # both clean and at the returned point
+    net, (x, y) = _mlp().eval(), _xy(24, seed=2)
+    attack = dataclasses.replace(cfg.runtime.eval_attack, eps=0.3)
+    xa = attack(net, x, y, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out, clean = net(xa), net(x)
+    want_loss = float(F.cross_entropy(out, y))
+    want_acc = float(((out.argmax(1) == y) & (clean.argmax(1) == y)).double().mean())
+    got = evaluate_split(
+        net, [(x, y)], "p", attack, 5, ctx=contextlib.nullcontext,
+        loss=lambda o, t: F.cross_entropy(o, t, reduction="sum"),
+    )  # fmt: skip
+    assert got["p_robust_loss"] == pytest.approx(want_loss, rel=1e-12)
+    assert got["p_robust_acc"] == pytest.approx(want_acc, abs=1e-12)
+    assert got["p_robust_loss"] > got["p_clean_loss"]  # the attack found worse points
+    assert got["p_robust_acc"] <= got["p_clean_acc"]
 
 
 # ------------------------------------------------ config.json and exact resume
@@ -308,7 +381,8 @@ def test_objectives_round_trip_through_config_json():
         objective=TRADES(beta=3.0), awp=AWP(gamma=0.005, warmup=1),
         averaging=SWA(start=2, bn="clean", bn_num=64), val_num=8, val_seed=2,
         runtime={"train_eval_num": 8, "track": Tracking(
-            every=2, num=8, sharpness=(sharpness.WorstCase(rho=0.01, adaptive="element"),))},
+            every=2, num=8, sharpness=(sharpness.WorstCase(rho=0.01, adaptive="element"),),
+            hessian_on=("adv",))},
     )  # fmt: skip
     back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg
@@ -414,6 +488,24 @@ def test_tracking_records_the_landscape_and_leaves_the_run_unchanged(tmp_path):
     assert 0 < rb.summary["track_overhead"] and rb.summary["time_track"] > 0
     with pytest.raises(ValueError, match="held-out batch"):
         adversarial_train(_mlp(), data, dataclasses.replace(tracked, val_num=0))
+
+
+def test_tracking_hessian_on_the_adversarial_loss_only():
+    x, y = _xy(16)
+    loss = lambda o, t: F.cross_entropy(o, t)  # noqa: E731
+    attack = attacks.PGD(eps=0.1, steps=2)
+    both = track(_mlp(), loss, [(x, y)], Tracking(num=16, max_iter=40, num_matvecs=4),
+                 attack, 0)  # fmt: skip
+    spec = Tracking(num=16, max_iter=40, num_matvecs=4, hessian_on=("adv",))
+    adv = track(_mlp(), loss, [(x, y)], spec, attack, 0)
+    assert {"lam_max_clean", "trace_clean"} <= set(both)
+    assert not {"lam_max_clean", "trace_clean", "lam_max_residual_clean"} & set(adv)
+    for k in ("loss_clean", "grad_norm_clean", "loss_adv", "grad_norm_adv"):
+        assert adv[k] == both[k], k  # the same fixed adversarial batch
+    assert np.isfinite([adv["lam_max_adv"], adv["trace_adv"]]).all()
+    assert adv["lam_max_adv"] == pytest.approx(both["lam_max_adv"], rel=1e-6)
+    with pytest.raises(ValueError, match="hessian_on"):
+        Tracking(hessian_on=("train",))
 
 
 def test_fixed_training_subset_is_stratified_on_class_sorted_data(monkeypatch):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _utils, attacks
-from ..evaluate import preset_attacks, robust_accuracy
+from ..evaluate import preset_attacks
 from ._config import TrainConfig, target_eps
 
 __all__ = [
@@ -76,31 +76,36 @@ def eval_attack(cfg: TrainConfig) -> attacks.Attack:
     return preset_attacks("quick", target_eps(cfg), norm, steps=10)[0]
 
 
-def _batchwise(model, batches, attack, gen, ctx, loss) -> tuple[float, float]:
-    """Accuracy and loss (``loss`` summed over a batch) under a training PGD
-    (``keep="last"``): every batch attacked once, one generator over the batches."""
+def _robust(model, batches, attack, gen, ctx, loss) -> tuple[float, float]:
+    """Robust accuracy and loss (``loss`` summed over a batch) at the adversarial examples
+    ``attack`` returns, every batch attacked once, one generator over the batches.
+
+    A training PGD (``keep="last"``) runs as it trains (its own train / eval mode)
+    and a point counts as robust when its last iterate is classified correctly. Any
+    other attack (the evaluation PGD, ``keep="best"``, APGD, ...) runs in eval mode
+    and returns per point its worst case; a point counts as robust when it is
+    classified correctly both clean and at that point (the evaluation protocol's
+    definition), and the loss is the loss at the returned points (the clean input
+    where the clean prediction is already wrong: the attack returns it there)."""
+    training = isinstance(attack, attacks.PGD) and attack.keep == "last"
+    mode = (
+        contextlib.nullcontext
+        if training
+        else functools.partial(_utils.eval_mode, model)
+    )
     correct, total, n = 0.0, 0.0, 0
     for x, y in batches:
-        with ctx():
+        with ctx(), mode():
             xa = attack(model, x, y, gen)
             with torch.no_grad(), _utils.eval_mode(model):
                 out = model(xa)
-                correct += float((out.argmax(1) == y).sum())
+                ok = out.argmax(1) == y
+                if not training:
+                    ok &= model(x).argmax(1) == y
+                correct += float(ok.sum())
                 total += float(loss(upcast(out), y))
         n += len(y)
     return correct / max(n, 1), total / max(n, 1)
-
-
-def _robust(model, batches, attack, gen, ctx, loss) -> tuple[float, float]:
-    """Robust accuracy and loss under ``attack``: a training PGD batch by batch (the
-    loss at its adversarial examples), any other attack through the evaluation
-    protocol (accuracy only: its examples are per-point worst cases of several
-    attacks, so the loss is NaN)."""
-    if isinstance(attack, attacks.PGD) and attack.keep == "last":
-        return _batchwise(model, batches, attack, gen, ctx, loss)
-    with ctx():
-        acc = robust_accuracy(model, batches, attacks=[attack], generator=gen)
-    return acc, math.nan
 
 
 def evaluate(model, batches, *, eps_target, eps_sched, cfg, seed, ctx, loss) -> dict:

@@ -36,11 +36,12 @@ class Tracking:
     examples, STYLE.md section 2), for ``clean`` and ``adv``:
 
     - ``loss_<d>`` and ``grad_norm_<d>``: the mean loss and the norm of its gradient;
-    - ``lam_max_<d>``: the top Hessian eigenvalue (Lanczos, ``max_iter`` iterations at
-      most, tolerance ``tol``; ``max_iter=0`` skips it), with its Ritz residual
-      ``lam_max_residual_<d>`` (no warning when it is above ``tol``);
-    - ``trace_<d>``: the Hessian trace (Hutch++ with ``num_matvecs`` products;
-      0 skips it);
+    - ``lam_max_<d>`` (the ``d`` in ``hessian_on``): the top Hessian eigenvalue
+      (Lanczos, ``max_iter`` iterations at most, tolerance ``tol``; ``max_iter=0``
+      skips it), with its Ritz residual ``lam_max_residual_<d>`` (no warning when it
+      is above ``tol``);
+    - ``trace_<d>`` (the ``d`` in ``hessian_on``): the Hessian trace (Hutch++ with
+      ``num_matvecs`` products; 0 skips it);
     - ``sharp_<d>_<name>``: each ``sharpness`` measure
       (:class:`landscape.sharpness.WorstCase` / ``AverageCase``), on the data
       ``sharpness_on`` names (default the adversarial batch; a measure with an
@@ -58,6 +59,9 @@ class Tracking:
         num_matvecs: Hutch++ budget of the trace (0: none).
         sharpness: sharpness measures.
         sharpness_on: ``("adv",)``, ``("clean",)`` or both.
+        hessian_on: the losses of the eigenvalue and the trace: ``("clean",
+            "adv")`` (default), ``("adv",)`` (half the Hessian-vector products) or
+            ``("clean",)``.
     """
 
     every: int = 5
@@ -70,6 +74,7 @@ class Tracking:
     num_matvecs: int = 20
     sharpness: tuple[sharpness.Measure, ...] = ()
     sharpness_on: tuple[str, ...] = ("adv",)
+    hessian_on: tuple[str, ...] = ("clean", "adv")
 
     def __post_init__(self) -> None:
         for name in ("every", "max_iter", "num_matvecs"):
@@ -100,6 +105,10 @@ class Tracking:
         if not on or any(d not in _DATA for d in on):
             raise ValueError(f"sharpness_on must name some of {_DATA}, got {on!r}")
         object.__setattr__(self, "sharpness_on", on)
+        on = tuple(self.hessian_on)
+        if not on or any(d not in _DATA for d in on):
+            raise ValueError(f"hessian_on must name some of {_DATA}, got {on!r}")
+        object.__setattr__(self, "hessian_on", on)
         if not (self.every or self.epochs):
             raise ValueError("give every >= 1 or a list of epochs to track")
 
@@ -112,6 +121,7 @@ class Tracking:
         d["attack"] = None if self.attack is None else self.attack.to_dict()
         d["sharpness"] = [m.to_dict() for m in self.sharpness]
         d["epochs"], d["sharpness_on"] = list(self.epochs), list(self.sharpness_on)
+        d["hessian_on"] = list(self.hessian_on)
         return d
 
     @classmethod
@@ -160,7 +170,7 @@ def track(
     out: dict[str, Any] = {}
     for tag, data in (("clean", clean), ("adv", adv)):
         out[f"loss_{tag}"], out[f"grad_norm_{tag}"] = _grad_norm(model, loss_fn, data)
-        if spec.max_iter:
+        if spec.max_iter and tag in spec.hessian_on:
             with warnings.catch_warnings():  # the residual is recorded instead
                 warnings.filterwarnings("ignore", "top_eigenvalues", UserWarning)
                 eig = hessian.top_eigenvalues(
@@ -170,7 +180,7 @@ def track(
             out[f"lam_max_{tag}"] = float(eig.eigenvalues[0])
             if eig.residuals is not None:
                 out[f"lam_max_residual_{tag}"] = float(eig.residuals[0])
-        if spec.num_matvecs:
+        if spec.num_matvecs and tag in spec.hessian_on:
             tr = hessian.trace(
                 model, loss_fn, data, num_matvecs=spec.num_matvecs, method="hutch++",
                 generator=gen, check_deterministic=False,
