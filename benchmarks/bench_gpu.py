@@ -105,6 +105,7 @@ class _Ctx:
         self.batch = 32 if args.smoke else 128
         self.data_root = args.data_root
         self._data = None
+        self.trained = False
 
     def data(self):
         """``(x, y)`` on the device: CIFAR-10's test split, or random images (smoke)."""
@@ -130,7 +131,8 @@ class _Ctx:
             self.device
         )
         path = self.folder / "model_fp32.pt"
-        if trained and path.exists():
+        self.trained = trained and path.exists()
+        if self.trained:
             m.load_state_dict(
                 torch.load(path, map_location=self.device, weights_only=True)
             )
@@ -524,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         if ctx.cuda:
             torch.cuda.set_sync_debug_mode(0)
         res["part_wall_s"] = time.perf_counter() - t
+        if part not in ("train_fp32", "train_bf16", "sync_train"):
+            res["model"] = "train_fp32's" if ctx.trained else "untrained"
         res["device"] = name
         state[part] = res
         _save(path, state)
