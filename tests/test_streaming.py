@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape import attacks, hessian, scattering
+from landscape import attacks, certify, connectivity, hessian, scattering, sharpness
 from landscape import directions as D
 from landscape import surface as S
 from landscape.evaluate import evaluate
@@ -83,9 +83,52 @@ def _trace(model, data):
     )  # fmt: skip
 
 
+def _relu_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+
+
+def _scan_curve(model, data):
+    curve = connectivity.init_curve(model, _relu_model(), num_bends=1)
+    connectivity.scan_curve(
+        model, nn.CrossEntropyLoss(), data, curve, num=3,
+        attack=attacks.PGD(eps=0.1, steps=2), generator=torch.Generator().manual_seed(7),
+    )  # fmt: skip
+
+
+def _certify(model, data):
+    certify.certify(_relu_model(), data, eps=0.01)
+
+
+def _worst_case(model, data):
+    measure = sharpness.WorstCase(rho=0.05, max_iter=2)
+    measure(model, nn.CrossEntropyLoss(), data, torch.Generator().manual_seed(8))
+
+
+def _average_case(model, data):
+    measure = sharpness.AverageCase(rho=0.05, num_samples=2)
+    measure(model, nn.CrossEntropyLoss(), data, torch.Generator().manual_seed(9))
+
+
+def _sharpness_attacked(model, data):
+    measure = sharpness.WorstCase(
+        rho=0.05, max_iter=2, attack=attacks.PGD(eps=0.1, steps=2), adversarial="fixed"
+    )
+    measure(model, nn.CrossEntropyLoss(), data, torch.Generator().manual_seed(10))
+
+
+def _perturb_batches(model, data):
+    for _ in attacks.perturb_batches(model, data, attacks.PGD(eps=0.1, steps=2)):
+        pass
+
+
 @pytest.mark.parametrize(
-    "analysis", [_surface, _scattering, _evaluate, _top_eigenvalues, _trace]
-)
+    "analysis",
+    [
+        _surface, _scattering, _evaluate, _top_eigenvalues, _trace, _scan_curve,
+        _certify, _worst_case, _average_case, _sharpness_attacked, _perturb_batches,
+    ],
+)  # fmt: skip
 def test_analyses_hold_a_batch_at_a_time(analysis):
     loader = _Loader()
     analysis(_model(), loader)

@@ -175,12 +175,24 @@ def checkpoints(max_iter: int) -> list[int]:
 
 
 # ------------------------------------------------------------------- the batches
-def chunks(data: Any, model: nn.Module, m: int | None, attacked: bool) -> Iterator:
-    """``(x, y)`` batches of ``m`` examples (each batch of ``data`` split; the last
-    piece of a batch may be smaller), or the batches of ``data`` as they are."""
-    batches = as_batches(
+def as_chunked(data: Any, model: nn.Module, attacked: bool):
+    """``data`` as validated batches on the model's device (re-iterable, streamed)."""
+    return as_batches(
         data, model=model, labels="auto", images=True if attacked else None
     )
+
+
+def num_chunks(batches: Any, m: int | None) -> int | None:
+    """How many pieces :func:`chunks` yields where that is known without reading the
+    batches (their count, when they are not split by ``m``); else None."""
+    from .._progress import length
+
+    return length(batches) if m is None else None
+
+
+def chunks(batches: Any, m: int | None) -> Iterator:
+    """``(x, y)`` batches of ``m`` examples (each batch split; the last piece of a
+    batch may be smaller), or the batches as they are; one batch is read at a time."""
     for x, y in batches:
         if m is None:
             yield x, y

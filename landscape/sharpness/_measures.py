@@ -214,22 +214,27 @@ class Measure:
         rank, size = _core.world(distributed)
         seed = _core.shared_seed(seed, size)
         work = Work(model, _core.chosen_names(model, self.ignore), self.adaptive)
-        batches = list(_core.chunks(data, model, self.m, self.attack is not None))
-        if not batches:
-            raise ValueError("data holds no batch")
-        # per batch: size, loss, perturbed loss, variance of the mean, #grad, #fwd
-        rows = np.zeros((len(batches), 6))
+        # streamed: one batch at a time (every rank reads the same batches and
+        # measures every size-th); per batch: size, loss, perturbed loss, variance of
+        # the mean, #grad, #fwd (zeros for another rank's batch)
+        batches = _core.as_chunked(data, model, self.attack is not None)
+        num = _core.num_chunks(batches, self.m)
         steps = self._steps()
         bar = _core.progress(
-            len(range(rank, len(batches), size)) * steps,
+            None if num is None else len(range(rank, num, size)) * steps,
             type(self).__name__,
             progressbar,
         )
-        for i in range(rank, len(batches), size):
-            x, y = batches[i]
-            rows[i] = [len(y), *self._batch(work, loss_fn, x, y, seed, i, bar)]
+        found = []
+        for i, (x, y) in enumerate(_core.chunks(batches, self.m)):
+            row = np.zeros(6)
+            if i % size == rank:
+                row[:] = [len(y), *self._batch(work, loss_fn, x, y, seed, i, bar)]
+            found.append(row)
         bar.close()
-        rows = _core.summed(rows, size)
+        if not found:
+            raise ValueError("data holds no batch")
+        rows = _core.summed(np.stack(found), size)
         sizes = rows[:, 0]
         per_batch = rows[:, 2] - rows[:, 1]
         weights = sizes / sizes.sum()
