@@ -5,16 +5,26 @@ cached double-backward graph of the Hessian over the whole data set, the Lanczos
 basis) asks :func:`budget` how many bytes it may use on its device and chooses the
 formulation (graph or recompute) or the place (device or host memory) that fits.
 ``max_memory`` (bytes) overrides the default: half of the free memory of a CUDA
-device at the time of the call, a quarter of the available host memory on CPU.
+device at the time of the call, a quarter of the available host memory on CPU. A
+cached Hessian graph, which grows with the data set, gets at most
+:data:`GRAPH_DEFAULT` (1 GiB) unless ``max_memory`` says more (:func:`graph_budget`),
+so that an analysis's memory follows the batch, not the data set, by default.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["budget", "check_max_memory", "host_available"]
+__all__ = [
+    "GRAPH_DEFAULT",
+    "budget",
+    "check_max_memory",
+    "graph_budget",
+    "host_available",
+]
 
 _FALLBACK_HOST = 4 << 30  # when /proc/meminfo cannot be read
+GRAPH_DEFAULT = 1 << 30  # bytes a cached Hessian graph may take by default
 
 
 def check_max_memory(max_memory: int | float | None) -> int | None:
@@ -61,3 +71,13 @@ def budget(device: torch.device | str, max_memory: int | None = None) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         return int(free) // 2
     return host_available() // 4
+
+
+def graph_budget(device: torch.device | str, max_memory: int | None = None) -> int:
+    """Bytes a cached graph over the whole data set may take: ``max_memory`` when
+    given, else the smaller of :data:`GRAPH_DEFAULT` and :func:`budget` (a graph
+    larger than that is recomputed per batch: memory of one batch, one more forward
+    pass per product)."""
+    if max_memory is not None:
+        return int(max_memory)
+    return min(GRAPH_DEFAULT, budget(device))

@@ -252,6 +252,27 @@ def test_auto_mode_keeps_the_graph_only_when_its_measured_size_fits():
         hessian.HessianOperator(model, ce, data, max_memory=0)
 
 
+def test_by_default_a_cached_graph_takes_at_most_graph_default(monkeypatch):
+    """Without ``max_memory`` the whole data set's graph is kept only up to
+    ``_memory.GRAPH_DEFAULT`` (1 GiB), whatever the free memory: memory follows the
+    batch by default (issue 24's scale benchmark: trace / SLQ cached 5-6 GB at 4,096
+    images under the old default, a quarter of the available host memory)."""
+    from landscape import _memory
+
+    model, data = _mlp_batches()
+    ce = torch.nn.CrossEntropyLoss()
+    size = hessian.HessianOperator(model, ce, data, max_memory=1 << 30).graph_bytes
+    assert _memory.GRAPH_DEFAULT == 1 << 30
+    monkeypatch.setattr(_memory, "host_available", lambda: 1 << 40)  # plenty free
+    monkeypatch.setattr(_memory, "GRAPH_DEFAULT", size - 1)
+    assert hessian.HessianOperator(model, ce, data).mode == "recompute"
+    monkeypatch.setattr(_memory, "GRAPH_DEFAULT", size)
+    assert hessian.HessianOperator(model, ce, data).mode == "graph"
+    # an explicit budget overrides the default either way
+    monkeypatch.setattr(_memory, "GRAPH_DEFAULT", size - 1)
+    assert hessian.HessianOperator(model, ce, data, max_memory=size).mode == "graph"
+
+
 def test_the_graph_size_grows_with_the_data_and_is_recorded():
     ce = torch.nn.CrossEntropyLoss()
     one = hessian.HessianOperator(*_mlp_batches(1)[:1], ce, _mlp_batches(1)[1])

@@ -92,9 +92,9 @@ def top_eigenvalues(
         generator: random start vectors; its seed is recorded in ``meta``.
         max_memory: bytes the analysis may hold on the model's device beyond one
             batch: the cached HVP graph (``mode="auto"`` keeps it only when its
-            measured size fits) and the Lanczos basis (host memory beyond it).
-            Default half the free CUDA memory, a quarter of the available host
-            memory on CPU (:mod:`landscape._memory`).
+            measured size fits; default at most 1 GiB) and the Lanczos basis (host
+            memory beyond it; default half the free CUDA memory, a quarter of the
+            available host memory on CPU): :mod:`landscape._memory`.
         progressbar: show progress (a bar on a terminal, lines in a log).
         check_deterministic: raise if the loss is not a fixed function of the weights.
 

@@ -95,8 +95,10 @@ class HessianOperator:
         check_deterministic: evaluate the loss twice and raise
             :class:`NondeterministicLossError` if the values differ.
         max_memory: bytes the cached graph may take (``mode="auto"``); default
-            :func:`landscape._memory.budget` (half the free CUDA memory, a quarter
-            of the available host memory on CPU).
+            :func:`landscape._memory.graph_budget`: 1 GiB, or less where half the
+            free CUDA memory / a quarter of the available host memory is less
+            (memory then follows the batch, not the data set; raise it to keep
+            the graph of a larger data set and save a forward pass per product).
 
     Attributes:
         dim: number of trainable parameters. ``names``/``shapes``: their layout.
@@ -217,8 +219,8 @@ class HessianOperator:
     def _graph_fits(self) -> bool:
         """Whether the cached graph fits the memory budget: the bytes the first batch's
         ``create_graph`` backward saves (saved-tensor hooks; the weights excluded),
-        scaled to this rank's data, against :func:`landscape._memory.budget` (the
-        largest projection over the ranks decides for all)."""
+        scaled to this rank's data, against :func:`landscape._memory.graph_budget`
+        (the largest projection over the ranks decides for all)."""
         weights = {p.untyped_storage().data_ptr() for p in self._params.values()}
         seen: dict[int, int] = {}
 
@@ -245,7 +247,7 @@ class HessianOperator:
         t = torch.tensor([projected], dtype=torch.float64, device=self.device)
         projected = float(_dist.all_reduce_max(t, self.world)[0])
         self.graph_bytes = int(projected)
-        return projected <= _memory.budget(self.device, self.max_memory)
+        return projected <= _memory.graph_budget(self.device, self.max_memory)
 
     def _name_nonfinite_batch(self) -> None:
         """Raise for the first of this rank's batches whose loss is NaN or inf (only
