@@ -3,11 +3,15 @@ folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["times", "load", "run"]
+from landscape import io
+
+__all__ = ["times", "load", "run", "save_json"]
 
 
 def times(
@@ -39,3 +43,11 @@ def run(main: Callable[[], int]) -> None:
     status = main()
     print(f"load average at end: {load()}")
     raise SystemExit(status)
+
+
+def save_json(path: Path, state: dict) -> None:
+    """Write a benchmark's resumable state atomically (a killed run keeps the last
+    complete file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_write(path, "w") as f:
+        json.dump(state, f, indent=1)

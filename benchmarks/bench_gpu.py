@@ -463,14 +463,6 @@ RUN = {
 
 
 # ----------------------------------------------------------------- the driver
-def _save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -530,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             res["model"] = "train_fp32's" if ctx.trained else "untrained"
         res["device"] = name
         state[part] = res
-        _save(path, state)
+        _bench.save_json(path, state)
         print(
             f"{part}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in res.items()),
             flush=True,

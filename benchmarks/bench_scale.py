@@ -47,11 +47,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -216,14 +214,6 @@ def child(row: str, n: int, smoke: bool, width: float) -> dict:
     }
 
 
-def _save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=1)
-    os.replace(tmp, path)
-
-
 def table(state: dict, rows, sizes) -> tuple[str, bool]:
     """The Markdown table of the finished rows and whether every row meets the goal."""
     lo, hi = min(sizes), max(sizes)
@@ -315,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s['wall_s']:.1f} s, load {s['load']}",
                 flush=True,
             )
-            _save(path, state)
+            _bench.save_json(path, state)
     text, ok = table(state, a.rows, sizes)
     print(text)
     print(
