@@ -18,6 +18,12 @@ run folder). Queues:
   of every schedule's final model at eps 0.4 and of the periodic ensemble.
 - ``claim5``: constant and periodic at lr 6e-4 and 6e-3 (and claim 1's 2e-3), final
   metrics and the standard protocol at eps 0.4.
+- ``sitting3``: one ~2-hour sitting in the order the decisive numbers need: claim 3
+  (the ``cycle_cos`` family's Hessian and final metrics) at eps 0 / 0.2 / 0.4 for
+  seeds 0-2 (models already trained first, cheap eps-0 models next); the standard
+  protocol with the masking checks on, first :data:`CLAIM1_PROTOCOL_NUM` test images,
+  of the finished eps-0.4 constant and ``cycle_cos`` models (claim 1); scattering of
+  the claim-3 models (claim 2); then claim 3 at eps 0 / 0.2 / 0.4 for seeds 3-7.
 - ``claim7``: Madry's CNN at full width on all of MNIST (PGD-10), final metrics, the
   standard protocol on the first 500 test images.
 
@@ -46,6 +52,11 @@ CLAIM3_SEEDS = tuple(range(8))
 CLAIM1_SEEDS = tuple(range(5))
 CLAIM5_SEEDS = (0, 1, 2)
 MADRY_PROTOCOL_NUM = 500
+#: Test images of claim 1's standard protocol in a short sitting (n = 500: a robust
+#: accuracy's binomial standard error is at most 2.2 points).
+CLAIM1_PROTOCOL_NUM = 500
+#: The eps of claim 3 in a short sitting (a trend needs 3 points; 0.4 is claim 1's).
+SITTING_EPS = (0.4, 0.0, 0.2)
 
 
 def pilot(ctx: _common.Context) -> None:
@@ -109,6 +120,34 @@ def claim7(ctx: _common.Context) -> None:
     _study.protocol_eval(ctx, spec, "standard", num=MADRY_PROTOCOL_NUM)
 
 
+def claim3_hessian(ctx: _common.Context, seeds, eps=SITTING_EPS) -> None:
+    """Claim 3 in a short sitting: per seed and eps, the ``cycle_cos`` model's Hessian
+    then its final metrics (training it first if needed)."""
+    for seed in seeds:
+        for e in eps:
+            spec = _study.Spec(eps=e, seed=seed, schedule="cosine")
+            _study.hessian_eval(ctx, spec)
+            _study.final_eval(ctx, spec)
+
+
+def sitting3(ctx: _common.Context) -> None:
+    """The third sitting's order (see the module docstring)."""
+    claim3_hessian(ctx, (0, 1))
+    claim3_hessian(ctx, (2,))
+    for seed in (0, 1, 2):
+        for sch in ("cosine", "constant"):
+            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+            if _study.train_run(ctx, spec, compute=seed < 2) is None:
+                continue
+            _study.final_eval(ctx, spec)
+            _study.protocol_eval(ctx, spec, "standard", num=CLAIM1_PROTOCOL_NUM)
+    for seed in (0, 1, 2):
+        for e in SITTING_EPS:
+            if e > 0:
+                _study.scattering_eval(ctx, _study.Spec(eps=e, seed=seed))
+    claim3_hessian(ctx, (3, 4, 5, 6, 7))
+
+
 def cpu(ctx: _common.Context) -> None:
     """The whole study in priority order (see the module docstring)."""
     pilot(ctx)
@@ -128,6 +167,7 @@ QUEUES = {
     "claim3": claim3,
     "claim5": claim5,
     "claim7": claim7,
+    "sitting3": sitting3,
 }
 
 
