@@ -19,17 +19,30 @@ run folder). Queues:
 - ``claim5``: constant and periodic at lr 6e-4 and 6e-3 (and claim 1's 2e-3), final
   metrics and the standard protocol at eps 0.4.
 - ``sitting3``: one ~2-hour sitting in the order the decisive numbers need: claim 3
-  (the ``cycle_cos`` family's Hessian and final metrics) at eps 0 / 0.2 / 0.4 for
-  seeds 0-2 (models already trained first, cheap eps-0 models next); the standard
-  protocol with the masking checks on, first :data:`CLAIM1_PROTOCOL_NUM` test images,
-  of the finished eps-0.4 constant and ``cycle_cos`` models (claim 1); scattering of
-  the claim-3 models (claim 2); then claim 3 at eps 0 / 0.2 / 0.4 for seeds 3-7.
+  (the ``cycle_cos`` family's Hessian and final metrics) at eps 0.4 / 0 / 0.2 for
+  seeds 0-1; the standard protocol with the masking checks on, first
+  :data:`CLAIM1_PROTOCOL_NUM` test images, of the finished eps-0.4 constant and
+  ``cycle_cos`` models (claim 1); claim 3's seed 2; scattering of the claim-3 models
+  (claim 2); then claim 3 at eps 0 / 0.2 / 0.4 for seeds 3-7.
 - ``claim7``: Madry's CNN at full width on all of MNIST (PGD-10), final metrics, the
   standard protocol on the first 500 test images.
+
+- ``full``: the paper-size experiments (MNIST LeNet w16 ``cycle_cos`` / constant;
+  CIFAR-10 VGG-16 / ResNet-18 w8, constant / ``cycle_cos`` / ``cycle_linear``, 3
+  periods, ensembles; the standard protocol with the masking checks) in resumable
+  chunks of at most ``--budget`` seconds for a GPU (``figures/_full.py``; state in
+  ``runs/full/``, data copies in ``runs/full_data/``; ``--smoke``: the same on a CPU
+  in seconds).
 
 Commands (one process; two only when ``uptime`` shows a load below 2)::
 
     OMP_NUM_THREADS=1 nohup nice -n 5 python figures/run_study.py cpu > runs/study.log 2>&1 &
+
+The GPU chunks (the device tool; carry ``runs/full`` and ``runs/full_data``)::
+
+    LANDSCAPE_DATA=/path/to/data python figures/run_study.py full --stage-data  # once
+    # on the GPU machine, each call < 9 minutes; repeat until "all ... done":
+    PYTHONPATH=. python figures/run_study.py full --budget 480 --pack $OUT
 
 Then ``python figures/figNN_*.py --study`` assembles each figure from the cache, and
 ``python figures/claims.py`` the README's claim table from the committed tables.
@@ -43,6 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+import _full  # noqa: E402
 import _study  # noqa: E402
 
 EPS = _study.SIZE["eps"]
@@ -133,7 +147,6 @@ def claim3_hessian(ctx: _common.Context, seeds, eps=SITTING_EPS) -> None:
 def sitting3(ctx: _common.Context) -> None:
     """The third sitting's order (see the module docstring)."""
     claim3_hessian(ctx, (0, 1))
-    claim3_hessian(ctx, (2,))
     for seed in (0, 1, 2):
         for sch in ("cosine", "constant"):
             spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
@@ -141,6 +154,7 @@ def sitting3(ctx: _common.Context) -> None:
                 continue
             _study.final_eval(ctx, spec)
             _study.protocol_eval(ctx, spec, "standard", num=CLAIM1_PROTOCOL_NUM)
+    claim3_hessian(ctx, (2,))
     for seed in (0, 1, 2):
         for e in SITTING_EPS:
             if e > 0:
@@ -173,8 +187,45 @@ QUEUES = {
 
 def main(argv: list[str] | None = None) -> int:
     p = _common.parser(__doc__)
-    p.add_argument("queue", choices=sorted(QUEUES))
+    p.add_argument("queue", choices=sorted([*QUEUES, "full"]))
+    g = p.add_argument_group("full (the paper-size chunks, figures/_full.py)")
+    g.add_argument(
+        "--budget",
+        type=float,
+        default=_full.BUDGET,
+        help=f"seconds this call may work ({_full.BUDGET:g})",
+    )
+    g.add_argument("--state", default=None, help="state folder (runs/full)")
+    g.add_argument(
+        "--pack",
+        default=None,
+        metavar="OUT",
+        help="afterwards write the state as <= 15 MiB parts into OUT",
+    )
+    g.add_argument(
+        "--unpack",
+        default=None,
+        metavar="DIR",
+        help="restore the state from --pack's parts in DIR and stop",
+    )
+    g.add_argument(
+        "--stage-data",
+        action="store_true",
+        help="copy the data files into runs/full_data and stop",
+    )
+    g.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep a finished experiment's checkpoints",
+    )
+    g.add_argument(
+        "--status-code", action="store_true", help="exit 3 while experiments are left"
+    )
     args = p.parse_args(argv)
+    if args.queue == "full":
+        if not args.budget > 0:
+            p.error("--budget must be > 0 seconds")
+        return _full.main(args)
     args.study = True
     ctx = _common.setup(args, "run_study")
     print(f"[run_study] {args.queue}: commit {_common.commit()}", flush=True)

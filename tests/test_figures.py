@@ -536,3 +536,101 @@ def test_full_builds_the_papers_lenet_and_recipe(common, tmp_path):
         s = mod._settings(_full_ctx(common, tmp_path, name))
         net = models.build(s["model"], **s["model_kw"])
         assert common.num_params(net) == PAPER_LENET_PARAMS, name
+
+
+# ---------------------------------------- --full in resumable chunks on a GPU
+
+
+def test_full_runner_builds_the_papers_experiments(common):
+    """``run_study.py full`` trains exactly the paper's settings (issue 30's table):
+    MNIST LeNet w16 ``cycle_cos`` (and constant), CIFAR-10 VGG-16 / ResNet-18 w8 with
+    three periods, the standard protocol with the masking checks at full budgets."""
+    import _full
+
+    from landscape import models, train
+
+    exps = {e.name: e for e in _full.experiments()}
+    assert list(exps) == [
+        "mnist-lenet-cycle_cos", "mnist-lenet-constant",
+        "cifar10-vgg16-constant", "cifar10-vgg16-cycle_cos", "cifar10-vgg16-cycle_linear",
+        "cifar10-resnet18-constant", "cifar10-resnet18-cycle_cos",
+        "cifar10-resnet18-cycle_linear",
+    ]  # fmt: skip
+    for e in exps.values():
+        assert e.checks and e.scale == 1.0 and e.num_test == 1000
+    m = exps["mnist-lenet-cycle_cos"].config
+    assert m == train.preset("mnist-lenet")
+    assert (m.epochs, m.batch_size, m.optimizer, m.lr, m.lr_schedule) == (
+        100, 128, "adam", 1e-4, "constant",
+    )  # fmt: skip
+    assert (m.attack.eps, m.attack.steps, m.attack.random_start) == (0.4, 50, "step")
+    assert m.attack.alpha_rel * m.attack.eps == pytest.approx(0.01)
+    assert (m.eps_schedule, m.eps_kwargs) == ("cycle_cos", {"peak": 0.6})
+    net = models.build(m.model, dataset="mnist", **m.model_kwargs)
+    assert sum(p.numel() for p in net.parameters()) == 3_274_634
+    c = exps["mnist-lenet-constant"].config
+    assert c.eps_schedule == "constant" and c.attack == m.attack
+    for arch in ("vgg16", "resnet18"):
+        for sch, name in (("constant", "constant"), ("cosine", "cycle_cos"),
+                          ("linear", "cycle_linear")):  # fmt: skip
+            e = exps[f"cifar10-{arch}-{name}"]
+            cfg = e.config
+            assert e.ensemble and e.dataset == "cifar10-jpeg"
+            assert cfg == train.cifar10_periodic(train.preset(f"cifar10-{arch}"), sch)
+            assert cfg.periods == [0, 100, 150, 200] and cfg.epochs == 200
+            assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.batch_size) == (
+                "sgd", 0.1, 0.9, 128,
+            )  # fmt: skip
+            assert cfg.lr_schedule == "cycle_jump" and cfg.augment == "crop_flip"
+            assert cfg.attack.eps == pytest.approx(8 / 255) and cfg.attack.steps == 10
+            assert cfg.attack.alpha_rel * cfg.attack.eps == pytest.approx(2 / 255)
+            assert cfg.model_kwargs == {"width": 0.5, "mean": 0.0, "std": 1.0}
+            if sch == "cosine":
+                assert cfg.eps_kwargs["peak"] == pytest.approx(16 / 255)
+
+
+def _full_call(state, budget, *extra):
+    cmd = [sys.executable, str(FIG_DIR / "run_study.py"), "full", "--smoke",
+           "--state", str(state), "--budget", str(budget), "--keep-weights", *extra]  # fmt: skip
+    env = {**_env(), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=SMOKE_TIMEOUT)  # fmt: skip
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    return proc
+
+
+def test_full_smoke_in_chunks_gives_the_one_call_result(tmp_path):
+    """``run_study.py full --smoke``: calls with a budget of a few seconds stop at a
+    step (training) or batch (protocol) boundary and resume; their results and final
+    weights are those of one uninterrupted call; ``--pack`` / ``--unpack`` carry the
+    state."""
+    import torch
+
+    one, chunked = tmp_path / "one", tmp_path / "chunked"
+    _full_call(one, 600)
+    calls, stopped = 0, 0
+    while True:
+        calls += 1
+        out = _full_call(chunked, 4, "--status-code").stdout
+        stopped += "chunk ended" in out
+        if "all 2 experiments done" in out:
+            break
+        assert calls < 60, out
+    assert stopped >= 2  # the budget really cut the work
+    for name in ("mnist-lenet-cycle_cos", "cifar10-vgg16-cycle_cos"):
+        a = json.loads((one / name / "result.json").read_text())
+        b = json.loads((chunked / name / "result.json").read_text())
+        for k in ("final", "ensemble", "config"):
+            assert a.get(k) == b.get(k), (name, k)
+        wa = torch.load(one / name / "run" / "final.pt", weights_only=True)
+        wb = torch.load(chunked / name / "run" / "final.pt", weights_only=True)
+        sa, sb = wa.get("model", wa), wb.get("model", wb)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # pack into <= 15 MiB parts and back
+    pk = tmp_path / "out"
+    _full_call(one, 600, "--pack", str(pk))
+    assert list(pk.glob("full_state.tar.part*"))
+    _full_call(tmp_path / "restored", 600, "--unpack", str(pk))
+    assert (
+        tmp_path / "restored" / "cifar10-vgg16-cycle_cos" / "result.json"
+    ).read_text() == (one / "cifar10-vgg16-cycle_cos" / "result.json").read_text()
