@@ -1095,13 +1095,54 @@ def verdict_line(digits: int) -> Callable[[str, dict], str | None]:
     return line
 
 
-def band(ax, x, ys, label: str | None = None, **kw) -> None:
-    """Mean over seeds (rows of ``ys``) as a line, +- one std as a band."""
+#: the earlier recipe's network (budgets v1 / v1-long): LeNet width 1 with a fixed
+#: fc of 1,024 units, MNIST normalisation
+V1_MODEL = "LeNet w1 (fc 1,024), 212,234 params"
+
+
+_V1_SIZES = {
+    "v1": {"num_train": 8000, "epochs": 8, "steps": 5},
+    "v1-long": {"num_train": 16000, "epochs": 16, "steps": 5},
+}
+
+
+def recipe_label(fd=None) -> str:
+    """Which recipe and size a study figure's data comes from: the budget's model
+    and parameters, images, epochs and training attack (from ``fd.table["size"]``
+    when given, else :data:`SIZE`)."""
+    size = dict(SIZE)
+    size.update(_V1_SIZES.get(BUDGET, {}))  # tables without their size (fig05)
+    if fd is not None:
+        size.update(fd.table.get("size") or {})
+    if BUDGET == "cpu":
+        spec = Spec(eps=0.4, seed=0)
+        recipe = (
+            f"paper's recipe scaled down: LeNet w{spec.get('width'):g}, "
+            f"{num_params(spec):,} params"
+        )
+    else:
+        recipe = f"earlier recipe ({BUDGET}): {V1_MODEL}"
+    return (
+        f"{recipe}, {int(size['num_train']):,} MNIST images, {size['epochs']} epochs, "
+        f"PGD-{size['steps']}"
+    )
+
+
+def band(ax, x, ys, label: str | None = None, *, log: bool = False, **kw) -> None:
+    """Mean over seeds (rows of ``ys``) as a line, +- one std as a band (none for one
+    seed); ``log``: a log axis, the band clipped at the smallest positive value so it
+    does not fall off the axis."""
     ys = np.atleast_2d(np.asarray(ys, float))
     m = np.nanmean(ys, axis=0)
-    sd = np.nanstd(ys, axis=0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(m)
     (line,) = ax.plot(x, m, label=label, **kw)
-    ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.2, lw=0)
+    if ys.shape[0] < 2:
+        return
+    sd = np.nanstd(ys, axis=0, ddof=1)
+    lo, hi = m - sd, m + sd
+    if log:
+        floor = np.nanmin(ys[ys > 0]) if np.any(ys > 0) else 1e-12
+        lo = np.maximum(lo, floor / 2)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
 
 
 def stalled(row: dict | None) -> bool | None:
