@@ -22,11 +22,12 @@ end-of-period models (a state file per evaluation: resumes per batch). Results:
 seconds per stage, the device).
 
 **Chunks.** One call works for at most ``budget`` seconds (default
-:data:`BUDGET`, under the device tool's 9-minute practice): a timer sends this process
-SIGTERM ``margin`` seconds before the budget; training then saves ``resume.pt`` at the
-next step and stops, an evaluation keeps its finished batches; the call prints what is
-left and exits 0 (3 while work remains, with ``--status-code``). The next call resumes
-exactly. A finished experiment keeps only its result and metrics (its checkpoints are
+:data:`BUDGET`, under the device tool's 9-minute practice): from ``budget - margin``
+seconds on it stops at the next training step (``resume.pt`` of that step) or stage
+boundary, and a timer sends SIGTERM at ``budget`` (calls of a minute or more), which
+cuts an evaluation between batches (its finished batches are kept); the call prints
+what is left and exits 0 (3 while work remains, with ``--status-code``). The next call
+resumes exactly. A finished experiment keeps only its result and metrics (its checkpoints are
 deleted unless ``--keep-weights``), so that the state folder stays small enough to be
 carried.
 
@@ -44,6 +45,7 @@ between calls); ``--pack`` says when the state is too large to come back.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -119,7 +121,7 @@ def experiments(smoke: bool = False) -> list[Experiment]:
         rt = dataclasses.replace(s.runtime, eval_num=16, amp="off", channels_last=False)
         return dataclasses.replace(s, epochs=epochs, model_kwargs=kw, runtime=rt)
 
-    small = dict(num_test=16, scale=0.02, checks=False)
+    small = dict(num_test=16, scale=0.01, checks=False)
     out.append(
         Experiment(
             "mnist-lenet-cycle_cos", "mnist", shrink(lenet, 1, 2), False, **small
@@ -217,7 +219,7 @@ def _add(st: dict, key: str, seconds: float) -> None:
     st["seconds"][key] = round(st["seconds"].get(key, 0.0) + seconds, 2)
 
 
-def _train(exp: Experiment, folder: Path, data, device) -> None:
+def _train(exp: Experiment, folder: Path, data, device, callback=None) -> None:
     from landscape import models, train
 
     x, y, xt, yt = data
@@ -232,6 +234,7 @@ def _train(exp: Experiment, folder: Path, data, device) -> None:
         cfg,
         test_data=(xt[:n].to(device), yt[:n].to(device)),
         run_dir=folder / "run",
+        callback=callback,
     )
 
 
@@ -289,35 +292,53 @@ def run(
     log=print,
 ) -> bool:
     """Work on the experiments for at most ``budget`` seconds; True when every one
-    is finished (results in ``<state>/<name>/result.json``)."""
+    is finished (results in ``<state>/<name>/result.json``).
+
+    Stops: at the first training step (SIGTERM to itself: ``resume.pt`` of that step)
+    or stage boundary after ``budget - margin`` seconds, once the call has made some
+    progress (a call always advances by at least one step or stage); and, for calls of
+    a minute or more, a SIGTERM at ``budget`` seconds that cuts an evaluation between
+    batches (its finished batches are kept)."""
     from landscape import io
 
     t_start = time.perf_counter()
-    deadline = t_start + budget - min(margin, 0.25 * budget)
+    soft = t_start + budget - min(margin, 0.25 * budget)
+    progress = {"steps": 0, "stages": 0}
+
+    def late() -> bool:
+        return (progress["steps"] or progress["stages"]) and time.perf_counter() >= soft
+
+    def on_step(info) -> None:
+        progress["steps"] += 1
+        if late():
+            os.kill(os.getpid(), signal.SIGTERM)  # saved at this step, then stop
+
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     state.mkdir(parents=True, exist_ok=True)
     exps = experiments(smoke)
+    hard = _Timer(t_start + budget) if budget >= 60 else contextlib.nullcontext()
     try:
-        with io.stop_signals(), _Timer(deadline):
+        with io.stop_signals(), hard:
             for exp in exps:
                 folder = state / exp.name
                 st = _status(folder)
                 if st.get("done"):
                     continue
-                if time.perf_counter() >= deadline:
-                    raise io.Interrupted("SIGTERM", "before " + exp.name, True)
-                log(f"[full] {exp.name}: stage {st.get('stage', 'train')} on {where}")
-                data = _data(exp, smoke, data_root)
+                data = None
                 stages = ["train", "final"] + (["ensemble"] if exp.ensemble else [])
                 for stage in stages:
                     if stage in st.get("finished", []):
                         continue
+                    if late():
+                        raise io.Interrupted("SIGTERM", f"before {exp.name} {stage}")
+                    log(f"[full] {exp.name}: {stage} on {where}")
+                    data = data or _data(exp, smoke, data_root)
                     st["stage"] = stage
                     t0 = time.perf_counter()
                     try:
                         if stage == "train":
-                            _train(exp, folder, data, dev)
+                            _train(exp, folder, data, dev, on_step)
                         else:
                             st[stage] = _evaluate(
                                 exp, folder, data, dev, stage == "ensemble"
@@ -329,6 +350,7 @@ def run(
                             st["devices"].append(where)
                         _save_status(folder, st)
                     st.setdefault("finished", []).append(stage)
+                    progress["stages"] += 1
                     _save_status(folder, st)
                 st["done"] = True
                 _save_status(folder, st)
