@@ -328,21 +328,26 @@ def _claim1() -> dict[str, str]:
     std = {s: [r for r in v if r.get("standard_robust_acc")] for s, v in by.items()}
     if std["cycle_cos"] or std["constant"]:
         n_img = {r["standard_n"] for v in std.values() for r in v}
-        failed = sorted(
-            {
-                c
-                for v in std.values()
-                for r in v
-                for c in r["standard_failed_checks"].split()
-                if c != "none"
-            }
+        failed = "; ".join(
+            f"{sch}: "
+            + (
+                ", ".join(
+                    sorted(
+                        {c for r in v for c in r["standard_failed_checks"].split()}
+                        - {"none"}
+                    )
+                )
+                or "none"
+            )
+            for sch, v in std.items()
+            if v
         )
         numbers += (
             f"; robust acc, standard protocol (AutoAttack's, masking checks on, first "
             f"{'/'.join(sorted(n_img))} test images) cycle_cos "
             f"{_fmt([float(r['standard_robust_acc']) for r in std['cycle_cos']])}, "
             f"constant {_fmt([float(r['standard_robust_acc']) for r in std['constant']])}"
-            f"; failed masking checks: {', '.join(failed) or 'none'}"
+            f"; failed masking checks: {failed}"
         )
     w = _study.welch(acc["cycle_cos"], acc["constant"])
     n = min(len(acc["cycle_cos"]), len(acc["constant"]))
