@@ -92,6 +92,9 @@ __all__ = [
     "publish",
     "run",
     "verdict_line",
+    "fmt_p",
+    "effect",
+    "verdict",
 ]
 
 #: The recipe and sizes of the CPU study tier (see the module docstring).
@@ -657,6 +660,76 @@ def seeds_needed_one(
     return None
 
 
+def fmt_p(w: dict[str, Any]) -> str:
+    """A :func:`welch` p-value as text: ``"no variance"`` / ``"fewer than 2 seeds"``
+    when there is no test (never ``0.0``), ``"< 0.0001"`` below that, else two
+    significant digits.
+
+    Example:
+        >>> fmt_p(welch([1.0, 1.0], [0.0, 0.0]))
+        'no variance'
+        >>> fmt_p({"p": 0.00231})
+        '0.0023'
+    """
+    p = w.get("p")
+    if p is None:
+        return w.get("note") or "no test"
+    if p < 1e-4:
+        return "< 0.0001"
+    return f"{p:.2g}"
+
+
+def effect(
+    w: dict[str, Any], scale: float = 1.0, digits: int = 1, unit: str = ""
+) -> str:
+    """A :func:`welch` difference as text, reported as an effect only when its 95 %
+    interval excludes 0: ``"+82.8 points [80.1, 85.5], p = 0.0023"``; else ``"no
+    significant difference (-3.0 [-50.0, +2.0] includes 0)"``; without a test the
+    difference and why there is no p-value.
+
+    Example:
+        >>> effect({"diff": -0.24, "ci95": [-0.5, 0.02], "p": 0.08}, 100, 0, " points")
+        'no significant difference (-24 points [-50, +2] includes 0, p = 0.08)'
+    """
+    d = w.get("diff")
+    if d is None:
+        return "no data"
+    lo, hi = w.get("ci95") or [None, None]
+    num = f"{d * scale:+.{digits}f}{unit}"
+    if lo is None or hi is None:
+        return f"{num} ({fmt_p(w)}, no interval)"
+    ci = f"[{lo * scale:.{digits}f}, {hi * scale:+.{digits}f}]"
+    if lo <= 0 <= hi:
+        return f"no significant difference ({num} {ci} includes 0, p = {fmt_p(w)})"
+    return f"{num} {ci}, p = {fmt_p(w)}"
+
+
+def verdict(
+    w: dict[str, Any], direction: int, *, need: int | None = None, what: str = ""
+) -> str:
+    """The claim table's verdict word for a :func:`welch` (or :func:`slope_test`
+    summary) result whose claimed sign is ``direction`` (+1 / -1): **holds**
+    (significant in that direction), **does not hold** (significant the other way),
+    else **undecided** with why (no variance, too few seeds) and ``need``, the seeds
+    per group a decisive test needs at the observed effect and spread. "does not
+    hold" for a well-powered null and "not tested at this size" are the caller's.
+
+    Example:
+        >>> verdict({"diff": 0.8, "ci95": [0.7, 0.9], "p": 0.002}, +1)
+        'holds (p = 0.002)'
+        >>> verdict({"diff": 0.1, "ci95": [-0.2, 0.4], "p": 0.4}, +1, need=12)
+        'undecided (interval includes 0; a decisive test needs 12 seeds per group)'
+    """
+    lo, hi = w.get("ci95") or [None, None]
+    p = w.get("p")
+    if p is not None and lo is not None and (lo > 0 or hi < 0):
+        word = "holds" if (lo > 0) == (direction > 0) else "does not hold"
+        return f"{word} (p = {fmt_p(w)}{what})"
+    why = w.get("note") or "interval includes 0"
+    tail = f"; a decisive test needs {need} seeds per group" if need else ""
+    return f"undecided ({why}{tail})"
+
+
 def fmt(s: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
     """``"mean +- std"`` of a :func:`summary` (times ``scale``), or ``"not run"``."""
     if not s or s.get("mean") is None:
@@ -775,7 +848,9 @@ SCATTER_SCALES = (1e-4, 1e-3, 1e-2, 1e-1)
 def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
     """Gradient scattering of the adversarial loss at the training eps (4 random
     directions, scales 1e-4..1e-1, PGD-10 recomputed at ``w + s v`` with the same
-    start) on 256 test images; the excess ``||delta g||`` as s -> 0 (intercept)."""
+    start) on 256 test images; the excess ``||delta g||`` as s -> 0 (intercept), also
+    relative to ``||g(w)||`` (``excess_rel``; for evaluations cached before it existed,
+    :func:`excess_rel` gives excess / mean ``||g||``)."""
 
     def fn(model: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict:
         from landscape import attacks, scattering
@@ -795,6 +870,8 @@ def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
         )
         return {
             "excess": float(res.excess().mean()),
+            # the excess relative to ||g(w)|| per batch (claim 2's second measure)
+            "excess_rel": float(np.nanmean(res.relative_excess())),
             # arrays of shape (E, D, S, B): eps, direction, scale, batch
             "ratio": np.asarray(res.ratio).mean(axis=(0, 1, 3)).tolist(),
             "grad_diff": np.asarray(res.grad_diff).mean(axis=(0, 1, 3)).tolist(),
@@ -805,6 +882,14 @@ def scattering_eval(ctx, spec: Spec, *, compute: bool = True) -> dict | None:
         }
 
     return _measure(ctx, spec, "scattering", fn, compute=compute)
+
+
+def excess_rel(sc: dict) -> float:
+    """A scattering evaluation's excess relative to ``||g(w)||``: the recorded
+    per-batch mean, else (older caches) the excess over the mean gradient norm."""
+    if sc.get("excess_rel") is not None:
+        return float(sc["excess_rel"])
+    return float(sc["excess"]) / float(sc["grad_norm"])
 
 
 def protocol_eval(
@@ -1019,13 +1104,54 @@ def verdict_line(digits: int) -> Callable[[str, dict], str | None]:
     return line
 
 
-def band(ax, x, ys, label: str | None = None, **kw) -> None:
-    """Mean over seeds (rows of ``ys``) as a line, +- one std as a band."""
+#: the earlier recipe's network (budgets v1 / v1-long): LeNet width 1 with a fixed
+#: fc of 1,024 units, MNIST normalisation
+V1_MODEL = "LeNet w1 (fc 1,024), 212,234 params"
+
+
+_V1_SIZES = {
+    "v1": {"num_train": 8000, "epochs": 8, "steps": 5},
+    "v1-long": {"num_train": 16000, "epochs": 16, "steps": 5},
+}
+
+
+def recipe_label(fd=None) -> str:
+    """Which recipe and size a study figure's data comes from: the budget's model
+    and parameters, images, epochs and training attack (from ``fd.table["size"]``
+    when given, else :data:`SIZE`)."""
+    size = dict(SIZE)
+    size.update(_V1_SIZES.get(BUDGET, {}))  # tables without their size (fig05)
+    if fd is not None:
+        size.update(fd.table.get("size") or {})
+    if BUDGET == "cpu":
+        spec = Spec(eps=0.4, seed=0)
+        recipe = (
+            f"paper's recipe scaled down: LeNet w{spec.get('width'):g}, "
+            f"{num_params(spec):,} params"
+        )
+    else:
+        recipe = f"earlier recipe ({BUDGET}): {V1_MODEL}"
+    return (
+        f"{recipe}, {int(size['num_train']):,} MNIST images, {size['epochs']} epochs, "
+        f"PGD-{size['steps']}"
+    )
+
+
+def band(ax, x, ys, label: str | None = None, *, log: bool = False, **kw) -> None:
+    """Mean over seeds (rows of ``ys``) as a line, +- one std as a band (none for one
+    seed); ``log``: a log axis, the band clipped at the smallest positive value so it
+    does not fall off the axis."""
     ys = np.atleast_2d(np.asarray(ys, float))
     m = np.nanmean(ys, axis=0)
-    sd = np.nanstd(ys, axis=0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(m)
     (line,) = ax.plot(x, m, label=label, **kw)
-    ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.2, lw=0)
+    if ys.shape[0] < 2:
+        return
+    sd = np.nanstd(ys, axis=0, ddof=1)
+    lo, hi = m - sd, m + sd
+    if log:
+        floor = np.nanmin(ys[ys > 0]) if np.any(ys > 0) else 1e-12
+        lo = np.maximum(lo, floor / 2)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
 
 
 def stalled(row: dict | None) -> bool | None:
@@ -1038,7 +1164,8 @@ def stalled(row: dict | None) -> bool | None:
 
 def slope_test(xs_per_seed: Sequence[Sequence[float]], ys_per_seed) -> dict[str, Any]:
     """Least-squares slope of y against x fitted per seed, summarised over seeds
-    (mean, std, 95 % t-interval); ``increasing`` when the interval lies above 0,
+    (mean, std, 95 % t-interval, the one-sample t-test's p against 0, or None with a
+    ``note``); ``increasing`` when the interval lies above 0,
     ``decreasing`` when below, else ``undecided``. Plus the Spearman correlation of
     all (x, y) points pooled."""
     from scipy import stats
@@ -1049,6 +1176,11 @@ def slope_test(xs_per_seed: Sequence[Sequence[float]], ys_per_seed) -> dict[str,
         if len(x) >= 2
     ]
     s = summary(slopes)
+    if s["n"] > 1 and s["std"] > 0:
+        s["p"] = float(stats.ttest_1samp(slopes, 0.0).pvalue)
+    else:
+        s["p"] = None
+        s["note"] = "fewer than 2 seeds" if s["n"] < 2 else "no variance"
     verdict = "undecided"
     if s["n"] > 1 and s["ci95"][0] is not None:
         if s["ci95"][0] > 0:

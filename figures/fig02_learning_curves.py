@@ -239,9 +239,9 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         "test clean accuracy (%)",
         "test PGD-10 accuracy (%), target eps",
     )
-    styles = {"constant": "-", "linear": "--", "periodic": ":"}
-    for sch, eps in STUDY_RUNS:
-        color = f"C{[0.0, 0.1, 0.2, 0.3, 0.4].index(eps)}"
+    styles = {"constant": "-", "linear": "--", "cosine": "-.", "periodic": ":"}
+    for i, (sch, eps) in enumerate(STUDY_RUNS):
+        color = f"C{i % 10}"  # one colour per run family (the eps-0.4 ones differ)
         for ax, key in zip(axes, keys):
             ys = [
                 v
@@ -256,18 +256,21 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
                 ax,
                 x,
                 np.array(ys) * scale,
-                label=f"{sch} eps={eps:g}",
+                label=f"{sch} eps={eps:g} (n={len(ys)})",
                 color=color,
-                ls=styles[sch],
+                ls=styles.get(sch, "-"),
             )
-    axes[0].axhline(np.log(10), color="k", lw=0.6, ls=":")
+    axes[0].axhline(
+        np.log(10), color="k", lw=0.6, ls=":", label="log 10 (uniform prediction)"
+    )
+    axes[2].axhline(11.35, color="k", lw=0.6, ls=":", label="11.35 % (one class)")
     for ax, t in zip(axes, titles):
         ax.set_title(t, fontsize=8)
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=5.5)
     title = (
-        "Claim 1: MNIST LeNet, 8k images, PGD-5; mean +- std over "
-        f"{_num_seeds(fd)} seed(s) (study tier)"
+        f"Claim 1: {_study.recipe_label(fd)}; mean +- std over seeds (n per line; "
+        "no band for n = 1)"
     )
     return _common.save_figure(fig, ctx, title=title)
 

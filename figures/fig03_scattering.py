@@ -282,6 +282,9 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
                 arrays[f"{act}/eps{eps:g}/excess"] = np.array(
                     [g["excess"] for g in got]
                 )
+                arrays[f"{act}/eps{eps:g}/excess_rel"] = np.array(
+                    [_study.excess_rel(g) for g in got]
+                )
         base = [g["excess"] for g in per.get(0.0, [])]
         for eps, got in per.items():
             if not got:
@@ -300,7 +303,7 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
                     _study.fmt(_study.summary([g["clean_acc"] for g in got]), 100),
                     _study.fmt(_study.summary(ex), digits=4),
                     _study.fmt(_study.summary([g["ratio"][0] for g in got]), digits=1),
-                    None if w["p"] is None else round(w["p"], 4),
+                    _study.fmt_p(w) if w.get("n") else None,
                 ]
             )
         xs, ys = [], []
@@ -327,41 +330,80 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
 
     with plt.rc_context(plot.PAPER_STYLE):
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for act, m in (("relu", "o"), ("gelu", "s")):
-        xs, ms, sds = [], [], []
-        for eps in STUDY_EPS:
-            a = fd.arrays.get(f"{act}/eps{eps:g}/excess")
-            if a is None:
-                continue
-            xs.append(eps)
-            ms.append(a.mean())
-            sds.append(a.std(ddof=1) if len(a) > 1 else 0.0)
-        if xs:
-            axes[0].errorbar(xs, ms, sds, marker=m, capsize=3, label=act)
-    axes[0].set_xlabel("training (and attack) eps")
-    axes[0].set_title("(a) excess ||delta g|| as s -> 0", fontsize=8)
-    axes[0].legend(fontsize=7)
-    scales = fd.arrays["scales"]
-    for ax, act, t in zip(axes[1:], ("relu", "gelu"), "bc"):
-        for i, eps in enumerate(STUDY_EPS):
-            a = fd.arrays.get(f"{act}/eps{eps:g}/ratio")
-            if a is not None:
-                _study.band(ax, scales, a, label=f"eps={eps:g}", color=f"C{i}")
+    rel = _relative(fd)
+    for ax, key in ((axes[0], "excess"), (axes[1], "excess_rel")):
+        for act, m in (("relu", "o"), ("gelu", "s")):
+            xs, ms, sds, ns = [], [], [], []
+            for eps in STUDY_EPS:
+                a = fd.arrays.get(f"{act}/eps{eps:g}/excess")
+                if key == "excess_rel":
+                    a = rel.get((act, eps))
+                if a is None or not len(a):
+                    continue
+                xs.append(eps)
+                ms.append(np.mean(a))
+                sds.append(np.std(a, ddof=1) if len(a) > 1 else 0.0)
+                ns.append(len(a))
+            if xs:
+                n = f"n={min(ns)}" + (f"-{max(ns)}" if max(ns) != min(ns) else "")
+                ax.errorbar(xs, ms, sds, marker=m, capsize=3, label=f"{act} ({n})")
+        ax.set_xlabel("training (and attack) eps")
+        ax.legend(fontsize=7)
         if not ax.lines:
-            ax.text(
-                0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes
-            )
-        else:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-        ax.set_xlabel("step s")
-        ax.set_title(f"({t}) {act}: ||delta g|| / ||delta w||", fontsize=8)
-    axes[1].legend(fontsize=6)
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center",
+                    transform=ax.transAxes)  # fmt: skip
+    axes[0].set_title("(a) excess ||delta g|| as s -> 0", fontsize=8)
+    axes[1].set_title("(b) the same relative to ||g(w)|| (claim 2's test)", fontsize=8)
+    scales = fd.arrays["scales"]
+    ax = axes[2]
+    for i, eps in enumerate(STUDY_EPS):
+        a = fd.arrays.get(f"relu/eps{eps:g}/ratio")
+        if a is not None:
+            _study.band(ax, scales, a, label=f"eps={eps:g} (n={len(a)})",
+                        color=f"C{i}", log=True)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step s")
+    ax.set_title("(c) relu: ||delta g|| / ||delta w||", fontsize=8)
+    ax.legend(fontsize=6)
+    loss = ", ".join(
+        f"{r[1]:g}: {r[3]}" for r in fd.table.get("rows", []) if r[0] == "relu"
+    )
     title = (
-        "Claim 2: gradient scattering of converged MNIST LeNets, mean +- std over "
-        "seeds (study tier)"
+        f"Claim 2: gradient scattering, {_study.recipe_label(fd)}; mean +- std "
+        f"over seeds\nfinal robust training loss per eps (relu) {loss}: not "
+        "converged at the larger eps"
     )
     return _common.save_figure(fig, ctx, title=title)
+
+
+def _relative(fd: _common.FigureData) -> dict[tuple[str, float], list[float]]:
+    """The relative excess per (activation, eps): the table's ``excess_rel``
+    arrays, or for the earlier record (tables without them) each model's excess
+    over its ``grad_norm`` from the committed evaluations
+    (``results/study_evals/evals/<run>/scattering.json``)."""
+    import json
+
+    out: dict[tuple[str, float], list[float]] = {}
+    for act in ("relu", "gelu"):
+        for eps in STUDY_EPS:
+            a = fd.arrays.get(f"{act}/eps{eps:g}/excess_rel")
+            if a is not None:
+                out[(act, eps)] = list(a)
+    if out:
+        return out
+    size = fd.table.get("size") or {}
+    rec = _common.REPO / "results" / "study_evals" / "evals"
+    tail = f"-n{size.get('num_train')}-e{size.get('epochs')}-"
+    for act in ("relu", "gelu"):
+        for eps in STUDY_EPS:
+            sch = "constant" if eps == 0 else "linear"
+            pat = f"lenet-w1-{act}-{sch}-eps{eps:g}-lr0.002-s*{tail}*/scattering.json"
+            vals = [_study.excess_rel(json.loads(p.read_text()))
+                    for p in sorted(rec.glob(pat))]  # fmt: skip
+            if vals:
+                out[(act, eps)] = vals
+    return out
 
 
 STUDY = _study.tier(study_compute, study_draw, test_line=_study.verdict_line(4))

@@ -233,24 +233,25 @@ STUDY_COLUMNS = (
 )
 
 
+#: claim 3's family: the paper's ``cycle_cos`` with its recipe (budget ``cpu``), the
+#: linear warm-up in the earlier record (``v1`` / ``v1-long``)
+FAMILY = "cosine" if _study.BUDGET == "cpu" else "linear"
+
+
 def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureData:
     """Claim 3 from the zoo: Hessian statistics per (family, eps, seed), summaries
     over seeds, slope and Welch tests."""
     arrays: dict[str, np.ndarray] = {}
     rows, tests, cost = [], {}, 0.0
-    for family in ("linear", "constant"):
+    for family in (FAMILY, "constant"):
         per = {}
         for eps in STUDY_EPS:
             got = []
             for seed in _study.SIZE["seeds"]:
                 spec = _study.Spec(eps=eps, seed=seed, schedule=family)
                 # the warm-up family is this figure's; constant models only if done
-                h = _study.hessian_eval(
-                    ctx, spec, compute=compute and family == "linear"
-                )
-                fe = _study.final_eval(
-                    ctx, spec, compute=compute and family == "linear"
-                )
+                h = _study.hessian_eval(ctx, spec, compute=compute and family == FAMILY)
+                fe = _study.final_eval(ctx, spec, compute=compute and family == FAMILY)
                 if h is None or fe is None:
                     continue
                 cost += _study.cost(ctx, spec)
@@ -288,7 +289,7 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
                         _study.summary([g["top_clean"][0] for g in got]), digits=2
                     ),
                     _study.fmt(_study.summary([g["trace_adv"] for g in got]), digits=1),
-                    None if w["p"] is None else round(w["p"], 4),
+                    _study.fmt_p(w) if w.get("n") else None,
                 ]
             )
         seeds = sorted({g["seed"] for got in per.values() for g in got})
@@ -327,32 +328,30 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         ("trace_adv", None, "(c) trace (Hutch++), adversarial loss"),
     )
     for ax, (key, col, title) in zip(axes, panels):
-        for family, ls in (("linear", "-"), ("constant", "--")):
-            xs, ms, sds = [], [], []
+        for family, ls in ((FAMILY, "-"), ("constant", "--")):
+            xs, ms, sds, ns = [], [], [], []
             for eps in STUDY_EPS:
                 a = fd.arrays.get(f"{family}/eps{eps:g}/{key}")
-                if a is None:
-                    continue
+                if a is None or (family == "constant" and eps == 0):
+                    continue  # eps 0 is the one plain-training model, drawn apart
                 v = a[:, col] if col is not None else a
                 xs.append(eps)
                 ms.append(v.mean())
                 sds.append(v.std(ddof=1) if len(v) > 1 else 0.0)
+                ns.append(len(v))
             if xs:
-                ax.errorbar(
-                    xs,
-                    ms,
-                    sds,
-                    ls=ls,
-                    marker="o",
-                    capsize=3,
-                    label="eps warm-up" if family == "linear" else "constant eps",
-                )
+                name = {"linear": "eps warm-up (linear)", "cosine": "cycle_cos"}
+                ax.errorbar(xs, ms, sds, ls=ls, marker="o", capsize=3,
+                            label=name.get(family, "constant eps"))  # fmt: skip
+                for x, m, n in zip(xs, ms, ns):
+                    ax.annotate(f"n={n}", (x, m), fontsize=5, xytext=(3, 3),
+                                textcoords="offset points")  # fmt: skip
         ax.set_title(title, fontsize=8)
-        ax.set_xlabel("training eps")
+        ax.set_xlabel("training eps (eps 0: plain training, one model for both)")
     axes[0].legend(fontsize=7)
     title = (
-        "Claim 3: Hessian of MNIST LeNets per training eps, mean +- std over seeds "
-        "(study tier)"
+        f"Claim 3: Hessian per training eps, {_study.recipe_label(fd)}; mean +- std "
+        "over seeds (n per point)"
     )
     return _common.save_figure(fig, ctx, title=title)
 

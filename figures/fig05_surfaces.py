@@ -223,7 +223,11 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
 
 
 def draw(
-    fd: _common.FigureData, ctx: _common.Context, *, html: bool = True
+    fd: _common.FigureData,
+    ctx: _common.Context,
+    *,
+    html: bool = True,
+    title: str | None = None,
 ) -> list[Path]:
     """Two rows of filled contours (clean, adversarial at the training eps), one column
     per training eps, log-scaled levels with a shared colour scale per row; plus the
@@ -253,7 +257,7 @@ def draw(
             levels=25,
             axes=axes[row],
         )
-    paths = _common.save_figure(fig, ctx)
+    paths = _common.save_figure(fig, ctx, title=title)
     if html:  # (the self-contained HTML is megabytes: not for results/)
         page = plot.surfaces_3d(
             _surfaces(fd, "adv"),
@@ -267,7 +271,14 @@ def draw(
 def _study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     if not fd.table["eps"]:
         raise SystemExit(f"[{NAME}] no zoo model is finished yet: nothing to draw")
-    return draw(fd, ctx, html=False)
+    centre = ", ".join(f"{r[0]:g}: {r[3]:.2f}" for r in fd.table["rows"])
+    title = (
+        f"Loss surfaces (filter-normalised random directions, 500 test images), "
+        f"{_study.recipe_label(fd)}; ONE seed (n = 1, no spread)\nadversarial loss at "
+        f"the centre per eps {centre}: the flat-looking large-eps surfaces are a "
+        "plateau near log 10 = 2.30 of under-trained models, not a flat minimum"
+    )
+    return draw(fd, ctx, html=False, title=title)
 
 
 STUDY = _study.tier(study_compute, _study_draw)

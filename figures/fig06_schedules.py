@@ -331,7 +331,7 @@ def _claim4(ctx, compute: bool) -> tuple[list, dict, dict, float]:
                 _study.fmt(_study.summary([g["clean_acc"] for g in got]), 100),
                 _study.fmt(rob, 100),
                 "" if ci[0] is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]",
-                None if w["p"] is None else round(w["p"], 4),
+                _study.fmt_p(w) if w.get("n") else None,
             ]
         )
     return rows, tests, {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in cells.items()}, cost
@@ -410,37 +410,66 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     with plt.rc_context(plot.PAPER_STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.3), width_ratios=[1, 2])
     _eps_panel(axes[0], fd)
+    lr_note = (
+        "lr: Adam 2e-3, constant for every schedule\n(the earlier recipe; the paper's "
+        "periodic\nrun restarts a cycle_jump lr each period)"
+        if _study.BUDGET != "cpu"
+        else "lr: Adam 2e-3 constant; periodic: cycle_jump\n(x0.1 at 1/2 and 3/4 of "
+        "each period)"
+    )
+    axes[0].set_title(lr_note, fontsize=6)
     bars = [(m, p) for m in ("final", "ensemble") for p in STUDY_PROTOCOLS]
     w = 0.8 / len(bars)
     x = np.arange(len(SCHEDULES))
     for i, (m, p) in enumerate(bars):
-        ms, sds = [], []
+        ms, sds, ns = [], [], []
         for sch in SCHEDULES:
             v = [100 * g["robust_acc"] for g in fd.table["cells"][f"{sch}/{m}/{p}"]]
             ms.append(np.mean(v) if v else np.nan)
             sds.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
+            ns.append(len(v))
+        ms, sds = np.array(ms), np.array(sds)
+        pos = x + (i - (len(bars) - 1) / 2) * w
+        # error bars stop at 0 (an accuracy is never negative); n = 1: none
+        yerr = np.array([np.minimum(sds, np.nan_to_num(ms)), sds])
         axes[1].bar(
-            x + (i - (len(bars) - 1) / 2) * w,
+            pos,
             ms,
             w,
-            yerr=sds,
+            yerr=yerr,
             capsize=2,
             label=f"{m}, {p}",
             color=f"C{STUDY_PROTOCOLS.index(p)}",
             hatch="//" if m == "ensemble" else None,
             alpha=0.9 if m == "final" else 0.55,
         )
+        for xp, n in zip(pos, ns):
+            if n:
+                axes[1].text(xp, 1.0, f"n={n}", ha="center", va="bottom",
+                             fontsize=5, rotation=90,
+                             color="k" if n > 1 else "red")  # fmt: skip
+    axes[1].axhline(11.35, color="k", lw=0.7, ls=":",
+                    label="11.35 % (one class: trivial)")  # fmt: skip
     axes[1].set_xticks(x, SCHEDULES)
+    axes[1].set_ylim(bottom=0)
     axes[1].set_ylabel(f"robust accuracy % (eps = {EPS})")
-    axes[1].legend(fontsize=6, ncols=2)
+    axes[1].legend(fontsize=5.5, ncols=3, loc="upper left", bbox_to_anchor=(0, -0.13))
     fig.suptitle(
-        "Claim 4: MNIST LeNet eps = 0.4 schedules, full attack budgets, 1,000 test "
-        "images, mean +- std over seeds (study tier)",
-        fontsize=9,
+        f"Claim 4: schedules at eps = {EPS}, {_study.recipe_label(fd)}; full attack "
+        "budgets, 1,000 test images; mean +- std over seeds (n per bar; red: n = 1, no "
+        "error bar)",
+        fontsize=8,
     )
     paths = _common.save_figure(fig, ctx)
+    cells = fd.table.get("lr_cells", {})
+    if max(sum(bool(v) for k, v in cells.items() if k.startswith(f"{sch}/"))
+           for sch in ("constant", "periodic")) < 2:  # fmt: skip
+        # claim 5 was not run at this budget (at most one lr): no figure rather
+        # than an empty one
+        return paths
     with plt.rc_context(plot.PAPER_STYLE):
         fig2, ax = plt.subplots(1, 2, figsize=(8, 3.0))
+    nmax = 0
     for sch, mk in (("constant", "o"), ("periodic", "s")):
         for j, key in enumerate(("clean", "PGD-20")):
             lrs, ms, sds = [], [], []
@@ -450,14 +479,20 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
                     lrs.append(lr)
                     ms.append(np.mean(v))
                     sds.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
+                    nmax = max(nmax, len(v))
             ax[j].errorbar(lrs, ms, sds, marker=mk, capsize=3, label=sch)
             ax[j].set_xscale("log")
+            ax[j].set_xticks(list(STUDY_LRS), [f"{v:g}" for v in STUDY_LRS])
+            ax[j].minorticks_off()
             ax[j].set_xlabel("Adam learning rate")
             ax[j].set_title(f"{key} accuracy %, eps = {EPS}", fontsize=8)
+    for a in ax:
+        a.axhline(11.35, color="k", lw=0.7, ls=":", label="11.35 % (one class)")
     ax[0].legend(fontsize=7)
     fig2.suptitle(
-        "Claim 5: lr sensitivity, constant vs periodic (2 seeds, study tier)",
-        fontsize=9,
+        f"Claim 5: lr sensitivity, constant vs periodic, {_study.recipe_label(fd)}; "
+        f"n = {nmax} seeds; PGD-20 is a cheap indicator, not a verdict",
+        fontsize=7,
     )
     return paths + _common.save_figure(fig2, ctx, "fig06_lr_sensitivity")
 

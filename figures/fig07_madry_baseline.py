@@ -285,19 +285,33 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         axes[0].legend(fontsize=7)
     axes[0].set_xlabel("epoch")
     axes[0].set_title("learning curve (500 test images)", fontsize=8)
-    names = [r[0] for r in fd.table["rows"]]
+    names = [f"{r[0]}\n(n = {r[1]:,} test)" for r in fd.table["rows"]]
     vals = [
         r[3] if isinstance(r[3], (int, float)) else np.nan for r in fd.table["rows"]
     ]
-    axes[1].bar(names, vals, color="C0")
+    axes[1].bar(names, vals, color="C0", width=0.5, label="this model (1 seed)")
     for i, (label, v) in enumerate(fd.table["published"].items()):
         axes[1].axhline(100 * v, color=f"C{i + 1}", ls="--", lw=1, label=label)
     axes[1].set_ylim(0, 100)
     axes[1].set_ylabel("robust accuracy % (eps = 0.3)")
-    axes[1].legend(fontsize=5.5, loc="lower left")
+    axes[1].legend(fontsize=5.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    spec = fd.table.get("spec") or {}
+    width = spec.get("width") or 1
+    from landscape import models
+
+    params = sum(
+        p.numel()
+        for p in models.build("madry_cnn", dataset="mnist", width=width).parameters()
+    )
+    size = {**_study.SIZE, **_study._V1_SIZES.get(_study.BUDGET, {})}
+    size.update(fd.table.get("size") or {})
+    n_img = spec.get("num_train") or size["num_train"]
+    epochs = spec.get("epochs") or size["epochs"]
     title = (
-        "Claim 7: Madry-shape CNN (width 0.5, 8k images, 8 epochs) vs the published "
-        "secret model (study tier)"
+        f"Claim 7: Madry-shape CNN width {width:g} ({params:,} params), "
+        f"{'all 60,000' if n_img == 0 else f'{n_img:,}'} MNIST images, {epochs} "
+        f"epochs, PGD-{spec.get('steps', 10)}, 1 seed vs the published secret model "
+        f"({'earlier recipe ' + _study.BUDGET if _study.BUDGET != 'cpu' else 'study'})"
     )
     return _common.save_figure(fig, ctx, title=title)
 

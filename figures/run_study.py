@@ -18,12 +18,32 @@ run folder). Queues:
   of every schedule's final model at eps 0.4 and of the periodic ensemble.
 - ``claim5``: constant and periodic at lr 6e-4 and 6e-3 (and claim 1's 2e-3), final
   metrics and the standard protocol at eps 0.4.
+- ``sitting3``: one ~2-hour sitting in the order the decisive numbers need: claim 3
+  (the ``cycle_cos`` family's Hessian and final metrics) at eps 0.4 / 0 / 0.2 for
+  seed 0 and 0.4 / 0 for seed 1 (the least that gives a spread of per-seed slopes);
+  the standard protocol with the masking checks on, first
+  :data:`CLAIM1_PROTOCOL_NUM` test images, of the finished eps-0.4 constant and
+  ``cycle_cos`` models (claim 1); claim 3's seed 1 at 0.2 and seed 2; scattering of the claim-3 models
+  (claim 2); then claim 3 at eps 0 / 0.2 / 0.4 for seeds 3-7.
 - ``claim7``: Madry's CNN at full width on all of MNIST (PGD-10), final metrics, the
   standard protocol on the first 500 test images.
+
+- ``full``: the paper-size experiments (MNIST LeNet w16 ``cycle_cos`` / constant;
+  CIFAR-10 VGG-16 / ResNet-18 w8, constant / ``cycle_cos`` / ``cycle_linear``, 3
+  periods, ensembles; the standard protocol with the masking checks) in resumable
+  chunks of at most ``--budget`` seconds for a GPU (``figures/_full.py``; state in
+  ``runs/full/``, data copies in ``runs/full_data/``; ``--smoke``: the same on a CPU
+  in seconds).
 
 Commands (one process; two only when ``uptime`` shows a load below 2)::
 
     OMP_NUM_THREADS=1 nohup nice -n 5 python figures/run_study.py cpu > runs/study.log 2>&1 &
+
+The GPU chunks (the device tool; carry ``runs/full`` and ``runs/full_data``)::
+
+    LANDSCAPE_DATA=/path/to/data python figures/run_study.py full --stage-data  # once
+    # on the GPU machine, each call < 9 minutes; repeat until "all ... done":
+    PYTHONPATH=. python figures/run_study.py full --budget 480 --pack $OUT
 
 Then ``python figures/figNN_*.py --study`` assembles each figure from the cache, and
 ``python figures/claims.py`` the README's claim table from the committed tables.
@@ -37,6 +57,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+import _full  # noqa: E402
 import _study  # noqa: E402
 
 EPS = _study.SIZE["eps"]
@@ -46,6 +67,11 @@ CLAIM3_SEEDS = tuple(range(8))
 CLAIM1_SEEDS = tuple(range(5))
 CLAIM5_SEEDS = (0, 1, 2)
 MADRY_PROTOCOL_NUM = 500
+#: Test images of claim 1's standard protocol in a short sitting (n = 500: a robust
+#: accuracy's binomial standard error is at most 2.2 points).
+CLAIM1_PROTOCOL_NUM = 500
+#: The eps of claim 3 in a short sitting (a trend needs 3 points; 0.4 is claim 1's).
+SITTING_EPS = (0.4, 0.0, 0.2)
 
 
 def pilot(ctx: _common.Context) -> None:
@@ -109,6 +135,35 @@ def claim7(ctx: _common.Context) -> None:
     _study.protocol_eval(ctx, spec, "standard", num=MADRY_PROTOCOL_NUM)
 
 
+def claim3_hessian(ctx: _common.Context, seeds, eps=SITTING_EPS) -> None:
+    """Claim 3 in a short sitting: per seed and eps, the ``cycle_cos`` model's Hessian
+    then its final metrics (training it first if needed)."""
+    for seed in seeds:
+        for e in eps:
+            spec = _study.Spec(eps=e, seed=seed, schedule="cosine")
+            _study.hessian_eval(ctx, spec)
+            _study.final_eval(ctx, spec)
+
+
+def sitting3(ctx: _common.Context) -> None:
+    """The third sitting's order (see the module docstring)."""
+    claim3_hessian(ctx, (0,))
+    claim3_hessian(ctx, (1,), (0.4, 0.0))  # two seeds at two eps: a spread
+    for seed in (0, 1, 2):
+        for sch in ("cosine", "constant"):
+            spec = _study.Spec(eps=0.4, seed=seed, schedule=sch)
+            if _study.train_run(ctx, spec, compute=seed < 2) is None:
+                continue
+            _study.final_eval(ctx, spec)
+            _study.protocol_eval(ctx, spec, "standard", num=CLAIM1_PROTOCOL_NUM)
+    claim3_hessian(ctx, (1, 2))
+    for seed in (0, 1, 2):
+        for e in SITTING_EPS:
+            if e > 0:
+                _study.scattering_eval(ctx, _study.Spec(eps=e, seed=seed))
+    claim3_hessian(ctx, (3, 4, 5, 6, 7))
+
+
 def cpu(ctx: _common.Context) -> None:
     """The whole study in priority order (see the module docstring)."""
     pilot(ctx)
@@ -128,13 +183,51 @@ QUEUES = {
     "claim3": claim3,
     "claim5": claim5,
     "claim7": claim7,
+    "sitting3": sitting3,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = _common.parser(__doc__)
-    p.add_argument("queue", choices=sorted(QUEUES))
+    p.add_argument("queue", choices=sorted([*QUEUES, "full"]))
+    g = p.add_argument_group("full (the paper-size chunks, figures/_full.py)")
+    g.add_argument(
+        "--budget",
+        type=float,
+        default=_full.BUDGET,
+        help=f"seconds this call may work ({_full.BUDGET:g})",
+    )
+    g.add_argument("--state", default=None, help="state folder (runs/full)")
+    g.add_argument(
+        "--pack",
+        default=None,
+        metavar="OUT",
+        help="afterwards write the state as <= 15 MiB parts into OUT",
+    )
+    g.add_argument(
+        "--unpack",
+        default=None,
+        metavar="DIR",
+        help="restore the state from --pack's parts in DIR and stop",
+    )
+    g.add_argument(
+        "--stage-data",
+        action="store_true",
+        help="copy the data files into runs/full_data and stop",
+    )
+    g.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep a finished experiment's checkpoints",
+    )
+    g.add_argument(
+        "--status-code", action="store_true", help="exit 3 while experiments are left"
+    )
     args = p.parse_args(argv)
+    if args.queue == "full":
+        if not args.budget > 0:
+            p.error("--budget must be > 0 seconds")
+        return _full.main(args)
     args.study = True
     ctx = _common.setup(args, "run_study")
     print(f"[run_study] {args.queue}: commit {_common.commit()}", flush=True)

@@ -547,3 +547,33 @@ def test_summarize_real_trainer_run(tmp_path):
     assert np.allclose(t.values["grad_norm_mean"], run.metrics["grad_norm_mean"])
     assert np.all(t.values["grad_norm_max"] >= t.values["grad_norm_mean"])
     assert t.target_eps == pytest.approx(0.1)
+
+
+def test_relative_excess_is_the_excess_over_the_gradient_norm():
+    """``relative_excess`` = intercept of ``||delta g||`` vs ``||s v||`` divided by
+    ``||g(w)||`` of the same eps and batch (a hand computation on exact lines; NaN
+    where the gradient is 0)."""
+    from landscape.scattering import ScatteringResult
+
+    rng = np.random.default_rng(0)
+    E, D, S, B = 2, 3, 4, 2
+    sn = rng.uniform(1e-3, 1e-1, size=(D, S))
+    a = rng.uniform(0.1, 1.0, size=(E, D, B))  # the excess of each curve
+    b = rng.uniform(1.0, 5.0, size=(E, D, B))
+    gd = a[:, :, None, :] + b[:, :, None, :] * sn[None, :, :, None]
+    gn = np.array([[2.0, 4.0], [0.5, 0.0]])
+    z = np.zeros_like(gd)
+    r = ScatteringResult(
+        eps=np.array([0.1, 0.3]), scales=np.geomspace(1e-3, 1e-1, S), step_norm=sn,
+        grad_diff=gd, ratio=gd / sn[None, :, :, None], cosine=z, grad_norm_pert=z,
+        pert_cosine=z, sign_cosine=z, grad_norm=gn, loss=np.ones((E, B)),
+    )  # fmt: skip
+    rel = r.relative_excess()
+    assert rel.shape == (E, D, B)
+    for e in range(E):
+        for d in range(D):
+            for k in range(B):
+                if gn[e, k] == 0:
+                    assert np.isnan(rel[e, d, k])
+                else:
+                    assert rel[e, d, k] == pytest.approx(a[e, d, k] / gn[e, k])

@@ -76,6 +76,29 @@ class ScatteringResult(Result):
             self.step_norm, self.grad_diff, max_scale=max_scale, scales=self.scales
         )[0]
 
+    def relative_excess(self, *, max_scale: float | None = None) -> np.ndarray:
+        """The excess (:meth:`excess`) divided by ``||g(w)||`` of the same eps and
+        batch, shape ``(E, D, B)``: the scattering relative to the gradient's size, so
+        that a larger gradient at a larger eps does not by itself read as more
+        scattering (NaN where ``||g(w)|| = 0``).
+
+        Example:
+            >>> from landscape.scattering import ScatteringResult
+            >>> sn = np.array([[1e-2, 1e-1]])  # one direction, two scales
+            >>> gd = np.array([[[[0.52], [0.7]]]])  # 0.5 + 2 ||s v||: excess 0.5
+            >>> r = ScatteringResult(
+            ...     eps=np.array([0.1]), scales=np.array([1e-2, 1e-1]), step_norm=sn,
+            ...     grad_diff=gd, ratio=gd / sn[None, :, :, None], cosine=gd * 0,
+            ...     grad_norm_pert=gd * 0, pert_cosine=gd * 0, sign_cosine=gd * 0,
+            ...     grad_norm=np.array([[2.0]]), loss=np.array([[1.0]]))
+            >>> r.relative_excess().round(6).tolist()
+            [[[0.25]]]
+        """
+        norm = np.asarray(self.grad_norm, dtype=np.float64)[:, None, :]  # (E, 1, B)
+        exc = self.excess(max_scale=max_scale)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(norm > 0, exc / np.where(norm > 0, norm, 1.0), np.nan)
+
 
 @dataclass(frozen=True)
 class GradNormStats(Result):
