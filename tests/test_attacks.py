@@ -737,10 +737,16 @@ def test_no_host_sync_per_iteration(make, monkeypatch):
     compactions of the active set); before, every PGD / APGD / FAB iteration indexed
     with a boolean mask and every Square query read its window with ``.item()``.
     Small budgets (1e-3) leave most points unbroken, so the loops run to the end."""
+    import sys
+
     net, x, y = _conv_net_and_points(12)
     counts = {}
     for T in (32, 64):
         atk = make(T)
+        # as on an accelerator: Square reads the host per query only where that is
+        # free (CPU), to skip candidates equal to the current point
+        square = sys.modules["landscape.attacks.square"]
+        monkeypatch.setattr(square, "_host_reads_free", lambda device: False)
         counter = _SyncCounter(monkeypatch)
         atk(net, x, y, torch.Generator().manual_seed(0))
         counts[T] = counter.count
@@ -878,3 +884,26 @@ def test_batched_targets_equal_per_target_loop(name, monkeypatch):
     torch.testing.assert_close(xa[~ref_broken], first_run[~ref_broken])
     per_target_calls = num_t * steps  # the loop's calls (at least one per step)
     assert calls.calls <= 2 * steps + 4 < per_target_calls, calls.calls
+
+
+def test_square_skips_repeated_candidates(monkeypatch):
+    """On CPU Square does not send a candidate equal to the current point through
+    the model (its margin is known; issue 29): bitwise the same points, verdicts and
+    query counts as sending every candidate (the accelerator path), with fewer rows
+    through the model (fails without the skip: equal row counts)."""
+    import sys
+
+    net, x, y = _conv_net_and_points(40)
+    rows = []
+    net.register_forward_hook(lambda m, a, out: rows.append(out.shape[0]))
+    atk = A.Square(eps=0.03, queries=300)
+    xa, info = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
+    skipped = sum(rows)
+    rows.clear()
+    square = sys.modules["landscape.attacks.square"]
+    monkeypatch.setattr(square, "_host_reads_free", lambda device: False)
+    xb, info_b = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
+    assert 5 < int(info["success"].sum()) < 35
+    assert torch.equal(xa, xb) and torch.equal(info["success"], info_b["success"])
+    assert torch.equal(info["queries"], info_b["queries"])
+    assert skipped < 0.95 * sum(rows), (skipped, sum(rows))

@@ -197,13 +197,14 @@ def _fab_t_batched(atk, model, x, y, gen, order, targets, broken, x_adv, dist, b
     ):
         m = idx.numel()
         pair = idx.repeat(num_t)
+        target = order[idx][:, cols].t().reshape(-1)
+        group = torch.arange(m, device=x.device).repeat(num_t)
         x0 = x[pair]
         start = None if r == 0 else _start(x0, eps, norm, gen)
         bx, bd, ng = _one_run(
-            model, x0, y[pair], order[idx][:, cols].t().reshape(-1), eps=eps,
-            norm=norm, steps=atk.steps, alpha_max=atk.alpha_max, eta=atk.eta,
-            beta=atk.beta, start=start, group=torch.arange(m, device=x.device).repeat(
-                num_t), num_groups=m,
+            model, x0, y[pair], target, eps=eps, norm=norm, steps=atk.steps,
+            alpha_max=atk.alpha_max, eta=atk.eta, beta=atk.beta, start=start,
+            group=group, num_groups=m,
         )  # fmt: skip
         num_grad += ng
         bd = bd.view(num_t, m)
