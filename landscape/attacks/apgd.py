@@ -12,8 +12,10 @@ the step size is halved and the iterate reset to the best point found so far whe
    improve since then.
 
 Restarts re-attack, from a fresh random start, only the points not yet broken. APGD-T
-runs the targeted DLR loss against the ``num_targets`` most likely wrong classes in
-turn, again on the points not yet broken.
+runs the targeted DLR loss against the ``num_targets`` most likely wrong classes, again
+on the points not yet broken: target by target (AutoAttack), or, with ``early_stop``,
+all targets of a restart as one batch of (point, target) pairs (the same run per
+pair; a point's pairs stop once one of them broke it).
 """
 
 from __future__ import annotations
@@ -205,7 +207,9 @@ class APGD(Attack):
 class APGDT(Attack):
     """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
     wrong classes (Croce & Hein, 2020); see :func:`apgd_t`. Settings as
-    :class:`APGD`, plus ``num_targets``."""
+    :class:`APGD`, plus ``num_targets``. With ``early_stop`` (the evaluation
+    presets') each restart runs all targets as one batch of (point, target) pairs,
+    which stop once their point is broken; else target by target, as AutoAttack."""
 
     steps: int = 100
     restarts: int = 1

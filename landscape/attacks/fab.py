@@ -292,7 +292,9 @@ class FAB(Attack):
 @dataclasses.dataclass(frozen=True)
 class FABT(FAB):
     """FAB-T, AutoAttack's targeted FAB: FAB towards the ``num_targets`` most likely
-    wrong classes in turn, one backward pass per iteration; see :func:`fab_t`."""
+    wrong classes, one backward pass per iteration; see :func:`fab_t`. Each restart
+    runs all targets as one batch of (point, target) pairs, which stop once their
+    point is broken within eps (the same verdicts as one target at a time)."""
 
     num_targets: int = 9
 
@@ -368,9 +370,10 @@ def fab_t(
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
     """FAB-T: ``FABT(...)(model, x, y, ...)``: FAB towards the ``num_targets`` most
-    likely wrong classes (ranked on the clean input) in turn, ``restarts`` runs
-    each, one backward pass per iteration; points already broken are not attacked
-    again (AutoAttack's standard FAB-T: 9 targets, one run, 100 iterations).
+    likely wrong classes (ranked on the clean input), ``restarts`` runs each, one
+    backward pass per iteration; points already broken are not attacked again
+    (AutoAttack's standard FAB-T: 9 targets, one run, 100 iterations; here the
+    targets of a restart run as one batch).
     Arguments as :func:`fab`."""
     attack = FABT(
         eps=eps, norm=norm, steps=steps, restarts=restarts, num_targets=num_targets,

@@ -658,6 +658,10 @@ def evaluate(
         progressbar: progress over (eps, attack, batch) (a bar on a terminal,
             lines in a log).
 
+    Speed: on CPU the attacks query a channels-last copy of a convolutional model
+    (faster CPU convolutions; the verdicts stay the model's own); APGD-T and FAB-T
+    run their targets as one batch of (point, target) pairs.
+
     Memory: the data streams from ``data`` one batch at a time; the device holds
     one batch, the host the per-point results (and, with ``return_adversarial``,
     one input per point and eps). Under ``torch.distributed`` every rank calls
