@@ -20,7 +20,7 @@ CPU time" (issue 29; goal <= 0.5x, robust accuracy equal within 0.4 points) on t
 MNIST CNNs (``models.build("madry_cnn", width=0.5)``, 821,706 parameters): a
 non-robust one (plain training, trained here in a minute) and a robust one (PGD-5
 adversarial training at eps 0.3 with the package's trainer, ~3 min CPU; 97.0 % clean,
-69.5 % PGD-10 robust on 200 test points), both cached in the git-ignored
+69.5 % PGD-20 robust on 200 test points), both cached in the git-ignored
 ``data/bench``. Runs ours and theirs interleaved (``--repeats``), reports CPU time
 (``time.process_time``), per-stage robust accuracy and each stage's CPU time.
 
