@@ -163,7 +163,7 @@ def protocol(args) -> int:
         ("non-robust", _madry05_plain, args.eps),
         ("robust", _madry05_at03, 0.3),
     ):
-        if args.only and args.only not in name:
+        if args.only and args.only != name:  # "robust" is in "non-robust"
             continue
         model = make(root)
         for q in model.parameters():
@@ -235,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         "--eps", type=float, default=0.1, help="(--protocol: of the non-robust model)"
     )
     p.add_argument(
-        "--only", default=None, help="run only attacks whose name contains this"
+        "--only",
+        default=None,
+        help="run only attacks whose name contains this (--protocol: the model, 'robust' or 'non-robust')",
     )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
