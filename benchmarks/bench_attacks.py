@@ -155,7 +155,8 @@ def protocol(args) -> int:
         print("no MNIST found: set LANDSCAPE_DATA")
         return 1
     n = args.num or 100
-    xt, yt = data.load_dataset("mnist", root, split="test", num_samples=n)
+    g = torch.Generator().manual_seed(0)  # the same stratified sample every run
+    xt, yt = data.load_dataset("mnist", root, split="test", num_samples=n, generator=g)
     print(f"standard protocol vs pyautoattack standard, {n} MNIST test points, "
           "Linf, 1 thread, CPU time; goal <= 0.50x, robust accuracy equal within "
           "0.4 points")  # fmt: skip
