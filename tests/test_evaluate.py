@@ -707,3 +707,41 @@ def test_cli_attack_list_and_certify_method(tmp_path, data_root, capsys):
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1, err
     assert main([path, *common, "--certify", "crown-ibd"]) == 2
+
+
+def test_attacks_query_a_channels_last_copy_on_cpu(monkeypatch):
+    """On CPU the attacks of ``evaluate`` query a channels-last copy of a
+    convolutional model (faster CPU convolutions, issue 29) while the verdicts stay
+    the model's own: the same robust points as attacking the model itself (fails
+    without the copy: the attacks would see the model, in its default layout)."""
+    import landscape.evaluate._protocol as P
+
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 5),
+    ).eval()  # fmt: skip
+    x, _ = _images(40)
+    with torch.no_grad():
+        model[5].bias.zero_()
+        model[5].weight.mul_(10)  # predictions spread over the 5 classes
+        y = model(x).argmax(1)
+    seen = []
+    alive = P._attack_alive
+
+    def spy(models, *args, **kwargs):
+        seen.append(models)
+        return alive(models, *args, **kwargs)
+
+    monkeypatch.setattr(P, "_attack_alive", spy)
+    kw = dict(eps=0.05, preset="standard", scale=0.1, checks=False, adaptive=None)
+    res = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
+    attacked, judge = seen[0]
+    assert judge is model and attacked is not model
+    w = attacked[2].weight
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    assert model[2].weight.is_contiguous()  # the caller's model is untouched
+    monkeypatch.setattr(P, "_fast_layout", lambda m, first: m)
+    ref = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
+    assert 0 < ref.robust_accuracy[0] < 1
+    np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)

@@ -12,8 +12,10 @@ the step size is halved and the iterate reset to the best point found so far whe
    improve since then.
 
 Restarts re-attack, from a fresh random start, only the points not yet broken. APGD-T
-runs the targeted DLR loss against the ``num_targets`` most likely wrong classes in
-turn, again on the points not yet broken.
+runs the targeted DLR loss against the ``num_targets`` most likely wrong classes, again
+on the points not yet broken: target by target (AutoAttack), or, with ``early_stop``,
+all targets of a restart as one batch of (point, target) pairs (the same run per
+pair; a point's pairs stop once one of them broke it).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def checkpoints(steps: int) -> list[int]:
 
 def _one_run(
     model, x, y, target, *, eps, norm, steps, loss, rho, gen, eot_iter=1,
-    early_stop=False,
+    early_stop=False, group=None, num_groups=0,
 ):  # fmt: skip
     """One APGD run; returns (x_best_adv_or_xmax, broken, f_max, num_grad).
 
@@ -57,7 +59,12 @@ def _one_run(
     iterates do not change: every quantity of APGD is per point); the active set
     shrinks at :func:`._runs.compact_now` (a host sync), the points broken in
     between are masked. Else every point runs all steps and keeps its latest
-    misclassified iterate (AutoAttack)."""
+    misclassified iterate (AutoAttack).
+
+    ``group`` (with ``early_stop``): the rows are (point, target) pairs, ``group``
+    (M,) the point of each row (``0 .. num_groups - 1``); at a compaction the rows
+    of a point that another of its rows broke stop too (the point's verdict cannot
+    change; each row's iterates never depend on the others)."""
     n = x.shape[0]
     dlr_t = dlr_targeted_loss
     loss_of = get_loss(loss) if target is None else None
@@ -94,10 +101,15 @@ def _one_run(
     for k in range(steps):
         if early_stop and compact_now(k + 1):
             res_adv[idx], res_broken[idx], res_f[idx] = x_adv, broken, f_max
-            keep = (~broken).nonzero().squeeze(1)
+            done = broken
+            if group is not None:
+                hits = torch.zeros(num_groups, dtype=torch.long, device=x.device)
+                done = done | (hits.index_add_(0, group, broken.long())[group] > 0)
+            keep = (~done).nonzero().squeeze(1)
             if keep.numel() < idx.numel():
                 idx, x, y = idx[keep], x[keep], y[keep]
                 target = None if target is None else target[keep]
+                group = None if group is None else group[keep]
                 x_k, x_prev, x_max, x_adv = (
                     v[keep] for v in (x_k, x_prev, x_max, x_adv)
                 )  # fmt: skip
@@ -214,7 +226,10 @@ class APGDT(_Targeted, _APGDSettings):
     """APGD-T: APGD on the targeted DLR loss against the ``num_targets`` most likely
     wrong classes (ranked on the clean input; Croce & Hein, 2020), ``restarts`` runs
     each; points already broken are not attacked again. Needs >= 4 classes.
-    Settings as :class:`APGD`, plus ``num_targets``."""
+    Settings as :class:`APGD`, plus ``num_targets``. With ``early_stop`` (the
+    evaluation presets') each restart runs all targets as one batch of (point,
+    target) pairs, which stop once their point is broken; else target by target, as
+    AutoAttack."""
 
     def _default_name(self) -> str:
         return "apgd-t"
@@ -247,6 +262,12 @@ def _apgd(atk, model, x, y, generator, progressbar, *, loss, num_targets) -> Run
         )
         order, targets = target_order(out, num_targets)
         plan = targets if eps > 0 else []
+        if num_targets and atk.early_stop and atk.eot_iter == 1:
+            num_grad = _apgd_t_batched(
+                atk, model, x, y, gen, order, targets if eps > 0 else [], broken,
+                x_adv, best_f, progressbar,
+            )  # fmt: skip
+            plan = []
         for t, _, idx in runs(
             broken, plan, atk.restarts, progressbar=progressbar, desc=where
         ):
@@ -266,3 +287,47 @@ def _apgd(atk, model, x, y, generator, progressbar, *, loss, num_targets) -> Run
             broken[idx[bb]] = True
     info = {"success": broken, "num_grad": num_grad, "seed": seed}
     return finish(x_adv, x, eps, norm, where, info)
+
+
+def _apgd_t_batched(
+    atk, model, x, y, gen, order, targets, broken, x_adv, best_f, progressbar
+) -> int:
+    """APGD-T with ``early_stop``: each restart runs all targets at once, one batch
+    of (point, target) pairs (target-major) instead of one pass per target; a pair
+    stops at its first adversarial iterate and a point's pairs stop once one of them
+    broke it (at the next compaction). Every pair's run is the run the target-by-
+    target loop would make from the same start, so a point is broken here exactly
+    when the loop breaks it; only the random starts differ (drawn for all pairs at
+    once), and a broken point's result comes from the first target, in order, that
+    broke it in this batch. Updates ``broken``, ``x_adv`` and ``best_f`` in place;
+    returns the number of gradient evaluations."""
+    num_grad = 0
+    num_t = len(targets)
+    cols = torch.as_tensor(targets, device=x.device)
+    for _, _, idx in runs(
+        broken, [0] if targets else [], atk.restarts, progressbar=progressbar,
+        desc="apgd_t",
+    ):  # fmt: skip
+        m = idx.numel()
+        pair = idx.repeat(num_t)
+        target = order[idx][:, cols].t().reshape(-1)
+        group = torch.arange(m, device=x.device).repeat(num_t)
+        xa, bb, fm, ng = _one_run(
+            model, x[pair], y[pair], target, eps=atk.eps, norm=atk.norm,
+            steps=atk.steps, loss="dlr", rho=atk.rho, gen=gen, early_stop=True,
+            group=group, num_groups=m,
+        )  # fmt: skip
+        num_grad += ng
+        bb = bb.view(num_t, m)
+        hit = bb.any(0)
+        first = bb.long().argmax(0)  # the first target (in order) that broke it
+        xa = xa.view(num_t, m, *x.shape[1:])
+        rows = torch.arange(m, device=x.device)
+        x_adv[idx[hit]] = xa[first, rows][hit]
+        # unbroken points: the highest-loss point of the first target's runs
+        fm0 = fm[:m].to(best_f.dtype)
+        keep = ~hit & (fm0 > best_f[idx])
+        x_adv[idx[keep]] = xa[0][keep]
+        best_f[idx[keep]] = fm0[keep]
+        broken[idx[hit]] = True
+    return num_grad

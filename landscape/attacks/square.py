@@ -7,7 +7,11 @@ it lowers the margin loss ``z_y - max_{j != y} z_j`` (or misclassifies). L-inf w
 are set to ``+-eps`` per channel (vertical stripes at the start). L2 updates move mass
 between two windows with the paper's "rectangles" meta-pattern and keep the total norm
 at eps. Every query is one forward pass of the points still correct; the initial point
-counts as one query.
+counts as one query. On CPU a candidate equal to the current point (late in the
+run, when the window already holds the drawn signs: ~20 % of the queries on an
+MNIST CNN) is not sent through the model, as its margin is known; the result is the
+same (for a deterministic model, the kind the evaluation presets attack with
+Square).
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ def p_schedule(i: int, queries: int, p_init: float, rescale: bool = False) -> fl
         if it <= bound:
             return p_init / div
     return p_init / 512
+
+
+def _host_reads_free(device: torch.device) -> bool:
+    """Whether reading a tensor on the host costs no device sync (CPU): then Square
+    skips the model on candidates equal to the current point (a host read per
+    query); on an accelerator it sends every candidate through the model."""
+    return device.type == "cpu"
 
 
 def _rand_sign(shape, gen, device, dtype) -> Tensor:
@@ -225,6 +236,7 @@ class Square(Attack):
 
                     it = _bar(it, desc="square", unit="queries", leave=False)
                 step = _linf_candidate if norm == "linf" else _l2_candidate
+                free_reads = _host_reads_free(x.device)
                 # one host sync per compaction (compact_now), none per query: the
                 # points broken in between are masked; the active points' state is
                 # a compact working copy, written back at each compaction
@@ -241,7 +253,18 @@ class Square(Attack):
                     active = mb > 0
                     p = p_schedule(i, queries, p_init, self.rescale_schedule)
                     cand = step(xs, xb, eps, p, gen, idx, n)
-                    m = margin(model(cand), ys).neg()
+                    if free_reads:
+                        # a candidate equal to the current point (its window already
+                        # holds the drawn signs) has the current margin, so it
+                        # cannot be accepted: not sent through the model (it still
+                        # counts as a query, as in AutoAttack)
+                        new = active & (cand != xb).flatten(1).any(1)
+                        rows = new.nonzero().squeeze(1)
+                        m = mb.clone()
+                        if rows.numel():
+                            m[rows] = margin(model(cand[rows]), ys[rows]).neg()
+                    else:
+                        m = margin(model(cand), ys).neg()
                     nqs += active.long()
                     better = active & (m < mb)
                     xb = torch.where(_expand(better, cand), cand, xb)

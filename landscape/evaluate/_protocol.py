@@ -14,6 +14,7 @@ part per rank (``NAME.rankRofW.pt``)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import time
@@ -408,6 +409,23 @@ def _rank_path(path, rank: int, world: int) -> Path | None:
     return path.with_name(f"{path.stem}.rank{rank}of{world}{path.suffix}")
 
 
+def _fast_layout(model: nn.Module, first: Tensor) -> nn.Module:
+    """The model the attacks query: on CPU, for image inputs and a model with 2-D
+    convolutions, a channels-last copy of it (the same function; oneDNN's CPU
+    convolutions run 1.2x (forward + backward) to 1.8x (forward) faster in that
+    layout on a small CNN, issue 29); else, or when the model cannot be copied, the
+    model itself. The verdicts stay the model's own (:func:`_attack_alive`)."""
+    if first.ndim != 4 or first.device.type != "cpu":
+        return model
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model
+    try:
+        fast = copy.deepcopy(model)
+    except Exception:  # e.g. a module holding a handle that cannot be copied
+        return model
+    return fast.to(memory_format=torch.channels_last)
+
+
 def _attack_alive(models, attack, x, y, alive, gen, where: str) -> tuple:
     """Run one attack on the still-robust points of a batch: (hit flags, x_adv, the
     restart curve of an attack with restarts). ``models``: the model the attack sees
@@ -640,6 +658,10 @@ def evaluate(
         progressbar: progress over (eps, attack, batch) (a bar on a terminal,
             lines in a log).
 
+    Speed: on CPU the attacks query a channels-last copy of a convolutional model
+    (faster CPU convolutions; the verdicts stay the model's own); APGD-T and FAB-T
+    run their targets as one batch of (point, target) pairs.
+
     Memory: the data streams from ``data`` one batch at a time; the device holds
     one batch, the host the per-point results (and, with ``return_adversarial``,
     one input per point and eps). Under ``torch.distributed`` every rank calls
@@ -708,7 +730,7 @@ def _evaluate(
         about=f"{len(eps_list)} eps x {len(sequence)} attacks "
         f"({', '.join(a.name for a in sequence)}) x {len(mine)} batches",
     )
-    models = (attack_model, model)
+    models = (_fast_layout(attack_model, clean.first), model)
     phase = "in the attacks"
     try:
         try:
