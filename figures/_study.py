@@ -739,6 +739,32 @@ def fmt(s: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
     return f"{s['mean'] * scale:.{digits}f} +- {s['std'] * scale:.{digits}f}"
 
 
+def eps_rows(
+    group: str,
+    per: dict[float, list[dict]],
+    value: Callable[[dict], float],
+    label: str,
+    columns: Sequence[tuple[Callable[[dict], float], float, int]],
+) -> tuple[list[list], dict[str, dict]]:
+    """The per-eps table rows of a claim figure and the Welch tests of ``value``
+    against eps 0: per eps with models, ``[group, eps, n, final train loss, clean
+    accuracy (%), *columns, p]``, each column ``(value of a model, scale, digits)``
+    as mean +- std; the tests are keyed ``"<group>: <label> eps <eps> vs 0"``."""
+    base = [value(g) for g in per.get(0.0, [])]
+    rows, tests = [], {}
+    for eps, got in per.items():
+        if not got:
+            continue
+        w = welch([value(g) for g in got], base) if eps > 0 else {"p": None}
+        tests[f"{group}: {label} eps {eps:g} vs 0"] = w
+        cols = [fmt(summary([f(g) for g in got]), sc, d) for f, sc, d in columns]
+        loss = fmt(summary([g["final_train_loss"] for g in got]), digits=3)
+        acc = fmt(summary([g["clean_acc"] for g in got]), 100)
+        rows.append([group, eps, len(got), loss, acc, *cols,
+                     fmt_p(w) if w.get("n") else None])  # fmt: skip
+    return rows, tests
+
+
 def write_csv(
     path: Path,
     columns: Sequence[str],

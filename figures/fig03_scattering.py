@@ -285,27 +285,11 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
                 arrays[f"{act}/eps{eps:g}/excess_rel"] = np.array(
                     [_study.excess_rel(g) for g in got]
                 )
-        base = [g["excess"] for g in per.get(0.0, [])]
-        for eps, got in per.items():
-            if not got:
-                continue
-            ex = [g["excess"] for g in got]
-            w = _study.welch(ex, base) if eps > 0 else {"p": None}
-            tests[f"{act}: excess eps {eps:g} vs 0"] = w
-            rows.append(
-                [
-                    act,
-                    eps,
-                    len(got),
-                    _study.fmt(
-                        _study.summary([g["final_train_loss"] for g in got]), digits=3
-                    ),
-                    _study.fmt(_study.summary([g["clean_acc"] for g in got]), 100),
-                    _study.fmt(_study.summary(ex), digits=4),
-                    _study.fmt(_study.summary([g["ratio"][0] for g in got]), digits=1),
-                    _study.fmt_p(w) if w.get("n") else None,
-                ]
-            )
+        r, t = _study.eps_rows(act, per, lambda g: g["excess"], "excess", [
+            (lambda g: g["excess"], 1.0, 4), (lambda g: g["ratio"][0], 1.0, 1),
+        ])  # fmt: skip
+        rows += r
+        tests.update(t)
         xs, ys = [], []
         for seed in seeds:
             pts = [

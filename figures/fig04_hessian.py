@@ -268,30 +268,12 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
             arrays[f"{family}/eps{eps:g}/trace_adv"] = np.array(
                 [g["trace_adv"] for g in got]
             )
-        base = [g["top_adv"][0] for g in per.get(0.0, [])]
-        for eps, got in per.items():
-            if not got:
-                continue
-            l1 = [g["top_adv"][0] for g in got]
-            w = _study.welch(l1, base) if eps > 0 else {"p": None}
-            tests[f"{family}: lambda1_adv eps {eps:g} vs 0"] = w
-            rows.append(
-                [
-                    family,
-                    eps,
-                    len(got),
-                    _study.fmt(
-                        _study.summary([g["final_train_loss"] for g in got]), digits=3
-                    ),
-                    _study.fmt(_study.summary([g["clean_acc"] for g in got]), 100),
-                    _study.fmt(_study.summary(l1), digits=2),
-                    _study.fmt(
-                        _study.summary([g["top_clean"][0] for g in got]), digits=2
-                    ),
-                    _study.fmt(_study.summary([g["trace_adv"] for g in got]), digits=1),
-                    _study.fmt_p(w) if w.get("n") else None,
-                ]
-            )
+        r, t = _study.eps_rows(family, per, lambda g: g["top_adv"][0], "lambda1_adv", [
+            (lambda g: g["top_adv"][0], 1.0, 2), (lambda g: g["top_clean"][0], 1.0, 2),
+            (lambda g: g["trace_adv"], 1.0, 1),
+        ])  # fmt: skip
+        rows += r
+        tests.update(t)
         seeds = sorted({g["seed"] for got in per.values() for g in got})
         for key, pick in (
             ("lambda1_adv", lambda g: g["top_adv"][0]),

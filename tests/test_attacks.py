@@ -765,47 +765,26 @@ def test_batched_targets_equal_per_target_loop(name, monkeypatch):
     steps, num_t = 30, 3
     with torch.no_grad():
         order = net(x).argsort(1, descending=True)
+
+    def per_target(mod, **settings):  # the reference: one run per target, in order
+        return [
+            mod._one_run(
+                net, x, y, order[:, t], eps=0.02, norm="linf", steps=steps, **settings
+            )  # fmt: skip
+            for t in range(1, num_t + 1)
+        ]
+
     if name == "apgd-t":
         mod = sys.modules["landscape.attacks.apgd"]
         monkeypatch.setattr(mod, "random_init", _fixed_start)
         atk = A.APGDT(eps=0.02, steps=steps, num_targets=num_t, early_stop=True)
-        ref = [
-            mod._one_run(
-                net,
-                x,
-                y,
-                order[:, t],
-                eps=0.02,
-                norm="linf",
-                steps=steps,
-                loss="dlr",
-                rho=0.75,
-                gen=None,
-                early_stop=True,
-            )  # fmt: skip
-            for t in range(1, num_t + 1)
-        ]
+        ref = per_target(mod, loss="dlr", rho=0.75, gen=None, early_stop=True)
         ref_broken = torch.stack([r[1] for r in ref]).any(0)
         first_run = ref[0][0]
     else:
         mod = sys.modules["landscape.attacks.fab"]
         atk = A.FABT(eps=0.02, steps=steps, num_targets=num_t)
-        ref = [
-            mod._one_run(
-                net,
-                x,
-                y,
-                order[:, t],
-                eps=0.02,
-                norm="linf",
-                steps=steps,
-                alpha_max=0.1,
-                eta=1.05,
-                beta=0.9,
-                start=None,
-            )  # fmt: skip
-            for t in range(1, num_t + 1)
-        ]
+        ref = per_target(mod, alpha_max=0.1, eta=1.05, beta=0.9, start=None)
         ref_broken = torch.stack([r[1] <= 0.02 for r in ref]).any(0)
         first_run = x
     calls = _Calls(net)
