@@ -739,6 +739,22 @@ def fmt(s: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
     return f"{s['mean'] * scale:.{digits}f} +- {s['std'] * scale:.{digits}f}"
 
 
+def eps_slope(
+    per: dict[float, list[dict]], value: Callable[[dict], float], seeds: Sequence[int]
+) -> dict[str, Any] | None:
+    """The per-seed slope test (:func:`slope_test`) of ``value`` against eps over the
+    models of ``per`` (eps -> models with a ``"seed"``), one line per seed of
+    ``seeds``; None when no seed has models at two eps."""
+    xs, ys = [], []
+    for seed in seeds:
+        pts = [
+            (e, value(g)) for e, got in per.items() for g in got if g["seed"] == seed
+        ]
+        xs.append([p[0] for p in pts])
+        ys.append([p[1] for p in pts])
+    return slope_test(xs, ys) if any(len(x) > 1 for x in xs) else None
+
+
 def eps_rows(
     group: str,
     per: dict[float, list[dict]],

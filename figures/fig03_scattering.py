@@ -290,18 +290,9 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
         ])  # fmt: skip
         rows += r
         tests.update(t)
-        xs, ys = [], []
-        for seed in seeds:
-            pts = [
-                (e, g["excess"])
-                for e, got in per.items()
-                for g in got
-                if g["seed"] == seed
-            ]
-            xs.append([p[0] for p in pts])
-            ys.append([p[1] for p in pts])
-        if any(len(x) > 1 for x in xs):
-            tests[f"{act}: slope of excess vs eps"] = _study.slope_test(xs, ys)
+        slope = _study.eps_slope(per, lambda g: g["excess"], seeds)
+        if slope is not None:
+            tests[f"{act}: slope of excess vs eps"] = slope
     return _study.figure_data(arrays, STUDY_COLUMNS, rows, cost, tests=tests)
 
 

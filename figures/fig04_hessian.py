@@ -280,18 +280,9 @@ def study_compute(ctx: _common.Context, compute: bool = True) -> _common.FigureD
             ("lambda1_clean", lambda g: g["top_clean"][0]),
             ("trace_adv", lambda g: g["trace_adv"]),
         ):
-            xs, ys = [], []
-            for seed in seeds:
-                pts = [
-                    (e, pick(g))
-                    for e, got in per.items()
-                    for g in got
-                    if g["seed"] == seed
-                ]
-                xs.append([p[0] for p in pts])
-                ys.append([p[1] for p in pts])
-            if any(len(x) > 1 for x in xs):
-                tests[f"{family}: slope of {key} vs eps"] = _study.slope_test(xs, ys)
+            slope = _study.eps_slope(per, pick, seeds)
+            if slope is not None:
+                tests[f"{family}: slope of {key} vs eps"] = slope
     return _study.figure_data(arrays, STUDY_COLUMNS, rows, cost, tests=tests)
 
 
