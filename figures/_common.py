@@ -490,6 +490,20 @@ def report(ctx: Context, paths: list[Path], note: str | None = None) -> None:
         print(f"[{ctx.name}] note: {note}")
 
 
+def network(ctx: Context, smoke_hidden: tuple[int, ...]) -> dict:
+    """``model`` / ``model_kw`` of a figure's tiers: an MLP with ``smoke_hidden``
+    units under ``--smoke``, LeNet with a 256-unit layer by default, the paper's
+    network under ``--full`` (LeNet width 16, fc 1,024, no input normalisation)."""
+    return dict(
+        model=ctx.pick("mlp", "lenet", "lenet"),
+        model_kw=ctx.pick(
+            {"hidden": smoke_hidden},
+            {"hidden_size": 256},
+            {"width": 16, "mean": 0.0, "std": 1.0},
+        ),
+    )
+
+
 def figure_main(
     doc: str | None,
     name: str,

@@ -1179,6 +1179,13 @@ def recipe_label(fd=None) -> str:
     )
 
 
+def save_claim(fig, ctx, fd, what: str, spread: str) -> list[Path]:
+    """Save a claim's figure titled ``"<what><recipe, network, size>; <spread>"``
+    (:func:`recipe_label`): every study figure states its recipe, model, parameters
+    and size, and what its error bars are."""
+    return _common.save_figure(fig, ctx, title=f"{what}{recipe_label(fd)}; {spread}")
+
+
 def band(ax, x, ys, label: str | None = None, *, log: bool = False, **kw) -> None:
     """Mean over seeds (rows of ``ys``) as a line, +- one std as a band (none for one
     seed); ``log``: a log axis, the band clipped at the smallest positive value so it

@@ -268,11 +268,8 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         ax.set_title(t, fontsize=8)
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=5.5)
-    title = (
-        f"Claim 1: {_study.recipe_label(fd)}; mean +- std over seeds (n per line; "
-        "no band for n = 1)"
-    )
-    return _common.save_figure(fig, ctx, title=title)
+    spread = "mean +- std over seeds (n per line; no band for n = 1)"
+    return _study.save_claim(fig, ctx, fd, "Claim 1: ", spread)
 
 
 def _summary(fd: _common.FigureData, ctx: _common.Context) -> None:

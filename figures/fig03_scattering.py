@@ -77,13 +77,7 @@ _FIELDS = [
 
 def _settings(ctx: _common.Context) -> dict:
     return dict(
-        model=ctx.pick("mlp", "lenet", "lenet"),
-        # --full: the paper's network (width 16, fc 1,024, no normalisation)
-        model_kw=ctx.pick(
-            {"hidden": (64,)},
-            {"hidden_size": 256},
-            {"width": 16, "mean": 0.0, "std": 1.0},
-        ),
+        **_common.network(ctx, (64,)),
         num_train=ctx.pick(256, 2048, 10000),
         num_eval=ctx.pick(64, 256, 512),
         eval_batch=ctx.pick(64, 128, 256),
@@ -344,12 +338,11 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
     loss = ", ".join(
         f"{r[1]:g}: {r[3]}" for r in fd.table.get("rows", []) if r[0] == "relu"
     )
-    title = (
-        f"Claim 2: gradient scattering, {_study.recipe_label(fd)}; mean +- std "
-        f"over seeds\nfinal robust training loss per eps (relu) {loss}: not "
-        "converged at the larger eps"
+    spread = (
+        f"mean +- std over seeds\nfinal robust training loss per eps (relu) {loss}: "
+        "not converged at the larger eps"
     )
-    return _common.save_figure(fig, ctx, title=title)
+    return _study.save_claim(fig, ctx, fd, "Claim 2: gradient scattering, ", spread)
 
 
 def _relative(fd: _common.FigureData) -> dict[tuple[str, float], list[float]]:

@@ -53,13 +53,7 @@ NOTE = "small CPU size: eigenvalue magnitudes are not the paper's"
 
 def _settings(ctx: _common.Context) -> dict:
     return dict(
-        model=ctx.pick("mlp", "lenet", "lenet"),
-        # --full: the paper's network (width 16, fc 1,024, no normalisation)
-        model_kw=ctx.pick(
-            {"hidden": (32,)},
-            {"hidden_size": 256},
-            {"width": 16, "mean": 0.0, "std": 1.0},
-        ),
+        **_common.network(ctx, (32,)),
         num_train=ctx.pick(256, 2048, 10000),
         epochs=ctx.pick(2, 8, 20),
         lr=ctx.pick(3e-3, 2e-3, 1e-3),
@@ -322,11 +316,8 @@ def study_draw(fd: _common.FigureData, ctx: _common.Context) -> list[Path]:
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("training eps (eps 0: plain training, one model for both)")
     axes[0].legend(fontsize=7)
-    title = (
-        f"Claim 3: Hessian per training eps, {_study.recipe_label(fd)}; mean +- std "
-        "over seeds (n per point)"
-    )
-    return _common.save_figure(fig, ctx, title=title)
+    what = "Claim 3: Hessian per training eps, "
+    return _study.save_claim(fig, ctx, fd, what, "mean +- std over seeds (n per point)")
 
 
 STUDY = _study.tier(study_compute, study_draw, test_line=_study.verdict_line(2))
