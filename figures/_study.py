@@ -93,6 +93,7 @@ __all__ = [
     "run",
     "verdict_line",
     "fmt_p",
+    "p_eq",
     "effect",
     "verdict",
 ]
@@ -679,6 +680,17 @@ def fmt_p(w: dict[str, Any]) -> str:
     return f"{p:.2g}"
 
 
+def p_eq(w: dict[str, Any]) -> str:
+    """``"p = 0.0023"`` / ``"p < 0.0001"`` (:func:`fmt_p` with its relation).
+
+    Example:
+        >>> p_eq({"p": 1e-6}), p_eq({"p": 0.00231})
+        ('p < 0.0001', 'p = 0.0023')
+    """
+    s = fmt_p(w)
+    return f"p {s}" if s.startswith("<") else f"p = {s}"
+
+
 def effect(
     w: dict[str, Any], scale: float = 1.0, digits: int = 1, unit: str = ""
 ) -> str:
@@ -700,8 +712,8 @@ def effect(
         return f"{num} ({fmt_p(w)}, no interval)"
     ci = f"[{lo * scale:.{digits}f}, {hi * scale:+.{digits}f}]"
     if lo <= 0 <= hi:
-        return f"no significant difference ({num} {ci} includes 0, p = {fmt_p(w)})"
-    return f"{num} {ci}, p = {fmt_p(w)}"
+        return f"no significant difference ({num} {ci} includes 0, {p_eq(w)})"
+    return f"{num} {ci}, {p_eq(w)}"
 
 
 def verdict(
@@ -724,7 +736,7 @@ def verdict(
     p = w.get("p")
     if p is not None and lo is not None and (lo > 0 or hi < 0):
         word = "holds" if (lo > 0) == (direction > 0) else "does not hold"
-        return f"{word} (p = {fmt_p(w)}{what})"
+        return f"{word} ({p_eq(w)}{what})"
     why = w.get("note") or "interval includes 0"
     tail = f"; a decisive test needs {need} seeds per group" if need else ""
     return f"undecided ({why}{tail})"
