@@ -473,6 +473,71 @@ def test_claim_table_verdicts_for_claims_3_4_5(claims, tmp_path, monkeypatch):
     assert "less sensitive" not in rows["5"]["claim"].split("(")[0]
 
 
+def _claim5_csv(path, periodic, constant):
+    """``periodic`` / ``constant``: {lr: [clean acc per seed]}."""
+    head = "schedule,lr,eps,seed,model,params,num_train,epochs,clean_acc,stalled,"
+    head += "standard_robust_acc,standard_n,standard_failed_checks"
+    lines = ["# test", head]
+    for sch, table in (("periodic", periodic), ("constant", constant)):
+        for lr, accs in table.items():
+            for seed, a in enumerate(accs):
+                rob = 0.3 if a > 0.5 else 0.1135
+                lines.append(f"{sch},{lr},0.4,{seed},lenet w2,52506,16000,16,{a},"
+                             f"{a < 0.2},{rob},500,none")  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_claim5_verdict_words(claims, tmp_path, monkeypatch):
+    """Claim 5 holds when the periodic schedule trains at every lr with 2+ seeds per
+    lr, does not hold when a periodic run stalls, is undecided with one seed at an
+    lr, and stays "not tested at this size" without any run; the cell carries the
+    standard protocol's robust accuracy per lr."""
+    path = tmp_path / "claim5.csv"
+    monkeypatch.setattr(claims, "CLAIM5_CSV", path)
+    lrs = claims.CLAIM5_LRS
+    stall = {lr: [0.1135, 0.1135] for lr in lrs}
+    _claim5_csv(path, {lr: [0.93, 0.95] for lr in lrs}, stall)
+    r5 = claims._claim5()
+    assert r5["verdict"].startswith("holds (periodic trained in 6 of 6 runs")
+    assert "robust (standard) periodic 30.0 +- 0.0 % (n = 2)" in r5["numbers"]
+    assert "52,506" in r5["setting"]
+    _claim5_csv(path, {lrs[0]: [0.93, 0.1135], lrs[1]: [0.9, 0.9]}, stall)
+    assert claims._claim5()["verdict"].startswith(
+        "does not hold (periodic stalled in 1"
+    )
+    _claim5_csv(path, {lrs[0]: [0.93], lrs[1]: [0.9, 0.9]}, stall)
+    assert claims._claim5()["verdict"].startswith("undecided")
+    rows = {r["claim"][0]: r for r in claims.rows()}
+    assert rows["5"]["verdict"].startswith("undecided")
+    path.unlink()
+    assert claims._claim5() is None
+    rows = {r["claim"][0]: r for r in claims.rows()}
+    assert rows["5"]["verdict"].startswith("not tested at this size (")
+
+
+def test_claim2_separates_the_measures_between_adversarial_budgets(
+    claims, tmp_path, monkeypatch
+):
+    """Claim 2's cell tests both measures over every eps and between the adversarial
+    budgets only (eps 0 has no attack, hence no excess): a relative measure flat from
+    0.2 to 0.4 is said to show no significant growth there."""
+    path = tmp_path / "claim2.csv"
+    monkeypatch.setattr(claims, "CLAIM2_CSV", path)
+    lines = ["eps,seed,model,params,excess_dg,grad_norm,excess_rel"]
+    table = [((0, 0.04, 0.22), (0, 0.040, 0.039)), ((0, 0.03, 0.27), (0, 0.037, 0.036)),
+             ((0, 0.04, 0.17), (0, 0.028, 0.044))]  # fmt: skip
+    for seed, (ab, rel) in enumerate(table):
+        for e, a, r in zip((0.0, 0.2, 0.4), ab, rel):
+            lines.append(f"{e},{seed},lenet w2,52506,{a},1.0,{r}")
+    path.write_text("\n".join(lines) + "\n")
+    r2 = claims._claim2()
+    assert r2["verdict"].startswith("holds (p = ")
+    assert (
+        "between eps 0.2 and 0.4 only the absolute measure grows, the relative shows "
+        "no significant growth" in r2["verdict"]
+    )
+
+
 # ------------------------------------------------- --full is the paper's setting
 
 PAPER_LENET_PARAMS = 3_274_634  # LeNet width 16: conv 32 / 64, fc 1,024
