@@ -515,6 +515,35 @@ def test_claim5_verdict_words(claims, tmp_path, monkeypatch):
     assert rows["5"]["verdict"].startswith("not tested at this size (")
 
 
+def test_claim7_cell_states_the_budget_next_to_madrys(claims, tmp_path, monkeypatch):
+    """Claim 7 at a budget below Madry's 83 epochs is "not tested at this size" with
+    the budget and the standard protocol's interval; at Madry's budget it is decided
+    by whether 88.5 % lies in the binomial interval."""
+    path = tmp_path / "claim7.csv"
+    monkeypatch.setattr(claims, "CLAIM7_CSV", path)
+    head = ",".join(claims._FIELDS7)
+
+    def write(epochs, acc):
+        row = dict(model="madry_cnn w1", params=3274634, num_train=60000,
+                   epochs=epochs, madry_epochs=83, train_steps="PGD-10 step 0.04",
+                   eps=0.3, clean_acc=0.98, pgd20_indicator=0.93,
+                   standard_robust_acc=acc, standard_clean_acc=0.985, standard_n=200,
+                   standard_failed_checks="none", train_wall_s=2000, train_cpu_s=1980,
+                   eval_wall_s=900, eval_cpu_s=880)  # fmt: skip
+        path.write_text(head + "\n" + ",".join(str(row[k]) for k in claims._FIELDS7))
+
+    write(3, 0.82)
+    r7 = claims._claim7()
+    assert r7["verdict"].startswith("not tested at this size (budget: 3 of Madry's 83")
+    assert "82.0 % [76.7, 87.3]" in r7["numbers"] and "3,274,634" in r7["setting"]
+    write(83, 0.88)
+    assert claims._claim7()["verdict"].startswith("holds (88.5 % is inside")
+    write(83, 0.70)
+    assert claims._claim7()["verdict"].startswith("does not hold")
+    rows = {r["claim"][0]: r for r in claims.rows()}
+    assert rows["7"]["verdict"].startswith("does not hold")
+
+
 def test_claim2_separates_the_measures_between_adversarial_budgets(
     claims, tmp_path, monkeypatch
 ):
