@@ -39,11 +39,15 @@ Commands (one process; two only when ``uptime`` shows a load below 2)::
 
     OMP_NUM_THREADS=1 nohup nice -n 5 python figures/run_study.py cpu > runs/study.log 2>&1 &
 
-The GPU chunks (the device tool; carry ``runs/full`` and ``runs/full_data``)::
+The GPU chunks (the device tool), each call < 9 minutes, repeated until "all ...
+done"; every call carries only what its stage reads (``figures/_full.py``: the
+carry plan), which ``--stage-data`` / ``--unpack`` / ``--plan`` print::
 
     LANDSCAPE_DATA=/path/to/data python figures/run_study.py full --stage-data  # once
-    # on the GPU machine, each call < 9 minutes; repeat until "all ... done":
+    # device call: carry the printed list, command:
     PYTHONPATH=. python figures/run_study.py full --budget 480 --pack $OUT
+    # back here: restore, park, print the next carry list
+    python figures/run_study.py full --unpack <files_at>
 
 Then ``python figures/figNN_*.py --study`` assembles each figure from the cache, and
 ``python figures/claims.py`` the README's claim table from the committed tables.
@@ -210,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         "--unpack",
         default=None,
         metavar="DIR",
-        help="restore the state from --pack's parts in DIR and stop",
+        help="restore the state from --pack's parts in DIR, print the carry list, stop",
     )
     g.add_argument(
         "--stage-data",
         action="store_true",
-        help="copy the data files into runs/full_data and stop",
+        help="copy the data files into runs/full_data, print the carry list, stop",
+    )
+    g.add_argument(
+        "--plan",
+        action="store_true",
+        help="park what the next call does not need, print its carry list, stop",
     )
     g.add_argument(
         "--keep-weights",

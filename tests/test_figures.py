@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -681,6 +682,68 @@ def test_full_runner_builds_the_papers_experiments(common):
             assert cfg.model_kwargs == {"width": 0.5, "mean": 0.0, "std": 1.0}
             if sch == "cosine":
                 assert cfg.eps_kwargs["peak"] == pytest.approx(16 / 255)
+
+
+def test_full_smoke_travels_only_what_the_carry_plan_names(common, tmp_path):
+    """Each simulated device call starts on a fresh folder holding only the paths
+    ``plan`` names (the state without the parked run files, never ``init.pt``: it
+    is rebuilt from the seed), its state comes back through ``pack`` / ``unpack``;
+    the results, the weights and the per-epoch metrics (distance from init included)
+    are those of one uninterrupted call."""
+    import _full
+    import torch
+
+    quiet = lambda *a: None  # noqa: E731
+    one = tmp_path / "one"
+    assert _full.run(smoke=True, budget=1e6, state=one, keep_weights=True, log=quiet)
+    home = tmp_path / "home" / "runs"
+    state, parked, data = home / "full", home / "full_parked", home / "full_data"
+    carry = _full.plan(state, parked, data, smoke=True)
+    calls, stops = 0, 0
+    while carry:
+        dev = tmp_path / f"dev{calls}" / "runs"
+        for p in carry:
+            if p.is_dir():
+                shutil.copytree(p, dev / p.relative_to(home))
+        assert not list(dev.rglob("init.pt")) and not list(dev.rglob("*_parked"))
+        if not _full.run(
+            smoke=True,
+            budget=0.01,
+            state=dev / "full",
+            data_root=dev / "full_data",
+            keep_weights=True,
+            log=quiet,
+        ):
+            stops += 1  # fmt: skip
+        _full.unpack(_full_out(_full, dev), state)
+        carry = _full.plan(state, parked, data, smoke=True)
+        calls += 1
+        assert calls < 60
+    assert calls >= 10 and not list(state.rglob("run/*.pt"))  # weights parked
+    for name in ("mnist-lenet-cycle_cos", "cifar10-vgg16-cycle_cos"):
+        a = json.loads((one / name / "result.json").read_text())
+        b = json.loads((state / name / "result.json").read_text())
+        for k in ("final", "ensemble", "config"):
+            assert a.get(k) == b.get(k), (name, k)
+        ma = (one / name / "run" / "metrics.jsonl").read_text().splitlines()
+        mb = (state / name / "run" / "metrics.jsonl").read_text().splitlines()
+        strip = lambda rows: [  # noqa: E731
+            {k: v for k, v in json.loads(r).items() if "time" not in k} for r in rows
+        ]
+        assert strip(ma) == strip(mb) and "dist_init" in ma[-1]
+        for f in (one / name / "run").glob("*.pt"):
+            if f.name in ("init.pt", "resume.pt"):
+                continue
+            wa = torch.load(f, weights_only=True)
+            wb = torch.load(parked / name / "run" / f.name, weights_only=True)
+            sa, sb = wa.get("model", wa), wb.get("model", wb)
+            assert all(torch.equal(sa[k], sb[k]) for k in sa), (name, f.name)
+
+
+def _full_out(_full, dev):
+    out = dev.parent / "out"
+    _full.pack(out, dev / "full")
+    return out
 
 
 def test_full_smoke_in_chunks_gives_the_one_call_result(common, tmp_path):
