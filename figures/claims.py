@@ -540,8 +540,13 @@ def _claim1() -> dict[str, str]:
             f"{'/'.join(sorted(n_img))} test images) cycle_cos "
             f"{_fmt([float(r['standard_robust_acc']) for r in std['cycle_cos']])}, "
             f"constant {_fmt([float(r['standard_robust_acc']) for r in std['constant']])}"
-            f"; failed masking checks: {failed}"
         )
+        ws = _study.welch(
+            *[[float(r["standard_robust_acc"]) for r in std[k]] for k in std]
+        )
+        if ws["diff"] is not None:
+            numbers += f": cycle_cos - constant {_study.effect(ws, 100, 1, ' points')}"
+        numbers += f"; failed masking checks: {failed}"
     w = _study.welch(acc["cycle_cos"], acc["constant"])
     n = min(len(acc["cycle_cos"]), len(acc["constant"]))
     if n >= 2:
