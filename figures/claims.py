@@ -119,6 +119,29 @@ def _costs(ctx, spec, names) -> dict[str, Any]:
     }
 
 
+def _eps04_row(ctx, spec, fe: dict, prot: str) -> dict[str, Any]:
+    """A trained eps-0.4 model's table row: final metrics, the standard protocol
+    ``prot`` where it finished, costs."""
+    pr = _study.memo(ctx, spec, prot, dict, compute=False)
+    return {
+        "schedule": spec.schedule,
+        "eps": spec.eps,
+        "seed": spec.seed,
+        **_model(spec, fe),
+        "clean_acc": round(fe["clean_acc"], 4),
+        "final_train_loss": round(fe["final_train_loss"], 4),
+        "stalled": bool(_study.stalled(fe)),
+        "pgd20_indicator": round(fe["pgd20_acc@0.4"], 4),
+        "robust_loss_pgd20": round(fe["robust_loss"], 4),
+        "standard_robust_acc": None if pr is None else pr["robust_acc"],
+        "standard_n": None if pr is None else pr["num"],
+        "standard_failed_checks": None
+        if pr is None
+        else " ".join(pr["failed_checks"]) or "none",
+        **_costs(ctx, spec, ["final_eval", prot]),
+    }
+
+
 def _write(path: Path, fields: list[str], rows: list[dict]) -> None:
     import io as _io
 
@@ -159,27 +182,10 @@ def collect(ctx) -> list[dict[str, Any]]:
             fe = _study.final_eval(ctx, spec, compute=False)
             if fe is None:
                 continue
-            pr = _study.memo(ctx, spec, prot, dict, compute=False)
-            rows.append(
-                {
-                    "schedule": "cycle_cos" if sch == "cosine" else sch,
-                    "eps": spec.eps,
-                    "seed": seed,
-                    **_model(spec, fe),
-                    "clean_acc": round(fe["clean_acc"], 4),
-                    "final_train_loss": round(fe["final_train_loss"], 4),
-                    "final_dist_init": round(fe["final_dist_init"], 3),
-                    "stalled": bool(_study.stalled(fe)),
-                    "pgd20_indicator": round(fe["pgd20_acc@0.4"], 4),
-                    "robust_loss_pgd20": round(fe["robust_loss"], 4),
-                    "standard_robust_acc": None if pr is None else pr["robust_acc"],
-                    "standard_n": None if pr is None else pr["num"],
-                    "standard_failed_checks": None
-                    if pr is None
-                    else " ".join(pr["failed_checks"]) or "none",
-                    **_costs(ctx, spec, ["final_eval", prot]),
-                }
-            )
+            row = _eps04_row(ctx, spec, fe, prot)
+            row["schedule"] = "cycle_cos" if sch == "cosine" else sch
+            row["final_dist_init"] = round(fe["final_dist_init"], 3)
+            rows.append(row)
             curves[(rows[-1]["schedule"], seed)] = _study.curves(ctx, spec)
     _write(CLAIM1_CSV, _FIELDS, rows)
     if rows:
@@ -240,27 +246,7 @@ def collect(ctx) -> list[dict[str, Any]]:
                 fe = _study.final_eval(ctx, spec, compute=False)
                 if fe is None:
                     continue
-                pr = _study.memo(ctx, spec, prot, dict, compute=False)
-                rows5.append(
-                    {
-                        "schedule": sch,
-                        "lr": lr,
-                        "eps": spec.eps,
-                        "seed": seed,
-                        **_model(spec, fe),
-                        "clean_acc": round(fe["clean_acc"], 4),
-                        "final_train_loss": round(fe["final_train_loss"], 4),
-                        "stalled": bool(_study.stalled(fe)),
-                        "pgd20_indicator": round(fe["pgd20_acc@0.4"], 4),
-                        "robust_loss_pgd20": round(fe["robust_loss"], 4),
-                        "standard_robust_acc": None if pr is None else pr["robust_acc"],
-                        "standard_n": None if pr is None else pr["num"],
-                        "standard_failed_checks": None
-                        if pr is None
-                        else " ".join(pr["failed_checks"]) or "none",
-                        **_costs(ctx, spec, ["final_eval", prot]),
-                    }
-                )
+                rows5.append({**_eps04_row(ctx, spec, fe, prot), "lr": lr})
     _write(CLAIM5_CSV, _FIELDS5, rows5)
     if rows5:
         _plot_claim5(rows5)
