@@ -750,7 +750,7 @@ def _claim5() -> dict[str, str] | None:
             if r["schedule"] == sch and math.isclose(float(r["lr"]), lr) and r[key]
         ]
 
-    parts, trains, n_per_lr, tests = [], [], [], []
+    parts, trains, n_per_lr = [], [], []
     for lr in CLAIM5_LRS:
         acc_p, acc_c = (
             get("periodic", lr, "clean_acc"),
@@ -761,7 +761,6 @@ def _claim5() -> dict[str, str] | None:
         n_per_lr.append(len(acc_p))
         trains += [a > TRAINS_ACC for a in acc_p]
         w = _study.welch(acc_p, acc_c)
-        tests.append(w)
         parts.append(
             f"lr {lr:g}: clean periodic {_fmt(acc_p)}, constant {_fmt(acc_c)} "
             f"(periodic - constant {_study.effect(w, 100, 1, ' points')}); robust "
@@ -781,11 +780,45 @@ def _claim5() -> dict[str, str] | None:
         f"; standard protocol on the first {'/'.join(nums)} test images, failed "
         f"masking checks (periodic): {', '.join(failed) or 'none'}"
     )
+    # "trains" as adversarial training: a robust accuracy (standard protocol) above
+    # the constant classifier's (the stalled constant runs', else one class's 11.35 %)
+    stalled_rob = [
+        float(r["standard_robust_acc"])
+        for r in rows
+        if r["schedule"] == "constant" and r["stalled"] == "True"
+        if r["standard_robust_acc"]
+    ]
+    floor = float(np.mean(stalled_rob)) if stalled_rob else 0.1135
+    per = [
+        (float(r["clean_acc"]), r["standard_robust_acc"])
+        for r in rows
+        if r["schedule"] == "periodic"
+    ]
+    robs = [float(v) for _, v in per if v]
     trained = sum(trains)
+    robust = sum(v > floor for v in robs)
+    clean_rng = (
+        f"{100 * min(a for a, _ in per):.1f}-{100 * max(a for a, _ in per):.1f} %"
+    )
     if trained < len(trains):
         verdict = (
             f"does not hold (periodic stalled in {len(trains) - trained} of "
             f"{len(trains)} runs)"
+        )
+    elif len(robs) < len(per):
+        verdict = (
+            f"undecided (the standard protocol finished for {len(robs)} of "
+            f"{len(per)} periodic runs)"
+        )
+    elif robust < len(robs):
+        verdict = (
+            f"does not hold as adversarial training: periodic trains as a classifier "
+            f"at every lr (clean {clean_rng}, {len(per)} runs) but its robust "
+            f"accuracy (standard protocol) is above the constant classifier's "
+            f"{100 * floor:.1f} % in {robust} of {len(robs)} runs "
+            f"({100 * min(robs):.1f}-{100 * max(robs):.1f} %); in each of the 3 "
+            "periods eps reaches 0.4 only after the lr has dropped (x0.1 at half the "
+            "period, x0.01 at three quarters)"
         )
     elif min(n_per_lr) < 2:
         verdict = (
@@ -793,14 +826,12 @@ def _claim5() -> dict[str, str] | None:
             f"{min(n_per_lr)} seed(s) at some lr; 2+ seeds per lr decide it)"
         )
     else:
-        sig = [w for w in tests if w.get("ci95") and w["ci95"][0] is not None]
-        above = sum(w["ci95"][0] > 0 for w in sig)
         verdict = (
             f"holds (periodic trained in {trained} of {len(trains)} runs, "
-            f"{min(n_per_lr)}+ seeds at each of the {len(CLAIM5_LRS)} lr; "
-            f"clean accuracy significantly above constant's at {above} of "
-            f"{len(CLAIM5_LRS)} lr; 'less sensitive to the lr' is not what this "
-            "tests: the robust accuracies per lr are in the numbers)"
+            f"{min(n_per_lr)}+ seeds at each of the {len(CLAIM5_LRS)} lr, robust "
+            f"accuracy above the constant classifier's {100 * floor:.1f} % in every "
+            "run; 'less sensitive to the lr' is not what this tests: the robust "
+            "accuracies per lr are in the numbers)"
         )
     seeds = ", ".join(
         f"lr {lr:g}: "
