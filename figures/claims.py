@@ -375,7 +375,7 @@ def _plot_claim5(rows) -> None:
     axes[0].set_title("final model; a dot per seed, bars: mean", fontsize=9)
     fig.suptitle(
         f"Claim 5 at eps 0.4: periodic (3 periods, cycle_cos eps, cycle_jump lr) vs "
-        f"constant eps per learning rate; {r0['model']} ({r0['params']:,} parameters), "
+        f"constant eps per learning rate\n{r0['model']} ({r0['params']:,} parameters), "
         f"{r0['num_train']:,} MNIST images, {r0['epochs']} epochs",
         fontsize=10,
     )
