@@ -32,15 +32,25 @@ deleted unless ``--keep-weights``), so that the state folder stays small enough 
 carried.
 
 **State.** ``runs/full/`` (git-ignored; ``--state`` to move it), plus the data
-copies the experiments read, ``runs/full_data/`` (``mnist/*.gz``,
-``cifar10-jpeg.tar.gz``: 31 MB; ``--stage-data`` copies them from
-``$LANDSCAPE_DATA``). The device tool carries at most 64 MiB and returns files of at
-most 16 MiB: ``--pack OUT`` writes the state folder as ``full_state.tar.partNN`` files
-of 15 MiB (at most 4), ``--unpack DIR`` restores them. A mid-run checkpoint of the
-paper's networks (LeNet w16 with Adam: ~52 MB with ``init.pt``; VGG-16 / ResNet-18 w8
-with momentum: ~45-60 MB) does not fit the carry beside the data: such a run advances
-across calls only while one machine stays warm (the tool keeps ignored folders there
-between calls); ``--pack`` says when the state is too large to come back.
+copies the experiments read, ``runs/full_data/`` (``mnist/*.gz``: 11 MiB,
+``cifar10-jpeg.tar.gz``: 19 MiB, and ``test/<dataset>.pt``: the first
+:data:`PROTOCOL_NUM` test images as bytes, what the evaluations read; ``--stage-data``
+writes them from ``$LANDSCAPE_DATA``). The device tool carries at most 64 MiB (the
+checkout's tracked files included, ~6 MiB) and returns at most 8 files of 16 MiB.
+
+**What travels (the carry plan).** Each call carries only what the next stage of the
+first unfinished experiment reads: training needs ``resume.pt`` (model + optimiser:
+LeNet w16 with Adam 37.5 MiB, VGG-16 w8 with momentum 28 MiB) and its dataset; the
+final evaluation ``final.pt`` and the test images; the ensemble evaluation the
+end-of-period checkpoints (VGG-16 w8: 3 x 14 MiB) and the test images. ``init.pt``
+(the initial weights, for the distance-from-init metric) never travels: the chunk
+rebuilds it from the seed and checks it against the SHA-256 recorded when the run
+started (a different torch would stop the chunk with a message). Everything else
+waits here in ``runs/full_parked/``. ``--pack OUT`` (on the device) writes the state
+folder without ``init.pt`` as ``full_state.tar.partNN`` files of 15 MiB (at most 4);
+``--unpack DIR`` (here) restores them, parks what the next call does not need and
+prints the next call's ``carry`` list (``--plan`` prints it again). Largest carry:
+LeNet w16 training, 37.5 + 11 + 1 MiB beside the checkout.
 """
 
 from __future__ import annotations
@@ -62,13 +72,20 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / "runs" / "full"
+PARKED = REPO / "runs" / "full_parked"
 DATA = REPO / "runs" / "full_data"
+#: the file names of a run folder's large files (see the module docstring)
+INIT, RESUME, FINAL_PT, CKPTS = "init.pt", "resume.pt", "final.pt", "ckpt_epoch*.pt"
+#: what each stage reads from the run folder
+NEEDS = {"train": (RESUME,), "final": (FINAL_PT,), "ensemble": (CKPTS,)}
 #: seconds one call may work (the device tool allows 10 minutes a command)
 BUDGET = 480.0
 #: the timer fires this many seconds before the budget (a step and a save fit)
 MARGIN = 20.0
 #: test images of the standard protocol
 PROTOCOL_NUM = 1000
+#: MiB the device tool carries beside the checkout's tracked files (64 MiB in all)
+CARRY_MIB = 56
 PART_BYTES = 15 * 2**20
 MAX_PARTS = 4
 
@@ -143,21 +160,43 @@ def experiments(smoke: bool = False) -> list[Experiment]:
 # ------------------------------------------------------------------- the data
 
 
-def _data(exp: Experiment, smoke: bool, data_root: Path | None):
+def _data(exp: Experiment, smoke: bool, data_root: Path | None, train: bool = True):
     """``(x, y, x_test, y_test)`` of an experiment (smoke: 96 / 16 synthetic images
-    of the dataset's shape from a fixed seed)."""
+    of the dataset's shape from a fixed seed); ``train`` False: the evaluations'
+    test images only (``x, y`` None), from ``test/<dataset>.pt`` when staged."""
     if smoke:
         shape = (1, 28, 28) if exp.dataset == "mnist" else (3, 32, 32)
         g = torch.Generator().manual_seed(0)
         x = torch.rand(112, *shape, generator=g)
         y = torch.randint(0, 10, (112,), generator=g)
         return x[:96], y[:96], x[96:], y[96:]
-    from landscape import data
+    from landscape import data, io
 
     root = data_root if data_root is not None else DATA
+    if not train:
+        test = root / "test" / f"{exp.dataset}.pt"
+        if test.exists():
+            d = io.load_torch(test, kind="state")
+            return None, None, d["x"].float().div_(255), d["y"].long()
     x, y = data.load_dataset(exp.dataset, root)
     xt, yt = data.load_dataset(exp.dataset, root, split="test")
     return x, y, xt, yt
+
+
+def _stage_test(dataset: str, root: Path) -> Path:
+    """The first :data:`PROTOCOL_NUM` test images of ``dataset`` as bytes in
+    ``root/test/<dataset>.pt`` (exactly the loader's floats: ``k / 255``)."""
+    from landscape import data, io
+
+    xt, yt = data.load_dataset(dataset, root, split="test")
+    xt, yt = xt[:PROTOCOL_NUM], yt[:PROTOCOL_NUM]
+    xb = (xt * 255).round().to(torch.uint8)
+    if not torch.equal(xb.float().div_(255), xt):
+        raise SystemExit(f"error: {dataset}'s test images are not k / 255 bytes")
+    path = root / "test" / f"{dataset}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.atomic_save_torch({"x": xb, "y": yt.to(torch.uint8)}, path)
+    return path
 
 
 def stage_data(src: str | os.PathLike | None = None, dst: Path = DATA) -> Path:
@@ -176,6 +215,9 @@ def stage_data(src: str | os.PathLike | None = None, dst: Path = DATA) -> Path:
     tar = src / "cifar10-jpeg.tar.gz"
     if tar.exists():
         shutil.copy2(tar, dst / tar.name)
+    for dataset in ("mnist", "cifar10-jpeg"):
+        if dataset == "mnist" or tar.exists():
+            _stage_test(dataset, dst)
     return dst
 
 
@@ -219,14 +261,47 @@ def _add(st: dict, key: str, seconds: float) -> None:
     st["seconds"][key] = round(st["seconds"].get(key, 0.0) + seconds, 2)
 
 
-def _train(exp: Experiment, folder: Path, data, device, callback=None) -> None:
-    from landscape import models, train
+def _digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's parameters (names, shapes and bytes, on the CPU)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for n, p in model.named_parameters():
+        t = p.detach().cpu().contiguous()
+        h.update(f"{n}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _train(exp: Experiment, folder: Path, data, device, st: dict, callback=None):
+    """Train (or resume) the experiment's run folder. The initial weights are built
+    from the seed; their digest is recorded in ``st`` when the run starts, and a
+    resumed run whose ``init.pt`` did not travel gets it rebuilt, after checking the
+    digest."""
+    from landscape import io, models, train
 
     x, y, xt, yt = data
     cfg = exp.config
     torch.manual_seed(cfg.seed)
     model = models.build(cfg.model, dataset=exp.dataset.split("-")[0],
-                         **cfg.model_kwargs).to(device)  # fmt: skip
+                         **cfg.model_kwargs)  # fmt: skip
+    run_dir = folder / "run"
+    digest = _digest(model)
+    if not (run_dir / "config.json").exists():
+        st["init_sha256"] = digest
+        _save_status(folder, st)
+    elif not (run_dir / INIT).exists():
+        if st.get("init_sha256") != digest:
+            raise SystemExit(
+                f"error: {run_dir / INIT} did not travel and the weights rebuilt from "
+                f"the seed differ from the run's (SHA-256 {digest[:12]} vs "
+                f"{str(st.get('init_sha256'))[:12]}: another torch?) - carry "
+                f"{run_dir / INIT} with the state"
+            )
+        io.atomic_save_torch(
+            {n: p.detach().cpu() for n, p in model.named_parameters()}, run_dir / INIT
+        )
+    model = model.to(device)
     n = cfg.runtime.eval_num
     train.adversarial_train(
         model,
@@ -272,6 +347,63 @@ def _evaluate(exp: Experiment, folder: Path, data, device, ensemble: bool) -> di
         "checks": checks,
         "failed_checks": sorted(k for k, v in checks.items() if v["passed"] is False),
     }
+
+
+def _stages(exp: Experiment) -> list[str]:
+    return ["train", "final"] + (["ensemble"] if exp.ensemble else [])
+
+
+def _missing(exp: Experiment, folder: Path, stage: str) -> str | None:
+    """What ``stage`` reads from the run folder and is not there (None: ready)."""
+    run_dir = folder / "run"
+    if stage == "train":
+        started = (run_dir / "config.json").exists()
+        return RESUME if started and not (run_dir / RESUME).exists() else None
+    if stage == "final":
+        return None if (run_dir / FINAL_PT).exists() else FINAL_PT
+    want = len(exp.config.period_end_epochs())
+    got = len(list(run_dir.glob(CKPTS)))
+    return None if got >= want else f"{want - got} of {want} end-of-period checkpoints"
+
+
+def plan(
+    state: Path = STATE, parked: Path = PARKED, data: Path = DATA, smoke: bool = False
+) -> list[Path]:
+    """Get the state ready for the next call and say what it must carry: the next
+    stage of the first unfinished experiment gets the run files it reads (from
+    ``parked``), every other large run file goes to ``parked`` (where the weights of
+    finished experiments stay, never carried); returns the paths to carry (the state
+    folder, and the dataset for training or the staged test images for the
+    evaluations; empty when every experiment is done)."""
+    import fnmatch
+
+    def move(src: Path, dst: Path, which) -> None:
+        for f in sorted((src / "run").glob("*.pt")) if (src / "run").is_dir() else []:
+            if which(f.name):
+                (dst / "run").mkdir(parents=True, exist_ok=True)
+                shutil.move(str(f), str(dst / "run" / f.name))
+
+    state.mkdir(parents=True, exist_ok=True)
+    carry: list[Path] = []
+    for exp in experiments(smoke):
+        folder, pf = state / exp.name, parked / exp.name
+        st = _status(folder)
+        if carry or st.get("done"):
+            move(folder, pf, lambda name: True)  # kept here, never carried
+            continue
+        stage = next(s for s in _stages(exp) if s not in st.get("finished", []))
+
+        def needed(name: str, stage=stage) -> bool:
+            return any(fnmatch.fnmatch(name, pat) for pat in NEEDS[stage])
+
+        move(folder, pf, lambda name: not needed(name))
+        move(pf, folder, needed)
+        if stage != "train":
+            carry = [state, data / "test"]
+        else:
+            name = "mnist" if exp.dataset == "mnist" else f"{exp.dataset}.tar.gz"
+            carry = [state, data / name]
+    return carry
 
 
 def _compact(folder: Path) -> None:
@@ -326,19 +458,26 @@ def run(
                 if st.get("done"):
                     continue
                 data = None
-                stages = ["train", "final"] + (["ensemble"] if exp.ensemble else [])
-                for stage in stages:
+                for stage in _stages(exp):
                     if stage in st.get("finished", []):
                         continue
                     if late():
                         raise io.Interrupted("SIGTERM", f"before {exp.name} {stage}")
+                    missing = _missing(exp, folder, stage)
+                    if missing:
+                        raise io.Interrupted(
+                            "SIGTERM",
+                            f"before {exp.name} {stage}: {missing} did not travel "
+                            "(it is parked: carry the list --unpack / --plan print)",
+                        )
                     log(f"[full] {exp.name}: {stage} on {where}")
-                    data = data or _data(exp, smoke, data_root)
+                    if data is None or (stage == "train" and data[0] is None):
+                        data = _data(exp, smoke, data_root, train=stage == "train")
                     st["stage"] = stage
                     t0 = time.perf_counter()
                     try:
                         if stage == "train":
-                            _train(exp, folder, data, dev, on_step)
+                            _train(exp, folder, data, dev, st, on_step)
                         else:
                             st[stage] = _evaluate(
                                 exp, folder, data, dev, stage == "ensemble"
@@ -388,15 +527,20 @@ def results(state: Path = STATE, smoke: bool = False) -> dict[str, dict]:
 
 
 def pack(out: Path, state: Path = STATE) -> list[Path]:
-    """``state`` as ``full_state.tar.partNN`` files of at most 15 MiB in ``out`` (the
-    device tool returns at most 8 files of 16 MiB); raises SystemExit when more than
+    """``state`` (without ``init.pt``, rebuilt from the seed) as
+    ``full_state.tar.partNN`` files of at most 15 MiB in ``out`` (the device tool
+    returns at most 8 files of 16 MiB); raises SystemExit when more than
     :data:`MAX_PARTS` parts would be needed (the state is too large to come back:
     finish the run on the warm machine)."""
     import io as _io
 
     buf = _io.BytesIO()
+
+    def drop_init(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return None if Path(info.name).name == INIT else info  # rebuilt from the seed
+
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(state, arcname=".")
+        tar.add(state, arcname=".", filter=drop_init)
     data = buf.getvalue()
     parts = -(-len(data) // PART_BYTES)
     if parts > MAX_PARTS:
@@ -432,15 +576,43 @@ def unpack(src: Path, state: Path = STATE) -> Path:
     return state
 
 
+def _rel(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(REPO)
+    except ValueError:
+        return path
+
+
+def _size(paths: list[Path]) -> float:
+    """MiB under ``paths`` (files and folders)."""
+    total = 0
+    for p in paths:
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+        total += sum(f.stat().st_size for f in files)
+    return total / 2**20
+
+
 def main(args) -> int:
-    """``run_study.py full``: one chunk (or ``--pack`` / ``--unpack`` /
-    ``--stage-data``)."""
+    """``run_study.py full``: one chunk (or ``--stage-data`` / ``--unpack`` /
+    ``--plan``, each followed by the next call's carry list)."""
     state = Path(args.state) if args.state else STATE
     if args.stage_data:
         print(f"[full] data copied into {stage_data(args.data_root)}")
-        return 0
     if args.unpack:
         print(f"[full] state restored into {unpack(Path(args.unpack), state)}")
+    if args.stage_data or args.unpack or args.plan:
+        carry = plan(state, smoke=args.smoke)
+        if not carry:
+            print("[full] every experiment is done: nothing to carry")
+            return 0
+        rel = [str(_rel(p)) for p in carry]
+        size = _size(carry)
+        print(f"[full] next call: carry {json.dumps(rel)} ({size:.1f} MiB)")
+        if size > CARRY_MIB:
+            print(
+                f"[full] warning: {size:.0f} MiB is over the {CARRY_MIB} MiB the "
+                "device tool carries beside the checkout"
+            )
         return 0
     done = run(
         smoke=args.smoke,

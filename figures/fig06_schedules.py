@@ -306,6 +306,16 @@ def _claim4(ctx, compute: bool) -> tuple[list, dict, dict, float]:
                     if r is not None:
                         got.append({**r, "seed": seed})
                 cells[(sch, member, protocol)] = got
+    rows, tests = _claim4_table(cells)
+    return rows, tests, {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in cells.items()}, cost
+
+
+def _claim4_table(cells: dict) -> tuple[list, dict]:
+    """Claim 4's rows and tests from its cells ((schedule, member, protocol) -> the
+    per-seed protocol results): robust accuracy per cell, Welch against constant
+    (no p-value for groups without variance), the paired ensemble - final
+    difference."""
+    rows, tests = [], {}
     for (sch, member, protocol), got in cells.items():
         rob = _study.summary([g["robust_acc"] for g in got])
         base = cells[("constant", member, protocol)]
@@ -334,7 +344,7 @@ def _claim4(ctx, compute: bool) -> tuple[list, dict, dict, float]:
                 _study.fmt_p(w) if w.get("n") else None,
             ]
         )
-    return rows, tests, {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in cells.items()}, cost
+    return rows, tests
 
 
 def _claim5(ctx, compute: bool) -> tuple[list, dict, float, dict]:

@@ -26,7 +26,7 @@ run folder). Queues:
   ``cycle_cos`` models (claim 1); claim 3's seed 1 at 0.2 and seed 2; scattering of the claim-3 models
   (claim 2); then claim 3 at eps 0 / 0.2 / 0.4 for seeds 3-7.
 - ``claim7``: Madry's CNN at full width on all of MNIST (PGD-10), final metrics, the
-  standard protocol on the first 500 test images.
+  standard protocol on the first :data:`MADRY_PROTOCOL_NUM` test images.
 
 - ``full``: the paper-size experiments (MNIST LeNet w16 ``cycle_cos`` / constant;
   CIFAR-10 VGG-16 / ResNet-18 w8, constant / ``cycle_cos`` / ``cycle_linear``, 3
@@ -39,11 +39,15 @@ Commands (one process; two only when ``uptime`` shows a load below 2)::
 
     OMP_NUM_THREADS=1 nohup nice -n 5 python figures/run_study.py cpu > runs/study.log 2>&1 &
 
-The GPU chunks (the device tool; carry ``runs/full`` and ``runs/full_data``)::
+The GPU chunks (the device tool), each call < 9 minutes, repeated until "all ...
+done"; every call carries only what its stage reads (``figures/_full.py``: the
+carry plan), which ``--stage-data`` / ``--unpack`` / ``--plan`` print::
 
     LANDSCAPE_DATA=/path/to/data python figures/run_study.py full --stage-data  # once
-    # on the GPU machine, each call < 9 minutes; repeat until "all ... done":
+    # device call: carry the printed list, command:
     PYTHONPATH=. python figures/run_study.py full --budget 480 --pack $OUT
+    # back here: restore, park, print the next carry list
+    python figures/run_study.py full --unpack <files_at>
 
 Then ``python figures/figNN_*.py --study`` assembles each figure from the cache, and
 ``python figures/claims.py`` the README's claim table from the committed tables.
@@ -66,7 +70,9 @@ SCHEDULES = _study.SCHEDULES
 CLAIM3_SEEDS = tuple(range(8))
 CLAIM1_SEEDS = tuple(range(5))
 CLAIM5_SEEDS = (0, 1, 2)
-MADRY_PROTOCOL_NUM = 500
+#: claim 7's standard protocol: first 200 test images (a full-width robust CNN costs
+#: ~8 CPU s per robust point under the standard protocol on this machine)
+MADRY_PROTOCOL_NUM = 200
 #: Test images of claim 1's standard protocol in a short sitting (n = 500: a robust
 #: accuracy's binomial standard error is at most 2.2 points).
 CLAIM1_PROTOCOL_NUM = 500
@@ -208,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         "--unpack",
         default=None,
         metavar="DIR",
-        help="restore the state from --pack's parts in DIR and stop",
+        help="restore the state from --pack's parts in DIR, print the carry list, stop",
     )
     g.add_argument(
         "--stage-data",
         action="store_true",
-        help="copy the data files into runs/full_data and stop",
+        help="copy the data files into runs/full_data, print the carry list, stop",
+    )
+    g.add_argument(
+        "--plan",
+        action="store_true",
+        help="park what the next call does not need, print its carry list, stop",
     )
     g.add_argument(
         "--keep-weights",

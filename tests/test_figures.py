@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -473,6 +474,106 @@ def test_claim_table_verdicts_for_claims_3_4_5(claims, tmp_path, monkeypatch):
     assert "less sensitive" not in rows["5"]["claim"].split("(")[0]
 
 
+def _claim5_csv(path, periodic, constant, robust=0.3):
+    """``periodic`` / ``constant``: {lr: [clean acc per seed]}; a trained model's
+    robust accuracy is ``robust``, a stalled one's 11.35 %."""
+    head = "schedule,lr,eps,seed,model,params,num_train,epochs,clean_acc,stalled,"
+    head += "standard_robust_acc,standard_n,standard_failed_checks"
+    lines = ["# test", head]
+    for sch, table in (("periodic", periodic), ("constant", constant)):
+        for lr, accs in table.items():
+            for seed, a in enumerate(accs):
+                rob = robust if a > 0.5 else 0.1135
+                lines.append(f"{sch},{lr},0.4,{seed},lenet w2,52506,16000,16,{a},"
+                             f"{a < 0.2},{rob},500,none")  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_claim5_verdict_words(claims, tmp_path, monkeypatch):
+    """Claim 5 holds when the periodic schedule trains adversarially (clean accuracy
+    and a robust accuracy above the stalled constant classifier's) at every lr with
+    2+ seeds per lr; it does not hold when a periodic run stalls or when its robust
+    accuracy is not above the constant classifier's; undecided with one seed at an
+    lr; "not tested at this size" without any periodic run; the cell carries the
+    standard protocol's robust accuracy per lr."""
+    path = tmp_path / "claim5.csv"
+    monkeypatch.setattr(claims, "CLAIM5_CSV", path)
+    lrs = claims.CLAIM5_LRS
+    stall = {lr: [0.1135, 0.1135] for lr in lrs}
+    _claim5_csv(path, {lr: [0.93, 0.95] for lr in lrs}, stall)
+    r5 = claims._claim5()
+    assert r5["verdict"].startswith("holds (periodic trained in 6 of 6 runs")
+    assert "robust (standard) periodic 30.0 +- 0.0 % (n = 2)" in r5["numbers"]
+    assert "52,506" in r5["setting"]
+    _claim5_csv(path, {lrs[0]: [0.93, 0.1135], lrs[1]: [0.9, 0.9]}, stall)
+    assert claims._claim5()["verdict"].startswith(
+        "does not hold (periodic stalled in 1"
+    )
+    _claim5_csv(path, {lrs[0]: [0.93], lrs[1]: [0.9, 0.9]}, stall)
+    assert claims._claim5()["verdict"].startswith("undecided")
+    _claim5_csv(path, {lr: [0.93, 0.95] for lr in lrs}, stall, robust=0.0)
+    v = claims._claim5()["verdict"]
+    assert v.startswith("does not hold as adversarial training") and "0 of 6" in v
+    rows = {r["claim"][0]: r for r in claims.rows()}
+    assert rows["5"]["verdict"].startswith("does not hold")
+    path.unlink()
+    assert claims._claim5() is None
+    rows = {r["claim"][0]: r for r in claims.rows()}
+    assert rows["5"]["verdict"].startswith("not tested at this size (")
+
+
+def test_claim7_cell_states_the_budget_next_to_madrys(claims, tmp_path, monkeypatch):
+    """Claim 7 at a budget below Madry's 83 epochs is "not tested at this size" with
+    the budget and the standard protocol's interval; at Madry's budget it is decided
+    by whether 88.5 % lies in the binomial interval."""
+    path = tmp_path / "claim7.csv"
+    monkeypatch.setattr(claims, "CLAIM7_CSV", path)
+    head = ",".join(claims._FIELDS7)
+
+    def write(epochs, acc):
+        row = dict(model="madry_cnn w1", params=3274634, num_train=60000,
+                   epochs=epochs, madry_epochs=83, train_steps="PGD-10 step 0.04",
+                   eps=0.3, clean_acc=0.98, pgd20_indicator=0.93,
+                   standard_robust_acc=acc, standard_clean_acc=0.985, standard_n=200,
+                   standard_failed_checks="none", train_wall_s=2000, train_cpu_s=1980,
+                   eval_wall_s=900, eval_cpu_s=880)  # fmt: skip
+        path.write_text(head + "\n" + ",".join(str(row[k]) for k in claims._FIELDS7))
+
+    write(3, 0.82)
+    r7 = claims._claim7()
+    assert r7["verdict"].startswith("not tested at this size (budget: 3 of Madry's 83")
+    assert "82.0 % [76.7, 87.3]" in r7["numbers"] and "3,274,634" in r7["setting"]
+    write(83, 0.88)
+    assert claims._claim7()["verdict"].startswith("holds (88.5 % is inside")
+    write(83, 0.70)
+    assert claims._claim7()["verdict"].startswith("does not hold")
+    rows = {r["claim"][0]: r for r in claims.rows()}
+    assert rows["7"]["verdict"].startswith("does not hold")
+
+
+def test_claim2_separates_the_measures_between_adversarial_budgets(
+    claims, tmp_path, monkeypatch
+):
+    """Claim 2's cell tests both measures over every eps and between the adversarial
+    budgets only (eps 0 has no attack, hence no excess): a relative measure flat from
+    0.2 to 0.4 is said to show no significant growth there."""
+    path = tmp_path / "claim2.csv"
+    monkeypatch.setattr(claims, "CLAIM2_CSV", path)
+    lines = ["eps,seed,model,params,excess_dg,grad_norm,excess_rel"]
+    table = [((0, 0.04, 0.22), (0, 0.040, 0.039)), ((0, 0.03, 0.27), (0, 0.037, 0.036)),
+             ((0, 0.04, 0.17), (0, 0.028, 0.044))]  # fmt: skip
+    for seed, (ab, rel) in enumerate(table):
+        for e, a, r in zip((0.0, 0.2, 0.4), ab, rel):
+            lines.append(f"{e},{seed},lenet w2,52506,{a},1.0,{r}")
+    path.write_text("\n".join(lines) + "\n")
+    r2 = claims._claim2()
+    assert r2["verdict"].startswith("holds (p = ")
+    assert (
+        "between eps 0.2 and 0.4 only the absolute measure grows, the relative shows "
+        "no significant growth" in r2["verdict"]
+    )
+
+
 # ------------------------------------------------- --full is the paper's setting
 
 PAPER_LENET_PARAMS = 3_274_634  # LeNet width 16: conv 32 / 64, fc 1,024
@@ -587,6 +688,68 @@ def test_full_runner_builds_the_papers_experiments(common):
             assert cfg.model_kwargs == {"width": 0.5, "mean": 0.0, "std": 1.0}
             if sch == "cosine":
                 assert cfg.eps_kwargs["peak"] == pytest.approx(16 / 255)
+
+
+def test_full_smoke_travels_only_what_the_carry_plan_names(common, tmp_path):
+    """Each simulated device call starts on a fresh folder holding only the paths
+    ``plan`` names (the state without the parked run files, never ``init.pt``: it
+    is rebuilt from the seed), its state comes back through ``pack`` / ``unpack``;
+    the results, the weights and the per-epoch metrics (distance from init included)
+    are those of one uninterrupted call."""
+    import _full
+    import torch
+
+    quiet = lambda *a: None  # noqa: E731
+    one = tmp_path / "one"
+    assert _full.run(smoke=True, budget=1e6, state=one, keep_weights=True, log=quiet)
+    home = tmp_path / "home" / "runs"
+    state, parked, data = home / "full", home / "full_parked", home / "full_data"
+    carry = _full.plan(state, parked, data, smoke=True)
+    calls, stops = 0, 0
+    while carry:
+        dev = tmp_path / f"dev{calls}" / "runs"
+        for p in carry:
+            if p.is_dir():
+                shutil.copytree(p, dev / p.relative_to(home))
+        assert not list(dev.rglob("init.pt")) and not list(dev.rglob("*_parked"))
+        if not _full.run(
+            smoke=True,
+            budget=0.01,
+            state=dev / "full",
+            data_root=dev / "full_data",
+            keep_weights=True,
+            log=quiet,
+        ):
+            stops += 1  # fmt: skip
+        _full.unpack(_full_out(_full, dev), state)
+        carry = _full.plan(state, parked, data, smoke=True)
+        calls += 1
+        assert calls < 60
+    assert calls >= 10 and not list(state.rglob("run/*.pt"))  # weights parked
+    for name in ("mnist-lenet-cycle_cos", "cifar10-vgg16-cycle_cos"):
+        a = json.loads((one / name / "result.json").read_text())
+        b = json.loads((state / name / "result.json").read_text())
+        for k in ("final", "ensemble", "config"):
+            assert a.get(k) == b.get(k), (name, k)
+        ma = (one / name / "run" / "metrics.jsonl").read_text().splitlines()
+        mb = (state / name / "run" / "metrics.jsonl").read_text().splitlines()
+        strip = lambda rows: [  # noqa: E731
+            {k: v for k, v in json.loads(r).items() if "time" not in k} for r in rows
+        ]
+        assert strip(ma) == strip(mb) and "dist_init" in ma[-1]
+        for f in (one / name / "run").glob("*.pt"):
+            if f.name in ("init.pt", "resume.pt"):
+                continue
+            wa = torch.load(f, weights_only=True)
+            wb = torch.load(parked / name / "run" / f.name, weights_only=True)
+            sa, sb = wa.get("model", wa), wb.get("model", wb)
+            assert all(torch.equal(sa[k], sb[k]) for k in sa), (name, f.name)
+
+
+def _full_out(_full, dev):
+    out = dev.parent / "out"
+    _full.pack(out, dev / "full")
+    return out
 
 
 def test_full_smoke_in_chunks_gives_the_one_call_result(common, tmp_path):
