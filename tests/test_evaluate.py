@@ -745,3 +745,57 @@ def test_attacks_query_a_channels_last_copy_on_cpu(monkeypatch):
     ref = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
     assert 0 < ref.robust_accuracy[0] < 1
     np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)
+
+
+def test_attack_copy_pools_before_relu_bitwise():
+    """The attacks' copy runs ``ReLU -> MaxPool2d`` as ``MaxPool2d -> ReLU`` (issue
+    29: the ReLU on a 4x smaller tensor): the same logits and input gradients,
+    bitwise, windows with no positive value included, and the same verdicts of
+    ``evaluate`` as attacking a copy without the swap (fails without the swap: the
+    copy keeps the caller's order)."""
+    import landscape.evaluate._protocol as P
+
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Flatten(), nn.Linear(4 * 4, 5),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[0].bias.sub_(0.1)  # many windows without a positive value
+    x, _ = _images(40)
+    fast = P._fast_layout(model, x)
+    assert [type(m) for m in fast[:6]] == [
+        nn.Conv2d, nn.MaxPool2d, nn.ReLU, nn.Conv2d, nn.MaxPool2d, nn.ReLU
+    ]  # fmt: skip
+    assert type(model[1]) is nn.ReLU  # the caller's model is untouched
+    plain = P.copy.deepcopy(model).to(memory_format=torch.channels_last)
+    for m in (fast, plain):
+        for q in m.parameters():
+            q.requires_grad_(False)
+    grads = []
+    for m in (fast, plain):
+        xi = x.clone().requires_grad_(True)
+        out = m(xi)
+        (g,) = torch.autograd.grad(out[:, 2].sum() - out[:, 0].sum(), xi)
+        grads.append((out, g))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1]) and grads[0][1].abs().sum() > 0
+    with torch.no_grad():
+        model[7].weight.mul_(10)
+        model[7].bias.zero_()
+        model[7].bias.sub_(model(x).mean(0))  # predictions spread over the classes
+        y = model(x).argmax(1)
+    kw = dict(eps=0.02, preset="standard", scale=0.1, checks=False, adaptive=None)
+    res = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
+    swap = P._pool_before_relu
+    try:
+        P._pool_before_relu = lambda m: 0
+        ref = E.evaluate(
+            model, (x, y), generator=torch.Generator().manual_seed(0), **kw
+        )
+    finally:
+        P._pool_before_relu = swap
+    assert 0 < ref.robust_accuracy[0] < 1
+    np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)
+    np.testing.assert_array_equal(res.broken_by, ref.broken_by)
