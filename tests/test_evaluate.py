@@ -4,6 +4,7 @@ and bookkeeping, resumable state, ensembles, gradient-masking checks, CLI, plots
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 
 import numpy as np
@@ -766,10 +767,12 @@ def test_attack_copy_pools_before_relu_bitwise():
     x, _ = _images(40)
     fast = P._fast_layout(model, x)
     assert [type(m) for m in fast[:6]] == [
-        nn.Conv2d, nn.MaxPool2d, nn.ReLU, nn.Conv2d, nn.MaxPool2d, nn.ReLU
+        P._SmallInputConv, nn.MaxPool2d, nn.ReLU, nn.Conv2d, nn.MaxPool2d, nn.ReLU
     ]  # fmt: skip
     assert type(model[1]) is nn.ReLU  # the caller's model is untouched
-    plain = P.copy.deepcopy(model).to(memory_format=torch.channels_last)
+    plain = P.copy.deepcopy(model)
+    P._input_convs(plain)
+    plain = plain.to(memory_format=torch.channels_last)
     for m in (fast, plain):
         for q in m.parameters():
             q.requires_grad_(False)
@@ -799,3 +802,33 @@ def test_attack_copy_pools_before_relu_bitwise():
     assert 0 < ref.robust_accuracy[0] < 1
     np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)
     np.testing.assert_array_equal(res.broken_by, ref.broken_by)
+
+
+@pytest.mark.parametrize(
+    "conf", [dict(padding=2), dict(stride=2, padding=(1, 2), dilation=2, bias=False)]
+)
+def test_small_input_conv_gradients(conf):
+    """The attacks' copy computes the input gradient of a convolution of few input
+    channels by a matrix product and shifted sums (issue 29: oneDNN's backward-data
+    kernel is slow there): the same forward (bitwise) and input, weight and bias
+    gradients as PyTorch's to float rounding (fails with a misplaced shift)."""
+    import landscape.evaluate._protocol as P
+
+    torch.manual_seed(4)
+    conv = nn.Conv2d(3, 6, 5, **conf)
+    wrapped = nn.Sequential(copy.deepcopy(conv))
+    assert P._input_convs(wrapped) == 1 and isinstance(wrapped[0], P._SmallInputConv)
+    x = torch.rand(7, 3, 13, 11)
+    w = torch.randn(7, 6, *conv(x).shape[2:])
+    grads = []
+    for m in (conv, wrapped):
+        xi = x.clone().requires_grad_(True)
+        out = m(xi)
+        params = [p for p in m.parameters()]
+        gs = torch.autograd.grad((out * w).sum(), [xi, *params])
+        grads.append((out, gs))
+    assert torch.equal(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(wrapped(x), conv(x))
