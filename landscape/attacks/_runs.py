@@ -21,7 +21,10 @@ from torch import Tensor
 from .. import _utils
 from ._losses import _assert_in_ball, _check_inputs
 
-__all__ = ["setup", "target_order", "runs", "finish", "compact_now", "COMPACT_EVERY"]
+__all__ = [
+    "setup", "target_order", "runs", "finish", "compact_now", "host_reads_free",
+    "COMPACT_EVERY",
+]  # fmt: skip
 
 COMPACT_EVERY = 16
 
@@ -36,6 +39,14 @@ def compact_now(t: int, every: int = COMPACT_EVERY) -> bool:
         [1, 2, 4, 8, 16, 32, 48]
     """
     return t % every == 0 or (t < every and t & (t - 1) == 0)
+
+
+def host_reads_free(device: torch.device) -> bool:
+    """Whether reading a tensor on the host costs no device sync (CPU): then Square
+    skips the model on candidates equal to the current point (a host read per
+    query) and FAB sorts its projection's breakpoints with NumPy; on an
+    accelerator neither reads the host."""
+    return device.type == "cpu"
 
 
 def setup(

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .. import _utils
 from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, margin
-from ._runs import compact_now, finish, setup
+from ._runs import compact_now, finish, host_reads_free, setup
 
 __all__ = ["Square", "p_schedule"]
 
@@ -59,13 +59,6 @@ def p_schedule(i: int, queries: int, p_init: float, rescale: bool = False) -> fl
         if it <= bound:
             return p_init / div
     return p_init / 512
-
-
-def _host_reads_free(device: torch.device) -> bool:
-    """Whether reading a tensor on the host costs no device sync (CPU): then Square
-    skips the model on candidates equal to the current point (a host read per
-    query); on an accelerator it sends every candidate through the model."""
-    return device.type == "cpu"
 
 
 def _rand_sign(shape, gen, device, dtype) -> Tensor:
@@ -236,7 +229,7 @@ class Square(Attack):
 
                     it = _bar(it, desc="square", unit="queries", leave=False)
                 step = _linf_candidate if norm == "linf" else _l2_candidate
-                free_reads = _host_reads_free(x.device)
+                free_reads = host_reads_free(x.device)
                 # one host sync per compaction (compact_now), none per query: the
                 # points broken in between are masked; the active points' state is
                 # a compact working copy, written back at each compaction
