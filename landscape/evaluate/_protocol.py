@@ -510,15 +510,15 @@ class _SmallInputConvFn(torch.autograd.Function):
             gx = g.new_zeros(n, cin, h + 2 * ph, wd + 2 * pw)
             for lo in range(0, n, 64):  # chunks that stay in the cache
                 hi = min(lo + 64, n)
-                gm = g[lo:hi].permute(0, 2, 3, 1).reshape(-1, cout)
-                cols = (wm @ gm.t()).view(cin, kh, kw, hi - lo, ho, wo)
+                gc = g[lo:hi].contiguous().view(hi - lo, cout, ho * wo)
+                cols = torch.matmul(wm, gc).view(hi - lo, cin, kh, kw, ho, wo)
                 out = gx[lo:hi]
                 for c in range(cin):
                     for i in range(kh):
                         for j in range(kw):
                             r0, c0 = i * dh, j * dw
                             out[:, c, r0 : r0 + sh * (ho - 1) + 1 : sh,
-                                c0 : c0 + sw * (wo - 1) + 1 : sw] += cols[c, i, j]  # fmt: skip
+                                c0 : c0 + sw * (wo - 1) + 1 : sw] += cols[:, c, i, j]  # fmt: skip
             gx = gx[:, :, ph : ph + h, pw : pw + wd]
         if ctx.needs_input_grad[1] or (has_bias and ctx.needs_input_grad[2]):
             _, gw, gb = torch.ops.aten.convolution_backward(
