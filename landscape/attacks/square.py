@@ -141,6 +141,37 @@ def _linf_candidate(xs, xb, eps: float, p: float, gen, idx: Tensor, n: int) -> T
     return torch.minimum(torch.maximum(cand, xs - eps), xs + eps).clamp(0, 1)
 
 
+def _linf_query_cpu(model, xs, xb, mb, ys, nqs, active, eps, p, gen, idx, n):
+    """One L-inf query where host reads are free (CPU), in place on ``xb``, ``mb``
+    and ``nqs``: the same draws, candidates, margins and acceptances as
+    :func:`_linf_candidate` and the loop of :meth:`Square._run`, bitwise, with the
+    window as plain slices (its position read on the host) and only the window
+    built and compared (outside it a candidate equals ``xb``, which the box and
+    ball clamps leave as it is); rows equal to ``xb`` skip the model."""
+    dev, dt = xs.device, xs.dtype
+    c, h, w = xs.shape[1:]
+    s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+    vh = int(_rand_int(h - s + 1, gen, dev))
+    vw = int(_rand_int(w - s + 1, gen, dev))
+    signs = _signs(idx, n, c, gen, dev, dt)
+    win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
+    xw = xs[win]
+    nw = torch.minimum(torch.maximum(xw + eps * signs, xw - eps), xw + eps)
+    nw = nw.clamp(0, 1)
+    nqs += active.long()
+    rows = (active & (nw != xb[win]).flatten(1).any(1)).nonzero().squeeze(1)
+    if not rows.numel():
+        return
+    cand = xb[rows]
+    cand[win] = nw[rows]
+    m = margin(model(cand), ys[rows]).neg()
+    better = m < mb[rows]
+    if bool(better.any()):
+        hit = rows[better]
+        xb[hit] = cand[better]
+        mb[hit] = m[better]
+
+
 def _l2_candidate(xs, xb, eps: float, p: float, gen, idx: Tensor, n: int) -> Tensor:
     """One L2 proposal: move the perturbation's mass of two windows into the first,
     with a fresh meta-pattern, keeping the total norm at eps."""
@@ -245,6 +276,10 @@ class Square(Attack):
                             break
                     active = mb > 0
                     p = p_schedule(i, queries, p_init, self.rescale_schedule)
+                    if free_reads and norm == "linf":
+                        _linf_query_cpu(model, xs, xb, mb, ys, nqs, active, eps, p,
+                                        gen, idx, n)  # fmt: skip
+                        continue
                     cand = step(xs, xb, eps, p, gen, idx, n)
                     if free_reads:
                         # a candidate equal to the current point (its window already

@@ -510,8 +510,9 @@ class _SmallInputConvFn(torch.autograd.Function):
             gx = g.new_zeros(n, cin, h + 2 * ph, wd + 2 * pw)
             for lo in range(0, n, 64):  # chunks that stay in the cache
                 hi = min(lo + 64, n)
-                gc = g[lo:hi].contiguous().view(hi - lo, cout, ho * wo)
-                cols = torch.matmul(wm, gc).view(hi - lo, cin, kh, kw, ho, wo)
+                # (channels-last g: a transposed operand of the product, no copy)
+                cols = torch.matmul(wm, g[lo:hi].flatten(2))
+                cols = cols.view(hi - lo, cin, kh, kw, ho, wo)
                 out = gx[lo:hi]
                 for c in range(cin):
                     for i in range(kh):
