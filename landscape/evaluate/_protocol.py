@@ -847,8 +847,12 @@ def evaluate(
             lines in a log).
 
     Speed: on CPU the attacks query a channels-last copy of a convolutional model
-    (faster CPU convolutions; the verdicts stay the model's own); APGD-T and FAB-T
-    run their targets as one batch of (point, target) pairs.
+    (faster CPU convolutions; ``ReLU -> MaxPool2d`` run as ``MaxPool2d -> ReLU``,
+    the same function; the first convolution's input gradient by a matrix
+    product; passes without autograd through a frozen TorchScript trace when it
+    reproduces the copy), so the attacks see the model's function to float
+    rounding and the verdicts stay the model's own; APGD-T and FAB-T run their
+    targets as one batch of (point, target) pairs.
 
     Memory: the data streams from ``data`` one batch at a time; the device holds
     one batch, the host the per-point results (and, with ``return_adversarial``,
