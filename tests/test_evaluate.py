@@ -858,7 +858,8 @@ def test_attack_copy_frozen_inference(monkeypatch):
     frozen TorchScript trace of the attacks' copy (issue 29): the same verdicts
     as the eager copy, no eager forward left in Square (fails without the
     wrapper); models a trace would get wrong (control flow on the batch size,
-    randomness) keep the eager copy."""
+    randomness) keep the eager copy, and probing them leaves torch's global RNG
+    as it was."""
     import landscape.evaluate._protocol as P
 
     torch.manual_seed(3)
@@ -887,5 +888,8 @@ def test_attack_copy_frozen_inference(monkeypatch):
     np.testing.assert_array_equal(res.broken_by, ref.broken_by)
     monkeypatch.undo()
     for bad in (_BranchOnBatch().eval(), _Noisy().eval()):
+        state = torch.random.get_rng_state()
         assert P._frozen_inference(bad, x) is None
+        # the probes of a randomised model leave torch's global RNG as it was
+        assert torch.equal(torch.random.get_rng_state(), state)
         assert not isinstance(P._fast_layout(bad, x), P._NoGradFrozen)

@@ -464,7 +464,7 @@ def _frozen_inference(fast: nn.Module, first: Tensor):
     or None when the model is not deterministic, cannot be traced, or the trace
     does not reproduce its outputs (to 1e-4 of their scale) at the traced batch
     size, at batch size 1 and at perturbed inputs (a trace records one path of
-    Python control flow)."""
+    Python control flow). Leaves torch's global RNG as it was."""
     import warnings
 
     k = min(8, first.shape[0])
@@ -474,7 +474,9 @@ def _frozen_inference(fast: nn.Module, first: Tensor):
     noisy = (first[:k] + 0.1 * torch.rand(first[:k].shape, generator=g)).clamp(0, 1)
     probes = [first[:k], noisy, first[k - 1 : k], noisy[:1]]
     try:
-        with _utils.eval_mode(fast), torch.no_grad(), warnings.catch_warnings():
+        # (fork_rng: a randomised model's probes leave torch's global RNG as it was)
+        with _utils.eval_mode(fast), torch.no_grad(), warnings.catch_warnings(), \
+                torch.random.fork_rng(devices=[]):  # fmt: skip
             warnings.simplefilter("ignore")  # tracer and deprecation warnings
             want = [fast(v) for v in probes]
             if not torch.equal(fast(probes[0]), want[0]):
