@@ -849,3 +849,25 @@ def test_fab_numpy_sort_equals_torch_stable_sort(monkeypatch):
         monkeypatch.setattr(fab, "host_reads_free", lambda device: False)
         assert torch.equal(d, project_hyperplane(t, w, b, norm))
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("name", ["apgd-t", "fab-t"])
+def test_cpu_chunks_do_not_change_results(name, monkeypatch):
+    """On CPU the model passes of APGD and FAB run in slices of at most
+    ``CPU_CHUNK`` rows (issue 29: a batch of thousands of (point, target) pairs
+    leaves the caches): the same points, verdicts and result as one pass over
+    the whole batch (fails if a slice's rows are mismatched)."""
+    import sys
+
+    runs_mod = sys.modules["landscape.attacks._runs"]
+    atk = {
+        "apgd-t": A.APGDT(eps=0.05, steps=12, num_targets=3, early_stop=True),
+        "fab-t": A.FABT(eps=0.05, steps=12, num_targets=3),
+    }[name]
+    net, x, y = _conv_net_and_points(40)
+    xa, info = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
+    assert 0 < int(info["success"].sum()) < 40
+    monkeypatch.setattr(runs_mod, "CPU_CHUNK", 7)
+    xb, info_b = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
+    assert torch.equal(info["success"], info_b["success"])
+    torch.testing.assert_close(xb, xa, rtol=0, atol=1e-6)

@@ -30,7 +30,15 @@ from torch import Tensor, nn
 from .. import _utils
 from ._base import Attack, Gen, Run, _Targeted
 from ._losses import _check_first_output, _expand, _lp
-from ._runs import compact_now, finish, host_reads_free, runs, setup, target_order
+from ._runs import (
+    by_chunks,
+    compact_now,
+    finish,
+    host_reads_free,
+    runs,
+    setup,
+    target_order,
+)
 
 __all__ = ["FAB", "FABT", "project_hyperplane"]
 
@@ -177,7 +185,10 @@ def _one_run(
         active = best[idx] > eps
         xk, xo, yk = x1[idx], x0[idx], y[idx]
         tk = None if target is None else target[idx]
-        df, dg, _ = _linearise(model, xk, yk, tk, norm)
+        df, dg, _ = by_chunks(
+            lambda a, b, c: _linearise(model, a, b, c, norm), idx.numel(),
+            xk.device, xk, yk, tk,
+        )  # fmt: skip
         num_grad += idx.numel()
         m = idx.numel()
         w = dg
@@ -193,7 +204,8 @@ def _one_run(
         )
         xk = xf.view_as(xk).clamp(0, 1)
         with torch.no_grad():
-            adv = model(xk).argmax(1) != yk
+            (pred,) = by_chunks(lambda a: (model(a).argmax(1),), m, xk.device, xk)
+            adv = pred != yk
         dist = _lp(xk - xo, norm)
         closer = active & adv & (dist < best[idx])
         best[idx] = torch.where(closer, dist, best[idx])
