@@ -672,9 +672,11 @@ def test_no_host_sync_per_iteration(make, monkeypatch):
     for T in (32, 64):
         atk = make(T)
         # as on an accelerator: Square reads the host per query only where that is
-        # free (CPU), to skip candidates equal to the current point
-        square = sys.modules["landscape.attacks.square"]
-        monkeypatch.setattr(square, "_host_reads_free", lambda device: False)
+        # free (CPU), to skip candidates equal to the current point, and FAB to
+        # sort its projection's breakpoints with NumPy
+        for mod in ("square", "fab"):
+            mod = sys.modules[f"landscape.attacks.{mod}"]
+            monkeypatch.setattr(mod, "host_reads_free", lambda device: False)
         counter = _SyncCounter(monkeypatch)
         atk(net, x, y, torch.Generator().manual_seed(0))
         counts[T] = counter.count
@@ -813,9 +815,59 @@ def test_square_skips_repeated_candidates(monkeypatch):
     skipped = sum(rows)
     rows.clear()
     square = sys.modules["landscape.attacks.square"]
-    monkeypatch.setattr(square, "_host_reads_free", lambda device: False)
+    monkeypatch.setattr(square, "host_reads_free", lambda device: False)
     xb, info_b = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
     assert 5 < int(info["success"].sum()) < 35
     assert torch.equal(xa, xb) and torch.equal(info["success"], info_b["success"])
     assert torch.equal(info["queries"], info_b["queries"])
     assert skipped < 0.95 * sum(rows), (skipped, sum(rows))
+
+
+def test_fab_numpy_sort_equals_torch_stable_sort(monkeypatch):
+    """FAB's projection sorts its breakpoints with NumPy on CPU (int64 keys: the
+    value's bits, then the column; issue 29: 2-4x faster than torch's sort): the
+    order of ``torch.sort(stable=True)`` on rows full of ties, -0.0 and the
+    sentinel, and bitwise the projection of the torch path (fails if the keys
+    lose the column order or mis-sort -0.0)."""
+    import sys
+
+    from landscape.attacks.fab import _sort_rows, project_hyperplane
+
+    fab = sys.modules["landscape.attacks.fab"]
+    g = torch.Generator().manual_seed(5)
+    r = torch.randint(0, 4, (50, 97), generator=g).float() / 4  # many ties
+    r[:, ::7] = torch.finfo(torch.float32).max
+    r[:, 3] = -0.0
+    rs, perm = _sort_rows(r)
+    ref_s, ref_p = r.sort(dim=1, stable=True)
+    assert torch.equal(perm, ref_p) and torch.equal(rs, ref_s)
+    t = torch.randint(0, 3, (50, 97), generator=g).float() / 2  # pixels at 0, 1
+    w = torch.randn(50, 97, generator=g) * (torch.rand(50, 97, generator=g) > 0.2)
+    b = torch.randn(50, generator=g) * 3
+    for norm in ("linf", "l2"):
+        d = project_hyperplane(t, w, b, norm)
+        monkeypatch.setattr(fab, "host_reads_free", lambda device: False)
+        assert torch.equal(d, project_hyperplane(t, w, b, norm))
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("name", ["apgd-t", "fab-t"])
+def test_cpu_chunks_do_not_change_results(name, monkeypatch):
+    """On CPU the model passes of APGD and FAB run in slices of at most
+    ``CPU_CHUNK`` rows (issue 29: a batch of thousands of (point, target) pairs
+    leaves the caches): the same points, verdicts and result as one pass over
+    the whole batch (fails if a slice's rows are mismatched)."""
+    import sys
+
+    runs_mod = sys.modules["landscape.attacks._runs"]
+    atk = {
+        "apgd-t": A.APGDT(eps=0.05, steps=12, num_targets=3, early_stop=True),
+        "fab-t": A.FABT(eps=0.05, steps=12, num_targets=3),
+    }[name]
+    net, x, y = _conv_net_and_points(40)
+    xa, info = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
+    assert 0 < int(info["success"].sum()) < 40
+    monkeypatch.setattr(runs_mod, "CPU_CHUNK", 7)
+    xb, info_b = atk(net, x, y, torch.Generator().manual_seed(0), return_info=True)
+    assert torch.equal(info["success"], info_b["success"])
+    torch.testing.assert_close(xb, xa, rtol=0, atol=1e-6)

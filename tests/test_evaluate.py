@@ -4,6 +4,7 @@ and bookkeeping, resumable state, ensembles, gradient-masking checks, CLI, plots
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 
 import numpy as np
@@ -738,10 +739,157 @@ def test_attacks_query_a_channels_last_copy_on_cpu(monkeypatch):
     res = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
     attacked, judge = seen[0]
     assert judge is model and attacked is not model
-    w = attacked[2].weight
+    w = getattr(attacked, "fast", attacked)[2].weight
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
     assert model[2].weight.is_contiguous()  # the caller's model is untouched
     monkeypatch.setattr(P, "_fast_layout", lambda m, first: m)
     ref = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
     assert 0 < ref.robust_accuracy[0] < 1
     np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)
+
+
+def test_attack_copy_pools_before_relu_bitwise():
+    """The attacks' copy runs ``ReLU -> MaxPool2d`` as ``MaxPool2d -> ReLU`` (issue
+    29: the ReLU on a 4x smaller tensor): the same logits and input gradients,
+    bitwise, windows with no positive value included, and the same verdicts of
+    ``evaluate`` as attacking a copy without the swap (fails without the swap: the
+    copy keeps the caller's order)."""
+    import landscape.evaluate._protocol as P
+
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Flatten(), nn.Linear(4 * 4, 5),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[0].bias.sub_(0.1)  # many windows without a positive value
+    x, _ = _images(40)
+    fast = P._fast_layout(model, x).fast  # (inside the frozen-inference wrapper)
+    assert [type(m) for m in fast[:6]] == [
+        P._SmallInputConv, nn.MaxPool2d, nn.ReLU, nn.Conv2d, nn.MaxPool2d, nn.ReLU
+    ]  # fmt: skip
+    assert type(model[1]) is nn.ReLU  # the caller's model is untouched
+    plain = P.copy.deepcopy(model)
+    P._input_convs(plain)
+    plain = plain.to(memory_format=torch.channels_last)
+    for m in (fast, plain):
+        for q in m.parameters():
+            q.requires_grad_(False)
+    grads = []
+    for m in (fast, plain):
+        xi = x.clone().requires_grad_(True)
+        out = m(xi)
+        (g,) = torch.autograd.grad(out[:, 2].sum() - out[:, 0].sum(), xi)
+        grads.append((out, g))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1]) and grads[0][1].abs().sum() > 0
+    with torch.no_grad():
+        model[7].weight.mul_(10)
+        model[7].bias.zero_()
+        model[7].bias.sub_(model(x).mean(0))  # predictions spread over the classes
+        y = model(x).argmax(1)
+    kw = dict(eps=0.02, preset="standard", scale=0.1, checks=False, adaptive=None)
+    res = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
+    swap = P._pool_before_relu
+    try:
+        P._pool_before_relu = lambda m: 0
+        ref = E.evaluate(
+            model, (x, y), generator=torch.Generator().manual_seed(0), **kw
+        )
+    finally:
+        P._pool_before_relu = swap
+    assert 0 < ref.robust_accuracy[0] < 1
+    np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)
+    np.testing.assert_array_equal(res.broken_by, ref.broken_by)
+
+
+@pytest.mark.parametrize(
+    "conf", [dict(padding=2), dict(stride=2, padding=(1, 2), dilation=2, bias=False)]
+)
+def test_small_input_conv_gradients(conf):
+    """The attacks' copy computes the input gradient of a convolution of few input
+    channels by a matrix product and shifted sums (issue 29: oneDNN's backward-data
+    kernel is slow there): the same forward (bitwise) and input, weight and bias
+    gradients as PyTorch's to float rounding (fails with a misplaced shift)."""
+    import landscape.evaluate._protocol as P
+
+    torch.manual_seed(4)
+    conv = nn.Conv2d(3, 6, 5, **conf)
+    wrapped = nn.Sequential(copy.deepcopy(conv))
+    assert P._input_convs(wrapped) == 1 and isinstance(wrapped[0], P._SmallInputConv)
+    x = torch.rand(7, 3, 13, 11)
+    w = torch.randn(7, 6, *conv(x).shape[2:])
+    grads = []
+    for m in (conv, wrapped):
+        xi = x.clone().requires_grad_(True)
+        out = m(xi)
+        params = [p for p in m.parameters()]
+        gs = torch.autograd.grad((out * w).sum(), [xi, *params])
+        grads.append((out, gs))
+    assert torch.equal(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(wrapped(x), conv(x))
+
+
+class _BranchOnBatch(nn.Module):
+    """A model whose Python control flow depends on the batch size (a trace
+    records one branch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2 * 36, 5)
+
+    def forward(self, x):
+        z = self.fc(self.conv(x).flatten(1))
+        return z if x.shape[0] > 1 else -z
+
+
+class _Noisy(_BranchOnBatch):
+    def forward(self, x):
+        return self.fc(self.conv(x + 0.01 * torch.randn_like(x)).flatten(1))
+
+
+def test_attack_copy_frozen_inference(monkeypatch):
+    """Forward passes without autograd (Square's queries, FAB's checks) run a
+    frozen TorchScript trace of the attacks' copy (issue 29): the same verdicts
+    as the eager copy, no eager forward left in Square (fails without the
+    wrapper); models a trace would get wrong (control flow on the batch size,
+    randomness) keep the eager copy, and probing them leaves torch's global RNG
+    as it was."""
+    import landscape.evaluate._protocol as P
+
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 16, 5),
+    ).eval()  # fmt: skip
+    x, _ = _images(40)
+    with torch.no_grad():
+        model[4].weight.mul_(10)
+        model[4].bias.zero_()
+        model[4].bias.sub_(model(x).mean(0))
+        y = model(x).argmax(1)
+    fast = P._fast_layout(model, x)
+    assert isinstance(fast, P._NoGradFrozen)
+    eager = []
+    fast.fast.register_forward_hook(lambda m, a, out: eager.append(out.shape[0]))
+    A.Square(eps=0.05, queries=20)(fast, x, y, torch.Generator().manual_seed(0))
+    assert eager == []  # every query ran the frozen trace
+    kw = dict(eps=0.03, preset="standard", scale=0.1, checks=False, adaptive=None)
+    res = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
+    monkeypatch.setattr(P, "_frozen_inference", lambda fast, first: None)
+    ref = E.evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kw)
+    assert 0 < ref.robust_accuracy[0] < 1
+    np.testing.assert_array_equal(res.robust_correct, ref.robust_correct)
+    np.testing.assert_array_equal(res.broken_by, ref.broken_by)
+    monkeypatch.undo()
+    for bad in (_BranchOnBatch().eval(), _Noisy().eval()):
+        state = torch.random.get_rng_state()
+        assert P._frozen_inference(bad, x) is None
+        # the probes of a randomised model leave torch's global RNG as it was
+        assert torch.equal(torch.random.get_rng_state(), state)
+        assert not isinstance(P._fast_layout(bad, x), P._NoGradFrozen)

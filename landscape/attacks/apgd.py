@@ -30,7 +30,7 @@ from .. import _utils
 from ._ball import project, random_init, step_direction
 from ._base import Attack, Gen, Run, _Targeted
 from ._losses import _check_first_output, _expand, dlr_targeted_loss, get_loss
-from ._runs import compact_now, finish, runs, setup, target_order
+from ._runs import by_chunks, compact_now, finish, runs, setup, target_order
 
 __all__ = ["APGD", "APGDT", "checkpoints"]
 
@@ -70,6 +70,9 @@ def _one_run(
     loss_of = get_loss(loss) if target is None else None
 
     def grad_at(xa, y, target):
+        return by_chunks(grad_rows, xa.shape[0], xa.device, xa, y, target)
+
+    def grad_rows(xa, y, target):
         # EOT: loss and gradient averaged over eot_iter forward passes (a randomised
         # model draws fresh randomness in each); the prediction is the last pass's
         lv_sum, g_sum = 0.0, 0.0

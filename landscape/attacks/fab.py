@@ -30,7 +30,15 @@ from torch import Tensor, nn
 from .. import _utils
 from ._base import Attack, Gen, Run, _Targeted
 from ._losses import _check_first_output, _expand, _lp
-from ._runs import compact_now, finish, runs, setup, target_order
+from ._runs import (
+    by_chunks,
+    compact_now,
+    finish,
+    host_reads_free,
+    runs,
+    setup,
+    target_order,
+)
 
 __all__ = ["FAB", "FABT", "project_hyperplane"]
 
@@ -63,23 +71,47 @@ def project_hyperplane(t: Tensor, w: Tensor, b: Tensor, norm: str) -> Tensor:
     """
     tau = b - (w * t).sum(1)
     s = torch.sign(w) * torch.sign(tau).unsqueeze(1)
-    room = torch.where(s > 0, 1 - t, t).clamp_min(0) * (w != 0)
+    nz = w != 0
+    room = torch.where(s > 0, 1 - t, t).clamp_min(0) * nz
     aw = w.abs()
-    v = aw if norm == "l2" else (w != 0).to(w.dtype)
     big = torch.finfo(w.dtype).max
-    r = torch.where(v > 0, room / v.clamp_min(torch.finfo(w.dtype).tiny), big)
-    rs, perm = r.sort(dim=1)
+    if norm == "l2":
+        v = aw
+        r = torch.where(v > 0, room / v.clamp_min(torch.finfo(w.dtype).tiny), big)
+        av = aw * v
+    else:  # v = 1 where w != 0 (0 elsewhere, where aw = 0): the same values
+        v = nz.to(w.dtype)
+        r = torch.where(nz, room, big)
+        av = aw
+    rs, perm = _sort_rows(r)
     reach = (aw * room).gather(1, perm).cumsum(1)  # A_k
-    speed = (aw * v).sum(1, keepdim=True) - (aw * v).gather(1, perm).cumsum(1)  # B_k
+    total = av.sum(1, keepdim=True)
+    speed = total - av.gather(1, perm).cumsum(1)  # B_k
     g = reach + torch.where(rs < big, rs, 0) * speed  # G at the breakpoints
     c = tau.abs().unsqueeze(1)
     k = torch.searchsorted(g.contiguous(), c.contiguous()).clamp_max(g.shape[1] - 1)
     a_prev = torch.where(k > 0, reach.gather(1, (k - 1).clamp_min(0)), 0)
-    total = (aw * v).sum(1, keepdim=True)
     b_prev = torch.where(k > 0, speed.gather(1, (k - 1).clamp_min(0)), total)
     lam = (c - a_prev) / b_prev.clamp_min(torch.finfo(w.dtype).tiny)
     lam = torch.where(g[:, -1:] < c, big, lam)  # out of reach: go to the box faces
     return s * torch.minimum(lam * v, room)
+
+
+def _sort_rows(r: Tensor) -> tuple[Tensor, Tensor]:
+    """``r.sort(dim=1, stable=True)`` for rows of values >= 0; on CPU in float32
+    by one NumPy sort of int64 keys (the value's bits, then the column), 2-4x
+    faster than torch's sort (issue 29: FAB's projection)."""
+    if not host_reads_free(r.device) or r.dtype != torch.float32 or r.shape[1] >= 2**31:
+        return r.sort(dim=1, stable=True)
+    import numpy as np
+
+    a = (r + 0.0).contiguous().numpy()  # -0.0 -> 0.0; bits of values >= 0 sort
+    key = a.view(np.int32).astype(np.int64) << 32
+    key |= np.arange(a.shape[1], dtype=np.int64)
+    key.sort(axis=1)
+    perm = torch.from_numpy(key & 0xFFFFFFFF)
+    rs = torch.from_numpy((key >> 32).astype(np.int32).view(np.float32))
+    return rs, perm
 
 
 def _start(x0: Tensor, eps: float, norm: str, gen) -> Tensor:
@@ -153,7 +185,10 @@ def _one_run(
         active = best[idx] > eps
         xk, xo, yk = x1[idx], x0[idx], y[idx]
         tk = None if target is None else target[idx]
-        df, dg, _ = _linearise(model, xk, yk, tk, norm)
+        df, dg, _ = by_chunks(
+            lambda a, b, c: _linearise(model, a, b, c, norm), idx.numel(),
+            xk.device, xk, yk, tk,
+        )  # fmt: skip
         num_grad += idx.numel()
         m = idx.numel()
         w = dg
@@ -169,7 +204,8 @@ def _one_run(
         )
         xk = xf.view_as(xk).clamp(0, 1)
         with torch.no_grad():
-            adv = model(xk).argmax(1) != yk
+            (pred,) = by_chunks(lambda a: (model(a).argmax(1),), m, xk.device, xk)
+            adv = pred != yk
         dist = _lp(xk - xo, norm)
         closer = active & adv & (dist < best[idx])
         best[idx] = torch.where(closer, dist, best[idx])

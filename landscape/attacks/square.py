@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .. import _utils
 from ._base import Attack, Gen, Run
 from ._losses import _check_first_output, _expand, margin
-from ._runs import compact_now, finish, setup
+from ._runs import compact_now, finish, host_reads_free, setup
 
 __all__ = ["Square", "p_schedule"]
 
@@ -59,13 +59,6 @@ def p_schedule(i: int, queries: int, p_init: float, rescale: bool = False) -> fl
         if it <= bound:
             return p_init / div
     return p_init / 512
-
-
-def _host_reads_free(device: torch.device) -> bool:
-    """Whether reading a tensor on the host costs no device sync (CPU): then Square
-    skips the model on candidates equal to the current point (a host read per
-    query); on an accelerator it sends every candidate through the model."""
-    return device.type == "cpu"
 
 
 def _rand_sign(shape, gen, device, dtype) -> Tensor:
@@ -146,6 +139,37 @@ def _linf_candidate(xs, xb, eps: float, p: float, gen, idx: Tensor, n: int) -> T
     cand = xb.clone()
     cand[win] = xs[win] + eps * _signs(idx, n, c, gen, dev, dt)
     return torch.minimum(torch.maximum(cand, xs - eps), xs + eps).clamp(0, 1)
+
+
+def _linf_query_cpu(model, xs, xb, mb, ys, nqs, active, eps, p, gen, idx, n):
+    """One L-inf query where host reads are free (CPU), in place on ``xb``, ``mb``
+    and ``nqs``: the same draws, candidates, margins and acceptances as
+    :func:`_linf_candidate` and the loop of :meth:`Square._run`, bitwise, with the
+    window as plain slices (its position read on the host) and only the window
+    built and compared (outside it a candidate equals ``xb``, which the box and
+    ball clamps leave as it is); rows equal to ``xb`` skip the model."""
+    dev, dt = xs.device, xs.dtype
+    c, h, w = xs.shape[1:]
+    s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+    vh = int(_rand_int(h - s + 1, gen, dev))
+    vw = int(_rand_int(w - s + 1, gen, dev))
+    signs = _signs(idx, n, c, gen, dev, dt)
+    win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
+    xw = xs[win]
+    nw = torch.minimum(torch.maximum(xw + eps * signs, xw - eps), xw + eps)
+    nw = nw.clamp(0, 1)
+    nqs += active.long()
+    rows = (active & (nw != xb[win]).flatten(1).any(1)).nonzero().squeeze(1)
+    if not rows.numel():
+        return
+    cand = xb[rows]
+    cand[win] = nw[rows]
+    m = margin(model(cand), ys[rows]).neg()
+    better = m < mb[rows]
+    if bool(better.any()):
+        hit = rows[better]
+        xb[hit] = cand[better]
+        mb[hit] = m[better]
 
 
 def _l2_candidate(xs, xb, eps: float, p: float, gen, idx: Tensor, n: int) -> Tensor:
@@ -236,7 +260,7 @@ class Square(Attack):
 
                     it = _bar(it, desc="square", unit="queries", leave=False)
                 step = _linf_candidate if norm == "linf" else _l2_candidate
-                free_reads = _host_reads_free(x.device)
+                free_reads = host_reads_free(x.device)
                 # one host sync per compaction (compact_now), none per query: the
                 # points broken in between are masked; the active points' state is
                 # a compact working copy, written back at each compaction
@@ -252,6 +276,10 @@ class Square(Attack):
                             break
                     active = mb > 0
                     p = p_schedule(i, queries, p_init, self.rescale_schedule)
+                    if free_reads and norm == "linf":
+                        _linf_query_cpu(model, xs, xb, mb, ys, nqs, active, eps, p,
+                                        gen, idx, n)  # fmt: skip
+                        continue
                     cand = step(xs, xb, eps, p, gen, idx, n)
                     if free_reads:
                         # a candidate equal to the current point (its window already
