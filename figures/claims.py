@@ -886,9 +886,17 @@ def _claim7() -> dict[str, str] | None:
         else ""
     )
     if ep < full:
+        est = _madry_estimate()
+        if r["train_cpu_s"]:
+            per = float(r["train_cpu_s"]) / ep
+            est = (
+                f"~{per * full * 41 / 11 / 3600:.0f} core-hours on this CPU at the "
+                f"measured {per / 60:.0f} CPU min per epoch of PGD-10 (PGD-40: 41 / 11 "
+                "the passes), ~1-2 GPU hours"
+            )
         verdict = (
             f"not tested at this size (budget: {ep} of Madry's {full} epochs, PGD-10 "
-            f"for PGD-40; {cost}; Madry's run: {_madry_estimate()})"
+            f"for PGD-40; {cost}; Madry's run: {est})"
         )
     elif not r["standard_robust_acc"]:
         verdict = "undecided (the standard protocol has not finished)"
