@@ -320,17 +320,15 @@ def _plot_claim2(rows, ratios) -> None:
                 ylabel="gradient-Lipschitz ratio",
                 title="(c) ‖Δg‖ / ‖Δw‖ (mean over seeds)")  # fmt: skip
     axes[2].legend(fontsize=8)
-    fig.suptitle(
+    _save(
+        fig,
         f"Claim 2, corrected recipe scaled down: the cycle_cos models of claim 3; "
         f"{r0['model']} ({r0['params']:,} parameters), 16,000 MNIST images, 16 "
         f"epochs\nscattering of the adversarial loss: PGD-10 at the training eps "
         f"(same start at w and w + s v), 4 unit directions, 256 test images; "
         f"n = {len(seeds)} seeds per eps",
-        fontsize=10,
+        CLAIM2_PNG,
     )
-    fig.tight_layout()
-    fig.savefig(CLAIM2_PNG, dpi=110)
-    plt.close(fig)
 
 
 def _plot_claim5(rows) -> None:
@@ -373,14 +371,22 @@ def _plot_claim5(rows) -> None:
         fontsize=9,
     )
     axes[0].set_title("final model; a dot per seed, bars: mean", fontsize=9)
-    fig.suptitle(
+    _save(
+        fig,
         f"Claim 5 at eps 0.4: periodic (3 periods, cycle_cos eps, cycle_jump lr) vs "
         f"constant eps per learning rate\n{r0['model']} ({r0['params']:,} parameters), "
         f"{r0['num_train']:,} MNIST images, {r0['epochs']} epochs",
-        fontsize=10,
+        CLAIM5_PNG,
     )
+
+
+def _save(fig, title: str, path: Path) -> None:
+    """A claim figure: its title (model, data, n), saved at 110 dpi and closed."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(CLAIM5_PNG, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -416,16 +422,14 @@ def _plot_claim1(rows, curves) -> None:
                 title="clean test accuracy (500 test images)")  # fmt: skip
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.suptitle(
+    _save(
+        fig,
         f"Claim 1 at eps 0.4, corrected recipe scaled down: {r0['model']} "
         f"({r0['params']:,} parameters), {r0['num_train']:,} MNIST images, "
         f"{r0['epochs']} epochs; one line per seed"
         + "".join(f"; {k}: no finished run" for k in colours if not n[k]),
-        fontsize=10,
+        CLAIM1_PNG,
     )
-    fig.tight_layout()
-    fig.savefig(CLAIM1_PNG, dpi=110)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------ the table
