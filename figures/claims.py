@@ -599,6 +599,35 @@ def _slope_verdict(st: dict, what: str) -> str:
     return v
 
 
+def _signs(per: dict, used: list[str]) -> str:
+    """How many per-seed slopes are positive, with the two-sided sign test (a
+    distribution-free companion of the t-test, which one extreme seed can sway;
+    the verdict stays the t-test's)."""
+    from scipy import stats
+
+    slopes = [
+        float(np.polyfit(*np.asarray(sorted(per[k]), float).T, 1)[0]) for k in used
+    ]
+    k, n = sum(v > 0 for v in slopes), len(slopes)
+    p = stats.binomtest(k, n, 0.5).pvalue
+    big = max(range(n), key=lambda i: abs(slopes[i]))
+    return (
+        f"per-seed slopes positive in {k} of {n} (sign test p = {p:.2g}; the largest, "
+        f"seed {used[big]}: {slopes[big]:.0f})"
+    )
+
+
+def _trace(rows) -> str:
+    """The trace of claim 3's Hessian per eps and its slope test ("" without it)."""
+    if not rows or not rows[0].get("trace_adv"):
+        return ""
+    st = _trend(rows, "trace_adv")[0]
+    return (
+        f"; the trace (Hutch++, 60 probes) of the same Hessian per eps "
+        f"{_per_eps(rows, 'trace_adv', 0)}, its per-seed slope: {_slope_verdict(st, '')}"
+    )
+
+
 def _claim3() -> dict[str, str]:
     rows = _read_csv(CLAIM3_CSV) if CLAIM3_CSV.exists() else []
     st, per, used = _trend(rows, "lambda1_adv")
@@ -614,8 +643,8 @@ def _claim3() -> dict[str, str]:
             "(the paper's Hessian attack: PGD step 0.01, eps / 0.01 + 10 steps)",
             numbers=f"λ1 per eps {_per_eps(rows, 'lambda1_adv', 1)}; per-seed slope "
             f"{sl['mean']:.1f} +- {sl['std']:.1f} per unit eps, 95 % interval "
-            f"[{lo:.1f}, {hi:.1f}]; clean accuracy per eps "
-            f"{_per_eps(rows, 'clean_acc', 3)}",
+            f"[{lo:.1f}, {hi:.1f}]; {_signs(per, used)}{_trace(rows)}; clean "
+            f"accuracy per eps {_per_eps(rows, 'clean_acc', 3)}",
             verdict=_slope_verdict(st, ""),
             seeds=f"seeds {' '.join(used)} ({len(rows)} models)",
         )
